@@ -1,0 +1,128 @@
+# Shared nogil helpers for fastmetric's kernels.
+#
+# Every kernel module cimports this file; other libraries' Cython code can
+# cimport it too (``fastmetric.get_include()`` gives the include path).  It
+# holds, in one place:
+#
+# * the OpenMP shim: ``omp_*`` calls that fall back to serial stubs when the
+#   extension is compiled without OpenMP, so no kernel cimports ``openmp``;
+# * numerically stable scalar functions for the log-loss (softplus, sigmoid);
+# * a counter-based random generator: the n-th draw of a stream is a pure
+#   function of (seed, stream, n), so parallel sampling gives the same result
+#   for any number of threads;
+# * a row-major GEMM wrapper over scipy's BLAS.
+
+from libc.stdint cimport uint64_t, int64_t
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+ctypedef fused floating:
+    float
+    double
+
+
+cdef extern from * nogil:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FM_OPENMP_ENABLED 1
+    #else
+    #define FM_OPENMP_ENABLED 0
+    static inline int omp_get_max_threads(void) { return 1; }
+    static inline int omp_get_thread_num(void) { return 0; }
+    static inline int omp_get_num_threads(void) { return 1; }
+    #endif
+
+    #include <math.h>
+    #include <stdint.h>
+
+    /* log(1 + exp(x)) without overflow for large x nor loss of precision
+       for very negative x. */
+    static inline double fm_softplus(double x) {
+        if (x > 0.0) return x + log1p(exp(-x));
+        return log1p(exp(x));
+    }
+
+    /* 1 / (1 + exp(-x)) evaluated on the branch where exp cannot overflow. */
+    static inline double fm_sigmoid(double x) {
+        if (x >= 0.0) return 1.0 / (1.0 + exp(-x));
+        double e = exp(x);
+        return e / (1.0 + e);
+    }
+
+    /* SplitMix64 finaliser: a bijective 64-bit mixing function. */
+    static inline uint64_t fm_mix64(uint64_t z) {
+        z += 0x9E3779B97F4A7C15ULL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+
+    /* Key of a random stream: depends on the seed and a stream id. */
+    static inline uint64_t fm_stream_key(uint64_t seed, uint64_t stream) {
+        return fm_mix64(fm_mix64(seed) ^ fm_mix64(stream + 0x632BE59BD9B4E019ULL));
+    }
+
+    /* The counter-th 64-bit draw of the stream with this key. Two rounds of
+       mixing of (key + counter * odd constant) decorrelate neighbouring
+       counters. */
+    static inline uint64_t fm_random_u64(uint64_t key, uint64_t counter) {
+        return fm_mix64(fm_mix64(key + counter * 0xD1B54A32D192ED03ULL) ^ key);
+    }
+
+    /* Uniform double in [0, 1) from the top 53 bits. */
+    static inline double fm_u64_to_unit(uint64_t x) {
+        return (double)(x >> 11) * (1.0 / 9007199254740992.0);
+    }
+
+    /* Uniform integer in [0, m) by Lemire's multiply-shift (bias < m / 2^64). */
+    static inline uint64_t fm_u64_below(uint64_t x, uint64_t m) {
+    #ifdef __SIZEOF_INT128__
+        return (uint64_t)(((unsigned __int128)x * (unsigned __int128)m) >> 64);
+    #else
+        return (uint64_t)(fm_u64_to_unit(x) * (double)m);
+    #endif
+    }
+
+    /* Hint the CPU to fetch a cache line we will read soon. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define fm_prefetch(p) __builtin_prefetch((const void *)(p), 0, 1)
+    #else
+    #define fm_prefetch(p) ((void)0)
+    #endif
+    """
+    bint FM_OPENMP_ENABLED
+    int omp_get_max_threads()
+    int omp_get_thread_num()
+    int omp_get_num_threads()
+    double fm_softplus(double x)
+    double fm_sigmoid(double x)
+    uint64_t fm_mix64(uint64_t z)
+    uint64_t fm_stream_key(uint64_t seed, uint64_t stream)
+    uint64_t fm_random_u64(uint64_t key, uint64_t counter)
+    double fm_u64_to_unit(uint64_t x)
+    uint64_t fm_u64_below(uint64_t x, uint64_t m)
+    void fm_prefetch(const void *p)
+
+
+cdef inline void gemm_rowmajor(
+    bint trans_a, bint trans_b, int m, int n, int k,
+    floating alpha, const floating *a, int lda,
+    const floating *b, int ldb,
+    floating beta, floating *c, int ldc,
+) noexcept nogil:
+    """Row-major C (m x n) = alpha * op(A) (m x k) @ op(B) (k x n) + beta * C.
+
+    BLAS is column-major and a row-major matrix is the column-major storage
+    of its transpose, so we ask BLAS for C^T = op(B)^T op(A)^T with the
+    operands swapped.  lda, ldb, ldc are row strides (in elements).
+    """
+    cdef char ta = b'T' if trans_b else b'N'
+    cdef char tb = b'T' if trans_a else b'N'
+    if m <= 0 or n <= 0:
+        return
+    if floating is float:
+        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float *> b, &ldb,
+              <float *> a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double *> b, &ldb,
+              <double *> a, &lda, &beta, c, &ldc)

@@ -1,0 +1,96 @@
+"""Build and runtime information: ``show_config``, ``get_include``."""
+import os
+import platform
+import sys
+
+
+def get_include():
+    """Directory to add to a Cython include path to cimport fastmetric.
+
+    fastmetric ships its kernel declarations as ``.pxd`` files inside the
+    package (``fastmetric/_common.pxd``, ``fastmetric/_distances.pxd``,
+    ...).  Cython finds them when the directory that *contains* the
+    ``fastmetric`` package is on its include path, which is what this
+    function returns.
+
+    Returns
+    -------
+    path : str
+
+    Examples
+    --------
+    >>> import os, fastmetric
+    >>> os.path.isfile(os.path.join(fastmetric.get_include(), "fastmetric", "_common.pxd"))
+    True
+    """
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config_dict():
+    import numpy
+    import scipy
+    import sklearn
+    import threadpoolctl
+
+    from . import __version__
+    from ._openmp_helpers import openmp_enabled, openmp_max_threads
+    from ._threads import cpu_count, effective_n_threads
+
+    info = threadpoolctl.threadpool_info()
+    return {
+        "fastmetric": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "threadpoolctl": threadpoolctl.__version__,
+        "openmp_enabled": openmp_enabled(),
+        "openmp_max_threads": openmp_max_threads(),
+        "cpu_count": cpu_count(),
+        "default_n_threads": effective_n_threads(None),
+        "threadpools": [
+            {k: d.get(k) for k in ("user_api", "internal_api", "num_threads", "version", "filepath")}
+            for d in info
+        ],
+    }
+
+
+def show_config(file=None):
+    """Print fastmetric's versions, OpenMP status and thread counts in force.
+
+    Parameters
+    ----------
+    file : file-like, default=sys.stdout
+        Where to write.
+
+    Examples
+    --------
+    >>> import fastmetric
+    >>> fastmetric.show_config()  # doctest: +ELLIPSIS
+    fastmetric ...
+    """
+    file = sys.stdout if file is None else file
+    c = _config_dict()
+    w = lambda s="": print(s, file=file)
+    w(f"fastmetric {c['fastmetric']}")
+    w()
+    w("versions:")
+    for key in ("python", "numpy", "scipy", "scikit-learn", "threadpoolctl"):
+        w(f"  {key:<14} {c[key]}")
+    w(f"  {'platform':<14} {c['platform']}")
+    w()
+    w("threads:")
+    w(f"  {'OpenMP':<22} {'enabled' if c['openmp_enabled'] else 'DISABLED (serial build)'}")
+    w(f"  {'omp_get_max_threads':<22} {c['openmp_max_threads']}")
+    w(f"  {'CPUs available':<22} {c['cpu_count']}")
+    w(f"  {'n_jobs=None uses':<22} {c['default_n_threads']} thread(s)")
+    w()
+    w("thread pools (threadpoolctl):")
+    if not c["threadpools"]:
+        w("  none loaded")
+    for d in c["threadpools"]:
+        w(
+            f"  {d['user_api']:<7} {d['internal_api']:<10} num_threads={d['num_threads']}"
+            f" version={d['version']}"
+        )

@@ -1,0 +1,156 @@
+"""Input validation shared by the public kernel functions and the learners.
+
+Every check raises a ``ValueError`` or ``TypeError`` whose message names the
+argument and the offending value, so that bad input never reaches a kernel
+(where it could crash or silently give NaN).
+"""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def _describe(value):
+    return f"{type(value).__name__}" + (
+        f" with dtype {value.dtype} and shape {value.shape}" if hasattr(value, "dtype") else ""
+    )
+
+
+def check_points(X, name="X", dtype=None, min_rows=1, allow_nan=False):
+    """Validate a 2-D array of points; return it C-contiguous float32/float64.
+
+    Integer and boolean input is converted to float64, float32 and float64
+    keep their precision (unless ``dtype`` asks for a given one), any other
+    dtype is a TypeError.  Non-contiguous input is copied.
+    """
+    if hasattr(X, "dask") or hasattr(X, "toarray"):
+        raise TypeError(
+            f"{name} must be a dense in-memory array; got {type(X).__name__}. "
+            "Sparse matrices are not supported by this kernel."
+        )
+    arr = np.asarray(X)
+    if arr.dtype.kind in "biu":
+        arr = arr.astype(np.float64)
+    elif arr.dtype.kind != "f" or arr.dtype not in (np.float32, np.float64):
+        if arr.dtype.kind == "f":  # float16 / longdouble: compute in float64
+            arr = arr.astype(np.float64)
+        else:
+            raise TypeError(
+                f"{name} must hold real numbers (float32, float64 or integers); "
+                f"got dtype {arr.dtype}."
+            )
+    if dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); got "
+            f"{arr.ndim} dimension(s) with shape {arr.shape}."
+        )
+    if arr.shape[0] < min_rows:
+        raise ValueError(
+            f"{name} is empty: it has {arr.shape[0]} row(s) (shape {arr.shape}); "
+            f"at least {min_rows} required."
+        )
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least 1 required.")
+    if not allow_nan and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name} contains NaN or infinity (first at row {bad[0]}, column {bad[1]}: "
+            f"{arr[bad[0], bad[1]]})."
+        )
+    return np.ascontiguousarray(arr)
+
+
+def check_components(L, n_features, dtype, name="components"):
+    """Validate a linear map L of shape (n_components, n_features)."""
+    if L is None:
+        return np.eye(n_features, dtype=dtype)
+    arr = np.asarray(L)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}.")
+    if arr.ndim != 2 or arr.shape[1] != n_features or arr.shape[0] < 1:
+        raise ValueError(
+            f"{name} must have shape (n_components, n_features) = (k, {n_features}) "
+            f"with k >= 1; got shape {arr.shape}."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_index_pairs(pairs, n_samples, name="pairs", allow_empty=False):
+    """Validate index pairs of shape (n_pairs, 2) into ``n_samples`` rows.
+
+    Returns two C-contiguous ``intp`` arrays ``a`` and ``b``.
+    """
+    arr = np.asarray(pairs)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "b":
+            raise TypeError(f"{name} must hold integer indices; got booleans.")
+        if arr.size == 0 and arr.dtype.kind == "f":
+            arr = arr.astype(np.intp)
+        else:
+            raise TypeError(
+                f"{name} must hold integer row indices; got dtype {arr.dtype}."
+            )
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(
+            f"{name} must have shape (n_pairs, 2) (one row of two indices per "
+            f"pair); got shape {arr.shape}."
+        )
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty: at least one pair is required.")
+    if arr.size:
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi >= n_samples:
+            bad = lo if lo < 0 else hi
+            pos = np.argwhere(arr == bad)[0]
+            raise ValueError(
+                f"{name} holds index {bad} at pair {pos[0]}, column {pos[1]}, outside "
+                f"the valid range [0, {n_samples}) of rows of X."
+            )
+    a = np.ascontiguousarray(arr[:, 0], dtype=np.intp)
+    b = np.ascontiguousarray(arr[:, 1], dtype=np.intp)
+    return a, b
+
+
+def check_pair_vector(v, n_pairs, name, dtype, lo=None, hi=None, nonneg=False):
+    """Validate a per-pair vector (targets or weights) of length n_pairs."""
+    arr = np.asarray(v)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}.")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.ndim != 1 or arr.shape[0] != n_pairs:
+        raise ValueError(
+            f"{name} must have shape (n_pairs,) = ({n_pairs},); got shape {arr.shape}."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    if lo is not None and arr.size and (arr.min() < lo or arr.max() > hi):
+        bad = arr.min() if arr.min() < lo else arr.max()
+        raise ValueError(f"{name} must lie in [{lo}, {hi}]; got a value {bad}.")
+    if nonneg and arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must be non-negative; got a value {arr.min()}.")
+    return arr
+
+
+def check_scalar_finite(x, name):
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
+        if not (hasattr(x, "shape") and np.shape(x) == () and np.asarray(x).dtype.kind in "iuf"):
+            raise TypeError(f"{name} must be a real number; got {x!r}.")
+    x = float(x)
+    if not np.isfinite(x):
+        raise ValueError(f"{name} must be finite; got {x}.")
+    return x
+
+
+def check_chunk_size(chunk_size, name="chunk_size"):
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
+        raise TypeError(f"{name} must be None or a positive integer; got {chunk_size!r}.")
+    if chunk_size < 1:
+        raise ValueError(f"{name} must be a positive integer; got {chunk_size}.")
+    return int(chunk_size)

@@ -1,0 +1,22 @@
+"""Public kernel functions: Mahalanobis distances, the LDML loss, pair sampling.
+
+Each function validates its input, then calls an OpenMP-parallel Cython
+kernel over float32 or float64 data.  ``n_jobs`` follows one convention
+everywhere: ``None`` uses as many threads as OpenMP and threadpoolctl allow,
+``-1`` every CPU, ``k > 0`` exactly ``k`` threads.  Results do not depend on
+the number of threads.
+
+The kernels' nogil C-level signatures are declared in ``.pxd`` files shipped
+in the package, so other Cython code can call them directly (see
+:func:`fastmetric.get_include`).
+"""
+from ._distances import mahalanobis_distances, paired_mahalanobis_distances
+from ._pair_loss import ldml_loss
+from ._sampling import sample_pairs
+
+__all__ = [
+    "mahalanobis_distances",
+    "paired_mahalanobis_distances",
+    "ldml_loss",
+    "sample_pairs",
+]

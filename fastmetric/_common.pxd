@@ -89,6 +89,13 @@ cdef extern from * nogil:
     #else
     #define fm_prefetch(p) ((void)0)
     #endif
+
+    /* Prefetch every cache line of a block of memory (a row read at random:
+       the hardware prefetcher cannot guess it, and one line is not enough). */
+    static inline void fm_prefetch_block(const void *p, size_t nbytes) {
+        const char *c = (const char *)p;
+        for (size_t off = 0; off < nbytes; off += 64) fm_prefetch(c + off);
+    }
     """
     bint FM_OPENMP_ENABLED
     int omp_get_max_threads()
@@ -102,6 +109,7 @@ cdef extern from * nogil:
     double fm_u64_to_unit(uint64_t x)
     uint64_t fm_u64_below(uint64_t x, uint64_t m)
     void fm_prefetch(const void *p)
+    void fm_prefetch_block(const void *p, size_t nbytes)
 
 
 cdef inline void gemm_rowmajor(

@@ -1,0 +1,448 @@
+"""Mahalanobis distance kernels.
+
+Under a linear map L (k x d) the squared Mahalanobis distance is
+``d_M(x, y)^2 = ||L x - L y||^2`` with ``M = L^T L``.  Every kernel first
+maps rows through L with a GEMM (``x -> L x`` costs O(k d) per row, done
+once per row instead of once per pair) and then works in the k-dimensional
+image:
+
+* pairwise: ``||u - v||^2 = ||u||^2 + ||v||^2 - 2 u.v`` gives the whole
+  block of cross products by one GEMM per chunk of rows; the result is
+  clipped at 0 (rounding can make it slightly negative) and the diagonal of
+  X against itself is exactly 0;
+* paired: for index pairs (a_p, b_p) either sum ``(u_a - u_b)^2`` over the
+  k coordinates of the transformed rows (when there are more pairs than
+  rows), or gather the differences of a chunk of pairs into a thread-local
+  buffer and multiply that by L^T (when there are fewer pairs than rows, so
+  transforming every row would be wasted work).
+
+Work is split into chunks of rows or pairs whose boundaries do not depend on
+the number of threads, so the results do not either.
+"""
+import numpy as np
+
+from cython.parallel cimport prange, parallel
+from libc.math cimport sqrt
+from libc.stdlib cimport malloc, free
+
+from fastmetric._common cimport floating, gemm_rowmajor, fm_prefetch_block
+
+from ._threads import effective_n_threads, single_threaded_blas
+from ._validation import (
+    check_chunk_size,
+    check_components,
+    check_index_pairs,
+    check_points,
+)
+
+# Rows per GEMM block: large enough for BLAS efficiency, small enough that a
+# block of the output stays in cache while it is corrected and clipped.
+DEF_ROW_CHUNK = 256
+# Pairs per work unit of the paired kernels.
+# Pairs (or incident entries) ahead of the current one whose rows are
+# prefetched: enough to cover memory latency, few enough to stay in L1.
+cdef enum:
+    PREFETCH_AHEAD = 8
+
+DEF_PAIR_CHUNK = 4096
+
+
+cdef void transform_rows(
+    const floating[:, ::1] X,
+    const floating[:, ::1] L,
+    floating[:, ::1] XL,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil:
+    """XL = X @ L.T, one GEMM per chunk of rows."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = L.shape[0]
+    cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, start, size
+    if n == 0:
+        return
+    with parallel(num_threads=n_threads):
+        for c in prange(n_chunks, schedule='static'):
+            start = c * chunk_size
+            size = min(chunk_size, n - start)
+            gemm_rowmajor(False, True, <int> size, <int> k, <int> d,
+                          <floating> 1.0, &X[start, 0], <int> d,
+                          &L[0, 0], <int> d,
+                          <floating> 0.0, &XL[start, 0], <int> k)
+
+
+cdef void transform_selected_rows(
+    const floating[:, ::1] X,
+    const Py_ssize_t[::1] rows,
+    const floating[:, ::1] L,
+    floating[:, ::1] XL,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil:
+    """XL[i] = L @ X[rows[i]]: rows gathered chunk by chunk into a buffer."""
+    cdef Py_ssize_t m = rows.shape[0], d = X.shape[1], k = L.shape[0]
+    cdef Py_ssize_t n_chunks = (m + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, start, size, i, j
+    cdef floating *buf
+    if m == 0:
+        return
+    with parallel(num_threads=n_threads):
+        buf = <floating *> malloc(chunk_size * d * sizeof(floating))
+        for c in prange(n_chunks, schedule='static'):
+            start = c * chunk_size
+            size = min(chunk_size, m - start)
+            for i in range(size):
+                for j in range(d):
+                    buf[i * d + j] = X[rows[start + i], j]
+            gemm_rowmajor(False, True, <int> size, <int> k, <int> d,
+                          <floating> 1.0, buf, <int> d,
+                          &L[0, 0], <int> d,
+                          <floating> 0.0, &XL[start, 0], <int> k)
+        free(buf)
+
+
+cdef void row_sq_norms(
+    const floating[:, ::1] Z,
+    floating[::1] out,
+    int n_threads,
+) noexcept nogil:
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i, j
+    cdef double s
+    for i in prange(n, schedule='static', num_threads=n_threads):
+        s = 0.0
+        for j in range(k):
+            s = s + Z[i, j] * Z[i, j]
+        out[i] = <floating> s
+
+
+cdef void pairwise_sq_dist_transformed(
+    const floating[:, ::1] XL,
+    const floating[::1] x_sq_norms,
+    const floating[:, ::1] YL,
+    const floating[::1] y_sq_norms,
+    floating[:, ::1] out,
+    bint same_rows,
+    bint take_sqrt,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil:
+    """out[i, j] = ||XL[i] - YL[j]||^2 (or its root) by the GEMM expansion.
+
+    For X against itself (``same_rows``) only the blocks on and above the
+    diagonal are computed, then mirrored: half the work, and an exactly
+    symmetric result.
+    """
+    cdef Py_ssize_t n = XL.shape[0], m = YL.shape[0], k = XL.shape[1]
+    cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, start, size, i, j, col0
+    cdef floating v, xn
+    if n == 0 or m == 0:
+        return
+    with parallel(num_threads=n_threads):
+        for c in prange(n_chunks, schedule='static'):
+            start = c * chunk_size
+            size = min(chunk_size, n - start)
+            col0 = start if same_rows else 0
+            # out block = -2 XL_block @ YL[col0:]^T, then add the squared norms.
+            gemm_rowmajor(False, True, <int> size, <int> (m - col0), <int> k,
+                          <floating> -2.0, &XL[start, 0], <int> k,
+                          &YL[col0, 0], <int> k,
+                          <floating> 0.0, &out[start, col0], <int> m)
+            for i in range(start, start + size):
+                xn = x_sq_norms[i]
+                for j in range(col0, m):
+                    v = out[i, j] + xn + y_sq_norms[j]
+                    if v < 0:
+                        v = 0
+                    if take_sqrt:
+                        v = sqrt(v)
+                    out[i, j] = v
+                if same_rows:
+                    out[i, i] = 0
+    if same_rows:
+        for i in prange(n, schedule='static', num_threads=n_threads):
+            # Every entry above the diagonal was computed: mirror it.
+            for j in range(i):
+                out[i, j] = out[j, i]
+
+
+cdef void paired_sq_dist_transformed(
+    const floating[:, ::1] XL,
+    const Py_ssize_t[::1] a,
+    const Py_ssize_t[::1] b,
+    floating[::1] out,
+    bint take_sqrt,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil:
+    """out[p] = ||XL[a[p]] - XL[b[p]]||^2 (or its root)."""
+    cdef Py_ssize_t n_pairs = a.shape[0], k = XL.shape[1]
+    cdef Py_ssize_t n_chunks = (n_pairs + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, p, start, stop, j, ia, ib
+    cdef double s, t
+    if n_pairs == 0:
+        return
+    with parallel(num_threads=n_threads):
+        for c in prange(n_chunks, schedule='static'):
+            start = c * chunk_size
+            stop = min(start + chunk_size, n_pairs)
+            for p in range(start, stop):
+                # The rows are read at random: ask for the next pair's rows
+                # a little ahead so the memory latency overlaps this work.
+                if p + PREFETCH_AHEAD < stop:
+                    fm_prefetch_block(&XL[a[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
+                    fm_prefetch_block(&XL[b[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
+                ia = a[p]
+                ib = b[p]
+                s = 0.0
+                for j in range(k):
+                    t = XL[ia, j] - XL[ib, j]
+                    s = s + t * t
+                if take_sqrt:
+                    s = sqrt(s)
+                out[p] = <floating> s
+
+
+cdef void paired_sq_dist_direct(
+    const floating[:, ::1] X,
+    const floating[:, ::1] L,
+    const Py_ssize_t[::1] a,
+    const Py_ssize_t[::1] b,
+    floating[::1] out,
+    bint take_sqrt,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil:
+    """out[p] = ||L (X[a[p]] - X[b[p]])||^2 via per-chunk difference buffers.
+
+    Only a (chunk x d) block of differences and its (chunk x k) image exist
+    at any time, per thread.
+    """
+    cdef Py_ssize_t n_pairs = a.shape[0], d = X.shape[1], k = L.shape[0]
+    cdef Py_ssize_t n_chunks = (n_pairs + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, p, start, size, i, j, ia, ib
+    cdef floating *diff
+    cdef floating *img
+    cdef double s
+    if n_pairs == 0:
+        return
+    with parallel(num_threads=n_threads):
+        diff = <floating *> malloc(chunk_size * d * sizeof(floating))
+        img = <floating *> malloc(chunk_size * k * sizeof(floating))
+        for c in prange(n_chunks, schedule='static'):
+            start = c * chunk_size
+            size = min(chunk_size, n_pairs - start)
+            for i in range(size):
+                ia = a[start + i]
+                ib = b[start + i]
+                for j in range(d):
+                    diff[i * d + j] = X[ia, j] - X[ib, j]
+            gemm_rowmajor(False, True, <int> size, <int> k, <int> d,
+                          <floating> 1.0, diff, <int> d,
+                          &L[0, 0], <int> d,
+                          <floating> 0.0, img, <int> k)
+            for i in range(size):
+                s = 0.0
+                for j in range(k):
+                    s = s + img[i * k + j] * img[i * k + j]
+                if take_sqrt:
+                    s = sqrt(s)
+                out[start + i] = <floating> s
+        free(diff)
+        free(img)
+
+
+# ---------------------------------------------------------------------------
+# Python entry points
+# ---------------------------------------------------------------------------
+
+def _transform(X, L, chunk_size, n_threads):
+    XL = np.empty((X.shape[0], L.shape[0]), dtype=X.dtype)
+    if X.dtype == np.float32:
+        _transform_f32(X, L, XL, chunk_size, n_threads)
+    else:
+        _transform_f64(X, L, XL, chunk_size, n_threads)
+    return XL
+
+
+def _transform_f32(const float[:, ::1] X, const float[:, ::1] L, float[:, ::1] XL,
+                   Py_ssize_t chunk_size, int n_threads):
+    with nogil:
+        transform_rows(X, L, XL, chunk_size, n_threads)
+
+
+def _transform_f64(const double[:, ::1] X, const double[:, ::1] L, double[:, ::1] XL,
+                   Py_ssize_t chunk_size, int n_threads):
+    with nogil:
+        transform_rows(X, L, XL, chunk_size, n_threads)
+
+
+def _pairwise(const floating[:, ::1] XL, const floating[:, ::1] YL,
+              floating[:, ::1] out, bint same_rows, bint take_sqrt,
+              Py_ssize_t chunk_size, int n_threads):
+    cdef floating[::1] xn = np.empty(XL.shape[0], dtype=np.asarray(XL).dtype)
+    cdef floating[::1] yn
+    with nogil:
+        row_sq_norms(XL, xn, n_threads)
+    if same_rows:
+        yn = xn
+    else:
+        yn = np.empty(YL.shape[0], dtype=np.asarray(YL).dtype)
+        with nogil:
+            row_sq_norms(YL, yn, n_threads)
+    with nogil:
+        pairwise_sq_dist_transformed(XL, xn, YL, yn, out, same_rows, take_sqrt,
+                                     chunk_size, n_threads)
+
+
+def _paired_transformed(const floating[:, ::1] XL, const Py_ssize_t[::1] a,
+                        const Py_ssize_t[::1] b, floating[::1] out, bint take_sqrt,
+                        Py_ssize_t chunk_size, int n_threads):
+    with nogil:
+        paired_sq_dist_transformed(XL, a, b, out, take_sqrt, chunk_size, n_threads)
+
+
+def _paired_direct(const floating[:, ::1] X, const floating[:, ::1] L,
+                   const Py_ssize_t[::1] a, const Py_ssize_t[::1] b,
+                   floating[::1] out, bint take_sqrt,
+                   Py_ssize_t chunk_size, int n_threads):
+    with nogil:
+        paired_sq_dist_direct(X, L, a, b, out, take_sqrt, chunk_size, n_threads)
+
+
+def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
+                          chunk_size=None, n_jobs=None):
+    """Mahalanobis distances between the rows of X and the rows of Y.
+
+    Computes ``D[i, j] = ||L x_i - L y_j||`` (``M = L^T L``), in parallel over
+    chunks of rows of X, with no intermediate larger than the output plus
+    the transformed rows (no n x m x d temporaries).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples_X, n_features)
+        float32 input stays float32; integers are converted to float64.
+    Y : array-like of shape (n_samples_Y, n_features), default=None
+        ``None`` computes the distances among the rows of X (the diagonal is
+        then exactly zero).
+    components : array-like of shape (n_components, n_features), default=None
+        The linear map L. ``None`` means the identity (Euclidean distance).
+        ``n_components < n_features`` (a low-rank metric) is allowed.
+    squared : bool, default=False
+        Return squared distances.
+    chunk_size : int, default=None
+        Rows of X per work unit (default 256).
+    n_jobs : int, default=None
+        Number of OpenMP threads: ``None`` as many as OpenMP and threadpoolctl
+        allow, ``-1`` all CPUs, ``k > 0`` exactly k.
+
+    Returns
+    -------
+    D : ndarray of shape (n_samples_X, n_samples_Y)
+        In the dtype of X (float64 if X and Y do not share a float dtype).
+
+    Notes
+    -----
+    The squared distance is expanded as ``||u||^2 + ||v||^2 - 2 u.v`` with
+    ``u = L x``, ``v = L y``, which turns the work into matrix products.  The
+    expansion loses relative precision for points much closer to each other
+    than to the origin (about ``eps * ||u||^2`` absolute error, eps the
+    machine precision of the dtype); negative rounding results are clipped
+    to zero.  Use :func:`paired_mahalanobis_distances` when only some pairs
+    are needed: it computes differences directly.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric.pairwise import mahalanobis_distances
+    >>> X = np.array([[0.0, 0.0], [3.0, 4.0]])
+    >>> mahalanobis_distances(X)
+    array([[0., 5.],
+           [5., 0.]])
+    >>> mahalanobis_distances(X, components=[[2.0, 0.0]], squared=True)
+    array([[ 0., 36.],
+           [36.,  0.]])
+    """
+    X = check_points(X, "X")
+    if Y is not None:
+        Y = check_points(Y, "Y")
+        if Y.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"X and Y must have the same number of features; got X with "
+                f"{X.shape[1]} and Y with {Y.shape[1]}."
+            )
+        if Y.dtype != X.dtype:
+            X = X.astype(np.float64)
+            Y = Y.astype(np.float64)
+    L = check_components(components, X.shape[1], X.dtype)
+    chunk_size = check_chunk_size(chunk_size) or DEF_ROW_CHUNK
+    n_threads = effective_n_threads(n_jobs)
+    with single_threaded_blas():
+        XL = _transform(X, L, chunk_size, n_threads)
+        YL = XL if Y is None else _transform(Y, L, chunk_size, n_threads)
+        out = np.empty((X.shape[0], YL.shape[0]), dtype=X.dtype)
+        _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)
+    return out
+
+
+def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
+                                 chunk_size=None, n_jobs=None):
+    """Mahalanobis distances of index pairs of rows of X.
+
+    Computes ``d_p = ||L (x_{a_p} - x_{b_p})||`` for each pair
+    ``(a_p, b_p) = pairs[p]`` without building the (n_pairs, n_features)
+    array of differences.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        float32 input stays float32; integers are converted to float64.
+    pairs : array-like of int, shape (n_pairs, 2)
+        Row indices into X, each in ``[0, n_samples)``.
+    components : array-like of shape (n_components, n_features), default=None
+        The linear map L; ``None`` is the identity (Euclidean distance).
+    squared : bool, default=False
+        Return squared distances.
+    chunk_size : int, default=None
+        Pairs per work unit (default 4096).
+    n_jobs : int, default=None
+        Number of OpenMP threads (see :func:`mahalanobis_distances`).
+
+    Returns
+    -------
+    d : ndarray of shape (n_pairs,)
+        In the dtype of X.
+
+    Notes
+    -----
+    With at least as many pairs as rows, every row is mapped once,
+    ``u = L x`` (one GEMM per chunk of rows, O(n k d)), and each pair costs
+    O(k).  With fewer pairs than rows, the differences of a chunk of pairs
+    are gathered into a per-thread buffer and multiplied by ``L^T``
+    (O(n_pairs k d), never touching unused rows).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric.pairwise import paired_mahalanobis_distances
+    >>> X = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    >>> paired_mahalanobis_distances(X, [[0, 1], [0, 2], [1, 1]])
+    array([ 5., 10.,  0.])
+    """
+    X = check_points(X, "X")
+    a, b = check_index_pairs(pairs, X.shape[0], "pairs", allow_empty=True)
+    L = check_components(components, X.shape[1], X.dtype)
+    chunk_size = check_chunk_size(chunk_size)
+    n_threads = effective_n_threads(n_jobs)
+    out = np.empty(a.shape[0], dtype=X.dtype)
+    if a.shape[0] == 0:
+        return out
+    with single_threaded_blas():
+        if a.shape[0] >= X.shape[0]:
+            XL = _transform(X, L, min(chunk_size or DEF_ROW_CHUNK, DEF_ROW_CHUNK * 4),
+                            n_threads)
+            _paired_transformed(XL, a, b, out, not squared,
+                                chunk_size or DEF_PAIR_CHUNK, n_threads)
+        else:
+            _paired_direct(X, L, a, b, out, not squared,
+                           chunk_size or DEF_ROW_CHUNK, n_threads)
+    return out

@@ -1,0 +1,482 @@
+"""The LDML log-loss over pairs and its gradient.
+
+For a pair p = (a, b) with target t_p in [0, 1] and weight w_p, the model is
+``p = sigmoid(z_p)`` with ``z_p = beta - D_p`` and ``D_p = ||L (x_a - x_b)||^2``.
+Writing the log-loss with logits, ``-t log s(z) - (1 - t) log(1 - s(z))
+= softplus(z) - t z``, evaluated on the branch of softplus where exp cannot
+overflow, so any distance gives a finite loss.  The objective is the
+weighted mean ``f = sum_p w_p (softplus(z_p) - t_p z_p) / W``, W = sum_p w_p.
+
+Gradient.  ``df/dz_p = w_p (sigmoid(z_p) - t_p) / W =: g_p / W``, so
+``df/dbeta = sum_p g_p / W`` and, since ``dD_p/dL = 2 L d_p d_p^T`` with
+``d_p = x_a - x_b``::
+
+    df/dL = -(2 / W) L sum_p g_p d_p d_p^T.
+
+Summing the outer products pair by pair costs O(P d^2).  Instead note that
+``sum_p g_p d_p d_p^T = X^T Lap X`` where Lap is the Laplacian of the graph
+whose edges are the pairs, weighted by g_p.  Row i of ``G = Lap X`` is
+``sum_{p incident to i} g_p (x_i - x_other)``, an O(P d) scatter made
+race-free and deterministic by visiting, for each point, its incident pairs
+through a CSR index built once.  Then ``df/dL = -(2 / W) (X L^T)^T G`` is one
+GEMM of O(n k d).  In all: O(n k d + P (k + d)) per evaluation.
+
+Only the points that occur in some pair take part: with few pairs (a
+minibatch) the points are relabelled compactly, so the cost and memory do
+not grow with the size of X.
+
+Sums are taken over chunks whose boundaries depend on the chunk size only,
+then merged in chunk order: the result is bitwise the same for any number
+of threads.
+"""
+import numpy as np
+
+from cython.parallel cimport prange, parallel
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+
+from fastmetric._common cimport (
+    floating, gemm_rowmajor, fm_softplus, fm_sigmoid, fm_prefetch_block,
+)
+from fastmetric._distances cimport transform_rows, transform_selected_rows
+
+from ._threads import effective_n_threads, single_threaded_blas
+from ._validation import (
+    check_chunk_size,
+    check_components,
+    check_index_pairs,
+    check_pair_vector,
+    check_points,
+    check_scalar_finite,
+)
+
+# Pairs (or incident entries) ahead of the current one whose rows are
+# prefetched: enough to cover memory latency, few enough to stay in L1.
+cdef enum:
+    PREFETCH_AHEAD = 8
+
+DEF_PAIR_CHUNK = 4096
+DEF_POINT_CHUNK = 256
+# At most this many partial k x d products are kept for the final reduction.
+DEF_MAX_PARTIALS = 128
+
+
+cdef void build_endpoint_index(
+    const Py_ssize_t[::1] ua,
+    const Py_ssize_t[::1] ub,
+    const Py_ssize_t[::1] point_rows,
+    bint identity_rows,
+    Py_ssize_t[::1] offsets,
+    Py_ssize_t[::1] incident_pair,
+    Py_ssize_t[::1] incident_row,
+) noexcept nogil:
+    """CSR index of the pairs incident to each point (a counting sort).
+
+    ``offsets`` has n_points + 1 entries, zero-filled by the caller.  For
+    point u, entries ``offsets[u]:offsets[u+1]`` hold the incident pairs in
+    increasing pair order, and the data row of the other end of each.
+    """
+    cdef Py_ssize_t n_pairs = ua.shape[0], n_points = offsets.shape[0] - 1
+    cdef Py_ssize_t p, u, e, total = 0, cnt
+    for p in range(n_pairs):
+        offsets[ua[p] + 1] += 1
+        offsets[ub[p] + 1] += 1
+    for u in range(n_points):
+        offsets[u + 1] += offsets[u]
+    # Use offsets[u] as the fill cursor of u, then shift back.
+    for p in range(n_pairs):
+        e = offsets[ua[p]]
+        offsets[ua[p]] += 1
+        incident_pair[e] = p
+        incident_row[e] = ub[p] if identity_rows else point_rows[ub[p]]
+        e = offsets[ub[p]]
+        offsets[ub[p]] += 1
+        incident_pair[e] = p
+        incident_row[e] = ua[p] if identity_rows else point_rows[ua[p]]
+    for u in range(n_points, 0, -1):
+        offsets[u] = offsets[u - 1]
+    offsets[0] = 0
+
+
+cdef inline void _pair_chunk(
+    const floating[:, ::1] XL,
+    const Py_ssize_t[::1] ua,
+    const Py_ssize_t[::1] ub,
+    const double[::1] targets,
+    const double[::1] weights,
+    bint has_weights,
+    double bias,
+    double[::1] pair_grad,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    double *loss_out,
+    double *grad_bias_out,
+) noexcept nogil:
+    cdef Py_ssize_t p, j, ia, ib, k = XL.shape[1]
+    cdef double dist, diff, z, w, r, loss = 0.0, gb = 0.0
+    for p in range(start, stop):
+        if p + PREFETCH_AHEAD < stop:
+            fm_prefetch_block(&XL[ua[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
+            fm_prefetch_block(&XL[ub[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
+        ia = ua[p]
+        ib = ub[p]
+        dist = 0.0
+        for j in range(k):
+            diff = <double> XL[ia, j] - <double> XL[ib, j]
+            dist += diff * diff
+        z = bias - dist
+        w = weights[p] if has_weights else 1.0
+        # softplus(z) - t z is the log-loss written with the logit z.
+        loss += w * (fm_softplus(z) - targets[p] * z)
+        r = w * (fm_sigmoid(z) - targets[p])
+        gb += r
+        pair_grad[p] = r
+    loss_out[0] = loss
+    grad_bias_out[0] = gb
+
+
+cdef void ldml_pair_terms(
+    const floating[:, ::1] XL,
+    const Py_ssize_t[::1] ua,
+    const Py_ssize_t[::1] ub,
+    const double[::1] targets,
+    const double[::1] weights,
+    bint has_weights,
+    double bias,
+    double[::1] pair_grad,
+    double[::1] chunk_loss,
+    double[::1] chunk_grad_bias,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil:
+    """Per-pair loss terms and dloss/dz_p (unnormalised), summed per chunk."""
+    cdef Py_ssize_t n_pairs = ua.shape[0]
+    cdef Py_ssize_t n_chunks = (n_pairs + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, start, stop
+    for c in prange(n_chunks, schedule='static', num_threads=n_threads):
+        start = c * chunk_size
+        stop = min(start + chunk_size, n_pairs)
+        _pair_chunk(XL, ua, ub, targets, weights, has_weights, bias, pair_grad,
+                    start, stop, &chunk_loss[c], &chunk_grad_bias[c])
+
+
+cdef inline void _laplacian_rows(
+    const floating[:, ::1] X,
+    const Py_ssize_t[::1] point_rows,
+    bint identity_rows,
+    const Py_ssize_t[::1] offsets,
+    const Py_ssize_t[::1] incident_pair,
+    const Py_ssize_t[::1] incident_row,
+    const double[::1] pair_grad,
+    floating[:, ::1] G,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    double *acc,
+) noexcept nogil:
+    cdef Py_ssize_t u, e, j, row, d = X.shape[1]
+    # Incident entries of consecutive points are contiguous: prefetch along
+    # the whole chunk's entries, not only the current point's few.
+    cdef Py_ssize_t e_stop = offsets[stop]
+    cdef double g, gsum
+    for u in range(start, stop):
+        gsum = 0.0
+        memset(acc, 0, d * sizeof(double))
+        for e in range(offsets[u], offsets[u + 1]):
+            if e + PREFETCH_AHEAD < e_stop:
+                fm_prefetch_block(&X[incident_row[e + PREFETCH_AHEAD], 0], d * sizeof(floating))
+            g = pair_grad[incident_pair[e]]
+            gsum += g
+            row = incident_row[e]
+            for j in range(d):
+                acc[j] -= g * X[row, j]
+        # (Lap X)_u = (sum of incident g) x_u - sum_p g_p x_other
+        row = u if identity_rows else point_rows[u]
+        for j in range(d):
+            G[u, j] = <floating> (gsum * X[row, j] + acc[j])
+
+
+cdef void laplacian_times_points(
+    const floating[:, ::1] X,
+    const Py_ssize_t[::1] point_rows,
+    bint identity_rows,
+    const Py_ssize_t[::1] offsets,
+    const Py_ssize_t[::1] incident_pair,
+    const Py_ssize_t[::1] incident_row,
+    const double[::1] pair_grad,
+    floating[:, ::1] G,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil:
+    """G = Lap X over the participating points, accumulated in float64."""
+    cdef Py_ssize_t n_points = G.shape[0], d = X.shape[1]
+    cdef Py_ssize_t n_chunks = (n_points + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, start, stop
+    cdef double *acc
+    with parallel(num_threads=n_threads):
+        acc = <double *> malloc(d * sizeof(double))
+        for c in prange(n_chunks, schedule='static'):
+            start = c * chunk_size
+            stop = min(start + chunk_size, n_points)
+            _laplacian_rows(X, point_rows, identity_rows, offsets, incident_pair,
+                            incident_row, pair_grad, G, start, stop, acc)
+        free(acc)
+
+
+cdef void _gradient_partials(
+    const floating[:, ::1] XL,
+    const floating[:, ::1] G,
+    floating[:, :, ::1] partials,
+    Py_ssize_t block,
+    int n_threads,
+) noexcept nogil:
+    """partials[r] = XL[block r]^T @ G[block r]  (k x d each)."""
+    cdef Py_ssize_t n_points = XL.shape[0], k = XL.shape[1], d = G.shape[1]
+    cdef Py_ssize_t n_blocks = partials.shape[0], r, start, size
+    with parallel(num_threads=n_threads):
+        for r in prange(n_blocks, schedule='static'):
+            start = r * block
+            size = min(block, n_points - start)
+            gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
+                          <floating> 1.0, &XL[start, 0], <int> k,
+                          &G[start, 0], <int> d,
+                          <floating> 0.0, &partials[r, 0, 0], <int> d)
+
+
+def _evaluate(const floating[:, ::1] X,
+              const Py_ssize_t[::1] point_rows, bint identity_rows,
+              const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
+              const double[::1] targets, const double[::1] weights, bint has_weights,
+              const Py_ssize_t[::1] offsets, const Py_ssize_t[::1] incident_pair,
+              const Py_ssize_t[::1] incident_row,
+              const floating[:, ::1] L, double bias, double total_weight,
+              bint compute_gradient, Py_ssize_t pair_chunk, Py_ssize_t point_chunk,
+              int n_threads):
+    dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t n_points = offsets.shape[0] - 1, n_pairs = ua.shape[0]
+    cdef Py_ssize_t k = L.shape[0], d = L.shape[1]
+    cdef Py_ssize_t n_pair_chunks = (n_pairs + pair_chunk - 1) // pair_chunk
+    cdef floating[:, ::1] XL = np.empty((n_points, k), dtype=dtype)
+    cdef double[::1] pair_grad = np.empty(n_pairs, dtype=np.float64)
+    cdef double[::1] chunk_loss = np.zeros(n_pair_chunks, dtype=np.float64)
+    cdef double[::1] chunk_gb = np.zeros(n_pair_chunks, dtype=np.float64)
+    cdef floating[:, ::1] G
+    cdef floating[:, :, ::1] partials
+    cdef Py_ssize_t c, r, i, j, block, n_blocks
+    cdef double loss = 0.0, grad_bias = 0.0, scale, s
+
+    with nogil:
+        if identity_rows:
+            transform_rows(X, L, XL, point_chunk, n_threads)
+        else:
+            transform_selected_rows(X, point_rows, L, XL, point_chunk, n_threads)
+        ldml_pair_terms(XL, ua, ub, targets, weights, has_weights, bias, pair_grad,
+                        chunk_loss, chunk_gb, pair_chunk, n_threads)
+        for c in range(n_pair_chunks):
+            loss += chunk_loss[c]
+            grad_bias += chunk_gb[c]
+    loss /= total_weight
+    grad_bias /= total_weight
+    if not compute_gradient:
+        return loss, None, grad_bias
+
+    G = np.empty((n_points, d), dtype=dtype)
+    block = max(point_chunk, (n_points + DEF_MAX_PARTIALS - 1) // DEF_MAX_PARTIALS)
+    n_blocks = (n_points + block - 1) // block
+    partials = np.empty((n_blocks, k, d), dtype=dtype)
+    grad_arr = np.empty((k, d), dtype=dtype)
+    cdef floating[:, ::1] grad = grad_arr
+    scale = -2.0 / total_weight
+    with nogil:
+        laplacian_times_points(X, point_rows, identity_rows, offsets, incident_pair,
+                               incident_row, pair_grad, G, point_chunk, n_threads)
+        _gradient_partials(XL, G, partials, block, n_threads)
+        # Merge the partial products in block order, in float64.
+        for i in range(k):
+            for j in range(d):
+                s = 0.0
+                for r in range(n_blocks):
+                    s += partials[r, i, j]
+                grad[i, j] = <floating> (scale * s)
+    return loss, grad_arr, grad_bias
+
+
+def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
+                 const Py_ssize_t[::1] point_rows, bint identity_rows,
+                 Py_ssize_t n_points):
+    offsets = np.zeros(n_points + 1, dtype=np.intp)
+    incident_pair = np.empty(2 * ua.shape[0], dtype=np.intp)
+    incident_row = np.empty(2 * ua.shape[0], dtype=np.intp)
+    cdef Py_ssize_t[::1] o = offsets, ip = incident_pair, ir = incident_row
+    with nogil:
+        build_endpoint_index(ua, ub, point_rows, identity_rows, o, ip, ir)
+    return offsets, incident_pair, incident_row
+
+
+class PairLossProblem:
+    """The LDML objective on a fixed set of pairs, prepared for many evaluations.
+
+    The per-point index of incident pairs (and, when few points take part,
+    the compact relabelling of the points) is built once here; each call of
+    :meth:`loss_grad` then costs O(n k d + P (k + d)).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
+        Validated data; it is referenced, not copied.
+    a, b : ndarray of shape (n_pairs,), intp
+        Validated row indices of the pairs' ends.
+    targets : ndarray of shape (n_pairs,), float64
+        Targets in [0, 1] (1: similar).
+    sample_weight : ndarray of shape (n_pairs,), float64, default=None
+        Non-negative pair weights with a positive sum; ``None`` weighs every
+        pair 1.
+    chunk_size : int, default=None
+        Pairs per work unit (default 4096); points are processed in units
+        of at most 256.
+    """
+
+    def __init__(self, X, a, b, targets, sample_weight=None, chunk_size=None):
+        self.X = X
+        self.n_pairs = a.shape[0]
+        self.targets = np.ascontiguousarray(targets, dtype=np.float64)
+        if sample_weight is None:
+            self.weights = np.empty(0, dtype=np.float64)
+            self.has_weights = False
+            self.total_weight = float(self.n_pairs)
+        else:
+            self.weights = np.ascontiguousarray(sample_weight, dtype=np.float64)
+            self.has_weights = True
+            self.total_weight = float(self.weights.sum())
+        if not self.total_weight > 0:
+            raise ValueError(
+                f"The pair weights sum to {self.total_weight}; at least one pair "
+                "needs a positive weight."
+            )
+        n = X.shape[0]
+        # Few pairs relative to the rows (a minibatch): work on the rows that
+        # occur only, relabelled 0..U-1, so the cost does not grow with n.
+        if 4 * self.n_pairs < n:
+            rows, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+            self.point_rows = rows.astype(np.intp)
+            self.identity_rows = False
+            self.ua = np.ascontiguousarray(inverse[: self.n_pairs], dtype=np.intp)
+            self.ub = np.ascontiguousarray(inverse[self.n_pairs:], dtype=np.intp)
+        else:
+            self.point_rows = np.empty(0, dtype=np.intp)
+            self.identity_rows = True
+            self.ua = np.ascontiguousarray(a, dtype=np.intp)
+            self.ub = np.ascontiguousarray(b, dtype=np.intp)
+        self.n_points = n if self.identity_rows else self.point_rows.shape[0]
+        self.pair_chunk = chunk_size or DEF_PAIR_CHUNK
+        self.point_chunk = min(self.pair_chunk, DEF_POINT_CHUNK)
+        self.offsets, self.incident_pair, self.incident_row = _build_index(
+            self.ua, self.ub, self.point_rows, self.identity_rows, self.n_points
+        )
+
+    def loss_grad(self, L, bias, n_threads=1, compute_gradient=True):
+        """Loss, gradient in L and gradient in the bias.
+
+        Parameters
+        ----------
+        L : ndarray of shape (n_components, n_features), C-contiguous, X's dtype
+        bias : float
+        n_threads : int, default=1
+        compute_gradient : bool, default=True
+            When False, the gradient in L is not computed (returned as None).
+
+        Returns
+        -------
+        loss : float
+        grad_L : ndarray of shape (n_components, n_features) or None
+        grad_bias : float
+        """
+        with single_threaded_blas():
+            return _evaluate(
+                self.X, self.point_rows, self.identity_rows, self.ua, self.ub,
+                self.targets, self.weights, self.has_weights, self.offsets,
+                self.incident_pair, self.incident_row, L, float(bias),
+                self.total_weight, compute_gradient, self.pair_chunk,
+                self.point_chunk, int(n_threads),
+            )
+
+
+def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
+              return_gradient=True, chunk_size=None, n_jobs=None):
+    """LDML's weighted mean log-loss over pairs, and its gradient.
+
+    For each pair ``(a, b)`` the model gives the probability of similarity
+    ``p = sigmoid(bias - ||L (x_a - x_b)||^2)``; the loss is
+
+    ``sum_p w_p [-y_p log p_p - (1 - y_p) log(1 - p_p)] / sum_p w_p``.
+
+    It is computed stably for any distance (no overflow, no log(0)).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        float32 stays float32 (accumulations are in float64).
+    pairs : array-like of int, shape (n_pairs, 2)
+        Row indices into X.
+    y : array-like of shape (n_pairs,)
+        Targets in [0, 1]: 1 similar, 0 dissimilar, or soft values.
+    components : array-like of shape (n_components, n_features)
+        The linear map L (``n_components <= n_features`` or more).
+    bias : float
+        The threshold beta on the squared distance.
+    sample_weight : array-like of shape (n_pairs,), default=None
+        Non-negative pair weights (at least one positive).
+    return_gradient : bool, default=True
+        Also return the gradients.
+    chunk_size : int, default=None
+        Pairs per work unit (default 4096).
+    n_jobs : int, default=None
+        Number of OpenMP threads: ``None`` as many as OpenMP and threadpoolctl
+        allow, ``-1`` all CPUs, ``k > 0`` exactly k.  The result is the same
+        for any number of threads.
+
+    Returns
+    -------
+    loss : float
+    grad_components : ndarray of shape (n_components, n_features)
+        Only when ``return_gradient``; in X's dtype.
+    grad_bias : float
+        Only when ``return_gradient``.
+
+    Notes
+    -----
+    The gradient in L, ``-(2/W) L sum_p g_p d_p d_p^T`` with
+    ``g_p = w_p (p_p - y_p)`` and ``d_p = x_a - x_b``, is formed as
+    ``-(2/W) (X L^T)^T (Lap X)`` with Lap the g-weighted Laplacian of the pair
+    graph: O(n k d + P (k + d)) work instead of O(P k d).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric.pairwise import ldml_loss
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
+    >>> loss, grad_L, grad_bias = ldml_loss(X, [[0, 1], [0, 2]], [1, 0], np.eye(2), 4.0)
+    >>> round(loss, 4)
+    0.0381
+    >>> grad_L.shape
+    (2, 2)
+    """
+    X = check_points(X, "X")
+    a, b = check_index_pairs(pairs, X.shape[0], "pairs")
+    targets = check_pair_vector(y, a.shape[0], "y", np.float64, lo=0.0, hi=1.0)
+    weights = None
+    if sample_weight is not None:
+        weights = check_pair_vector(sample_weight, a.shape[0], "sample_weight",
+                                    np.float64, nonneg=True)
+        if not weights.sum() > 0:
+            raise ValueError("sample_weight sums to 0; at least one pair needs a positive weight.")
+    if components is None:
+        raise ValueError("components (the linear map L) is required.")
+    L = check_components(components, X.shape[1], X.dtype)
+    bias = check_scalar_finite(bias, "bias")
+    chunk_size = check_chunk_size(chunk_size)
+    n_threads = effective_n_threads(n_jobs)
+    problem = PairLossProblem(X, a, b, targets, weights, chunk_size)
+    loss, grad, grad_bias = problem.loss_grad(L, bias, n_threads, return_gradient)
+    if return_gradient:
+        return loss, grad, grad_bias
+    return loss

@@ -1,0 +1,164 @@
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.optimize import check_grad
+from scipy.special import expit
+from threadpoolctl import threadpool_limits
+
+from fastmetric.pairwise import ldml_loss
+from fastmetric._pair_loss import PairLossProblem
+
+
+def numpy_ldml_loss(X, pairs, y, L, bias, w=None):
+    """Reference: explicit pair differences, O(P k d)."""
+    X = X.astype(np.float64)
+    L = L.astype(np.float64)
+    diff = X[pairs[:, 0]] - X[pairs[:, 1]]
+    Z = diff @ L.T
+    z = bias - (Z**2).sum(1)
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=float)
+    W = w.sum()
+    loss = (w * (np.logaddexp(0.0, z) - y * z)).sum() / W
+    g = w * (expit(z) - y)
+    return loss, -2.0 * (Z * g[:, None]).T @ diff / W, g.sum() / W
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 6))
+    L = rng.normal(size=(4, 6)) * 0.5
+    pairs = rng.integers(0, 60, size=(300, 2))
+    y = rng.random(300)
+    w = rng.random(300) + 0.1
+    return X, pairs, y, L, w
+
+
+@pytest.mark.parametrize("n_pairs", [8, 300])  # 8 pairs: the compact-relabelling path
+@pytest.mark.parametrize("weighted", [False, True])
+def test_matches_numpy(problem, dtype, n_pairs, weighted):
+    X, pairs, y, L, w = problem
+    pairs, y, w = pairs[:n_pairs], y[:n_pairs], (w[:n_pairs] if weighted else None)
+    ref = numpy_ldml_loss(X, pairs, y, L, 1.5, w)
+    loss, grad, gb = ldml_loss(X.astype(dtype), pairs, y, L.astype(dtype), 1.5, sample_weight=w)
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    assert isinstance(loss, float)
+    assert grad.dtype == dtype and grad.shape == L.shape
+    assert_allclose(loss, ref[0], rtol=rtol)
+    assert_allclose(grad, ref[1], rtol=rtol, atol=rtol * np.abs(ref[1]).max())
+    assert_allclose(gb, ref[2], rtol=rtol, atol=1e-12)
+    assert_allclose(ldml_loss(X.astype(dtype), pairs, y, L.astype(dtype), 1.5, sample_weight=w,
+                              return_gradient=False), ref[0], rtol=rtol)
+
+
+def test_gradient_finite_differences(problem):
+    X, pairs, y, L, w = problem
+    k, d = L.shape
+
+    def f(theta):
+        return ldml_loss(X, pairs, y, theta[:-1].reshape(k, d), theta[-1], sample_weight=w,
+                         return_gradient=False)
+
+    def g(theta):
+        _, gL, gb = ldml_loss(X, pairs, y, theta[:-1].reshape(k, d), theta[-1], sample_weight=w)
+        return np.append(gL.ravel(), gb)
+
+    theta = np.append(L.ravel(), 2.0)
+    err = check_grad(f, g, theta, epsilon=1e-7)
+    assert err < 1e-5 * max(1.0, np.linalg.norm(g(theta)))
+
+
+def test_low_rank_and_wide_maps(problem):
+    X, pairs, y, _, _ = problem
+    for k in (1, 3, 10):
+        L = np.random.default_rng(k).normal(size=(k, 6)) * 0.3
+        ref = numpy_ldml_loss(X, pairs, y, L, 0.7)
+        out = ldml_loss(X, pairs, y, L, 0.7)
+        assert_allclose(out[0], ref[0], rtol=1e-10)
+        assert_allclose(out[1], ref[1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 64, 100000])
+def test_same_result_for_any_thread_count(problem, chunk_size, dtype):
+    X, pairs, y, L, w = problem
+    X, L = X.astype(dtype), L.astype(dtype)
+    with threadpool_limits(1):
+        one = ldml_loss(X, pairs, y, L, 1.0, sample_weight=w, chunk_size=chunk_size)
+    with threadpool_limits(2):
+        two = ldml_loss(X, pairs, y, L, 1.0, sample_weight=w, chunk_size=chunk_size)
+    # Chunk boundaries do not depend on the thread count: bitwise equal.
+    assert one[0] == two[0] and one[2] == two[2]
+    assert_array_equal(one[1], two[1])
+    three = ldml_loss(X, pairs, y, L, 1.0, sample_weight=w, chunk_size=chunk_size, n_jobs=2)
+    assert_array_equal(one[1], three[1])
+    # Different chunk sizes only change the rounding.
+    ref = ldml_loss(X, pairs, y, L, 1.0, sample_weight=w)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    assert_allclose(one[0], ref[0], rtol=rtol)
+    assert_allclose(one[1], ref[1], rtol=rtol * 10, atol=rtol)
+
+
+def test_prepared_problem_reuses_index(problem):
+    X, pairs, y, L, w = problem
+    prob = PairLossProblem(X, pairs[:, 0].copy(), pairs[:, 1].copy(), y, w)
+    for bias in (0.0, 3.0):
+        out = prob.loss_grad(L, bias, 2)
+        ref = ldml_loss(X, pairs, y, L, bias, sample_weight=w)
+        assert out[0] == ref[0]
+        assert_array_equal(out[1], ref[1])
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1.0, 1e4, 1e150])
+def test_stable_for_any_distance(problem, scale):
+    X, pairs, y, L, _ = problem
+    yb = (y > 0.5).astype(float)
+    with np.errstate(all="raise"):
+        loss, grad, gb = ldml_loss(X * scale, pairs, yb, L, 1.0)
+    assert np.isfinite(loss) and loss >= 0
+    assert np.isfinite(gb)
+    # For huge distances the gradient may be huge but not NaN.
+    assert not np.isnan(grad).any()
+
+
+def test_perfect_separation_gives_small_loss():
+    X = np.array([[0.0], [0.1], [10.0]])
+    loss = ldml_loss(X, [[0, 1], [0, 2]], [1, 0], [[1.0]], 5.0, return_gradient=False)
+    assert 0 < loss < 0.01
+
+
+def test_self_pairs_and_duplicates_are_fine():
+    X = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 2.0]])
+    pairs = [[0, 0], [0, 1], [1, 2], [1, 2]]
+    out = ldml_loss(X, pairs, [1, 1, 0, 0], np.eye(2), 1.0)
+    ref = numpy_ldml_loss(X, np.array(pairs), np.array([1, 1, 0, 0.0]), np.eye(2), 1.0)
+    assert_allclose(out[0], ref[0])
+    assert_allclose(out[1], ref[1], atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "change, exc, match",
+    [
+        (dict(y=np.full(300, 1.5)), ValueError, r"\[0.0, 1.0\]"),
+        (dict(y=np.full(300, -1.0)), ValueError, r"\[0.0, 1.0\]"),
+        (dict(y=np.ones(299)), ValueError, "shape"),
+        (dict(y=np.full(300, np.nan)), ValueError, "NaN"),
+        (dict(sample_weight=-np.ones(300)), ValueError, "non-negative"),
+        (dict(sample_weight=np.zeros(300)), ValueError, "sums to 0"),
+        (dict(pairs=np.array([[0, 60]])), ValueError, "outside"),
+        (dict(pairs=np.array([[0, 1, 2]])), ValueError, "shape"),
+        (dict(pairs=np.zeros((0, 2), dtype=int)), ValueError, "empty"),
+        (dict(L=np.ones((4, 5))), ValueError, "shape"),
+        (dict(bias=np.nan), ValueError, "bias"),
+        (dict(bias="1"), TypeError, "bias"),
+        (dict(X=np.full((60, 6), np.inf)), ValueError, "NaN or infinity"),
+    ],
+)
+def test_bad_input(problem, change, exc, match):
+    X, pairs, y, L, _ = problem
+    args = dict(X=X, pairs=pairs, y=y, L=L, bias=1.0, sample_weight=None)
+    args.update(change)
+    if "pairs" in change and "y" not in change:
+        args["y"] = np.ones(len(args["pairs"]))
+    with pytest.raises(exc, match=match):
+        ldml_loss(args["X"], args["pairs"], args["y"], args["L"], args["bias"],
+                  sample_weight=args["sample_weight"])

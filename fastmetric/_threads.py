@@ -3,7 +3,7 @@ import contextlib
 import numbers
 import os
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._openmp_helpers import openmp_enabled, openmp_max_threads
 
@@ -50,6 +50,18 @@ def effective_n_threads(n_jobs=None):
     return int(n_jobs)
 
 
+_CONTROLLER = None
+
+
+def _controller():
+    # Scanning the loaded libraries costs milliseconds: do it once.  The
+    # BLAS libraries we call (numpy's, scipy's) are loaded by then.
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
     """Hold BLAS to one thread while our OpenMP threads call it.
@@ -57,5 +69,9 @@ def single_threaded_blas():
     Each OpenMP thread of a kernel may call GEMM on its own block; a
     multithreaded BLAS underneath would oversubscribe the cores.
     """
-    with threadpool_limits(limits=1, user_api="blas"):
+    controller = _controller().select(user_api="blas")
+    if all(lib.num_threads == 1 for lib in controller.lib_controllers):
+        yield  # already single-threaded (e.g. inside a learner's fit)
+        return
+    with controller.limit(limits=1):
         yield

@@ -1,0 +1,568 @@
+"""LDML: Logistic Discriminant Metric Learning (Guillaumin, Verbeek & Schmid, 2009).
+
+The model gives a pair ``(x, x')`` the probability of being similar
+
+    p = sigmoid(bias - ||L (x - x')||^2),
+
+and LDML fits ``L`` and ``bias`` by minimising, over pairs with targets
+``t`` in [0, 1] (1 = similar) and weights ``w``,
+
+    f(L, bias) = sum_p w_p [softplus(z_p) - t_p z_p] / sum_p w_p
+                 + (alpha / 2) ||L - L0||_F^2,          z_p = bias - D_p,
+
+the weighted mean log-loss plus an optional pull toward the initial map
+``L0``.  The loss and its gradient come from the OpenMP kernel
+:class:`fastmetric._pair_loss.PairLossProblem`; this module only prepares
+the pairs, initialises, and hands the objective to a solver (full-batch
+L-BFGS, or minibatch Adam/SGD for pair sets too large for full batches).
+
+:class:`LDML` learns from labelled pairs; :class:`LDML_Supervised` from
+class labels, drawing the pairs with :func:`fastmetric._sampling.sample_pairs`.
+"""
+import numbers
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
+
+from ._base import (
+    MahalanobisMixin,
+    PairsClassifierMixin,
+    check_pair_targets,
+    check_pairs,
+    initialize_components,
+    l2_normalize_rows,
+)
+from ._pair_loss import PairLossProblem
+from ._solvers import IterationPrinter, minimize_lbfgs, minimize_stochastic
+from ._threads import effective_n_threads, single_threaded_blas
+from ._validation import check_pair_vector
+
+__all__ = ["LDML", "LDML_Supervised"]
+
+_SOLVERS = ("lbfgs", "adam", "sgd")
+
+
+def _check_int(value, name, low):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r}.")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}; got {value}.")
+    return int(value)
+
+
+def _check_real(value, name, low, low_inclusive=True):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}.")
+    value = float(value)
+    ok = np.isfinite(value) and (value >= low if low_inclusive else value > low)
+    if not ok:
+        sign = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be finite and {sign} {low}; got {value}.")
+    return value
+
+
+def _initial_scale_bias(sq_dist, targets, weights, ridge=1e-6, max_iter=50):
+    """Scale ``gamma`` of the squared distances and bias that best fit the pairs.
+
+    The initial map ``L0`` fixes a direction in the space of maps, not a
+    scale: on raw data (pixels, say) ``||L0 d||^2`` may be in the thousands,
+    where the sigmoid is saturated and L-BFGS crawls.  We therefore start
+    from ``sqrt(gamma) L0`` and ``bias``, the best pair of the one-feature
+    logistic regression
+
+        z_p = bias - gamma D_p,   min  sum_p w_p [softplus(z_p) - t_p z_p] / W,
+
+    a convex problem in (gamma, bias).  A learner that is already fitted
+    (a warm start) gets gamma close to 1.  For conditioning it is solved on
+    the standardised feature ``u = (D - m) / s`` (m the median, s the
+    median absolute deviation of D, a scale that heavy tails of D do not
+    inflate): ``z = beta' - gamma' u``, with a tiny ridge ``ridge/2
+    gamma'^2`` and capped Newton steps that keep gamma finite when D
+    separates the pairs perfectly.  Damped Newton steps; derivatives, with r = sigmoid(z) - t
+    and h = sigmoid(z)(1 - sigmoid(z)) (weights w/W):
+    ``g_beta = sum w r``, ``g_gamma = -sum w r u + ridge gamma'``,
+    ``H = [[sum w h, -sum w h u], [-sum w h u, sum w h u^2 + ridge]]``.
+    When D does not rank the similar pairs first (gamma' < 0.1: an
+    uninformative or adverse initial map) gamma' is set to 1, which spreads
+    z over a few units, and only the bias is fitted.
+
+    Returns
+    -------
+    gamma : float > 0
+    bias : float
+    """
+    from scipy.special import expit
+
+    D = np.asarray(sq_dist, dtype=np.float64)
+    w = (np.ones_like(D) if weights is None else weights) / (
+        D.shape[0] if weights is None else weights.sum())
+    m = float(np.median(D))
+    s = float(np.median(np.abs(D - m)))
+    if not s > 0:  # over half the distances tie at the median
+        s = float(np.std(D))
+    if not s > 1e-12 * max(1.0, abs(m)):  # all distances equal: no scale to fit
+        u = np.zeros_like(D)
+        s = 1.0
+        fit_gamma = False
+    else:
+        u = (D - m) / s
+        fit_gamma = True
+
+    def objective(theta):
+        z = theta[0] - theta[1] * u
+        return float(np.dot(w, np.logaddexp(0.0, z) - targets * z)
+                     + 0.5 * ridge * theta[1] ** 2)
+
+    def newton(theta, fit_gamma):
+        f = objective(theta)
+        for _ in range(max_iter):
+            z = theta[0] - theta[1] * u
+            sig = expit(z)
+            r = w * (sig - targets)
+            h = w * sig * (1 - sig)
+            if fit_gamma:
+                g = np.array([r.sum(), -np.dot(r, u) + ridge * theta[1]])
+                hu = np.dot(h, u)
+                H = np.array([[h.sum() + 1e-12, -hu], [-hu, np.dot(h, u * u) + ridge]])
+                step = -np.linalg.solve(H, g)
+            else:
+                step = np.array([-r.sum() / max(h.sum(), 1e-12), 0.0])
+            # Cap the step (separable pairs drive the logistic optimum far
+            # away), then backtrack until the objective does not increase.
+            norm = np.linalg.norm(step)
+            if norm > 10.0:
+                step *= 10.0 / norm
+            t = 1.0
+            while t > 1e-8:
+                f_new = objective(theta + t * step)
+                if f_new <= f:
+                    break
+                t *= 0.5
+            else:
+                break
+            theta = theta + t * step
+            converged = f - f_new <= 1e-12 * max(1.0, abs(f))
+            f = f_new
+            if converged:
+                break
+        return theta
+
+    theta = newton(np.array([0.0, 1.0 if fit_gamma else 0.0]), fit_gamma)
+    if fit_gamma and theta[1] < 0.1:
+        theta = newton(np.array([theta[0], 1.0]), False)
+        theta[1] = 1.0
+    if not fit_gamma:
+        # u = 0: z = beta' = bias - D with D = m for every pair (gamma = 1).
+        return 1.0, float(theta[0] + m)
+    # z = beta' - gamma' (D - m) / s = (beta' + gamma' m / s) - gamma D
+    return float(theta[1] / s), float(theta[0] + theta[1] * m / s)
+
+
+class _LDMLBase(MahalanobisMixin):
+    """Parameter checks, the objective and the solvers shared by both learners."""
+
+    # -- parameters --------------------------------------------------------
+    def _validate_params(self):
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver={self.solver!r} is not one of {_SOLVERS}.")
+        self._max_iter = _check_int(self.max_iter, "max_iter", 1)
+        self._tol = _check_real(self.tol, "tol", 0.0)
+        self._alpha = _check_real(self.alpha, "alpha", 0.0)
+        self._batch_size = _check_int(self.batch_size, "batch_size", 1)
+        self._learning_rate = _check_real(self.learning_rate, "learning_rate", 0.0, False)
+        self._n_iter_no_change = _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            _check_int(self.verbose, "verbose", 0)
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise TypeError(f"normalize must be a bool; got {self.normalize!r}.")
+
+    # -- the objective -----------------------------------------------------
+    def _objective(self, problem, shape, dtype, L0, n_threads):
+        """``fun(theta) -> (loss, grad)`` over theta = [vec(L), bias] (float64)."""
+        k, d = shape
+        alpha = self._alpha
+
+        def fun(theta):
+            L = theta[:-1].reshape(k, d)
+            loss, grad_L, grad_bias = problem.loss_grad(
+                np.ascontiguousarray(L, dtype=dtype), theta[-1], n_threads
+            )
+            grad = np.empty_like(theta)
+            grad[:-1] = grad_L.ravel()
+            grad[-1] = grad_bias
+            if alpha > 0:
+                diff = L - L0
+                loss += 0.5 * alpha * float(np.dot(diff.ravel(), diff.ravel()))
+                grad[:-1] += alpha * diff.ravel()
+            return loss, grad
+
+        return fun
+
+    def _fit_pairs(self, X, a, b, targets, weights, *, class_labels=None, resample=None,
+                   rng=None):
+        """Fit L and the bias on index pairs (a, b) into the points X.
+
+        ``resample(epoch) -> (a, b, targets)`` gives fresh pairs per epoch
+        to the stochastic solvers (LDML_Supervised); ``weights`` is None or
+        per-pair weights of the fixed pairs.
+        """
+        self._validate_params()
+        rng = check_random_state(self.random_state) if rng is None else rng
+        n_threads = effective_n_threads(self.n_jobs)
+        if self.normalize:
+            X = l2_normalize_rows(X)
+        dtype = X.dtype
+        with single_threaded_blas():  # identical results for any BLAS thread count
+            L0 = initialize_components(
+                self.init, X, y=class_labels, n_components=self.n_components,
+                random_state=rng,
+            )
+            k, d = L0.shape
+
+            from ._distances import paired_mahalanobis_distances
+
+            sq0 = paired_mahalanobis_distances(
+                X, np.column_stack((a, b)), components=L0.astype(dtype), squared=True,
+                n_jobs=self.n_jobs,
+            )
+            gamma, bias0 = _initial_scale_bias(sq0, targets, weights)
+            L0 = L0 * np.sqrt(gamma)
+            theta0 = np.concatenate([L0.ravel(), [bias0]])
+
+            printer = IterationPrinter(type(self).__name__,
+                                       "iter" if self.solver == "lbfgs" else "epoch")
+
+            def on_iteration(iteration, theta, loss):
+                if self.verbose:
+                    printer(iteration, loss)
+                if self.callback is not None:
+                    self.components_ = theta[:-1].reshape(k, d).copy()
+                    self.bias_ = float(theta[-1])
+                    return bool(self.callback(self, iteration, loss))
+                return False
+
+            if self.solver == "lbfgs":
+                problem = PairLossProblem(X, a, b, targets, weights)
+                fun = self._objective(problem, (k, d), dtype, L0, n_threads)
+                result = minimize_lbfgs(fun, theta0, max_iter=self._max_iter, tol=self._tol,
+                                        on_iteration=on_iteration)
+            else:
+                batch_seed = int(rng.randint(0, np.iinfo(np.int32).max))
+                epoch_batches = self._epoch_batches(
+                    X, a, b, targets, weights, resample, batch_seed, (k, d), dtype, L0,
+                    n_threads,
+                )
+                result = minimize_stochastic(
+                    epoch_batches, theta0, method=self.solver, max_epochs=self._max_iter,
+                    learning_rate=self._learning_rate, tol=self._tol,
+                    n_iter_no_change=self._n_iter_no_change, on_iteration=on_iteration,
+                )
+
+        theta = result.x
+        self.components_ = np.ascontiguousarray(theta[:-1].reshape(k, d))
+        self.bias_ = float(theta[-1])
+        self.n_iter_ = int(result.n_iter)
+        self.loss_ = float(result.fun)
+        self.loss_curve_ = list(result.loss_curve)
+        self.n_features_in_ = d
+        return self
+
+    def _epoch_batches(self, X, a, b, targets, weights, resample, seed, shape, dtype, L0,
+                       n_threads):
+        """Minibatches of each epoch, in an order fixed by ``seed`` and the epoch."""
+        batch_size = self._batch_size
+
+        def epoch_batches(epoch):
+            ea, eb, et, ew = a, b, targets, weights
+            if resample is not None and epoch > 0:
+                ea, eb, et = resample(epoch)
+                ew = None
+            order = np.random.default_rng([seed, epoch]).permutation(ea.shape[0])
+            for start in range(0, order.shape[0], batch_size):
+                idx = order[start:start + batch_size]
+                bw = None if ew is None else ew[idx]
+                weight = float(idx.shape[0] if bw is None else bw.sum())
+                if weight <= 0:
+                    continue
+                problem = PairLossProblem(X, ea[idx], eb[idx], et[idx], bw)
+                yield self._objective(problem, shape, dtype, L0, n_threads), weight
+
+        return epoch_batches
+
+    def _pair_probability(self, sq_dist):
+        """P(similar) = sigmoid(bias_ - d^2) of LDML's model."""
+        from scipy.special import expit
+
+        return expit(self.bias_ - sq_dist)
+
+
+class LDML(PairsClassifierMixin, _LDMLBase):
+    """Logistic Discriminant Metric Learning from labelled pairs.
+
+    Learns ``L`` (``components_``) and a bias so that ``sigmoid(bias_ -
+    ||L(x - x')||^2)`` is the probability that ``x`` and ``x'`` are similar,
+    by minimising the weighted mean log-loss over the pairs plus
+    ``alpha/2 ||L - L0||_F^2`` (``L0``: the initial map).
+
+    Parameters
+    ----------
+    n_components : int, optional
+        Rows of ``L`` (the embedding dimension); default ``n_features`` or
+        the rows of an array ``init``.
+    init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
+            fitted learner, default='auto'
+        Initial ``L``; see :func:`fastmetric._base.initialize_components`.
+        An array or a fitted learner refines a pre-trained metric.
+        (``'lda'`` needs class labels: only in :class:`LDML_Supervised`.)
+    normalize : bool, default=False
+        L2-normalise the points first (cosine geometry), in fit, transform
+        and every distance.
+    alpha : float, default=0.0
+        Strength of the pull ``alpha/2 ||L - L0||_F^2`` toward the initial
+        map.
+    solver : {'lbfgs', 'adam', 'sgd'}, default='lbfgs'
+        Full-batch L-BFGS-B, or minibatch Adam / SGD with momentum (for
+        pair sets too large to evaluate in full at every iteration).
+    max_iter : int, default=100
+        L-BFGS iterations, or epochs of the stochastic solvers.
+    tol : float, default=1e-5
+        L-BFGS: relative decrease of the objective and largest gradient
+        entry; stochastic: minimal relative improvement of an epoch.
+    batch_size : int, default=10000
+        Pairs per minibatch (stochastic solvers).
+    learning_rate : float, default=0.01
+        Step size of the stochastic solvers.
+    n_iter_no_change : int, default=5
+        Stochastic solvers stop after this many epochs without improvement.
+    preprocessor : array-like of shape (n_samples, n_features) or callable
+        When set, ``pairs`` may be index pairs ``(n_pairs, 2)`` into it (or
+        passed to it, if callable): rows are never copied pair by pair.
+    random_state : int, RandomState instance or None
+        Seeds the 'random' init, randomised PCA and the minibatch order.
+    n_jobs : int, optional
+        OpenMP threads of the kernels (None: what OpenMP allows, -1: all
+        CPUs).  Results do not depend on it.
+    verbose : int, default=0
+        Print a table with the loss at each iteration.
+    callback : callable, optional
+        ``callback(estimator, iteration, loss)`` after each iteration (with
+        ``components_`` and ``bias_`` set to the current iterate); returning
+        True stops the fit.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        The learned map ``L``.
+    bias_ : float
+        The model's bias: pairs with ``d^2 < bias_`` have ``P(similar) >
+        1/2``.
+    threshold_ : float
+        Threshold on :meth:`decision_function` (``-distance``) used by
+        :meth:`predict`; after fit ``-sqrt(max(bias_, 0))``, so that
+        ``predict`` says +1 exactly when the model's P(similar) > 1/2.
+        Changed by :meth:`set_threshold` / :meth:`calibrate_threshold`.
+    classes_ : ndarray of shape (2,)
+        ``[-1, 1]``.
+    n_iter_ : int
+        Iterations (or epochs) done.
+    loss_ : float
+        Final objective.
+    loss_curve_ : list of float
+        Objective after each iteration (epoch).
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric._ldml import LDML
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randn(40, 3)
+    >>> pairs = rng.randint(0, 40, size=(200, 2))
+    >>> y = np.where(np.abs(X[pairs[:, 0], 0] - X[pairs[:, 1], 0]) < 0.5, 1, -1)
+    >>> ldml = LDML(preprocessor=X, random_state=0).fit(pairs, y)
+    >>> ldml.predict(pairs[:3]).shape
+    (3,)
+    """
+
+    def __init__(self, n_components=None, init="auto", normalize=False, alpha=0.0,
+                 solver="lbfgs", max_iter=100, tol=1e-5, batch_size=10000,
+                 learning_rate=0.01, n_iter_no_change=5, preprocessor=None,
+                 random_state=None, n_jobs=None, verbose=0, callback=None):
+        self.n_components = n_components
+        self.init = init
+        self.normalize = normalize
+        self.alpha = alpha
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.n_iter_no_change = n_iter_no_change
+        self.preprocessor = preprocessor
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.callback = callback
+
+    def fit(self, pairs, y, sample_weight=None):
+        """Learn the metric from labelled pairs.
+
+        Parameters
+        ----------
+        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
+            Pairs of points, or index pairs into ``preprocessor``.
+        y : array-like of shape (n_pairs,)
+            +1/-1 (metric-learn's convention), 1/0, or soft targets in
+            [0, 1]: 1 similar, -1 or 0 dissimilar.
+        sample_weight : array-like of shape (n_pairs,), optional
+            Non-negative pair weights (positive sum).
+
+        Returns
+        -------
+        self
+        """
+        X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
+        n_pairs = idx.shape[0]
+        targets = check_pair_targets(y, n_pairs)
+        weights = None
+        if sample_weight is not None:
+            weights = check_pair_vector(sample_weight, n_pairs, "sample_weight", np.float64,
+                                        nonneg=True)
+            if not weights.sum() > 0:
+                raise ValueError("sample_weight sums to 0; at least one pair needs a "
+                                 "positive weight.")
+        if isinstance(self.init, str) and self.init == "lda":
+            raise ValueError(
+                "init='lda' needs class labels, which pair constraints do not give; use "
+                "LDML_Supervised, or init='auto', 'pca', 'identity', 'covariance', "
+                "'random' or an array."
+            )
+        a = np.ascontiguousarray(idx[:, 0])
+        b = np.ascontiguousarray(idx[:, 1])
+        self._fit_pairs(X, a, b, targets, weights)
+        self.classes_ = np.array([-1, 1])
+        # d^2 < bias  <=>  -d > -sqrt(bias): predict agrees with P(similar) > 1/2.
+        self.threshold_ = -float(np.sqrt(max(self.bias_, 0.0)))
+        return self
+
+
+class LDML_Supervised(_LDMLBase):
+    """LDML from class labels: pairs drawn from the classes, then LDML.
+
+    Similar pairs join two samples of the same class, dissimilar pairs two
+    samples of different classes, drawn by
+    :func:`fastmetric._sampling.sample_pairs`.  With a stochastic solver a
+    fresh set of pairs is drawn every epoch.  Like metric-learn's supervised
+    learners, this is a transformer (no pair prediction).
+
+    Parameters
+    ----------
+    n_pairs : int, optional
+        Number of pairs (per epoch for the stochastic solvers).  Default
+        ``min(20 * n_samples, 200000)``.
+    positive_fraction : float in (0, 1), default=0.5
+        Share of similar pairs.
+    balanced : bool, default=False
+        Draw classes uniformly instead of in proportion to their number of
+        pairs (see :func:`~fastmetric._sampling.sample_pairs`).
+    n_components, init, normalize, alpha, solver, max_iter, tol, batch_size, \
+learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
+        As in :class:`LDML`; ``init`` may also be ``'lda'`` (and ``'auto'``
+        picks it when ``n_components < n_classes``).
+
+    Attributes
+    ----------
+    components_, bias_, n_iter_, loss_, loss_curve_, n_features_in_
+        As in :class:`LDML`.
+    feature_names_in_ : ndarray of str
+        When X has feature names.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from fastmetric._ldml import LDML_Supervised
+    >>> X, y = load_iris(return_X_y=True)
+    >>> ldml = LDML_Supervised(n_pairs=2000, random_state=0).fit(X, y)
+    >>> ldml.transform(X).shape
+    (150, 4)
+    """
+
+    def __init__(self, n_pairs=None, positive_fraction=0.5, balanced=False,
+                 n_components=None, init="auto", normalize=False, alpha=0.0,
+                 solver="lbfgs", max_iter=100, tol=1e-5, batch_size=10000,
+                 learning_rate=0.01, n_iter_no_change=5, random_state=None, n_jobs=None,
+                 verbose=0, callback=None):
+        self.n_pairs = n_pairs
+        self.positive_fraction = positive_fraction
+        self.balanced = balanced
+        self.n_components = n_components
+        self.init = init
+        self.normalize = normalize
+        self.alpha = alpha
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.callback = callback
+
+    def fit(self, X, y):
+        """Draw pairs from the classes of ``y`` and learn the metric.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (at least 2 classes, one with 2 or more samples).
+
+        Returns
+        -------
+        self
+        """
+        from ._sampling import sample_pairs
+
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        classes, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
+        labels = labels.reshape(-1)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes in y to form dissimilar "
+                f"pairs; y has 1 class ({classes[0]!r})."
+            )
+        if counts.max() < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs a class with at least 2 samples to form "
+                "similar pairs; every class of y has a single sample."
+            )
+        n = X.shape[0]
+        n_pairs = min(20 * n, 200_000) if self.n_pairs is None else _check_int(
+            self.n_pairs, "n_pairs", 2)
+        fraction = _check_real(self.positive_fraction, "positive_fraction", 0.0, False)
+        if not fraction < 1:
+            raise ValueError(f"positive_fraction must lie in (0, 1); got {fraction}.")
+        n_pos = min(max(int(round(n_pairs * fraction)), 1), n_pairs - 1)
+        n_neg = n_pairs - n_pos
+
+        rng = check_random_state(self.random_state)
+        sample_seed = int(rng.randint(0, np.iinfo(np.int32).max))
+        balanced = bool(self.balanced)
+
+        def draw(epoch):
+            # A distinct, reproducible stream of pairs per epoch.
+            pairs, t = sample_pairs(labels, n_pos, n_neg, balanced=balanced,
+                                    random_state=sample_seed + 7919 * epoch,
+                                    n_jobs=self.n_jobs)
+            return (np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]),
+                    t.astype(np.float64))
+
+        a, b, targets = draw(0)
+        self._fit_pairs(X, a, b, targets, None, class_labels=labels,
+                        resample=draw if self.solver != "lbfgs" else None, rng=rng)
+        return self

@@ -1,0 +1,62 @@
+import doctest
+import io
+import os
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import fastmetric
+from fastmetric import pairwise
+from fastmetric._openmp_helpers import openmp_enabled
+from fastmetric._threads import cpu_count, effective_n_threads
+
+
+def test_show_config_reports_versions_and_threads():
+    buf = io.StringIO()
+    fastmetric.show_config(file=buf)
+    text = buf.getvalue()
+    assert fastmetric.__version__ in text
+    assert np.__version__ in text
+    assert "OpenMP" in text and ("enabled" in text or "DISABLED" in text)
+    assert "n_jobs=None uses" in text
+
+
+def test_built_with_openmp():
+    # CI builds with gcc, which supports OpenMP: a serial build there is a bug.
+    assert openmp_enabled()
+
+
+def test_get_include_contains_pxd_files():
+    inc = fastmetric.get_include()
+    for name in ("_common.pxd", "_distances.pxd", "_pair_loss.pxd", "_sampling.pxd"):
+        assert os.path.isfile(os.path.join(inc, "fastmetric", name)), name
+
+
+def test_effective_n_threads():
+    assert effective_n_threads(1) == 1
+    assert effective_n_threads(3) == 3
+    assert effective_n_threads(-1) == cpu_count()
+    with threadpool_limits(1):
+        assert effective_n_threads(None) == 1
+    with threadpool_limits(2):
+        assert effective_n_threads(None) == 2
+    with pytest.raises(ValueError, match="n_jobs"):
+        effective_n_threads(0)
+    with pytest.raises(TypeError, match="n_jobs"):
+        effective_n_threads("2")
+
+
+@pytest.mark.parametrize(
+    "func",
+    [getattr(pairwise, name) for name in pairwise.__all__] + [fastmetric.show_config, fastmetric.get_include],
+    ids=lambda f: f.__name__,
+)
+def test_docstring_examples(func):
+    """Run the Examples of each public kernel (compiled functions included)."""
+    parser = doctest.DocTestParser()
+    test = parser.get_doctest(func.__doc__, {}, func.__name__, None, 0)
+    assert test.examples, f"{func.__name__} has no doctest example"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0

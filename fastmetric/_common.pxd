@@ -49,6 +49,17 @@ cdef extern from * nogil:
         return e / (1.0 + e);
     }
 
+    /* Log-loss of a logit z against a target t in [0, 1], and its
+       derivative in z:  softplus(z) - t z  and  sigmoid(z) - t.
+       One exp(-|z|) serves both: softplus(z) = max(z, 0) + log1p(e) and
+       sigmoid(z) = 1 / (1 + e) for z >= 0, e / (1 + e) otherwise. */
+    static inline double fm_logit_loss(double z, double t, double *dz) {
+        double e = exp(-fabs(z));
+        double inv = 1.0 / (1.0 + e);
+        dz[0] = (z >= 0.0 ? inv : e * inv) - t;
+        return (z > 0.0 ? z : 0.0) + log1p(e) - t * z;
+    }
+
     /* SplitMix64 finaliser: a bijective 64-bit mixing function. */
     static inline uint64_t fm_mix64(uint64_t z) {
         z += 0x9E3779B97F4A7C15ULL;
@@ -85,7 +96,7 @@ cdef extern from * nogil:
 
     /* Hint the CPU to fetch a cache line we will read soon. */
     #if defined(__GNUC__) || defined(__clang__)
-    #define fm_prefetch(p) __builtin_prefetch((const void *)(p), 0, 1)
+    #define fm_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
     #else
     #define fm_prefetch(p) ((void)0)
     #endif
@@ -103,6 +114,7 @@ cdef extern from * nogil:
     int omp_get_num_threads()
     double fm_softplus(double x)
     double fm_sigmoid(double x)
+    double fm_logit_loss(double z, double t, double *dz)
     uint64_t fm_mix64(uint64_t z)
     uint64_t fm_stream_key(uint64_t seed, uint64_t stream)
     uint64_t fm_random_u64(uint64_t key, uint64_t counter)

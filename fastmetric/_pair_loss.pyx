@@ -36,7 +36,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 from fastmetric._common cimport (
-    floating, gemm_rowmajor, fm_softplus, fm_sigmoid, fm_prefetch_block,
+    floating, gemm_rowmajor, fm_logit_loss, fm_prefetch_block,
 )
 from fastmetric._distances cimport transform_rows, transform_selected_rows
 
@@ -126,9 +126,10 @@ cdef inline void _pair_chunk(
             dist += diff * diff
         z = bias - dist
         w = weights[p] if has_weights else 1.0
-        # softplus(z) - t z is the log-loss written with the logit z.
-        loss += w * (fm_softplus(z) - targets[p] * z)
-        r = w * (fm_sigmoid(z) - targets[p])
+        # softplus(z) - t z is the log-loss written with the logit z;
+        # its derivative in z is sigmoid(z) - t.
+        loss += w * fm_logit_loss(z, targets[p], &r)
+        r = w * r
         gb += r
         pair_grad[p] = r
     loss_out[0] = loss
@@ -184,6 +185,7 @@ cdef inline void _laplacian_rows(
         for e in range(offsets[u], offsets[u + 1]):
             if e + PREFETCH_AHEAD < e_stop:
                 fm_prefetch_block(&X[incident_row[e + PREFETCH_AHEAD], 0], d * sizeof(floating))
+                fm_prefetch_block(&pair_grad[incident_pair[e + PREFETCH_AHEAD]], sizeof(double))
             g = pair_grad[incident_pair[e]]
             gsum += g
             row = incident_row[e]

@@ -60,3 +60,14 @@ def test_docstring_examples(func):
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     runner.run(test)
     assert runner.failures == 0
+
+
+@pytest.mark.parametrize("name", ["NCA", "LMNN", "ITML_Supervised", "Covariance"])
+def test_planned_learners_raise_not_implemented(name):
+    with pytest.raises(NotImplementedError, match=f"{name} is not implemented yet"):
+        getattr(fastmetric, name)
+
+
+def test_unknown_attribute_is_attribute_error():
+    with pytest.raises(AttributeError):
+        fastmetric.DoesNotExist

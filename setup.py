@@ -79,10 +79,14 @@ class BuildExtWithOpenMP(build_ext):
         disabled = os.environ.get("FASTMETRIC_DISABLE_OPENMP", "0") not in ("", "0")
         use_openmp = (not disabled) and _check_openmp(self.compiler)
         if not use_openmp:
+            reason = (
+                "OpenMP disabled by FASTMETRIC_DISABLE_OPENMP"
+                if disabled
+                else "the C compiler could not build an OpenMP program"
+            )
             warnings.warn(
-                "fastmetric: the C compiler could not build an OpenMP program"
-                + (" (disabled by FASTMETRIC_DISABLE_OPENMP)" if disabled else "")
-                + "; the kernels are built serially and will use one thread.",
+                f"fastmetric: {reason}; the kernels are built serially and will "
+                "use one thread.",
                 stacklevel=1,
             )
             print("*** fastmetric: building WITHOUT OpenMP (serial kernels) ***")

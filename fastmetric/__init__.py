@@ -11,8 +11,10 @@ __version__ = "0.1.0.dev0"
 from ._config import get_include, show_config
 from . import pairwise
 from ._ldml import LDML, LDML_Supervised
+from ._cluster_ldml import ClusterLDML
 
 __all__ = [
+    "ClusterLDML",
     "LDML",
     "LDML_Supervised",
     "get_include",

@@ -27,7 +27,7 @@ from libc.stdlib cimport malloc, free
 
 from fastmetric._common cimport floating, gemm_rowmajor, fm_prefetch_block
 
-from ._threads import effective_n_threads, single_threaded_blas
+from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
 from ._validation import (
     check_chunk_size,
     check_components,
@@ -375,7 +375,9 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
             Y = Y.astype(np.float64)
     L = check_components(components, X.shape[1], X.dtype)
     chunk_size = check_chunk_size(chunk_size) or DEF_ROW_CHUNK
-    n_threads = effective_n_threads(n_jobs)
+    n_rows_y = X.shape[0] if Y is None else Y.shape[0]
+    n_threads = threads_for_work(effective_n_threads(n_jobs),
+                                 X.shape[0] * (n_rows_y + L.shape[0]), 1 << 16)
     with single_threaded_blas():
         XL = _transform(X, L, chunk_size, n_threads)
         YL = XL if Y is None else _transform(Y, L, chunk_size, n_threads)
@@ -432,7 +434,7 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
     a, b = check_index_pairs(pairs, X.shape[0], "pairs", allow_empty=True)
     L = check_components(components, X.shape[1], X.dtype)
     chunk_size = check_chunk_size(chunk_size)
-    n_threads = effective_n_threads(n_jobs)
+    n_threads = threads_for_work(effective_n_threads(n_jobs), a.shape[0], 2048)
     out = np.empty(a.shape[0], dtype=X.dtype)
     if a.shape[0] == 0:
         return out

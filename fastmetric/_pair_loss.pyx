@@ -40,7 +40,7 @@ from fastmetric._common cimport (
 )
 from fastmetric._distances cimport transform_rows, transform_selected_rows
 
-from ._threads import effective_n_threads, single_threaded_blas
+from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
 from ._validation import (
     check_chunk_size,
     check_components,
@@ -392,13 +392,16 @@ class PairLossProblem:
         grad_L : ndarray of shape (n_components, n_features) or None
         grad_bias : float
         """
+        # Below a few thousand pairs per thread, the team's start-up costs
+        # more than it saves.
+        n_threads = threads_for_work(n_threads, self.n_pairs + self.n_points, 4096)
         with single_threaded_blas():
             return _evaluate(
                 self.X, self.point_rows, self.identity_rows, self.ua, self.ub,
                 self.targets, self.weights, self.has_weights, self.offsets,
                 self.incident_pair, self.incident_row, L, float(bias),
                 self.total_weight, compute_gradient, self.pair_chunk,
-                self.point_chunk, int(n_threads),
+                self.point_chunk, n_threads,
             )
 
 

@@ -75,3 +75,15 @@ def single_threaded_blas():
         return
     with controller.limit(limits=1):
         yield
+
+
+def threads_for_work(n_threads, n_items, min_items_per_thread):
+    """Cap a thread count so that each thread gets a worthwhile share.
+
+    Starting and joining an OpenMP team costs microseconds on an idle
+    machine but much more when the cores are shared; a kernel call with
+    little work runs faster on fewer threads.  The kernels split their work
+    into chunks that do not depend on the thread count, so this cap never
+    changes a result.
+    """
+    return max(1, min(int(n_threads), int(n_items) // int(min_items_per_thread)))

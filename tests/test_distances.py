@@ -61,9 +61,17 @@ def test_pairwise_identity_is_euclidean(data):
     assert_allclose(mahalanobis_distances(X, Y), cdist(X, Y), atol=1e-10)
 
 
+@pytest.fixture
+def large_data():
+    # Large enough that the kernels really use 2 threads (small calls stay
+    # on one).
+    rng = np.random.default_rng(5)
+    return rng.normal(size=(700, 9)), rng.normal(size=(300, 9)), rng.normal(size=(9, 9))
+
+
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 1000])
-def test_pairwise_chunk_size_and_threads(data, chunk_size):
-    X, Y, L = data
+def test_pairwise_chunk_size_and_threads(large_data, chunk_size):
+    X, Y, L = large_data
     ref = mahalanobis_distances(X, Y, components=L)
     with threadpool_limits(1):
         one = mahalanobis_distances(X, Y, components=L, chunk_size=chunk_size)
@@ -92,10 +100,12 @@ def test_paired_matches_numpy(data, dtype, n_pairs, n_components):
     assert_allclose(sq, ref**2, rtol=tolerance(dtype) * 10, atol=1e-3 if dtype == np.float32 else 1e-12)
 
 
-@pytest.mark.parametrize("n_pairs", [20, 400])
+@pytest.mark.parametrize("n_pairs", [5000, 20000])
 @pytest.mark.parametrize("chunk_size", [1, 3, 100, 10000])
-def test_paired_threads_and_chunks(data, n_pairs, chunk_size):
-    X, _, L = data
+def test_paired_threads_and_chunks(large_data, n_pairs, chunk_size):
+    X, _, L = large_data
+    if n_pairs == 5000:
+        X = np.random.default_rng(6).normal(size=(9000, 9))  # fewer pairs than rows
     pairs = np.random.default_rng(3).integers(0, X.shape[0], size=(n_pairs, 2))
     ref = numpy_paired(X, pairs, L)
     with threadpool_limits(1):

@@ -78,9 +78,20 @@ def test_low_rank_and_wide_maps(problem):
         assert_allclose(out[1], ref[1], rtol=1e-9, atol=1e-12)
 
 
+@pytest.fixture
+def large_problem():
+    # Large enough that the kernel really runs on 2 threads (it keeps small
+    # problems on one thread).
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, 6))
+    L = rng.normal(size=(4, 6)) * 0.5
+    pairs = rng.integers(0, 3000, size=(20000, 2))
+    return X, pairs, rng.random(20000), L, rng.random(20000) + 0.1
+
+
 @pytest.mark.parametrize("chunk_size", [1, 5, 64, 100000])
-def test_same_result_for_any_thread_count(problem, chunk_size, dtype):
-    X, pairs, y, L, w = problem
+def test_same_result_for_any_thread_count(large_problem, chunk_size, dtype):
+    X, pairs, y, L, w = large_problem
     X, L = X.astype(dtype), L.astype(dtype)
     with threadpool_limits(1):
         one = ldml_loss(X, pairs, y, L, 1.0, sample_weight=w, chunk_size=chunk_size)

@@ -60,6 +60,13 @@ cdef extern from * nogil:
         return (z > 0.0 ? z : 0.0) + log1p(e) - t * z;
     }
 
+    /* Only the derivative in z of that loss: sigmoid(z) - t. */
+    static inline double fm_logit_loss_grad(double z, double t) {
+        double e = exp(-fabs(z));
+        double inv = 1.0 / (1.0 + e);
+        return (z >= 0.0 ? inv : e * inv) - t;
+    }
+
     /* SplitMix64 finaliser: a bijective 64-bit mixing function. */
     static inline uint64_t fm_mix64(uint64_t z) {
         z += 0x9E3779B97F4A7C15ULL;
@@ -115,6 +122,7 @@ cdef extern from * nogil:
     double fm_softplus(double x)
     double fm_sigmoid(double x)
     double fm_logit_loss(double z, double t, double *dz)
+    double fm_logit_loss_grad(double z, double t)
     uint64_t fm_mix64(uint64_t z)
     uint64_t fm_stream_key(uint64_t seed, uint64_t stream)
     uint64_t fm_random_u64(uint64_t key, uint64_t counter)

@@ -11,15 +11,20 @@ Gradient.  ``df/dz_p = w_p (sigmoid(z_p) - t_p) / W =: g_p / W``, so
 ``df/dbeta = sum_p g_p / W`` and, since ``dD_p/dL = 2 L d_p d_p^T`` with
 ``d_p = x_a - x_b``::
 
-    df/dL = -(2 / W) L sum_p g_p d_p d_p^T.
+    df/dL = -(2 / W) L sum_p g_p d_p d_p^T = -(2 / W) L X^T Lap X,
 
-Summing the outer products pair by pair costs O(P d^2).  Instead note that
-``sum_p g_p d_p d_p^T = X^T Lap X`` where Lap is the Laplacian of the graph
-whose edges are the pairs, weighted by g_p.  Row i of ``G = Lap X`` is
-``sum_{p incident to i} g_p (x_i - x_other)``, an O(P d) scatter made
-race-free and deterministic by visiting, for each point, its incident pairs
-through a CSR index built once.  Then ``df/dL = -(2 / W) (X L^T)^T G`` is one
-GEMM of O(n k d).  In all: O(n k d + P (k + d)) per evaluation.
+with Lap the Laplacian of the graph whose edges are the pairs, weighted by
+g_p.  Summing outer products pair by pair would cost O(P k d).  Instead,
+with ``U = X L^T`` (the mapped points) and Lap symmetric,
+``L X^T Lap X = (Lap U)^T X``, and row u of ``H = Lap U`` is
+``sum_{p incident to u} g_p (U_u - U_other)``: the same difference of mapped
+rows that gives D_p.  So one pass over the points, each visiting its incident
+pairs through a CSR index built once, computes D_p, g_p and H (reading one
+mapped row at random per incident pair, never a row of X), and
+``df/dL = -(2 / W) H^T X`` is one GEMM.  In all O(n k d + P k) per
+evaluation, race-free (each point owns its row of H).  Each pair is seen from
+both ends; its loss and bias-gradient terms are counted from its first end
+only.
 
 Only the points that occur in some pair take part: with few pairs (a
 minibatch) the points are relabelled compactly, so the cost and memory do
@@ -36,7 +41,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 from fastmetric._common cimport (
-    floating, gemm_rowmajor, fm_logit_loss, fm_prefetch_block,
+    floating, gemm_rowmajor, fm_logit_loss, fm_logit_loss_grad, fm_prefetch_block,
 )
 from fastmetric._distances cimport transform_rows, transform_selected_rows
 
@@ -50,12 +55,11 @@ from ._validation import (
     check_scalar_finite,
 )
 
-# Pairs (or incident entries) ahead of the current one whose rows are
-# prefetched: enough to cover memory latency, few enough to stay in L1.
+# Incident entries ahead of the current one whose rows are prefetched:
+# enough to cover memory latency, few enough to stay in L1.
 cdef enum:
     PREFETCH_AHEAD = 8
 
-DEF_PAIR_CHUNK = 4096
 DEF_POINT_CHUNK = 256
 # At most this many partial k x d products are kept for the final reduction.
 DEF_MAX_PARTIALS = 128
@@ -64,20 +68,20 @@ DEF_MAX_PARTIALS = 128
 cdef void build_endpoint_index(
     const Py_ssize_t[::1] ua,
     const Py_ssize_t[::1] ub,
-    const Py_ssize_t[::1] point_rows,
-    bint identity_rows,
     Py_ssize_t[::1] offsets,
-    Py_ssize_t[::1] incident_pair,
-    Py_ssize_t[::1] incident_row,
+    Py_ssize_t[::1] incident_other,
+    Py_ssize_t[::1] incident_code,
 ) noexcept nogil:
     """CSR index of the pairs incident to each point (a counting sort).
 
     ``offsets`` has n_points + 1 entries, zero-filled by the caller.  For
-    point u, entries ``offsets[u]:offsets[u+1]`` hold the incident pairs in
-    increasing pair order, and the data row of the other end of each.
+    point u, entries ``offsets[u]:offsets[u+1]`` list its incident pairs in
+    increasing pair order: the other end (``incident_other``) and
+    ``2 p + side`` (``incident_code``), side 0 when u is the pair's first end.
+    A pair of a point with itself appears twice in that point's list.
     """
     cdef Py_ssize_t n_pairs = ua.shape[0], n_points = offsets.shape[0] - 1
-    cdef Py_ssize_t p, u, e, total = 0, cnt
+    cdef Py_ssize_t p, u, e
     for p in range(n_pairs):
         offsets[ua[p] + 1] += 1
         offsets[ub[p] + 1] += 1
@@ -87,193 +91,176 @@ cdef void build_endpoint_index(
     for p in range(n_pairs):
         e = offsets[ua[p]]
         offsets[ua[p]] += 1
-        incident_pair[e] = p
-        incident_row[e] = ub[p] if identity_rows else point_rows[ub[p]]
+        incident_other[e] = ub[p]
+        incident_code[e] = 2 * p
         e = offsets[ub[p]]
         offsets[ub[p]] += 1
-        incident_pair[e] = p
-        incident_row[e] = ua[p] if identity_rows else point_rows[ua[p]]
+        incident_other[e] = ua[p]
+        incident_code[e] = 2 * p + 1
     for u in range(n_points, 0, -1):
         offsets[u] = offsets[u - 1]
     offsets[0] = 0
 
 
-cdef inline void _pair_chunk(
-    const floating[:, ::1] XL,
-    const Py_ssize_t[::1] ua,
-    const Py_ssize_t[::1] ub,
+cdef inline void _point_chunk(
+    const floating[:, ::1] U,
+    const Py_ssize_t[::1] offsets,
+    const Py_ssize_t[::1] incident_other,
+    const Py_ssize_t[::1] incident_code,
     const double[::1] targets,
     const double[::1] weights,
     bint has_weights,
     double bias,
-    double[::1] pair_grad,
+    floating[:, ::1] H,
+    bint compute_gradient,
     Py_ssize_t start,
     Py_ssize_t stop,
+    double *diff,
+    double *acc,
     double *loss_out,
     double *grad_bias_out,
 ) noexcept nogil:
-    cdef Py_ssize_t p, j, ia, ib, k = XL.shape[1]
-    cdef double dist, diff, z, w, r, loss = 0.0, gb = 0.0
-    for p in range(start, stop):
-        if p + PREFETCH_AHEAD < stop:
-            fm_prefetch_block(&XL[ua[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
-            fm_prefetch_block(&XL[ub[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
-        ia = ua[p]
-        ib = ub[p]
-        dist = 0.0
-        for j in range(k):
-            diff = <double> XL[ia, j] - <double> XL[ib, j]
-            dist += diff * diff
-        z = bias - dist
-        w = weights[p] if has_weights else 1.0
-        # softplus(z) - t z is the log-loss written with the logit z;
-        # its derivative in z is sigmoid(z) - t.
-        loss += w * fm_logit_loss(z, targets[p], &r)
-        r = w * r
-        gb += r
-        pair_grad[p] = r
+    cdef Py_ssize_t u, v, e, j, p, code, k = U.shape[1]
+    cdef Py_ssize_t e_stop = offsets[stop]
+    cdef double dist, z, w, r, t, loss = 0.0, gb = 0.0
+    for u in range(start, stop):
+        memset(acc, 0, k * sizeof(double))
+        for e in range(offsets[u], offsets[u + 1]):
+            # Entries of consecutive points are contiguous: prefetch along
+            # the chunk, not only along this point's few entries.
+            if e + PREFETCH_AHEAD < e_stop:
+                fm_prefetch_block(&U[incident_other[e + PREFETCH_AHEAD], 0],
+                                  k * sizeof(floating))
+                fm_prefetch_block(&targets[incident_code[e + PREFETCH_AHEAD] >> 1],
+                                  sizeof(double))
+            v = incident_other[e]
+            code = incident_code[e]
+            p = code >> 1
+            dist = 0.0
+            for j in range(k):
+                diff[j] = <double> U[u, j] - <double> U[v, j]
+                dist += diff[j] * diff[j]
+            z = bias - dist
+            w = weights[p] if has_weights else 1.0
+            t = targets[p]
+            # softplus(z) - t z is the log-loss written with the logit z;
+            # r = sigmoid(z) - t is its derivative in z.  Each pair's loss
+            # and bias terms are counted once, from its first end.
+            if (code & 1) == 0:
+                loss += w * fm_logit_loss(z, t, &r)
+                r = w * r
+                gb += r
+            else:
+                r = w * fm_logit_loss_grad(z, t)
+            if compute_gradient:
+                for j in range(k):
+                    acc[j] += r * diff[j]
+        if compute_gradient:
+            for j in range(k):
+                H[u, j] = <floating> acc[j]
     loss_out[0] = loss
     grad_bias_out[0] = gb
 
 
-cdef void ldml_pair_terms(
-    const floating[:, ::1] XL,
-    const Py_ssize_t[::1] ua,
-    const Py_ssize_t[::1] ub,
+cdef void ldml_point_pass(
+    const floating[:, ::1] U,
+    const Py_ssize_t[::1] offsets,
+    const Py_ssize_t[::1] incident_other,
+    const Py_ssize_t[::1] incident_code,
     const double[::1] targets,
     const double[::1] weights,
     bint has_weights,
     double bias,
-    double[::1] pair_grad,
+    floating[:, ::1] H,
+    bint compute_gradient,
     double[::1] chunk_loss,
     double[::1] chunk_grad_bias,
     Py_ssize_t chunk_size,
     int n_threads,
 ) noexcept nogil:
-    """Per-pair loss terms and dloss/dz_p (unnormalised), summed per chunk."""
-    cdef Py_ssize_t n_pairs = ua.shape[0]
-    cdef Py_ssize_t n_chunks = (n_pairs + chunk_size - 1) // chunk_size
-    cdef Py_ssize_t c, start, stop
-    for c in prange(n_chunks, schedule='static', num_threads=n_threads):
-        start = c * chunk_size
-        stop = min(start + chunk_size, n_pairs)
-        _pair_chunk(XL, ua, ub, targets, weights, has_weights, bias, pair_grad,
-                    start, stop, &chunk_loss[c], &chunk_grad_bias[c])
-
-
-cdef inline void _laplacian_rows(
-    const floating[:, ::1] X,
-    const Py_ssize_t[::1] point_rows,
-    bint identity_rows,
-    const Py_ssize_t[::1] offsets,
-    const Py_ssize_t[::1] incident_pair,
-    const Py_ssize_t[::1] incident_row,
-    const double[::1] pair_grad,
-    floating[:, ::1] G,
-    Py_ssize_t start,
-    Py_ssize_t stop,
-    double *acc,
-) noexcept nogil:
-    cdef Py_ssize_t u, e, j, row, d = X.shape[1]
-    # Incident entries of consecutive points are contiguous: prefetch along
-    # the whole chunk's entries, not only the current point's few.
-    cdef Py_ssize_t e_stop = offsets[stop]
-    cdef double g, gsum
-    for u in range(start, stop):
-        gsum = 0.0
-        memset(acc, 0, d * sizeof(double))
-        for e in range(offsets[u], offsets[u + 1]):
-            if e + PREFETCH_AHEAD < e_stop:
-                fm_prefetch_block(&X[incident_row[e + PREFETCH_AHEAD], 0], d * sizeof(floating))
-                fm_prefetch_block(&pair_grad[incident_pair[e + PREFETCH_AHEAD]], sizeof(double))
-            g = pair_grad[incident_pair[e]]
-            gsum += g
-            row = incident_row[e]
-            for j in range(d):
-                acc[j] -= g * X[row, j]
-        # (Lap X)_u = (sum of incident g) x_u - sum_p g_p x_other
-        row = u if identity_rows else point_rows[u]
-        for j in range(d):
-            G[u, j] = <floating> (gsum * X[row, j] + acc[j])
-
-
-cdef void laplacian_times_points(
-    const floating[:, ::1] X,
-    const Py_ssize_t[::1] point_rows,
-    bint identity_rows,
-    const Py_ssize_t[::1] offsets,
-    const Py_ssize_t[::1] incident_pair,
-    const Py_ssize_t[::1] incident_row,
-    const double[::1] pair_grad,
-    floating[:, ::1] G,
-    Py_ssize_t chunk_size,
-    int n_threads,
-) noexcept nogil:
-    """G = Lap X over the participating points, accumulated in float64."""
-    cdef Py_ssize_t n_points = G.shape[0], d = X.shape[1]
+    """Loss and bias-gradient sums per chunk of points, and H = Lap U."""
+    cdef Py_ssize_t n_points = offsets.shape[0] - 1, k = U.shape[1]
     cdef Py_ssize_t n_chunks = (n_points + chunk_size - 1) // chunk_size
     cdef Py_ssize_t c, start, stop
+    cdef double *diff
     cdef double *acc
     with parallel(num_threads=n_threads):
-        acc = <double *> malloc(d * sizeof(double))
+        diff = <double *> malloc(k * sizeof(double))
+        acc = <double *> malloc(k * sizeof(double))
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_points)
-            _laplacian_rows(X, point_rows, identity_rows, offsets, incident_pair,
-                            incident_row, pair_grad, G, start, stop, acc)
+            _point_chunk(U, offsets, incident_other, incident_code, targets,
+                         weights, has_weights, bias, H, compute_gradient,
+                         start, stop, diff, acc, &chunk_loss[c], &chunk_grad_bias[c])
+        free(diff)
         free(acc)
 
 
 cdef void _gradient_partials(
-    const floating[:, ::1] XL,
-    const floating[:, ::1] G,
+    const floating[:, ::1] H,
+    const floating[:, ::1] X,
+    const Py_ssize_t[::1] point_rows,
+    bint identity_rows,
     floating[:, :, ::1] partials,
     Py_ssize_t block,
     int n_threads,
 ) noexcept nogil:
-    """partials[r] = XL[block r]^T @ G[block r]  (k x d each)."""
-    cdef Py_ssize_t n_points = XL.shape[0], k = XL.shape[1], d = G.shape[1]
-    cdef Py_ssize_t n_blocks = partials.shape[0], r, start, size
+    """partials[r] = H[block r]^T @ X[rows of block r]  (k x d each)."""
+    cdef Py_ssize_t n_points = H.shape[0], k = H.shape[1], d = X.shape[1]
+    cdef Py_ssize_t n_blocks = partials.shape[0], r, start, size, i, j
+    cdef floating *rows
     with parallel(num_threads=n_threads):
+        rows = NULL
+        if not identity_rows:
+            rows = <floating *> malloc(block * d * sizeof(floating))
         for r in prange(n_blocks, schedule='static'):
             start = r * block
             size = min(block, n_points - start)
-            gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
-                          <floating> 1.0, &XL[start, 0], <int> k,
-                          &G[start, 0], <int> d,
-                          <floating> 0.0, &partials[r, 0, 0], <int> d)
+            if identity_rows:
+                gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
+                              <floating> 1.0, &H[start, 0], <int> k,
+                              &X[start, 0], <int> d,
+                              <floating> 0.0, &partials[r, 0, 0], <int> d)
+            else:
+                for i in range(size):
+                    for j in range(d):
+                        rows[i * d + j] = X[point_rows[start + i], j]
+                gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
+                              <floating> 1.0, &H[start, 0], <int> k,
+                              rows, <int> d,
+                              <floating> 0.0, &partials[r, 0, 0], <int> d)
+        free(rows)
 
 
 def _evaluate(const floating[:, ::1] X,
               const Py_ssize_t[::1] point_rows, bint identity_rows,
-              const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
               const double[::1] targets, const double[::1] weights, bint has_weights,
-              const Py_ssize_t[::1] offsets, const Py_ssize_t[::1] incident_pair,
-              const Py_ssize_t[::1] incident_row,
+              const Py_ssize_t[::1] offsets, const Py_ssize_t[::1] incident_other,
+              const Py_ssize_t[::1] incident_code,
               const floating[:, ::1] L, double bias, double total_weight,
-              bint compute_gradient, Py_ssize_t pair_chunk, Py_ssize_t point_chunk,
-              int n_threads):
+              bint compute_gradient, Py_ssize_t point_chunk, int n_threads):
     dtype = np.float32 if floating is float else np.float64
-    cdef Py_ssize_t n_points = offsets.shape[0] - 1, n_pairs = ua.shape[0]
+    cdef Py_ssize_t n_points = offsets.shape[0] - 1
     cdef Py_ssize_t k = L.shape[0], d = L.shape[1]
-    cdef Py_ssize_t n_pair_chunks = (n_pairs + pair_chunk - 1) // pair_chunk
-    cdef floating[:, ::1] XL = np.empty((n_points, k), dtype=dtype)
-    cdef double[::1] pair_grad = np.empty(n_pairs, dtype=np.float64)
-    cdef double[::1] chunk_loss = np.zeros(n_pair_chunks, dtype=np.float64)
-    cdef double[::1] chunk_gb = np.zeros(n_pair_chunks, dtype=np.float64)
-    cdef floating[:, ::1] G
+    cdef Py_ssize_t n_chunks = (n_points + point_chunk - 1) // point_chunk
+    cdef floating[:, ::1] U = np.empty((n_points, k), dtype=dtype)
+    cdef floating[:, ::1] H = np.empty((n_points if compute_gradient else 0, k), dtype=dtype)
+    cdef double[::1] chunk_loss = np.zeros(n_chunks, dtype=np.float64)
+    cdef double[::1] chunk_gb = np.zeros(n_chunks, dtype=np.float64)
     cdef floating[:, :, ::1] partials
     cdef Py_ssize_t c, r, i, j, block, n_blocks
     cdef double loss = 0.0, grad_bias = 0.0, scale, s
 
     with nogil:
         if identity_rows:
-            transform_rows(X, L, XL, point_chunk, n_threads)
+            transform_rows(X, L, U, point_chunk, n_threads)
         else:
-            transform_selected_rows(X, point_rows, L, XL, point_chunk, n_threads)
-        ldml_pair_terms(XL, ua, ub, targets, weights, has_weights, bias, pair_grad,
-                        chunk_loss, chunk_gb, pair_chunk, n_threads)
-        for c in range(n_pair_chunks):
+            transform_selected_rows(X, point_rows, L, U, point_chunk, n_threads)
+        ldml_point_pass(U, offsets, incident_other, incident_code, targets, weights,
+                        has_weights, bias, H, compute_gradient, chunk_loss, chunk_gb,
+                        point_chunk, n_threads)
+        for c in range(n_chunks):
             loss += chunk_loss[c]
             grad_bias += chunk_gb[c]
     loss /= total_weight
@@ -281,7 +268,6 @@ def _evaluate(const floating[:, ::1] X,
     if not compute_gradient:
         return loss, None, grad_bias
 
-    G = np.empty((n_points, d), dtype=dtype)
     block = max(point_chunk, (n_points + DEF_MAX_PARTIALS - 1) // DEF_MAX_PARTIALS)
     n_blocks = (n_points + block - 1) // block
     partials = np.empty((n_blocks, k, d), dtype=dtype)
@@ -289,9 +275,7 @@ def _evaluate(const floating[:, ::1] X,
     cdef floating[:, ::1] grad = grad_arr
     scale = -2.0 / total_weight
     with nogil:
-        laplacian_times_points(X, point_rows, identity_rows, offsets, incident_pair,
-                               incident_row, pair_grad, G, point_chunk, n_threads)
-        _gradient_partials(XL, G, partials, block, n_threads)
+        _gradient_partials(H, X, point_rows, identity_rows, partials, block, n_threads)
         # Merge the partial products in block order, in float64.
         for i in range(k):
             for j in range(d):
@@ -302,16 +286,14 @@ def _evaluate(const floating[:, ::1] X,
     return loss, grad_arr, grad_bias
 
 
-def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
-                 const Py_ssize_t[::1] point_rows, bint identity_rows,
-                 Py_ssize_t n_points):
+def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub, Py_ssize_t n_points):
     offsets = np.zeros(n_points + 1, dtype=np.intp)
-    incident_pair = np.empty(2 * ua.shape[0], dtype=np.intp)
-    incident_row = np.empty(2 * ua.shape[0], dtype=np.intp)
-    cdef Py_ssize_t[::1] o = offsets, ip = incident_pair, ir = incident_row
+    incident_other = np.empty(2 * ua.shape[0], dtype=np.intp)
+    incident_code = np.empty(2 * ua.shape[0], dtype=np.intp)
+    cdef Py_ssize_t[::1] o = offsets, io = incident_other, ic = incident_code
     with nogil:
-        build_endpoint_index(ua, ub, point_rows, identity_rows, o, ip, ir)
-    return offsets, incident_pair, incident_row
+        build_endpoint_index(ua, ub, o, io, ic)
+    return offsets, incident_other, incident_code
 
 
 class PairLossProblem:
@@ -333,8 +315,7 @@ class PairLossProblem:
         Non-negative pair weights with a positive sum; ``None`` weighs every
         pair 1.
     chunk_size : int, default=None
-        Pairs per work unit (default 4096); points are processed in units
-        of at most 256.
+        Points per work unit (default 256).
     """
 
     def __init__(self, X, a, b, targets, sample_weight=None, chunk_size=None):
@@ -369,10 +350,9 @@ class PairLossProblem:
             self.ua = np.ascontiguousarray(a, dtype=np.intp)
             self.ub = np.ascontiguousarray(b, dtype=np.intp)
         self.n_points = n if self.identity_rows else self.point_rows.shape[0]
-        self.pair_chunk = chunk_size or DEF_PAIR_CHUNK
-        self.point_chunk = min(self.pair_chunk, DEF_POINT_CHUNK)
-        self.offsets, self.incident_pair, self.incident_row = _build_index(
-            self.ua, self.ub, self.point_rows, self.identity_rows, self.n_points
+        self.point_chunk = chunk_size or DEF_POINT_CHUNK
+        self.offsets, self.incident_other, self.incident_code = _build_index(
+            self.ua, self.ub, self.n_points
         )
 
     def loss_grad(self, L, bias, n_threads=1, compute_gradient=True):
@@ -397,11 +377,10 @@ class PairLossProblem:
         n_threads = threads_for_work(n_threads, self.n_pairs + self.n_points, 4096)
         with single_threaded_blas():
             return _evaluate(
-                self.X, self.point_rows, self.identity_rows, self.ua, self.ub,
-                self.targets, self.weights, self.has_weights, self.offsets,
-                self.incident_pair, self.incident_row, L, float(bias),
-                self.total_weight, compute_gradient, self.pair_chunk,
-                self.point_chunk, n_threads,
+                self.X, self.point_rows, self.identity_rows, self.targets,
+                self.weights, self.has_weights, self.offsets, self.incident_other,
+                self.incident_code, L, float(bias), self.total_weight,
+                compute_gradient, self.point_chunk, n_threads,
             )
 
 
@@ -433,7 +412,7 @@ def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
     return_gradient : bool, default=True
         Also return the gradients.
     chunk_size : int, default=None
-        Pairs per work unit (default 4096).
+        Points per work unit (default 256).
     n_jobs : int, default=None
         Number of OpenMP threads: ``None`` as many as OpenMP and threadpoolctl
         allow, ``-1`` all CPUs, ``k > 0`` exactly k.  The result is the same
@@ -451,8 +430,8 @@ def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
     -----
     The gradient in L, ``-(2/W) L sum_p g_p d_p d_p^T`` with
     ``g_p = w_p (p_p - y_p)`` and ``d_p = x_a - x_b``, is formed as
-    ``-(2/W) (X L^T)^T (Lap X)`` with Lap the g-weighted Laplacian of the pair
-    graph: O(n k d + P (k + d)) work instead of O(P k d).
+    ``-(2/W) (Lap X L^T)^T X`` with Lap the g-weighted Laplacian of the pair
+    graph: O(n k d + P k) work instead of O(P k d).
 
     Examples
     --------

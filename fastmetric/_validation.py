@@ -54,13 +54,27 @@ def check_points(X, name="X", dtype=None, min_rows=1, allow_nan=False):
         )
     if arr.shape[1] < 1:
         raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least 1 required.")
-    if not allow_nan and not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(
-            f"{name} contains NaN or infinity (first at row {bad[0]}, column {bad[1]}: "
-            f"{arr[bad[0], bad[1]]})."
-        )
+    if not allow_nan:
+        _check_all_finite(arr, name)
     return np.ascontiguousarray(arr)
+
+
+def _check_all_finite(arr, name):
+    # A NaN or infinity makes the sum non-finite, and a sum is one cheap
+    # pass without a boolean temporary; only when the sum is not finite
+    # (a bad value, or finite values overflowing) look element by element.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(arr, axis=None)
+    if np.isfinite(total):
+        return
+    bad_mask = ~np.isfinite(arr)
+    if bad_mask.any():
+        bad = np.argwhere(bad_mask)[0]
+        where = ", ".join(str(i) for i in bad)
+        raise ValueError(
+            f"{name} contains NaN or infinity (first at index ({where}): "
+            f"{arr[tuple(bad)]})."
+        )
 
 
 def check_components(L, n_features, dtype, name="components"):
@@ -75,8 +89,7 @@ def check_components(L, n_features, dtype, name="components"):
             f"{name} must have shape (n_components, n_features) = (k, {n_features}) "
             f"with k >= 1; got shape {arr.shape}."
         )
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity.")
+    _check_all_finite(arr, name)
     return np.ascontiguousarray(arr, dtype=dtype)
 
 

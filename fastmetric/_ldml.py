@@ -245,7 +245,7 @@ class _LDMLBase(MahalanobisMixin):
                 return False
 
             if self.solver == "lbfgs":
-                problem = PairLossProblem(X, a, b, targets, weights)
+                problem = PairLossProblem(X, a, b, targets, weights, n_threads=n_threads)
                 fun = self._objective(problem, (k, d), dtype, L0, n_threads)
                 result = minimize_lbfgs(fun, theta0, max_iter=self._max_iter, tol=self._tol,
                                         on_iteration=on_iteration)

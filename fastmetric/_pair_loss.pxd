@@ -8,6 +8,8 @@ cdef void build_endpoint_index(
     Py_ssize_t[::1] offsets,
     Py_ssize_t[::1] incident_other,
     Py_ssize_t[::1] incident_code,
+    Py_ssize_t[:, ::1] cursor,
+    int n_threads,
 ) noexcept nogil
 
 

@@ -71,35 +71,48 @@ cdef void build_endpoint_index(
     Py_ssize_t[::1] offsets,
     Py_ssize_t[::1] incident_other,
     Py_ssize_t[::1] incident_code,
+    Py_ssize_t[:, ::1] cursor,
+    int n_threads,
 ) noexcept nogil:
     """CSR index of the pairs incident to each point (a counting sort).
 
-    ``offsets`` has n_points + 1 entries, zero-filled by the caller.  For
-    point u, entries ``offsets[u]:offsets[u+1]`` list its incident pairs in
-    increasing pair order: the other end (``incident_other``) and
+    For point u, entries ``offsets[u]:offsets[u+1]`` list its incident pairs
+    in increasing pair order: the other end (``incident_other``) and
     ``2 p + side`` (``incident_code``), side 0 when u is the pair's first end.
     A pair of a point with itself appears twice in that point's list.
+
+    ``cursor`` (n_parts x n_points, zero-filled by the caller) splits the
+    pairs into n_parts contiguous ranges counted and filled in parallel.
+    Part t's entries of a point are placed after those of parts < t, so the
+    entries stay in pair order and the index is the same for any number of
+    parts or threads.
     """
     cdef Py_ssize_t n_pairs = ua.shape[0], n_points = offsets.shape[0] - 1
-    cdef Py_ssize_t p, u, e
-    for p in range(n_pairs):
-        offsets[ua[p] + 1] += 1
-        offsets[ub[p] + 1] += 1
-    for u in range(n_points):
-        offsets[u + 1] += offsets[u]
-    # Use offsets[u] as the fill cursor of u, then shift back.
-    for p in range(n_pairs):
-        e = offsets[ua[p]]
-        offsets[ua[p]] += 1
-        incident_other[e] = ub[p]
-        incident_code[e] = 2 * p
-        e = offsets[ub[p]]
-        offsets[ub[p]] += 1
-        incident_other[e] = ua[p]
-        incident_code[e] = 2 * p + 1
-    for u in range(n_points, 0, -1):
-        offsets[u] = offsets[u - 1]
+    cdef Py_ssize_t n_parts = cursor.shape[0]
+    cdef Py_ssize_t part_size = (n_pairs + n_parts - 1) // n_parts
+    cdef Py_ssize_t t, p, u, e, c, running = 0
+    for t in prange(n_parts, schedule='static', num_threads=n_threads):
+        for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
+            cursor[t, ua[p]] += 1
+            cursor[t, ub[p]] += 1
+    # Exclusive prefix sum over (point, part) in that order.
     offsets[0] = 0
+    for u in range(n_points):
+        for t in range(n_parts):
+            c = cursor[t, u]
+            cursor[t, u] = running
+            running += c
+        offsets[u + 1] = running
+    for t in prange(n_parts, schedule='static', num_threads=n_threads):
+        for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
+            e = cursor[t, ua[p]]
+            cursor[t, ua[p]] = e + 1
+            incident_other[e] = ub[p]
+            incident_code[e] = 2 * p
+            e = cursor[t, ub[p]]
+            cursor[t, ub[p]] = e + 1
+            incident_other[e] = ua[p]
+            incident_code[e] = 2 * p + 1
 
 
 cdef inline void _point_chunk(
@@ -286,13 +299,19 @@ def _evaluate(const floating[:, ::1] X,
     return loss, grad_arr, grad_bias
 
 
-def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub, Py_ssize_t n_points):
-    offsets = np.zeros(n_points + 1, dtype=np.intp)
+def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
+                 Py_ssize_t n_points, int n_threads):
+    # One part per thread, each with at least 2^16 pairs (the cursor array
+    # costs n_points entries per part).
+    cdef int n_parts = max(1, min(n_threads, 8, ua.shape[0] // 65536))
+    offsets = np.empty(n_points + 1, dtype=np.intp)
     incident_other = np.empty(2 * ua.shape[0], dtype=np.intp)
     incident_code = np.empty(2 * ua.shape[0], dtype=np.intp)
+    cursor = np.zeros((n_parts, n_points), dtype=np.intp)
     cdef Py_ssize_t[::1] o = offsets, io = incident_other, ic = incident_code
+    cdef Py_ssize_t[:, ::1] cur = cursor
     with nogil:
-        build_endpoint_index(ua, ub, o, io, ic)
+        build_endpoint_index(ua, ub, o, io, ic, cur, n_parts)
     return offsets, incident_other, incident_code
 
 
@@ -316,9 +335,11 @@ class PairLossProblem:
         pair 1.
     chunk_size : int, default=None
         Points per work unit (default 256).
+    n_threads : int, default=1
+        Threads used to build the index (the index does not depend on it).
     """
 
-    def __init__(self, X, a, b, targets, sample_weight=None, chunk_size=None):
+    def __init__(self, X, a, b, targets, sample_weight=None, chunk_size=None, n_threads=1):
         self.X = X
         self.n_pairs = a.shape[0]
         self.targets = np.ascontiguousarray(targets, dtype=np.float64)
@@ -352,7 +373,7 @@ class PairLossProblem:
         self.n_points = n if self.identity_rows else self.point_rows.shape[0]
         self.point_chunk = chunk_size or DEF_POINT_CHUNK
         self.offsets, self.incident_other, self.incident_code = _build_index(
-            self.ua, self.ub, self.n_points
+            self.ua, self.ub, self.n_points, int(n_threads)
         )
 
     def loss_grad(self, L, bias, n_threads=1, compute_gradient=True):
@@ -459,7 +480,7 @@ def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
     bias = check_scalar_finite(bias, "bias")
     chunk_size = check_chunk_size(chunk_size)
     n_threads = effective_n_threads(n_jobs)
-    problem = PairLossProblem(X, a, b, targets, weights, chunk_size)
+    problem = PairLossProblem(X, a, b, targets, weights, chunk_size, n_threads)
     loss, grad, grad_bias = problem.loss_grad(L, bias, n_threads, return_gradient)
     if return_gradient:
         return loss, grad, grad_bias

@@ -173,3 +173,21 @@ def test_bad_input(problem, change, exc, match):
     with pytest.raises(exc, match=match):
         ldml_loss(args["X"], args["pairs"], args["y"], args["L"], args["bias"],
                   sample_weight=args["sample_weight"])
+
+
+def test_endpoint_index_is_the_same_for_any_thread_count():
+    # Enough pairs that the index is built in several parts.
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(1000, 3))
+    pairs = rng.integers(0, 1000, size=(140_000, 2))
+    y = rng.random(140_000)
+    one = PairLossProblem(X, pairs[:, 0].copy(), pairs[:, 1].copy(), y, n_threads=1)
+    two = PairLossProblem(X, pairs[:, 0].copy(), pairs[:, 1].copy(), y, n_threads=2)
+    for name in ("offsets", "incident_other", "incident_code"):
+        assert_array_equal(getattr(one, name), getattr(two, name))
+    # Point u's entries list its pairs in increasing pair order.
+    u = 17
+    codes = one.incident_code[one.offsets[u]:one.offsets[u + 1]]
+    expected = sorted([2 * p for p in np.flatnonzero(pairs[:, 0] == u)]
+                      + [2 * p + 1 for p in np.flatnonzero(pairs[:, 1] == u)])
+    assert_array_equal(codes, expected)

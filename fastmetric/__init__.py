@@ -12,11 +12,15 @@ from ._config import get_include, show_config
 from . import pairwise
 from ._ldml import LDML, LDML_Supervised
 from ._cluster_ldml import ClusterLDML
+from ._mlkr import MLKR
+from ._nca import NCA
 
 __all__ = [
     "ClusterLDML",
     "LDML",
     "LDML_Supervised",
+    "MLKR",
+    "NCA",
     "get_include",
     "show_config",
     "pairwise",
@@ -27,9 +31,7 @@ __all__ = [
 # one gives a clear NotImplementedError (not an AttributeError), so code
 # ported from metric-learn fails with an explanation.
 _PLANNED = {
-    "NCA": "neighbour-based learners",
     "LMNN": "neighbour-based learners",
-    "MLKR": "neighbour-based learners",
     "ITML": "weakly supervised learners",
     "ITML_Supervised": "weakly supervised learners",
     "MMC": "weakly supervised learners",

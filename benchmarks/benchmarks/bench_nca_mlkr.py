@@ -1,0 +1,151 @@
+"""asv benchmarks of fastmetric's NCA and MLKR (L-BFGS fits) and of their kernel.
+
+Three suites, each with ``time_`` and ``peakmem_`` benchmarks:
+
+* ``NCAFit``: ``NCA().fit(X, y)`` on standardised digits (1,797 x 64) and on
+  synthetic data (``make_classification``, 4,000 x 32, 10 classes);
+* ``MLKRFit``: ``MLKR().fit(X, y)`` on the same data, the class index used
+  as a real target;
+* ``SoftmaxNeighborsEval``: one evaluation of the objective and gradient
+  (``SoftmaxNeighborsProblem.loss_grad``) on the synthetic data, at a map
+  where most pairs are outside the softmax window (the regime of most
+  L-BFGS iterations) and at one where many are inside (the first ones).
+
+Each is parametrised over the floating dtype and ``n_jobs``.  The fits do
+the same amount of work on every commit: ``tol=0`` and a fixed ``max_iter``
+make L-BFGS run exactly ``MAX_ITER`` iterations (unless its line search
+fails), so a change of timing is a change of the cost per iteration.  The
+full comparison with scikit-learn and metric-learn is
+``benchmarks/compare_nca_mlkr.py``.
+
+When the learners or their kernel cannot be imported (not built yet),
+``setup`` raises ``NotImplementedError`` and asv shows the benchmarks as
+skipped.
+"""
+import warnings
+
+import numpy as np
+
+SEED = 20240613
+DTYPES = ["float32", "float64"]
+N_JOBS = [1, 2]
+MAX_ITER = 10
+DATASETS = ["digits", "synthetic 4000x32"]
+
+try:
+    from fastmetric._mlkr import MLKR
+    from fastmetric._nca import NCA
+    from fastmetric._softmax_neighbors import SoftmaxNeighborsProblem
+except ImportError as exc:  # an extension is not built
+    NCA = MLKR = SoftmaxNeighborsProblem = None
+    _IMPORT_ERROR = str(exc)
+else:
+    _IMPORT_ERROR = None
+
+
+def _require():
+    if _IMPORT_ERROR is not None:
+        raise NotImplementedError(
+            f"fastmetric NCA/MLKR are not available in this build: {_IMPORT_ERROR}")
+
+
+def _data(name, dtype):
+    """Standardised points and class labels."""
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+    else:
+        from sklearn.datasets import make_classification
+
+        X, y = make_classification(n_samples=4000, n_features=32, n_informative=8,
+                                   n_redundant=8, n_classes=10, n_clusters_per_class=1,
+                                   random_state=SEED)
+    return np.ascontiguousarray(StandardScaler().fit_transform(X), dtype=dtype), y
+
+
+def _fit_quietly(estimator, X, y):
+    # tol=0 always ends at max_iter, which warns; the warning is expected here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator.fit(X, y)
+
+
+class NCAFit:
+    """``NCA(max_iter=MAX_ITER, tol=0).fit(X, y)``: validation, init, L-BFGS."""
+
+    params = [DATASETS, DTYPES, N_JOBS]
+    param_names = ["data", "dtype", "n_jobs"]
+    number = 1
+    repeat = (3, 10, 30.0)
+    timeout = 180
+
+    def setup(self, data, dtype, n_jobs):
+        _require()
+        self.X, self.y = _data(data, dtype)
+        self.n_jobs = n_jobs
+
+    def _estimator(self):
+        return NCA(max_iter=MAX_ITER, tol=0.0, random_state=0, n_jobs=self.n_jobs)
+
+    def time_fit(self, data, dtype, n_jobs):
+        _fit_quietly(self._estimator(), self.X, self.y)
+
+    def peakmem_fit(self, data, dtype, n_jobs):
+        _fit_quietly(self._estimator(), self.X, self.y)
+
+
+class MLKRFit:
+    """``MLKR(max_iter=MAX_ITER, tol=0).fit(X, y)`` with the class index as target."""
+
+    params = [DATASETS, DTYPES, N_JOBS]
+    param_names = ["data", "dtype", "n_jobs"]
+    number = 1
+    repeat = (3, 10, 30.0)
+    timeout = 180
+
+    def setup(self, data, dtype, n_jobs):
+        _require()
+        self.X, y = _data(data, dtype)
+        self.y = y.astype(np.float64)
+        self.n_jobs = n_jobs
+
+    def _estimator(self):
+        return MLKR(max_iter=MAX_ITER, tol=0.0, random_state=0, n_jobs=self.n_jobs)
+
+    def time_fit(self, data, dtype, n_jobs):
+        _fit_quietly(self._estimator(), self.X, self.y)
+
+    def peakmem_fit(self, data, dtype, n_jobs):
+        _fit_quietly(self._estimator(), self.X, self.y)
+
+
+class SoftmaxNeighborsEval:
+    """One objective + gradient evaluation of NCA's kernel (4,000 x 32).
+
+    ``window='narrow'``: ``L = 2 I`` (a few pairs per row inside the
+    softmax window; the second and later evaluations find them by tiles);
+    ``window='wide'``: ``L = 0.3 I`` (a large share of the pairs inside).
+    """
+
+    params = [["narrow", "wide"], DTYPES, N_JOBS]
+    param_names = ["window", "dtype", "n_jobs"]
+    number = 1
+    repeat = (3, 10, 20.0)
+    timeout = 120
+
+    def setup(self, window, dtype, n_jobs):
+        _require()
+        X, y = _data("synthetic 4000x32", dtype)
+        self.problem = SoftmaxNeighborsProblem(X, labels=y)
+        self.L = np.eye(X.shape[1]) * (2.0 if window == "narrow" else 0.3)
+        self.n_jobs = n_jobs
+        self.problem.loss_grad(self.L, n_jobs)  # hints for the tile strategy
+
+    def time_loss_grad(self, window, dtype, n_jobs):
+        self.problem.loss_grad(self.L, self.n_jobs)
+
+    def peakmem_loss_grad(self, window, dtype, n_jobs):
+        self.problem.loss_grad(self.L, self.n_jobs)

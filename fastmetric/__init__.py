@@ -12,6 +12,7 @@ from ._config import get_include, show_config
 from . import pairwise
 from ._ldml import LDML, LDML_Supervised
 from ._cluster_ldml import ClusterLDML
+from ._lmnn import LMNN
 from ._mlkr import MLKR
 from ._nca import NCA
 
@@ -19,6 +20,7 @@ __all__ = [
     "ClusterLDML",
     "LDML",
     "LDML_Supervised",
+    "LMNN",
     "MLKR",
     "NCA",
     "get_include",
@@ -31,7 +33,6 @@ __all__ = [
 # one gives a clear NotImplementedError (not an AttributeError), so code
 # ported from metric-learn fails with an explanation.
 _PLANNED = {
-    "LMNN": "neighbour-based learners",
     "ITML": "weakly supervised learners",
     "ITML_Supervised": "weakly supervised learners",
     "MMC": "weakly supervised learners",

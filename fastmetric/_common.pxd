@@ -101,6 +101,57 @@ cdef extern from * nogil:
     #endif
     }
 
+    /* Squared Euclidean norms of short vectors.  A single running sum is a
+       chain of dependent additions (one every 3-4 cycles); eight partial
+       sums in a fixed order let the additions overlap and the compiler use
+       SIMD, and the result does not depend on anything but the input. */
+    #define FM_SQ_SUM_BODY(EXPR_J)                                          \
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0; \
+        Py_ssize_t j = 0;                                                   \
+        for (; j + 8 <= n; j += 8) {                                        \
+            double t0, t1, t2, t3, t4, t5, t6, t7;                          \
+            { Py_ssize_t jj = j + 0; t0 = EXPR_J; }                         \
+            { Py_ssize_t jj = j + 1; t1 = EXPR_J; }                         \
+            { Py_ssize_t jj = j + 2; t2 = EXPR_J; }                         \
+            { Py_ssize_t jj = j + 3; t3 = EXPR_J; }                         \
+            { Py_ssize_t jj = j + 4; t4 = EXPR_J; }                         \
+            { Py_ssize_t jj = j + 5; t5 = EXPR_J; }                         \
+            { Py_ssize_t jj = j + 6; t6 = EXPR_J; }                         \
+            { Py_ssize_t jj = j + 7; t7 = EXPR_J; }                         \
+            s0 += t0 * t0; s1 += t1 * t1; s2 += t2 * t2; s3 += t3 * t3;     \
+            s4 += t4 * t4; s5 += t5 * t5; s6 += t6 * t6; s7 += t7 * t7;     \
+        }                                                                   \
+        for (; j < n; j++) { Py_ssize_t jj = j; double t = EXPR_J; s0 += t * t; } \
+        return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+
+    /* ||a - b||^2, also storing a - b in diff (float64). */
+    static inline double fm_diff_sq_d(const double *a, const double *b,
+                                      double *diff, Py_ssize_t n) {
+        FM_SQ_SUM_BODY((diff[jj] = a[jj] - b[jj]))
+    }
+    static inline double fm_diff_sq_f(const float *a, const float *b,
+                                      double *diff, Py_ssize_t n) {
+        FM_SQ_SUM_BODY((diff[jj] = (double)a[jj] - (double)b[jj]))
+    }
+    /* ||a - b||^2 */
+    static inline double fm_sqdist_d(const double *a, const double *b, Py_ssize_t n) {
+        FM_SQ_SUM_BODY((a[jj] - b[jj]))
+    }
+    static inline double fm_sqdist_f(const float *a, const float *b, Py_ssize_t n) {
+        FM_SQ_SUM_BODY(((double)a[jj] - (double)b[jj]))
+    }
+    /* ||a||^2 */
+    static inline double fm_sqnorm_d(const double *a, Py_ssize_t n) {
+        FM_SQ_SUM_BODY((a[jj]))
+    }
+    static inline double fm_sqnorm_f(const float *a, Py_ssize_t n) {
+        FM_SQ_SUM_BODY(((double)a[jj]))
+    }
+    /* y += r * x */
+    static inline void fm_axpy(double r, const double *x, double *y, Py_ssize_t n) {
+        for (Py_ssize_t j = 0; j < n; j++) y[j] += r * x[j];
+    }
+
     /* Hint the CPU to fetch a cache line we will read soon. */
     #if defined(__GNUC__) || defined(__clang__)
     #define fm_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
@@ -130,6 +181,38 @@ cdef extern from * nogil:
     uint64_t fm_u64_below(uint64_t x, uint64_t m)
     void fm_prefetch(const void *p)
     void fm_prefetch_block(const void *p, size_t nbytes)
+    double fm_diff_sq_d(const double *a, const double *b, double *diff, Py_ssize_t n)
+    double fm_diff_sq_f(const float *a, const float *b, double *diff, Py_ssize_t n)
+    double fm_sqdist_d(const double *a, const double *b, Py_ssize_t n)
+    double fm_sqdist_f(const float *a, const float *b, Py_ssize_t n)
+    double fm_sqnorm_d(const double *a, Py_ssize_t n)
+    double fm_sqnorm_f(const float *a, Py_ssize_t n)
+    void fm_axpy(double r, const double *x, double *y, Py_ssize_t n)
+
+
+cdef inline double sq_dist(const floating *a, const floating *b, Py_ssize_t n) noexcept nogil:
+    """||a - b||^2 accumulated in float64."""
+    if floating is float:
+        return fm_sqdist_f(a, b, n)
+    else:
+        return fm_sqdist_d(a, b, n)
+
+
+cdef inline double diff_sq_norm(const floating *a, const floating *b, double *diff,
+                                Py_ssize_t n) noexcept nogil:
+    """diff = a - b (float64) and its squared norm."""
+    if floating is float:
+        return fm_diff_sq_f(a, b, diff, n)
+    else:
+        return fm_diff_sq_d(a, b, diff, n)
+
+
+cdef inline double sq_norm(const floating *a, Py_ssize_t n) noexcept nogil:
+    """||a||^2 accumulated in float64."""
+    if floating is float:
+        return fm_sqnorm_f(a, n)
+    else:
+        return fm_sqnorm_d(a, n)
 
 
 cdef inline void gemm_rowmajor(

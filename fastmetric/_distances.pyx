@@ -25,7 +25,9 @@ from cython.parallel cimport prange, parallel
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
-from fastmetric._common cimport floating, gemm_rowmajor, fm_prefetch_block
+from fastmetric._common cimport (
+    floating, gemm_rowmajor, fm_prefetch_block, sq_dist, sq_norm,
+)
 
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
 from ._validation import (
@@ -105,13 +107,9 @@ cdef void row_sq_norms(
     floating[::1] out,
     int n_threads,
 ) noexcept nogil:
-    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i, j
-    cdef double s
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
     for i in prange(n, schedule='static', num_threads=n_threads):
-        s = 0.0
-        for j in range(k):
-            s = s + Z[i, j] * Z[i, j]
-        out[i] = <floating> s
+        out[i] = <floating> sq_norm(&Z[i, 0], k)
 
 
 cdef void pairwise_sq_dist_transformed(
@@ -191,12 +189,7 @@ cdef void paired_sq_dist_transformed(
                 if p + PREFETCH_AHEAD < stop:
                     fm_prefetch_block(&XL[a[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
                     fm_prefetch_block(&XL[b[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
-                ia = a[p]
-                ib = b[p]
-                s = 0.0
-                for j in range(k):
-                    t = XL[ia, j] - XL[ib, j]
-                    s = s + t * t
+                s = sq_dist(&XL[a[p], 0], &XL[b[p], 0], k)
                 if take_sqrt:
                     s = sqrt(s)
                 out[p] = <floating> s
@@ -241,9 +234,7 @@ cdef void paired_sq_dist_direct(
                           &L[0, 0], <int> d,
                           <floating> 0.0, img, <int> k)
             for i in range(size):
-                s = 0.0
-                for j in range(k):
-                    s = s + img[i * k + j] * img[i * k + j]
+                s = sq_norm(&img[i * k], k)
                 if take_sqrt:
                     s = sqrt(s)
                 out[start + i] = <floating> s

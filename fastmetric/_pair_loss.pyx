@@ -42,6 +42,7 @@ from libc.string cimport memset
 
 from fastmetric._common cimport (
     floating, gemm_rowmajor, fm_logit_loss, fm_logit_loss_grad, fm_prefetch_block,
+    fm_axpy, diff_sq_norm,
 )
 from fastmetric._distances cimport transform_rows, transform_selected_rows
 
@@ -149,10 +150,7 @@ cdef inline void _point_chunk(
             v = incident_other[e]
             code = incident_code[e]
             p = code >> 1
-            dist = 0.0
-            for j in range(k):
-                diff[j] = <double> U[u, j] - <double> U[v, j]
-                dist += diff[j] * diff[j]
+            dist = diff_sq_norm(&U[u, 0], &U[v, 0], diff, k)
             z = bias - dist
             w = weights[p] if has_weights else 1.0
             t = targets[p]
@@ -166,8 +164,7 @@ cdef inline void _point_chunk(
             else:
                 r = w * fm_logit_loss_grad(z, t)
             if compute_gradient:
-                for j in range(k):
-                    acc[j] += r * diff[j]
+                fm_axpy(r, diff, acc, k)
         if compute_gradient:
             for j in range(k):
                 H[u, j] = <floating> acc[j]

@@ -17,7 +17,6 @@ Usage::
 import argparse
 import time
 
-import numpy as np
 
 from fastmetric import LDML_Supervised
 from fastmetric._demo import cluster_ldml_digits_benchmark, evaluate_embedding, load_digits_split

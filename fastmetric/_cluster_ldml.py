@@ -47,7 +47,6 @@ by ``d``) gives the new ``L = diag(s_1..s_k) V_k^T`` without forming the
 ``d x d`` matrix, and is better conditioned than an eigendecomposition of
 ``B^T B``.
 """
-import numbers
 import time
 import warnings
 
@@ -61,6 +60,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_limits
 
+from ._validation import check_int_param as _check_int, check_real_param as _check_real
 from ._base import MahalanobisMixin, initialize_components
 from ._threads import effective_n_threads, single_threaded_blas
 
@@ -76,23 +76,6 @@ _MINIBATCH_THRESHOLD = 20_000
 _KMEANS_N_INIT = 10
 
 
-def _check_int(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r}.")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}; got {value}.")
-    return int(value)
-
-
-def _check_real(value, name, low, high, low_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r}.")
-    value = float(value)
-    ok = np.isfinite(value) and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must lie in {bracket}{low}, {high}]; got {value}.")
-    return value
 
 
 def _spread(Xc, L):
@@ -336,12 +319,12 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         if self.n_pairs_per_cluster is not None:
             _check_int(self.n_pairs_per_cluster, "n_pairs_per_cluster", 2)
         self._positive_fraction = _check_real(self.positive_fraction, "positive_fraction",
-                                              0.0, 1.0, low_open=True)
+                                              0.0, 1.0, low_inclusive=False)
         if not self._positive_fraction < 1.0:
             raise ValueError(
                 f"positive_fraction must lie in (0, 1); got {self._positive_fraction}."
             )
-        self._rate = _check_real(self.update_rate, "update_rate", 0.0, 1.0, low_open=True)
+        self._rate = _check_real(self.update_rate, "update_rate", 0.0, 1.0, low_inclusive=False)
         self._max_rounds = _check_int(self.max_rounds, "max_rounds", 0)
         self._tol = _check_real(self.tol, "tol", 0.0, 1.0)
         self._ldml_max_iter = _check_int(self.ldml_max_iter, "ldml_max_iter", 1)

@@ -19,7 +19,6 @@ import time
 import numpy as np
 
 __all__ = [
-    "LEARNERS",
     "load_digits_split",
     "kmeans_ari",
     "cluster_ldml_digits_benchmark",

@@ -19,12 +19,12 @@ L-BFGS, or minibatch Adam/SGD for pair sets too large for full batches).
 :class:`LDML` learns from labelled pairs; :class:`LDML_Supervised` from
 class labels, drawing the pairs with :func:`fastmetric._sampling.sample_pairs`.
 """
-import numbers
 
 import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
+from ._validation import check_int_param as _check_int, check_real_param as _check_real
 from ._base import (
     MahalanobisMixin,
     PairsClassifierMixin,
@@ -43,23 +43,6 @@ __all__ = ["LDML", "LDML_Supervised"]
 _SOLVERS = ("lbfgs", "adam", "sgd")
 
 
-def _check_int(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r}.")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}; got {value}.")
-    return int(value)
-
-
-def _check_real(value, name, low, low_inclusive=True):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r}.")
-    value = float(value)
-    ok = np.isfinite(value) and (value >= low if low_inclusive else value > low)
-    if not ok:
-        sign = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be finite and {sign} {low}; got {value}.")
-    return value
 
 
 def _initial_scale_bias(sq_dist, targets, weights, ridge=1e-6, max_iter=50):
@@ -170,7 +153,7 @@ class _LDMLBase(MahalanobisMixin):
         self._tol = _check_real(self.tol, "tol", 0.0)
         self._alpha = _check_real(self.alpha, "alpha", 0.0)
         self._batch_size = _check_int(self.batch_size, "batch_size", 1)
-        self._learning_rate = _check_real(self.learning_rate, "learning_rate", 0.0, False)
+        self._learning_rate = _check_real(self.learning_rate, "learning_rate", 0.0, low_inclusive=False)
         self._n_iter_no_change = _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
         if not isinstance(self.verbose, (bool, np.bool_)):
             _check_int(self.verbose, "verbose", 0)
@@ -544,7 +527,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         n = X.shape[0]
         n_pairs = min(20 * n, 200_000) if self.n_pairs is None else _check_int(
             self.n_pairs, "n_pairs", 2)
-        fraction = _check_real(self.positive_fraction, "positive_fraction", 0.0, False)
+        fraction = _check_real(self.positive_fraction, "positive_fraction", 0.0, low_inclusive=False)
         if not fraction < 1:
             raise ValueError(f"positive_fraction must lie in (0, 1); got {fraction}.")
         n_pos = min(max(int(round(n_pairs * fraction)), 1), n_pairs - 1)

@@ -18,7 +18,6 @@ that is guaranteed to contain every impostor pair (see
 and are handed to scipy's L-BFGS (default) or to metric-learn's adaptive
 gradient descent.
 """
-import numbers
 import warnings
 
 import numpy as np
@@ -27,6 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from ._validation import check_int_param as _check_int, check_real_param as _check_real
 from ._base import MahalanobisMixin, _rows_from_preprocessor, initialize_components
 from ._lmnn_kernels import (
     _dense_loss_grad,
@@ -58,26 +58,6 @@ _SLACK_MIN = 1.0 / 64
 _SLACK_MAX = 1.0
 
 
-def _check_int(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r}.")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}; got {value}.")
-    return int(value)
-
-
-def _check_real(value, name, low, high=None, low_inclusive=True):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r}.")
-    value = float(value)
-    ok = np.isfinite(value) and (value >= low if low_inclusive else value > low)
-    if high is not None:
-        ok = ok and value <= high
-    if not ok:
-        bounds = ("[" if low_inclusive else "(") + f"{low}, " + (
-            f"{high}]" if high is not None else "inf)")
-        raise ValueError(f"{name} must be finite and in {bounds}; got {value}.")
-    return value
 
 
 def _incoming_targets(targets, n_targets):

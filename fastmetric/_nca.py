@@ -28,6 +28,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from ._validation import check_int_param as _check_int
 from ._base import MahalanobisMixin, _rows_from_preprocessor, initialize_components
 from ._softmax_neighbors import SoftmaxNeighborsProblem
 from ._solvers import IterationPrinter, minimize_lbfgs
@@ -40,13 +41,6 @@ __all__ = ["NCA"]
 # default for its NeighborhoodComponentsAnalysis.
 _DEFAULT_TOL = 1e-5
 
-
-def _check_int(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r}.")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}; got {value}.")
-    return int(value)
 
 
 def _check_tol(value):

@@ -167,3 +167,27 @@ def check_chunk_size(chunk_size, name="chunk_size"):
     if chunk_size < 1:
         raise ValueError(f"{name} must be a positive integer; got {chunk_size}.")
     return int(chunk_size)
+
+
+def check_int_param(value, name, low):
+    """An integer hyper-parameter >= low (bools are not integers here)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r}.")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}; got {value}.")
+    return int(value)
+
+
+def check_real_param(value, name, low, high=None, low_inclusive=True):
+    """A finite real hyper-parameter in [low, high] (or (low, high])."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}.")
+    value = float(value)
+    ok = np.isfinite(value) and (value >= low if low_inclusive else value > low)
+    if high is not None:
+        ok = ok and value <= high
+    if not ok:
+        bounds = ("[" if low_inclusive else "(") + f"{low}, " + (
+            f"{high}]" if high is not None else "inf)")
+        raise ValueError(f"{name} must be finite and in {bounds}; got {value}.")
+    return value

@@ -249,17 +249,17 @@ def _evaluate(const floating[:, ::1] X,
               const Py_ssize_t[::1] offsets, const Py_ssize_t[::1] incident_other,
               const Py_ssize_t[::1] incident_code,
               const floating[:, ::1] L, double bias, double total_weight,
-              bint compute_gradient, Py_ssize_t point_chunk, int n_threads):
-    dtype = np.float32 if floating is float else np.float64
+              bint compute_gradient, Py_ssize_t point_chunk, int n_threads,
+              floating[:, ::1] U, floating[:, ::1] H, floating[:, :, ::1] partials,
+              double[::1] chunk_loss, double[::1] chunk_gb):
+    """One evaluation; the work arrays U (n_points x k), H (n_points x k),
+    partials (n_blocks x k x d) and the two per-chunk sums come from the
+    caller, so that repeated evaluations do not allocate (and page-fault)
+    them again."""
     cdef Py_ssize_t n_points = offsets.shape[0] - 1
     cdef Py_ssize_t k = L.shape[0], d = L.shape[1]
-    cdef Py_ssize_t n_chunks = (n_points + point_chunk - 1) // point_chunk
-    cdef floating[:, ::1] U = np.empty((n_points, k), dtype=dtype)
-    cdef floating[:, ::1] H = np.empty((n_points if compute_gradient else 0, k), dtype=dtype)
-    cdef double[::1] chunk_loss = np.zeros(n_chunks, dtype=np.float64)
-    cdef double[::1] chunk_gb = np.zeros(n_chunks, dtype=np.float64)
-    cdef floating[:, :, ::1] partials
-    cdef Py_ssize_t c, r, i, j, block, n_blocks
+    cdef Py_ssize_t n_chunks = chunk_loss.shape[0]
+    cdef Py_ssize_t c, r, i, j, block, n_blocks = partials.shape[0]
     cdef double loss = 0.0, grad_bias = 0.0, scale, s
 
     with nogil:
@@ -278,10 +278,8 @@ def _evaluate(const floating[:, ::1] X,
     if not compute_gradient:
         return loss, None, grad_bias
 
-    block = max(point_chunk, (n_points + DEF_MAX_PARTIALS - 1) // DEF_MAX_PARTIALS)
-    n_blocks = (n_points + block - 1) // block
-    partials = np.empty((n_blocks, k, d), dtype=dtype)
-    grad_arr = np.empty((k, d), dtype=dtype)
+    block = _partial_block(n_points, point_chunk)
+    grad_arr = np.empty((k, d), dtype=np.float32 if floating is float else np.float64)
     cdef floating[:, ::1] grad = grad_arr
     scale = -2.0 / total_weight
     with nogil:
@@ -294,6 +292,11 @@ def _evaluate(const floating[:, ::1] X,
                     s += partials[r, i, j]
                 grad[i, j] = <floating> (scale * s)
     return loss, grad_arr, grad_bias
+
+
+def _partial_block(Py_ssize_t n_points, Py_ssize_t point_chunk):
+    """Rows per partial product of the gradient's final GEMM."""
+    return max(point_chunk, (n_points + DEF_MAX_PARTIALS - 1) // DEF_MAX_PARTIALS)
 
 
 def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
@@ -334,6 +337,11 @@ class PairLossProblem:
         Points per work unit (default 256).
     n_threads : int, default=1
         Threads used to build the index (the index does not depend on it).
+
+    Notes
+    -----
+    The work arrays of :meth:`loss_grad` are kept between calls, so one
+    problem must not be evaluated from two Python threads at once.
     """
 
     def __init__(self, X, a, b, targets, sample_weight=None, chunk_size=None, n_threads=1):
@@ -372,6 +380,8 @@ class PairLossProblem:
         self.offsets, self.incident_other, self.incident_code = _build_index(
             self.ua, self.ub, self.n_points, int(n_threads)
         )
+        # Work arrays of loss_grad, kept between calls (see _evaluate).
+        self._work = None
 
     def loss_grad(self, L, bias, n_threads=1, compute_gradient=True):
         """Loss, gradient in L and gradient in the bias.
@@ -393,12 +403,25 @@ class PairLossProblem:
         # Below a few thousand pairs per thread, the team's start-up costs
         # more than it saves.
         n_threads = threads_for_work(n_threads, self.n_pairs + self.n_points, 4096)
+        k, d = L.shape
+        key = (L.dtype.str, k)
+        if self._work is None or self._work[0] != key:
+            block = _partial_block(self.n_points, self.point_chunk)
+            n_blocks = (self.n_points + block - 1) // block
+            n_chunks = (self.n_points + self.point_chunk - 1) // self.point_chunk
+            self._work = (key, (
+                np.empty((self.n_points, k), dtype=L.dtype),
+                np.empty((self.n_points, k), dtype=L.dtype),
+                np.empty((n_blocks, k, d), dtype=L.dtype),
+                np.empty(n_chunks, dtype=np.float64),
+                np.empty(n_chunks, dtype=np.float64),
+            ))
         with single_threaded_blas():
             return _evaluate(
                 self.X, self.point_rows, self.identity_rows, self.targets,
                 self.weights, self.has_weights, self.offsets, self.incident_other,
                 self.incident_code, L, float(bias), self.total_weight,
-                compute_gradient, self.point_chunk, n_threads,
+                compute_gradient, self.point_chunk, n_threads, *self._work[1],
             )
 
 

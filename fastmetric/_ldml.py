@@ -41,6 +41,8 @@ from ._validation import check_pair_vector
 __all__ = ["LDML", "LDML_Supervised"]
 
 _SOLVERS = ("lbfgs", "adam", "sgd")
+# Pairs used to fit the initial scale and bias (see _initial_scale_bias).
+_INIT_MAX_PAIRS = 20_000
 
 
 
@@ -78,6 +80,13 @@ def _initial_scale_bias(sq_dist, targets, weights, ridge=1e-6, max_iter=50):
     from scipy.special import expit
 
     D = np.asarray(sq_dist, dtype=np.float64)
+    if D.shape[0] > _INIT_MAX_PAIRS:
+        # Two parameters do not need every pair: an evenly spread subset
+        # (deterministic, so the start does not depend on a seed) keeps
+        # this start-up cost bounded for large pair sets.
+        keep = np.linspace(0, D.shape[0] - 1, _INIT_MAX_PAIRS).astype(np.intp)
+        D, targets = D[keep], np.asarray(targets)[keep]
+        weights = None if weights is None else np.asarray(weights)[keep]
     w = (np.ones_like(D) if weights is None else weights) / (
         D.shape[0] if weights is None else weights.sum())
     m = float(np.median(D))

@@ -6,7 +6,7 @@
 #
 # * the OpenMP shim: ``omp_*`` calls that fall back to serial stubs when the
 #   extension is compiled without OpenMP, so no kernel cimports ``openmp``;
-# * numerically stable scalar functions for the log-loss (softplus, sigmoid);
+# * the log-loss of a logit and its derivative, stable for any input;
 # * a counter-based random generator: the n-th draw of a stream is a pure
 #   function of (seed, stream, n), so parallel sampling gives the same result
 #   for any number of threads;
@@ -34,20 +34,6 @@ cdef extern from * nogil:
 
     #include <math.h>
     #include <stdint.h>
-
-    /* log(1 + exp(x)) without overflow for large x nor loss of precision
-       for very negative x. */
-    static inline double fm_softplus(double x) {
-        if (x > 0.0) return x + log1p(exp(-x));
-        return log1p(exp(x));
-    }
-
-    /* 1 / (1 + exp(-x)) evaluated on the branch where exp cannot overflow. */
-    static inline double fm_sigmoid(double x) {
-        if (x >= 0.0) return 1.0 / (1.0 + exp(-x));
-        double e = exp(x);
-        return e / (1.0 + e);
-    }
 
     /* Log-loss of a logit z against a target t in [0, 1], and its
        derivative in z:  softplus(z) - t z  and  sigmoid(z) - t.
@@ -183,8 +169,6 @@ cdef extern from * nogil:
     int omp_get_max_threads()
     int omp_get_thread_num()
     int omp_get_num_threads()
-    double fm_softplus(double x)
-    double fm_sigmoid(double x)
     double fm_logit_loss(double z, double t, double *dz)
     double fm_logit_loss_grad(double z, double t)
     uint64_t fm_mix64(uint64_t z)

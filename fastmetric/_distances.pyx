@@ -431,8 +431,8 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
         return out
     with single_threaded_blas():
         if a.shape[0] >= X.shape[0]:
-            XL = _transform(X, L, min(chunk_size or DEF_ROW_CHUNK, DEF_ROW_CHUNK * 4),
-                            n_threads)
+            # chunk_size counts pairs; rows are mapped in the usual blocks.
+            XL = _transform(X, L, DEF_ROW_CHUNK, n_threads)
             _paired_transformed(XL, a, b, out, not squared,
                                 chunk_size or DEF_PAIR_CHUNK, n_threads)
         else:

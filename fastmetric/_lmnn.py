@@ -37,7 +37,7 @@ from ._lmnn_kernels import (
     _target_neighbors,
 )
 from ._solvers import IterationPrinter, SolverResult, minimize_lbfgs
-from ._threads import effective_n_threads, single_threaded_blas
+from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
 from ._validation import check_index_pairs, check_points
 
 __all__ = ["LMNN"]
@@ -48,8 +48,8 @@ _SOLVERS = ("lbfgs", "gd")
 # and up to 16 more while a search runs (its per-block buffers): ~0.8 GB.
 _PAIR_BUDGET = 1 << 25
 
-# Kernel calls with less work than this (multiply-adds) run on one thread.
-_PARALLEL_WORK = 1 << 21
+# Multiply-adds per thread below which a kernel call uses fewer threads.
+_PARALLEL_WORK = 1 << 20
 
 # Initial relative enlargement of the margin radius used by the search, and
 # its bounds (see _LMNNProblem._adapt_slack).
@@ -191,12 +191,12 @@ class _LMNNProblem:
     def _threads(self, work):
         """Threads for a kernel call of about ``work`` multiply-adds.
 
-        Below ~2 million (about half a millisecond) a second thread saves
+        Below ~1 million per thread (a quarter of a millisecond) a thread saves
         less than it costs to wake it, and on a loaded machine waiting for
         it can cost a whole scheduler time slice.  The results do not
         depend on the number of threads.
         """
-        return self.n_threads if work >= _PARALLEL_WORK else 1
+        return threads_for_work(self.n_threads, work, _PARALLEL_WORK)
 
 
     def embed(self, L):

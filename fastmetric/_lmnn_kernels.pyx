@@ -50,7 +50,7 @@ from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memset
 from libc.limits cimport INT_MAX
 
-from fastmetric._common cimport floating, gemm_rowmajor, fm_prefetch_block
+from fastmetric._common cimport floating, gemm_rowmajor, fm_prefetch_block, sq_dist, sq_norm
 from fastmetric._distances cimport transform_rows
 
 
@@ -90,39 +90,9 @@ cdef enum:
 # ---------------------------------------------------------------------------
 cdef inline double _exact_sq_dist(const floating[:, ::1] Z, Py_ssize_t i,
                                   Py_ssize_t j) noexcept nogil:
-    """||Z[i] - Z[j]||^2 from the differences, in float64.
-
-    Eight independent partial sums, combined in a fixed order: the compiler
-    may not reorder a floating-point sum, so a single accumulator would
-    serialise the additions (one per 4 cycles); eight let them overlap and
-    vectorise.  The value is symmetric in (i, j), bit for bit.
-    """
-    cdef Py_ssize_t t, k = Z.shape[1], k8 = k - k % 8
-    cdef const floating *a = &Z[i, 0]
-    cdef const floating *b = &Z[j, 0]
-    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
-    cdef double s4 = 0.0, s5 = 0.0, s6 = 0.0, s7 = 0.0, d0, d1, d2, d3, d4, d5, d6, d7
-    for t in range(0, k8, 8):
-        d0 = <double> a[t] - <double> b[t]
-        d1 = <double> a[t + 1] - <double> b[t + 1]
-        d2 = <double> a[t + 2] - <double> b[t + 2]
-        d3 = <double> a[t + 3] - <double> b[t + 3]
-        d4 = <double> a[t + 4] - <double> b[t + 4]
-        d5 = <double> a[t + 5] - <double> b[t + 5]
-        d6 = <double> a[t + 6] - <double> b[t + 6]
-        d7 = <double> a[t + 7] - <double> b[t + 7]
-        s0 += d0 * d0
-        s1 += d1 * d1
-        s2 += d2 * d2
-        s3 += d3 * d3
-        s4 += d4 * d4
-        s5 += d5 * d5
-        s6 += d6 * d6
-        s7 += d7 * d7
-    for t in range(k8, k):
-        d0 = <double> a[t] - <double> b[t]
-        s0 += d0 * d0
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """||Z[i] - Z[j]||^2 from the differences, in float64 (symmetric in i, j
+    bit for bit: see ``sq_dist`` in _common.pxd)."""
+    return sq_dist(&Z[i, 0], &Z[j, 0], Z.shape[1])
 
 
 cdef inline void _insert_sorted(int *idx, double *dist, int kk, double e,
@@ -770,15 +740,11 @@ def _dense_loss_grad(const floating[:, ::1] X, const floating[:, ::1] Z_in,
 # ---------------------------------------------------------------------------
 def _sq_norms(const floating[:, ::1] Z, int n_threads):
     """Squared row norms of Z in float64."""
-    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i, t
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
     out = np.empty(n, dtype=np.float64)
     cdef double[::1] o = out
-    cdef double s
     for i in prange(n, schedule='static', num_threads=n_threads, nogil=True):
-        s = 0.0
-        for t in range(k):
-            s = s + <double> Z[i, t] * <double> Z[i, t]
-        o[i] = s
+        o[i] = sq_norm(&Z[i, 0], k)
     return out
 
 

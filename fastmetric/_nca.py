@@ -21,14 +21,13 @@ P being the number of pairs whose weight is not negligible.
 
 This module also holds the base shared with :class:`fastmetric._mlkr.MLKR`.
 """
-import numbers
 
 import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ._validation import check_int_param as _check_int
+from ._validation import check_int_param as _check_int, check_real_param as _check_real
 from ._base import MahalanobisMixin, _rows_from_preprocessor, initialize_components
 from ._softmax_neighbors import SoftmaxNeighborsProblem
 from ._solvers import IterationPrinter, minimize_lbfgs
@@ -44,14 +43,8 @@ _DEFAULT_TOL = 1e-5
 
 
 def _check_tol(value):
-    if value is None:
-        return _DEFAULT_TOL
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"tol must be None or a non-negative real number; got {value!r}.")
-    value = float(value)
-    if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"tol must be finite and >= 0; got {value}.")
-    return value
+    """tol=None stands for the default."""
+    return _DEFAULT_TOL if value is None else _check_real(value, "tol", 0.0)
 
 
 class _SoftmaxNeighborsLearner(MahalanobisMixin):

@@ -37,7 +37,7 @@ from libc.stdint cimport int64_t, uint64_t
 
 from fastmetric._common cimport fm_random_u64, fm_stream_key, fm_u64_below
 
-from ._threads import effective_n_threads
+from ._threads import effective_n_threads, threads_for_work
 
 # Pairs per OpenMP work item: large enough to amortise scheduling, small
 # enough to balance 1e4..1e7 pairs over a few threads.
@@ -93,9 +93,8 @@ cdef void sample_label_pairs(
     positive : True: both ends in the drawn label; False: first end in the
         drawn label, second end uniform outside it.
 
-    n_threads : at most this many OpenMP threads, fewer for small requests
-        (each thread gets at least MIN_PAIRS_PER_THREAD pairs).  Call with
-        the GIL released for the threads to run.
+    n_threads : number of OpenMP threads.  Call with the GIL released for
+        the threads to run.
 
     Rows are set to (-1, -1) when the weights are inconsistent (total weight
     0 or a weighted label without a pair); the Python caller checks this
@@ -115,10 +114,6 @@ cdef void sample_label_pairs(
     n = offsets[n_labels]
     total = cum_weights[n_labels]
     n_chunks = (n_pairs + CHUNK - 1) // CHUNK
-    if n_threads > n_pairs // MIN_PAIRS_PER_THREAD:
-        n_threads = <int> (n_pairs // MIN_PAIRS_PER_THREAD)
-    if n_threads < 1:
-        n_threads = 1
     with parallel(num_threads=n_threads):
         for chunk in prange(n_chunks, schedule='static'):
             start = chunk * CHUNK
@@ -348,7 +343,8 @@ def _draw(grouping, cum, positive, key, counter_start, n_pairs, n_threads, out=N
     cdef uint64_t key_c = <uint64_t> key
     cdef uint64_t start_c = <uint64_t> counter_start
     cdef bint pos = positive
-    cdef int nt = n_threads
+    # Small requests run on fewer threads (the pairs do not depend on it).
+    cdef int nt = threads_for_work(n_threads, n_pairs, MIN_PAIRS_PER_THREAD)
     with nogil:
         sample_label_pairs(order, offsets, cum_v, pos, key_c, start_c, out_v, nt)
     return pairs

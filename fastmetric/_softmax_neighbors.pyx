@@ -103,7 +103,7 @@ from libc.math cimport nextafterf, INFINITY
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset
 
-from fastmetric._common cimport floating, gemm_rowmajor, omp_get_thread_num
+from fastmetric._common cimport floating, gemm_rowmajor, omp_get_thread_num, sq_norm
 from fastmetric._distances cimport transform_rows
 
 from ._threads import single_threaded_blas
@@ -997,13 +997,9 @@ cdef void _gram_partials(
 
 
 cdef void _row_sq_norms(const floating[:, ::1] Z, double[::1] out, int n_threads) noexcept nogil:
-    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i, j
-    cdef double s
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
     for i in prange(n, schedule='static', num_threads=n_threads):
-        s = 0.0
-        for j in range(k):
-            s = s + <double> Z[i, j] * <double> Z[i, j]
-        out[i] = s
+        out[i] = sq_norm(&Z[i, 0], k)
 
 
 cdef void _fill_screening_points(

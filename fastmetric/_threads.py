@@ -86,4 +86,6 @@ def threads_for_work(n_threads, n_items, min_items_per_thread):
     into chunks that do not depend on the thread count, so this cap never
     changes a result.
     """
+    if min_items_per_thread <= 0:  # no minimum: every thread
+        return max(1, int(n_threads))
     return max(1, min(int(n_threads), int(n_items) // int(min_items_per_thread)))

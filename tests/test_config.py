@@ -71,3 +71,12 @@ def test_planned_learners_raise_not_implemented(name):
 def test_unknown_attribute_is_attribute_error():
     with pytest.raises(AttributeError):
         fastmetric.DoesNotExist
+
+
+def test_threads_for_work_caps_small_calls():
+    from fastmetric._threads import threads_for_work
+
+    assert threads_for_work(2, 100, 4096) == 1
+    assert threads_for_work(2, 8192, 4096) == 2
+    assert threads_for_work(8, 3 * 4096, 4096) == 3
+    assert threads_for_work(2, 10, 0) == 2  # no minimum

@@ -52,15 +52,10 @@ import scipy
 from scipy.special import expit
 from threadpoolctl import threadpool_info, threadpool_limits
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Use an installed fastmetric if there is one, else the in-place build of
-# this checkout (``python setup.py build_ext --inplace``).
-if importlib.util.find_spec("fastmetric") is None:
-    sys.path.insert(0, ROOT)
+from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
 
 import fastmetric  # noqa: E402
 
-OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 FULL = dict(n=200_000, d=64, k=64, pairs=1_000_000, clusters=100, pw_n=20_000, pw_m=2_000, repeat=5)
 QUICK = dict(n=5_000, d=16, k=16, pairs=20_000, clusters=100, pw_n=1_000, pw_m=200, repeat=3)
@@ -193,14 +188,6 @@ def valid_sample(pairs, y, labels, n_positive, n_negative):
     )
 
 
-def fmt_time(t):
-    if t is None:
-        return "-"
-    if t >= 1.0:
-        return f"{t:.2f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.1f} ms"
-    return f"{t * 1e6:.0f} us"
 
 
 def fmt_ratio(r):
@@ -400,17 +387,7 @@ def print_table(rows, args, markdown):
         ]
         for r in rows
     ]
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "|".join("---" for _ in head) + "|")
-        for line in body:
-            print("| " + " | ".join(line) + " |")
-        return
-    widths = [max(len(h), *(len(line[i]) for line in body)) for i, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-    print("  ".join("-" * w for w in widths))
-    for line in body:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
+    print_rows(head, body, markdown)
 
 
 def print_environment(args, cfg):

@@ -58,7 +58,6 @@ the shared machines set both, which slows numpy, so run as::
 import argparse
 import contextlib
 import gc
-import importlib.util
 import os
 import platform
 import resource
@@ -73,11 +72,7 @@ import scipy.optimize
 from scipy.special import expit
 from threadpoolctl import threadpool_info, threadpool_limits
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Use an installed fastmetric if there is one, else the in-place build of
-# this checkout (``python setup.py build_ext --inplace``).
-if importlib.util.find_spec("fastmetric") is None:
-    sys.path.insert(0, ROOT)
+from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
 
 import fastmetric  # noqa: E402
 import fastmetric._ldml as _ldml_module  # noqa: E402
@@ -87,7 +82,6 @@ from fastmetric._pair_loss import PairLossProblem  # noqa: E402
 from fastmetric._sampling import sample_pairs  # noqa: E402
 from fastmetric._threads import effective_n_threads  # noqa: E402
 
-OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 GOAL = 10.0  # fastmetric's fit should be at least this much faster than numpy's
 
 FULL = dict(n=20_000, d=64, pairs=200_000, classes=10, repeat=3)
@@ -244,14 +238,6 @@ def timed_numpy(X, a, b, t, args, max_iter):
 # reporting
 # --------------------------------------------------------------------------
 
-def fmt_time(t):
-    if t is None:
-        return "-"
-    if t >= 1.0:
-        return f"{t:.2f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.1f} ms"
-    return f"{t * 1e6:.0f} us"
 
 
 def summarise(runs):
@@ -283,17 +269,7 @@ def print_table(summary, args, markdown):
         speed_eval = "-" if name == "numpy" else f"{base['per_eval'] / s['per_eval']:.1f}x"
         body.append([label, what, fmt_time(s["seconds"]), str(s["n_iter"]), str(s["nfev"]),
                      fmt_time(s["per_eval"]), f"{s['loss']:.8g}", speed, speed_eval])
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "|".join("---" for _ in head) + "|")
-        for line in body:
-            print("| " + " | ".join(line) + " |")
-        return
-    widths = [max(len(h), *(len(line[i]) for line in body)) for i, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-    print("  ".join("-" * w for w in widths))
-    for line in body:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
+    print_rows(head, body, markdown)
 
 
 def print_environment(args):

@@ -41,7 +41,6 @@ Timings on a shared 2-core machine depend on what else runs: the load
 average is printed before and after.
 """
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -54,13 +53,8 @@ import warnings
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Use an installed fastmetric if there is one, else the in-place build of
-# this checkout (``python setup.py build_ext --inplace``).
-if importlib.util.find_spec("fastmetric") is None:
-    sys.path.insert(0, ROOT)
+from _report import OPENBLAS_VARS, ROOT, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
 
-OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 # Run by the peer interpreter: argv[1] is the directory with the .npy files.
 PEER_SCRIPT = r"""
@@ -201,20 +195,6 @@ def run_large(args):
     return json.loads(lines[-1])
 
 
-def table(head, body, markdown):
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "|".join("---" for _ in head) + "|")
-        for line in body:
-            print("| " + " | ".join(line) + " |")
-        return
-    widths = [max(len(h), *(len(line[i]) for line in body)) for i, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-    print("  ".join("-" * w for w in widths))
-    for line in body:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
-
-
 def print_environment(args):
     import scipy
     import sklearn
@@ -273,7 +253,7 @@ def main(argv=None):
     if peer is not None:
         body.append(["metric-learn LMNN", f"{peer['seconds']:.1f} s",
                      f"{100 * peer['accuracy']:.2f} %", str(peer["n_iter"]), "1x"])
-    table(head, body, args.markdown)
+    print_rows(head, body, args.markdown)
     print(f"fastmetric fit times: {', '.join(f'{t:.2f}' for t in fm['all'])} s; final loss "
           f"{fm['loss']:.6g}; same map with n_jobs=1: {fm['same_for_1_thread']}")
     if not fm["same_for_1_thread"]:
@@ -292,7 +272,7 @@ def main(argv=None):
               "in a fresh process")
         head = ["fit time", "peak RSS", "RSS before fit", "iterations", "evaluations",
                 "searches", "final loss"]
-        table(head, [[f"{res['seconds']:.1f} s", f"{res['peak_rss_mb']:.0f} MB",
+        print_rows(head, [[f"{res['seconds']:.1f} s", f"{res['peak_rss_mb']:.0f} MB",
                       f"{res['rss_before_fit_mb']:.0f} MB", str(res["n_iter"]),
                       str(res["n_evaluations"]), str(res["n_searches"]),
                       f"{res['loss']:.6g}"]], args.markdown)

@@ -42,7 +42,6 @@ The exit status is 1 when a correctness check fails (not when a goal is
 missed).
 """
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -60,11 +59,7 @@ import scipy
 from scipy.special import logsumexp
 from threadpoolctl import threadpool_info, threadpool_limits
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Use an installed fastmetric if there is one, else the in-place build of
-# this checkout (``python setup.py build_ext --inplace``).
-if importlib.util.find_spec("fastmetric") is None:
-    sys.path.insert(0, ROOT)
+from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
 
 import fastmetric  # noqa: E402
 from fastmetric._base import initialize_components  # noqa: E402
@@ -73,7 +68,6 @@ from fastmetric._nca import NCA  # noqa: E402
 from fastmetric._softmax_neighbors import SoftmaxNeighborsProblem  # noqa: E402
 from fastmetric._threads import effective_n_threads  # noqa: E402
 
-OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 SPEED_GOAL = 10.0        # NCA vs scikit-learn on digits
 ACCURACY_SLACK = 0.5     # points of 3-NN test accuracy
 LARGE_TIME_GOAL = 60.0   # seconds
@@ -125,12 +119,6 @@ def numpy_nca_objective(X, y, L):
 # --------------------------------------------------------------------------
 # timing helpers
 # --------------------------------------------------------------------------
-def fmt_time(t):
-    if t is None:
-        return "-"
-    if t >= 1.0:
-        return f"{t:.2f} s"
-    return f"{t * 1e3:.0f} ms"
 
 
 def timed_fit(make, X, y):
@@ -283,20 +271,6 @@ def run_large(args):
 # --------------------------------------------------------------------------
 # reporting
 # --------------------------------------------------------------------------
-def print_table(head, body, markdown):
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "|".join("---" for _ in head) + "|")
-        for line in body:
-            print("| " + " | ".join(line) + " |")
-        return
-    widths = [max(len(h), *(len(line[i]) for line in body)) for i, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-    print("  ".join("-" * w for w in widths))
-    for line in body:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
-
-
 def print_environment(args):
     import sklearn
 
@@ -391,7 +365,7 @@ def main(argv=None):
                      f"{res['load_before']:.2f} / {res['load_after']:.2f}",
                      f"< {LARGE_TIME_GOAL:g} s, < {LARGE_MEMORY_GOAL:g} GB: "
                      + ("MET" if met else "not met")]]
-            print_table(head, body, args.markdown)
+            print_rows(head, body, args.markdown)
     if set_vars:
         print("WARNING: peer timings taken with " + " and ".join(set_vars) + " set (see above).")
     if hasattr(os, "getloadavg"):
@@ -467,7 +441,7 @@ def digits_part(args):
                      "-" if name.startswith("fastmetric") else f"{med / fm_t:.1f}x"])
     body.append(["(identity, no learning)", "-", "-", "-", "-", f"{base_acc:.2f} %", "-"])
     print()
-    print_table(head, body, args.markdown)
+    print_rows(head, body, args.markdown)
     speedup = statistics.median(times["scikit-learn NCA"]) / fm_t
     gap = rows[0][4] - rows[1][4]
     print(f"\nNCA speed-up over scikit-learn: {speedup:.1f}x (goal >= {SPEED_GOAL:g}x: "
@@ -493,7 +467,7 @@ def digits_part(args):
                      f"{loss:.6g}", f"{kernel_regression_mse(L, Xtr, Xte, y_reg, yte_reg):.4f}",
                      "-" if name.startswith("fastmetric") else f"{med / fm_m:.1f}x"])
     print()
-    print_table(head, body, args.markdown)
+    print_rows(head, body, args.markdown)
     return ok
 
 

@@ -29,32 +29,45 @@ __all__ = [
     "__version__",
 ]
 
-# metric-learn's learners that fastmetric does not provide yet.  Asking for
-# one gives a clear NotImplementedError (not an AttributeError), so code
-# ported from metric-learn fails with an explanation.
-_PLANNED = {
-    "ITML": "weakly supervised learners",
-    "ITML_Supervised": "weakly supervised learners",
-    "MMC": "weakly supervised learners",
-    "MMC_Supervised": "weakly supervised learners",
-    "SDML": "weakly supervised learners",
-    "SDML_Supervised": "weakly supervised learners",
-    "LSML": "weakly supervised learners",
-    "LSML_Supervised": "weakly supervised learners",
-    "SCML": "weakly supervised learners",
-    "SCML_Supervised": "weakly supervised learners",
-    "RCA": "closed-form learners",
-    "RCA_Supervised": "closed-form learners",
-    "LFDA": "closed-form learners",
-    "Covariance": "closed-form learners",
+# The classic learners of metric-learn that are being added (issue 5): each
+# lives in its own private module.  They are looked up on first use, and a
+# learner whose module is not there yet gives a clear NotImplementedError
+# (not an AttributeError), so code ported from metric-learn fails with an
+# explanation.
+_CLASSIC = {
+    "ITML": "_itml",
+    "ITML_Supervised": "_itml",
+    "MMC": "_mmc",
+    "MMC_Supervised": "_mmc",
+    "SDML": "_sdml",
+    "SDML_Supervised": "_sdml",
+    "LSML": "_lsml",
+    "LSML_Supervised": "_lsml",
+    "SCML": "_scml",
+    "SCML_Supervised": "_scml",
+    "RCA": "_rca",
+    "RCA_Supervised": "_rca",
+    "LFDA": "_lfda",
+    "Covariance": "_covariance",
 }
 
 
 def __getattr__(name):
-    if name in _PLANNED:
-        raise NotImplementedError(
-            f"fastmetric.{name} is not implemented yet (planned with the "
-            f"{_PLANNED[name]}; see the README's status table). Available "
-            f"learners: {', '.join(n for n in __all__ if n[0].isupper())}."
-        )
+    if name in _CLASSIC:
+        import importlib
+
+        module_name = f"{__name__}.{_CLASSIC[name]}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            module = None
+        if module is None or not hasattr(module, name):
+            raise NotImplementedError(
+                f"fastmetric.{name} is not implemented yet (see the README's "
+                f"status table). Available learners: "
+                f"{', '.join(n for n in __all__ if n[0].isupper())}."
+            )
+        return getattr(module, name)
     raise AttributeError(f"module 'fastmetric' has no attribute {name!r}")

@@ -20,8 +20,12 @@ L-BFGS, or minibatch Adam/SGD for pair sets too large for full batches).
 class labels, drawing the pairs with :func:`fastmetric._sampling.sample_pairs`.
 """
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
 
 from ._validation import check_int_param as _check_int, check_real_param as _check_real
@@ -34,7 +38,13 @@ from ._base import (
     l2_normalize_rows,
 )
 from ._pair_loss import PairLossProblem
-from ._solvers import IterationPrinter, minimize_lbfgs, minimize_stochastic
+from ._solvers import (
+    IterationPrinter,
+    StochasticOptimizer,
+    minimize_lbfgs,
+    minimize_stochastic,
+    run_epoch,
+)
 from ._threads import effective_n_threads, single_threaded_blas
 from ._validation import check_pair_vector
 
@@ -45,6 +55,25 @@ _SOLVERS = ("lbfgs", "adam", "sgd")
 _INIT_MAX_PAIRS = 20_000
 
 
+def _stochastic_solver(estimator):
+    """partial_fit exists only for the minibatch solvers (as in sklearn's MLP)."""
+    if estimator.solver == "lbfgs":
+        raise AttributeError(
+            "partial_fit is only available with a stochastic solver (solver='adam' or "
+            "'sgd'); solver='lbfgs' needs the whole data at each iteration: use fit."
+        )
+    return True
+
+
+def _progress(batches, total, verbose, desc):
+    """``batches`` wrapped in a tqdm bar when ``verbose >= 2`` and tqdm is there."""
+    if verbose is True or verbose < 2:
+        return batches
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return batches
+    return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
 
 
 def _initial_scale_bias(sq_dist, targets, weights, ridge=1e-6, max_iter=50):
@@ -193,13 +222,32 @@ class _LDMLBase(MahalanobisMixin):
 
         return fun
 
-    def _fit_pairs(self, X, a, b, targets, weights, *, class_labels=None, resample=None,
+    def _initial_theta(self, X, a, b, targets, weights, class_labels, rng):
+        """theta0 = [vec(L0), bias0] and L0: the init, scaled to fit the pairs."""
+        L0 = initialize_components(
+            self.init, X, y=class_labels, n_components=self.n_components, random_state=rng,
+        )
+        from ._distances import paired_mahalanobis_distances
+
+        sq0 = paired_mahalanobis_distances(
+            X, np.column_stack((a, b)), components=L0.astype(X.dtype), squared=True,
+            n_jobs=self.n_jobs,
+        )
+        gamma, bias0 = _initial_scale_bias(sq0, targets, weights)
+        L0 = L0 * np.sqrt(gamma)
+        return np.concatenate([L0.ravel(), [bias0]]), L0
+
+    def _set_theta(self, theta, shape):
+        self.components_ = np.ascontiguousarray(theta[:-1].reshape(shape))
+        self.bias_ = float(theta[-1])
+
+    def _fit_pairs(self, X, a, b, targets, weights, *, class_labels=None, stream=None,
                    rng=None):
         """Fit L and the bias on index pairs (a, b) into the points X.
 
-        ``resample(epoch) -> (a, b, targets)`` gives fresh pairs per epoch
-        to the stochastic solvers (LDML_Supervised); ``weights`` is None or
-        per-pair weights of the fixed pairs.
+        ``stream`` (LDML_Supervised) gives the stochastic solvers fresh pairs
+        per minibatch; ``weights`` is None or per-pair weights of the fixed
+        pairs.
         """
         self._validate_params()
         rng = check_random_state(self.random_state) if rng is None else rng
@@ -208,21 +256,8 @@ class _LDMLBase(MahalanobisMixin):
             X = l2_normalize_rows(X)
         dtype = X.dtype
         with single_threaded_blas():  # identical results for any BLAS thread count
-            L0 = initialize_components(
-                self.init, X, y=class_labels, n_components=self.n_components,
-                random_state=rng,
-            )
+            theta0, L0 = self._initial_theta(X, a, b, targets, weights, class_labels, rng)
             k, d = L0.shape
-
-            from ._distances import paired_mahalanobis_distances
-
-            sq0 = paired_mahalanobis_distances(
-                X, np.column_stack((a, b)), components=L0.astype(dtype), squared=True,
-                n_jobs=self.n_jobs,
-            )
-            gamma, bias0 = _initial_scale_bias(sq0, targets, weights)
-            L0 = L0 * np.sqrt(gamma)
-            theta0 = np.concatenate([L0.ravel(), [bias0]])
 
             printer = IterationPrinter(type(self).__name__,
                                        "iter" if self.solver == "lbfgs" else "epoch")
@@ -231,11 +266,11 @@ class _LDMLBase(MahalanobisMixin):
                 if self.verbose:
                     printer(iteration, loss)
                 if self.callback is not None:
-                    self.components_ = theta[:-1].reshape(k, d).copy()
-                    self.bias_ = float(theta[-1])
+                    self._set_theta(theta, (k, d))
                     return bool(self.callback(self, iteration, loss))
                 return False
 
+            self._optimizer = None
             if self.solver == "lbfgs":
                 problem = PairLossProblem(X, a, b, targets, weights, n_threads=n_threads)
                 fun = self._objective(problem, (k, d), dtype, L0, n_threads)
@@ -243,46 +278,116 @@ class _LDMLBase(MahalanobisMixin):
                                         on_iteration=on_iteration)
             else:
                 batch_seed = int(rng.randint(0, np.iinfo(np.int32).max))
-                epoch_batches = self._epoch_batches(
-                    X, a, b, targets, weights, resample, batch_seed, (k, d), dtype, L0,
-                    n_threads,
-                )
+                if stream is None:
+                    epoch_batches = self._epoch_batches(
+                        X, a, b, targets, weights, batch_seed, (k, d), dtype, L0, n_threads)
+                else:
+                    epoch_batches = self._stream_batches(
+                        X, stream, (k, d), dtype, L0, n_threads)
+                self._optimizer = StochasticOptimizer(self.solver, self._learning_rate)
+                self._partial_seed = batch_seed
                 result = minimize_stochastic(
-                    epoch_batches, theta0, method=self.solver, max_epochs=self._max_iter,
-                    learning_rate=self._learning_rate, tol=self._tol,
+                    epoch_batches, theta0, max_epochs=self._max_iter, tol=self._tol,
                     n_iter_no_change=self._n_iter_no_change, on_iteration=on_iteration,
+                    optimizer=self._optimizer,
                 )
 
-        theta = result.x
-        self.components_ = np.ascontiguousarray(theta[:-1].reshape(k, d))
-        self.bias_ = float(theta[-1])
+        self._set_theta(result.x, (k, d))
+        self._L0 = L0
         self.n_iter_ = int(result.n_iter)
         self.loss_ = float(result.fun)
         self.loss_curve_ = list(result.loss_curve)
         self.n_features_in_ = d
         return self
 
-    def _epoch_batches(self, X, a, b, targets, weights, resample, seed, shape, dtype, L0,
-                       n_threads):
-        """Minibatches of each epoch, in an order fixed by ``seed`` and the epoch."""
+    def _minibatches(self, X, a, b, targets, weights, order, shape, dtype, L0, n_threads):
+        """``(batch objective, weight)`` of consecutive slices of ``order``."""
         batch_size = self._batch_size
+        for start in range(0, order.shape[0], batch_size):
+            idx = order[start:start + batch_size]
+            bw = None if weights is None else weights[idx]
+            weight = float(idx.shape[0] if bw is None else bw.sum())
+            if weight <= 0:
+                continue
+            problem = PairLossProblem(X, a[idx], b[idx], targets[idx], bw)
+            yield self._objective(problem, shape, dtype, L0, n_threads), weight
+
+    def _epoch_batches(self, X, a, b, targets, weights, seed, shape, dtype, L0, n_threads):
+        """Minibatches of fixed pairs, in an order fixed by ``seed`` and the epoch."""
+        n_batches = -(-a.shape[0] // self._batch_size)
 
         def epoch_batches(epoch):
-            ea, eb, et, ew = a, b, targets, weights
-            if resample is not None and epoch > 0:
-                ea, eb, et = resample(epoch)
-                ew = None
-            order = np.random.default_rng([seed, epoch]).permutation(ea.shape[0])
-            for start in range(0, order.shape[0], batch_size):
-                idx = order[start:start + batch_size]
-                bw = None if ew is None else ew[idx]
-                weight = float(idx.shape[0] if bw is None else bw.sum())
-                if weight <= 0:
-                    continue
-                problem = PairLossProblem(X, ea[idx], eb[idx], et[idx], bw)
-                yield self._objective(problem, shape, dtype, L0, n_threads), weight
+            order = np.random.default_rng([seed, epoch]).permutation(a.shape[0])
+            return _progress(
+                self._minibatches(X, a, b, targets, weights, order, shape, dtype, L0,
+                                  n_threads),
+                n_batches, self.verbose, f"epoch {epoch + 1}")
 
         return epoch_batches
+
+    def _stream_batches(self, X, stream, shape, dtype, L0, n_threads):
+        """Minibatches of pairs drawn as they are needed (bounded memory).
+
+        ``stream(epoch, batch) -> (a, b, targets)`` or None after the last
+        minibatch of the epoch.
+        """
+        def batches(epoch):
+            for i in range(stream.n_batches):
+                a, b, t = stream(epoch, i)
+                problem = PairLossProblem(X, a, b, t, None)
+                yield self._objective(problem, shape, dtype, L0, n_threads), float(a.shape[0])
+
+        def epoch_batches(epoch):
+            return _progress(batches(epoch), stream.n_batches, self.verbose,
+                             f"epoch {epoch + 1}")
+
+        return epoch_batches
+
+    def _partial_fit_pairs(self, X, a, b, targets, weights, class_labels=None):
+        """One epoch of the stochastic solver over these pairs, continuing the fit."""
+        self._validate_params()
+        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
+        if self.normalize:
+            X = l2_normalize_rows(X)
+        n_threads = effective_n_threads(self.n_jobs)
+        with single_threaded_blas():
+            if first:
+                rng = check_random_state(self.random_state)
+                theta, L0 = self._initial_theta(X, a, b, targets, weights, class_labels, rng)
+                self._L0 = L0
+                self._partial_seed = int(rng.randint(0, np.iinfo(np.int32).max))
+                self._optimizer = StochasticOptimizer(self.solver, self._learning_rate)
+                self.n_iter_ = 0
+                self.loss_curve_ = []
+                self.n_features_in_ = L0.shape[1]
+            else:
+                theta = np.concatenate([self.components_.ravel(), [self.bias_]])
+            shape = self._L0.shape
+            order = np.random.default_rng([self._partial_seed, self.n_iter_]).permutation(
+                a.shape[0])
+            batches = _progress(
+                self._minibatches(X, a, b, targets, weights, order, shape, X.dtype, self._L0,
+                                  n_threads),
+                -(-a.shape[0] // self._batch_size), self.verbose,
+                f"partial_fit {self.n_iter_ + 1}")
+            theta, loss, finite, interrupted = run_epoch(batches, theta, self._optimizer)
+        if interrupted:
+            warnings.warn("partial_fit was interrupted (KeyboardInterrupt); the model keeps "
+                          "the parameters after the last completed minibatch.", UserWarning,
+                          stacklevel=3)
+        if not finite:
+            warnings.warn("the objective became non-finite in partial_fit; the model keeps "
+                          "the last finite parameters. Lower learning_rate or scale the data.",
+                          ConvergenceWarning, stacklevel=3)
+        self._set_theta(theta, shape)
+        self.n_iter_ += 1
+        if np.isfinite(loss):
+            self.loss_ = float(loss)
+            self.loss_curve_.append(float(loss))
+            if self.verbose:
+                print(f"[{type(self).__name__}] partial_fit {self.n_iter_}: mean loss "
+                      f"{loss:.7g}")
+        return self
 
     def _pair_probability(self, sq_dist):
         """P(similar) = sigmoid(bias_ - d^2) of LDML's model."""
@@ -338,7 +443,11 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         OpenMP threads of the kernels (None: what OpenMP allows, -1: all
         CPUs).  Results do not depend on it.
     verbose : int, default=0
-        Print a table with the loss at each iteration.
+        1: print a table with the loss at each iteration (epoch).  2 or more,
+        with a stochastic solver: also a progress bar over the minibatches of
+        each epoch, when tqdm is installed (``pip install fastmetric[progress]``).
+        Ctrl-C stops any fit cleanly: it warns and keeps the last consistent
+        parameters.
     callback : callable, optional
         ``callback(estimator, iteration, loss)`` after each iteration (with
         ``components_`` and ``bias_`` set to the current iterate); returning
@@ -416,6 +525,15 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         -------
         self
         """
+        X, a, b, targets, weights = self._validated_pairs(pairs, y, sample_weight)
+        self._fit_pairs(X, a, b, targets, weights)
+        self.classes_ = np.array([-1, 1])
+        # d^2 < bias  <=>  -d > -sqrt(bias): predict agrees with P(similar) > 1/2.
+        self.threshold_ = -float(np.sqrt(max(self.bias_, 0.0)))
+        return self
+
+    def _validated_pairs(self, pairs, y, sample_weight):
+        """(X, a, b, targets, weights) from the pair input of fit/partial_fit."""
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         n_pairs = idx.shape[0]
         targets = check_pair_targets(y, n_pairs)
@@ -434,9 +552,39 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             )
         a = np.ascontiguousarray(idx[:, 0])
         b = np.ascontiguousarray(idx[:, 1])
-        self._fit_pairs(X, a, b, targets, weights)
+        return X, a, b, targets, weights
+
+    @available_if(_stochastic_solver)
+    def partial_fit(self, pairs, y, sample_weight=None):
+        """One epoch of the stochastic solver on a batch of labelled pairs.
+
+        The pairs are visited once, in minibatches of ``batch_size`` (order
+        from ``random_state``), continuing from the state left by the
+        previous call or by ``fit`` (Adam moments included).  The first call
+        initialises ``L`` and the bias from its batch.  Only with
+        ``solver='adam'`` or ``'sgd'``.
+
+        Parameters
+        ----------
+        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
+            As in :meth:`fit`.
+        y : array-like of shape (n_pairs,)
+            As in :meth:`fit`.
+        sample_weight : array-like of shape (n_pairs,), optional
+
+        Returns
+        -------
+        self
+        """
+        X, a, b, targets, weights = self._validated_pairs(pairs, y, sample_weight)
+        if hasattr(self, "n_features_in_") and getattr(self, "_optimizer", None) is not None \
+                and X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (from the previous partial_fit)."
+            )
+        self._partial_fit_pairs(X, a, b, targets, weights)
         self.classes_ = np.array([-1, 1])
-        # d^2 < bias  <=>  -d > -sqrt(bias): predict agrees with P(similar) > 1/2.
         self.threshold_ = -float(np.sqrt(max(self.bias_, 0.0)))
         return self
 
@@ -505,22 +653,10 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         self.verbose = verbose
         self.callback = callback
 
-    def fit(self, X, y):
-        """Draw pairs from the classes of ``y`` and learn the metric.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels (at least 2 classes, one with 2 or more samples).
-
-        Returns
-        -------
-        self
-        """
-        from ._sampling import sample_pairs
-
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+    def _labels_and_counts(self, X, y, reset):
+        """Validated X (kept float32/float64, C order) and labels encoded 0..C-1."""
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
+                             reset=reset)
         classes, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
         labels = labels.reshape(-1)
         if len(classes) < 2:
@@ -533,28 +669,129 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
                 f"{type(self).__name__} needs a class with at least 2 samples to form "
                 "similar pairs; every class of y has a single sample."
             )
-        n = X.shape[0]
+        return X, labels
+
+    def _pair_counts(self, n):
+        """(n_positive, n_negative) per epoch for n labelled rows."""
         n_pairs = min(20 * n, 200_000) if self.n_pairs is None else _check_int(
             self.n_pairs, "n_pairs", 2)
-        fraction = _check_real(self.positive_fraction, "positive_fraction", 0.0, low_inclusive=False)
+        fraction = _check_real(self.positive_fraction, "positive_fraction", 0.0,
+                               low_inclusive=False)
         if not fraction < 1:
             raise ValueError(f"positive_fraction must lie in (0, 1); got {fraction}.")
         n_pos = min(max(int(round(n_pairs * fraction)), 1), n_pairs - 1)
-        n_neg = n_pairs - n_pos
+        return n_pos, n_pairs - n_pos
 
+    def fit(self, X, y):
+        """Draw pairs from the classes of ``y`` and learn the metric.
+
+        With ``solver='lbfgs'`` the pairs are drawn once.  With the stochastic
+        solvers each minibatch is drawn when it is needed (a fresh sample of
+        ``n_pairs`` per epoch): memory holds one minibatch of pairs, never
+        all of them, so ``X`` may be a large ``numpy.memmap``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float32 data stay float32 (no copy when X is already a
+            C-ordered float32/float64 array or memmap).
+        y : array-like of shape (n_samples,)
+            Class labels (at least 2 classes, one with 2 or more samples).
+
+        Returns
+        -------
+        self
+        """
+        from ._sampling import LabelPairStream
+
+        X, labels = self._labels_and_counts(X, y, reset=True)
+        self._validate_params()
+        n_pos, n_neg = self._pair_counts(X.shape[0])
         rng = check_random_state(self.random_state)
         sample_seed = int(rng.randint(0, np.iinfo(np.int32).max))
-        balanced = bool(self.balanced)
-
-        def draw(epoch):
-            # A distinct, reproducible stream of pairs per epoch.
-            pairs, t = sample_pairs(labels, n_pos, n_neg, balanced=balanced,
-                                    random_state=sample_seed + 7919 * epoch,
-                                    n_jobs=self.n_jobs)
-            return (np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]),
-                    t.astype(np.float64))
-
-        a, b, targets = draw(0)
-        self._fit_pairs(X, a, b, targets, None, class_labels=labels,
-                        resample=draw if self.solver != "lbfgs" else None, rng=rng)
+        self._pair_seed = sample_seed  # partial_fit after fit continues these streams
+        stream = _LabelBatches(LabelPairStream(labels, self.balanced, self.n_jobs), n_pos,
+                               n_neg, self._batch_size, sample_seed)
+        if self.solver == "lbfgs":
+            a, b, targets = stream.draw(0, 0, n_pos, 0, n_neg)
+            self._fit_pairs(X, a, b, targets, None, class_labels=labels, rng=rng)
+        else:
+            # The initial scale and bias: from the first pairs of epoch 0.
+            half = _INIT_MAX_PAIRS // 2
+            a, b, targets = stream.draw(0, 0, min(n_pos, half), 0, min(n_neg, half))
+            self._fit_pairs(X, a, b, targets, None, class_labels=labels, stream=stream,
+                            rng=rng)
         return self
+
+    @available_if(_stochastic_solver)
+    def partial_fit(self, X, y):
+        """One epoch of the stochastic solver on a batch of labelled rows.
+
+        Pairs are drawn inside the batch (``n_pairs``, default ``min(20 *
+        n_batch, 200000)``), then visited once in minibatches of
+        ``batch_size``; the solver's state (Adam moments) carries over to
+        the next call.  The first call (or the first after ``fit``
+        with L-BFGS) initialises ``L`` from this batch.  Stream data that
+        does not fit in memory batch by batch, e.g. row blocks of a
+        ``numpy.memmap`` (shuffled, so that each block holds several
+        classes).
+
+        Only with ``solver='adam'`` or ``'sgd'``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_batch, n_features)
+        y : array-like of shape (n_batch,)
+            Class labels of the batch (at least 2 classes, one with 2 or
+            more rows in the batch).
+
+        Returns
+        -------
+        self
+        """
+        from ._sampling import sample_pairs
+
+        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
+        X, labels = self._labels_and_counts(X, y, reset=first)
+        self._validate_params()
+        if first:
+            self._pair_seed = int(check_random_state(self.random_state).randint(
+                0, np.iinfo(np.int32).max))
+        n_pos, n_neg = self._pair_counts(X.shape[0])
+        # A fresh stream of pairs per call (after fit: continuing its epochs).
+        seed = self._pair_seed + 7919 * (0 if first else self.n_iter_)
+        pairs, t = sample_pairs(labels, n_pos, n_neg, balanced=self.balanced,
+                                random_state=seed, n_jobs=self.n_jobs)
+        return self._partial_fit_pairs(
+            X, np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]),
+            t.astype(np.float64), None, class_labels=labels)
+
+
+class _LabelBatches:
+    """Minibatches of pairs drawn from class labels as they are needed.
+
+    Epoch ``e`` is the sample of ``n_positive`` + ``n_negative`` pairs of
+    :func:`~fastmetric._sampling.sample_pairs` with seed ``seed + 7919 e``;
+    minibatch ``i`` takes an equal share of its positive and of its negative
+    draws (the draws are independent, so consecutive slices are random
+    minibatches and no shuffling is needed).
+    """
+
+    def __init__(self, stream, n_positive, n_negative, batch_size, seed):
+        self.stream = stream
+        self.seed = seed
+        self.n_batches = max(1, -(-(n_positive + n_negative) // batch_size))
+        steps = np.arange(self.n_batches + 1)
+        self.positive_cuts = steps * n_positive // self.n_batches
+        self.negative_cuts = steps * n_negative // self.n_batches
+
+    def draw(self, epoch, positive_start, n_positive, negative_start, n_negative):
+        pairs, t = self.stream.draw(self.seed + 7919 * epoch, positive_start, n_positive,
+                                    negative_start, n_negative)
+        return (np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]),
+                t.astype(np.float64))
+
+    def __call__(self, epoch, i):
+        p0, p1 = self.positive_cuts[i], self.positive_cuts[i + 1]
+        n0, n1 = self.negative_cuts[i], self.negative_cuts[i + 1]
+        return self.draw(epoch, int(p0), int(p1 - p0), int(n0), int(n1 - n0))

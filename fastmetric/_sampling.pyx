@@ -480,18 +480,22 @@ def _label_repr(grouping, c):
                 else grouping.classes[c])
 
 
-def _positives(grouping, n_wanted, balanced, unique, anchor, seed, n_threads, out):
+def _positive_weights(grouping, anchor, balanced, n_wanted):
+    """Integer weights of the labels when drawing a positive pair.
+
+    Proportional to the ordered pairs inside each label (uniform over all
+    positive pairs), 1 per label with 2 members or more (balanced), or all
+    on ``anchor``.
+    """
     counts = grouping.counts.astype(np.uint64)
-    n_labels = grouping.n_labels
-    key = _stream_key(seed, _STREAM_POSITIVE)
     if anchor is not None:
         if counts[anchor] < 2:
             raise ValueError(
                 f"anchor_label={_label_repr(grouping, anchor)} has a single member: no "
                 f"positive pair exists inside it, but n_positive={n_wanted} were requested."
             )
-        weights = _single_label_weights(n_labels, anchor)
-    elif balanced:
+        return _single_label_weights(grouping.n_labels, anchor)
+    if balanced:
         weights = (counts >= 2).astype(np.uint64)
     else:
         weights = counts * (counts - np.uint64(1))  # n_c (n_c - 1) ordered pairs (n_c >= 1)
@@ -500,7 +504,28 @@ def _positives(grouping, n_wanted, balanced, unique, anchor, seed, n_threads, ou
             f"no positive pair exists: every label has a single member, but "
             f"n_positive={n_wanted} were requested."
         )
-    cum = _cumulative(weights)
+    return weights
+
+
+def _negative_weights(grouping, anchor, balanced, n_wanted):
+    """Integer weights of the labels when drawing the first end of a negative pair."""
+    if grouping.n_labels < 2:
+        raise ValueError(
+            f"no negative pair exists: all labels are equal "
+            f"({_label_repr(grouping, 0)}), but n_negative={n_wanted} were requested."
+        )
+    if anchor is not None:
+        return _single_label_weights(grouping.n_labels, anchor)
+    if balanced:
+        return np.ones(grouping.n_labels, dtype=np.uint64)
+    counts = grouping.counts.astype(np.uint64)
+    return counts * (np.uint64(grouping.n) - counts)  # n_c (n - n_c) ordered pairs
+
+
+def _positives(grouping, n_wanted, balanced, unique, anchor, seed, n_threads, out):
+    n_labels = grouping.n_labels
+    key = _stream_key(seed, _STREAM_POSITIVE)
+    cum = _cumulative(_positive_weights(grouping, anchor, balanced, n_wanted))
     if not unique:
         return _draw(grouping, cum, True, key, 0, n_wanted, n_threads, out)
 
@@ -552,20 +577,8 @@ def _positives(grouping, n_wanted, balanced, unique, anchor, seed, n_threads, ou
 def _negatives(grouping, n_wanted, balanced, unique, anchor, seed, n_threads, out):
     n = grouping.n
     n_labels = grouping.n_labels
-    counts = grouping.counts.astype(np.uint64)
     key = _stream_key(seed, _STREAM_NEGATIVE)
-    if n_labels < 2:
-        raise ValueError(
-            f"no negative pair exists: all labels are equal "
-            f"({_label_repr(grouping, 0)}), but n_negative={n_wanted} were requested."
-        )
-    if anchor is not None:
-        weights = _single_label_weights(n_labels, anchor)
-    elif balanced:
-        weights = np.ones(n_labels, dtype=np.uint64)
-    else:
-        weights = counts * (np.uint64(n) - counts)  # n_c (n - n_c) ordered pairs
-    cum = _cumulative(weights)
+    cum = _cumulative(_negative_weights(grouping, anchor, balanced, n_wanted))
     if not unique:
         return _draw(grouping, cum, False, key, 0, n_wanted, n_threads, out)
 
@@ -770,3 +783,73 @@ def sample_pairs(labels, n_positive, n_negative, *, balanced=False, unique=False
     y = np.zeros(n_positive + n_negative, dtype=np.int8)
     y[:n_positive] = 1
     return pairs, y
+
+
+class LabelPairStream:
+    """Pairs from labels drawn slice by slice, without holding them all.
+
+    The positive (negative) pairs of :func:`sample_pairs` with
+    ``unique=False`` are the draws ``0, 1, 2, ...`` of one counter-based
+    stream each; this object keeps the label grouping and the label weights,
+    and returns any slice of those streams.  So a stochastic solver can take
+    minibatch ``i`` as the draws ``[i B, (i + 1) B)`` of an epoch of any
+    size, in memory proportional to ``B``, and the slices put together are
+    exactly ``sample_pairs(labels, n_positive, n_negative, balanced=balanced,
+    random_state=seed)``.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_samples,)
+        Class labels or cluster ids.
+    balanced : bool, default=False
+        As in :func:`sample_pairs`.
+    n_jobs : int, optional
+        Threads of the sampling kernel (the pairs do not depend on it).
+
+    Raises
+    ------
+    ValueError
+        When no positive pair (every label has one member) or no negative
+        pair (a single label) exists.
+    """
+
+    def __init__(self, labels, balanced=False, n_jobs=None):
+        classes, inv, counts = _check_labels(labels)
+        self.grouping = _Grouping(inv, counts, classes)
+        self.balanced = bool(balanced)
+        self.n_threads = effective_n_threads(n_jobs)
+        self._cum_positive = _cumulative(_positive_weights(self.grouping, None, self.balanced, 1))
+        self._cum_negative = _cumulative(_negative_weights(self.grouping, None, self.balanced, 1))
+
+    def draw(self, seed, positive_start, n_positive, negative_start, n_negative):
+        """Draws ``[start, start + n)`` of the positive and negative streams.
+
+        Parameters
+        ----------
+        seed : int
+            The seed of the streams (as ``random_state`` of sample_pairs).
+        positive_start, n_positive, negative_start, n_negative : int
+            First draw and number of draws of each stream.
+
+        Returns
+        -------
+        pairs : ndarray of shape (n_positive + n_negative, 2), dtype intp
+            Positives first, then negatives, each with ``a < b``.
+        y : ndarray of shape (n_positive + n_negative,), dtype int8
+            1 for the positives, 0 for the negatives.
+        """
+        n_positive = _check_count(n_positive, "n_positive")
+        n_negative = _check_count(n_negative, "n_negative")
+        seed = int(seed) % 2**64
+        pairs = np.empty((n_positive + n_negative, 2), dtype=np.intp)
+        if n_positive:
+            _draw(self.grouping, self._cum_positive, True, _stream_key(seed, _STREAM_POSITIVE),
+                  _check_count(positive_start, "positive_start"), n_positive, self.n_threads,
+                  pairs[:n_positive])
+        if n_negative:
+            _draw(self.grouping, self._cum_negative, False, _stream_key(seed, _STREAM_NEGATIVE),
+                  _check_count(negative_start, "negative_start"), n_negative, self.n_threads,
+                  pairs[n_positive:])
+        y = np.zeros(n_positive + n_negative, dtype=np.int8)
+        y[:n_positive] = 1
+        return pairs, y

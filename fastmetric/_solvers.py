@@ -5,7 +5,10 @@ each iteration (an L-BFGS iteration, or an epoch of the stochastic solvers)
 through ``on_iteration(iteration, x, loss)``; a true return value stops the
 solver.  Both guard against a non-finite loss: the solver stops and returns
 the last state whose loss was finite, with a :class:`ConvergenceWarning`, so
-a learner never ends with a NaN model.
+a learner never ends with a NaN model.  Both also stop cleanly on Ctrl-C
+(KeyboardInterrupt): they warn and return the last consistent state (the
+last accepted L-BFGS iterate, or the parameters after the last completed
+minibatch), so an interrupted ``fit`` still leaves a usable model.
 """
 import time
 import warnings
@@ -15,7 +18,13 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["SolverResult", "minimize_lbfgs", "minimize_stochastic", "IterationPrinter"]
+__all__ = [
+    "SolverResult",
+    "StochasticOptimizer",
+    "minimize_lbfgs",
+    "minimize_stochastic",
+    "IterationPrinter",
+]
 
 
 @dataclass
@@ -48,6 +57,15 @@ class SolverResult:
 
 class _NonFiniteLoss(Exception):
     pass
+
+
+def _warn_interrupted(where):
+    warnings.warn(
+        f"the fit was interrupted (KeyboardInterrupt) {where}; the model keeps the last "
+        "consistent parameters.",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 class IterationPrinter:
@@ -124,6 +142,11 @@ def minimize_lbfgs(fun, x0, *, max_iter=100, tol=1e-5, on_iteration=None):
             callback=callback,
             options={"maxiter": int(max_iter), "ftol": float(tol), "gtol": float(tol)},
         )
+    except KeyboardInterrupt:
+        _warn_interrupted(f"after {state['n_iter']} L-BFGS iteration(s)")
+        loss = state["fun"] if state["fun"] is not None else float("nan")
+        return SolverResult(state["x"], loss, state["n_iter"], state["curve"], False,
+                            "interrupted")
     except _NonFiniteLoss:
         warnings.warn(
             "the objective became non-finite (NaN or infinity) during L-BFGS; stopping at "
@@ -157,6 +180,80 @@ def minimize_lbfgs(fun, x0, *, max_iter=100, tol=1e-5, on_iteration=None):
     )
 
 
+class StochasticOptimizer:
+    """The update rule of the minibatch solvers, with its state.
+
+    Holding the moments and the step count in an object lets ``partial_fit``
+    continue an optimisation across calls exactly where it stopped.
+
+    Parameters
+    ----------
+    method : {'adam', 'sgd'}
+        Adam (Kingma & Ba, 2015) with bias-corrected moments, or SGD with
+        heavy-ball momentum.
+    learning_rate : float
+        Step size (Adam: per coordinate, about the largest step a
+        coordinate takes).
+    beta1, beta2, epsilon : float
+        Adam's moment decays and denominator guard.
+    momentum : float
+        SGD's momentum.
+    """
+
+    def __init__(self, method="adam", learning_rate=0.01, beta1=0.9, beta2=0.999,
+                 epsilon=1e-8, momentum=0.9):
+        if method not in ("adam", "sgd"):
+            raise ValueError(f"method must be 'adam' or 'sgd'; got {method!r}.")
+        self.method = method
+        self.learning_rate = float(learning_rate)
+        self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
+        self.momentum = float(momentum)
+        self.n_steps = 0
+        self._m = None
+        self._v = None
+
+    def step(self, x, grad):
+        """Return the parameters after one update from ``x`` along ``grad``."""
+        if self._m is None:
+            self._m = np.zeros_like(x)
+            self._v = np.zeros_like(x)
+        self.n_steps += 1
+        if self.method == "adam":
+            self._m = self.beta1 * self._m + (1 - self.beta1) * grad
+            self._v = self.beta2 * self._v + (1 - self.beta2) * grad * grad
+            m_hat = self._m / (1 - self.beta1**self.n_steps)
+            v_hat = self._v / (1 - self.beta2**self.n_steps)
+            return x - self.learning_rate * m_hat / (np.sqrt(v_hat) + self.epsilon)
+        self._m = self.momentum * self._m - self.learning_rate * grad
+        return x + self._m
+
+
+def run_epoch(batches, x, optimizer):
+    """One pass of ``optimizer`` over ``batches`` of ``(batch_fun, weight)``.
+
+    Returns ``(x, mean_loss, finite, interrupted)``: the parameters after the
+    last completed minibatch, the weighted mean of the minibatch losses (NaN
+    when no minibatch ran), whether every loss and gradient was finite (the
+    pass stops at the first that is not, before updating), and whether
+    Ctrl-C stopped it.
+    """
+    total, total_w = 0.0, 0.0
+    try:
+        for batch_fun, weight in batches:
+            loss, grad = batch_fun(x)
+            if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
+                return x, (total / total_w if total_w > 0 else np.nan), False, False
+            x_new = optimizer.step(x, grad)
+            if not np.all(np.isfinite(x_new)):
+                return x, (total / total_w if total_w > 0 else np.nan), False, False
+            x = x_new
+            total += weight * float(loss)
+            total_w += weight
+    except KeyboardInterrupt:
+        return x, (total / total_w if total_w > 0 else np.nan), True, True
+    return x, (total / total_w if total_w > 0 else np.nan), True, False
+
+
 def minimize_stochastic(
     epoch_batches,
     x0,
@@ -167,10 +264,7 @@ def minimize_stochastic(
     tol=1e-5,
     n_iter_no_change=5,
     on_iteration=None,
-    beta1=0.9,
-    beta2=0.999,
-    epsilon=1e-8,
-    momentum=0.9,
+    optimizer=None,
 ):
     """Minibatch Adam (or SGD with momentum) over epochs.
 
@@ -185,12 +279,9 @@ def minimize_stochastic(
     x0 : ndarray
         Starting point.
     method : {'adam', 'sgd'}
-        Adam (Kingma & Ba, 2015) with bias-corrected moments, or SGD with
-        heavy-ball momentum.
+        See :class:`StochasticOptimizer`.
     max_epochs : int
     learning_rate : float
-        Step size (Adam: per coordinate, about the largest step a
-        coordinate takes).
     tol : float
         An epoch improves when its mean loss is below the best so far by
         more than ``tol * max(1, |best|)``.
@@ -199,63 +290,53 @@ def minimize_stochastic(
     on_iteration : callable, optional
         ``on_iteration(epoch, x, epoch_loss) -> bool`` (epochs counted from
         1); True stops.
+    optimizer : StochasticOptimizer, optional
+        Continue from this optimiser's state (``method`` and
+        ``learning_rate`` are then ignored).
 
     Returns
     -------
     SolverResult
         ``fun`` is the mean minibatch loss of the last epoch.
     """
-    if method not in ("adam", "sgd"):
-        raise ValueError(f"method must be 'adam' or 'sgd'; got {method!r}.")
+    if optimizer is None:
+        optimizer = StochasticOptimizer(method, learning_rate)
     x = np.array(x0, dtype=np.float64)
-    m = np.zeros_like(x)
-    v = np.zeros_like(x)
-    step = 0
     curve = []
     best = np.inf
     no_improvement = 0
-    last_good = x.copy()
     last_loss = None
     for epoch in range(int(max_epochs)):
-        total, total_w = 0.0, 0.0
-        finite = True
-        for batch_fun, weight in epoch_batches(epoch):
-            loss, grad = batch_fun(x)
-            if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
-                finite = False
-                break
-            step += 1
-            if method == "adam":
-                m = beta1 * m + (1 - beta1) * grad
-                v = beta2 * v + (1 - beta2) * grad * grad
-                m_hat = m / (1 - beta1**step)
-                v_hat = v / (1 - beta2**step)
-                x = x - learning_rate * m_hat / (np.sqrt(v_hat) + epsilon)
-            else:
-                m = momentum * m - learning_rate * grad
-                x = x + m
-            total += weight * float(loss)
-            total_w += weight
-        if not finite or not np.all(np.isfinite(x)):
+        x, epoch_loss, finite, interrupted = run_epoch(epoch_batches(epoch), x, optimizer)
+        if interrupted:
+            _warn_interrupted(f"in epoch {epoch + 1}")
+            loss = epoch_loss if np.isfinite(epoch_loss) else (
+                last_loss if last_loss is not None else np.nan)
+            return SolverResult(x, loss, epoch, curve, False, "interrupted")
+        if not finite:
             warnings.warn(
                 f"the objective became non-finite in epoch {epoch + 1}; stopping at the "
-                "end of the last finite epoch. Lower learning_rate or scale the data.",
+                "last finite state. Lower learning_rate or scale the data.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
-            if last_loss is None:
+            if last_loss is None and not np.isfinite(epoch_loss):
                 raise ValueError(
-                    "the objective became non-finite in the first epoch; lower "
+                    "the objective became non-finite in the first minibatch; lower "
                     "learning_rate or scale the data."
                 )
-            return SolverResult(last_good, last_loss, epoch, curve, False,
-                                "non-finite objective")
-        if total_w <= 0:
+            loss = epoch_loss if np.isfinite(epoch_loss) else last_loss
+            return SolverResult(x, loss, epoch, curve, False, "non-finite objective")
+        if not np.isfinite(epoch_loss):
             raise ValueError("an epoch had no minibatch with positive weight.")
-        epoch_loss = total / total_w
         curve.append(epoch_loss)
-        last_good, last_loss = x.copy(), epoch_loss
-        if on_iteration is not None and on_iteration(epoch + 1, x, epoch_loss):
+        last_loss = epoch_loss
+        try:
+            stop = on_iteration is not None and on_iteration(epoch + 1, x, epoch_loss)
+        except KeyboardInterrupt:
+            _warn_interrupted(f"after epoch {epoch + 1}")
+            return SolverResult(x, epoch_loss, epoch + 1, curve, False, "interrupted")
+        if stop:
             return SolverResult(x, epoch_loss, epoch + 1, curve, False,
                                 "stopped by the callback")
         if epoch_loss < best - tol * max(1.0, abs(best) if np.isfinite(best) else 1.0):

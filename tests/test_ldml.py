@@ -278,25 +278,38 @@ def test_stochastic_solvers(iris_pairs, solver):
     assert_array_equal(est.components_, again.components_)
 
 
-def test_supervised_stochastic_resamples_each_epoch(iris, monkeypatch):
+def test_supervised_stochastic_draws_pairs_per_minibatch(iris, monkeypatch):
+    """Each minibatch draws its own pairs (memory bounded by batch_size); an
+    epoch's minibatches together are one sample_pairs draw, fresh per epoch."""
     import fastmetric._sampling as sampling
+    from fastmetric._sampling import sample_pairs
 
     X, y = iris
-    seeds = []
-    original = sampling.sample_pairs
+    calls = []
+    original = sampling.LabelPairStream.draw
 
-    def recording(*args, **kwargs):
-        seeds.append(kwargs["random_state"])
-        return original(*args, **kwargs)
+    def recording(self, seed, ps, npos, ns, nneg):
+        pairs, t = original(self, seed, ps, npos, ns, nneg)
+        calls.append((seed, npos + nneg, pairs[:npos], pairs[npos:]))
+        return pairs, t
 
-    monkeypatch.setattr(sampling, "sample_pairs", recording)
+    monkeypatch.setattr(sampling.LabelPairStream, "draw", recording)
     est = LDML_Supervised(n_pairs=400, solver="adam", batch_size=100, max_iter=4, tol=0,
                           random_state=0, n_jobs=1).fit(X, y)
     assert est.n_iter_ == 4
-    assert len(seeds) == 4 and len(set(seeds)) == 4  # fresh pairs every epoch
-    seeds.clear()
+    init, batches = calls[0], calls[1:]  # the first draw fits the initial bias
+    assert len(batches) == 4 * 4 and all(c[1] == 100 for c in batches)
+    seeds = [c[0] for c in batches]
+    assert len(set(seeds)) == 4  # fresh pairs every epoch
+    labels = np.unique(y, return_inverse=True)[1]
+    for epoch in range(4):
+        part = batches[4 * epoch: 4 * epoch + 4]
+        ref, _ = sample_pairs(labels, 200, 200, random_state=part[0][0])
+        assert_array_equal(np.concatenate([c[2] for c in part]), ref[:200])
+        assert_array_equal(np.concatenate([c[3] for c in part]), ref[200:])
+    calls.clear()
     LDML_Supervised(n_pairs=400, max_iter=4, random_state=0, n_jobs=1).fit(X, y)
-    assert len(seeds) == 1  # L-BFGS: one fixed set
+    assert len(calls) == 1  # L-BFGS: one fixed set
 
 
 def test_normalize_is_consistent(iris):

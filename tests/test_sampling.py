@@ -4,6 +4,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from numpy.testing import assert_array_equal
 from scipy.stats import chisquare
 from threadpoolctl import threadpool_limits
 
@@ -374,3 +375,37 @@ def test_kernel_is_exported_for_cimport():
     import fastmetric._sampling as mod
 
     assert "sample_label_pairs" in mod.__pyx_capi__
+
+
+# --------------------------------------------------------------------------
+# Slices of the streams (minibatch sampling in bounded memory)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("balanced", [False, True])
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_label_pair_stream_slices_equal_sample_pairs(balanced, n_jobs):
+    from fastmetric._sampling import LabelPairStream
+
+    labels = np.random.RandomState(3).randint(0, 7, 500)
+    pairs, y = sample_pairs(labels, 900, 600, balanced=balanced, random_state=11, n_jobs=1)
+    stream = LabelPairStream(labels, balanced=balanced, n_jobs=n_jobs)
+    pos, neg = [], []
+    # Uneven slices: the result must not depend on how the draws are cut.
+    for (ps, pn), (ns, nn) in zip([(0, 100), (100, 450), (550, 350)],
+                                  [(0, 250), (250, 1), (251, 349)]):
+        part, t = stream.draw(11, ps, pn, ns, nn)
+        assert_array_equal(t, np.r_[np.ones(pn), np.zeros(nn)])
+        pos.append(part[:pn])
+        neg.append(part[pn:])
+    assert_array_equal(np.concatenate(pos), pairs[:900])
+    assert_array_equal(np.concatenate(neg), pairs[900:])
+
+
+def test_label_pair_stream_errors():
+    from fastmetric._sampling import LabelPairStream
+
+    with pytest.raises(ValueError, match="no negative pair"):
+        LabelPairStream(np.zeros(5, dtype=int))
+    with pytest.raises(ValueError, match="no positive pair"):
+        LabelPairStream(np.arange(5))
+    with pytest.raises(ValueError, match="n_positive"):
+        LabelPairStream(np.arange(6) % 2).draw(0, 0, -1, 0, 1)

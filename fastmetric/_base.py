@@ -23,6 +23,7 @@ The public names follow metric-learn's API (``components_``,
 ``preprocessor``, ``threshold_``, ``calibrate_threshold``) so that code
 written against metric-learn runs unchanged.
 """
+import functools
 import numbers
 import warnings
 
@@ -39,6 +40,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._dask import is_dask_array
 from ._threads import single_threaded_blas
 from ._validation import check_components, check_index_pairs, check_points
 
@@ -472,6 +474,20 @@ def _init_covariance(X, k):
 # --------------------------------------------------------------------------
 # The metric as a picklable callable
 # --------------------------------------------------------------------------
+def _embed_block(L, normalize, block):
+    """One row block of a dask transform: ``block L^T`` (after normalising)."""
+    block = l2_normalize_rows(block) if normalize else block
+    return block @ L.T
+
+
+def _pair_sq_block(L, normalize, first, second):
+    """Squared learned distances between matching rows of two blocks."""
+    if normalize:
+        first, second = l2_normalize_rows(first), l2_normalize_rows(second)
+    diff = (first - second) @ L.T
+    return np.einsum("ij,ij->i", diff, diff).astype(np.float64)
+
+
 class _MahalanobisMetric:
     """``f(u, v, squared=False)``: the learned distance between two points.
 
@@ -542,6 +558,10 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _pair_sq_distances(self, pairs):
         from ._distances import paired_mahalanobis_distances
 
+        if is_dask_array(pairs) or is_dask_array(getattr(self, "preprocessor", None)):
+            self._check_fitted()
+            return self._pair_sq_distances_dask(pairs)
+
         X, idx = self._pairs_points(pairs)
         return paired_mahalanobis_distances(
             X,
@@ -579,6 +599,8 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             Of X's dtype when it is float32 or float64.
         """
         self._check_fitted()
+        if is_dask_array(X):
+            return self._transform_dask(X)
         preprocessor = getattr(self, "preprocessor", None)
         arr = X if hasattr(X, "iloc") or hasattr(X, "toarray") else np.asarray(X)
         if (
@@ -599,6 +621,41 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             )
         X = self._normalize_points(X)
         return X @ self.components_.T.astype(X.dtype, copy=False)
+
+    # -- dask arrays: lazy, block by block -----------------------------------
+    def _transform_dask(self, X):
+        from ._dask import check_dask_points, map_rows
+
+        X = check_dask_points(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input.")
+        L = self.components_.astype(X.dtype)
+        normalize = getattr(self, "normalize", False)
+        return map_rows(X, functools.partial(_embed_block, L, normalize), L.shape[0], X.dtype)
+
+    def _pair_sq_distances_dask(self, pairs):
+        """Lazy squared distances of dask pairs, or of index pairs into a dask
+        preprocessor."""
+        from ._dask import check_dask_points
+
+        preprocessor = getattr(self, "preprocessor", None)
+        if is_dask_array(pairs):
+            if pairs.ndim != 3 or pairs.shape[1] != 2 or pairs.shape[2] != self.n_features_in_:
+                raise ValueError(
+                    f"pairs must be a dask array of shape (n_pairs, 2, "
+                    f"{self.n_features_in_}); got shape {pairs.shape}.")
+            first, second = pairs[:, 0, :], pairs[:, 1, :]
+        else:
+            P = check_dask_points(preprocessor, name="preprocessor")
+            a, b = check_index_pairs(np.asarray(pairs), P.shape[0], name="pairs")
+            first, second = P[a], P[b]
+        first = check_dask_points(first, "pairs")
+        second = check_dask_points(second, "pairs").rechunk({0: first.chunks[0]})
+        L = self.components_.astype(first.dtype)
+        normalize = getattr(self, "normalize", False)
+        return first.map_blocks(functools.partial(_pair_sq_block, L, normalize), second,
+                                dtype=np.float64, drop_axis=1)
 
     def pair_distance(self, pairs):
         """Learned distance ``||L x - L x'||`` of each pair.
@@ -708,6 +765,10 @@ class PairsClassifierMixin(ClassifierMixin):
         """
         sq = self._pair_sq_distances(pairs)
         p_similar = self._pair_probability(sq)
+        if is_dask_array(p_similar):
+            import dask.array as da
+
+            return da.stack([1.0 - p_similar, p_similar], axis=1)
         return np.column_stack((1.0 - p_similar, p_similar))
 
     def score(self, pairs, y):

@@ -483,6 +483,14 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         -------
         self
         """
+        from ._dask import is_dask_array
+
+        if is_dask_array(X):
+            raise NotImplementedError(
+                "ClusterLDML.fit on a dask array is not implemented yet (it needs a "
+                "distributed k-means); fit on X.compute() or on a sample of the rows. "
+                "predict and transform accept dask arrays (lazily)."
+            )
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
         self._validate_params(X.shape[0])
         rng = check_random_state(self.random_state)
@@ -621,7 +629,11 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         labels : ndarray of shape (n_samples,), intp
         """
         self._check_fitted()
-        return _nearest_center(self.transform(X), self.cluster_centers_)
+        Z = self.transform(X)
+        if not isinstance(Z, np.ndarray):  # a dask array: stay lazy, block by block
+            return Z.map_blocks(_nearest_center, self.cluster_centers_,
+                                drop_axis=1, dtype=np.intp)
+        return _nearest_center(Z, self.cluster_centers_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -37,6 +37,7 @@ from ._base import (
     initialize_components,
     l2_normalize_rows,
 )
+from ._dask import is_dask_array
 from ._pair_loss import PairLossProblem
 from ._solvers import (
     IterationPrinter,
@@ -224,15 +225,36 @@ class _LDMLBase(MahalanobisMixin):
 
     def _initial_theta(self, X, a, b, targets, weights, class_labels, rng):
         """theta0 = [vec(L0), bias0] and L0: the init, scaled to fit the pairs."""
-        L0 = initialize_components(
-            self.init, X, y=class_labels, n_components=self.n_components, random_state=rng,
-        )
         from ._distances import paired_mahalanobis_distances
 
-        sq0 = paired_mahalanobis_distances(
-            X, np.column_stack((a, b)), components=L0.astype(X.dtype), squared=True,
-            n_jobs=self.n_jobs,
-        )
+        if is_dask_array(X):
+            # The initial map from at most INIT_MAX_ROWS evenly spaced rows,
+            # the scale and bias from the (at most _INIT_MAX_PAIRS) pairs
+            # that _initial_scale_bias would keep: only those rows are read.
+            from ._dask import gather_rows, sample_rows
+
+            X_init, y_init = sample_rows(X, class_labels)
+            L0 = initialize_components(self.init, X_init, y=y_init,
+                                       n_components=self.n_components, random_state=rng)
+            if a.shape[0] > _INIT_MAX_PAIRS:
+                keep = np.linspace(0, a.shape[0] - 1, _INIT_MAX_PAIRS).astype(np.intp)
+                a, b, targets = a[keep], b[keep], targets[keep]
+                weights = None if weights is None else weights[keep]
+            rows = gather_rows(X, np.concatenate([a, b]))
+            half = np.arange(a.shape[0])
+            pairs_local = np.column_stack((half, half + a.shape[0]))
+            sq0 = paired_mahalanobis_distances(rows, pairs_local,
+                                               components=L0.astype(X.dtype), squared=True,
+                                               n_jobs=self.n_jobs)
+        else:
+            L0 = initialize_components(
+                self.init, X, y=class_labels, n_components=self.n_components,
+                random_state=rng,
+            )
+            sq0 = paired_mahalanobis_distances(
+                X, np.column_stack((a, b)), components=L0.astype(X.dtype), squared=True,
+                n_jobs=self.n_jobs,
+            )
         gamma, bias0 = _initial_scale_bias(sq0, targets, weights)
         L0 = L0 * np.sqrt(gamma)
         return np.concatenate([L0.ravel(), [bias0]]), L0
@@ -252,8 +274,21 @@ class _LDMLBase(MahalanobisMixin):
         self._validate_params()
         rng = check_random_state(self.random_state) if rng is None else rng
         n_threads = effective_n_threads(self.n_jobs)
+        on_dask = is_dask_array(X)
+        if on_dask and self.solver != "lbfgs":
+            raise NotImplementedError(
+                f"{type(self).__name__} fits dask arrays with solver='lbfgs' only (the "
+                f"minibatch solvers on dask are not implemented yet); got "
+                f"solver={self.solver!r}. Use solver='lbfgs', or partial_fit on blocks "
+                "computed one at a time."
+            )
         if self.normalize:
-            X = l2_normalize_rows(X)
+            if on_dask:
+                from ._dask import map_rows
+
+                X = map_rows(X, l2_normalize_rows, X.shape[1], X.dtype)
+            else:
+                X = l2_normalize_rows(X)
         dtype = X.dtype
         with single_threaded_blas():  # identical results for any BLAS thread count
             theta0, L0 = self._initial_theta(X, a, b, targets, weights, class_labels, rng)
@@ -272,7 +307,13 @@ class _LDMLBase(MahalanobisMixin):
 
             self._optimizer = None
             if self.solver == "lbfgs":
-                problem = PairLossProblem(X, a, b, targets, weights, n_threads=n_threads)
+                if on_dask:
+                    from ._dask import DaskPairLossProblem
+
+                    problem = DaskPairLossProblem(X, a, b, targets, weights,
+                                                  n_jobs=self.n_jobs)
+                else:
+                    problem = PairLossProblem(X, a, b, targets, weights, n_threads=n_threads)
                 fun = self._objective(problem, (k, d), dtype, L0, n_threads)
                 result = minimize_lbfgs(fun, theta0, max_iter=self._max_iter, tol=self._tol,
                                         on_iteration=on_iteration)
@@ -533,7 +574,13 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         return self
 
     def _validated_pairs(self, pairs, y, sample_weight):
-        """(X, a, b, targets, weights) from the pair input of fit/partial_fit."""
+        """(X, a, b, targets, weights) from the pair input of fit/partial_fit.
+
+        With a dask array as ``preprocessor``, ``pairs`` must be index pairs
+        into it; X is then that (lazy) dask array.
+        """
+        if is_dask_array(self.preprocessor):
+            return self._validated_dask_pairs(pairs, y, sample_weight)
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         n_pairs = idx.shape[0]
         targets = check_pair_targets(y, n_pairs)
@@ -553,6 +600,33 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         a = np.ascontiguousarray(idx[:, 0])
         b = np.ascontiguousarray(idx[:, 1])
         return X, a, b, targets, weights
+
+    def _validated_dask_pairs(self, pairs, y, sample_weight):
+        from ._dask import assert_all_finite, check_dask_points
+        from ._validation import check_index_pairs
+
+        X = check_dask_points(self.preprocessor, name="preprocessor")
+        arr = np.asarray(pairs)
+        if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind not in "iu":
+            raise ValueError(
+                "with a dask array as preprocessor, pairs must be index pairs of shape "
+                f"(n_pairs, 2) into it; got an array of shape {arr.shape} and dtype "
+                f"{arr.dtype}."
+            )
+        a, b = check_index_pairs(arr, X.shape[0], name="pairs")
+        targets = check_pair_targets(y, a.shape[0])
+        weights = None
+        if sample_weight is not None:
+            weights = check_pair_vector(sample_weight, a.shape[0], "sample_weight",
+                                        np.float64, nonneg=True)
+            if not weights.sum() > 0:
+                raise ValueError("sample_weight sums to 0; at least one pair needs a "
+                                 "positive weight.")
+        if isinstance(self.init, str) and self.init == "lda":
+            raise ValueError("init='lda' needs class labels, which pair constraints do not "
+                             "give; use LDML_Supervised.")
+        assert_all_finite(X, "preprocessor")
+        return X, np.ascontiguousarray(a), np.ascontiguousarray(b), targets, weights
 
     @available_if(_stochastic_solver)
     def partial_fit(self, pairs, y, sample_weight=None):
@@ -654,9 +728,29 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         self.callback = callback
 
     def _labels_and_counts(self, X, y, reset):
-        """Validated X (kept float32/float64, C order) and labels encoded 0..C-1."""
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
-                             reset=reset)
+        """Validated X (kept float32/float64, C order) and labels encoded 0..C-1.
+
+        A dask array X stays lazy (its values are checked on the workers);
+        its labels ``y`` (numpy or dask) are brought to the client.
+        """
+        if is_dask_array(X):
+            from ._dask import assert_all_finite, check_dask_points
+
+            X = check_dask_points(X)
+            if is_dask_array(y):
+                y = y.compute()
+            y = np.asarray(y)
+            if y.ndim != 1 or y.shape[0] != X.shape[0]:
+                raise ValueError(f"y must be 1-D with one label per row of X ({X.shape[0]}); "
+                                 f"got shape {y.shape}.")
+            if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+                raise ValueError("y contains NaN or infinity.")
+            assert_all_finite(X)
+            if reset:
+                self.n_features_in_ = X.shape[1]
+        else:
+            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
+                                 reset=reset)
         classes, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
         labels = labels.reshape(-1)
         if len(classes) < 2:

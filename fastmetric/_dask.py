@@ -1,0 +1,242 @@
+"""Dask support: fit on a row-chunked ``dask.array`` without gathering it.
+
+The LDML objective is a sum over pairs, so it splits over any partition of
+the pairs.  :class:`DaskPairLossProblem` assigns each pair to the row block
+that holds its first row, and builds once per fit, on the workers, one
+:class:`~fastmetric._pair_loss.PairLossProblem` per block over the rows
+that the block's pairs touch (its own rows, plus the second rows of pairs
+that reach into other blocks: at most two rows per pair are ever moved,
+once, never the whole of X).  Each evaluation then sends only ``L`` and
+the bias to the workers and gets back, per block, the weighted loss and
+gradient sums (a ``k x d`` array); the client adds them in block order, so
+the result does not depend on which worker ran what, and the solver's
+state stays on the client.
+
+When a ``dask.distributed`` client is active the blocks live on its
+workers (and a lost worker's blocks are recomputed from the graph by
+Dask); otherwise Dask's synchronous scheduler runs them in this process.
+
+dask is an optional dependency (``pip install fastmetric[dask]``):
+importing this module does not import it.
+"""
+import sys
+
+import numpy as np
+
+__all__ = [
+    "is_dask_array",
+    "import_dask",
+    "check_dask_points",
+    "sample_rows",
+    "gather_rows",
+    "DaskPairLossProblem",
+    "map_rows",
+]
+
+# Rows read to compute a data-dependent initialisation (PCA, LDA,
+# covariance) from a dask array: an evenly spaced subset.
+INIT_MAX_ROWS = 100_000
+
+
+def is_dask_array(x):
+    """True when ``x`` is a ``dask.array.Array`` (without importing dask)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(x, da.Array)
+
+
+def import_dask():
+    """``(dask, dask.array)``, or an ImportError that says how to install them."""
+    try:
+        import dask
+        import dask.array as da
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "fitting on dask arrays needs dask: pip install 'fastmetric[dask]' (installs "
+            "dask[array] and distributed)."
+        ) from exc
+    return dask, da
+
+
+def _distributed_client():
+    """The active dask.distributed client, or None."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:  # no client
+        return None
+
+
+def _compute(*collections):
+    """dask.compute on the active distributed client, else synchronously here."""
+    dask, _ = import_dask()
+    if _distributed_client() is not None:
+        return dask.compute(*collections)
+    return dask.compute(*collections, scheduler="sync")
+
+
+def _persist(*collections):
+    dask, _ = import_dask()
+    if _distributed_client() is not None:
+        return dask.persist(*collections)
+    return dask.persist(*collections, scheduler="sync")
+
+
+def check_dask_points(X, name="X"):
+    """Validate a dask array of points: 2-D, known row chunks, float dtype.
+
+    float32 and float64 are kept; other numeric dtypes become float64.  The
+    columns are put in one chunk (rows are the unit of work).  The values
+    are checked lazily: see :func:`assert_all_finite`.
+    """
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D dask array (n_samples, n_features); got "
+                         f"{X.ndim} dimension(s) with shape {X.shape}.")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() "
+                         "first.")
+    n, d = X.shape
+    if n < 1 or d < 1:
+        raise ValueError(f"{name} is empty: shape {X.shape}.")
+    if X.dtype not in (np.float32, np.float64):
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold numbers; got dtype {X.dtype}.")
+        X = X.astype(np.float64)
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def assert_all_finite(X, name="X"):
+    """One pass over the blocks (on the workers): ValueError on NaN/inf."""
+    _, da = import_dask()
+    (finite,) = _compute(da.isfinite(X).all())
+    if not bool(finite):
+        raise ValueError(f"{name} contains NaN or infinity.")
+
+
+def sample_rows(X, y=None, max_rows=INIT_MAX_ROWS):
+    """At most ``max_rows`` evenly spaced rows of X (and of y), as numpy."""
+    n = X.shape[0]
+    rows = np.arange(n) if n <= max_rows else np.linspace(0, n - 1, max_rows).astype(np.intp)
+    Xs = gather_rows(X, rows)
+    return Xs, (None if y is None else np.asarray(y)[rows])
+
+
+def gather_rows(X, rows):
+    """``X[rows]`` as a numpy array (rows: sorted or not, any repeats)."""
+    rows = np.asarray(rows, dtype=np.intp)
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    (block,) = _compute(X[uniq])
+    return np.ascontiguousarray(block[inverse.reshape(-1)])
+
+
+def map_rows(X, func, n_columns, dtype):
+    """Lazy ``func(block)`` over the row blocks of X (a dask array)."""
+    return X.map_blocks(func, dtype=dtype, chunks=(X.chunks[0], (n_columns,)))
+
+
+# -- the worker side ---------------------------------------------------------
+def _worker_threads(n_jobs):
+    """Kernel threads inside a task: at most the worker's own thread count."""
+    from ._threads import effective_n_threads
+
+    n = effective_n_threads(n_jobs)
+    if "distributed" in sys.modules:
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+            state = getattr(worker, "state", worker)
+            n = max(1, min(n, int(getattr(state, "nthreads", n))))
+        except ValueError:  # not in a worker
+            pass
+    return n
+
+
+def _block_problem(rows, ia, ib, targets, weights, n_jobs):
+    from ._pair_loss import PairLossProblem
+
+    rows = np.ascontiguousarray(rows)
+    return PairLossProblem(rows, ia, ib, targets, weights, n_threads=_worker_threads(n_jobs))
+
+
+def _block_loss_grad(problem, L, bias, n_jobs, compute_gradient):
+    """Weighted sums (not means) of the block's loss and gradients."""
+    loss, grad_L, grad_bias = problem.loss_grad(L, bias, _worker_threads(n_jobs),
+                                                compute_gradient)
+    w = problem.total_weight
+    return loss * w, (None if grad_L is None else grad_L.astype(np.float64) * w), \
+        grad_bias * w
+
+
+class DaskPairLossProblem:
+    """The LDML loss over index pairs into a row-chunked dask array.
+
+    Same interface as :class:`fastmetric._pair_loss.PairLossProblem`
+    (``loss_grad(L, bias, n_threads, compute_gradient)``, ``n_pairs``,
+    ``total_weight``); see the module docstring for how the work is split.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        float32 or float64, one chunk across the columns.
+    a, b : ndarray of intp
+        The pairs' row indices.
+    targets : ndarray of float64
+    sample_weight : ndarray of float64 or None
+    n_jobs : int or None
+        Kernel threads per task (capped by each worker's thread count).
+    """
+
+    def __init__(self, X, a, b, targets, sample_weight=None, n_jobs=None):
+        dask, _ = import_dask()
+        self.n_pairs = a.shape[0]
+        self.n_jobs = n_jobs
+        self.dtype = X.dtype
+        weights = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        self.total_weight = float(self.n_pairs if weights is None else weights.sum())
+        bounds = np.concatenate([[0], np.cumsum(X.chunks[0])])
+        owner = np.searchsorted(bounds, a, side="right") - 1
+        order = np.argsort(owner, kind="stable")
+        starts = np.searchsorted(owner[order], np.arange(len(X.chunks[0]) + 1))
+        problems = []
+        for c in range(len(X.chunks[0])):
+            sel = order[starts[c]:starts[c + 1]]
+            if sel.shape[0] == 0:
+                continue
+            w = None if weights is None else weights[sel]
+            if w is not None and not w.sum() > 0:
+                continue
+            ends = np.concatenate([a[sel], b[sel]])
+            uniq, inverse = np.unique(ends, return_inverse=True)
+            inverse = inverse.reshape(-1).astype(np.intp)
+            rows = X[uniq].rechunk({0: -1}).to_delayed().ravel()[0]
+            problems.append(dask.delayed(_block_problem, pure=True)(
+                rows, np.ascontiguousarray(inverse[:sel.shape[0]]),
+                np.ascontiguousarray(inverse[sel.shape[0]:]),
+                np.ascontiguousarray(targets[sel], dtype=np.float64), w, n_jobs))
+        self.n_blocks = len(problems)
+        self._problems = _persist(*problems)
+
+    def loss_grad(self, L, bias, n_threads=None, compute_gradient=True):
+        """Loss, gradient in L and in the bias (weighted means over all pairs)."""
+        dask, _ = import_dask()
+        L = np.ascontiguousarray(L, dtype=self.dtype)
+        tasks = [dask.delayed(_block_loss_grad, pure=True)(p, L, float(bias), self.n_jobs,
+                                                           bool(compute_gradient))
+                 for p in self._problems]
+        parts = _compute(*tasks)
+        W = self.total_weight
+        loss = sum(p[0] for p in parts) / W  # in block order: deterministic
+        grad_bias = sum(p[2] for p in parts) / W
+        grad_L = None
+        if compute_gradient:
+            grad_L = parts[0][1].copy()
+            for p in parts[1:]:
+                grad_L += p[1]
+            grad_L /= W
+            grad_L = grad_L.astype(self.dtype, copy=False)
+        return loss, grad_L, grad_bias

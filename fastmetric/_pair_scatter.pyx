@@ -1,0 +1,407 @@
+"""Weighted scatter of pair differences.
+
+For pairs p = (a_p, b_p) of rows of X with real weights w_p (any sign), the
+kernel computes the d x d matrix::
+
+    S = sum_p w_p (x_a - x_b)(x_a - x_b)^T.
+
+Two ways, chosen by a cost model (or forced by ``method``):
+
+* **Laplacian** (many pairs per point).  S = X^T Lap X with Lap the
+  Laplacian of the graph whose edges are the pairs, weighted by w.  Row u of
+  H = Lap X is ``sum_{p incident to u} w_p (x_u - x_other)``, computed from a
+  per-point index of incident pairs (a counting sort in pair order), then
+  S = X^T H is a GEMM over the points that occur in some pair.  Cost
+  O(P d + U d^2) for U such points.  Since the columns of H sum to zero,
+  S = (X - 1 c^T)^T H for any c: X is shifted by one of its occurring rows
+  before the GEMM so that data far from the origin lose no precision.
+* **Direct** (few pairs per point).  The differences D (P x d) and the
+  weighted differences w * D are formed chunk by chunk, S = D^T (w * D).
+  Cost O(P d^2) with no index.
+
+In both, the rows (points or pairs) are processed in chunks of a size that
+depends on d only; within a chunk the d x d output is split into tiles
+(upper triangle only, as S is symmetric) and each tile is one GEMM owned by
+one thread, accumulated chunk after chunk.  The result is therefore bitwise
+the same for any number of threads, accumulated in float64 for float32 and
+float64 data, and exactly symmetric (the lower triangle is mirrored from the
+upper one, the diagonal tiles are averaged with their transpose).
+
+BLAS must run single-threaded while this kernel's threads call it; the
+Python wrapper :func:`weighted_pair_scatter` takes care of that.
+"""
+import numpy as np
+
+from cython.parallel cimport prange, parallel
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset
+
+from fastmetric._common cimport floating, gemm_rowmajor
+
+from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
+from ._validation import check_points, check_pair_vector
+
+cdef enum:
+    METHOD_AUTO = 0
+    METHOD_LAPLACIAN = 1
+    METHOD_DIRECT = 2
+
+_METHODS = {"auto": METHOD_AUTO, "laplacian": METHOD_LAPLACIAN, "direct": METHOD_DIRECT}
+
+# Work-array budget per chunk: about 2^18 doubles (2 MB) for each of the two
+# chunk matrices, at least MIN_CHUNK_ROWS rows.
+cdef enum:
+    CHUNK_DOUBLES = 262144
+    MIN_CHUNK_ROWS = 256
+
+
+cdef inline Py_ssize_t _tile_size(Py_ssize_t d) noexcept nogil:
+    """Side of the output tiles: enough tiles to share between threads,
+    large enough for an efficient GEMM.  Depends on d only."""
+    if d <= 64:
+        return 16
+    if d <= 256:
+        return 32
+    return 64
+
+
+cdef inline Py_ssize_t _chunk_rows(Py_ssize_t d) noexcept nogil:
+    cdef Py_ssize_t r = CHUNK_DOUBLES // d
+    return r if r > MIN_CHUNK_ROWS else MIN_CHUNK_ROWS
+
+
+cdef inline void _fill_laplacian_row(
+    const floating[:, ::1] X,
+    const Py_ssize_t *rows,
+    const Py_ssize_t *offsets,
+    const Py_ssize_t *other,
+    const double *weight,
+    const double *center,
+    Py_ssize_t u,
+    double *A_row,
+    double *H_row,
+    Py_ssize_t d,
+) noexcept nogil:
+    """A_row = x_u - center, H_row = sum_e w_e (x_u - x_other(e))."""
+    cdef const floating *xu = &X[rows[u], 0]
+    cdef const floating *xv
+    cdef Py_ssize_t e, j
+    cdef double we
+    for j in range(d):
+        A_row[j] = <double> xu[j] - center[j]
+        H_row[j] = 0.0
+    for e in range(offsets[u], offsets[u + 1]):
+        xv = &X[rows[other[e]], 0]
+        we = weight[e]
+        for j in range(d):
+            H_row[j] += we * (<double> xu[j] - <double> xv[j])
+
+
+cdef inline void _fill_direct_row(
+    const floating[:, ::1] X,
+    Py_ssize_t ia,
+    Py_ssize_t ib,
+    double wp,
+    double *D_row,
+    double *WD_row,
+    Py_ssize_t d,
+) noexcept nogil:
+    """D_row = x_a - x_b, WD_row = w_p D_row."""
+    cdef const floating *xa = &X[ia, 0]
+    cdef const floating *xb = &X[ib, 0]
+    cdef Py_ssize_t j
+    cdef double t
+    for j in range(d):
+        t = <double> xa[j] - <double> xb[j]
+        D_row[j] = t
+        WD_row[j] = wp * t
+
+
+cdef inline void _tile_gemm(
+    const double *A,
+    const double *B,
+    Py_ssize_t m,
+    Py_ssize_t d,
+    Py_ssize_t i0,
+    Py_ssize_t j0,
+    Py_ssize_t tile,
+    double *out,
+) noexcept nogil:
+    """out[i0:i0+tile, j0:j0+tile] += A[:, i0:..]^T B[:, j0:..] (m rows)."""
+    cdef Py_ssize_t mi = min(tile, d - i0), nj = min(tile, d - j0)
+    gemm_rowmajor(True, False, <int> mi, <int> nj, <int> m,
+                  <double> 1.0, A + i0, <int> d, B + j0, <int> d,
+                  <double> 1.0, out + i0 * d + j0, <int> d)
+
+
+cdef int pair_scatter_nogil(
+    const floating[:, ::1] X,
+    const Py_ssize_t[::1] a,
+    const Py_ssize_t[::1] b,
+    const double[::1] w,
+    double[:, ::1] out,
+    int method,
+    int n_threads,
+) noexcept nogil:
+    """out = sum_p w[p] (X[a[p]] - X[b[p]])(X[a[p]] - X[b[p]])^T.
+
+    ``out`` (d x d, C-contiguous) is overwritten.  ``method``: 0 chooses by
+    cost, 1 forces the Laplacian form, 2 the direct form.  Indices must be
+    valid rows of X (not checked here).  Returns 0, or -1 when a work array
+    could not be allocated (``out`` is then undefined).
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_pairs = a.shape[0]
+    cdef Py_ssize_t tile = _tile_size(d)
+    cdef Py_ssize_t n_side = (d + tile - 1) // tile
+    cdef Py_ssize_t n_tiles = n_side * (n_side + 1) // 2
+    cdef Py_ssize_t chunk = _chunk_rows(d)
+    cdef Py_ssize_t i, j, t, p, u, e, s, m, ia, ib, n_used = 0, n_entries = 0
+    cdef Py_ssize_t n_rows_total, ti_, tj_
+    cdef double lap_cost, direct_cost, v
+    cdef Py_ssize_t *tile_i = NULL
+    cdef Py_ssize_t *tile_j = NULL
+    cdef Py_ssize_t *relabel = NULL
+    cdef Py_ssize_t *rows = NULL
+    cdef Py_ssize_t *offsets = NULL
+    cdef Py_ssize_t *cursor = NULL
+    cdef Py_ssize_t *other = NULL
+    cdef double *weight = NULL
+    cdef double *center = NULL
+    cdef double *A = NULL
+    cdef double *B = NULL
+    cdef double *outp = &out[0, 0]
+
+    try:
+        memset(outp, 0, d * d * sizeof(double))
+        if n_pairs == 0 or d == 0:
+            return 0
+
+        # Cost model in units of a GEMM multiply-add; a scattered difference of
+        # rows costs about 8 of those, building the index about 16 per pair.
+        if method == METHOD_AUTO and d <= 8:
+            method = METHOD_DIRECT
+        if method != METHOD_DIRECT:
+            relabel = <Py_ssize_t *> malloc(n * sizeof(Py_ssize_t))
+            rows = <Py_ssize_t *> malloc(min(n, 2 * n_pairs) * sizeof(Py_ssize_t))
+            if relabel == NULL or rows == NULL:
+                return -1
+            for i in range(n):
+                relabel[i] = -1
+            # Points in order of first occurrence; pairs that contribute nothing
+            # (zero weight, or a point with itself) are left out.
+            for p in range(n_pairs):
+                ia = a[p]
+                ib = b[p]
+                if ia == ib or w[p] == 0.0:
+                    continue
+                n_entries += 2
+                if relabel[ia] < 0:
+                    relabel[ia] = n_used
+                    rows[n_used] = ia
+                    n_used += 1
+                if relabel[ib] < 0:
+                    relabel[ib] = n_used
+                    rows[n_used] = ib
+                    n_used += 1
+            if n_used == 0:
+                return 0
+            if method == METHOD_AUTO:
+                lap_cost = <double> n_used * d * d + 8.0 * n_entries / 2 * d + 16.0 * n_pairs
+                direct_cost = <double> n_pairs * d * d
+                method = METHOD_LAPLACIAN if lap_cost < direct_cost else METHOD_DIRECT
+
+        tile_i = <Py_ssize_t *> malloc(n_tiles * sizeof(Py_ssize_t))
+        tile_j = <Py_ssize_t *> malloc(n_tiles * sizeof(Py_ssize_t))
+        A = <double *> malloc(chunk * d * sizeof(double))
+        B = <double *> malloc(chunk * d * sizeof(double))
+        if tile_i == NULL or tile_j == NULL or A == NULL or B == NULL:
+            return -1
+        t = 0
+        for i in range(n_side):
+            for j in range(i, n_side):
+                tile_i[t] = i * tile
+                tile_j[t] = j * tile
+                t += 1
+
+        if method == METHOD_LAPLACIAN:
+            # CSR index of incident pairs per point, in pair order.
+            offsets = <Py_ssize_t *> calloc(n_used + 1, sizeof(Py_ssize_t))
+            cursor = <Py_ssize_t *> malloc((n_used + 1) * sizeof(Py_ssize_t))
+            other = <Py_ssize_t *> malloc(n_entries * sizeof(Py_ssize_t))
+            weight = <double *> malloc(n_entries * sizeof(double))
+            center = <double *> malloc(d * sizeof(double))
+            if offsets == NULL or cursor == NULL or other == NULL or weight == NULL or center == NULL:
+                return -1
+            for p in range(n_pairs):
+                ia = a[p]
+                ib = b[p]
+                if ia == ib or w[p] == 0.0:
+                    continue
+                offsets[relabel[ia] + 1] += 1
+                offsets[relabel[ib] + 1] += 1
+            for u in range(n_used):
+                offsets[u + 1] += offsets[u]
+                cursor[u] = offsets[u]
+            for p in range(n_pairs):
+                ia = a[p]
+                ib = b[p]
+                if ia == ib or w[p] == 0.0:
+                    continue
+                u = relabel[ia]
+                e = cursor[u]
+                cursor[u] = e + 1
+                other[e] = relabel[ib]
+                weight[e] = w[p]
+                u = relabel[ib]
+                e = cursor[u]
+                cursor[u] = e + 1
+                other[e] = relabel[ia]
+                weight[e] = w[p]
+            for j in range(d):
+                center[j] = <double> X[rows[0], j]
+            n_rows_total = n_used
+        else:
+            n_rows_total = n_pairs
+
+        s = 0
+        while s < n_rows_total:
+            m = min(chunk, n_rows_total - s)
+            with parallel(num_threads=n_threads):
+                for i in prange(m, schedule='static'):
+                    if method == METHOD_LAPLACIAN:
+                        _fill_laplacian_row(X, rows, offsets, other, weight, center,
+                                            s + i, A + i * d, B + i * d, d)
+                    else:
+                        _fill_direct_row(X, a[s + i], b[s + i], w[s + i],
+                                         A + i * d, B + i * d, d)
+                for t in prange(n_tiles, schedule='static'):
+                    _tile_gemm(A, B, m, d, tile_i[t], tile_j[t], tile, outp)
+            s += m
+
+        # Mirror the upper triangle; average the diagonal tiles with their
+        # transpose (their lower half was computed too, with other rounding).
+        for i in range(d):
+            ti_ = i // tile
+            for j in range(i + 1, d):
+                tj_ = j // tile
+                if ti_ == tj_:
+                    v = 0.5 * (outp[i * d + j] + outp[j * d + i])
+                    outp[i * d + j] = v
+                    outp[j * d + i] = v
+                else:
+                    outp[j * d + i] = outp[i * d + j]
+        return 0
+    finally:
+        free(tile_i)
+        free(tile_j)
+        free(relabel)
+        free(rows)
+        free(offsets)
+        free(cursor)
+        free(other)
+        free(weight)
+        free(center)
+        free(A)
+        free(B)
+
+
+def pair_scatter(const floating[:, ::1] X, const Py_ssize_t[::1] a, const Py_ssize_t[::1] b,
+                 const double[::1] w, double[:, ::1] out, int n_threads, int method=0):
+    """Unchecked kernel: out = sum_p w_p (x_a - x_b)(x_a - x_b)^T.
+
+    ``out`` is a C-contiguous float64 (d, d) array allocated by the caller;
+    indices must be valid.  BLAS should be single-threaded around this call
+    when ``n_threads > 1`` (see :func:`weighted_pair_scatter`).
+    """
+    cdef int status
+    if X.shape[1] == 0:
+        return np.asarray(out)
+    if out.shape[0] != X.shape[1] or out.shape[1] != X.shape[1]:
+        raise ValueError(f"out must have shape ({X.shape[1]}, {X.shape[1]}).")
+    if a.shape[0] != b.shape[0] or w.shape[0] != a.shape[0]:
+        raise ValueError("a, b and w must have the same length.")
+    with nogil:
+        status = pair_scatter_nogil(X, a, b, w, out, method, n_threads)
+    if status != 0:
+        raise MemoryError("pair_scatter could not allocate its work arrays.")
+    return np.asarray(out)
+
+
+def _check_index_vector(v, name, n_samples):
+    arr = np.asarray(v)
+    if arr.size == 0 and arr.dtype.kind == "f":  # [] is float64 for numpy
+        arr = arr.astype(np.intp)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer row indices; got dtype {arr.dtype}.")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one row index per pair); got shape {arr.shape}.")
+    if arr.size:
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi >= n_samples:
+            bad = lo if lo < 0 else hi
+            pos = int(np.argmax(arr == bad))
+            raise ValueError(
+                f"{name} holds index {bad} at position {pos}, outside the valid "
+                f"range [0, {n_samples}) of rows of X."
+            )
+    return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def weighted_pair_scatter(X, a, b, weights=None, n_jobs=None, method="auto"):
+    """Weighted scatter of pair differences, ``sum_p w_p d_p d_p^T``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Points (float32 or float64 kept, integers converted to float64).
+    a, b : array-like of int, shape (n_pairs,)
+        Row indices of the pairs' two ends; ``d_p = X[a[p]] - X[b[p]]``.
+    weights : array-like of shape (n_pairs,), default=None
+        Finite real weights of any sign; ``None`` weighs every pair 1.
+    n_jobs : int, default=None
+        Threads (see :func:`fastmetric._threads.effective_n_threads`); the
+        result does not depend on it.
+    method : {'auto', 'laplacian', 'direct'}, default='auto'
+        Force one of the two algorithms (for tests); 'auto' picks the
+        cheaper one.
+
+    Returns
+    -------
+    S : ndarray of shape (n_features, n_features), float64
+        Exactly symmetric.  Zero when there are no pairs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric._pair_scatter import weighted_pair_scatter
+    >>> X = np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0]])
+    >>> weighted_pair_scatter(X, [0, 1], [1, 2], [1.0, -0.5])
+    array([[-1.,  3.],
+           [ 3.,  3.5]])
+    """
+    X = check_points(X, name="X")
+    n, d = X.shape
+    a = _check_index_vector(a, "a", n)
+    b = _check_index_vector(b, "b", n)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"a and b must have the same length; got {a.shape[0]} and {b.shape[0]}."
+        )
+    n_pairs = a.shape[0]
+    if weights is None:
+        w = np.ones(n_pairs, dtype=np.float64)
+    else:
+        w = check_pair_vector(weights, n_pairs, "weights", np.float64)
+    if method not in _METHODS:
+        raise ValueError(
+            f"method must be one of {sorted(_METHODS)}; got {method!r}."
+        )
+    n_threads = effective_n_threads(n_jobs)
+    # At least ~2^20 multiply-adds per thread to be worth a team.
+    n_threads = threads_for_work(n_threads, n_pairs * d * min(d, 64), 1 << 20)
+    out = np.empty((d, d), dtype=np.float64)
+    # The tiles' GEMMs are small: BLAS threads would only oversubscribe
+    # (and could change the rounding), whatever n_threads is.
+    with single_threaded_blas():
+        pair_scatter(X, a, b, w, out, n_threads, _METHODS[method])
+    return out

@@ -1,0 +1,142 @@
+"""asv benchmarks of fastmetric's SCML.
+
+* ``SCMLDigits``: ``SCML_Supervised(random_state=0).fit`` on standardised
+  digits (the training part of the 70/30 stratified split, 1257 rows) with
+  the default parameters (37,710 triplets, 1280 LDA bases, 10,000
+  iterations), over ``n_jobs``: the speed reference of the SCML issue
+  (metric-learn 0.7 takes about 4 s on it).
+* ``SCMLSupervisedFit``: the same on synthetic data (``make_classification``,
+  10 classes, standardised), over the dtype and ``n_jobs``, with fewer
+  iterations; ``time_`` and ``peakmem_``.
+* ``SCMLKernels``: the k-NN triplet generation, one run of 1000 stochastic
+  updates and one hinge-loss evaluation over all triplets, on the prepared
+  digits problem.
+
+Each fit does a fixed amount of work (``max_iter`` iterations; SCML has no
+early stopping).  When fastmetric's SCML cannot be imported (extension not
+built), ``setup`` raises ``NotImplementedError`` and asv shows the
+benchmarks as skipped.
+"""
+import warnings
+
+import numpy as np
+
+SEED = 20240613
+DTYPES = ["float32", "float64"]
+N_JOBS = [1, 2]
+
+try:
+    from fastmetric._scml import SCML_Supervised, _lda_basis, generate_knn_triplets
+    from fastmetric._scml_kernels import _sgd_run, _triplet_hinge
+except ImportError as exc:  # the extension is not built
+    SCML_Supervised = _lda_basis = generate_knn_triplets = _sgd_run = _triplet_hinge = None
+    _IMPORT_ERROR = str(exc)
+else:
+    _IMPORT_ERROR = None
+
+
+def _require():
+    if _IMPORT_ERROR is not None:
+        raise NotImplementedError(
+            f"fastmetric SCML is not available in this build: {_IMPORT_ERROR}")
+
+
+def _digits(dtype="float64"):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    Xtr, _, ytr, _ = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    return np.ascontiguousarray(Xtr, dtype=dtype), ytr
+
+
+def _synthetic(dtype):
+    from sklearn.datasets import make_classification
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_classification(n_samples=3000, n_features=32, n_informative=8,
+                               n_redundant=8, n_classes=10, n_clusters_per_class=1,
+                               random_state=SEED)
+    return np.ascontiguousarray(StandardScaler().fit_transform(X), dtype=dtype), y
+
+
+def _fit_quietly(estimator, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator.fit(X, y)
+
+
+class SCMLDigits:
+    """Default ``SCML_Supervised`` on standardised digits."""
+
+    params = [N_JOBS]
+    param_names = ["n_jobs"]
+    number = 1
+    repeat = (3, 7, 20.0)
+    timeout = 120
+
+    def setup(self, n_jobs):
+        _require()
+        self.X, self.y = _digits()
+
+    def time_fit(self, n_jobs):
+        _fit_quietly(SCML_Supervised(random_state=0, n_jobs=n_jobs), self.X, self.y)
+
+    def peakmem_fit(self, n_jobs):
+        _fit_quietly(SCML_Supervised(random_state=0, n_jobs=n_jobs), self.X, self.y)
+
+
+class SCMLSupervisedFit:
+    """``SCML_Supervised(max_iter=3000)`` on 3000 x 32 synthetic points."""
+
+    params = [DTYPES, N_JOBS]
+    param_names = ["dtype", "n_jobs"]
+    number = 1
+    repeat = (2, 5, 20.0)
+    timeout = 120
+
+    def setup(self, dtype, n_jobs):
+        _require()
+        self.X, self.y = _synthetic(dtype)
+
+    def _estimator(self, n_jobs):
+        return SCML_Supervised(max_iter=3000, random_state=0, n_jobs=n_jobs)
+
+    def time_fit(self, dtype, n_jobs):
+        _fit_quietly(self._estimator(n_jobs), self.X, self.y)
+
+    def peakmem_fit(self, dtype, n_jobs):
+        _fit_quietly(self._estimator(n_jobs), self.X, self.y)
+
+
+class SCMLKernels:
+    """The kernels on the digits problem, without the learner around them."""
+
+    params = [DTYPES, N_JOBS]
+    param_names = ["dtype", "n_jobs"]
+    number = 1
+    repeat = (3, 10, 10.0)
+
+    def setup(self, dtype, n_jobs):
+        _require()
+        self.X, self.y = _digits(dtype)
+        self.triplets = generate_knn_triplets(self.X, self.y, 3, 10)
+        basis = _lda_basis(self.X, self.y, np.bincount(self.y), 1280,
+                           np.random.RandomState(SEED))
+        self.Z = np.ascontiguousarray(self.X @ basis.T.astype(self.X.dtype))
+        self.batches = np.random.RandomState(SEED).randint(
+            0, self.triplets.shape[0], size=(1000, 10)).astype(np.intp)
+        self.E = np.ascontiguousarray(self.X[:, :32])
+
+    def time_knn_triplets(self, dtype, n_jobs):
+        generate_knn_triplets(self.X, self.y, 3, 10, n_jobs=n_jobs)
+
+    def time_sgd_1000_iterations(self, dtype, n_jobs):
+        K = self.Z.shape[1]
+        _sgd_run(self.Z, self.triplets, self.batches, np.zeros(K), np.zeros(K), np.zeros(K),
+                 0, 1e-5, 5e-3, 1e-3)
+
+    def time_hinge_all_triplets(self, dtype, n_jobs):
+        _triplet_hinge(self.E, self.triplets, n_jobs)

@@ -70,6 +70,9 @@ LEARNERS = [
     LearnerSpec("MMC_Supervised", params={}, quick_params={"max_iter": 10}),
     LearnerSpec("SDML_Supervised", params={}, quick_params={}),
     LearnerSpec("RCA_Supervised", params={}, quick_params={}),
+    LearnerSpec("SCML_Supervised", params={}, quick_params={"max_iter": 2000}),
+    LearnerSpec("LFDA", params={}, quick_params={}),
+    LearnerSpec("Covariance", supervised=False, params={}, quick_params={}),
     LearnerSpec("MLKR", params={"max_iter": 100}, quick_params={"max_iter": 10}),
 ]
 
@@ -80,13 +83,7 @@ def find_learner(spec):
     """The class of ``spec`` if importable now, else None."""
     import fastmetric
 
-    try:
-        cls = getattr(fastmetric, spec.name)
-    except (AttributeError, NotImplementedError):
-        # NotImplementedError: fastmetric names the metric-learn learners it
-        # plans but does not provide yet.
-        cls = None
-    return cls
+    return getattr(fastmetric, spec.name, None)
 
 
 def available_learners(only=None):

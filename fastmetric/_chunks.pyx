@@ -272,7 +272,7 @@ def sample_chunks(labels, n_chunks=100, chunk_size=2, *, random_state=None, n_jo
     Examples
     --------
     >>> import numpy as np
-    >>> from fastmetric._chunks import sample_chunks
+    >>> from fastmetric.pairwise import sample_chunks
     >>> labels = np.array([0, 0, 0, 0, 1, 1, 1, 2])
     >>> chunks = sample_chunks(labels, n_chunks=3, chunk_size=2, random_state=0)
     >>> chunks.shape, int((chunks >= 0).sum())

@@ -373,11 +373,11 @@ def weighted_pair_scatter(X, a, b, weights=None, n_jobs=None, method="auto"):
     Examples
     --------
     >>> import numpy as np
-    >>> from fastmetric._pair_scatter import weighted_pair_scatter
+    >>> from fastmetric.pairwise import weighted_pair_scatter
     >>> X = np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0]])
     >>> weighted_pair_scatter(X, [0, 1], [1, 2], [1.0, -0.5])
-    array([[-1.,  3.],
-           [ 3.,  3.5]])
+    array([[-1. ,  3. ],
+           [ 3. ,  3.5]])
     """
     X = check_points(X, name="X")
     n, d = X.shape

@@ -1,4 +1,5 @@
-"""Public kernel functions: Mahalanobis distances, the LDML loss, pair sampling.
+"""Public kernel functions: Mahalanobis distances, the LDML loss, weighted
+pair scatter matrices, pair and chunk sampling.
 
 Each function validates its input, then calls an OpenMP-parallel Cython
 kernel over float32 or float64 data.  ``n_jobs`` follows one convention
@@ -12,11 +13,15 @@ in the package, so other Cython code can call them directly (see
 """
 from ._distances import mahalanobis_distances, paired_mahalanobis_distances
 from ._pair_loss import ldml_loss
+from ._pair_scatter import weighted_pair_scatter
 from ._sampling import sample_pairs
+from ._chunks import sample_chunks
 
 __all__ = [
     "mahalanobis_distances",
     "paired_mahalanobis_distances",
     "ldml_loss",
+    "weighted_pair_scatter",
     "sample_pairs",
+    "sample_chunks",
 ]

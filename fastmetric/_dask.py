@@ -1,16 +1,16 @@
 """Dask support: fit on a row-chunked ``dask.array`` without gathering it.
 
 The LDML objective is a sum over pairs, so it splits over any partition of
-the pairs.  :class:`DaskPairLossProblem` assigns each pair to the row block
-that holds its first row, and builds once per fit, on the workers, one
-:class:`~fastmetric._pair_loss.PairLossProblem` per block over the rows
-that the block's pairs touch (its own rows, plus the second rows of pairs
-that reach into other blocks: at most two rows per pair are ever moved,
-once, never the whole of X).  Each evaluation then sends only ``L`` and
-the bias to the workers and gets back, per block, the weighted loss and
-gradient sums (a ``k x d`` array); the client adds them in block order, so
-the result does not depend on which worker ran what, and the solver's
-state stays on the client.
+the pairs.  :class:`DaskPairLossProblem` splits the pairs into one part
+per worker (a pair goes with the row block that holds its first row,
+consecutive blocks forming a part) and builds once per fit, on the workers,
+one :class:`~fastmetric._pair_loss.PairLossProblem` per part over the rows
+that its pairs touch (at most two rows per pair are ever moved, once, never
+the whole of X).  Each evaluation then sends only ``L`` and the bias to the
+workers and gets back, per part, the weighted loss and gradient sums (a
+``k x d`` array); the client adds them in part order, so the result does
+not depend on which worker ran what, and the solver's state stays on the
+client.
 
 When a ``dask.distributed`` client is active the blocks live on its
 workers (and a lost worker's blocks are recomputed from the graph by
@@ -198,12 +198,23 @@ class DaskPairLossProblem:
         self.dtype = X.dtype
         weights = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         self.total_weight = float(self.n_pairs if weights is None else weights.sum())
+        # One part per worker (each evaluation is then one task per worker,
+        # whose kernel uses the worker's threads); without a client, one part.
+        self._client = _distributed_client()
+        workers = []
+        if self._client is not None:
+            workers = sorted(self._client.scheduler_info()["workers"])
+        n_blocks = len(X.chunks[0])
+        n_parts = max(1, min(len(workers), n_blocks))
+        # A pair goes to the part of the row block holding its first row;
+        # consecutive blocks make a part, so most first rows are local.
         bounds = np.concatenate([[0], np.cumsum(X.chunks[0])])
-        owner = np.searchsorted(bounds, a, side="right") - 1
-        order = np.argsort(owner, kind="stable")
-        starts = np.searchsorted(owner[order], np.arange(len(X.chunks[0]) + 1))
+        block = np.searchsorted(bounds, a, side="right") - 1
+        part = block * n_parts // n_blocks
+        order = np.argsort(part, kind="stable")
+        starts = np.searchsorted(part[order], np.arange(n_parts + 1))
         problems = []
-        for c in range(len(X.chunks[0])):
+        for c in range(n_parts):
             sel = order[starts[c]:starts[c + 1]]
             if sel.shape[0] == 0:
                 continue
@@ -218,19 +229,33 @@ class DaskPairLossProblem:
                 rows, np.ascontiguousarray(inverse[:sel.shape[0]]),
                 np.ascontiguousarray(inverse[sel.shape[0]:]),
                 np.ascontiguousarray(targets[sel], dtype=np.float64), w, n_jobs))
-        self.n_blocks = len(problems)
-        self._problems = _persist(*problems)
+        self.n_parts = len(problems)
+        if self._client is not None:
+            # Futures held by this object: the parts stay on the workers for
+            # the whole fit (a lost one is recomputed from its graph).
+            self._problems = [
+                self._client.compute(p, workers=[workers[i % len(workers)]],
+                                     allow_other_workers=True)
+                for i, p in enumerate(problems)
+            ]
+        else:
+            self._problems = _persist(*problems)
 
     def loss_grad(self, L, bias, n_threads=None, compute_gradient=True):
         """Loss, gradient in L and in the bias (weighted means over all pairs)."""
         dask, _ = import_dask()
         L = np.ascontiguousarray(L, dtype=self.dtype)
-        tasks = [dask.delayed(_block_loss_grad, pure=True)(p, L, float(bias), self.n_jobs,
-                                                           bool(compute_gradient))
-                 for p in self._problems]
-        parts = _compute(*tasks)
+        args = (L, float(bias), self.n_jobs, bool(compute_gradient))
+        if self._client is not None:
+            futures = self._client.map(_block_loss_grad, self._problems,
+                                       *[[arg] * len(self._problems) for arg in args],
+                                       pure=False)
+            parts = self._client.gather(futures)
+        else:
+            parts = _compute(*[dask.delayed(_block_loss_grad, pure=True)(p, *args)
+                               for p in self._problems])
         W = self.total_weight
-        loss = sum(p[0] for p in parts) / W  # in block order: deterministic
+        loss = sum(p[0] for p in parts) / W  # in part order: deterministic
         grad_bias = sum(p[2] for p in parts) / W
         grad_L = None
         if compute_gradient:

@@ -50,6 +50,7 @@ __all__ = [
     "initialize_components",
     "check_pairs",
     "check_pair_targets",
+    "encode_pair_labels",
     "l2_normalize_rows",
 ]
 
@@ -69,6 +70,30 @@ def l2_normalize_rows(X):
     norms = np.sqrt(np.einsum("ij,ij->i", X, X))
     norms[norms == 0] = 1
     return np.ascontiguousarray(X / norms[:, None], dtype=X.dtype)
+
+
+# --------------------------------------------------------------------------
+# Class labels that must give both kinds of pairs
+# --------------------------------------------------------------------------
+def encode_pair_labels(y, learner):
+    """``(classes, labels, counts)`` of class labels ``y`` (labels in 0..C-1).
+
+    The _Supervised learners draw similar pairs inside classes and
+    dissimilar pairs across them: a ValueError naming ``learner`` says so
+    when ``y`` has a single class, or when no class has 2 samples.
+    """
+    classes, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"{learner} needs at least 2 classes in y to form dissimilar pairs; y has 1 "
+            f"class ({classes[0]!r})."
+        )
+    if counts.max() < 2:
+        raise ValueError(
+            f"{learner} needs a class with at least 2 samples to form similar pairs; "
+            "every class of y has a single sample."
+        )
+    return classes, labels.reshape(-1), counts
 
 
 # --------------------------------------------------------------------------

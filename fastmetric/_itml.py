@@ -34,6 +34,7 @@ from ._base import (
     PairsClassifierMixin,
     check_pair_targets,
     check_pairs,
+    encode_pair_labels,
 )
 from ._itml_kernels import itml_projections
 from ._threads import effective_n_threads, single_threaded_blas
@@ -555,18 +556,7 @@ class ITML_Supervised(_BaseITML):
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
-        classes, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
-        labels = labels.reshape(-1)
-        if len(classes) < 2:
-            raise ValueError(
-                f"ITML_Supervised needs at least 2 classes in y to form dissimilar pairs; "
-                f"y has 1 class ({classes[0]!r})."
-            )
-        if counts.max() < 2:
-            raise ValueError(
-                "ITML_Supervised needs a class with at least 2 samples to form similar "
-                "pairs; every class of y has a single sample."
-            )
+        classes, labels, counts = encode_pair_labels(y, "ITML_Supervised")
         n_constraints = self.n_constraints
         if self.num_constraints != "deprecated":
             warnings.warn(

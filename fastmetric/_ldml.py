@@ -34,6 +34,7 @@ from ._base import (
     PairsClassifierMixin,
     check_pair_targets,
     check_pairs,
+    encode_pair_labels,
     initialize_components,
     l2_normalize_rows,
 )
@@ -751,18 +752,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         else:
             X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                                  reset=reset)
-        classes, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
-        labels = labels.reshape(-1)
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 classes in y to form dissimilar "
-                f"pairs; y has 1 class ({classes[0]!r})."
-            )
-        if counts.max() < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs a class with at least 2 samples to form "
-                "similar pairs; every class of y has a single sample."
-            )
+        _, labels, _ = encode_pair_labels(y, type(self).__name__)
         return X, labels
 
     def _pair_counts(self, n):

@@ -61,7 +61,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
-from ._base import MahalanobisMixin
+from ._base import MahalanobisMixin, encode_pair_labels
 from ._lsml_kernels import pair_quadratic_forms, residual_loss, residual_loss_coefficients
 from ._solvers import IterationPrinter
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
@@ -654,18 +654,7 @@ class LSML_Supervised(_BaseLSML):
 
         self._validate_params()
         X, y = self._points(X, y)
-        classes, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
-        labels = labels.reshape(-1)
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 classes in y to form negative "
-                f"pairs; y has 1 class ({classes[0]!r})."
-            )
-        if counts.max() < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs a class with at least 2 samples to form "
-                "positive pairs; every class of y has a single sample."
-            )
+        classes, labels, counts = encode_pair_labels(y, type(self).__name__)
         if self.n_constraints is None:
             wanted = 20 * len(classes) ** 2
         else:

@@ -62,6 +62,7 @@ from ._base import (
     PairsClassifierMixin,
     check_pair_targets,
     check_pairs,
+    encode_pair_labels,
     initialize_components,
 )
 from ._distances import paired_mahalanobis_distances
@@ -654,18 +655,7 @@ solver, logdet_reg, n_jobs, callback
 def _supervised_pairs(est, X, y, sample_pairs):
     """Validated X and the drawn pairs (a, b, similar mask) of a _Supervised learner."""
     X, y = validate_data(est, X, y, dtype=[np.float64, np.float32], order="C")
-    classes, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
-    labels = labels.reshape(-1)
-    name = type(est).__name__
-    if len(classes) < 2:
-        raise ValueError(
-            f"{name} needs at least 2 classes in y to form dissimilar pairs; y has 1 "
-            f"class ({classes[0]!r})."
-        )
-    if counts.max() < 2:
-        raise ValueError(
-            f"{name} needs a class with at least 2 samples to form similar pairs."
-        )
+    classes, labels, _ = encode_pair_labels(y, type(est).__name__)
     n = est.n_constraints
     if n is None:
         n = 20 * len(classes) ** 2

@@ -298,6 +298,7 @@ def test_supervised_stochastic_draws_pairs_per_minibatch(iris, monkeypatch):
                           random_state=0, n_jobs=1).fit(X, y)
     assert est.n_iter_ == 4
     init, batches = calls[0], calls[1:]  # the first draw fits the initial bias
+    assert init[1] == 400  # at most _INIT_MAX_PAIRS: here all of epoch 0's pairs
     assert len(batches) == 4 * 4 and all(c[1] == 100 for c in batches)
     seeds = [c[0] for c in batches]
     assert len(set(seeds)) == 4  # fresh pairs every epoch

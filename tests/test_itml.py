@@ -10,7 +10,6 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone, is_classifier
 from sklearn.datasets import load_digits, load_iris
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from .conftest import tolerance
@@ -18,6 +17,8 @@ from fastmetric import ITML, ITML_Supervised
 from fastmetric._itml import components_from_psd
 from fastmetric._itml_kernels import itml_projections
 from fastmetric._sampling import sample_pairs
+
+from ._sklearn_checks import NO_FIT_CHECKS
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -486,19 +487,6 @@ def test_sklearn_checks_supervised(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "only k distinct pairs" on tiny data
         check(estimator)
-
-
-NO_FIT_CHECKS = [
-    ec.check_parameters_default_constructible,
-    ec.check_no_attributes_set_in_init,
-    ec.check_get_params_invariance,
-    ec.check_set_params,
-    ec.check_estimator_cloneable,
-    ec.check_estimator_repr,
-    ec.check_mixin_order,
-    ec.check_valid_tag_types,
-    ec.check_do_not_raise_errors_in_init_or_set_params,
-]
 
 
 @pytest.mark.parametrize("check", NO_FIT_CHECKS, ids=lambda c: c.__name__)

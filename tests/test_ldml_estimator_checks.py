@@ -18,11 +18,12 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmetric._ldml import LDML, LDML_Supervised
 from fastmetric._sampling import sample_pairs
+
+from ._sklearn_checks import NO_FIT_CHECKS
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -41,18 +42,6 @@ def test_sklearn_checks_supervised(estimator, check):
 # --------------------------------------------------------------------------
 # LDML on pairs
 # --------------------------------------------------------------------------
-NO_FIT_CHECKS = [
-    ec.check_parameters_default_constructible,
-    ec.check_no_attributes_set_in_init,
-    ec.check_get_params_invariance,
-    ec.check_set_params,
-    ec.check_estimator_cloneable,
-    ec.check_estimator_repr,
-    ec.check_mixin_order,
-    ec.check_valid_tag_types,
-    ec.check_estimator_tags_renamed,
-    ec.check_do_not_raise_errors_in_init_or_set_params,
-]
 
 
 @pytest.mark.parametrize("check", NO_FIT_CHECKS, ids=lambda c: c.__name__)

@@ -12,7 +12,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmetric import LSML, LSML_Supervised
@@ -22,6 +21,8 @@ from fastmetric._lsml_kernels import (
     residual_loss,
     residual_loss_coefficients,
 )
+
+from ._sklearn_checks import NO_FIT_CHECKS
 
 
 # --------------------------------------------------------------------------
@@ -456,20 +457,6 @@ def test_sklearn_checks_supervised(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # few pairs on tiny data
         check(estimator)
-
-
-NO_FIT_CHECKS = [
-    ec.check_parameters_default_constructible,
-    ec.check_no_attributes_set_in_init,
-    ec.check_get_params_invariance,
-    ec.check_set_params,
-    ec.check_estimator_cloneable,
-    ec.check_estimator_repr,
-    ec.check_mixin_order,
-    ec.check_valid_tag_types,
-    ec.check_estimator_tags_renamed,
-    ec.check_do_not_raise_errors_in_init_or_set_params,
-]
 
 
 @pytest.mark.parametrize("check", NO_FIT_CHECKS, ids=lambda c: c.__name__)

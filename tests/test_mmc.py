@@ -8,7 +8,6 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.optimize import check_grad, minimize
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmetric import MMC, MMC_Supervised
@@ -19,6 +18,8 @@ from fastmetric._mmc import (
     _Projector,
 )
 from fastmetric._sampling import sample_pairs
+
+from ._sklearn_checks import NO_FIT_CHECKS
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -332,20 +333,6 @@ def test_sklearn_checks_supervised(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
-
-
-NO_FIT_CHECKS = [
-    ec.check_parameters_default_constructible,
-    ec.check_no_attributes_set_in_init,
-    ec.check_get_params_invariance,
-    ec.check_set_params,
-    ec.check_estimator_cloneable,
-    ec.check_estimator_repr,
-    ec.check_mixin_order,
-    ec.check_valid_tag_types,
-    ec.check_estimator_tags_renamed,
-    ec.check_do_not_raise_errors_in_init_or_set_params,
-]
 
 
 @pytest.mark.parametrize("check", NO_FIT_CHECKS, ids=lambda c: c.__name__)

@@ -61,12 +61,20 @@ from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_limits
 
 from ._validation import check_int_param as _check_int, check_real_param as _check_real
-from ._base import MahalanobisMixin, initialize_components
+from ._base import MahalanobisMixin, initialize_components, l2_normalize_rows
+from ._cluster_rows import (
+    DaskRows,
+    MemoryRows,
+    cluster_means as _cluster_means,
+    lloyd,
+    nearest_center as _nearest_center,
+    nearest_centers,
+)
 from ._threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["ClusterLDML"]
 
-_KMEANS_NAMES = ("auto", "kmeans", "minibatch")
+_KMEANS_NAMES = ("auto", "kmeans", "minibatch", "lloyd")
 # 'auto' switches to MiniBatchKMeans above this many samples: full Lloyd
 # iterations cost O(n k d) per iteration and n_init restarts per round.
 _MINIBATCH_THRESHOLD = 20_000
@@ -78,14 +86,6 @@ _KMEANS_N_INIT = 10
 
 
 
-def _spread(Xc, L):
-    """Mean squared distance ``||L(x_i - x_j)||^2`` over all pairs (i, j).
-
-    For centred points ``Xc`` this is ``2 tr(L C L^T)`` with ``C`` the
-    (biased) covariance: ``2 ||Xc L^T||_F^2 / n``.
-    """
-    Z = Xc @ L.T
-    return 2.0 * float(np.einsum("ij,ij->", Z, Z)) / Xc.shape[0]
 
 
 def _canonical_signs(V):
@@ -119,39 +119,8 @@ def _combine(L, group_maps, weights, rate, n_components):
     return np.ascontiguousarray(L_new)
 
 
-def _nearest_center(Z, centers):
-    """Index of the nearest centre (squared Euclidean) of each row of ``Z``.
-
-    Computed as an explicit sum of squared differences (no expansion
-    ``|z|^2 - 2 z.c + |c|^2``), so it is exact up to rounding of each term
-    and gives identical answers in :meth:`ClusterLDML.fit` and
-    :meth:`ClusterLDML.predict`; ties go to the lowest index.
-    """
-    n = Z.shape[0]
-    best = np.full(n, np.inf)
-    labels = np.zeros(n, dtype=np.intp)
-    for c in range(centers.shape[0]):
-        diff = Z - centers[c]
-        d2 = np.einsum("ij,ij->i", diff, diff)
-        closer = d2 < best
-        best[closer] = d2[closer]
-        labels[closer] = c
-    return labels
 
 
-def _cluster_means(Z, labels, fallback):
-    """Mean of the rows of ``Z`` in each cluster; ``fallback`` rows for empty ones.
-
-    Accumulated in float64 (then cast to Z's dtype) in a fixed order.
-    """
-    k = fallback.shape[0]
-    counts = np.bincount(labels, minlength=k)
-    sums = np.zeros((k, Z.shape[1]), dtype=np.float64)
-    np.add.at(sums, labels, Z.astype(np.float64, copy=False))
-    centers = fallback.copy()
-    nonempty = counts > 0
-    centers[nonempty] = sums[nonempty] / counts[nonempty, None]
-    return centers.astype(Z.dtype, copy=False)
 
 
 class ClusterLDML(ClusterMixin, MahalanobisMixin):
@@ -197,12 +166,16 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         and after an update exceeds ``tol``.  ``tol=1.0`` runs all
         ``max_rounds`` rounds: a stable clustering does not mean that the
         metric has stopped moving, and later rounds may still change it.
-    kmeans : {'auto', 'kmeans', 'minibatch'} or estimator, default='auto'
+    kmeans : {'auto', 'kmeans', 'minibatch', 'lloyd'} or estimator, default='auto'
         The clustering step: ``'kmeans'`` is scikit-learn's ``KMeans``
         (10 k-means++ restarts the first time, then one run started from
         the previous clusters' means), ``'minibatch'`` ``MiniBatchKMeans``
-        (3 restarts, then the same warm start), ``'auto'`` the former up to
-        20000 samples and the latter beyond.  An unfitted estimator with an
+        (3 restarts, then the same warm start), ``'lloyd'`` fastmetric's
+        own Lloyd iterations over row blocks (one k-means++ seeding on at
+        most 100,000 evenly spaced rows, then the same warm start), which
+        also run on the workers of a dask array.  ``'auto'`` is ``'kmeans'``
+        up to 20000 samples, ``'minibatch'`` beyond, and ``'lloyd'`` on
+        dask arrays (the only choice there besides ``'lloyd'`` itself).  An unfitted estimator with an
         ``n_clusters`` parameter and a ``labels_`` attribute after fit
         (e.g. a configured ``KMeans``) is cloned, given ``n_clusters`` and
         ``random_state`` (if it has one), and fitted afresh every round.
@@ -367,7 +340,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     # ------------------------------------------------------------------
     # steps
     # ------------------------------------------------------------------
-    def _cluster(self, Z, seed, previous=None):
+    def _cluster(self, rows, L, seed, previous=None):
         """k-means on the embedded points; returns (labels, centres, inertia).
 
         With ``previous`` labels (every round after the first) the built-in
@@ -376,14 +349,18 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         moves instead of jumping between the local optima that fresh
         restarts land in, which made the pseudo-labels (and the metric
         learned from them) oscillate.  The first clustering uses
-        ``_KMEANS_N_INIT`` k-means++ restarts.
+        ``_KMEANS_N_INIT`` k-means++ restarts (one with ``'lloyd'``).
         """
+        Z = rows.embed(L)
         n = Z.shape[0]
         k = self._n_clusters
         mode = self.kmeans
         init = None
         if previous is not None and np.bincount(previous, minlength=k).min() > 0:
             init = _cluster_means(Z, previous, np.zeros((k, Z.shape[1])))
+        if mode == "lloyd" or (mode == "auto" and isinstance(rows, DaskRows)):
+            labels, centers, inertia = lloyd(Z, k, seed, init=init)
+            return labels, centers, inertia
         if isinstance(mode, str):
             minibatch = mode == "minibatch" or (mode == "auto" and n > _MINIBATCH_THRESHOLD)
             if init is not None:
@@ -419,7 +396,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             centers = np.zeros((k, Z.shape[1]))  # only used for empty clusters
         return labels, np.asarray(centers, dtype=np.float64), inertia
 
-    def _group_metrics(self, X, Xc, L, labels, seed):
+    def _group_metrics(self, rows, L, labels, seed):
         """One LDML per cluster.
 
         Returns the unit-spread maps of the clusters learned from, their
@@ -430,6 +407,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         from ._ldml import LDML
         from ._sampling import sample_pairs
 
+        X = rows.X
         n = X.shape[0]
         counts = np.bincount(labels, minlength=self._n_clusters)
         maps, weights, losses = [], [], []
@@ -450,7 +428,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 ldml.fit(pairs, t)
             Lg = ldml.components_
-            spread = _spread(Xc, Lg)
+            spread = rows.spread(Lg)
             if not (np.isfinite(spread) and spread > 0 and np.isfinite(Lg).all()):
                 continue  # a degenerate cluster metric carries no direction
             Lg = Lg / np.sqrt(spread)  # same spread (1) as the current L
@@ -474,8 +452,12 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training points (finite; at least ``n_clusters`` of them).
+        X : array-like or dask array of shape (n_samples, n_features)
+            Training points (finite; at least ``n_clusters`` of them).  A
+            row-chunked dask array is not gathered: the covariance, the
+            k-means and every cluster's LDML run over its blocks on the
+            workers, and the model equals the in-memory fit with
+            ``kmeans='lloyd'`` (to rounding).
         y : None
             Ignored; present for scikit-learn's API.
 
@@ -483,36 +465,44 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         -------
         self
         """
-        from ._dask import is_dask_array
+        from ._dask import assert_all_finite, check_dask_points, is_dask_array, map_rows
 
         if is_dask_array(X):
-            raise NotImplementedError(
-                "ClusterLDML.fit on a dask array is not implemented yet (it needs a "
-                "distributed k-means); fit on X.compute() or on a sample of the rows. "
-                "predict and transform accept dask arrays (lazily)."
-            )
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
-        self._validate_params(X.shape[0])
+            X = check_dask_points(X)
+            self._validate_params(X.shape[0])
+            if not (self.kmeans in ("auto", "lloyd")):
+                raise ValueError(
+                    f"on a dask array ClusterLDML clusters with its own distributed "
+                    f"k-means: kmeans must be 'auto' or 'lloyd'; got {self.kmeans!r}."
+                )
+            assert_all_finite(X)
+            self.n_features_in_ = X.shape[1]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            if self.normalize:
+                X = map_rows(X, l2_normalize_rows, X.shape[1], X.dtype)
+            rows = DaskRows(X)
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+            self._validate_params(X.shape[0])
+            rows = MemoryRows(self._normalize_points(X))
         rng = check_random_state(self.random_state)
-        Xp = self._normalize_points(X)
-        n, d = Xp.shape
+        n, d = rows.X.shape
         # Seeds for every round drawn up front: the same random_state gives
         # the same seeds whatever the number of rounds actually run.
         seeds = rng.randint(0, 2**31 - 1 - 4 * self._n_clusters,
                             size=(self._max_rounds + 1, 2))
 
         with single_threaded_blas():  # identical linear algebra for any thread count
-            X64 = np.asarray(Xp, dtype=np.float64)
-            Xc = X64 - X64.mean(axis=0)
-            euclid_spread = 2.0 * float(np.einsum("ij,ij->", Xc, Xc)) / n
-            L = initialize_components(self.init, Xp, n_components=self.n_components,
-                                      random_state=rng)
+            euclid_spread = rows.euclid_spread
+            L = initialize_components(self.init, rows.init_rows(),
+                                      n_components=self.n_components, random_state=rng)
             k = L.shape[0]
             # Work at unit spread: LDML's initial scale fit and alpha then
             # see the same units whatever the scale of the data.
-            L = self._unit_spread(Xc, L)
+            L = self._unit_spread(rows, L)
 
-            labels, centers, inertia = self._cluster(self._embed(Xp, L), int(seeds[0, 0]))
+            labels, centers, inertia = self._cluster(rows, L, int(seeds[0, 0]))
             history = []
             start = time.perf_counter()
             group_maps = np.stack([L] * self._n_clusters)
@@ -527,7 +517,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             for r in range(1, self._max_rounds + 1):
                 t0 = time.perf_counter()
                 maps, weights, loss, round_maps = self._group_metrics(
-                    Xp, Xc, L, labels, int(seeds[r, 1]))
+                    rows, L, labels, int(seeds[r, 1]))
                 if not maps:
                     warnings.warn(
                         "no cluster has both similar and dissimilar pairs (every cluster "
@@ -538,7 +528,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                     )
                     break
                 L_new = _combine(L, maps, weights, self._rate, k)
-                spread = _spread(Xc, L_new)
+                spread = rows.spread(L_new)
                 if not (np.isfinite(spread) and spread > 0 and np.isfinite(L_new).all()):
                     warnings.warn(
                         f"round {r}: the combined metric is degenerate (zero or non-finite "
@@ -549,8 +539,8 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                     break
                 L = L_new / np.sqrt(spread)
                 group_maps = round_maps
-                new_labels, centers, inertia = self._cluster(self._embed(Xp, L),
-                                                             int(seeds[r, 0]), labels)
+                new_labels, centers, inertia = self._cluster(rows, L, int(seeds[r, 0]),
+                                                             labels)
                 ari = float(adjusted_rand_score(labels, new_labels))
                 labels = new_labels
                 n_rounds = r
@@ -564,7 +554,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 stop = False
                 if self.callback is not None:
                     self.n_rounds_, self.history_ = n_rounds, history
-                    self._set_state(Xp, L, labels, centers, group_maps, euclid_spread)
+                    self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
                     stop = bool(self.callback(self, r, loss))
                 if ari > self._tol:
                     converged = True
@@ -572,7 +562,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 if stop:
                     break
 
-        self._set_state(Xp, L, labels, centers, group_maps, euclid_spread)
+        self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
         self.n_rounds_ = n_rounds
         self.history_ = history
         self.converged_ = converged
@@ -582,24 +572,18 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     # helpers of fit
     # ------------------------------------------------------------------
     @staticmethod
-    def _unit_spread(Xc, L):
-        spread = _spread(Xc, L)
+    def _unit_spread(rows, L):
+        spread = rows.spread(L)
         if np.isfinite(spread) and spread > 0:
             return L / np.sqrt(spread)
         return L  # constant data: every map has zero spread
 
-    @staticmethod
-    def _embed(Xp, L):
-        # Same expression as MahalanobisMixin.transform, so that fit and
-        # predict see bit-identical embeddings.
-        return Xp @ L.T.astype(Xp.dtype, copy=False)
-
-    def _set_state(self, Xp, L, labels, km_centers, group_maps, euclid_spread):
+    def _set_state(self, rows, L, labels, km_centers, group_maps, euclid_spread):
         """Public attributes from the internal (unit-spread) state."""
         scale = np.sqrt(euclid_spread) if euclid_spread > 0 else 1.0
         self.components_ = np.ascontiguousarray(L * scale)
         self.cluster_components_ = np.ascontiguousarray(group_maps * scale)
-        Z = self._embed(Xp, self.components_)
+        Z = rows.embed(self.components_)
         fallback = np.asarray(km_centers, dtype=np.float64) * scale
         centers = _cluster_means(Z, labels, fallback)
         # One nearest-centre pass (a Lloyd assignment step, which can only
@@ -608,15 +592,12 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         # of points may sit closer to another mean.  If that pass changed
         # which clusters are occupied (duplicated points), keep the k-means
         # labels.
-        relabeled = _nearest_center(Z, centers)
+        relabeled = nearest_centers(Z, centers)
         if np.array_equal(np.unique(relabeled), np.unique(labels)):
             labels = relabeled
         self.labels_ = labels
         self.cluster_centers_ = centers
 
-    # ------------------------------------------------------------------
-    # prediction
-    # ------------------------------------------------------------------
     def predict(self, X):
         """Nearest cluster centre of each point in the learned metric.
 

@@ -12,7 +12,8 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
-from fastmetric._cluster_ldml import ClusterLDML, _combine, _nearest_center, _spread
+from fastmetric._cluster_ldml import ClusterLDML, _combine, _nearest_center
+from fastmetric._cluster_rows import MemoryRows
 
 # Small, fast settings for most tests (one thread: the machine running the
 # tests may be busy, and the thread-count invariance has its own test).
@@ -78,8 +79,8 @@ def test_metric_is_psd_and_scaled(blobs, fitted):
     assert_allclose(M, M.T, atol=1e-12)
     assert np.linalg.eigvalsh(M).min() > -1e-10
     # documented scale: same mean squared pair distance as Euclidean
-    Xc = X - X.mean(axis=0)
-    assert _spread(Xc, fitted.components_) == pytest.approx(_spread(Xc, np.eye(X.shape[1])))
+    rows = MemoryRows(X)
+    assert rows.spread(fitted.components_) == pytest.approx(rows.spread(np.eye(X.shape[1])))
 
 
 def test_n_components_and_init(blobs):
@@ -474,3 +475,20 @@ EXPECTED_FAILED_CHECKS = {
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_lloyd_kmeans_in_memory(blobs):
+    """kmeans='lloyd' (the distributed-capable k-means) clusters as well as
+    scikit-learn's KMeans on separated blobs, and gives the same model for 1
+    and 2 threads."""
+    from sklearn.metrics import adjusted_rand_score
+
+    X, y = blobs
+    params = dict(n_clusters=len(np.unique(y)), max_rounds=2, ldml_max_iter=5,
+                  n_pairs_per_cluster=200, random_state=0, kmeans="lloyd")
+    one = ClusterLDML(n_jobs=1, **params).fit(X)
+    two = ClusterLDML(n_jobs=2, **params).fit(X)
+    assert_array_equal(one.components_, two.components_)
+    ref = ClusterLDML(**{**params, "kmeans": "kmeans"}).fit(X)
+    assert adjusted_rand_score(y, one.labels_) >= adjusted_rand_score(y, ref.labels_) - 0.05
+    assert_array_equal(one.predict(X), one.labels_)

@@ -108,6 +108,27 @@ def test_transform_and_prediction_stay_lazy(client):
     assert_array_equal(lazy.compute(), cl.predict(X))
 
 
+def test_cluster_ldml_same_model_as_in_memory(client):
+    """ClusterLDML on a dask array: distributed Lloyd k-means and per-cluster
+    LDML fits on the workers; the same model as in memory with kmeans='lloyd'
+    (the k-means that 'auto' uses on dask arrays)."""
+    X, y = data(n=2000, seed=4)
+    params = dict(n_clusters=4, max_rounds=2, ldml_max_iter=8, n_pairs_per_cluster=300,
+                  random_state=0)
+    mem = ClusterLDML(kmeans="lloyd", **params).fit(X)
+    Xd = da.from_array(X, chunks=600)
+    dist = ClusterLDML(**params).fit(Xd)
+    assert dist.n_rounds_ == mem.n_rounds_
+    assert_allclose(dist.components_, mem.components_, rtol=1e-6, atol=1e-8)
+    assert_allclose(dist.cluster_centers_, mem.cluster_centers_, rtol=1e-6, atol=1e-8)
+    assert_array_equal(dist.labels_, mem.labels_)
+    assert_array_equal(dist.predict(Xd).compute(), mem.predict(X))
+    normalized = ClusterLDML(normalize=True, kmeans="lloyd", **params)
+    assert_allclose(normalized.fit(Xd).components_,
+                    ClusterLDML(normalize=True, kmeans="lloyd", **params).fit(X).components_,
+                    rtol=1e-6, atol=1e-8)
+
+
 def test_a_lost_worker_does_not_corrupt_the_fit(client):
     """A worker killed in the middle of the fit: Dask recomputes its blocks from
     the graph, and the model is the same as without the failure."""
@@ -147,8 +168,10 @@ def test_errors(client):
         LDML_Supervised(max_iter=2).fit(da.from_array(X, chunks=100), np.zeros(500))
     with pytest.raises(NotImplementedError, match="solver='lbfgs'"):
         LDML_Supervised(solver="adam").fit(da.from_array(X, chunks=100), y)
-    with pytest.raises(NotImplementedError, match="distributed k-means"):
-        ClusterLDML(n_clusters=3).fit(da.from_array(X, chunks=100))
+    with pytest.raises(ValueError, match="kmeans must be 'auto' or 'lloyd'"):
+        ClusterLDML(n_clusters=3, kmeans="kmeans").fit(da.from_array(X, chunks=100))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        ClusterLDML(n_clusters=3).fit(da.from_array(bad, chunks=100))
     est = LDML(preprocessor=da.from_array(X, chunks=100))
     with pytest.raises(ValueError, match="out of range|outside|index"):
         est.fit(np.array([[0, 1], [2, 500]]), [1, -1])

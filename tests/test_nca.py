@@ -310,3 +310,25 @@ def test_non_convergence_warns(blobs):
 @parametrize_with_checks([NCA(max_iter=10, n_jobs=1)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("learner", ["NCA", "LMNN", "MLKR"])
+def test_ctrl_c_keeps_the_last_iterate(learner):
+    """Ctrl-C (KeyboardInterrupt) during a fit warns and leaves the model of
+    the last completed iteration (shared L-BFGS driver)."""
+    import fastmetric
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(80, 4)
+    y = (X[:, 0] > 0).astype(int) if learner != "MLKR" else X[:, 0] + 0.1 * rng.randn(80)
+
+    def interrupt(estimator, iteration, loss):
+        if iteration == 2:
+            raise KeyboardInterrupt
+
+    est = getattr(fastmetric, learner)(max_iter=50, callback=interrupt, n_jobs=1)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est.fit(X, y)
+    assert est.n_iter_ == 2
+    assert np.all(np.isfinite(est.components_))
+    assert est.transform(X[:3]).shape[0] == 3

@@ -31,6 +31,7 @@ __all__ = [
     "gather_rows",
     "DaskPairLossProblem",
     "map_rows",
+    "sample_label_pairs",
 ]
 
 # Rows read to compute a data-dependent initialisation (PCA, LDA,
@@ -136,6 +137,53 @@ def gather_rows(X, rows):
 def map_rows(X, func, n_columns, dtype):
     """Lazy ``func(block)`` over the row blocks of X (a dask array)."""
     return X.map_blocks(func, dtype=dtype, chunks=(X.chunks[0], (n_columns,)))
+
+
+def _draw_slice(labels, balanced, seed, positive_start, n_positive, negative_start,
+                n_negative):
+    """On a worker: one slice of the positive and negative pair streams."""
+    from ._sampling import LabelPairStream
+
+    stream = LabelPairStream(labels, balanced, n_jobs=_worker_threads(None))
+    return stream.draw(seed, positive_start, n_positive, negative_start, n_negative)
+
+
+def sample_label_pairs(labels, n_positive, n_negative, balanced, seed):
+    """The pairs of ``sample_pairs(labels, n_positive, n_negative, balanced,
+    random_state=seed)``, drawn on the workers.
+
+    The draws are counter-based, so each worker draws its own slice of the
+    two streams (one task per worker, the labels broadcast once) and the
+    client only puts the index arrays together: the result is exactly the
+    in-memory sample.  Without a distributed client, drawn here.
+
+    Returns
+    -------
+    a, b : ndarray of intp
+    targets : ndarray of float64 (1 similar, 0 dissimilar)
+    """
+    client = _distributed_client()
+    n_parts = 1 if client is None else max(1, len(client.scheduler_info()["workers"]))
+    steps = np.arange(n_parts + 1)
+    pos_cuts = steps * n_positive // n_parts
+    neg_cuts = steps * n_negative // n_parts
+    args = [(int(pos_cuts[i]), int(pos_cuts[i + 1] - pos_cuts[i]), int(neg_cuts[i]),
+             int(neg_cuts[i + 1] - neg_cuts[i])) for i in range(n_parts)]
+    if client is None:
+        parts = [_draw_slice(labels, balanced, seed, *arg) for arg in args]
+    else:
+        # hash=False: a fresh key per call (a second fit on the same labels must
+        # not reuse data that the first one is releasing).
+        shared = client.scatter(np.asarray(labels), broadcast=True, hash=False)
+        futures = [client.submit(_draw_slice, shared, bool(balanced), int(seed), *arg,
+                                 pure=False) for arg in args]
+        parts = client.gather(futures)
+    positives = [pairs[:arg[1]] for (pairs, _), arg in zip(parts, args)]
+    negatives = [pairs[arg[1]:] for (pairs, _), arg in zip(parts, args)]
+    pairs = np.concatenate(positives + negatives)
+    targets = np.zeros(pairs.shape[0], dtype=np.float64)
+    targets[:n_positive] = 1.0
+    return (np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]), targets)
 
 
 # -- the worker side ---------------------------------------------------------

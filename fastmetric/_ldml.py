@@ -797,7 +797,14 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         stream = _LabelBatches(LabelPairStream(labels, self.balanced, self.n_jobs), n_pos,
                                n_neg, self._batch_size, sample_seed)
         if self.solver == "lbfgs":
-            a, b, targets = stream.draw(0, 0, n_pos, 0, n_neg)
+            if is_dask_array(X):
+                # The same pairs, drawn on the workers (slices of the streams).
+                from ._dask import sample_label_pairs
+
+                a, b, targets = sample_label_pairs(labels, n_pos, n_neg, self.balanced,
+                                                   sample_seed)
+            else:
+                a, b, targets = stream.draw(0, 0, n_pos, 0, n_neg)
             self._fit_pairs(X, a, b, targets, None, class_labels=labels, rng=rng)
         else:
             # The initial scale and bias: from the first pairs of epoch 0.

@@ -58,6 +58,23 @@ def test_supervised_same_model_as_in_memory(client, dtype):
     assert_array_equal(again.components_, dist.components_)
 
 
+@pytest.mark.parametrize("balanced", [False, True])
+def test_pairs_are_drawn_on_the_workers(client, balanced):
+    """LDML_Supervised's pairs come from slices of the counter-based streams
+    drawn by tasks on the workers, and equal the in-memory sample."""
+    from fastmetric._dask import sample_label_pairs
+
+    labels = np.random.RandomState(2).randint(0, 5, 5000)
+    with distributed.get_task_stream(client) as stream:
+        a, b, t = sample_label_pairs(labels, 3001, 2999, balanced, 17)
+    ran = {task["key"] if isinstance(task["key"], str) else task["key"][0]
+           for task in stream.data}
+    assert sum("_draw_slice" in str(key) for key in ran) == 2  # one per worker
+    ref, y = sample_pairs(labels, 3001, 2999, balanced=balanced, random_state=17)
+    assert_array_equal(np.column_stack((a, b)), ref)
+    assert_array_equal(t, y)
+
+
 def test_supervised_without_client_matches(dtype, monkeypatch):
     """With no distributed client, Dask's synchronous scheduler runs the blocks."""
     import fastmetric._dask as fm_dask

@@ -280,12 +280,24 @@ class DaskPairLossProblem:
         self.n_parts = len(problems)
         if self._client is not None:
             # Futures held by this object: the parts stay on the workers for
-            # the whole fit (a lost one is recomputed from its graph).
+            # the whole fit (a lost one is recomputed from its graph).  The
+            # scheduler may build two parts on one worker (it places a task
+            # where its inputs are); each part is then copied once to its
+            # own worker, so that every evaluation runs the parts side by
+            # side.  The placement is a preference, not a restriction: if a
+            # worker is lost its part runs elsewhere.
+            from distributed import wait
+
+            self._workers = [workers[i % len(workers)] for i in range(len(problems))]
             self._problems = [
-                self._client.compute(p, workers=[workers[i % len(workers)]],
-                                     allow_other_workers=True)
-                for i, p in enumerate(problems)
+                self._client.compute(p, workers=[w], allow_other_workers=True)
+                for p, w in zip(problems, self._workers)
             ]
+            wait(self._problems)
+            holders = self._client.who_has(self._problems)
+            for future, worker in zip(self._problems, self._workers):
+                if worker not in holders.get(future.key, ()):
+                    self._client.replicate([future], n=1, workers=[worker])
         else:
             self._problems = _persist(*problems)
 
@@ -295,9 +307,9 @@ class DaskPairLossProblem:
         L = np.ascontiguousarray(L, dtype=self.dtype)
         args = (L, float(bias), self.n_jobs, bool(compute_gradient))
         if self._client is not None:
-            futures = self._client.map(_block_loss_grad, self._problems,
-                                       *[[arg] * len(self._problems) for arg in args],
-                                       pure=False)
+            futures = [self._client.submit(_block_loss_grad, p, *args, pure=False,
+                                           workers=[w], allow_other_workers=True)
+                       for p, w in zip(self._problems, self._workers)]
             parts = self._client.gather(futures)
         else:
             parts = _compute(*[dask.delayed(_block_loss_grad, pure=True)(p, *args)

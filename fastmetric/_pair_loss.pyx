@@ -41,7 +41,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 from fastmetric._common cimport (
-    floating, gemm_rowmajor, fm_logit_loss, fm_logit_loss_grad, fm_prefetch_block,
+    floating, gemm_rowmajor, fm_logit_batch, fm_prefetch_block,
     fm_axpy, diff_sq_norm,
 )
 from fastmetric._distances cimport transform_rows, transform_selected_rows
@@ -60,6 +60,8 @@ from ._validation import (
 # enough to cover memory latency, few enough to stay in L1.
 cdef enum:
     PREFETCH_AHEAD = 8
+    # Entries of one point whose loss terms are computed in one vectorised call.
+    BATCH = 32
 
 DEF_POINT_CHUNK = 256
 # At most this many partial k x d products are kept for the final reduction.
@@ -131,40 +133,57 @@ cdef inline void _point_chunk(
     Py_ssize_t stop,
     double *diff,
     double *acc,
+    double *zbuf,
     double *loss_out,
     double *grad_bias_out,
 ) noexcept nogil:
-    cdef Py_ssize_t u, v, e, j, p, code, k = U.shape[1]
+    """Loss and bias-gradient sums of the chunk's points, and their rows of H.
+
+    A point's incident entries go in batches of up to BATCH: their
+    differences and logits first, then the loss terms of the whole batch in
+    one vectorised call (fm_logit_batch), then the accumulation of H[u].
+    ``diff`` holds BATCH x k doubles, ``zbuf`` 4 x BATCH.
+    """
+    cdef Py_ssize_t u, v, e, e0, e1, m, i, j, p, code, k = U.shape[1]
     cdef Py_ssize_t e_stop = offsets[stop]
-    cdef double dist, z, w, r, t, loss = 0.0, gb = 0.0
+    cdef double w, r, loss = 0.0, gb = 0.0
+    cdef double *tbuf = zbuf + BATCH
+    cdef double *rbuf = zbuf + 2 * BATCH
+    cdef double *lbuf = zbuf + 3 * BATCH
     for u in range(start, stop):
         memset(acc, 0, k * sizeof(double))
-        for e in range(offsets[u], offsets[u + 1]):
-            # Entries of consecutive points are contiguous: prefetch along
-            # the chunk, not only along this point's few entries.
-            if e + PREFETCH_AHEAD < e_stop:
-                fm_prefetch_block(&U[incident_other[e + PREFETCH_AHEAD], 0],
-                                  k * sizeof(floating))
-                fm_prefetch_block(&targets[incident_code[e + PREFETCH_AHEAD] >> 1],
-                                  sizeof(double))
-            v = incident_other[e]
-            code = incident_code[e]
-            p = code >> 1
-            dist = diff_sq_norm(&U[u, 0], &U[v, 0], diff, k)
-            z = bias - dist
-            w = weights[p] if has_weights else 1.0
-            t = targets[p]
+        e0 = offsets[u]
+        e1 = offsets[u + 1]
+        while e0 < e1:
+            m = min(BATCH, e1 - e0)
+            for i in range(m):
+                e = e0 + i
+                # Entries of consecutive points are contiguous: prefetch
+                # along the chunk, not only along this point's few entries.
+                if e + PREFETCH_AHEAD < e_stop:
+                    fm_prefetch_block(&U[incident_other[e + PREFETCH_AHEAD], 0],
+                                      k * sizeof(floating))
+                    fm_prefetch_block(&targets[incident_code[e + PREFETCH_AHEAD] >> 1],
+                                      sizeof(double))
+                v = incident_other[e]
+                zbuf[i] = bias - diff_sq_norm(&U[u, 0], &U[v, 0], &diff[i * k], k)
+                tbuf[i] = targets[incident_code[e] >> 1]
             # softplus(z) - t z is the log-loss written with the logit z;
-            # r = sigmoid(z) - t is its derivative in z.  Each pair's loss
-            # and bias terms are counted once, from its first end.
-            if (code & 1) == 0:
-                loss += w * fm_logit_loss(z, t, &r)
-                r = w * r
-                gb += r
-            else:
-                r = w * fm_logit_loss_grad(z, t)
-            if compute_gradient:
-                fm_axpy(r, diff, acc, k)
+            # r = sigmoid(z) - t is its derivative in z.
+            fm_logit_batch(zbuf, tbuf, rbuf, lbuf, m)
+            for i in range(m):
+                code = incident_code[e0 + i]
+                p = code >> 1
+                w = weights[p] if has_weights else 1.0
+                r = w * rbuf[i]
+                # Each pair's loss and bias terms are counted once, from its
+                # first end.
+                if (code & 1) == 0:
+                    loss += w * lbuf[i]
+                    gb += r
+                if compute_gradient:
+                    fm_axpy(r, &diff[i * k], acc, k)
+            e0 += m
         if compute_gradient:
             for j in range(k):
                 H[u, j] = <floating> acc[j]
@@ -194,17 +213,20 @@ cdef void ldml_point_pass(
     cdef Py_ssize_t c, start, stop
     cdef double *diff
     cdef double *acc
+    cdef double *zbuf
     with parallel(num_threads=n_threads):
-        diff = <double *> malloc(k * sizeof(double))
+        diff = <double *> malloc(BATCH * k * sizeof(double))
         acc = <double *> malloc(k * sizeof(double))
+        zbuf = <double *> malloc(4 * BATCH * sizeof(double))
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_points)
             _point_chunk(U, offsets, incident_other, incident_code, targets,
                          weights, has_weights, bias, H, compute_gradient,
-                         start, stop, diff, acc, &chunk_loss[c], &chunk_grad_bias[c])
+                         start, stop, diff, acc, zbuf, &chunk_loss[c], &chunk_grad_bias[c])
         free(diff)
         free(acc)
+        free(zbuf)
 
 
 cdef void _gradient_partials(

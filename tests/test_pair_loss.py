@@ -191,3 +191,29 @@ def test_endpoint_index_is_the_same_for_any_thread_count():
     expected = sorted([2 * p for p in np.flatnonzero(pairs[:, 0] == u)]
                       + [2 * p + 1 for p in np.flatnonzero(pairs[:, 1] == u)])
     assert_array_equal(codes, expected)
+
+
+@pytest.mark.parametrize("t", [0.0, 1.0, 0.25])
+def test_loss_terms_accurate_for_every_logit(t):
+    """Each pair's loss and derivative (computed in a vectorised batch: own
+    exp and log1p) match numpy's logaddexp / expit to a few ulps, from
+    saturated to tiny values, in both signs of the logit."""
+    z = np.concatenate([np.linspace(-60, 60, 481), [0.0, 1e-300, -1e-300, 1e-8, -1e-8,
+                                                     36.7, -36.7, 300.0, -300.0, 700.0,
+                                                     -700.0, 745.0, -745.0, -1000.0]])
+    bias = 1100.0
+    X = np.zeros((2, 1))
+    for zi in z:
+        X[1, 0] = np.sqrt(bias - zi)
+        loss, _, grad_bias = ldml_loss(X, [[0, 1]], [t], np.eye(1), bias)
+        # the points carry z only up to the rounding of sqrt and its square
+        z_eff = bias - X[1, 0] * X[1, 0]
+        ref_loss = np.logaddexp(0.0, z_eff) - t * z_eff
+        ref_grad = expit(z_eff) - t
+        # A few ulps of the terms (softplus - t z and sigmoid - t cancel when
+        # t = 1 and z >> 0); below z = -708, exp(z) is taken as exp(-708)
+        # (3e-308): negligible.
+        scale_loss = np.logaddexp(0.0, z_eff) + abs(t * z_eff)
+        scale_grad = expit(z_eff) + t
+        assert abs(loss - ref_loss) <= 4e-16 * scale_loss + 4e-308, zi
+        assert abs(grad_bias - ref_grad) <= 4e-16 * scale_grad + 4e-308, zi

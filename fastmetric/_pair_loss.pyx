@@ -304,15 +304,23 @@ def _evaluate(const floating[:, ::1] X,
     grad_arr = np.empty((k, d), dtype=np.float32 if floating is float else np.float64)
     cdef floating[:, ::1] grad = grad_arr
     scale = -2.0 / total_weight
+    cdef double *row_sum
     with nogil:
         _gradient_partials(H, X, point_rows, identity_rows, partials, block, n_threads)
-        # Merge the partial products in block order, in float64.
-        for i in range(k):
-            for j in range(d):
-                s = 0.0
-                for r in range(n_blocks):
-                    s += partials[r, i, j]
-                grad[i, j] = <floating> (scale * s)
+        # Merge the partial products in block order, in float64: each entry
+        # is summed over r = 0, 1, ... whatever the thread that owns its row;
+        # rows are read contiguously, one partial after the other.
+        with parallel(num_threads=n_threads):
+            row_sum = <double *> malloc(d * sizeof(double))
+            for i in prange(k, schedule='static'):
+                for j in range(d):
+                    row_sum[j] = partials[0, i, j]
+                for r in range(1, n_blocks):
+                    for j in range(d):
+                        row_sum[j] += partials[r, i, j]
+                for j in range(d):
+                    grad[i, j] = <floating> (scale * row_sum[j])
+            free(row_sum)
     return loss, grad_arr, grad_bias
 
 

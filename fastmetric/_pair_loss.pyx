@@ -59,7 +59,7 @@ from ._validation import (
 # Incident entries ahead of the current one whose rows are prefetched:
 # enough to cover memory latency, few enough to stay in L1.
 cdef enum:
-    PREFETCH_AHEAD = 8
+    PREFETCH_AHEAD = 16
     # Entries of one point whose loss terms are computed in one vectorised call.
     BATCH = 32
 

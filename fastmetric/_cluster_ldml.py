@@ -418,8 +418,16 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 continue  # no similar pair, or no dissimilar pair
             n_pairs = self._pairs_for(n_g)
             n_pos = min(max(int(round(n_pairs * self._positive_fraction)), 1), n_pairs - 1)
-            pairs, t = sample_pairs(labels, n_pos, n_pairs - n_pos, anchor_label=g,
-                                    random_state=seed + g, n_jobs=self.n_jobs)
+            if isinstance(rows, DaskRows):
+                # The same pairs, drawn on the workers.
+                from ._dask import sample_label_pairs
+
+                a, b, t = sample_label_pairs(labels, n_pos, n_pairs - n_pos, False, seed + g,
+                                             anchor_label=g)
+                pairs = np.column_stack((a, b))
+            else:
+                pairs, t = sample_pairs(labels, n_pos, n_pairs - n_pos, anchor_label=g,
+                                        random_state=seed + g, n_jobs=self.n_jobs)
             ldml = LDML(init=L, alpha=self._alpha, max_iter=self._ldml_max_iter,
                         preprocessor=X, random_state=seed + g, n_jobs=self.n_jobs,
                         verbose=max(self._verbose - 1, 0))

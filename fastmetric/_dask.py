@@ -139,18 +139,19 @@ def map_rows(X, func, n_columns, dtype):
     return X.map_blocks(func, dtype=dtype, chunks=(X.chunks[0], (n_columns,)))
 
 
-def _draw_slice(labels, balanced, seed, positive_start, n_positive, negative_start,
+def _draw_slice(labels, balanced, anchor, seed, positive_start, n_positive, negative_start,
                 n_negative):
     """On a worker: one slice of the positive and negative pair streams."""
     from ._sampling import LabelPairStream
 
-    stream = LabelPairStream(labels, balanced, n_jobs=_worker_threads(None))
+    stream = LabelPairStream(labels, balanced, n_jobs=_worker_threads(None),
+                             anchor_label=anchor)
     return stream.draw(seed, positive_start, n_positive, negative_start, n_negative)
 
 
-def sample_label_pairs(labels, n_positive, n_negative, balanced, seed):
+def sample_label_pairs(labels, n_positive, n_negative, balanced, seed, anchor_label=None):
     """The pairs of ``sample_pairs(labels, n_positive, n_negative, balanced,
-    random_state=seed)``, drawn on the workers.
+    random_state=seed, anchor_label=anchor_label)``, drawn on the workers.
 
     The draws are counter-based, so each worker draws its own slice of the
     two streams (one task per worker, the labels broadcast once) and the
@@ -170,13 +171,13 @@ def sample_label_pairs(labels, n_positive, n_negative, balanced, seed):
     args = [(int(pos_cuts[i]), int(pos_cuts[i + 1] - pos_cuts[i]), int(neg_cuts[i]),
              int(neg_cuts[i + 1] - neg_cuts[i])) for i in range(n_parts)]
     if client is None:
-        parts = [_draw_slice(labels, balanced, seed, *arg) for arg in args]
+        parts = [_draw_slice(labels, balanced, anchor_label, seed, *arg) for arg in args]
     else:
         # hash=False: a fresh key per call (a second fit on the same labels must
         # not reuse data that the first one is releasing).
         shared = client.scatter(np.asarray(labels), broadcast=True, hash=False)
-        futures = [client.submit(_draw_slice, shared, bool(balanced), int(seed), *arg,
-                                 pure=False) for arg in args]
+        futures = [client.submit(_draw_slice, shared, bool(balanced), anchor_label, int(seed),
+                                 *arg, pure=False) for arg in args]
         parts = client.gather(futures)
     positives = [pairs[:arg[1]] for (pairs, _), arg in zip(parts, args)]
     negatives = [pairs[arg[1]:] for (pairs, _), arg in zip(parts, args)]

@@ -805,6 +805,9 @@ class LabelPairStream:
         As in :func:`sample_pairs`.
     n_jobs : int, optional
         Threads of the sampling kernel (the pairs do not depend on it).
+    anchor_label : optional
+        As in :func:`sample_pairs`: pairs inside this label, and between it
+        and the others.
 
     Raises
     ------
@@ -813,13 +816,23 @@ class LabelPairStream:
         pair (a single label) exists.
     """
 
-    def __init__(self, labels, balanced=False, n_jobs=None):
+    def __init__(self, labels, balanced=False, n_jobs=None, anchor_label=None):
         classes, inv, counts = _check_labels(labels)
         self.grouping = _Grouping(inv, counts, classes)
         self.balanced = bool(balanced)
         self.n_threads = effective_n_threads(n_jobs)
-        self._cum_positive = _cumulative(_positive_weights(self.grouping, None, self.balanced, 1))
-        self._cum_negative = _cumulative(_negative_weights(self.grouping, None, self.balanced, 1))
+        anchor = None
+        if anchor_label is not None:
+            anchor = _find_label(classes, anchor_label)
+            if anchor < 0:
+                raise ValueError(
+                    f"anchor_label={anchor_label!r} is not one of the labels "
+                    f"(there are {len(classes)} distinct labels)."
+                )
+        self._cum_positive = _cumulative(
+            _positive_weights(self.grouping, anchor, self.balanced, 1))
+        self._cum_negative = _cumulative(
+            _negative_weights(self.grouping, anchor, self.balanced, 1))
 
     def draw(self, seed, positive_start, n_positive, negative_start, n_negative):
         """Draws ``[start, start + n)`` of the positive and negative streams.

@@ -73,6 +73,10 @@ def test_pairs_are_drawn_on_the_workers(client, balanced):
     ref, y = sample_pairs(labels, 3001, 2999, balanced=balanced, random_state=17)
     assert_array_equal(np.column_stack((a, b)), ref)
     assert_array_equal(t, y)
+    # around one label (ClusterLDML's per-cluster pairs)
+    a, b, t = sample_label_pairs(labels, 500, 400, balanced, 5, anchor_label=2)
+    ref, y = sample_pairs(labels, 500, 400, balanced=balanced, random_state=5, anchor_label=2)
+    assert_array_equal(np.column_stack((a, b)), ref)
 
 
 def test_supervised_without_client_matches(dtype, monkeypatch):

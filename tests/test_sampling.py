@@ -400,6 +400,17 @@ def test_label_pair_stream_slices_equal_sample_pairs(balanced, n_jobs):
     assert_array_equal(np.concatenate(neg), pairs[900:])
 
 
+def test_label_pair_stream_with_anchor_label():
+    from fastmetric._sampling import LabelPairStream
+
+    labels = np.random.RandomState(4).randint(0, 5, 300)
+    pairs, _ = sample_pairs(labels, 200, 150, anchor_label=3, random_state=9)
+    part, _ = LabelPairStream(labels, anchor_label=3).draw(9, 0, 200, 0, 150)
+    assert_array_equal(part, pairs)
+    with pytest.raises(ValueError, match="anchor_label"):
+        LabelPairStream(labels, anchor_label=7)
+
+
 def test_label_pair_stream_errors():
     from fastmetric._sampling import LabelPairStream
 

@@ -22,13 +22,13 @@
 import numbers
 
 import numpy as np
-from sklearn.utils import check_random_state
 
 from cython.parallel cimport prange
 from libc.stdint cimport uint64_t
 
 from fastmetric._common cimport fm_random_u64, fm_stream_key, fm_u64_below
 
+from ._sampling import _seed_from
 from ._threads import effective_n_threads
 
 # Stream ids of the generator: one for the class of each chunk, one per
@@ -154,20 +154,6 @@ cdef void _label_chunks(
 # ---------------------------------------------------------------------------
 # Python helpers
 # ---------------------------------------------------------------------------
-
-def _seed_from(random_state):
-    """A 64-bit seed: int -> itself mod 2**64; RandomState / Generator / None
-    -> one 64-bit draw (None: numpy's global RandomState)."""
-    if isinstance(random_state, (bool, np.bool_)):
-        raise TypeError(f"random_state must be None, an int, a RandomState or a Generator; "
-                        f"got {random_state!r}.")
-    if isinstance(random_state, numbers.Integral):
-        return int(random_state) % 2**64
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(0, 2**64, dtype=np.uint64))
-    rs = check_random_state(random_state)
-    return int(rs.randint(0, 2**64, dtype=np.uint64))
-
 
 def _positive_int(value, name, low=1):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

@@ -568,6 +568,12 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         self
         """
         X, a, b, targets, weights = self._validated_pairs(pairs, y, sample_weight)
+        if np.all(targets == 1.0) or np.all(targets == 0.0):
+            kind = "similar" if targets[0] == 1.0 else "dissimilar"
+            raise ValueError(
+                f"y marks every pair {kind}: LDML needs both similar and dissimilar pairs "
+                "(with one kind only, the bias grows without bound)."
+            )
         self._fit_pairs(X, a, b, targets, weights)
         self.classes_ = np.array([-1, 1])
         # d^2 < bias  <=>  -d > -sqrt(bias): predict agrees with P(similar) > 1/2.

@@ -503,3 +503,19 @@ def test_quality_on_digits():
     print(f"digits held-out pair AUC: Euclidean {auc_euclid:.4f}, LDML {auc_ldml:.4f}")
     assert auc_euclid == pytest.approx(0.867, abs=0.01)
     assert auc_ldml > auc_euclid + 0.07
+
+
+def test_pairs_of_one_kind_only_raise(pair_data_small):
+    X, idx = pair_data_small
+    for y in (np.ones(len(idx)), -np.ones(len(idx)), np.zeros(len(idx))):
+        with pytest.raises(ValueError, match="both similar and dissimilar"):
+            LDML(preprocessor=X, max_iter=3).fit(idx, y)
+    # soft targets of one value are a valid (if unusual) problem
+    LDML(preprocessor=X, max_iter=3, random_state=0).fit(idx, np.full(len(idx), 0.7))
+
+
+@pytest.fixture
+def pair_data_small():
+    rng = np.random.RandomState(0)
+    X = rng.randn(30, 3)
+    return X, rng.randint(0, 30, size=(50, 2))

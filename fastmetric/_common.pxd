@@ -289,6 +289,19 @@ cdef inline double sq_norm(const floating *a, Py_ssize_t n) noexcept nogil:
         return fm_sqnorm_d(a, n)
 
 
+cdef inline void insert_sorted(int *idx, double *dist, int kk, double e,
+                               int j) noexcept nogil:
+    """Insert (e, j) into a list of the kk best candidates (neighbour
+    searches), kept sorted by (distance, index); the last one drops out."""
+    cdef int s = kk - 1
+    while s > 0 and (dist[s - 1] > e or (dist[s - 1] == e and idx[s - 1] > j)):
+        dist[s] = dist[s - 1]
+        idx[s] = idx[s - 1]
+        s -= 1
+    dist[s] = e
+    idx[s] = j
+
+
 cdef inline void gemm_rowmajor(
     bint trans_a, bint trans_b, int m, int n, int k,
     floating alpha, const floating *a, int lda,

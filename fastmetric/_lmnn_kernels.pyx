@@ -50,7 +50,9 @@ from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memset
 from libc.limits cimport INT_MAX
 
-from fastmetric._common cimport floating, gemm_rowmajor, fm_prefetch_block, sq_dist, sq_norm
+from fastmetric._common cimport (
+    floating, gemm_rowmajor, fm_prefetch_block, insert_sorted, sq_dist, sq_norm,
+)
 from fastmetric._distances cimport transform_rows
 
 
@@ -93,18 +95,6 @@ cdef inline double _exact_sq_dist(const floating[:, ::1] Z, Py_ssize_t i,
     """||Z[i] - Z[j]||^2 from the differences, in float64 (symmetric in i, j
     bit for bit: see ``sq_dist`` in _common.pxd)."""
     return sq_dist(&Z[i, 0], &Z[j, 0], Z.shape[1])
-
-
-cdef inline void _insert_sorted(int *idx, double *dist, int kk, double e,
-                                int j) noexcept nogil:
-    """Insert (e, j) into the kk best, kept sorted by (distance, index)."""
-    cdef int s = kk - 1
-    while s > 0 and (dist[s - 1] > e or (dist[s - 1] == e and idx[s - 1] > j)):
-        dist[s] = dist[s - 1]
-        idx[s] = idx[s - 1]
-        s -= 1
-    dist[s] = e
-    idx[s] = j
 
 
 cdef inline void _knn_item(
@@ -153,7 +143,7 @@ cdef inline void _knn_item(
                     continue
                 exact = _exact_sq_dist(Z, i, j)
                 if exact < worst or (exact == worst and j < targets[i, kk - 1]):
-                    _insert_sorted(&targets[i, 0], &target_dist[i, 0], kk, exact, <int> j)
+                    insert_sorted(&targets[i, 0], &target_dist[i, 0], kk, exact, <int> j)
         c0 += w
 
 

@@ -38,7 +38,9 @@ from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memset
 from libc.limits cimport INT_MAX
 
-from fastmetric._common cimport floating, gemm_rowmajor, fm_prefetch_block, sq_dist
+from fastmetric._common cimport (
+    floating, gemm_rowmajor, fm_prefetch_block, insert_sorted, sq_dist,
+)
 
 
 cdef enum:
@@ -53,18 +55,6 @@ cdef enum:
 # ---------------------------------------------------------------------------
 # k-NN triplet generation
 # ---------------------------------------------------------------------------
-cdef inline void _insert_sorted(int *idx, double *dist, int kk, double e,
-                                int j) noexcept nogil:
-    """Insert (e, j) into the kk best, kept sorted by (distance, index)."""
-    cdef int s = kk - 1
-    while s > 0 and (dist[s - 1] > e or (dist[s - 1] == e and idx[s - 1] > j)):
-        dist[s] = dist[s - 1]
-        idx[s] = idx[s - 1]
-        s -= 1
-    dist[s] = e
-    idx[s] = j
-
-
 cdef inline void _offer(const floating[:, ::1] X, Py_ssize_t i, Py_ssize_t j, double g,
                         double slack, int *idx, double *dist, int kk) noexcept nogil:
     """Offer candidate j to row i's list of the kk nearest (GEMM estimate g).
@@ -78,7 +68,7 @@ cdef inline void _offer(const floating[:, ::1] X, Py_ssize_t i, Py_ssize_t j, do
         return
     exact = sq_dist(&X[i, 0], &X[j, 0], X.shape[1])
     if exact < worst or (exact == worst and j < idx[kk - 1]):
-        _insert_sorted(idx, dist, kk, exact, <int> j)
+        insert_sorted(idx, dist, kk, exact, <int> j)
 
 
 cdef void _knn_rows(

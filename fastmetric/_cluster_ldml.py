@@ -244,7 +244,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     Examples
     --------
     >>> from sklearn.datasets import make_blobs
-    >>> from fastmetric._cluster_ldml import ClusterLDML
+    >>> from fastmetric import ClusterLDML
     >>> X, _ = make_blobs(n_samples=120, centers=3, n_features=4, random_state=0)
     >>> model = ClusterLDML(n_clusters=3, max_rounds=2, random_state=0).fit(X)
     >>> model.transform(X).shape, model.cluster_components_.shape

@@ -520,7 +520,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
     Examples
     --------
     >>> import numpy as np
-    >>> from fastmetric._ldml import LDML
+    >>> from fastmetric import LDML
     >>> rng = np.random.RandomState(0)
     >>> X = rng.randn(40, 3)
     >>> pairs = rng.randint(0, 40, size=(200, 2))
@@ -704,7 +704,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
     Examples
     --------
     >>> from sklearn.datasets import load_iris
-    >>> from fastmetric._ldml import LDML_Supervised
+    >>> from fastmetric import LDML_Supervised
     >>> X, y = load_iris(return_X_y=True)
     >>> ldml = LDML_Supervised(n_pairs=2000, random_state=0).fit(X, y)
     >>> ldml.transform(X).shape

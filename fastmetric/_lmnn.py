@@ -635,7 +635,7 @@ class LMNN(MahalanobisMixin):
     Examples
     --------
     >>> from sklearn.datasets import load_iris
-    >>> from fastmetric._lmnn import LMNN
+    >>> from fastmetric import LMNN
     >>> X, y = load_iris(return_X_y=True)
     >>> lmnn = LMNN(n_neighbors=3, random_state=0).fit(X, y)
     >>> lmnn.transform(X).shape

@@ -88,7 +88,7 @@ class MLKR(_SoftmaxNeighborsLearner):
     Examples
     --------
     >>> import numpy as np
-    >>> from fastmetric._mlkr import MLKR
+    >>> from fastmetric import MLKR
     >>> rng = np.random.RandomState(0)
     >>> X = rng.randn(100, 4)
     >>> y = X[:, 0] + 0.1 * rng.randn(100)

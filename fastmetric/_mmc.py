@@ -522,7 +522,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     Examples
     --------
     >>> import numpy as np
-    >>> from fastmetric._mmc import MMC
+    >>> from fastmetric import MMC
     >>> rng = np.random.RandomState(0)
     >>> X = rng.randn(30, 3)
     >>> pairs = rng.randint(0, 30, size=(100, 2))
@@ -608,7 +608,7 @@ solver, logdet_reg, n_jobs, callback
     Examples
     --------
     >>> from sklearn.datasets import load_iris
-    >>> from fastmetric._mmc import MMC_Supervised
+    >>> from fastmetric import MMC_Supervised
     >>> X, y = load_iris(return_X_y=True)
     >>> mmc = MMC_Supervised(random_state=0).fit(X, y)
     >>> mmc.transform(X).shape

@@ -201,7 +201,7 @@ class NCA(_SoftmaxNeighborsLearner):
     Examples
     --------
     >>> from sklearn.datasets import load_iris
-    >>> from fastmetric._nca import NCA
+    >>> from fastmetric import NCA
     >>> X, y = load_iris(return_X_y=True)
     >>> nca = NCA(n_components=2, random_state=0).fit(X, y)
     >>> nca.transform(X).shape

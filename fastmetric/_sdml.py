@@ -230,7 +230,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
     Examples
     --------
     >>> import numpy as np
-    >>> from fastmetric._sdml import SDML
+    >>> from fastmetric import SDML
     >>> rng = np.random.RandomState(0)
     >>> X = rng.randn(30, 3)
     >>> pairs = rng.randint(0, 30, size=(100, 2))
@@ -308,7 +308,7 @@ random_state, n_jobs
     Examples
     --------
     >>> from sklearn.datasets import load_iris
-    >>> from fastmetric._sdml import SDML_Supervised
+    >>> from fastmetric import SDML_Supervised
     >>> X, y = load_iris(return_X_y=True)
     >>> sdml = SDML_Supervised(random_state=0).fit(X, y)
     >>> sdml.transform(X).shape

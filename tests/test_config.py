@@ -1,4 +1,5 @@
 import doctest
+import warnings
 import io
 import os
 
@@ -94,3 +95,17 @@ def test_threads_for_work_caps_small_calls():
     assert threads_for_work(2, 8192, 4096) == 2
     assert threads_for_work(8, 3 * 4096, 4096) == 3
     assert threads_for_work(2, 10, 0) == 2  # no minimum
+
+
+@pytest.mark.parametrize("name", [n for n in fastmetric.__all__ if n[0].isupper()])
+def test_learner_docstring_examples(name):
+    """Every public learner has an Examples section, and it runs."""
+    cls = getattr(fastmetric, name)
+    parser = doctest.DocTestParser()
+    test = parser.get_doctest(cls.__doc__, {}, name, None, 0)
+    assert test.examples, f"{name} has no doctest example"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runner.run(test)
+    assert runner.failures == 0

@@ -52,6 +52,7 @@ __all__ = [
     "check_pair_targets",
     "encode_pair_labels",
     "l2_normalize_rows",
+    "points_from_indices",
 ]
 
 _INIT_NAMES = ("auto", "identity", "pca", "lda", "covariance", "random")
@@ -114,6 +115,24 @@ def _rows_from_preprocessor(preprocessor, indices, n_features=None):
             f"{n_features} expected."
         )
     return rows
+
+
+def points_from_indices(preprocessor, X, n_features=None):
+    """With a preprocessor set, a 1-D integer ``X`` holds row indices into it.
+
+    Returns those rows (validated), or ``X`` itself, unchanged, when there
+    is no preprocessor or ``X`` is not such an index array.
+    """
+    if preprocessor is None or hasattr(X, "iloc") or hasattr(X, "toarray"):
+        return X
+    arr = np.asarray(X)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        return X
+    if callable(preprocessor) and not hasattr(preprocessor, "shape"):
+        return _rows_from_preprocessor(preprocessor, arr, n_features)
+    P = check_points(preprocessor, name="preprocessor")
+    a, _ = check_index_pairs(np.column_stack((arr, arr)), P.shape[0], name="X")
+    return P[a]
 
 
 def check_pairs(pairs, preprocessor=None, *, n_features=None, dedupe=False, name="pairs"):
@@ -626,24 +645,14 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._check_fitted()
         if is_dask_array(X):
             return self._transform_dask(X)
-        preprocessor = getattr(self, "preprocessor", None)
-        arr = X if hasattr(X, "iloc") or hasattr(X, "toarray") else np.asarray(X)
-        if (
-            preprocessor is not None
-            and isinstance(arr, np.ndarray)
-            and arr.ndim == 1
-            and arr.dtype.kind in "iu"
-        ):
-            if callable(preprocessor) and not hasattr(preprocessor, "shape"):
-                X = _rows_from_preprocessor(preprocessor, arr, self.n_features_in_)
-            else:
-                P = check_points(preprocessor, name="preprocessor")
-                a, _ = check_index_pairs(np.column_stack((arr, arr)), P.shape[0], name="X")
-                X = P[a]
-        else:
+        rows = points_from_indices(getattr(self, "preprocessor", None), X,
+                                   self.n_features_in_)
+        if rows is X:
             X = validate_data(
                 self, X, reset=False, dtype=[np.float64, np.float32], order="C"
             )
+        else:
+            X = rows
         X = self._normalize_points(X)
         return X @ self.components_.T.astype(X.dtype, copy=False)
 

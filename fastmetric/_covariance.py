@@ -17,9 +17,8 @@ import numpy as np
 import scipy.linalg
 from sklearn.utils.validation import validate_data
 
-from ._base import MahalanobisMixin, _rows_from_preprocessor
+from ._base import MahalanobisMixin, points_from_indices
 from ._threads import single_threaded_blas
-from ._validation import check_index_pairs, check_points
 
 __all__ = ["Covariance"]
 
@@ -34,21 +33,6 @@ _SHRINKAGE_NAMES = ("ledoit_wolf", "oas")
 # --------------------------------------------------------------------------
 # Shared helpers
 # --------------------------------------------------------------------------
-def _points_from_indices(estimator, X):
-    """With a preprocessor, a 1-D integer ``X`` holds row indices into it."""
-    preprocessor = getattr(estimator, "preprocessor", None)
-    if preprocessor is None or hasattr(X, "iloc") or hasattr(X, "toarray"):
-        return X
-    arr = np.asarray(X)
-    if arr.ndim != 1 or arr.dtype.kind not in "iu":
-        return X
-    if callable(preprocessor) and not hasattr(preprocessor, "shape"):
-        return _rows_from_preprocessor(preprocessor, arr)
-    P = check_points(preprocessor, name="preprocessor")
-    a, _ = check_index_pairs(np.column_stack((arr, arr)), P.shape[0], name="X")
-    return P[a]
-
-
 def _check_shrinkage(shrinkage, names=_SHRINKAGE_NAMES, high_inclusive=True):
     """A float in [0, 1] (or [0, 1)), or one of ``names``."""
     if isinstance(shrinkage, str):
@@ -238,7 +222,7 @@ class Covariance(MahalanobisMixin):
         self
         """
         shrinkage = _check_shrinkage(self.shrinkage)
-        X = _points_from_indices(self, X)
+        X = points_from_indices(self.preprocessor, X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C",
                           ensure_min_samples=2)
         with single_threaded_blas():

@@ -29,13 +29,17 @@ import scipy.linalg
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ._base import MahalanobisMixin, _complete_rows, _resolve_n_components
+from ._base import (
+    MahalanobisMixin,
+    _complete_rows,
+    _resolve_n_components,
+    points_from_indices,
+)
 from ._covariance import (
     _MIN_SHRINKAGE,
     _as_float64_centred,
     _check_shrinkage,
     _fix_signs,
-    _points_from_indices,
 )
 from ._threads import single_threaded_blas
 
@@ -290,7 +294,7 @@ class LFDA(MahalanobisMixin):
                 f"embedding_type={self.embedding_type!r} is not one of {_EMBEDDINGS}."
             )
         shrinkage = _check_shrinkage(self.shrinkage, names=())
-        X = _points_from_indices(self, X)
+        X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)

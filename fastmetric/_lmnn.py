@@ -27,7 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from ._validation import check_int_param as _check_int, check_real_param as _check_real
-from ._base import MahalanobisMixin, _rows_from_preprocessor, initialize_components
+from ._base import MahalanobisMixin, initialize_components, points_from_indices
 from ._lmnn_kernels import (
     _dense_loss_grad,
     _embed,
@@ -38,7 +38,6 @@ from ._lmnn_kernels import (
 )
 from ._solvers import IterationPrinter, SolverResult, minimize_lbfgs
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
-from ._validation import check_index_pairs, check_points
 
 __all__ = ["LMNN"]
 
@@ -689,7 +688,7 @@ class LMNN(MahalanobisMixin):
         self
         """
         self._validate_params()
-        X = self._points_from_indices(X)
+        X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
         check_classification_targets(y)
         classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
@@ -750,19 +749,6 @@ class LMNN(MahalanobisMixin):
         self.n_searches_ = int(problem.n_searches)
         self.n_evaluations_ = int(problem.n_evaluations)
         return self
-
-    def _points_from_indices(self, X):
-        """With a preprocessor, a 1-D integer X holds row indices into it."""
-        if self.preprocessor is None or hasattr(X, "iloc") or hasattr(X, "toarray"):
-            return X
-        arr = np.asarray(X)
-        if arr.ndim != 1 or arr.dtype.kind not in "iu":
-            return X
-        if callable(self.preprocessor) and not hasattr(self.preprocessor, "shape"):
-            return _rows_from_preprocessor(self.preprocessor, arr)
-        P = check_points(self.preprocessor, name="preprocessor")
-        a, _ = check_index_pairs(np.column_stack((arr, arr)), P.shape[0], name="X")
-        return P[a]
 
     # -- solvers -----------------------------------------------------------
     def _solve(self, problem, L0):

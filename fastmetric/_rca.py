@@ -18,7 +18,7 @@ import scipy.linalg
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ._base import MahalanobisMixin, _resolve_n_components
+from ._base import MahalanobisMixin, _resolve_n_components, points_from_indices
 from ._chunks import sample_chunks
 from ._covariance import (
     _MIN_SHRINKAGE,
@@ -27,7 +27,6 @@ from ._covariance import (
     _estimate_shrinkage,
     _fix_signs,
     _inv_sqrt,
-    _points_from_indices,
 )
 from ._threads import effective_n_threads, single_threaded_blas
 
@@ -221,7 +220,7 @@ class RCA(MahalanobisMixin):
         self
         """
         shrinkage = _check_shrinkage(self.shrinkage)
-        X = _points_from_indices(self, X)
+        X = points_from_indices(self.preprocessor, X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C",
                           ensure_min_samples=2)
         chunks = _check_chunks(chunks, X.shape[0])
@@ -350,7 +349,7 @@ class RCA_Supervised(RCA):
         n_chunks = _positive_int(self.n_chunks, "n_chunks", 1)
         chunk_size = _positive_int(self.chunk_size, "chunk_size", 2)
         effective_n_threads(self.n_jobs)  # validates n_jobs
-        X = _points_from_indices(self, X)
+        X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)

@@ -31,12 +31,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ._base import MahalanobisMixin, _rows_from_preprocessor
+from ._base import MahalanobisMixin, points_from_indices
 from ._scml_kernels import _knn_triplet_neighbors, _sgd_run, _triplet_hinge_pairs
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
 from ._tuples import TripletsClassifierMixin, check_tuples
 from ._validation import (
-    check_index_pairs,
     check_int_param as _check_int,
     check_points,
     check_real_param as _check_real,
@@ -832,7 +831,7 @@ class SCML_Supervised(_BaseSCML):
         self._validate_params()
         k_genuine = _check_int(self.k_genuine, "k_genuine", 1)
         k_impostor = _check_int(self.k_impostor, "k_impostor", 1)
-        X = self._points_from_indices(X)
+        X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
@@ -877,16 +876,3 @@ class SCML_Supervised(_BaseSCML):
             basis = self._array_basis(d)
         self.triplets_ = triplets
         return self._optimize(X, triplets, basis)
-
-    def _points_from_indices(self, X):
-        """With a preprocessor, a 1-D integer X holds row indices into it."""
-        if self.preprocessor is None or hasattr(X, "iloc") or hasattr(X, "toarray"):
-            return X
-        arr = np.asarray(X)
-        if arr.ndim != 1 or arr.dtype.kind not in "iu":
-            return X
-        if callable(self.preprocessor) and not hasattr(self.preprocessor, "shape"):
-            return _rows_from_preprocessor(self.preprocessor, arr)
-        P = check_points(self.preprocessor, name="preprocessor")
-        a, _ = check_index_pairs(np.column_stack((arr, arr)), P.shape[0], name="X")
-        return P[a]

@@ -28,7 +28,7 @@ from libc.stdint cimport uint64_t
 
 from fastmetric._common cimport fm_random_u64, fm_stream_key, fm_u64_below
 
-from ._sampling import _seed_from
+from ._sampling import _check_labels, _seed_from
 from ._threads import effective_n_threads
 
 # Stream ids of the generator: one for the class of each chunk, one per
@@ -164,51 +164,6 @@ def _positive_int(value, name, low=1):
     return value
 
 
-def _encode_labels(labels):
-    """1-D labels -> (classes, codes intp, counts intp); missing values rejected."""
-    if hasattr(labels, "toarray"):
-        raise TypeError("labels must be a dense 1-D array, not a sparse matrix.")
-    arr = np.asarray(labels)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(
-            f"labels must be a 1-D array of class labels; got {arr.ndim} dimension(s) "
-            f"with shape {arr.shape}."
-        )
-    if arr.shape[0] == 0:
-        raise ValueError("labels is empty: at least one labelled sample is required.")
-    kind = arr.dtype.kind
-    if kind in "fc":
-        missing = ~np.isfinite(arr)
-    elif kind == "O":
-        missing = np.fromiter((x is None or x != x for x in arr), dtype=bool,
-                              count=arr.shape[0])
-    else:
-        missing = None
-    if missing is not None and missing.any():
-        raise ValueError(
-            f"labels contains a missing or infinite value at index "
-            f"{int(np.flatnonzero(missing)[0])}; every sample needs a label."
-        )
-    if kind in "iu":
-        lo, hi = int(arr.min()), int(arr.max())
-        if hi - lo <= 4 * arr.shape[0] + 1024:
-            # Small integer range: O(n) relabelling, no sort.
-            shifted = arr.astype(np.intp) - lo
-            bc = np.bincount(shifted, minlength=hi - lo + 1)
-            present = bc > 0
-            classes = (np.flatnonzero(present) + lo).astype(arr.dtype)
-            remap = np.cumsum(present, dtype=np.intp) - 1
-            return classes, np.ascontiguousarray(remap[shifted]), bc[present].astype(np.intp)
-    try:
-        classes, codes, counts = np.unique(arr, return_inverse=True, return_counts=True)
-    except TypeError as exc:
-        raise TypeError(f"labels must be sortable values of one type: {exc}") from None
-    return classes, np.ascontiguousarray(codes.reshape(-1), dtype=np.intp), \
-        counts.astype(np.intp)
-
-
 # ---------------------------------------------------------------------------
 # Public function
 # ---------------------------------------------------------------------------
@@ -272,7 +227,7 @@ def sample_chunks(labels, n_chunks=100, chunk_size=2, *, random_state=None, n_jo
     """
     n_chunks = _positive_int(n_chunks, "n_chunks", 0)
     chunk_size = _positive_int(chunk_size, "chunk_size", 1)
-    classes, codes, counts = _encode_labels(labels)
+    classes, codes, counts = _check_labels(labels, min_samples=1)
     n = codes.shape[0]
     n_threads = effective_n_threads(n_jobs)
     seed = _seed_from(random_state)

@@ -239,8 +239,14 @@ def _seed_from(random_state):
     return int(rs.randint(0, 2**64, dtype=np.uint64))
 
 
-def _check_labels(labels):
-    """1-D labels -> (classes, inverse as intp, counts as intp)."""
+def _check_labels(labels, min_samples=2):
+    """1-D labels -> (classes, inverse as intp, counts as intp).
+
+    Missing or infinite labels (NaN, inf, None, NaT) are rejected;
+    ``min_samples`` is 2 for pairs, 1 for chunks.
+    """
+    if hasattr(labels, "toarray"):
+        raise TypeError("labels must be a dense 1-D array, not a sparse matrix.")
     arr = np.asarray(labels)
     if arr.ndim != 1:
         raise ValueError(
@@ -248,11 +254,13 @@ def _check_labels(labels):
             f"{arr.ndim} dimension(s) with shape {arr.shape}."
         )
     n = arr.shape[0]
-    if n < 2:
+    if n == 0:
+        raise ValueError("labels is empty: at least one labelled sample is required.")
+    if n < min_samples:
         raise ValueError(f"labels must hold at least 2 samples to form a pair; got {n}.")
     kind = arr.dtype.kind
     if kind in "fc":
-        missing = np.isnan(arr)
+        missing = ~np.isfinite(arr)
     elif kind in "mM":
         missing = np.isnat(arr)
     elif kind == "O":
@@ -262,7 +270,7 @@ def _check_labels(labels):
         missing = None
     if missing is not None and missing.any():
         raise ValueError(
-            f"labels contains a missing value (NaN/None/NaT) at index "
+            f"labels contains a missing or infinite value (NaN/inf/None/NaT) at index "
             f"{int(np.flatnonzero(missing)[0])}; every sample needs a label."
         )
     if kind in "iu":

@@ -331,6 +331,7 @@ def test_infeasible_requests():
     "labels, n_pos, n_neg, exc",
     [
         ([0.0, np.nan, 1.0, 1.0], 1, 1, ValueError),
+        ([0.0, np.inf, 1.0, 1.0], 1, 1, ValueError),
         (np.array([1, None, 1, 2], dtype=object), 1, 1, ValueError),
         (np.zeros((4, 2)), 1, 1, ValueError),
         (np.zeros((4, 1)), 1, 1, ValueError),

@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 
 from ._base import _rows_from_preprocessor
-from ._validation import check_points
+from ._validation import check_index_range, check_points
 
 __all__ = ["check_tuples", "TripletsClassifierMixin", "QuadrupletsClassifierMixin"]
 
@@ -57,14 +57,7 @@ def _check_index_tuples(arr, n_samples, tuple_size, name):
         )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: at least one tuple is required.")
-    lo, hi = arr.min(), arr.max()
-    if lo < 0 or hi >= n_samples:
-        bad = lo if lo < 0 else hi
-        pos = np.argwhere(arr == bad)[0]
-        raise ValueError(
-            f"{name} holds index {bad} at tuple {pos[0]}, position {pos[1]}, outside "
-            f"the valid range [0, {n_samples}) of rows of the preprocessor."
-        )
+    check_index_range(arr, n_samples, name, ("tuple", "position"), "the preprocessor")
     return np.ascontiguousarray(arr, dtype=np.intp)
 
 

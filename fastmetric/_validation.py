@@ -93,6 +93,24 @@ def check_components(L, n_features, dtype, name="components"):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+def check_index_range(arr, n_samples, name, where=("row", "column"), rows_of="X"):
+    """ValueError naming the first index of the 2-D ``arr`` outside [0, n_samples).
+
+    ``where`` names the two axes in the message (e.g. pair / column), and
+    ``rows_of`` what the indices point into.
+    """
+    if not arr.size:
+        return
+    lo, hi = arr.min(), arr.max()
+    if lo < 0 or hi >= n_samples:
+        bad = lo if lo < 0 else hi
+        pos = np.argwhere(arr == bad)[0]
+        raise ValueError(
+            f"{name} holds index {bad} at {where[0]} {pos[0]}, {where[1]} {pos[1]}, "
+            f"outside the valid range [0, {n_samples}) of rows of {rows_of}."
+        )
+
+
 def check_index_pairs(pairs, n_samples, name="pairs", allow_empty=False):
     """Validate index pairs of shape (n_pairs, 2) into ``n_samples`` rows.
 
@@ -115,15 +133,7 @@ def check_index_pairs(pairs, n_samples, name="pairs", allow_empty=False):
         )
     if arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} is empty: at least one pair is required.")
-    if arr.size:
-        lo, hi = arr.min(), arr.max()
-        if lo < 0 or hi >= n_samples:
-            bad = lo if lo < 0 else hi
-            pos = np.argwhere(arr == bad)[0]
-            raise ValueError(
-                f"{name} holds index {bad} at pair {pos[0]}, column {pos[1]}, outside "
-                f"the valid range [0, {n_samples}) of rows of X."
-            )
+    check_index_range(arr, n_samples, name, ("pair", "column"), "X")
     a = np.ascontiguousarray(arr[:, 0], dtype=np.intp)
     b = np.ascontiguousarray(arr[:, 1], dtype=np.intp)
     return a, b

@@ -51,6 +51,7 @@ __all__ = [
     "check_pairs",
     "check_pair_targets",
     "encode_pair_labels",
+    "evenly_spaced",
     "l2_normalize_rows",
     "points_from_indices",
 ]
@@ -71,6 +72,15 @@ def l2_normalize_rows(X):
     norms = np.sqrt(np.einsum("ij,ij->i", X, X))
     norms[norms == 0] = 1
     return np.ascontiguousarray(X / norms[:, None], dtype=X.dtype)
+
+
+def evenly_spaced(n, max_count):
+    """At most ``max_count`` evenly spaced indices of ``range(n)`` (all of them
+    when ``n <= max_count``): a deterministic subset, so that a start-up
+    computation on a sample does not depend on a seed."""
+    if n <= max_count:
+        return np.arange(n)
+    return np.linspace(0, n - 1, max_count).astype(np.intp)
 
 
 # --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ the workers, summed on the client in block order).
 import numpy as np
 from sklearn.cluster import kmeans_plusplus
 
+from ._base import evenly_spaced
 from ._dask import gather_rows, is_dask_array
 
 __all__ = ["BLOCK_ROWS", "SAMPLE_ROWS", "lloyd", "cluster_means", "nearest_centers"]
@@ -124,9 +125,7 @@ def nearest_centers(Z, centers):
 
 
 def _sample(Z):
-    n = Z.shape[0]
-    rows = np.arange(n) if n <= SAMPLE_ROWS else np.linspace(0, n - 1, SAMPLE_ROWS).astype(
-        np.intp)
+    rows = evenly_spaced(Z.shape[0], SAMPLE_ROWS)
     if is_dask_array(Z):
         return gather_rows(Z, rows)
     return Z[rows]

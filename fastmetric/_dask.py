@@ -120,8 +120,9 @@ def assert_all_finite(X, name="X"):
 
 def sample_rows(X, y=None, max_rows=INIT_MAX_ROWS):
     """At most ``max_rows`` evenly spaced rows of X (and of y), as numpy."""
-    n = X.shape[0]
-    rows = np.arange(n) if n <= max_rows else np.linspace(0, n - 1, max_rows).astype(np.intp)
+    from ._base import evenly_spaced  # (_base imports this module)
+
+    rows = evenly_spaced(X.shape[0], max_rows)
     Xs = gather_rows(X, rows)
     return Xs, (None if y is None else np.asarray(y)[rows])
 

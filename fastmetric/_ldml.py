@@ -35,6 +35,7 @@ from ._base import (
     check_pair_targets,
     check_pairs,
     encode_pair_labels,
+    evenly_spaced,
     initialize_components,
     l2_normalize_rows,
 )
@@ -111,13 +112,6 @@ def _initial_scale_bias(sq_dist, targets, weights, ridge=1e-6, max_iter=50):
     from scipy.special import expit
 
     D = np.asarray(sq_dist, dtype=np.float64)
-    if D.shape[0] > _INIT_MAX_PAIRS:
-        # Two parameters do not need every pair: an evenly spread subset
-        # (deterministic, so the start does not depend on a seed) keeps
-        # this start-up cost bounded for large pair sets.
-        keep = np.linspace(0, D.shape[0] - 1, _INIT_MAX_PAIRS).astype(np.intp)
-        D, targets = D[keep], np.asarray(targets)[keep]
-        weights = None if weights is None else np.asarray(weights)[keep]
     w = (np.ones_like(D) if weights is None else weights) / (
         D.shape[0] if weights is None else weights.sum())
     m = float(np.median(D))
@@ -225,37 +219,32 @@ class _LDMLBase(MahalanobisMixin):
         return fun
 
     def _initial_theta(self, X, a, b, targets, weights, class_labels, rng):
-        """theta0 = [vec(L0), bias0] and L0: the init, scaled to fit the pairs."""
+        """theta0 = [vec(L0), bias0] and L0: the init, scaled to fit the pairs.
+
+        Two parameters do not need every pair: the scale and bias are fitted
+        on at most _INIT_MAX_PAIRS evenly spaced pairs, whose distances are
+        the only ones computed (and, on a dask array, whose rows are the
+        only ones read).
+        """
         from ._distances import paired_mahalanobis_distances
 
+        keep = evenly_spaced(a.shape[0], _INIT_MAX_PAIRS)
+        a, b, targets = a[keep], b[keep], targets[keep]
+        weights = None if weights is None else weights[keep]
         if is_dask_array(X):
-            # The initial map from at most INIT_MAX_ROWS evenly spaced rows,
-            # the scale and bias from the (at most _INIT_MAX_PAIRS) pairs
-            # that _initial_scale_bias would keep: only those rows are read.
+            # The initial map from at most INIT_MAX_ROWS evenly spaced rows.
             from ._dask import gather_rows, sample_rows
 
             X_init, y_init = sample_rows(X, class_labels)
-            L0 = initialize_components(self.init, X_init, y=y_init,
-                                       n_components=self.n_components, random_state=rng)
-            if a.shape[0] > _INIT_MAX_PAIRS:
-                keep = np.linspace(0, a.shape[0] - 1, _INIT_MAX_PAIRS).astype(np.intp)
-                a, b, targets = a[keep], b[keep], targets[keep]
-                weights = None if weights is None else weights[keep]
             rows = gather_rows(X, np.concatenate([a, b]))
-            half = np.arange(a.shape[0])
-            pairs_local = np.column_stack((half, half + a.shape[0]))
-            sq0 = paired_mahalanobis_distances(rows, pairs_local,
-                                               components=L0.astype(X.dtype), squared=True,
-                                               n_jobs=self.n_jobs)
+            ends = np.arange(a.shape[0])
+            pairs = np.column_stack((ends, ends + a.shape[0]))
         else:
-            L0 = initialize_components(
-                self.init, X, y=class_labels, n_components=self.n_components,
-                random_state=rng,
-            )
-            sq0 = paired_mahalanobis_distances(
-                X, np.column_stack((a, b)), components=L0.astype(X.dtype), squared=True,
-                n_jobs=self.n_jobs,
-            )
+            X_init, y_init, rows, pairs = X, class_labels, X, np.column_stack((a, b))
+        L0 = initialize_components(self.init, X_init, y=y_init,
+                                   n_components=self.n_components, random_state=rng)
+        sq0 = paired_mahalanobis_distances(rows, pairs, components=L0.astype(X.dtype),
+                                           squared=True, n_jobs=self.n_jobs)
         gamma, bias0 = _initial_scale_bias(sq0, targets, weights)
         L0 = L0 * np.sqrt(gamma)
         return np.concatenate([L0.ravel(), [bias0]]), L0

@@ -76,8 +76,13 @@ from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also put
 
 import fastmetric  # noqa: E402
 import fastmetric._ldml as _ldml_module  # noqa: E402
-from fastmetric._base import initialize_components  # noqa: E402
-from fastmetric._ldml import LDML, LDML_Supervised, _initial_scale_bias  # noqa: E402
+from fastmetric._base import evenly_spaced, initialize_components  # noqa: E402
+from fastmetric._ldml import (  # noqa: E402
+    _INIT_MAX_PAIRS,
+    LDML,
+    LDML_Supervised,
+    _initial_scale_bias,
+)
 from fastmetric._pair_loss import PairLossProblem  # noqa: E402
 from fastmetric._sampling import sample_pairs  # noqa: E402
 from fastmetric._threads import effective_n_threads  # noqa: E402
@@ -153,9 +158,10 @@ def numpy_start(X, diff, t, seed):
     the one-feature logistic fit of the squared distances.
     """
     L0 = initialize_components("auto", X, random_state=seed)
-    Z0 = diff @ L0.T.astype(diff.dtype)
+    keep = evenly_spaced(diff.shape[0], _INIT_MAX_PAIRS)  # the pairs LDML's start uses
+    Z0 = diff[keep] @ L0.T.astype(diff.dtype)
     sq0 = np.einsum("ij,ij->i", Z0, Z0)
-    gamma, bias0 = _initial_scale_bias(sq0, t.astype(np.float64), None)
+    gamma, bias0 = _initial_scale_bias(sq0, t[keep].astype(np.float64), None)
     return L0 * np.sqrt(gamma), bias0
 
 

@@ -226,6 +226,27 @@ cdef extern from * nogil:
         }
     }
 
+    /* 1 when every value is finite.  A double is NaN or infinite exactly
+       when its 11 exponent bits are all ones (8 bits for a float); testing
+       the bits (not the values) lets the compiler vectorise the loop without
+       reordering floating-point operations. */
+    FM_VECTOR_LINKAGE FM_VECTOR_CLONES int fm_all_finite_d(const double *x, Py_ssize_t n) {
+        uint64_t bad = 0, bits;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(&bits, x + i, sizeof(bits));
+            bad |= (uint64_t)((bits & 0x7FF0000000000000ULL) == 0x7FF0000000000000ULL);
+        }
+        return bad == 0;
+    }
+    FM_VECTOR_LINKAGE FM_VECTOR_CLONES int fm_all_finite_f(const float *x, Py_ssize_t n) {
+        uint32_t bad = 0, bits;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(&bits, x + i, sizeof(bits));
+            bad |= (uint32_t)((bits & 0x7F800000U) == 0x7F800000U);
+        }
+        return bad == 0;
+    }
+
     /* Hint the CPU to fetch a cache line we will read soon. */
     #if defined(__GNUC__) || defined(__clang__)
     #define fm_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
@@ -251,6 +272,8 @@ cdef extern from * nogil:
     uint64_t fm_random_u64(uint64_t key, uint64_t counter)
     double fm_u64_to_unit(uint64_t x)
     uint64_t fm_u64_below(uint64_t x, uint64_t m)
+    bint fm_all_finite_d(const double *x, Py_ssize_t n)
+    bint fm_all_finite_f(const float *x, Py_ssize_t n)
     void fm_prefetch(const void *p)
     void fm_prefetch_block(const void *p, size_t nbytes)
     double fm_diff_sq_d(const double *a, const double *b, double *diff, Py_ssize_t n)
@@ -287,6 +310,14 @@ cdef inline double sq_norm(const floating *a, Py_ssize_t n) noexcept nogil:
         return fm_sqnorm_f(a, n)
     else:
         return fm_sqnorm_d(a, n)
+
+
+cdef inline bint all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
+    """True when none of x[0..n) is NaN or infinite."""
+    if floating is float:
+        return fm_all_finite_f(x, n)
+    else:
+        return fm_all_finite_d(x, n)
 
 
 cdef inline void insert_sorted(int *idx, double *dist, int kk, double e,

@@ -12,6 +12,15 @@ cdef void transform_rows(
 ) noexcept nogil
 
 
+cdef bint transform_rows_checked(
+    const floating[:, ::1] X,
+    const floating[:, ::1] L,
+    floating[:, ::1] XL,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil
+
+
 cdef void transform_selected_rows(
     const floating[:, ::1] X,
     const Py_ssize_t[::1] rows,

@@ -26,15 +26,17 @@ from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from fastmetric._common cimport (
-    floating, gemm_rowmajor, fm_prefetch_block, sq_dist, sq_norm,
+    all_finite, floating, gemm_rowmajor, fm_prefetch_block, sq_dist, sq_norm,
 )
 
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
+from ._workspace import empty_aligned
 from ._validation import (
     check_chunk_size,
     check_components,
     check_index_pairs,
     check_points,
+    raise_nonfinite,
 )
 
 # Rows per GEMM block: large enough for BLAS efficiency, small enough that a
@@ -47,6 +49,25 @@ cdef enum:
     PREFETCH_AHEAD = 8
 
 DEF_PAIR_CHUNK = 4096
+# Mapped rows per bucket of the sorted paired kernel, in bytes, and the size
+# of the mapped rows above which sorting the pairs pays (they no longer fit
+# in the last-level cache).
+DEF_BUCKET_BYTES = 256 * 1024
+DEF_SORT_ABOVE_BYTES = 16 * 1024 * 1024
+
+
+cdef inline void _transform_block(
+    const floating[:, ::1] X,
+    const floating[:, ::1] L,
+    floating[:, ::1] XL,
+    Py_ssize_t start,
+    Py_ssize_t size,
+) noexcept nogil:
+    """XL[start:start+size] = X[start:start+size] @ L.T (one GEMM)."""
+    gemm_rowmajor(False, True, <int> size, <int> L.shape[0], <int> X.shape[1],
+                  <floating> 1.0, &X[start, 0], <int> X.shape[1],
+                  &L[0, 0], <int> L.shape[1],
+                  <floating> 0.0, &XL[start, 0], <int> L.shape[0])
 
 
 cdef void transform_rows(
@@ -57,19 +78,42 @@ cdef void transform_rows(
     int n_threads,
 ) noexcept nogil:
     """XL = X @ L.T, one GEMM per chunk of rows."""
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = L.shape[0]
+    cdef Py_ssize_t n = X.shape[0]
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
-    cdef Py_ssize_t c, start, size
+    cdef Py_ssize_t c, start
     if n == 0:
         return
     with parallel(num_threads=n_threads):
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
-            size = min(chunk_size, n - start)
-            gemm_rowmajor(False, True, <int> size, <int> k, <int> d,
-                          <floating> 1.0, &X[start, 0], <int> d,
-                          &L[0, 0], <int> d,
-                          <floating> 0.0, &XL[start, 0], <int> k)
+            _transform_block(X, L, XL, start, min(chunk_size, n - start))
+
+
+cdef bint transform_rows_checked(
+    const floating[:, ::1] X,
+    const floating[:, ::1] L,
+    floating[:, ::1] XL,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil:
+    """XL = X @ L.T as transform_rows; False when X holds a NaN or infinity.
+
+    Each chunk of X is scanned right after its GEMM, while it is still in
+    cache: the check costs no extra pass over memory.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, start, size
+    cdef Py_ssize_t n_bad = 0
+    if n == 0:
+        return True
+    for c in prange(n_chunks, schedule='static', num_threads=n_threads):
+        start = c * chunk_size
+        size = min(chunk_size, n - start)
+        _transform_block(X, L, XL, start, size)
+        if not all_finite(&X[start, 0], size * d):
+            n_bad += 1
+    return n_bad == 0
 
 
 cdef void transform_selected_rows(
@@ -163,6 +207,41 @@ cdef void pairwise_sq_dist_transformed(
                 out[i, j] = out[j, i]
 
 
+cdef void _paired_chunks(
+    const floating[:, ::1] XL,
+    const Py_ssize_t *a,
+    const Py_ssize_t *b,
+    const Py_ssize_t *positions,
+    floating *out,
+    Py_ssize_t n_pairs,
+    bint take_sqrt,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil:
+    """out[positions[p]] = ||XL[a[p]] - XL[b[p]]||^2 (or its root), chunk by
+    chunk in parallel; ``positions`` NULL means out[p]."""
+    cdef Py_ssize_t k = XL.shape[1]
+    cdef Py_ssize_t n_chunks = (n_pairs + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, p, start, stop
+    cdef double s
+    if n_pairs == 0:
+        return
+    with parallel(num_threads=n_threads):
+        for c in prange(n_chunks, schedule='static'):
+            start = c * chunk_size
+            stop = min(start + chunk_size, n_pairs)
+            for p in range(start, stop):
+                # The rows are read at random: ask for the rows of a pair a
+                # little ahead so the memory latency overlaps this work.
+                if p + PREFETCH_AHEAD < stop:
+                    fm_prefetch_block(&XL[b[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
+                    fm_prefetch_block(&XL[a[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
+                s = sq_dist(&XL[a[p], 0], &XL[b[p], 0], k)
+                if take_sqrt:
+                    s = sqrt(s)
+                out[positions[p] if positions != NULL else p] = <floating> s
+
+
 cdef void paired_sq_dist_transformed(
     const floating[:, ::1] XL,
     const Py_ssize_t[::1] a,
@@ -173,26 +252,70 @@ cdef void paired_sq_dist_transformed(
     int n_threads,
 ) noexcept nogil:
     """out[p] = ||XL[a[p]] - XL[b[p]]||^2 (or its root)."""
-    cdef Py_ssize_t n_pairs = a.shape[0], k = XL.shape[1]
-    cdef Py_ssize_t n_chunks = (n_pairs + chunk_size - 1) // chunk_size
-    cdef Py_ssize_t c, p, start, stop, j, ia, ib
-    cdef double s, t
-    if n_pairs == 0:
-        return
-    with parallel(num_threads=n_threads):
-        for c in prange(n_chunks, schedule='static'):
-            start = c * chunk_size
-            stop = min(start + chunk_size, n_pairs)
-            for p in range(start, stop):
-                # The rows are read at random: ask for the next pair's rows
-                # a little ahead so the memory latency overlaps this work.
-                if p + PREFETCH_AHEAD < stop:
-                    fm_prefetch_block(&XL[a[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
-                    fm_prefetch_block(&XL[b[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
-                s = sq_dist(&XL[a[p], 0], &XL[b[p], 0], k)
-                if take_sqrt:
-                    s = sqrt(s)
-                out[p] = <floating> s
+    if a.shape[0] > 0:
+        _paired_chunks(XL, &a[0], &b[0], NULL, &out[0], a.shape[0], take_sqrt,
+                       chunk_size, n_threads)
+
+
+cdef void bucket_pairs_by_first_row(
+    const Py_ssize_t[::1] a,
+    const Py_ssize_t[::1] b,
+    Py_ssize_t bucket_rows,
+    Py_ssize_t[:, ::1] cursor,
+    Py_ssize_t[::1] sorted_a,
+    Py_ssize_t[::1] sorted_b,
+    Py_ssize_t[::1] sorted_pos,
+    int n_threads,
+) noexcept nogil:
+    """Pairs reordered by the bucket ``a // bucket_rows`` of their first row.
+
+    A stable counting sort: ``sorted_*[i]`` is the i-th pair in (bucket,
+    pair) order, ``sorted_pos`` its position in the input.  ``cursor``
+    (n_parts x n_buckets, zero-filled by the caller) splits the pairs into
+    n_parts contiguous ranges counted and placed in parallel; part t's pairs
+    of a bucket follow those of parts < t, so the order is the same for any
+    number of parts or threads.
+    """
+    cdef Py_ssize_t n_pairs = a.shape[0], n_parts = cursor.shape[0]
+    cdef Py_ssize_t n_buckets = cursor.shape[1]
+    cdef Py_ssize_t part_size = (n_pairs + n_parts - 1) // n_parts
+    cdef Py_ssize_t t, p, q, c, running = 0
+    for t in prange(n_parts, schedule='static', num_threads=n_threads):
+        for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
+            cursor[t, a[p] // bucket_rows] += 1
+    for q in range(n_buckets):
+        for t in range(n_parts):
+            c = cursor[t, q]
+            cursor[t, q] = running
+            running += c
+    for t in prange(n_parts, schedule='static', num_threads=n_threads):
+        for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
+            q = cursor[t, a[p] // bucket_rows]
+            cursor[t, a[p] // bucket_rows] = q + 1
+            sorted_a[q] = a[p]
+            sorted_b[q] = b[p]
+            sorted_pos[q] = p
+
+
+cdef void paired_sq_dist_sorted(
+    const floating[:, ::1] XL,
+    const Py_ssize_t[::1] sorted_a,
+    const Py_ssize_t[::1] sorted_b,
+    const Py_ssize_t[::1] sorted_pos,
+    floating[::1] out,
+    bint take_sqrt,
+    Py_ssize_t chunk_size,
+    int n_threads,
+) noexcept nogil:
+    """out[sorted_pos[i]] = ||XL[sorted_a[i]] - XL[sorted_b[i]]||^2 (or its root).
+
+    With the pairs in bucket order (bucket_pairs_by_first_row), the first
+    rows of consecutive pairs come from a few cache-resident rows: only the
+    second row of each pair is read from memory at random.
+    """
+    if sorted_a.shape[0] > 0:
+        _paired_chunks(XL, &sorted_a[0], &sorted_b[0], &sorted_pos[0], &out[0],
+                       sorted_a.shape[0], take_sqrt, chunk_size, n_threads)
 
 
 cdef void paired_sq_dist_direct(
@@ -246,25 +369,45 @@ cdef void paired_sq_dist_direct(
 # Python entry points
 # ---------------------------------------------------------------------------
 
-def _transform(X, L, chunk_size, n_threads):
-    XL = np.empty((X.shape[0], L.shape[0]), dtype=X.dtype)
+def _transform(X, L, chunk_size, n_threads, check_finite=False, name="X"):
+    """X @ L.T into a new aligned array.
+
+    With ``check_finite``, X's values are checked during the GEMM (X was
+    validated with ``allow_nan=True``) and a NaN or infinity raises the
+    ValueError of :func:`check_points`.
+    """
+    # Aligned rows on huge pages: the paired kernel reads them at random (see
+    # _workspace), and the threads filling them do not queue on page faults.
+    XL = empty_aligned((X.shape[0], L.shape[0]), X.dtype)
     if X.dtype == np.float32:
-        _transform_f32(X, L, XL, chunk_size, n_threads)
+        finite = _transform_f32(X, L, XL, chunk_size, n_threads, check_finite)
     else:
-        _transform_f64(X, L, XL, chunk_size, n_threads)
+        finite = _transform_f64(X, L, XL, chunk_size, n_threads, check_finite)
+    if not finite:
+        raise_nonfinite(X, name)
     return XL
 
 
 def _transform_f32(const float[:, ::1] X, const float[:, ::1] L, float[:, ::1] XL,
-                   Py_ssize_t chunk_size, int n_threads):
+                   Py_ssize_t chunk_size, int n_threads, bint check_finite):
+    cdef bint finite = True
     with nogil:
-        transform_rows(X, L, XL, chunk_size, n_threads)
+        if check_finite:
+            finite = transform_rows_checked(X, L, XL, chunk_size, n_threads)
+        else:
+            transform_rows(X, L, XL, chunk_size, n_threads)
+    return finite
 
 
 def _transform_f64(const double[:, ::1] X, const double[:, ::1] L, double[:, ::1] XL,
-                   Py_ssize_t chunk_size, int n_threads):
+                   Py_ssize_t chunk_size, int n_threads, bint check_finite):
+    cdef bint finite = True
     with nogil:
-        transform_rows(X, L, XL, chunk_size, n_threads)
+        if check_finite:
+            finite = transform_rows_checked(X, L, XL, chunk_size, n_threads)
+        else:
+            transform_rows(X, L, XL, chunk_size, n_threads)
+    return finite
 
 
 def _pairwise(const floating[:, ::1] XL, const floating[:, ::1] YL,
@@ -290,6 +433,24 @@ def _paired_transformed(const floating[:, ::1] XL, const Py_ssize_t[::1] a,
                         Py_ssize_t chunk_size, int n_threads):
     with nogil:
         paired_sq_dist_transformed(XL, a, b, out, take_sqrt, chunk_size, n_threads)
+
+
+def _paired_bucketed(const floating[:, ::1] XL, const Py_ssize_t[::1] a,
+                     const Py_ssize_t[::1] b, floating[::1] out, bint take_sqrt,
+                     Py_ssize_t chunk_size, int n_threads):
+    cdef Py_ssize_t n_pairs = a.shape[0], row_bytes = XL.shape[1] * XL.itemsize
+    # A bucket's first rows fill a quarter of a typical L2 cache.
+    cdef Py_ssize_t bucket_rows = max(1, DEF_BUCKET_BYTES // row_bytes)
+    cdef Py_ssize_t n_buckets = (XL.shape[0] + bucket_rows - 1) // bucket_rows
+    # One part per thread, each with at least 2^16 pairs.
+    cdef int n_parts = max(1, min(n_threads, 8, n_pairs // 65536))
+    cdef Py_ssize_t[:, ::1] cursor = np.zeros((n_parts, n_buckets), dtype=np.intp)
+    cdef Py_ssize_t[::1] sa = empty_aligned(n_pairs, np.intp)
+    cdef Py_ssize_t[::1] sb = empty_aligned(n_pairs, np.intp)
+    cdef Py_ssize_t[::1] sp = empty_aligned(n_pairs, np.intp)
+    with nogil:
+        bucket_pairs_by_first_row(a, b, bucket_rows, cursor, sa, sb, sp, n_threads)
+        paired_sq_dist_sorted(XL, sa, sb, sp, out, take_sqrt, chunk_size, n_threads)
 
 
 def _paired_direct(const floating[:, ::1] X, const floating[:, ::1] L,
@@ -421,20 +582,32 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
     >>> paired_mahalanobis_distances(X, [[0, 1], [0, 2], [1, 1]])
     array([ 5., 10.,  0.])
     """
-    X = check_points(X, "X")
-    a, b = check_index_pairs(pairs, X.shape[0], "pairs", allow_empty=True)
+    # X's values are checked for NaN/inf by the kernel that reads them (the
+    # GEMM of the mapped rows), or below for the direct path.
+    X = check_points(X, "X", allow_nan=True)
+    n_threads = effective_n_threads(n_jobs)
+    a, b = check_index_pairs(pairs, X.shape[0], "pairs", allow_empty=True,
+                             n_threads=n_threads)
     L = check_components(components, X.shape[1], X.dtype)
     chunk_size = check_chunk_size(chunk_size)
-    n_threads = threads_for_work(effective_n_threads(n_jobs), a.shape[0], 2048)
-    out = np.empty(a.shape[0], dtype=X.dtype)
+    n_threads = threads_for_work(n_threads, a.shape[0], 2048)
+    transformed = a.shape[0] >= X.shape[0]
+    if not transformed:
+        check_points(X, "X")
+    # Filled by every thread at once: see _workspace.
+    out = empty_aligned(a.shape[0], X.dtype)
     if a.shape[0] == 0:
         return out
     with single_threaded_blas():
-        if a.shape[0] >= X.shape[0]:
+        if transformed:
             # chunk_size counts pairs; rows are mapped in the usual blocks.
-            XL = _transform(X, L, DEF_ROW_CHUNK, n_threads)
-            _paired_transformed(XL, a, b, out, not squared,
-                                chunk_size or DEF_PAIR_CHUNK, n_threads)
+            XL = _transform(X, L, DEF_ROW_CHUNK, n_threads, check_finite=True)
+            if XL.nbytes > DEF_SORT_ABOVE_BYTES:
+                _paired_bucketed(XL, a, b, out, not squared,
+                                 chunk_size or DEF_PAIR_CHUNK, n_threads)
+            else:
+                _paired_transformed(XL, a, b, out, not squared,
+                                    chunk_size or DEF_PAIR_CHUNK, n_threads)
         else:
             _paired_direct(X, L, a, b, out, not squared,
                            chunk_size or DEF_ROW_CHUNK, n_threads)

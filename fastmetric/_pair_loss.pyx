@@ -44,9 +44,12 @@ from fastmetric._common cimport (
     floating, gemm_rowmajor, fm_logit_batch, fm_prefetch_block,
     fm_axpy, diff_sq_norm,
 )
-from fastmetric._distances cimport transform_rows, transform_selected_rows
+from fastmetric._distances cimport (
+    transform_rows, transform_rows_checked, transform_selected_rows,
+)
 
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
+from ._workspace import empty_aligned
 from ._validation import (
     check_chunk_size,
     check_components,
@@ -54,6 +57,7 @@ from ._validation import (
     check_pair_vector,
     check_points,
     check_scalar_finite,
+    raise_nonfinite,
 )
 
 # Incident entries ahead of the current one whose rows are prefetched:
@@ -127,7 +131,7 @@ cdef inline void _point_chunk(
     const double[::1] weights,
     bint has_weights,
     double bias,
-    floating[:, ::1] H,
+    floating *h_rows,
     bint compute_gradient,
     Py_ssize_t start,
     Py_ssize_t stop,
@@ -138,6 +142,8 @@ cdef inline void _point_chunk(
     double *grad_bias_out,
 ) noexcept nogil:
     """Loss and bias-gradient sums of the chunk's points, and their rows of H.
+
+    Row u of H goes to ``h_rows[(u - start) * k:]``.
 
     A point's incident entries go in batches of up to BATCH: their
     differences and logits first, then the loss terms of the whole batch in
@@ -186,7 +192,7 @@ cdef inline void _point_chunk(
             e0 += m
         if compute_gradient:
             for j in range(k):
-                H[u, j] = <floating> acc[j]
+                h_rows[(u - start) * k + j] = <floating> acc[j]
     loss_out[0] = loss
     grad_bias_out[0] = gb
 
@@ -222,47 +228,93 @@ cdef void ldml_point_pass(
             start = c * chunk_size
             stop = min(start + chunk_size, n_points)
             _point_chunk(U, offsets, incident_other, incident_code, targets,
-                         weights, has_weights, bias, H, compute_gradient,
-                         start, stop, diff, acc, zbuf, &chunk_loss[c], &chunk_grad_bias[c])
+                         weights, has_weights, bias, &H[start, 0] if compute_gradient else NULL,
+                         compute_gradient, start, stop, diff, acc, zbuf,
+                         &chunk_loss[c], &chunk_grad_bias[c])
         free(diff)
         free(acc)
         free(zbuf)
 
 
-cdef void _gradient_partials(
-    const floating[:, ::1] H,
+cdef void _fused_point_pass(
     const floating[:, ::1] X,
     const Py_ssize_t[::1] point_rows,
     bint identity_rows,
+    const floating[:, ::1] U,
+    const Py_ssize_t[::1] offsets,
+    const Py_ssize_t[::1] incident_other,
+    const Py_ssize_t[::1] incident_code,
+    const double[::1] targets,
+    const double[::1] weights,
+    bint has_weights,
+    double bias,
+    bint compute_gradient,
     floating[:, :, ::1] partials,
     Py_ssize_t block,
+    double[::1] chunk_loss,
+    double[::1] chunk_grad_bias,
+    Py_ssize_t chunk_size,
     int n_threads,
 ) noexcept nogil:
-    """partials[r] = H[block r]^T @ X[rows of block r]  (k x d each)."""
-    cdef Py_ssize_t n_points = H.shape[0], k = H.shape[1], d = X.shape[1]
-    cdef Py_ssize_t n_blocks = partials.shape[0], r, start, size, i, j
-    cdef floating *rows
+    """The point pass and the gradient's GEMM, block by block.
+
+    Block r of ``block`` points (a multiple of ``chunk_size``) is owned by
+    one thread, which computes the rows of H = Lap U of each of its chunks
+    into a small buffer and at once adds ``H_chunk^T X_chunk`` to
+    ``partials[r]`` (k x d): H never goes to memory, and the chunk's rows of
+    X are read once, by the thread that needs them.  The chunks, their sums
+    and the blocks depend on the sizes only, not on the thread count.
+    """
+    cdef Py_ssize_t n_points = offsets.shape[0] - 1, k = U.shape[1], d = X.shape[1]
+    cdef Py_ssize_t n_blocks = partials.shape[0]
+    cdef Py_ssize_t r, start, stop, block_stop, size, i, j
+    cdef double *diff
+    cdef double *acc
+    cdef double *zbuf
+    cdef floating *h_rows
+    cdef floating *x_rows
+    cdef floating beta
     with parallel(num_threads=n_threads):
-        rows = NULL
+        diff = <double *> malloc(BATCH * k * sizeof(double))
+        acc = <double *> malloc(k * sizeof(double))
+        zbuf = <double *> malloc(4 * BATCH * sizeof(double))
+        h_rows = <floating *> malloc(chunk_size * k * sizeof(floating))
+        x_rows = NULL
         if not identity_rows:
-            rows = <floating *> malloc(block * d * sizeof(floating))
+            x_rows = <floating *> malloc(chunk_size * d * sizeof(floating))
         for r in prange(n_blocks, schedule='static'):
+            beta = 0.0
             start = r * block
-            size = min(block, n_points - start)
-            if identity_rows:
-                gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
-                              <floating> 1.0, &H[start, 0], <int> k,
-                              &X[start, 0], <int> d,
-                              <floating> 0.0, &partials[r, 0, 0], <int> d)
-            else:
-                for i in range(size):
-                    for j in range(d):
-                        rows[i * d + j] = X[point_rows[start + i], j]
-                gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
-                              <floating> 1.0, &H[start, 0], <int> k,
-                              rows, <int> d,
-                              <floating> 0.0, &partials[r, 0, 0], <int> d)
-        free(rows)
+            block_stop = min(start + block, n_points)
+            while start < block_stop:
+                stop = min(start + chunk_size, n_points)
+                _point_chunk(U, offsets, incident_other, incident_code, targets,
+                             weights, has_weights, bias, h_rows, compute_gradient,
+                             start, stop, diff, acc, zbuf,
+                             &chunk_loss[start // chunk_size],
+                             &chunk_grad_bias[start // chunk_size])
+                if compute_gradient:
+                    size = stop - start
+                    if identity_rows:
+                        gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
+                                      <floating> 1.0, h_rows, <int> k,
+                                      &X[start, 0], <int> d,
+                                      beta, &partials[r, 0, 0], <int> d)
+                    else:
+                        for i in range(size):
+                            for j in range(d):
+                                x_rows[i * d + j] = X[point_rows[start + i], j]
+                        gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
+                                      <floating> 1.0, h_rows, <int> k,
+                                      x_rows, <int> d,
+                                      beta, &partials[r, 0, 0], <int> d)
+                    beta = 1.0
+                start = stop
+        free(diff)
+        free(acc)
+        free(zbuf)
+        free(h_rows)
+        free(x_rows)
 
 
 def _evaluate(const floating[:, ::1] X,
@@ -271,27 +323,39 @@ def _evaluate(const floating[:, ::1] X,
               const Py_ssize_t[::1] offsets, const Py_ssize_t[::1] incident_other,
               const Py_ssize_t[::1] incident_code,
               const floating[:, ::1] L, double bias, double total_weight,
-              bint compute_gradient, Py_ssize_t point_chunk, int n_threads,
-              floating[:, ::1] U, floating[:, ::1] H, floating[:, :, ::1] partials,
+              bint compute_gradient, bint check_finite, Py_ssize_t point_chunk,
+              int n_threads, floating[:, ::1] U, floating[:, :, ::1] partials,
               double[::1] chunk_loss, double[::1] chunk_gb):
-    """One evaluation; the work arrays U (n_points x k), H (n_points x k),
-    partials (n_blocks x k x d) and the two per-chunk sums come from the
-    caller, so that repeated evaluations do not allocate (and page-fault)
-    them again."""
+    """One evaluation; the work arrays U (n_points x k), partials
+    (n_blocks x k x d) and the two per-chunk sums come from the caller, so
+    that repeated evaluations do not allocate (and page-fault) them again.
+
+    With ``check_finite`` (identity rows only), X's values are checked
+    while they are mapped; returns None when one is NaN or infinite.
+    """
     cdef Py_ssize_t n_points = offsets.shape[0] - 1
     cdef Py_ssize_t k = L.shape[0], d = L.shape[1]
     cdef Py_ssize_t n_chunks = chunk_loss.shape[0]
     cdef Py_ssize_t c, r, i, j, block, n_blocks = partials.shape[0]
     cdef double loss = 0.0, grad_bias = 0.0, scale, s
+    cdef bint finite = True
 
+    block = _partial_block(n_points, point_chunk)
     with nogil:
         if identity_rows:
-            transform_rows(X, L, U, point_chunk, n_threads)
+            if check_finite:
+                finite = transform_rows_checked(X, L, U, point_chunk, n_threads)
+            else:
+                transform_rows(X, L, U, point_chunk, n_threads)
         else:
             transform_selected_rows(X, point_rows, L, U, point_chunk, n_threads)
-        ldml_point_pass(U, offsets, incident_other, incident_code, targets, weights,
-                        has_weights, bias, H, compute_gradient, chunk_loss, chunk_gb,
-                        point_chunk, n_threads)
+    if not finite:
+        return None
+    with nogil:
+        _fused_point_pass(X, point_rows, identity_rows, U, offsets, incident_other,
+                          incident_code, targets, weights, has_weights, bias,
+                          compute_gradient, partials, block, chunk_loss, chunk_gb,
+                          point_chunk, n_threads)
         for c in range(n_chunks):
             loss += chunk_loss[c]
             grad_bias += chunk_gb[c]
@@ -300,13 +364,11 @@ def _evaluate(const floating[:, ::1] X,
     if not compute_gradient:
         return loss, None, grad_bias
 
-    block = _partial_block(n_points, point_chunk)
     grad_arr = np.empty((k, d), dtype=np.float32 if floating is float else np.float64)
     cdef floating[:, ::1] grad = grad_arr
     scale = -2.0 / total_weight
     cdef double *row_sum
     with nogil:
-        _gradient_partials(H, X, point_rows, identity_rows, partials, block, n_threads)
         # Merge the partial products in block order, in float64: each entry
         # is summed over r = 0, 1, ... whatever the thread that owns its row;
         # rows are read contiguously, one partial after the other.
@@ -325,8 +387,10 @@ def _evaluate(const floating[:, ::1] X,
 
 
 def _partial_block(Py_ssize_t n_points, Py_ssize_t point_chunk):
-    """Rows per partial product of the gradient's final GEMM."""
-    return max(point_chunk, (n_points + DEF_MAX_PARTIALS - 1) // DEF_MAX_PARTIALS)
+    """Points per partial product of the gradient: a whole number of chunks,
+    at most DEF_MAX_PARTIALS blocks."""
+    cdef Py_ssize_t per_block = (n_points + DEF_MAX_PARTIALS - 1) // DEF_MAX_PARTIALS
+    return max(1, (per_block + point_chunk - 1) // point_chunk) * point_chunk
 
 
 def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
@@ -335,8 +399,10 @@ def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
     # costs n_points entries per part).
     cdef int n_parts = max(1, min(n_threads, 8, ua.shape[0] // 65536))
     offsets = np.empty(n_points + 1, dtype=np.intp)
-    incident_other = np.empty(2 * ua.shape[0], dtype=np.intp)
-    incident_code = np.empty(2 * ua.shape[0], dtype=np.intp)
+    # Filled at random positions by every thread: huge pages spare the
+    # threads most of their page faults (see _workspace).
+    incident_other = empty_aligned(2 * ua.shape[0], np.intp)
+    incident_code = empty_aligned(2 * ua.shape[0], np.intp)
     cursor = np.zeros((n_parts, n_points), dtype=np.intp)
     cdef Py_ssize_t[::1] o = offsets, io = incident_other, ic = incident_code
     cdef Py_ssize_t[:, ::1] cur = cursor
@@ -413,7 +479,7 @@ class PairLossProblem:
         # Work arrays of loss_grad, kept between calls (see _evaluate).
         self._work = None
 
-    def loss_grad(self, L, bias, n_threads=1, compute_gradient=True):
+    def loss_grad(self, L, bias, n_threads=1, compute_gradient=True, check_finite=False):
         """Loss, gradient in L and gradient in the bias.
 
         Parameters
@@ -423,6 +489,9 @@ class PairLossProblem:
         n_threads : int, default=1
         compute_gradient : bool, default=True
             When False, the gradient in L is not computed (returned as None).
+        check_finite : bool, default=False
+            Check X for NaN and infinity while mapping it (for an X that was
+            not checked before); a bad value raises ValueError.
 
         Returns
         -------
@@ -439,20 +508,28 @@ class PairLossProblem:
             block = _partial_block(self.n_points, self.point_chunk)
             n_blocks = (self.n_points + block - 1) // block
             n_chunks = (self.n_points + self.point_chunk - 1) // self.point_chunk
+            # U is read at random by rows: aligned rows on huge pages (see
+            # _workspace); the partials are written by all threads.
             self._work = (key, (
-                np.empty((self.n_points, k), dtype=L.dtype),
-                np.empty((self.n_points, k), dtype=L.dtype),
-                np.empty((n_blocks, k, d), dtype=L.dtype),
+                empty_aligned((self.n_points, k), L.dtype),
+                empty_aligned((n_blocks, k, d), L.dtype),
                 np.empty(n_chunks, dtype=np.float64),
                 np.empty(n_chunks, dtype=np.float64),
             ))
+        if check_finite and not self.identity_rows:
+            # Only some rows are mapped: check all of X here.
+            check_points(self.X, "X")
         with single_threaded_blas():
-            return _evaluate(
+            result = _evaluate(
                 self.X, self.point_rows, self.identity_rows, self.targets,
                 self.weights, self.has_weights, self.offsets, self.incident_other,
                 self.incident_code, L, float(bias), self.total_weight,
-                compute_gradient, self.point_chunk, n_threads, *self._work[1],
+                compute_gradient, check_finite and self.identity_rows,
+                self.point_chunk, n_threads, *self._work[1],
             )
+        if result is None:
+            raise_nonfinite(self.X, "X")
+        return result
 
 
 def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
@@ -515,8 +592,10 @@ def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
     >>> grad_L.shape
     (2, 2)
     """
-    X = check_points(X, "X")
-    a, b = check_index_pairs(pairs, X.shape[0], "pairs")
+    # X's values are checked while the kernel maps them (check_finite below).
+    X = check_points(X, "X", allow_nan=True)
+    n_threads = effective_n_threads(n_jobs)
+    a, b = check_index_pairs(pairs, X.shape[0], "pairs", n_threads=n_threads)
     targets = check_pair_vector(y, a.shape[0], "y", np.float64, lo=0.0, hi=1.0)
     weights = None
     if sample_weight is not None:
@@ -529,9 +608,9 @@ def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
     L = check_components(components, X.shape[1], X.dtype)
     bias = check_scalar_finite(bias, "bias")
     chunk_size = check_chunk_size(chunk_size)
-    n_threads = effective_n_threads(n_jobs)
     problem = PairLossProblem(X, a, b, targets, weights, chunk_size, n_threads)
-    loss, grad, grad_bias = problem.loss_grad(L, bias, n_threads, return_gradient)
+    loss, grad, grad_bias = problem.loss_grad(L, bias, n_threads, return_gradient,
+                                              check_finite=True)
     if return_gradient:
         return loss, grad, grad_bias
     return loss

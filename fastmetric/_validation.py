@@ -8,6 +8,9 @@ import numbers
 
 import numpy as np
 
+from ._pair_index import split_index_pairs
+from ._threads import effective_n_threads
+
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
@@ -67,14 +70,25 @@ def _check_all_finite(arr, name):
         total = np.add.reduce(arr, axis=None)
     if np.isfinite(total):
         return
+    if not np.isfinite(arr).all():
+        raise_nonfinite(arr, name)
+
+
+def raise_nonfinite(arr, name):
+    """Raise the ValueError that names the first NaN or infinity of ``arr``.
+
+    Kernels that check their input's values while they read it (instead of
+    a separate pass) call this once they have found one.
+    """
     bad_mask = ~np.isfinite(arr)
-    if bad_mask.any():
-        bad = np.argwhere(bad_mask)[0]
-        where = ", ".join(str(i) for i in bad)
-        raise ValueError(
-            f"{name} contains NaN or infinity (first at index ({where}): "
-            f"{arr[tuple(bad)]})."
-        )
+    if not bad_mask.any():  # pragma: no cover - callers found a bad value
+        raise ValueError(f"{name} contains NaN or infinity.")
+    bad = np.argwhere(bad_mask)[0]
+    where = ", ".join(str(i) for i in bad)
+    raise ValueError(
+        f"{name} contains NaN or infinity (first at index ({where}): "
+        f"{arr[tuple(bad)]})."
+    )
 
 
 def check_components(L, n_features, dtype, name="components"):
@@ -111,10 +125,11 @@ def check_index_range(arr, n_samples, name, where=("row", "column"), rows_of="X"
         )
 
 
-def check_index_pairs(pairs, n_samples, name="pairs", allow_empty=False):
+def check_index_pairs(pairs, n_samples, name="pairs", allow_empty=False, n_threads=None):
     """Validate index pairs of shape (n_pairs, 2) into ``n_samples`` rows.
 
-    Returns two C-contiguous ``intp`` arrays ``a`` and ``b``.
+    Returns two C-contiguous ``intp`` arrays ``a`` and ``b``.  ``n_threads``
+    (default: as many as OpenMP allows) split large int32/int64 arrays.
     """
     arr = np.asarray(pairs)
     if arr.dtype.kind not in "iu":
@@ -133,6 +148,14 @@ def check_index_pairs(pairs, n_samples, name="pairs", allow_empty=False):
         )
     if arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} is empty: at least one pair is required.")
+    if arr.dtype in (np.int32, np.int64) and arr.flags.c_contiguous:
+        # One parallel pass splits the columns and finds the range.
+        a, b, lo, hi = split_index_pairs(
+            arr, effective_n_threads(None) if n_threads is None else n_threads
+        )
+        if lo < 0 or hi >= n_samples:
+            check_index_range(arr, n_samples, name, ("pair", "column"), "X")
+        return a, b
     check_index_range(arr, n_samples, name, ("pair", "column"), "X")
     a = np.ascontiguousarray(arr[:, 0], dtype=np.intp)
     b = np.ascontiguousarray(arr[:, 1], dtype=np.intp)

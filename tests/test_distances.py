@@ -196,3 +196,37 @@ def test_large_values_do_not_overflow_to_nan():
     D = paired_mahalanobis_distances(X, [[0, 1]], squared=False)
     assert np.isfinite(D).all() or np.isinf(D).all()  # never NaN
     assert not np.isnan(mahalanobis_distances(X)).any()
+
+
+@pytest.mark.parametrize("n_pairs", [3, 40])  # direct path / mapped-rows path
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_paired_one_nonfinite_value_of_X_is_named(dtype, n_pairs, bad):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20, 4)).astype(dtype)
+    X[17, 1] = bad
+    pairs = rng.integers(0, 17, size=(n_pairs, 2))  # row 17 is in no pair
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first at index \(17, 1\)"):
+        paired_mahalanobis_distances(X, pairs, components=rng.normal(size=(2, 4)))
+
+
+def test_paired_sorted_path_for_mapped_rows_beyond_cache(dtype):
+    # Mapped rows larger than the sorting threshold: the pairs are bucketed
+    # by their first row before the distances are computed, and every
+    # distance must still land at its own pair's position.
+    from fastmetric import _distances
+
+    rng = np.random.default_rng(8)
+    n, d = 70_000, 64
+    X = rng.normal(size=(n, d)).astype(dtype)
+    L = (rng.normal(size=(d, d)) * 0.2).astype(dtype)
+    assert n * d * X.itemsize > _distances.DEF_SORT_ABOVE_BYTES
+    pairs = rng.integers(0, n, size=(n + 4000, 2))
+    pairs[10] = [5, 5]
+    pairs[11] = pairs[12] = [n - 1, 0]
+    ref = numpy_paired(X.astype(np.float64), pairs, L.astype(np.float64)) ** 2
+    with threadpool_limits(1):
+        one = paired_mahalanobis_distances(X, pairs, components=L, squared=True)
+    two = paired_mahalanobis_distances(X, pairs, components=L, squared=True, n_jobs=2, chunk_size=7)
+    assert_array_equal(one, two)
+    assert one[10] == 0 and one[11] == one[12]
+    assert_allclose(one, ref, rtol=tolerance(dtype) * 10)

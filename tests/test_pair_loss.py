@@ -217,3 +217,30 @@ def test_loss_terms_accurate_for_every_logit(t):
         scale_grad = expit(z_eff) + t
         assert abs(loss - ref_loss) <= 4e-16 * scale_loss + 4e-308, zi
         assert abs(grad_bias - ref_grad) <= 4e-16 * scale_grad + 4e-308, zi
+
+
+@pytest.mark.parametrize("chunk_size", [5, 64])
+def test_blocks_of_several_chunks_match_numpy(large_problem, dtype, chunk_size):
+    # 3000 points give blocks of several chunks each: the gradient's partial
+    # products are accumulated chunk by chunk inside a block.
+    X, pairs, y, L, w = large_problem
+    ref = numpy_ldml_loss(X, pairs, y, L, 0.5, w)
+    loss, grad, gb = ldml_loss(X.astype(dtype), pairs, y, L.astype(dtype), 0.5,
+                               sample_weight=w, chunk_size=chunk_size, n_jobs=2)
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    assert_allclose(loss, ref[0], rtol=rtol)
+    assert_allclose(grad, ref[1], rtol=rtol, atol=rtol * np.abs(ref[1]).max())
+    assert_allclose(gb, ref[2], rtol=rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_pairs", [8, 300])  # compact rows / every row mapped
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_one_nonfinite_value_of_X_is_named(problem, dtype, n_pairs, bad):
+    # X is checked while the kernel maps it; the error names the entry,
+    # also when no pair uses that row.
+    X, pairs, y, L, _ = problem
+    X = X.astype(dtype)
+    X[59, 2] = bad
+    pairs = pairs[:n_pairs] % 59
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first at index \(59, 2\)"):
+        ldml_loss(X, pairs, y[:n_pairs], L.astype(dtype), 1.0)

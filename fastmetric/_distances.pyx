@@ -533,7 +533,8 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
     with single_threaded_blas():
         XL = _transform(X, L, chunk_size, n_threads)
         YL = XL if Y is None else _transform(Y, L, chunk_size, n_threads)
-        out = np.empty((X.shape[0], YL.shape[0]), dtype=X.dtype)
+        # Filled by every thread at once: see _workspace.
+        out = empty_aligned((X.shape[0], YL.shape[0]), X.dtype)
         _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)
     return out
 

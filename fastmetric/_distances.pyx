@@ -571,7 +571,10 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
     -----
     With at least as many pairs as rows, every row is mapped once,
     ``u = L x`` (one GEMM per chunk of rows, O(n k d)), and each pair costs
-    O(k).  With fewer pairs than rows, the differences of a chunk of pairs
+    O(k).  When the mapped rows outgrow the cache, the pairs are first
+    bucketed by their first row (a stable counting sort), so that the first
+    rows of consecutive pairs stay in cache and only the second row of each
+    pair is read from memory at random.  With fewer pairs than rows, the differences of a chunk of pairs
     are gathered into a per-thread buffer and multiplied by ``L^T``
     (O(n_pairs k d), never touching unused rows).
 

@@ -21,10 +21,17 @@ with ``U = X L^T`` (the mapped points) and Lap symmetric,
 rows that gives D_p.  So one pass over the points, each visiting its incident
 pairs through a CSR index built once, computes D_p, g_p and H (reading one
 mapped row at random per incident pair, never a row of X), and
-``df/dL = -(2 / W) H^T X`` is one GEMM.  In all O(n k d + P k) per
-evaluation, race-free (each point owns its row of H).  Each pair is seen from
-both ends; its loss and bias-gradient terms are counted from its first end
-only.
+``df/dL = -(2 / W) H^T X`` is a GEMM, done chunk by chunk of points right
+after their rows of H are computed (H is never stored).  In all
+O(n k d + P k) per evaluation, race-free (each point owns its row of H).
+Each pair is seen from both ends; its loss and bias-gradient terms are
+counted from its first end only.
+
+Where the time goes (n = 200,000, d = k = 64, P = 10^6, float64): the two
+GEMMs (mapping and gradient) at the machine's peak flop rate, and the two
+million random reads of a mapped row (512 bytes each), which are limited by
+how many cache misses a core keeps in flight.  The mapped rows are aligned
+to cache lines and kept on huge pages (see _workspace).
 
 Only the points that occur in some pair take part: with few pairs (a
 minibatch) the points are relabelled compactly, so the cost and memory do

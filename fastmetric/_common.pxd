@@ -230,21 +230,18 @@ cdef extern from * nogil:
        when its 11 exponent bits are all ones (8 bits for a float); testing
        the bits (not the values) lets the compiler vectorise the loop without
        reordering floating-point operations. */
-    FM_VECTOR_LINKAGE FM_VECTOR_CLONES int fm_all_finite_d(const double *x, Py_ssize_t n) {
-        uint64_t bad = 0, bits;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            memcpy(&bits, x + i, sizeof(bits));
-            bad |= (uint64_t)((bits & 0x7FF0000000000000ULL) == 0x7FF0000000000000ULL);
-        }
+    #define FM_ALL_FINITE_BODY(UINT, EXPONENT_MASK)                        \
+        UINT bad = 0, bits;                                                 \
+        for (Py_ssize_t i = 0; i < n; i++) {                                \
+            memcpy(&bits, x + i, sizeof(bits));                             \
+            bad |= (UINT)((bits & EXPONENT_MASK) == EXPONENT_MASK);         \
+        }                                                                   \
         return bad == 0;
+    FM_VECTOR_LINKAGE FM_VECTOR_CLONES int fm_all_finite_d(const double *x, Py_ssize_t n) {
+        FM_ALL_FINITE_BODY(uint64_t, 0x7FF0000000000000ULL)
     }
     FM_VECTOR_LINKAGE FM_VECTOR_CLONES int fm_all_finite_f(const float *x, Py_ssize_t n) {
-        uint32_t bad = 0, bits;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            memcpy(&bits, x + i, sizeof(bits));
-            bad |= (uint32_t)((bits & 0x7F800000U) == 0x7F800000U);
-        }
-        return bad == 0;
+        FM_ALL_FINITE_BODY(uint32_t, 0x7F800000U)
     }
 
     /* Hint the CPU to fetch a cache line we will read soon. */

@@ -35,6 +35,7 @@ def _config_dict():
     from . import __version__
     from ._openmp_helpers import openmp_enabled, openmp_max_threads
     from ._threads import cpu_count, effective_n_threads
+    from ._workspace import huge_page_setting
 
     info = threadpoolctl.threadpool_info()
     return {
@@ -49,6 +50,7 @@ def _config_dict():
         "openmp_max_threads": openmp_max_threads(),
         "cpu_count": cpu_count(),
         "default_n_threads": effective_n_threads(None),
+        "huge_pages": huge_page_setting(),
         "threadpools": [
             {k: d.get(k) for k in ("user_api", "internal_api", "num_threads", "version", "filepath")}
             for d in info
@@ -85,6 +87,10 @@ def show_config(file=None):
     w(f"  {'omp_get_max_threads':<22} {c['openmp_max_threads']}")
     w(f"  {'CPUs available':<22} {c['cpu_count']}")
     w(f"  {'n_jobs=None uses':<22} {c['default_n_threads']} thread(s)")
+    w()
+    w("memory:")
+    w(f"  {'huge pages (THP)':<22} {c['huge_pages']} "
+      "(large work arrays use them when 'always' or 'madvise')")
     w()
     w("thread pools (threadpoolctl):")
     if not c["threadpools"]:

@@ -31,6 +31,31 @@ HUGE_PAGE = 2 << 20
 HUGE_PAGE_MIN_BYTES = 4 << 20
 
 
+THP_SETTING_FILE = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def huge_page_setting():
+    """How this system gives transparent huge pages to our work arrays.
+
+    Returns
+    -------
+    setting : str
+        ``"always"`` or ``"madvise"`` (work arrays get huge pages),
+        ``"never"`` (they do not), or ``"unavailable"`` (no such setting,
+        e.g. not Linux).
+    """
+    if getattr(mmap, "MADV_HUGEPAGE", None) is None:
+        return "unavailable"
+    try:
+        with open(THP_SETTING_FILE) as f:
+            text = f.read()
+    except OSError:
+        return "unavailable"
+    # The active choice is the bracketed one: "always [madvise] never".
+    start, stop = text.find("["), text.find("]")
+    return text[start + 1: stop] if 0 <= start < stop else "unavailable"
+
+
 def _huge_page_buffer(nbytes):
     """A writable uint8 array of ``nbytes + HUGE_PAGE`` bytes in its own memory
     map with MADV_HUGEPAGE, or None where that is unavailable."""

@@ -21,6 +21,7 @@ def test_show_config_reports_versions_and_threads():
     assert np.__version__ in text
     assert "OpenMP" in text and ("enabled" in text or "DISABLED" in text)
     assert "n_jobs=None uses" in text
+    assert "huge pages (THP)" in text
 
 
 def test_built_with_openmp():

@@ -68,3 +68,33 @@ def test_strided_and_other_integer_pairs_take_the_numpy_path():
         assert_array_equal(a, pairs[:, 0])
         assert_array_equal(b, pairs[:, 1])
         assert a.dtype == np.intp and a.flags.c_contiguous
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [("always [madvise] never\n", "madvise"), ("[always] madvise never\n", "always"),
+     ("always madvise [never]\n", "never"), ("garbled\n", "unavailable")],
+)
+def test_huge_page_setting_reads_the_bracketed_choice(tmp_path, monkeypatch, content, expected):
+    from fastmetric import _workspace
+
+    if not hasattr(mmap, "MADV_HUGEPAGE"):
+        pytest.skip("no MADV_HUGEPAGE on this system: the setting is never read")
+    path = tmp_path / "enabled"
+    path.write_text(content)
+    monkeypatch.setattr(_workspace, "THP_SETTING_FILE", str(path))
+    assert _workspace.huge_page_setting() == expected
+    monkeypatch.setattr(_workspace, "THP_SETTING_FILE", str(tmp_path / "missing"))
+    assert _workspace.huge_page_setting() == "unavailable"
+
+
+def test_empty_aligned_without_huge_pages(monkeypatch):
+    # Where the OS has no MADV_HUGEPAGE (macOS, Windows), large arrays are
+    # ordinary aligned arrays.
+    from fastmetric import _workspace
+
+    monkeypatch.delattr(mmap, "MADV_HUGEPAGE", raising=False)
+    arr = _workspace.empty_aligned((HUGE_PAGE_MIN_BYTES // 8 + 1,), np.float64)
+    assert arr.ctypes.data % CACHE_LINE == 0
+    arr[:] = 2.0
+    assert arr.sum() == 2.0 * arr.size

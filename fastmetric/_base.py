@@ -14,7 +14,8 @@ This module gives, in one place:
   ``predict_proba``/``score`` on pairs and the threshold calibration;
 * :func:`initialize_components`: the initial ``L`` from a named strategy,
   an array, or a fitted learner;
-* :func:`check_pairs` and :func:`check_pair_targets`: validation of pair
+* :func:`check_tuples` (pairs, triplets, quadruplets), :func:`check_pairs`
+  (its case of pairs) and :func:`check_pair_targets`: validation of pair
   input (3-D arrays of points or index pairs into a preprocessor) and of pair
   labels.
 
@@ -42,7 +43,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dask import is_dask_array
 from ._threads import single_threaded_blas
-from ._validation import check_components, check_index_pairs, check_points
+from ._validation import check_components, check_index_pairs, check_index_range, check_points
 
 __all__ = [
     "MahalanobisMixin",
@@ -141,8 +142,185 @@ def points_from_indices(preprocessor, X, n_features=None):
     if callable(preprocessor) and not hasattr(preprocessor, "shape"):
         return _rows_from_preprocessor(preprocessor, arr, n_features)
     P = check_points(preprocessor, name="preprocessor")
-    a, _ = check_index_pairs(np.column_stack((arr, arr)), P.shape[0], name="X")
-    return P[a]
+    check_index_range(arr, P.shape[0], "X", ("position",), "the preprocessor")
+    return P[arr]
+
+
+_KIND = {2: "pairs", 3: "triplets", 4: "quadruplets"}
+
+
+def _tuple_shape_text(tuple_size, what="n_features"):
+    kind = _KIND.get(tuple_size, "tuples")
+    return f"(n_{kind}, {tuple_size}, {what})"
+
+
+def _check_index_tuples(arr, n_samples, tuple_size, name):
+    """Validate an integer array (n_tuples, tuple_size) of row indices < n_samples."""
+    kind = _KIND.get(tuple_size, "tuples")
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "b":
+            raise TypeError(f"{name} must hold integer row indices; got booleans.")
+        if arr.dtype.kind == "f" and arr.size and np.isfinite(arr).all() and np.all(
+            arr == np.round(arr)
+        ):
+            raise TypeError(
+                f"{name} must hold integer row indices; got dtype {arr.dtype} (cast "
+                "it with .astype(int) if these are indices)."
+            )
+        raise TypeError(f"{name} must hold integer row indices; got dtype {arr.dtype}.")
+    if arr.shape[1] != tuple_size:
+        raise ValueError(
+            f"{name} given as indices must have shape (n_{kind}, {tuple_size}); got shape "
+            f"{arr.shape} ({arr.shape[1]} indices per tuple, not {tuple_size})."
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: at least one {kind[:-1]} is required.")
+    check_index_range(arr, n_samples, name, (kind[:-1], "position"), "the preprocessor")
+    return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def check_tuples(tuples, tuple_size, preprocessor=None, *, n_features=None, dedupe=False,
+                 name=None):
+    """Validate tuples of points; return a point array and index tuples into it.
+
+    Two forms are accepted, as in metric-learn:
+
+    * a 3-D array of shape ``(n_tuples, tuple_size, n_features)``: the
+      points themselves;
+    * a 2-D integer array of shape ``(n_tuples, tuple_size)``: row indices
+      into ``preprocessor`` (an array ``(n_samples, n_features)``, or a
+      callable mapping a 1-D array of indices to the 2-D array of the
+      corresponding points).
+
+    With an array preprocessor the returned point array *is* that array
+    (validated; not copied when it is already C-contiguous float32/float64);
+    a callable preprocessor is called once, on the distinct indices.
+
+    Parameters
+    ----------
+    tuples : array-like
+        The tuples, in one of the two forms above.
+    tuple_size : int
+        Points per tuple: 3 for triplets, 4 for quadruplets (2 also works).
+    preprocessor : array-like, callable or None
+        Needed for the index form.
+    n_features : int, optional
+        When given, the points must have this many features (the number
+        seen in ``fit``).
+    dedupe : bool, default=False
+        For the 3-D form: keep one copy of each distinct point, so that a
+        point shared by many tuples is projected once by the kernels.
+        Without it the point array is ``tuples`` reshaped to
+        ``(n_tuples * tuple_size, n_features)`` (a view when possible).
+    name : str, optional
+        Name used in error messages (default ``'triplets'`` /
+        ``'quadruplets'``).
+
+    Returns
+    -------
+    X : ndarray of shape (n_points, n_features), float32 or float64
+        C-contiguous points; integer input becomes float64.
+    index_tuples : ndarray of shape (n_tuples, tuple_size), intp
+        Row indices into ``X``.
+
+    Raises
+    ------
+    TypeError
+        Sparse input, non-numeric points, non-integer indices.
+    ValueError
+        Wrong number of dimensions or points per tuple, empty input, NaN or
+        infinity, indices out of range, a feature count different from
+        ``n_features``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric._tuples import check_tuples
+    >>> X = np.arange(8.0).reshape(4, 2)
+    >>> P, idx = check_tuples([[0, 1, 3]], 3, preprocessor=X)
+    >>> P is X, idx.tolist()
+    (True, [[0, 1, 3]])
+    >>> P, idx = check_tuples(X[[[0, 1, 3], [1, 0, 0]]], 3, dedupe=True)
+    >>> P.shape, idx.tolist()
+    ((3, 2), [[0, 1, 2], [1, 0, 0]])
+    """
+    t = int(tuple_size)
+    if t < 2:
+        raise ValueError(f"tuple_size must be at least 2; got {tuple_size!r}.")
+    kind = _KIND.get(t, "tuples")
+    if name is None:
+        name = kind
+    if hasattr(tuples, "toarray") or hasattr(tuples, "dask"):
+        what = "a sparse " if hasattr(tuples, "toarray") else ""
+        raise TypeError(
+            f"{name} must be a dense in-memory array; got {what}{type(tuples).__name__}."
+        )
+    if tuples is None:
+        raise ValueError(
+            f"{name} is None: a 3-D array {_tuple_shape_text(t)} or a 2-D array of "
+            f"indices (n_{kind}, {t}) with a preprocessor is required."
+        )
+    arr = np.asarray(tuples)
+    if arr.dtype == object:
+        raise TypeError(
+            f"{name} must be a numeric array; got an object array of shape {arr.shape} "
+            "(ragged nested lists?)."
+        )
+
+    if arr.ndim == 3:
+        n, size, d = arr.shape
+        if size != t:
+            raise ValueError(
+                f"{name} given as a 3-D array must have shape {_tuple_shape_text(t)}; "
+                f"got shape {arr.shape} (axis 1 has {size} points, not {t})."
+            )
+        if n == 0:
+            raise ValueError(f"{name} is empty: at least one {kind[:-1]} is required.")
+        if d == 0:
+            raise ValueError(f"{name} has 0 features (shape {arr.shape}).")
+        if n_features is not None and d != n_features:
+            raise ValueError(
+                f"{name} has {d} features per point, but the estimator was fitted with "
+                f"{n_features} features."
+            )
+        flat = check_points(arr.reshape(n * t, d), name=name)
+        if dedupe:
+            # Distinct rows through a byte view (one sort of n t keys); -0.0
+            # and 0.0 stay distinct, which only costs a duplicate row.
+            keys = flat.view(np.dtype((np.void, flat.dtype.itemsize * d))).ravel()
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            X = np.ascontiguousarray(flat[first])
+            idx = np.ascontiguousarray(inverse.reshape(n, t), dtype=np.intp)
+        else:
+            X = flat
+            idx = np.arange(n * t, dtype=np.intp).reshape(n, t)
+        return X, idx
+
+    if arr.ndim == 2 and preprocessor is not None:
+        if callable(preprocessor) and not hasattr(preprocessor, "shape"):
+            idx = _check_index_tuples(arr, np.iinfo(np.intp).max, t, name)
+            uniq, inverse = np.unique(idx, return_inverse=True)
+            X = _rows_from_preprocessor(preprocessor, uniq, n_features)
+            return X, np.ascontiguousarray(inverse.reshape(idx.shape), dtype=np.intp)
+        X = check_points(preprocessor, name="preprocessor")
+        if n_features is not None and X.shape[1] != n_features:
+            raise ValueError(
+                f"preprocessor has {X.shape[1]} features, but the estimator was fitted "
+                f"with {n_features} features."
+            )
+        return X, _check_index_tuples(arr, X.shape[0], t, name)
+
+    if arr.ndim == 2:
+        raise ValueError(
+            f"{name} of shape {arr.shape} is 2-D: {kind} must be a 3-D array of shape "
+            f"{_tuple_shape_text(t)}, or a 2-D array of indices (n_{kind}, {t}) together "
+            "with a preprocessor (set preprocessor=X on the estimator)."
+        )
+    raise ValueError(
+        f"{name} must be a 3-D array of shape {_tuple_shape_text(t)}, or a 2-D array of "
+        f"indices (n_{kind}, {t}) with a preprocessor; got {arr.ndim} dimension(s) with "
+        f"shape {arr.shape}."
+    )
 
 
 def check_pairs(pairs, preprocessor=None, *, n_features=None, dedupe=False, name="pairs"):
@@ -184,66 +362,8 @@ def check_pairs(pairs, preprocessor=None, *, n_features=None, dedupe=False, name
     index_pairs : ndarray of shape (n_pairs, 2), intp
         Row indices into ``X``.
     """
-    if hasattr(pairs, "toarray"):
-        raise TypeError(f"{name} must be a dense array; got a sparse {type(pairs).__name__}.")
-    arr = np.asarray(pairs)
-    if arr.ndim == 3:
-        if arr.shape[1] != 2:
-            raise ValueError(
-                f"{name} given as a 3-D array must have shape (n_pairs, 2, n_features); "
-                f"got shape {arr.shape} (axis 1 has {arr.shape[1]} points, not 2)."
-            )
-        if arr.shape[0] == 0:
-            raise ValueError(f"{name} is empty: at least one pair is required.")
-        n_pairs, _, d = arr.shape
-        if d == 0:
-            raise ValueError(f"{name} has 0 features (shape {arr.shape}).")
-        if n_features is not None and d != n_features:
-            raise ValueError(
-                f"{name} has {d} features per point, but the estimator was fitted "
-                f"with {n_features} features."
-            )
-        flat = check_points(arr.reshape(2 * n_pairs, d), name=name)
-        if dedupe:
-            # Distinct rows through a byte view: one sort of 2 n_pairs keys.
-            # (-0.0 and 0.0 stay distinct, which costs one duplicate row at most.)
-            keys = flat.view(np.dtype((np.void, flat.dtype.itemsize * d))).ravel()
-            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            X = np.ascontiguousarray(flat[first])
-            index_pairs = np.ascontiguousarray(inverse.reshape(n_pairs, 2), dtype=np.intp)
-        else:
-            X = flat
-            index_pairs = np.arange(2 * n_pairs, dtype=np.intp).reshape(n_pairs, 2)
-        return X, index_pairs
-
-    if arr.ndim == 2 and preprocessor is not None:
-        if callable(preprocessor) and not hasattr(preprocessor, "shape"):
-            a, b = check_index_pairs(arr, np.iinfo(np.intp).max, name=name)
-            both = np.concatenate([a, b])
-            uniq, inverse = np.unique(both, return_inverse=True)
-            X = _rows_from_preprocessor(preprocessor, uniq, n_features)
-            index_pairs = np.ascontiguousarray(inverse.reshape(2, -1).T, dtype=np.intp)
-            return X, index_pairs
-        X = check_points(preprocessor, name="preprocessor")
-        if n_features is not None and X.shape[1] != n_features:
-            raise ValueError(
-                f"preprocessor has {X.shape[1]} features, but the estimator was fitted "
-                f"with {n_features} features."
-            )
-        a, b = check_index_pairs(arr, X.shape[0], name=name)
-        return X, np.column_stack((a, b))
-
-    if arr.ndim == 2:
-        raise ValueError(
-            f"{name} of shape {arr.shape} is 2-D: pairs must be a 3-D array of shape "
-            "(n_pairs, 2, n_features), or a 2-D array of index pairs (n_pairs, 2) "
-            "together with a preprocessor (set preprocessor=X on the estimator)."
-        )
-    raise ValueError(
-        f"{name} must be a 3-D array of shape (n_pairs, 2, n_features), or a 2-D array "
-        f"of index pairs (n_pairs, 2) with a preprocessor; got {arr.ndim} dimension(s) "
-        f"with shape {arr.shape}."
-    )
+    return check_tuples(pairs, 2, preprocessor, n_features=n_features, dedupe=dedupe,
+                        name=name)
 
 
 def check_pair_targets(y, n_pairs, name="y"):

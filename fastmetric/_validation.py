@@ -108,10 +108,11 @@ def check_components(L, n_features, dtype, name="components"):
 
 
 def check_index_range(arr, n_samples, name, where=("row", "column"), rows_of="X"):
-    """ValueError naming the first index of the 2-D ``arr`` outside [0, n_samples).
+    """ValueError naming the first index of ``arr`` outside [0, n_samples).
 
-    ``where`` names the two axes in the message (e.g. pair / column), and
-    ``rows_of`` what the indices point into.
+    ``where`` names the axes of ``arr`` in the message (e.g. pair / column
+    for a 2-D array, position for a 1-D one), and ``rows_of`` what the
+    indices point into.
     """
     if not arr.size:
         return
@@ -119,8 +120,9 @@ def check_index_range(arr, n_samples, name, where=("row", "column"), rows_of="X"
     if lo < 0 or hi >= n_samples:
         bad = lo if lo < 0 else hi
         pos = np.argwhere(arr == bad)[0]
+        at = ", ".join(f"{axis} {i}" for axis, i in zip(where, pos))
         raise ValueError(
-            f"{name} holds index {bad} at {where[0]} {pos[0]}, {where[1]} {pos[1]}, "
+            f"{name} holds index {bad} at {at}, "
             f"outside the valid range [0, {n_samples}) of rows of {rows_of}."
         )
 

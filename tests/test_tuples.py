@@ -109,8 +109,8 @@ def test_ragged_and_sparse():
 @pytest.mark.parametrize(
     "ind, exc, match",
     [
-        (np.array([[0, 1, 10]]), ValueError, r"index 10 at tuple 0, position 2"),
-        (np.array([[0, -1, 2]]), ValueError, r"index -1 at tuple 0, position 1"),
+        (np.array([[0, 1, 10]]), ValueError, r"index 10 at triplet 0, position 2"),
+        (np.array([[0, -1, 2]]), ValueError, r"index -1 at triplet 0, position 1"),
         (np.array([[0.0, 1.0, 2.0]]), TypeError, "integer"),
         (np.array([[0.5, 1.0, 2.0]]), TypeError, "integer"),
         (np.array([[True, False, True]]), TypeError, "booleans"),

@@ -297,16 +297,27 @@ def _check_labels(labels, min_samples=2):
     return classes, inv, counts
 
 
-def _find_label(classes, value):
-    """Index of ``value`` in ``classes`` or -1."""
+def _anchor_index(classes, anchor_label):
+    """Index of ``anchor_label`` in ``classes`` (None when it is None).
+
+    A label that is not among ``classes`` is a ValueError.
+    """
+    if anchor_label is None:
+        return None
     try:
-        eq = np.asarray(classes == value)
+        eq = np.asarray(classes == anchor_label)
     except Exception:
         eq = None
     if eq is None or eq.shape != classes.shape or eq.dtype != bool:
-        eq = np.fromiter((bool(c == value) for c in classes), dtype=bool, count=len(classes))
+        eq = np.fromiter((bool(c == anchor_label) for c in classes), dtype=bool,
+                         count=len(classes))
     hits = np.flatnonzero(eq)
-    return int(hits[0]) if len(hits) else -1
+    if not len(hits):
+        raise ValueError(
+            f"anchor_label={anchor_label!r} is not one of the labels "
+            f"(there are {len(classes)} distinct labels)."
+        )
+    return int(hits[0])
 
 
 class _Grouping:
@@ -762,14 +773,7 @@ def sample_pairs(labels, n_positive, n_negative, *, balanced=False, unique=False
     n_threads = effective_n_threads(n_jobs)
     seed = _seed_from(random_state)
 
-    anchor = None
-    if anchor_label is not None:
-        anchor = _find_label(classes, anchor_label)
-        if anchor < 0:
-            raise ValueError(
-                f"anchor_label={anchor_label!r} is not one of the labels "
-                f"(there are {len(classes)} distinct labels)."
-            )
+    anchor = _anchor_index(classes, anchor_label)
 
     grouping = _Grouping(inv, counts, classes)
     balanced = bool(balanced)
@@ -829,14 +833,7 @@ class LabelPairStream:
         self.grouping = _Grouping(inv, counts, classes)
         self.balanced = bool(balanced)
         self.n_threads = effective_n_threads(n_jobs)
-        anchor = None
-        if anchor_label is not None:
-            anchor = _find_label(classes, anchor_label)
-            if anchor < 0:
-                raise ValueError(
-                    f"anchor_label={anchor_label!r} is not one of the labels "
-                    f"(there are {len(classes)} distinct labels)."
-                )
+        anchor = _anchor_index(classes, anchor_label)
         self._cum_positive = _cumulative(
             _positive_weights(self.grouping, anchor, self.balanced, 1))
         self._cum_negative = _cumulative(

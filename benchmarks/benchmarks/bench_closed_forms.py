@@ -12,9 +12,8 @@ When the learners cannot be imported (not built yet), ``setup`` raises
 """
 import numpy as np
 
-SEED = 20240613
-DTYPES = ["float32", "float64"]
-N_JOBS = [1, 2]
+from ._shared import DTYPES, N_JOBS, SEED, classification, require
+
 
 # n points, d features.
 SIZES = {
@@ -34,24 +33,6 @@ else:
     _IMPORT_ERROR = None
 
 
-def _require():
-    if _IMPORT_ERROR is not None:
-        raise NotImplementedError(
-            f"fastmetric's closed-form learners are not available in this build: {_IMPORT_ERROR}"
-        )
-
-
-def _data(size, dtype):
-    from sklearn.datasets import make_classification
-
-    n, d = SIZES[size]
-    X, y = make_classification(
-        n_samples=n, n_features=d, n_informative=d // 4, n_redundant=d // 4, n_classes=10,
-        n_clusters_per_class=2, random_state=SEED,
-    )
-    return np.ascontiguousarray(X, dtype=dtype), y
-
-
 class _FitSuite:
     params = [list(SIZES), DTYPES]
     param_names = ["size", "dtype"]
@@ -63,8 +44,8 @@ class _FitSuite:
         raise NotImplementedError
 
     def setup(self, size, dtype):
-        _require()
-        self.X, self.y = _data(size, dtype)
+        require(_IMPORT_ERROR, "closed-form learners")
+        self.X, self.y = classification(*SIZES[size], dtype, clusters_per_class=2)
 
     def time_fit(self, size, dtype):
         self.make().fit(self.X, self.y)
@@ -104,7 +85,7 @@ class SampleChunks:
     timeout = 120
 
     def setup(self, size, n_jobs):
-        _require()
+        require(_IMPORT_ERROR, "closed-form learners")
         n = int(size.split("=")[1])
         self.labels = np.random.RandomState(SEED).randint(0, 10, n)
         self.n_chunks = n // 10

@@ -16,13 +16,10 @@ quiet 2-core machine.  ``peakmem_`` includes the data built in ``setup``.
 When fastmetric's ITML cannot be imported (not built yet), ``setup`` raises
 ``NotImplementedError`` and asv shows the benchmarks as skipped.
 """
-import warnings
-
 import numpy as np
 
-SEED = 20240613
-DTYPES = ["float32", "float64"]
-N_JOBS = [1, 2]
+from ._shared import DTYPES, N_JOBS, SEED, classification, fit_quietly, require
+
 SWEEPS = 100
 
 try:
@@ -36,30 +33,6 @@ else:
     _IMPORT_ERROR = None
 
 
-def _require():
-    if _IMPORT_ERROR is not None:
-        raise NotImplementedError(f"fastmetric ITML is not available in this build: {_IMPORT_ERROR}")
-
-
-def _data(n, d, dtype, n_classes=10):
-    """Standardised points with ``n_classes`` classes, a quarter of the features informative."""
-    from sklearn.datasets import make_classification
-
-    X, y = make_classification(
-        n_samples=n, n_features=d, n_informative=max(2, d // 4), n_redundant=d // 4,
-        n_classes=n_classes, n_clusters_per_class=1, random_state=SEED,
-    )
-    X = (X - X.mean(0)) / X.std(0)
-    return np.ascontiguousarray(X, dtype=dtype), y
-
-
-def _fit_quietly(estimator, *args):
-    # tol=0 always ends at max_iter, which warns; the warning is expected here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimator.fit(*args)
-
-
 class ITMLSupervisedFit:
     """``ITML_Supervised().fit(X, y)``: 1257 x 64 points, 10 classes, 2000 + 2000 pairs."""
 
@@ -70,18 +43,18 @@ class ITMLSupervisedFit:
     timeout = 120
 
     def setup(self, dtype, n_jobs):
-        _require()
-        self.X, self.y = _data(1257, 64, dtype)
+        require(_IMPORT_ERROR, "ITML")
+        self.X, self.y = classification(1257, 64, dtype, standardize=True)
         self.n_jobs = n_jobs
 
     def _estimator(self):
         return ITML_Supervised(max_iter=SWEEPS, tol=0.0, random_state=0, n_jobs=self.n_jobs)
 
     def time_fit(self, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.X, self.y)
+        fit_quietly(self._estimator(), self.X, self.y)
 
     def peakmem_fit(self, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.X, self.y)
+        fit_quietly(self._estimator(), self.X, self.y)
 
 
 class ITMLFit:
@@ -94,8 +67,8 @@ class ITMLFit:
     timeout = 120
 
     def setup(self, dtype, n_jobs):
-        _require()
-        self.X, labels = _data(1257, 64, dtype)
+        require(_IMPORT_ERROR, "ITML")
+        self.X, labels = classification(1257, 64, dtype, standardize=True)
         pairs, t = sample_pairs(labels, 2000, 2000, unique=True, random_state=SEED)
         self.pairs = np.ascontiguousarray(pairs)
         self.y = 2 * t.astype(np.int64) - 1
@@ -105,10 +78,10 @@ class ITMLFit:
         return ITML(preprocessor=self.X, max_iter=SWEEPS, tol=0.0, n_jobs=self.n_jobs)
 
     def time_fit(self, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.pairs, self.y)
+        fit_quietly(self._estimator(), self.pairs, self.y)
 
     def peakmem_fit(self, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.pairs, self.y)
+        fit_quietly(self._estimator(), self.pairs, self.y)
 
 
 class ITMLProjections:
@@ -121,8 +94,9 @@ class ITMLProjections:
     timeout = 120
 
     def setup(self, n_features):
-        _require()
-        self.X, labels = _data(2000, n_features, "float64")
+        require(_IMPORT_ERROR, "ITML")
+        self.X, labels = classification(2000, n_features, "float64",
+                                        n_informative=max(2, n_features // 4), standardize=True)
         pairs, t = sample_pairs(labels, 1000, 1000, unique=True, random_state=SEED)
         self.a = np.ascontiguousarray(pairs[:, 0])
         self.b = np.ascontiguousarray(pairs[:, 1])

@@ -18,9 +18,7 @@ import importlib
 
 import numpy as np
 
-SEED = 20240613
-DTYPES = ["float32", "float64"]
-N_JOBS = [1, 2]
+from ._shared import DTYPES, N_JOBS, SEED
 
 
 def _load(module, name):

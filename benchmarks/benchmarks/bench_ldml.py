@@ -21,13 +21,10 @@ When the learners or their kernels cannot be imported (not built yet),
 ``setup`` raises ``NotImplementedError`` and asv shows the benchmarks as
 skipped.
 """
-import warnings
-
 import numpy as np
 
-SEED = 20240613
-DTYPES = ["float32", "float64"]
-N_JOBS = [1, 2]
+from ._shared import DTYPES, N_JOBS, SEED, classification, fit_quietly, require
+
 MAX_ITER = 30
 
 # n points, d features (= rows of L), P pairs (half similar).
@@ -46,30 +43,6 @@ else:
     _IMPORT_ERROR = None
 
 
-def _require():
-    if _IMPORT_ERROR is not None:
-        raise NotImplementedError(f"fastmetric LDML is not available in this build: {_IMPORT_ERROR}")
-
-
-def _data(size, dtype):
-    """Points and class labels: 10 classes, a quarter of the features informative."""
-    from sklearn.datasets import make_classification
-
-    n, d, _ = SIZES[size]
-    X, y = make_classification(
-        n_samples=n, n_features=d, n_informative=d // 4, n_redundant=d // 4, n_classes=10,
-        n_clusters_per_class=1, random_state=SEED,
-    )
-    return np.ascontiguousarray(X, dtype=dtype), y
-
-
-def _fit_quietly(estimator, *args):
-    # tol=0 always ends at max_iter, which warns; the warning is expected here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimator.fit(*args)
-
-
 class LDMLSupervisedFit:
     """``LDML_Supervised(solver='lbfgs').fit(X, y)``: pair sampling, init, L-BFGS."""
 
@@ -80,8 +53,8 @@ class LDMLSupervisedFit:
     timeout = 180
 
     def setup(self, size, dtype, n_jobs):
-        _require()
-        self.X, self.y = _data(size, dtype)
+        require(_IMPORT_ERROR, "LDML")
+        self.X, self.y = classification(*SIZES[size][:2], dtype)
         self.n_pairs = SIZES[size][2]
         self.n_jobs = n_jobs
 
@@ -90,10 +63,10 @@ class LDMLSupervisedFit:
                                random_state=0, n_jobs=self.n_jobs)
 
     def time_fit(self, size, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.X, self.y)
+        fit_quietly(self._estimator(), self.X, self.y)
 
     def peakmem_fit(self, size, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.X, self.y)
+        fit_quietly(self._estimator(), self.X, self.y)
 
 
 class LDMLFit:
@@ -110,8 +83,8 @@ class LDMLFit:
     timeout = 180
 
     def setup(self, size, dtype, n_jobs):
-        _require()
-        self.X, labels = _data(size, dtype)
+        require(_IMPORT_ERROR, "LDML")
+        self.X, labels = classification(*SIZES[size][:2], dtype)
         n_pairs = SIZES[size][2]
         pairs, t = sample_pairs(labels, n_pairs // 2, n_pairs - n_pairs // 2, random_state=SEED)
         self.pairs = np.ascontiguousarray(pairs)
@@ -123,7 +96,7 @@ class LDMLFit:
                     random_state=0, n_jobs=self.n_jobs)
 
     def time_fit(self, size, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.pairs, self.targets)
+        fit_quietly(self._estimator(), self.pairs, self.targets)
 
     def peakmem_fit(self, size, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.pairs, self.targets)
+        fit_quietly(self._estimator(), self.pairs, self.targets)

@@ -19,11 +19,10 @@ The full-size comparison against metric-learn is
 (extension not built), ``setup`` raises ``NotImplementedError`` and asv
 shows the benchmarks as skipped.
 """
-import warnings
-
 import numpy as np
 
-SEED = 20240613
+from ._shared import classification, digits_train, fit_quietly, require
+
 MAX_ITER = 20
 SIZES = {"n=2000,d=32": (2_000, 32), "n=10000,d=64": (10_000, 64)}
 
@@ -36,39 +35,6 @@ else:
     _IMPORT_ERROR = None
 
 
-def _require():
-    if _IMPORT_ERROR is not None:
-        raise NotImplementedError(
-            f"fastmetric LMNN is not available in this build: {_IMPORT_ERROR}")
-
-
-def _synthetic(size, dtype):
-    from sklearn.datasets import make_classification
-    from sklearn.preprocessing import StandardScaler
-
-    n, d = SIZES[size]
-    X, y = make_classification(n_samples=n, n_features=d, n_informative=d // 4,
-                               n_redundant=d // 4, n_classes=10, n_clusters_per_class=1,
-                               random_state=SEED)
-    return np.ascontiguousarray(StandardScaler().fit_transform(X), dtype=dtype), y
-
-
-def _digits():
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
-    X, y = load_digits(return_X_y=True)
-    Xtr, _, ytr, _ = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
-    return StandardScaler().fit_transform(Xtr), ytr
-
-
-def _fit_quietly(estimator, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # max_iter reached is expected here
-        return estimator.fit(X, y)
-
-
 class LMNNDigits:
     """Default ``LMNN(n_neighbors=3)`` on standardised digits."""
 
@@ -79,17 +45,17 @@ class LMNNDigits:
     timeout = 120
 
     def setup(self, n_jobs):
-        _require()
-        self.X, self.y = _digits()
+        require(_IMPORT_ERROR, "LMNN")
+        self.X, self.y = digits_train()
 
     def time_fit(self, n_jobs):
-        _fit_quietly(LMNN(n_neighbors=3, n_jobs=n_jobs), self.X, self.y)
+        fit_quietly(LMNN(n_neighbors=3, n_jobs=n_jobs), self.X, self.y)
 
     def track_n_evaluations(self, n_jobs):
-        return _fit_quietly(LMNN(n_neighbors=3, n_jobs=n_jobs), self.X, self.y).n_evaluations_
+        return fit_quietly(LMNN(n_neighbors=3, n_jobs=n_jobs), self.X, self.y).n_evaluations_
 
     def track_n_searches(self, n_jobs):
-        return _fit_quietly(LMNN(n_neighbors=3, n_jobs=n_jobs), self.X, self.y).n_searches_
+        return fit_quietly(LMNN(n_neighbors=3, n_jobs=n_jobs), self.X, self.y).n_searches_
 
 
 class LMNNFit:
@@ -102,17 +68,17 @@ class LMNNFit:
     timeout = 300
 
     def setup(self, size, dtype, n_jobs):
-        _require()
-        self.X, self.y = _synthetic(size, dtype)
+        require(_IMPORT_ERROR, "LMNN")
+        self.X, self.y = classification(*SIZES[size], dtype, standardize=True)
 
     def _estimator(self, n_jobs):
         return LMNN(max_iter=MAX_ITER, min_iter=MAX_ITER, convergence_tol=0.0, n_jobs=n_jobs)
 
     def time_fit(self, size, dtype, n_jobs):
-        _fit_quietly(self._estimator(n_jobs), self.X, self.y)
+        fit_quietly(self._estimator(n_jobs), self.X, self.y)
 
     def peakmem_fit(self, size, dtype, n_jobs):
-        _fit_quietly(self._estimator(n_jobs), self.X, self.y)
+        fit_quietly(self._estimator(n_jobs), self.X, self.y)
 
 
 class LMNNKernels:
@@ -125,8 +91,8 @@ class LMNNKernels:
     timeout = 120
 
     def setup(self, size, n_threads):
-        _require()
-        X, y = _synthetic(size, "float64")
+        require(_IMPORT_ERROR, "LMNN")
+        X, y = classification(*SIZES[size], "float64", standardize=True)
         order, class_ptr = _sort_by_class(y, 10)
         Xs = np.ascontiguousarray(X[order])
         targets, n_t = find_target_neighbors(Xs, y[order], 3)

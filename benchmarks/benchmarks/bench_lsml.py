@@ -19,13 +19,10 @@ fixed seed (10 classes).  Each benchmark takes well under 5 s.
 When the learners or their kernels cannot be imported (not built yet),
 ``setup`` raises ``NotImplementedError`` and asv shows them as skipped.
 """
-import warnings
-
 import numpy as np
 
-SEED = 20240613
-DTYPES = ["float32", "float64"]
-N_JOBS = [1, 2]
+from ._shared import DTYPES, N_JOBS, SEED, classification, fit_quietly, require
+
 MAX_ITER = 30
 
 # n points, d features, number of quadruplets.
@@ -46,33 +43,9 @@ else:
     _IMPORT_ERROR = None
 
 
-def _require():
-    if _IMPORT_ERROR is not None:
-        raise NotImplementedError(
-            f"fastmetric LSML is not available in this build: {_IMPORT_ERROR}")
-
-
-def _data(size, dtype):
-    from sklearn.datasets import make_classification
-
-    n, d, _ = SIZES[size]
-    X, y = make_classification(
-        n_samples=n, n_features=d, n_informative=d // 4, n_redundant=d // 4, n_classes=10,
-        n_clusters_per_class=1, random_state=SEED,
-    )
-    return np.ascontiguousarray(X, dtype=dtype), y
-
-
 def _quadruplets(labels, n_q):
     pairs, _ = sample_pairs(labels, n_q, n_q, random_state=SEED)
     return np.ascontiguousarray(np.hstack((pairs[:n_q], pairs[n_q:])))
-
-
-def _fit_quietly(estimator, *args):
-    # tol=0 ends at max_iter, which warns; expected here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimator.fit(*args)
 
 
 class LSMLSupervisedFit:
@@ -85,8 +58,8 @@ class LSMLSupervisedFit:
     timeout = 120
 
     def setup(self, size, dtype, n_jobs):
-        _require()
-        self.X, self.y = _data(size, dtype)
+        require(_IMPORT_ERROR, "LSML")
+        self.X, self.y = classification(*SIZES[size][:2], dtype)
         self.n_q = SIZES[size][2]
         self.n_jobs = n_jobs
 
@@ -95,10 +68,10 @@ class LSMLSupervisedFit:
                                random_state=0, n_jobs=self.n_jobs)
 
     def time_fit(self, size, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.X, self.y)
+        fit_quietly(self._estimator(), self.X, self.y)
 
     def peakmem_fit(self, size, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.X, self.y)
+        fit_quietly(self._estimator(), self.X, self.y)
 
 
 class LSMLFit:
@@ -111,8 +84,8 @@ class LSMLFit:
     timeout = 120
 
     def setup(self, size, prior, n_jobs):
-        _require()
-        self.X, labels = _data(size, "float64")
+        require(_IMPORT_ERROR, "LSML")
+        self.X, labels = classification(*SIZES[size][:2], "float64")
         self.quads = _quadruplets(labels, SIZES[size][2])
         self.prior = prior
         self.n_jobs = n_jobs
@@ -122,10 +95,10 @@ class LSMLFit:
                     n_jobs=self.n_jobs)
 
     def time_fit(self, size, prior, n_jobs):
-        _fit_quietly(self._estimator(), self.quads)
+        fit_quietly(self._estimator(), self.quads)
 
     def peakmem_fit(self, size, prior, n_jobs):
-        _fit_quietly(self._estimator(), self.quads)
+        fit_quietly(self._estimator(), self.quads)
 
 
 class QuadraticForms:
@@ -136,8 +109,8 @@ class QuadraticForms:
     repeat = (3, 10, 10.0)
 
     def setup(self, size, dtype, n_jobs):
-        _require()
-        self.X, labels = _data(size, dtype)
+        require(_IMPORT_ERROR, "LSML")
+        self.X, labels = classification(*SIZES[size][:2], dtype)
         quads = _quadruplets(labels, SIZES[size][2])
         self.a = np.ascontiguousarray(np.r_[quads[:, 0], quads[:, 2]])
         self.b = np.ascontiguousarray(np.r_[quads[:, 1], quads[:, 3]])
@@ -160,11 +133,11 @@ class QuadrupletsPredict:
     repeat = (3, 10, 10.0)
 
     def setup(self, n_jobs):
-        _require()
-        X, labels = _data("n=10000,d=32,Q=50000", "float64")
+        require(_IMPORT_ERROR, "LSML")
+        X, labels = classification(*SIZES["n=10000,d=32,Q=50000"][:2], "float64")
         fit_quads = _quadruplets(labels, 2_000)
         est = LSML(preprocessor=X, max_iter=5, n_jobs=n_jobs)
-        _fit_quietly(est, fit_quads)
+        fit_quietly(est, fit_quads)
         self.est = est
         self.quads = _quadruplets(labels, 200_000)
 

@@ -17,9 +17,8 @@ import warnings
 
 import numpy as np
 
-SEED = 20240613
-DTYPES = ["float32", "float64"]
-N_JOBS = [1, 2]
+from ._shared import DTYPES, N_JOBS, SEED, classification, require
+
 
 try:
     from fastmetric._mmc import MMC_Supervised
@@ -32,21 +31,6 @@ else:
     _IMPORT_ERROR = None
 
 
-def _require():
-    if _IMPORT_ERROR is not None:
-        raise NotImplementedError(f"fastmetric MMC/SDML is not available: {_IMPORT_ERROR}")
-
-
-def _data(n, d, dtype):
-    from sklearn.datasets import make_classification
-
-    X, y = make_classification(
-        n_samples=n, n_features=d, n_informative=d // 4, n_redundant=d // 4, n_classes=10,
-        n_clusters_per_class=1, random_state=SEED,
-    )
-    return np.ascontiguousarray(X, dtype=dtype), y
-
-
 class PairScatter:
     """``weighted_pair_scatter(X, a, b, w)`` on n=20000 points, d=64."""
 
@@ -56,9 +40,9 @@ class PairScatter:
     repeat = (3, 10, 20.0)
 
     def setup(self, pairs, dtype, n_jobs):
-        _require()
+        require(_IMPORT_ERROR, "MMC/SDML")
         rng = np.random.RandomState(SEED)
-        self.X, _ = _data(20_000, 64, dtype)
+        self.X, _ = classification(20_000, 64, dtype)
         P = 400_000 if pairs.startswith("many") else 2_000
         self.a = rng.randint(0, 20_000, P)
         self.b = rng.randint(0, 20_000, P)
@@ -81,8 +65,8 @@ class MMCSupervisedFit:
     timeout = 120
 
     def setup(self, solver, dtype, n_jobs):
-        _require()
-        self.X, self.y = _data(2_000, 64, dtype)
+        require(_IMPORT_ERROR, "MMC/SDML")
+        self.X, self.y = classification(2_000, 64, dtype)
 
     def _fit(self, solver, n_jobs):
         est = MMC_Supervised(max_iter=30, tol=0.0, diagonal=(solver == "diagonal"),
@@ -108,8 +92,8 @@ class SDMLSupervisedFit:
     timeout = 120
 
     def setup(self, dtype, n_jobs):
-        _require()
-        self.X, self.y = _data(2_000, 64, dtype)
+        require(_IMPORT_ERROR, "MMC/SDML")
+        self.X, self.y = classification(2_000, 64, dtype)
 
     def _fit(self, n_jobs):
         with warnings.catch_warnings():

@@ -22,13 +22,10 @@ When the learners or their kernel cannot be imported (not built yet),
 ``setup`` raises ``NotImplementedError`` and asv shows the benchmarks as
 skipped.
 """
-import warnings
-
 import numpy as np
 
-SEED = 20240613
-DTYPES = ["float32", "float64"]
-N_JOBS = [1, 2]
+from ._shared import DTYPES, N_JOBS, classification, fit_quietly, require
+
 MAX_ITER = 10
 DATASETS = ["digits", "synthetic 4000x32"]
 
@@ -43,34 +40,15 @@ else:
     _IMPORT_ERROR = None
 
 
-def _require():
-    if _IMPORT_ERROR is not None:
-        raise NotImplementedError(
-            f"fastmetric NCA/MLKR are not available in this build: {_IMPORT_ERROR}")
-
-
 def _data(name, dtype):
-    """Standardised points and class labels."""
+    """Standardised points and class labels: all of digits, or synthetic."""
+    if name != "digits":
+        return classification(4000, 32, dtype, standardize=True)
+    from sklearn.datasets import load_digits
     from sklearn.preprocessing import StandardScaler
 
-    if name == "digits":
-        from sklearn.datasets import load_digits
-
-        X, y = load_digits(return_X_y=True)
-    else:
-        from sklearn.datasets import make_classification
-
-        X, y = make_classification(n_samples=4000, n_features=32, n_informative=8,
-                                   n_redundant=8, n_classes=10, n_clusters_per_class=1,
-                                   random_state=SEED)
+    X, y = load_digits(return_X_y=True)
     return np.ascontiguousarray(StandardScaler().fit_transform(X), dtype=dtype), y
-
-
-def _fit_quietly(estimator, X, y):
-    # tol=0 always ends at max_iter, which warns; the warning is expected here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimator.fit(X, y)
 
 
 class NCAFit:
@@ -83,7 +61,7 @@ class NCAFit:
     timeout = 180
 
     def setup(self, data, dtype, n_jobs):
-        _require()
+        require(_IMPORT_ERROR, "NCA/MLKR")
         self.X, self.y = _data(data, dtype)
         self.n_jobs = n_jobs
 
@@ -91,10 +69,10 @@ class NCAFit:
         return NCA(max_iter=MAX_ITER, tol=0.0, random_state=0, n_jobs=self.n_jobs)
 
     def time_fit(self, data, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.X, self.y)
+        fit_quietly(self._estimator(), self.X, self.y)
 
     def peakmem_fit(self, data, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.X, self.y)
+        fit_quietly(self._estimator(), self.X, self.y)
 
 
 class MLKRFit:
@@ -107,7 +85,7 @@ class MLKRFit:
     timeout = 180
 
     def setup(self, data, dtype, n_jobs):
-        _require()
+        require(_IMPORT_ERROR, "NCA/MLKR")
         self.X, y = _data(data, dtype)
         self.y = y.astype(np.float64)
         self.n_jobs = n_jobs
@@ -116,10 +94,10 @@ class MLKRFit:
         return MLKR(max_iter=MAX_ITER, tol=0.0, random_state=0, n_jobs=self.n_jobs)
 
     def time_fit(self, data, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.X, self.y)
+        fit_quietly(self._estimator(), self.X, self.y)
 
     def peakmem_fit(self, data, dtype, n_jobs):
-        _fit_quietly(self._estimator(), self.X, self.y)
+        fit_quietly(self._estimator(), self.X, self.y)
 
 
 class SoftmaxNeighborsEval:
@@ -137,7 +115,7 @@ class SoftmaxNeighborsEval:
     timeout = 120
 
     def setup(self, window, dtype, n_jobs):
-        _require()
+        require(_IMPORT_ERROR, "NCA/MLKR")
         X, y = _data("synthetic 4000x32", dtype)
         self.problem = SoftmaxNeighborsProblem(X, labels=y)
         self.L = np.eye(X.shape[1]) * (2.0 if window == "narrow" else 0.3)

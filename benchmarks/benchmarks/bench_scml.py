@@ -17,13 +17,10 @@ early stopping).  When fastmetric's SCML cannot be imported (extension not
 built), ``setup`` raises ``NotImplementedError`` and asv shows the
 benchmarks as skipped.
 """
-import warnings
-
 import numpy as np
 
-SEED = 20240613
-DTYPES = ["float32", "float64"]
-N_JOBS = [1, 2]
+from ._shared import DTYPES, N_JOBS, SEED, classification, digits_train, fit_quietly, require
+
 
 try:
     from fastmetric._scml import SCML_Supervised, _lda_basis, generate_knn_triplets
@@ -33,39 +30,6 @@ except ImportError as exc:  # the extension is not built
     _IMPORT_ERROR = str(exc)
 else:
     _IMPORT_ERROR = None
-
-
-def _require():
-    if _IMPORT_ERROR is not None:
-        raise NotImplementedError(
-            f"fastmetric SCML is not available in this build: {_IMPORT_ERROR}")
-
-
-def _digits(dtype="float64"):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
-    X, y = load_digits(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
-    Xtr, _, ytr, _ = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
-    return np.ascontiguousarray(Xtr, dtype=dtype), ytr
-
-
-def _synthetic(dtype):
-    from sklearn.datasets import make_classification
-    from sklearn.preprocessing import StandardScaler
-
-    X, y = make_classification(n_samples=3000, n_features=32, n_informative=8,
-                               n_redundant=8, n_classes=10, n_clusters_per_class=1,
-                               random_state=SEED)
-    return np.ascontiguousarray(StandardScaler().fit_transform(X), dtype=dtype), y
-
-
-def _fit_quietly(estimator, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimator.fit(X, y)
 
 
 class SCMLDigits:
@@ -78,14 +42,14 @@ class SCMLDigits:
     timeout = 120
 
     def setup(self, n_jobs):
-        _require()
-        self.X, self.y = _digits()
+        require(_IMPORT_ERROR, "SCML")
+        self.X, self.y = digits_train()
 
     def time_fit(self, n_jobs):
-        _fit_quietly(SCML_Supervised(random_state=0, n_jobs=n_jobs), self.X, self.y)
+        fit_quietly(SCML_Supervised(random_state=0, n_jobs=n_jobs), self.X, self.y)
 
     def peakmem_fit(self, n_jobs):
-        _fit_quietly(SCML_Supervised(random_state=0, n_jobs=n_jobs), self.X, self.y)
+        fit_quietly(SCML_Supervised(random_state=0, n_jobs=n_jobs), self.X, self.y)
 
 
 class SCMLSupervisedFit:
@@ -98,17 +62,17 @@ class SCMLSupervisedFit:
     timeout = 120
 
     def setup(self, dtype, n_jobs):
-        _require()
-        self.X, self.y = _synthetic(dtype)
+        require(_IMPORT_ERROR, "SCML")
+        self.X, self.y = classification(3000, 32, dtype, standardize=True)
 
     def _estimator(self, n_jobs):
         return SCML_Supervised(max_iter=3000, random_state=0, n_jobs=n_jobs)
 
     def time_fit(self, dtype, n_jobs):
-        _fit_quietly(self._estimator(n_jobs), self.X, self.y)
+        fit_quietly(self._estimator(n_jobs), self.X, self.y)
 
     def peakmem_fit(self, dtype, n_jobs):
-        _fit_quietly(self._estimator(n_jobs), self.X, self.y)
+        fit_quietly(self._estimator(n_jobs), self.X, self.y)
 
 
 class SCMLKernels:
@@ -120,8 +84,8 @@ class SCMLKernels:
     repeat = (3, 10, 10.0)
 
     def setup(self, dtype, n_jobs):
-        _require()
-        self.X, self.y = _digits(dtype)
+        require(_IMPORT_ERROR, "SCML")
+        self.X, self.y = digits_train(dtype)
         self.triplets = generate_knn_triplets(self.X, self.y, 3, 10)
         basis = _lda_basis(self.X, self.y, np.bincount(self.y), 1280,
                            np.random.RandomState(SEED))

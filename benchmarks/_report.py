@@ -41,3 +41,41 @@ def print_rows(head, body, markdown):
     print("  ".join("-" * w for w in widths))
     for line in body:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
+
+
+def print_environment(threads):
+    """The lines every comparison prints first.
+
+    fastmetric (where it was imported from, OpenMP, the threads ``n_jobs=threads``
+    gives), the versions, the BLAS thread pools under the limit the numpy and
+    peer baselines run with, the OpenBLAS/OpenMP variables and the load.
+    """
+    import platform
+
+    import numpy as np
+    import scipy
+    import sklearn
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import fastmetric
+    from fastmetric._openmp_helpers import openmp_enabled, openmp_max_threads
+    from fastmetric._threads import effective_n_threads
+
+    print(f"fastmetric {fastmetric.__version__} from {os.path.dirname(fastmetric.__file__)}")
+    print(f"  OpenMP: {'enabled' if openmp_enabled() else 'DISABLED'}, "
+          f"omp_get_max_threads() = {openmp_max_threads()}, "
+          f"n_jobs={threads} -> {effective_n_threads(threads)} thread(s)")
+    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+          f"scikit-learn {sklearn.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"BLAS thread pools under the baselines' limit ({threads}):")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for d in threadpool_info():
+            print(f"  {d['user_api']:<7} {d['internal_api']:<10} num_threads={d['num_threads']:<3} "
+                  f"version={d.get('version')} arch={d.get('architecture', '-')} "
+                  f"{os.path.basename(d['filepath'])}")
+    for var in OPENBLAS_VARS + ("OMP_NUM_THREADS",):
+        print(f"  {var}={os.environ.get(var, '<unset>')}")
+    if any(os.environ.get(v) for v in OPENBLAS_VARS):
+        print("  warning: OPENBLAS_* variables are set; unset them for representative timings")
+    if hasattr(os, "getloadavg"):
+        print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))

@@ -46,7 +46,8 @@ import warnings
 
 import numpy as np
 
-from _report import OPENBLAS_VARS, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import print_environment as report_environment  # noqa: E402
 
 LEARNERS = ("ITML_Supervised", "MMC_Supervised", "SDML_Supervised", "LSML_Supervised",
             "SCML_Supervised", "RCA_Supervised", "LFDA", "Covariance")
@@ -216,14 +217,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    import fastmetric
-
     args = parse_args(argv)
-    print(f"fastmetric {fastmetric.__version__}, n_jobs={args.threads}; numpy {np.__version__}")
-    for var in OPENBLAS_VARS:
-        print(f"  {var}={os.environ.get(var, '<unset>')}")
-    if hasattr(os, "getloadavg"):
-        print("load average before: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    report_environment(args.threads)
     std, raw = digits_split(True), digits_split(False)
     euclid = knn_accuracy(std[0], std[2], std[1], std[3])
     failed, body, notes = False, [], []

@@ -41,20 +41,18 @@ import gc
 import importlib
 import importlib.util
 import os
-import platform
 import resource
 import statistics
 import sys
 import time
 
 import numpy as np
-import scipy
 from scipy.special import expit
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import print_environment as report_environment  # noqa: E402
 
-import fastmetric  # noqa: E402
 
 
 FULL = dict(n=200_000, d=64, k=64, pairs=1_000_000, clusters=100, pw_n=20_000, pw_m=2_000, repeat=5)
@@ -399,31 +397,12 @@ def print_table(rows, args, markdown):
 
 
 def print_environment(args, cfg):
-    print(f"fastmetric {fastmetric.__version__} from {os.path.dirname(fastmetric.__file__)}")
-    try:
-        from fastmetric._openmp_helpers import openmp_enabled, openmp_max_threads
-
-        print(f"  OpenMP: {'enabled' if openmp_enabled() else 'DISABLED'}, "
-              f"omp_get_max_threads() = {openmp_max_threads()}")
-    except ImportError as exc:
-        print(f"  OpenMP helpers unavailable: {exc}")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"{platform.machine()}, {os.cpu_count()} CPUs")
+    report_environment(args.threads)
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         print(f"numpy BLAS: {blas.get('name')} {blas.get('version')}")
     except Exception as exc:  # show_config layout differs across numpy versions
         print(f"numpy BLAS: unknown ({exc})")
-    print(f"thread pools in force while timing (BLAS limited to {args.threads}):")
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        for d in threadpool_info():
-            print(f"  {d['user_api']:<7} {d['internal_api']:<10} num_threads={d['num_threads']:<3} "
-                  f"version={d.get('version')} arch={d.get('architecture', '-')} "
-                  f"{os.path.basename(d['filepath'])}")
-    for var in OPENBLAS_VARS + ("OMP_NUM_THREADS",):
-        print(f"  {var}={os.environ.get(var, '<unset>')}")
-    if hasattr(os, "getloadavg"):
-        print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"sizes: n={args.n:,} d={args.d} k={args.k} pairs={args.pairs:,} clusters={args.clusters} "
           f"pairwise={args.pw_n:,}x{args.pw_m:,} dtype={args.dtype.name} threads={args.threads} "
           f"repeat={cfg['repeat']} (median after 2 warm-ups){'  [--quick]' if args.quick else ''}")

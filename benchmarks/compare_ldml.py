@@ -59,7 +59,6 @@ import argparse
 import contextlib
 import gc
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -70,11 +69,11 @@ import numpy as np
 import scipy
 import scipy.optimize
 from scipy.special import expit
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import print_environment as report_environment  # noqa: E402
 
-import fastmetric  # noqa: E402
 import fastmetric._ldml as _ldml_module  # noqa: E402
 from fastmetric._base import evenly_spaced, initialize_components  # noqa: E402
 from fastmetric._ldml import (  # noqa: E402
@@ -279,27 +278,7 @@ def print_table(summary, args, markdown):
 
 
 def print_environment(args):
-    print(f"fastmetric {fastmetric.__version__} from {os.path.dirname(fastmetric.__file__)}")
-    try:
-        from fastmetric._openmp_helpers import openmp_enabled, openmp_max_threads
-
-        print(f"  OpenMP: {'enabled' if openmp_enabled() else 'DISABLED'}, "
-              f"omp_get_max_threads() = {openmp_max_threads()}, "
-              f"n_jobs={args.threads} -> {effective_n_threads(args.threads)} thread(s)")
-    except ImportError as exc:
-        print(f"  OpenMP helpers unavailable: {exc}")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"{platform.machine()}, {os.cpu_count()} CPUs")
-    print(f"BLAS thread pools while the numpy baseline runs (limited to {args.threads}):")
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        for d in threadpool_info():
-            print(f"  {d['user_api']:<7} {d['internal_api']:<10} num_threads={d['num_threads']:<3} "
-                  f"version={d.get('version')} arch={d.get('architecture', '-')} "
-                  f"{os.path.basename(d['filepath'])}")
-    for var in OPENBLAS_VARS + ("OMP_NUM_THREADS",):
-        print(f"  {var}={os.environ.get(var, '<unset>')}")
-    if hasattr(os, "getloadavg"):
-        print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    report_environment(args.threads)
     print(f"problem: n={args.n:,} d={args.d} classes={args.classes} pairs={args.pairs:,} "
           f"dtype={args.dtype.name} threads={args.threads} alpha={args.alpha:g} "
           f"fastmetric max_iter={args.max_iter} tol={args.tol:g}; "

@@ -43,7 +43,6 @@ average is printed before and after.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -53,7 +52,8 @@ import warnings
 
 import numpy as np
 
-from _report import OPENBLAS_VARS, ROOT, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import ROOT, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import print_environment as report_environment  # noqa: E402
 
 
 # Run by the peer interpreter: argv[1] is the directory with the .npy files.
@@ -196,20 +196,7 @@ def run_large(args):
 
 
 def print_environment(args):
-    import scipy
-    import sklearn
-
-    import fastmetric
-    from fastmetric._threads import effective_n_threads
-
-    print(f"fastmetric {fastmetric.__version__} from {os.path.dirname(fastmetric.__file__)}; "
-          f"n_jobs={args.threads} -> {effective_n_threads(args.threads)} OpenMP thread(s)")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"scikit-learn {sklearn.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")
-    for var in OPENBLAS_VARS + ("OMP_NUM_THREADS",):
-        print(f"  {var}={os.environ.get(var, '<unset>')}")
-    if any(os.environ.get(v) for v in OPENBLAS_VARS):
-        print("  warning: OPENBLAS_* variables are set; unset them for representative timings")
+    report_environment(args.threads)
 
 
 def parse_args(argv=None):

@@ -44,7 +44,6 @@ missed).
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -55,13 +54,12 @@ import time
 import warnings
 
 import numpy as np
-import scipy
 from scipy.special import logsumexp
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import print_environment as report_environment  # noqa: E402
 
-import fastmetric  # noqa: E402
 from fastmetric._base import initialize_components  # noqa: E402
 from fastmetric._mlkr import MLKR  # noqa: E402
 from fastmetric._nca import NCA  # noqa: E402
@@ -272,24 +270,7 @@ def run_large(args):
 # reporting
 # --------------------------------------------------------------------------
 def print_environment(args):
-    import sklearn
-
-    print(f"fastmetric {fastmetric.__version__} from {os.path.dirname(fastmetric.__file__)}")
-    from fastmetric._openmp_helpers import openmp_enabled, openmp_max_threads
-
-    print(f"  OpenMP: {'enabled' if openmp_enabled() else 'DISABLED'}, omp_get_max_threads() = "
-          f"{openmp_max_threads()}, n_jobs={args.threads} -> "
-          f"{effective_n_threads(args.threads)} thread(s)")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"scikit-learn {sklearn.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        for d in threadpool_info():
-            print(f"  {d['user_api']:<7} {d['internal_api']:<10} num_threads={d['num_threads']:<3}"
-                  f" arch={d.get('architecture', '-')} {os.path.basename(d['filepath'])}")
-    for var in OPENBLAS_VARS + ("OMP_NUM_THREADS",):
-        print(f"  {var}={os.environ.get(var, '<unset>')}")
-    if hasattr(os, "getloadavg"):
-        print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    report_environment(args.threads)
     print(f"settings: threads={args.threads} (fastmetric n_jobs, BLAS limit of the peers), "
           f"NCA max_iter={args.max_iter}, MLKR max_iter={args.mlkr_max_iter}, tol={args.tol:g}, "
           f"repeat={args.repeat} (median)")

@@ -514,9 +514,10 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
     array([[ 0., 36.],
            [36.,  0.]])
     """
-    X = check_points(X, "X")
+    # NaN/inf in X and Y are found while the GEMM maps them (check_finite).
+    X = check_points(X, "X", allow_nan=True)
     if Y is not None:
-        Y = check_points(Y, "Y")
+        Y = check_points(Y, "Y", allow_nan=True)
         if Y.shape[1] != X.shape[1]:
             raise ValueError(
                 f"X and Y must have the same number of features; got X with "
@@ -531,8 +532,9 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
     n_threads = threads_for_work(effective_n_threads(n_jobs),
                                  X.shape[0] * (n_rows_y + L.shape[0]), 1 << 16)
     with single_threaded_blas():
-        XL = _transform(X, L, chunk_size, n_threads)
-        YL = XL if Y is None else _transform(Y, L, chunk_size, n_threads)
+        XL = _transform(X, L, chunk_size, n_threads, check_finite=True)
+        YL = XL if Y is None else _transform(Y, L, chunk_size, n_threads,
+                                             check_finite=True, name="Y")
         # Filled by every thread at once: see _workspace.
         out = empty_aligned((X.shape[0], YL.shape[0]), X.dtype)
         _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)

@@ -150,17 +150,17 @@ def check_index_pairs(pairs, n_samples, name="pairs", allow_empty=False, n_threa
         )
     if arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} is empty: at least one pair is required.")
-    if arr.dtype in (np.int32, np.int64) and arr.flags.c_contiguous:
-        # One parallel pass splits the columns and finds the range.
-        a, b, lo, hi = split_index_pairs(
-            arr, effective_n_threads(None) if n_threads is None else n_threads
-        )
-        if lo < 0 or hi >= n_samples:
-            check_index_range(arr, n_samples, name, ("pair", "column"), "X")
-        return a, b
-    check_index_range(arr, n_samples, name, ("pair", "column"), "X")
-    a = np.ascontiguousarray(arr[:, 0], dtype=np.intp)
-    b = np.ascontiguousarray(arr[:, 1], dtype=np.intp)
+    if not (arr.dtype in (np.int32, np.int64) and arr.flags.c_contiguous):
+        # Other integer types: check the values as given (a large unsigned
+        # index must not wrap around), then convert.
+        check_index_range(arr, n_samples, name, ("pair", "column"), "X")
+        arr = np.ascontiguousarray(arr, dtype=np.intp)
+    # One parallel pass splits the columns and finds the range.
+    a, b, lo, hi = split_index_pairs(
+        arr, effective_n_threads(None) if n_threads is None else n_threads
+    )
+    if lo < 0 or hi >= n_samples:
+        check_index_range(arr, n_samples, name, ("pair", "column"), "X")
     return a, b
 
 

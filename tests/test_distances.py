@@ -230,3 +230,14 @@ def test_paired_sorted_path_for_mapped_rows_beyond_cache(dtype):
     assert_array_equal(one, two)
     assert one[10] == 0 and one[11] == one[12]
     assert_allclose(one, ref, rtol=tolerance(dtype) * 10)
+
+
+@pytest.mark.parametrize("which", ["X", "Y"])
+def test_pairwise_names_the_nonfinite_entry(data, dtype, which):
+    # The values are checked while the rows are mapped; the error names the
+    # array and the first bad entry.
+    X, Y, L = (a.astype(dtype) for a in data)
+    bad = X if which == "X" else Y
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match=rf"{which} contains NaN or infinity \(first at index \(3, 1\)"):
+        mahalanobis_distances(X, Y, components=L)

@@ -75,6 +75,10 @@ cdef enum:
     BATCH = 32
 
 DEF_POINT_CHUNK = 256
+
+# The numpy dtype of IncidentEntry (see _pair_loss.pxd).
+INCIDENT_ENTRY = np.dtype([("other", np.intp), ("code", np.intp),
+                           ("target", np.float64), ("weight", np.float64)])
 # At most this many partial k x d products are kept for the final reduction.
 DEF_MAX_PARTIALS = 128
 
@@ -82,18 +86,23 @@ DEF_MAX_PARTIALS = 128
 cdef void build_endpoint_index(
     const Py_ssize_t[::1] ua,
     const Py_ssize_t[::1] ub,
+    const double[::1] targets,
+    const double[::1] weights,
+    bint has_weights,
     Py_ssize_t[::1] offsets,
-    Py_ssize_t[::1] incident_other,
-    Py_ssize_t[::1] incident_code,
+    IncidentEntry[::1] entries,
     Py_ssize_t[:, ::1] cursor,
     int n_threads,
 ) noexcept nogil:
     """CSR index of the pairs incident to each point (a counting sort).
 
-    For point u, entries ``offsets[u]:offsets[u+1]`` list its incident pairs
-    in increasing pair order: the other end (``incident_other``) and
-    ``2 p + side`` (``incident_code``), side 0 when u is the pair's first end.
-    A pair of a point with itself appears twice in that point's list.
+    For point u, ``entries[offsets[u]:offsets[u+1]]`` list its incident
+    pairs in increasing pair order: the other end, ``2 p + side`` (side 0
+    when u is the pair's first end), the pair's target and its weight (1
+    without weights).  A pair of a point with itself appears twice in that
+    point's list.  The entries are records, not one array per field: the
+    counting sort writes each at a random place, and one record touches one
+    cache line where separate arrays would touch one per field.
 
     ``cursor`` (n_parts x n_points, zero-filled by the caller) splits the
     pairs into n_parts contiguous ranges counted and filled in parallel.
@@ -105,6 +114,7 @@ cdef void build_endpoint_index(
     cdef Py_ssize_t n_parts = cursor.shape[0]
     cdef Py_ssize_t part_size = (n_pairs + n_parts - 1) // n_parts
     cdef Py_ssize_t t, p, u, e, c, running = 0
+    cdef double w = 1.0
     for t in prange(n_parts, schedule='static', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
             cursor[t, ua[p]] += 1
@@ -119,24 +129,26 @@ cdef void build_endpoint_index(
         offsets[u + 1] = running
     for t in prange(n_parts, schedule='static', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
+            if has_weights:
+                w = weights[p]
             e = cursor[t, ua[p]]
             cursor[t, ua[p]] = e + 1
-            incident_other[e] = ub[p]
-            incident_code[e] = 2 * p
+            entries[e].other = ub[p]
+            entries[e].code = 2 * p
+            entries[e].target = targets[p]
+            entries[e].weight = w
             e = cursor[t, ub[p]]
             cursor[t, ub[p]] = e + 1
-            incident_other[e] = ua[p]
-            incident_code[e] = 2 * p + 1
+            entries[e].other = ua[p]
+            entries[e].code = 2 * p + 1
+            entries[e].target = targets[p]
+            entries[e].weight = w
 
 
 cdef inline void _point_chunk(
     const floating[:, ::1] U,
     const Py_ssize_t[::1] offsets,
-    const Py_ssize_t[::1] incident_other,
-    const Py_ssize_t[::1] incident_code,
-    const double[::1] targets,
-    const double[::1] weights,
-    bint has_weights,
+    const IncidentEntry[::1] entries,
     double bias,
     floating *h_rows,
     bint compute_gradient,
@@ -157,7 +169,7 @@ cdef inline void _point_chunk(
     one vectorised call (fm_logit_batch), then the accumulation of H[u].
     ``diff`` holds BATCH x k doubles, ``zbuf`` 4 x BATCH.
     """
-    cdef Py_ssize_t u, v, e, e0, e1, m, i, j, p, code, k = U.shape[1]
+    cdef Py_ssize_t u, v, e, e0, e1, m, i, j, k = U.shape[1]
     cdef Py_ssize_t e_stop = offsets[stop]
     cdef double w, r, loss = 0.0, gb = 0.0
     cdef double *tbuf = zbuf + BATCH
@@ -174,24 +186,20 @@ cdef inline void _point_chunk(
                 # Entries of consecutive points are contiguous: prefetch
                 # along the chunk, not only along this point's few entries.
                 if e + PREFETCH_AHEAD < e_stop:
-                    fm_prefetch_block(&U[incident_other[e + PREFETCH_AHEAD], 0],
+                    fm_prefetch_block(&U[entries[e + PREFETCH_AHEAD].other, 0],
                                       k * sizeof(floating))
-                    fm_prefetch_block(&targets[incident_code[e + PREFETCH_AHEAD] >> 1],
-                                      sizeof(double))
-                v = incident_other[e]
+                v = entries[e].other
                 zbuf[i] = bias - diff_sq_norm(&U[u, 0], &U[v, 0], &diff[i * k], k)
-                tbuf[i] = targets[incident_code[e] >> 1]
+                tbuf[i] = entries[e].target
             # softplus(z) - t z is the log-loss written with the logit z;
             # r = sigmoid(z) - t is its derivative in z.
             fm_logit_batch(zbuf, tbuf, rbuf, lbuf, m)
             for i in range(m):
-                code = incident_code[e0 + i]
-                p = code >> 1
-                w = weights[p] if has_weights else 1.0
+                w = entries[e0 + i].weight
                 r = w * rbuf[i]
                 # Each pair's loss and bias terms are counted once, from its
                 # first end.
-                if (code & 1) == 0:
+                if (entries[e0 + i].code & 1) == 0:
                     loss += w * lbuf[i]
                     gb += r
                 if compute_gradient:
@@ -207,11 +215,7 @@ cdef inline void _point_chunk(
 cdef void ldml_point_pass(
     const floating[:, ::1] U,
     const Py_ssize_t[::1] offsets,
-    const Py_ssize_t[::1] incident_other,
-    const Py_ssize_t[::1] incident_code,
-    const double[::1] targets,
-    const double[::1] weights,
-    bint has_weights,
+    const IncidentEntry[::1] entries,
     double bias,
     floating[:, ::1] H,
     bint compute_gradient,
@@ -234,8 +238,7 @@ cdef void ldml_point_pass(
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_points)
-            _point_chunk(U, offsets, incident_other, incident_code, targets,
-                         weights, has_weights, bias, &H[start, 0] if compute_gradient else NULL,
+            _point_chunk(U, offsets, entries, bias, &H[start, 0] if compute_gradient else NULL,
                          compute_gradient, start, stop, diff, acc, zbuf,
                          &chunk_loss[c], &chunk_grad_bias[c])
         free(diff)
@@ -249,11 +252,7 @@ cdef void _fused_point_pass(
     bint identity_rows,
     const floating[:, ::1] U,
     const Py_ssize_t[::1] offsets,
-    const Py_ssize_t[::1] incident_other,
-    const Py_ssize_t[::1] incident_code,
-    const double[::1] targets,
-    const double[::1] weights,
-    bint has_weights,
+    const IncidentEntry[::1] entries,
     double bias,
     bint compute_gradient,
     floating[:, :, ::1] partials,
@@ -295,8 +294,7 @@ cdef void _fused_point_pass(
             block_stop = min(start + block, n_points)
             while start < block_stop:
                 stop = min(start + chunk_size, n_points)
-                _point_chunk(U, offsets, incident_other, incident_code, targets,
-                             weights, has_weights, bias, h_rows, compute_gradient,
+                _point_chunk(U, offsets, entries, bias, h_rows, compute_gradient,
                              start, stop, diff, acc, zbuf,
                              &chunk_loss[start // chunk_size],
                              &chunk_grad_bias[start // chunk_size])
@@ -326,9 +324,7 @@ cdef void _fused_point_pass(
 
 def _evaluate(const floating[:, ::1] X,
               const Py_ssize_t[::1] point_rows, bint identity_rows,
-              const double[::1] targets, const double[::1] weights, bint has_weights,
-              const Py_ssize_t[::1] offsets, const Py_ssize_t[::1] incident_other,
-              const Py_ssize_t[::1] incident_code,
+              const Py_ssize_t[::1] offsets, const IncidentEntry[::1] entries,
               const floating[:, ::1] L, double bias, double total_weight,
               bint compute_gradient, bint check_finite, Py_ssize_t point_chunk,
               int n_threads, floating[:, ::1] U, floating[:, :, ::1] partials,
@@ -359,8 +355,7 @@ def _evaluate(const floating[:, ::1] X,
     if not finite:
         return None
     with nogil:
-        _fused_point_pass(X, point_rows, identity_rows, U, offsets, incident_other,
-                          incident_code, targets, weights, has_weights, bias,
+        _fused_point_pass(X, point_rows, identity_rows, U, offsets, entries, bias,
                           compute_gradient, partials, block, chunk_loss, chunk_gb,
                           point_chunk, n_threads)
         for c in range(n_chunks):
@@ -401,6 +396,7 @@ def _partial_block(Py_ssize_t n_points, Py_ssize_t point_chunk):
 
 
 def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
+                 const double[::1] targets, const double[::1] weights, bint has_weights,
                  Py_ssize_t n_points, int n_threads):
     # One part per thread, each with at least 2^16 pairs (the cursor array
     # costs n_points entries per part).
@@ -408,14 +404,14 @@ def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
     offsets = np.empty(n_points + 1, dtype=np.intp)
     # Filled at random positions by every thread: huge pages spare the
     # threads most of their page faults (see _workspace).
-    incident_other = empty_aligned(2 * ua.shape[0], np.intp)
-    incident_code = empty_aligned(2 * ua.shape[0], np.intp)
+    entries = empty_aligned(2 * ua.shape[0], INCIDENT_ENTRY)
     cursor = np.zeros((n_parts, n_points), dtype=np.intp)
-    cdef Py_ssize_t[::1] o = offsets, io = incident_other, ic = incident_code
+    cdef Py_ssize_t[::1] o = offsets
+    cdef IncidentEntry[::1] ent = entries
     cdef Py_ssize_t[:, ::1] cur = cursor
     with nogil:
-        build_endpoint_index(ua, ub, o, io, ic, cur, n_parts)
-    return offsets, incident_other, incident_code
+        build_endpoint_index(ua, ub, targets, weights, has_weights, o, ent, cur, n_parts)
+    return offsets, entries
 
 
 class PairLossProblem:
@@ -480,8 +476,9 @@ class PairLossProblem:
             self.ub = np.ascontiguousarray(b, dtype=np.intp)
         self.n_points = n if self.identity_rows else self.point_rows.shape[0]
         self.point_chunk = chunk_size or DEF_POINT_CHUNK
-        self.offsets, self.incident_other, self.incident_code = _build_index(
-            self.ua, self.ub, self.n_points, int(n_threads)
+        self.offsets, self.entries = _build_index(
+            self.ua, self.ub, self.targets, self.weights, self.has_weights,
+            self.n_points, int(n_threads)
         )
         # Work arrays of loss_grad, kept between calls (see _evaluate).
         self._work = None
@@ -528,9 +525,8 @@ class PairLossProblem:
             check_points(self.X, "X")
         with single_threaded_blas():
             result = _evaluate(
-                self.X, self.point_rows, self.identity_rows, self.targets,
-                self.weights, self.has_weights, self.offsets, self.incident_other,
-                self.incident_code, L, float(bias), self.total_weight,
+                self.X, self.point_rows, self.identity_rows, self.offsets,
+                self.entries, L, float(bias), self.total_weight,
                 compute_gradient, check_finite and self.identity_rows,
                 self.point_chunk, n_threads, *self._work[1],
             )

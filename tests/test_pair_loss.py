@@ -183,14 +183,19 @@ def test_endpoint_index_is_the_same_for_any_thread_count():
     y = rng.random(140_000)
     one = PairLossProblem(X, pairs[:, 0].copy(), pairs[:, 1].copy(), y, n_threads=1)
     two = PairLossProblem(X, pairs[:, 0].copy(), pairs[:, 1].copy(), y, n_threads=2)
-    for name in ("offsets", "incident_other", "incident_code"):
-        assert_array_equal(getattr(one, name), getattr(two, name))
-    # Point u's entries list its pairs in increasing pair order.
+    assert_array_equal(one.offsets, two.offsets)
+    assert_array_equal(one.entries, two.entries)
+    # Point u's entries list its pairs in increasing pair order, with the
+    # pair's other end, target and weight.
     u = 17
-    codes = one.incident_code[one.offsets[u]:one.offsets[u + 1]]
+    entries = one.entries[one.offsets[u]:one.offsets[u + 1]]
     expected = sorted([2 * p for p in np.flatnonzero(pairs[:, 0] == u)]
                       + [2 * p + 1 for p in np.flatnonzero(pairs[:, 1] == u)])
-    assert_array_equal(codes, expected)
+    assert_array_equal(entries["code"], expected)
+    p, side = entries["code"] // 2, entries["code"] % 2
+    assert_array_equal(entries["other"], pairs[p, 1 - side])
+    assert_array_equal(entries["target"], y[p])
+    assert_array_equal(entries["weight"], 1.0)
 
 
 @pytest.mark.parametrize("t", [0.0, 1.0, 0.25])

@@ -11,6 +11,8 @@ timed on its own:
 * one evaluation without the gradient (mapping + the point pass);
 * one evaluation with the gradient (adds H^T X, chunk by chunk);
 * the whole call;
+* where the CPU has AVX-512F, the mapping and the two evaluations again with
+  BLAS doing the products instead of the small-GEMM kernels;
 
 and, as yardsticks, the GEMM rate on the mapping's shape and on a large
 square product (so "how far from the BLAS peak" is measured, not assumed).
@@ -43,6 +45,7 @@ def gemm_rate(m, k, n, threads, dtype, repeat=5):
 
 def main(argv=None):
     args, cfg = parse_args(argv)
+    from fastmetric import _distances, _pair_loss
     from fastmetric._distances import _transform_f32, _transform_f64
     from fastmetric._pair_loss import PairLossProblem
     from fastmetric._threads import single_threaded_blas
@@ -68,14 +71,35 @@ def main(argv=None):
         with single_threaded_blas():
             transform_into(X, L, U, 256, jobs, False)
 
+    def with_blas(fn):
+        """fn run with the BLAS products instead of the small-GEMM kernels."""
+        def run():
+            _distances._set_small_gemm(False)
+            _pair_loss._set_small_gemm(False)
+            try:
+                fn()
+            finally:
+                _distances._set_small_gemm(True)
+                _pair_loss._set_small_gemm(True)
+        return run
+
+    evaluate = lambda: problem.loss_grad(L, bias, jobs)  # noqa: E731
+    evaluate_no_grad = lambda: problem.loss_grad(L, bias, jobs, compute_gradient=False)  # noqa: E731
     stages = [
         ("validate pairs", lambda: check_index_pairs(pairs, n, "pairs", n_threads=jobs)),
         ("build pair index", lambda: PairLossProblem(X, a, b, y_float, n_threads=jobs)),
         ("map rows U = X L^T", transform),
-        ("evaluate, no gradient", lambda: problem.loss_grad(L, bias, jobs, compute_gradient=False)),
-        ("evaluate with gradient", lambda: problem.loss_grad(L, bias, jobs)),
+        ("evaluate, no gradient", evaluate_no_grad),
+        ("evaluate with gradient", evaluate),
         ("whole ldml_loss call", lambda: ldml_loss(X, pairs, y_float, L, bias, n_jobs=jobs)),
     ]
+    if _distances._set_small_gemm(True):
+        # The same products by BLAS, for comparison.
+        stages += [
+            ("map rows, BLAS", with_blas(transform)),
+            ("evaluate, no gradient, BLAS", with_blas(evaluate_no_grad)),
+            ("evaluate with gradient, BLAS", with_blas(evaluate)),
+        ]
     print(f"sizes: n={n:,} d={args.d} k={args.k} pairs={args.pairs:,} dtype={X.dtype.name} "
           f"threads={jobs} repeat={repeat} (median after 2 warm-ups)\n")
     # Two rounds, the second reported: in a new process the first calls that

@@ -2,8 +2,9 @@
 
 Under a linear map L (k x d) the squared Mahalanobis distance is
 ``d_M(x, y)^2 = ||L x - L y||^2`` with ``M = L^T L``.  Every kernel first
-maps rows through L with a GEMM (``x -> L x`` costs O(k d) per row, done
-once per row instead of once per pair) and then works in the k-dimensional
+maps rows through L (``x -> L x`` costs O(k d) per row, done once per row
+instead of once per pair; by the small-GEMM kernel of _smallgemm.pxd where
+the CPU has AVX-512F, else by BLAS) and then works in the k-dimensional
 image:
 
 * pairwise: ``||u - v||^2 = ||u||^2 + ||v||^2 - 2 u.v`` gives the whole
@@ -27,6 +28,9 @@ from libc.stdlib cimport malloc, free
 
 from fastmetric._common cimport (
     all_finite, floating, gemm_rowmajor, fm_prefetch_block, sq_dist, sq_norm,
+)
+from fastmetric._smallgemm cimport (
+    fm_small_gemm_available, fm_small_gemm_set_enabled, rowmap, transposed_for_rowmap,
 )
 
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
@@ -54,20 +58,43 @@ DEF_PAIR_CHUNK = 4096
 # in the last-level cache).
 DEF_BUCKET_BYTES = 256 * 1024
 DEF_SORT_ABOVE_BYTES = 16 * 1024 * 1024
+cdef enum:
+    # Mapped rows larger than this (bytes) are written with non-temporal
+    # stores: they cannot stay in cache until they are read anyway.
+    STREAM_ABOVE_BYTES = 8 * 1024 * 1024
 
 
 cdef inline void _transform_block(
     const floating[:, ::1] X,
     const floating[:, ::1] L,
+    const floating *lt,
+    bint stream,
     floating[:, ::1] XL,
     Py_ssize_t start,
     Py_ssize_t size,
 ) noexcept nogil:
-    """XL[start:start+size] = X[start:start+size] @ L.T (one GEMM)."""
+    """XL[start:start+size] = X[start:start+size] @ L.T.
+
+    With ``lt`` (L^T from transposed_for_rowmap) by the small-GEMM kernel,
+    else by one BLAS GEMM.
+    """
+    if lt != NULL:
+        rowmap(&X[start, 0], X.shape[1], size, X.shape[1], lt, L.shape[0],
+               &XL[start, 0], L.shape[0], stream)
+        return
     gemm_rowmajor(False, True, <int> size, <int> L.shape[0], <int> X.shape[1],
                   <floating> 1.0, &X[start, 0], <int> X.shape[1],
                   &L[0, 0], <int> L.shape[1],
                   <floating> 0.0, &XL[start, 0], <int> L.shape[0])
+
+
+cdef inline bint _stream_output(floating[:, ::1] XL) noexcept nogil:
+    """Whether the mapped rows go out with non-temporal stores: a large
+    output whose rows start on cache lines (the stores need that)."""
+    cdef Py_ssize_t row_bytes = XL.shape[1] * sizeof(floating)
+    return (XL.shape[0] * row_bytes > STREAM_ABOVE_BYTES
+            and row_bytes % 64 == 0
+            and (<size_t> &XL[0, 0]) % 64 == 0)
 
 
 cdef void transform_rows(
@@ -77,16 +104,21 @@ cdef void transform_rows(
     Py_ssize_t chunk_size,
     int n_threads,
 ) noexcept nogil:
-    """XL = X @ L.T, one GEMM per chunk of rows."""
+    """XL = X @ L.T, chunk by chunk of rows (small-GEMM kernel or BLAS)."""
     cdef Py_ssize_t n = X.shape[0]
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
     cdef Py_ssize_t c, start
+    cdef floating *lt
+    cdef bint stream
     if n == 0:
         return
+    lt = transposed_for_rowmap(L)
+    stream = _stream_output(XL)
     with parallel(num_threads=n_threads):
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
-            _transform_block(X, L, XL, start, min(chunk_size, n - start))
+            _transform_block(X, L, lt, stream, XL, start, min(chunk_size, n - start))
+    free(lt)
 
 
 cdef bint transform_rows_checked(
@@ -105,14 +137,19 @@ cdef bint transform_rows_checked(
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
     cdef Py_ssize_t c, start, size
     cdef Py_ssize_t n_bad = 0
+    cdef floating *lt
+    cdef bint stream
     if n == 0:
         return True
+    lt = transposed_for_rowmap(L)
+    stream = _stream_output(XL)
     for c in prange(n_chunks, schedule='static', num_threads=n_threads):
         start = c * chunk_size
         size = min(chunk_size, n - start)
-        _transform_block(X, L, XL, start, size)
+        _transform_block(X, L, lt, stream, XL, start, size)
         if not all_finite(&X[start, 0], size * d):
             n_bad += 1
+    free(lt)
     return n_bad == 0
 
 
@@ -129,8 +166,10 @@ cdef void transform_selected_rows(
     cdef Py_ssize_t n_chunks = (m + chunk_size - 1) // chunk_size
     cdef Py_ssize_t c, start, size, i, j
     cdef floating *buf
+    cdef floating *lt
     if m == 0:
         return
+    lt = transposed_for_rowmap(L)
     with parallel(num_threads=n_threads):
         buf = <floating *> malloc(chunk_size * d * sizeof(floating))
         for c in prange(n_chunks, schedule='static'):
@@ -139,11 +178,15 @@ cdef void transform_selected_rows(
             for i in range(size):
                 for j in range(d):
                     buf[i * d + j] = X[rows[start + i], j]
-            gemm_rowmajor(False, True, <int> size, <int> k, <int> d,
-                          <floating> 1.0, buf, <int> d,
-                          &L[0, 0], <int> d,
-                          <floating> 0.0, &XL[start, 0], <int> k)
+            if lt != NULL:
+                rowmap(buf, d, size, d, lt, k, &XL[start, 0], k, False)
+            else:
+                gemm_rowmajor(False, True, <int> size, <int> k, <int> d,
+                              <floating> 1.0, buf, <int> d,
+                              &L[0, 0], <int> d,
+                              <floating> 0.0, &XL[start, 0], <int> k)
         free(buf)
+    free(lt)
 
 
 cdef void row_sq_norms(
@@ -368,6 +411,14 @@ cdef void paired_sq_dist_direct(
 # ---------------------------------------------------------------------------
 # Python entry points
 # ---------------------------------------------------------------------------
+
+def _set_small_gemm(bint enabled):
+    """Use the small-GEMM kernels (True, the default where the CPU has
+    AVX-512F) or BLAS (False) for this module's products; returns whether
+    the kernels are now in use.  For tests and benchmarks."""
+    fm_small_gemm_set_enabled(enabled)
+    return bool(fm_small_gemm_available())
+
 
 def _transform(X, L, chunk_size, n_threads, check_finite=False, name="X"):
     """X @ L.T into a new aligned array.

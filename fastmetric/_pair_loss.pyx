@@ -54,6 +54,7 @@ from fastmetric._common cimport (
 from fastmetric._distances cimport (
     transform_rows, transform_rows_checked, transform_selected_rows,
 )
+from fastmetric._smallgemm cimport atb_acc, fm_small_gemm_available, fm_small_gemm_set_enabled
 
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
 from ._workspace import empty_aligned
@@ -279,7 +280,9 @@ cdef void _fused_point_pass(
     cdef double *zbuf
     cdef floating *h_rows
     cdef floating *x_rows
+    cdef const floating *rows
     cdef floating beta
+    cdef bint small_gemm = fm_small_gemm_available()
     with parallel(num_threads=n_threads):
         diff = <double *> malloc(BATCH * k * sizeof(double))
         acc = <double *> malloc(k * sizeof(double))
@@ -301,17 +304,20 @@ cdef void _fused_point_pass(
                 if compute_gradient:
                     size = stop - start
                     if identity_rows:
-                        gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
-                                      <floating> 1.0, h_rows, <int> k,
-                                      &X[start, 0], <int> d,
-                                      beta, &partials[r, 0, 0], <int> d)
+                        rows = &X[start, 0]
                     else:
                         for i in range(size):
                             for j in range(d):
                                 x_rows[i * d + j] = X[point_rows[start + i], j]
+                        rows = x_rows
+                    if small_gemm:
+                        # partials[r] += H_chunk^T X_chunk, from zero.
+                        if beta == 0.0:
+                            memset(&partials[r, 0, 0], 0, k * d * sizeof(floating))
+                        atb_acc(h_rows, k, rows, d, size, k, d, &partials[r, 0, 0], d)
+                    else:
                         gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
-                                      <floating> 1.0, h_rows, <int> k,
-                                      x_rows, <int> d,
+                                      <floating> 1.0, h_rows, <int> k, rows, <int> d,
                                       beta, &partials[r, 0, 0], <int> d)
                     beta = 1.0
                 start = stop
@@ -386,6 +392,15 @@ def _evaluate(const floating[:, ::1] X,
                     grad[i, j] = <floating> (scale * row_sum[j])
             free(row_sum)
     return loss, grad_arr, grad_bias
+
+
+def _set_small_gemm(bint enabled):
+    """Use the small-GEMM kernel (True, the default where the CPU has
+    AVX-512F) or BLAS (False) for the gradient's products; returns whether
+    the kernel is now in use.  For tests and benchmarks (the mapping of the
+    rows follows _distances._set_small_gemm)."""
+    fm_small_gemm_set_enabled(enabled)
+    return bool(fm_small_gemm_available())
 
 
 def _partial_block(Py_ssize_t n_points, Py_ssize_t point_chunk):

@@ -1,0 +1,98 @@
+"""The small-GEMM kernels (AVX-512) that map rows through L and form the LDML
+gradient: the same results as BLAS and numpy, for every shape and dtype.
+
+Where the CPU has no AVX-512F the kernels are not used; these tests then
+check that, and that the BLAS path gives the same results."""
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from fastmetric import _distances, _pair_loss
+from fastmetric.pairwise import ldml_loss, paired_mahalanobis_distances
+
+from .conftest import tolerance
+
+
+def cpu_has_avx512f():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def small_gemm():
+    """Switch the kernels on or off for both modules; restores them after."""
+    def use(enabled):
+        return _distances._set_small_gemm(enabled) and _pair_loss._set_small_gemm(enabled)
+    yield use
+    use(True)
+
+
+def test_kernels_are_used_where_the_cpu_has_avx512f(small_gemm):
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the kernels are compiled for x86-64 only")
+    assert small_gemm(True) == cpu_has_avx512f()
+    assert small_gemm(False) is False
+
+
+# Shapes around the tile sizes: 6 rows, 4 vectors of 8 doubles / 16 floats,
+# and the partial last vector.
+@pytest.mark.parametrize("n", [1, 5, 6, 7, 13, 300])
+@pytest.mark.parametrize("d, k", [(1, 1), (3, 2), (8, 9), (17, 31), (64, 64), (70, 65), (16, 100)])
+def test_mapping_matches_numpy(small_gemm, dtype, n, d, k):
+    rng = np.random.default_rng(n * 1000 + d * 10 + k)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    L = rng.standard_normal((k, d)).astype(dtype)
+    ref = X.astype(np.float64) @ L.T.astype(np.float64)
+    for enabled in (True, False):
+        small_gemm(enabled)
+        U = _distances._transform(X, L, 256, 2)
+        assert U.dtype == dtype
+        assert_allclose(U, ref, rtol=tolerance(dtype), atol=tolerance(dtype) * np.abs(ref).max())
+
+
+def test_large_mapping_with_streaming_stores(small_gemm, dtype):
+    # Over 8 MB of mapped rows, 64-byte rows: written with non-temporal stores.
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40_000, 32)).astype(dtype)
+    L = rng.standard_normal((64, 32)).astype(dtype)
+    small_gemm(True)
+    U = _distances._transform(X, L, 256, 2)
+    ref = X.astype(np.float64) @ L.T.astype(np.float64)
+    assert_allclose(U, ref, rtol=tolerance(dtype), atol=tolerance(dtype) * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("n_points, n_pairs", [(300, 2000), (2000, 100)])
+@pytest.mark.parametrize("d, k", [(5, 3), (64, 64), (33, 20)])
+def test_ldml_gradient_same_with_and_without_kernels(small_gemm, dtype, n_points, n_pairs, d, k):
+    # (2000 points, 100 pairs) takes the path over the rows that occur only.
+    rng = np.random.default_rng(d + k)
+    X = rng.standard_normal((n_points, d)).astype(dtype)
+    L = (rng.standard_normal((k, d)) / np.sqrt(d)).astype(dtype)
+    pairs = rng.integers(0, n_points, size=(n_pairs, 2))
+    y = rng.random(n_pairs)
+    results = []
+    for enabled in (True, False):
+        small_gemm(enabled)
+        results.append(ldml_loss(X, pairs, y, L, 2.0, chunk_size=64))
+    (l1, g1, b1), (l2, g2, b2) = results
+    rtol = 10 * tolerance(dtype)
+    assert_allclose(l1, l2, rtol=rtol)
+    assert_allclose(b1, b2, rtol=rtol, atol=rtol)
+    assert_allclose(g1, g2, rtol=rtol, atol=rtol * np.abs(g2).max())
+
+
+def test_paired_distances_same_with_and_without_kernels(small_gemm, dtype):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((500, 24)).astype(dtype)
+    L = rng.standard_normal((24, 24)).astype(dtype)
+    pairs = rng.integers(0, 500, size=(4000, 2))
+    small_gemm(True)
+    on = paired_mahalanobis_distances(X, pairs, components=L)
+    small_gemm(False)
+    off = paired_mahalanobis_distances(X, pairs, components=L)
+    assert_allclose(on, off, rtol=10 * tolerance(dtype))

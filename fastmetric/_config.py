@@ -33,6 +33,7 @@ def _config_dict():
     import threadpoolctl
 
     from . import __version__
+    from ._distances import _small_gemm_in_use
     from ._openmp_helpers import openmp_enabled, openmp_max_threads
     from ._threads import cpu_count, effective_n_threads
     from ._workspace import huge_page_setting
@@ -51,6 +52,7 @@ def _config_dict():
         "cpu_count": cpu_count(),
         "default_n_threads": effective_n_threads(None),
         "huge_pages": huge_page_setting(),
+        "small_gemm": _small_gemm_in_use(),
         "threadpools": [
             {k: d.get(k) for k in ("user_api", "internal_api", "num_threads", "version", "filepath")}
             for d in info
@@ -87,6 +89,11 @@ def show_config(file=None):
     w(f"  {'omp_get_max_threads':<22} {c['openmp_max_threads']}")
     w(f"  {'CPUs available':<22} {c['cpu_count']}")
     w(f"  {'n_jobs=None uses':<22} {c['default_n_threads']} thread(s)")
+    w()
+    w("kernels:")
+    w(f"  {'small products':<22} "
+      + ("AVX-512F kernels (row mappings, LDML gradient)" if c["small_gemm"]
+         else "BLAS (no AVX-512F kernels on this CPU or build)"))
     w()
     w("memory:")
     w(f"  {'huge pages (THP)':<22} {c['huge_pages']} "

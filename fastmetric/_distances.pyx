@@ -420,6 +420,11 @@ def _set_small_gemm(bint enabled):
     return bool(fm_small_gemm_available())
 
 
+def _small_gemm_in_use():
+    """Whether this module's row mappings use the small-GEMM kernels."""
+    return bool(fm_small_gemm_available())
+
+
 def _transform(X, L, chunk_size, n_threads, check_finite=False, name="X"):
     """X @ L.T into a new aligned array.
 

@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 import fastmetric
 from fastmetric import pairwise
+from fastmetric._distances import _small_gemm_in_use
 from fastmetric._openmp_helpers import openmp_enabled
 from fastmetric._threads import cpu_count, effective_n_threads
 
@@ -22,6 +23,8 @@ def test_show_config_reports_versions_and_threads():
     assert "OpenMP" in text and ("enabled" in text or "DISABLED" in text)
     assert "n_jobs=None uses" in text
     assert "huge pages (THP)" in text
+    assert "small products" in text
+    assert ("AVX-512F kernels" in text) == _small_gemm_in_use()
 
 
 def test_built_with_openmp():

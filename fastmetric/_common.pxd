@@ -157,13 +157,49 @@ cdef extern from * nogil:
         for (Py_ssize_t j = 0; j < n; j++) y[j] += r * x[j];
     }
 
+    /* OUT = exp(X) for a double X in [-708, 0], to about 2 ulp, in plain
+       arithmetic so that a loop of them vectorises (libm's exp is a call
+       per element).  X = k ln2 + r with k = round(X / ln2) (adding 1.5 2^52
+       rounds to nearest and leaves k in the low bits) and |r| <= ln2 / 2,
+       ln2 split in two parts (Cody & Waite) so that r is exact to about
+       1e-19; e^r by its Taylor polynomial of degree 13 (the remainder is
+       below 0.347^14 / 14! ~ 4e-18 relatively) and 2^k written into the
+       exponent bits (the shift drops the high bits of the sum's pattern).
+       A macro, not a function: it expands inside each caller's vector loop
+       and takes the caller's options (no FMA contraction), so every caller
+       and every clone rounds the same. */
+    #define FM_EXP_NONPOS(X, OUT) do {                                         \\
+        double fm_x_ = (X);                                                    \\
+        double fm_kd_ = fm_x_ * 1.4426950408889634 + 6755399441055744.0;       \\
+        uint64_t fm_kb_;                                                       \\
+        memcpy(&fm_kb_, &fm_kd_, sizeof fm_kb_);                               \\
+        fm_kd_ -= 6755399441055744.0;                                          \\
+        double fm_r_ = (fm_x_ - fm_kd_ * 6.93147180369123816490e-01)           \\
+                       - fm_kd_ * 1.90821492927058770002e-10;                  \\
+        double fm_p_ = 1.0 / 6227020800.0;                                     \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0 / 479001600.0;                             \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0 / 39916800.0;                              \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0 / 3628800.0;                               \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0 / 362880.0;                                \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0 / 40320.0;                                 \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0 / 5040.0;                                  \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0 / 720.0;                                   \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0 / 120.0;                                   \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0 / 24.0;                                    \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0 / 6.0;                                     \\
+        fm_p_ = fm_p_ * fm_r_ + 0.5;                                           \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0;                                           \\
+        fm_p_ = fm_p_ * fm_r_ + 1.0;                                           \\
+        uint64_t fm_sb_ = (fm_kb_ + 1023u) << 52;                              \\
+        double fm_scale_;                                                      \\
+        memcpy(&fm_scale_, &fm_sb_, sizeof fm_scale_);                         \\
+        (OUT) = fm_p_ * fm_scale_;                                             \\
+    } while (0)
+
     /* The log-loss in the logit, for a batch: r[i] = sigmoid(z[i]) - t[i] and
        loss[i] = softplus(z[i]) - t[i] z[i], as fm_logit_loss, written without
        calls so that the loop vectorises (AVX2 clone).  e = exp(-|z|) by
-       range reduction, x = k ln2 + r (|r| <= ln2 / 2, k from the 1.5 2^52
-       rounding trick, ln2 split in two parts), exp(r) by its Taylor
-       polynomial of degree 13 (truncation < 1e-17 relative) and 2^k from
-       the exponent bits; below x = -708 e is taken as exp(-708), far below
+       FM_EXP_NONPOS; below -|z| = -708 e is taken as exp(-708), far below
        what 1 + e can show.  log1p(e) = 2 atanh(s), s = e / (2 + e) in
        [0, 1/3], by 17 terms of its odd series (truncation < 1e-17
        relative), which stays accurate for tiny e. */
@@ -172,31 +208,8 @@ cdef extern from * nogil:
         for (Py_ssize_t i = 0; i < n; i++) {
             double zi = z[i];
             double x = -fabs(zi);
-            x = x < -708.0 ? -708.0 : x;
-            double kd = x * 1.4426950408889634 + 6755399441055744.0;
-            int64_t kbits;
-            memcpy(&kbits, &kd, sizeof kbits);
-            kd -= 6755399441055744.0;
-            int64_t k = kbits - (int64_t)0x4338000000000000LL;
-            double rr = (x - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
-            double q = 1.0 / 6227020800.0;
-            q = q * rr + 1.0 / 479001600.0;
-            q = q * rr + 1.0 / 39916800.0;
-            q = q * rr + 1.0 / 3628800.0;
-            q = q * rr + 1.0 / 362880.0;
-            q = q * rr + 1.0 / 40320.0;
-            q = q * rr + 1.0 / 5040.0;
-            q = q * rr + 1.0 / 720.0;
-            q = q * rr + 1.0 / 120.0;
-            q = q * rr + 1.0 / 24.0;
-            q = q * rr + 1.0 / 6.0;
-            q = q * rr + 0.5;
-            q = q * rr + 1.0;
-            q = q * rr + 1.0;
-            int64_t sbits = (k + 1023) << 52;
-            double scale;
-            memcpy(&scale, &sbits, sizeof scale);
-            double e = q * scale;
+            double e;
+            FM_EXP_NONPOS(x < -708.0 ? -708.0 : x, e);
             double inv = 1.0 / (1.0 + e);
             double einv = e * inv;
             /* selects between computed values (blends): no branch */

@@ -304,52 +304,15 @@ cdef extern from * nogil:
         for (Py_ssize_t q = 0; q < d; q++) acc[q] += w * (double)x[q];
     }
 
-    /* exp(x) for x in [-700, 0], to about 2 ulp, in plain arithmetic (so
-       that a loop of them vectorises; libm's exp is a call per element).
-       x = k ln2 + r with k = round(x / ln2) (the 1.5 * 2^52 shift rounds to
-       nearest and leaves k in the low bits) and |r| <= ln2 / 2, ln2 split
-       in two parts (Cody & Waite) so that r is exact to about 1e-19; then
-       e^r by its Taylor polynomial of degree 13 (the remainder is below
-       0.347^14 / 14! ~ 4e-18 relatively) and 2^k written into the exponent
-       bits.  The rounding is the same on every target (no FMA). */
-    static inline double fm_exp_nonpos(double x) {
-        const double shifter = 6755399441055744.0;          /* 1.5 * 2^52 */
-        const double log2e = 1.4426950408889634;
-        const double ln2_hi = 6.93147180369123816490e-01;   /* 32 bits of ln 2 */
-        const double ln2_lo = 1.90821492927058770002e-10;   /* ln 2 - ln2_hi */
-        double kd = x * log2e + shifter;
-        uint64_t kb;
-        memcpy(&kb, &kd, sizeof kb);
-        kd -= shifter;
-        double r = (x - kd * ln2_hi) - kd * ln2_lo;
-        double p = 1.0 / 6227020800.0;                      /* 1 / 13! */
-        p = p * r + 1.0 / 479001600.0;
-        p = p * r + 1.0 / 39916800.0;
-        p = p * r + 1.0 / 3628800.0;
-        p = p * r + 1.0 / 362880.0;
-        p = p * r + 1.0 / 40320.0;
-        p = p * r + 1.0 / 5040.0;
-        p = p * r + 1.0 / 720.0;
-        p = p * r + 1.0 / 120.0;
-        p = p * r + 1.0 / 24.0;
-        p = p * r + 1.0 / 6.0;
-        p = p * r + 0.5;
-        p = p * r + 1.0;
-        p = p * r + 1.0;
-        uint64_t sb = (kb + 1023u) << 52;                   /* 2^k */
-        double scale;
-        memcpy(&scale, &sb, sizeof scale);
-        return p * scale;
-    }
-
     /* val[t] <- exp(m - val[t]) when val[t] <= lim (the softmax window,
        m <= val[t] <= m + 50), else 0. */
     FM_CLONES static void fm_exp_window(double *val, Py_ssize_t cnt, double m, double lim) {
         for (Py_ssize_t t = 0; t < cnt; t++) {
             double v = val[t];
             double x = m - v;
-            x = x < -700.0 ? -700.0 : x;
-            double e = fm_exp_nonpos(x);
+            double e;
+            /* exp by _common.pxd's FM_EXP_NONPOS (x >= -700 here). */
+            FM_EXP_NONPOS(x < -700.0 ? -700.0 : x, e);
             val[t] = v <= lim ? e : 0.0;
         }
     }
@@ -360,7 +323,6 @@ cdef extern from * nogil:
     #endif
     """
     void fm_exp_window(double *val, Py_ssize_t cnt, double m, double lim)
-    double fm_exp_nonpos(double x)
     void fm_sq_dist4_d(const double *a, const double *b0, const double *b1,
                        const double *b2, const double *b3, Py_ssize_t k, double *out)
     void fm_sq_dist4_f(const float *a, const float *b0, const float *b1,

@@ -16,6 +16,7 @@ USER_MODULE = textwrap.dedent(
     # A third-party extension using fastmetric's kernels directly.
     from fastmetric._common cimport fm_logit_loss, fm_random_u64, fm_stream_key
     from fastmetric._distances cimport transform_rows, paired_sq_dist_transformed
+    from fastmetric._pair_loss cimport IncidentEntry, build_endpoint_index, ldml_point_pass
 
     def transform(const double[:, ::1] X, const double[:, ::1] L, double[:, ::1] out):
         with nogil:
@@ -33,6 +34,31 @@ USER_MODULE = textwrap.dedent(
 
     def draw(unsigned long long seed, unsigned long long counter):
         return fm_random_u64(fm_stream_key(seed, 0), counter)
+
+    def ldml_point_sums(const double[:, ::1] U, const Py_ssize_t[::1] a,
+                        const Py_ssize_t[::1] b, const double[::1] targets, double bias):
+        # The LDML index and point pass: summed loss and bias-gradient terms,
+        # and H = Lap U, on the caller's arrays.
+        import numpy as np
+        from fastmetric._pair_loss import INCIDENT_ENTRY
+        cdef Py_ssize_t n = U.shape[0], n_pairs = a.shape[0], chunk = 8
+        cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
+        offsets = np.empty(n + 1, dtype=np.intp)
+        entries = np.empty(2 * n_pairs, dtype=INCIDENT_ENTRY)
+        cursor = np.zeros((1, n), dtype=np.intp)
+        H = np.empty((n, U.shape[1]))
+        chunk_loss = np.empty(n_chunks)
+        chunk_grad_bias = np.empty(n_chunks)
+        cdef double[::1] no_weights = np.empty(0)
+        cdef Py_ssize_t[::1] o = offsets
+        cdef IncidentEntry[::1] e = entries
+        cdef Py_ssize_t[:, ::1] cur = cursor
+        cdef double[:, ::1] h = H
+        cdef double[::1] cl = chunk_loss, cg = chunk_grad_bias
+        with nogil:
+            build_endpoint_index(a, b, targets, no_weights, False, o, e, cur, 1)
+            ldml_point_pass(U, o, e, bias, h, True, cl, cg, chunk, 1)
+        return chunk_loss.sum(), H, chunk_grad_bias.sum()
     """
 )
 
@@ -98,3 +124,21 @@ def test_cimported_helpers(user_module):
     np.testing.assert_allclose(dz, 1 / (1 + np.exp(-2.0)) - 1.0)
     assert user_module.draw(1, 5) == user_module.draw(1, 5)
     assert user_module.draw(1, 5) != user_module.draw(2, 5)
+
+
+def test_cimported_ldml_index_and_point_pass(user_module):
+    from fastmetric.pairwise import ldml_loss
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 4))
+    L = rng.normal(size=(3, 4)) / 2
+    pairs = rng.integers(0, 50, size=(120, 2))
+    y = rng.random(120)
+    loss_sum, H, grad_bias_sum = user_module.ldml_point_sums(
+        X @ L.T, pairs[:, 0].copy(), pairs[:, 1].copy(), y, 1.5
+    )
+    loss, grad, grad_bias = ldml_loss(X, pairs, y, L, 1.5)
+    np.testing.assert_allclose(loss_sum / 120, loss, rtol=1e-12)
+    np.testing.assert_allclose(grad_bias_sum / 120, grad_bias, rtol=1e-12)
+    # d loss / dL = -(2 / P) H^T X with H = Lap U.
+    np.testing.assert_allclose(-2.0 / 120 * H.T @ X, grad, rtol=1e-10, atol=1e-14)

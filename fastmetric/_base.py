@@ -648,10 +648,28 @@ def _init_covariance(X, k):
 # --------------------------------------------------------------------------
 # The metric as a picklable callable
 # --------------------------------------------------------------------------
+def _embed_rows(X, L, n_jobs=None):
+    """``X L^T`` in X's dtype (float32 or float64) by the kernels' row
+    mapping: the AVX-512 small-product kernel where the CPU has it (about
+    1.7x faster than BLAS for a few dozen components), BLAS chunk by chunk
+    elsewhere; ``n_jobs`` threads, the same result for any number."""
+    from ._distances import DEF_ROW_CHUNK, _transform
+    from ._threads import effective_n_threads, threads_for_work
+
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    X = np.ascontiguousarray(X)
+    L = np.ascontiguousarray(L, dtype=X.dtype)
+    n_threads = threads_for_work(effective_n_threads(n_jobs), X.shape[0], DEF_ROW_CHUNK)
+    with single_threaded_blas():
+        return _transform(X, L, DEF_ROW_CHUNK, n_threads)
+
+
 def _embed_block(L, normalize, block):
     """One row block of a dask transform: ``block L^T`` (after normalising)."""
     block = l2_normalize_rows(block) if normalize else block
-    return block @ L.T
+    # One thread per block: dask runs blocks side by side on the cores.
+    return _embed_rows(block, L, n_jobs=1)
 
 
 def _pair_sq_block(L, normalize, first, second):
@@ -783,8 +801,8 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             )
         else:
             X = rows
-        X = self._normalize_points(X)
-        return X @ self.components_.T.astype(X.dtype, copy=False)
+        return _embed_rows(self._normalize_points(X), self.components_,
+                           getattr(self, "n_jobs", None))
 
     # -- dask arrays: lazy, block by block -----------------------------------
     def _transform_dask(self, X):

@@ -96,3 +96,27 @@ def test_paired_distances_same_with_and_without_kernels(small_gemm, dtype):
     small_gemm(False)
     off = paired_mahalanobis_distances(X, pairs, components=L)
     assert_allclose(on, off, rtol=10 * tolerance(dtype))
+
+
+@pytest.mark.filterwarnings("ignore:L-BFGS did not converge")
+@pytest.mark.parametrize("normalize", [False, True])
+def test_estimator_transform_uses_the_row_mapping(small_gemm, dtype, normalize):
+    # transform maps rows with the same kernels: X L^T (of the normalised
+    # rows when normalize=True), the same for any n_jobs, on both paths.
+    from fastmetric import LDML_Supervised
+
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((3000, 40)).astype(dtype)
+    y = rng.integers(0, 4, size=3000)
+    est = LDML_Supervised(n_pairs=2000, max_iter=3, normalize=normalize, random_state=0,
+                          n_jobs=2).fit(X, y)
+    rows = X / np.linalg.norm(X, axis=1, keepdims=True) if normalize else X
+    ref = rows.astype(np.float64) @ est.components_.T.astype(np.float64)
+    for enabled in (True, False):
+        small_gemm(enabled)
+        Z = est.transform(X)
+        assert Z.dtype == dtype and Z.shape == (3000, est.components_.shape[0])
+        assert_allclose(Z, ref, rtol=10 * tolerance(dtype), atol=10 * tolerance(dtype) * np.abs(ref).max())
+        est.set_params(n_jobs=1)
+        assert np.array_equal(est.transform(X), Z)
+        est.set_params(n_jobs=2)

@@ -103,7 +103,9 @@ from libc.math cimport nextafterf, INFINITY
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset
 
-from fastmetric._common cimport floating, gemm_rowmajor, omp_get_thread_num, sq_norm
+from fastmetric._common cimport (
+    floating, fm_axpy, gemm_rowmajor, omp_get_thread_num, sq_dist, sq_norm,
+)
 from fastmetric._distances cimport transform_rows
 
 from ._threads import single_threaded_blas
@@ -205,11 +207,6 @@ cdef extern from * nogil:
     #define FM_CLONES
     #endif
 
-    /* ||a - b_c||^2 for four points b_c at once, in double, each with eight
-       partial sums (one per vector lane; a single accumulator would chain
-       every addition on the previous one).  Four points give four
-       independent chains and read a only once.  Per point the arithmetic
-       and its order are those of fm_sq_dist below. */
     /* Eight doubles as one value: the vector code is explicit (GCC vector
        extensions), each lane an independent partial sum; a target without
        wide registers gets the same operations on narrower ones. */
@@ -227,7 +224,10 @@ cdef extern from * nogil:
        partial sums (one per lane; a single accumulator would chain every
        addition on the previous one).  Four points give four independent
        chains and read a only once.  Per point the operations and their
-       order are those of the one-point version below. */
+       order are those of _common.pxd's sq_dist (FM_SQ_SUM_BODY: lane j
+       sums coordinates j, j + 8, ..., the tail goes to lane 0, and the
+       lanes are added as a fixed tree), which serves the remaining points:
+       a distance does not depend on whether it came in a group of four. */
     #define FM_SQ_DIST4_BODY(LOAD)                                           \\
         fm_v8d v0 = {0}, v1 = {0}, v2 = {0}, v3 = {0};                        \\
         Py_ssize_t q = 0;                                                     \\
@@ -251,33 +251,12 @@ cdef extern from * nogil:
         out[0] = FM_SUM8(s0); out[1] = FM_SUM8(s1);                           \\
         out[2] = FM_SUM8(s2); out[3] = FM_SUM8(s3);
 
-    #define FM_SQ_DIST_BODY(LOAD)                                            \\
-        fm_v8d v0 = {0};                                                      \\
-        Py_ssize_t q = 0;                                                     \\
-        for (; q + 8 <= k; q += 8) {                                          \\
-            fm_v8d t0 = LOAD(a + q) - LOAD(b + q);                            \\
-            v0 += t0 * t0;                                                    \\
-        }                                                                     \\
-        double s0[8];                                                         \\
-        memcpy(s0, &v0, sizeof s0);                                           \\
-        for (; q < k; q++) {                                                  \\
-            double t0 = (double)a[q] - (double)b[q];                          \\
-            s0[0] += t0 * t0;                                                 \\
-        }                                                                     \\
-        return FM_SUM8(s0);
-
     FM_CLONES static void fm_sq_dist4_d(const double *a, const double *b0, const double *b1,
                                         const double *b2, const double *b3, Py_ssize_t k,
                                         double *out) { FM_SQ_DIST4_BODY(fm_load8_d) }
     FM_CLONES static void fm_sq_dist4_f(const float *a, const float *b0, const float *b1,
                                         const float *b2, const float *b3, Py_ssize_t k,
                                         double *out) { FM_SQ_DIST4_BODY(fm_load8_f) }
-    FM_CLONES static double fm_sq_dist_d(const double *a, const double *b, Py_ssize_t k) {
-        FM_SQ_DIST_BODY(fm_load8_d)
-    }
-    FM_CLONES static double fm_sq_dist_f(const float *a, const float *b, Py_ssize_t k) {
-        FM_SQ_DIST_BODY(fm_load8_f)
-    }
 
     /* acc[0:d] += w0 x0 + w1 x1 + w2 x2 + w3 x3, added one term after the
        other (the rounding of four successive single updates) in one pass
@@ -297,9 +276,6 @@ cdef extern from * nogil:
     FM_CLONES static void fm_axpy4_f(double *acc, const double *w, const float *x0,
                                      const float *x1, const float *x2, const float *x3,
                                      Py_ssize_t d) { FM_AXPY4_BODY(float) }
-    FM_CLONES static void fm_axpy_d(double *acc, double w, const double *x, Py_ssize_t d) {
-        for (Py_ssize_t q = 0; q < d; q++) acc[q] += w * x[q];
-    }
     FM_CLONES static void fm_axpy_f(double *acc, double w, const float *x, Py_ssize_t d) {
         for (Py_ssize_t q = 0; q < d; q++) acc[q] += w * (double)x[q];
     }
@@ -327,22 +303,11 @@ cdef extern from * nogil:
                        const double *b2, const double *b3, Py_ssize_t k, double *out)
     void fm_sq_dist4_f(const float *a, const float *b0, const float *b1,
                        const float *b2, const float *b3, Py_ssize_t k, double *out)
-    double fm_sq_dist_d(const double *a, const double *b, Py_ssize_t k)
-    double fm_sq_dist_f(const float *a, const float *b, Py_ssize_t k)
     void fm_axpy4_d(double *acc, const double *w, const double *x0, const double *x1,
                     const double *x2, const double *x3, Py_ssize_t d)
     void fm_axpy4_f(double *acc, const double *w, const float *x0, const float *x1,
                     const float *x2, const float *x3, Py_ssize_t d)
-    void fm_axpy_d(double *acc, double w, const double *x, Py_ssize_t d)
     void fm_axpy_f(double *acc, double w, const float *x, Py_ssize_t d)
-
-
-cdef inline double sq_dist(const floating *a, const floating *b, Py_ssize_t k) noexcept nogil:
-    """||a - b||^2 in float64 (see fm_sq_dist_d above)."""
-    if floating is double:
-        return fm_sq_dist_d(a, b, k)
-    else:
-        return fm_sq_dist_f(a, b, k)
 
 
 cdef inline void candidate_sq_dists(const floating[:, ::1] Z, Py_ssize_t i, const int *idx,
@@ -387,7 +352,7 @@ cdef inline void weighted_row_sum(const floating[:, ::1] X, const int *idx, cons
                 m = 0
     for t in range(m):
         if floating is double:
-            fm_axpy_d(acc, wb[t], xb[t], d)
+            fm_axpy(wb[t], xb[t], acc, d)
         else:
             fm_axpy_f(acc, wb[t], xb[t], d)
 

@@ -53,6 +53,7 @@ from libc.limits cimport INT_MAX
 from fastmetric._common cimport (
     floating, gemm_rowmajor, fm_prefetch_block, insert_sorted, sq_dist, sq_norm,
 )
+from fastmetric._smallgemm cimport gemm_atb
 from fastmetric._distances cimport transform_rows
 
 
@@ -493,10 +494,8 @@ cdef void gradient_partials(
         for r in prange(n_blocks, schedule='static'):
             start = r * block
             size = min(block, n - start)
-            gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
-                          <floating> 1.0, &G[start, 0], <int> k,
-                          &X[start, 0], <int> d,
-                          <floating> 0.0, &partials[r, 0, 0], <int> d)
+            gemm_atb(False, &G[start, 0], k, &X[start, 0], d, size, k, d,
+                     &partials[r, 0, 0], d)
 
 
 # ---------------------------------------------------------------------------

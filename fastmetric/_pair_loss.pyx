@@ -48,13 +48,13 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 from fastmetric._common cimport (
-    floating, gemm_rowmajor, fm_logit_batch, fm_prefetch_block,
+    floating, fm_logit_batch, fm_prefetch_block,
     fm_axpy, diff_sq_norm,
 )
 from fastmetric._distances cimport (
     transform_rows, transform_rows_checked, transform_selected_rows,
 )
-from fastmetric._smallgemm cimport atb_acc, fm_small_gemm_available, fm_small_gemm_set_enabled
+from fastmetric._smallgemm cimport fm_small_gemm_available, fm_small_gemm_set_enabled, gemm_atb
 
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
 from ._workspace import empty_aligned
@@ -281,8 +281,7 @@ cdef void _fused_point_pass(
     cdef floating *h_rows
     cdef floating *x_rows
     cdef const floating *rows
-    cdef floating beta
-    cdef bint small_gemm = fm_small_gemm_available()
+    cdef bint first
     with parallel(num_threads=n_threads):
         diff = <double *> malloc(BATCH * k * sizeof(double))
         acc = <double *> malloc(k * sizeof(double))
@@ -292,7 +291,7 @@ cdef void _fused_point_pass(
         if not identity_rows:
             x_rows = <floating *> malloc(chunk_size * d * sizeof(floating))
         for r in prange(n_blocks, schedule='static'):
-            beta = 0.0
+            first = True
             start = r * block
             block_stop = min(start + block, n_points)
             while start < block_stop:
@@ -310,16 +309,10 @@ cdef void _fused_point_pass(
                             for j in range(d):
                                 x_rows[i * d + j] = X[point_rows[start + i], j]
                         rows = x_rows
-                    if small_gemm:
-                        # partials[r] += H_chunk^T X_chunk, from zero.
-                        if beta == 0.0:
-                            memset(&partials[r, 0, 0], 0, k * d * sizeof(floating))
-                        atb_acc(h_rows, k, rows, d, size, k, d, &partials[r, 0, 0], d)
-                    else:
-                        gemm_rowmajor(True, False, <int> k, <int> d, <int> size,
-                                      <floating> 1.0, h_rows, <int> k, rows, <int> d,
-                                      beta, &partials[r, 0, 0], <int> d)
-                    beta = 1.0
+                    # partials[r] (+)= H_chunk^T X_chunk
+                    gemm_atb(not first, h_rows, k, rows, d, size, k, d,
+                             &partials[r, 0, 0], d)
+                    first = False
                 start = stop
         free(diff)
         free(acc)

@@ -36,7 +36,8 @@ from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 
-from fastmetric._common cimport floating, gemm_rowmajor
+from fastmetric._common cimport floating
+from fastmetric._smallgemm cimport gemm_atb
 
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
 from ._validation import check_points, check_pair_vector
@@ -129,9 +130,7 @@ cdef inline void _tile_gemm(
 ) noexcept nogil:
     """out[i0:i0+tile, j0:j0+tile] += A[:, i0:..]^T B[:, j0:..] (m rows)."""
     cdef Py_ssize_t mi = min(tile, d - i0), nj = min(tile, d - j0)
-    gemm_rowmajor(True, False, <int> mi, <int> nj, <int> m,
-                  <double> 1.0, A + i0, <int> d, B + j0, <int> d,
-                  <double> 1.0, out + i0 * d + j0, <int> d)
+    gemm_atb(True, A + i0, d, B + j0, d, m, mi, nj, out + i0 * d + j0, d)
 
 
 cdef int pair_scatter_nogil(

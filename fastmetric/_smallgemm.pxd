@@ -19,8 +19,9 @@
 # order), so results do not depend on how rows are split among threads.
 
 from libc.stdlib cimport malloc
+from libc.string cimport memset
 
-from fastmetric._common cimport floating
+from fastmetric._common cimport floating, gemm_rowmajor
 
 cdef extern from * nogil:
     """
@@ -262,3 +263,34 @@ cdef inline floating *transposed_for_rowmap(const floating[:, ::1] L) noexcept n
         for j in range(d):
             lt[j * k + a] = L[a, j]
     return lt
+
+
+cdef inline void gemm_atb(bint accumulate, const floating *A, Py_ssize_t lda,
+                          const floating *B, Py_ssize_t ldb, Py_ssize_t m,
+                          Py_ssize_t p, Py_ssize_t q, floating *C,
+                          Py_ssize_t ldc) noexcept nogil:
+    """C = A^T B, or C += A^T B with ``accumulate``: A (m x p) and B (m x q)
+    row-major blocks of rows, C (p x q).
+
+    By atb_acc where the CPU has AVX-512F, over sub-blocks of 256 rows so
+    that both operands stay in L2 while the tiles of C sweep them; by one
+    BLAS GEMM elsewhere.  Either way the result depends on the sizes only.
+    """
+    cdef Py_ssize_t s, i
+    if m <= 0 or p <= 0 or q <= 0:
+        if not accumulate:
+            for i in range(p):
+                memset(C + i * ldc, 0, q * sizeof(floating))
+        return
+    if not fm_small_gemm_available():
+        gemm_rowmajor(True, False, <int> p, <int> q, <int> m, <floating> 1.0,
+                      A, <int> lda, B, <int> ldb,
+                      <floating> (1.0 if accumulate else 0.0), C, <int> ldc)
+        return
+    if not accumulate:
+        for i in range(p):
+            memset(C + i * ldc, 0, q * sizeof(floating))
+    s = 0
+    while s < m:
+        atb_acc(A + s * lda, lda, B + s * ldb, ldb, min(<Py_ssize_t> 256, m - s), p, q, C, ldc)
+        s += 256

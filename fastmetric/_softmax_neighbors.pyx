@@ -106,6 +106,7 @@ from libc.string cimport memset
 from fastmetric._common cimport (
     floating, fm_axpy, gemm_rowmajor, omp_get_thread_num, sq_dist, sq_norm,
 )
+from fastmetric._smallgemm cimport gemm_atb
 from fastmetric._distances cimport transform_rows
 
 from ._threads import single_threaded_blas
@@ -917,10 +918,8 @@ cdef void _gram_partials(
         for b in prange(n_blocks, schedule='dynamic'):
             start = b * block
             size = min(block, n - start)
-            gemm_rowmajor(True, False, <int> d, <int> d, <int> size,
-                          <floating> 1.0, &X[start, 0], <int> d,
-                          &B[start, 0], <int> d,
-                          <floating> 0.0, &partials[b, 0, 0], <int> d)
+            gemm_atb(False, &X[start, 0], d, &B[start, 0], d, size, d, d,
+                     &partials[b, 0, 0], d)
 
 
 cdef void _row_sq_norms(const floating[:, ::1] Z, double[::1] out, int n_threads) noexcept nogil:

@@ -27,11 +27,12 @@ O(n k d + P k) per evaluation, race-free (each point owns its row of H).
 Each pair is seen from both ends; its loss and bias-gradient terms are
 counted from its first end only.
 
-Where the time goes (n = 200,000, d = k = 64, P = 10^6, float64): the two
-GEMMs (mapping and gradient) at the machine's peak flop rate, and the two
-million random reads of a mapped row (512 bytes each), which are limited by
-how many cache misses a core keeps in flight.  The mapped rows are aligned
-to cache lines and kept on huge pages (see _workspace).
+Where the time goes (n = 200,000, d = k = 64, P = 10^6, float64; measured
+by benchmarks/ldml_breakdown.py): the two products (mapping and gradient),
+done by the AVX-512 kernels of _smallgemm.pxd where the CPU has them, and
+the two million random reads of a mapped row (512 bytes each), which take
+as much memory traffic as the machine delivers.  The mapped rows are
+aligned to cache lines and kept on huge pages (see _workspace).
 
 Only the points that occur in some pair take part: with few pairs (a
 minibatch) the points are relabelled compactly, so the cost and memory do

@@ -34,11 +34,21 @@ cdef extern from * nogil:
     #define FM_SMALL_GEMM_COMPILED 0
     #endif
 
-    /* Set to 0 to force the BLAS path (tests compare the two). */
-    static int fm_small_gemm_enabled = 1;
+    #include <stdlib.h>
+
+    /* -1 until first read, then 1 (use the kernels where the CPU can) or 0
+       (BLAS everywhere).  FASTMETRIC_SMALL_GEMM=0 in the environment starts
+       it at 0; fm_small_gemm_set_enabled (the modules' _set_small_gemm)
+       switches it for one module, for tests.  A race on the first read
+       stores the same value twice. */
+    static int fm_small_gemm_enabled = -1;
 
     static inline int fm_small_gemm_available(void) {
     #if FM_SMALL_GEMM_COMPILED
+        if (fm_small_gemm_enabled < 0) {
+            const char *v = getenv("FASTMETRIC_SMALL_GEMM");
+            fm_small_gemm_enabled = !(v != NULL && v[0] == '0' && v[1] == '\\0');
+        }
         return fm_small_gemm_enabled && __builtin_cpu_supports("avx512f");
     #else
         return 0;

@@ -120,3 +120,56 @@ def test_estimator_transform_uses_the_row_mapping(small_gemm, dtype, normalize):
         est.set_params(n_jobs=1)
         assert np.array_equal(est.transform(X), Z)
         est.set_params(n_jobs=2)
+
+
+FIT_SCRIPT = """
+import sys, warnings
+import numpy as np
+warnings.filterwarnings("ignore")
+import fastmetric
+from fastmetric import LMNN, NCA, MLKR, MMC_Supervised, LDML_Supervised
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((300, 12))
+y = rng.integers(0, 3, size=300)
+models = [
+    LMNN(n_neighbors=3, max_iter=5, random_state=0),
+    NCA(max_iter=5, random_state=0),
+    MLKR(max_iter=5, random_state=0),
+    MMC_Supervised(max_iter=5, random_state=0),
+    LDML_Supervised(n_pairs=2000, max_iter=5, random_state=0),
+]
+out = {}
+for m in models:
+    target = y.astype(float) if isinstance(m, MLKR) else y
+    out[type(m).__name__] = m.fit(X, target).components_
+np.savez(sys.argv[1], in_use=fastmetric._distances._small_gemm_in_use(), **out)
+"""
+
+
+def test_environment_variable_switches_every_learner_to_blas(tmp_path):
+    # FASTMETRIC_SMALL_GEMM=0 makes every module use BLAS; the learners then
+    # fit the same models (here bitwise or to rounding).
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "fit.py"
+    script.write_text(FIT_SCRIPT)
+    results = {}
+    import fastmetric
+
+    # The child imports the same fastmetric (installed or built in place).
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastmetric.__file__)))
+    for value in ("0", "1"):
+        env = dict(os.environ, FASTMETRIC_SMALL_GEMM=value,
+                   PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        path = tmp_path / f"out{value}.npz"
+        proc = subprocess.run([sys.executable, str(script), str(path)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results[value] = np.load(path)
+    assert not results["0"]["in_use"]
+    assert bool(results["1"]["in_use"]) == cpu_has_avx512f()
+    for name in ("LMNN", "NCA", "MLKR", "MMC_Supervised", "LDML_Supervised"):
+        assert_allclose(results["0"][name], results["1"][name], rtol=1e-9, atol=1e-12)

@@ -213,3 +213,41 @@ class SamplePairs:
             self.labels, self.n_positive, self.n_negative,
             balanced=balanced, random_state=0, n_jobs=n_jobs,
         )
+
+
+TRANSFORM_SIZES = {
+    "n=20000,d=k=32": (20_000, 32, 32),
+    "n=200000,d=k=64": (200_000, 64, 64),
+}
+
+
+class Transform:
+    """A fitted learner's ``transform``: the rows mapped through L (the
+    AVX-512 small-product kernel where the CPU has it, else BLAS; see
+    ``fastmetric.show_config()``), input validation included."""
+
+    params = [list(TRANSFORM_SIZES), DTYPES, N_JOBS]
+    param_names = ["size", "dtype", "n_jobs"]
+    timeout = 120
+
+    def setup(self, size, dtype, n_jobs):
+        import warnings
+
+        try:
+            from fastmetric import LDML_Supervised
+        except ImportError as exc:
+            raise NotImplementedError(f"fastmetric LDML_Supervised is not available: {exc}")
+        n, d, k = TRANSFORM_SIZES[size]
+        rng = np.random.default_rng(SEED)
+        self.X = _points(rng, n, d, dtype)
+        labels = rng.integers(0, 4, size=2000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # two iterations do not converge
+            self.model = LDML_Supervised(n_components=k, n_pairs=2000, max_iter=2,
+                                         random_state=0, n_jobs=n_jobs).fit(self.X[:2000], labels)
+
+    def time_transform(self, size, dtype, n_jobs):
+        self.model.transform(self.X)
+
+    def peakmem_transform(self, size, dtype, n_jobs):
+        self.model.transform(self.X)

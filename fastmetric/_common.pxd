@@ -343,6 +343,30 @@ cdef inline void insert_sorted(int *idx, double *dist, int kk, double e,
     idx[s] = j
 
 
+cdef inline void parts_prefix_sum(Py_ssize_t[:, ::1] cursor,
+                                  Py_ssize_t *bucket_start) noexcept nogil:
+    """The middle step of the parallel counting sorts (pair index, pair buckets).
+
+    ``cursor[t, q]`` holds how many items of part t (a contiguous range of
+    the input) go to bucket q; it becomes the position of the first of them,
+    by an exclusive prefix sum in (bucket, part) order, so that part t's
+    items of a bucket follow those of parts < t and the sort is stable and
+    the same for any number of parts.  ``bucket_start`` (n_buckets + 1
+    entries, or NULL) receives where each bucket starts, and the total.
+    """
+    cdef Py_ssize_t n_parts = cursor.shape[0], n_buckets = cursor.shape[1]
+    cdef Py_ssize_t q, t, c, running = 0
+    for q in range(n_buckets):
+        if bucket_start != NULL:
+            bucket_start[q] = running
+        for t in range(n_parts):
+            c = cursor[t, q]
+            cursor[t, q] = running
+            running += c
+    if bucket_start != NULL:
+        bucket_start[n_buckets] = running
+
+
 cdef inline void gemm_rowmajor(
     bint trans_a, bint trans_b, int m, int n, int k,
     floating alpha, const floating *a, int lda,

@@ -27,7 +27,7 @@ from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from fastmetric._common cimport (
-    all_finite, floating, gemm_rowmajor, fm_prefetch_block, sq_dist, sq_norm,
+    all_finite, floating, gemm_rowmajor, fm_prefetch_block, parts_prefix_sum, sq_dist, sq_norm,
 )
 from fastmetric._smallgemm cimport (
     fm_small_gemm_available, fm_small_gemm_set_enabled, rowmap, transposed_for_rowmap,
@@ -320,17 +320,12 @@ cdef void bucket_pairs_by_first_row(
     number of parts or threads.
     """
     cdef Py_ssize_t n_pairs = a.shape[0], n_parts = cursor.shape[0]
-    cdef Py_ssize_t n_buckets = cursor.shape[1]
     cdef Py_ssize_t part_size = (n_pairs + n_parts - 1) // n_parts
-    cdef Py_ssize_t t, p, q, c, running = 0
+    cdef Py_ssize_t t, p, q
     for t in prange(n_parts, schedule='static', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
             cursor[t, a[p] // bucket_rows] += 1
-    for q in range(n_buckets):
-        for t in range(n_parts):
-            c = cursor[t, q]
-            cursor[t, q] = running
-            running += c
+    parts_prefix_sum(cursor, NULL)
     for t in prange(n_parts, schedule='static', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
             q = cursor[t, a[p] // bucket_rows]

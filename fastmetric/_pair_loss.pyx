@@ -49,7 +49,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 from fastmetric._common cimport (
-    floating, fm_logit_batch, fm_prefetch_block,
+    floating, fm_logit_batch, fm_prefetch_block, parts_prefix_sum,
     fm_axpy, diff_sq_norm,
 )
 from fastmetric._distances cimport (
@@ -112,23 +112,16 @@ cdef void build_endpoint_index(
     entries stay in pair order and the index is the same for any number of
     parts or threads.
     """
-    cdef Py_ssize_t n_pairs = ua.shape[0], n_points = offsets.shape[0] - 1
+    cdef Py_ssize_t n_pairs = ua.shape[0]
     cdef Py_ssize_t n_parts = cursor.shape[0]
     cdef Py_ssize_t part_size = (n_pairs + n_parts - 1) // n_parts
-    cdef Py_ssize_t t, p, u, e, c, running = 0
+    cdef Py_ssize_t t, p, e
     cdef double w = 1.0
     for t in prange(n_parts, schedule='static', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
             cursor[t, ua[p]] += 1
             cursor[t, ub[p]] += 1
-    # Exclusive prefix sum over (point, part) in that order.
-    offsets[0] = 0
-    for u in range(n_points):
-        for t in range(n_parts):
-            c = cursor[t, u]
-            cursor[t, u] = running
-            running += c
-        offsets[u + 1] = running
+    parts_prefix_sum(cursor, &offsets[0])
     for t in prange(n_parts, schedule='static', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
             if has_weights:

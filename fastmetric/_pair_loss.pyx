@@ -78,9 +78,10 @@ cdef enum:
 
 DEF_POINT_CHUNK = 256
 
-# The numpy dtype of IncidentEntry (see _pair_loss.pxd).
-INCIDENT_ENTRY = np.dtype([("other", np.intp), ("code", np.intp),
-                           ("target", np.float64), ("weight", np.float64)])
+# The numpy dtype of PairValues (see _pair_loss.pxd), and ENTRY_SHIFT for
+# Python code reading the keys.
+PAIR_VALUES = np.dtype([("target", np.float64), ("weight", np.float64)])
+KEY_SHIFT = ENTRY_SHIFT
 # At most this many partial k x d products are kept for the final reduction.
 DEF_MAX_PARTIALS = 128
 
@@ -92,19 +93,18 @@ cdef void build_endpoint_index(
     const double[::1] weights,
     bint has_weights,
     Py_ssize_t[::1] offsets,
-    IncidentEntry[::1] entries,
+    Py_ssize_t[::1] keys,
+    PairValues[::1] values,
     Py_ssize_t[:, ::1] cursor,
     int n_threads,
 ) noexcept nogil:
     """CSR index of the pairs incident to each point (a counting sort).
 
-    For point u, ``entries[offsets[u]:offsets[u+1]]`` list its incident
-    pairs in increasing pair order: the other end, ``2 p + side`` (side 0
-    when u is the pair's first end), the pair's target and its weight (1
-    without weights).  A pair of a point with itself appears twice in that
-    point's list.  The entries are records, not one array per field: the
-    counting sort writes each at a random place, and one record touches one
-    cache line where separate arrays would touch one per field.
+    Fills ``offsets`` (n_points + 1) and ``keys`` (2 n_pairs) as described in
+    _pair_loss.pxd.  With ``values`` empty, the targets must be 0 or 1 and
+    go into the keys (``has_weights`` must be false); otherwise ``values``
+    (2 n_pairs) gets each entry's target and weight (1 without weights).  A
+    pair of a point with itself appears twice in that point's list.
 
     ``cursor`` (n_parts x n_points, zero-filled by the caller) splits the
     pairs into n_parts contiguous ranges counted and filled in parallel.
@@ -115,7 +115,8 @@ cdef void build_endpoint_index(
     cdef Py_ssize_t n_pairs = ua.shape[0]
     cdef Py_ssize_t n_parts = cursor.shape[0]
     cdef Py_ssize_t part_size = (n_pairs + n_parts - 1) // n_parts
-    cdef Py_ssize_t t, p, e
+    cdef Py_ssize_t t, p, e, f, bit
+    cdef bint packed = values.shape[0] == 0
     cdef double w = 1.0
     for t in prange(n_parts, schedule='static', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
@@ -124,26 +125,29 @@ cdef void build_endpoint_index(
     parts_prefix_sum(cursor, &offsets[0])
     for t in prange(n_parts, schedule='static', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
-            if has_weights:
-                w = weights[p]
             e = cursor[t, ua[p]]
             cursor[t, ua[p]] = e + 1
-            entries[e].other = ub[p]
-            entries[e].code = 2 * p
-            entries[e].target = targets[p]
-            entries[e].weight = w
-            e = cursor[t, ub[p]]
-            cursor[t, ub[p]] = e + 1
-            entries[e].other = ua[p]
-            entries[e].code = 2 * p + 1
-            entries[e].target = targets[p]
-            entries[e].weight = w
+            f = cursor[t, ub[p]]
+            cursor[t, ub[p]] = f + 1
+            bit = 0
+            if packed:
+                bit = 2 if targets[p] != 0.0 else 0
+            else:
+                if has_weights:
+                    w = weights[p]
+                values[e].target = targets[p]
+                values[e].weight = w
+                values[f].target = targets[p]
+                values[f].weight = w
+            keys[e] = (ub[p] << ENTRY_SHIFT) | bit
+            keys[f] = (ua[p] << ENTRY_SHIFT) | bit | 1
 
 
 cdef inline void _point_chunk(
     const floating[:, ::1] U,
     const Py_ssize_t[::1] offsets,
-    const IncidentEntry[::1] entries,
+    const Py_ssize_t[::1] keys,
+    const PairValues[::1] values,
     double bias,
     floating *h_rows,
     bint compute_gradient,
@@ -166,7 +170,8 @@ cdef inline void _point_chunk(
     """
     cdef Py_ssize_t u, v, e, e0, e1, m, i, j, k = U.shape[1]
     cdef Py_ssize_t e_stop = offsets[stop]
-    cdef double w, r, loss = 0.0, gb = 0.0
+    cdef bint packed = values.shape[0] == 0
+    cdef double w = 1.0, r, loss = 0.0, gb = 0.0
     cdef double *tbuf = zbuf + BATCH
     cdef double *rbuf = zbuf + 2 * BATCH
     cdef double *lbuf = zbuf + 3 * BATCH
@@ -181,20 +186,24 @@ cdef inline void _point_chunk(
                 # Entries of consecutive points are contiguous: prefetch
                 # along the chunk, not only along this point's few entries.
                 if e + PREFETCH_AHEAD < e_stop:
-                    fm_prefetch_block(&U[entries[e + PREFETCH_AHEAD].other, 0],
+                    fm_prefetch_block(&U[keys[e + PREFETCH_AHEAD] >> ENTRY_SHIFT, 0],
                                       k * sizeof(floating))
-                v = entries[e].other
+                v = keys[e] >> ENTRY_SHIFT
                 zbuf[i] = bias - diff_sq_norm(&U[u, 0], &U[v, 0], &diff[i * k], k)
-                tbuf[i] = entries[e].target
+                if packed:
+                    tbuf[i] = <double> ((keys[e] >> 1) & 1)
+                else:
+                    tbuf[i] = values[e].target
             # softplus(z) - t z is the log-loss written with the logit z;
             # r = sigmoid(z) - t is its derivative in z.
             fm_logit_batch(zbuf, tbuf, rbuf, lbuf, m)
             for i in range(m):
-                w = entries[e0 + i].weight
+                if not packed:
+                    w = values[e0 + i].weight
                 r = w * rbuf[i]
                 # Each pair's loss and bias terms are counted once, from its
                 # first end.
-                if (entries[e0 + i].code & 1) == 0:
+                if (keys[e0 + i] & 1) == 0:
                     loss += w * lbuf[i]
                     gb += r
                 if compute_gradient:
@@ -210,7 +219,8 @@ cdef inline void _point_chunk(
 cdef void ldml_point_pass(
     const floating[:, ::1] U,
     const Py_ssize_t[::1] offsets,
-    const IncidentEntry[::1] entries,
+    const Py_ssize_t[::1] keys,
+    const PairValues[::1] values,
     double bias,
     floating[:, ::1] H,
     bint compute_gradient,
@@ -233,7 +243,7 @@ cdef void ldml_point_pass(
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_points)
-            _point_chunk(U, offsets, entries, bias, &H[start, 0] if compute_gradient else NULL,
+            _point_chunk(U, offsets, keys, values, bias, &H[start, 0] if compute_gradient else NULL,
                          compute_gradient, start, stop, diff, acc, zbuf,
                          &chunk_loss[c], &chunk_grad_bias[c])
         free(diff)
@@ -247,7 +257,8 @@ cdef void _fused_point_pass(
     bint identity_rows,
     const floating[:, ::1] U,
     const Py_ssize_t[::1] offsets,
-    const IncidentEntry[::1] entries,
+    const Py_ssize_t[::1] keys,
+    const PairValues[::1] values,
     double bias,
     bint compute_gradient,
     floating[:, :, ::1] partials,
@@ -290,7 +301,7 @@ cdef void _fused_point_pass(
             block_stop = min(start + block, n_points)
             while start < block_stop:
                 stop = min(start + chunk_size, n_points)
-                _point_chunk(U, offsets, entries, bias, h_rows, compute_gradient,
+                _point_chunk(U, offsets, keys, values, bias, h_rows, compute_gradient,
                              start, stop, diff, acc, zbuf,
                              &chunk_loss[start // chunk_size],
                              &chunk_grad_bias[start // chunk_size])
@@ -317,7 +328,8 @@ cdef void _fused_point_pass(
 
 def _evaluate(const floating[:, ::1] X,
               const Py_ssize_t[::1] point_rows, bint identity_rows,
-              const Py_ssize_t[::1] offsets, const IncidentEntry[::1] entries,
+              const Py_ssize_t[::1] offsets, const Py_ssize_t[::1] keys,
+              const PairValues[::1] values,
               const floating[:, ::1] L, double bias, double total_weight,
               bint compute_gradient, bint check_finite, Py_ssize_t point_chunk,
               int n_threads, floating[:, ::1] U, floating[:, :, ::1] partials,
@@ -348,7 +360,7 @@ def _evaluate(const floating[:, ::1] X,
     if not finite:
         return None
     with nogil:
-        _fused_point_pass(X, point_rows, identity_rows, U, offsets, entries, bias,
+        _fused_point_pass(X, point_rows, identity_rows, U, offsets, keys, values, bias,
                           compute_gradient, partials, block, chunk_loss, chunk_gb,
                           point_chunk, n_threads)
         for c in range(n_chunks):
@@ -397,23 +409,39 @@ def _partial_block(Py_ssize_t n_points, Py_ssize_t point_chunk):
     return max(1, (per_block + point_chunk - 1) // point_chunk) * point_chunk
 
 
+cdef bint _all_binary(const double[::1] targets) noexcept nogil:
+    """Whether every target is exactly 0 or 1."""
+    cdef Py_ssize_t p
+    cdef bint binary = True
+    for p in range(targets.shape[0]):
+        binary &= (targets[p] == 0.0) | (targets[p] == 1.0)
+    return binary
+
+
 def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
                  const double[::1] targets, const double[::1] weights, bint has_weights,
                  Py_ssize_t n_points, int n_threads):
+    """The pair index (see _pair_loss.pxd): offsets, keys and values (empty
+    when the targets are 0/1 and the pairs unweighted)."""
     # One part per thread, each with at least 2^16 pairs (the cursor array
     # costs n_points entries per part).
     cdef int n_parts = max(1, min(n_threads, 8, ua.shape[0] // 65536))
+    cdef bint packed
+    with nogil:
+        packed = not has_weights and _all_binary(targets)
     offsets = np.empty(n_points + 1, dtype=np.intp)
     # Filled at random positions by every thread: huge pages spare the
     # threads most of their page faults (see _workspace).
-    entries = empty_aligned(2 * ua.shape[0], INCIDENT_ENTRY)
+    keys = empty_aligned(2 * ua.shape[0], np.intp)
+    values = empty_aligned(0 if packed else 2 * ua.shape[0], PAIR_VALUES)
     cursor = np.zeros((n_parts, n_points), dtype=np.intp)
     cdef Py_ssize_t[::1] o = offsets
-    cdef IncidentEntry[::1] ent = entries
+    cdef Py_ssize_t[::1] kv = keys
+    cdef PairValues[::1] vv = values
     cdef Py_ssize_t[:, ::1] cur = cursor
     with nogil:
-        build_endpoint_index(ua, ub, targets, weights, has_weights, o, ent, cur, n_parts)
-    return offsets, entries
+        build_endpoint_index(ua, ub, targets, weights, has_weights, o, kv, vv, cur, n_parts)
+    return offsets, keys, values
 
 
 class PairLossProblem:
@@ -478,7 +506,7 @@ class PairLossProblem:
             self.ub = np.ascontiguousarray(b, dtype=np.intp)
         self.n_points = n if self.identity_rows else self.point_rows.shape[0]
         self.point_chunk = chunk_size or DEF_POINT_CHUNK
-        self.offsets, self.entries = _build_index(
+        self.offsets, self.keys, self.values = _build_index(
             self.ua, self.ub, self.targets, self.weights, self.has_weights,
             self.n_points, int(n_threads)
         )
@@ -528,7 +556,7 @@ class PairLossProblem:
         with single_threaded_blas():
             result = _evaluate(
                 self.X, self.point_rows, self.identity_rows, self.offsets,
-                self.entries, L, float(bias), self.total_weight,
+                self.keys, self.values, L, float(bias), self.total_weight,
                 compute_gradient, check_finite and self.identity_rows,
                 self.point_chunk, n_threads, *self._work[1],
             )

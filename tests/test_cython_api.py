@@ -16,7 +16,7 @@ USER_MODULE = textwrap.dedent(
     # A third-party extension using fastmetric's kernels directly.
     from fastmetric._common cimport fm_logit_loss, fm_random_u64, fm_stream_key
     from fastmetric._distances cimport transform_rows, paired_sq_dist_transformed
-    from fastmetric._pair_loss cimport IncidentEntry, build_endpoint_index, ldml_point_pass
+    from fastmetric._pair_loss cimport PairValues, build_endpoint_index, ldml_point_pass
 
     def transform(const double[:, ::1] X, const double[:, ::1] L, double[:, ::1] out):
         with nogil:
@@ -40,24 +40,26 @@ USER_MODULE = textwrap.dedent(
         # The LDML index and point pass: summed loss and bias-gradient terms,
         # and H = Lap U, on the caller's arrays.
         import numpy as np
-        from fastmetric._pair_loss import INCIDENT_ENTRY
         cdef Py_ssize_t n = U.shape[0], n_pairs = a.shape[0], chunk = 8
         cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
         offsets = np.empty(n + 1, dtype=np.intp)
-        entries = np.empty(2 * n_pairs, dtype=INCIDENT_ENTRY)
+        keys = np.empty(2 * n_pairs, dtype=np.intp)
+        # Soft targets: each entry also gets its (target, weight) record.
+        values = np.empty(2 * n_pairs, dtype=[("target", np.float64), ("weight", np.float64)])
         cursor = np.zeros((1, n), dtype=np.intp)
         H = np.empty((n, U.shape[1]))
         chunk_loss = np.empty(n_chunks)
         chunk_grad_bias = np.empty(n_chunks)
         cdef double[::1] no_weights = np.empty(0)
         cdef Py_ssize_t[::1] o = offsets
-        cdef IncidentEntry[::1] e = entries
+        cdef Py_ssize_t[::1] kv = keys
+        cdef PairValues[::1] vv = values
         cdef Py_ssize_t[:, ::1] cur = cursor
         cdef double[:, ::1] h = H
         cdef double[::1] cl = chunk_loss, cg = chunk_grad_bias
         with nogil:
-            build_endpoint_index(a, b, targets, no_weights, False, o, e, cur, 1)
-            ldml_point_pass(U, o, e, bias, h, True, cl, cg, chunk, 1)
+            build_endpoint_index(a, b, targets, no_weights, False, o, kv, vv, cur, 1)
+            ldml_point_pass(U, o, kv, vv, bias, h, True, cl, cg, chunk, 1)
         return chunk_loss.sum(), H, chunk_grad_bias.sum()
     """
 )

@@ -6,7 +6,7 @@ from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
 from fastmetric.pairwise import ldml_loss
-from fastmetric._pair_loss import PairLossProblem
+from fastmetric._pair_loss import KEY_SHIFT, PairLossProblem
 
 
 def numpy_ldml_loss(X, pairs, y, L, bias, w=None):
@@ -175,27 +175,56 @@ def test_bad_input(problem, change, exc, match):
                   sample_weight=args["sample_weight"])
 
 
-def test_endpoint_index_is_the_same_for_any_thread_count():
+@pytest.mark.parametrize("targets", ["binary", "soft", "weighted"])
+def test_endpoint_index_is_the_same_for_any_thread_count(targets):
     # Enough pairs that the index is built in several parts.
     rng = np.random.default_rng(7)
     X = rng.normal(size=(1000, 3))
     pairs = rng.integers(0, 1000, size=(140_000, 2))
-    y = rng.random(140_000)
-    one = PairLossProblem(X, pairs[:, 0].copy(), pairs[:, 1].copy(), y, n_threads=1)
-    two = PairLossProblem(X, pairs[:, 0].copy(), pairs[:, 1].copy(), y, n_threads=2)
+    y = rng.random(140_000) if targets == "soft" else rng.integers(0, 2, 140_000).astype(float)
+    w = rng.random(140_000) if targets == "weighted" else None
+    one = PairLossProblem(X, pairs[:, 0].copy(), pairs[:, 1].copy(), y, w, n_threads=1)
+    two = PairLossProblem(X, pairs[:, 0].copy(), pairs[:, 1].copy(), y, w, n_threads=2)
     assert_array_equal(one.offsets, two.offsets)
-    assert_array_equal(one.entries, two.entries)
-    # Point u's entries list its pairs in increasing pair order, with the
-    # pair's other end, target and weight.
+    assert_array_equal(one.keys, two.keys)
+    assert_array_equal(one.values, two.values)
+    # Point u's keys list its pairs in increasing pair order: the pair's
+    # other end, the target bit (0/1 targets without weights) and the side.
     u = 17
-    entries = one.entries[one.offsets[u]:one.offsets[u + 1]]
-    expected = sorted([2 * p for p in np.flatnonzero(pairs[:, 0] == u)]
-                      + [2 * p + 1 for p in np.flatnonzero(pairs[:, 1] == u)])
-    assert_array_equal(entries["code"], expected)
-    p, side = entries["code"] // 2, entries["code"] % 2
-    assert_array_equal(entries["other"], pairs[p, 1 - side])
-    assert_array_equal(entries["target"], y[p])
-    assert_array_equal(entries["weight"], 1.0)
+    keys = one.keys[one.offsets[u]:one.offsets[u + 1]]
+    first, second = np.flatnonzero(pairs[:, 0] == u), np.flatnonzero(pairs[:, 1] == u)
+    order = np.argsort(np.r_[first, second], kind="stable")
+    p = np.r_[first, second][order]
+    side = np.r_[np.zeros(len(first), int), np.ones(len(second), int)][order]
+    assert_array_equal(keys & 1, side)
+    assert_array_equal(keys >> KEY_SHIFT, pairs[p, 1 - side])
+    if targets == "binary":
+        # The targets are in the keys; there is no values array.
+        assert one.values.shape == (0,)
+        assert_array_equal((keys >> 1) & 1, y[p])
+    else:
+        values = one.values[one.offsets[u]:one.offsets[u + 1]]
+        assert_array_equal((keys >> 1) & 1, 0)
+        assert_array_equal(values["target"], y[p])
+        assert_array_equal(values["weight"], 1.0 if w is None else w[p])
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_binary_targets_give_the_same_result_with_or_without_values(n_threads):
+    # 0/1 targets without weights take the packed index; the same targets
+    # as soft values (the 1-weights make the values array) must agree.
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(300, 5))
+    a, b = rng.integers(0, 300, 5000), rng.integers(0, 300, 5000)
+    y = rng.integers(0, 2, 5000).astype(float)
+    L = rng.normal(size=(4, 5))
+    packed = PairLossProblem(X, a, b, y, n_threads=n_threads)
+    full = PairLossProblem(X, a, b, y, np.ones(5000), n_threads=n_threads)
+    assert packed.values.shape == (0,) and full.values.shape == (10000,)
+    got = packed.loss_grad(L, 3.0, n_threads)
+    ref = full.loss_grad(L, 3.0, n_threads)
+    assert got[0] == ref[0] and got[2] == ref[2]
+    assert_array_equal(got[1], ref[1])
 
 
 @pytest.mark.parametrize("t", [0.0, 1.0, 0.25])

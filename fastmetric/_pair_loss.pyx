@@ -50,7 +50,7 @@ from libc.string cimport memset
 
 from fastmetric._common cimport (
     floating, fm_logit_batch, fm_prefetch_block, parts_prefix_sum,
-    fm_axpy, diff_sq_norm,
+    diff_sq_norm,
 )
 from fastmetric._distances cimport (
     transform_rows, transform_rows_checked, transform_selected_rows,
@@ -68,6 +68,39 @@ from ._validation import (
     check_scalar_finite,
     raise_nonfinite,
 )
+
+cdef extern from * nogil:
+    """
+    /* acc[j] += sum_i r[i] diff[i k + j] over the m rows of diff, i in
+       order, each term rounded as a product then a sum (as y += r x row by
+       row), but with a block of 32 of acc's entries held in registers
+       across the rows instead of loaded and stored once per row. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
+    #endif
+    static void fm_axpy_rows(const double *r, const double *diff, Py_ssize_t m,
+                             Py_ssize_t k, double *acc) {
+        Py_ssize_t j0 = 0, i;
+        for (; j0 + 32 <= k; j0 += 32) {
+            double a[32];
+            for (int jj = 0; jj < 32; jj++) a[jj] = acc[j0 + jj];
+            for (i = 0; i < m; i++) {
+                const double ri = r[i];
+                const double *x = diff + i * k + j0;
+                for (int jj = 0; jj < 32; jj++) a[jj] += ri * x[jj];
+            }
+            for (int jj = 0; jj < 32; jj++) acc[j0 + jj] = a[jj];
+        }
+        for (; j0 < k; j0++) {
+            double s = acc[j0];
+            for (i = 0; i < m; i++) s += r[i] * diff[i * k + j0];
+            acc[j0] = s;
+        }
+    }
+    """
+    void fm_axpy_rows(const double *r, const double *diff, Py_ssize_t m,
+                      Py_ssize_t k, double *acc)
+
 
 # Incident entries ahead of the current one whose rows are prefetched:
 # enough to cover memory latency, few enough to stay in L1.
@@ -165,8 +198,9 @@ cdef inline void _point_chunk(
 
     A point's incident entries go in batches of up to BATCH: their
     differences and logits first, then the loss terms of the whole batch in
-    one vectorised call (fm_logit_batch), then the accumulation of H[u].
-    ``diff`` holds BATCH x k doubles, ``zbuf`` 4 x BATCH.
+    one vectorised call (fm_logit_batch), then the accumulation of the
+    batch into H[u] (fm_axpy_rows, which keeps H[u] in registers across the
+    batch's rows).  ``diff`` holds BATCH x k doubles, ``zbuf`` 4 x BATCH.
     """
     cdef Py_ssize_t u, v, e, e0, e1, m, i, j, k = U.shape[1]
     cdef Py_ssize_t e_stop = offsets[stop]
@@ -206,8 +240,9 @@ cdef inline void _point_chunk(
                 if (keys[e0 + i] & 1) == 0:
                     loss += w * lbuf[i]
                     gb += r
-                if compute_gradient:
-                    fm_axpy(r, &diff[i * k], acc, k)
+                rbuf[i] = r
+            if compute_gradient:
+                fm_axpy_rows(rbuf, diff, m, k, acc)
             e0 += m
         if compute_gradient:
             for j in range(k):

@@ -174,13 +174,18 @@ def check_pair_vector(v, n_pairs, name, dtype, lo=None, hi=None, nonneg=False):
         raise ValueError(
             f"{name} must have shape (n_pairs,) = ({n_pairs},); got shape {arr.shape}."
         )
-    if not np.isfinite(arr).all():
+    if not arr.size:
+        return arr
+    # Two passes over the data: NaN propagates into min and max, and an
+    # infinity is one of them.
+    low, high = arr.min(), arr.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(f"{name} contains NaN or infinity.")
-    if lo is not None and arr.size and (arr.min() < lo or arr.max() > hi):
-        bad = arr.min() if arr.min() < lo else arr.max()
+    if lo is not None and (low < lo or high > hi):
+        bad = low if low < lo else high
         raise ValueError(f"{name} must lie in [{lo}, {hi}]; got a value {bad}.")
-    if nonneg and arr.size and arr.min() < 0:
-        raise ValueError(f"{name} must be non-negative; got a value {arr.min()}.")
+    if nonneg and low < 0:
+        raise ValueError(f"{name} must be non-negative; got a value {low}.")
     return arr
 
 

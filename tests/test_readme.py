@@ -16,6 +16,9 @@ def _python_blocks():
 
 
 @pytest.mark.parametrize("index", range(len(_python_blocks())))
+# An example that stops before its solver converges would teach the wrong
+# settings: the examples must run without a ConvergenceWarning.
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
 def test_readme_example_runs(index):
     code = _python_blocks()[index]
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "readme"})

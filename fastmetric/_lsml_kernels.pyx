@@ -31,12 +31,14 @@ import numpy as np
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 
-from fastmetric._common cimport floating, gemm_rowmajor
+from fastmetric._common cimport floating, fm_prefetch_block, gemm_rowmajor
 
 from ._threads import threads_for_work
 
 cdef enum:
     ROW_BLOCK = 128
+    # Pairs ahead of the current one whose rows are prefetched.
+    PREFETCH_AHEAD = 8
 
 
 cdef void quadratic_forms_nogil(
@@ -65,6 +67,13 @@ cdef void quadratic_forms_nogil(
             gemm_rowmajor(False, False, <int> m, <int> d, <int> d, one, &X[start, 0],
                           <int> d, &S[0, 0], <int> d, zero, &Y[start, 0], <int> d)
         for p in prange(n_pairs, schedule='static'):
+            # The four rows are read at random: fetch those of a pair a few
+            # pairs ahead (a prefetch past this thread's range is harmless).
+            if p + PREFETCH_AHEAD < n_pairs:
+                fm_prefetch_block(&X[a[p + PREFETCH_AHEAD], 0], d * sizeof(floating))
+                fm_prefetch_block(&X[b[p + PREFETCH_AHEAD], 0], d * sizeof(floating))
+                fm_prefetch_block(&Y[a[p + PREFETCH_AHEAD], 0], d * sizeof(floating))
+                fm_prefetch_block(&Y[b[p + PREFETCH_AHEAD], 0], d * sizeof(floating))
             ia = a[p]
             ib = b[p]
             acc = 0.0

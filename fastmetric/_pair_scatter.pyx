@@ -84,13 +84,18 @@ cdef extern from * nogil:
     #define FM_LAP_CLONES
     #endif
     #define FM_LAP_PF_AHEAD 16
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FM_LAP_PREFETCH_LINE(p) __builtin_prefetch((p), 0, 3)
+    #else
+    #define FM_LAP_PREFETCH_LINE(p) ((void)0)
+    #endif
     /* Fetch every cache line of the row of entry e + FM_LAP_PF_AHEAD. */
     #define FM_LAP_PREFETCH(T, e)                                                   \\
         do {                                                                        \\
             if ((e) + FM_LAP_PF_AHEAD < e_stop) {                                   \\
                 const char *c_ = (const char *)(X + other[(e) + FM_LAP_PF_AHEAD] * ldx); \\
                 for (size_t o_ = 0; o_ < d * sizeof(T); o_ += 64)                   \\
-                    __builtin_prefetch(c_ + o_, 0, 3);                              \\
+                    FM_LAP_PREFETCH_LINE(c_ + o_);                                  \\
             }                                                                       \\
         } while (0)
     #define FM_LAPLACIAN_ROW(T, SFX)                                                 \\

@@ -343,9 +343,11 @@ cdef inline void insert_sorted(int *idx, double *dist, int kk, double e,
     idx[s] = j
 
 
-cdef inline void parts_prefix_sum(Py_ssize_t[:, ::1] cursor,
-                                  Py_ssize_t *bucket_start) noexcept nogil:
-    """The middle step of the parallel counting sorts (pair index, pair buckets).
+cdef inline void parts_prefix_sum_ptr(Py_ssize_t *cursor, Py_ssize_t n_parts,
+                                      Py_ssize_t n_buckets,
+                                      Py_ssize_t *bucket_start) noexcept nogil:
+    """The middle step of the parallel counting sorts (pair index, pair
+    buckets, pair-scatter index), on a C-contiguous n_parts x n_buckets array.
 
     ``cursor[t, q]`` holds how many items of part t (a contiguous range of
     the input) go to bucket q; it becomes the position of the first of them,
@@ -354,17 +356,26 @@ cdef inline void parts_prefix_sum(Py_ssize_t[:, ::1] cursor,
     the same for any number of parts.  ``bucket_start`` (n_buckets + 1
     entries, or NULL) receives where each bucket starts, and the total.
     """
-    cdef Py_ssize_t n_parts = cursor.shape[0], n_buckets = cursor.shape[1]
     cdef Py_ssize_t q, t, c, running = 0
     for q in range(n_buckets):
         if bucket_start != NULL:
             bucket_start[q] = running
         for t in range(n_parts):
-            c = cursor[t, q]
-            cursor[t, q] = running
+            c = cursor[t * n_buckets + q]
+            cursor[t * n_buckets + q] = running
             running += c
     if bucket_start != NULL:
         bucket_start[n_buckets] = running
+
+
+cdef inline void parts_prefix_sum(Py_ssize_t[:, ::1] cursor,
+                                  Py_ssize_t *bucket_start) noexcept nogil:
+    """parts_prefix_sum_ptr on a typed memoryview."""
+    if cursor.shape[1] == 0:
+        if bucket_start != NULL:
+            bucket_start[0] = 0
+        return
+    parts_prefix_sum_ptr(&cursor[0, 0], cursor.shape[0], cursor.shape[1], bucket_start)
 
 
 cdef inline void gemm_rowmajor(

@@ -36,7 +36,7 @@ from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 
-from fastmetric._common cimport floating
+from fastmetric._common cimport floating, parts_prefix_sum_ptr
 from fastmetric._smallgemm cimport gemm_atb
 
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
@@ -202,6 +202,76 @@ cdef inline void _tile_gemm(
     gemm_atb(True, A + i0, d, B + j0, d, m, mi, nj, out + i0 * d + j0, d)
 
 
+cdef inline void _first_occurrences(
+    const Py_ssize_t[::1] a,
+    const Py_ssize_t[::1] b,
+    const double[::1] w,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    unsigned char *seen,
+    Py_ssize_t *found,
+    Py_ssize_t *n_found,
+    Py_ssize_t *n_entries,
+) noexcept nogil:
+    """The points of pairs start..stop-1, each listed once in ``found`` in
+    order of first occurrence (a pair's first end before its second), and
+    twice the number of pairs that contribute (``seen``: n zeroed bytes).
+    Pairs of a point with itself, or of weight 0, contribute nothing."""
+    cdef Py_ssize_t p, ia, ib, m = 0, entries = 0
+    for p in range(start, stop):
+        ia = a[p]
+        ib = b[p]
+        if ia == ib or w[p] == 0.0:
+            continue
+        entries += 2
+        if not seen[ia]:
+            seen[ia] = 1
+            found[m] = ia
+            m += 1
+        if not seen[ib]:
+            seen[ib] = 1
+            found[m] = ib
+            m += 1
+    n_found[0] = m
+    n_entries[0] = entries
+
+
+cdef inline void _index_part(
+    const Py_ssize_t[::1] a,
+    const Py_ssize_t[::1] b,
+    const double[::1] w,
+    const Py_ssize_t *relabel,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    Py_ssize_t *cursor,
+    bint fill,
+    Py_ssize_t *other,
+    double *weight,
+) noexcept nogil:
+    """One part's step of the counting sort of the incident pairs: count
+    them per point (``fill`` false) or write them where ``cursor`` says."""
+    cdef Py_ssize_t p, ia, ib, u, e
+    for p in range(start, stop):
+        ia = a[p]
+        ib = b[p]
+        if ia == ib or w[p] == 0.0:
+            continue
+        if not fill:
+            cursor[relabel[ia]] += 1
+            cursor[relabel[ib]] += 1
+            continue
+        u = relabel[ia]
+        e = cursor[u]
+        cursor[u] = e + 1
+        other[e] = ib
+        weight[e] = w[p]
+        u = relabel[ib]
+        e = cursor[u]
+        cursor[u] = e + 1
+        other[e] = ia
+        weight[e] = w[p]
+
+
 cdef int pair_scatter_nogil(
     const floating[:, ::1] X,
     const Py_ssize_t[::1] a,
@@ -224,11 +294,15 @@ cdef int pair_scatter_nogil(
     cdef Py_ssize_t n_tiles = n_side * (n_side + 1) // 2
     cdef Py_ssize_t chunk = _chunk_rows(d)
     cdef Py_ssize_t i, j, t, p, u, e, s, m, ia, ib, n_used = 0, n_entries = 0
-    cdef Py_ssize_t n_rows_total, ti_, tj_
+    cdef Py_ssize_t n_rows_total, ti_, tj_, q, n_parts = 1, part_size = 0
     cdef double lap_cost, direct_cost, v
     cdef Py_ssize_t *tile_i = NULL
     cdef Py_ssize_t *tile_j = NULL
     cdef Py_ssize_t *relabel = NULL
+    cdef unsigned char *seen = NULL
+    cdef Py_ssize_t *found = NULL
+    cdef Py_ssize_t *part_found = NULL
+    cdef Py_ssize_t *part_entries = NULL
     cdef Py_ssize_t *rows = NULL
     cdef Py_ssize_t *offsets = NULL
     cdef Py_ssize_t *cursor = NULL
@@ -249,28 +323,37 @@ cdef int pair_scatter_nogil(
         if method == METHOD_AUTO and d <= 8:
             method = METHOD_DIRECT
         if method != METHOD_DIRECT:
+            # The pairs in n_parts contiguous ranges, one thread each; what
+            # the parts find is merged in part order, so the points, their
+            # labels and the index are those of one pass in pair order, for
+            # any number of threads.
+            n_parts = max(1, min(n_threads, 8, n_pairs // 65536))
+            part_size = (n_pairs + n_parts - 1) // n_parts
             relabel = <Py_ssize_t *> malloc(n * sizeof(Py_ssize_t))
             rows = <Py_ssize_t *> malloc(min(n, 2 * n_pairs) * sizeof(Py_ssize_t))
-            if relabel == NULL or rows == NULL:
+            seen = <unsigned char *> calloc(n_parts * n, sizeof(unsigned char))
+            found = <Py_ssize_t *> malloc(2 * n_pairs * sizeof(Py_ssize_t))
+            part_found = <Py_ssize_t *> malloc(n_parts * sizeof(Py_ssize_t))
+            part_entries = <Py_ssize_t *> malloc(n_parts * sizeof(Py_ssize_t))
+            if (relabel == NULL or rows == NULL or seen == NULL or found == NULL
+                    or part_found == NULL or part_entries == NULL):
                 return -1
+            for t in prange(n_parts, schedule='static', num_threads=n_threads):
+                _first_occurrences(a, b, w, t * part_size, min((t + 1) * part_size, n_pairs),
+                                   seen + t * n, found + 2 * t * part_size,
+                                   &part_found[t], &part_entries[t])
+            # Points labelled in order of first occurrence; pairs that
+            # contribute nothing are left out.
             for i in range(n):
                 relabel[i] = -1
-            # Points in order of first occurrence; pairs that contribute nothing
-            # (zero weight, or a point with itself) are left out.
-            for p in range(n_pairs):
-                ia = a[p]
-                ib = b[p]
-                if ia == ib or w[p] == 0.0:
-                    continue
-                n_entries += 2
-                if relabel[ia] < 0:
-                    relabel[ia] = n_used
-                    rows[n_used] = ia
-                    n_used += 1
-                if relabel[ib] < 0:
-                    relabel[ib] = n_used
-                    rows[n_used] = ib
-                    n_used += 1
+            for t in range(n_parts):
+                n_entries += part_entries[t]
+                for q in range(part_found[t]):
+                    ia = found[2 * t * part_size + q]
+                    if relabel[ia] < 0:
+                        relabel[ia] = n_used
+                        rows[n_used] = ia
+                        n_used += 1
             if n_used == 0:
                 return 0
             if method == METHOD_AUTO:
@@ -294,38 +377,20 @@ cdef int pair_scatter_nogil(
         if method == METHOD_LAPLACIAN:
             # CSR index of incident pairs per point, in pair order: the
             # other end (a row of X) and the weight.
-            offsets = <Py_ssize_t *> calloc(n_used + 1, sizeof(Py_ssize_t))
-            cursor = <Py_ssize_t *> malloc((n_used + 1) * sizeof(Py_ssize_t))
+            offsets = <Py_ssize_t *> malloc((n_used + 1) * sizeof(Py_ssize_t))
+            cursor = <Py_ssize_t *> calloc(n_parts * n_used, sizeof(Py_ssize_t))
             other = <Py_ssize_t *> malloc(n_entries * sizeof(Py_ssize_t))
             weight = <double *> malloc(n_entries * sizeof(double))
             center = <double *> malloc(d * sizeof(double))
             if offsets == NULL or cursor == NULL or other == NULL or weight == NULL or center == NULL:
                 return -1
-            for p in range(n_pairs):
-                ia = a[p]
-                ib = b[p]
-                if ia == ib or w[p] == 0.0:
-                    continue
-                offsets[relabel[ia] + 1] += 1
-                offsets[relabel[ib] + 1] += 1
-            for u in range(n_used):
-                offsets[u + 1] += offsets[u]
-                cursor[u] = offsets[u]
-            for p in range(n_pairs):
-                ia = a[p]
-                ib = b[p]
-                if ia == ib or w[p] == 0.0:
-                    continue
-                u = relabel[ia]
-                e = cursor[u]
-                cursor[u] = e + 1
-                other[e] = ib
-                weight[e] = w[p]
-                u = relabel[ib]
-                e = cursor[u]
-                cursor[u] = e + 1
-                other[e] = ia
-                weight[e] = w[p]
+            for t in prange(n_parts, schedule='static', num_threads=n_threads):
+                _index_part(a, b, w, relabel, t * part_size, min((t + 1) * part_size, n_pairs),
+                            cursor + t * n_used, False, NULL, NULL)
+            parts_prefix_sum_ptr(cursor, n_parts, n_used, offsets)
+            for t in prange(n_parts, schedule='static', num_threads=n_threads):
+                _index_part(a, b, w, relabel, t * part_size, min((t + 1) * part_size, n_pairs),
+                            cursor + t * n_used, True, other, weight)
             for j in range(d):
                 center[j] = <double> X[rows[0], j]
             n_rows_total = n_used
@@ -365,6 +430,10 @@ cdef int pair_scatter_nogil(
         free(tile_i)
         free(tile_j)
         free(relabel)
+        free(seen)
+        free(found)
+        free(part_found)
+        free(part_entries)
         free(rows)
         free(offsets)
         free(cursor)

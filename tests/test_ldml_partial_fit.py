@@ -148,10 +148,15 @@ def _interrupt_after(seconds):
 
 
 @pytest.mark.skipif(os.name == "nt", reason="SIGINT to the own process is POSIX")
+@pytest.mark.timeout(120)
 def test_ctrl_c_stops_a_stochastic_fit_promptly():
     X, y = blobs(3000)
     est = LDML_Supervised(solver="adam", n_pairs=50_000, batch_size=500, max_iter=100_000,
                           tol=0, n_iter_no_change=100_000, random_state=0, n_jobs=1)
+    # A shell starts background jobs with SIGINT ignored, and Python then
+    # leaves it ignored: install Python's handler, as in a terminal, so that
+    # the signal raises KeyboardInterrupt wherever the suite runs.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = _interrupt_after(0.5)
     start = time.perf_counter()
     try:
@@ -159,6 +164,7 @@ def test_ctrl_c_stops_a_stochastic_fit_promptly():
             est.fit(X, y)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - start < 10
     assert 0 <= est.n_iter_ < 100_000
     assert np.all(np.isfinite(est.components_)) and np.isfinite(est.bias_)

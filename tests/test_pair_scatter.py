@@ -81,6 +81,23 @@ def test_same_result_for_any_thread_count(method):
     assert_allclose(S1, numpy_scatter(X, a, b, w), rtol=1e-10, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_index_built_in_parts_gives_the_same_result(dtype):
+    # Enough pairs (2^16 per part) that the Laplacian index is built in
+    # several parts; with self pairs and zero weights, which it skips.  The
+    # parts are merged in pair order, so 1, 2 and 3 threads agree bitwise.
+    X, a, b, w = _case(4000, 12, 200_000, seed=11)
+    X = X.astype(dtype)
+    w[::7] = 0.0
+    b[::13] = a[::13]
+    S = [weighted_pair_scatter(X, a, b, w, n_jobs=k, method="laplacian") for k in (1, 2, 3)]
+    assert_array_equal(S[0], S[1])
+    assert_array_equal(S[0], S[2])
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    ref = numpy_scatter(X, a, b, w)
+    assert_allclose(S[0], ref, rtol=rtol, atol=rtol * np.abs(ref).max())
+
+
 def test_both_methods_agree_on_large_case():
     X, a, b, w = _case(2000, 64, 6000, seed=5)
     S_lap = weighted_pair_scatter(X, a, b, w, method="laplacian")

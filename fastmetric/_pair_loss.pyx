@@ -49,7 +49,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 from fastmetric._common cimport (
-    floating, fm_logit_batch, fm_prefetch_block, parts_prefix_sum,
+    floating, fm_axpy_rows, fm_logit_batch, fm_prefetch_block, parts_prefix_sum,
     diff_sq_norm,
 )
 from fastmetric._distances cimport (
@@ -68,39 +68,6 @@ from ._validation import (
     check_scalar_finite,
     raise_nonfinite,
 )
-
-cdef extern from * nogil:
-    """
-    /* acc[j] += sum_i r[i] diff[i k + j] over the m rows of diff, i in
-       order, each term rounded as a product then a sum (as y += r x row by
-       row), but with a block of 32 of acc's entries held in registers
-       across the rows instead of loaded and stored once per row. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
-    #endif
-    static void fm_axpy_rows(const double *r, const double *diff, Py_ssize_t m,
-                             Py_ssize_t k, double *acc) {
-        Py_ssize_t j0 = 0, i;
-        for (; j0 + 32 <= k; j0 += 32) {
-            double a[32];
-            for (int jj = 0; jj < 32; jj++) a[jj] = acc[j0 + jj];
-            for (i = 0; i < m; i++) {
-                const double ri = r[i];
-                const double *x = diff + i * k + j0;
-                for (int jj = 0; jj < 32; jj++) a[jj] += ri * x[jj];
-            }
-            for (int jj = 0; jj < 32; jj++) acc[j0 + jj] = a[jj];
-        }
-        for (; j0 < k; j0++) {
-            double s = acc[j0];
-            for (i = 0; i < m; i++) s += r[i] * diff[i * k + j0];
-            acc[j0] = s;
-        }
-    }
-    """
-    void fm_axpy_rows(const double *r, const double *diff, Py_ssize_t m,
-                      Py_ssize_t k, double *acc)
-
 
 # Incident entries ahead of the current one whose rows are prefetched:
 # enough to cover memory latency, few enough to stay in L1.

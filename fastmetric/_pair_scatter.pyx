@@ -36,11 +36,11 @@ from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 
-from fastmetric._common cimport floating, parts_prefix_sum_ptr
+from fastmetric._common cimport floating, fm_prefetch_block, parts_prefix_sum_ptr
 from fastmetric._smallgemm cimport gemm_atb
 
 from ._threads import effective_n_threads, single_threaded_blas, threads_for_work
-from ._validation import check_points, check_pair_vector
+from ._validation import check_index_range, check_points, check_pair_vector
 
 cdef enum:
     METHOD_AUTO = 0
@@ -78,28 +78,15 @@ cdef extern from * nogil:
        32 columns of h stay in registers across the entries; the rows of the
        entries PF_AHEAD further on (up to e_stop) are prefetched, as they are
        read at random.  One body for float and double rows. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define FM_LAP_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
-    #else
-    #define FM_LAP_CLONES
-    #endif
     #define FM_LAP_PF_AHEAD 16
-    #if defined(__GNUC__) || defined(__clang__)
-    #define FM_LAP_PREFETCH_LINE(p) __builtin_prefetch((p), 0, 3)
-    #else
-    #define FM_LAP_PREFETCH_LINE(p) ((void)0)
-    #endif
-    /* Fetch every cache line of the row of entry e + FM_LAP_PF_AHEAD. */
+    /* Fetch the row of entry e + FM_LAP_PF_AHEAD. */
     #define FM_LAP_PREFETCH(T, e)                                                   \\
         do {                                                                        \\
-            if ((e) + FM_LAP_PF_AHEAD < e_stop) {                                   \\
-                const char *c_ = (const char *)(X + other[(e) + FM_LAP_PF_AHEAD] * ldx); \\
-                for (size_t o_ = 0; o_ < d * sizeof(T); o_ += 64)                   \\
-                    FM_LAP_PREFETCH_LINE(c_ + o_);                                  \\
-            }                                                                       \\
+            if ((e) + FM_LAP_PF_AHEAD < e_stop)                                     \\
+                fm_prefetch_block(X + other[(e) + FM_LAP_PF_AHEAD] * ldx, d * sizeof(T)); \\
         } while (0)
     #define FM_LAPLACIAN_ROW(T, SFX)                                                 \\
-    static FM_LAP_CLONES void fm_laplacian_row_##SFX(                               \\
+    static FM_VECTOR_CLONES_WIDE void fm_laplacian_row_##SFX(                       \\
             const T *X, Py_ssize_t ldx, const Py_ssize_t *other, const double *w,   \\
             Py_ssize_t e0, Py_ssize_t e1, Py_ssize_t e_stop, const T *xu,          \\
             double *h, Py_ssize_t d) {                                              \\
@@ -202,6 +189,12 @@ cdef inline void _tile_gemm(
     gemm_atb(True, A + i0, d, B + j0, d, m, mi, nj, out + i0 * d + j0, d)
 
 
+cdef inline bint _contributes(Py_ssize_t ia, Py_ssize_t ib, double wp) noexcept nogil:
+    """Whether a pair adds to the Laplacian: not a point with itself, and a
+    nonzero weight."""
+    return ia != ib and wp != 0.0
+
+
 cdef inline void _first_occurrences(
     const Py_ssize_t[::1] a,
     const Py_ssize_t[::1] b,
@@ -215,13 +208,12 @@ cdef inline void _first_occurrences(
 ) noexcept nogil:
     """The points of pairs start..stop-1, each listed once in ``found`` in
     order of first occurrence (a pair's first end before its second), and
-    twice the number of pairs that contribute (``seen``: n zeroed bytes).
-    Pairs of a point with itself, or of weight 0, contribute nothing."""
+    twice the number of pairs that contribute (``seen``: n zeroed bytes)."""
     cdef Py_ssize_t p, ia, ib, m = 0, entries = 0
     for p in range(start, stop):
         ia = a[p]
         ib = b[p]
-        if ia == ib or w[p] == 0.0:
+        if not _contributes(ia, ib, w[p]):
             continue
         entries += 2
         if not seen[ia]:
@@ -254,7 +246,7 @@ cdef inline void _index_part(
     for p in range(start, stop):
         ia = a[p]
         ib = b[p]
-        if ia == ib or w[p] == 0.0:
+        if not _contributes(ia, ib, w[p]):
             continue
         if not fill:
             cursor[relabel[ia]] += 1
@@ -293,7 +285,7 @@ cdef int pair_scatter_nogil(
     cdef Py_ssize_t n_side = (d + tile - 1) // tile
     cdef Py_ssize_t n_tiles = n_side * (n_side + 1) // 2
     cdef Py_ssize_t chunk = _chunk_rows(d)
-    cdef Py_ssize_t i, j, t, p, u, e, s, m, ia, ib, n_used = 0, n_entries = 0
+    cdef Py_ssize_t i, j, t, s, m, ia, n_used = 0, n_entries = 0
     cdef Py_ssize_t n_rows_total, ti_, tj_, q, n_parts = 1, part_size = 0
     cdef double lap_cost, direct_cost, v
     cdef Py_ssize_t *tile_i = NULL
@@ -474,15 +466,7 @@ def _check_index_vector(v, name, n_samples):
         raise TypeError(f"{name} must hold integer row indices; got dtype {arr.dtype}.")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one row index per pair); got shape {arr.shape}.")
-    if arr.size:
-        lo, hi = arr.min(), arr.max()
-        if lo < 0 or hi >= n_samples:
-            bad = lo if lo < 0 else hi
-            pos = int(np.argmax(arr == bad))
-            raise ValueError(
-                f"{name} holds index {bad} at position {pos}, outside the valid "
-                f"range [0, {n_samples}) of rows of X."
-            )
+    check_index_range(arr, n_samples, name, ("position",), "X")
     return np.ascontiguousarray(arr, dtype=np.intp)
 
 

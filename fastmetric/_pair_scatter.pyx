@@ -76,7 +76,7 @@ cdef extern from * nogil:
     /* h = sum_{e0 <= e < e1} w[e] (x_u - X[other[e]]) in float64, each term
        rounded as (x_u - x_v) times w, then added, in entry order.  Blocks of
        32 columns of h stay in registers across the entries; the rows of the
-       entries PF_AHEAD further on (up to e_stop) are prefetched, as they are
+       entries FM_LAP_PF_AHEAD further on (up to e_stop) are prefetched, as they are
        read at random.  One body for float and double rows. */
     #define FM_LAP_PF_AHEAD 16
     /* Fetch the row of entry e + FM_LAP_PF_AHEAD. */

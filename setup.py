@@ -1,6 +1,7 @@
 """Build script for fastmetric's Cython extensions.
 
-Every ``fastmetric/*.pyx`` file becomes one extension module, compiled with
+Every ``fastmetric/**/*.pyx`` file becomes one extension module (named by
+its path: ``fastmetric/kernels/distances.pyx`` is ``fastmetric.kernels.distances``), compiled with
 ``-O3`` and OpenMP.  When the compiler cannot build an OpenMP program the
 extensions are built serially instead, with a warning: the package still
 works, on one thread.
@@ -9,7 +10,7 @@ Environment variables (for developers):
 
 ``FASTMETRIC_DISABLE_OPENMP=1``
     Build without OpenMP even if the compiler supports it.
-``FASTMETRIC_ONLY=_distances,_sampling``
+``FASTMETRIC_ONLY=distances,sampling``
     Only (re)build the listed extension modules (faster inner loop when
     working on one kernel with ``python setup.py build_ext --inplace``).
 """
@@ -103,15 +104,15 @@ class BuildExtWithOpenMP(build_ext):
 def _extensions():
     only = [s.strip() for s in os.environ.get("FASTMETRIC_ONLY", "").split(",") if s.strip()]
     exts = []
-    for path in sorted(glob.glob(os.path.join("fastmetric", "*.pyx"))):
-        modname = os.path.splitext(os.path.basename(path))[0]
-        if only and modname not in only:
+    for path in sorted(glob.glob(os.path.join("fastmetric", "**", "*.pyx"), recursive=True)):
+        modname = os.path.splitext(path)[0].replace(os.sep, ".")
+        if only and modname.rsplit(".", 1)[-1] not in only:
             continue
         exts.append(
             Extension(
-                "fastmetric." + modname,
+                modname,
                 [path],
-                include_dirs=[np.get_include()],
+                include_dirs=[np.get_include(), HERE],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
             )
         )

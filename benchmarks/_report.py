@@ -58,8 +58,8 @@ def print_environment(threads):
     from threadpoolctl import threadpool_info, threadpool_limits
 
     import fastmetric
-    from fastmetric._openmp_helpers import openmp_enabled, openmp_max_threads
-    from fastmetric._threads import effective_n_threads
+    from fastmetric.kernels.openmp_helpers import openmp_enabled, openmp_max_threads
+    from fastmetric._core.threads import effective_n_threads
 
     print(f"fastmetric {fastmetric.__version__} from {os.path.dirname(fastmetric.__file__)}")
     print(f"  OpenMP: {'enabled' if openmp_enabled() else 'DISABLED'}, "

@@ -12,7 +12,7 @@ What is compared, in one run and on the same index pairs:
 * the numpy/scipy baseline written below.
 
 The baseline minimises fastmetric's objective, read from
-``fastmetric/_ldml.py``: over theta = [vec(L), bias],
+``fastmetric/_learners/ldml.py``: over theta = [vec(L), bias],
 
     f = (1/P) sum_p [softplus(z_p) - t_p z_p] + (alpha/2) ||L - L0||_F^2,
     z_p = bias - ||L (x_a - x_b)||^2,
@@ -74,17 +74,17 @@ from threadpoolctl import threadpool_limits
 from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
 from _report import print_environment as report_environment  # noqa: E402
 
-import fastmetric._ldml as _ldml_module  # noqa: E402
-from fastmetric._base import evenly_spaced, initialize_components  # noqa: E402
-from fastmetric._ldml import (  # noqa: E402
+import fastmetric._learners.ldml as _ldml_module  # noqa: E402
+from fastmetric._core.base import evenly_spaced, initialize_components  # noqa: E402
+from fastmetric._learners.ldml import (  # noqa: E402
     _INIT_MAX_PAIRS,
     LDML,
     LDML_Supervised,
     _initial_scale_bias,
 )
-from fastmetric._pair_loss import PairLossProblem  # noqa: E402
-from fastmetric._sampling import sample_pairs  # noqa: E402
-from fastmetric._threads import effective_n_threads  # noqa: E402
+from fastmetric.kernels.pair_loss import PairLossProblem  # noqa: E402
+from fastmetric.kernels.sampling import sample_pairs  # noqa: E402
+from fastmetric._core.threads import effective_n_threads  # noqa: E402
 
 GOAL = 10.0  # fastmetric's fit should be at least this much faster than numpy's
 
@@ -187,7 +187,7 @@ def numpy_fit(X, a, b, t, *, max_iter, alpha, seed, counter):
 def count_fastmetric_evaluations(counter):
     """Wrap the objective fastmetric's LDML hands to its L-BFGS solver.
 
-    ``fastmetric._ldml`` calls ``minimize_lbfgs(fun, theta0, ...)``; the
+    ``fastmetric._learners.ldml`` calls ``minimize_lbfgs(fun, theta0, ...)``; the
     wrapper counts and times each ``fun`` call (a few hundred ns per call).
     """
     original = _ldml_module.minimize_lbfgs

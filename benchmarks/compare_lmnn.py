@@ -91,7 +91,7 @@ sys.path.insert(0, sys.argv[1])
 import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.preprocessing import StandardScaler
-from fastmetric._lmnn import LMNN
+from fastmetric._learners.lmnn import LMNN
 n, d, classes, threads, seed = (int(v) for v in sys.argv[2:7])
 X, y = make_classification(n_samples=n, n_features=d, n_informative=d // 4,
                            n_redundant=d // 4, n_classes=classes, n_clusters_per_class=1,
@@ -138,7 +138,7 @@ def knn_accuracy(Ztr, ytr, Zte, yte):
 
 
 def run_fastmetric(Xtr, ytr, Xte, yte, args):
-    from fastmetric._lmnn import LMNN
+    from fastmetric._learners.lmnn import LMNN
 
     times, model = [], None
     for _ in range(args.repeat):

@@ -60,11 +60,11 @@ from threadpoolctl import threadpool_limits
 from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
 from _report import print_environment as report_environment  # noqa: E402
 
-from fastmetric._base import initialize_components  # noqa: E402
-from fastmetric._mlkr import MLKR  # noqa: E402
-from fastmetric._nca import NCA  # noqa: E402
-from fastmetric._softmax_neighbors import SoftmaxNeighborsProblem  # noqa: E402
-from fastmetric._threads import effective_n_threads  # noqa: E402
+from fastmetric._core.base import initialize_components  # noqa: E402
+from fastmetric._learners.mlkr import MLKR  # noqa: E402
+from fastmetric._learners.nca import NCA  # noqa: E402
+from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem  # noqa: E402
+from fastmetric._core.threads import effective_n_threads  # noqa: E402
 
 SPEED_GOAL = 10.0        # NCA vs scikit-learn on digits
 ACCURACY_SLACK = 0.5     # points of 3-NN test accuracy

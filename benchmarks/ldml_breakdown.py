@@ -48,12 +48,12 @@ def gemm_rate(m, k, n, threads, dtype, repeat=5):
 
 def main(argv=None):
     args, cfg = parse_args(argv)
-    from fastmetric import _distances, _pair_loss
-    from fastmetric._distances import _transform_f32, _transform_f64
-    from fastmetric._pair_loss import PairLossProblem
-    from fastmetric._threads import single_threaded_blas
-    from fastmetric._validation import check_index_pairs
-    from fastmetric._workspace import empty_aligned
+    from fastmetric.kernels import distances as _distances, pair_loss as _pair_loss
+    from fastmetric.kernels.distances import _transform_f32, _transform_f64
+    from fastmetric.kernels.pair_loss import PairLossProblem
+    from fastmetric._core.threads import single_threaded_blas
+    from fastmetric._core.validation import check_index_pairs
+    from fastmetric._core.workspace import empty_aligned
     from fastmetric.pairwise import ldml_loss
 
     print_environment(args.threads)

@@ -19,7 +19,7 @@ import time
 
 import _report  # noqa: F401  (puts a checkout's fastmetric on sys.path if not installed)
 from fastmetric import LDML_Supervised
-from fastmetric._demo import cluster_ldml_digits_benchmark, evaluate_embedding, load_digits_split
+from fastmetric._cli.demo import cluster_ldml_digits_benchmark, evaluate_embedding, load_digits_split
 from fastmetric.pairwise import sample_pairs
 
 

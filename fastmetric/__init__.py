@@ -11,19 +11,19 @@ __version__ = "0.1.0.dev0"
 
 from ._config import get_include, show_config
 from . import pairwise
-from ._ldml import LDML, LDML_Supervised
-from ._cluster_ldml import ClusterLDML
-from ._covariance import Covariance
-from ._itml import ITML, ITML_Supervised
-from ._lfda import LFDA
-from ._lmnn import LMNN
-from ._lsml import LSML, LSML_Supervised
-from ._mlkr import MLKR
-from ._mmc import MMC, MMC_Supervised
-from ._nca import NCA
-from ._rca import RCA, RCA_Supervised
-from ._scml import SCML, SCML_Supervised
-from ._sdml import SDML, SDML_Supervised
+from fastmetric._learners.ldml import LDML, LDML_Supervised
+from fastmetric._learners.cluster_ldml import ClusterLDML
+from fastmetric._learners.covariance import Covariance
+from fastmetric._learners.itml import ITML, ITML_Supervised
+from fastmetric._learners.lfda import LFDA
+from fastmetric._learners.lmnn import LMNN
+from fastmetric._learners.lsml import LSML, LSML_Supervised
+from fastmetric._learners.mlkr import MLKR
+from fastmetric._learners.mmc import MMC, MMC_Supervised
+from fastmetric._learners.nca import NCA
+from fastmetric._learners.rca import RCA, RCA_Supervised
+from fastmetric._learners.scml import SCML, SCML_Supervised
+from fastmetric._learners.sdml import SDML, SDML_Supervised
 
 __all__ = [
     "ClusterLDML",

@@ -5,13 +5,14 @@ import sys
 
 
 def get_include():
-    """Directory to add to a Cython include path to cimport fastmetric.
+    """Directory to add to the include paths to cimport fastmetric's kernels.
 
-    fastmetric ships its kernel declarations as ``.pxd`` files inside the
-    package (``fastmetric/_common.pxd``, ``fastmetric/_distances.pxd``,
-    ...).  Cython finds them when the directory that *contains* the
-    ``fastmetric`` package is on its include path, which is what this
-    function returns.
+    The kernels' Cython declarations (``fastmetric/kernels/*.pxd``) and their
+    C headers (``fastmetric/kernels/include/fastmetric/*.h``) ship inside the
+    package.  Cython finds the ``.pxd`` files, and the C compiler the headers,
+    when the directory that *contains* the ``fastmetric`` package is on both
+    include paths (Cython's ``include_path`` and the extension's
+    ``include_dirs``); this function returns that directory.
 
     Returns
     -------
@@ -20,7 +21,7 @@ def get_include():
     Examples
     --------
     >>> import os, fastmetric
-    >>> os.path.isfile(os.path.join(fastmetric.get_include(), "fastmetric", "_common.pxd"))
+    >>> os.path.isfile(os.path.join(fastmetric.get_include(), "fastmetric", "kernels", "common.pxd"))
     True
     """
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,10 +34,10 @@ def _config_dict():
     import threadpoolctl
 
     from . import __version__
-    from ._distances import _small_gemm_in_use
-    from ._openmp_helpers import openmp_enabled, openmp_max_threads
-    from ._threads import cpu_count, effective_n_threads
-    from ._workspace import huge_page_setting
+    from fastmetric.kernels.distances import _small_gemm_in_use
+    from fastmetric.kernels.openmp_helpers import openmp_enabled, openmp_max_threads
+    from fastmetric._core.threads import cpu_count, effective_n_threads
+    from fastmetric._core.workspace import huge_page_setting
 
     info = threadpoolctl.threadpool_info()
     return {

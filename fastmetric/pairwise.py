@@ -11,11 +11,11 @@ The kernels' nogil C-level signatures are declared in ``.pxd`` files shipped
 in the package, so other Cython code can call them directly (see
 :func:`fastmetric.get_include`).
 """
-from ._distances import mahalanobis_distances, paired_mahalanobis_distances
-from ._pair_loss import ldml_loss
-from ._pair_scatter import weighted_pair_scatter
-from ._sampling import sample_pairs
-from ._chunks import sample_chunks
+from fastmetric.kernels.distances import mahalanobis_distances, paired_mahalanobis_distances
+from fastmetric.kernels.pair_loss import ldml_loss
+from fastmetric.kernels.pair_scatter import weighted_pair_scatter
+from fastmetric.kernels.sampling import sample_pairs
+from fastmetric.kernels.chunks import sample_chunks
 
 __all__ = [
     "mahalanobis_distances",

@@ -22,10 +22,10 @@ SIZES = {
 }
 
 try:
-    from fastmetric._chunks import sample_chunks
-    from fastmetric._covariance import Covariance
-    from fastmetric._lfda import LFDA
-    from fastmetric._rca import RCA_Supervised
+    from fastmetric.kernels.chunks import sample_chunks
+    from fastmetric._learners.covariance import Covariance
+    from fastmetric._learners.lfda import LFDA
+    from fastmetric._learners.rca import RCA_Supervised
 except ImportError as exc:  # an extension is not built
     Covariance = LFDA = RCA_Supervised = sample_chunks = None
     _IMPORT_ERROR = str(exc)

@@ -23,9 +23,9 @@ from ._shared import DTYPES, N_JOBS, SEED, classification, fit_quietly, require
 SWEEPS = 100
 
 try:
-    from fastmetric._itml import ITML, ITML_Supervised
-    from fastmetric._itml_kernels import itml_projections
-    from fastmetric._sampling import sample_pairs
+    from fastmetric._learners.itml import ITML, ITML_Supervised
+    from fastmetric.kernels.itml import itml_projections
+    from fastmetric.kernels.sampling import sample_pairs
 except ImportError as exc:  # an extension is not built
     ITML = ITML_Supervised = itml_projections = sample_pairs = None
     _IMPORT_ERROR = str(exc)

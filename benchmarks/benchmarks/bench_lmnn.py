@@ -27,7 +27,7 @@ MAX_ITER = 20
 SIZES = {"n=2000,d=32": (2_000, 32), "n=10000,d=64": (10_000, 64)}
 
 try:
-    from fastmetric._lmnn import LMNN, _LMNNProblem, _sort_by_class, find_target_neighbors
+    from fastmetric._learners.lmnn import LMNN, _LMNNProblem, _sort_by_class, find_target_neighbors
 except ImportError as exc:  # the extension is not built
     LMNN = _LMNNProblem = _sort_by_class = find_target_neighbors = None
     _IMPORT_ERROR = str(exc)

@@ -6,9 +6,9 @@ Suites:
   prior, solver), ``time_`` and ``peakmem_``;
 * ``LSMLFit``: ``LSML(preprocessor=X).fit(index_quadruplets)`` with the
   quadruplets drawn once in ``setup``;
-* ``QuadraticForms``: the kernel :func:`fastmetric._lsml_kernels.pair_quadratic_forms`;
+* ``QuadraticForms``: the kernel :func:`fastmetric.kernels.lsml.pair_quadratic_forms`;
 * ``QuadrupletsPredict``: ``decision_function`` of a fitted LSML on index
-  quadruplets (the :class:`~fastmetric._tuples.QuadrupletsClassifierMixin`).
+  quadruplets (the :class:`~fastmetric._core.tuples.QuadrupletsClassifierMixin`).
 
 Every fit does the same work on every commit: ``tol=0`` and a fixed
 ``max_iter`` make the solver run ``MAX_ITER`` iterations (unless it reaches
@@ -32,10 +32,10 @@ SIZES = {
 }
 
 try:
-    from fastmetric._lsml import LSML, LSML_Supervised
-    from fastmetric._lsml_kernels import pair_quadratic_forms
-    from fastmetric._sampling import sample_pairs
-    from fastmetric._threads import single_threaded_blas
+    from fastmetric._learners.lsml import LSML, LSML_Supervised
+    from fastmetric.kernels.lsml import pair_quadratic_forms
+    from fastmetric.kernels.sampling import sample_pairs
+    from fastmetric._core.threads import single_threaded_blas
 except ImportError as exc:  # an extension is not built
     LSML = LSML_Supervised = pair_quadratic_forms = sample_pairs = None
     _IMPORT_ERROR = str(exc)

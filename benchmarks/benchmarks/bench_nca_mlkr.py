@@ -30,9 +30,9 @@ MAX_ITER = 10
 DATASETS = ["digits", "synthetic 4000x32"]
 
 try:
-    from fastmetric._mlkr import MLKR
-    from fastmetric._nca import NCA
-    from fastmetric._softmax_neighbors import SoftmaxNeighborsProblem
+    from fastmetric._learners.mlkr import MLKR
+    from fastmetric._learners.nca import NCA
+    from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem
 except ImportError as exc:  # an extension is not built
     NCA = MLKR = SoftmaxNeighborsProblem = None
     _IMPORT_ERROR = str(exc)

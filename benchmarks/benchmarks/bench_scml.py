@@ -23,8 +23,8 @@ from ._shared import DTYPES, N_JOBS, SEED, classification, digits_train, fit_qui
 
 
 try:
-    from fastmetric._scml import SCML_Supervised, _lda_basis, generate_knn_triplets
-    from fastmetric._scml_kernels import _sgd_run, _triplet_hinge
+    from fastmetric._learners.scml import SCML_Supervised, _lda_basis, generate_knn_triplets
+    from fastmetric.kernels.scml import _sgd_run, _triplet_hinge
 except ImportError as exc:  # the extension is not built
     SCML_Supervised = _lda_basis = generate_knn_triplets = _sgd_run = _triplet_hinge = None
     _IMPORT_ERROR = str(exc)

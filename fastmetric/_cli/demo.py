@@ -1,0 +1,179 @@
+"""Demo and benchmark helpers on scikit-learn's bundled digits (no download).
+
+Used by ``python -m fastmetric`` (:mod:`fastmetric._cli.main`) and meant to be
+called from benchmarks:
+
+* :func:`load_digits_split`: the digits, split 70/30 stratified;
+* :func:`kmeans_ari`: the adjusted Rand index of k-means in an embedding
+  against the true classes, averaged over seeds;
+* :func:`cluster_ldml_digits_benchmark`: the quality target of
+  :class:`~fastmetric._learners.cluster_ldml.ClusterLDML` (k-means ARI in the learned
+  metric against plain Euclidean k-means, per seed);
+* :func:`evaluate_embedding`: held-out pair ROC AUC, 3-NN accuracy and
+  k-means ARI of one learned map.
+
+The list of learners the demo compares is ``fastmetric._cli.main.LEARNERS``.
+"""
+import time
+
+import numpy as np
+
+__all__ = [
+    "load_digits_split",
+    "kmeans_ari",
+    "cluster_ldml_digits_benchmark",
+    "evaluate_embedding",
+]
+
+
+# --------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------
+def load_digits_split(test_size=0.3, random_state=0):
+    """scikit-learn's digits (8x8 pixels in 0..16), split stratified.
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test : ndarrays
+        float64 points and int labels.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X.astype(np.float64), y, test_size=test_size,
+                            stratify=y, random_state=random_state)
+
+
+# --------------------------------------------------------------------------
+# Measures
+# --------------------------------------------------------------------------
+def kmeans_ari(Z, y, n_clusters=10, seeds=(0, 1, 2, 3, 4), n_init=10):
+    """ARI of k-means on ``Z`` against ``y``, one value per seed.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        Embedded points (``model.transform(X)``), or the raw points for the
+        Euclidean baseline.
+    y : ndarray of shape (n_samples,)
+        True classes.
+    n_clusters : int
+    seeds : sequence of int
+        ``random_state`` of each k-means run.
+    n_init : int
+        k-means++ restarts of each run.
+
+    Returns
+    -------
+    aris : ndarray of shape (len(seeds),)
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    return np.array([
+        adjusted_rand_score(y, KMeans(n_clusters, n_init=n_init, random_state=s).fit_predict(Z))
+        for s in seeds
+    ])
+
+
+def evaluate_embedding(transform, X_train, y_train, X_test, y_test, *, pairs=None,
+                       pair_labels=None, n_clusters=10, kmeans_seeds=(0, 1, 2)):
+    """Held-out measures of one embedding.
+
+    Parameters
+    ----------
+    transform : callable
+        Maps points to the embedding (``model.transform``, or the identity
+        for the Euclidean baseline).
+    X_train, y_train, X_test, y_test : ndarrays
+    pairs, pair_labels : ndarrays, optional
+        Index pairs into ``X_test`` and their labels (1 same class, 0
+        different), for the ROC AUC of ``-distance``.
+    n_clusters : int
+        Clusters of the k-means ARI (on the embedded test points).
+    kmeans_seeds : sequence of int
+
+    Returns
+    -------
+    dict
+        ``auc``, ``knn3`` (3-NN accuracy on the test points, neighbours
+        among the training points), ``ari`` (mean k-means ARI).
+    """
+    from sklearn.metrics import roc_auc_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    Z_train = np.asarray(transform(X_train), dtype=np.float64)
+    Z_test = np.asarray(transform(X_test), dtype=np.float64)
+    out = {}
+    if pairs is not None:
+        diff = Z_test[pairs[:, 0]] - Z_test[pairs[:, 1]]
+        dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        out["auc"] = float(roc_auc_score(pair_labels, -dist))
+    knn = KNeighborsClassifier(n_neighbors=3).fit(Z_train, y_train)
+    out["knn3"] = float(knn.score(Z_test, y_test))
+    out["ari"] = float(np.mean(kmeans_ari(Z_test, y_test, n_clusters, kmeans_seeds)))
+    return out
+
+
+# --------------------------------------------------------------------------
+# ClusterLDML quality target
+# --------------------------------------------------------------------------
+def cluster_ldml_digits_benchmark(seeds=(0, 1, 2, 3, 4), split=False, verbose=True,
+                                  **params):
+    """k-means ARI on digits in ClusterLDML's metric versus Euclidean k-means.
+
+    For each seed ``s``: fit ``ClusterLDML(n_clusters=10, random_state=s,
+    **params)`` on the digits pixels alone (no labels), then run k-means
+    (10 clusters, ``random_state=s``) on ``transform(X)`` and on ``X`` and
+    compare both with the true digits.
+
+    Parameters
+    ----------
+    seeds : sequence of int
+    split : bool, default=False
+        False: all 1797 digits.  True: the 70% training part of
+        :func:`load_digits_split` (``random_state=0``).
+    verbose : bool
+        Print one line per seed and the means.
+    **params
+        Passed to :class:`~fastmetric._learners.cluster_ldml.ClusterLDML`.
+
+    Returns
+    -------
+    dict
+        ``learned`` and ``euclidean`` (ARI per seed), ``fit_time`` (seconds
+        per seed), ``n_rounds`` (per seed), ``gain`` (mean difference).
+    """
+    from sklearn.datasets import load_digits
+
+    from fastmetric._learners.cluster_ldml import ClusterLDML
+
+    if split:
+        X, _, y, _ = load_digits_split()
+    else:
+        X, y = load_digits(return_X_y=True)
+        X = X.astype(np.float64)
+    learned, euclid, times, rounds = [], [], [], []
+    for s in seeds:
+        model = ClusterLDML(n_clusters=10, random_state=s, **params)
+        t0 = time.perf_counter()
+        model.fit(X)
+        times.append(time.perf_counter() - t0)
+        rounds.append(model.n_rounds_)
+        learned.append(float(kmeans_ari(model.transform(X), y, seeds=(s,))[0]))
+        euclid.append(float(kmeans_ari(X, y, seeds=(s,))[0]))
+        if verbose:
+            print(f"seed {s}: learned ARI {learned[-1]:.4f}  euclidean ARI {euclid[-1]:.4f}  "
+                  f"rounds {model.n_rounds_}  fit {times[-1]:.2f} s", flush=True)
+    result = {
+        "learned": np.array(learned),
+        "euclidean": np.array(euclid),
+        "fit_time": np.array(times),
+        "n_rounds": np.array(rounds),
+        "gain": float(np.mean(learned) - np.mean(euclid)),
+    }
+    if verbose:
+        print(f"mean: learned {np.mean(learned):.4f}  euclidean {np.mean(euclid):.4f}  "
+              f"gain {result['gain']:+.4f}  fit {np.mean(times):.2f} s")
+    return result

@@ -1,0 +1,299 @@
+"""``python -m fastmetric``: compare the metric learners on scikit-learn's digits.
+
+Runs on the digits bundled with scikit-learn (no download), split 70/30
+stratified (``random_state=0``).  Each learner of :data:`LEARNERS` that can be
+imported is fitted on the training part (the unsupervised ones without the
+labels), then measured on the test part:
+
+* ``pair AUC``: ROC AUC of ``-distance`` on pairs of test points drawn with
+  :func:`~fastmetric.kernels.sampling.sample_pairs` (same digit = positive), seed
+  ``--seed``;
+* ``3-NN acc``: accuracy of a 3-nearest-neighbour classifier in the learned
+  space (neighbours among the training points);
+* ``k-means ARI``: adjusted Rand index of k-means (10 clusters) on the
+  embedded test points against the true digits.
+
+Options: ``--quick`` (fewer iterations, for smoke tests), ``--seed``,
+``--n-jobs``, ``--plot FILE.png`` (a 2-D picture of each embedding beside the
+Euclidean one; needs matplotlib: ``pip install fastmetric[plot]``),
+``--only NAME[,NAME]``.
+"""
+import argparse
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+
+
+PLOT_HINT = (
+    "--plot needs matplotlib, which is not installed; install it with\n"
+    "    pip install fastmetric[plot]\n"
+    "(or pip install matplotlib)."
+)
+
+
+@dataclass
+class LearnerSpec:
+    """One row of the comparison table.
+
+    Attributes
+    ----------
+    name : str
+        Class name, looked up as an attribute of :mod:`fastmetric` at run
+        time; a learner the package does not export (yet) is skipped.
+    supervised : bool
+        ``fit(X, y)`` with class labels (True) or ``fit(X)`` (False).
+    params : dict
+        Constructor arguments; only those the class accepts are passed.
+    quick_params : dict
+        Overrides for ``--quick``.
+    """
+
+    name: str
+    supervised: bool = True
+    params: dict = field(default_factory=dict)
+    quick_params: dict = field(default_factory=dict)
+
+
+# The learners the demo compares, in table order.  To add one (NCA, LMNN,
+# ...), list it here: it appears as soon as ``fastmetric`` exports it.
+LEARNERS = [
+    LearnerSpec("LDML_Supervised", params={"max_iter": 100},
+                quick_params={"max_iter": 20, "n_pairs": 5000}),
+    LearnerSpec("ClusterLDML", supervised=False, params={"n_clusters": 10},
+                quick_params={"max_rounds": 2, "ldml_max_iter": 10,
+                              "n_pairs_per_cluster": 500}),
+    LearnerSpec("NCA", params={"max_iter": 100}, quick_params={"max_iter": 10}),
+    LearnerSpec("LMNN", params={"max_iter": 100}, quick_params={"max_iter": 10}),
+    LearnerSpec("ITML_Supervised", params={}, quick_params={"max_iter": 10}),
+    LearnerSpec("LSML_Supervised", params={}, quick_params={"max_iter": 10}),
+    LearnerSpec("MMC_Supervised", params={}, quick_params={"max_iter": 10}),
+    LearnerSpec("SDML_Supervised", params={}, quick_params={}),
+    LearnerSpec("RCA_Supervised", params={}, quick_params={}),
+    LearnerSpec("SCML_Supervised", params={}, quick_params={"max_iter": 2000}),
+    LearnerSpec("LFDA", params={}, quick_params={}),
+    LearnerSpec("Covariance", supervised=False, params={}, quick_params={}),
+    LearnerSpec("MLKR", params={"max_iter": 100}, quick_params={"max_iter": 10}),
+]
+
+BASELINE = "Euclidean"
+
+
+def find_learner(spec):
+    """The class of ``spec`` if importable now, else None."""
+    import fastmetric
+
+    return getattr(fastmetric, spec.name, None)
+
+
+def available_learners(only=None):
+    """``[(spec, cls)]`` for the listed learners that can be imported.
+
+    Parameters
+    ----------
+    only : iterable of str, optional
+        Keep these names only (unknown names raise ValueError).
+    """
+    specs = LEARNERS
+    if only is not None:
+        only = list(only)
+        known = {s.name for s in LEARNERS}
+        unknown = [n for n in only if n not in known and n != BASELINE]
+        if unknown:
+            raise ValueError(
+                f"unknown learner(s) {unknown}; known: {[BASELINE] + sorted(known)}."
+            )
+        specs = [s for s in LEARNERS if s.name in only]
+    out = []
+    for spec in specs:
+        cls = find_learner(spec)
+        if cls is not None:
+            out.append((spec, cls))
+    return out
+
+
+def make_learner(spec, cls, *, quick, seed, n_jobs):
+    """Instantiate ``cls`` with the spec's parameters it accepts."""
+    accepted = cls().get_params()
+    params = dict(spec.params)
+    if quick:
+        params.update(spec.quick_params)
+    params.update({"random_state": seed, "n_jobs": n_jobs})
+    return cls(**{k: v for k, v in params.items() if k in accepted})
+
+
+class _Progress:
+    """Step messages on stderr: a tqdm bar on a terminal when tqdm is
+    installed, else one printed line per step (logs, pipes)."""
+
+    def __init__(self, total, enabled=True):
+        self.bar = None
+        self.enabled = enabled
+        if enabled and sys.stderr.isatty():
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc="fastmetric demo", unit="step",
+                                file=sys.stderr, leave=False)
+            except ImportError:
+                self.bar = None
+        self.step = 0
+        self.total = total
+
+    def start(self, message):
+        self.step += 1
+        if not self.enabled:
+            return
+        text = f"[{self.step}/{self.total}] {message}"
+        if self.bar is not None:
+            self.bar.set_description(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def done(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_table(rows):
+    """The result table as text; ``rows`` are dicts of method, time, auc, knn3, ari."""
+    header = f"{'method':<18} {'fit time (s)':>12} {'pair AUC':>9} {'3-NN acc':>9} " \
+             f"{'k-means ARI':>12}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        fit_time = "-" if r["time"] is None else f"{r['time']:.2f}"
+        lines.append(f"{r['method']:<18} {fit_time:>12} {r['auc']:9.4f} {r['knn3']:9.4f} "
+                     f"{r['ari']:12.4f}")
+    return "\n".join(lines)
+
+
+def save_plot(path, embeddings, y):
+    """A 2-D picture per embedding (first two principal axes), coloured by digit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    n = len(embeddings)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
+    for ax, (name, Z) in zip(axes[0], embeddings):
+        Z2 = PCA(n_components=2, random_state=0).fit_transform(Z) if Z.shape[1] > 2 else Z
+        sc = ax.scatter(Z2[:, 0], Z2[:, 1], c=y, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(sc, ax=axes[0].tolist(), ticks=range(10), label="digit", shrink=0.8)
+    fig.suptitle("digits test part: first two principal axes of each embedding")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m fastmetric",
+        description="Compare fastmetric's learners on scikit-learn's digits (70/30 split): "
+                    "fit time, held-out pair ROC AUC, 3-NN accuracy, k-means ARI.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="few iterations (a smoke test, a few seconds)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random_state of the learners and the test pairs (default 0)")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="threads (default: what OpenMP allows; -1 all CPUs)")
+    parser.add_argument("--plot", metavar="FILE.png", default=None,
+                        help="save a 2-D picture of the embeddings (needs matplotlib)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated learner names to run (default: all available)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress messages on stderr")
+    args = parser.parse_args(argv)
+    if args.n_jobs == 0:
+        parser.error("--n-jobs 0 has no meaning; use a positive integer or -1.")
+    if args.seed < 0:
+        parser.error(f"--seed must be non-negative; got {args.seed}.")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(PLOT_HINT, file=sys.stderr)
+            return 2
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fastmetric._cli.demo import load_digits_split
+    from fastmetric.kernels.sampling import sample_pairs
+
+    only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
+    try:
+        learners = available_learners(only)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    X_train, X_test, y_train, y_test = load_digits_split()
+    pairs, pair_labels = sample_pairs(y_test, 2000, 2000, random_state=args.seed)
+    kmeans_seeds = (0,) if args.quick else (0, 1, 2)
+
+    print(f"fastmetric demo on digits: {X_train.shape[0]} training / {X_test.shape[0]} test "
+          f"points, {X_train.shape[1]} features{' (quick)' if args.quick else ''}", flush=True)
+    progress = _Progress(len(learners) + 1 + (args.plot is not None),
+                         enabled=not args.no_progress)
+    rows, embeddings = [], []
+    with warnings.catch_warnings():
+        # The demo runs fixed iteration budgets (cut further by --quick); the
+        # table, not the solvers' convergence, is what it reports.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _run_learners(args, learners, progress, rows, embeddings, X_train, X_test, y_train,
+                      y_test, pairs, pair_labels, kmeans_seeds)
+    print()
+    print(format_table(rows))
+    if args.plot is not None:
+        print(f"\nplot saved to {args.plot}")
+    return 0
+
+
+def _run_learners(args, learners, progress, rows, embeddings, X_train, X_test, y_train,
+                  y_test, pairs, pair_labels, kmeans_seeds):
+    from fastmetric._cli.demo import evaluate_embedding
+
+    try:
+        progress.start(f"{BASELINE} baseline")
+        res = evaluate_embedding(lambda Z: Z, X_train, y_train, X_test, y_test,
+                                 pairs=pairs, pair_labels=pair_labels,
+                                 kmeans_seeds=kmeans_seeds)
+        rows.append({"method": BASELINE, "time": None, **res})
+        embeddings.append((BASELINE, X_test))
+        progress.done()
+        for spec, cls in learners:
+            model = make_learner(spec, cls, quick=args.quick, seed=args.seed,
+                                 n_jobs=args.n_jobs)
+            progress.start(f"fitting {spec.name}"
+                           + ("" if spec.supervised else " (without labels)"))
+            t0 = time.perf_counter()
+            if spec.supervised:
+                model.fit(X_train, y_train)
+            else:
+                model.fit(X_train)
+            fit_time = time.perf_counter() - t0
+            res = evaluate_embedding(model.transform, X_train, y_train, X_test, y_test,
+                                     pairs=pairs, pair_labels=pair_labels,
+                                     kmeans_seeds=kmeans_seeds)
+            rows.append({"method": spec.name, "time": fit_time, **res})
+            embeddings.append((spec.name, model.transform(X_test)))
+            progress.done()
+        if args.plot is not None:
+            progress.start(f"plotting to {args.plot}")
+            save_plot(args.plot, embeddings, y_test)
+            progress.done()
+    finally:
+        progress.close()
+

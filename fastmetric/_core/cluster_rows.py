@@ -1,0 +1,235 @@
+"""The data side of ClusterLDML, for rows in memory or in a dask array.
+
+ClusterLDML needs, of its points, only: the mean squared learned distance
+between two points (``2 tr(L C L^T)``, C the covariance), a sample of rows
+for the initial map, k-means in the embedded space ``Z = X L^T``, the
+means of the clusters, and the nearest centre of every point.  Each is a
+sum over row blocks, so one code serves numpy arrays (blocks of a fixed
+number of rows) and dask arrays (their row chunks, one task per block on
+the workers, summed on the client in block order).
+
+:func:`lloyd` is the k-means behind ``kmeans='lloyd'`` (and behind
+``'auto'`` on dask arrays): k-means++ seeding on at most
+``SAMPLE_ROWS`` evenly spaced rows, then Lloyd iterations over all rows.
+"""
+import numpy as np
+from sklearn.cluster import kmeans_plusplus
+
+from fastmetric._core.base import evenly_spaced
+from fastmetric._core.dask_support import gather_rows, is_dask_array
+
+__all__ = ["BLOCK_ROWS", "SAMPLE_ROWS", "lloyd", "cluster_means", "nearest_centers"]
+
+# Rows per block of a numpy array (the unit of the block sums).
+BLOCK_ROWS = 65_536
+# Rows used to seed k-means++ (and for the tolerance's scale).
+SAMPLE_ROWS = 100_000
+
+
+def nearest_center(Z, centers):
+    """Index of the nearest centre (squared Euclidean) of each row of ``Z``.
+
+    Computed as an explicit sum of squared differences (no expansion
+    ``|z|^2 - 2 z.c + |c|^2``), so it is exact up to rounding of each term
+    and gives identical answers in fit and predict; ties go to the lowest
+    index.
+    """
+    n = Z.shape[0]
+    best = np.full(n, np.inf)
+    labels = np.zeros(n, dtype=np.intp)
+    for c in range(centers.shape[0]):
+        diff = Z - centers[c]
+        dist = np.einsum("ij,ij->i", diff, diff)
+        closer = dist < best
+        best[closer] = dist[closer]
+        labels[closer] = c
+    return labels
+
+
+def _block_stats(Z, labels, k):
+    """Per-cluster sums (float64) and counts of one block of rows."""
+    sums = np.zeros((k, Z.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, Z.astype(np.float64, copy=False))
+    return sums, np.bincount(labels, minlength=k)
+
+
+def _assign_block(Z, centers):
+    """One Lloyd step on a block: (sums, counts, inertia) of its nearest centres."""
+    labels = nearest_center(Z, centers)
+    sums, counts = _block_stats(Z, labels, centers.shape[0])
+    diff = Z - centers[labels]
+    return sums, counts, float(np.einsum("ij,ij->", diff, diff))
+
+
+def _blocks(Z):
+    """(start, stop) of the row blocks of a numpy array."""
+    n = Z.shape[0]
+    return [(s, min(n, s + BLOCK_ROWS)) for s in range(0, n, BLOCK_ROWS)]
+
+
+def _map_blocks(func, Z, *args):
+    """``[func(block, *args)]`` over the row blocks of Z, in order."""
+    if is_dask_array(Z):
+        import dask
+
+        from fastmetric._core.dask_support import _compute
+
+        tasks = [dask.delayed(func, pure=True)(block, *args)
+                 for block in Z.to_delayed().ravel()]
+        return list(_compute(*tasks))
+    return [func(Z[s:e], *args) for s, e in _blocks(Z)]
+
+
+def _sum_in_order(parts):
+    total = [np.array(p, copy=True) if isinstance(p, np.ndarray) else p for p in parts[0]]
+    for part in parts[1:]:
+        for i, value in enumerate(part):
+            total[i] = total[i] + value
+    return total
+
+
+def cluster_means(Z, labels, fallback):
+    """Mean of the rows of ``Z`` in each cluster; ``fallback`` rows for empty ones.
+
+    Accumulated in float64 by blocks, merged in block order; cast to Z's
+    dtype.  ``labels`` is a numpy array (one label per row).
+    """
+    k = fallback.shape[0]
+    if is_dask_array(Z):
+        bounds = np.concatenate([[0], np.cumsum(Z.chunks[0])])
+        import dask
+
+        from fastmetric._core.dask_support import _compute
+
+        tasks = [dask.delayed(_block_stats, pure=True)(block, labels[s:e], k)
+                 for block, s, e in zip(Z.to_delayed().ravel(), bounds[:-1], bounds[1:])]
+        parts = list(_compute(*tasks))
+    else:
+        parts = [_block_stats(Z[s:e], labels[s:e], k) for s, e in _blocks(Z)]
+    sums, counts = _sum_in_order(parts)
+    centers = np.array(fallback, dtype=np.float64, copy=True)
+    nonempty = counts > 0
+    centers[nonempty] = sums[nonempty] / counts[nonempty, None]
+    return centers.astype(Z.dtype, copy=False)
+
+
+def nearest_centers(Z, centers):
+    """Nearest centre of every row, as a numpy array (computed by blocks)."""
+    if is_dask_array(Z):
+        from fastmetric._core.dask_support import _compute
+
+        (labels,) = _compute(Z.map_blocks(nearest_center, centers, drop_axis=1,
+                                          dtype=np.intp))
+        return np.asarray(labels, dtype=np.intp)
+    return nearest_center(Z, centers)
+
+
+def _sample(Z):
+    rows = evenly_spaced(Z.shape[0], SAMPLE_ROWS)
+    if is_dask_array(Z):
+        return gather_rows(Z, rows)
+    return Z[rows]
+
+
+def lloyd(Z, n_clusters, random_state, init=None, max_iter=300, tol=1e-4):
+    """k-means by Lloyd's iterations over the row blocks of ``Z``.
+
+    Parameters
+    ----------
+    Z : ndarray or dask array of shape (n_samples, n_features)
+    n_clusters : int
+    random_state : int
+        Seeds k-means++ (on at most ``SAMPLE_ROWS`` evenly spaced rows).
+    init : ndarray of shape (n_clusters, n_features), optional
+        Starting centres instead of k-means++.
+    max_iter : int
+    tol : float
+        Stop when the centres move (sum of squared shifts) by at most
+        ``tol`` times the mean variance of the features (as scikit-learn's
+        KMeans).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), intp
+    centers : ndarray of shape (n_clusters, n_features), float64
+    inertia : float
+        Sum of squared distances to the nearest centre, before the last
+        update.
+    """
+    sample = np.asarray(_sample(Z), dtype=np.float64)
+    scale = float(np.mean(np.var(sample, axis=0)))
+    if init is None:
+        centers, _ = kmeans_plusplus(sample, n_clusters, random_state=random_state)
+    else:
+        centers = np.array(init, dtype=np.float64, copy=True)
+    inertia = np.nan
+    for _ in range(int(max_iter)):
+        sums, counts, inertia = _sum_in_order(
+            _map_blocks(_assign_block, Z, centers.astype(Z.dtype)))
+        new = centers.copy()
+        nonempty = counts > 0
+        new[nonempty] = sums[nonempty] / counts[nonempty, None]
+        shift = float(np.sum((new - centers) ** 2))
+        centers = new
+        if shift <= tol * scale:
+            break
+    return nearest_centers(Z, centers.astype(Z.dtype)), centers, float(inertia)
+
+
+class MemoryRows:
+    """ClusterLDML's view of points held in memory (numpy)."""
+
+    def __init__(self, X):
+        self.X = X
+        X64 = np.asarray(X, dtype=np.float64)
+        self.Xc = X64 - X64.mean(axis=0)
+        self.n = X.shape[0]
+        self.euclid_spread = 2.0 * float(np.einsum("ij,ij->", self.Xc, self.Xc)) / self.n
+
+    def spread(self, L):
+        """Mean squared distance ``||L(x_i - x_j)||^2`` over all pairs (i, j)."""
+        Z = self.Xc @ L.T
+        return 2.0 * float(np.einsum("ij,ij->", Z, Z)) / self.n
+
+    def init_rows(self):
+        return self.X
+
+    def embed(self, L):
+        # Same expression as MahalanobisMixin.transform, so that fit and
+        # predict see bit-identical embeddings.
+        return self.X @ L.T.astype(self.X.dtype, copy=False)
+
+
+class DaskRows:
+    """ClusterLDML's view of points in a row-chunked dask array.
+
+    The covariance ``C`` (float64, ``d x d``) is computed once on the
+    workers; the spread of a map is then ``2 tr(L C L^T)``.  Embeddings are
+    lazy and persisted for the k-means of one round.
+    """
+
+    def __init__(self, X):
+        from fastmetric._core.dask_support import _compute
+
+        self.X = X
+        self.n = X.shape[0]
+        X64 = X.astype(np.float64)
+        mean, second = _compute(X64.mean(axis=0), X64.T @ X64)
+        self.C = second / self.n - np.outer(mean, mean)
+        self.C = (self.C + self.C.T) / 2
+        self.euclid_spread = 2.0 * float(np.trace(self.C))
+
+    def spread(self, L):
+        return 2.0 * float(np.einsum("ij,jk,ik->", L, self.C, L))
+
+    def init_rows(self):
+        from fastmetric._core.dask_support import sample_rows
+
+        return sample_rows(self.X)[0]
+
+    def embed(self, L):
+        from fastmetric._core.dask_support import _persist, map_rows
+
+        L = L.astype(self.X.dtype, copy=False)
+        (Z,) = _persist(map_rows(self.X, lambda block: block @ L.T, L.shape[0], self.X.dtype))
+        return Z

@@ -1,0 +1,596 @@
+"""ITML: Information-Theoretic Metric Learning (Davis, Kulis, Jain, Sra & Dhillon, 2007).
+
+ITML looks for the Mahalanobis matrix ``A`` closest to a prior ``A0`` in
+LogDet divergence (the relative entropy of the two Gaussians they define)
+
+    min_A  tr(A A0^{-1}) - log det(A A0^{-1}) - d
+    s.t.   d_A(x, x') <= u   for similar pairs,
+           d_A(x, x') >= l   for dissimilar pairs,
+
+with ``d_A(x, x') = (x - x')^T A (x - x')`` and slack on the bounds whose
+weight is set by ``gamma``.  It is solved by cyclic Bregman projections on
+one constraint at a time, each a rank-one update of ``A`` that keeps it
+positive definite; the projections run in the nogil kernel
+:mod:`fastmetric.kernels.itml` (one O(d^2) pass over ``A`` per constraint,
+whole sweeps and the convergence test in one call).
+
+:class:`ITML` learns from labelled pairs and classifies pairs;
+:class:`ITML_Supervised` draws the pairs from class labels with
+:func:`fastmetric.kernels.sampling.sample_pairs`.  Parameters, attributes and
+defaults follow metric-learn 0.7.0 (plus ``n_jobs``).
+"""
+import numbers
+import warnings
+
+import numpy as np
+import scipy.linalg
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
+
+from fastmetric._core.base import (
+    MahalanobisMixin,
+    PairsClassifierMixin,
+    check_pair_targets,
+    check_pairs,
+    encode_pair_labels,
+)
+from fastmetric.kernels.itml import itml_projections
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
+
+__all__ = ["ITML", "ITML_Supervised"]
+
+_PRIORS = ("identity", "covariance", "random")
+# Percentiles of the pairwise distances giving the default bounds.
+_BOUND_PERCENTILES = (5.0, 95.0)
+# The default bounds are exact percentiles over at most this many distinct
+# points (a 2000 x 2000 distance matrix, 32 MB); above, over a random subset
+# of this size.
+_BOUNDS_MAX_POINTS = 2000
+# Zero bounds (e.g. many duplicated points) are replaced by this value.
+_ZERO_BOUND = 1e-9
+# Eigenvalues of the covariance below this fraction of their mean are
+# raised to it before inversion (prior='covariance').
+_COVARIANCE_FLOOR = 1e-3
+_CALIBRATION_KEYS = ("strategy", "min_rate", "beta")
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+def _distinct_rows(X):
+    """The distinct rows of a C-contiguous 2-D array (first occurrences, sorted by bytes)."""
+    if X.shape[0] <= 1:
+        return X
+    keys = np.ascontiguousarray(X).view(np.dtype((np.void, X.dtype.itemsize * X.shape[1])))
+    _, first = np.unique(keys.ravel(), return_index=True)
+    return X[np.sort(first)]
+
+
+def _default_bounds(points, random_state, n_jobs):
+    """5th and 95th percentiles of the Euclidean distances among ``points``.
+
+    As metric-learn: the distances of the full matrix over the distinct
+    points (diagonal zeros and both orders of each pair included).  Over
+    more than ``_BOUNDS_MAX_POINTS`` distinct points the percentiles are
+    those of a random subset of that size (drawn with ``random_state``).
+    """
+    from fastmetric.kernels.distances import mahalanobis_distances
+
+    P = np.asarray(points, dtype=np.float64)
+    if P.shape[0] > _BOUNDS_MAX_POINTS:
+        rng = check_random_state(random_state)
+        keep = np.sort(rng.choice(P.shape[0], _BOUNDS_MAX_POINTS, replace=False))
+        P = P[keep]
+    D = mahalanobis_distances(np.ascontiguousarray(P), n_jobs=n_jobs)
+    return np.percentile(D, _BOUND_PERCENTILES)
+
+
+def _check_bounds(bounds):
+    arr = np.asarray(bounds)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"bounds must hold two real numbers; got {bounds!r}.")
+    arr = arr.astype(np.float64).ravel()
+    if arr.size != 2:
+        raise ValueError(
+            f"bounds must be an array-like of two numbers (upper bound for similar "
+            f"pairs, lower bound for dissimilar pairs); got {arr.size} value(s)."
+        )
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"bounds must be finite and non-negative; got {arr.tolist()}.")
+    return arr
+
+
+def _covariance_prior(points):
+    """Inverse covariance of the points, with small eigenvalues floored.
+
+    ``C = V diag(w) V^T``; eigenvalues below ``r = 1e-3 * mean(w)`` (zero
+    for constant or linearly dependent features, or when there are fewer
+    points than features) are raised to ``r``, and the prior is
+    ``V diag(1 / max(w, r)) V^T``: the exact inverse whenever ``C`` is well
+    conditioned, and a positive definite matrix in every case.
+    """
+    n, d = points.shape
+    if n < 2:
+        return np.eye(d)
+    C = np.atleast_2d(np.cov(np.asarray(points, dtype=np.float64), rowvar=False))
+    w, V = scipy.linalg.eigh(C)
+    mean = float(np.mean(np.maximum(w, 0.0)))
+    if not mean > 0:  # every feature constant: nothing to whiten
+        return np.eye(d)
+    w = np.maximum(w, _COVARIANCE_FLOOR * mean)
+    A0 = (V / w) @ V.T
+    return 0.5 * (A0 + A0.T)
+
+
+def _prior_matrix(prior, points, d, random_state):
+    """The prior ``A0`` (d x d, symmetric positive definite, float64)."""
+    if isinstance(prior, str):
+        if prior == "identity":
+            return np.eye(d)
+        if prior == "covariance":
+            return _covariance_prior(points)
+        if prior == "random":
+            from sklearn.datasets import make_spd_matrix
+
+            return np.ascontiguousarray(
+                make_spd_matrix(d, random_state=check_random_state(random_state)),
+                dtype=np.float64)
+        raise ValueError(
+            f"prior={prior!r} is not one of {_PRIORS} or an array of shape "
+            f"(n_features, n_features)."
+        )
+    if prior is None or hasattr(prior, "fit"):
+        raise TypeError(
+            f"prior must be one of {_PRIORS} or an array of shape (n_features, "
+            f"n_features); got {prior!r}."
+        )
+    arr = np.asarray(prior)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"prior must hold real numbers; got dtype {arr.dtype}.")
+    arr = arr.astype(np.float64)
+    if arr.shape != (d, d):
+        raise ValueError(
+            f"prior must have shape (n_features, n_features) = ({d}, {d}); got "
+            f"shape {arr.shape}."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError("prior contains NaN or infinity.")
+    if not np.allclose(arr, arr.T):
+        raise ValueError("prior is not symmetric.")
+    arr = 0.5 * (arr + arr.T)
+    w = scipy.linalg.eigvalsh(arr)
+    tol = d * np.finfo(np.float64).eps * max(float(np.max(np.abs(w))), 1e-300)
+    if not w.min() > tol:
+        raise np.linalg.LinAlgError(
+            f"prior must be strictly positive definite (ITML's LogDet divergence "
+            f"needs an invertible prior); its smallest eigenvalue is {w.min():.3g}."
+        )
+    return np.ascontiguousarray(arr)
+
+
+def components_from_psd(A):
+    """A map ``L`` with ``L^T L = A`` for a symmetric PSD matrix ``A``.
+
+    From the eigendecomposition ``A = V diag(w) V^T``: ``L = diag(sqrt(w))
+    V^T``, rows in decreasing order of eigenvalue.  Eigenvalues at rounding
+    level, ``w <= n_features * eps * max|w|`` (including slightly negative
+    ones), are set to zero.  Each row's sign is fixed so that its entry of
+    largest magnitude is positive.
+    """
+    A = 0.5 * (A + A.T)
+    d = A.shape[0]
+    w, V = scipy.linalg.eigh(A)
+    w, V = w[::-1], V[:, ::-1]
+    tol = d * np.finfo(np.float64).eps * max(float(np.max(np.abs(w))), 1e-300)
+    w = np.where(w > tol, w, 0.0)
+    L = np.sqrt(w)[:, None] * V.T
+    pivot = np.abs(V.T).argmax(axis=1)
+    signs = np.sign(V.T[np.arange(d), pivot])
+    signs[signs == 0] = 1.0
+    return np.ascontiguousarray(L * signs[:, None])
+
+
+# --------------------------------------------------------------------------
+# The shared learner
+# --------------------------------------------------------------------------
+class _BaseITML(MahalanobisMixin):
+    """Parameter checks and the Bregman-projection fit shared by both learners."""
+
+    def _validate_params(self):
+        gamma = self.gamma
+        if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, numbers.Real):
+            raise TypeError(f"gamma must be a positive number (or inf); got {gamma!r}.")
+        gamma = float(gamma)
+        if np.isnan(gamma) or not gamma > 0:
+            raise ValueError(f"gamma must be a positive number (or inf); got {gamma}.")
+        self._gamma = gamma
+        self._max_iter = _check_int(self.max_iter, "max_iter", 1)
+        tol = self.tol
+        if getattr(self, "convergence_threshold", "deprecated") != "deprecated":
+            warnings.warn(
+                "convergence_threshold was renamed tol (as in metric-learn) and will be "
+                "removed; its value is used as tol.",
+                FutureWarning,
+                stacklevel=3,
+            )
+            tol = self.convergence_threshold
+        self._tol = _check_real(tol, "tol", 0.0)
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            _check_int(self.verbose, "verbose", 0)
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
+        effective_n_threads(self.n_jobs)  # validates n_jobs
+        if isinstance(self.prior, str) and self.prior not in _PRIORS:
+            raise ValueError(
+                f"prior={self.prior!r} is not one of {_PRIORS} or an array of shape "
+                f"(n_features, n_features)."
+            )
+
+    def _fit_constraints(self, X, a, b, delta, bounds):
+        """Fit on the index pairs (a, b) into the points X; delta +1/-1 per pair."""
+        self._validate_params()
+        n, d = X.shape
+        # metric-learn's order: every similar pair, then every dissimilar one.
+        order = np.argsort(-delta, kind="stable")
+        a = np.ascontiguousarray(a[order], dtype=np.intp)
+        b = np.ascontiguousarray(b[order], dtype=np.intp)
+        delta = np.ascontiguousarray(delta[order], dtype=np.float64)
+        m = a.shape[0]
+
+        used = np.unique(np.concatenate([a, b]))
+        points = _distinct_rows(X[used])
+        if bounds is None:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.bounds_ = _default_bounds(points, self.random_state, self.n_jobs)
+            if not np.isfinite(self.bounds_).all():
+                raise ValueError(
+                    "the distances between the points overflow float64 (default bounds "
+                    f"{self.bounds_.tolist()}); rescale the data (e.g. StandardScaler) or "
+                    "give finite bounds."
+                )
+        else:
+            self.bounds_ = _check_bounds(bounds).copy()
+        self.bounds_[self.bounds_ == 0] = _ZERO_BOUND
+
+        with single_threaded_blas():  # same prior and factor for any BLAS thread count
+            A = _prior_matrix(self.prior, points, d, self.random_state)
+        A = np.ascontiguousarray(A, dtype=np.float64)
+        xi = np.where(delta > 0, self.bounds_[0], self.bounds_[1]).astype(np.float64)
+        lam = np.zeros(m)
+        lam_old = np.zeros(m)
+
+        X = np.ascontiguousarray(X)
+        stopped = False
+        if self.verbose or self.callback is not None:
+            # One sweep per call: the state (A, duals, slacks) carries over
+            # exactly, so the result is the same as in a single call.
+            if self.verbose:
+                print(f"[{type(self).__name__}] {m} constraints, {d} features, bounds "
+                      f"{self.bounds_[0]:.6g} / {self.bounds_[1]:.6g}")
+                print(f"{'sweep':>6} {'conv':>12}")
+            n_iter, converged = 0, False
+            while n_iter < self._max_iter and not converged:
+                k, converged, conv = itml_projections(
+                    X, a, b, delta, xi, lam, lam_old, A, gamma=self._gamma, tol=self._tol,
+                    max_sweeps=1)
+                n_iter += k
+                if self.verbose:
+                    print(f"{n_iter:6d} {conv[-1]:12.6g}")
+                if self.callback is not None:
+                    with single_threaded_blas():
+                        self.components_ = components_from_psd(A)
+                    self.n_iter_ = n_iter
+                    self.n_features_in_ = d
+                    if self.callback(self, n_iter, float(conv[-1])):
+                        stopped = True
+                        break
+        else:
+            n_iter, converged, _ = itml_projections(
+                X, a, b, delta, xi, lam, lam_old, A, gamma=self._gamma, tol=self._tol,
+                max_sweeps=self._max_iter)
+        if not (converged or stopped):
+            warnings.warn(
+                f"{type(self).__name__} did not converge in max_iter={self._max_iter} "
+                f"sweeps (tol={self._tol}); increase max_iter or tol.",
+                ConvergenceWarning,
+            )
+        if not np.isfinite(A).all():  # only on overflow, for data near the float64 limit
+            raise FloatingPointError(
+                "ITML's metric overflowed float64; rescale the data (e.g. StandardScaler).")
+        with single_threaded_blas():
+            self.components_ = components_from_psd(A)
+        self.n_iter_ = int(n_iter)
+        self.n_features_in_ = d
+        return self
+
+
+_PARAMS_DOC = """\
+    gamma : float > 0 or inf, default=1.0
+        Weight of the slack: the bound of each constraint may move, at a
+        cost (LogDet divergence of the moved bounds) weighted by ``gamma``.
+        Small values let the bounds give way and keep the metric near the
+        prior; ``inf`` makes the constraints hard.
+    max_iter : int, default=1000
+        Maximum number of sweeps over the constraints.
+    tol : float, default=1e-3
+        Stop when the relative change of the dual variables over a sweep,
+        ``sum|lambda_old - lambda| / (||lambda|| + ||lambda_old||)``, falls
+        below ``tol``.
+    prior : {'identity', 'covariance', 'random'} or array of shape \
+(n_features, n_features), default='identity'
+        The matrix ``A0`` the metric stays close to.  ``'covariance'``: the
+        inverse covariance of the distinct points of the pairs; its
+        eigenvalues below ``1e-3`` times their mean are raised to that
+        value first, so constant or dependent features (a singular
+        covariance) still give a positive definite prior (metric-learn
+        raises instead).  ``'random'``: scikit-learn's
+        ``make_spd_matrix(n_features, random_state)``.  An array must be
+        symmetric and strictly positive definite.
+    verbose : bool or int, default=False
+        Print the convergence measure after each sweep.
+    callback : callable, optional
+        ``callback(estimator, sweep, conv)`` after each sweep, with
+        ``components_`` and ``n_iter_`` of the current metric set and
+        ``conv`` the convergence measure; returning True stops the fit
+        (without a ConvergenceWarning)."""
+
+
+class ITML(PairsClassifierMixin, _BaseITML):
+    """Information-Theoretic Metric Learning from labelled pairs.
+
+    Finds the Mahalanobis matrix ``M`` closest to ``prior`` in LogDet
+    divergence such that similar pairs have ``d_M(x, x') <= bounds_[0]``
+    and dissimilar pairs ``d_M(x, x') >= bounds_[1]`` (up to slack), where
+    ``d_M(x, x') = (x - x')^T M (x - x')`` is the *squared* learned
+    distance, as in the paper and in metric-learn.  Solved by cyclic
+    Bregman projections (similar pairs first, then dissimilar ones, in the
+    given order).
+
+    Parameters
+    ----------
+{params}
+    preprocessor : array-like of shape (n_samples, n_features) or callable
+        When set, ``pairs`` may be index pairs ``(n_pairs, 2)`` into it.
+    random_state : int, RandomState instance or None
+        For ``prior='random'`` and the subset of points of the default
+        bounds when there are more than 2000 distinct points.
+    n_jobs : int, optional
+        OpenMP threads (None: what OpenMP allows, -1: all CPUs) of the
+        pairwise distances behind the default bounds.  The projections
+        themselves are sequential (see :mod:`fastmetric.kernels.itml`).
+        The result does not depend on it.
+    convergence_threshold : float, default='deprecated'
+        Deprecated alias of ``tol`` (metric-learn's former name).
+
+    Attributes
+    ----------
+    bounds_ : ndarray of shape (2,)
+        The upper bound for similar pairs and the lower bound for
+        dissimilar pairs, on the squared learned distance.  Unless given to
+        ``fit``, the 5th and 95th percentiles of the Euclidean distances
+        among the distinct points of the pairs (metric-learn's default);
+        zeros are replaced by 1e-9.
+    components_ : ndarray of shape (n_features, n_features)
+        ``L`` with ``L^T L = M``, from the eigendecomposition of ``M``
+        (rows in decreasing order of eigenvalue; eigenvalues at rounding
+        level set to zero).
+    n_iter_ : int
+        Number of sweeps run (metric-learn stores one less: the index of
+        the last sweep).
+    threshold_ : float
+        Pairs with ``decision_function > threshold_`` are predicted
+        similar; calibrated on the training pairs at the end of ``fit``.
+    classes_ : ndarray ``[-1, 1]``
+    n_features_in_ : int
+
+    References
+    ----------
+    J. V. Davis, B. Kulis, P. Jain, S. Sra and I. S. Dhillon.
+    Information-theoretic metric learning.  ICML 2007.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric import ITML
+    >>> pairs = np.array([[[1.2, 7.5], [1.3, 1.5]],
+    ...                   [[6.4, 2.6], [6.2, 9.7]],
+    ...                   [[1.3, 4.5], [3.2, 4.6]],
+    ...                   [[6.2, 5.5], [5.4, 5.4]]])
+    >>> y = np.array([1, 1, -1, -1])  # similar when the first feature is close
+    >>> itml = ITML(random_state=0).fit(pairs, y)
+    >>> itml.predict(pairs).tolist()
+    [1, 1, -1, -1]
+    >>> M = itml.get_mahalanobis_matrix()
+    >>> bool(M[0, 0] > M[1, 1])
+    True
+    """
+
+    def __init__(self, gamma=1.0, max_iter=1000, tol=1e-3, prior="identity", verbose=False,
+                 preprocessor=None, random_state=None, n_jobs=None, callback=None,
+                 convergence_threshold="deprecated"):
+        self.gamma = gamma
+        self.max_iter = max_iter
+        self.tol = tol
+        self.prior = prior
+        self.verbose = verbose
+        self.preprocessor = preprocessor
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.callback = callback
+        self.convergence_threshold = convergence_threshold
+
+    def fit(self, pairs, y, bounds=None, calibration_params=None):
+        """Learn the metric from labelled pairs, then calibrate ``threshold_``.
+
+        Parameters
+        ----------
+        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
+            Pairs of points, or index pairs into ``preprocessor``.
+        y : array-like of shape (n_pairs,)
+            +1 (similar) / -1 (dissimilar), or 1 / 0; both kinds present.
+        bounds : array-like of two numbers, optional
+            Upper bound (similar pairs) and lower bound (dissimilar pairs) on
+            the squared learned distance; default: see ``bounds_``.
+        calibration_params : dict, optional
+            Keyword arguments of :meth:`calibrate_threshold` (``strategy``,
+            ``min_rate``, ``beta``) for the threshold chosen on the training
+            pairs.
+
+        Returns
+        -------
+        self
+        """
+        calibration_params = {} if calibration_params is None else dict(calibration_params)
+        unknown = sorted(set(calibration_params) - set(_CALIBRATION_KEYS))
+        if unknown:
+            raise ValueError(
+                f"calibration_params has unknown key(s) {unknown}; allowed: "
+                f"{list(_CALIBRATION_KEYS)}."
+            )
+        strategy = calibration_params.get("strategy", "accuracy")
+        if strategy not in ("accuracy", "f_beta", "max_tpr", "max_tnr"):
+            raise ValueError(
+                f"calibration_params strategy={strategy!r} is not one of "
+                "('accuracy', 'f_beta', 'max_tpr', 'max_tnr')."
+            )
+        X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
+        t = self._binary_targets(check_pair_targets(y, idx.shape[0]), "ITML")
+        delta = np.where(t == 1, 1.0, -1.0)
+        self._fit_constraints(X, idx[:, 0], idx[:, 1], delta, bounds)
+        self.classes_ = np.array([-1, 1])
+        self.calibrate_threshold(pairs, y, **calibration_params)
+        return self
+
+
+if ITML.__doc__:  # None under python -OO
+    ITML.__doc__ = ITML.__doc__.replace("{params}", _PARAMS_DOC)
+
+
+class ITML_Supervised(_BaseITML):
+    """ITML from class labels: pairs drawn from the classes, then ITML.
+
+    ``n_constraints`` similar pairs (two samples of one class) and as many
+    dissimilar pairs (two samples of different classes) are drawn without
+    repetition by :func:`fastmetric.kernels.sampling.sample_pairs` (each uniform
+    among the distinct pairs of its kind); when fewer distinct pairs exist,
+    all of them are used, with a warning.  Like metric-learn's supervised
+    learners, a transformer.
+
+    Parameters
+    ----------
+{params}
+    n_constraints : int, optional
+        Number of similar pairs and of dissimilar pairs; default
+        ``20 * n_classes ** 2`` (metric-learn's).
+    preprocessor : array-like or callable, optional
+        Kept for metric-learn compatibility (``transform`` of indices).
+    random_state : int, RandomState instance or None
+        Seeds the pair sampling, ``prior='random'`` and the subset of the
+        default bounds.
+    n_jobs : int, optional
+        OpenMP threads of the pair sampler and of the distances behind the
+        default bounds (the projections are sequential); the result does not
+        depend on it.
+    num_constraints : int, default='deprecated'
+        Deprecated alias of ``n_constraints``.
+    convergence_threshold : float, default='deprecated'
+        Deprecated alias of ``tol``.
+
+    Attributes
+    ----------
+    bounds_, components_, n_iter_, n_features_in_
+        As in :class:`ITML`; the default bounds come from the distinct
+        points of the drawn pairs.
+    feature_names_in_ : ndarray of str
+        When X has feature names.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from fastmetric import ITML_Supervised
+    >>> X, y = load_iris(return_X_y=True)
+    >>> itml = ITML_Supervised(n_constraints=200, max_iter=2000, random_state=0)
+    >>> itml.fit(X, y).transform(X).shape
+    (150, 4)
+    >>> itml.n_iter_ < 2000  # converged
+    True
+    """
+
+    def __init__(self, gamma=1.0, max_iter=1000, tol=1e-3, n_constraints=None,
+                 prior="identity", verbose=False, preprocessor=None, random_state=None,
+                 n_jobs=None, callback=None, num_constraints="deprecated",
+                 convergence_threshold="deprecated"):
+        self.gamma = gamma
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_constraints = n_constraints
+        self.prior = prior
+        self.verbose = verbose
+        self.preprocessor = preprocessor
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.callback = callback
+        self.num_constraints = num_constraints
+        self.convergence_threshold = convergence_threshold
+
+    def fit(self, X, y, bounds=None):
+        """Draw pairs from the classes of ``y`` and learn the metric.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels: at least 2 classes, one with 2 or more samples.
+        bounds : array-like of two numbers, optional
+            As in :meth:`ITML.fit`.
+
+        Returns
+        -------
+        self
+        """
+        from fastmetric.kernels.sampling import sample_pairs
+
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
+                             ensure_min_samples=2)
+        check_classification_targets(y)
+        classes, labels, counts = encode_pair_labels(y, "ITML_Supervised")
+        n_constraints = self.n_constraints
+        if self.num_constraints != "deprecated":
+            warnings.warn(
+                "num_constraints was renamed n_constraints (as in metric-learn) and will "
+                "be removed; its value is used as n_constraints.",
+                FutureWarning,
+                stacklevel=2,
+            )
+            n_constraints = self.num_constraints
+        if n_constraints is None:
+            n_constraints = 20 * len(classes) ** 2
+        n_constraints = _check_int(n_constraints, "n_constraints", 1)
+
+        n = X.shape[0]
+        c = counts.astype(np.int64)
+        available_pos = int(np.sum(c * (c - 1) // 2))
+        available_neg = int((n * n - int(np.sum(c * c))) // 2)
+        n_pos = min(n_constraints, available_pos)
+        n_neg = min(n_constraints, available_neg)
+        for kind, got in (("similar", n_pos), ("dissimilar", n_neg)):
+            if got < n_constraints:
+                warnings.warn(
+                    f"only {got} distinct {kind} pairs exist; n_constraints="
+                    f"{n_constraints} requested: using all of them.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(0, np.iinfo(np.int32).max))
+        pairs, t = sample_pairs(labels, n_pos, n_neg, unique=True, random_state=seed,
+                                n_jobs=self.n_jobs)
+        delta = np.where(t == 1, 1.0, -1.0)
+        return self._fit_constraints(X, pairs[:, 0], pairs[:, 1], delta, bounds)
+
+
+if ITML_Supervised.__doc__:
+    ITML_Supervised.__doc__ = ITML_Supervised.__doc__.replace("{params}", _PARAMS_DOC)

@@ -1,0 +1,359 @@
+"""RCA: Relevant Components Analysis (Shental et al., 2002; Bar-Hillel et al., 2005).
+
+Points known to belong together come in *chunklets* (chunks).  The
+variation inside a chunk is irrelevant by definition, so RCA whitens it:
+with ``C_w`` the average within-chunk covariance (each chunk centred on its
+own mean), ``L = C_w^{-1/2}`` and ``M = C_w^{-1}``.  Directions along which
+chunk members differ a lot shrink; directions in which they agree grow.
+
+``C_w`` is estimated from few chunks (metric-learn's supervised default is
+100 pairs for any number of features), so it is noisy and often singular;
+we shrink it toward a multiple of the identity with the Ledoit-Wolf
+intensity (see :class:`RCA`).
+"""
+import warnings
+
+import numpy as np
+import scipy.linalg
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
+
+from fastmetric._core.base import MahalanobisMixin, _resolve_n_components, points_from_indices
+from fastmetric.kernels.chunks import sample_chunks
+from fastmetric._learners.covariance import (
+    _MIN_SHRINKAGE,
+    _as_float64_centred,
+    _check_shrinkage,
+    _estimate_shrinkage,
+    _fix_signs,
+    _inv_sqrt,
+)
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+
+__all__ = ["RCA", "RCA_Supervised"]
+
+
+def _check_chunks(chunks, n_samples):
+    """Validate chunk ids: 1-D integers >= -1, one per sample (-1 = no chunk)."""
+    if chunks is None:
+        raise ValueError(
+            "RCA requires y to be passed, but the target y is None: pass the chunk id of "
+            "each sample (-1 for samples in no chunk)."
+        )
+    if hasattr(chunks, "toarray"):
+        raise TypeError("chunks must be a dense 1-D array of integers, not a sparse matrix.")
+    arr = np.asarray(chunks)
+    if arr.dtype.kind == "O":  # e.g. integers stored as Python objects
+        try:
+            arr = np.asarray(arr.tolist())
+        except (TypeError, ValueError):
+            pass
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise ValueError(
+            f"chunks must have shape (n_samples,) = ({n_samples},), one chunk id per "
+            f"sample; got shape {arr.shape}."
+        )
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError("chunks contains NaN or infinity; chunk ids are integers.")
+        if np.any(arr != np.round(arr)):
+            bad = arr[arr != np.round(arr)][0]
+            raise ValueError(f"chunks must hold integer chunk ids; got {bad!r}.")
+    elif arr.dtype.kind not in "iu":
+        raise TypeError(
+            f"chunks must hold integer chunk ids (-1 for no chunk); got dtype {arr.dtype} "
+            "(Unknown label type)."
+        )
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < -1:
+        raise ValueError(
+            f"chunks holds {int(arr.min())}: chunk ids are >= 0, and -1 marks a sample "
+            "in no chunk."
+        )
+    return arr
+
+
+def _chunk_residuals(Xc, chunks):
+    """Independent within-chunk residuals (Helmert contrasts) and chunked count.
+
+    A chunk of s points gives s - 1 residuals ``r_j = sqrt(j / (j + 1))
+    (mean(x_1..x_j) - x_{j+1})``: mutually orthogonal contrasts whose outer
+    products sum to the chunk's scatter ``sum_i (x_i - m)(x_i - m)^T``.
+    Under RCA's model (chunk members share a mean, with i.i.d. noise) they
+    are i.i.d. samples of the noise, which is what shrinkage estimators
+    expect.
+
+    Returns
+    -------
+    R : ndarray (n_residuals, d)
+    n_chunked : int
+        Samples in a chunk (singletons included, as metric-learn counts them).
+    n_multi : int
+        Chunks with at least 2 samples.
+    """
+    idx = np.flatnonzero(chunks >= 0)
+    d = Xc.shape[1]
+    if idx.size == 0:
+        return np.empty((0, d)), 0, 0
+    ids = chunks[idx]
+    order = np.argsort(ids, kind="stable")
+    idx, ids = idx[order], ids[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    sizes = np.diff(np.r_[starts, ids.shape[0]])
+    P = Xc[idx]
+    # Centre each chunk first: the residuals do not change, and the running
+    # sums below stay near zero instead of growing along the whole array.
+    means = np.add.reduceat(P, starts, axis=0) / sizes[:, None]
+    P -= np.repeat(means, sizes, axis=0)
+    pos = np.arange(ids.shape[0]) - np.repeat(starts, sizes)
+    cs = np.cumsum(P, axis=0)
+    base = np.zeros((starts.shape[0], d))
+    base[1:] = cs[starts[1:] - 1]
+    before = cs - P - np.repeat(base, sizes, axis=0)  # sum of earlier rows of the chunk
+    sel = pos >= 1
+    p = pos[sel].astype(np.float64)
+    R = np.sqrt(p / (p + 1.0))[:, None] * (before[sel] / p[:, None] - P[sel])
+    return R, int(idx.shape[0]), int(np.count_nonzero(sizes >= 2))
+
+
+def _shrunk(S, Z, shrinkage):
+    """(S_a, a, a_eff): ``(1 - a) S + a_eff mu I``, mu = trace(S) / d."""
+    d = S.shape[0]
+    a = _estimate_shrinkage(Z, shrinkage) if isinstance(shrinkage, str) else float(shrinkage)
+    a_eff = max(a, _MIN_SHRINKAGE)
+    mu = np.trace(S) / d
+    S_a = (1.0 - a_eff) * S
+    S_a[np.diag_indices(d)] += a_eff * mu
+    return S_a, a, a_eff * mu
+
+
+class RCA(MahalanobisMixin):
+    """Relevant Components Analysis from chunklets of similar points.
+
+    Learns ``L = C_a^{-1/2}`` where ``C_a`` is the shrunk average
+    within-chunk covariance (see Notes): the linear map that whitens the
+    variation inside the chunks.
+
+    Parameters
+    ----------
+    n_components : int, optional
+        Rows of ``L``; default ``n_features``.  Below ``n_features``, the
+        directions with the smallest ratio of within-chunk to total variance
+        are kept (a Fisher-like reduction, as in metric-learn), then
+        whitened.
+    preprocessor : array-like of shape (n_samples, n_features) or callable, optional
+        When set, ``X`` may be a 1-D array of row indices into it.
+    shrinkage : float in [0, 1] or {'ledoit_wolf', 'oas'}, default='ledoit_wolf'
+        Weight ``a`` of the target ``mu I`` (``mu`` the mean eigenvalue) in
+        ``C_a = (1 - a) C_w + a mu I``.  ``'ledoit_wolf'`` / ``'oas'``
+        estimate ``a`` from the within-chunk residuals.  ``0`` gives
+        metric-learn's RCA (it is raised to 1e-10, so a singular ``C_w``
+        still gives a finite, if extreme, metric).
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+    shrinkage_ : float
+        The intensity ``a`` used.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        When X has feature names.
+
+    Notes
+    -----
+    ``C_w = (1 / N) sum_chunks sum_{i in chunk} (x_i - m_chunk)(x_i -
+    m_chunk)^T`` over the ``N`` samples in a chunk (metric-learn's
+    normalisation).  It is singular whenever the chunks have fewer degrees
+    of freedom (``sum (size - 1)``) than there are features, or a feature
+    never varies inside a chunk -- then metric-learn's ``C_w^{-1/2}`` is NaN.
+
+    *Singular and noisy ``C_w``.*  We whiten by ``C_a = (1 - a) C_w + a mu
+    I`` instead.  The Ledoit-Wolf intensity ``a`` is estimated from the
+    ``sum (size - 1)`` within-chunk residuals (Helmert contrasts: independent
+    samples of the within-chunk noise whose outer products sum to the
+    chunk scatter); it is large when few chunks are available (about 0.8
+    for 100 pairs in 64 dimensions) and falls toward 0 as chunks accumulate
+    (a single residual carries no estimate of its own error: ``a = 1``).
+    ``C_a`` is positive definite, so ``L`` is finite, real and of full rank;
+    directions without within-chunk variance get the largest weight
+    ``1 / sqrt(a mu)``.  When ``C_w = 0`` (every chunk's points coincide)
+    there is nothing to whiten: ``L`` is the identity, with a warning.
+
+    For ``n_components < n_features``: the generalised eigenvectors of
+    ``(C_a, T_a)`` with the smallest eigenvalues, ``T_a`` the total
+    covariance of the chunked samples shrunk the same way, scaled to whiten
+    ``C_a`` (``L C_a L^T = I``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric import RCA
+    >>> X = np.array([[-0.05, 3.0], [0.05, -3.0], [0.1, -3.55], [-0.1, 3.55],
+    ...               [-0.95, -0.05], [0.95, 0.05], [0.4, 0.05], [-0.4, -0.05]])
+    >>> chunks = [0, 0, 1, 1, 2, 2, 3, 3]
+    >>> rca = RCA(shrinkage=0.0).fit(X, chunks)
+    >>> rca.components_.shape
+    (2, 2)
+    """
+
+    def __init__(self, n_components=None, preprocessor=None, shrinkage="ledoit_wolf"):
+        self.n_components = n_components
+        self.preprocessor = preprocessor
+        self.shrinkage = shrinkage
+
+    def fit(self, X, chunks):
+        """Learn the metric from points and their chunk ids.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            With a preprocessor, a 1-D array of row indices into it.
+        chunks : array-like of shape (n_samples,)
+            ``chunks[i] = j >= 0``: sample i is in chunk j; ``-1``: in no
+            chunk.  Chunk ids need not be consecutive.  At least one chunk
+            must hold 2 samples.
+
+        Returns
+        -------
+        self
+        """
+        shrinkage = _check_shrinkage(self.shrinkage)
+        X = points_from_indices(self.preprocessor, X)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C",
+                          ensure_min_samples=2)
+        chunks = _check_chunks(chunks, X.shape[0])
+        self._fit_chunks(X, chunks, shrinkage)
+        return self
+
+    def _fit_chunks(self, X, chunks, shrinkage):
+        n, d = X.shape
+        k = _resolve_n_components(self.n_components, d)
+        with single_threaded_blas():
+            Xc, unit = _as_float64_centred(X)
+            R, n_chunked, n_multi = _chunk_residuals(Xc, chunks)
+            if n_multi == 0:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least one chunk with 2 or more samples "
+                    f"(within-chunk variation); got {n_chunked} sample(s) in chunks, none "
+                    "sharing a chunk."
+                )
+            Cw = (R.T @ R) / n_chunked
+            if not np.trace(Cw) > 0:
+                warnings.warn(
+                    f"{type(self).__name__}: the within-chunk covariance is zero (the points "
+                    "of every chunk coincide); there is nothing to whiten and the metric is "
+                    "the identity.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                self.components_ = np.eye(k, d)
+                self.shrinkage_ = 1.0
+                return
+            Cw_a, a, floor = _shrunk(Cw, R, shrinkage)
+            if k == d:
+                L = _inv_sqrt(Cw_a, floor)
+            else:
+                P = Xc[chunks >= 0]
+                P = P - P.mean(axis=0)
+                T = (P.T @ P) / max(P.shape[0] - 1, 1)
+                if not np.trace(T) > 0:
+                    T = np.eye(d)
+                T_a, _, _ = _shrunk(T, P, shrinkage)
+                vals, vecs = scipy.linalg.eigh(Cw_a, T_a, subset_by_index=[0, k - 1])
+                # Both matrices are positive definite: clip only round-off.
+                vals = np.maximum(vals, d * np.finfo(np.float64).eps * np.max(np.abs(vals)))
+                L = _fix_signs((vecs / np.sqrt(vals)).T)
+        self.components_ = np.ascontiguousarray(L / unit)
+        self.shrinkage_ = float(a)
+
+
+class RCA_Supervised(RCA):
+    """RCA from class labels: chunks drawn inside the classes, then RCA.
+
+    ``n_chunks`` disjoint chunks of ``chunk_size`` same-class points are
+    drawn by :func:`fastmetric.kernels.chunks.sample_chunks` (each chunk's class
+    uniform among the classes that can still supply one), then
+    :class:`RCA` is fitted on them.
+
+    Parameters
+    ----------
+    n_components : int, optional
+        As in :class:`RCA`.
+    n_chunks : int, default=100
+        Number of chunks.  A ValueError says how many the classes can
+        supply when fewer (class c gives at most ``n_c // chunk_size``).
+    chunk_size : int, default=2
+        Points per chunk (at least 2).
+    preprocessor : array-like or callable, optional
+        As in :class:`RCA`.
+    random_state : int, RandomState instance or None
+        Seed of the chunk sampler (a counter-based generator: the chunks
+        depend only on the seed, not on ``n_jobs``).
+    shrinkage : float in [0, 1] or {'ledoit_wolf', 'oas'}, default='ledoit_wolf'
+        As in :class:`RCA`.
+    n_jobs : int, optional
+        Threads of the chunk sampler (None: what OpenMP allows, -1: all
+        CPUs).  The result does not depend on it.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+    shrinkage_ : float
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        When X has feature names.
+
+    Notes
+    -----
+    Every label is a class (metric-learn's ``Constraints`` instead treats
+    negative integer labels as "unknown"; pass only the labelled samples to
+    get that behaviour).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from fastmetric import RCA_Supervised
+    >>> X, y = load_iris(return_X_y=True)
+    >>> rca = RCA_Supervised(n_chunks=30, chunk_size=2, random_state=0).fit(X, y)
+    >>> rca.transform(X).shape
+    (150, 4)
+    """
+
+    def __init__(self, n_components=None, n_chunks=100, chunk_size=2, preprocessor=None,
+                 random_state=None, shrinkage="ledoit_wolf", n_jobs=None):
+        super().__init__(n_components=n_components, preprocessor=preprocessor,
+                         shrinkage=shrinkage)
+        self.n_chunks = n_chunks
+        self.chunk_size = chunk_size
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y):
+        """Draw chunks from the classes of ``y`` and learn the RCA metric.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self
+        """
+        from fastmetric.kernels.chunks import _positive_int
+
+        shrinkage = _check_shrinkage(self.shrinkage)
+        n_chunks = _positive_int(self.n_chunks, "n_chunks", 1)
+        chunk_size = _positive_int(self.chunk_size, "chunk_size", 2)
+        effective_n_threads(self.n_jobs)  # validates n_jobs
+        X = points_from_indices(self.preprocessor, X)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
+                             ensure_min_samples=2)
+        check_classification_targets(y)
+        chunks = sample_chunks(y, n_chunks, chunk_size, random_state=self.random_state,
+                               n_jobs=self.n_jobs)
+        self._fit_chunks(X, chunks.astype(np.int64), shrinkage)
+        return self

@@ -1,0 +1,346 @@
+"""SDML: Sparse Determinant Metric Learning (Qi, Tang, Zha, Chua & Zhang, 2009).
+
+SDML learns a sparse Mahalanobis matrix M close, in LogDet divergence, to
+a prior M0 while keeping similar pairs close and dissimilar pairs apart:
+
+    min_{M > 0}  tr(M P) - log det M + sparsity_param ||M||_{1, off-diagonal},
+    P = M0^{-1} + balance_param * X^T K X,
+
+where ``X^T K X = sum_p y_p d_p d_p^T`` (``d_p = x_a - x_b``, ``y_p = +1``
+for a similar pair, ``-1`` for a dissimilar one) is one call of the signed
+pair-scatter kernel :func:`fastmetric.kernels.pair_scatter.pair_scatter`.  This is
+the graphical lasso with "empirical covariance" P, solved by scikit-learn's
+:func:`sklearn.covariance.graphical_lasso`.
+
+The graphical lasso needs P positive definite, which it often is not (the
+dissimilar pairs' term dominates on real data, e.g. digits).  Rule: P is
+replaced by ``P + s I`` with the smallest ``s >= 0`` such that the
+condition number of the result is at most ``max_condition``
+(``s = max(0, (l_max - k l_min) / (k - 1))`` for eigenvalues ``l`` of P and
+``k = max_condition``).  A shift by a multiple of the identity keeps the
+eigenvectors of P and their order, so the directions the pairs favour stay
+favoured; bounding the condition number keeps the learned metric from
+collapsing onto the single most discriminative direction.  If the graphical
+lasso fails (an error, a non-finite or non-positive-definite result) the
+unpenalised solution ``M = (P + s I)^{-1}`` is used instead, with a
+``ConvergenceWarning``.
+"""
+import warnings
+
+import numpy as np
+from sklearn.base import TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+
+from fastmetric._core.base import MahalanobisMixin, PairsClassifierMixin, check_pair_targets, check_pairs
+from fastmetric._learners.mmc import _check_verbose, _supervised_pairs
+from fastmetric.kernels.pair_scatter import pair_scatter
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
+from fastmetric._core.validation import check_int_param, check_real_param
+
+__all__ = ["SDML", "SDML_Supervised"]
+
+_PRIORS = ("identity", "covariance", "random")
+
+
+def shifted_for_condition(P, max_condition):
+    """``(P + s I, s)`` with the smallest ``s >= 0`` giving cond <= max_condition.
+
+    ``P`` is symmetric.  When all its eigenvalues equal some c <= 0 the
+    result is ``max(|c|, 1) I``.
+    """
+    lam = np.linalg.eigvalsh(P)
+    lo, hi = float(lam[0]), float(lam[-1])
+    k = float(max_condition)
+    shift = max(0.0, (hi - k * lo) / (k - 1.0))
+    if not hi + shift > 1e-12 * max(abs(lo), abs(hi)):
+        # One eigenvalue c <= 0 (P = c I, e.g. a single feature): no
+        # condition number to bound; P becomes max(|c|, 1) I.
+        shift = max(abs(lo), 1.0) - lo
+    return P + shift * np.eye(P.shape[0]), shift
+
+
+def _components_from_metric(M):
+    lam, V = np.linalg.eigh(0.5 * (M + M.T))
+    return np.ascontiguousarray(np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T)
+
+
+class _BaseSDML(MahalanobisMixin):
+
+    def _validate_params(self):
+        self._balance = check_real_param(self.balance_param, "balance_param", 0.0)
+        self._sparsity = check_real_param(self.sparsity_param, "sparsity_param", 0.0)
+        self._max_condition = check_real_param(self.max_condition, "max_condition", 1.0,
+                                               low_inclusive=False)
+        self._max_iter = check_int_param(self.max_iter, "max_iter", 1)
+        _check_verbose(self.verbose)
+        if isinstance(self.prior, str) and self.prior not in _PRIORS:
+            raise ValueError(
+                f"prior={self.prior!r} is not supported; use one of {_PRIORS} or a "
+                "symmetric positive definite (n_features, n_features) array."
+            )
+
+    def _prior_inverse(self, X, rng):
+        """M0^{-1} for the prior."""
+        d = X.shape[1]
+        prior = self.prior
+        if isinstance(prior, str):
+            if prior == "identity":
+                return np.eye(d)
+            if prior == "covariance":
+                # M0 = Cov^{-1}, so M0^{-1} is the covariance itself (PSD; the
+                # condition rule below makes P definite if it is singular).
+                if X.shape[0] < 2:
+                    return np.eye(d)
+                return np.cov(X.astype(np.float64, copy=False), rowvar=False).reshape(d, d)
+            A = rng.standard_normal((d, d))
+            return A @ A.T + np.eye(d)  # 'random': a random SPD M0^{-1}
+        if hasattr(prior, "components_"):
+            L = np.asarray(prior.components_, dtype=np.float64)
+            prior = L.T @ L
+        M0 = np.asarray(prior)
+        if M0.dtype.kind not in "biuf":
+            raise TypeError(f"prior must hold real numbers; got dtype {M0.dtype}.")
+        M0 = M0.astype(np.float64)
+        if M0.shape != (d, d):
+            raise ValueError(
+                f"prior must be a (n_features, n_features) = ({d}, {d}) matrix; got shape "
+                f"{M0.shape}."
+            )
+        if not np.isfinite(M0).all():
+            raise ValueError("prior contains NaN or infinity.")
+        scale = max(np.abs(M0).max(), 1e-300)
+        if not np.allclose(M0, M0.T, rtol=1e-8, atol=1e-12 * scale):
+            raise ValueError("prior must be symmetric (a positive definite matrix M0).")
+        lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
+        if not lam[0] > 1e-12 * lam[-1] or not lam[-1] > 0:
+            raise ValueError(
+                f"prior must be positive definite; its smallest eigenvalue is {lam[0]:.3g}."
+            )
+        return (V / lam) @ V.T
+
+    def _fit_pairs(self, X, a, b, signs):
+        """Fit on index pairs (a, b) into X with signs +1 (similar) / -1."""
+        self._validate_params()
+        rng = check_random_state(self.random_state)
+        n_threads = effective_n_threads(self.n_jobs)
+        d = X.shape[1]
+        with single_threaded_blas():
+            n_threads = threads_for_work(n_threads, a.shape[0] * d * min(d, 64), 1 << 20)
+            K = pair_scatter(X, a, b, np.ascontiguousarray(signs, dtype=np.float64),
+                             np.empty((d, d)), n_threads)
+            P = self._prior_inverse(X, rng) + self._balance * K
+            P = 0.5 * (P + P.T)
+            P_shifted, shift = shifted_for_condition(P, self._max_condition)
+            self.shift_ = float(shift)
+            M = self._graphical_lasso(P_shifted)
+        self.components_ = _components_from_metric(M)
+        self.n_features_in_ = d
+        return self
+
+    def _graphical_lasso(self, P):
+        from sklearn.covariance import graphical_lasso
+
+        d = P.shape[0]
+        self.n_iter_ = 1
+        if d == 1 or self._sparsity == 0:
+            # One feature has no off-diagonal entry; no penalty: the inverse.
+            self.glasso_failed_ = False
+            return np.linalg.inv(P)
+        error = None
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                _, M, n_iter = graphical_lasso(P, alpha=self._sparsity,
+                                               max_iter=self._max_iter,
+                                               verbose=bool(self.verbose), return_n_iter=True)
+            self.n_iter_ = max(1, int(n_iter))
+            M = 0.5 * (M + M.T)
+            if not np.isfinite(M).all():
+                error = "a non-finite result"
+            elif np.linalg.eigvalsh(M)[0] <= 0:
+                error = "a result that is not positive definite"
+            elif any(issubclass(w.category, ConvergenceWarning) for w in caught):
+                warnings.warn(
+                    f"graphical_lasso did not converge in max_iter={self._max_iter} "
+                    "iterations; its last iterate (finite, positive definite) is used.",
+                    ConvergenceWarning, stacklevel=4,
+                )
+        except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        self.glasso_failed_ = error is not None
+        if error is None:
+            return M
+        warnings.warn(
+            f"graphical_lasso failed ({error}); using the unpenalised solution "
+            "M = (P + shift I)^{-1} instead. A larger sparsity_param or a smaller "
+            "max_condition usually lets the graphical lasso converge.",
+            ConvergenceWarning, stacklevel=4,
+        )
+        lam, V = np.linalg.eigh(P)
+        return (V / lam) @ V.T
+
+
+class SDML(PairsClassifierMixin, _BaseSDML):
+    """Sparse Determinant Metric Learning from labelled pairs.
+
+    Solves the graphical lasso on ``P = M0^{-1} + balance_param * sum_p
+    y_p d_p d_p^T`` (see the module notes for the positive-definiteness
+    rule).
+
+    Parameters
+    ----------
+    balance_param : float, default=0.5
+        Weight of the pair term against the prior.
+    sparsity_param : float, default=0.01
+        L1 penalty of the off-diagonal entries of M (``alpha`` of the
+        graphical lasso).
+    prior : {'identity', 'covariance', 'random'} or array, default='identity'
+        The prior metric M0: the identity, the inverse covariance of the
+        points, a random SPD matrix, or a symmetric positive definite array
+        (or a fitted learner, whose metric is used).
+    max_condition : float > 1, default=10.0
+        Largest condition number allowed for P before the graphical lasso:
+        P is shifted by the smallest multiple of the identity achieving it.
+    max_iter : int, default=100
+        Iterations of the graphical lasso.
+    verbose : bool, default=False
+    preprocessor : array-like or callable, default=None
+        When set, ``pairs`` may be index pairs ``(n_pairs, 2)`` into it.
+    random_state : int, RandomState instance or None
+        Seeds ``prior='random'``.
+    n_jobs : int, default=None
+        OpenMP threads of the scatter kernel; results do not depend on it.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_features, n_features)
+        ``L`` with ``M = L^T L``.
+    shift_ : float
+        The multiple of the identity added to P.
+    glasso_failed_ : bool
+        True when the graphical lasso failed and the inverse was used.
+    n_iter_ : int
+        Iterations of the graphical lasso (1 for the closed forms).
+    threshold_ : float
+        Calibrated on the training pairs.
+    classes_ : ndarray ``[-1, 1]``
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric import SDML
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randn(30, 3)
+    >>> pairs = rng.randint(0, 30, size=(100, 2))
+    >>> y = np.where(np.abs(X[pairs[:, 0], 0] - X[pairs[:, 1], 0]) < 0.5, 1, -1)
+    >>> sdml = SDML(preprocessor=X).fit(pairs, y)
+    >>> sdml.components_.shape
+    (3, 3)
+    """
+
+    def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
+                 verbose=False, preprocessor=None, random_state=None, max_condition=10.0,
+                 max_iter=100, n_jobs=None):
+        self.balance_param = balance_param
+        self.sparsity_param = sparsity_param
+        self.prior = prior
+        self.verbose = verbose
+        self.preprocessor = preprocessor
+        self.random_state = random_state
+        self.max_condition = max_condition
+        self.max_iter = max_iter
+        self.n_jobs = n_jobs
+
+    def fit(self, pairs, y, calibration_params=None):
+        """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
+
+        Parameters
+        ----------
+        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
+        y : array-like of shape (n_pairs,)
+            +1/-1 or 1/0 labels.
+        calibration_params : dict, optional
+            Keyword arguments of :meth:`calibrate_threshold`.
+
+        Returns
+        -------
+        self
+        """
+        if calibration_params is not None and not isinstance(calibration_params, dict):
+            raise TypeError(
+                f"calibration_params must be a dict or None; got {calibration_params!r}.")
+        X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
+        t = check_pair_targets(y, idx.shape[0])
+        if not np.all((t == 0) | (t == 1)):
+            raise ValueError("SDML needs hard pair labels (+1/-1 or 1/0), not soft targets.")
+        self._fit_pairs(X, np.ascontiguousarray(idx[:, 0]), np.ascontiguousarray(idx[:, 1]),
+                        2.0 * t - 1.0)
+        self.classes_ = np.array([-1, 1])
+        if t.min() != t.max():
+            self.calibrate_threshold(pairs, y, **(calibration_params or {}))
+        else:
+            self.threshold_ = -float(np.median(self.pair_distance(pairs)))
+        return self
+
+
+class SDML_Supervised(_BaseSDML, TransformerMixin):
+    """SDML from class labels: pairs drawn from the classes, then SDML.
+
+    ``n_constraints`` similar and as many dissimilar pairs are drawn with
+    :func:`fastmetric.kernels.sampling.sample_pairs`.
+
+    Parameters
+    ----------
+    balance_param, sparsity_param, prior, max_condition, max_iter, verbose, \
+random_state, n_jobs
+        As in :class:`SDML`.
+    n_constraints : int, default=None
+        Number of similar and of dissimilar pairs; default
+        ``20 * n_classes ** 2``.
+
+    Attributes
+    ----------
+    components_, shift_, glasso_failed_, n_iter_, n_features_in_
+        As in :class:`SDML`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from fastmetric import SDML_Supervised
+    >>> X, y = load_iris(return_X_y=True)
+    >>> sdml = SDML_Supervised(random_state=0).fit(X, y)
+    >>> sdml.transform(X).shape
+    (150, 4)
+    """
+
+    def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
+                 n_constraints=None, verbose=False, random_state=None, max_condition=10.0,
+                 max_iter=100, n_jobs=None):
+        self.balance_param = balance_param
+        self.sparsity_param = sparsity_param
+        self.prior = prior
+        self.n_constraints = n_constraints
+        self.verbose = verbose
+        self.random_state = random_state
+        self.max_condition = max_condition
+        self.max_iter = max_iter
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y):
+        """Draw pairs from the labels and learn the metric.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self
+        """
+        from fastmetric.kernels.sampling import sample_pairs
+
+        X, a, b, similar = _supervised_pairs(self, X, y, sample_pairs)
+        return self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))

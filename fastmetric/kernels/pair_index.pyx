@@ -1,0 +1,67 @@
+"""Splitting an (n_pairs, 2) index array into its two columns, in parallel.
+
+Every pair kernel needs the two ends of its pairs as contiguous ``intp``
+arrays, and the validation needs their smallest and largest values.  Done by
+numpy that is four passes over the pairs (min, max, two strided copies); here
+it is one parallel pass.  The result does not depend on the number of
+threads.
+"""
+import numpy as np
+
+from fastmetric._core.workspace import empty_aligned
+
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+# Pairs per work unit; below a few units one thread does the work.
+DEF_SPLIT_CHUNK = 65536
+
+
+def split_index_pairs(const index_t[:, ::1] pairs, int n_threads):
+    """Columns ``a``, ``b`` (intp) of ``pairs`` and the extreme index values.
+
+    Parameters
+    ----------
+    pairs : ndarray of shape (n_pairs, 2), int32 or int64, C-contiguous
+    n_threads : int
+
+    Returns
+    -------
+    a, b : ndarray of shape (n_pairs,), intp
+    lo, hi : int
+        The smallest and largest index in ``pairs`` (0 and -1 when empty).
+    """
+    cdef Py_ssize_t n_pairs = pairs.shape[0]
+    cdef Py_ssize_t chunk = DEF_SPLIT_CHUNK
+    cdef Py_ssize_t n_chunks = (n_pairs + chunk - 1) // chunk
+    # Written by every thread at once: huge pages spare them most of their
+    # page faults (see _workspace).
+    a_arr = empty_aligned(n_pairs, np.intp)
+    b_arr = empty_aligned(n_pairs, np.intp)
+    lo_arr = np.empty(max(n_chunks, 1), dtype=np.int64)
+    hi_arr = np.empty(max(n_chunks, 1), dtype=np.int64)
+    cdef Py_ssize_t[::1] a = a_arr, b = b_arr
+    cdef int64_t[::1] lo = lo_arr, hi = hi_arr
+    cdef Py_ssize_t c, p, stop
+    cdef int64_t u, v, cmin, cmax
+    if n_pairs == 0:
+        return a_arr, b_arr, 0, -1
+    n_threads = max(1, min(n_threads, <int> n_chunks))
+    for c in prange(n_chunks, nogil=True, schedule='static', num_threads=n_threads):
+        stop = min((c + 1) * chunk, n_pairs)
+        cmin = pairs[c * chunk, 0]
+        cmax = cmin
+        for p in range(c * chunk, stop):
+            u = pairs[p, 0]
+            v = pairs[p, 1]
+            a[p] = u
+            b[p] = v
+            cmin = min(cmin, min(u, v))
+            cmax = max(cmax, max(u, v))
+        lo[c] = cmin
+        hi[c] = cmax
+    return a_arr, b_arr, int(lo_arr.min()), int(hi_arr.max())

@@ -1,0 +1,530 @@
+"""Weighted scatter of pair differences.
+
+For pairs p = (a_p, b_p) of rows of X with real weights w_p (any sign), the
+kernel computes the d x d matrix::
+
+    S = sum_p w_p (x_a - x_b)(x_a - x_b)^T.
+
+Two ways, chosen by a cost model (or forced by ``method``):
+
+* **Laplacian** (many pairs per point).  S = X^T Lap X with Lap the
+  Laplacian of the graph whose edges are the pairs, weighted by w.  Row u of
+  H = Lap X is ``sum_{p incident to u} w_p (x_u - x_other)``, computed from a
+  per-point index of incident pairs (a counting sort in pair order), then
+  S = X^T H is a GEMM over the points that occur in some pair.  Cost
+  O(P d + U d^2) for U such points.  Since the columns of H sum to zero,
+  S = (X - 1 c^T)^T H for any c: X is shifted by one of its occurring rows
+  before the GEMM so that data far from the origin lose no precision.
+* **Direct** (few pairs per point).  The differences D (P x d) and the
+  weighted differences w * D are formed chunk by chunk, S = D^T (w * D).
+  Cost O(P d^2) with no index.
+
+In both, the rows (points or pairs) are processed in chunks of a size that
+depends on d only; within a chunk the d x d output is split into tiles
+(upper triangle only, as S is symmetric) and each tile is one GEMM owned by
+one thread, accumulated chunk after chunk.  The result is therefore bitwise
+the same for any number of threads, accumulated in float64 for float32 and
+float64 data, and exactly symmetric (the lower triangle is mirrored from the
+upper one, the diagonal tiles are averaged with their transpose).
+
+BLAS must run single-threaded while this kernel's threads call it; the
+Python wrapper :func:`weighted_pair_scatter` takes care of that.
+"""
+import numpy as np
+
+from cython.parallel cimport prange, parallel
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset
+
+from fastmetric.kernels.common cimport floating, fm_prefetch_block, parts_prefix_sum_ptr
+from fastmetric.kernels.smallgemm cimport gemm_atb
+
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
+from fastmetric._core.validation import check_index_range, check_points, check_pair_vector
+
+cdef enum:
+    METHOD_AUTO = 0
+    METHOD_LAPLACIAN = 1
+    METHOD_DIRECT = 2
+
+_METHODS = {"auto": METHOD_AUTO, "laplacian": METHOD_LAPLACIAN, "direct": METHOD_DIRECT}
+
+# Work-array budget per chunk: about 2^18 doubles (2 MB) for each of the two
+# chunk matrices, at least MIN_CHUNK_ROWS rows.
+cdef enum:
+    CHUNK_DOUBLES = 262144
+    MIN_CHUNK_ROWS = 256
+
+
+cdef inline Py_ssize_t _tile_size(Py_ssize_t d) noexcept nogil:
+    """Side of the output tiles: enough tiles to share between threads,
+    large enough for an efficient GEMM.  Depends on d only."""
+    if d <= 64:
+        return 16
+    if d <= 256:
+        return 32
+    return 64
+
+
+cdef inline Py_ssize_t _chunk_rows(Py_ssize_t d) noexcept nogil:
+    cdef Py_ssize_t r = CHUNK_DOUBLES // d
+    return r if r > MIN_CHUNK_ROWS else MIN_CHUNK_ROWS
+
+
+cdef extern from * nogil:
+    """
+    /* h = sum_{e0 <= e < e1} w[e] (x_u - X[other[e]]) in float64, each term
+       rounded as (x_u - x_v) times w, then added, in entry order.  Blocks of
+       32 columns of h stay in registers across the entries; the rows of the
+       entries FM_LAP_PF_AHEAD further on (up to e_stop) are prefetched, as they are
+       read at random.  One body for float and double rows. */
+    #define FM_LAP_PF_AHEAD 16
+    /* Fetch the row of entry e + FM_LAP_PF_AHEAD. */
+    #define FM_LAP_PREFETCH(T, e)                                                   \\
+        do {                                                                        \\
+            if ((e) + FM_LAP_PF_AHEAD < e_stop)                                     \\
+                fm_prefetch_block(X + other[(e) + FM_LAP_PF_AHEAD] * ldx, d * sizeof(T)); \\
+        } while (0)
+    #define FM_LAPLACIAN_ROW(T, SFX)                                                 \\
+    static FM_VECTOR_CLONES_WIDE void fm_laplacian_row_##SFX(                       \\
+            const T *X, Py_ssize_t ldx, const Py_ssize_t *other, const double *w,   \\
+            Py_ssize_t e0, Py_ssize_t e1, Py_ssize_t e_stop, const T *xu,          \\
+            double *h, Py_ssize_t d) {                                              \\
+        Py_ssize_t j0 = 0, e;                                                       \\
+        for (; j0 + 32 <= d; j0 += 32) {                                            \\
+            double acc[32], u[32];                                                  \\
+            for (int jj = 0; jj < 32; jj++) { acc[jj] = 0.0; u[jj] = (double)xu[j0 + jj]; } \\
+            for (e = e0; e < e1; e++) {                                             \\
+                if (j0 == 0) FM_LAP_PREFETCH(T, e);                                 \\
+                const T *xv = X + other[e] * ldx + j0;                              \\
+                const double we = w[e];                                             \\
+                for (int jj = 0; jj < 32; jj++)                                     \\
+                    acc[jj] += we * (u[jj] - (double)xv[jj]);                       \\
+            }                                                                       \\
+            for (int jj = 0; jj < 32; jj++) h[j0 + jj] = acc[jj];                   \\
+        }                                                                           \\
+        for (; j0 < d; j0++) {                                                      \\
+            double acc = 0.0, u = (double)xu[j0];                                   \\
+            for (e = e0; e < e1; e++) {                                             \\
+                if (j0 == 0) FM_LAP_PREFETCH(T, e);                                 \\
+                acc += w[e] * (u - (double)X[other[e] * ldx + j0]);                 \\
+            }                                                                       \\
+            h[j0] = acc;                                                            \\
+        }                                                                           \\
+    }
+    FM_LAPLACIAN_ROW(double, d)
+    FM_LAPLACIAN_ROW(float, f)
+    """
+    void fm_laplacian_row_d(const double *X, Py_ssize_t ldx, const Py_ssize_t *other,
+                            const double *w, Py_ssize_t e0, Py_ssize_t e1,
+                            Py_ssize_t e_stop, const double *xu, double *h, Py_ssize_t d)
+    void fm_laplacian_row_f(const float *X, Py_ssize_t ldx, const Py_ssize_t *other,
+                            const double *w, Py_ssize_t e0, Py_ssize_t e1,
+                            Py_ssize_t e_stop, const float *xu, double *h, Py_ssize_t d)
+
+
+cdef inline void _fill_laplacian_row(
+    const floating[:, ::1] X,
+    const Py_ssize_t *rows,
+    const Py_ssize_t *offsets,
+    const Py_ssize_t *other,
+    const double *weight,
+    const double *center,
+    Py_ssize_t u,
+    double *A_row,
+    double *H_row,
+    Py_ssize_t d,
+    Py_ssize_t e_stop,
+) noexcept nogil:
+    """A_row = x_u - center, H_row = sum_e w_e (x_u - x_other(e)).
+
+    ``other`` holds rows of X; ``e_stop`` is the end of the chunk's entries
+    (the entries of consecutive points are contiguous), up to which rows are
+    prefetched.
+    """
+    cdef const floating *xu = &X[rows[u], 0]
+    cdef Py_ssize_t j
+    for j in range(d):
+        A_row[j] = <double> xu[j] - center[j]
+    if floating is float:
+        fm_laplacian_row_f(&X[0, 0], d, other, weight, offsets[u], offsets[u + 1],
+                           e_stop, xu, H_row, d)
+    else:
+        fm_laplacian_row_d(&X[0, 0], d, other, weight, offsets[u], offsets[u + 1],
+                           e_stop, xu, H_row, d)
+
+
+cdef inline void _fill_direct_row(
+    const floating[:, ::1] X,
+    Py_ssize_t ia,
+    Py_ssize_t ib,
+    double wp,
+    double *D_row,
+    double *WD_row,
+    Py_ssize_t d,
+) noexcept nogil:
+    """D_row = x_a - x_b, WD_row = w_p D_row."""
+    cdef const floating *xa = &X[ia, 0]
+    cdef const floating *xb = &X[ib, 0]
+    cdef Py_ssize_t j
+    cdef double t
+    for j in range(d):
+        t = <double> xa[j] - <double> xb[j]
+        D_row[j] = t
+        WD_row[j] = wp * t
+
+
+cdef inline void _tile_gemm(
+    const double *A,
+    const double *B,
+    Py_ssize_t m,
+    Py_ssize_t d,
+    Py_ssize_t i0,
+    Py_ssize_t j0,
+    Py_ssize_t tile,
+    double *out,
+) noexcept nogil:
+    """out[i0:i0+tile, j0:j0+tile] += A[:, i0:..]^T B[:, j0:..] (m rows)."""
+    cdef Py_ssize_t mi = min(tile, d - i0), nj = min(tile, d - j0)
+    gemm_atb(True, A + i0, d, B + j0, d, m, mi, nj, out + i0 * d + j0, d)
+
+
+cdef inline bint _contributes(Py_ssize_t ia, Py_ssize_t ib, double wp) noexcept nogil:
+    """Whether a pair adds to the Laplacian: not a point with itself, and a
+    nonzero weight."""
+    return ia != ib and wp != 0.0
+
+
+cdef inline void _first_occurrences(
+    const Py_ssize_t[::1] a,
+    const Py_ssize_t[::1] b,
+    const double[::1] w,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    unsigned char *seen,
+    Py_ssize_t *found,
+    Py_ssize_t *n_found,
+    Py_ssize_t *n_entries,
+) noexcept nogil:
+    """The points of pairs start..stop-1, each listed once in ``found`` in
+    order of first occurrence (a pair's first end before its second), and
+    twice the number of pairs that contribute (``seen``: n zeroed bytes)."""
+    cdef Py_ssize_t p, ia, ib, m = 0, entries = 0
+    for p in range(start, stop):
+        ia = a[p]
+        ib = b[p]
+        if not _contributes(ia, ib, w[p]):
+            continue
+        entries += 2
+        if not seen[ia]:
+            seen[ia] = 1
+            found[m] = ia
+            m += 1
+        if not seen[ib]:
+            seen[ib] = 1
+            found[m] = ib
+            m += 1
+    n_found[0] = m
+    n_entries[0] = entries
+
+
+cdef inline void _index_part(
+    const Py_ssize_t[::1] a,
+    const Py_ssize_t[::1] b,
+    const double[::1] w,
+    const Py_ssize_t *relabel,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    Py_ssize_t *cursor,
+    bint fill,
+    Py_ssize_t *other,
+    double *weight,
+) noexcept nogil:
+    """One part's step of the counting sort of the incident pairs: count
+    them per point (``fill`` false) or write them where ``cursor`` says."""
+    cdef Py_ssize_t p, ia, ib, u, e
+    for p in range(start, stop):
+        ia = a[p]
+        ib = b[p]
+        if not _contributes(ia, ib, w[p]):
+            continue
+        if not fill:
+            cursor[relabel[ia]] += 1
+            cursor[relabel[ib]] += 1
+            continue
+        u = relabel[ia]
+        e = cursor[u]
+        cursor[u] = e + 1
+        other[e] = ib
+        weight[e] = w[p]
+        u = relabel[ib]
+        e = cursor[u]
+        cursor[u] = e + 1
+        other[e] = ia
+        weight[e] = w[p]
+
+
+cdef int pair_scatter_nogil(
+    const floating[:, ::1] X,
+    const Py_ssize_t[::1] a,
+    const Py_ssize_t[::1] b,
+    const double[::1] w,
+    double[:, ::1] out,
+    int method,
+    int n_threads,
+) noexcept nogil:
+    """out = sum_p w[p] (X[a[p]] - X[b[p]])(X[a[p]] - X[b[p]])^T.
+
+    ``out`` (d x d, C-contiguous) is overwritten.  ``method``: 0 chooses by
+    cost, 1 forces the Laplacian form, 2 the direct form.  Indices must be
+    valid rows of X (not checked here).  Returns 0, or -1 when a work array
+    could not be allocated (``out`` is then undefined).
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_pairs = a.shape[0]
+    cdef Py_ssize_t tile = _tile_size(d)
+    cdef Py_ssize_t n_side = (d + tile - 1) // tile
+    cdef Py_ssize_t n_tiles = n_side * (n_side + 1) // 2
+    cdef Py_ssize_t chunk = _chunk_rows(d)
+    cdef Py_ssize_t i, j, t, s, m, ia, n_used = 0, n_entries = 0
+    cdef Py_ssize_t n_rows_total, ti_, tj_, q, n_parts = 1, part_size = 0
+    cdef double lap_cost, direct_cost, v
+    cdef Py_ssize_t *tile_i = NULL
+    cdef Py_ssize_t *tile_j = NULL
+    cdef Py_ssize_t *relabel = NULL
+    cdef unsigned char *seen = NULL
+    cdef Py_ssize_t *found = NULL
+    cdef Py_ssize_t *part_found = NULL
+    cdef Py_ssize_t *part_entries = NULL
+    cdef Py_ssize_t *rows = NULL
+    cdef Py_ssize_t *offsets = NULL
+    cdef Py_ssize_t *cursor = NULL
+    cdef Py_ssize_t *other = NULL
+    cdef double *weight = NULL
+    cdef double *center = NULL
+    cdef double *A = NULL
+    cdef double *B = NULL
+    cdef double *outp = &out[0, 0]
+
+    try:
+        memset(outp, 0, d * d * sizeof(double))
+        if n_pairs == 0 or d == 0:
+            return 0
+
+        # Cost model in units of a GEMM multiply-add; a scattered difference of
+        # rows costs about 8 of those, building the index about 16 per pair.
+        if method == METHOD_AUTO and d <= 8:
+            method = METHOD_DIRECT
+        if method != METHOD_DIRECT:
+            # The pairs in n_parts contiguous ranges, one thread each; what
+            # the parts find is merged in part order, so the points, their
+            # labels and the index are those of one pass in pair order, for
+            # any number of threads.
+            n_parts = max(1, min(n_threads, 8, n_pairs // 65536))
+            part_size = (n_pairs + n_parts - 1) // n_parts
+            relabel = <Py_ssize_t *> malloc(n * sizeof(Py_ssize_t))
+            rows = <Py_ssize_t *> malloc(min(n, 2 * n_pairs) * sizeof(Py_ssize_t))
+            seen = <unsigned char *> calloc(n_parts * n, sizeof(unsigned char))
+            found = <Py_ssize_t *> malloc(2 * n_pairs * sizeof(Py_ssize_t))
+            part_found = <Py_ssize_t *> malloc(n_parts * sizeof(Py_ssize_t))
+            part_entries = <Py_ssize_t *> malloc(n_parts * sizeof(Py_ssize_t))
+            if (relabel == NULL or rows == NULL or seen == NULL or found == NULL
+                    or part_found == NULL or part_entries == NULL):
+                return -1
+            for t in prange(n_parts, schedule='static', num_threads=n_threads):
+                _first_occurrences(a, b, w, t * part_size, min((t + 1) * part_size, n_pairs),
+                                   seen + t * n, found + 2 * t * part_size,
+                                   &part_found[t], &part_entries[t])
+            # Points labelled in order of first occurrence; pairs that
+            # contribute nothing are left out.
+            for i in range(n):
+                relabel[i] = -1
+            for t in range(n_parts):
+                n_entries += part_entries[t]
+                for q in range(part_found[t]):
+                    ia = found[2 * t * part_size + q]
+                    if relabel[ia] < 0:
+                        relabel[ia] = n_used
+                        rows[n_used] = ia
+                        n_used += 1
+            if n_used == 0:
+                return 0
+            if method == METHOD_AUTO:
+                lap_cost = <double> n_used * d * d + 8.0 * n_entries / 2 * d + 16.0 * n_pairs
+                direct_cost = <double> n_pairs * d * d
+                method = METHOD_LAPLACIAN if lap_cost < direct_cost else METHOD_DIRECT
+
+        tile_i = <Py_ssize_t *> malloc(n_tiles * sizeof(Py_ssize_t))
+        tile_j = <Py_ssize_t *> malloc(n_tiles * sizeof(Py_ssize_t))
+        A = <double *> malloc(chunk * d * sizeof(double))
+        B = <double *> malloc(chunk * d * sizeof(double))
+        if tile_i == NULL or tile_j == NULL or A == NULL or B == NULL:
+            return -1
+        t = 0
+        for i in range(n_side):
+            for j in range(i, n_side):
+                tile_i[t] = i * tile
+                tile_j[t] = j * tile
+                t += 1
+
+        if method == METHOD_LAPLACIAN:
+            # CSR index of incident pairs per point, in pair order: the
+            # other end (a row of X) and the weight.
+            offsets = <Py_ssize_t *> malloc((n_used + 1) * sizeof(Py_ssize_t))
+            cursor = <Py_ssize_t *> calloc(n_parts * n_used, sizeof(Py_ssize_t))
+            other = <Py_ssize_t *> malloc(n_entries * sizeof(Py_ssize_t))
+            weight = <double *> malloc(n_entries * sizeof(double))
+            center = <double *> malloc(d * sizeof(double))
+            if offsets == NULL or cursor == NULL or other == NULL or weight == NULL or center == NULL:
+                return -1
+            for t in prange(n_parts, schedule='static', num_threads=n_threads):
+                _index_part(a, b, w, relabel, t * part_size, min((t + 1) * part_size, n_pairs),
+                            cursor + t * n_used, False, NULL, NULL)
+            parts_prefix_sum_ptr(cursor, n_parts, n_used, offsets)
+            for t in prange(n_parts, schedule='static', num_threads=n_threads):
+                _index_part(a, b, w, relabel, t * part_size, min((t + 1) * part_size, n_pairs),
+                            cursor + t * n_used, True, other, weight)
+            for j in range(d):
+                center[j] = <double> X[rows[0], j]
+            n_rows_total = n_used
+        else:
+            n_rows_total = n_pairs
+
+        s = 0
+        while s < n_rows_total:
+            m = min(chunk, n_rows_total - s)
+            with parallel(num_threads=n_threads):
+                for i in prange(m, schedule='static'):
+                    if method == METHOD_LAPLACIAN:
+                        _fill_laplacian_row(X, rows, offsets, other, weight, center,
+                                            s + i, A + i * d, B + i * d, d,
+                                            offsets[s + m])
+                    else:
+                        _fill_direct_row(X, a[s + i], b[s + i], w[s + i],
+                                         A + i * d, B + i * d, d)
+                for t in prange(n_tiles, schedule='static'):
+                    _tile_gemm(A, B, m, d, tile_i[t], tile_j[t], tile, outp)
+            s += m
+
+        # Mirror the upper triangle; average the diagonal tiles with their
+        # transpose (their lower half was computed too, with other rounding).
+        for i in range(d):
+            ti_ = i // tile
+            for j in range(i + 1, d):
+                tj_ = j // tile
+                if ti_ == tj_:
+                    v = 0.5 * (outp[i * d + j] + outp[j * d + i])
+                    outp[i * d + j] = v
+                    outp[j * d + i] = v
+                else:
+                    outp[j * d + i] = outp[i * d + j]
+        return 0
+    finally:
+        free(tile_i)
+        free(tile_j)
+        free(relabel)
+        free(seen)
+        free(found)
+        free(part_found)
+        free(part_entries)
+        free(rows)
+        free(offsets)
+        free(cursor)
+        free(other)
+        free(weight)
+        free(center)
+        free(A)
+        free(B)
+
+
+def pair_scatter(const floating[:, ::1] X, const Py_ssize_t[::1] a, const Py_ssize_t[::1] b,
+                 const double[::1] w, double[:, ::1] out, int n_threads, int method=0):
+    """Unchecked kernel: out = sum_p w_p (x_a - x_b)(x_a - x_b)^T.
+
+    ``out`` is a C-contiguous float64 (d, d) array allocated by the caller;
+    indices must be valid.  BLAS should be single-threaded around this call
+    when ``n_threads > 1`` (see :func:`weighted_pair_scatter`).
+    """
+    cdef int status
+    if X.shape[1] == 0:
+        return np.asarray(out)
+    if out.shape[0] != X.shape[1] or out.shape[1] != X.shape[1]:
+        raise ValueError(f"out must have shape ({X.shape[1]}, {X.shape[1]}).")
+    if a.shape[0] != b.shape[0] or w.shape[0] != a.shape[0]:
+        raise ValueError("a, b and w must have the same length.")
+    with nogil:
+        status = pair_scatter_nogil(X, a, b, w, out, method, n_threads)
+    if status != 0:
+        raise MemoryError("pair_scatter could not allocate its work arrays.")
+    return np.asarray(out)
+
+
+def _check_index_vector(v, name, n_samples):
+    arr = np.asarray(v)
+    if arr.size == 0 and arr.dtype.kind == "f":  # [] is float64 for numpy
+        arr = arr.astype(np.intp)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer row indices; got dtype {arr.dtype}.")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one row index per pair); got shape {arr.shape}.")
+    check_index_range(arr, n_samples, name, ("position",), "X")
+    return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def weighted_pair_scatter(X, a, b, weights=None, n_jobs=None, method="auto"):
+    """Weighted scatter of pair differences, ``sum_p w_p d_p d_p^T``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Points (float32 or float64 kept, integers converted to float64).
+    a, b : array-like of int, shape (n_pairs,)
+        Row indices of the pairs' two ends; ``d_p = X[a[p]] - X[b[p]]``.
+    weights : array-like of shape (n_pairs,), default=None
+        Finite real weights of any sign; ``None`` weighs every pair 1.
+    n_jobs : int, default=None
+        Threads (see :func:`fastmetric._core.threads.effective_n_threads`); the
+        result does not depend on it.
+    method : {'auto', 'laplacian', 'direct'}, default='auto'
+        Force one of the two algorithms (for tests); 'auto' picks the
+        cheaper one.
+
+    Returns
+    -------
+    S : ndarray of shape (n_features, n_features), float64
+        Exactly symmetric.  Zero when there are no pairs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric.pairwise import weighted_pair_scatter
+    >>> X = np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0]])
+    >>> weighted_pair_scatter(X, [0, 1], [1, 2], [1.0, -0.5])
+    array([[-1. ,  3. ],
+           [ 3. ,  3.5]])
+    """
+    X = check_points(X, name="X")
+    n, d = X.shape
+    a = _check_index_vector(a, "a", n)
+    b = _check_index_vector(b, "b", n)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"a and b must have the same length; got {a.shape[0]} and {b.shape[0]}."
+        )
+    n_pairs = a.shape[0]
+    if weights is None:
+        w = np.ones(n_pairs, dtype=np.float64)
+    else:
+        w = check_pair_vector(weights, n_pairs, "weights", np.float64)
+    if method not in _METHODS:
+        raise ValueError(
+            f"method must be one of {sorted(_METHODS)}; got {method!r}."
+        )
+    n_threads = effective_n_threads(n_jobs)
+    # At least ~2^20 multiply-adds per thread to be worth a team.
+    n_threads = threads_for_work(n_threads, n_pairs * d * min(d, 64), 1 << 20)
+    out = np.empty((d, d), dtype=np.float64)
+    # The tiles' GEMMs are small: BLAS threads would only oversubscribe
+    # (and could change the rounding), whatever n_threads is.
+    with single_threaded_blas():
+        pair_scatter(X, a, b, w, out, n_threads, _METHODS[method])
+    return out

@@ -1,0 +1,1221 @@
+"""Stochastic-neighbour objectives of NCA and MLKR and their gradients.
+
+Both learners look at every point ``i`` through a softmax over the other
+points in the embedded space ``z = L x``::
+
+    D_ij = ||z_i - z_j||^2,     p_ij = exp(-D_ij) / sum_{l != i} exp(-D_il),   p_ii = 0.
+
+* NCA (Goldberger et al., 2004) maximises the expected number of points
+  whose stochastic neighbour has their class, ``sum_i p_i`` with
+  ``p_i = sum_{j: y_j = y_i} p_ij``; we minimise ``f = -sum_i p_i``.
+* MLKR (Weinberger & Tesauro, 2007) predicts a real target by kernel
+  regression, ``yhat_i = sum_j p_ij y_j``, and minimises the leave-one-out
+  squared error ``f = sum_i (yhat_i - y_i)^2``.
+
+Gradient
+--------
+With ``dp_im / dD_ij = p_im (p_ij - [m = j])`` (softmax derivative, for
+j != i), the derivative of ``f`` in ``D_ij`` is a weight ``W_ij``:
+
+* NCA: ``d(sum_i p_i)/dD_ij = p_ij (p_i - [y_i = y_j])``, so
+  ``W_ij = -p_ij (p_i - [y_i = y_j])`` for the minimised ``f``;
+* MLKR: ``dyhat_i/dD_ij = p_ij (yhat_i - y_j)``, so
+  ``W_ij = 2 (yhat_i - y_i) p_ij (yhat_i - y_j)``.
+
+Since ``dD_ij/dL = 2 L d_ij d_ij^T`` with ``d_ij = x_i - x_j``,
+``df/dL = 2 L sum_ij W_ij d_ij d_ij^T``.  Expanding the outer products,
+
+    sum_ij W_ij d_ij d_ij^T = X^T (diag(r + c) - W - W^T) X = H,
+
+with ``r`` and ``c`` the row and column sums of W.  Writing ``A = W X``
+(n x d) and ``u = r + c``, ``H = X^T diag(u) X - X^T A - A^T X = M + M^T``
+with ``M = X^T (diag(u / 2) X - A)``.  So the only products over pairs are
+the rows of W and of ``A = W X``, both *row-local*: chunks of rows are
+processed independently (a chunk x n buffer per thread, never n x n).  The
+column sums ``c`` are the one quantity that crosses chunks; they are
+accumulated per group of chunks (a number of groups fixed by n and the
+chunk size only) and merged in group order.  ``M`` is a sum of per-block
+GEMMs merged in block order.  So every result is bitwise the same for any
+number of threads.  (``r_i = 0`` in exact arithmetic for both objectives,
+since the p_ij of a row sum to 1; it is kept for the rounding.)
+
+The window
+----------
+The softmax subtracts the row minimum ``m_i = min_{l != i} D_il`` (the
+largest exponent is 0: no overflow, and the row sum is at least 1).  Terms
+with ``D_ij > m_i + 50`` are not evaluated: each is below ``e^-50 ~ 2e-22``
+of the largest term, so dropping them changes a row's sums by less than
+``n 2e-22`` relatively, far below float64 rounding for any practical n.
+Once the softmax is concentrated (as it soon is during learning) only a
+few pairs per row are inside this window.
+
+Finding the window: float32 screening, then exact distances
+-----------------------------------------------------------
+The distances are first approximated by a float32 GEMM (about twice as
+fast as float64): with ``ZL = [-2 z, 1, ||z||^2]`` and ``ZR = [z, ||z||^2,
+1]`` (n x (k + 2)), ``ZL_i . ZR_j = ||z_i - z_j||^2``, and the float32
+result D32 satisfies ``|D32_ij - D_ij| <= err_ij = c u (||z_i||^2 +
+||z_j||^2)``, u the float32 unit roundoff, ``c = 2 (k + 2) + 3`` (rounding
+of the factors and a length-(k + 2) dot product of terms whose absolute
+values sum to at most ``2 (||z_i||^2 + ||z_j||^2)``).  A pair is a
+*candidate* when ``D32_ij <= t_i`` for a threshold ``t_i`` that provably
+keeps the whole window (below); only candidates get their distance
+computed, exactly, as ``||z_i - z_j||^2`` in float64 from Z (not from the
+float32 values, nor from the GEMM expansion, which loses digits to
+cancellation).  Then ``m_i`` is the minimum over the candidates (the
+nearest point is one), the window is selected among them, and every sum
+runs over the window in increasing j.  So the result does not depend on
+which superset of the window the candidates are: the two strategies below
+give bitwise the same numbers.
+
+* Rows (:func:`scan_chunk_candidates`): for each chunk of rows, the chunk x n
+  block of D32 by one GEMM, its row minimum m32_i, and ``t_i = m32_i + 50 +
+  margin_i`` with ``margin_i = 2 c u (||z_i||^2 + max_j ||z_j||^2)`` (times
+  1.5 for safety): since ``m_i <= m32_i + err``, every j of the window has
+  ``D32_ij <= D_ij + err <= m_i + 50 + err <= t_i``.
+* Tiles (:func:`tile_candidates`), used when a previous evaluation gave
+  each point a nearest neighbour h_i: ``u_i = ||z_i - z_{h_i}||^2`` (exact)
+  bounds ``m_i`` from above, so ``t_i = u_i + 50 + margin_i`` keeps the
+  window without knowing any row minimum beforehand.  D32 is then needed
+  for i < j only (it is symmetric up to the error bound): square tiles on
+  and above the diagonal, half the GEMM work of the row strategy.  The
+  candidates are gathered per thread and bucketed by row in a fixed tile
+  order, which lists each row's in increasing j.  If they turn out too
+  many (a poor neighbour hint after a long L-BFGS step), the evaluation
+  falls back on the row strategy.
+
+Implementation notes
+--------------------
+The hot loops over candidates (exact distances four points at a time, the
+exponentials, the weighted sums of rows of X) are written with explicit
+8-lane vectors and compiled, with GCC on x86-64 Linux, for AVX-512, AVX2
+and the baseline, the best chosen at load time.  None uses fused
+multiply-adds and every lane is independent, so all versions round alike.
+The exponential is our own (Cody-Waite reduction, Taylor polynomial of
+degree 13; within 1 ulp of libm's on [-50, 0] in our tests) because
+libm's is a call per element.  Chunk groups and tiles go to the threads
+dynamically; what a group or tile computes does not depend on the thread.
+"""
+import numpy as np
+
+from cython.parallel cimport prange, parallel
+from libc.math cimport nextafterf, INFINITY
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memset
+
+from fastmetric.kernels.common cimport (
+    floating, fm_axpy, gemm_rowmajor, omp_get_thread_num, sq_dist, sq_norm,
+)
+from fastmetric.kernels.smallgemm cimport gemm_atb
+from fastmetric.kernels.distances cimport transform_rows
+
+from fastmetric._core.threads import single_threaded_blas
+
+# Terms with D_ij - min_l D_il beyond this are below e^-50 of the largest.
+cdef double WINDOW = 50.0
+# A chunk whose window holds at most 1/SPARSE_RATIO of its pairs gets its
+# rows of A = W X from the window's weights; denser chunks use a GEMM.
+cdef Py_ssize_t SPARSE_RATIO = 4
+# Unit roundoff of float32.
+cdef double FLOAT32_EPS = 5.9604644775390625e-08
+
+# Bytes of the thread-local blocks (chunk x n entries) we aim for.
+DEF_BUFFER_BYTES = 24 * 1024 * 1024
+DEF_MAX_CHUNK = 64
+# At most this many groups of chunks, each with its own column sums (n doubles).
+DEF_MAX_GROUPS = 64
+DEF_POINT_CHUNK = 256
+# At most this many partial d x d products are kept for the final reduction.
+DEF_MAX_PARTIALS = 128
+# Side of the square tiles of the tile strategy.
+DEF_TILE = 512
+# The tile strategy is tried when the last window held at most n^2 / this
+# many pairs, and gives up beyond n^2 / this many candidates.
+DEF_TILE_RATIO = 32
+
+
+cpdef double screening_margin_scale(Py_ssize_t k) noexcept nogil:
+    """``1.5 * 2 c u`` with ``c = 2 (k + 2) + 3``: see the module docstring."""
+    return 1.5 * 2.0 * (2 * (k + 2) + 3) * FLOAT32_EPS
+
+
+# --------------------------------------------------------------------------
+# small nogil helpers
+# --------------------------------------------------------------------------
+cdef inline float _row_min(const float *row, Py_ssize_t n) noexcept nogil:
+    """min_j row[j], with four independent running minima (no branch)."""
+    cdef float m0 = INFINITY, m1 = INFINITY, m2 = INFINITY, m3 = INFINITY, v
+    cdef Py_ssize_t j = 0
+    while j + 4 <= n:
+        v = row[j]
+        m0 = v if v < m0 else m0
+        v = row[j + 1]
+        m1 = v if v < m1 else m1
+        v = row[j + 2]
+        m2 = v if v < m2 else m2
+        v = row[j + 3]
+        m3 = v if v < m3 else m3
+        j += 4
+    while j < n:
+        v = row[j]
+        m0 = v if v < m0 else m0
+        j += 1
+    m0 = m0 if m0 < m1 else m1
+    m2 = m2 if m2 < m3 else m3
+    return m0 if m0 < m2 else m2
+
+
+cdef inline Py_ssize_t _compact_below(const float *row, Py_ssize_t lo, Py_ssize_t hi,
+                                      float lim, int *idx, Py_ssize_t cnt) noexcept nogil:
+    """Append to idx the j in [lo, hi) with row[j] <= lim (branch-free)."""
+    cdef Py_ssize_t j
+    for j in range(lo, hi):
+        idx[cnt] = <int> j
+        cnt += row[j] <= lim
+    return cnt
+
+
+cdef inline float _float_at_least(double x) noexcept nogil:
+    """The smallest float32 >= x (a threshold that rounding cannot lower)."""
+    cdef float f = <float> x
+    if f < x:
+        f = nextafterf(f, INFINITY)
+    return f
+
+
+cdef extern from * nogil:
+    """
+    /* The innermost loops of the kernel, compiled for several x86-64
+       vector extensions; the dynamic loader picks the widest the CPU has
+       (GCC's target_clones, dispatching on CPU features).  Contraction of
+       a * b + c into a fused multiply-add is switched off and every loop
+       below has independent lanes, so each version rounds exactly like the
+       portable one: results depend neither on the version nor on the
+       thread count.  Other compilers and platforms: one portable version. */
+    #include <string.h>
+    #include <stdint.h>
+    #if defined(__GNUC__)
+    /* (The 64-byte vectors below are passed between static inline helpers
+       only; GCC's note on their calling convention does not apply.) */
+    #pragma GCC diagnostic ignored "-Wpsabi"
+    #endif
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) \\
+        && defined(__linux__) && (__GNUC__ >= 8)
+    #define FM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+    #pragma GCC push_options
+    #pragma GCC optimize("fp-contract=off")
+    #else
+    #define FM_CLONES
+    #endif
+
+    /* Eight doubles as one value: the vector code is explicit (GCC vector
+       extensions), each lane an independent partial sum; a target without
+       wide registers gets the same operations on narrower ones. */
+    typedef double fm_v8d __attribute__((vector_size(64)));
+    typedef float fm_v8f __attribute__((vector_size(32)));
+    static inline fm_v8d fm_load8_d(const double *p) {
+        fm_v8d v; memcpy(&v, p, sizeof v); return v;
+    }
+    static inline fm_v8d fm_load8_f(const float *p) {
+        fm_v8f v; memcpy(&v, p, sizeof v); return __builtin_convertvector(v, fm_v8d);
+    }
+    #define FM_SUM8(s) (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])))
+
+    /* ||a - b_c||^2 for four points b_c at once, in double, each with eight
+       partial sums (one per lane; a single accumulator would chain every
+       addition on the previous one).  Four points give four independent
+       chains and read a only once.  Per point the operations and their
+       order are those of _common.pxd's sq_dist (FM_SQ_SUM_BODY: lane j
+       sums coordinates j, j + 8, ..., the tail goes to lane 0, and the
+       lanes are added as a fixed tree), which serves the remaining points:
+       a distance does not depend on whether it came in a group of four. */
+    #define FM_SQ_DIST4_BODY(LOAD)                                           \\
+        fm_v8d v0 = {0}, v1 = {0}, v2 = {0}, v3 = {0};                        \\
+        Py_ssize_t q = 0;                                                     \\
+        for (; q + 8 <= k; q += 8) {                                          \\
+            fm_v8d x = LOAD(a + q);                                           \\
+            fm_v8d t0 = x - LOAD(b0 + q), t1 = x - LOAD(b1 + q);              \\
+            fm_v8d t2 = x - LOAD(b2 + q), t3 = x - LOAD(b3 + q);              \\
+            v0 += t0 * t0; v1 += t1 * t1; v2 += t2 * t2; v3 += t3 * t3;       \\
+        }                                                                     \\
+        double s0[8], s1[8], s2[8], s3[8];                                    \\
+        memcpy(s0, &v0, sizeof s0); memcpy(s1, &v1, sizeof s1);               \\
+        memcpy(s2, &v2, sizeof s2); memcpy(s3, &v3, sizeof s3);               \\
+        for (; q < k; q++) {                                                  \\
+            double t0 = (double)a[q] - (double)b0[q];                         \\
+            double t1 = (double)a[q] - (double)b1[q];                         \\
+            double t2 = (double)a[q] - (double)b2[q];                         \\
+            double t3 = (double)a[q] - (double)b3[q];                         \\
+            s0[0] += t0 * t0; s1[0] += t1 * t1;                               \\
+            s2[0] += t2 * t2; s3[0] += t3 * t3;                               \\
+        }                                                                     \\
+        out[0] = FM_SUM8(s0); out[1] = FM_SUM8(s1);                           \\
+        out[2] = FM_SUM8(s2); out[3] = FM_SUM8(s3);
+
+    FM_CLONES static void fm_sq_dist4_d(const double *a, const double *b0, const double *b1,
+                                        const double *b2, const double *b3, Py_ssize_t k,
+                                        double *out) { FM_SQ_DIST4_BODY(fm_load8_d) }
+    FM_CLONES static void fm_sq_dist4_f(const float *a, const float *b0, const float *b1,
+                                        const float *b2, const float *b3, Py_ssize_t k,
+                                        double *out) { FM_SQ_DIST4_BODY(fm_load8_f) }
+
+    /* acc[0:d] += w0 x0 + w1 x1 + w2 x2 + w3 x3, added one term after the
+       other (the rounding of four successive single updates) in one pass
+       over acc. */
+    #define FM_AXPY4_BODY(T)                                                  \\
+        for (Py_ssize_t q = 0; q < d; q++) {                                  \\
+            double v = acc[q];                                                \\
+            v += w[0] * (double)x0[q];                                        \\
+            v += w[1] * (double)x1[q];                                        \\
+            v += w[2] * (double)x2[q];                                        \\
+            v += w[3] * (double)x3[q];                                        \\
+            acc[q] = v;                                                       \\
+        }
+    FM_CLONES static void fm_axpy4_d(double *acc, const double *w, const double *x0,
+                                     const double *x1, const double *x2, const double *x3,
+                                     Py_ssize_t d) { FM_AXPY4_BODY(double) }
+    FM_CLONES static void fm_axpy4_f(double *acc, const double *w, const float *x0,
+                                     const float *x1, const float *x2, const float *x3,
+                                     Py_ssize_t d) { FM_AXPY4_BODY(float) }
+    FM_CLONES static void fm_axpy_f(double *acc, double w, const float *x, Py_ssize_t d) {
+        for (Py_ssize_t q = 0; q < d; q++) acc[q] += w * (double)x[q];
+    }
+
+    /* val[t] <- exp(m - val[t]) when val[t] <= lim (the softmax window,
+       m <= val[t] <= m + 50), else 0. */
+    FM_CLONES static void fm_exp_window(double *val, Py_ssize_t cnt, double m, double lim) {
+        for (Py_ssize_t t = 0; t < cnt; t++) {
+            double v = val[t];
+            double x = m - v;
+            double e;
+            /* exp by _common.pxd's FM_EXP_NONPOS (x >= -700 here). */
+            FM_EXP_NONPOS(x < -700.0 ? -700.0 : x, e);
+            val[t] = v <= lim ? e : 0.0;
+        }
+    }
+
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) \\
+        && defined(__linux__) && (__GNUC__ >= 8)
+    #pragma GCC pop_options
+    #endif
+    """
+    void fm_exp_window(double *val, Py_ssize_t cnt, double m, double lim)
+    void fm_sq_dist4_d(const double *a, const double *b0, const double *b1,
+                       const double *b2, const double *b3, Py_ssize_t k, double *out)
+    void fm_sq_dist4_f(const float *a, const float *b0, const float *b1,
+                       const float *b2, const float *b3, Py_ssize_t k, double *out)
+    void fm_axpy4_d(double *acc, const double *w, const double *x0, const double *x1,
+                    const double *x2, const double *x3, Py_ssize_t d)
+    void fm_axpy4_f(double *acc, const double *w, const float *x0, const float *x1,
+                    const float *x2, const float *x3, Py_ssize_t d)
+    void fm_axpy_f(double *acc, double w, const float *x, Py_ssize_t d)
+
+
+cdef inline void candidate_sq_dists(const floating[:, ::1] Z, Py_ssize_t i, const int *idx,
+                                    Py_ssize_t cnt, double *out) noexcept nogil:
+    """out[t] = ||z_i - z_{idx[t]}||^2, four candidates at a time."""
+    cdef Py_ssize_t k = Z.shape[1], t = 0
+    cdef const floating *a = &Z[i, 0]
+    while t + 4 <= cnt:
+        if floating is double:
+            fm_sq_dist4_d(a, &Z[idx[t], 0], &Z[idx[t + 1], 0], &Z[idx[t + 2], 0],
+                          &Z[idx[t + 3], 0], k, out + t)
+        else:
+            fm_sq_dist4_f(a, &Z[idx[t], 0], &Z[idx[t + 1], 0], &Z[idx[t + 2], 0],
+                          &Z[idx[t + 3], 0], k, out + t)
+        t += 4
+    while t < cnt:
+        out[t] = sq_dist(a, &Z[idx[t], 0], k)
+        t += 1
+
+
+cdef inline void weighted_row_sum(const floating[:, ::1] X, const int *idx, const double *w,
+                                  Py_ssize_t cnt, double *acc) noexcept nogil:
+    """acc = sum_t w[t] X[idx[t]] in float64, terms added in t order.
+
+    The zero weights (pairs outside the window) are skipped; the others are
+    taken four at a time.
+    """
+    cdef Py_ssize_t d = X.shape[1], t, m = 0
+    cdef double wb[4]
+    cdef const floating *xb[4]
+    memset(acc, 0, d * sizeof(double))
+    for t in range(cnt):
+        if w[t] != 0.0:
+            wb[m] = w[t]
+            xb[m] = &X[idx[t], 0]
+            m += 1
+            if m == 4:
+                if floating is double:
+                    fm_axpy4_d(acc, wb, xb[0], xb[1], xb[2], xb[3], d)
+                else:
+                    fm_axpy4_f(acc, wb, xb[0], xb[1], xb[2], xb[3], d)
+                m = 0
+    for t in range(m):
+        if floating is double:
+            fm_axpy(wb[t], xb[t], acc, d)
+        else:
+            fm_axpy_f(acc, wb[t], xb[t], d)
+
+
+# --------------------------------------------------------------------------
+# one row: softmax over the candidates, weights
+# --------------------------------------------------------------------------
+cdef double row_softmax_weights(
+    Py_ssize_t i,
+    const int *idx,
+    double *val,
+    Py_ssize_t cnt,
+    const Py_ssize_t[::1] labels,
+    const double[::1] targets,
+    bint regression,
+    double *col_sums,
+    double *row_sum,
+    Py_ssize_t *n_window,
+    Py_ssize_t *nearest,
+) noexcept nogil:
+    """Softmax of row i over its candidates and the weights W_ij.
+
+    On entry ``val[t]`` is D_ij for j = idx[t] (j != i, increasing); the
+    list holds every j with D_ij <= min_l D_il + WINDOW (it may hold more).
+    On return ``val[t]`` is W_ij (0 outside the window); the weights are
+    added to ``col_sums[j]``, their sum stored in ``row_sum[0]``, the
+    window's size in ``n_window[0]`` and the nearest j in ``nearest[0]``.
+    Returns the row's term of the objective: p_i (NCA) or (yhat_i - y_i)^2
+    (MLKR).
+    """
+    cdef Py_ssize_t t, j, nwin = 0, li = 0, arg = -1
+    cdef double m = INFINITY, lim, e, s = 0.0, acc = 0.0, inv_s, p_i, pij, w
+    cdef double rsum = 0.0, resid = 0.0
+    for t in range(cnt):
+        if val[t] < m:
+            m = val[t]
+            arg = idx[t]
+    lim = m + WINDOW
+    if not regression:
+        li = labels[i]
+    # exp(m - D) inside the window, where it lies in [e^-50, 1] (never 0,
+    # so 0 marks "outside"), in one vectorised pass.
+    fm_exp_window(val, cnt, m, lim)
+    # Branch-free: the zeros outside the window add exactly nothing, so the
+    # sums are those over the window in increasing j, whatever the
+    # candidates around it.
+    if regression:
+        for t in range(cnt):
+            e = val[t]
+            s += e
+            nwin += e != 0.0
+            acc += e * targets[idx[t]]
+    else:
+        for t in range(cnt):
+            e = val[t]
+            s += e
+            nwin += e != 0.0
+            acc += e * (labels[idx[t]] == li)
+    # s >= 1: the nearest point contributes exp(0).
+    inv_s = 1.0 / s
+    p_i = acc * inv_s              # NCA: p_i;  MLKR: yhat_i
+    if regression:
+        resid = p_i - targets[i]
+        for t in range(cnt):
+            if val[t] != 0.0:
+                j = idx[t]
+                pij = val[t] * inv_s
+                # d (yhat_i - y_i)^2 / dD_ij = 2 (yhat_i - y_i) p_ij (yhat_i - y_j)
+                w = 2.0 * resid * pij * (p_i - targets[j])
+                val[t] = w
+                rsum += w
+                col_sums[j] += w
+    else:
+        for t in range(cnt):
+            if val[t] != 0.0:
+                j = idx[t]
+                pij = val[t] * inv_s
+                # d(-sum_l p_l)/dD_ij = -p_ij (p_i - [y_i = y_j])
+                if labels[j] == li:
+                    w = pij * (1.0 - p_i)
+                else:
+                    w = -pij * p_i
+                val[t] = w
+                rsum += w
+                col_sums[j] += w
+    row_sum[0] = rsum
+    n_window[0] = nwin
+    nearest[0] = arg
+    return resid * resid if regression else p_i
+
+
+cdef void _rows_of_A(
+    const floating[:, ::1] X,
+    Py_ssize_t start,
+    Py_ssize_t size,
+    bint use_gemm,
+    floating *dist_buf,
+    const int **row_lists,
+    const double *val_buf,
+    const Py_ssize_t *row_cnt,
+    double *row_acc,
+    floating[:, ::1] A,
+) noexcept nogil:
+    """A[start + r] = sum_t val[r, t] X[idx[r, t]] for the rows of a chunk.
+
+    Either from the lists (few weights), or by scattering the weights into
+    the zeroed chunk x n block and one GEMM (many weights).
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], r, t, q
+    cdef const int *idx
+    cdef const double *val
+    cdef floating *row
+    if use_gemm:
+        for r in range(size):
+            row = dist_buf + r * n
+            idx = row_lists[r]
+            val = val_buf + r * n
+            memset(row, 0, n * sizeof(floating))
+            for t in range(row_cnt[r]):
+                row[idx[t]] = <floating> val[t]
+        gemm_rowmajor(False, False, <int> size, <int> d, <int> n,
+                      <floating> 1.0, dist_buf, <int> n,
+                      &X[0, 0], <int> d,
+                      <floating> 0.0, &A[start, 0], <int> d)
+        return
+    for r in range(size):
+        weighted_row_sum(X, row_lists[r], val_buf + r * n, row_cnt[r], row_acc)
+        for q in range(d):
+            A[start + r, q] = <floating> row_acc[q]
+
+
+# --------------------------------------------------------------------------
+# chunks of rows
+# --------------------------------------------------------------------------
+cdef void scan_chunk_candidates(
+    const float[:, ::1] ZL,
+    const float[:, ::1] ZR,
+    const double[::1] z_sq_norms,
+    double margin_scale,
+    double z_sq_max,
+    double screen_scale,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    float *screen_buf,
+    int *index_buf,
+    const int **row_lists,
+    Py_ssize_t *row_cnt,
+) noexcept nogil:
+    """Row strategy: candidates of rows start:stop from their full D32 rows.
+
+    Row r's candidates go to ``index_buf + r * n`` (increasing j), their
+    number to ``row_cnt[r]``; ``row_lists[r]`` points at them.  ``ZL . ZR``
+    is ``screen_scale`` times the squared distances (a power of 2 that keeps
+    float32 away from overflow and underflow); ``z_sq_norms`` and
+    ``z_sq_max`` are unscaled.
+    """
+    cdef Py_ssize_t n = ZL.shape[0], kk = ZL.shape[1]
+    cdef Py_ssize_t size = stop - start, r, i, cnt
+    cdef float *row
+    cdef float lim
+    cdef double m
+    gemm_rowmajor(False, True, <int> size, <int> n, <int> kk,
+                  <float> 1.0, &ZL[start, 0], <int> kk,
+                  &ZR[0, 0], <int> kk,
+                  <float> 0.0, screen_buf, <int> n)
+    for r in range(size):
+        i = start + r
+        row = screen_buf + r * n
+        row[i] = INFINITY          # p_ii = 0: the diagonal is never a candidate
+        m = _row_min(row, n)
+        lim = _float_at_least(m + screen_scale * (
+            WINDOW + margin_scale * (z_sq_norms[i] + z_sq_max)))
+        # (Two ranges: a threshold rounded up to infinity must not take i.)
+        cnt = _compact_below(row, 0, i, lim, index_buf + r * n, 0)
+        row_cnt[r] = _compact_below(row, i + 1, n, lim, index_buf + r * n, cnt)
+        row_lists[r] = index_buf + r * n
+
+
+cdef Py_ssize_t chunk_from_candidates(
+    const floating[:, ::1] Z,
+    const floating[:, ::1] X,
+    const Py_ssize_t[::1] labels,
+    const double[::1] targets,
+    bint regression,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    const int **row_lists,
+    const Py_ssize_t *row_cnt,
+    double *val_buf,
+    floating *dist_buf,
+    double *row_acc,
+    floating[:, ::1] A,
+    double[::1] row_sums,
+    double *col_sums,
+    Py_ssize_t[::1] nearest,
+    double *loss_out,
+) noexcept nogil:
+    """Exact distances, softmax, weights and rows of A of rows start:stop.
+
+    ``row_lists[r]`` / ``row_cnt[r]``: the candidates of row start + r
+    (increasing j); ``val_buf`` holds n doubles per row, ``dist_buf`` n
+    entries of X's dtype per row (for the GEMM of A), ``row_acc`` d
+    doubles.  Fills ``row_sums[start:stop]``, ``nearest[start:stop]`` and
+    ``A[start:stop]``, adds the chunk's column sums into ``col_sums``,
+    stores the chunk's sum of the row terms in ``loss_out[0]`` and returns
+    the number of pairs inside the window.
+    """
+    cdef Py_ssize_t n = Z.shape[0]
+    cdef Py_ssize_t size = stop - start, r, i, nwin = 0, total = 0
+    cdef const int *idx
+    cdef double *val
+    cdef double loss = 0.0
+    for r in range(size):
+        i = start + r
+        idx = row_lists[r]
+        val = val_buf + r * n
+        candidate_sq_dists(Z, i, idx, row_cnt[r], val)
+        loss += row_softmax_weights(i, idx, val, row_cnt[r], labels, targets, regression,
+                                    col_sums, &row_sums[i], &nwin, &nearest[i])
+        total += nwin
+    # The choice depends on the window (the data), not on the candidates.
+    _rows_of_A(X, start, size, total * SPARSE_RATIO > size * n, dist_buf, row_lists,
+               val_buf, row_cnt, row_acc, A)
+    loss_out[0] = loss
+    return total
+
+
+cdef int softmax_neighbors_pass(
+    const floating[:, ::1] Z,
+    const float[:, ::1] ZL,
+    const float[:, ::1] ZR,
+    const double[::1] z_sq_norms,
+    const floating[:, ::1] X,
+    const Py_ssize_t[::1] labels,
+    const double[::1] targets,
+    bint regression,
+    double screen_scale,
+    bint use_tiles,
+    const Py_ssize_t[::1] cand_offsets,
+    const int[::1] cand_index,
+    Py_ssize_t chunk_size,
+    Py_ssize_t chunks_per_group,
+    floating[:, ::1] A,
+    double[::1] row_sums,
+    double[:, ::1] col_sums,
+    double[::1] chunk_loss,
+    Py_ssize_t[::1] chunk_window,
+    Py_ssize_t[::1] nearest,
+    int n_threads,
+) noexcept nogil:
+    """All chunks of rows, groups of chunks in parallel; 0 on success.
+
+    Group g handles chunks ``g * chunks_per_group`` to the next group's
+    first, in order, adding its column sums into ``col_sums[g]`` (zeroed by
+    the caller); the split depends on n and chunk_size only.  Groups go to
+    the threads dynamically (a thread that the OS preempts holds up one
+    group, not a fixed share): which thread does a group does not change
+    its result.  The
+    candidates come from the tile strategy (``use_tiles``: CSR arrays
+    ``cand_offsets``, ``cand_index``) or are found chunk by chunk (row
+    strategy, from ``ZL``, ``ZR``, ``screen_scale``).  Returns -1 when a
+    thread-local buffer cannot be allocated.
+    """
+    cdef Py_ssize_t n = Z.shape[0], d = X.shape[1], k = Z.shape[1]
+    cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t n_groups = (n_chunks + chunks_per_group - 1) // chunks_per_group
+    cdef Py_ssize_t g, c, r, start, stop, c_stop
+    cdef int failed = 0
+    cdef double margin_scale = screening_margin_scale(k)
+    cdef double z_sq_max = 0.0
+    cdef floating *dist_buf = NULL
+    cdef float *screen_buf = NULL
+    cdef int *index_buf = NULL
+    cdef double *val_buf = NULL
+    cdef const int **row_lists = NULL
+    cdef Py_ssize_t *row_cnt = NULL
+    cdef double *row_acc = NULL
+    cdef Py_ssize_t scan_entries = 1 if use_tiles else chunk_size * n
+    for c in range(n):
+        if z_sq_norms[c] > z_sq_max:
+            z_sq_max = z_sq_norms[c]
+    with parallel(num_threads=n_threads):
+        dist_buf = <floating *> malloc(chunk_size * n * sizeof(floating))
+        val_buf = <double *> malloc(chunk_size * n * sizeof(double))
+        screen_buf = <float *> malloc(scan_entries * sizeof(float))
+        index_buf = <int *> malloc(scan_entries * sizeof(int))
+        row_lists = <const int **> malloc(chunk_size * sizeof(int *))
+        row_cnt = <Py_ssize_t *> malloc(chunk_size * sizeof(Py_ssize_t))
+        row_acc = <double *> malloc(d * sizeof(double))
+        for g in prange(n_groups, schedule='dynamic'):
+            if (dist_buf == NULL or screen_buf == NULL or index_buf == NULL
+                    or val_buf == NULL or row_lists == NULL or row_cnt == NULL
+                    or row_acc == NULL):
+                failed += 1
+            else:
+                c_stop = min((g + 1) * chunks_per_group, n_chunks)
+                for c in range(g * chunks_per_group, c_stop):
+                    start = c * chunk_size
+                    stop = min(start + chunk_size, n)
+                    if use_tiles:
+                        for r in range(stop - start):
+                            row_lists[r] = &cand_index[0] + cand_offsets[start + r]
+                            row_cnt[r] = cand_offsets[start + r + 1] - cand_offsets[start + r]
+                    else:
+                        scan_chunk_candidates(ZL, ZR, z_sq_norms, margin_scale, z_sq_max,
+                                              screen_scale, start, stop, screen_buf,
+                                              index_buf, row_lists, row_cnt)
+                    chunk_window[c] = chunk_from_candidates(
+                        Z, X, labels, targets, regression, start, stop, row_lists, row_cnt,
+                        val_buf, dist_buf, row_acc, A, row_sums, &col_sums[g, 0], nearest,
+                        &chunk_loss[c])
+        free(dist_buf)
+        free(val_buf)
+        free(screen_buf)
+        free(index_buf)
+        free(row_lists)
+        free(row_cnt)
+        free(row_acc)
+    return -1 if failed else 0
+
+
+# --------------------------------------------------------------------------
+# tile strategy
+# --------------------------------------------------------------------------
+cdef inline int _reserve_pairs(int **buf, Py_ssize_t *capacity, Py_ssize_t needed) noexcept nogil:
+    """Grow a thread-local pair buffer to hold ``needed`` pairs; 1 on failure."""
+    cdef Py_ssize_t new_cap
+    cdef int *grown
+    if needed <= capacity[0]:
+        return 0
+    new_cap = max(needed, 2 * capacity[0])
+    grown = <int *> realloc(buf[0], 2 * new_cap * sizeof(int))
+    if grown == NULL:
+        return 1
+    buf[0] = grown
+    capacity[0] = new_cap
+    return 0
+
+
+cdef inline Py_ssize_t _scan_tile(const float *tbuf, Py_ssize_t rows, Py_ssize_t cols,
+                                  Py_ssize_t i0, Py_ssize_t j0, const float[::1] thresholds,
+                                  int *out, Py_ssize_t cnt) noexcept nogil:
+    """Append the candidate pairs of one tile of D32 to ``out`` (room given)."""
+    cdef Py_ssize_t r, c, c0, i
+    cdef const float *trow
+    cdef const float *tcol = &thresholds[j0]
+    cdef float v, ti
+    for r in range(rows):
+        i = i0 + r
+        ti = thresholds[i]
+        trow = tbuf + r * cols
+        c0 = r + 1 if i0 == j0 else 0
+        for c in range(c0, cols):
+            v = trow[c]
+            # Rarely true where tiles are used (a concentrated softmax).
+            if v <= ti or v <= tcol[c]:
+                out[2 * cnt] = <int> i
+                out[2 * cnt + 1] = <int> (j0 + c)
+                cnt += v <= ti
+                out[2 * cnt] = <int> (j0 + c)
+                out[2 * cnt + 1] = <int> i
+                cnt += v <= tcol[c]
+    return cnt
+
+
+cdef int tile_candidates(
+    const float[:, ::1] ZL,
+    const float[:, ::1] ZR,
+    const float[::1] thresholds,
+    const Py_ssize_t[::1] tile_rows,
+    const Py_ssize_t[::1] tile_cols,
+    Py_ssize_t tile,
+    Py_ssize_t limit_per_thread,
+    int **bufs,
+    Py_ssize_t *counts,
+    Py_ssize_t *capacities,
+    int *overflow,
+    Py_ssize_t[::1] tile_thread,
+    Py_ssize_t[::1] tile_start,
+    Py_ssize_t[::1] tile_stop,
+    int n_threads,
+) noexcept nogil:
+    """Pairs (i, j), i != j, with D32_ij <= thresholds[i], from tiles I <= J.
+
+    Tile p covers rows ``tile_rows[p] * tile`` and columns ``tile_cols[p] *
+    tile`` (tile_rows[p] <= tile_cols[p]); an entry above the diagonal gives
+    the candidate (i, j) when ``D32_ij <= t_i`` and (j, i) when ``D32_ij <=
+    t_j`` (D32 is symmetric up to its error bound, which the thresholds
+    include).  Tile p's pairs go to the buffer of
+    the thread that scans it, at ``[tile_start[p], tile_stop[p])`` of buffer
+    ``tile_thread[p]`` (``bufs``, ``counts``, ``capacities`` per thread;
+    the caller frees them).  A thread whose buffer passes
+    ``limit_per_thread`` pairs sets ``overflow[tid]`` and stops.
+    """
+    cdef Py_ssize_t n = ZL.shape[0], kk = ZL.shape[1], n_tiles = tile_rows.shape[0]
+    cdef Py_ssize_t p, i0, j0, rows, cols
+    cdef int tid = 0
+    cdef float *tbuf = NULL
+    with parallel(num_threads=n_threads):
+        tid = omp_get_thread_num()
+        tbuf = <float *> malloc(tile * tile * sizeof(float))
+        if tbuf == NULL:
+            overflow[tid] = 1
+        for p in prange(n_tiles, schedule='dynamic'):
+            tile_thread[p] = tid
+            tile_start[p] = counts[tid]
+            tile_stop[p] = counts[tid]
+            if overflow[tid] == 0:
+                i0 = tile_rows[p] * tile
+                j0 = tile_cols[p] * tile
+                rows = min(tile, n - i0)
+                cols = min(tile, n - j0)
+                # Room for every pair of the tile, so the scan needs no check.
+                if _reserve_pairs(&bufs[tid], &capacities[tid],
+                                  counts[tid] + 2 * rows * cols):
+                    overflow[tid] = 1
+                else:
+                    gemm_rowmajor(False, True, <int> rows, <int> cols, <int> kk,
+                                  <float> 1.0, &ZL[i0, 0], <int> kk,
+                                  &ZR[j0, 0], <int> kk,
+                                  <float> 0.0, tbuf, <int> cols)
+                    counts[tid] = _scan_tile(tbuf, rows, cols, i0, j0, thresholds,
+                                             bufs[tid], counts[tid])
+                    tile_stop[p] = counts[tid]
+                    if counts[tid] > limit_per_thread:
+                        overflow[tid] = 1
+        free(tbuf)
+    return 0
+
+
+def _tile_candidates(const float[:, ::1] ZL, const float[:, ::1] ZR,
+                     const float[::1] thresholds, Py_ssize_t tile, Py_ssize_t max_pairs,
+                     int n_threads):
+    """CSR (offsets, indices) of the tile strategy's candidates, or None.
+
+    None when more than about ``max_pairs`` candidates were found (the
+    caller then uses the row strategy).  The pairs of a row come from the
+    tiles of its row and column block; taking the tiles in their upper
+    triangular order (row block, then column block) and each tile's pairs
+    in scan order lists every row's candidates in increasing j, whichever
+    thread scanned which tile: no sort is needed and the result does not
+    depend on the threads.
+    """
+    cdef Py_ssize_t n = ZL.shape[0]
+    cdef Py_ssize_t n_blocks = (n + tile - 1) // tile
+    rows_arr, cols_arr = np.triu_indices(n_blocks)
+    cdef Py_ssize_t[::1] tile_rows = np.ascontiguousarray(rows_arr, dtype=np.intp)
+    cdef Py_ssize_t[::1] tile_cols = np.ascontiguousarray(cols_arr, dtype=np.intp)
+    cdef Py_ssize_t n_tiles = tile_rows.shape[0]
+    cdef Py_ssize_t[::1] tile_thread = np.zeros(n_tiles, dtype=np.intp)
+    cdef Py_ssize_t[::1] tile_start = np.zeros(n_tiles, dtype=np.intp)
+    cdef Py_ssize_t[::1] tile_stop = np.zeros(n_tiles, dtype=np.intp)
+    cdef int n_slots = max(1, n_threads)
+    cdef Py_ssize_t limit = max_pairs // n_slots + 1
+    cdef int **bufs = <int **> malloc(n_slots * sizeof(int *))
+    cdef Py_ssize_t *counts = <Py_ssize_t *> malloc(n_slots * sizeof(Py_ssize_t))
+    cdef Py_ssize_t *capacities = <Py_ssize_t *> malloc(n_slots * sizeof(Py_ssize_t))
+    cdef int *overflow = <int *> malloc(n_slots * sizeof(int))
+    cdef Py_ssize_t s, q, p, total = 0, row, pos, i
+    cdef int *buf
+    cdef bint failed = False
+    cdef Py_ssize_t[::1] offsets
+    cdef Py_ssize_t[::1] cursor
+    cdef int[::1] index
+    if bufs == NULL or counts == NULL or capacities == NULL or overflow == NULL:
+        free(bufs)
+        free(counts)
+        free(capacities)
+        free(overflow)
+        return None
+    for s in range(n_slots):
+        bufs[s] = NULL
+        counts[s] = 0
+        capacities[s] = 0
+        overflow[s] = 0
+    try:
+        with nogil:
+            tile_candidates(ZL, ZR, thresholds, tile_rows, tile_cols, tile, limit, bufs,
+                            counts, capacities, overflow, tile_thread, tile_start, tile_stop,
+                            n_slots)
+            for s in range(n_slots):
+                if overflow[s]:
+                    failed = True
+                total += counts[s]
+        if failed:
+            return None
+        offsets_arr = np.zeros(n + 1, dtype=np.intp)
+        index_arr = np.empty(max(total, 1), dtype=np.int32)
+        offsets = offsets_arr
+        index = index_arr
+        cursor = np.empty(n, dtype=np.intp)
+        with nogil:
+            # Bucket the pairs by row (a counting sort) in tile order.
+            for s in range(n_slots):
+                buf = bufs[s]
+                for q in range(counts[s]):
+                    offsets[buf[2 * q] + 1] += 1
+            for i in range(n):
+                offsets[i + 1] += offsets[i]
+                cursor[i] = offsets[i]
+            for p in range(n_tiles):
+                buf = bufs[tile_thread[p]]
+                for q in range(tile_start[p], tile_stop[p]):
+                    row = buf[2 * q]
+                    pos = cursor[row]
+                    index[pos] = buf[2 * q + 1]
+                    cursor[row] = pos + 1
+        return offsets_arr, index_arr
+    finally:
+        for s in range(n_slots):
+            free(bufs[s])
+        free(bufs)
+        free(counts)
+        free(capacities)
+        free(overflow)
+
+
+def _hint_distances(const floating[:, ::1] Z, const Py_ssize_t[::1] hint, int n_threads):
+    """u_i = ||z_i - z_{hint_i}||^2 (exact, as in the evaluation)."""
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
+    out_arr = np.empty(n, dtype=np.float64)
+    cdef double[::1] out = out_arr
+    for i in prange(n, schedule='static', num_threads=n_threads, nogil=True):
+        out[i] = sq_dist(&Z[i, 0], &Z[hint[i], 0], k)
+    return out_arr
+
+
+# --------------------------------------------------------------------------
+# gradient assembly
+# --------------------------------------------------------------------------
+cdef void _laplacian_rhs(
+    const floating[:, ::1] X,
+    const double[::1] row_sums,
+    const double[:, ::1] col_sums,
+    floating[:, ::1] A,
+    int n_threads,
+) noexcept nogil:
+    """A <- diag(u / 2) X - A with u = r + c, c merged over groups in order."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_groups = col_sums.shape[0]
+    cdef Py_ssize_t i, j, g
+    cdef double u
+    for i in prange(n, schedule='static', num_threads=n_threads):
+        u = row_sums[i]
+        for g in range(n_groups):
+            u = u + col_sums[g, i]
+        u = 0.5 * u
+        for j in range(d):
+            A[i, j] = <floating> (u * X[i, j] - A[i, j])
+
+
+cdef void _gram_partials(
+    const floating[:, ::1] X,
+    const floating[:, ::1] B,
+    floating[:, :, ::1] partials,
+    Py_ssize_t block,
+    int n_threads,
+) noexcept nogil:
+    """partials[b] = X[block b]^T @ B[block b]  (d x d each)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    cdef Py_ssize_t n_blocks = partials.shape[0], b, start, size
+    with parallel(num_threads=n_threads):
+        for b in prange(n_blocks, schedule='dynamic'):
+            start = b * block
+            size = min(block, n - start)
+            gemm_atb(False, &X[start, 0], d, &B[start, 0], d, size, d, d,
+                     &partials[b, 0, 0], d)
+
+
+cdef void _row_sq_norms(const floating[:, ::1] Z, double[::1] out, int n_threads) noexcept nogil:
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
+    for i in prange(n, schedule='static', num_threads=n_threads):
+        out[i] = sq_norm(&Z[i, 0], k)
+
+
+cdef void _fill_screening_points(
+    const floating[:, ::1] Z,
+    const double[::1] z_sq_norms,
+    double s,
+    float[:, ::1] ZL,
+    float[:, ::1] ZR,
+    int n_threads,
+) noexcept nogil:
+    """ZL = [-2 s z, 1, s^2 ||z||^2], ZR = [s z, s^2 ||z||^2, 1] in float32."""
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i, q
+    cdef float v
+    for i in prange(n, schedule='static', num_threads=n_threads):
+        for q in range(k):
+            v = <float> (s * Z[i, q])
+            ZL[i, q] = -2.0 * v          # exact: a power of 2 times a float32
+            ZR[i, q] = v
+        v = <float> (s * s * z_sq_norms[i])
+        ZL[i, k] = 1.0
+        ZL[i, k + 1] = v
+        ZR[i, k] = v
+        ZR[i, k + 1] = 1.0
+
+
+def _screening_scale(double z_sq_max):
+    """``s`` (a power of 2) with ``s^2 max ||z||^2`` near 1, so that float32
+    neither overflows on large maps nor underflows on tiny ones."""
+    if not (z_sq_max > 0 and np.isfinite(z_sq_max)):
+        return 1.0
+    return float(np.ldexp(1.0, -int(np.round(0.5 * np.log2(z_sq_max)))))
+
+
+class _Workspace:
+    """Arrays one evaluation needs, kept between evaluations.
+
+    Allocating them afresh would page-fault tens of MB per evaluation.
+    """
+
+    def __init__(self, n, d, k, dtype, n_groups, n_chunks):
+        # Partial d x d products of M = X^T B: at most DEF_MAX_PARTIALS, at
+        # most ~64 MB of them, blocks of at least DEF_POINT_CHUNK rows; all
+        # fixed by n and d (not by the threads).
+        itemsize = np.dtype(dtype).itemsize
+        n_blocks = min(-(-n // DEF_POINT_CHUNK), DEF_MAX_PARTIALS,
+                       max(1, (64 * 2**20) // (d * d * itemsize)))
+        block = -(-n // n_blocks)
+        self.key = (k, np.dtype(dtype))
+        self.Z = np.empty((n, k), dtype=dtype)
+        self.zn = np.empty(n, dtype=np.float64)
+        self.A = np.empty((n, d), dtype=dtype)
+        self.row_sums = np.empty(n, dtype=np.float64)
+        self.col_sums = np.zeros((n_groups, n), dtype=np.float64)
+        self.chunk_loss = np.zeros(n_chunks, dtype=np.float64)
+        self.chunk_window = np.zeros(n_chunks, dtype=np.intp)
+        self.ZL = np.empty((n, k + 2), dtype=np.float32)
+        self.ZR = np.empty((n, k + 2), dtype=np.float32)
+        self.block = block
+        self.partials = np.empty(((n + block - 1) // block, d, d), dtype=dtype)
+        self.no_offsets = np.zeros(1, dtype=np.intp)
+        self.no_index = np.zeros(1, dtype=np.int32)
+
+
+def _evaluate(const floating[:, ::1] X, const Py_ssize_t[::1] labels,
+              const double[::1] targets, bint regression, const floating[:, ::1] L,
+              bint compute_gradient, Py_ssize_t[::1] nearest, bint try_tiles,
+              Py_ssize_t tile, Py_ssize_t chunk_size, Py_ssize_t chunks_per_group,
+              int n_threads, ws):
+    """One evaluation; returns (loss, H or None, pairs in the window, tiles used).
+
+    ``nearest`` holds each point's nearest neighbour from the previous
+    evaluation (the hints of the tile strategy, tried when ``try_tiles``);
+    it is overwritten with the current ones.  ``ws``: a :class:`_Workspace`.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = L.shape[0]
+    cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
+    cdef floating[:, ::1] Z = ws.Z
+    cdef double[::1] zn = ws.zn
+    cdef floating[:, ::1] A = ws.A
+    cdef double[::1] row_sums = ws.row_sums
+    cdef double[:, ::1] col_sums = ws.col_sums
+    cdef double[::1] chunk_loss = ws.chunk_loss
+    cdef Py_ssize_t[::1] chunk_window = ws.chunk_window
+    cdef float[:, ::1] ZL = ws.ZL
+    cdef float[:, ::1] ZR = ws.ZR
+    cdef floating[:, :, ::1] partials = ws.partials
+    cdef Py_ssize_t[::1] cand_offsets = ws.no_offsets
+    cdef int[::1] cand_index = ws.no_index
+    cdef Py_ssize_t c, b, i, j, block = ws.block, n_blocks = ws.partials.shape[0]
+    cdef double loss = 0.0, s, screen_scale, z_sq_max = 0.0
+    cdef int rc
+    cdef bint use_tiles = False
+    cdef Py_ssize_t point_chunk = DEF_POINT_CHUNK
+
+    with nogil:
+        transform_rows(X, L, Z, point_chunk, n_threads)
+        _row_sq_norms(Z, zn, n_threads)
+        for i in range(n):
+            if zn[i] > z_sq_max:
+                z_sq_max = zn[i]
+    s = _screening_scale(z_sq_max)
+    screen_scale = s * s
+    with nogil:
+        _fill_screening_points(Z, zn, s, ZL, ZR, n_threads)
+        memset(&col_sums[0, 0], 0, col_sums.shape[0] * n * sizeof(double))
+    if try_tiles:
+        # t_i = u_i + WINDOW + margin_i, u_i the distance to the hint (see
+        # the module docstring), scaled like ZL . ZR and rounded up to float32.
+        u = _hint_distances(Z, nearest, n_threads)
+        t64 = screen_scale * (u + WINDOW + screening_margin_scale(k) * (ws.zn + z_sq_max))
+        t32 = t64.astype(np.float32)
+        low = t32.astype(np.float64) < t64
+        t32[low] = np.nextafter(t32[low], np.float32(np.inf))
+        found = _tile_candidates(ZL, ZR, t32, tile, (n * n) // DEF_TILE_RATIO + n, n_threads)
+        if found is not None:
+            cand_offsets, cand_index = found
+            use_tiles = True
+    with nogil:
+        rc = softmax_neighbors_pass(Z, ZL, ZR, zn, X, labels, targets, regression,
+                                    screen_scale, use_tiles, cand_offsets, cand_index,
+                                    chunk_size, chunks_per_group, A, row_sums, col_sums,
+                                    chunk_loss, chunk_window, nearest, n_threads)
+    if rc != 0:
+        raise MemoryError(
+            f"could not allocate the thread-local buffers ({chunk_size} x {n} entries "
+            "per thread); lower chunk_size or n_jobs."
+        )
+    for c in range(n_chunks):
+        loss += chunk_loss[c]
+    n_window = int(ws.chunk_window.sum())
+    if not regression:
+        loss = -loss
+    if not compute_gradient:
+        return loss, None, n_window, use_tiles
+
+    H_arr = np.empty((d, d), dtype=np.float64)
+    cdef double[:, ::1] H = H_arr
+    with nogil:
+        _laplacian_rhs(X, row_sums, col_sums, A, n_threads)
+        _gram_partials(X, A, partials, block, n_threads)
+        # M = sum of the partials in block order (float64); H = M + M^T.
+        for i in range(d):
+            for j in range(d):
+                s = 0.0
+                for b in range(n_blocks):
+                    s += partials[b, i, j]
+                H[i, j] = s
+        for i in range(d):
+            for j in range(i, d):
+                s = H[i, j] + H[j, i]
+                H[i, j] = s
+                H[j, i] = s
+    return loss, H_arr, n_window, use_tiles
+
+
+def default_chunk_size(n_samples, itemsize):
+    """Rows per chunk: the thread-local chunk x n blocks stay near 24 MB.
+
+    Per row of a chunk a thread holds n entries of the data's dtype, n
+    float32 (screening), n int32 and n float64; at most 64 rows.
+    """
+    per_row = max(1, int(n_samples)) * (int(itemsize) + 4 + 4 + 8)
+    return int(max(1, min(DEF_MAX_CHUNK, DEF_BUFFER_BYTES // per_row)))
+
+
+class SoftmaxNeighborsProblem:
+    """NCA's or MLKR's objective on fixed data, prepared for many evaluations.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        Validated points (at least 2).  They are centred once here (a copy
+        in X's dtype): distances, hence the objective, do not change.
+    labels : ndarray of shape (n_samples,), intp, optional
+        Class indices (NCA).  Exactly one of ``labels`` and ``targets``.
+    targets : ndarray of shape (n_samples,), float64, optional
+        Real targets (MLKR).
+    chunk_size : int, optional
+        Rows per work unit (default: :func:`default_chunk_size`).  Each
+        thread holds ``chunk_size x n_samples`` entries of X's dtype, of
+        float32, of int32 and of float64.
+    tiles : bool, default=True
+        Allow the tile strategy (see the module docstring) once an
+        evaluation has given nearest-neighbour hints.  It changes the speed
+        only: the results are bitwise those of the row strategy.
+    tile_size : int, optional
+        Side of the tiles (default 512).
+
+    Attributes
+    ----------
+    n_window_pairs : int or None
+        Pairs inside the softmax window at the last evaluation.
+    used_tiles : bool or None
+        Whether the last evaluation found its candidates by tiles.
+
+    Notes
+    -----
+    :meth:`loss_grad` returns the objective to *minimise*: ``-sum_i p_i``
+    for NCA, ``sum_i (yhat_i - y_i)^2`` for MLKR (the module docstring
+    gives the math).  Results do not depend on the number of threads, nor
+    on the evaluations before (the hints only change which superset of
+    the window is screened).
+    """
+
+    def __init__(self, X, labels=None, targets=None, chunk_size=None, tiles=True,
+                 tile_size=None):
+        if (labels is None) == (targets is None):
+            raise ValueError("give exactly one of labels (NCA) and targets (MLKR).")
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64) or X.ndim != 2:
+            raise TypeError("X must be a 2-D float32 or float64 array.")
+        n = X.shape[0]
+        if n < 2:
+            raise ValueError(f"at least 2 samples are needed; got n_samples={n}.")
+        if n >= 2**31 - 1:
+            raise ValueError(f"n_samples={n} is too large (at most 2**31 - 2).")
+        mean = X.mean(axis=0, dtype=np.float64)
+        self.X = np.ascontiguousarray(X - mean.astype(X.dtype), dtype=X.dtype)
+        self.dtype = X.dtype
+        self.regression = targets is not None
+        if self.regression:
+            self.targets = np.ascontiguousarray(targets, dtype=np.float64)
+            self.labels = np.zeros(1, dtype=np.intp)
+            if self.targets.shape != (n,):
+                raise ValueError(f"targets must have shape ({n},); got {self.targets.shape}.")
+        else:
+            self.labels = np.ascontiguousarray(labels, dtype=np.intp)
+            self.targets = np.zeros(1, dtype=np.float64)
+            if self.labels.shape != (n,):
+                raise ValueError(f"labels must have shape ({n},); got {self.labels.shape}.")
+        self.chunk_size = int(chunk_size) if chunk_size else default_chunk_size(
+            n, X.dtype.itemsize)
+        n_chunks = -(-n // self.chunk_size)
+        self.chunks_per_group = -(-n_chunks // DEF_MAX_GROUPS)
+        self.tiles = bool(tiles)
+        self.tile_size = int(tile_size) if tile_size else DEF_TILE
+        self.n_samples = n
+        self._nearest = np.full(n, -1, dtype=np.intp)
+        self._workspace = None
+        self.n_window_pairs = None
+        self.used_tiles = None
+
+    def loss_grad(self, L, n_threads=1, compute_gradient=True):
+        """Objective and its gradient in L.
+
+        Parameters
+        ----------
+        L : ndarray of shape (n_components, n_features)
+        n_threads : int, default=1
+        compute_gradient : bool, default=True
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray of shape (n_components, n_features), float64, or None
+        """
+        L64 = np.asarray(L, dtype=np.float64)
+        if L64.ndim != 2 or L64.shape[1] != self.X.shape[1] or L64.shape[0] < 1:
+            raise ValueError(
+                f"L must have shape (n_components, {self.X.shape[1]}); got {L64.shape}.")
+        Lw = np.ascontiguousarray(L64, dtype=self.dtype)
+        n = self.n_samples
+        # Tiles pay off when the window is small: try them when the last
+        # evaluation's was, and every point has a hint.
+        try_tiles = (
+            self.tiles
+            and self.n_window_pairs is not None
+            and self.n_window_pairs * DEF_TILE_RATIO <= n * n
+            and self._nearest.min() >= 0
+        )
+        k = Lw.shape[0]
+        if self._workspace is None or self._workspace.key != (k, self.dtype):
+            n_chunks = -(-n // self.chunk_size)
+            self._workspace = _Workspace(n, self.X.shape[1], k, self.dtype,
+                                         -(-n_chunks // self.chunks_per_group), n_chunks)
+        with single_threaded_blas():
+            loss, H, n_window, used = _evaluate(
+                self.X, self.labels, self.targets, self.regression, Lw,
+                compute_gradient, self._nearest, try_tiles, self.tile_size,
+                self.chunk_size, self.chunks_per_group, int(n_threads), self._workspace)
+            self.n_window_pairs = n_window
+            self.used_tiles = bool(used)
+            if H is None:
+                return float(loss), None
+            # df/dL = 2 L H (the sign of NCA's -sum p_i is in the weights).
+            grad = 2.0 * (L64 @ H)
+        return float(loss), grad
+
+
+def _exp_window(double[::1] val, double m, double lim):
+    """Test hook: ``val <- where(val <= lim, exp(m - val), 0)`` in place."""
+    if val.shape[0]:
+        fm_exp_window(&val[0], val.shape[0], m, lim)

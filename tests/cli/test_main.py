@@ -1,0 +1,141 @@
+"""Tests of the demo job ``python -m fastmetric``."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastmetric._cli.main as demo_main
+from fastmetric._cli.demo import evaluate_embedding, kmeans_ari, load_digits_split
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, env_extra=None, timeout=120):
+    env = dict(os.environ)
+    # Run against this working tree (the package is not installed).
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    if env_extra:
+        env.update(env_extra)
+    return subprocess.run([sys.executable, "-m", "fastmetric", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+def _table_rows(stdout):
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("method"))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        parts = line.split()
+        rows[parts[0]] = parts[1:]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def quick_run():
+    return _run(["--quick", "--no-progress"])
+
+
+def test_quick_run_prints_table(quick_run):
+    proc = quick_run
+    assert proc.returncode == 0, proc.stderr
+    assert "fit time (s)" in proc.stdout and "pair AUC" in proc.stdout
+    assert "3-NN acc" in proc.stdout and "k-means ARI" in proc.stdout
+    rows = _table_rows(proc.stdout)
+    assert {"Euclidean", "LDML_Supervised", "ClusterLDML"} <= set(rows)
+    for name, values in rows.items():
+        fit_time, auc, knn, ari = values
+        assert fit_time == "-" if name == "Euclidean" else float(fit_time) >= 0
+        assert 0.5 < float(auc) <= 1.0
+        assert 0.5 < float(knn) <= 1.0
+        assert 0.3 < float(ari) <= 1.0
+    # the supervised metric separates held-out digit pairs better than pixels
+    assert float(rows["LDML_Supervised"][1]) > float(rows["Euclidean"][1])
+
+
+def test_progress_messages_on_stderr():
+    proc = _run(["--quick", "--only", "ClusterLDML"])
+    assert proc.returncode == 0, proc.stderr
+    assert "fitting ClusterLDML" in proc.stderr
+    rows = _table_rows(proc.stdout)
+    assert set(rows) == {"Euclidean", "ClusterLDML"}
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "embedding.png"
+    proc = _run(["--quick", "--no-progress", "--only", "LDML_Supervised", "--plot", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "plot saved to" in proc.stdout
+
+
+def test_plot_without_matplotlib(tmp_path):
+    # A stub package that shadows matplotlib and fails to import.
+    stub = tmp_path / "matplotlib"
+    stub.mkdir()
+    (stub / "__init__.py").write_text("raise ImportError('matplotlib hidden by the test')\n")
+    env = {"PYTHONPATH": str(tmp_path) + os.pathsep + REPO}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastmetric", "--quick", "--plot", str(tmp_path / "x.png")],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **env}, cwd=REPO)
+    assert proc.returncode == 2
+    assert "pip install fastmetric[plot]" in proc.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_bad_arguments():
+    proc = _run(["--n-jobs", "0"])
+    assert proc.returncode == 2 and "--n-jobs" in proc.stderr
+    proc = _run(["--only", "NoSuchLearner"])
+    assert proc.returncode == 2 and "unknown learner" in proc.stderr
+
+
+def test_learner_registry_is_generic(monkeypatch):
+    import fastmetric
+
+    names = [spec.name for spec, _ in demo_main.available_learners()]
+    assert names[:2] == ["LDML_Supervised", "ClusterLDML"]
+    # A learner listed in LEARNERS appears as soon as fastmetric exports it.
+    from fastmetric._learners.ldml import LDML_Supervised
+
+    class NCA(LDML_Supervised):  # stand-in with a different name
+        pass
+
+    monkeypatch.setitem(fastmetric.__dict__, "NCA", NCA)
+    found = dict((spec.name, cls) for spec, cls in demo_main.available_learners())
+    assert found["NCA"] is NCA
+    spec = next(s for s in demo_main.LEARNERS if s.name == "NCA")
+    model = demo_main.make_learner(spec, NCA, quick=True, seed=3, n_jobs=1)
+    assert model.random_state == 3 and model.max_iter == spec.quick_params["max_iter"]
+    # not exported: skipped
+    monkeypatch.delitem(fastmetric.__dict__, "NCA")
+    assert "NCA" not in {spec.name for spec, _ in demo_main.available_learners()}
+
+
+def test_format_table():
+    text = demo_main.format_table([
+        {"method": "Euclidean", "time": None, "auc": 0.8, "knn3": 0.97, "ari": 0.6},
+        {"method": "X", "time": 1.234, "auc": 0.9, "knn3": 0.98, "ari": 0.7},
+    ])
+    lines = text.splitlines()
+    assert lines[0].split()[0] == "method"
+    assert lines[2].split() == ["Euclidean", "-", "0.8000", "0.9700", "0.6000"]
+    assert lines[3].split() == ["X", "1.23", "0.9000", "0.9800", "0.7000"]
+
+
+def test_demo_helpers():
+    X_train, X_test, y_train, y_test = load_digits_split()
+    assert X_train.shape == (1257, 64) and X_test.shape == (540, 64)
+    # stratified: every digit in both parts in proportion
+    assert np.abs(np.bincount(y_test) / 540 - np.bincount(y_train) / 1257).max() < 0.01
+    aris = kmeans_ari(X_test, y_test, seeds=(0, 1))
+    assert aris.shape == (2,) and (aris > 0.4).all()
+    res = evaluate_embedding(lambda Z: Z, X_train, y_train, X_test, y_test,
+                             kmeans_seeds=(0,))
+    assert res["knn3"] > 0.95 and "auc" not in res

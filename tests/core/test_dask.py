@@ -1,0 +1,220 @@
+"""Fitting on dask arrays (optional extra ``fastmetric[dask]``): the same
+model as in memory, on a real multi-process LocalCluster; lazy transform and
+prediction; a worker lost during a fit; clear errors."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from fastmetric import LDML, LDML_Supervised, ClusterLDML  # noqa: E402
+from fastmetric.kernels.sampling import sample_pairs  # noqa: E402
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.timeout(300),
+]
+
+
+@pytest.fixture(scope="module")
+def client():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=40)
+        c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def data(n=3000, d=6, seed=0, dtype=np.float64):
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, 4, n)
+    X = rng.randn(n, d) * np.r_[0.5, np.full(d - 1, 2.0)]
+    X[:, 0] += y
+    return X.astype(dtype), y
+
+
+def tol(dtype):
+    return dict(rtol=1e-7, atol=1e-9) if dtype == np.float64 else dict(rtol=2e-3, atol=2e-4)
+
+
+def test_supervised_same_model_as_in_memory(client, dtype):
+    X, y = data(dtype=dtype)
+    Xd = da.from_array(X, chunks=(700, 3))  # uneven row blocks, split columns
+    params = dict(n_pairs=4000, max_iter=15, random_state=0)
+    dist = LDML_Supervised(**params).fit(Xd, y)
+    mem = LDML_Supervised(**params).fit(X, y)
+    assert dist.n_features_in_ == 6
+    assert_allclose(dist.components_, mem.components_, **tol(dtype))
+    assert_allclose(dist.bias_, mem.bias_, **tol(dtype))
+    # labels as a dask array too
+    again = LDML_Supervised(**params).fit(Xd, da.from_array(y, chunks=1000))
+    assert_array_equal(again.components_, dist.components_)
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_pairs_are_drawn_on_the_workers(client, balanced):
+    """LDML_Supervised's pairs come from slices of the counter-based streams
+    drawn by tasks on the workers, and equal the in-memory sample."""
+    from fastmetric._core.dask_support import sample_label_pairs
+
+    labels = np.random.RandomState(2).randint(0, 5, 5000)
+    with distributed.get_task_stream(client) as stream:
+        a, b, t = sample_label_pairs(labels, 3001, 2999, balanced, 17)
+    ran = {task["key"] if isinstance(task["key"], str) else task["key"][0]
+           for task in stream.data}
+    assert sum("_draw_slice" in str(key) for key in ran) == 2  # one per worker
+    ref, y = sample_pairs(labels, 3001, 2999, balanced=balanced, random_state=17)
+    assert_array_equal(np.column_stack((a, b)), ref)
+    assert_array_equal(t, y)
+    # around one label (ClusterLDML's per-cluster pairs)
+    a, b, t = sample_label_pairs(labels, 500, 400, balanced, 5, anchor_label=2)
+    ref, y = sample_pairs(labels, 500, 400, balanced=balanced, random_state=5, anchor_label=2)
+    assert_array_equal(np.column_stack((a, b)), ref)
+
+
+def test_supervised_without_client_matches(dtype, monkeypatch):
+    """With no distributed client, Dask's synchronous scheduler runs the blocks."""
+    import fastmetric._core.dask_support as fm_dask
+
+    monkeypatch.setattr(fm_dask, "_distributed_client", lambda: None)
+    X, y = data(n=800, dtype=dtype)
+    params = dict(n_pairs=2000, max_iter=10, random_state=1, n_jobs=1)
+    dist = LDML_Supervised(**params).fit(da.from_array(X, chunks=300), y)
+    mem = LDML_Supervised(**params).fit(X, y)
+    assert_allclose(dist.components_, mem.components_, **tol(dtype))
+
+
+def test_pairs_into_a_dask_preprocessor(client):
+    X, y = data()
+    idx, t = sample_pairs(y, 500, 500, random_state=0)
+    Xd = da.from_array(X, chunks=1000)
+    dist = LDML(preprocessor=Xd, max_iter=15, random_state=0).fit(idx, 2 * t - 1)
+    mem = LDML(preprocessor=X, max_iter=15, random_state=0).fit(idx, 2 * t - 1)
+    assert_allclose(dist.components_, mem.components_, rtol=1e-7, atol=1e-9)
+    assert_allclose(dist.threshold_, mem.threshold_, rtol=1e-7)
+    # prediction on index pairs into the dask preprocessor: lazy
+    pred = dist.predict(idx)
+    assert isinstance(pred, da.Array)
+    assert_array_equal(pred.compute(), mem.predict(idx))
+
+
+def test_transform_and_prediction_stay_lazy(client):
+    X, y = data()
+    Xd = da.from_array(X, chunks=800)
+    est = LDML_Supervised(n_pairs=3000, max_iter=10, random_state=0).fit(X, y)
+    Z = est.transform(Xd)
+    assert isinstance(Z, da.Array) and Z.chunks[0] == Xd.chunks[0]
+    assert_allclose(Z.compute(), est.transform(X), rtol=1e-12)
+
+    idx, t = sample_pairs(y, 200, 200, random_state=1)
+    pairs = X[idx]
+    pairs_d = da.from_array(pairs, chunks=(150, 2, 6))
+    pl = LDML(max_iter=10, random_state=0).fit(pairs, 2 * t - 1)
+    for method in ("pair_distance", "decision_function", "predict", "predict_proba"):
+        lazy = getattr(pl, method)(pairs_d)
+        assert isinstance(lazy, da.Array), method
+        assert_allclose(lazy.compute(), getattr(pl, method)(pairs), rtol=1e-10, atol=1e-12)
+
+    cl = ClusterLDML(n_clusters=4, max_rounds=2, ldml_max_iter=5, n_pairs_per_cluster=200,
+                     random_state=0, n_jobs=1).fit(X)
+    lazy = cl.predict(Xd)
+    assert isinstance(lazy, da.Array)
+    assert_array_equal(lazy.compute(), cl.predict(X))
+
+
+def test_cluster_ldml_same_model_as_in_memory(client):
+    """ClusterLDML on a dask array: distributed Lloyd k-means and per-cluster
+    LDML fits on the workers; the same model as in memory with kmeans='lloyd'
+    (the k-means that 'auto' uses on dask arrays)."""
+    X, y = data(n=2000, seed=4)
+    params = dict(n_clusters=4, max_rounds=2, ldml_max_iter=8, n_pairs_per_cluster=300,
+                  random_state=0)
+    mem = ClusterLDML(kmeans="lloyd", **params).fit(X)
+    Xd = da.from_array(X, chunks=600)
+    dist = ClusterLDML(**params).fit(Xd)
+    assert dist.n_rounds_ == mem.n_rounds_
+    assert_allclose(dist.components_, mem.components_, rtol=1e-6, atol=1e-8)
+    assert_allclose(dist.cluster_centers_, mem.cluster_centers_, rtol=1e-6, atol=1e-8)
+    assert_array_equal(dist.labels_, mem.labels_)
+    assert_array_equal(dist.predict(Xd).compute(), mem.predict(X))
+    normalized = ClusterLDML(normalize=True, kmeans="lloyd", **params)
+    assert_allclose(normalized.fit(Xd).components_,
+                    ClusterLDML(normalize=True, kmeans="lloyd", **params).fit(X).components_,
+                    rtol=1e-6, atol=1e-8)
+
+
+def test_a_lost_worker_does_not_corrupt_the_fit(client):
+    """A worker killed in the middle of the fit: Dask recomputes its blocks from
+    the graph, and the model is the same as without the failure."""
+    X, y = data(n=4000, seed=3)
+    Xd = da.from_array(X, chunks=500)
+    params = dict(n_pairs=6000, max_iter=12, random_state=0)
+    reference = LDML_Supervised(**params).fit(X, y)
+    killed = []
+
+    def kill_one_worker(estimator, iteration, loss):
+        if iteration == 3 and not killed:
+            worker = sorted(client.scheduler_info()["workers"])[0]
+            killed.append(worker)
+            try:
+                client.run(os._exit, 1, workers=[worker])
+            except Exception:  # the worker dies before it can answer
+                pass
+        return False
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = LDML_Supervised(callback=kill_one_worker, **params).fit(Xd, y)
+    assert killed
+    assert_allclose(est.components_, reference.components_, rtol=1e-7, atol=1e-9)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_errors(client):
+    X, y = data(n=500)
+    bad = X.copy()
+    bad[123, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        LDML_Supervised(max_iter=2).fit(da.from_array(bad, chunks=100), y)
+    with pytest.raises(ValueError, match="one label per row"):
+        LDML_Supervised(max_iter=2).fit(da.from_array(X, chunks=100), y[:-1])
+    with pytest.raises(ValueError, match="1 class"):
+        LDML_Supervised(max_iter=2).fit(da.from_array(X, chunks=100), np.zeros(500))
+    with pytest.raises(NotImplementedError, match="solver='lbfgs'"):
+        LDML_Supervised(solver="adam").fit(da.from_array(X, chunks=100), y)
+    with pytest.raises(ValueError, match="kmeans must be 'auto' or 'lloyd'"):
+        ClusterLDML(n_clusters=3, kmeans="kmeans").fit(da.from_array(X, chunks=100))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        ClusterLDML(n_clusters=3).fit(da.from_array(bad, chunks=100))
+    est = LDML(preprocessor=da.from_array(X, chunks=100))
+    with pytest.raises(ValueError, match="out of range|outside|index"):
+        est.fit(np.array([[0, 1], [2, 500]]), [1, -1])
+    with pytest.raises(ValueError, match="index pairs"):
+        est.fit(X[:4].reshape(2, 2, 6), [1, -1])
+    fitted = LDML_Supervised(max_iter=2, n_pairs=200).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        fitted.transform(da.from_array(X[:, :3], chunks=100))
+
+
+def test_missing_dask_gives_a_clear_import_error(monkeypatch):
+    import builtins
+
+    from fastmetric._core.dask_support import import_dask
+
+    real_import = builtins.__import__
+
+    def no_dask(name, *args, **kwargs):
+        if name == "dask" or name.startswith("dask."):
+            raise ImportError("No module named 'dask'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    with pytest.raises(ImportError, match=r"pip install 'fastmetric\[dask\]'"):
+        import_dask()

@@ -1,0 +1,494 @@
+"""Tests of ClusterLDML (unsupervised k-means + LDML metric learning)."""
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
+
+from fastmetric._learners.cluster_ldml import ClusterLDML, _combine, _nearest_center
+from fastmetric._core.cluster_rows import MemoryRows
+
+# Small, fast settings for most tests (one thread: the machine running the
+# tests may be busy, and the thread-count invariance has its own test).
+FAST = dict(max_rounds=3, ldml_max_iter=10, n_pairs_per_cluster=300, n_jobs=1)
+
+
+def _noisy_blobs(n=150, seed=0):
+    """Three blobs spread along x0 (spacing 4, std 0.7) plus two noise features (std 3).
+
+    Euclidean k-means is half fooled by the noise directions (ARI about
+    0.45); a good learned metric shrinks them.
+    """
+    rng = np.random.RandomState(seed)
+    y = np.repeat(np.arange(3), n // 3)
+    X = np.column_stack([4.0 * y + 0.7 * rng.randn(y.size),
+                         3.0 * rng.randn(y.size), 3.0 * rng.randn(y.size)])
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(n_samples=120, centers=3, n_features=5, random_state=3)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def fitted(blobs):
+    X, _ = blobs
+    return ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X)
+
+
+# --------------------------------------------------------------------------
+# fit, attributes
+# --------------------------------------------------------------------------
+def test_attributes_shapes(blobs, fitted):
+    X, y = blobs
+    m = fitted
+    n, d = X.shape
+    assert m.components_.shape == (d, d)
+    assert m.cluster_components_.shape == (3, d, d)
+    assert m.labels_.shape == (n,)
+    assert m.labels_.dtype.kind == "i"
+    assert set(np.unique(m.labels_)) == {0, 1, 2}
+    assert m.cluster_centers_.shape == (3, d)
+    assert 1 <= m.n_rounds_ <= FAST["max_rounds"]
+    assert len(m.history_) == m.n_rounds_
+    for r, h in enumerate(m.history_, start=1):
+        assert h["round"] == r
+        assert -1 <= h["ari_previous"] <= 1
+        assert np.isfinite(h["loss"]) and h["loss"] > 0
+        assert h["n_groups"] == 3
+        assert h["time"] >= 0
+    assert m.n_features_in_ == d
+    assert np.isfinite(m.components_).all()
+    assert np.isfinite(m.cluster_components_).all()
+    # well separated blobs: the clustering finds them
+    assert adjusted_rand_score(y, m.labels_) > 0.95
+
+
+def test_metric_is_psd_and_scaled(blobs, fitted):
+    X, _ = blobs
+    M = fitted.get_mahalanobis_matrix()
+    assert_allclose(M, M.T, atol=1e-12)
+    assert np.linalg.eigvalsh(M).min() > -1e-10
+    # documented scale: same mean squared pair distance as Euclidean
+    rows = MemoryRows(X)
+    assert rows.spread(fitted.components_) == pytest.approx(rows.spread(np.eye(X.shape[1])))
+
+
+def test_n_components_and_init(blobs):
+    X, _ = blobs
+    m = ClusterLDML(n_clusters=3, n_components=2, random_state=0, **FAST).fit(X)
+    assert m.components_.shape == (2, 5)
+    assert m.cluster_components_.shape == (3, 2, 5)
+    assert m.transform(X).shape == (120, 2)
+    assert m.cluster_centers_.shape == (3, 2)
+    L0 = np.random.RandomState(1).randn(3, 5)
+    m = ClusterLDML(n_clusters=3, init=L0, random_state=0, **FAST).fit(X)
+    assert m.components_.shape == (3, 5)
+    # a fitted learner as init (pre-trained metric)
+    m2 = ClusterLDML(n_clusters=3, init=m, random_state=0, **FAST).fit(X)
+    assert m2.components_.shape == (3, 5)
+
+
+def test_learns_to_ignore_noise_feature():
+    """Self-training shrinks a high-variance direction that carries no clusters."""
+    # (Self-training needs the first clustering to carry some signal: with
+    # other draws of this data the first k-means split follows a noise
+    # feature, and the learned metric then keeps that feature.)
+    X, y = _noisy_blobs(seed=1)
+    base = KMeans(3, n_init=10, random_state=0).fit_predict(X)
+    assert adjusted_rand_score(y, base) < 0.6
+    # tol=1.0: run every round (the default tol stops as soon as the
+    # clustering is stable, which here happens before the metric has moved far)
+    m = ClusterLDML(n_clusters=3, max_rounds=8, tol=1.0, random_state=0, n_jobs=1).fit(X)
+    assert m.n_rounds_ == 8
+    col = np.linalg.norm(m.components_, axis=0)
+    assert col[1] < 0.4 * col[0] and col[2] < 0.4 * col[0]  # noise columns shrunk
+    learned = KMeans(3, n_init=10, random_state=0).fit_predict(m.transform(X))
+    assert adjusted_rand_score(y, learned) > 0.9
+    assert adjusted_rand_score(y, m.labels_) > 0.9
+
+
+def test_digits_quality_one_seed():
+    """The quality target on one seed (the 5-seed version is
+    fastmetric._cli.demo.cluster_ldml_digits_benchmark): k-means in the metric
+    learned from the digits pixels alone agrees better with the true digits
+    than Euclidean k-means."""
+    from fastmetric._cli.demo import cluster_ldml_digits_benchmark
+
+    res = cluster_ldml_digits_benchmark(seeds=(0,), verbose=False, n_jobs=1)
+    assert res["euclidean"][0] == pytest.approx(0.666, abs=0.01)
+    assert res["learned"][0] > res["euclidean"][0] + 0.03
+
+
+def test_normalize_cosine(blobs):
+    X, _ = blobs
+    m = ClusterLDML(n_clusters=3, normalize=True, random_state=0, **FAST).fit(X)
+    # scaling a point does not move it in a cosine geometry
+    assert_allclose(m.transform(3.0 * X[:5]), m.transform(X[:5]), rtol=1e-10, atol=1e-12)
+    assert_array_equal(m.predict(2.0 * X), m.labels_)
+
+
+def test_predict_matches_labels(blobs, fitted):
+    X, _ = blobs
+    assert_array_equal(fitted.predict(X), fitted.labels_)
+    assert_array_equal(fitted.fit_predict(X), fitted.labels_)
+    # nearest centre in the learned metric, computed independently
+    Z = X @ fitted.components_.T
+    d2 = ((Z[:, None, :] - fitted.cluster_centers_[None]) ** 2).sum(-1)
+    assert_array_equal(np.argmin(d2, axis=1), fitted.labels_)
+
+
+def test_centres_are_embedded_means(blobs, fitted):
+    X, _ = blobs
+    # The centres are the means of the final k-means clusters in the embedded
+    # space; labels_ is the nearest-centre pass over them, so the two agree
+    # on almost every point.
+    Z = fitted.transform(X)
+    for g in range(3):
+        members = Z[fitted.labels_ == g]
+        assert_allclose(members.mean(axis=0), fitted.cluster_centers_[g], atol=1e-6 * (
+            1 + np.abs(Z).max()))
+
+
+def test_float32_input(blobs):
+    X, _ = blobs
+    m32 = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X.astype(np.float32))
+    assert m32.transform(X.astype(np.float32)).dtype == np.float32
+    assert_array_equal(m32.predict(X.astype(np.float32)), m32.labels_)
+    assert adjusted_rand_score(m32.labels_, ClusterLDML(
+        n_clusters=3, random_state=0, **FAST).fit(X).labels_) > 0.95
+
+
+# --------------------------------------------------------------------------
+# determinism
+# --------------------------------------------------------------------------
+def test_deterministic_same_seed(blobs):
+    X, _ = blobs
+    a = ClusterLDML(n_clusters=3, random_state=7, **FAST).fit(X)
+    b = ClusterLDML(n_clusters=3, random_state=7, **FAST).fit(X)
+    assert_array_equal(a.components_, b.components_)
+    assert_array_equal(a.labels_, b.labels_)
+    assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+
+
+def test_deterministic_across_threads():
+    X, _ = make_blobs(n_samples=400, centers=4, n_features=6, random_state=5)
+    params = dict(FAST, n_jobs=None)  # threads from threadpoolctl's limit
+    results = []
+    for n_threads in (1, 2):
+        with threadpool_limits(limits=n_threads):
+            m = ClusterLDML(n_clusters=4, random_state=3, **params).fit(X)
+        results.append(m)
+    assert_array_equal(results[0].labels_, results[1].labels_)
+    assert_array_equal(results[0].components_, results[1].components_)
+    assert_array_equal(results[0].cluster_components_, results[1].cluster_components_)
+    assert_allclose(results[0].cluster_centers_, results[1].cluster_centers_,
+                    rtol=0, atol=1e-12 * np.abs(results[0].cluster_centers_).max())
+    # and with n_jobs
+    m1 = ClusterLDML(n_clusters=4, random_state=3, **dict(params, n_jobs=1)).fit(X)
+    m2 = ClusterLDML(n_clusters=4, random_state=3, **dict(params, n_jobs=2)).fit(X)
+    assert_array_equal(m1.components_, m2.components_)
+    assert_array_equal(m1.labels_, m2.labels_)
+
+
+def test_different_seeds_can_differ(blobs):
+    X, _ = blobs
+    a = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X)
+    b = ClusterLDML(n_clusters=3, random_state=1, **FAST).fit(X)
+    assert not np.array_equal(a.components_, b.components_)
+
+
+# --------------------------------------------------------------------------
+# rounds, stopping, callback, verbose
+# --------------------------------------------------------------------------
+def test_tol_stops_early(blobs):
+    X, _ = blobs
+    # well separated blobs: the clustering does not move, ARI = 1 > tol
+    m = ClusterLDML(n_clusters=3, tol=0.5, max_rounds=5, random_state=0,
+                    ldml_max_iter=5, n_pairs_per_cluster=200, n_jobs=1).fit(X)
+    assert m.n_rounds_ == 1
+    assert m.converged_
+    m = ClusterLDML(n_clusters=3, tol=1.0, max_rounds=2, random_state=0,
+                    ldml_max_iter=5, n_pairs_per_cluster=200, n_jobs=1).fit(X)
+    assert m.n_rounds_ == 2  # ARI > 1 never happens
+    assert not m.converged_
+
+
+def test_max_rounds_zero_is_kmeans_in_initial_metric(blobs):
+    X, _ = blobs
+    m = ClusterLDML(n_clusters=3, max_rounds=0, init="identity", random_state=0,
+                    n_jobs=1).fit(X)
+    assert m.n_rounds_ == 0 and m.history_ == []
+    # identity init rescaled to the Euclidean spread: the identity itself
+    assert_allclose(m.components_, np.eye(5), atol=1e-12)
+
+
+def test_callback_and_early_stop(blobs):
+    X, _ = blobs
+    seen = []
+
+    def cb(est, r, loss):
+        seen.append((r, loss, est.components_.copy(), est.labels_.copy()))
+        return r >= 2
+
+    m = ClusterLDML(n_clusters=3, tol=1.0, max_rounds=5, random_state=0, callback=cb,
+                    ldml_max_iter=5, n_pairs_per_cluster=200, n_jobs=1).fit(X)
+    assert [s[0] for s in seen] == [1, 2]
+    assert m.n_rounds_ == 2
+    assert_array_equal(seen[-1][2], m.components_)
+    assert np.isfinite(seen[0][1])
+
+
+def test_verbose_prints_rounds(blobs, capsys):
+    X, _ = blobs
+    ClusterLDML(n_clusters=3, tol=1.0, max_rounds=2, verbose=1, random_state=0,
+                ldml_max_iter=5, n_pairs_per_cluster=200, n_jobs=1).fit(X)
+    out = capsys.readouterr().out
+    assert "ClusterLDML" in out and "ARI prev" in out
+    assert len([line for line in out.splitlines() if line.strip().startswith(("1 ", "2 "))]) == 2
+
+
+def test_kmeans_options(blobs):
+    X, y = blobs
+    for km in ("kmeans", "minibatch", KMeans(n_init=2)):
+        m = ClusterLDML(n_clusters=3, kmeans=km, random_state=0, **FAST).fit(X)
+        assert adjusted_rand_score(y, m.labels_) > 0.95
+
+
+def test_update_rate_one_and_alpha(blobs):
+    X, y = blobs
+    m = ClusterLDML(n_clusters=3, update_rate=1.0, alpha=1.0, random_state=0, **FAST).fit(X)
+    assert np.isfinite(m.components_).all()
+    assert adjusted_rand_score(y, m.labels_) > 0.95
+
+
+# --------------------------------------------------------------------------
+# the combination step
+# --------------------------------------------------------------------------
+def test_combine_is_truncated_mixture():
+    rng = np.random.RandomState(0)
+    d, k = 6, 6
+    L = rng.randn(k, d)
+    maps = [rng.randn(k, d) for _ in range(3)]
+    w = np.array([0.2, 0.3, 0.5])
+    r = 0.4
+    M = (1 - r) * L.T @ L + r * sum(wi * Li.T @ Li for wi, Li in zip(w, maps))
+    L_new = _combine(L, maps, w, r, k)
+    assert_allclose(L_new.T @ L_new, M, rtol=1e-10, atol=1e-10)
+    # truncation keeps the leading eigen-directions
+    L2 = _combine(L, maps, w, r, 2)
+    vals, vecs = np.linalg.eigh(M)
+    M2 = (vecs[:, -2:] * vals[-2:]) @ vecs[:, -2:].T
+    assert_allclose(L2.T @ L2, M2, rtol=1e-9, atol=1e-9)
+
+
+def test_nearest_center_ties_and_values():
+    Z = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    C = np.array([[0.5, 0.0], [0.5, 0.0], [3.0, 0.0]])
+    assert_array_equal(_nearest_center(Z, C), [0, 0, 2])
+
+
+# --------------------------------------------------------------------------
+# degenerate data and bad input
+# --------------------------------------------------------------------------
+def test_duplicates_fewer_distinct_points_than_clusters():
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 10, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = ClusterLDML(n_clusters=4, random_state=0, **FAST).fit(X)
+    assert np.isfinite(m.components_).all()
+    assert np.isfinite(m.cluster_centers_).all()
+    assert_array_equal(m.predict(X), m.labels_)
+
+
+def test_constant_data_no_nan():
+    X = np.ones((20, 3))
+    with pytest.warns(UserWarning, match="no cluster has both"):
+        m = ClusterLDML(n_clusters=2, random_state=0, **FAST).fit(X)
+    assert np.isfinite(m.components_).all()
+    assert m.n_rounds_ == 0
+
+
+def test_as_many_points_as_clusters():
+    X = np.arange(12, dtype=float).reshape(4, 3)
+    with pytest.warns(UserWarning, match="no cluster has both"):
+        m = ClusterLDML(n_clusters=4, random_state=0).fit(X)
+    assert sorted(m.labels_) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "params, err, match",
+    [
+        (dict(n_clusters=1), ValueError, "n_clusters must be >= 2"),
+        (dict(n_clusters=2.5), TypeError, "n_clusters must be an integer"),
+        (dict(n_clusters=True), TypeError, "n_clusters"),
+        (dict(update_rate=0.0), ValueError, "update_rate"),
+        (dict(update_rate=1.5), ValueError, "update_rate"),
+        (dict(update_rate=np.nan), ValueError, "update_rate"),
+        (dict(tol=-0.1), ValueError, "tol"),
+        (dict(tol="x"), TypeError, "tol"),
+        (dict(max_rounds=-1), ValueError, "max_rounds"),
+        (dict(ldml_max_iter=0), ValueError, "ldml_max_iter"),
+        (dict(alpha=-1.0), ValueError, "alpha"),
+        (dict(alpha=np.inf), ValueError, "alpha"),
+        (dict(n_pairs_per_cluster=1), ValueError, "n_pairs_per_cluster"),
+        (dict(kmeans="dbscan"), ValueError, "kmeans='dbscan'"),
+        (dict(kmeans=3), TypeError, "kmeans must be"),
+        (dict(init="lda"), ValueError, "init='lda' needs class labels"),
+        (dict(init="nope"), ValueError, "init='nope'"),
+        (dict(n_components=0), ValueError, "n_components"),
+        (dict(n_components=9), ValueError, "n_components"),
+        (dict(normalize="yes"), TypeError, "normalize"),
+        (dict(callback=3), TypeError, "callback"),
+        (dict(n_jobs=0), ValueError, "n_jobs"),
+        (dict(verbose=-1), ValueError, "verbose"),
+    ],
+)
+def test_bad_params(blobs, params, err, match):
+    X, _ = blobs
+    with pytest.raises(err, match=match):
+        ClusterLDML(**{"n_clusters": 3, **params}).fit(X)
+
+
+def test_bad_data():
+    rng = np.random.RandomState(0)
+    X = rng.randn(20, 3)
+    with pytest.raises(ValueError, match="n_samples=5"):
+        ClusterLDML(n_clusters=8).fit(X[:5])
+    Xn = X.copy()
+    Xn[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ClusterLDML(n_clusters=2).fit(Xn)
+    Xi = X.copy()
+    Xi[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        ClusterLDML(n_clusters=2).fit(Xi)
+    with pytest.raises(ValueError):
+        ClusterLDML(n_clusters=2).fit(X[:, 0])
+    m = ClusterLDML(n_clusters=2, random_state=0, **FAST).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        m.predict(X[:, :2])
+    with pytest.raises(ValueError, match="NaN"):
+        m.predict(Xn)
+
+
+def test_unfitted():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        ClusterLDML().predict(np.zeros((3, 2)))
+    with pytest.raises(NotFittedError):
+        ClusterLDML().transform(np.zeros((3, 2)))
+
+
+# --------------------------------------------------------------------------
+# scikit-learn API
+# --------------------------------------------------------------------------
+def test_clone_get_params_pickle(blobs, fitted):
+    X, _ = blobs
+    est = ClusterLDML(n_clusters=4, update_rate=0.3, alpha=0.5, kmeans="minibatch")
+    params = est.get_params()
+    assert params["n_clusters"] == 4 and params["update_rate"] == 0.3
+    assert params["kmeans"] == "minibatch"
+    c = clone(est)
+    assert c.get_params() == params
+    est.set_params(n_clusters=5)
+    assert est.n_clusters == 5
+    again = pickle.loads(pickle.dumps(fitted))
+    assert_array_equal(again.predict(X), fitted.labels_)
+    names = fitted.get_feature_names_out()
+    assert list(names) == [f"clusterldml{i}" for i in range(5)]
+
+
+def test_subset_and_order_invariance(blobs, fitted):
+    X, _ = blobs
+    full_t, full_p = fitted.transform(X), fitted.predict(X)
+    for idx in (np.arange(7), np.arange(50, 120), np.random.RandomState(0).permutation(120)):
+        assert_allclose(fitted.transform(X[idx]), full_t[idx], rtol=1e-10, atol=1e-12)
+        assert_array_equal(fitted.predict(X[idx]), full_p[idx])
+
+
+def test_one_feature():
+    rng = np.random.RandomState(0)
+    X = np.concatenate([rng.randn(30, 1), 8 + rng.randn(30, 1)])
+    m = ClusterLDML(n_clusters=2, random_state=0, **FAST).fit(X)
+    assert m.components_.shape == (1, 1)
+    assert m.components_[0, 0] > 0  # canonical sign, nonzero scale
+    assert adjusted_rand_score(np.repeat([0, 1], 30), m.labels_) == 1.0
+
+
+def test_predict_1d_raises(fitted):
+    with pytest.raises(ValueError, match="2D array"):
+        fitted.predict(np.zeros(5))
+    with pytest.raises(ValueError, match="2D array"):
+        fitted.transform(np.zeros(5))
+
+
+def test_fit_does_not_change_params(blobs):
+    X, _ = blobs
+    est = ClusterLDML(n_clusters=2, init="pca", n_components=3, random_state=1, **FAST)
+    before = {k: v for k, v in vars(est).items() if not k.startswith("_")}
+    est.fit(X)
+    after = {k: v for k, v in vars(est).items()
+             if not k.startswith("_") and not k.endswith("_")}
+    assert after == before
+
+
+def test_metric_functions(blobs, fitted):
+    X, _ = blobs
+    f = fitted.get_metric()
+    L = fitted.components_
+    assert f(X[0], X[1]) == pytest.approx(np.linalg.norm(L @ (X[0] - X[1])))
+    pairs = np.stack([X[:4], X[4:8]], axis=1)
+    assert_allclose(fitted.pair_distance(pairs),
+                    np.linalg.norm((X[:4] - X[4:8]) @ L.T, axis=1), rtol=1e-10)
+
+
+# These checks set ``n_clusters = 1`` before fitting; ClusterLDML rejects it
+# on purpose (one cluster gives no dissimilar pair, so no metric to learn).
+# The properties they check are tested above with n_clusters >= 2:
+# test_subset_and_order_invariance, test_one_feature, test_predict_1d_raises,
+# test_fit_does_not_change_params.
+_N_CLUSTERS_1 = "sets n_clusters=1, which ClusterLDML rejects (no dissimilar pairs)"
+EXPECTED_FAILED_CHECKS = {
+    "check_dont_overwrite_parameters": _N_CLUSTERS_1,
+    "check_methods_subset_invariance": _N_CLUSTERS_1,
+    "check_fit2d_1feature": _N_CLUSTERS_1,
+    "check_fit2d_predict1d": _N_CLUSTERS_1,
+}
+
+
+@parametrize_with_checks(
+    [ClusterLDML(n_clusters=3, max_rounds=2, ldml_max_iter=5, n_pairs_per_cluster=100,
+                 random_state=0, n_jobs=1)],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+    xfail_strict=True,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_lloyd_kmeans_in_memory(blobs):
+    """kmeans='lloyd' (the distributed-capable k-means) clusters as well as
+    scikit-learn's KMeans on separated blobs, and gives the same model for 1
+    and 2 threads."""
+    from sklearn.metrics import adjusted_rand_score
+
+    X, y = blobs
+    params = dict(n_clusters=len(np.unique(y)), max_rounds=2, ldml_max_iter=5,
+                  n_pairs_per_cluster=200, random_state=0, kmeans="lloyd")
+    one = ClusterLDML(n_jobs=1, **params).fit(X)
+    two = ClusterLDML(n_jobs=2, **params).fit(X)
+    assert_array_equal(one.components_, two.components_)
+    ref = ClusterLDML(**{**params, "kmeans": "kmeans"}).fit(X)
+    assert adjusted_rand_score(y, one.labels_) >= adjusted_rand_score(y, ref.labels_) - 0.05
+    assert_array_equal(one.predict(X), one.labels_)

@@ -48,7 +48,7 @@ def gemm_rate(m, k, n, threads, dtype, repeat=5):
 
 def main(argv=None):
     args, cfg = parse_args(argv)
-    from fastmetric.kernels import distances as _distances, pair_loss as _pair_loss
+    from fastmetric.kernels import smallgemm as _smallgemm
     from fastmetric.kernels.distances import _transform_f32, _transform_f64
     from fastmetric.kernels.pair_loss import PairLossProblem
     from fastmetric._core.threads import single_threaded_blas
@@ -77,13 +77,11 @@ def main(argv=None):
     def with_blas(fn):
         """fn run with the BLAS products instead of the small-GEMM kernels."""
         def run():
-            _distances._set_small_gemm(False)
-            _pair_loss._set_small_gemm(False)
+            _smallgemm._set_small_gemm(False)
             try:
                 fn()
             finally:
-                _distances._set_small_gemm(True)
-                _pair_loss._set_small_gemm(True)
+                _smallgemm._set_small_gemm(True)
         return run
 
     # The same pairs folded onto the first 2,000 points: the point pass
@@ -103,7 +101,7 @@ def main(argv=None):
         (f"evaluate, no gradient, {n_small:,} points (in cache)",
          lambda: small.loss_grad(L, bias, jobs, compute_gradient=False)),
     ]
-    if _distances._set_small_gemm(True):
+    if _smallgemm._set_small_gemm(True):
         # The same products by BLAS, for comparison.
         stages += [
             ("map rows, BLAS", with_blas(transform)),

@@ -8,7 +8,8 @@ def get_include():
     """Directory to add to the include paths to cimport fastmetric's kernels.
 
     The kernels' Cython declarations (``fastmetric/kernels/*.pxd``) and their
-    C headers (``fastmetric/kernels/include/fastmetric/*.h``) ship inside the
+    C headers (``fastmetric/kernels/include/fm_*.h``, which the ``.pxd`` files
+    name as ``"fastmetric/kernels/include/fm_<family>.h"``) ship inside the
     package.  Cython finds the ``.pxd`` files, and the C compiler the headers,
     when the directory that *contains* the ``fastmetric`` package is on both
     include paths (Cython's ``include_path`` and the extension's
@@ -34,7 +35,7 @@ def _config_dict():
     import threadpoolctl
 
     from . import __version__
-    from fastmetric.kernels.distances import _small_gemm_in_use
+    from fastmetric.kernels.smallgemm import small_gemm_in_use
     from fastmetric.kernels.openmp_helpers import openmp_enabled, openmp_max_threads
     from fastmetric._core.threads import cpu_count, effective_n_threads
     from fastmetric._core.workspace import huge_page_setting
@@ -53,7 +54,7 @@ def _config_dict():
         "cpu_count": cpu_count(),
         "default_n_threads": effective_n_threads(None),
         "huge_pages": huge_page_setting(),
-        "small_gemm": _small_gemm_in_use(),
+        "small_gemm": small_gemm_in_use(),
         "threadpools": [
             {k: d.get(k) for k in ("user_api", "internal_api", "num_threads", "version", "filepath")}
             for d in info

@@ -3,7 +3,7 @@
 Under a linear map L (k x d) the squared Mahalanobis distance is
 ``d_M(x, y)^2 = ||L x - L y||^2`` with ``M = L^T L``.  Every kernel first
 maps rows through L (``x -> L x`` costs O(k d) per row, done once per row
-instead of once per pair; by the small-GEMM kernel of _smallgemm.pxd where
+instead of once per pair; by the small-GEMM kernel of smallgemm.pxd where
 the CPU has AVX-512F, else by BLAS) and then works in the k-dimensional
 image:
 
@@ -27,10 +27,10 @@ from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from fastmetric.kernels.common cimport (
-    all_finite, floating, gemm_rowmajor, fm_prefetch_block, parts_prefix_sum, sq_dist, sq_norm,
+    all_finite, floating, gemm_rowmajor, fm_prefetch_block, FM_PREFETCH_AHEAD, parts_prefix_sum, sq_dist, sq_norm,
 )
 from fastmetric.kernels.smallgemm cimport (
-    fm_small_gemm_available, fm_small_gemm_set_enabled, rowmap, transposed_for_rowmap,
+    rowmap, transposed_for_rowmap,
 )
 
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
@@ -47,11 +47,6 @@ from fastmetric._core.validation import (
 # block of the output stays in cache while it is corrected and clipped.
 DEF_ROW_CHUNK = 256
 # Pairs per work unit of the paired kernels.
-# Pairs (or incident entries) ahead of the current one whose rows are
-# prefetched: enough to cover memory latency, few enough to stay in L1.
-cdef enum:
-    PREFETCH_AHEAD = 8
-
 DEF_PAIR_CHUNK = 4096
 # Mapped rows per bucket of the sorted paired kernel, in bytes, and the size
 # of the mapped rows above which sorting the pairs pays (they no longer fit
@@ -276,9 +271,9 @@ cdef void _paired_chunks(
             for p in range(start, stop):
                 # The rows are read at random: ask for the rows of a pair a
                 # little ahead so the memory latency overlaps this work.
-                if p + PREFETCH_AHEAD < stop:
-                    fm_prefetch_block(&XL[b[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
-                    fm_prefetch_block(&XL[a[p + PREFETCH_AHEAD], 0], k * sizeof(floating))
+                if p + FM_PREFETCH_AHEAD < stop:
+                    fm_prefetch_block(&XL[b[p + FM_PREFETCH_AHEAD], 0], k * sizeof(floating))
+                    fm_prefetch_block(&XL[a[p + FM_PREFETCH_AHEAD], 0], k * sizeof(floating))
                 s = sq_dist(&XL[a[p], 0], &XL[b[p], 0], k)
                 if take_sqrt:
                     s = sqrt(s)
@@ -406,19 +401,6 @@ cdef void paired_sq_dist_direct(
 # ---------------------------------------------------------------------------
 # Python entry points
 # ---------------------------------------------------------------------------
-
-def _set_small_gemm(bint enabled):
-    """Use the small-GEMM kernels (True, the default where the CPU has
-    AVX-512F) or BLAS (False) for this module's products; returns whether
-    the kernels are now in use.  For tests and benchmarks."""
-    fm_small_gemm_set_enabled(enabled)
-    return bool(fm_small_gemm_available())
-
-
-def _small_gemm_in_use():
-    """Whether this module's row mappings use the small-GEMM kernels."""
-    return bool(fm_small_gemm_available())
-
 
 def _transform(X, L, chunk_size, n_threads, check_finite=False, name="X"):
     """X @ L.T into a new aligned array.
@@ -586,7 +568,7 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
         XL = _transform(X, L, chunk_size, n_threads, check_finite=True)
         YL = XL if Y is None else _transform(Y, L, chunk_size, n_threads,
                                              check_finite=True, name="Y")
-        # Filled by every thread at once: see _workspace.
+        # Filled by every thread at once: see fastmetric._core.workspace.
         out = empty_aligned((X.shape[0], YL.shape[0]), X.dtype)
         _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)
     return out
@@ -651,7 +633,7 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
     transformed = a.shape[0] >= X.shape[0]
     if not transformed:
         check_points(X, "X")
-    # Filled by every thread at once: see _workspace.
+    # Filled by every thread at once: see fastmetric._core.workspace.
     out = empty_aligned(a.shape[0], X.dtype)
     if a.shape[0] == 0:
         return out

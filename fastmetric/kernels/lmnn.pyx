@@ -51,32 +51,17 @@ from libc.string cimport memset
 from libc.limits cimport INT_MAX
 
 from fastmetric.kernels.common cimport (
-    floating, gemm_rowmajor, fm_prefetch_block, insert_sorted, sq_dist, sq_norm,
+    floating, gemm_rowmajor, fm_prefetch_block, FM_PREFETCH_AHEAD, insert_sorted, sq_dist, sq_norm,
 )
 from fastmetric.kernels.smallgemm cimport gemm_atb
 from fastmetric.kernels.distances cimport transform_rows
 
 
-cdef extern from * nogil:
-    """
-    /* Add v to *p atomically and return the new value.  Under OpenMP this is
-       an atomic capture; in a serial build a plain addition. */
-    static inline long long fm_lmnn_atomic_add(long long *p, long long v) {
-        long long result;
-    #ifdef _OPENMP
-        #pragma omp atomic capture
-        result = *p += v;
-    #else
-        result = *p += v;
-    #endif
-        return result;
-    }
-    """
+cdef extern from "fastmetric/kernels/include/fm_lmnn.h" nogil:
     long long fm_lmnn_atomic_add(long long *p, long long v)
 
 
 cdef enum:
-    PREFETCH_AHEAD = 8
     # Rows per work unit of the k-NN and impostor search, and columns per
     # GEMM block: a (128 x 1024) block of float64 products is 1 MB.
     DEF_ROW_BLOCK = 128
@@ -94,7 +79,7 @@ cdef enum:
 cdef inline double _exact_sq_dist(const floating[:, ::1] Z, Py_ssize_t i,
                                   Py_ssize_t j) noexcept nogil:
     """||Z[i] - Z[j]||^2 from the differences, in float64 (symmetric in i, j
-    bit for bit: see ``sq_dist`` in _common.pxd)."""
+    bit for bit: see ``sq_dist`` in common.pxd)."""
     return sq_dist(&Z[i, 0], &Z[j, 0], Z.shape[1])
 
 
@@ -329,8 +314,8 @@ cdef inline void _hinge_rows(
             active_per_target[u, s] = 0
         for e in range(inc_offsets[u], inc_offsets[u + 1]):
             # The other ends are read at random: fetch a few rows ahead.
-            if e + PREFETCH_AHEAD < e_stop:
-                fm_prefetch_block(&Z[inc_other[e + PREFETCH_AHEAD], 0], k * sizeof(floating))
+            if e + FM_PREFETCH_AHEAD < e_stop:
+                fm_prefetch_block(&Z[inc_other[e + FM_PREFETCH_AHEAD], 0], k * sizeof(floating))
             D = _exact_sq_dist(Z, u, inc_other[e])
             # Direction u -> other: the other point is an impostor of u only
             # inside u's margin radius; then each target j of u with
@@ -427,8 +412,8 @@ cdef inline void _laplacian_rows(
         # computed from either end it is the same, bit for bit, as the
         # squared differences are equal and summed in the same order.
         for e in range(inc_offsets[u], inc_offsets[u + 1]):
-            if e + PREFETCH_AHEAD < e_stop:
-                fm_prefetch_block(&Z[inc_other[e + PREFETCH_AHEAD], 0], k * sizeof(floating))
+            if e + FM_PREFETCH_AHEAD < e_stop:
+                fm_prefetch_block(&Z[inc_other[e + FM_PREFETCH_AHEAD], 0], k * sizeof(floating))
             o = inc_other[e]
             D = _exact_sq_dist(Z, u, o)
             cnt = 0

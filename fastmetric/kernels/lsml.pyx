@@ -31,14 +31,12 @@ import numpy as np
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 
-from fastmetric.kernels.common cimport floating, fm_prefetch_block, gemm_rowmajor
+from fastmetric.kernels.common cimport floating, fm_prefetch_block, FM_PREFETCH_AHEAD, gemm_rowmajor
 
 from fastmetric._core.threads import threads_for_work
 
 cdef enum:
     ROW_BLOCK = 128
-    # Pairs ahead of the current one whose rows are prefetched.
-    PREFETCH_AHEAD = 8
 
 
 cdef void quadratic_forms_nogil(
@@ -69,11 +67,11 @@ cdef void quadratic_forms_nogil(
         for p in prange(n_pairs, schedule='static'):
             # The four rows are read at random: fetch those of a pair a few
             # pairs ahead (a prefetch past this thread's range is harmless).
-            if p + PREFETCH_AHEAD < n_pairs:
-                fm_prefetch_block(&X[a[p + PREFETCH_AHEAD], 0], d * sizeof(floating))
-                fm_prefetch_block(&X[b[p + PREFETCH_AHEAD], 0], d * sizeof(floating))
-                fm_prefetch_block(&Y[a[p + PREFETCH_AHEAD], 0], d * sizeof(floating))
-                fm_prefetch_block(&Y[b[p + PREFETCH_AHEAD], 0], d * sizeof(floating))
+            if p + FM_PREFETCH_AHEAD < n_pairs:
+                fm_prefetch_block(&X[a[p + FM_PREFETCH_AHEAD], 0], d * sizeof(floating))
+                fm_prefetch_block(&X[b[p + FM_PREFETCH_AHEAD], 0], d * sizeof(floating))
+                fm_prefetch_block(&Y[a[p + FM_PREFETCH_AHEAD], 0], d * sizeof(floating))
+                fm_prefetch_block(&Y[b[p + FM_PREFETCH_AHEAD], 0], d * sizeof(floating))
             ia = a[p]
             ib = b[p]
             acc = 0.0

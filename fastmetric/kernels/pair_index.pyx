@@ -39,7 +39,7 @@ def split_index_pairs(const index_t[:, ::1] pairs, int n_threads):
     cdef Py_ssize_t chunk = DEF_SPLIT_CHUNK
     cdef Py_ssize_t n_chunks = (n_pairs + chunk - 1) // chunk
     # Written by every thread at once: huge pages spare them most of their
-    # page faults (see _workspace).
+    # page faults (see fastmetric._core.workspace).
     a_arr = empty_aligned(n_pairs, np.intp)
     b_arr = empty_aligned(n_pairs, np.intp)
     lo_arr = np.empty(max(n_chunks, 1), dtype=np.int64)

@@ -29,10 +29,10 @@ counted from its first end only.
 
 Where the time goes (n = 200,000, d = k = 64, P = 10^6, float64; measured
 by benchmarks/ldml_breakdown.py): the two products (mapping and gradient),
-done by the AVX-512 kernels of _smallgemm.pxd where the CPU has them, and
+done by the AVX-512 kernels of smallgemm.pxd where the CPU has them, and
 the two million random reads of a mapped row (512 bytes each), which take
 as much memory traffic as the machine delivers.  The mapped rows are
-aligned to cache lines and kept on huge pages (see _workspace).
+aligned to cache lines and kept on huge pages (see fastmetric._core.workspace).
 
 Only the points that occur in some pair take part: with few pairs (a
 minibatch) the points are relabelled compactly, so the cost and memory do
@@ -49,13 +49,13 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 from fastmetric.kernels.common cimport (
-    floating, fm_axpy_rows, fm_logit_batch, fm_prefetch_block, parts_prefix_sum,
+    floating, fm_axpy_rows, fm_logit_batch, fm_prefetch_block, FM_PREFETCH_AHEAD, parts_prefix_sum,
     diff_sq_norm,
 )
 from fastmetric.kernels.distances cimport (
     transform_rows, transform_rows_checked, transform_selected_rows,
 )
-from fastmetric.kernels.smallgemm cimport fm_small_gemm_available, fm_small_gemm_set_enabled, gemm_atb
+from fastmetric.kernels.smallgemm cimport gemm_atb
 
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.workspace import empty_aligned
@@ -69,10 +69,7 @@ from fastmetric._core.validation import (
     raise_nonfinite,
 )
 
-# Incident entries ahead of the current one whose rows are prefetched:
-# enough to cover memory latency, few enough to stay in L1.
 cdef enum:
-    PREFETCH_AHEAD = 16
     # Entries of one point whose loss terms are computed in one vectorised call.
     BATCH = 32
 
@@ -186,8 +183,8 @@ cdef inline void _point_chunk(
                 e = e0 + i
                 # Entries of consecutive points are contiguous: prefetch
                 # along the chunk, not only along this point's few entries.
-                if e + PREFETCH_AHEAD < e_stop:
-                    fm_prefetch_block(&U[keys[e + PREFETCH_AHEAD] >> ENTRY_SHIFT, 0],
+                if e + FM_PREFETCH_AHEAD < e_stop:
+                    fm_prefetch_block(&U[keys[e + FM_PREFETCH_AHEAD] >> ENTRY_SHIFT, 0],
                                       k * sizeof(floating))
                 v = keys[e] >> ENTRY_SHIFT
                 zbuf[i] = bias - diff_sq_norm(&U[u, 0], &U[v, 0], &diff[i * k], k)
@@ -395,15 +392,6 @@ def _evaluate(const floating[:, ::1] X,
     return loss, grad_arr, grad_bias
 
 
-def _set_small_gemm(bint enabled):
-    """Use the small-GEMM kernel (True, the default where the CPU has
-    AVX-512F) or BLAS (False) for the gradient's products; returns whether
-    the kernel is now in use.  For tests and benchmarks (the mapping of the
-    rows follows _distances._set_small_gemm)."""
-    fm_small_gemm_set_enabled(enabled)
-    return bool(fm_small_gemm_available())
-
-
 def _partial_block(Py_ssize_t n_points, Py_ssize_t point_chunk):
     """Points per partial product of the gradient: a whole number of chunks,
     at most DEF_MAX_PARTIALS blocks."""
@@ -433,7 +421,7 @@ def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
         packed = not has_weights and _all_binary(targets)
     offsets = np.empty(n_points + 1, dtype=np.intp)
     # Filled at random positions by every thread: huge pages spare the
-    # threads most of their page faults (see _workspace).
+    # threads most of their page faults (see fastmetric._core.workspace).
     keys = empty_aligned(2 * ua.shape[0], np.intp)
     values = empty_aligned(0 if packed else 2 * ua.shape[0], PAIR_VALUES)
     cursor = np.zeros((n_parts, n_points), dtype=np.intp)

@@ -1,6 +1,6 @@
 # Random positive / negative pair sampling from class labels or cluster ids.
 #
-# Every random number comes from the counter-based generator of _common.pxd:
+# Every random number comes from the counter-based generator of common.pxd:
 # the draws of pair p are fm_random_u64(key, 2 p) and fm_random_u64(key,
 # 2 p + 1), a pure function of (seed, stream, p).  Pairs are therefore
 # independent of each other and of the way the pairs are split among

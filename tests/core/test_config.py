@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 
 import fastmetric
 from fastmetric import pairwise
-from fastmetric.kernels.distances import _small_gemm_in_use
+from fastmetric.kernels.smallgemm import small_gemm_in_use
 from fastmetric.kernels.openmp_helpers import openmp_enabled
 from fastmetric._core.threads import cpu_count, effective_n_threads
 
@@ -24,7 +24,7 @@ def test_show_config_reports_versions_and_threads():
     assert "n_jobs=None uses" in text
     assert "huge pages (THP)" in text
     assert "small products" in text
-    assert ("AVX-512F kernels" in text) == _small_gemm_in_use()
+    assert ("AVX-512F kernels" in text) == small_gemm_in_use()
 
 
 def test_built_with_openmp():

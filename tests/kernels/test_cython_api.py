@@ -73,7 +73,10 @@ SETUP = textwrap.dedent(
 
     setup(
         ext_modules=cythonize(
-            [Extension("user_module", ["user_module.pyx"], include_dirs=[np.get_include()])],
+            # The one include directory serves Cython (the .pxd files) and the
+            # C compiler (the headers the .pxd files name) alike.
+            [Extension("user_module", ["user_module.pyx"],
+                       include_dirs=[np.get_include(), fastmetric.get_include()])],
             include_path=[fastmetric.get_include()],
             compiler_directives={"language_level": 3},
         ),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from fastmetric.kernels import distances as _distances, pair_loss as _pair_loss
+from fastmetric.kernels import distances as _distances, smallgemm as _smallgemm
 from fastmetric.pairwise import ldml_loss, paired_mahalanobis_distances
 
 from ..conftest import tolerance
@@ -23,9 +23,10 @@ def cpu_has_avx512f():
 
 @pytest.fixture
 def small_gemm():
-    """Switch the kernels on or off for both modules; restores them after."""
+    """Switch the kernels on or off (one switch for every kernel module);
+    restores them after."""
     def use(enabled):
-        return _distances._set_small_gemm(enabled) and _pair_loss._set_small_gemm(enabled)
+        return _smallgemm._set_small_gemm(enabled)
     yield use
     use(True)
 
@@ -126,7 +127,7 @@ FIT_SCRIPT = """
 import sys, warnings
 import numpy as np
 warnings.filterwarnings("ignore")
-import fastmetric
+import fastmetric.kernels.smallgemm
 from fastmetric import LMNN, NCA, MLKR, MMC_Supervised, LDML_Supervised
 
 rng = np.random.default_rng(0)
@@ -143,7 +144,7 @@ out = {}
 for m in models:
     target = y.astype(float) if isinstance(m, MLKR) else y
     out[type(m).__name__] = m.fit(X, target).components_
-np.savez(sys.argv[1], in_use=fastmetric.kernels.distances._small_gemm_in_use(), **out)
+np.savez(sys.argv[1], in_use=fastmetric.kernels.smallgemm.small_gemm_in_use(), **out)
 """
 
 

@@ -82,8 +82,8 @@ from fastmetric._learners.ldml import (  # noqa: E402
     LDML_Supervised,
     _initial_scale_bias,
 )
-from fastmetric.kernels.pair_loss import PairLossProblem  # noqa: E402
-from fastmetric.kernels.sampling import sample_pairs  # noqa: E402
+from fastmetric._core.objectives.pair_loss import PairLossProblem  # noqa: E402
+from fastmetric._core.sampling import sample_pairs  # noqa: E402
 from fastmetric._core.threads import effective_n_threads  # noqa: E402
 
 GOAL = 10.0  # fastmetric's fit should be at least this much faster than numpy's

@@ -63,7 +63,7 @@ from _report import print_environment as report_environment  # noqa: E402
 from fastmetric._core.base import initialize_components  # noqa: E402
 from fastmetric._learners.mlkr import MLKR  # noqa: E402
 from fastmetric._learners.nca import NCA  # noqa: E402
-from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem  # noqa: E402
+from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem  # noqa: E402
 from fastmetric._core.threads import effective_n_threads  # noqa: E402
 
 SPEED_GOAL = 10.0        # NCA vs scikit-learn on digits

@@ -50,7 +50,7 @@ def main(argv=None):
     args, cfg = parse_args(argv)
     from fastmetric.kernels import smallgemm as _smallgemm
     from fastmetric.kernels.distances import _transform_f32, _transform_f64
-    from fastmetric.kernels.pair_loss import PairLossProblem
+    from fastmetric._core.objectives.pair_loss import PairLossProblem
     from fastmetric._core.threads import single_threaded_blas
     from fastmetric._core.validation import check_index_pairs
     from fastmetric._core.workspace import empty_aligned

@@ -22,7 +22,7 @@ SIZES = {
 }
 
 try:
-    from fastmetric.kernels.chunks import sample_chunks
+    from fastmetric._core.sampling import sample_chunks
     from fastmetric._learners.covariance import Covariance
     from fastmetric._learners.lfda import LFDA
     from fastmetric._learners.rca import RCA_Supervised

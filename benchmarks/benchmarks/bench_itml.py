@@ -24,8 +24,8 @@ SWEEPS = 100
 
 try:
     from fastmetric._learners.itml import ITML, ITML_Supervised
-    from fastmetric.kernels.itml import itml_projections
-    from fastmetric.kernels.sampling import sample_pairs
+    from fastmetric._core.objectives.itml import itml_projections
+    from fastmetric._core.sampling import sample_pairs
 except ImportError as exc:  # an extension is not built
     ITML = ITML_Supervised = itml_projections = sample_pairs = None
     _IMPORT_ERROR = str(exc)

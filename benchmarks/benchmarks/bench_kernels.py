@@ -29,12 +29,12 @@ def _load(module, name):
         return None
 
 
-mahalanobis_distances = _load("_distances", "mahalanobis_distances")
-paired_mahalanobis_distances = _load("_distances", "paired_mahalanobis_distances")
-ldml_loss = _load("_pair_loss", "ldml_loss")
-PairLossProblem = _load("_pair_loss", "PairLossProblem")
-sample_pairs = _load("_sampling", "sample_pairs")
-effective_n_threads = _load("_threads", "effective_n_threads")
+mahalanobis_distances = _load("_core.distances", "mahalanobis_distances")
+paired_mahalanobis_distances = _load("_core.distances", "paired_mahalanobis_distances")
+ldml_loss = _load("_core.objectives.pair_loss", "ldml_loss")
+PairLossProblem = _load("_core.objectives.pair_loss", "PairLossProblem")
+sample_pairs = _load("_core.sampling", "sample_pairs")
+effective_n_threads = _load("_core.threads", "effective_n_threads")
 
 
 def _require(func, what):

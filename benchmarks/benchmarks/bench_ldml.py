@@ -35,7 +35,7 @@ SIZES = {
 
 try:
     from fastmetric._learners.ldml import LDML, LDML_Supervised
-    from fastmetric.kernels.sampling import sample_pairs
+    from fastmetric._core.sampling import sample_pairs
 except ImportError as exc:  # an extension is not built
     LDML = LDML_Supervised = sample_pairs = None
     _IMPORT_ERROR = str(exc)

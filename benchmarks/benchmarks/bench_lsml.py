@@ -6,7 +6,7 @@ Suites:
   prior, solver), ``time_`` and ``peakmem_``;
 * ``LSMLFit``: ``LSML(preprocessor=X).fit(index_quadruplets)`` with the
   quadruplets drawn once in ``setup``;
-* ``QuadraticForms``: the kernel :func:`fastmetric.kernels.lsml.pair_quadratic_forms`;
+* ``QuadraticForms``: the kernel :func:`fastmetric._core.objectives.lsml.pair_quadratic_forms`;
 * ``QuadrupletsPredict``: ``decision_function`` of a fitted LSML on index
   quadruplets (the :class:`~fastmetric._core.tuples.QuadrupletsClassifierMixin`).
 
@@ -33,8 +33,8 @@ SIZES = {
 
 try:
     from fastmetric._learners.lsml import LSML, LSML_Supervised
-    from fastmetric.kernels.lsml import pair_quadratic_forms
-    from fastmetric.kernels.sampling import sample_pairs
+    from fastmetric._core.objectives.lsml import pair_quadratic_forms
+    from fastmetric._core.sampling import sample_pairs
     from fastmetric._core.threads import single_threaded_blas
 except ImportError as exc:  # an extension is not built
     LSML = LSML_Supervised = pair_quadratic_forms = sample_pairs = None

@@ -22,7 +22,7 @@ from ._shared import DTYPES, N_JOBS, SEED, classification, require
 
 try:
     from fastmetric._learners.mmc import MMC_Supervised
-    from fastmetric.kernels.pair_scatter import weighted_pair_scatter
+    from fastmetric._core.scatter import weighted_pair_scatter
     from fastmetric._learners.sdml import SDML_Supervised
 except ImportError as exc:  # an extension is not built
     MMC_Supervised = SDML_Supervised = weighted_pair_scatter = None

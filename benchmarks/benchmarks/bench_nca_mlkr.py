@@ -32,7 +32,7 @@ DATASETS = ["digits", "synthetic 4000x32"]
 try:
     from fastmetric._learners.mlkr import MLKR
     from fastmetric._learners.nca import NCA
-    from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem
+    from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 except ImportError as exc:  # an extension is not built
     NCA = MLKR = SoftmaxNeighborsProblem = None
     _IMPORT_ERROR = str(exc)

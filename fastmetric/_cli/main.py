@@ -6,7 +6,7 @@ imported is fitted on the training part (the unsupervised ones without the
 labels), then measured on the test part:
 
 * ``pair AUC``: ROC AUC of ``-distance`` on pairs of test points drawn with
-  :func:`~fastmetric.kernels.sampling.sample_pairs` (same digit = positive), seed
+  :func:`~fastmetric._core.sampling.sample_pairs` (same digit = positive), seed
   ``--seed``;
 * ``3-NN acc``: accuracy of a 3-nearest-neighbour classifier in the learned
   space (neighbours among the training points);
@@ -231,7 +231,7 @@ def main(argv=None):
     from sklearn.exceptions import ConvergenceWarning
 
     from fastmetric._cli.demo import load_digits_split
-    from fastmetric.kernels.sampling import sample_pairs
+    from fastmetric._core.sampling import sample_pairs
 
     only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
     try:

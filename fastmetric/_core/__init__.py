@@ -7,6 +7,9 @@
 * ``constraints``: class labels turned into pairs, chunks, triplets;
 * ``objectives``: problem classes that prepare data once and evaluate a
   loss and gradient many times through the kernels;
+* ``distances``, ``scatter``, ``sampling``: the validated Python layers over
+  the distance, pair-scatter and sampling kernels (re-exported by
+  :mod:`fastmetric.pairwise`);
 * ``solvers``: scipy's L-BFGS and the shared stochastic solver;
 * ``dask_support``, ``cluster_rows``: fits on dask arrays, k-means over rows;
 * ``params``, ``validation``, ``threads``, ``workspace``: parameter checks,

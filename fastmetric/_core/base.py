@@ -653,7 +653,7 @@ def _embed_rows(X, L, n_jobs=None):
     kernels' row mapping: the AVX-512 small-product kernel where the CPU has
     it (about 1.7x faster than BLAS for a few dozen components), BLAS chunk
     by chunk elsewhere; ``n_jobs`` threads, the same result for any number."""
-    from fastmetric.kernels.distances import DEF_ROW_CHUNK, _transform
+    from fastmetric._core.distances import DEF_ROW_CHUNK, transform_rows as _transform
     from fastmetric._core.threads import effective_n_threads, threads_for_work
 
     X = np.ascontiguousarray(X)  # rows are validated float32/float64 already
@@ -746,7 +746,7 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return self._normalize_points(X), idx
 
     def _pair_sq_distances(self, pairs):
-        from fastmetric.kernels.distances import paired_mahalanobis_distances
+        from fastmetric._core.distances import paired_mahalanobis_distances
 
         if is_dask_array(pairs) or is_dask_array(getattr(self, "preprocessor", None)):
             self._check_fitted()

@@ -4,7 +4,7 @@ The LDML objective is a sum over pairs, so it splits over any partition of
 the pairs.  :class:`DaskPairLossProblem` splits the pairs into one part
 per worker (a pair goes with the row block that holds its first row,
 consecutive blocks forming a part) and builds once per fit, on the workers,
-one :class:`~fastmetric.kernels.pair_loss.PairLossProblem` per part over the rows
+one :class:`~fastmetric._core.objectives.pair_loss.PairLossProblem` per part over the rows
 that its pairs touch (at most two rows per pair are ever moved, once, never
 the whole of X).  Each evaluation then sends only ``L`` and the bias to the
 workers and gets back, per part, the weighted loss and gradient sums (a
@@ -143,7 +143,7 @@ def map_rows(X, func, n_columns, dtype):
 def _draw_slice(labels, balanced, anchor, seed, positive_start, n_positive, negative_start,
                 n_negative):
     """On a worker: one slice of the positive and negative pair streams."""
-    from fastmetric.kernels.sampling import LabelPairStream
+    from fastmetric._core.sampling import LabelPairStream
 
     stream = LabelPairStream(labels, balanced, n_jobs=_worker_threads(None),
                              anchor_label=anchor)
@@ -207,7 +207,7 @@ def _worker_threads(n_jobs):
 
 
 def _block_problem(rows, ia, ib, targets, weights, n_jobs):
-    from fastmetric.kernels.pair_loss import PairLossProblem
+    from fastmetric._core.objectives.pair_loss import PairLossProblem
 
     rows = np.ascontiguousarray(rows)
     return PairLossProblem(rows, ia, ib, targets, weights, n_threads=_worker_threads(n_jobs))
@@ -225,7 +225,7 @@ def _block_loss_grad(problem, L, bias, n_jobs, compute_gradient):
 class DaskPairLossProblem:
     """The LDML loss over index pairs into a row-chunked dask array.
 
-    Same interface as :class:`fastmetric.kernels.pair_loss.PairLossProblem`
+    Same interface as :class:`fastmetric._core.objectives.pair_loss.PairLossProblem`
     (``loss_grad(L, bias, n_threads, compute_gradient)``, ``n_pairs``,
     ``total_weight``); see the module docstring for how the work is split.
 

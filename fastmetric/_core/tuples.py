@@ -54,7 +54,7 @@ class _TuplesClassifierMixin(ClassifierMixin):
 
     def _tuple_pair_distances(self, tuples):
         """Learned distances of the first and the second pair of each tuple."""
-        from fastmetric.kernels.distances import paired_mahalanobis_distances
+        from fastmetric._core.distances import paired_mahalanobis_distances
 
         X, idx = self._tuples_points(tuples)
         (i, j), (k, m) = self._pair_positions

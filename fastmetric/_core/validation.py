@@ -10,6 +10,7 @@ import numpy as np
 
 from fastmetric.kernels.pair_index import split_index_pairs
 from fastmetric._core.threads import effective_n_threads
+from fastmetric._core.workspace import empty_aligned
 
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -156,8 +157,11 @@ def check_index_pairs(pairs, n_samples, name="pairs", allow_empty=False, n_threa
         check_index_range(arr, n_samples, name, ("pair", "column"), "X")
         arr = np.ascontiguousarray(arr, dtype=np.intp)
     # One parallel pass splits the columns and finds the range.
+    # The columns are written by every thread at once: huge pages spare them
+    # most of their page faults (see fastmetric._core.workspace).
     a, b, lo, hi = split_index_pairs(
-        arr, effective_n_threads(None) if n_threads is None else n_threads
+        arr, effective_n_threads(None) if n_threads is None else n_threads,
+        empty_aligned(arr.shape[0], np.intp), empty_aligned(arr.shape[0], np.intp),
     )
     if lo < 0 or hi >= n_samples:
         check_index_range(arr, n_samples, name, ("pair", "column"), "X")

@@ -405,7 +405,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         that could not be learned from).
         """
         from fastmetric._learners.ldml import LDML
-        from fastmetric.kernels.sampling import sample_pairs
+        from fastmetric._core.sampling import sample_pairs
 
         X = rows.X
         n = X.shape[0]

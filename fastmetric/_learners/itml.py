@@ -36,7 +36,7 @@ from fastmetric._core.base import (
     check_pairs,
     encode_pair_labels,
 )
-from fastmetric.kernels.itml import itml_projections
+from fastmetric._core.objectives.itml import itml_projections
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
 
@@ -77,7 +77,7 @@ def _default_bounds(points, random_state, n_jobs):
     more than ``_BOUNDS_MAX_POINTS`` distinct points the percentiles are
     those of a random subset of that size (drawn with ``random_state``).
     """
-    from fastmetric.kernels.distances import mahalanobis_distances
+    from fastmetric._core.distances import mahalanobis_distances
 
     P = np.asarray(points, dtype=np.float64)
     if P.shape[0] > _BOUNDS_MAX_POINTS:
@@ -551,7 +551,7 @@ class ITML_Supervised(_BaseITML):
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
+        from fastmetric._core.sampling import sample_pairs
 
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)

@@ -40,7 +40,7 @@ from fastmetric._core.base import (
     l2_normalize_rows,
 )
 from fastmetric._core.dask_support import is_dask_array
-from fastmetric.kernels.pair_loss import PairLossProblem
+from fastmetric._core.objectives.pair_loss import PairLossProblem
 from fastmetric._core.solvers import (
     IterationPrinter,
     StochasticOptimizer,
@@ -226,7 +226,7 @@ class _LDMLBase(MahalanobisMixin):
         the only ones computed (and, on a dask array, whose rows are the
         only ones read).
         """
-        from fastmetric.kernels.distances import paired_mahalanobis_distances
+        from fastmetric._core.distances import paired_mahalanobis_distances
 
         keep = evenly_spaced(a.shape[0], _INIT_MAX_PAIRS)
         a, b, targets = a[keep], b[keep], targets[keep]
@@ -781,7 +781,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         -------
         self
         """
-        from fastmetric.kernels.sampling import LabelPairStream
+        from fastmetric._core.sampling import LabelPairStream
 
         X, labels = self._labels_and_counts(X, y, reset=True)
         self._validate_params()
@@ -835,7 +835,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
+        from fastmetric._core.sampling import sample_pairs
 
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         X, labels = self._labels_and_counts(X, y, reset=first)

@@ -62,7 +62,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin, encode_pair_labels
-from fastmetric.kernels.lsml import pair_quadratic_forms, residual_loss, residual_loss_coefficients
+from fastmetric._core.objectives.lsml import pair_quadratic_forms
+from fastmetric.kernels.lsml import residual_loss, residual_loss_coefficients
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.tuples import QuadrupletsClassifierMixin, check_tuples
@@ -650,7 +651,7 @@ class LSML_Supervised(_BaseLSML):
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
+        from fastmetric._core.sampling import sample_pairs
 
         self._validate_params()
         X, y = self._points(X, y)

@@ -17,7 +17,7 @@ chunk by chunk, without an n x n matrix.
 import numpy as np
 
 from fastmetric._learners.nca import _SoftmaxNeighborsLearner
-from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem
+from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 
 __all__ = ["MLKR"]
 

@@ -65,7 +65,7 @@ from fastmetric._core.base import (
     encode_pair_labels,
     initialize_components,
 )
-from fastmetric.kernels.distances import paired_mahalanobis_distances
+from fastmetric._core.distances import paired_mahalanobis_distances
 from fastmetric.kernels.pair_scatter import pair_scatter
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
@@ -646,7 +646,7 @@ solver, logdet_reg, n_jobs, callback
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
+        from fastmetric._core.sampling import sample_pairs
 
         X, a, b, similar = _supervised_pairs(self, X, y, sample_pairs)
         return self._fit_pairs(X, a, b, similar)

@@ -29,7 +29,7 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
 from fastmetric._core.base import MahalanobisMixin, _rows_from_preprocessor, initialize_components
-from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem
+from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.validation import check_points

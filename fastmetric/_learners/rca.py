@@ -19,7 +19,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin, _resolve_n_components, points_from_indices
-from fastmetric.kernels.chunks import sample_chunks
+from fastmetric._core.sampling import sample_chunks
 from fastmetric._learners.covariance import (
     _MIN_SHRINKAGE,
     _as_float64_centred,
@@ -343,7 +343,7 @@ class RCA_Supervised(RCA):
         -------
         self
         """
-        from fastmetric.kernels.chunks import _positive_int
+        from fastmetric._core.sampling import _positive_int
 
         shrinkage = _check_shrinkage(self.shrinkage)
         n_chunks = _positive_int(self.n_chunks, "n_chunks", 1)

@@ -340,7 +340,7 @@ random_state, n_jobs
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
+        from fastmetric._core.sampling import sample_pairs
 
         X, a, b, similar = _supervised_pairs(self, X, y, sample_pairs)
         return self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))

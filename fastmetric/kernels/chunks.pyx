@@ -19,8 +19,6 @@
 # Every draw is a pure function of (seed, stream, counter): the output
 # depends on the seed and the labels only, never on the number of threads.
 
-import numbers
-
 import numpy as np
 
 from cython.parallel cimport prange
@@ -28,18 +26,11 @@ from libc.stdint cimport uint64_t
 
 from fastmetric.kernels.common cimport fm_random_u64, fm_stream_key, fm_u64_below
 
-from fastmetric.kernels.sampling import _check_labels, _seed_from
-from fastmetric._core.threads import effective_n_threads
-
 # Stream ids of the generator: one for the class of each chunk, one per
 # class (STREAM_CLASS + class index) for its members.
 cdef enum:
     STREAM_ASSIGN = 11
     STREAM_CLASS = 1 << 24
-
-# Samples per thread below which starting threads costs more than it saves
-# (a module variable so that tests can lower it to exercise the threads).
-_MIN_MEMBERS_PER_THREAD = 65536
 
 
 # ---------------------------------------------------------------------------
@@ -152,111 +143,31 @@ cdef void _label_chunks(
 
 
 # ---------------------------------------------------------------------------
-# Python helpers
+# Typed entry point (arguments validated by fastmetric._core.sampling)
 # ---------------------------------------------------------------------------
 
-def _positive_int(value, name, low=1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {low}; got {value!r}.")
-    value = int(value)
-    if value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value}.")
-    return value
-
-
-# ---------------------------------------------------------------------------
-# Public function
-# ---------------------------------------------------------------------------
-
-def sample_chunks(labels, n_chunks=100, chunk_size=2, *, random_state=None, n_jobs=None):
-    """Draw disjoint chunks of same-class points (RCA's chunklets).
-
-    Parameters
-    ----------
-    labels : array-like of shape (n_samples,)
-        Class labels (any values ``np.unique`` can sort; NaN/None rejected).
-    n_chunks : int, default=100
-        Number of chunks.
-    chunk_size : int, default=2
-        Points per chunk (at least 1).
-    random_state : int, RandomState, Generator or None, default=None
-        Seed of the counter-based generator: an int is used as is (modulo
-        2**64); a RandomState or Generator gives one 64-bit draw; None draws
-        from numpy's global RandomState.
-    n_jobs : int or None, default=None
-        OpenMP threads (None: what OpenMP allows, -1: all CPUs).  The result
-        does not depend on it.
-
-    Returns
-    -------
-    chunks : ndarray of shape (n_samples,), intp
-        ``chunks[i] = j`` when sample i belongs to chunk j (``0 <= j <
-        n_chunks``), ``-1`` when it belongs to none.  Each chunk holds
-        exactly ``chunk_size`` samples, all of one class; chunks are disjoint.
-
-    Raises
-    ------
-    ValueError
-        When the classes cannot supply ``n_chunks`` disjoint chunks: class c
-        gives at most ``n_c // chunk_size`` of them; the message states the
-        maximum.
-
-    Notes
-    -----
-    Chunk j takes its class uniformly among the classes that can still
-    supply a whole chunk; then each class draws the members of its chunks
-    without replacement.  Every draw comes from a counter-based generator
-    keyed by the seed (one stream for the class choices, one per class for
-    the members), so the output depends only on the seed and the labels.
-    O(n + n_chunks) time.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from fastmetric.pairwise import sample_chunks
-    >>> labels = np.array([0, 0, 0, 0, 1, 1, 1, 2])
-    >>> chunks = sample_chunks(labels, n_chunks=3, chunk_size=2, random_state=0)
-    >>> chunks.shape, int((chunks >= 0).sum())
-    ((8,), 6)
-    >>> all(len(set(labels[chunks == j])) == 1 for j in range(3))
-    True
-    >>> sample_chunks(labels, n_chunks=4, chunk_size=2)
-    Traceback (most recent call last):
-    ...
-    ValueError: cannot draw n_chunks=4 disjoint chunks of chunk_size=2 ...
+def draw_chunks(const Py_ssize_t[::1] codes, const Py_ssize_t[::1] counts,
+                Py_ssize_t n_chunks, Py_ssize_t chunk_size, uint64_t seed, int n_threads):
+    """Chunk of each sample (-1: none) for ``n_chunks`` disjoint chunks of
+    ``chunk_size`` same-class samples, by the two steps of the module
+    comment: the class of each chunk, then each class's members (classes in
+    parallel on ``n_threads`` threads).  ``codes`` are the samples' class
+    indices, ``counts`` the class sizes; the caller checks that
+    ``n_chunks <= sum_c counts[c] // chunk_size`` and ``n_chunks > 0``.
+    O(n + n_chunks); the result depends on the seed and the labels only.
     """
-    n_chunks = _positive_int(n_chunks, "n_chunks", 0)
-    chunk_size = _positive_int(chunk_size, "chunk_size", 1)
-    classes, codes, counts = _check_labels(labels, min_samples=1)
-    n = codes.shape[0]
-    n_threads = effective_n_threads(n_jobs)
-    seed = _seed_from(random_state)
-
-    capacity = np.ascontiguousarray(counts // chunk_size, dtype=np.intp)
-    max_chunks = int(capacity.sum())
-    if n_chunks > max_chunks:
-        top = np.argsort(-counts, kind="stable")[:3]
-        shown = ", ".join(
-            f"{(classes[c].item() if hasattr(classes[c], 'item') else classes[c])!r}: "
-            f"{int(counts[c])}" for c in top)
-        raise ValueError(
-            f"cannot draw n_chunks={n_chunks} disjoint chunks of chunk_size={chunk_size} "
-            f"same-class points: class c supplies at most n_c // {chunk_size} chunks, "
-            f"{max_chunks} in all for these {len(classes)} class(es) (largest class "
-            f"sizes {shown}). Request at most {max_chunks} chunks, or smaller chunks."
-        )
-
+    cdef Py_ssize_t n = codes.shape[0], n_classes = counts.shape[0]
     chunks = np.full(n, -1, dtype=np.intp)
-    if n_chunks == 0:
-        return chunks
-    offsets = np.zeros(len(classes) + 1, dtype=np.intp)
-    np.cumsum(counts, out=offsets[1:])
+    counts_arr = np.asarray(counts)
+    capacity = np.ascontiguousarray(counts_arr // chunk_size, dtype=np.intp)
+    offsets = np.zeros(n_classes + 1, dtype=np.intp)
+    np.cumsum(counts_arr, out=offsets[1:])
     order = np.empty(n, dtype=np.intp)
-    active = np.empty(len(classes), dtype=np.intp)
+    active = np.empty(n_classes, dtype=np.intp)
     chunk_class = np.empty(n_chunks, dtype=np.intp)
-    quota = np.zeros(len(classes), dtype=np.intp)
-    n_take = np.empty(len(classes), dtype=np.intp)
-    next_slot = np.zeros(len(classes), dtype=np.intp)
+    quota = np.zeros(n_classes, dtype=np.intp)
+    n_take = np.empty(n_classes, dtype=np.intp)
+    next_slot = np.zeros(n_classes, dtype=np.intp)
 
     cdef uint64_t seed_c = <uint64_t> seed
     cdef uint64_t key_assign = fm_stream_key(seed_c, <uint64_t> STREAM_ASSIGN)
@@ -270,7 +181,7 @@ def sample_chunks(labels, n_chunks=100, chunk_size=2, *, random_state=None, n_jo
     cdef Py_ssize_t[::1] next_slot_v = next_slot
     cdef Py_ssize_t[::1] chunks_v = chunks
     cdef Py_ssize_t size_c = chunk_size
-    cdef int nt = max(1, min(n_threads, n // int(_MIN_MEMBERS_PER_THREAD)))
+    cdef int nt = max(1, n_threads)
     cdef const Py_ssize_t[::1] codes_v = codes
 
     with nogil:

@@ -27,20 +27,11 @@ from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from fastmetric.kernels.common cimport (
-    all_finite, floating, gemm_rowmajor, fm_prefetch_block, FM_PREFETCH_AHEAD, parts_prefix_sum, sq_dist, sq_norm,
+    all_finite, floating, gemm_rowmajor, fm_prefetch_block, FM_PREFETCH_AHEAD, parts_prefix_sum,
+    sq_dist, sq_norm,
 )
 from fastmetric.kernels.smallgemm cimport (
     rowmap, transposed_for_rowmap,
-)
-
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.workspace import empty_aligned
-from fastmetric._core.validation import (
-    check_chunk_size,
-    check_components,
-    check_index_pairs,
-    check_points,
-    raise_nonfinite,
 )
 
 # Rows per GEMM block: large enough for BLAS efficiency, small enough that a
@@ -368,7 +359,7 @@ cdef void paired_sq_dist_direct(
     """
     cdef Py_ssize_t n_pairs = a.shape[0], d = X.shape[1], k = L.shape[0]
     cdef Py_ssize_t n_chunks = (n_pairs + chunk_size - 1) // chunk_size
-    cdef Py_ssize_t c, p, start, size, i, j, ia, ib
+    cdef Py_ssize_t c, start, size, i, j, ia, ib
     cdef floating *diff
     cdef floating *img
     cdef double s
@@ -402,27 +393,11 @@ cdef void paired_sq_dist_direct(
 # Python entry points
 # ---------------------------------------------------------------------------
 
-def _transform(X, L, chunk_size, n_threads, check_finite=False, name="X"):
-    """X @ L.T into a new aligned array.
-
-    With ``check_finite``, X's values are checked during the GEMM (X was
-    validated with ``allow_nan=True``) and a NaN or infinity raises the
-    ValueError of :func:`check_points`.
-    """
-    # Aligned rows on huge pages: the paired kernel reads them at random (see
-    # _workspace), and the threads filling them do not queue on page faults.
-    XL = empty_aligned((X.shape[0], L.shape[0]), X.dtype)
-    if X.dtype == np.float32:
-        finite = _transform_f32(X, L, XL, chunk_size, n_threads, check_finite)
-    else:
-        finite = _transform_f64(X, L, XL, chunk_size, n_threads, check_finite)
-    if not finite:
-        raise_nonfinite(X, name)
-    return XL
-
-
 def _transform_f32(const float[:, ::1] X, const float[:, ::1] L, float[:, ::1] XL,
                    Py_ssize_t chunk_size, int n_threads, bint check_finite):
+    """XL = X @ L.T (float32) into the caller's array, ``chunk_size`` rows per
+    work unit: O(n k d).  With ``check_finite``, returns False when X holds a
+    NaN or an infinity (found while the rows are mapped), else True."""
     cdef bint finite = True
     with nogil:
         if check_finite:
@@ -434,6 +409,7 @@ def _transform_f32(const float[:, ::1] X, const float[:, ::1] L, float[:, ::1] X
 
 def _transform_f64(const double[:, ::1] X, const double[:, ::1] L, double[:, ::1] XL,
                    Py_ssize_t chunk_size, int n_threads, bint check_finite):
+    """_transform_f32 for float64 arrays."""
     cdef bint finite = True
     with nogil:
         if check_finite:
@@ -446,6 +422,10 @@ def _transform_f64(const double[:, ::1] X, const double[:, ::1] L, double[:, ::1
 def _pairwise(const floating[:, ::1] XL, const floating[:, ::1] YL,
               floating[:, ::1] out, bint same_rows, bint take_sqrt,
               Py_ssize_t chunk_size, int n_threads):
+    """out[i, j] = ||XL[i] - YL[j]||^2 (or its root) from the mapped rows, by
+    the expansion ||u||^2 + ||v||^2 - 2 u.v and one GEMM per chunk of rows of
+    XL, clipped at 0 (``same_rows``: YL is XL and the diagonal is exactly 0).
+    O(n m k) work."""
     cdef floating[::1] xn = np.empty(XL.shape[0], dtype=np.asarray(XL).dtype)
     cdef floating[::1] yn
     with nogil:
@@ -464,23 +444,34 @@ def _pairwise(const floating[:, ::1] XL, const floating[:, ::1] YL,
 def _paired_transformed(const floating[:, ::1] XL, const Py_ssize_t[::1] a,
                         const Py_ssize_t[::1] b, floating[::1] out, bint take_sqrt,
                         Py_ssize_t chunk_size, int n_threads):
+    """out[p] = ||XL[a[p]] - XL[b[p]]||^2 (or its root) from the mapped rows:
+    O(k) per pair, ``chunk_size`` pairs per work unit."""
     with nogil:
         paired_sq_dist_transformed(XL, a, b, out, take_sqrt, chunk_size, n_threads)
 
 
+def bucket_plan(Py_ssize_t n_rows, Py_ssize_t row_bytes, Py_ssize_t n_pairs, int n_threads):
+    """Layout of the bucketed paired kernel: ``(bucket_rows, n_buckets,
+    n_parts)``, the rows per bucket of first rows (a bucket fills a quarter
+    of a typical L2 cache), the number of buckets and the parts of the
+    parallel counting sort (one per thread, each with at least 2^16 pairs).
+    The work arrays of :func:`_paired_bucketed` are sized from it."""
+    cdef Py_ssize_t bucket_rows = max(1, DEF_BUCKET_BYTES // max(row_bytes, 1))
+    cdef Py_ssize_t n_buckets = (n_rows + bucket_rows - 1) // bucket_rows
+    cdef int n_parts = max(1, min(n_threads, 8, n_pairs // 65536))
+    return bucket_rows, n_buckets, n_parts
+
+
 def _paired_bucketed(const floating[:, ::1] XL, const Py_ssize_t[::1] a,
                      const Py_ssize_t[::1] b, floating[::1] out, bint take_sqrt,
-                     Py_ssize_t chunk_size, int n_threads):
-    cdef Py_ssize_t n_pairs = a.shape[0], row_bytes = XL.shape[1] * XL.itemsize
-    # A bucket's first rows fill a quarter of a typical L2 cache.
-    cdef Py_ssize_t bucket_rows = max(1, DEF_BUCKET_BYTES // row_bytes)
-    cdef Py_ssize_t n_buckets = (XL.shape[0] + bucket_rows - 1) // bucket_rows
-    # One part per thread, each with at least 2^16 pairs.
-    cdef int n_parts = max(1, min(n_threads, 8, n_pairs // 65536))
-    cdef Py_ssize_t[:, ::1] cursor = np.zeros((n_parts, n_buckets), dtype=np.intp)
-    cdef Py_ssize_t[::1] sa = empty_aligned(n_pairs, np.intp)
-    cdef Py_ssize_t[::1] sb = empty_aligned(n_pairs, np.intp)
-    cdef Py_ssize_t[::1] sp = empty_aligned(n_pairs, np.intp)
+                     Py_ssize_t chunk_size, int n_threads, Py_ssize_t bucket_rows,
+                     Py_ssize_t[:, ::1] cursor, Py_ssize_t[::1] sa, Py_ssize_t[::1] sb,
+                     Py_ssize_t[::1] sp):
+    """_paired_transformed with the pairs first sorted by the bucket of their
+    first row (a stable parallel counting sort into ``sa``, ``sb``, ``sp``,
+    with the zero-filled ``cursor`` of shape (n_parts, n_buckets): see
+    :func:`bucket_plan`), so that the first rows of consecutive pairs stay
+    in cache.  O(n_pairs (k + 1)) work."""
     with nogil:
         bucket_pairs_by_first_row(a, b, bucket_rows, cursor, sa, sb, sp, n_threads)
         paired_sq_dist_sorted(XL, sa, sb, sp, out, take_sqrt, chunk_size, n_threads)
@@ -490,164 +481,8 @@ def _paired_direct(const floating[:, ::1] X, const floating[:, ::1] L,
                    const Py_ssize_t[::1] a, const Py_ssize_t[::1] b,
                    floating[::1] out, bint take_sqrt,
                    Py_ssize_t chunk_size, int n_threads):
+    """out[p] = ||L (X[a[p]] - X[b[p]])||^2 (or its root) without mapping
+    every row: the differences of a chunk of pairs times L^T, O(n_pairs k d)
+    (for fewer pairs than rows)."""
     with nogil:
         paired_sq_dist_direct(X, L, a, b, out, take_sqrt, chunk_size, n_threads)
-
-
-def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
-                          chunk_size=None, n_jobs=None):
-    """Mahalanobis distances between the rows of X and the rows of Y.
-
-    Computes ``D[i, j] = ||L x_i - L y_j||`` (``M = L^T L``), in parallel over
-    chunks of rows of X, with no intermediate larger than the output plus
-    the transformed rows (no n x m x d temporaries).
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples_X, n_features)
-        float32 input stays float32; integers are converted to float64.
-    Y : array-like of shape (n_samples_Y, n_features), default=None
-        ``None`` computes the distances among the rows of X (the diagonal is
-        then exactly zero).
-    components : array-like of shape (n_components, n_features), default=None
-        The linear map L. ``None`` means the identity (Euclidean distance).
-        ``n_components < n_features`` (a low-rank metric) is allowed.
-    squared : bool, default=False
-        Return squared distances.
-    chunk_size : int, default=None
-        Rows of X per work unit (default 256).
-    n_jobs : int, default=None
-        Number of OpenMP threads: ``None`` as many as OpenMP and threadpoolctl
-        allow, ``-1`` all CPUs, ``k > 0`` exactly k.
-
-    Returns
-    -------
-    D : ndarray of shape (n_samples_X, n_samples_Y)
-        In the dtype of X (float64 if X and Y do not share a float dtype).
-
-    Notes
-    -----
-    The squared distance is expanded as ``||u||^2 + ||v||^2 - 2 u.v`` with
-    ``u = L x``, ``v = L y``, which turns the work into matrix products.  The
-    expansion loses relative precision for points much closer to each other
-    than to the origin (about ``eps * ||u||^2`` absolute error, eps the
-    machine precision of the dtype); negative rounding results are clipped
-    to zero.  Use :func:`paired_mahalanobis_distances` when only some pairs
-    are needed: it computes differences directly.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from fastmetric.pairwise import mahalanobis_distances
-    >>> X = np.array([[0.0, 0.0], [3.0, 4.0]])
-    >>> mahalanobis_distances(X)
-    array([[0., 5.],
-           [5., 0.]])
-    >>> mahalanobis_distances(X, components=[[2.0, 0.0]], squared=True)
-    array([[ 0., 36.],
-           [36.,  0.]])
-    """
-    # NaN/inf in X and Y are found while the GEMM maps them (check_finite).
-    X = check_points(X, "X", allow_nan=True)
-    if Y is not None:
-        Y = check_points(Y, "Y", allow_nan=True)
-        if Y.shape[1] != X.shape[1]:
-            raise ValueError(
-                f"X and Y must have the same number of features; got X with "
-                f"{X.shape[1]} and Y with {Y.shape[1]}."
-            )
-        if Y.dtype != X.dtype:
-            X = X.astype(np.float64)
-            Y = Y.astype(np.float64)
-    L = check_components(components, X.shape[1], X.dtype)
-    chunk_size = check_chunk_size(chunk_size) or DEF_ROW_CHUNK
-    n_rows_y = X.shape[0] if Y is None else Y.shape[0]
-    n_threads = threads_for_work(effective_n_threads(n_jobs),
-                                 X.shape[0] * (n_rows_y + L.shape[0]), 1 << 16)
-    with single_threaded_blas():
-        XL = _transform(X, L, chunk_size, n_threads, check_finite=True)
-        YL = XL if Y is None else _transform(Y, L, chunk_size, n_threads,
-                                             check_finite=True, name="Y")
-        # Filled by every thread at once: see fastmetric._core.workspace.
-        out = empty_aligned((X.shape[0], YL.shape[0]), X.dtype)
-        _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)
-    return out
-
-
-def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
-                                 chunk_size=None, n_jobs=None):
-    """Mahalanobis distances of index pairs of rows of X.
-
-    Computes ``d_p = ||L (x_{a_p} - x_{b_p})||`` for each pair
-    ``(a_p, b_p) = pairs[p]`` without building the (n_pairs, n_features)
-    array of differences.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-        float32 input stays float32; integers are converted to float64.
-    pairs : array-like of int, shape (n_pairs, 2)
-        Row indices into X, each in ``[0, n_samples)``.
-    components : array-like of shape (n_components, n_features), default=None
-        The linear map L; ``None`` is the identity (Euclidean distance).
-    squared : bool, default=False
-        Return squared distances.
-    chunk_size : int, default=None
-        Pairs per work unit (default 4096).
-    n_jobs : int, default=None
-        Number of OpenMP threads (see :func:`mahalanobis_distances`).
-
-    Returns
-    -------
-    d : ndarray of shape (n_pairs,)
-        In the dtype of X.
-
-    Notes
-    -----
-    With at least as many pairs as rows, every row is mapped once,
-    ``u = L x`` (one GEMM per chunk of rows, O(n k d)), and each pair costs
-    O(k).  When the mapped rows outgrow the cache, the pairs are first
-    bucketed by their first row (a stable counting sort), so that the first
-    rows of consecutive pairs stay in cache and only the second row of each
-    pair is read from memory at random.  With fewer pairs than rows, the differences of a chunk of pairs
-    are gathered into a per-thread buffer and multiplied by ``L^T``
-    (O(n_pairs k d), never touching unused rows).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from fastmetric.pairwise import paired_mahalanobis_distances
-    >>> X = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
-    >>> paired_mahalanobis_distances(X, [[0, 1], [0, 2], [1, 1]])
-    array([ 5., 10.,  0.])
-    """
-    # X's values are checked for NaN/inf by the kernel that reads them (the
-    # GEMM of the mapped rows), or below for the direct path.
-    X = check_points(X, "X", allow_nan=True)
-    n_threads = effective_n_threads(n_jobs)
-    a, b = check_index_pairs(pairs, X.shape[0], "pairs", allow_empty=True,
-                             n_threads=n_threads)
-    L = check_components(components, X.shape[1], X.dtype)
-    chunk_size = check_chunk_size(chunk_size)
-    n_threads = threads_for_work(n_threads, a.shape[0], 2048)
-    transformed = a.shape[0] >= X.shape[0]
-    if not transformed:
-        check_points(X, "X")
-    # Filled by every thread at once: see fastmetric._core.workspace.
-    out = empty_aligned(a.shape[0], X.dtype)
-    if a.shape[0] == 0:
-        return out
-    with single_threaded_blas():
-        if transformed:
-            # chunk_size counts pairs; rows are mapped in the usual blocks.
-            XL = _transform(X, L, DEF_ROW_CHUNK, n_threads, check_finite=True)
-            if XL.nbytes > DEF_SORT_ABOVE_BYTES:
-                _paired_bucketed(XL, a, b, out, not squared,
-                                 chunk_size or DEF_PAIR_CHUNK, n_threads)
-            else:
-                _paired_transformed(XL, a, b, out, not squared,
-                                    chunk_size or DEF_PAIR_CHUNK, n_threads)
-        else:
-            _paired_direct(X, L, a, b, out, not squared,
-                           chunk_size or DEF_ROW_CHUNK, n_threads)
-    return out

@@ -654,10 +654,10 @@ def _dense_loss_grad(const floating[:, ::1] X, const floating[:, ::1] Z_in,
     Zc = np.asarray(Z_in, dtype=np.float64)
     Zc = np.ascontiguousarray(Zc - Zc.mean(axis=0), dtype=dtype)
     cdef const floating[:, ::1] Z = Zc
-    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], d = X.shape[1], K = targets.shape[1]
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], K = targets.shape[1]
     cdef Py_ssize_t n_blocks = (n + DEF_ROW_BLOCK - 1) // DEF_ROW_BLOCK
-    cdef Py_ssize_t r, start, stop, i, j, block, n_part
-    cdef double tol_rel, loss = 0.0, s
+    cdef Py_ssize_t r, start, stop
+    cdef double tol_rel, loss = 0.0
     cdef long long n_active = 0
     cdef floating *buf
     cdef floating *wbuf
@@ -864,6 +864,8 @@ def _search(const float[:, ::1] Z, const Py_ssize_t[::1] class_end,
 def _target_distances(const floating[:, ::1] Z, const int[:, ::1] targets,
                       const int[::1] n_targets, double[:, ::1] Dt, double[::1] radius,
                       int n_threads):
+    """Dt[i, s] = ||z_i - z_{targets[i, s]}||^2 and radius[i] = 1 + max_s
+    Dt[i, s] (-1 without targets), in place: O(n K k)."""
     with nogil:
         target_distances(Z, targets, n_targets, Dt, radius, DEF_POINT_CHUNK, n_threads)
 

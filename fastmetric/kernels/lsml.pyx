@@ -33,7 +33,6 @@ from libc.math cimport sqrt
 
 from fastmetric.kernels.common cimport floating, fm_prefetch_block, FM_PREFETCH_AHEAD, gemm_rowmajor
 
-from fastmetric._core.threads import threads_for_work
 
 cdef enum:
     ROW_BLOCK = 128
@@ -81,9 +80,12 @@ cdef void quadratic_forms_nogil(
             out[p] = acc
 
 
-def pair_quadratic_forms(const floating[:, ::1] X, S, const Py_ssize_t[::1] a,
-                         const Py_ssize_t[::1] b, double[::1] out, int n_threads=1):
-    """Unchecked kernel: ``out[p] = (x_a - x_b)^T S (x_a - x_b)``.
+def quadratic_forms(const floating[:, ::1] X, S, const Py_ssize_t[::1] a,
+                    const Py_ssize_t[::1] b, double[::1] out, int n_threads=1):
+    """Unchecked kernel: ``out[p] = (x_a - x_b)^T S (x_a - x_b)``, computed as
+    ``sum_j (Y_aj - Y_bj)(X_aj - X_bj)`` with ``Y = X S`` (one GEMM by row
+    blocks, then one pass over the pairs):
+    O(n d^2 + n_pairs d), on exactly ``n_threads`` threads.
 
     Parameters
     ----------
@@ -110,9 +112,6 @@ def pair_quadratic_forms(const floating[:, ::1] X, S, const Py_ssize_t[::1] a,
     if S_.shape[0] != d or S_.shape[1] != d:
         raise ValueError(f"S must have shape ({d}, {d}).")
     cdef floating[:, ::1] Y = np.empty((n, d), dtype=dtype)
-    # GEMM work ~ n d^2, pair work ~ n_pairs d: ~2^20 multiply-adds per thread
-    # (as the pair scatter); the cap never changes the result.
-    n_threads = threads_for_work(n_threads, n * d * d + a.shape[0] * d, 1 << 20)
     if n > 0 and d > 0:
         with nogil:
             quadratic_forms_nogil(X, S_, a, b, Y, out, n_threads)

@@ -8,8 +8,6 @@ threads.
 """
 import numpy as np
 
-from fastmetric._core.workspace import empty_aligned
-
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t
 
@@ -21,13 +19,17 @@ ctypedef fused index_t:
 DEF_SPLIT_CHUNK = 65536
 
 
-def split_index_pairs(const index_t[:, ::1] pairs, int n_threads):
+def split_index_pairs(const index_t[:, ::1] pairs, int n_threads, a_out=None, b_out=None):
     """Columns ``a``, ``b`` (intp) of ``pairs`` and the extreme index values.
 
     Parameters
     ----------
     pairs : ndarray of shape (n_pairs, 2), int32 or int64, C-contiguous
     n_threads : int
+    a_out, b_out : ndarray of shape (n_pairs,), intp, optional
+        Where to write the columns (fastmetric._core.validation passes
+        aligned arrays on huge pages: every thread writes them at once);
+        new arrays by default.
 
     Returns
     -------
@@ -38,10 +40,8 @@ def split_index_pairs(const index_t[:, ::1] pairs, int n_threads):
     cdef Py_ssize_t n_pairs = pairs.shape[0]
     cdef Py_ssize_t chunk = DEF_SPLIT_CHUNK
     cdef Py_ssize_t n_chunks = (n_pairs + chunk - 1) // chunk
-    # Written by every thread at once: huge pages spare them most of their
-    # page faults (see fastmetric._core.workspace).
-    a_arr = empty_aligned(n_pairs, np.intp)
-    b_arr = empty_aligned(n_pairs, np.intp)
+    a_arr = np.empty(n_pairs, dtype=np.intp) if a_out is None else a_out
+    b_arr = np.empty(n_pairs, dtype=np.intp) if b_out is None else b_out
     lo_arr = np.empty(max(n_chunks, 1), dtype=np.int64)
     hi_arr = np.empty(max(n_chunks, 1), dtype=np.int64)
     cdef Py_ssize_t[::1] a = a_arr, b = b_arr

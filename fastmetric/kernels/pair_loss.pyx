@@ -57,25 +57,13 @@ from fastmetric.kernels.distances cimport (
 )
 from fastmetric.kernels.smallgemm cimport gemm_atb
 
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.workspace import empty_aligned
-from fastmetric._core.validation import (
-    check_chunk_size,
-    check_components,
-    check_index_pairs,
-    check_pair_vector,
-    check_points,
-    check_scalar_finite,
-    raise_nonfinite,
-)
-
 cdef enum:
     # Entries of one point whose loss terms are computed in one vectorised call.
     BATCH = 32
 
 DEF_POINT_CHUNK = 256
 
-# The numpy dtype of PairValues (see _pair_loss.pxd), and ENTRY_SHIFT for
+# The numpy dtype of PairValues (see pair_loss.pxd), and ENTRY_SHIFT for
 # Python code reading the keys.
 PAIR_VALUES = np.dtype([("target", np.float64), ("weight", np.float64)])
 KEY_SHIFT = ENTRY_SHIFT
@@ -98,7 +86,7 @@ cdef void build_endpoint_index(
     """CSR index of the pairs incident to each point (a counting sort).
 
     Fills ``offsets`` (n_points + 1) and ``keys`` (2 n_pairs) as described in
-    _pair_loss.pxd.  With ``values`` empty, the targets must be 0 or 1 and
+    pair_loss.pxd.  With ``values`` empty, the targets must be 0 or 1 and
     go into the keys (``has_weights`` must be false); otherwise ``values``
     (2 n_pairs) gets each entry's target and weight (1 without weights).  A
     pair of a point with itself appears twice in that point's list.
@@ -325,29 +313,93 @@ cdef void _fused_point_pass(
         free(x_rows)
 
 
-def _evaluate(const floating[:, ::1] X,
-              const Py_ssize_t[::1] point_rows, bint identity_rows,
-              const Py_ssize_t[::1] offsets, const Py_ssize_t[::1] keys,
-              const PairValues[::1] values,
-              const floating[:, ::1] L, double bias, double total_weight,
-              bint compute_gradient, bint check_finite, Py_ssize_t point_chunk,
-              int n_threads, floating[:, ::1] U, floating[:, :, ::1] partials,
-              double[::1] chunk_loss, double[::1] chunk_gb):
-    """One evaluation; the work arrays U (n_points x k), partials
-    (n_blocks x k x d) and the two per-chunk sums come from the caller, so
-    that repeated evaluations do not allocate (and page-fault) them again.
+cdef class PairIndex:
+    """The problem data of LDML evaluations on a fixed set of pairs.
 
-    With ``check_finite`` (identity rows only), X's values are checked
-    while they are mapped; returns None when one is NaN or infinite.
+    Holds the endpoint index of the pairs (``offsets``, ``keys``, ``values``:
+    see pair_loss.pxd, filled by :func:`build_index`), the rows of X its
+    points stand for (``point_rows``; with ``identity_rows`` point u is row
+    u and ``point_rows`` is empty), the total pair weight W that the loss is
+    divided by, and ``point_chunk``, the points per work unit (the chunks
+    fix the order of every sum, whatever the thread count).
     """
-    cdef Py_ssize_t n_points = offsets.shape[0] - 1
+    cdef readonly object offsets, keys, values, point_rows
+    cdef readonly bint identity_rows
+    cdef readonly Py_ssize_t n_points, point_chunk
+    cdef readonly double total_weight
+    cdef const Py_ssize_t[::1] _offsets
+    cdef const Py_ssize_t[::1] _keys
+    cdef const PairValues[::1] _values
+    cdef const Py_ssize_t[::1] _point_rows
+
+    def __init__(self, offsets, keys, values, point_rows, bint identity_rows,
+                 double total_weight, Py_ssize_t point_chunk):
+        self.offsets, self.keys, self.values = offsets, keys, values
+        self.point_rows = point_rows
+        self._offsets, self._keys, self._values = offsets, keys, values
+        self._point_rows = point_rows
+        self.identity_rows = identity_rows
+        self.n_points = offsets.shape[0] - 1
+        self.total_weight = total_weight
+        self.point_chunk = point_chunk
+
+    def work_shapes(self, Py_ssize_t k, Py_ssize_t d):
+        """Shapes of the work arrays of an evaluation with a k x d map (see
+        :class:`LossWork`): U, partials, and the two per-chunk sums."""
+        cdef Py_ssize_t block = _partial_block(self.n_points, self.point_chunk)
+        cdef Py_ssize_t n_blocks = (self.n_points + block - 1) // block
+        cdef Py_ssize_t n_chunks = (self.n_points + self.point_chunk - 1) // self.point_chunk
+        return (self.n_points, k), (n_blocks, k, d), (n_chunks,), (n_chunks,)
+
+
+cdef class LossWork:
+    """The work arrays of LDML evaluations, kept between evaluations so that
+    they are not allocated (and page-faulted) again: the mapped rows ``U``
+    (n_points x k), the gradient's block products ``partials`` (n_blocks x
+    k x d), both in X's dtype, and the per-chunk sums ``chunk_loss`` and
+    ``chunk_grad_bias`` (float64), shaped by :meth:`PairIndex.work_shapes`.
+    ``key`` names the (dtype, k) they were made for."""
+    cdef readonly object key, U, partials, chunk_loss, chunk_grad_bias
+
+    def __init__(self, key, U, partials, chunk_loss, chunk_grad_bias):
+        self.key = key
+        self.U, self.partials = U, partials
+        self.chunk_loss, self.chunk_grad_bias = chunk_loss, chunk_grad_bias
+
+
+def ldml_evaluate(const floating[:, ::1] X, const floating[:, ::1] L, PairIndex index,
+                  LossWork work, double bias, bint compute_gradient, bint check_finite,
+                  int n_threads):
+    """One evaluation of the LDML loss and its gradients (see the module
+    docstring): U = X L^T for the index's points, one fused pass over the
+    points (logits, loss terms and, with ``compute_gradient``, the block
+    products H^T X of the gradient), then the merge of the block products in
+    block order.  O(n k d + P (k + d)) work, on ``n_threads`` threads (BLAS
+    must be single-threaded around the call), the same result for any
+    number of them.
+
+    With ``check_finite`` (identity rows only), X's values are checked while
+    they are mapped; returns None when one is NaN or infinite.  Otherwise
+    returns ``(loss, grad_L or None, grad_bias)``.
+    """
     cdef Py_ssize_t k = L.shape[0], d = L.shape[1]
+    cdef Py_ssize_t point_chunk = index.point_chunk
+    cdef const Py_ssize_t[::1] offsets = index._offsets
+    cdef const Py_ssize_t[::1] keys = index._keys
+    cdef const PairValues[::1] values = index._values
+    cdef const Py_ssize_t[::1] point_rows = index._point_rows
+    cdef bint identity_rows = index.identity_rows
+    cdef floating[:, ::1] U = work.U
+    cdef floating[:, :, ::1] partials = work.partials
+    cdef double[::1] chunk_loss = work.chunk_loss
+    cdef double[::1] chunk_gb = work.chunk_grad_bias
     cdef Py_ssize_t n_chunks = chunk_loss.shape[0]
     cdef Py_ssize_t c, r, i, j, block, n_blocks = partials.shape[0]
-    cdef double loss = 0.0, grad_bias = 0.0, scale, s
+    cdef double loss = 0.0, grad_bias = 0.0, scale
+    cdef double total_weight = index.total_weight
     cdef bint finite = True
 
-    block = _partial_block(n_points, point_chunk)
+    block = _partial_block(index.n_points, point_chunk)
     with nogil:
         if identity_rows:
             if check_finite:
@@ -408,232 +460,26 @@ cdef bint _all_binary(const double[::1] targets) noexcept nogil:
     return binary
 
 
-def _build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
-                 const double[::1] targets, const double[::1] weights, bint has_weights,
-                 Py_ssize_t n_points, int n_threads):
-    """The pair index (see _pair_loss.pxd): offsets, keys and values (empty
-    when the targets are 0/1 and the pairs unweighted)."""
-    # One part per thread, each with at least 2^16 pairs (the cursor array
-    # costs n_points entries per part).
-    cdef int n_parts = max(1, min(n_threads, 8, ua.shape[0] // 65536))
-    cdef bint packed
+def all_binary_targets(const double[::1] targets):
+    """Whether every target is exactly 0 or 1: then, for unweighted pairs,
+    the targets fit in the index's keys and the index has no values array."""
+    cdef bint binary
     with nogil:
-        packed = not has_weights and _all_binary(targets)
-    offsets = np.empty(n_points + 1, dtype=np.intp)
-    # Filled at random positions by every thread: huge pages spare the
-    # threads most of their page faults (see fastmetric._core.workspace).
-    keys = empty_aligned(2 * ua.shape[0], np.intp)
-    values = empty_aligned(0 if packed else 2 * ua.shape[0], PAIR_VALUES)
-    cursor = np.zeros((n_parts, n_points), dtype=np.intp)
-    cdef Py_ssize_t[::1] o = offsets
-    cdef Py_ssize_t[::1] kv = keys
-    cdef PairValues[::1] vv = values
-    cdef Py_ssize_t[:, ::1] cur = cursor
+        binary = _all_binary(targets)
+    return binary
+
+
+def build_index(const Py_ssize_t[::1] ua, const Py_ssize_t[::1] ub,
+                const double[::1] targets, const double[::1] weights, bint has_weights,
+                Py_ssize_t[::1] offsets, Py_ssize_t[::1] keys, PairValues[::1] values,
+                Py_ssize_t[:, ::1] cursor):
+    """Fill the endpoint index of the pairs (ua[p], ub[p]) into the caller's
+    arrays (see build_endpoint_index and pair_loss.pxd): ``offsets`` (n_points
+    + 1), ``keys`` (2 n_pairs), ``values`` (2 n_pairs, or empty when the
+    targets are 0/1 and the pairs unweighted) and the zero-filled ``cursor``
+    (n_parts x n_points), whose n_parts parts are counted and filled in
+    parallel.  O(n_parts n_points + n_pairs) work; the index does not depend
+    on n_parts."""
     with nogil:
-        build_endpoint_index(ua, ub, targets, weights, has_weights, o, kv, vv, cur, n_parts)
-    return offsets, keys, values
-
-
-class PairLossProblem:
-    """The LDML objective on a fixed set of pairs, prepared for many evaluations.
-
-    The per-point index of incident pairs (and, when few points take part,
-    the compact relabelling of the points) is built once here; each call of
-    :meth:`loss_grad` then costs O(n k d + P (k + d)).
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
-        Validated data; it is referenced, not copied.
-    a, b : ndarray of shape (n_pairs,), intp
-        Validated row indices of the pairs' ends.
-    targets : ndarray of shape (n_pairs,), float64
-        Targets in [0, 1] (1: similar).
-    sample_weight : ndarray of shape (n_pairs,), float64, default=None
-        Non-negative pair weights with a positive sum; ``None`` weighs every
-        pair 1.
-    chunk_size : int, default=None
-        Points per work unit (default 256).
-    n_threads : int, default=1
-        Threads used to build the index (the index does not depend on it).
-
-    Notes
-    -----
-    The work arrays of :meth:`loss_grad` are kept between calls, so one
-    problem must not be evaluated from two Python threads at once.
-    """
-
-    def __init__(self, X, a, b, targets, sample_weight=None, chunk_size=None, n_threads=1):
-        self.X = X
-        self.n_pairs = a.shape[0]
-        self.targets = np.ascontiguousarray(targets, dtype=np.float64)
-        if sample_weight is None:
-            self.weights = np.empty(0, dtype=np.float64)
-            self.has_weights = False
-            self.total_weight = float(self.n_pairs)
-        else:
-            self.weights = np.ascontiguousarray(sample_weight, dtype=np.float64)
-            self.has_weights = True
-            self.total_weight = float(self.weights.sum())
-        if not self.total_weight > 0:
-            raise ValueError(
-                f"The pair weights sum to {self.total_weight}; at least one pair "
-                "needs a positive weight."
-            )
-        n = X.shape[0]
-        # Few pairs relative to the rows (a minibatch): work on the rows that
-        # occur only, relabelled 0..U-1, so the cost does not grow with n.
-        if 4 * self.n_pairs < n:
-            rows, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
-            self.point_rows = rows.astype(np.intp)
-            self.identity_rows = False
-            self.ua = np.ascontiguousarray(inverse[: self.n_pairs], dtype=np.intp)
-            self.ub = np.ascontiguousarray(inverse[self.n_pairs:], dtype=np.intp)
-        else:
-            self.point_rows = np.empty(0, dtype=np.intp)
-            self.identity_rows = True
-            self.ua = np.ascontiguousarray(a, dtype=np.intp)
-            self.ub = np.ascontiguousarray(b, dtype=np.intp)
-        self.n_points = n if self.identity_rows else self.point_rows.shape[0]
-        self.point_chunk = chunk_size or DEF_POINT_CHUNK
-        self.offsets, self.keys, self.values = _build_index(
-            self.ua, self.ub, self.targets, self.weights, self.has_weights,
-            self.n_points, int(n_threads)
-        )
-        # Work arrays of loss_grad, kept between calls (see _evaluate).
-        self._work = None
-
-    def loss_grad(self, L, bias, n_threads=1, compute_gradient=True, check_finite=False):
-        """Loss, gradient in L and gradient in the bias.
-
-        Parameters
-        ----------
-        L : ndarray of shape (n_components, n_features), C-contiguous, X's dtype
-        bias : float
-        n_threads : int, default=1
-        compute_gradient : bool, default=True
-            When False, the gradient in L is not computed (returned as None).
-        check_finite : bool, default=False
-            Check X for NaN and infinity while mapping it (for an X that was
-            not checked before); a bad value raises ValueError.
-
-        Returns
-        -------
-        loss : float
-        grad_L : ndarray of shape (n_components, n_features) or None
-        grad_bias : float
-        """
-        # Below a few thousand pairs per thread, the team's start-up costs
-        # more than it saves.
-        n_threads = threads_for_work(n_threads, self.n_pairs + self.n_points, 4096)
-        k, d = L.shape
-        key = (L.dtype.str, k)
-        if self._work is None or self._work[0] != key:
-            block = _partial_block(self.n_points, self.point_chunk)
-            n_blocks = (self.n_points + block - 1) // block
-            n_chunks = (self.n_points + self.point_chunk - 1) // self.point_chunk
-            # U is read at random by rows: aligned rows on huge pages (see
-            # _workspace); the partials are written by all threads.
-            self._work = (key, (
-                empty_aligned((self.n_points, k), L.dtype),
-                empty_aligned((n_blocks, k, d), L.dtype),
-                np.empty(n_chunks, dtype=np.float64),
-                np.empty(n_chunks, dtype=np.float64),
-            ))
-        if check_finite and not self.identity_rows:
-            # Only some rows are mapped: check all of X here.
-            check_points(self.X, "X")
-        with single_threaded_blas():
-            result = _evaluate(
-                self.X, self.point_rows, self.identity_rows, self.offsets,
-                self.keys, self.values, L, float(bias), self.total_weight,
-                compute_gradient, check_finite and self.identity_rows,
-                self.point_chunk, n_threads, *self._work[1],
-            )
-        if result is None:
-            raise_nonfinite(self.X, "X")
-        return result
-
-
-def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
-              return_gradient=True, chunk_size=None, n_jobs=None):
-    """LDML's weighted mean log-loss over pairs, and its gradient.
-
-    For each pair ``(a, b)`` the model gives the probability of similarity
-    ``p = sigmoid(bias - ||L (x_a - x_b)||^2)``; the loss is
-
-    ``sum_p w_p [-y_p log p_p - (1 - y_p) log(1 - p_p)] / sum_p w_p``.
-
-    It is computed stably for any distance (no overflow, no log(0)).
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-        float32 stays float32 (accumulations are in float64).
-    pairs : array-like of int, shape (n_pairs, 2)
-        Row indices into X.
-    y : array-like of shape (n_pairs,)
-        Targets in [0, 1]: 1 similar, 0 dissimilar, or soft values.
-    components : array-like of shape (n_components, n_features)
-        The linear map L (``n_components <= n_features`` or more).
-    bias : float
-        The threshold beta on the squared distance.
-    sample_weight : array-like of shape (n_pairs,), default=None
-        Non-negative pair weights (at least one positive).
-    return_gradient : bool, default=True
-        Also return the gradients.
-    chunk_size : int, default=None
-        Points per work unit (default 256).
-    n_jobs : int, default=None
-        Number of OpenMP threads: ``None`` as many as OpenMP and threadpoolctl
-        allow, ``-1`` all CPUs, ``k > 0`` exactly k.  The result is the same
-        for any number of threads.
-
-    Returns
-    -------
-    loss : float
-    grad_components : ndarray of shape (n_components, n_features)
-        Only when ``return_gradient``; in X's dtype.
-    grad_bias : float
-        Only when ``return_gradient``.
-
-    Notes
-    -----
-    The gradient in L, ``-(2/W) L sum_p g_p d_p d_p^T`` with
-    ``g_p = w_p (p_p - y_p)`` and ``d_p = x_a - x_b``, is formed as
-    ``-(2/W) (Lap X L^T)^T X`` with Lap the g-weighted Laplacian of the pair
-    graph: O(n k d + P k) work instead of O(P k d).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from fastmetric.pairwise import ldml_loss
-    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
-    >>> loss, grad_L, grad_bias = ldml_loss(X, [[0, 1], [0, 2]], [1, 0], np.eye(2), 4.0)
-    >>> round(loss, 4)
-    0.0243
-    >>> grad_L.shape
-    (2, 2)
-    """
-    # X's values are checked while the kernel maps them (check_finite below).
-    X = check_points(X, "X", allow_nan=True)
-    n_threads = effective_n_threads(n_jobs)
-    a, b = check_index_pairs(pairs, X.shape[0], "pairs", n_threads=n_threads)
-    targets = check_pair_vector(y, a.shape[0], "y", np.float64, lo=0.0, hi=1.0)
-    weights = None
-    if sample_weight is not None:
-        weights = check_pair_vector(sample_weight, a.shape[0], "sample_weight",
-                                    np.float64, nonneg=True)
-        if not weights.sum() > 0:
-            raise ValueError("sample_weight sums to 0; at least one pair needs a positive weight.")
-    if components is None:
-        raise ValueError("components (the linear map L) is required.")
-    L = check_components(components, X.shape[1], X.dtype)
-    bias = check_scalar_finite(bias, "bias")
-    chunk_size = check_chunk_size(chunk_size)
-    problem = PairLossProblem(X, a, b, targets, weights, chunk_size, n_threads)
-    loss, grad, grad_bias = problem.loss_grad(L, bias, n_threads, return_gradient,
-                                              check_finite=True)
-    if return_gradient:
-        return loss, grad, grad_bias
-    return loss
+        build_endpoint_index(ua, ub, targets, weights, has_weights, offsets, keys, values,
+                             cursor, <int> cursor.shape[0])

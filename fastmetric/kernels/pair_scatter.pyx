@@ -36,18 +36,17 @@ from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 
-from fastmetric.kernels.common cimport floating, fm_prefetch_block, parts_prefix_sum_ptr
+from fastmetric.kernels.common cimport floating, parts_prefix_sum_ptr
 from fastmetric.kernels.smallgemm cimport gemm_atb
 
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_index_range, check_points, check_pair_vector
 
 cdef enum:
     METHOD_AUTO = 0
     METHOD_LAPLACIAN = 1
     METHOD_DIRECT = 2
 
-_METHODS = {"auto": METHOD_AUTO, "laplacian": METHOD_LAPLACIAN, "direct": METHOD_DIRECT}
+# The ``method`` codes of pair_scatter, by name.
+METHODS = {"auto": METHOD_AUTO, "laplacian": METHOD_LAPLACIAN, "direct": METHOD_DIRECT}
 
 # Work-array budget per chunk: about 2^18 doubles (2 MB) for each of the two
 # chunk matrices, at least MIN_CHUNK_ROWS rows.
@@ -399,7 +398,10 @@ def pair_scatter(const floating[:, ::1] X, const Py_ssize_t[::1] a, const Py_ssi
 
     ``out`` is a C-contiguous float64 (d, d) array allocated by the caller;
     indices must be valid.  BLAS should be single-threaded around this call
-    when ``n_threads > 1`` (see :func:`weighted_pair_scatter`).
+    when ``n_threads > 1`` (see
+    :func:`fastmetric._core.scatter.weighted_pair_scatter`).  ``method``: a
+    code of METHODS (0 picks the cheaper of the Laplacian and the direct
+    form).  Cost: see the module docstring.
     """
     cdef int status
     if X.shape[1] == 0:
@@ -413,75 +415,3 @@ def pair_scatter(const floating[:, ::1] X, const Py_ssize_t[::1] a, const Py_ssi
     if status != 0:
         raise MemoryError("pair_scatter could not allocate its work arrays.")
     return np.asarray(out)
-
-
-def _check_index_vector(v, name, n_samples):
-    arr = np.asarray(v)
-    if arr.size == 0 and arr.dtype.kind == "f":  # [] is float64 for numpy
-        arr = arr.astype(np.intp)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer row indices; got dtype {arr.dtype}.")
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one row index per pair); got shape {arr.shape}.")
-    check_index_range(arr, n_samples, name, ("position",), "X")
-    return np.ascontiguousarray(arr, dtype=np.intp)
-
-
-def weighted_pair_scatter(X, a, b, weights=None, n_jobs=None, method="auto"):
-    """Weighted scatter of pair differences, ``sum_p w_p d_p d_p^T``.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-        Points (float32 or float64 kept, integers converted to float64).
-    a, b : array-like of int, shape (n_pairs,)
-        Row indices of the pairs' two ends; ``d_p = X[a[p]] - X[b[p]]``.
-    weights : array-like of shape (n_pairs,), default=None
-        Finite real weights of any sign; ``None`` weighs every pair 1.
-    n_jobs : int, default=None
-        Threads (see :func:`fastmetric._core.threads.effective_n_threads`); the
-        result does not depend on it.
-    method : {'auto', 'laplacian', 'direct'}, default='auto'
-        Force one of the two algorithms (for tests); 'auto' picks the
-        cheaper one.
-
-    Returns
-    -------
-    S : ndarray of shape (n_features, n_features), float64
-        Exactly symmetric.  Zero when there are no pairs.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from fastmetric.pairwise import weighted_pair_scatter
-    >>> X = np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0]])
-    >>> weighted_pair_scatter(X, [0, 1], [1, 2], [1.0, -0.5])
-    array([[-1. ,  3. ],
-           [ 3. ,  3.5]])
-    """
-    X = check_points(X, name="X")
-    n, d = X.shape
-    a = _check_index_vector(a, "a", n)
-    b = _check_index_vector(b, "b", n)
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(
-            f"a and b must have the same length; got {a.shape[0]} and {b.shape[0]}."
-        )
-    n_pairs = a.shape[0]
-    if weights is None:
-        w = np.ones(n_pairs, dtype=np.float64)
-    else:
-        w = check_pair_vector(weights, n_pairs, "weights", np.float64)
-    if method not in _METHODS:
-        raise ValueError(
-            f"method must be one of {sorted(_METHODS)}; got {method!r}."
-        )
-    n_threads = effective_n_threads(n_jobs)
-    # At least ~2^20 multiply-adds per thread to be worth a team.
-    n_threads = threads_for_work(n_threads, n_pairs * d * min(d, 64), 1 << 20)
-    out = np.empty((d, d), dtype=np.float64)
-    # The tiles' GEMMs are small: BLAS threads would only oversubscribe
-    # (and could change the rounding), whatever n_threads is.
-    with single_threaded_blas():
-        pair_scatter(X, a, b, w, out, n_threads, _METHODS[method])
-    return out

@@ -35,7 +35,6 @@ import numpy as np
 from cython.parallel cimport prange, parallel
 from libc.math cimport INFINITY, sqrt
 from libc.stdlib cimport malloc, free, realloc
-from libc.string cimport memset
 from libc.limits cimport INT_MAX
 
 from fastmetric.kernels.common cimport (
@@ -325,16 +324,13 @@ def _sgd_run(const floating[:, ::1] Z, const Py_ssize_t[:, ::1] triplets,
 
     Returns the number of hinge-active triplets seen over the run.
     """
-    cdef Py_ssize_t n = Z.shape[0], K = Z.shape[1], n_it = batches.shape[0]
+    cdef Py_ssize_t K = Z.shape[1], n_it = batches.shape[0]
     cdef Py_ssize_t m = batches.shape[1], total
     cdef Py_ssize_t it, s, k, q, o, tr, flat, nxt, a, p, c, nc, ncap
     cdef long long t, n_hinge = 0
     cdef double margin, inv_m, gk, num, thr
     cdef bint any_active
     cdef int status = 0
-    cdef const floating *za
-    cdef const floating *zp
-    cdef const floating *zq
     cdef const floating *ca
     cdef const floating *cpp
     cdef const floating *cq

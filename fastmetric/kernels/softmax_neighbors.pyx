@@ -109,7 +109,6 @@ from fastmetric.kernels.common cimport (
 from fastmetric.kernels.smallgemm cimport gemm_atb
 from fastmetric.kernels.distances cimport transform_rows
 
-from fastmetric._core.threads import single_threaded_blas
 
 # Terms with D_ij - min_l D_il beyond this are below e^-50 of the largest.
 cdef double WINDOW = 50.0
@@ -844,46 +843,22 @@ def _screening_scale(double z_sq_max):
     return float(np.ldexp(1.0, -int(np.round(0.5 * np.log2(z_sq_max)))))
 
 
-class _Workspace:
-    """Arrays one evaluation needs, kept between evaluations.
-
-    Allocating them afresh would page-fault tens of MB per evaluation.
-    """
-
-    def __init__(self, n, d, k, dtype, n_groups, n_chunks):
-        # Partial d x d products of M = X^T B: at most DEF_MAX_PARTIALS, at
-        # most ~64 MB of them, blocks of at least DEF_POINT_CHUNK rows; all
-        # fixed by n and d (not by the threads).
-        itemsize = np.dtype(dtype).itemsize
-        n_blocks = min(-(-n // DEF_POINT_CHUNK), DEF_MAX_PARTIALS,
-                       max(1, (64 * 2**20) // (d * d * itemsize)))
-        block = -(-n // n_blocks)
-        self.key = (k, np.dtype(dtype))
-        self.Z = np.empty((n, k), dtype=dtype)
-        self.zn = np.empty(n, dtype=np.float64)
-        self.A = np.empty((n, d), dtype=dtype)
-        self.row_sums = np.empty(n, dtype=np.float64)
-        self.col_sums = np.zeros((n_groups, n), dtype=np.float64)
-        self.chunk_loss = np.zeros(n_chunks, dtype=np.float64)
-        self.chunk_window = np.zeros(n_chunks, dtype=np.intp)
-        self.ZL = np.empty((n, k + 2), dtype=np.float32)
-        self.ZR = np.empty((n, k + 2), dtype=np.float32)
-        self.block = block
-        self.partials = np.empty(((n + block - 1) // block, d, d), dtype=dtype)
-        self.no_offsets = np.zeros(1, dtype=np.intp)
-        self.no_index = np.zeros(1, dtype=np.int32)
-
-
-def _evaluate(const floating[:, ::1] X, const Py_ssize_t[::1] labels,
-              const double[::1] targets, bint regression, const floating[:, ::1] L,
-              bint compute_gradient, Py_ssize_t[::1] nearest, bint try_tiles,
-              Py_ssize_t tile, Py_ssize_t chunk_size, Py_ssize_t chunks_per_group,
-              int n_threads, ws):
-    """One evaluation; returns (loss, H or None, pairs in the window, tiles used).
+def softmax_neighbors_evaluate(
+        const floating[:, ::1] X, const Py_ssize_t[::1] labels,
+        const double[::1] targets, bint regression, const floating[:, ::1] L,
+        bint compute_gradient, Py_ssize_t[::1] nearest, bint try_tiles,
+        Py_ssize_t tile, Py_ssize_t chunk_size, Py_ssize_t chunks_per_group,
+        int n_threads, ws):
+    """One evaluation of NCA's or MLKR's objective (see the module docstring:
+    the math, the window and the two strategies); returns (loss, H or None,
+    pairs in the window, tiles used), with the gradient in L being 2 L H.
 
     ``nearest`` holds each point's nearest neighbour from the previous
     evaluation (the hints of the tile strategy, tried when ``try_tiles``);
-    it is overwritten with the current ones.  ``ws``: a :class:`_Workspace`.
+    it is overwritten with the current ones.  ``ws`` holds the work arrays
+    (the attributes of fastmetric._core.objectives.softmax_neighbors'
+    workspace).  Cost: O(n^2 k) for the distances (less with tiles), plus
+    O(n d^2) for the gradient.  BLAS must be single-threaded around the call.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = L.shape[0]
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
@@ -964,140 +939,6 @@ def _evaluate(const floating[:, ::1] X, const Py_ssize_t[::1] labels,
                 H[i, j] = s
                 H[j, i] = s
     return loss, H_arr, n_window, use_tiles
-
-
-def default_chunk_size(n_samples, itemsize):
-    """Rows per chunk: the thread-local chunk x n blocks stay near 24 MB.
-
-    Per row of a chunk a thread holds n entries of the data's dtype, n
-    float32 (screening), n int32 and n float64; at most 64 rows.
-    """
-    per_row = max(1, int(n_samples)) * (int(itemsize) + 4 + 4 + 8)
-    return int(max(1, min(DEF_MAX_CHUNK, DEF_BUFFER_BYTES // per_row)))
-
-
-class SoftmaxNeighborsProblem:
-    """NCA's or MLKR's objective on fixed data, prepared for many evaluations.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features), float32 or float64
-        Validated points (at least 2).  They are centred once here (a copy
-        in X's dtype): distances, hence the objective, do not change.
-    labels : ndarray of shape (n_samples,), intp, optional
-        Class indices (NCA).  Exactly one of ``labels`` and ``targets``.
-    targets : ndarray of shape (n_samples,), float64, optional
-        Real targets (MLKR).
-    chunk_size : int, optional
-        Rows per work unit (default: :func:`default_chunk_size`).  Each
-        thread holds ``chunk_size x n_samples`` entries of X's dtype, of
-        float32, of int32 and of float64.
-    tiles : bool, default=True
-        Allow the tile strategy (see the module docstring) once an
-        evaluation has given nearest-neighbour hints.  It changes the speed
-        only: the results are bitwise those of the row strategy.
-    tile_size : int, optional
-        Side of the tiles (default 512).
-
-    Attributes
-    ----------
-    n_window_pairs : int or None
-        Pairs inside the softmax window at the last evaluation.
-    used_tiles : bool or None
-        Whether the last evaluation found its candidates by tiles.
-
-    Notes
-    -----
-    :meth:`loss_grad` returns the objective to *minimise*: ``-sum_i p_i``
-    for NCA, ``sum_i (yhat_i - y_i)^2`` for MLKR (the module docstring
-    gives the math).  Results do not depend on the number of threads, nor
-    on the evaluations before (the hints only change which superset of
-    the window is screened).
-    """
-
-    def __init__(self, X, labels=None, targets=None, chunk_size=None, tiles=True,
-                 tile_size=None):
-        if (labels is None) == (targets is None):
-            raise ValueError("give exactly one of labels (NCA) and targets (MLKR).")
-        X = np.asarray(X)
-        if X.dtype not in (np.float32, np.float64) or X.ndim != 2:
-            raise TypeError("X must be a 2-D float32 or float64 array.")
-        n = X.shape[0]
-        if n < 2:
-            raise ValueError(f"at least 2 samples are needed; got n_samples={n}.")
-        if n >= 2**31 - 1:
-            raise ValueError(f"n_samples={n} is too large (at most 2**31 - 2).")
-        mean = X.mean(axis=0, dtype=np.float64)
-        self.X = np.ascontiguousarray(X - mean.astype(X.dtype), dtype=X.dtype)
-        self.dtype = X.dtype
-        self.regression = targets is not None
-        if self.regression:
-            self.targets = np.ascontiguousarray(targets, dtype=np.float64)
-            self.labels = np.zeros(1, dtype=np.intp)
-            if self.targets.shape != (n,):
-                raise ValueError(f"targets must have shape ({n},); got {self.targets.shape}.")
-        else:
-            self.labels = np.ascontiguousarray(labels, dtype=np.intp)
-            self.targets = np.zeros(1, dtype=np.float64)
-            if self.labels.shape != (n,):
-                raise ValueError(f"labels must have shape ({n},); got {self.labels.shape}.")
-        self.chunk_size = int(chunk_size) if chunk_size else default_chunk_size(
-            n, X.dtype.itemsize)
-        n_chunks = -(-n // self.chunk_size)
-        self.chunks_per_group = -(-n_chunks // DEF_MAX_GROUPS)
-        self.tiles = bool(tiles)
-        self.tile_size = int(tile_size) if tile_size else DEF_TILE
-        self.n_samples = n
-        self._nearest = np.full(n, -1, dtype=np.intp)
-        self._workspace = None
-        self.n_window_pairs = None
-        self.used_tiles = None
-
-    def loss_grad(self, L, n_threads=1, compute_gradient=True):
-        """Objective and its gradient in L.
-
-        Parameters
-        ----------
-        L : ndarray of shape (n_components, n_features)
-        n_threads : int, default=1
-        compute_gradient : bool, default=True
-
-        Returns
-        -------
-        loss : float
-        grad : ndarray of shape (n_components, n_features), float64, or None
-        """
-        L64 = np.asarray(L, dtype=np.float64)
-        if L64.ndim != 2 or L64.shape[1] != self.X.shape[1] or L64.shape[0] < 1:
-            raise ValueError(
-                f"L must have shape (n_components, {self.X.shape[1]}); got {L64.shape}.")
-        Lw = np.ascontiguousarray(L64, dtype=self.dtype)
-        n = self.n_samples
-        # Tiles pay off when the window is small: try them when the last
-        # evaluation's was, and every point has a hint.
-        try_tiles = (
-            self.tiles
-            and self.n_window_pairs is not None
-            and self.n_window_pairs * DEF_TILE_RATIO <= n * n
-            and self._nearest.min() >= 0
-        )
-        k = Lw.shape[0]
-        if self._workspace is None or self._workspace.key != (k, self.dtype):
-            n_chunks = -(-n // self.chunk_size)
-            self._workspace = _Workspace(n, self.X.shape[1], k, self.dtype,
-                                         -(-n_chunks // self.chunks_per_group), n_chunks)
-        with single_threaded_blas():
-            loss, H, n_window, used = _evaluate(
-                self.X, self.labels, self.targets, self.regression, Lw,
-                compute_gradient, self._nearest, try_tiles, self.tile_size,
-                self.chunk_size, self.chunks_per_group, int(n_threads), self._workspace)
-            self.n_window_pairs = n_window
-            self.used_tiles = bool(used)
-            if H is None:
-                return float(loss), None
-            # df/dL = 2 L H (the sign of NCA's -sum p_i is in the weights).
-            grad = 2.0 * (L64 @ H)
-        return float(loss), grad
 
 
 def _exp_window(double[::1] val, double m, double lim):

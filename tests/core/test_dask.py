@@ -12,7 +12,7 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 from fastmetric import LDML, LDML_Supervised, ClusterLDML  # noqa: E402
-from fastmetric.kernels.sampling import sample_pairs  # noqa: E402
+from fastmetric._core.sampling import sample_pairs  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),

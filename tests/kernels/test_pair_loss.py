@@ -6,7 +6,8 @@ from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
 from fastmetric.pairwise import ldml_loss
-from fastmetric.kernels.pair_loss import KEY_SHIFT, PairLossProblem
+from fastmetric._core.objectives.pair_loss import PairLossProblem
+from fastmetric.kernels.pair_loss import KEY_SHIFT
 
 
 def numpy_ldml_loss(X, pairs, y, L, bias, w=None):

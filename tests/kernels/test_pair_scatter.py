@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from fastmetric.kernels.pair_scatter import pair_scatter, weighted_pair_scatter
+from fastmetric._core.scatter import weighted_pair_scatter
+from fastmetric.kernels.pair_scatter import pair_scatter
 
 METHODS = ["auto", "laplacian", "direct"]
 

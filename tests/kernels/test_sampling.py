@@ -8,7 +8,7 @@ from numpy.testing import assert_array_equal
 from scipy.stats import chisquare
 from threadpoolctl import threadpool_limits
 
-from fastmetric.kernels.sampling import sample_pairs
+from fastmetric._core.sampling import sample_pairs
 
 # 7 points in 3 labels of sizes 3, 2, 2: 3 + 1 + 1 = 5 positive pairs and
 # (49 - 9 - 4 - 4) / 2 = 16 negative pairs.
@@ -384,7 +384,7 @@ def test_kernel_is_exported_for_cimport():
 @pytest.mark.parametrize("balanced", [False, True])
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_label_pair_stream_slices_equal_sample_pairs(balanced, n_jobs):
-    from fastmetric.kernels.sampling import LabelPairStream
+    from fastmetric._core.sampling import LabelPairStream
 
     labels = np.random.RandomState(3).randint(0, 7, 500)
     pairs, y = sample_pairs(labels, 900, 600, balanced=balanced, random_state=11, n_jobs=1)
@@ -402,7 +402,7 @@ def test_label_pair_stream_slices_equal_sample_pairs(balanced, n_jobs):
 
 
 def test_label_pair_stream_with_anchor_label():
-    from fastmetric.kernels.sampling import LabelPairStream
+    from fastmetric._core.sampling import LabelPairStream
 
     labels = np.random.RandomState(4).randint(0, 5, 300)
     pairs, _ = sample_pairs(labels, 200, 150, anchor_label=3, random_state=9)
@@ -413,7 +413,7 @@ def test_label_pair_stream_with_anchor_label():
 
 
 def test_label_pair_stream_errors():
-    from fastmetric.kernels.sampling import LabelPairStream
+    from fastmetric._core.sampling import LabelPairStream
 
     with pytest.raises(ValueError, match="no negative pair"):
         LabelPairStream(np.zeros(5, dtype=int))

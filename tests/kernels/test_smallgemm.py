@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from fastmetric.kernels import distances as _distances, smallgemm as _smallgemm
+from fastmetric._core.distances import transform_rows
+from fastmetric.kernels import smallgemm as _smallgemm
 from fastmetric.pairwise import ldml_loss, paired_mahalanobis_distances
 
 from ..conftest import tolerance
@@ -51,7 +52,7 @@ def test_mapping_matches_numpy(small_gemm, dtype, n, d, k):
     ref = X.astype(np.float64) @ L.T.astype(np.float64)
     for enabled in (True, False):
         small_gemm(enabled)
-        U = _distances._transform(X, L, 256, 2)
+        U = transform_rows(X, L, 256, 2)
         assert U.dtype == dtype
         assert_allclose(U, ref, rtol=tolerance(dtype), atol=tolerance(dtype) * np.abs(ref).max())
 
@@ -62,7 +63,7 @@ def test_large_mapping_with_streaming_stores(small_gemm, dtype):
     X = rng.standard_normal((40_000, 32)).astype(dtype)
     L = rng.standard_normal((64, 32)).astype(dtype)
     small_gemm(True)
-    U = _distances._transform(X, L, 256, 2)
+    U = transform_rows(X, L, 256, 2)
     ref = X.astype(np.float64) @ L.T.astype(np.float64)
     assert_allclose(U, ref, rtol=tolerance(dtype), atol=tolerance(dtype) * np.abs(ref).max())
 

@@ -15,8 +15,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from ..conftest import tolerance
 from fastmetric import ITML, ITML_Supervised
 from fastmetric._learners.itml import components_from_psd
-from fastmetric.kernels.itml import itml_projections
-from fastmetric.kernels.sampling import sample_pairs
+from fastmetric._core.objectives.itml import itml_projections
+from fastmetric._core.sampling import sample_pairs
 
 from .._sklearn_checks import NO_FIT_CHECKS
 

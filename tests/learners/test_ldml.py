@@ -16,10 +16,10 @@ from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
 import fastmetric._learners.ldml as ldml_module
-from fastmetric.kernels.distances import paired_mahalanobis_distances
+from fastmetric._core.distances import paired_mahalanobis_distances
 from fastmetric._learners.ldml import LDML, LDML_Supervised, _initial_scale_bias
-from fastmetric.kernels.pair_loss import PairLossProblem
-from fastmetric.kernels.sampling import sample_pairs
+from fastmetric._core.objectives.pair_loss import PairLossProblem
+from fastmetric._core.sampling import sample_pairs
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -281,8 +281,8 @@ def test_stochastic_solvers(iris_pairs, solver):
 def test_supervised_stochastic_draws_pairs_per_minibatch(iris, monkeypatch):
     """Each minibatch draws its own pairs (memory bounded by batch_size); an
     epoch's minibatches together are one sample_pairs draw, fresh per epoch."""
-    import fastmetric.kernels.sampling as sampling
-    from fastmetric.kernels.sampling import sample_pairs
+    import fastmetric._core.sampling as sampling
+    from fastmetric._core.sampling import sample_pairs
 
     X, y = iris
     calls = []

@@ -21,7 +21,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmetric._learners.ldml import LDML, LDML_Supervised
-from fastmetric.kernels.sampling import sample_pairs
+from fastmetric._core.sampling import sample_pairs
 
 from .._sklearn_checks import NO_FIT_CHECKS
 

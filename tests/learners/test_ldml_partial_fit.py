@@ -12,7 +12,7 @@ from numpy.testing import assert_array_equal
 from sklearn.metrics import roc_auc_score
 
 from fastmetric import LDML, LDML_Supervised
-from fastmetric.kernels.sampling import sample_pairs
+from fastmetric._core.sampling import sample_pairs
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

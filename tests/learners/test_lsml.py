@@ -16,8 +16,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmetric import LSML, LSML_Supervised
 from fastmetric._learners.lsml import _covariance_prior, _LSMLProblem
+from fastmetric._core.objectives.lsml import pair_quadratic_forms
 from fastmetric.kernels.lsml import (
-    pair_quadratic_forms,
     residual_loss,
     residual_loss_coefficients,
 )

@@ -8,7 +8,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from fastmetric._learners.mlkr import MLKR
-from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem
+from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -17,7 +17,7 @@ from fastmetric._learners.mmc import (
     _factored_loss_grad,
     _Projector,
 )
-from fastmetric.kernels.sampling import sample_pairs
+from fastmetric._core.sampling import sample_pairs
 
 from .._sklearn_checks import NO_FIT_CHECKS
 

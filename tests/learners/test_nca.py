@@ -15,7 +15,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from fastmetric._learners.nca import NCA
-from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem
+from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

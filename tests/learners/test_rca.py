@@ -14,9 +14,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import fastmetric.kernels.chunks as chunks_module
+import fastmetric._core.sampling as chunks_module
 from fastmetric import RCA, RCA_Supervised
-from fastmetric.kernels.chunks import sample_chunks
+from fastmetric._core.sampling import sample_chunks
 from fastmetric._learners.rca import _chunk_residuals
 
 

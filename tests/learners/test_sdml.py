@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmetric import SDML, SDML_Supervised
-from fastmetric.kernels.sampling import sample_pairs
+from fastmetric._core.sampling import sample_pairs
 from fastmetric._learners.sdml import shifted_for_condition
 
 from .._sklearn_checks import NO_FIT_CHECKS

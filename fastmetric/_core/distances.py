@@ -1,0 +1,224 @@
+"""Validated Mahalanobis distances and the row mapping, over the kernels of
+:mod:`fastmetric.kernels.distances`.
+
+The functions here check their inputs, choose the thread count and allocate
+the outputs and work arrays (aligned, on huge pages: see
+:mod:`fastmetric._core.workspace`); the kernels only compute.  The public
+ones are re-exported by :mod:`fastmetric.pairwise`.
+"""
+import numpy as np
+
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
+from fastmetric._core.validation import (
+    check_chunk_size,
+    check_components,
+    check_index_pairs,
+    check_points,
+    raise_nonfinite,
+)
+from fastmetric._core.workspace import empty_aligned
+from fastmetric.kernels.distances import (
+    DEF_PAIR_CHUNK,
+    DEF_ROW_CHUNK,
+    DEF_SORT_ABOVE_BYTES,
+    _paired_bucketed,
+    _paired_direct,
+    _paired_transformed,
+    _pairwise,
+    _transform_f32,
+    _transform_f64,
+    bucket_plan,
+)
+
+__all__ = ["mahalanobis_distances", "paired_mahalanobis_distances", "transform_rows"]
+
+
+def transform_rows(X, L, chunk_size, n_threads, check_finite=False, name="X"):
+    """``X @ L.T`` into a new aligned array, by the kernels' row mapping.
+
+    X and L are validated float32/float64 arrays of one dtype, C-contiguous.
+    With ``check_finite``, X's values are checked during the GEMM (X was
+    validated with ``allow_nan=True``) and a NaN or infinity raises the
+    ValueError of :func:`~fastmetric._core.validation.check_points`.
+    """
+    # Aligned rows on huge pages: the paired kernel reads them at random (see
+    # fastmetric._core.workspace), and the threads filling them do not queue
+    # on page faults.
+    XL = empty_aligned((X.shape[0], L.shape[0]), X.dtype)
+    if X.dtype == np.float32:
+        finite = _transform_f32(X, L, XL, chunk_size, n_threads, check_finite)
+    else:
+        finite = _transform_f64(X, L, XL, chunk_size, n_threads, check_finite)
+    if not finite:
+        raise_nonfinite(X, name)
+    return XL
+
+
+def _paired_bucketed_into(XL, a, b, out, take_sqrt, chunk_size, n_threads):
+    """The bucketed paired kernel with its work arrays (see ``bucket_plan``)."""
+    n_pairs = a.shape[0]
+    bucket_rows, n_buckets, n_parts = bucket_plan(XL.shape[0], XL.shape[1] * XL.itemsize,
+                                                  n_pairs, n_threads)
+    cursor = np.zeros((n_parts, n_buckets), dtype=np.intp)
+    sa, sb, sp = (empty_aligned(n_pairs, np.intp) for _ in range(3))
+    _paired_bucketed(XL, a, b, out, take_sqrt, chunk_size, n_threads, bucket_rows,
+                     cursor, sa, sb, sp)
+
+
+def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
+                          chunk_size=None, n_jobs=None):
+    """Mahalanobis distances between the rows of X and the rows of Y.
+
+    Computes ``D[i, j] = ||L x_i - L y_j||`` (``M = L^T L``), in parallel over
+    chunks of rows of X, with no intermediate larger than the output plus
+    the transformed rows (no n x m x d temporaries).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples_X, n_features)
+        float32 input stays float32; integers are converted to float64.
+    Y : array-like of shape (n_samples_Y, n_features), default=None
+        ``None`` computes the distances among the rows of X (the diagonal is
+        then exactly zero).
+    components : array-like of shape (n_components, n_features), default=None
+        The linear map L. ``None`` means the identity (Euclidean distance).
+        ``n_components < n_features`` (a low-rank metric) is allowed.
+    squared : bool, default=False
+        Return squared distances.
+    chunk_size : int, default=None
+        Rows of X per work unit (default 256).
+    n_jobs : int, default=None
+        Number of OpenMP threads: ``None`` as many as OpenMP and threadpoolctl
+        allow, ``-1`` all CPUs, ``k > 0`` exactly k.
+
+    Returns
+    -------
+    D : ndarray of shape (n_samples_X, n_samples_Y)
+        In the dtype of X (float64 if X and Y do not share a float dtype).
+
+    Notes
+    -----
+    The squared distance is expanded as ``||u||^2 + ||v||^2 - 2 u.v`` with
+    ``u = L x``, ``v = L y``, which turns the work into matrix products.  The
+    expansion loses relative precision for points much closer to each other
+    than to the origin (about ``eps * ||u||^2`` absolute error, eps the
+    machine precision of the dtype); negative rounding results are clipped
+    to zero.  Use :func:`paired_mahalanobis_distances` when only some pairs
+    are needed: it computes differences directly.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric.pairwise import mahalanobis_distances
+    >>> X = np.array([[0.0, 0.0], [3.0, 4.0]])
+    >>> mahalanobis_distances(X)
+    array([[0., 5.],
+           [5., 0.]])
+    >>> mahalanobis_distances(X, components=[[2.0, 0.0]], squared=True)
+    array([[ 0., 36.],
+           [36.,  0.]])
+    """
+    # NaN/inf in X and Y are found while the GEMM maps them (check_finite).
+    X = check_points(X, "X", allow_nan=True)
+    if Y is not None:
+        Y = check_points(Y, "Y", allow_nan=True)
+        if Y.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"X and Y must have the same number of features; got X with "
+                f"{X.shape[1]} and Y with {Y.shape[1]}."
+            )
+        if Y.dtype != X.dtype:
+            X = X.astype(np.float64)
+            Y = Y.astype(np.float64)
+    L = check_components(components, X.shape[1], X.dtype)
+    chunk_size = check_chunk_size(chunk_size) or DEF_ROW_CHUNK
+    n_rows_y = X.shape[0] if Y is None else Y.shape[0]
+    n_threads = threads_for_work(effective_n_threads(n_jobs),
+                                 X.shape[0] * (n_rows_y + L.shape[0]), 1 << 16)
+    with single_threaded_blas():
+        XL = transform_rows(X, L, chunk_size, n_threads, check_finite=True)
+        YL = XL if Y is None else transform_rows(Y, L, chunk_size, n_threads,
+                                             check_finite=True, name="Y")
+        # Filled by every thread at once: see fastmetric._core.workspace.
+        out = empty_aligned((X.shape[0], YL.shape[0]), X.dtype)
+        _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)
+    return out
+
+
+def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
+                                 chunk_size=None, n_jobs=None):
+    """Mahalanobis distances of index pairs of rows of X.
+
+    Computes ``d_p = ||L (x_{a_p} - x_{b_p})||`` for each pair
+    ``(a_p, b_p) = pairs[p]`` without building the (n_pairs, n_features)
+    array of differences.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        float32 input stays float32; integers are converted to float64.
+    pairs : array-like of int, shape (n_pairs, 2)
+        Row indices into X, each in ``[0, n_samples)``.
+    components : array-like of shape (n_components, n_features), default=None
+        The linear map L; ``None`` is the identity (Euclidean distance).
+    squared : bool, default=False
+        Return squared distances.
+    chunk_size : int, default=None
+        Pairs per work unit (default 4096).
+    n_jobs : int, default=None
+        Number of OpenMP threads (see :func:`mahalanobis_distances`).
+
+    Returns
+    -------
+    d : ndarray of shape (n_pairs,)
+        In the dtype of X.
+
+    Notes
+    -----
+    With at least as many pairs as rows, every row is mapped once,
+    ``u = L x`` (one GEMM per chunk of rows, O(n k d)), and each pair costs
+    O(k).  When the mapped rows outgrow the cache, the pairs are first
+    bucketed by their first row (a stable counting sort), so that the first
+    rows of consecutive pairs stay in cache and only the second row of each
+    pair is read from memory at random.  With fewer pairs than rows, the differences of a chunk of pairs
+    are gathered into a per-thread buffer and multiplied by ``L^T``
+    (O(n_pairs k d), never touching unused rows).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric.pairwise import paired_mahalanobis_distances
+    >>> X = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    >>> paired_mahalanobis_distances(X, [[0, 1], [0, 2], [1, 1]])
+    array([ 5., 10.,  0.])
+    """
+    # X's values are checked for NaN/inf by the kernel that reads them (the
+    # GEMM of the mapped rows), or below for the direct path.
+    X = check_points(X, "X", allow_nan=True)
+    n_threads = effective_n_threads(n_jobs)
+    a, b = check_index_pairs(pairs, X.shape[0], "pairs", allow_empty=True,
+                             n_threads=n_threads)
+    L = check_components(components, X.shape[1], X.dtype)
+    chunk_size = check_chunk_size(chunk_size)
+    n_threads = threads_for_work(n_threads, a.shape[0], 2048)
+    transformed = a.shape[0] >= X.shape[0]
+    if not transformed:
+        check_points(X, "X")
+    # Filled by every thread at once: see fastmetric._core.workspace.
+    out = empty_aligned(a.shape[0], X.dtype)
+    if a.shape[0] == 0:
+        return out
+    with single_threaded_blas():
+        if transformed:
+            # chunk_size counts pairs; rows are mapped in the usual blocks.
+            XL = transform_rows(X, L, DEF_ROW_CHUNK, n_threads, check_finite=True)
+            if XL.nbytes > DEF_SORT_ABOVE_BYTES:
+                _paired_bucketed_into(XL, a, b, out, not squared,
+                                      chunk_size or DEF_PAIR_CHUNK, n_threads)
+            else:
+                _paired_transformed(XL, a, b, out, not squared,
+                                    chunk_size or DEF_PAIR_CHUNK, n_threads)
+        else:
+            _paired_direct(X, L, a, b, out, not squared,
+                           chunk_size or DEF_ROW_CHUNK, n_threads)
+    return out

@@ -1,4 +1,4 @@
-# nogil kernels of LMNN (see _lmnn_kernels.pyx for the math).
+# nogil kernels of LMNN (see lmnn.pyx for the math).
 #
 # Every kernel works on the points sorted by class (rows of one class are
 # contiguous), with int (32-bit) point and pair indices and outputs

@@ -550,30 +550,57 @@ cdef inline void _dense_hinge_block(
     active_out[0] = active
 
 
+cdef struct _TargetGraph:
+    # The target-neighbour graph of the triplets, as read by the dense
+    # Laplacian: row i's targets (targets, n_targets), their distances Dt and
+    # active-triplet counts (row-major n x K arrays, row strides given), the
+    # radius 1 + max_s Dt[i, s], and the incoming targets (CSR by target:
+    # tin_source[e] has this point as its tin_slot[e]-th target).
+    const int *targets
+    Py_ssize_t targets_stride
+    const int *n_targets
+    const double *Dt
+    Py_ssize_t Dt_stride
+    const double *radius
+    const int *active
+    Py_ssize_t active_stride
+    const Py_ssize_t *tin_offsets
+    const int *tin_source
+    const int *tin_slot
+
+
+cdef struct _DenseWork:
+    # Thread-local buffers of one row block (rows x DEF_COL_CHUNK distances
+    # and weights, rows x k product, accumulator and weight sums).  The
+    # floating ones are void * (a struct cannot be fused): cast by the user.
+    void *buf
+    void *wbuf
+    void *prod
+    double *acc
+    double *wsum
+
+
 cdef inline void _dense_laplacian_block(
     const floating[:, ::1] Z,
     const double[::1] sq_norms,
     const Py_ssize_t[::1] class_start,
     const Py_ssize_t[::1] class_end,
-    const double[:, ::1] Dt,
-    const double[::1] radius,
-    const int[::1] n_targets,
-    const int[:, ::1] targets,
-    const int[:, ::1] active_per_target,
-    const Py_ssize_t[::1] tin_offsets,
-    const int[::1] tin_source,
-    const int[::1] tin_slot,
+    const _TargetGraph *graph,
     double mu,
     double tol_rel,
     floating[:, ::1] G,
     Py_ssize_t start,
     Py_ssize_t stop,
-    floating *buf,
-    floating *wbuf,
-    floating *prod,
-    double *acc,
-    double *wsum,
+    _DenseWork *work,
 ) noexcept nogil:
+    """Rows [start, stop) of G = Lap Z without a candidate set: impostor
+    weights of every other-class pair below the radii (filtered by the GEMM
+    expansion, decided on exact distances), then the target pairs; O(rows n k)."""
+    cdef floating *buf = <floating *> work.buf
+    cdef floating *wbuf = <floating *> work.wbuf
+    cdef floating *prod = <floating *> work.prod
+    cdef double *acc = work.acc
+    cdef double *wsum = work.wsum
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], rows = stop - start
     cdef Py_ssize_t c0, w, i, j, s, t, e, o
     cdef int cnt
@@ -587,12 +614,12 @@ cdef inline void _dense_laplacian_block(
                       <floating> -2.0, &Z[start, 0], <int> k, &Z[c0, 0], <int> k,
                       <floating> 0.0, buf, <int> w)
         for i in range(start, stop):
-            ri = radius[i]
+            ri = graph.radius[i]
             for j in range(c0, c0 + w):
                 wbuf[(i - start) * w + (j - c0)] = 0
                 if j >= class_start[i] and j < class_end[i]:
                     continue
-                rj = radius[j]
+                rj = graph.radius[j]
                 thr = ri if ri > rj else rj
                 if thr < 0:
                     continue
@@ -602,12 +629,12 @@ cdef inline void _dense_laplacian_block(
                 D = _exact_sq_dist(Z, i, j)
                 cnt = 0
                 if D < ri:
-                    for s in range(n_targets[i]):
-                        if 1.0 + Dt[i, s] - D > 0:
+                    for s in range(graph.n_targets[i]):
+                        if 1.0 + graph.Dt[i * graph.Dt_stride + s] - D > 0:
                             cnt += 1
                 if D < rj:
-                    for s in range(n_targets[j]):
-                        if 1.0 + Dt[j, s] - D > 0:
+                    for s in range(graph.n_targets[j]):
+                        if 1.0 + graph.Dt[j * graph.Dt_stride + s] - D > 0:
                             cnt += 1
                 if cnt:
                     wt = -mu * cnt
@@ -621,15 +648,15 @@ cdef inline void _dense_laplacian_block(
             acc[i] -= prod[i]
         c0 += w
     for i in range(start, stop):
-        for s in range(n_targets[i]):
-            wt = (1.0 - mu) + mu * active_per_target[i, s]
-            o = targets[i, s]
+        for s in range(graph.n_targets[i]):
+            wt = (1.0 - mu) + mu * graph.active[i * graph.active_stride + s]
+            o = graph.targets[i * graph.targets_stride + s]
             wsum[i - start] += wt
             for t in range(k):
                 acc[(i - start) * k + t] -= wt * Z[o, t]
-        for e in range(tin_offsets[i], tin_offsets[i + 1]):
-            o = tin_source[e]
-            wt = (1.0 - mu) + mu * active_per_target[o, tin_slot[e]]
+        for e in range(graph.tin_offsets[i], graph.tin_offsets[i + 1]):
+            o = graph.tin_source[e]
+            wt = (1.0 - mu) + mu * graph.active[o * graph.active_stride + graph.tin_slot[e]]
             wsum[i - start] += wt
             for t in range(k):
                 acc[(i - start) * k + t] -= wt * Z[o, t]
@@ -688,19 +715,34 @@ def _dense_loss_grad(const floating[:, ::1] X, const floating[:, ::1] Z_in,
     if not compute_gradient:
         return loss, int(n_active), None
     cdef floating[:, ::1] G = np.empty((n, k), dtype=dtype)
+    cdef _TargetGraph graph
+    cdef _DenseWork work
+    graph.targets = &targets[0, 0] if targets.shape[0] * K > 0 else NULL
+    graph.targets_stride = K
+    graph.n_targets = &n_targets[0] if n_targets.shape[0] > 0 else NULL
+    graph.Dt = &Dt[0, 0] if Dt.shape[0] * Dt.shape[1] > 0 else NULL
+    graph.Dt_stride = Dt.shape[1]
+    graph.radius = &radius[0] if radius.shape[0] > 0 else NULL
+    graph.active = &apt[0, 0] if n * K > 0 else NULL
+    graph.active_stride = K
+    graph.tin_offsets = &tin_offsets[0]
+    graph.tin_source = &tin_source[0] if tin_source.shape[0] > 0 else NULL
+    graph.tin_slot = &tin_slot[0] if tin_slot.shape[0] > 0 else NULL
     with nogil, parallel(num_threads=n_threads):
+        # Thread-private buffers (assigned names in a parallel block are
+        # private; so is the struct, assigned whole).
         buf = <floating *> malloc(DEF_ROW_BLOCK * DEF_COL_CHUNK * sizeof(floating))
         wbuf = <floating *> malloc(DEF_ROW_BLOCK * DEF_COL_CHUNK * sizeof(floating))
         prod = <floating *> malloc(DEF_ROW_BLOCK * k * sizeof(floating))
         acc = <double *> malloc(DEF_ROW_BLOCK * k * sizeof(double))
         wsum = <double *> malloc(DEF_ROW_BLOCK * sizeof(double))
+        work = _DenseWork(buf=<void *> buf, wbuf=<void *> wbuf, prod=<void *> prod,
+                          acc=acc, wsum=wsum)
         for r in prange(n_blocks, schedule='static'):
             start = r * DEF_ROW_BLOCK
             stop = min(start + DEF_ROW_BLOCK, n)
-            _dense_laplacian_block(Z, sq_norms, class_start, class_end, Dt, radius,
-                                   n_targets, targets, apt, tin_offsets, tin_source,
-                                   tin_slot, mu, tol_rel, G, start, stop, buf, wbuf, prod,
-                                   acc, wsum)
+            _dense_laplacian_block(Z, sq_norms, class_start, class_end, &graph, mu, tol_rel,
+                                   G, start, stop, &work)
         free(buf)
         free(wbuf)
         free(prod)

@@ -59,6 +59,18 @@ cdef Py_ssize_t chunk_from_candidates(
 ) noexcept nogil
 
 
+# The scalar settings of one softmax_neighbors_pass: MLKR (``regression``)
+# or NCA; the float32 screening's scale; whether the candidates come from
+# the tile strategy; rows per chunk and chunks per group (which fix every
+# sum's order).
+cdef struct SoftmaxPassOptions:
+    bint regression
+    double screen_scale
+    bint use_tiles
+    Py_ssize_t chunk_size
+    Py_ssize_t chunks_per_group
+
+
 cdef int softmax_neighbors_pass(
     const floating[:, ::1] Z,
     const float[:, ::1] ZL,
@@ -67,13 +79,9 @@ cdef int softmax_neighbors_pass(
     const floating[:, ::1] X,
     const Py_ssize_t[::1] labels,
     const double[::1] targets,
-    bint regression,
-    double screen_scale,
-    bint use_tiles,
+    const SoftmaxPassOptions *opts,
     const Py_ssize_t[::1] cand_offsets,
     const int[::1] cand_index,
-    Py_ssize_t chunk_size,
-    Py_ssize_t chunks_per_group,
     floating[:, ::1] A,
     double[::1] row_sums,
     double[:, ::1] col_sums,

@@ -473,13 +473,9 @@ cdef int softmax_neighbors_pass(
     const floating[:, ::1] X,
     const Py_ssize_t[::1] labels,
     const double[::1] targets,
-    bint regression,
-    double screen_scale,
-    bint use_tiles,
+    const SoftmaxPassOptions *opts,
     const Py_ssize_t[::1] cand_offsets,
     const int[::1] cand_index,
-    Py_ssize_t chunk_size,
-    Py_ssize_t chunks_per_group,
     floating[:, ::1] A,
     double[::1] row_sums,
     double[:, ::1] col_sums,
@@ -498,9 +494,13 @@ cdef int softmax_neighbors_pass(
     its result.  The
     candidates come from the tile strategy (``use_tiles``: CSR arrays
     ``cand_offsets``, ``cand_index``) or are found chunk by chunk (row
-    strategy, from ``ZL``, ``ZR``, ``screen_scale``).  Returns -1 when a
+    strategy, from ``ZL``, ``ZR``, ``screen_scale``).  The scalar settings
+    are in ``opts`` (see SoftmaxPassOptions).  Returns -1 when a
     thread-local buffer cannot be allocated.
     """
+    cdef bint regression = opts.regression, use_tiles = opts.use_tiles
+    cdef double screen_scale = opts.screen_scale
+    cdef Py_ssize_t chunk_size = opts.chunk_size, chunks_per_group = opts.chunks_per_group
     cdef Py_ssize_t n = Z.shape[0], d = X.shape[1], k = Z.shape[1]
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
     cdef Py_ssize_t n_groups = (n_chunks + chunks_per_group - 1) // chunks_per_group
@@ -903,10 +903,15 @@ def softmax_neighbors_evaluate(
         if found is not None:
             cand_offsets, cand_index = found
             use_tiles = True
+    cdef SoftmaxPassOptions opts
+    opts.regression = regression
+    opts.screen_scale = screen_scale
+    opts.use_tiles = use_tiles
+    opts.chunk_size = chunk_size
+    opts.chunks_per_group = chunks_per_group
     with nogil:
-        rc = softmax_neighbors_pass(Z, ZL, ZR, zn, X, labels, targets, regression,
-                                    screen_scale, use_tiles, cand_offsets, cand_index,
-                                    chunk_size, chunks_per_group, A, row_sums, col_sums,
+        rc = softmax_neighbors_pass(Z, ZL, ZR, zn, X, labels, targets, &opts,
+                                    cand_offsets, cand_index, A, row_sums, col_sums,
                                     chunk_loss, chunk_window, nearest, n_threads)
     if rc != 0:
         raise MemoryError(

@@ -61,7 +61,9 @@ from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_limits
 
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
-from fastmetric._core.base import MahalanobisMixin, initialize_components, l2_normalize_rows
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import initialize_components
+from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.cluster_rows import (
     DaskRows,
     MemoryRows,
@@ -142,7 +144,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
             fitted learner, default='auto'
         The pre-trained metric to start from; see
-        :func:`fastmetric._core.base.initialize_components`.  ``'auto'`` is
+        :func:`fastmetric._core.init.initialize_components`.  ``'auto'`` is
         ``'pca'`` when ``n_components < n_features``, else ``'identity'``
         (``'lda'`` needs labels and is refused).
     normalize : bool, default=False

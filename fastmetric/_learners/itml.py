@@ -29,13 +29,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    PairsClassifierMixin,
-    check_pair_targets,
-    check_pairs,
-    encode_pair_labels,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair_labels
+from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric.kernels.itml import itml_projections
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real

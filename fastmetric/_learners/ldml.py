@@ -29,16 +29,11 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    PairsClassifierMixin,
-    check_pair_targets,
-    check_pairs,
-    encode_pair_labels,
-    evenly_spaced,
-    initialize_components,
-    l2_normalize_rows,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import initialize_components
+from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair_labels
+from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.rows import evenly_spaced, l2_normalize_rows
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric.kernels.pair_loss import PairLossProblem
 from fastmetric._core.solvers import (
@@ -442,7 +437,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         the rows of an array ``init``.
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
             fitted learner, default='auto'
-        Initial ``L``; see :func:`fastmetric._core.base.initialize_components`.
+        Initial ``L``; see :func:`fastmetric._core.init.initialize_components`.
         An array or a fitted learner refines a pre-trained metric.
         (``'lda'`` needs class labels: only in :class:`LDML_Supervised`.)
     normalize : bool, default=False

@@ -61,11 +61,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, encode_pair_labels
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.inputs import encode_pair_labels
 from fastmetric.kernels.lsml import pair_quadratic_forms, residual_loss, residual_loss_coefficients
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.tuples import QuadrupletsClassifierMixin, check_tuples
+from fastmetric._core.inputs import check_tuples
+from fastmetric._core.tuples import QuadrupletsClassifierMixin
 from fastmetric._core.validation import (
     check_int_param,
     check_pair_vector,

@@ -57,14 +57,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    PairsClassifierMixin,
-    check_pair_targets,
-    check_pairs,
-    encode_pair_labels,
-    initialize_components,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import initialize_components
+from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair_labels
+from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric.kernels.distances import paired_mahalanobis_distances
 from fastmetric.kernels.pair_scatter import pair_scatter
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
@@ -455,7 +451,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     init : {'identity', 'covariance', 'random'}, array or fitted learner, \
             default='identity'
         Initial metric: a named strategy (see
-        :func:`fastmetric._core.base.initialize_components`), a symmetric PSD
+        :func:`fastmetric._core.init.initialize_components`), a symmetric PSD
         matrix M of shape (n_features, n_features) (metric-learn's
         convention), or a fitted learner.  It is rescaled to meet the
         constraint.

@@ -18,7 +18,9 @@ import scipy.linalg
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, _resolve_n_components, points_from_indices
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import resolve_n_components
+from fastmetric._core.inputs import points_from_indices
 from fastmetric.kernels.chunks import sample_chunks
 from fastmetric._learners.covariance import (
     _MIN_SHRINKAGE,
@@ -229,7 +231,7 @@ class RCA(MahalanobisMixin):
 
     def _fit_chunks(self, X, chunks, shrinkage):
         n, d = X.shape
-        k = _resolve_n_components(self.n_components, d)
+        k = resolve_n_components(self.n_components, d)
         with single_threaded_blas():
             Xc, unit = _as_float64_centred(X)
             R, n_chunked, n_multi = _chunk_residuals(Xc, chunks)

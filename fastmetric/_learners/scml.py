@@ -31,10 +31,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, points_from_indices
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.inputs import points_from_indices
 from fastmetric.kernels.scml import _knn_triplet_neighbors, _sgd_run, _triplet_hinge_pairs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.tuples import TripletsClassifierMixin, check_tuples
+from fastmetric._core.inputs import check_tuples
+from fastmetric._core.tuples import TripletsClassifierMixin
 from fastmetric._core.validation import (
     check_int_param as _check_int,
     check_points,

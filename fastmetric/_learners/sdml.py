@@ -32,7 +32,9 @@ from sklearn.base import TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from fastmetric._core.base import MahalanobisMixin, PairsClassifierMixin, check_pair_targets, check_pairs
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._learners.mmc import _check_verbose, _supervised_pairs
 from fastmetric.kernels.pair_scatter import pair_scatter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work

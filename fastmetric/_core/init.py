@@ -294,7 +294,7 @@ def _init_covariance(X, k):
 # --------------------------------------------------------------------------
 # Prior metric
 # --------------------------------------------------------------------------
-def prior_matrix(prior, n_features, learner, names=PRIOR_NAMES):
+def prior_matrix(prior, n_features, learner, names=PRIOR_NAMES, *, what="prior", definite=True):
     """The prior Mahalanobis matrix ``M0`` given by the user, checked.
 
     One rule for every learner with a ``prior`` (ITML, LSML, SDML): the
@@ -321,6 +321,13 @@ fitted learner
         Name of the learner, for the messages.
     names : tuple of str, default=PRIOR_NAMES
         The names the learner accepts, listed in the messages.
+    what : str, default='prior'
+        The parameter's name, for the messages (MMC reads a square
+        ``init`` as a starting metric).
+    definite : bool, default=True
+        Require a positive definite matrix (the LogDet learners); with
+        False only symmetry is required (MMC projects its start onto the
+        PSD cone itself).
 
     Returns
     -------
@@ -351,42 +358,44 @@ fitted learner
         if prior == "identity":
             return np.eye(d)
         raise ValueError(
-            f"prior={prior!r} is not one of {names}, an array of shape (n_features, "
+            f"{what}={prior!r} is not one of {names}, an array of shape (n_features, "
             f"n_features) = ({d}, {d}) or a fitted learner."
         )
     if _is_learner(prior):
-        L = _fitted_components(prior, "prior")
+        L = _fitted_components(prior, what)
         arr = L.T @ L
     else:
         arr = None if prior is None else np.asarray(prior)
         if arr is None or arr.dtype.kind not in "biuf":
             raise TypeError(
-                f"prior must be one of {names}, a real array of shape (n_features, "
+                f"{what} must be one of {names}, a real array of shape (n_features, "
                 f"n_features) or a fitted learner; got {type(prior).__name__}"
                 + ("." if arr is None else f" with dtype {arr.dtype}.")
             )
         arr = arr.astype(np.float64)
     if arr.shape != (d, d):
         raise ValueError(
-            f"prior must have shape (n_features, n_features) = ({d}, {d}); got shape "
+            f"{what} must have shape (n_features, n_features) = ({d}, {d}); got shape "
             f"{arr.shape}."
         )
     if not np.isfinite(arr).all():
-        raise ValueError("prior contains NaN or infinity.")
+        raise ValueError(f"{what} contains NaN or infinity.")
     scale = float(np.abs(arr).max())
     asymmetry = float(np.abs(arr - arr.T).max())
     if asymmetry > _SYMMETRY_RTOL * scale:
         raise ValueError(
-            f"prior is not symmetric: its largest asymmetry |M0 - M0^T| is {asymmetry:.3g}, "
+            f"{what} is not symmetric: its largest asymmetry |M - M^T| is {asymmetry:.3g}, "
             f"more than {_SYMMETRY_RTOL:g} times its largest entry ({scale:.3g})."
         )
     M0 = 0.5 * (arr + arr.T)
+    if not definite:
+        return M0
     with single_threaded_blas():
         w = scipy.linalg.eigvalsh(M0)
     floor = d * np.finfo(np.float64).eps * max(float(np.max(np.abs(w))), 1e-300)
     if not w[0] > floor:
         raise np.linalg.LinAlgError(
-            f"prior must be strictly positive definite ({learner}'s LogDet divergence needs "
+            f"{what} must be strictly positive definite ({learner}'s LogDet divergence needs "
             f"an invertible prior); its smallest eigenvalue is {w[0]:.3g}."
         )
     return np.ascontiguousarray(M0)

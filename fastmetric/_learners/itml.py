@@ -30,6 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair_labels
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric.kernels.itml import itml_projections
@@ -122,49 +123,21 @@ def _covariance_prior(points):
 
 
 def _prior_matrix(prior, points, d, random_state):
-    """The prior ``A0`` (d x d, symmetric positive definite, float64)."""
-    if isinstance(prior, str):
-        if prior == "identity":
-            return np.eye(d)
-        if prior == "covariance":
-            return _covariance_prior(points)
-        if prior == "random":
-            from sklearn.datasets import make_spd_matrix
+    """The prior ``A0`` (d x d, symmetric positive definite, float64).
 
-            return np.ascontiguousarray(
-                make_spd_matrix(d, random_state=check_random_state(random_state)),
-                dtype=np.float64)
-        raise ValueError(
-            f"prior={prior!r} is not one of {_PRIORS} or an array of shape "
-            f"(n_features, n_features)."
-        )
-    if prior is None or hasattr(prior, "fit"):
-        raise TypeError(
-            f"prior must be one of {_PRIORS} or an array of shape (n_features, "
-            f"n_features); got {prior!r}."
-        )
-    arr = np.asarray(prior)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"prior must hold real numbers; got dtype {arr.dtype}.")
-    arr = arr.astype(np.float64)
-    if arr.shape != (d, d):
-        raise ValueError(
-            f"prior must have shape (n_features, n_features) = ({d}, {d}); got "
-            f"shape {arr.shape}."
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError("prior contains NaN or infinity.")
-    if not np.allclose(arr, arr.T):
-        raise ValueError("prior is not symmetric.")
-    arr = 0.5 * (arr + arr.T)
-    w = scipy.linalg.eigvalsh(arr)
-    tol = d * np.finfo(np.float64).eps * max(float(np.max(np.abs(w))), 1e-300)
-    if not w.min() > tol:
-        raise np.linalg.LinAlgError(
-            f"prior must be strictly positive definite (ITML's LogDet divergence "
-            f"needs an invertible prior); its smallest eigenvalue is {w.min():.3g}."
-        )
-    return np.ascontiguousarray(arr)
+    ITML's data-driven priors are computed here; 'identity', arrays and
+    fitted learners are checked by the core's :func:`prior_matrix`, as for
+    every learner with a prior.
+    """
+    if isinstance(prior, str) and prior == "covariance":
+        return _covariance_prior(points)
+    if isinstance(prior, str) and prior == "random":
+        from sklearn.datasets import make_spd_matrix
+
+        return np.ascontiguousarray(
+            make_spd_matrix(d, random_state=check_random_state(random_state)),
+            dtype=np.float64)
+    return prior_matrix(prior, d, "ITML", _PRIORS)
 
 
 def components_from_psd(A):

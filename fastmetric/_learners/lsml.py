@@ -62,6 +62,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import encode_pair_labels
 from fastmetric.kernels.lsml import pair_quadratic_forms, residual_loss, residual_loss_coefficients
 from fastmetric._core.solvers import IterationPrinter
@@ -124,46 +125,25 @@ def _inverse_spd(A, name="prior"):
 
 
 def _resolve_prior(prior, X, rng):
-    """``(M0, M0^{-1})`` for a prior name or array, both float64 (d, d)."""
+    """``(M0, M0^{-1})`` for a prior name, array or fitted learner, both float64 (d, d).
+
+    LSML's data-driven priors are computed here; 'identity', arrays and
+    fitted learners are checked by the core's :func:`prior_matrix`, as for
+    every learner with a prior.
+    """
     d = X.shape[1]
-    if isinstance(prior, str):
-        if prior not in _PRIORS:
-            raise ValueError(
-                f"prior={prior!r} is not one of {_PRIORS} or an array of shape "
-                f"(n_features, n_features) = ({d}, {d})."
-            )
-        if prior == "identity":
-            return np.eye(d), np.eye(d)
-        if prior == "covariance":
-            P = _covariance_prior(X)
-            return _inverse_spd(P, "the regularised covariance"), P
+    if isinstance(prior, str) and prior == "identity":
+        return np.eye(d), np.eye(d)
+    if isinstance(prior, str) and prior == "covariance":
+        P = _covariance_prior(X)
+        return _inverse_spd(P, "the regularised covariance"), P
+    if isinstance(prior, str) and prior == "random":
         from sklearn.datasets import make_spd_matrix
 
         M0 = make_spd_matrix(d, random_state=rng)
         M0 = 0.5 * (M0 + M0.T)
         return M0, _inverse_spd(M0, "the random prior")
-    if hasattr(prior, "components_") or hasattr(prior, "fit"):
-        raise TypeError(
-            "prior must be 'identity', 'covariance', 'random' or an array; got an "
-            f"estimator ({type(prior).__name__}). Use its get_mahalanobis_matrix()."
-        )
-    arr = np.asarray(prior)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(
-            f"prior must be 'identity', 'covariance', 'random' or a real array; got "
-            f"{type(prior).__name__} with dtype {arr.dtype}."
-        )
-    arr = arr.astype(np.float64)
-    if arr.shape != (d, d):
-        raise ValueError(
-            f"prior must have shape (n_features, n_features) = ({d}, {d}); got shape "
-            f"{arr.shape}."
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError("prior contains NaN or infinity.")
-    if not np.allclose(arr, arr.T, rtol=1e-7, atol=1e-12 * max(1.0, np.abs(arr).max())):
-        raise ValueError("prior must be a symmetric matrix.")
-    M0 = 0.5 * (arr + arr.T)
+    M0 = prior_matrix(prior, d, "LSML", _PRIORS)
     return M0, _inverse_spd(M0, "prior")
 
 

@@ -58,7 +58,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.init import initialize_components
+from fastmetric._core.init import initialize_components, prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair_labels
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric.kernels.distances import paired_mahalanobis_distances
@@ -227,13 +227,10 @@ class _BaseMMC(MahalanobisMixin):
                 return L0.T @ L0
             M0 = np.asarray(init)
             if M0.ndim == 2 and M0.shape == (d, d):
-                # metric-learn passes a matrix M here; a square array is read as M.
-                if not np.isfinite(M0).all():
-                    raise ValueError("init contains NaN or infinity.")
-                M0 = np.asarray(M0, dtype=np.float64)
-                if not np.allclose(M0, M0.T, rtol=1e-8, atol=1e-12 * np.abs(M0).max()):
-                    raise ValueError("init, a square array, must be a symmetric PSD matrix M.")
-                return 0.5 * (M0 + M0.T)
+                # metric-learn passes a matrix M here; a square array is read as
+                # M, checked as every learner's prior (symmetric; MMC projects
+                # it onto the PSD cone itself).
+                return prior_matrix(M0, d, "MMC", _INITS, what="init", definite=False)
             L0 = initialize_components(init, X)
             return L0.T @ L0
         L0 = initialize_components(init, X, n_components=d, random_state=rng)

@@ -33,6 +33,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._learners.mmc import _check_verbose, _supervised_pairs
@@ -86,39 +87,21 @@ class _BaseSDML(MahalanobisMixin):
         """M0^{-1} for the prior."""
         d = X.shape[1]
         prior = self.prior
-        if isinstance(prior, str):
-            if prior == "identity":
+        if isinstance(prior, str) and prior == "covariance":
+            # M0 = Cov^{-1}, so M0^{-1} is the covariance itself (PSD; the
+            # condition rule below makes P definite if it is singular).
+            if X.shape[0] < 2:
                 return np.eye(d)
-            if prior == "covariance":
-                # M0 = Cov^{-1}, so M0^{-1} is the covariance itself (PSD; the
-                # condition rule below makes P definite if it is singular).
-                if X.shape[0] < 2:
-                    return np.eye(d)
-                return np.cov(X.astype(np.float64, copy=False), rowvar=False).reshape(d, d)
+            return np.cov(X.astype(np.float64, copy=False), rowvar=False).reshape(d, d)
+        if isinstance(prior, str) and prior == "random":
             A = rng.standard_normal((d, d))
-            return A @ A.T + np.eye(d)  # 'random': a random SPD M0^{-1}
-        if hasattr(prior, "components_"):
-            L = np.asarray(prior.components_, dtype=np.float64)
-            prior = L.T @ L
-        M0 = np.asarray(prior)
-        if M0.dtype.kind not in "biuf":
-            raise TypeError(f"prior must hold real numbers; got dtype {M0.dtype}.")
-        M0 = M0.astype(np.float64)
-        if M0.shape != (d, d):
-            raise ValueError(
-                f"prior must be a (n_features, n_features) = ({d}, {d}) matrix; got shape "
-                f"{M0.shape}."
-            )
-        if not np.isfinite(M0).all():
-            raise ValueError("prior contains NaN or infinity.")
-        scale = max(np.abs(M0).max(), 1e-300)
-        if not np.allclose(M0, M0.T, rtol=1e-8, atol=1e-12 * scale):
-            raise ValueError("prior must be symmetric (a positive definite matrix M0).")
-        lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
-        if not lam[0] > 1e-12 * lam[-1] or not lam[-1] > 0:
-            raise ValueError(
-                f"prior must be positive definite; its smallest eigenvalue is {lam[0]:.3g}."
-            )
+            return A @ A.T + np.eye(d)  # a random SPD M0^{-1}
+        if isinstance(prior, str) and prior == "identity":
+            return np.eye(d)
+        # Arrays and fitted learners: checked by the core, as for every
+        # learner with a prior (M0 comes back exactly symmetric and definite).
+        M0 = prior_matrix(prior, d, "SDML", _PRIORS)
+        lam, V = np.linalg.eigh(M0)
         return (V / lam) @ V.T
 
     def _fit_pairs(self, X, a, b, signs):

@@ -30,8 +30,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import pairs_from_labels
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair_labels
+from fastmetric._core.inputs import check_pair_targets, check_pairs
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric.kernels.itml import itml_projections
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
@@ -520,12 +521,9 @@ class ITML_Supervised(_BaseITML):
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
-
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
-        classes, labels, counts = encode_pair_labels(y, "ITML_Supervised")
         n_constraints = self.n_constraints
         if self.num_constraints != "deprecated":
             warnings.warn(
@@ -535,30 +533,9 @@ class ITML_Supervised(_BaseITML):
                 stacklevel=2,
             )
             n_constraints = self.num_constraints
-        if n_constraints is None:
-            n_constraints = 20 * len(classes) ** 2
-        n_constraints = _check_int(n_constraints, "n_constraints", 1)
-
-        n = X.shape[0]
-        c = counts.astype(np.int64)
-        available_pos = int(np.sum(c * (c - 1) // 2))
-        available_neg = int((n * n - int(np.sum(c * c))) // 2)
-        n_pos = min(n_constraints, available_pos)
-        n_neg = min(n_constraints, available_neg)
-        for kind, got in (("similar", n_pos), ("dissimilar", n_neg)):
-            if got < n_constraints:
-                warnings.warn(
-                    f"only {got} distinct {kind} pairs exist; n_constraints="
-                    f"{n_constraints} requested: using all of them.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(0, np.iinfo(np.int32).max))
-        pairs, t = sample_pairs(labels, n_pos, n_neg, unique=True, random_state=seed,
-                                n_jobs=self.n_jobs)
-        delta = np.where(t == 1, 1.0, -1.0)
-        return self._fit_constraints(X, pairs[:, 0], pairs[:, 1], delta, bounds)
+        a, b, similar = pairs_from_labels(y, n_constraints, check_random_state(self.random_state),
+                                          "ITML_Supervised", distinct=True, n_jobs=self.n_jobs)
+        return self._fit_constraints(X, a, b, np.where(similar, 1.0, -1.0), bounds)
 
 
 if ITML_Supervised.__doc__:

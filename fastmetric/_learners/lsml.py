@@ -62,12 +62,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import quadruplets_from_labels
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import encode_pair_labels
+from fastmetric._core.inputs import check_tuples
 from fastmetric.kernels.lsml import pair_quadratic_forms, residual_loss, residual_loss_coefficients
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.inputs import check_tuples
 from fastmetric._core.tuples import QuadrupletsClassifierMixin
 from fastmetric._core.validation import (
     check_int_param,
@@ -538,13 +538,6 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         return self._fit_quadruplets(X, quads, weights, rng)
 
 
-def _n_distinct_pairs(counts, n):
-    """Distinct (unordered) positive and negative pairs given class sizes."""
-    counts = counts.astype(np.float64)
-    positive = float(np.sum(counts * (counts - 1) / 2))
-    return positive, float(n) * (n - 1) / 2 - positive
-
-
 class LSML_Supervised(_BaseLSML):
     """LSML from class labels: quadruplets drawn from the classes, then LSML.
 
@@ -632,24 +625,13 @@ class LSML_Supervised(_BaseLSML):
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
-
         self._validate_params()
         X, y = self._points(X, y)
-        classes, labels, counts = encode_pair_labels(y, type(self).__name__)
-        if self.n_constraints is None:
-            wanted = 20 * len(classes) ** 2
-        else:
-            wanted = check_int_param(self.n_constraints, "n_constraints", 1)
-        n_pos, n_neg = _n_distinct_pairs(counts, X.shape[0])
-        n_q = int(min(wanted, n_pos, n_neg))
-        if n_q < wanted:
-            warnings.warn(
-                f"only {n_q} quadruplets can be formed from distinct pairs ({int(n_pos)} "
-                f"positive and {int(n_neg)} negative pairs exist); n_constraints={wanted} "
-                "were requested.",
-                UserWarning,
-            )
+        # One RandomState: the quadruplets' seed first, then prior='random'.
+        rng = check_random_state(self.random_state)
+        quads = quadruplets_from_labels(y, self.n_constraints, rng, type(self).__name__,
+                                        n_jobs=self.n_jobs)
+        n_q = quads.shape[0]
         weights = self.weights
         if weights is not None:
             w = np.asarray(weights)
@@ -658,10 +640,5 @@ class LSML_Supervised(_BaseLSML):
                     f"weights must have shape (n_constraints,) = ({n_q},), one weight per "
                     f"quadruplet; got shape {w.shape}."
                 )
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(0, np.iinfo(np.int32).max))
-        pairs, _ = sample_pairs(labels, n_q, n_q, unique=True, random_state=seed,
-                                n_jobs=self.n_jobs)
-        quads = np.ascontiguousarray(np.hstack((pairs[:n_q], pairs[n_q:])), dtype=np.intp)
         self.n_constraints_ = n_q
         return self._fit_quadruplets(X, quads, weights, rng)

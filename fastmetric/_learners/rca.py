@@ -19,9 +19,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import chunks_from_labels
 from fastmetric._core.init import resolve_n_components
 from fastmetric._core.inputs import points_from_indices
-from fastmetric.kernels.chunks import sample_chunks
 from fastmetric._learners.covariance import (
     _MIN_SHRINKAGE,
     _as_float64_centred,
@@ -355,7 +355,7 @@ class RCA_Supervised(RCA):
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
-        chunks = sample_chunks(y, n_chunks, chunk_size, random_state=self.random_state,
-                               n_jobs=self.n_jobs)
-        self._fit_chunks(X, chunks.astype(np.int64), shrinkage)
+        chunks = chunks_from_labels(y, n_chunks, chunk_size, random_state=self.random_state,
+                                    n_jobs=self.n_jobs)
+        self._fit_chunks(X, chunks, shrinkage)
         return self

@@ -31,15 +31,16 @@ import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import pairs_from_labels
 from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
 from fastmetric._core.pairs import PairsClassifierMixin
-from fastmetric._learners.mmc import _check_verbose, _supervised_pairs
 from fastmetric.kernels.pair_scatter import pair_scatter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_int_param, check_real_param
+from fastmetric._core.validation import check_int_param, check_real_param, check_verbose
 
 __all__ = ["SDML", "SDML_Supervised"]
 
@@ -76,7 +77,7 @@ class _BaseSDML(MahalanobisMixin):
         self._max_condition = check_real_param(self.max_condition, "max_condition", 1.0,
                                                low_inclusive=False)
         self._max_iter = check_int_param(self.max_iter, "max_iter", 1)
-        _check_verbose(self.verbose)
+        check_verbose(self.verbose)
         if isinstance(self.prior, str) and self.prior not in _PRIORS:
             raise ValueError(
                 f"prior={self.prior!r} is not supported; use one of {_PRIORS} or a "
@@ -325,7 +326,8 @@ random_state, n_jobs
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
-
-        X, a, b, similar = _supervised_pairs(self, X, y, sample_pairs)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        a, b, similar = pairs_from_labels(y, self.n_constraints,
+                                          check_random_state(self.random_state),
+                                          type(self).__name__, n_jobs=self.n_jobs)
         return self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))

@@ -20,6 +20,7 @@ __all__ = [
     "check_pairs",
     "check_tuples",
     "encode_pair_labels",
+    "one_per_row",
     "points_from_indices",
 ]
 
@@ -306,6 +307,18 @@ def check_pairs(pairs, preprocessor=None, *, n_features=None, dedupe=False, name
                         name=name)
 
 
+def one_per_row(arr, n, name, rows="n_samples", each="value per sample"):
+    """``arr`` as a 1-D array of ``n`` entries (an ``(n, 1)`` column is read as
+    one); a ValueError naming ``name`` and the shape otherwise."""
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(
+            f"{name} must have shape ({rows},) = ({n},), one {each}; got shape {arr.shape}."
+        )
+    return arr
+
+
 def check_pair_targets(y, n_pairs, name="y"):
     """Map pair labels to targets in [0, 1] (1 = similar, 0 = dissimilar).
 
@@ -327,14 +340,7 @@ def check_pair_targets(y, n_pairs, name="y"):
             f"{name} must hold numbers (-1/+1, 0/1 or soft targets in [0, 1]); "
             f"got dtype {arr.dtype}."
         )
-    arr = arr.astype(np.float64)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1 or arr.shape[0] != n_pairs:
-        raise ValueError(
-            f"{name} must have shape (n_pairs,) = ({n_pairs},), one label per pair; "
-            f"got shape {arr.shape}."
-        )
+    arr = one_per_row(arr.astype(np.float64), n_pairs, name, "n_pairs", "label per pair")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity.")
     if arr.size and arr.min() < 0:

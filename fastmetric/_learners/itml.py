@@ -289,8 +289,8 @@ _PARAMS_DOC = """\
         Stop when the relative change of the dual variables over a sweep,
         ``sum|lambda_old - lambda| / (||lambda|| + ||lambda_old||)``, falls
         below ``tol``.
-    prior : {'identity', 'covariance', 'random'} or array of shape \
-(n_features, n_features), default='identity'
+    prior : {'identity', 'covariance', 'random'}, array of shape \
+(n_features, n_features) or fitted learner, default='identity'
         The matrix ``A0`` the metric stays close to.  ``'covariance'``: the
         inverse covariance of the distinct points of the pairs; its
         eigenvalues below ``1e-3`` times their mean are raised to that
@@ -298,7 +298,9 @@ _PARAMS_DOC = """\
         covariance) still give a positive definite prior (metric-learn
         raises instead).  ``'random'``: scikit-learn's
         ``make_spd_matrix(n_features, random_state)``.  An array must be
-        symmetric and strictly positive definite.
+        symmetric and strictly positive definite; a fitted learner gives its
+        Mahalanobis matrix (checked as every learner's prior, see
+        :func:`fastmetric._core.init.prior_matrix`).
     verbose : bool or int, default=False
         Print the convergence measure after each sweep.
     callback : callable, optional

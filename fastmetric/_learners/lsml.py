@@ -436,8 +436,8 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         in the coordinates whitened by the starting metric ``alpha M0``).
     max_iter : int, default=1000
         Maximum number of iterations.
-    prior : {'identity', 'covariance', 'random'} or array of shape \
-            (n_features, n_features), default='identity'
+    prior : {'identity', 'covariance', 'random'}, array of shape \
+            (n_features, n_features) or fitted learner, default='identity'
         The prior ``M0`` (also the starting point):
 
         * ``'identity'``: the Euclidean metric;
@@ -448,7 +448,9 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         * ``'random'``: a random symmetric positive definite matrix
           (``sklearn.datasets.make_spd_matrix`` with ``random_state``);
         * an array: a symmetric positive definite matrix (else a
-          ``ValueError``).
+          ``ValueError``);
+        * a fitted learner: its Mahalanobis matrix (checked as every
+          learner's prior, see :func:`fastmetric._core.init.prior_matrix`).
     verbose : bool or int, default=False
         Print the objective at each iteration.
     preprocessor : array-like of shape (n_samples, n_features) or callable

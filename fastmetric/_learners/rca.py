@@ -21,7 +21,7 @@ from sklearn.utils.validation import validate_data
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import chunks_from_labels
 from fastmetric._core.init import resolve_n_components
-from fastmetric._core.inputs import points_from_indices
+from fastmetric._core.inputs import one_per_row, points_from_indices
 from fastmetric._learners.covariance import (
     _MIN_SHRINKAGE,
     _as_float64_centred,
@@ -50,13 +50,7 @@ def _check_chunks(chunks, n_samples):
             arr = np.asarray(arr.tolist())
         except (TypeError, ValueError):
             pass
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1 or arr.shape[0] != n_samples:
-        raise ValueError(
-            f"chunks must have shape (n_samples,) = ({n_samples},), one chunk id per "
-            f"sample; got shape {arr.shape}."
-        )
+    arr = one_per_row(arr, n_samples, "chunks", "n_samples", "chunk id per sample")
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all():
             raise ValueError("chunks contains NaN or infinity; chunk ids are integers.")

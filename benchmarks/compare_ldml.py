@@ -75,7 +75,8 @@ from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also put
 from _report import print_environment as report_environment  # noqa: E402
 
 import fastmetric._learners.ldml as _ldml_module  # noqa: E402
-from fastmetric._core.base import evenly_spaced, initialize_components  # noqa: E402
+from fastmetric._core.init import initialize_components  # noqa: E402
+from fastmetric._core.rows import evenly_spaced  # noqa: E402
 from fastmetric._learners.ldml import (  # noqa: E402
     _INIT_MAX_PAIRS,
     LDML,

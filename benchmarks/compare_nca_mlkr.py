@@ -60,7 +60,7 @@ from threadpoolctl import threadpool_limits
 from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
 from _report import print_environment as report_environment  # noqa: E402
 
-from fastmetric._core.base import initialize_components  # noqa: E402
+from fastmetric._core.init import initialize_components  # noqa: E402
 from fastmetric._learners.mlkr import MLKR  # noqa: E402
 from fastmetric._learners.nca import NCA  # noqa: E402
 from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem  # noqa: E402

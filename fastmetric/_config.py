@@ -3,6 +3,10 @@ import os
 import platform
 import sys
 
+# The package version (defined here, below the package, so that the package
+# imports it and no module imports the package back).
+__version__ = "0.1.0.dev0"
+
 
 def get_include():
     """Directory to add to the include paths to cimport fastmetric's kernels.
@@ -33,7 +37,6 @@ def _config_dict():
     import sklearn
     import threadpoolctl
 
-    from . import __version__
     from fastmetric.kernels.distances import _small_gemm_in_use
     from fastmetric.kernels.openmp_helpers import openmp_enabled, openmp_max_threads
     from fastmetric._core.threads import cpu_count, effective_n_threads

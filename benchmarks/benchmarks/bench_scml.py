@@ -23,7 +23,8 @@ from ._shared import DTYPES, N_JOBS, SEED, classification, digits_train, fit_qui
 
 
 try:
-    from fastmetric._learners.scml import SCML_Supervised, _lda_basis, generate_knn_triplets
+    from fastmetric._core.constraints import generate_knn_triplets
+    from fastmetric._learners.scml import SCML_Supervised, _lda_basis
     from fastmetric.kernels.scml import _sgd_run, _triplet_hinge
 except ImportError as exc:  # the extension is not built
     SCML_Supervised = _lda_basis = generate_knn_triplets = _sgd_run = _triplet_hinge = None

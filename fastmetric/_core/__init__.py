@@ -1,8 +1,10 @@
 """The metric core (layer 2, private): what every learner shares.
 
 * ``base``: the Mahalanobis base (``components_``, ``transform``, distances,
-  ``get_metric``), the pairs classifier; ``tuples``: triplet and quadruplet
-  classifiers; ``inputs``: pairs, tuples and preprocessor input checks;
+  ``get_metric``); ``pairs``: the pairs classifier and its threshold;
+  ``tuples``: triplet and quadruplet classifiers; ``inputs``: pairs, tuples,
+  pair targets and preprocessor input checks; ``rows``: small row helpers
+  (normalisation, evenly spaced subsets) at the bottom of the core;
 * ``init``: the initial map and the prior, one helper for every learner;
 * ``constraints``: class labels turned into pairs, chunks, triplets;
 * ``objectives``: problem classes that prepare data once and evaluate a

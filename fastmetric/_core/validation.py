@@ -231,3 +231,9 @@ def check_real_param(value, name, low, high=None, low_inclusive=True):
             f"{high}]" if high is not None else "inf)")
         raise ValueError(f"{name} must be finite and in {bounds}; got {value}.")
     return value
+
+
+def check_verbose(verbose):
+    """``verbose`` is a bool or a non-negative integer (a level)."""
+    if not isinstance(verbose, (bool, np.bool_)):
+        check_int_param(verbose, "verbose", 0)

@@ -61,7 +61,10 @@ from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_limits
 
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
-from fastmetric._core.base import MahalanobisMixin, initialize_components, l2_normalize_rows
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import label_pairs, split_pair_count
+from fastmetric._core.init import initialize_components
+from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.cluster_rows import (
     DaskRows,
     MemoryRows,
@@ -142,7 +145,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
             fitted learner, default='auto'
         The pre-trained metric to start from; see
-        :func:`fastmetric._core.base.initialize_components`.  ``'auto'`` is
+        :func:`fastmetric._core.init.initialize_components`.  ``'auto'`` is
         ``'pca'`` when ``n_components < n_features``, else ``'identity'``
         (``'lda'`` needs labels and is refused).
     normalize : bool, default=False
@@ -405,7 +408,6 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         that could not be learned from).
         """
         from fastmetric._learners.ldml import LDML
-        from fastmetric.kernels.sampling import sample_pairs
 
         X = rows.X
         n = X.shape[0]
@@ -417,17 +419,17 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             if n_g < 2 or n_g == n:
                 continue  # no similar pair, or no dissimilar pair
             n_pairs = self._pairs_for(n_g)
-            n_pos = min(max(int(round(n_pairs * self._positive_fraction)), 1), n_pairs - 1)
+            n_pos, n_neg = split_pair_count(n_pairs, self._positive_fraction)
             if isinstance(rows, DaskRows):
                 # The same pairs, drawn on the workers.
                 from fastmetric._core.dask_support import sample_label_pairs
 
-                a, b, t = sample_label_pairs(labels, n_pos, n_pairs - n_pos, False, seed + g,
+                a, b, t = sample_label_pairs(labels, n_pos, n_neg, False, seed + g,
                                              anchor_label=g)
                 pairs = np.column_stack((a, b))
             else:
-                pairs, t = sample_pairs(labels, n_pos, n_pairs - n_pos, anchor_label=g,
-                                        random_state=seed + g, n_jobs=self.n_jobs)
+                pairs, t = label_pairs(labels, n_pos, n_neg, seed + g, anchor_label=g,
+                                       n_jobs=self.n_jobs)
             ldml = LDML(init=L, alpha=self._alpha, max_iter=self._ldml_max_iter,
                         preprocessor=X, random_state=seed + g, n_jobs=self.n_jobs,
                         verbose=max(self._verbose - 1, 0))

@@ -17,7 +17,8 @@ import numpy as np
 import scipy.linalg
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, points_from_indices
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.inputs import points_from_indices
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["Covariance"]

@@ -29,13 +29,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    PairsClassifierMixin,
-    check_pair_targets,
-    check_pairs,
-    encode_pair_labels,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.init import prior_matrix
+from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric.kernels.itml import itml_projections
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
@@ -126,49 +124,21 @@ def _covariance_prior(points):
 
 
 def _prior_matrix(prior, points, d, random_state):
-    """The prior ``A0`` (d x d, symmetric positive definite, float64)."""
-    if isinstance(prior, str):
-        if prior == "identity":
-            return np.eye(d)
-        if prior == "covariance":
-            return _covariance_prior(points)
-        if prior == "random":
-            from sklearn.datasets import make_spd_matrix
+    """The prior ``A0`` (d x d, symmetric positive definite, float64).
 
-            return np.ascontiguousarray(
-                make_spd_matrix(d, random_state=check_random_state(random_state)),
-                dtype=np.float64)
-        raise ValueError(
-            f"prior={prior!r} is not one of {_PRIORS} or an array of shape "
-            f"(n_features, n_features)."
-        )
-    if prior is None or hasattr(prior, "fit"):
-        raise TypeError(
-            f"prior must be one of {_PRIORS} or an array of shape (n_features, "
-            f"n_features); got {prior!r}."
-        )
-    arr = np.asarray(prior)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"prior must hold real numbers; got dtype {arr.dtype}.")
-    arr = arr.astype(np.float64)
-    if arr.shape != (d, d):
-        raise ValueError(
-            f"prior must have shape (n_features, n_features) = ({d}, {d}); got "
-            f"shape {arr.shape}."
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError("prior contains NaN or infinity.")
-    if not np.allclose(arr, arr.T):
-        raise ValueError("prior is not symmetric.")
-    arr = 0.5 * (arr + arr.T)
-    w = scipy.linalg.eigvalsh(arr)
-    tol = d * np.finfo(np.float64).eps * max(float(np.max(np.abs(w))), 1e-300)
-    if not w.min() > tol:
-        raise np.linalg.LinAlgError(
-            f"prior must be strictly positive definite (ITML's LogDet divergence "
-            f"needs an invertible prior); its smallest eigenvalue is {w.min():.3g}."
-        )
-    return np.ascontiguousarray(arr)
+    ITML's data-driven priors are computed here; 'identity', arrays and
+    fitted learners are checked by the core's :func:`prior_matrix`, as for
+    every learner with a prior.
+    """
+    if isinstance(prior, str) and prior == "covariance":
+        return _covariance_prior(points)
+    if isinstance(prior, str) and prior == "random":
+        from sklearn.datasets import make_spd_matrix
+
+        return np.ascontiguousarray(
+            make_spd_matrix(d, random_state=check_random_state(random_state)),
+            dtype=np.float64)
+    return prior_matrix(prior, d, "ITML", _PRIORS)
 
 
 def components_from_psd(A):
@@ -319,8 +289,8 @@ _PARAMS_DOC = """\
         Stop when the relative change of the dual variables over a sweep,
         ``sum|lambda_old - lambda| / (||lambda|| + ||lambda_old||)``, falls
         below ``tol``.
-    prior : {'identity', 'covariance', 'random'} or array of shape \
-(n_features, n_features), default='identity'
+    prior : {'identity', 'covariance', 'random'}, array of shape \
+(n_features, n_features) or fitted learner, default='identity'
         The matrix ``A0`` the metric stays close to.  ``'covariance'``: the
         inverse covariance of the distinct points of the pairs; its
         eigenvalues below ``1e-3`` times their mean are raised to that
@@ -328,7 +298,9 @@ _PARAMS_DOC = """\
         covariance) still give a positive definite prior (metric-learn
         raises instead).  ``'random'``: scikit-learn's
         ``make_spd_matrix(n_features, random_state)``.  An array must be
-        symmetric and strictly positive definite.
+        symmetric and strictly positive definite; a fitted learner gives its
+        Mahalanobis matrix (checked as every learner's prior, see
+        :func:`fastmetric._core.init.prior_matrix`).
     verbose : bool or int, default=False
         Print the convergence measure after each sweep.
     callback : callable, optional
@@ -551,12 +523,9 @@ class ITML_Supervised(_BaseITML):
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
-
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
-        classes, labels, counts = encode_pair_labels(y, "ITML_Supervised")
         n_constraints = self.n_constraints
         if self.num_constraints != "deprecated":
             warnings.warn(
@@ -566,30 +535,9 @@ class ITML_Supervised(_BaseITML):
                 stacklevel=2,
             )
             n_constraints = self.num_constraints
-        if n_constraints is None:
-            n_constraints = 20 * len(classes) ** 2
-        n_constraints = _check_int(n_constraints, "n_constraints", 1)
-
-        n = X.shape[0]
-        c = counts.astype(np.int64)
-        available_pos = int(np.sum(c * (c - 1) // 2))
-        available_neg = int((n * n - int(np.sum(c * c))) // 2)
-        n_pos = min(n_constraints, available_pos)
-        n_neg = min(n_constraints, available_neg)
-        for kind, got in (("similar", n_pos), ("dissimilar", n_neg)):
-            if got < n_constraints:
-                warnings.warn(
-                    f"only {got} distinct {kind} pairs exist; n_constraints="
-                    f"{n_constraints} requested: using all of them.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(0, np.iinfo(np.int32).max))
-        pairs, t = sample_pairs(labels, n_pos, n_neg, unique=True, random_state=seed,
-                                n_jobs=self.n_jobs)
-        delta = np.where(t == 1, 1.0, -1.0)
-        return self._fit_constraints(X, pairs[:, 0], pairs[:, 1], delta, bounds)
+        a, b, similar = pairs_from_labels(y, n_constraints, check_random_state(self.random_state),
+                                          "ITML_Supervised", distinct=True, n_jobs=self.n_jobs)
+        return self._fit_constraints(X, a, b, np.where(similar, 1.0, -1.0), bounds)
 
 
 if ITML_Supervised.__doc__:

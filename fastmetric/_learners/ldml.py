@@ -29,16 +29,12 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    PairsClassifierMixin,
-    check_pair_targets,
-    check_pairs,
-    encode_pair_labels,
-    evenly_spaced,
-    initialize_components,
-    l2_normalize_rows,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import label_pairs, split_pair_count
+from fastmetric._core.init import initialize_components
+from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair_labels
+from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.rows import evenly_spaced, l2_normalize_rows
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric.kernels.pair_loss import PairLossProblem
 from fastmetric._core.solvers import (
@@ -442,7 +438,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         the rows of an array ``init``.
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
             fitted learner, default='auto'
-        Initial ``L``; see :func:`fastmetric._core.base.initialize_components`.
+        Initial ``L``; see :func:`fastmetric._core.init.initialize_components`.
         An array or a fitted learner refines a pre-trained metric.
         (``'lda'`` needs class labels: only in :class:`LDML_Supervised`.)
     normalize : bool, default=False
@@ -758,8 +754,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
                                low_inclusive=False)
         if not fraction < 1:
             raise ValueError(f"positive_fraction must lie in (0, 1); got {fraction}.")
-        n_pos = min(max(int(round(n_pairs * fraction)), 1), n_pairs - 1)
-        return n_pos, n_pairs - n_pos
+        return split_pair_count(n_pairs, fraction)
 
     def fit(self, X, y):
         """Draw pairs from the classes of ``y`` and learn the metric.
@@ -835,8 +830,6 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
-
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         X, labels = self._labels_and_counts(X, y, reset=first)
         self._validate_params()
@@ -846,8 +839,8 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         n_pos, n_neg = self._pair_counts(X.shape[0])
         # A fresh stream of pairs per call (after fit: continuing its epochs).
         seed = self._pair_seed + 7919 * (0 if first else self.n_iter_)
-        pairs, t = sample_pairs(labels, n_pos, n_neg, balanced=self.balanced,
-                                random_state=seed, n_jobs=self.n_jobs)
+        pairs, t = label_pairs(labels, n_pos, n_neg, seed, balanced=self.balanced,
+                               n_jobs=self.n_jobs)
         return self._partial_fit_pairs(
             X, np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]),
             t.astype(np.float64), None, class_labels=labels)

@@ -29,12 +29,9 @@ import scipy.linalg
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    _complete_rows,
-    _resolve_n_components,
-    points_from_indices,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import _complete_rows, resolve_n_components
+from fastmetric._core.inputs import points_from_indices
 from fastmetric._learners.covariance import (
     _MIN_SHRINKAGE,
     _as_float64_centred,
@@ -299,7 +296,7 @@ class LFDA(MahalanobisMixin):
                              ensure_min_samples=2)
         check_classification_targets(y)
         n, d = X.shape
-        n_comp = _resolve_n_components(self.n_components, d)
+        n_comp = resolve_n_components(self.n_components, d)
         if self.k is None:
             k = max(1, min(7, d - 1))
         else:

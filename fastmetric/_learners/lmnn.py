@@ -27,7 +27,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
-from fastmetric._core.base import MahalanobisMixin, initialize_components, points_from_indices
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import initialize_components
+from fastmetric._core.inputs import points_from_indices
 from fastmetric.kernels.lmnn import (
     _dense_loss_grad,
     _embed,
@@ -534,7 +536,7 @@ class LMNN(MahalanobisMixin):
     ----------
     init : {'auto', 'identity', 'pca', 'lda', 'covariance', 'random'}, array \
             or fitted learner, default='auto'
-        Initial ``L``; see :func:`fastmetric._core.base.initialize_components`
+        Initial ``L``; see :func:`fastmetric._core.init.initialize_components`
         (``'auto'`` gives ``'lda'`` when ``n_components < n_classes``, else
         ``'pca'`` when ``n_components < n_features``, else the identity).
     n_neighbors : int, default=3

@@ -61,11 +61,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, encode_pair_labels
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import quadruplets_from_labels
+from fastmetric._core.init import prior_matrix
+from fastmetric._core.inputs import check_tuples
 from fastmetric.kernels.lsml import pair_quadratic_forms, residual_loss, residual_loss_coefficients
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.tuples import QuadrupletsClassifierMixin, check_tuples
+from fastmetric._core.tuples import QuadrupletsClassifierMixin
 from fastmetric._core.validation import (
     check_int_param,
     check_pair_vector,
@@ -122,46 +125,25 @@ def _inverse_spd(A, name="prior"):
 
 
 def _resolve_prior(prior, X, rng):
-    """``(M0, M0^{-1})`` for a prior name or array, both float64 (d, d)."""
+    """``(M0, M0^{-1})`` for a prior name, array or fitted learner, both float64 (d, d).
+
+    LSML's data-driven priors are computed here; 'identity', arrays and
+    fitted learners are checked by the core's :func:`prior_matrix`, as for
+    every learner with a prior.
+    """
     d = X.shape[1]
-    if isinstance(prior, str):
-        if prior not in _PRIORS:
-            raise ValueError(
-                f"prior={prior!r} is not one of {_PRIORS} or an array of shape "
-                f"(n_features, n_features) = ({d}, {d})."
-            )
-        if prior == "identity":
-            return np.eye(d), np.eye(d)
-        if prior == "covariance":
-            P = _covariance_prior(X)
-            return _inverse_spd(P, "the regularised covariance"), P
+    if isinstance(prior, str) and prior == "identity":
+        return np.eye(d), np.eye(d)
+    if isinstance(prior, str) and prior == "covariance":
+        P = _covariance_prior(X)
+        return _inverse_spd(P, "the regularised covariance"), P
+    if isinstance(prior, str) and prior == "random":
         from sklearn.datasets import make_spd_matrix
 
         M0 = make_spd_matrix(d, random_state=rng)
         M0 = 0.5 * (M0 + M0.T)
         return M0, _inverse_spd(M0, "the random prior")
-    if hasattr(prior, "components_") or hasattr(prior, "fit"):
-        raise TypeError(
-            "prior must be 'identity', 'covariance', 'random' or an array; got an "
-            f"estimator ({type(prior).__name__}). Use its get_mahalanobis_matrix()."
-        )
-    arr = np.asarray(prior)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(
-            f"prior must be 'identity', 'covariance', 'random' or a real array; got "
-            f"{type(prior).__name__} with dtype {arr.dtype}."
-        )
-    arr = arr.astype(np.float64)
-    if arr.shape != (d, d):
-        raise ValueError(
-            f"prior must have shape (n_features, n_features) = ({d}, {d}); got shape "
-            f"{arr.shape}."
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError("prior contains NaN or infinity.")
-    if not np.allclose(arr, arr.T, rtol=1e-7, atol=1e-12 * max(1.0, np.abs(arr).max())):
-        raise ValueError("prior must be a symmetric matrix.")
-    M0 = 0.5 * (arr + arr.T)
+    M0 = prior_matrix(prior, d, "LSML", _PRIORS)
     return M0, _inverse_spd(M0, "prior")
 
 
@@ -454,8 +436,8 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         in the coordinates whitened by the starting metric ``alpha M0``).
     max_iter : int, default=1000
         Maximum number of iterations.
-    prior : {'identity', 'covariance', 'random'} or array of shape \
-            (n_features, n_features), default='identity'
+    prior : {'identity', 'covariance', 'random'}, array of shape \
+            (n_features, n_features) or fitted learner, default='identity'
         The prior ``M0`` (also the starting point):
 
         * ``'identity'``: the Euclidean metric;
@@ -466,7 +448,9 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         * ``'random'``: a random symmetric positive definite matrix
           (``sklearn.datasets.make_spd_matrix`` with ``random_state``);
         * an array: a symmetric positive definite matrix (else a
-          ``ValueError``).
+          ``ValueError``);
+        * a fitted learner: its Mahalanobis matrix (checked as every
+          learner's prior, see :func:`fastmetric._core.init.prior_matrix`).
     verbose : bool or int, default=False
         Print the objective at each iteration.
     preprocessor : array-like of shape (n_samples, n_features) or callable
@@ -556,13 +540,6 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         return self._fit_quadruplets(X, quads, weights, rng)
 
 
-def _n_distinct_pairs(counts, n):
-    """Distinct (unordered) positive and negative pairs given class sizes."""
-    counts = counts.astype(np.float64)
-    positive = float(np.sum(counts * (counts - 1) / 2))
-    return positive, float(n) * (n - 1) / 2 - positive
-
-
 class LSML_Supervised(_BaseLSML):
     """LSML from class labels: quadruplets drawn from the classes, then LSML.
 
@@ -650,24 +627,13 @@ class LSML_Supervised(_BaseLSML):
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
-
         self._validate_params()
         X, y = self._points(X, y)
-        classes, labels, counts = encode_pair_labels(y, type(self).__name__)
-        if self.n_constraints is None:
-            wanted = 20 * len(classes) ** 2
-        else:
-            wanted = check_int_param(self.n_constraints, "n_constraints", 1)
-        n_pos, n_neg = _n_distinct_pairs(counts, X.shape[0])
-        n_q = int(min(wanted, n_pos, n_neg))
-        if n_q < wanted:
-            warnings.warn(
-                f"only {n_q} quadruplets can be formed from distinct pairs ({int(n_pos)} "
-                f"positive and {int(n_neg)} negative pairs exist); n_constraints={wanted} "
-                "were requested.",
-                UserWarning,
-            )
+        # One RandomState: the quadruplets' seed first, then prior='random'.
+        rng = check_random_state(self.random_state)
+        quads = quadruplets_from_labels(y, self.n_constraints, rng, type(self).__name__,
+                                        n_jobs=self.n_jobs)
+        n_q = quads.shape[0]
         weights = self.weights
         if weights is not None:
             w = np.asarray(weights)
@@ -676,10 +642,5 @@ class LSML_Supervised(_BaseLSML):
                     f"weights must have shape (n_constraints,) = ({n_q},), one weight per "
                     f"quadruplet; got shape {w.shape}."
                 )
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(0, np.iinfo(np.int32).max))
-        pairs, _ = sample_pairs(labels, n_q, n_q, unique=True, random_state=seed,
-                                n_jobs=self.n_jobs)
-        quads = np.ascontiguousarray(np.hstack((pairs[:n_q], pairs[n_q:])), dtype=np.intp)
         self.n_constraints_ = n_q
         return self._fit_quadruplets(X, quads, weights, rng)

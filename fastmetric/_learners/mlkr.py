@@ -41,7 +41,7 @@ class MLKR(_SoftmaxNeighborsLearner):
             fitted learner, default='auto'
         Initial ``L``.  ``'auto'`` picks ``'pca'`` when ``n_components <
         n_features``, else ``'identity'`` (see
-        :func:`fastmetric._core.base.initialize_components`).  (``'lda'`` needs
+        :func:`fastmetric._core.init.initialize_components`).  (``'lda'`` needs
         class labels and is not available.)  Since the kernel's width is
         set by the scale of ``L``, standardise the features first (or pass
         a scaled initial map).

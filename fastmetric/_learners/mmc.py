@@ -57,19 +57,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    PairsClassifierMixin,
-    check_pair_targets,
-    check_pairs,
-    encode_pair_labels,
-    initialize_components,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.init import initialize_components, prior_matrix
+from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric.kernels.distances import paired_mahalanobis_distances
 from fastmetric.kernels.pair_scatter import pair_scatter
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_int_param, check_real_param
+from fastmetric._core.validation import check_int_param, check_real_param, check_verbose
 
 __all__ = ["MMC", "MMC_Supervised"]
 
@@ -180,11 +177,6 @@ def _dissimilar_sum_grad(X, aD, bD, L, n_threads=1):
     return float(dist.sum()), _scatter(X, aD, bD, 0.5 / np.maximum(dist, floor), n_threads)
 
 
-def _check_verbose(verbose):
-    if not isinstance(verbose, (bool, np.bool_)):
-        check_int_param(verbose, "verbose", 0)
-
-
 class _BaseMMC(MahalanobisMixin):
     """Parameter checks and the two MMC solvers, on index pairs into X."""
 
@@ -211,7 +203,7 @@ class _BaseMMC(MahalanobisMixin):
         return self._check_rest()
 
     def _check_rest(self):
-        _check_verbose(self.verbose)
+        check_verbose(self.verbose)
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
         init = self.init
@@ -231,13 +223,10 @@ class _BaseMMC(MahalanobisMixin):
                 return L0.T @ L0
             M0 = np.asarray(init)
             if M0.ndim == 2 and M0.shape == (d, d):
-                # metric-learn passes a matrix M here; a square array is read as M.
-                if not np.isfinite(M0).all():
-                    raise ValueError("init contains NaN or infinity.")
-                M0 = np.asarray(M0, dtype=np.float64)
-                if not np.allclose(M0, M0.T, rtol=1e-8, atol=1e-12 * np.abs(M0).max()):
-                    raise ValueError("init, a square array, must be a symmetric PSD matrix M.")
-                return 0.5 * (M0 + M0.T)
+                # metric-learn passes a matrix M here; a square array is read as
+                # M, checked as every learner's prior (symmetric; MMC projects
+                # it onto the PSD cone itself).
+                return prior_matrix(M0, d, "MMC", _INITS, what="init", definite=False)
             L0 = initialize_components(init, X)
             return L0.T @ L0
         L0 = initialize_components(init, X, n_components=d, random_state=rng)
@@ -455,7 +444,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     init : {'identity', 'covariance', 'random'}, array or fitted learner, \
             default='identity'
         Initial metric: a named strategy (see
-        :func:`fastmetric._core.base.initialize_components`), a symmetric PSD
+        :func:`fastmetric._core.init.initialize_components`), a symmetric PSD
         matrix M of shape (n_features, n_features) (metric-learn's
         convention), or a fitted learner.  It is rescaled to meet the
         constraint.
@@ -646,24 +635,8 @@ solver, logdet_reg, n_jobs, callback
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
-
-        X, a, b, similar = _supervised_pairs(self, X, y, sample_pairs)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        a, b, similar = pairs_from_labels(y, self.n_constraints,
+                                          check_random_state(self.random_state),
+                                          type(self).__name__, n_jobs=self.n_jobs)
         return self._fit_pairs(X, a, b, similar)
-
-
-def _supervised_pairs(est, X, y, sample_pairs):
-    """Validated X and the drawn pairs (a, b, similar mask) of a _Supervised learner."""
-    X, y = validate_data(est, X, y, dtype=[np.float64, np.float32], order="C")
-    classes, labels, _ = encode_pair_labels(y, type(est).__name__)
-    n = est.n_constraints
-    if n is None:
-        n = 20 * len(classes) ** 2
-    else:
-        n = check_int_param(n, "n_constraints", 1)
-    rng = check_random_state(est.random_state)
-    seed = int(rng.randint(0, np.iinfo(np.int32).max))
-    pairs, t = sample_pairs(labels, n, n, random_state=seed, n_jobs=est.n_jobs)
-    a = np.ascontiguousarray(pairs[:, 0])
-    b = np.ascontiguousarray(pairs[:, 1])
-    return X, a, b, t.astype(bool)

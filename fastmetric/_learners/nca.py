@@ -28,7 +28,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
-from fastmetric._core.base import MahalanobisMixin, _rows_from_preprocessor, initialize_components
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import initialize_components
+from fastmetric._core.inputs import _rows_from_preprocessor
 from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
@@ -142,7 +144,7 @@ class NCA(_SoftmaxNeighborsLearner):
         Initial ``L``.  ``'auto'`` picks ``'lda'`` when ``n_components <=
         n_classes - 1``, else ``'pca'`` when ``n_components <
         n_features``, else ``'identity'`` (see
-        :func:`fastmetric._core.base.initialize_components`).  An array of shape
+        :func:`fastmetric._core.init.initialize_components`).  An array of shape
         ``(n_components, n_features)`` or a fitted learner (its
         ``components_``) starts from that map.
     n_components : int, optional

@@ -18,8 +18,10 @@ import scipy.linalg
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, _resolve_n_components, points_from_indices
-from fastmetric.kernels.chunks import sample_chunks
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import chunks_from_labels
+from fastmetric._core.init import resolve_n_components
+from fastmetric._core.inputs import one_per_row, points_from_indices
 from fastmetric._learners.covariance import (
     _MIN_SHRINKAGE,
     _as_float64_centred,
@@ -48,13 +50,7 @@ def _check_chunks(chunks, n_samples):
             arr = np.asarray(arr.tolist())
         except (TypeError, ValueError):
             pass
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1 or arr.shape[0] != n_samples:
-        raise ValueError(
-            f"chunks must have shape (n_samples,) = ({n_samples},), one chunk id per "
-            f"sample; got shape {arr.shape}."
-        )
+    arr = one_per_row(arr, n_samples, "chunks", "n_samples", "chunk id per sample")
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all():
             raise ValueError("chunks contains NaN or infinity; chunk ids are integers.")
@@ -229,7 +225,7 @@ class RCA(MahalanobisMixin):
 
     def _fit_chunks(self, X, chunks, shrinkage):
         n, d = X.shape
-        k = _resolve_n_components(self.n_components, d)
+        k = resolve_n_components(self.n_components, d)
         with single_threaded_blas():
             Xc, unit = _as_float64_centred(X)
             R, n_chunked, n_multi = _chunk_residuals(Xc, chunks)
@@ -353,7 +349,7 @@ class RCA_Supervised(RCA):
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
-        chunks = sample_chunks(y, n_chunks, chunk_size, random_state=self.random_state,
-                               n_jobs=self.n_jobs)
-        self._fit_chunks(X, chunks.astype(np.int64), shrinkage)
+        chunks = chunks_from_labels(y, n_chunks, chunk_size, random_state=self.random_state,
+                                    n_jobs=self.n_jobs)
+        self._fit_chunks(X, chunks, shrinkage)
         return self

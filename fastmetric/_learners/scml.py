@@ -31,17 +31,19 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, points_from_indices
-from fastmetric.kernels.scml import _knn_triplet_neighbors, _sgd_run, _triplet_hinge_pairs
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import generate_knn_triplets
+from fastmetric._core.inputs import check_tuples, points_from_indices
+from fastmetric.kernels.scml import _sgd_run, _triplet_hinge_pairs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.tuples import TripletsClassifierMixin, check_tuples
+from fastmetric._core.tuples import TripletsClassifierMixin
 from fastmetric._core.validation import (
     check_int_param as _check_int,
     check_points,
     check_real_param as _check_real,
 )
 
-__all__ = ["SCML", "SCML_Supervised", "generate_knn_triplets"]
+__all__ = ["SCML", "SCML_Supervised"]
 
 # AdaGrad's guard against a division by zero (the delta of the paper).
 _ADAGRAD_DELTA = 1e-3
@@ -53,122 +55,6 @@ _LDA_RIDGE = 1e-2
 _PARALLEL_WORK = 1 << 22
 # Largest block of gathered neighbourhood points of the 'lda' basis (floats).
 _LDA_BLOCK = 1 << 22
-
-
-# --------------------------------------------------------------------------
-# Triplets from labels
-# --------------------------------------------------------------------------
-def _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=True):
-    """Per-class numbers of genuine and impostor neighbours, clipped to what exists."""
-    kg = np.minimum(k_genuine, counts - 1)
-    ki = np.minimum(k_impostor, n - counts)
-    if warn:
-        for c in np.flatnonzero(kg < k_genuine):
-            warnings.warn(
-                f"SCML: class {classes[c]!r} has {counts[c]} sample(s), too few for "
-                f"k_genuine={k_genuine} genuine neighbours (k_genuine + 1 samples needed); "
-                f"its points get {kg[c]} instead.",
-                UserWarning,
-                stacklevel=3,
-            )
-        for c in np.flatnonzero(ki < k_impostor):
-            warnings.warn(
-                f"SCML: only {n - counts[c]} sample(s) are outside class {classes[c]!r}, "
-                f"too few for k_impostor={k_impostor} impostors; its points get {ki[c]} "
-                "instead.",
-                UserWarning,
-                stacklevel=3,
-            )
-    return kg, ki
-
-
-def generate_knn_triplets(X, y, k_genuine=3, k_impostor=10, n_jobs=None, warn=True):
-    """Triplets from class labels: genuine neighbours against impostors.
-
-    For each point ``a`` (anchor), its ``k_genuine`` nearest points of the
-    same class ``p`` and its ``k_impostor`` nearest points of the other
-    classes ``q`` give the ``k_genuine * k_impostor`` triplets ``(a, p, q)``
-    (Euclidean distances).  A class with ``m <= k_genuine`` points gives its
-    points ``m - 1`` genuine neighbours, and ``k_impostor`` is clipped to
-    the number of points outside the class, each with a warning (as in
-    metric-learn).  The triplets are listed class by class (classes in
-    sorted order), anchor by anchor (in index order), then genuine
-    neighbour (nearest first), then impostor (nearest first).  Distance
-    ties are broken by the smaller index.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    y : array-like of shape (n_samples,)
-    k_genuine, k_impostor : int
-    n_jobs : int, optional
-        OpenMP threads of the neighbour search; the result does not depend
-        on it.
-    warn : bool, default=True
-        Warn when a class has too few points.
-
-    Returns
-    -------
-    triplets : ndarray of shape (n_triplets, 3), intp
-        Row indices into X.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from fastmetric._learners.scml import generate_knn_triplets
-    >>> X = np.array([[0.0], [1.0], [3.0], [10.0], [12.0]])
-    >>> generate_knn_triplets(X, [0, 0, 0, 1, 1], k_genuine=1, k_impostor=1).tolist()
-    [[0, 1, 3], [1, 0, 3], [2, 1, 3], [3, 4, 2], [4, 3, 2]]
-    """
-    X = check_points(X)
-    y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(
-            f"y must have shape (n_samples,) = ({X.shape[0]},); got shape {y.shape}."
-        )
-    k_genuine = _check_int(k_genuine, "k_genuine", 1)
-    k_impostor = _check_int(k_impostor, "k_impostor", 1)
-    classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
-    y_enc = y_enc.reshape(-1)
-    n = X.shape[0]
-    if classes.shape[0] < 2:
-        raise ValueError(
-            f"SCML needs at least 2 classes in y to make triplets (impostors are points "
-            f"of another class); y has {classes.shape[0]} class(es)."
-        )
-    if n >= np.iinfo(np.intc).max:
-        raise ValueError(f"X has {n} rows; at most {np.iinfo(np.intc).max - 1} supported.")
-    kg, ki = _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=warn)
-    if not np.any(kg * ki > 0):
-        raise ValueError(
-            "SCML: no triplet can be made: every class has a single sample, so no point "
-            "has a genuine neighbour."
-        )
-    n_threads = threads_for_work(effective_n_threads(n_jobs), n * n * X.shape[1],
-                                 _PARALLEL_WORK)
-    # Distances do not change under translation; centred points keep the
-    # GEMM filter of the kernel tight.
-    Xc = np.ascontiguousarray(X - X.mean(axis=0, dtype=np.float64), dtype=X.dtype)
-    with single_threaded_blas():
-        gen, imp = _knn_triplet_neighbors(
-            Xc, np.ascontiguousarray(y_enc, dtype=np.intc),
-            np.ascontiguousarray(kg[y_enc], dtype=np.intc),
-            np.ascontiguousarray(ki[y_enc], dtype=np.intc),
-            int(kg.max()), int(ki.max()), n_threads,
-        )
-    parts = []
-    for c in range(classes.shape[0]):
-        if kg[c] == 0 or ki[c] == 0:
-            continue
-        rows = np.flatnonzero(y_enc == c)
-        G = gen[rows, : kg[c]].astype(np.intp)
-        Q = imp[rows, : ki[c]].astype(np.intp)
-        m = rows.shape[0]
-        a = np.repeat(rows, kg[c] * ki[c])
-        p = np.repeat(G.ravel(), ki[c])
-        q = np.broadcast_to(Q[:, None, :], (m, kg[c], ki[c])).ravel()
-        parts.append(np.column_stack((a, p, q)))
-    return np.ascontiguousarray(np.concatenate(parts), dtype=np.intp)
 
 
 # --------------------------------------------------------------------------

@@ -31,12 +31,16 @@ import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, PairsClassifierMixin, check_pair_targets, check_pairs
-from fastmetric._learners.mmc import _check_verbose, _supervised_pairs
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.init import prior_matrix
+from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric.kernels.pair_scatter import pair_scatter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_int_param, check_real_param
+from fastmetric._core.validation import check_int_param, check_real_param, check_verbose
 
 __all__ = ["SDML", "SDML_Supervised"]
 
@@ -73,7 +77,7 @@ class _BaseSDML(MahalanobisMixin):
         self._max_condition = check_real_param(self.max_condition, "max_condition", 1.0,
                                                low_inclusive=False)
         self._max_iter = check_int_param(self.max_iter, "max_iter", 1)
-        _check_verbose(self.verbose)
+        check_verbose(self.verbose)
         if isinstance(self.prior, str) and self.prior not in _PRIORS:
             raise ValueError(
                 f"prior={self.prior!r} is not supported; use one of {_PRIORS} or a "
@@ -84,39 +88,21 @@ class _BaseSDML(MahalanobisMixin):
         """M0^{-1} for the prior."""
         d = X.shape[1]
         prior = self.prior
-        if isinstance(prior, str):
-            if prior == "identity":
+        if isinstance(prior, str) and prior == "covariance":
+            # M0 = Cov^{-1}, so M0^{-1} is the covariance itself (PSD; the
+            # condition rule below makes P definite if it is singular).
+            if X.shape[0] < 2:
                 return np.eye(d)
-            if prior == "covariance":
-                # M0 = Cov^{-1}, so M0^{-1} is the covariance itself (PSD; the
-                # condition rule below makes P definite if it is singular).
-                if X.shape[0] < 2:
-                    return np.eye(d)
-                return np.cov(X.astype(np.float64, copy=False), rowvar=False).reshape(d, d)
+            return np.cov(X.astype(np.float64, copy=False), rowvar=False).reshape(d, d)
+        if isinstance(prior, str) and prior == "random":
             A = rng.standard_normal((d, d))
-            return A @ A.T + np.eye(d)  # 'random': a random SPD M0^{-1}
-        if hasattr(prior, "components_"):
-            L = np.asarray(prior.components_, dtype=np.float64)
-            prior = L.T @ L
-        M0 = np.asarray(prior)
-        if M0.dtype.kind not in "biuf":
-            raise TypeError(f"prior must hold real numbers; got dtype {M0.dtype}.")
-        M0 = M0.astype(np.float64)
-        if M0.shape != (d, d):
-            raise ValueError(
-                f"prior must be a (n_features, n_features) = ({d}, {d}) matrix; got shape "
-                f"{M0.shape}."
-            )
-        if not np.isfinite(M0).all():
-            raise ValueError("prior contains NaN or infinity.")
-        scale = max(np.abs(M0).max(), 1e-300)
-        if not np.allclose(M0, M0.T, rtol=1e-8, atol=1e-12 * scale):
-            raise ValueError("prior must be symmetric (a positive definite matrix M0).")
-        lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
-        if not lam[0] > 1e-12 * lam[-1] or not lam[-1] > 0:
-            raise ValueError(
-                f"prior must be positive definite; its smallest eigenvalue is {lam[0]:.3g}."
-            )
+            return A @ A.T + np.eye(d)  # a random SPD M0^{-1}
+        if isinstance(prior, str) and prior == "identity":
+            return np.eye(d)
+        # Arrays and fitted learners: checked by the core, as for every
+        # learner with a prior (M0 comes back exactly symmetric and definite).
+        M0 = prior_matrix(prior, d, "SDML", _PRIORS)
+        lam, V = np.linalg.eigh(M0)
         return (V / lam) @ V.T
 
     def _fit_pairs(self, X, a, b, signs):
@@ -340,7 +326,8 @@ random_state, n_jobs
         -------
         self
         """
-        from fastmetric.kernels.sampling import sample_pairs
-
-        X, a, b, similar = _supervised_pairs(self, X, y, sample_pairs)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        a, b, similar = pairs_from_labels(y, self.n_constraints,
+                                          check_random_state(self.random_state),
+                                          type(self).__name__, n_jobs=self.n_jobs)
         return self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))

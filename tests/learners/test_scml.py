@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmetric import SCML, SCML_Supervised
+from fastmetric._core.constraints import generate_knn_triplets
 from fastmetric._learners.scml import (
     _distinct_pairs,
     _embedding_map,
@@ -22,7 +23,6 @@ from fastmetric._learners.scml import (
     _local_lda_directions,
     _triplet_diffs_basis,
     _weighted_projections,
-    generate_knn_triplets,
 )
 from fastmetric.kernels.scml import (
     _knn_triplet_neighbors,

@@ -328,8 +328,9 @@ def test_as_many_points_as_clusters():
 @pytest.mark.parametrize(
     "params, err, match",
     [
-        (dict(n_clusters=1), ValueError, "n_clusters must be >= 2"),
-        (dict(n_clusters=2.5), TypeError, "n_clusters must be an integer"),
+        (dict(n_clusters=1), ValueError,
+         r"'n_clusters' parameter of ClusterLDML must be an int in the range \[2, inf\)\. Got 1 "),
+        (dict(n_clusters=2.5), TypeError, r"'n_clusters' parameter of ClusterLDML must be an int.*Got 2\.5"),
         (dict(n_clusters=True), TypeError, "n_clusters"),
         (dict(update_rate=0.0), ValueError, "update_rate"),
         (dict(update_rate=1.5), ValueError, "update_rate"),
@@ -341,10 +342,12 @@ def test_as_many_points_as_clusters():
         (dict(alpha=-1.0), ValueError, "alpha"),
         (dict(alpha=np.inf), ValueError, "alpha"),
         (dict(n_pairs_per_cluster=1), ValueError, "n_pairs_per_cluster"),
-        (dict(kmeans="dbscan"), ValueError, "kmeans='dbscan'"),
-        (dict(kmeans=3), TypeError, "kmeans must be"),
-        (dict(init="lda"), ValueError, "init='lda' needs class labels"),
-        (dict(init="nope"), ValueError, "init='nope'"),
+        (dict(kmeans="dbscan"), ValueError, r"'kmeans' parameter of ClusterLDML .*Got 'dbscan'"),
+        (dict(kmeans=3), TypeError, r"'kmeans' parameter of ClusterLDML must be .*Got 3 "),
+        # 'lda' is not among the options (it needs class labels).
+        (dict(init="lda"), ValueError,
+         r"'init' parameter of ClusterLDML must be a str among \{(?:(?!'lda')[^}])*\}.*Got 'lda'"),
+        (dict(init="nope"), ValueError, r"'init' parameter of ClusterLDML .*Got 'nope'"),
         (dict(n_components=0), ValueError, "n_components"),
         (dict(n_components=9), ValueError, "n_components"),
         (dict(normalize="yes"), TypeError, "normalize"),
@@ -464,6 +467,7 @@ EXPECTED_FAILED_CHECKS = {
     "check_methods_subset_invariance": _N_CLUSTERS_1,
     "check_fit2d_1feature": _N_CLUSTERS_1,
     "check_fit2d_predict1d": _N_CLUSTERS_1,
+    "check_fit2d_1sample": _N_CLUSTERS_1,
 }
 
 

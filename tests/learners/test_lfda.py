@@ -81,7 +81,7 @@ def test_scatters_blocked_equal_unblocked(monkeypatch, k):
     blocked = _local_scatters(X, codes, 3, k)
     for a, b in zip(full, blocked):
         assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(a).max())
-    R_b, R_w = _reference_scatters(X, y, k)
+    _R_b, R_w = _reference_scatters(X, y, k)
     assert_allclose(blocked[1], R_w, rtol=1e-10, atol=1e-10 * np.abs(R_w).max())
 
 
@@ -121,7 +121,7 @@ def test_shrinkage_formula_and_eigenvalue_bound():
     S_b, S_w = _reference_scatters(X, y, 3)
     Xc = X - X.mean(0)
     S_t = Xc.T @ Xc
-    vals, vecs = scipy.linalg.eigh(S_b, (1 - a) * S_w + a * S_t)
+    vals, _vecs = scipy.linalg.eigh(S_b, (1 - a) * S_w + a * S_t)
     assert_allclose(est.eigenvalues_, vals[::-1], rtol=1e-8)
     assert est.eigenvalues_.max() <= 1 / a + 1e-9
     # Default shrinkage 0.01: eigenvalues bounded by 100.

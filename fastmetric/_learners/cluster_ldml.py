@@ -202,7 +202,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     n_jobs : int, optional
         Threads of the kernels and of k-means (None: what OpenMP and
         threadpoolctl allow; -1: all CPUs).
-    verbose : int, default=0
+    verbose : int or bool, default=0
         Print one line per round (ARI to the previous clustering, mean
         cluster LDML loss, time); ``verbose >= 2`` also prints the LDML
         iterations.

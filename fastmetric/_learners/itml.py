@@ -400,7 +400,8 @@ class ITML(PairsClassifierMixin, _BaseITML):
     True
     """
 
-    _parameter_constraints: ClassVar[dict] = {**_BaseITML._parameter_constraints, **shared("preprocessor")}
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseITML._parameter_constraints, **shared("preprocessor")}
 
     def __init__(self, gamma=1.0, max_iter=1000, tol=1e-3, prior="identity", verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None,

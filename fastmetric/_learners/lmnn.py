@@ -250,7 +250,7 @@ class _LMNNProblem:
         c_sq = np.maximum(float(np.einsum("ij,ij->", E, E)) - np.cumsum(col_sq), 0.0)
         k, d = E.shape
         for r, res, res_other in self.rule_splits:
-            def holds(delta, c):
+            def holds(delta, c, res=res, res_other=res_other):  # this split's residuals
                 if delta >= 1.0:
                     return False
                 if res is None:
@@ -734,7 +734,8 @@ class LMNN(MahalanobisMixin):
             _embed(Xs, np.ascontiguousarray(L0, dtype=dtype), Z0, 256, n_threads)
             targets, _ = _target_neighbors(Z0, class_ptr, n_t, K, n_threads)
             del Z0
-            problem = _LMNNProblem(Xs, class_ptr, targets, n_t, float(self.regularization), n_threads)
+            problem = _LMNNProblem(Xs, class_ptr, targets, n_t, float(self.regularization),
+                                   n_threads)
             del Xs
             result = self._solve(problem, L0)
             # Active triplets at the returned map (the solver's last

@@ -520,7 +520,8 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     (3, 3)
     """
 
-    _parameter_constraints: ClassVar[dict] = {**_BaseMMC._parameter_constraints, **shared("preprocessor")}
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMMC._parameter_constraints, **shared("preprocessor")}
 
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-3, init="identity",
                  diagonal=False, diagonal_c=1.0, verbose=False, preprocessor=None,
@@ -606,7 +607,8 @@ solver, logdet_reg, n_jobs, callback
     (150, 4)
     """
 
-    _parameter_constraints: ClassVar[dict] = {**_BaseMMC._parameter_constraints, **shared("n_constraints")}
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMMC._parameter_constraints, **shared("n_constraints")}
 
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-6, n_constraints=None,
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,

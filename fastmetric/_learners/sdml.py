@@ -236,7 +236,8 @@ class SDML(PairsClassifierMixin, _BaseSDML):
     (3, 3)
     """
 
-    _parameter_constraints: ClassVar[dict] = {**_BaseSDML._parameter_constraints, **shared("preprocessor")}
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseSDML._parameter_constraints, **shared("preprocessor")}
 
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
                  verbose=False, preprocessor=None, random_state=None, max_condition=10.0,
@@ -314,7 +315,8 @@ random_state, n_jobs
     (150, 4)
     """
 
-    _parameter_constraints: ClassVar[dict] = {**_BaseSDML._parameter_constraints, **shared("n_constraints")}
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseSDML._parameter_constraints, **shared("n_constraints")}
 
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
                  n_constraints=None, verbose=False, random_state=None, max_condition=10.0,

@@ -9,7 +9,7 @@ invert a *shrunk* covariance (see :class:`Covariance`).
 
 This module also holds small helpers shared by the closed-form learners
 (:mod:`fastmetric._learners.rca`, :mod:`fastmetric._learners.lfda`): reading ``X`` through a
-preprocessor, the shrinkage parameter, symmetric (inverse) square roots.
+preprocessor, the estimated shrinkage intensity, symmetric (inverse) square roots.
 """
 from typing import ClassVar
 

@@ -448,6 +448,7 @@ class _BaseSCML(MahalanobisMixin):
     }
 
     def _check_output_iter(self):
+        """output_iter <= max_iter: a tie between two parameters, checked in fit."""
         if self.output_iter > self.max_iter:
             raise ValueError(
                 f"output_iter={self.output_iter} must be at most max_iter="

@@ -27,7 +27,10 @@ import numpy as np
 
 from fastmetric._core.inputs import encode_pair_labels
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_int_param, check_points
+from sklearn.utils._param_validation import validate_params
+
+from fastmetric._core.params import integers, shared
+from fastmetric._core.validation import check_points
 from fastmetric.kernels.chunks import sample_chunks
 from fastmetric.kernels.sampling import sample_pairs
 from fastmetric.kernels.scml import _knn_triplet_neighbors
@@ -57,10 +60,11 @@ def _draw_seed(rng):
 
 
 def _n_constraints(n_constraints, n_classes):
-    """metric-learn's default ``20 n_classes^2``, or the checked given count."""
+    """metric-learn's default ``20 n_classes^2``, or the given count (checked by
+    the learner's parameter constraints)."""
     if n_constraints is None:
         return 20 * n_classes ** 2
-    return check_int_param(n_constraints, "n_constraints", 1)
+    return int(n_constraints)
 
 
 def distinct_pair_counts(counts):
@@ -220,6 +224,15 @@ def _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=True):
     return kg, ki
 
 
+@validate_params(
+    {
+        "k_genuine": [integers(1)],
+        "k_impostor": [integers(1)],
+        "n_jobs": shared("n_jobs")["n_jobs"],
+        "warn": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def generate_knn_triplets(X, y, k_genuine=3, k_impostor=10, n_jobs=None, warn=True):
     """Triplets from class labels: genuine neighbours against impostors.
 
@@ -264,8 +277,7 @@ def generate_knn_triplets(X, y, k_genuine=3, k_impostor=10, n_jobs=None, warn=Tr
         raise ValueError(
             f"y must have shape (n_samples,) = ({X.shape[0]},); got shape {y.shape}."
         )
-    k_genuine = check_int_param(k_genuine, "k_genuine", 1)
-    k_impostor = check_int_param(k_impostor, "k_impostor", 1)
+    k_genuine, k_impostor = int(k_genuine), int(k_impostor)
     classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
     y_enc = y_enc.reshape(-1)
     n = X.shape[0]

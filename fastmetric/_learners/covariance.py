@@ -9,16 +9,18 @@ invert a *shrunk* covariance (see :class:`Covariance`).
 
 This module also holds small helpers shared by the closed-form learners
 (:mod:`fastmetric._learners.rca`, :mod:`fastmetric._learners.lfda`): reading ``X`` through a
-preprocessor, the shrinkage parameter, symmetric (inverse) square roots.
+preprocessor, the estimated shrinkage intensity, symmetric (inverse) square roots.
 """
-import numbers
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
+from sklearn.base import _fit_context
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.inputs import points_from_indices
+from fastmetric._core.params import shared
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["Covariance"]
@@ -34,27 +36,6 @@ _SHRINKAGE_NAMES = ("ledoit_wolf", "oas")
 # --------------------------------------------------------------------------
 # Shared helpers
 # --------------------------------------------------------------------------
-def _check_shrinkage(shrinkage, names=_SHRINKAGE_NAMES, high_inclusive=True):
-    """A float in [0, 1] (or [0, 1)), or one of ``names``."""
-    if isinstance(shrinkage, str):
-        if shrinkage not in names:
-            raise ValueError(
-                f"shrinkage={shrinkage!r} is not valid: use a number in [0, 1] or one of "
-                f"{names}."
-            )
-        return shrinkage
-    if isinstance(shrinkage, (bool, np.bool_)) or not isinstance(shrinkage, numbers.Real):
-        raise TypeError(
-            f"shrinkage must be a number in [0, 1] or one of {names}; got {shrinkage!r}."
-        )
-    value = float(shrinkage)
-    ok = np.isfinite(value) and value >= 0 and (value <= 1 if high_inclusive else value < 1)
-    if not ok:
-        bound = "1]" if high_inclusive else "1)"
-        raise ValueError(f"shrinkage must be finite and in [0, {bound}; got {shrinkage!r}.")
-    return value
-
-
 def _estimate_shrinkage(Z, rule):
     """Ledoit-Wolf or OAS intensity for centred samples ``Z`` (rows)."""
     from sklearn.covariance import ledoit_wolf_shrinkage, oas
@@ -205,10 +186,13 @@ class Covariance(MahalanobisMixin):
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = shared("preprocessor", "shrinkage")
+
     def __init__(self, preprocessor=None, shrinkage=0.7):
         self.preprocessor = preprocessor
         self.shrinkage = shrinkage
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Compute the shrunk covariance of ``X`` and its inverse as the metric.
 
@@ -222,12 +206,11 @@ class Covariance(MahalanobisMixin):
         -------
         self
         """
-        shrinkage = _check_shrinkage(self.shrinkage)
         X = points_from_indices(self.preprocessor, X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C",
                           ensure_min_samples=2)
         with single_threaded_blas():
-            L, C_a, a = _shrunk_inverse_covariance(X, shrinkage)
+            L, C_a, a = _shrunk_inverse_covariance(X, self.shrinkage)
         self.components_ = np.ascontiguousarray(L)
         self.covariance_ = C_a
         self.shrinkage_ = a

@@ -21,14 +21,16 @@ class labels, drawing the pairs with :func:`fastmetric.kernels.sampling.sample_p
 """
 
 import warnings
+from typing import ClassVar
 
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import label_pairs, split_pair_count
 from fastmetric._core.init import initialize_components
@@ -36,7 +38,7 @@ from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.rows import evenly_spaced, l2_normalize_rows
 from fastmetric._core.dask_support import is_dask_array
-from fastmetric.kernels.pair_loss import PairLossProblem
+from fastmetric._core.params import integers, options_or_array, reals, shared
 from fastmetric._core.solvers import (
     IterationPrinter,
     StochasticOptimizer,
@@ -46,6 +48,7 @@ from fastmetric._core.solvers import (
 )
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.validation import check_pair_vector
+from fastmetric.kernels.pair_loss import PairLossProblem
 
 __all__ = ["LDML", "LDML_Supervised"]
 
@@ -175,28 +178,21 @@ def _initial_scale_bias(sq_dist, targets, weights, ridge=1e-6, max_iter=50):
 class _LDMLBase(MahalanobisMixin):
     """Parameter checks, the objective and the solvers shared by both learners."""
 
-    # -- parameters --------------------------------------------------------
-    def _validate_params(self):
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver={self.solver!r} is not one of {_SOLVERS}.")
-        self._max_iter = _check_int(self.max_iter, "max_iter", 1)
-        self._tol = _check_real(self.tol, "tol", 0.0)
-        self._alpha = _check_real(self.alpha, "alpha", 0.0)
-        self._batch_size = _check_int(self.batch_size, "batch_size", 1)
-        self._learning_rate = _check_real(self.learning_rate, "learning_rate", 0.0, low_inclusive=False)
-        self._n_iter_no_change = _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            _check_int(self.verbose, "verbose", 0)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-        if not isinstance(self.normalize, (bool, np.bool_)):
-            raise TypeError(f"normalize must be a bool; got {self.normalize!r}.")
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("n_components", "init", "normalize", "max_iter", "tol", "random_state",
+                 "n_jobs", "verbose", "callback"),
+        "alpha": [reals(0)],
+        "solver": [StrOptions(set(_SOLVERS))],
+        "batch_size": [integers(1)],
+        "learning_rate": [reals(0, closed="neither")],
+        "n_iter_no_change": [integers(1)],
+    }
 
     # -- the objective -----------------------------------------------------
     def _objective(self, problem, shape, dtype, L0, n_threads):
         """``fun(theta) -> (loss, grad)`` over theta = [vec(L), bias] (float64)."""
         k, d = shape
-        alpha = self._alpha
+        alpha = float(self.alpha)
 
         def fun(theta):
             L = theta[:-1].reshape(k, d)
@@ -257,7 +253,6 @@ class _LDMLBase(MahalanobisMixin):
         per minibatch; ``weights`` is None or per-pair weights of the fixed
         pairs.
         """
-        self._validate_params()
         rng = check_random_state(self.random_state) if rng is None else rng
         n_threads = effective_n_threads(self.n_jobs)
         on_dask = is_dask_array(X)
@@ -301,7 +296,7 @@ class _LDMLBase(MahalanobisMixin):
                 else:
                     problem = PairLossProblem(X, a, b, targets, weights, n_threads=n_threads)
                 fun = self._objective(problem, (k, d), dtype, L0, n_threads)
-                result = minimize_lbfgs(fun, theta0, max_iter=self._max_iter, tol=self._tol,
+                result = minimize_lbfgs(fun, theta0, max_iter=self.max_iter, tol=self.tol,
                                         on_iteration=on_iteration)
             else:
                 batch_seed = int(rng.randint(0, np.iinfo(np.int32).max))
@@ -311,11 +306,11 @@ class _LDMLBase(MahalanobisMixin):
                 else:
                     epoch_batches = self._stream_batches(
                         X, stream, (k, d), dtype, L0, n_threads)
-                self._optimizer = StochasticOptimizer(self.solver, self._learning_rate)
+                self._optimizer = StochasticOptimizer(self.solver, self.learning_rate)
                 self._partial_seed = batch_seed
                 result = minimize_stochastic(
-                    epoch_batches, theta0, max_epochs=self._max_iter, tol=self._tol,
-                    n_iter_no_change=self._n_iter_no_change, on_iteration=on_iteration,
+                    epoch_batches, theta0, max_epochs=self.max_iter, tol=self.tol,
+                    n_iter_no_change=self.n_iter_no_change, on_iteration=on_iteration,
                     optimizer=self._optimizer,
                 )
 
@@ -329,7 +324,7 @@ class _LDMLBase(MahalanobisMixin):
 
     def _minibatches(self, X, a, b, targets, weights, order, shape, dtype, L0, n_threads):
         """``(batch objective, weight)`` of consecutive slices of ``order``."""
-        batch_size = self._batch_size
+        batch_size = self.batch_size
         for start in range(0, order.shape[0], batch_size):
             idx = order[start:start + batch_size]
             bw = None if weights is None else weights[idx]
@@ -341,7 +336,7 @@ class _LDMLBase(MahalanobisMixin):
 
     def _epoch_batches(self, X, a, b, targets, weights, seed, shape, dtype, L0, n_threads):
         """Minibatches of fixed pairs, in an order fixed by ``seed`` and the epoch."""
-        n_batches = -(-a.shape[0] // self._batch_size)
+        n_batches = -(-a.shape[0] // self.batch_size)
 
         def epoch_batches(epoch):
             order = np.random.default_rng([seed, epoch]).permutation(a.shape[0])
@@ -372,7 +367,6 @@ class _LDMLBase(MahalanobisMixin):
 
     def _partial_fit_pairs(self, X, a, b, targets, weights, class_labels=None):
         """One epoch of the stochastic solver over these pairs, continuing the fit."""
-        self._validate_params()
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         if self.normalize:
             X = l2_normalize_rows(X)
@@ -383,7 +377,7 @@ class _LDMLBase(MahalanobisMixin):
                 theta, L0 = self._initial_theta(X, a, b, targets, weights, class_labels, rng)
                 self._L0 = L0
                 self._partial_seed = int(rng.randint(0, np.iinfo(np.int32).max))
-                self._optimizer = StochasticOptimizer(self.solver, self._learning_rate)
+                self._optimizer = StochasticOptimizer(self.solver, self.learning_rate)
                 self.n_iter_ = 0
                 self.loss_curve_ = []
                 self.n_features_in_ = L0.shape[1]
@@ -395,17 +389,17 @@ class _LDMLBase(MahalanobisMixin):
             batches = _progress(
                 self._minibatches(X, a, b, targets, weights, order, shape, X.dtype, self._L0,
                                   n_threads),
-                -(-a.shape[0] // self._batch_size), self.verbose,
+                -(-a.shape[0] // self.batch_size), self.verbose,
                 f"partial_fit {self.n_iter_ + 1}")
             theta, loss, finite, interrupted = run_epoch(batches, theta, self._optimizer)
         if interrupted:
             warnings.warn("partial_fit was interrupted (KeyboardInterrupt); the model keeps "
                           "the parameters after the last completed minibatch.", UserWarning,
-                          stacklevel=3)
+                          stacklevel=4)
         if not finite:
             warnings.warn("the objective became non-finite in partial_fit; the model keeps "
                           "the last finite parameters. Lower learning_rate or scale the data.",
-                          ConvergenceWarning, stacklevel=3)
+                          ConvergenceWarning, stacklevel=4)
         self._set_theta(theta, shape)
         self.n_iter_ += 1
         if np.isfinite(loss):
@@ -515,6 +509,14 @@ class LDML(PairsClassifierMixin, _LDMLBase):
     (3,)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_LDMLBase._parameter_constraints,
+        **shared("preprocessor"),
+        # No 'lda': it needs class labels, which pairs do not give (LDML_Supervised has them).
+        "init": options_or_array("auto", "identity", "pca", "covariance", "random",
+                                 learner=True),
+    }
+
     def __init__(self, n_components=None, init="auto", normalize=False, alpha=0.0,
                  solver="lbfgs", max_iter=100, tol=1e-5, batch_size=10000,
                  learning_rate=0.01, n_iter_no_change=5, preprocessor=None,
@@ -535,6 +537,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         self.verbose = verbose
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, pairs, y, sample_weight=None):
         """Learn the metric from labelled pairs.
 
@@ -583,12 +586,6 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             if not weights.sum() > 0:
                 raise ValueError("sample_weight sums to 0; at least one pair needs a "
                                  "positive weight.")
-        if isinstance(self.init, str) and self.init == "lda":
-            raise ValueError(
-                "init='lda' needs class labels, which pair constraints do not give; use "
-                "LDML_Supervised, or init='auto', 'pca', 'identity', 'covariance', "
-                "'random' or an array."
-            )
         a = np.ascontiguousarray(idx[:, 0])
         b = np.ascontiguousarray(idx[:, 1])
         return X, a, b, targets, weights
@@ -614,13 +611,11 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             if not weights.sum() > 0:
                 raise ValueError("sample_weight sums to 0; at least one pair needs a "
                                  "positive weight.")
-        if isinstance(self.init, str) and self.init == "lda":
-            raise ValueError("init='lda' needs class labels, which pair constraints do not "
-                             "give; use LDML_Supervised.")
         assert_all_finite(X, "preprocessor")
         return X, np.ascontiguousarray(a), np.ascontiguousarray(b), targets, weights
 
     @available_if(_stochastic_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, pairs, y, sample_weight=None):
         """One epoch of the stochastic solver on a batch of labelled pairs.
 
@@ -696,6 +691,13 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_LDMLBase._parameter_constraints,
+        "n_pairs": [None, integers(2)],
+        "positive_fraction": [reals(0, 1, closed="neither")],
+        "balanced": ["boolean"],
+    }
+
     def __init__(self, n_pairs=None, positive_fraction=0.5, balanced=False,
                  n_components=None, init="auto", normalize=False, alpha=0.0,
                  solver="lbfgs", max_iter=100, tol=1e-5, batch_size=10000,
@@ -748,14 +750,10 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
 
     def _pair_counts(self, n):
         """(n_positive, n_negative) per epoch for n labelled rows."""
-        n_pairs = min(20 * n, 200_000) if self.n_pairs is None else _check_int(
-            self.n_pairs, "n_pairs", 2)
-        fraction = _check_real(self.positive_fraction, "positive_fraction", 0.0,
-                               low_inclusive=False)
-        if not fraction < 1:
-            raise ValueError(f"positive_fraction must lie in (0, 1); got {fraction}.")
-        return split_pair_count(n_pairs, fraction)
+        n_pairs = min(20 * n, 200_000) if self.n_pairs is None else int(self.n_pairs)
+        return split_pair_count(n_pairs, float(self.positive_fraction))
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw pairs from the classes of ``y`` and learn the metric.
 
@@ -779,13 +777,12 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         from fastmetric.kernels.sampling import LabelPairStream
 
         X, labels = self._labels_and_counts(X, y, reset=True)
-        self._validate_params()
         n_pos, n_neg = self._pair_counts(X.shape[0])
         rng = check_random_state(self.random_state)
         sample_seed = int(rng.randint(0, np.iinfo(np.int32).max))
         self._pair_seed = sample_seed  # partial_fit after fit continues these streams
         stream = _LabelBatches(LabelPairStream(labels, self.balanced, self.n_jobs), n_pos,
-                               n_neg, self._batch_size, sample_seed)
+                               n_neg, self.batch_size, sample_seed)
         if self.solver == "lbfgs":
             if is_dask_array(X):
                 # The same pairs, drawn on the workers (slices of the streams).
@@ -805,6 +802,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         return self
 
     @available_if(_stochastic_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y):
         """One epoch of the stochastic solver on a batch of labelled rows.
 
@@ -832,7 +830,6 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         """
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         X, labels = self._labels_and_counts(X, y, reset=first)
-        self._validate_params()
         if first:
             self._pair_seed = int(check_random_state(self.random_state).randint(
                 0, np.iinfo(np.int32).max))

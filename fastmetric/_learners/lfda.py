@@ -21,24 +21,26 @@ blocks of rows with BLAS, and ``S_b = S_t - S_w + sum_c (G_c / n - (n_c / n)
 S_c)`` from the total scatter ``S_t``, each class's scatter ``S_c`` and its
 affinity term ``G_c``.
 """
-import numbers
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.init import _complete_rows, resolve_n_components
 from fastmetric._core.inputs import points_from_indices
+from fastmetric._core.params import integers, reals, shared
+from fastmetric._core.threads import single_threaded_blas
 from fastmetric._learners.covariance import (
     _MIN_SHRINKAGE,
     _as_float64_centred,
-    _check_shrinkage,
     _fix_signs,
 )
-from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["LFDA"]
 
@@ -264,6 +266,13 @@ class LFDA(MahalanobisMixin):
     (150, 2)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("n_components", "preprocessor"),
+        "k": [None, integers(1)],
+        "embedding_type": [StrOptions(set(_EMBEDDINGS))],
+        "shrinkage": [reals(0, 1, closed="both")],  # no estimated intensity here
+    }
+
     def __init__(self, n_components=None, k=None, embedding_type="weighted",
                  preprocessor=None, shrinkage=0.01):
         self.n_components = n_components
@@ -272,6 +281,7 @@ class LFDA(MahalanobisMixin):
         self.preprocessor = preprocessor
         self.shrinkage = shrinkage
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn the LFDA map from points and class labels.
 
@@ -286,11 +296,7 @@ class LFDA(MahalanobisMixin):
         -------
         self
         """
-        if self.embedding_type not in _EMBEDDINGS:
-            raise ValueError(
-                f"embedding_type={self.embedding_type!r} is not one of {_EMBEDDINGS}."
-            )
-        shrinkage = _check_shrinkage(self.shrinkage, names=())
+        shrinkage = float(self.shrinkage)
         X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
@@ -300,10 +306,6 @@ class LFDA(MahalanobisMixin):
         if self.k is None:
             k = max(1, min(7, d - 1))
         else:
-            if isinstance(self.k, (bool, np.bool_)) or not isinstance(self.k, numbers.Integral):
-                raise TypeError(f"k must be None or a positive integer; got {self.k!r}.")
-            if self.k < 1:
-                raise ValueError(f"k must be a positive integer; got {self.k}.")
             k = int(self.k)
         classes, codes = np.unique(y, return_inverse=True)
         codes = codes.reshape(-1)
@@ -361,6 +363,6 @@ class LFDA(MahalanobisMixin):
                     + ("(orthonormal completion)." if self.embedding_type == "orthonormalized"
                        else "(zero)."),
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
         return L, vals

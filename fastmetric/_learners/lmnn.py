@@ -19,17 +19,22 @@ and are handed to scipy's L-BFGS (default) or to metric-learn's adaptive
 gradient descent.
 """
 import warnings
+from typing import ClassVar
 
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import points_from_indices
+from fastmetric._core.params import integers, reals, shared
+from fastmetric._core.solvers import IterationPrinter, SolverResult, minimize_lbfgs
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric.kernels.lmnn import (
     _dense_loss_grad,
     _embed,
@@ -38,8 +43,6 @@ from fastmetric.kernels.lmnn import (
     _target_distances,
     _target_neighbors,
 )
-from fastmetric._core.solvers import IterationPrinter, SolverResult, minimize_lbfgs
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 
 __all__ = ["LMNN"]
 
@@ -249,7 +252,7 @@ class _LMNNProblem:
         c_sq = np.maximum(float(np.einsum("ij,ij->", E, E)) - np.cumsum(col_sq), 0.0)
         k, d = E.shape
         for r, res, res_other in self.rule_splits:
-            def holds(delta, c):
+            def holds(delta, c, res=res, res_other=res_other):  # this split's residuals
                 if delta >= 1.0:
                     return False
                 if res is None:
@@ -643,6 +646,17 @@ class LMNN(MahalanobisMixin):
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("init", "max_iter", "n_components", "verbose", "preprocessor",
+                 "random_state", "n_jobs", "callback"),
+        "n_neighbors": [integers(1)],
+        "min_iter": [integers(0)],
+        "learn_rate": [reals(0, closed="neither")],
+        "regularization": [reals(0, 1, closed="both")],
+        "convergence_tol": [reals(0)],
+        "solver": [StrOptions(set(_SOLVERS))],
+    }
+
     def __init__(self, init="auto", n_neighbors=3, min_iter=50, max_iter=1000,
                  learn_rate=1e-7, regularization=0.5, convergence_tol=0.001,
                  n_components=None, solver="lbfgs", verbose=False, preprocessor=None,
@@ -662,20 +676,7 @@ class LMNN(MahalanobisMixin):
         self.n_jobs = n_jobs
         self.callback = callback
 
-    def _validate_params(self):
-        self._k = _check_int(self.n_neighbors, "n_neighbors", 1)
-        self._min_iter = _check_int(self.min_iter, "min_iter", 0)
-        self._max_iter = _check_int(self.max_iter, "max_iter", 1)
-        self._learn_rate = _check_real(self.learn_rate, "learn_rate", 0.0, low_inclusive=False)
-        self._mu = _check_real(self.regularization, "regularization", 0.0, 1.0)
-        self._tol = _check_real(self.convergence_tol, "convergence_tol", 0.0)
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver={self.solver!r} is not one of {_SOLVERS}.")
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            _check_int(self.verbose, "verbose", 0)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn the metric from points and their class labels.
 
@@ -689,7 +690,6 @@ class LMNN(MahalanobisMixin):
         -------
         self
         """
-        self._validate_params()
         X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
         check_classification_targets(y)
@@ -705,7 +705,7 @@ class LMNN(MahalanobisMixin):
                 f"LMNN indexes points with 32-bit integers; X has {X.shape[0]} rows, more "
                 f"than {np.iinfo(np.intc).max - 1}."
             )
-        K = self._k
+        K = int(self.n_neighbors)
         per_class = np.minimum(K, counts - 1)
         if per_class.max() < 1:
             raise ValueError(
@@ -719,7 +719,7 @@ class LMNN(MahalanobisMixin):
                 f"LMNN: {small.shape[0]} class(es) ({shown}) have at most n_neighbors={K} "
                 "samples; their points get (class size - 1) target neighbours instead.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         rng = check_random_state(self.random_state)
         n_threads = effective_n_threads(self.n_jobs)
@@ -736,7 +736,8 @@ class LMNN(MahalanobisMixin):
             _embed(Xs, np.ascontiguousarray(L0, dtype=dtype), Z0, 256, n_threads)
             targets, _ = _target_neighbors(Z0, class_ptr, n_t, K, n_threads)
             del Z0
-            problem = _LMNNProblem(Xs, class_ptr, targets, n_t, self._mu, n_threads)
+            problem = _LMNNProblem(Xs, class_ptr, targets, n_t, float(self.regularization),
+                                   n_threads)
             del Xs
             result = self._solve(problem, L0)
             # Active triplets at the returned map (the solver's last
@@ -756,7 +757,7 @@ class LMNN(MahalanobisMixin):
     def _solve(self, problem, L0):
         k, d = L0.shape
         printer = IterationPrinter(type(self).__name__)
-        tol, min_iter = self._tol, self._min_iter
+        tol, min_iter = float(self.convergence_tol), int(self.min_iter)
         state = {"prev": None, "converged": False}
         # L-BFGS works on W with L = W Q (see _preconditioner); plain
         # gradient descent on L itself, as metric-learn's.
@@ -792,7 +793,7 @@ class LMNN(MahalanobisMixin):
             with warnings.catch_warnings():
                 # minimize_lbfgs warns at max_iter; we warn ourselves below.
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                result = minimize_lbfgs(fun, theta0, max_iter=self._max_iter, tol=0.0,
+                result = minimize_lbfgs(fun, theta0, max_iter=self.max_iter, tol=0.0,
                                         on_iteration=on_iteration)
             result.x = to_L(result.x).ravel()
             if not np.all(np.isfinite(result.x)):
@@ -802,12 +803,12 @@ class LMNN(MahalanobisMixin):
         if state["converged"]:
             result.converged = True
             result.message = "relative decrease below convergence_tol"
-        elif result.n_iter >= self._max_iter and "callback" not in result.message:
+        elif result.n_iter >= self.max_iter and "callback" not in result.message:
             warnings.warn(
-                f"LMNN did not converge in max_iter={self._max_iter} iterations; increase "
+                f"LMNN did not converge in max_iter={self.max_iter} iterations; increase "
                 "max_iter or convergence_tol.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return result
 
@@ -816,10 +817,10 @@ class LMNN(MahalanobisMixin):
         not increase, accepted, and the next one starts 1% longer."""
         x = np.array(x0, dtype=np.float64)
         f, g = fun(x)
-        lr = self._learn_rate
+        lr = float(self.learn_rate)
         curve = []
         it = 0
-        for it in range(1, self._max_iter + 1):
+        for it in range(1, self.max_iter + 1):
             while True:
                 x_new = x - lr * g
                 f_new, g_new = fun(x_new)

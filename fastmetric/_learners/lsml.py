@@ -53,10 +53,12 @@ machine precision), or after ``max_iter`` iterations.
 final ``M = L^T L``.
 """
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
 from scipy.linalg.lapack import dpotrf, dpotri
+from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
@@ -65,15 +67,14 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import quadruplets_from_labels
 from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_tuples
+from fastmetric._core.params import options_or_array, shared
 from fastmetric.kernels.lsml import pair_quadratic_forms, residual_loss, residual_loss_coefficients
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.tuples import QuadrupletsClassifierMixin
 from fastmetric._core.validation import (
-    check_int_param,
     check_pair_vector,
     check_points,
-    check_real_param,
 )
 
 __all__ = ["LSML", "LSML_Supervised"]
@@ -335,14 +336,11 @@ def _check_weights(weights, n_q):
 class _BaseLSML(MahalanobisMixin):
     """Parameter checks and the fit on index quadruplets, shared by both forms."""
 
-    def _validate_params(self):
-        self._tol = check_real_param(self.tol, "tol", 0.0)
-        self._max_iter = check_int_param(self.max_iter, "max_iter", 1)
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            check_int_param(self.verbose, "verbose", 0)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-        effective_n_threads(self.n_jobs)  # type / value check
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("tol", "max_iter", "verbose", "preprocessor", "random_state", "n_jobs",
+                 "callback"),
+        "prior": options_or_array(*_PRIORS, learner=True),
+    }
 
     def _fit_quadruplets(self, X, quads, weights, rng):
         """Fit M on index quadruplets ``quads`` (n_q, 4) into the points X."""
@@ -398,14 +396,14 @@ class _BaseLSML(MahalanobisMixin):
                     return bool(self.callback(self, iteration, loss - offset))
                 return False
 
-            A, chol, loss, n_iter, converged, curve = _minimize_lsml(
-                problem, np.eye(d), tol=self._tol, max_iter=self._max_iter,
+            _, chol, loss, n_iter, converged, curve = _minimize_lsml(
+                problem, np.eye(d), tol=self.tol, max_iter=self.max_iter,
                 on_iteration=on_iteration, forms0=(alpha * dab0, alpha * dcd0),
             )
-        if not converged and n_iter >= self._max_iter:
+        if not converged and n_iter >= self.max_iter:
             warnings.warn(
-                f"{type(self).__name__} did not converge in max_iter={self._max_iter} "
-                f"iterations (gradient norm above tol={self._tol}); increase max_iter.",
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
+                f"iterations (gradient norm above tol={self.tol}); increase max_iter.",
                 ConvergenceWarning,
             )
         self.components_ = components(chol)
@@ -516,6 +514,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, quadruplets, weights=None):
         """Learn the metric from quadruplets.
 
@@ -534,7 +533,6 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         -------
         self
         """
-        self._validate_params()
         X, quads = check_tuples(quadruplets, 4, self.preprocessor, dedupe=True)
         rng = check_random_state(self.random_state)
         return self._fit_quadruplets(X, quads, weights, rng)
@@ -581,6 +579,12 @@ class LSML_Supervised(_BaseLSML):
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseLSML._parameter_constraints,
+        **shared("n_constraints"),
+        "weights": [None, "array-like"],
+    }
+
     def __init__(self, tol=1e-3, max_iter=1000, prior="identity", n_constraints=None,
                  weights=None, verbose=False, preprocessor=None, random_state=None,
                  n_jobs=None, callback=None):
@@ -613,6 +617,7 @@ class LSML_Supervised(_BaseLSML):
             return check_points(P[idx[:, 0]], name="X"), y
         return validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw quadruplets from the classes of ``y`` and learn the metric.
 
@@ -627,7 +632,6 @@ class LSML_Supervised(_BaseLSML):
         -------
         self
         """
-        self._validate_params()
         X, y = self._points(X, y)
         # One RandomState: the quadruplets' seed first, then prior='random'.
         rng = check_random_state(self.random_state)

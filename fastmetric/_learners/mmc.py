@@ -50,11 +50,13 @@ a point with itself (W = 0) the constraint is ``trace(M) <= 1``.  Distances
 are floored at ``1e-12`` times the largest one in the gradient weights.
 """
 import warnings
+from typing import ClassVar
 
 import numpy as np
-from sklearn.base import TransformerMixin
+from sklearn.base import TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
@@ -62,11 +64,11 @@ from fastmetric._core.constraints import pairs_from_labels
 from fastmetric._core.init import initialize_components, prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
 from fastmetric._core.pairs import PairsClassifierMixin
-from fastmetric.kernels.distances import paired_mahalanobis_distances
-from fastmetric.kernels.pair_scatter import pair_scatter
+from fastmetric._core.params import integers, options_or_array, reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_int_param, check_real_param, check_verbose
+from fastmetric.kernels.distances import paired_mahalanobis_distances
+from fastmetric.kernels.pair_scatter import pair_scatter
 
 __all__ = ["MMC", "MMC_Supervised"]
 
@@ -180,38 +182,29 @@ def _dissimilar_sum_grad(X, aD, bD, L, n_threads=1):
 class _BaseMMC(MahalanobisMixin):
     """Parameter checks and the two MMC solvers, on index pairs into X."""
 
-    def _validate_params(self):
-        self._max_iter = check_int_param(self.max_iter, "max_iter", 1)
-        self._max_proj = check_int_param(self.max_proj, "max_proj", 1)
-        self._tol = check_real_param(self.tol, "tol", 0.0)
-        self._diagonal_c = check_real_param(self.diagonal_c, "diagonal_c", 0.0,
-                                            low_inclusive=False)
-        if not isinstance(self.diagonal, (bool, np.bool_)):
-            raise TypeError(f"diagonal must be a bool; got {self.diagonal!r}.")
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver={self.solver!r} is not one of {_SOLVERS}.")
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("max_iter", "tol", "verbose", "random_state", "n_jobs", "callback"),
+        "max_proj": [integers(1)],
+        "init": options_or_array(*_INITS, learner=True),
+        "diagonal": ["boolean"],
+        "diagonal_c": [reals(0, closed="neither")],
+        "solver": [StrOptions(set(_SOLVERS))],
+        "logdet_reg": [StrOptions({"auto"}), reals(0)],
+    }
+
+    def _resolve_logdet_reg(self):
+        """The log-det weight: 'auto' resolved, and only where a solver supports it."""
         full_lbfgs = not self.diagonal and self.solver == "lbfgs"
-        if isinstance(self.logdet_reg, str) and self.logdet_reg == "auto":
-            self._logdet_reg = _AUTO_LOGDET_REG if full_lbfgs else 0.0
-            return self._check_rest()
-        self._logdet_reg = check_real_param(self.logdet_reg, "logdet_reg", 0.0)
-        if self._logdet_reg > 0 and not full_lbfgs:
+        if isinstance(self.logdet_reg, str):  # 'auto'
+            return _AUTO_LOGDET_REG if full_lbfgs else 0.0
+        logdet_reg = float(self.logdet_reg)
+        if logdet_reg > 0 and not full_lbfgs:
             raise ValueError(
                 "logdet_reg > 0 is only supported by the full-matrix L-BFGS solver "
-                "(diagonal=False, solver='lbfgs')."
+                f"(diagonal=False, solver='lbfgs'); got logdet_reg={self.logdet_reg!r}, "
+                f"diagonal={self.diagonal!r} and solver={self.solver!r}."
             )
-        return self._check_rest()
-
-    def _check_rest(self):
-        check_verbose(self.verbose)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-        init = self.init
-        if isinstance(init, str) and init not in _INITS:
-            raise ValueError(
-                f"init={init!r} is not supported by MMC; use one of {_INITS}, a "
-                "(n_features, n_features) array or a fitted learner."
-            )
+        return logdet_reg
 
     def _initial_metric(self, X, rng):
         """M0 = L0^T L0 from ``init`` (L0 has n_features rows)."""
@@ -234,7 +227,7 @@ class _BaseMMC(MahalanobisMixin):
 
     def _fit_pairs(self, X, a, b, similar):
         """Fit on index pairs (a, b) into X; ``similar`` is a boolean mask."""
-        self._validate_params()
+        self._logdet_reg = self._resolve_logdet_reg()
         n_sim, n_dis = int(similar.sum()), int((~similar).sum())
         if n_sim == 0 or n_dis == 0:
             raise ValueError(
@@ -296,7 +289,7 @@ class _BaseMMC(MahalanobisMixin):
             return self._report(printer, iteration, loss, L / np.sqrt(
                 float(np.sum((L @ W) * L))))
 
-        result = minimize_lbfgs(fun, L0.ravel(), max_iter=self._max_iter, tol=self._tol,
+        result = minimize_lbfgs(fun, L0.ravel(), max_iter=self.max_iter, tol=self.tol,
                                 on_iteration=on_iteration)
         L = result.x.reshape(d, d)
         # Rescale onto the constraint: sum_S d^T M d = <W, L^T L> = 1.
@@ -308,7 +301,7 @@ class _BaseMMC(MahalanobisMixin):
 
     # -- full matrix: projected gradient ascent --------------------------------
     def _fit_full(self, X, aD, bD, W, M0, n_threads):
-        project = _Projector(W, self._max_proj)
+        project = _Projector(W, self.max_proj)
         printer = IterationPrinter(type(self).__name__)
         w_unit = W / np.sqrt(project.w_norm2)
 
@@ -329,7 +322,7 @@ class _BaseMMC(MahalanobisMixin):
         alpha = 0.1
         self.converged_ = False
         self.n_iter_ = 0
-        for cycle in range(1, self._max_iter + 1):
+        for cycle in range(1, self.max_iter + 1):
             self.n_iter_ = cycle
             if direction is None:  # no ascent direction: a stationary point
                 self.converged_ = True
@@ -347,20 +340,20 @@ class _BaseMMC(MahalanobisMixin):
                 delta = alpha
             if self._report(printer, cycle, -g, L):
                 break
-            if delta < self._tol:
+            if delta < self.tol:
                 self.converged_ = True
                 break
         if not self.converged_ and self.callback is None:
             warnings.warn(
-                f"{type(self).__name__} did not converge in max_iter={self._max_iter} "
-                "iterations; increase max_iter or tol.", ConvergenceWarning, stacklevel=4,
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
+                "iterations; increase max_iter or tol.", ConvergenceWarning, stacklevel=5,
             )
         self.objective_ = g
         return L
 
     # -- diagonal: Newton ------------------------------------------------------
     def _fit_diag(self, X, aD, bD, s, w0, n_threads):
-        c = self._diagonal_c
+        c = float(self.diagonal_c)
         Xd = X.astype(np.float64, copy=False)
         Q = (Xd[aD] - Xd[bD]) ** 2  # (n_dissimilar, d): O(P d) memory, no d^2 per pair
         d = X.shape[1]
@@ -379,7 +372,7 @@ class _BaseMMC(MahalanobisMixin):
         f, dist, total = F(w)
         self.converged_ = False
         self.n_iter_ = 0
-        for it in range(1, self._max_iter + 1):
+        for it in range(1, self.max_iter + 1):
             self.n_iter_ = it
             floor = 1e-12 * max(float(dist.max()), 1e-300)
             dd = np.maximum(dist, floor)
@@ -415,7 +408,7 @@ class _BaseMMC(MahalanobisMixin):
             w, f, dist, total = w_try, f_try, dist_try, total_try
             if self._report(printer, it, f, np.diag(np.sqrt(w))):
                 break
-            if rel < self._tol:
+            if rel < self.tol:
                 self.converged_ = True
                 break
         self.objective_ = f
@@ -521,6 +514,9 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     (3, 3)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMMC._parameter_constraints, **shared("preprocessor")}
+
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-3, init="identity",
                  diagonal=False, diagonal_c=1.0, verbose=False, preprocessor=None,
                  random_state=None, solver="lbfgs", logdet_reg="auto", n_jobs=None,
@@ -539,6 +535,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, pairs, y, calibration_params=None):
         """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
 
@@ -604,6 +601,9 @@ solver, logdet_reg, n_jobs, callback
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMMC._parameter_constraints, **shared("n_constraints")}
+
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-6, n_constraints=None,
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,
                  random_state=None, solver="lbfgs", logdet_reg="auto", n_jobs=None,
@@ -622,6 +622,7 @@ solver, logdet_reg, n_jobs, callback
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw pairs from the labels and learn the metric.
 

@@ -22,15 +22,18 @@ P being the number of pairs whose weight is not negligible.
 This module also holds the base shared with :class:`fastmetric._learners.mlkr.MLKR`.
 """
 
+from typing import ClassVar
+
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import _rows_from_preprocessor
+from fastmetric._core.params import reals, shared
 from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
@@ -44,25 +47,16 @@ _DEFAULT_TOL = 1e-5
 
 
 
-def _check_tol(value):
-    """tol=None stands for the default."""
-    return _DEFAULT_TOL if value is None else _check_real(value, "tol", 0.0)
-
-
 class _SoftmaxNeighborsLearner(MahalanobisMixin):
     """Fit logic shared by NCA and MLKR: validation, init, L-BFGS, callbacks."""
 
     _regression = False
 
-    def _validate_params(self):
-        self._max_iter = _check_int(self.max_iter, "max_iter", 1)
-        self._tol = _check_tol(self.tol)
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            _check_int(self.verbose, "verbose", 0)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-        # Resolve n_jobs now so that a bad value fails before any work.
-        return effective_n_threads(self.n_jobs)
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("init", "n_components", "max_iter", "verbose", "preprocessor",
+                 "random_state", "n_jobs", "callback"),
+        "tol": [None, reals(0)],  # None: _DEFAULT_TOL
+    }
 
     def _points(self, X, y):
         """Validated points and targets; X may be row indices into ``preprocessor``."""
@@ -104,7 +98,8 @@ class _SoftmaxNeighborsLearner(MahalanobisMixin):
             return False
 
         with single_threaded_blas():  # identical results for any BLAS thread count
-            result = minimize_lbfgs(fun, L0.ravel(), max_iter=self._max_iter, tol=self._tol,
+            result = minimize_lbfgs(fun, L0.ravel(), max_iter=self.max_iter,
+                                    tol=_DEFAULT_TOL if self.tol is None else self.tol,
                                     on_iteration=on_iteration)
         self.components_ = np.ascontiguousarray(result.x.reshape(k, d))
         self.n_iter_ = int(result.n_iter)
@@ -222,6 +217,7 @@ class NCA(_SoftmaxNeighborsLearner):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn ``L`` from points and their class labels.
 
@@ -236,7 +232,7 @@ class NCA(_SoftmaxNeighborsLearner):
         -------
         self
         """
-        n_threads = self._validate_params()
+        n_threads = effective_n_threads(self.n_jobs)
         X, y = self._points(X, y)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)

@@ -12,9 +12,11 @@ we shrink it toward a multiple of the identity with the Ledoit-Wolf
 intensity (see :class:`RCA`).
 """
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
+from sklearn.base import _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
@@ -22,15 +24,15 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import chunks_from_labels
 from fastmetric._core.init import resolve_n_components
 from fastmetric._core.inputs import one_per_row, points_from_indices
+from fastmetric._core.params import integers, shared
+from fastmetric._core.threads import single_threaded_blas
 from fastmetric._learners.covariance import (
     _MIN_SHRINKAGE,
     _as_float64_centred,
-    _check_shrinkage,
     _estimate_shrinkage,
     _fix_signs,
     _inv_sqrt,
 )
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["RCA", "RCA_Supervised"]
 
@@ -194,11 +196,14 @@ class RCA(MahalanobisMixin):
     (2, 2)
     """
 
+    _parameter_constraints: ClassVar[dict] = shared("n_components", "preprocessor", "shrinkage")
+
     def __init__(self, n_components=None, preprocessor=None, shrinkage="ledoit_wolf"):
         self.n_components = n_components
         self.preprocessor = preprocessor
         self.shrinkage = shrinkage
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, chunks):
         """Learn the metric from points and their chunk ids.
 
@@ -215,16 +220,15 @@ class RCA(MahalanobisMixin):
         -------
         self
         """
-        shrinkage = _check_shrinkage(self.shrinkage)
         X = points_from_indices(self.preprocessor, X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C",
                           ensure_min_samples=2)
         chunks = _check_chunks(chunks, X.shape[0])
-        self._fit_chunks(X, chunks, shrinkage)
+        self._fit_chunks(X, chunks, self.shrinkage)
         return self
 
     def _fit_chunks(self, X, chunks, shrinkage):
-        n, d = X.shape
+        d = X.shape[1]
         k = resolve_n_components(self.n_components, d)
         with single_threaded_blas():
             Xc, unit = _as_float64_centred(X)
@@ -242,7 +246,7 @@ class RCA(MahalanobisMixin):
                     "of every chunk coincide); there is nothing to whiten and the metric is "
                     "the identity.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
                 self.components_ = np.eye(k, d)
                 self.shrinkage_ = 1.0
@@ -317,6 +321,13 @@ class RCA_Supervised(RCA):
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **RCA._parameter_constraints,
+        **shared("random_state", "n_jobs"),
+        "n_chunks": [integers(1)],
+        "chunk_size": [integers(2)],
+    }
+
     def __init__(self, n_components=None, n_chunks=100, chunk_size=2, preprocessor=None,
                  random_state=None, shrinkage="ledoit_wolf", n_jobs=None):
         super().__init__(n_components=n_components, preprocessor=preprocessor,
@@ -326,6 +337,7 @@ class RCA_Supervised(RCA):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw chunks from the classes of ``y`` and learn the RCA metric.
 
@@ -339,17 +351,11 @@ class RCA_Supervised(RCA):
         -------
         self
         """
-        from fastmetric.kernels.chunks import _positive_int
-
-        shrinkage = _check_shrinkage(self.shrinkage)
-        n_chunks = _positive_int(self.n_chunks, "n_chunks", 1)
-        chunk_size = _positive_int(self.chunk_size, "chunk_size", 2)
-        effective_n_threads(self.n_jobs)  # validates n_jobs
         X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
-        chunks = chunks_from_labels(y, n_chunks, chunk_size, random_state=self.random_state,
-                                    n_jobs=self.n_jobs)
-        self._fit_chunks(X, chunks, shrinkage)
+        chunks = chunks_from_labels(y, int(self.n_chunks), int(self.chunk_size),
+                                    random_state=self.random_state, n_jobs=self.n_jobs)
+        self._fit_chunks(X, chunks, self.shrinkage)
         return self

@@ -23,25 +23,25 @@ k-NN search, the stochastic updates, the hinge loss over all triplets) are
 the nogil kernels of :mod:`fastmetric.kernels.scml`.
 """
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg.lapack
 import scipy.sparse
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import generate_knn_triplets
 from fastmetric._core.inputs import check_tuples, points_from_indices
-from fastmetric.kernels.scml import _sgd_run, _triplet_hinge_pairs
+from fastmetric._core.params import integers, reals, shared
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.tuples import TripletsClassifierMixin
-from fastmetric._core.validation import (
-    check_int_param as _check_int,
-    check_points,
-    check_real_param as _check_real,
-)
+from fastmetric._core.validation import check_points
+from fastmetric.kernels.scml import _sgd_run, _triplet_hinge_pairs
 
 __all__ = ["SCML", "SCML_Supervised"]
 
@@ -180,7 +180,7 @@ def _lda_basis(X, y_enc, counts, n_basis, rng):
     directions of the first scale (centre by centre), then of the second,
     and keeps the first ``n_basis``.
     """
-    n, d = X.shape
+    d = X.shape[1]
     n_classes = counts.shape[0]
     num_eig = min(n_classes - 1, d)
     n_clusters = int(np.ceil(n_basis / (2 * num_eig)))
@@ -310,45 +310,29 @@ def _weighted_projections(Z, basis, w, X):
     return np.ascontiguousarray(X @ L.T.astype(X.dtype))
 
 
-def _check_n_basis(n_basis):
-    if n_basis is None:
-        return None
-    return _check_int(n_basis, "n_basis", 1)
-
-
 class _BaseSCML(MahalanobisMixin):
     """Shared parameters and the optimisation of SCML."""
 
     _authorized_basis = ("triplet_diffs",)
 
-    def _validate_params(self):
-        self._beta = _check_real(self.beta, "beta", 0.0)
-        self._gamma = _check_real(self.gamma, "gamma", 0.0, low_inclusive=False)
-        self._max_iter = _check_int(self.max_iter, "max_iter", 1)
-        self._output_iter = _check_int(self.output_iter, "output_iter", 1)
-        self._batch_size = _check_int(self.batch_size, "batch_size", 1)
-        if self._output_iter > self._max_iter:
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("max_iter", "verbose", "preprocessor", "random_state", "n_jobs", "callback"),
+        "beta": [reals(0)],
+        "basis": [StrOptions(set(_authorized_basis)), "array-like"],
+        "n_basis": [None, integers(1)],
+        "gamma": [reals(0, closed="neither")],
+        "output_iter": [integers(1)],
+        "batch_size": [integers(1)],
+    }
+
+    def _check_output_iter(self):
+        """output_iter <= max_iter: a tie between two parameters, checked in fit."""
+        if self.output_iter > self.max_iter:
             raise ValueError(
-                f"output_iter={self._output_iter} must be at most max_iter="
-                f"{self._max_iter} (the objective is checked every output_iter "
+                f"output_iter={self.output_iter} must be at most max_iter="
+                f"{self.max_iter} (the objective is checked every output_iter "
                 "iterations)."
             )
-        self._n_basis = _check_n_basis(self.n_basis)
-        if isinstance(self.basis, str):
-            if self.basis not in self._authorized_basis:
-                raise ValueError(
-                    f"basis={self.basis!r} is not one of {self._authorized_basis} nor an "
-                    "array of shape (n_basis, n_features)."
-                )
-        elif self.basis is None:
-            raise ValueError(
-                f"basis must be one of {self._authorized_basis} or an array of shape "
-                "(n_basis, n_features); got None."
-            )
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            _check_int(self.verbose, "verbose", 0)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
 
     def _array_basis(self, n_features):
         basis = check_points(self.basis, name="basis", dtype=np.float64)
@@ -357,9 +341,9 @@ class _BaseSCML(MahalanobisMixin):
                 f"basis has {basis.shape[1]} features per vector but the data has "
                 f"{n_features}: it must have shape (n_basis, {n_features})."
             )
-        if self._n_basis is not None and self._n_basis != basis.shape[0]:
+        if self.n_basis is not None and self.n_basis != basis.shape[0]:
             raise ValueError(
-                f"n_basis={self._n_basis} does not match the {basis.shape[0]} rows of the "
+                f"n_basis={self.n_basis} does not match the {basis.shape[0]} rows of the "
                 "given basis array; leave n_basis=None."
             )
         return basis.copy()
@@ -386,18 +370,18 @@ class _BaseSCML(MahalanobisMixin):
         name = type(self).__name__
         stopped = False
         t = 0
-        while t < self._max_iter and not stopped:
+        while t < self.max_iter and not stopped:
             # Evaluate at every multiple of output_iter and at the last iteration.
-            seg = min(self._output_iter - t % self._output_iter, self._max_iter - t)
-            batches = rng.randint(0, n_t, size=(seg, self._batch_size)).astype(np.intp)
-            _sgd_run(Z, triplets, batches, w, grad_sum, grad_sq, t, self._beta,
-                     self._gamma, _ADAGRAD_DELTA)
+            seg = min(self.output_iter - t % self.output_iter, self.max_iter - t)
+            batches = rng.randint(0, n_t, size=(seg, self.batch_size)).astype(np.intp)
+            _sgd_run(Z, triplets, batches, w, grad_sum, grad_sq, t, float(self.beta),
+                     float(self.gamma), _ADAGRAD_DELTA)
             t += seg
             E = _weighted_projections(Z, basis, w, X)
             hinge, n_active = _triplet_hinge_pairs(
                 E, pairs, first, second, pair_dist,
                 threads_for_work(n_threads, pairs.shape[0] * E.shape[1], _PARALLEL_WORK))
-            obj = self._beta * float(w.sum()) + hinge / n_t
+            obj = self.beta * float(w.sum()) + hinge / n_t
             self.loss_curve_.append(obj)
             if self.verbose:
                 if len(self.loss_curve_) == 1:
@@ -419,10 +403,10 @@ class _BaseSCML(MahalanobisMixin):
         self.weights_ = best_w
         if not np.any(best_w > 0):
             warnings.warn(
-                f"{name}: no basis got a positive weight (beta={self._beta} may be too "
+                f"{name}: no basis got a positive weight (beta={self.beta} may be too "
                 "large for these triplets): the learned metric is zero.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self.components_ = np.ascontiguousarray(_embedding_map(basis, best_w))
         return self
@@ -561,6 +545,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, triplets, y=None):
         """Learn the metric from triplets.
 
@@ -576,7 +561,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         -------
         self
         """
-        self._validate_params()
+        self._check_output_iter()
         X, idx = check_tuples(triplets, 3, self.preprocessor, dedupe=True)
         used, inverse = np.unique(idx, return_inverse=True)
         if used.shape[0] < X.shape[0]:
@@ -587,7 +572,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         rng = check_random_state(self.random_state)
         with single_threaded_blas():
             if isinstance(self.basis, str):
-                n_basis = 80 * d if self._n_basis is None else self._n_basis
+                n_basis = 80 * d if self.n_basis is None else self.n_basis
                 basis = _triplet_diffs_basis(X, idx, n_basis, rng)
             else:
                 basis = self._array_basis(d)
@@ -682,6 +667,12 @@ class SCML_Supervised(_BaseSCML):
     """
 
     _authorized_basis = ("lda", "triplet_diffs")
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseSCML._parameter_constraints,
+        "k_genuine": [integers(1)],
+        "k_impostor": [integers(1)],
+        "basis": [StrOptions(set(_authorized_basis)), "array-like"],
+    }
 
     def __init__(self, k_genuine=3, k_impostor=10, beta=1e-5, basis="lda", n_basis=None,
                  gamma=5e-3, max_iter=10000, output_iter=500, batch_size=10, verbose=False,
@@ -701,6 +692,7 @@ class SCML_Supervised(_BaseSCML):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Make triplets from the labels and learn the metric.
 
@@ -714,16 +706,14 @@ class SCML_Supervised(_BaseSCML):
         -------
         self
         """
-        self._validate_params()
-        k_genuine = _check_int(self.k_genuine, "k_genuine", 1)
-        k_impostor = _check_int(self.k_impostor, "k_impostor", 1)
+        self._check_output_iter()
+        k_genuine, k_impostor = int(self.k_genuine), int(self.k_impostor)
         X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
         classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
         y_enc = y_enc.reshape(-1)
-        n, d = X.shape
         if classes.shape[0] < 2:
             raise ValueError(
                 f"SCML_Supervised needs at least 2 classes in y (impostors are points of "
@@ -739,8 +729,8 @@ class SCML_Supervised(_BaseSCML):
         if isinstance(self.basis, str) and self.basis == "lda":
             num_eig = min(classes.shape[0] - 1, d)
             limit = 2 * n * num_eig
-            n_basis = (_default_n_basis_lda(n, d, classes.shape[0]) if self._n_basis is None
-                       else self._n_basis)
+            n_basis = (_default_n_basis_lda(n, d, classes.shape[0]) if self.n_basis is None
+                       else self.n_basis)
             if n_basis >= limit:
                 raise ValueError(
                     f"n_basis={n_basis} is too large for the 'lda' basis of {n} samples: "
@@ -756,7 +746,7 @@ class SCML_Supervised(_BaseSCML):
                 )
             basis = _lda_basis(X, y_enc, counts, n_basis, rng)
         elif isinstance(self.basis, str):
-            n_basis = 80 * d if self._n_basis is None else self._n_basis
+            n_basis = 80 * d if self.n_basis is None else self.n_basis
             basis = _triplet_diffs_basis(X, triplets, n_basis, rng)
         else:
             basis = self._array_basis(d)

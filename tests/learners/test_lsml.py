@@ -386,7 +386,7 @@ def test_callback_verbose_and_max_iter(blobs, capsys):
 @pytest.mark.parametrize(
     "params, exc, match",
     [
-        ({"prior": "pca"}, ValueError, "prior='pca'"),
+        ({"prior": "pca"}, ValueError, r"'prior' parameter of LSML_Supervised .*Got 'pca'"),
         ({"prior": np.eye(3)}, ValueError, r"\(4, 4\)"),
         ({"prior": -np.eye(4)}, ValueError, "positive definite"),
         ({"prior": np.triu(np.ones((4, 4)))}, ValueError, "symmetric"),

@@ -11,7 +11,7 @@ clustering in turn.  Starting from an initial map ``L`` (``init``,
    restarts the first time, then a single run started from the means of the
    previous clusters, so that the clustering follows the metric smoothly;
 2. for every group ``g`` learns a metric ``M_g = L_g^T L_g`` with
-   :class:`~fastmetric._learners.ldml.LDML` started from the current ``L``, from pairs
+   LDML (:mod:`fastmetric._core.objectives.ldml`) started from the current ``L``, from pairs
    drawn inside ``g`` (similar) and between ``g`` and the other groups
    (dissimilar), with :func:`~fastmetric.kernels.sampling.sample_pairs` and
    ``anchor_label=g``;
@@ -61,7 +61,12 @@ from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_limits
 
 from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
-from fastmetric._core.base import MahalanobisMixin, initialize_components, l2_normalize_rows
+from fastmetric._core.base import (
+    MahalanobisMixin,
+    check_pair_targets,
+    initialize_components,
+    l2_normalize_rows,
+)
 from fastmetric._core.cluster_rows import (
     DaskRows,
     MemoryRows,
@@ -70,6 +75,8 @@ from fastmetric._core.cluster_rows import (
     nearest_center as _nearest_center,
     nearest_centers,
 )
+from fastmetric._core.objectives.ldml import fit_ldml
+from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["ClusterLDML"]
@@ -82,6 +89,8 @@ _MINIBATCH_THRESHOLD = 20_000
 # start from the previous clusters.  Restarts make the first pseudo-labels,
 # which every later round refines, less dependent on one unlucky seeding.
 _KMEANS_N_INIT = 10
+# Tolerance of each cluster's LDML fit (LDML's default).
+_LDML_TOL = 1e-5
 
 
 
@@ -396,6 +405,34 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             centers = np.zeros((k, Z.shape[1]))  # only used for empty clusters
         return labels, np.asarray(centers, dtype=np.float64), inertia
 
+    def _ldml(self, X, a, b, t, L, seed):
+        """LDML of one cluster from the current ``L``: its map ``L_g`` and loss.
+
+        The fit of :class:`~fastmetric.LDML` with ``init=L``, ``alpha``,
+        ``max_iter=ldml_max_iter`` and ``random_state=seed`` on the index
+        pairs ``(a, b)`` into X with labels ``t``, run by the core directly
+        (X is already validated, normalised and, on dask, checked).
+        """
+        verbose = max(self._verbose - 1, 0)
+        printer = IterationPrinter("LDML")
+
+        def on_iteration(iteration, theta, loss):
+            if verbose:
+                printer(iteration, loss)
+            return False
+
+        fit = fit_ldml(
+            X, np.ascontiguousarray(a, dtype=np.intp), np.ascontiguousarray(b, dtype=np.intp),
+            check_pair_targets(t, a.shape[0]), None, rng=check_random_state(seed), init=L,
+            n_components=None, alpha=self._alpha, solver="lbfgs",
+            max_iter=self._ldml_max_iter, tol=_LDML_TOL, batch_size=None, learning_rate=None,
+            n_iter_no_change=None, n_jobs=self.n_jobs,
+            n_threads=effective_n_threads(self.n_jobs), verbose=verbose,
+            on_iteration=on_iteration,
+        )
+        Lg = np.ascontiguousarray(fit.result.x[:-1].reshape(fit.L0.shape))
+        return Lg, float(fit.result.fun)
+
     def _group_metrics(self, rows, L, labels, seed):
         """One LDML per cluster.
 
@@ -404,7 +441,6 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         ``(n_clusters, k, d)`` stack of maps (the current ``L`` for clusters
         that could not be learned from).
         """
-        from fastmetric._learners.ldml import LDML
         from fastmetric.kernels.sampling import sample_pairs
 
         X = rows.X
@@ -424,25 +460,21 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
 
                 a, b, t = sample_label_pairs(labels, n_pos, n_pairs - n_pos, False, seed + g,
                                              anchor_label=g)
-                pairs = np.column_stack((a, b))
             else:
                 pairs, t = sample_pairs(labels, n_pos, n_pairs - n_pos, anchor_label=g,
                                         random_state=seed + g, n_jobs=self.n_jobs)
-            ldml = LDML(init=L, alpha=self._alpha, max_iter=self._ldml_max_iter,
-                        preprocessor=X, random_state=seed + g, n_jobs=self.n_jobs,
-                        verbose=max(self._verbose - 1, 0))
+                a, b = pairs[:, 0], pairs[:, 1]
             with warnings.catch_warnings():
                 # A truncated fit is intended: M_g is a direction to move toward.
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                ldml.fit(pairs, t)
-            Lg = ldml.components_
+                Lg, ldml_loss = self._ldml(X, a, b, t, L, seed + g)
             spread = rows.spread(Lg)
             if not (np.isfinite(spread) and spread > 0 and np.isfinite(Lg).all()):
                 continue  # a degenerate cluster metric carries no direction
             Lg = Lg / np.sqrt(spread)  # same spread (1) as the current L
             maps.append(Lg)
             weights.append(n_g)
-            losses.append(ldml.loss_)
+            losses.append(ldml_loss)
             group_maps[g] = Lg
         weights = np.asarray(weights, dtype=np.float64)
         if weights.size:

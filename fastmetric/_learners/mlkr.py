@@ -16,13 +16,13 @@ chunk by chunk, without an n x n matrix.
 """
 import numpy as np
 
-from fastmetric._learners.nca import _SoftmaxNeighborsLearner
+from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem
 
 __all__ = ["MLKR"]
 
 
-class MLKR(_SoftmaxNeighborsLearner):
+class MLKR(SoftmaxNeighborsLearner):
     """Metric Learning for Kernel Regression.
 
     Learns the linear map ``L`` (``components_``) under which Gaussian
@@ -81,7 +81,7 @@ class MLKR(_SoftmaxNeighborsLearner):
 
     Notes
     -----
-    Memory and cost per evaluation are those of :class:`fastmetric._learners.nca.NCA`:
+    Memory and cost per evaluation are those of :class:`fastmetric.NCA`:
     O(n (d + k)) memory plus a ``chunk x n`` block per thread, no n x n
     matrix.
 

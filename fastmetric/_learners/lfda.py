@@ -35,11 +35,11 @@ from fastmetric._core.base import (
     _resolve_n_components,
     points_from_indices,
 )
-from fastmetric._learners.covariance import (
-    _MIN_SHRINKAGE,
-    _as_float64_centred,
-    _check_shrinkage,
-    _fix_signs,
+from fastmetric._core.covariance import (
+    MIN_SHRINKAGE,
+    as_float64_centred,
+    check_shrinkage,
+    fix_signs,
 )
 from fastmetric._core.threads import single_threaded_blas
 
@@ -293,7 +293,7 @@ class LFDA(MahalanobisMixin):
             raise ValueError(
                 f"embedding_type={self.embedding_type!r} is not one of {_EMBEDDINGS}."
             )
-        shrinkage = _check_shrinkage(self.shrinkage, names=())
+        shrinkage = check_shrinkage(self.shrinkage, names=())
         X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
@@ -316,9 +316,9 @@ class LFDA(MahalanobisMixin):
                 f"({classes[0]!r})."
             )
         with single_threaded_blas():
-            Z, unit = _as_float64_centred(X)
+            Z, unit = as_float64_centred(X)
             S_b, S_w, S_t = _local_scatters(Z, codes, classes.shape[0], k)
-            L, vals = self._solve(S_b, S_w, S_t, n_comp, max(shrinkage, _MIN_SHRINKAGE), n)
+            L, vals = self._solve(S_b, S_w, S_t, n_comp, max(shrinkage, MIN_SHRINKAGE), n)
         if self.embedding_type != "orthonormalized":
             L = L / unit  # the eigenvectors scale as 1 / unit; orthonormal rows do not
         self.components_ = np.ascontiguousarray(L)
@@ -350,7 +350,7 @@ class LFDA(MahalanobisMixin):
                 L = np.linalg.qr(vecs)[0].T
             else:
                 L = vecs.T
-            L = _fix_signs(L)
+            L = fix_signs(L)
         if m < n_comp:
             if self.embedding_type == "orthonormalized":
                 L = _complete_rows(L, n_comp)

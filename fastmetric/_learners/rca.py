@@ -20,13 +20,12 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin, _resolve_n_components, points_from_indices
 from fastmetric.kernels.chunks import sample_chunks
-from fastmetric._learners.covariance import (
-    _MIN_SHRINKAGE,
-    _as_float64_centred,
-    _check_shrinkage,
-    _estimate_shrinkage,
-    _fix_signs,
-    _inv_sqrt,
+from fastmetric._core.covariance import (
+    as_float64_centred,
+    check_shrinkage,
+    fix_signs,
+    inv_sqrt,
+    shrunk_toward_identity,
 )
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
@@ -116,17 +115,6 @@ def _chunk_residuals(Xc, chunks):
     p = pos[sel].astype(np.float64)
     R = np.sqrt(p / (p + 1.0))[:, None] * (before[sel] / p[:, None] - P[sel])
     return R, int(idx.shape[0]), int(np.count_nonzero(sizes >= 2))
-
-
-def _shrunk(S, Z, shrinkage):
-    """(S_a, a, a_eff): ``(1 - a) S + a_eff mu I``, mu = trace(S) / d."""
-    d = S.shape[0]
-    a = _estimate_shrinkage(Z, shrinkage) if isinstance(shrinkage, str) else float(shrinkage)
-    a_eff = max(a, _MIN_SHRINKAGE)
-    mu = np.trace(S) / d
-    S_a = (1.0 - a_eff) * S
-    S_a[np.diag_indices(d)] += a_eff * mu
-    return S_a, a, a_eff * mu
 
 
 class RCA(MahalanobisMixin):
@@ -219,7 +207,7 @@ class RCA(MahalanobisMixin):
         -------
         self
         """
-        shrinkage = _check_shrinkage(self.shrinkage)
+        shrinkage = check_shrinkage(self.shrinkage)
         X = points_from_indices(self.preprocessor, X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C",
                           ensure_min_samples=2)
@@ -231,7 +219,7 @@ class RCA(MahalanobisMixin):
         n, d = X.shape
         k = _resolve_n_components(self.n_components, d)
         with single_threaded_blas():
-            Xc, unit = _as_float64_centred(X)
+            Xc, unit = as_float64_centred(X)
             R, n_chunked, n_multi = _chunk_residuals(Xc, chunks)
             if n_multi == 0:
                 raise ValueError(
@@ -251,20 +239,20 @@ class RCA(MahalanobisMixin):
                 self.components_ = np.eye(k, d)
                 self.shrinkage_ = 1.0
                 return
-            Cw_a, a, floor = _shrunk(Cw, R, shrinkage)
+            Cw_a, a, floor = shrunk_toward_identity(Cw, R, shrinkage)
             if k == d:
-                L = _inv_sqrt(Cw_a, floor)
+                L = inv_sqrt(Cw_a, floor)
             else:
                 P = Xc[chunks >= 0]
                 P = P - P.mean(axis=0)
                 T = (P.T @ P) / max(P.shape[0] - 1, 1)
                 if not np.trace(T) > 0:
                     T = np.eye(d)
-                T_a, _, _ = _shrunk(T, P, shrinkage)
+                T_a, _, _ = shrunk_toward_identity(T, P, shrinkage)
                 vals, vecs = scipy.linalg.eigh(Cw_a, T_a, subset_by_index=[0, k - 1])
                 # Both matrices are positive definite: clip only round-off.
                 vals = np.maximum(vals, d * np.finfo(np.float64).eps * np.max(np.abs(vals)))
-                L = _fix_signs((vecs / np.sqrt(vals)).T)
+                L = fix_signs((vecs / np.sqrt(vals)).T)
         self.components_ = np.ascontiguousarray(L / unit)
         self.shrinkage_ = float(a)
 
@@ -345,7 +333,7 @@ class RCA_Supervised(RCA):
         """
         from fastmetric.kernels.chunks import _positive_int
 
-        shrinkage = _check_shrinkage(self.shrinkage)
+        shrinkage = check_shrinkage(self.shrinkage)
         n_chunks = _positive_int(self.n_chunks, "n_chunks", 1)
         chunk_size = _positive_int(self.chunk_size, "chunk_size", 2)
         effective_n_threads(self.n_jobs)  # validates n_jobs

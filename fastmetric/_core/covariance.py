@@ -1,0 +1,182 @@
+"""Covariance statistics shared by the closed-form learners.
+
+Covariance, RCA and LFDA estimate second moments and take (inverse) square
+roots of them; this module holds what they share: the shrinkage intensity
+(a number in [0, 1] or a Ledoit-Wolf / OAS estimate, :func:`check_shrinkage`,
+:func:`estimate_shrinkage`), shrunk covariances (:func:`shrunk_inverse_covariance`,
+toward the diagonal, Covariance's metric; :func:`shrunk_toward_identity`,
+toward a multiple of the identity, RCA's), constant features
+(:func:`constant_features`), points centred and scaled for safe arithmetic
+(:func:`as_float64_centred`), symmetric (inverse) square roots
+(:func:`eigh_psd`, :func:`inv_sqrt`) and deterministic signs of the rows of
+a map (:func:`fix_signs`).
+"""
+import numbers
+
+import numpy as np
+import scipy.linalg
+
+__all__ = ["MIN_SHRINKAGE", "SHRINKAGE_NAMES", "as_float64_centred", "check_shrinkage",
+           "constant_features", "eigh_psd", "estimate_shrinkage", "fix_signs", "inv_sqrt",
+           "shrunk_inverse_covariance", "shrunk_toward_identity"]
+
+# Smallest shrinkage intensity actually used: with 0 a singular covariance
+# has no inverse; 1e-10 keeps the metric finite while changing nothing
+# measurable on well-conditioned data.
+MIN_SHRINKAGE = 1e-10
+
+SHRINKAGE_NAMES = ("ledoit_wolf", "oas")
+
+
+def check_shrinkage(shrinkage, names=SHRINKAGE_NAMES, high_inclusive=True):
+    """A float in [0, 1] (or [0, 1)), or one of ``names``."""
+    if isinstance(shrinkage, str):
+        if shrinkage not in names:
+            raise ValueError(
+                f"shrinkage={shrinkage!r} is not valid: use a number in [0, 1] or one of "
+                f"{names}."
+            )
+        return shrinkage
+    if isinstance(shrinkage, (bool, np.bool_)) or not isinstance(shrinkage, numbers.Real):
+        raise TypeError(
+            f"shrinkage must be a number in [0, 1] or one of {names}; got {shrinkage!r}."
+        )
+    value = float(shrinkage)
+    ok = np.isfinite(value) and value >= 0 and (value <= 1 if high_inclusive else value < 1)
+    if not ok:
+        bound = "1]" if high_inclusive else "1)"
+        raise ValueError(f"shrinkage must be finite and in [0, {bound}; got {shrinkage!r}.")
+    return value
+
+
+def estimate_shrinkage(Z, rule):
+    """Ledoit-Wolf or OAS intensity for centred samples ``Z`` (rows)."""
+    from sklearn.covariance import ledoit_wolf_shrinkage, oas
+
+    if Z.shape[0] < 2 or Z.shape[1] < 2:
+        # One sample (or one feature): no information on the estimation
+        # error; shrink fully toward the target.
+        return 1.0 if Z.shape[1] >= 2 else 0.0
+    if rule == "ledoit_wolf":
+        a = ledoit_wolf_shrinkage(Z, assume_centered=True)
+    else:
+        a = oas(Z, assume_centered=True)[1]
+    a = float(a)
+    return min(max(a, 0.0), 1.0) if np.isfinite(a) else 1.0
+
+
+def eigh_psd(S):
+    """Eigen-decomposition of a symmetric PSD matrix, round-off negatives clipped."""
+    w, V = scipy.linalg.eigh((S + S.T) * 0.5)
+    return np.maximum(w, 0.0), V
+
+
+def inv_sqrt(S, floor):
+    """Symmetric ``S^{-1/2}`` with eigenvalues floored at ``floor`` (> 0)."""
+    w, V = eigh_psd(S)
+    return (V * (1.0 / np.sqrt(np.maximum(w, floor)))) @ V.T
+
+
+def fix_signs(L):
+    """Make the largest-magnitude entry of each row positive (deterministic output)."""
+    if L.size == 0:
+        return L
+    idx = np.argmax(np.abs(L), axis=1)
+    signs = np.sign(L[np.arange(L.shape[0]), idx])
+    signs[signs == 0] = 1.0
+    return L * signs[:, None]
+
+
+def as_float64_centred(X):
+    """``(Z, scale)``: float64 points centred and divided by ``scale > 0``.
+
+    ``Z = (X - mean) / scale`` with ``max |Z| = 1`` (``scale = 1`` when all
+    points coincide).  The closed forms are equivariant under a global
+    scaling (``L`` scales by ``1 / scale``), and working on ``Z`` keeps
+    squares and products far from overflow and underflow for data of any
+    magnitude (1e-300 to 1e300).
+    """
+    X64 = np.asarray(X, dtype=np.float64)
+    s0 = float(np.max(np.abs(X64))) if X64.size else 0.0
+    if not (np.isfinite(s0) and s0 > 0):
+        s0 = 1.0
+    Y = X64 / s0
+    Y -= Y.mean(axis=0)
+    s1 = float(np.max(np.abs(Y))) if Y.size else 0.0
+    if not s1 > 0:
+        return Y, s0
+    Y /= s1
+    return Y, s0 * s1
+
+
+def constant_features(X):
+    """Boolean mask of the features without variation (at the input's precision).
+
+    A feature is constant when its range (max - min) is at most 4 machine
+    epsilons (of the input dtype) times its largest magnitude: all its values
+    are equal up to the last bits.  (Testing the computed variance instead
+    would be fooled by the rounding of the mean.)
+    """
+    X = np.asarray(X)
+    eps = np.finfo(X.dtype if X.dtype.kind == "f" else np.float64).eps
+    hi, lo = X.max(axis=0), X.min(axis=0)
+    scale = np.maximum(np.abs(hi), np.abs(lo)).astype(np.float64)
+    return (hi.astype(np.float64) - lo.astype(np.float64)) <= 4.0 * eps * scale
+
+
+def shrunk_toward_identity(S, Z, shrinkage):
+    """``(S_a, a, floor)``: ``S_a = (1 - a_eff) S + a_eff mu I``, mu = trace(S) / d.
+
+    ``a`` is ``shrinkage``, or estimated (Ledoit-Wolf / OAS) from the
+    samples ``Z`` whose scatter S is; ``a_eff = max(a, MIN_SHRINKAGE)``, and
+    ``floor = a_eff mu`` bounds the eigenvalues of ``S_a`` from below (for
+    :func:`inv_sqrt`).  RCA shrinks its within-chunk covariance this way.
+    """
+    d = S.shape[0]
+    a = estimate_shrinkage(Z, shrinkage) if isinstance(shrinkage, str) else float(shrinkage)
+    a_eff = max(a, MIN_SHRINKAGE)
+    mu = np.trace(S) / d
+    S_a = (1.0 - a_eff) * S
+    S_a[np.diag_indices(d)] += a_eff * mu
+    return S_a, a, a_eff * mu
+
+
+def shrunk_inverse_covariance(X, shrinkage):
+    """(L, C_a, a) of :class:`fastmetric.Covariance` for validated points X.
+
+    ``C_a = (1 - a) C + a diag(C)``: the correlation matrix ``R`` shrunk
+    toward the identity, ``R_a = (1 - a) R + a I``, and ``L = R_a^{-1/2}
+    D^{-1/2}`` with ``D = diag(C)`` (so ``L^T L = C_a^{-1}``).  Constant
+    features get the mean variance of the others and no correlation; with
+    every feature constant the metric is the identity.  ``a`` is
+    ``shrinkage``, or estimated (Ledoit-Wolf / OAS) from the standardised
+    points.
+    """
+    n, d = X.shape
+    Xc, unit = as_float64_centred(X)
+    const = constant_features(X)
+    Xc[:, const] = 0.0
+    var = np.einsum("ij,ij->j", Xc, Xc) / (n - 1)
+    live = ~const
+    if not live.any():
+        # Every feature constant: no spread to measure in; the identity.
+        a = 1.0 if isinstance(shrinkage, str) else float(shrinkage)
+        return np.eye(d), np.eye(d), a
+    typical = float(np.mean(var[live]))
+    var = np.where(const, typical, var)
+    scale = np.sqrt(var)
+    Z = Xc / scale
+    Z[:, const] = 0.0
+    R = (Z.T @ Z) / (n - 1)
+    R[np.diag_indices(d)] = 1.0  # exact for live features; constant ones by rule
+    if isinstance(shrinkage, str):
+        a = estimate_shrinkage(Z[:, live], shrinkage) if live.sum() >= 2 else 1.0
+    else:
+        a = float(shrinkage)
+    a_eff = max(a, MIN_SHRINKAGE)
+    R_a = (1.0 - a_eff) * R
+    R_a[np.diag_indices(d)] = 1.0  # (1 - a) * 1 + a
+    L = inv_sqrt(R_a, a_eff) / (scale[None, :] * unit)
+    with np.errstate(over="ignore"):  # only for data beyond 1e154: inf entries
+        C_a = R_a * np.outer(scale * unit, scale * unit)
+    return L, C_a, a

@@ -5,7 +5,8 @@ roots of them; this module holds what they share: the shrinkage intensity
 (a number in [0, 1] or a Ledoit-Wolf / OAS estimate, :func:`check_shrinkage`,
 :func:`estimate_shrinkage`), shrunk covariances (:func:`shrunk_inverse_covariance`,
 toward the diagonal, Covariance's metric; :func:`shrunk_toward_identity`,
-toward a multiple of the identity, RCA's), constant features
+toward a multiple of the identity, RCA's, from its within-chunk residuals
+:func:`chunk_residuals`), constant features
 (:func:`constant_features`), points centred and scaled for safe arithmetic
 (:func:`as_float64_centred`), symmetric (inverse) square roots
 (:func:`eigh_psd`, :func:`inv_sqrt`) and deterministic signs of the rows of
@@ -17,7 +18,7 @@ import numpy as np
 import scipy.linalg
 
 __all__ = ["MIN_SHRINKAGE", "SHRINKAGE_NAMES", "as_float64_centred", "check_shrinkage",
-           "constant_features", "eigh_psd", "estimate_shrinkage", "fix_signs", "inv_sqrt",
+           "chunk_residuals", "constant_features", "eigh_psd", "estimate_shrinkage", "fix_signs", "inv_sqrt",
            "shrunk_inverse_covariance", "shrunk_toward_identity"]
 
 # Smallest shrinkage intensity actually used: with 0 a singular covariance
@@ -139,6 +140,49 @@ def shrunk_toward_identity(S, Z, shrinkage):
     S_a = (1.0 - a_eff) * S
     S_a[np.diag_indices(d)] += a_eff * mu
     return S_a, a, a_eff * mu
+
+
+def chunk_residuals(Xc, chunks):
+    """Independent within-chunk residuals (Helmert contrasts) and chunked count.
+
+    A chunk of s points gives s - 1 residuals ``r_j = sqrt(j / (j + 1))
+    (mean(x_1..x_j) - x_{j+1})``: mutually orthogonal contrasts whose outer
+    products sum to the chunk's scatter ``sum_i (x_i - m)(x_i - m)^T``.
+    Under RCA's model (chunk members share a mean, with i.i.d. noise) they
+    are i.i.d. samples of the noise, which is what shrinkage estimators
+    expect.
+
+    Returns
+    -------
+    R : ndarray (n_residuals, d)
+    n_chunked : int
+        Samples in a chunk (singletons included, as metric-learn counts them).
+    n_multi : int
+        Chunks with at least 2 samples.
+    """
+    idx = np.flatnonzero(chunks >= 0)
+    d = Xc.shape[1]
+    if idx.size == 0:
+        return np.empty((0, d)), 0, 0
+    ids = chunks[idx]
+    order = np.argsort(ids, kind="stable")
+    idx, ids = idx[order], ids[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    sizes = np.diff(np.r_[starts, ids.shape[0]])
+    P = Xc[idx]
+    # Centre each chunk first: the residuals do not change, and the running
+    # sums below stay near zero instead of growing along the whole array.
+    means = np.add.reduceat(P, starts, axis=0) / sizes[:, None]
+    P -= np.repeat(means, sizes, axis=0)
+    pos = np.arange(ids.shape[0]) - np.repeat(starts, sizes)
+    cs = np.cumsum(P, axis=0)
+    base = np.zeros((starts.shape[0], d))
+    base[1:] = cs[starts[1:] - 1]
+    before = cs - P - np.repeat(base, sizes, axis=0)  # sum of earlier rows of the chunk
+    sel = pos >= 1
+    p = pos[sel].astype(np.float64)
+    R = np.sqrt(p / (p + 1.0))[:, None] * (before[sel] / p[:, None] - P[sel])
+    return R, int(idx.shape[0]), int(np.count_nonzero(sizes >= 2))
 
 
 def shrunk_inverse_covariance(X, shrinkage):

@@ -23,6 +23,7 @@ from fastmetric.kernels.chunks import sample_chunks
 from fastmetric._core.covariance import (
     as_float64_centred,
     check_shrinkage,
+    chunk_residuals,
     fix_signs,
     inv_sqrt,
     shrunk_toward_identity,
@@ -72,49 +73,6 @@ def _check_chunks(chunks, n_samples):
             "in no chunk."
         )
     return arr
-
-
-def _chunk_residuals(Xc, chunks):
-    """Independent within-chunk residuals (Helmert contrasts) and chunked count.
-
-    A chunk of s points gives s - 1 residuals ``r_j = sqrt(j / (j + 1))
-    (mean(x_1..x_j) - x_{j+1})``: mutually orthogonal contrasts whose outer
-    products sum to the chunk's scatter ``sum_i (x_i - m)(x_i - m)^T``.
-    Under RCA's model (chunk members share a mean, with i.i.d. noise) they
-    are i.i.d. samples of the noise, which is what shrinkage estimators
-    expect.
-
-    Returns
-    -------
-    R : ndarray (n_residuals, d)
-    n_chunked : int
-        Samples in a chunk (singletons included, as metric-learn counts them).
-    n_multi : int
-        Chunks with at least 2 samples.
-    """
-    idx = np.flatnonzero(chunks >= 0)
-    d = Xc.shape[1]
-    if idx.size == 0:
-        return np.empty((0, d)), 0, 0
-    ids = chunks[idx]
-    order = np.argsort(ids, kind="stable")
-    idx, ids = idx[order], ids[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    sizes = np.diff(np.r_[starts, ids.shape[0]])
-    P = Xc[idx]
-    # Centre each chunk first: the residuals do not change, and the running
-    # sums below stay near zero instead of growing along the whole array.
-    means = np.add.reduceat(P, starts, axis=0) / sizes[:, None]
-    P -= np.repeat(means, sizes, axis=0)
-    pos = np.arange(ids.shape[0]) - np.repeat(starts, sizes)
-    cs = np.cumsum(P, axis=0)
-    base = np.zeros((starts.shape[0], d))
-    base[1:] = cs[starts[1:] - 1]
-    before = cs - P - np.repeat(base, sizes, axis=0)  # sum of earlier rows of the chunk
-    sel = pos >= 1
-    p = pos[sel].astype(np.float64)
-    R = np.sqrt(p / (p + 1.0))[:, None] * (before[sel] / p[:, None] - P[sel])
-    return R, int(idx.shape[0]), int(np.count_nonzero(sizes >= 2))
 
 
 class RCA(MahalanobisMixin):
@@ -220,7 +178,7 @@ class RCA(MahalanobisMixin):
         k = _resolve_n_components(self.n_components, d)
         with single_threaded_blas():
             Xc, unit = as_float64_centred(X)
-            R, n_chunked, n_multi = _chunk_residuals(Xc, chunks)
+            R, n_chunked, n_multi = chunk_residuals(Xc, chunks)
             if n_multi == 0:
                 raise ValueError(
                     f"{type(self).__name__} needs at least one chunk with 2 or more samples "

@@ -75,6 +75,7 @@ from fastmetric._core.cluster_rows import (
     nearest_center as _nearest_center,
     nearest_centers,
 )
+from fastmetric._core.covariance import fix_signs
 from fastmetric._core.objectives.ldml import fit_ldml
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
@@ -93,22 +94,6 @@ _KMEANS_N_INIT = 10
 _LDML_TOL = 1e-5
 
 
-
-
-
-
-def _canonical_signs(V):
-    """Flip rows so that the entry of largest magnitude of each is positive.
-
-    Singular vectors are defined up to sign; fixing it makes ``components_``
-    a function of the metric alone (it does not change ``M = L^T L``).
-    """
-    idx = np.argmax(np.abs(V), axis=1)
-    signs = np.sign(V[np.arange(V.shape[0]), idx])
-    signs[signs == 0] = 1.0
-    return V * signs[:, None]
-
-
 def _combine(L, group_maps, weights, rate, n_components):
     """Leading ``n_components`` directions of ``(1-r) L^T L + r sum_g w_g L_g^T L_g``.
 
@@ -121,15 +106,13 @@ def _combine(L, group_maps, weights, rate, n_components):
     _, s, Vt = scipy.linalg.svd(B, full_matrices=False, lapack_driver="gesdd")
     k = n_components
     s = s[:k]
-    Vt = _canonical_signs(Vt[:k])
+    # Singular vectors are defined up to sign; fixed signs make components_ a
+    # function of the metric alone (M = L^T L does not change).
+    Vt = fix_signs(Vt[:k])
     L_new = s[:, None] * Vt
     if L_new.shape[0] < k:  # fewer stacked rows than components (tiny inputs)
         L_new = np.vstack([L_new, np.zeros((k - L_new.shape[0], L.shape[1]))])
     return np.ascontiguousarray(L_new)
-
-
-
-
 
 
 class ClusterLDML(ClusterMixin, MahalanobisMixin):

@@ -9,7 +9,8 @@ import pytest
 import fastmetric._cli.main as demo_main
 from fastmetric._cli.demo import evaluate_embedding, kmeans_ari, load_digits_split
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository root (this file is tests/cli/test_main.py).
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run(args, env_extra=None, timeout=120):

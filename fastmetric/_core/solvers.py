@@ -194,10 +194,9 @@ def minimize_halving_descent(fun, x0, *, learning_rate, max_iter, on_iteration):
 
     Parameters
     ----------
-    fun : callable
-        ``fun(x) -> (loss, grad)`` with ``x`` and ``grad`` float64 vectors.
-    x0 : ndarray
-        Starting point.
+    fun, x0 :
+        The objective ``fun(x) -> (loss, grad)`` and the starting point, as
+        in :func:`minimize_lbfgs`.
     learning_rate : float
         The first step size tried.
     max_iter : int

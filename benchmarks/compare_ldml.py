@@ -12,7 +12,7 @@ What is compared, in one run and on the same index pairs:
 * the numpy/scipy baseline written below.
 
 The baseline minimises fastmetric's objective, read from
-``fastmetric/_learners/ldml.py``: over theta = [vec(L), bias],
+``fastmetric/_core/objectives/ldml.py``: over theta = [vec(L), bias],
 
     f = (1/P) sum_p [softplus(z_p) - t_p z_p] + (alpha/2) ||L - L0||_F^2,
     z_p = bias - ||L (x_a - x_b)||^2,
@@ -28,7 +28,7 @@ fastmetric).  It forms the pair differences once, ``diff = X[a] - X[b]``
 (chain rule: d loss/d z_p = g_p, dz/dD = -1, dD/dL = 2 L diff diff^T).
 It starts where fastmetric starts: L0 from the same ``init='auto'`` (the
 identity here, as n_components = n_features), then the same scale/bias fit
-``_initial_scale_bias`` (pure numpy code of fastmetric, reused so the two
+``initial_scale_bias`` (pure numpy code of fastmetric, reused so the two
 runs share the starting point; its cost is in both totals), and uses the
 same solver, ``scipy.optimize.minimize(method='L-BFGS-B', jac=True)``.
 
@@ -74,15 +74,11 @@ from threadpoolctl import threadpool_limits
 from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
 from _report import print_environment as report_environment  # noqa: E402
 
-import fastmetric._learners.ldml as _ldml_module  # noqa: E402
+import fastmetric._core.objectives.ldml as _ldml_module  # noqa: E402
 from fastmetric._core.init import initialize_components  # noqa: E402
+from fastmetric._core.objectives.ldml import INIT_MAX_PAIRS, initial_scale_bias  # noqa: E402
 from fastmetric._core.rows import evenly_spaced  # noqa: E402
-from fastmetric._learners.ldml import (  # noqa: E402
-    _INIT_MAX_PAIRS,
-    LDML,
-    LDML_Supervised,
-    _initial_scale_bias,
-)
+from fastmetric._learners.ldml import LDML, LDML_Supervised  # noqa: E402
 from fastmetric.kernels.pair_loss import PairLossProblem  # noqa: E402
 from fastmetric.kernels.sampling import sample_pairs  # noqa: E402
 from fastmetric._core.threads import effective_n_threads  # noqa: E402
@@ -158,10 +154,10 @@ def numpy_start(X, diff, t, seed):
     the one-feature logistic fit of the squared distances.
     """
     L0 = initialize_components("auto", X, random_state=seed)
-    keep = evenly_spaced(diff.shape[0], _INIT_MAX_PAIRS)  # the pairs LDML's start uses
+    keep = evenly_spaced(diff.shape[0], INIT_MAX_PAIRS)  # the pairs LDML's start uses
     Z0 = diff[keep] @ L0.T.astype(diff.dtype)
     sq0 = np.einsum("ij,ij->i", Z0, Z0)
-    gamma, bias0 = _initial_scale_bias(sq0, t[keep].astype(np.float64), None)
+    gamma, bias0 = initial_scale_bias(sq0, t[keep].astype(np.float64), None)
     return L0 * np.sqrt(gamma), bias0
 
 
@@ -188,7 +184,7 @@ def numpy_fit(X, a, b, t, *, max_iter, alpha, seed, counter):
 def count_fastmetric_evaluations(counter):
     """Wrap the objective fastmetric's LDML hands to its L-BFGS solver.
 
-    ``fastmetric._learners.ldml`` calls ``minimize_lbfgs(fun, theta0, ...)``; the
+    ``fastmetric._core.objectives.ldml`` calls ``minimize_lbfgs(fun, theta0, ...)``; the
     wrapper counts and times each ``fun`` call (a few hundred ns per call).
     """
     original = _ldml_module.minimize_lbfgs

@@ -27,9 +27,10 @@ MAX_ITER = 20
 SIZES = {"n=2000,d=32": (2_000, 32), "n=10000,d=64": (10_000, 64)}
 
 try:
-    from fastmetric._learners.lmnn import LMNN, _LMNNProblem, _sort_by_class, find_target_neighbors
+    from fastmetric._core.objectives.lmnn import LMNNProblem, find_target_neighbors, sort_by_class
+    from fastmetric._learners.lmnn import LMNN
 except ImportError as exc:  # the extension is not built
-    LMNN = _LMNNProblem = _sort_by_class = find_target_neighbors = None
+    LMNN = LMNNProblem = sort_by_class = find_target_neighbors = None
     _IMPORT_ERROR = str(exc)
 else:
     _IMPORT_ERROR = None
@@ -93,11 +94,11 @@ class LMNNKernels:
     def setup(self, size, n_threads):
         require(_IMPORT_ERROR, "LMNN")
         X, y = classification(*SIZES[size], "float64", standardize=True)
-        order, class_ptr = _sort_by_class(y, 10)
+        order, class_ptr = sort_by_class(y, 10)
         Xs = np.ascontiguousarray(X[order])
         targets, n_t = find_target_neighbors(Xs, y[order], 3)
-        self.problem = _LMNNProblem(Xs, class_ptr, targets.astype(np.intc),
-                                    n_t.astype(np.intc), 0.5, n_threads, slack=0.0)
+        self.problem = LMNNProblem(Xs, class_ptr, targets.astype(np.intc),
+                                   n_t.astype(np.intc), 0.5, n_threads, slack=0.0)
         self.L = np.eye(X.shape[1])
         self.problem.loss_grad(self.L)  # builds the candidate set
         self.Z = self.problem.embed(self.L)

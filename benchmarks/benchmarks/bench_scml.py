@@ -24,10 +24,11 @@ from ._shared import DTYPES, N_JOBS, SEED, classification, digits_train, fit_qui
 
 try:
     from fastmetric._core.constraints import generate_knn_triplets
-    from fastmetric._learners.scml import SCML_Supervised, _lda_basis
+    from fastmetric._core.scml_basis import lda_basis
+    from fastmetric._learners.scml import SCML_Supervised
     from fastmetric.kernels.scml import _sgd_run, _triplet_hinge
 except ImportError as exc:  # the extension is not built
-    SCML_Supervised = _lda_basis = generate_knn_triplets = _sgd_run = _triplet_hinge = None
+    SCML_Supervised = lda_basis = generate_knn_triplets = _sgd_run = _triplet_hinge = None
     _IMPORT_ERROR = str(exc)
 else:
     _IMPORT_ERROR = None
@@ -88,8 +89,8 @@ class SCMLKernels:
         require(_IMPORT_ERROR, "SCML")
         self.X, self.y = digits_train(dtype)
         self.triplets = generate_knn_triplets(self.X, self.y, 3, 10)
-        basis = _lda_basis(self.X, self.y, np.bincount(self.y), 1280,
-                           np.random.RandomState(SEED))
+        basis = lda_basis(self.X, self.y, np.bincount(self.y), 1280,
+                          np.random.RandomState(SEED))
         self.Z = np.ascontiguousarray(self.X @ basis.T.astype(self.X.dtype))
         self.batches = np.random.RandomState(SEED).randint(
             0, self.triplets.shape[0], size=(1000, 10)).astype(np.intp)

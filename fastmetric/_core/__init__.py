@@ -8,8 +8,13 @@
 * ``init``: the initial map and the prior, one helper for every learner;
 * ``constraints``: class labels turned into pairs, chunks, triplets;
 * ``objectives``: problem classes that prepare data once and evaluate a
-  loss and gradient many times through the kernels;
-* ``solvers``: scipy's L-BFGS and the shared stochastic solver;
+  loss and gradient many times through the kernels (with the LDML, LMNN,
+  LSML, MMC and SCML glue between them and the solvers);
+* ``covariance``, ``scml_basis``, ``softmax_learner``: covariance
+  statistics of the closed forms, SCML's basis sets, the base of NCA and
+  MLKR;
+* ``solvers``: scipy's L-BFGS, metric-learn's halving gradient descent and
+  the shared stochastic solver with its minibatch epochs;
 * ``dask_support``, ``cluster_rows``: fits on dask arrays, k-means over rows;
 * ``params``, ``validation``, ``threads``, ``workspace``: parameter checks,
   array checks, thread counts, aligned work arrays.

@@ -11,7 +11,7 @@ clustering in turn.  Starting from an initial map ``L`` (``init``,
    restarts the first time, then a single run started from the means of the
    previous clusters, so that the clustering follows the metric smoothly;
 2. for every group ``g`` learns a metric ``M_g = L_g^T L_g`` with
-   :class:`~fastmetric._learners.ldml.LDML` started from the current ``L``, from pairs
+   LDML (:mod:`fastmetric._core.objectives.ldml`) started from the current ``L``, from pairs
    drawn inside ``g`` (similar) and between ``g`` and the other groups
    (dissimilar), with :func:`~fastmetric.kernels.sampling.sample_pairs` and
    ``anchor_label=g``;
@@ -65,6 +65,7 @@ from threadpoolctl import threadpool_limits
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import label_pairs, split_pair_count
 from fastmetric._core.init import initialize_components
+from fastmetric._core.inputs import check_pair_targets
 from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.cluster_rows import (
     DaskRows,
@@ -72,13 +73,12 @@ from fastmetric._core.cluster_rows import (
     lloyd,
     nearest_centers,
 )
-from fastmetric._core.cluster_rows import (
-    cluster_means as _cluster_means,
-)
-from fastmetric._core.cluster_rows import (
-    nearest_center as _nearest_center,
-)
+from fastmetric._core.cluster_rows import cluster_means as _cluster_means
+from fastmetric._core.cluster_rows import nearest_center as _nearest_center
+from fastmetric._core.covariance import fix_signs
+from fastmetric._core.objectives.ldml import fit_ldml
 from fastmetric._core.params import integers, options_or_array, reals, shared
+from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["ClusterLDML"]
@@ -91,22 +91,8 @@ _MINIBATCH_THRESHOLD = 20_000
 # start from the previous clusters.  Restarts make the first pseudo-labels,
 # which every later round refines, less dependent on one unlucky seeding.
 _KMEANS_N_INIT = 10
-
-
-
-
-
-
-def _canonical_signs(V):
-    """Flip rows so that the entry of largest magnitude of each is positive.
-
-    Singular vectors are defined up to sign; fixing it makes ``components_``
-    a function of the metric alone (it does not change ``M = L^T L``).
-    """
-    idx = np.argmax(np.abs(V), axis=1)
-    signs = np.sign(V[np.arange(V.shape[0]), idx])
-    signs[signs == 0] = 1.0
-    return V * signs[:, None]
+# Tolerance of each cluster's LDML fit (LDML's default).
+_LDML_TOL = 1e-5
 
 
 def _combine(L, group_maps, weights, rate, n_components):
@@ -121,15 +107,13 @@ def _combine(L, group_maps, weights, rate, n_components):
     _, s, Vt = scipy.linalg.svd(B, full_matrices=False, lapack_driver="gesdd")
     k = n_components
     s = s[:k]
-    Vt = _canonical_signs(Vt[:k])
+    # Singular vectors are defined up to sign; fixed signs make components_ a
+    # function of the metric alone (M = L^T L does not change).
+    Vt = fix_signs(Vt[:k])
     L_new = s[:, None] * Vt
     if L_new.shape[0] < k:  # fewer stacked rows than components (tiny inputs)
         L_new = np.vstack([L_new, np.zeros((k - L_new.shape[0], L.shape[1]))])
     return np.ascontiguousarray(L_new)
-
-
-
-
 
 
 class ClusterLDML(ClusterMixin, MahalanobisMixin):
@@ -391,6 +375,34 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             centers = np.zeros((k, Z.shape[1]))  # only used for empty clusters
         return labels, np.asarray(centers, dtype=np.float64), inertia
 
+    def _ldml(self, X, a, b, t, L, seed):
+        """LDML of one cluster from the current ``L``: its map ``L_g`` and loss.
+
+        The fit of :class:`~fastmetric.LDML` with ``init=L``, ``alpha``,
+        ``max_iter=ldml_max_iter`` and ``random_state=seed`` on the index
+        pairs ``(a, b)`` into X with labels ``t``, run by the core directly
+        (X is already validated, normalised and, on dask, checked).
+        """
+        verbose = max(int(self.verbose) - 1, 0)
+        printer = IterationPrinter("LDML")
+
+        def on_iteration(iteration, theta, loss):
+            if verbose:
+                printer(iteration, loss)
+            return False
+
+        fit = fit_ldml(
+            X, np.ascontiguousarray(a, dtype=np.intp), np.ascontiguousarray(b, dtype=np.intp),
+            check_pair_targets(t, a.shape[0]), None, rng=check_random_state(seed), init=L,
+            n_components=None, alpha=float(self.alpha), solver="lbfgs",
+            max_iter=int(self.ldml_max_iter), tol=_LDML_TOL, batch_size=None, learning_rate=None,
+            n_iter_no_change=None, n_jobs=self.n_jobs,
+            n_threads=effective_n_threads(self.n_jobs), verbose=verbose,
+            on_iteration=on_iteration,
+        )
+        Lg = np.ascontiguousarray(fit.result.x[:-1].reshape(fit.L0.shape))
+        return Lg, float(fit.result.fun)
+
     def _group_metrics(self, rows, L, labels, seed):
         """One LDML per cluster.
 
@@ -399,7 +411,6 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         ``(n_clusters, k, d)`` stack of maps (the current ``L`` for clusters
         that could not be learned from).
         """
-        from fastmetric._learners.ldml import LDML
 
         X = rows.X
         n = X.shape[0]
@@ -418,25 +429,21 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
 
                 a, b, t = sample_label_pairs(labels, n_pos, n_neg, False, seed + g,
                                              anchor_label=g)
-                pairs = np.column_stack((a, b))
             else:
                 pairs, t = label_pairs(labels, n_pos, n_neg, seed + g, anchor_label=g,
                                        n_jobs=self.n_jobs)
-            ldml = LDML(init=L, alpha=self.alpha, max_iter=self.ldml_max_iter,
-                        preprocessor=X, random_state=seed + g, n_jobs=self.n_jobs,
-                        verbose=max(int(self.verbose) - 1, 0))
+                a, b = pairs[:, 0], pairs[:, 1]
             with warnings.catch_warnings():
                 # A truncated fit is intended: M_g is a direction to move toward.
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                ldml.fit(pairs, t)
-            Lg = ldml.components_
+                Lg, ldml_loss = self._ldml(X, a, b, t, L, seed + g)
             spread = rows.spread(Lg)
             if not (np.isfinite(spread) and spread > 0 and np.isfinite(Lg).all()):
                 continue  # a degenerate cluster metric carries no direction
             Lg = Lg / np.sqrt(spread)  # same spread (1) as the current L
             maps.append(Lg)
             weights.append(n_g)
-            losses.append(ldml.loss_)
+            losses.append(ldml_loss)
             group_maps[g] = Lg
         weights = np.asarray(weights, dtype=np.float64)
         if weights.size:

@@ -20,14 +20,14 @@ import numpy as np
 from sklearn.base import _fit_context
 
 from fastmetric._core.params import options_or_array
+from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
-from fastmetric._learners.nca import _SoftmaxNeighborsLearner
 from fastmetric.kernels.softmax_neighbors import SoftmaxNeighborsProblem
 
 __all__ = ["MLKR"]
 
 
-class MLKR(_SoftmaxNeighborsLearner):
+class MLKR(SoftmaxNeighborsLearner):
     """Metric Learning for Kernel Regression.
 
     Learns the linear map ``L`` (``components_``) under which Gaussian
@@ -86,7 +86,7 @@ class MLKR(_SoftmaxNeighborsLearner):
 
     Notes
     -----
-    Memory and cost per evaluation are those of :class:`fastmetric._learners.nca.NCA`:
+    Memory and cost per evaluation are those of :class:`fastmetric.NCA`:
     O(n (d + k)) memory plus a ``chunk x n`` block per thread, no n x n
     matrix.
 
@@ -104,7 +104,7 @@ class MLKR(_SoftmaxNeighborsLearner):
 
     _regression = True
     _parameter_constraints: ClassVar[dict] = {
-        **_SoftmaxNeighborsLearner._parameter_constraints,
+        **SoftmaxNeighborsLearner._parameter_constraints,
         # No 'lda': it needs class labels, and MLKR's targets are real values.
         "init": options_or_array("auto", "identity", "pca", "covariance", "random",
                                  learner=True),

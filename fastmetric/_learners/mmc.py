@@ -63,12 +63,20 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import pairs_from_labels
 from fastmetric._core.init import initialize_components, prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.objectives.mmc import (
+    RIDGE,
+    RIDGE_LOGDET,
+    Projector,
+    constraint_matrix,
+    dissimilar_sum_grad,
+    factored_loss_grad,
+    pair_distances,
+    pair_scatter_matrix,
+)
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric.kernels.distances import paired_mahalanobis_distances
-from fastmetric.kernels.pair_scatter import pair_scatter
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["MMC", "MMC_Supervised"]
 
@@ -76,107 +84,6 @@ _INITS = ("identity", "covariance", "random")
 # logdet_reg of the full-matrix L-BFGS solver when logdet_reg='auto'.
 _AUTO_LOGDET_REG = 1.0
 _SOLVERS = ("lbfgs", "projection")
-# Relative ridge added to the similar-pair scatter (see the module notes).
-_RIDGE = 1e-9
-# With the log-det term the ridge also bounds the (useless) growth of M in
-# directions where no pair varies, which log det M would otherwise reward.
-_RIDGE_LOGDET = 1e-3
-# The alternating projections stop when <W, M> <= 1 + _PROJ_EPS.
-_PROJ_EPS = 1e-2
-
-
-def _scatter(X, a, b, w, n_threads):
-    out = np.empty((X.shape[1], X.shape[1]), dtype=np.float64)
-    if w is None:
-        w = np.ones(a.shape[0], dtype=np.float64)
-    n_threads = threads_for_work(n_threads, a.shape[0] * X.shape[1] * min(X.shape[1], 64),
-                                 1 << 20)
-    return pair_scatter(X, a, b, np.ascontiguousarray(w, dtype=np.float64), out, n_threads)
-
-
-def _constraint_matrix(W, ridge=_RIDGE):
-    """W plus the documented ridge; the identity when W is zero."""
-    d = W.shape[0]
-    trace = float(np.trace(W))
-    if not trace > 0:
-        return np.eye(d)
-    return W + (ridge * trace / d) * np.eye(d)
-
-
-class _Projector:
-    """Alternating projections onto {<W, M> <= 1} and the PSD cone."""
-
-    def __init__(self, W, max_proj):
-        self.W = W
-        self.w_norm2 = float(np.sum(W * W))
-        self.max_proj = max_proj
-
-    def __call__(self, M):
-        """Return (M, L, n_rounds): M feasible PSD, M = L^T L (L = sqrt(l) V^T)."""
-        W = self.W
-        n_rounds = 0
-        for n_rounds in range(1, self.max_proj + 1):
-            f = float(np.sum(W * M))
-            if f > 1.0:
-                M = M - ((f - 1.0) / self.w_norm2) * W
-            lam, V = np.linalg.eigh(0.5 * (M + M.T))
-            lam = np.maximum(lam, 0.0)
-            M = (V * lam) @ V.T
-            f = float(np.sum(W * M))
-            if f <= 1.0 + _PROJ_EPS:
-                break
-        if f > 1.0:  # exact feasibility by rescaling (stays PSD)
-            lam = lam / f
-            M = M / f
-        L = np.sqrt(lam)[:, None] * V.T
-        return M, L, n_rounds
-
-
-def _distances(X, a, b, L, n_threads):
-    sq = paired_mahalanobis_distances(
-        X, np.column_stack((a, b)), components=L.astype(X.dtype), squared=True,
-        n_jobs=n_threads,
-    )
-    return np.sqrt(np.maximum(sq.astype(np.float64), 0.0))
-
-
-def _factored_loss_grad(X, aD, bD, W, L, n_threads=1, logdet_reg=0.0):
-    """MMC's scale-free objective in L and its gradient.
-
-    ``h(L) = 0.5 log f(L) - log g(L)`` with ``g = sum_D ||L d_p||`` and
-    ``f = <W, L^T L>``; minimising h is maximising g on ``f = 1``.
-    ``dh/dL = L W / f - L G / g`` with ``G = sum_D d_p d_p^T / ||L d_p||``
-    (one weighted pair scatter).  With ``logdet_reg = mu > 0`` the
-    scale-free term ``-mu ((1/d) log det M - log f)`` is added
-    (``log det M = 2 log |det L|``, gradient ``-mu (2/d) L^{-T} + 2 mu L W / f``).
-    """
-    dist = _distances(X, aD, bD, L, n_threads)
-    g = float(dist.sum())
-    LW = L @ W
-    f = float(np.sum(LW * L))
-    if not (g > 0 and f > 0):
-        return np.inf, np.zeros(L.size)
-    floor = 1e-12 * float(dist.max())
-    G = _scatter(X, aD, bD, 1.0 / np.maximum(dist, floor), n_threads)
-    grad = LW / f - (L @ G) / g
-    value = 0.5 * np.log(f) - np.log(g)
-    if logdet_reg > 0:
-        d = L.shape[0]
-        sign, logabsdet = np.linalg.slogdet(L)
-        if sign == 0 or not np.isfinite(logabsdet):
-            return np.inf, np.zeros(L.size)
-        value -= logdet_reg * (2.0 * logabsdet / d - np.log(f))
-        grad = grad - logdet_reg * (2.0 / d) * np.linalg.inv(L).T + (2.0 * logdet_reg / f) * LW
-    return value, grad.ravel()
-
-
-def _dissimilar_sum_grad(X, aD, bD, L, n_threads=1):
-    """``g(M) = sum_D sqrt(d_p^T M d_p)`` (M = L^T L) and its gradient in M,
-    ``sum_D d_p d_p^T / (2 sqrt(d_p^T M d_p))`` (distances floored at 1e-12
-    times the largest)."""
-    dist = _distances(X, aD, bD, L, n_threads)
-    floor = 1e-12 * max(float(dist.max()), 1e-300)
-    return float(dist.sum()), _scatter(X, aD, bD, 0.5 / np.maximum(dist, floor), n_threads)
 
 
 class _BaseMMC(MahalanobisMixin):
@@ -240,13 +147,13 @@ class _BaseMMC(MahalanobisMixin):
         aD, bD = np.ascontiguousarray(a[~similar]), np.ascontiguousarray(b[~similar])
         with single_threaded_blas():  # identical results for any thread count
             M0 = self._initial_metric(X, rng)
-            W = _scatter(X, aS, bS, None, n_threads)
+            W = pair_scatter_matrix(X, aS, bS, None, n_threads)
             if self.diagonal:
                 w = self._fit_diag(X, aD, bD, np.diag(W).copy(), np.diag(M0).copy(),
                                    n_threads)
                 L = np.diag(np.sqrt(w))
             else:
-                W = _constraint_matrix(W, _RIDGE_LOGDET if self._logdet_reg > 0 else _RIDGE)
+                W = constraint_matrix(W, RIDGE_LOGDET if self._logdet_reg > 0 else RIDGE)
                 if self.solver == "lbfgs":
                     L = self._fit_factored(X, aD, bD, W, M0, n_threads)
                 else:
@@ -270,7 +177,7 @@ class _BaseMMC(MahalanobisMixin):
         lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
         L0 = np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T
         f0 = float(np.sum((L0 @ W) * L0))
-        if not f0 > 0 or not _distances(X, aD, bD, L0, n_threads).sum() > 0:
+        if not f0 > 0 or not pair_distances(X, aD, bD, L0, n_threads).sum() > 0:
             L0 = np.eye(d)  # M0 sees no pair spread: start from the identity
             f0 = float(np.trace(W))
         L0 = L0 / np.sqrt(f0)
@@ -279,7 +186,7 @@ class _BaseMMC(MahalanobisMixin):
             L0 = L0 + np.eye(d) * (np.linalg.norm(L0) / np.sqrt(d) * 1e-3 + 1e-12)
 
         def fun(theta):
-            return _factored_loss_grad(X, aD, bD, W, theta.reshape(d, d), n_threads,
+            return factored_loss_grad(X, aD, bD, W, theta.reshape(d, d), n_threads,
                                        self._logdet_reg)
 
         printer = IterationPrinter(type(self).__name__)
@@ -296,19 +203,19 @@ class _BaseMMC(MahalanobisMixin):
         L = L / np.sqrt(float(np.sum((L @ W) * L)))
         self.n_iter_ = int(result.n_iter)
         self.converged_ = bool(result.converged)
-        self.objective_ = float(_distances(X, aD, bD, L, n_threads).sum())
+        self.objective_ = float(pair_distances(X, aD, bD, L, n_threads).sum())
         return L
 
     # -- full matrix: projected gradient ascent --------------------------------
     def _fit_full(self, X, aD, bD, W, M0, n_threads):
-        project = _Projector(W, self.max_proj)
+        project = Projector(W, self.max_proj)
         printer = IterationPrinter(type(self).__name__)
         w_unit = W / np.sqrt(project.w_norm2)
 
         def objective_and_direction(L, with_direction):
             if not with_direction:
-                return float(_distances(X, aD, bD, L, n_threads).sum()), None
-            g, G = _dissimilar_sum_grad(X, aD, bD, L, n_threads)
+                return float(pair_distances(X, aD, bD, L, n_threads).sum()), None
+            g, G = dissimilar_sum_grad(X, aD, bD, L, n_threads)
             G -= np.sum(G * w_unit) * w_unit  # stay on the plane <W, M> = const
             norm = np.linalg.norm(G)
             return g, (G / norm if norm > 0 else None)

@@ -22,17 +22,17 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import chunks_from_labels
+from fastmetric._core.covariance import (
+    as_float64_centred,
+    chunk_residuals,
+    fix_signs,
+    inv_sqrt,
+    shrunk_toward_identity,
+)
 from fastmetric._core.init import resolve_n_components
 from fastmetric._core.inputs import one_per_row, points_from_indices
 from fastmetric._core.params import integers, shared
 from fastmetric._core.threads import single_threaded_blas
-from fastmetric._learners.covariance import (
-    _MIN_SHRINKAGE,
-    _as_float64_centred,
-    _estimate_shrinkage,
-    _fix_signs,
-    _inv_sqrt,
-)
 
 __all__ = ["RCA", "RCA_Supervised"]
 
@@ -71,60 +71,6 @@ def _check_chunks(chunks, n_samples):
             "in no chunk."
         )
     return arr
-
-
-def _chunk_residuals(Xc, chunks):
-    """Independent within-chunk residuals (Helmert contrasts) and chunked count.
-
-    A chunk of s points gives s - 1 residuals ``r_j = sqrt(j / (j + 1))
-    (mean(x_1..x_j) - x_{j+1})``: mutually orthogonal contrasts whose outer
-    products sum to the chunk's scatter ``sum_i (x_i - m)(x_i - m)^T``.
-    Under RCA's model (chunk members share a mean, with i.i.d. noise) they
-    are i.i.d. samples of the noise, which is what shrinkage estimators
-    expect.
-
-    Returns
-    -------
-    R : ndarray (n_residuals, d)
-    n_chunked : int
-        Samples in a chunk (singletons included, as metric-learn counts them).
-    n_multi : int
-        Chunks with at least 2 samples.
-    """
-    idx = np.flatnonzero(chunks >= 0)
-    d = Xc.shape[1]
-    if idx.size == 0:
-        return np.empty((0, d)), 0, 0
-    ids = chunks[idx]
-    order = np.argsort(ids, kind="stable")
-    idx, ids = idx[order], ids[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    sizes = np.diff(np.r_[starts, ids.shape[0]])
-    P = Xc[idx]
-    # Centre each chunk first: the residuals do not change, and the running
-    # sums below stay near zero instead of growing along the whole array.
-    means = np.add.reduceat(P, starts, axis=0) / sizes[:, None]
-    P -= np.repeat(means, sizes, axis=0)
-    pos = np.arange(ids.shape[0]) - np.repeat(starts, sizes)
-    cs = np.cumsum(P, axis=0)
-    base = np.zeros((starts.shape[0], d))
-    base[1:] = cs[starts[1:] - 1]
-    before = cs - P - np.repeat(base, sizes, axis=0)  # sum of earlier rows of the chunk
-    sel = pos >= 1
-    p = pos[sel].astype(np.float64)
-    R = np.sqrt(p / (p + 1.0))[:, None] * (before[sel] / p[:, None] - P[sel])
-    return R, int(idx.shape[0]), int(np.count_nonzero(sizes >= 2))
-
-
-def _shrunk(S, Z, shrinkage):
-    """(S_a, a, a_eff): ``(1 - a) S + a_eff mu I``, mu = trace(S) / d."""
-    d = S.shape[0]
-    a = _estimate_shrinkage(Z, shrinkage) if isinstance(shrinkage, str) else float(shrinkage)
-    a_eff = max(a, _MIN_SHRINKAGE)
-    mu = np.trace(S) / d
-    S_a = (1.0 - a_eff) * S
-    S_a[np.diag_indices(d)] += a_eff * mu
-    return S_a, a, a_eff * mu
 
 
 class RCA(MahalanobisMixin):
@@ -231,8 +177,8 @@ class RCA(MahalanobisMixin):
         d = X.shape[1]
         k = resolve_n_components(self.n_components, d)
         with single_threaded_blas():
-            Xc, unit = _as_float64_centred(X)
-            R, n_chunked, n_multi = _chunk_residuals(Xc, chunks)
+            Xc, unit = as_float64_centred(X)
+            R, n_chunked, n_multi = chunk_residuals(Xc, chunks)
             if n_multi == 0:
                 raise ValueError(
                     f"{type(self).__name__} needs at least one chunk with 2 or more samples "
@@ -251,20 +197,20 @@ class RCA(MahalanobisMixin):
                 self.components_ = np.eye(k, d)
                 self.shrinkage_ = 1.0
                 return
-            Cw_a, a, floor = _shrunk(Cw, R, shrinkage)
+            Cw_a, a, floor = shrunk_toward_identity(Cw, R, shrinkage)
             if k == d:
-                L = _inv_sqrt(Cw_a, floor)
+                L = inv_sqrt(Cw_a, floor)
             else:
                 P = Xc[chunks >= 0]
                 P = P - P.mean(axis=0)
                 T = (P.T @ P) / max(P.shape[0] - 1, 1)
                 if not np.trace(T) > 0:
                     T = np.eye(d)
-                T_a, _, _ = _shrunk(T, P, shrinkage)
+                T_a, _, _ = shrunk_toward_identity(T, P, shrinkage)
                 vals, vecs = scipy.linalg.eigh(Cw_a, T_a, subset_by_index=[0, k - 1])
                 # Both matrices are positive definite: clip only round-off.
                 vals = np.maximum(vals, d * np.finfo(np.float64).eps * np.max(np.abs(vals)))
-                L = _fix_signs((vecs / np.sqrt(vals)).T)
+                L = fix_signs((vecs / np.sqrt(vals)).T)
         self.components_ = np.ascontiguousarray(L / unit)
         self.shrinkage_ = float(a)
 

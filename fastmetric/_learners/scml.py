@@ -14,7 +14,10 @@ along each basis (``d_k(u, v) = (b_k . (x_u - x_v))^2``), the objective is
 minimised by a stochastic proximal method: regularised dual averaging with
 AdaGrad step sizes (Xiao 2010; Duchi, Hazan & Singer 2011) on minibatches of
 ``batch_size`` triplets.  Every ``output_iter`` iterations the full objective
-is evaluated and the best weights seen are kept.
+is evaluated and the best weights seen are kept.  The bases are built by
+:mod:`fastmetric._core.scml_basis`, the weights learned by
+:func:`fastmetric._core.objectives.scml.minimize_scml`; this module checks
+the parameters and the input and keeps the fitted state.
 
 :class:`SCML` learns from triplets; :class:`SCML_Supervised` from class
 labels, making triplets from each point's ``k_genuine`` nearest same-class
@@ -26,8 +29,6 @@ import warnings
 from typing import ClassVar
 
 import numpy as np
-import scipy.linalg.lapack
-import scipy.sparse
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
@@ -37,277 +38,27 @@ from sklearn.utils.validation import validate_data
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import generate_knn_triplets
 from fastmetric._core.inputs import check_tuples, points_from_indices
+from fastmetric._core.objectives.scml import embedding_map, minimize_scml
 from fastmetric._core.params import integers, reals, shared
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
+from fastmetric._core.scml_basis import default_n_basis_lda, lda_basis, triplet_diffs_basis
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.tuples import TripletsClassifierMixin
 from fastmetric._core.validation import check_points
-from fastmetric.kernels.scml import _sgd_run, _triplet_hinge_pairs
 
 __all__ = ["SCML", "SCML_Supervised"]
 
-# AdaGrad's guard against a division by zero (the delta of the paper).
-_ADAGRAD_DELTA = 1e-3
-# Relative ridge of the local LDA (see _local_lda_directions).
-_LDA_RIDGE = 1e-2
 # Multiply-adds per thread below which a kernel call uses fewer threads
 # (waking a thread costs more than it saves on small calls; results do not
 # depend on the thread count).
 _PARALLEL_WORK = 1 << 22
-# Largest block of gathered neighbourhood points of the 'lda' basis (floats).
-_LDA_BLOCK = 1 << 22
 
 
 # --------------------------------------------------------------------------
-# Basis sets
-# --------------------------------------------------------------------------
-def _kmeans(X, n_clusters, rng, max_iter=100):
-    """Lloyd's k-means from a greedy k-means++ start; returns the centres.
-
-    Deterministic for a given generator (no threads involved beyond a
-    single-threaded BLAS).  An empty cluster keeps its previous centre.
-    """
-    n, d = X.shape
-    x_sq = np.einsum("ij,ij->i", X, X)
-    n_trials = 2 + int(np.log(max(n_clusters, 1)))
-    centres = np.empty((n_clusters, d))
-    first = rng.randint(n)
-    centres[0] = X[first]
-    closest = np.maximum(x_sq - 2 * X @ X[first] + x_sq[first], 0.0)
-    for c in range(1, n_clusters):
-        total = closest.sum()
-        if total > 0:
-            cand = np.searchsorted(np.cumsum(closest), rng.uniform(size=n_trials) * total)
-            cand = np.minimum(cand, n - 1)
-        else:  # every point sits on a centre already
-            cand = rng.randint(n, size=n_trials)
-        dist = np.maximum(x_sq[cand, None] - 2 * X[cand] @ X.T + x_sq[None, :], 0.0)
-        pot = np.minimum(closest[None, :], dist)
-        best = int(np.argmin(pot.sum(axis=1)))
-        closest = pot[best]
-        centres[c] = X[cand[best]]
-    labels = None
-    for _ in range(max_iter):
-        dist = (x_sq[:, None] - 2 * X @ centres.T) + np.einsum("ij,ij->i", centres, centres)
-        new = np.argmin(dist, axis=1)
-        if labels is not None and np.array_equal(new, labels):
-            break
-        labels = new
-        member = scipy.sparse.csr_matrix((np.ones(n), (labels, np.arange(n))),
-                                         shape=(n_clusters, n))
-        sizes = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-        sums = np.asarray(member @ X)
-        full = sizes > 0
-        centres[full] = sums[full] / sizes[full, None]
-    return centres
-
-
-def _local_lda_directions(Xl, sizes, n_dirs, ridge=_LDA_RIDGE, overwrite=False):
-    """Leading LDA directions of each of a stack of small labelled sets.
-
-    ``Xl`` has shape (m, N, d): m sets of N points whose classes are the
-    consecutive blocks of ``sizes`` rows (the same layout in every set).
-    For each set, with within-class scatter ``Sw`` and between-class
-    scatter ``Sb``, the directions are the generalised eigenvectors of
-    ``Sb v = lambda (Sw + eps I) v`` of the ``n_dirs`` largest eigenvalues,
-    scaled to unit norm.
-
-    Rule for singular within-class scatter (constant features, fewer
-    points than dimensions, duplicated points): the ridge ``eps = ridge *
-    trace(Sw) / d`` (``ridge = 1e-2``) keeps ``Sw + eps I`` well
-    conditioned (condition number at most about ``d / ridge``); if
-    ``Sw = 0`` it is ``ridge * trace(Sb) / d``, and 1 when both vanish.  A
-    direction along which no point varies gets eigenvalue 0, so it is never
-    preferred to an informative one.
-
-    Computation: ``Sw + eps I = C C^T`` (Cholesky), ``Sb = H^T H`` with the
-    rows ``sqrt(n_c) (mu_c - mu)`` of H; the eigenvectors are ``C^-T u``
-    for the right singular vectors u of ``H C^-T`` (a c x d matrix), all
-    batched over the m sets.
-
-    ``overwrite=True`` lets the function centre ``Xl`` (float64) in place.
-
-    Returns an array (m, n_dirs, d).
-    """
-    m, N, d = Xl.shape
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    sizes_f = np.asarray(sizes, dtype=np.float64)
-    means = np.empty((m, len(sizes), d))
-    # Centred class by class (in place when allowed).
-    centred = np.array(Xl, dtype=np.float64, copy=not overwrite)
-    for c in range(len(sizes)):
-        block = centred[:, bounds[c] : bounds[c + 1]]
-        means[:, c] = block.mean(axis=1)
-        block -= means[:, c, None, :]
-    Sw = centred.transpose(0, 2, 1) @ centred
-    mu = (sizes_f[None, :, None] * means).sum(axis=1, keepdims=True) / N
-    H = np.sqrt(sizes_f)[None, :, None] * (means - mu)  # (m, c, d)
-    tr_w = np.trace(Sw, axis1=1, axis2=2)
-    tr_b = np.einsum("mcd,mcd->m", H, H)
-    eps = np.where(tr_w > 0, ridge * tr_w / d, np.where(tr_b > 0, ridge * tr_b / d, 1.0))
-    Sw[:, np.arange(d), np.arange(d)] += eps[:, None]
-    C = np.linalg.cholesky(Sw)  # Sw + eps I = C C^T, C lower
-    C_inv = np.empty_like(C)
-    for j in range(m):  # triangular inverses: a third of a general inverse's work
-        C_inv[j], info = scipy.linalg.lapack.dtrtri(C[j], lower=1)
-        if info != 0:  # cannot happen for a Cholesky factor; be safe
-            C_inv[j] = np.linalg.inv(C[j])
-    K = H @ C_inv.transpose(0, 2, 1)  # H C^-T, (m, c, d)
-    _, _, Vt = np.linalg.svd(K, full_matrices=False)  # (m, r, d)
-    V = Vt[:, :n_dirs, :] @ C_inv  # rows (C^-T u)^T = u^T C^-1
-    norms = np.linalg.norm(V, axis=2, keepdims=True)
-    norms[norms == 0] = 1.0
-    out = V / norms
-    if out.shape[1] < n_dirs:  # d < n_dirs cannot happen (n_dirs <= d) but be safe
-        out = np.concatenate([out, np.zeros((m, n_dirs - out.shape[1], d))], axis=1)
-    return out
-
-
-def _default_n_basis_lda(n, d, n_classes):
-    num_eig = min(n_classes - 1, d)
-    return min(20 * d, 2 * n * num_eig - 1)
-
-
-def _lda_basis(X, y_enc, counts, n_basis, rng):
-    """The 'lda' basis: LDA directions of local neighbourhoods at two scales.
-
-    The neighbourhoods are centred on the ``n_clusters = ceil(n_basis /
-    (2 * num_eig))`` centres of a k-means of X (``num_eig = min(n_classes -
-    1, n_features)``); the neighbourhood of a centre at scale s takes, from
-    every class c, its ``min(|c|, s)`` points nearest to the centre.  The
-    scales are 10 and 20 points per class (20 and 50 when ``n_features >
-    50``).  Each neighbourhood gives its ``num_eig`` leading local LDA
-    directions (see :func:`_local_lda_directions`); the basis lists the
-    directions of the first scale (centre by centre), then of the second,
-    and keeps the first ``n_basis``.
-    """
-    d = X.shape[1]
-    n_classes = counts.shape[0]
-    num_eig = min(n_classes - 1, d)
-    n_clusters = int(np.ceil(n_basis / (2 * num_eig)))
-    X64 = np.asarray(X, dtype=np.float64)
-    centres = _kmeans(X64, n_clusters, rng)
-    scales = (20, 50) if d > 50 else (10, 20)
-    k_big = np.minimum(counts, scales[1])
-    # For every class, its k_big nearest points to each centre (nearest first).
-    c_sq = np.einsum("ij,ij->i", centres, centres)
-    x_sq = np.einsum("ij,ij->i", X64, X64)
-    near = []
-    for c in range(n_classes):
-        rows = np.flatnonzero(y_enc == c)
-        D = c_sq[:, None] - 2 * centres @ X64[rows].T + x_sq[rows][None, :]
-        order = np.argsort(D, axis=1, kind="stable")[:, : k_big[c]]
-        near.append(rows[order])
-    blocks = []
-    for s in scales:
-        k_s = np.minimum(counts, s)
-        idx = np.concatenate([near[c][:, : k_s[c]] for c in range(n_classes)], axis=1)
-        per = max(1, _LDA_BLOCK // max(idx.shape[1] * d, 1))
-        for start in range(0, n_clusters, per):
-            sub = idx[start : start + per]
-            blocks.append(_local_lda_directions(X64[sub], k_s, num_eig, overwrite=True)
-                          .reshape(-1, d))
-    basis = np.concatenate(blocks)[:n_basis]
-    return np.ascontiguousarray(basis)
-
-
-def _triplet_diffs_basis(X, triplets, n_basis, rng):
-    """The 'triplet_diffs' basis: eigenvectors of local difference scatters.
-
-    Round after round, ``min(n_features, n_triplets)`` triplets drawn
-    without replacement give ``S = sum (x_a - x_p)(x_a - x_p)^T - sum (x_a -
-    x_q)(x_a - x_q)^T``; the eigenvectors of S with a non-negligible
-    eigenvalue (``|lambda| > 1e-10 max |lambda|``), in decreasing
-    ``|lambda|``, join the basis until it has ``n_basis`` vectors.  (These
-    are the eigenvectors with a positive eigenvalue of ``S^T S``, the
-    paper's construction.)  If rounds keep adding nothing (the triplets'
-    differences all vanish), the canonical basis vectors complete the set.
-    """
-    n_t = triplets.shape[0]
-    d = X.shape[1]
-    m = min(d, n_t)
-    X64 = np.asarray(X, dtype=np.float64)
-    dp = X64[triplets[:, 0]] - X64[triplets[:, 1]]
-    dn = X64[triplets[:, 0]] - X64[triplets[:, 2]]
-    found = []
-    total = 0
-    empty_rounds = 0
-    while total < n_basis and empty_rounds < 10:
-        n_rounds = max(1, -(-(n_basis - total) // max(m, 1)))
-        sel = np.stack([rng.choice(n_t, size=m, replace=False) for _ in range(n_rounds)])
-        P, Q = dp[sel], dn[sel]  # (R, m, d)
-        S = P.transpose(0, 2, 1) @ P - Q.transpose(0, 2, 1) @ Q
-        lam, vec = np.linalg.eigh(S)
-        added = 0
-        for r in range(n_rounds):
-            a = np.abs(lam[r])
-            keep = np.flatnonzero(a > 1e-10 * a.max()) if a.max() > 0 else np.zeros(0, int)
-            keep = keep[np.argsort(-a[keep], kind="stable")]
-            if keep.size:
-                found.append(vec[r][:, keep].T)
-                total += keep.size
-                added += keep.size
-            if total >= n_basis:
-                break
-        empty_rounds = 0 if added else empty_rounds + 1
-    if total < n_basis:
-        reps = -(-(n_basis - total) // d)
-        found.append(np.tile(np.eye(d), (reps, 1)))
-    return np.ascontiguousarray(np.concatenate(found)[:n_basis])
 
 
 # --------------------------------------------------------------------------
 # The learner
 # --------------------------------------------------------------------------
-def _embedding_map(basis, w):
-    """A map L with ``L^T L = sum_k w_k b_k b_k^T`` (rows: min(#active, d))."""
-    active = np.flatnonzero(w > 0)
-    d = basis.shape[1]
-    if active.size == 0:
-        return np.zeros((1, d))
-    B = basis[active]
-    if active.size < d:
-        return np.sqrt(w[active])[:, None] * B
-    M = (B.T * w[active]) @ B
-    M = 0.5 * (M + M.T)
-    try:
-        return np.linalg.cholesky(M).T  # M = C C^T, L = C^T
-    except np.linalg.LinAlgError:  # singular M: its PSD square-root factor
-        lam, V = np.linalg.eigh(M)
-        return np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T
-
-
-def _distinct_pairs(triplets):
-    """The distinct pairs (a, p) and (a, q) of the triplets, and where each is.
-
-    Returns ``pairs`` (P, 2) and, per triplet, the rows of its first and
-    second pair.
-    """
-    n = int(triplets.max()) + 1
-    keys = np.concatenate([triplets[:, 0] * n + triplets[:, 1],
-                           triplets[:, 0] * n + triplets[:, 2]])
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    pairs = np.ascontiguousarray(np.column_stack((uniq // n, uniq % n)), dtype=np.intp)
-    inverse = inverse.reshape(-1).astype(np.intp)
-    n_t = triplets.shape[0]
-    return pairs, np.ascontiguousarray(inverse[:n_t]), np.ascontiguousarray(inverse[n_t:])
-
-
-def _weighted_projections(Z, basis, w, X):
-    """An embedding E with ``||e_u - e_v||^2 = sum_k w_k (b_k . (x_u - x_v))^2``.
-
-    With few bases of positive weight (at most 2 n_features) E is the
-    columns ``sqrt(w_k) z_k`` of the projections Z = X B^T (no new
-    product); otherwise ``X L^T`` with a factor L of M (n_features
-    columns, fewer than the bases).
-    """
-    active = np.flatnonzero(w > 0)
-    d = basis.shape[1]
-    if active.size == 0:
-        return np.zeros((Z.shape[0], 1), dtype=Z.dtype)
-    if active.size <= 2 * d:
-        return np.ascontiguousarray(Z[:, active] * np.sqrt(w[active]).astype(Z.dtype))
-    L = _embedding_map(basis, w)
-    return np.ascontiguousarray(X @ L.T.astype(X.dtype))
 
 
 class _BaseSCML(MahalanobisMixin):
@@ -354,34 +105,11 @@ class _BaseSCML(MahalanobisMixin):
         # as metric-learn does), so that the minibatches do not depend on
         # what the basis construction drew.
         rng = check_random_state(self.random_state)
-        n_t = triplets.shape[0]
-        K = basis.shape[0]
         n_threads = effective_n_threads(self.n_jobs)
-        dtype = X.dtype
-        Z = np.ascontiguousarray(X @ basis.T.astype(dtype))
-        w = np.zeros(K)
-        grad_sum = np.zeros(K)
-        grad_sq = np.zeros(K)
-        best_w, best_obj = w.copy(), np.inf
-        # The objective is evaluated from the distinct pairs of the triplets.
-        pairs, first, second = _distinct_pairs(triplets)
-        pair_dist = np.empty(pairs.shape[0])
         self.loss_curve_ = []
         name = type(self).__name__
-        stopped = False
-        t = 0
-        while t < self.max_iter and not stopped:
-            # Evaluate at every multiple of output_iter and at the last iteration.
-            seg = min(self.output_iter - t % self.output_iter, self.max_iter - t)
-            batches = rng.randint(0, n_t, size=(seg, self.batch_size)).astype(np.intp)
-            _sgd_run(Z, triplets, batches, w, grad_sum, grad_sq, t, float(self.beta),
-                     float(self.gamma), _ADAGRAD_DELTA)
-            t += seg
-            E = _weighted_projections(Z, basis, w, X)
-            hinge, n_active = _triplet_hinge_pairs(
-                E, pairs, first, second, pair_dist,
-                threads_for_work(n_threads, pairs.shape[0] * E.shape[1], _PARALLEL_WORK))
-            obj = self.beta * float(w.sum()) + hinge / n_t
+
+        def on_evaluation(t, obj, w, n_active):
             self.loss_curve_.append(obj)
             if self.verbose:
                 if len(self.loss_curve_) == 1:
@@ -389,16 +117,22 @@ class _BaseSCML(MahalanobisMixin):
                     print(f"{'iter':>8} {'objective':>14} {'active triplets':>16} "
                           f"{'active bases':>13}")
                 print(f"{t:8d} {obj:14.7g} {n_active:16d} {int(np.count_nonzero(w)):13d}")
-            if obj < best_obj:
-                best_obj, best_w = obj, w.copy()
             if self.callback is not None:
-                self.components_ = _embedding_map(basis, w)
-                if self.callback(self, t, obj):
-                    stopped = True
+                self.components_ = embedding_map(basis, w)
+                return bool(self.callback(self, t, obj))
+            return False
+
+        result = minimize_scml(X, triplets, basis, beta=float(self.beta), gamma=float(self.gamma),
+                               max_iter=int(self.max_iter), output_iter=int(self.output_iter),
+                               batch_size=int(self.batch_size), rng=rng, n_threads=n_threads,
+                               on_evaluation=on_evaluation)
+        best_w = result.weights
         if self.verbose:
-            print(f"[{name}] done after {t} iterations; best objective {best_obj:.7g}")
-        self.n_iter_ = t
-        self.loss_ = float(best_obj)
+            print(f"[{name}] done after {result.n_iter} iterations; best objective "
+                  f"{result.loss:.7g}")
+        self.n_iter_ = result.n_iter
+        self.loss_ = result.loss
+        self.loss_curve_ = list(result.loss_curve)
         self.basis_ = basis
         self.weights_ = best_w
         if not np.any(best_w > 0):
@@ -408,7 +142,7 @@ class _BaseSCML(MahalanobisMixin):
                 UserWarning,
                 stacklevel=4,
             )
-        self.components_ = np.ascontiguousarray(_embedding_map(basis, best_w))
+        self.components_ = np.ascontiguousarray(embedding_map(basis, best_w))
         return self
 
 
@@ -573,7 +307,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         with single_threaded_blas():
             if isinstance(self.basis, str):
                 n_basis = 80 * d if self.n_basis is None else self.n_basis
-                basis = _triplet_diffs_basis(X, idx, n_basis, rng)
+                basis = triplet_diffs_basis(X, idx, n_basis, rng)
             else:
                 basis = self._array_basis(d)
             self.n_features_in_ = d
@@ -729,7 +463,7 @@ class SCML_Supervised(_BaseSCML):
         if isinstance(self.basis, str) and self.basis == "lda":
             num_eig = min(classes.shape[0] - 1, d)
             limit = 2 * n * num_eig
-            n_basis = (_default_n_basis_lda(n, d, classes.shape[0]) if self.n_basis is None
+            n_basis = (default_n_basis_lda(n, d, classes.shape[0]) if self.n_basis is None
                        else self.n_basis)
             if n_basis >= limit:
                 raise ValueError(
@@ -744,10 +478,10 @@ class SCML_Supervised(_BaseSCML):
                     UserWarning,
                     stacklevel=2,
                 )
-            basis = _lda_basis(X, y_enc, counts, n_basis, rng)
+            basis = lda_basis(X, y_enc, counts, n_basis, rng)
         elif isinstance(self.basis, str):
             n_basis = 80 * d if self.n_basis is None else self.n_basis
-            basis = _triplet_diffs_basis(X, triplets, n_basis, rng)
+            basis = triplet_diffs_basis(X, triplets, n_basis, rng)
         else:
             basis = self._array_basis(d)
         self.triplets_ = triplets

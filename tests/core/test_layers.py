@@ -148,23 +148,10 @@ def test_no_import_circles():
     assert _circles(GRAPH) == []
 
 
-# Learner modules that still import another learner until the helpers moving
-# the shared code into the core land (the lead removes these marks then).
-_LEARNER_IMPORTS_PENDING = {
-    "fastmetric._learners.mlkr": "MLKR still takes NCA's shared base until the NCA/MLKR branch lands",
-    "fastmetric._learners.lfda": "LFDA still takes Covariance's helpers until the covariance branch lands",
-    "fastmetric._learners.rca": "RCA still takes Covariance's helpers until the covariance branch lands",
-    "fastmetric._learners.cluster_ldml": "ClusterLDML still fits an LDML per cluster until LDML's "
-                                         "fit moves into the core",
-}
 LEARNERS = sorted(m for m in PY_MODULES if m.startswith("fastmetric._learners."))
 
 
-@pytest.mark.parametrize("learner", [
-    pytest.param(m, marks=pytest.mark.xfail(strict=False, reason=_LEARNER_IMPORTS_PENDING[m]))
-    if m in _LEARNER_IMPORTS_PENDING else m
-    for m in LEARNERS
-])
+@pytest.mark.parametrize("learner", LEARNERS)
 def test_learners_never_import_other_learners(learner):
     others = sorted(t for t in GRAPH[learner]
                     if t == "fastmetric._learners" or t.startswith("fastmetric._learners."))

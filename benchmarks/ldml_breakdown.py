@@ -31,9 +31,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from _report import fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
-from _report import print_environment  # noqa: E402
-from compare_kernels import make_data, median_time, parse_args  # noqa: E402
+from _report import fmt_time, median_time, print_environment, print_rows  # also puts fastmetric on sys.path
+from compare_kernels import make_data, parse_args
 
 
 def gemm_rate(m, k, n, threads, dtype, repeat=5):

@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from _report import ROOT, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import ROOT, last_json_line, print_rows  # also puts fastmetric on sys.path
 
 FIT_SCRIPT = r"""
 import json, resource, sys, time, warnings
@@ -127,13 +127,13 @@ def main(argv=None):
         cmd = [sys.executable, "-c", FIT_SCRIPT, ROOT, path, str(n), str(d),
                str(args.pairs_per_row), str(args.batch_size), str(args.epochs),
                str(args.threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines:
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        line = last_json_line(proc.stdout)
+        if proc.returncode != 0 or line is None:
             print(f"n={n}: the fit failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
             failed = True
             continue
-        res = json.loads(lines[-1])
+        res = json.loads(line)
         data_bytes = 4 * n * d
         epoch = statistics.median(res["epoch_times"]) if res["epoch_times"] else \
             res["first_epoch"]

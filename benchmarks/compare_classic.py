@@ -146,14 +146,14 @@ def run_fastmetric(name, std, raw, args):
     time_fit(one, Xtr, ytr)
     raw_est = make_learner(name, args.threads)
     time_fit(raw_est, raw[0], raw[2])
-    return dict(
-        seconds=statistics.median(times), all=times,
-        accuracy=knn_accuracy(est.transform(Xtr), ytr, est.transform(Xte), yte),
-        finite=metric_ok(est), raw_ok=metric_ok(raw_est),
-        raw_accuracy=knn_accuracy(raw_est.transform(raw[0]), raw[2],
+    return {
+        "seconds": statistics.median(times), "all": times,
+        "accuracy": knn_accuracy(est.transform(Xtr), ytr, est.transform(Xte), yte),
+        "finite": metric_ok(est), "raw_ok": metric_ok(raw_est),
+        "raw_accuracy": knn_accuracy(raw_est.transform(raw[0]), raw[2],
                                   raw_est.transform(raw[1]), raw[3]),
-        same_for_1_thread=bool(np.array_equal(one.components_, est.components_)),
-    )
+        "same_for_1_thread": bool(np.array_equal(one.components_, est.components_)),
+    }
 
 
 def run_peer(name, split, args):
@@ -204,7 +204,7 @@ def main(argv=None):
     for name in args.learners:
         try:
             fm = run_fastmetric(name, std, raw, args)
-        except Exception as exc:  # report and go on with the other learners
+        except Exception as exc:  # noqa: BLE001  (any failure is reported; the other learners go on)
             failed = True
             notes.append(f"{name}: fastmetric raised {type(exc).__name__}: {exc}")
             continue

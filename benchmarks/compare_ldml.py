@@ -93,8 +93,8 @@ from fastmetric._core.threads import effective_n_threads  # noqa: E402
 
 GOAL = 10.0  # fastmetric's fit should be at least this much faster than numpy's
 
-FULL = dict(n=20_000, d=64, pairs=200_000, classes=10, repeat=3)
-QUICK = dict(n=2_000, d=16, pairs=20_000, classes=10, repeat=3)
+FULL = {"n": 20_000, "d": 64, "pairs": 200_000, "classes": 10, "repeat": 3}
+QUICK = {"n": 2_000, "d": 16, "pairs": 20_000, "classes": 10, "repeat": 3}
 
 # Agreement of the two objectives at the starting point (loss and gradient):
 # both sum P terms in a different order; float32 loses ~1e-4 relatively.
@@ -252,15 +252,15 @@ def timed_numpy(X, a, b, t, args, max_iter):
 
 def summarise(runs):
     """Medians over the runs of one method."""
-    return dict(
-        seconds=statistics.median(r.seconds for r in runs),
-        per_eval=statistics.median(r.eval_seconds / max(r.nfev, 1) for r in runs),
-        n_iter=runs[-1].n_iter,
-        nfev=runs[-1].nfev,
-        loss=runs[-1].loss,
-        all=[r.seconds for r in runs],
-        note="; ".join(sorted({r.note for r in runs if r.note})),
-    )
+    return {
+        "seconds": statistics.median(r.seconds for r in runs),
+        "per_eval": statistics.median(r.eval_seconds / max(r.nfev, 1) for r in runs),
+        "n_iter": runs[-1].n_iter,
+        "nfev": runs[-1].nfev,
+        "loss": runs[-1].loss,
+        "all": [r.seconds for r in runs],
+        "note": "; ".join(sorted({r.note for r in runs if r.note})),
+    }
 
 
 def print_table(summary, args, markdown):
@@ -344,7 +344,7 @@ def make_problem(args):
     # check_random_state(random_state) and splits n_pairs as below; doing
     # the same gives the very pairs it will use.
     sample_seed = int(check_random_state(args.seed).randint(0, np.iinfo(np.int32).max))
-    n_pos = min(max(int(round(args.pairs * 0.5)), 1), args.pairs - 1)
+    n_pos = min(max(round(args.pairs * 0.5), 1), args.pairs - 1)
     pairs, t = sample_pairs(labels, n_pos, args.pairs - n_pos, random_state=sample_seed,
                             n_jobs=args.threads)
     pairs = np.ascontiguousarray(pairs, dtype=np.intp)
@@ -385,8 +385,8 @@ def main(argv=None):
     a, b = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
     ok = check_start(X, a, b, t, args)
 
-    common = dict(solver="lbfgs", max_iter=args.max_iter, tol=args.tol, alpha=args.alpha,
-                  random_state=args.seed, n_jobs=args.threads)
+    common = {"solver": "lbfgs", "max_iter": args.max_iter, "tol": args.tol, "alpha": args.alpha,
+              "random_state": args.seed, "n_jobs": args.threads}
     makers = {
         "LDML": (lambda: LDML(preprocessor=X, **common), (pairs, t)),
         "LDML_Supervised": (lambda: LDML_Supervised(n_pairs=args.pairs, **common), (X, y)),

@@ -59,7 +59,6 @@ from _report import (  # also puts fastmetric on sys.path
 )
 from _report import print_environment as report_environment
 
-
 # Run by the peer interpreter: argv[1] is the directory with the .npy files.
 PEER_SCRIPT = r"""
 import json, sys, time
@@ -146,12 +145,12 @@ def run_fastmetric(Xtr, ytr, Xte, yte, args):
     one = LMNN(n_neighbors=3, n_jobs=1)
     time_fit(one, Xtr, ytr)
     same = bool(np.array_equal(one.components_, model.components_))
-    return dict(
-        seconds=statistics.median(times), all=times,
-        accuracy=knn_accuracy(model.transform(Xtr), ytr, model.transform(Xte), yte),
-        n_iter=model.n_iter_, n_evaluations=model.n_evaluations_,
-        n_searches=model.n_searches_, loss=model.loss_, same_for_1_thread=same,
-    )
+    return {
+        "seconds": statistics.median(times), "all": times,
+        "accuracy": knn_accuracy(model.transform(Xtr), ytr, model.transform(Xte), yte),
+        "n_iter": model.n_iter_, "n_evaluations": model.n_evaluations_,
+        "n_searches": model.n_searches_, "loss": model.loss_, "same_for_1_thread": same,
+    }
 
 
 def run_peer(Xtr, ytr, Xte, yte, args):

@@ -196,13 +196,13 @@ def run_peer(python, Xtr, ytr, y_reg, args, tmpdir):
         np.save(paths[key], arr)
     cfg = dict(paths, repeat=args.repeat, threads=args.threads,
                out_prefix=os.path.join(tmpdir, "peer_"),
-               nca=dict(init="auto", max_iter=args.max_iter, tol=args.tol, random_state=0),
-               mlkr=dict(init="auto", max_iter=args.mlkr_max_iter, tol=args.tol,
-                         random_state=0))
+               nca={"init": "auto", "max_iter": args.max_iter, "tol": args.tol, "random_state": 0},
+               mlkr={"init": "auto", "max_iter": args.mlkr_max_iter, "tol": args.tol,
+                     "random_state": 0})
     print("... metric-learn in the peer interpreter (NCA, MLKR)", file=sys.stderr, flush=True)
     # The peer inherits this environment, hence the same OpenBLAS settings.
-    proc = subprocess.run([python, "-c", PEER_SCRIPT, json.dumps(cfg)], capture_output=True,
-                          text=True)
+    proc = subprocess.run([python, "-c", PEER_SCRIPT, json.dumps(cfg)], check=False,
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         return None, ("metric-learn: skipped (the peer interpreter failed: "
                       + proc.stderr.strip().splitlines()[-1] + ")")
@@ -243,14 +243,14 @@ def large_child(args):
         t0 = time.perf_counter()
         est.fit(X, y)
         seconds = time.perf_counter() - t0
-    print(json.dumps(dict(
-        seconds=seconds, n_iter=est.n_iter_, loss=est.loss_, nfev=stats["nfev"],
-        eval_seconds=stats["eval_seconds"], tile_evals=stats["tiles"],
-        converged=not any("did not converge" in str(w.message) for w in caught),
-        peak_gb=peak_memory_gb(),
-        data_gb=rss_before, load_before=load,
-        load_after=os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
-    )))
+    print(json.dumps({
+        "seconds": seconds, "n_iter": est.n_iter_, "loss": est.loss_, "nfev": stats["nfev"],
+        "eval_seconds": stats["eval_seconds"], "tile_evals": stats["tiles"],
+        "converged": not any("did not converge" in str(w.message) for w in caught),
+        "peak_gb": peak_memory_gb(),
+        "data_gb": rss_before, "load_before": load,
+        "load_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+    }))
     return 0
 
 
@@ -262,7 +262,7 @@ def run_large(args):
            "--large-classes", str(args.large_classes), "--large-dtype", args.large_dtype]
     print(f"... large NCA fit in a subprocess (n={args.large_n:,}, d={args.large_d})",
           file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         print(proc.stderr, file=sys.stderr)
         return None

@@ -90,8 +90,12 @@ def main(argv=None):
     n_small = min(n, 2000)
     small = PairLossProblem(np.ascontiguousarray(X[:n_small]), a % n_small, b % n_small,
                             y_float, n_threads=jobs)
-    evaluate = lambda: problem.loss_grad(L, bias, jobs)  # noqa: E731
-    evaluate_no_grad = lambda: problem.loss_grad(L, bias, jobs, compute_gradient=False)  # noqa: E731
+    def evaluate():
+        return problem.loss_grad(L, bias, jobs)
+
+    def evaluate_no_grad():
+        return problem.loss_grad(L, bias, jobs, compute_gradient=False)
+
     stages = [
         ("validate pairs", lambda: check_index_pairs(pairs, n, "pairs", n_threads=jobs)),
         ("build pair index", lambda: PairLossProblem(X, a, b, y_float, n_threads=jobs)),

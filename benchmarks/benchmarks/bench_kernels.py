@@ -11,8 +11,8 @@ comparison against numpy lives in ``benchmarks/compare_kernels.py``.
 which includes the inputs built in ``setup``; compare it across commits,
 not against the size of the output.
 
-A kernel module that cannot be imported (not built yet) makes ``setup``
-raise ``NotImplementedError``, which asv reports as a skipped benchmark.
+When the kernels cannot be imported (not built yet), ``setup`` raises
+``NotImplementedError``, which asv reports as a skipped benchmark.
 """
 import numpy as np
 

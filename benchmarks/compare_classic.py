@@ -35,19 +35,19 @@ Run, with numpy's OpenBLAS left at its defaults, as::
         --peer-python /tmp/mlvenv/bin/python --markdown
 """
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
-import warnings
 
 import numpy as np
 
-from _report import print_rows  # noqa: E402  (also puts fastmetric on sys.path)
-from _report import print_environment as report_environment  # noqa: E402
+from _report import (  # also puts fastmetric on sys.path
+    add_peer_options,
+    load_average,
+    print_rows,
+    run_peer_script,
+    time_fit,
+)
+from _report import print_environment as report_environment
 
 LEARNERS = ("ITML_Supervised", "MMC_Supervised", "SDML_Supervised", "LSML_Supervised",
             "SCML_Supervised", "RCA_Supervised", "LFDA", "Covariance")
@@ -136,51 +136,34 @@ def metric_ok(est):
     return bool(eig.min() >= -1e-8 * max(1.0, abs(eig).max()))
 
 
-def fit_quietly(est, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        est.fit(X, y)
-        return time.perf_counter() - t0
-
-
 def run_fastmetric(name, std, raw, args):
     Xtr, Xte, ytr, yte = std
     times, est = [], None
     for _ in range(args.repeat):
         est = make_learner(name, args.threads)
-        times.append(fit_quietly(est, Xtr, ytr))
+        times.append(time_fit(est, Xtr, ytr))
     one = make_learner(name, 1)
-    fit_quietly(one, Xtr, ytr)
+    time_fit(one, Xtr, ytr)
     raw_est = make_learner(name, args.threads)
-    fit_quietly(raw_est, raw[0], raw[2])
-    return dict(
-        seconds=statistics.median(times), all=times,
-        accuracy=knn_accuracy(est.transform(Xtr), ytr, est.transform(Xte), yte),
-        finite=metric_ok(est), raw_ok=metric_ok(raw_est),
-        raw_accuracy=knn_accuracy(raw_est.transform(raw[0]), raw[2],
+    time_fit(raw_est, raw[0], raw[2])
+    return {
+        "seconds": statistics.median(times), "all": times,
+        "accuracy": knn_accuracy(est.transform(Xtr), ytr, est.transform(Xte), yte),
+        "finite": metric_ok(est), "raw_ok": metric_ok(raw_est),
+        "raw_accuracy": knn_accuracy(raw_est.transform(raw[0]), raw[2],
                                   raw_est.transform(raw[1]), raw[3]),
-        same_for_1_thread=bool(np.array_equal(one.components_, est.components_)),
-    )
+        "same_for_1_thread": bool(np.array_equal(one.components_, est.components_)),
+    }
 
 
 def run_peer(name, split, args):
-    if not args.peer_python:
-        return None, "skipped: no --peer-python given (metric-learn needs scikit-learn < 1.8)"
-    if not (os.path.isfile(args.peer_python) and os.access(args.peer_python, os.X_OK)):
-        return None, f"skipped: {args.peer_python} is not an executable interpreter"
-    with tempfile.TemporaryDirectory() as tmp:
-        for key, arr in zip(("Xtr", "Xte", "ytr", "yte"), split):
-            np.save(os.path.join(tmp, key + ".npy"), arr)
-        try:
-            proc = subprocess.run([args.peer_python, "-c", PEER_SCRIPT, tmp, name],
-                                  capture_output=True, text=True, timeout=args.peer_timeout)
-        except subprocess.TimeoutExpired:
-            return {"timeout": args.peer_timeout}, "timeout"
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return None, f"failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
-    result = json.loads(lines[-1])
+    result, status = run_peer_script(args.peer_python, PEER_SCRIPT,
+                                     dict(zip(("Xtr", "Xte", "ytr", "yte"), split)), [name],
+                                     args.peer_timeout)
+    if status == "timeout":
+        return {"timeout": args.peer_timeout}, "timeout"
+    if result is None:
+        return None, status
     if "error" in result and "seconds" not in result:
         return None, f"skipped: {result['error']}"
     if "error" in result:
@@ -203,13 +186,7 @@ def peer_cells(peer):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="fastmetric's classic learners against "
                                             "metric-learn's (see the module docstring).")
-    p.add_argument("--peer-python", help="interpreter with metric-learn installed "
-                                         "(e.g. /tmp/mlvenv/bin/python); skipped if absent")
-    p.add_argument("--peer-timeout", type=float, default=1800.0,
-                   help="seconds before one metric-learn fit is abandoned (default 1800)")
-    p.add_argument("--repeat", type=int, default=5,
-                   help="timed fastmetric fits per learner (median; default 5)")
-    p.add_argument("--threads", type=int, default=2, help="fastmetric n_jobs (default 2)")
+    add_peer_options(p, timeout=1800.0, repeat=5, fits="per learner")
     p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS,
                    metavar="NAME", help="a subset of: " + ", ".join(LEARNERS))
     p.add_argument("--markdown", action="store_true", help="print tables as markdown")
@@ -227,7 +204,7 @@ def main(argv=None):
     for name in args.learners:
         try:
             fm = run_fastmetric(name, std, raw, args)
-        except Exception as exc:  # report and go on with the other learners
+        except Exception as exc:  # noqa: BLE001  (any failure is reported; the other learners go on)
             failed = True
             notes.append(f"{name}: fastmetric raised {type(exc).__name__}: {exc}")
             continue
@@ -270,8 +247,7 @@ def main(argv=None):
     print()
     for line in notes:
         print(line)
-    if hasattr(os, "getloadavg"):
-        print("load average after: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print(f"load average after: {load_average()}")
     return 1 if failed else 0
 
 

@@ -39,24 +39,27 @@ the shared machines set both, which slows numpy, so run as::
 import argparse
 import gc
 import importlib
-import importlib.util
-import os
-import resource
-import statistics
 import sys
-import time
 
 import numpy as np
 from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
-from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
-from _report import print_environment as report_environment  # noqa: E402
+from _report import (  # also puts fastmetric on sys.path
+    add_size_options,
+    fmt_time,
+    median_time,
+    print_closing,
+    print_rows,
+    warn_if_busy,
+    warn_openblas_vars,
+)
+from _report import print_environment as report_environment
 
-
-
-FULL = dict(n=200_000, d=64, k=64, pairs=1_000_000, clusters=100, pw_n=20_000, pw_m=2_000, repeat=5)
-QUICK = dict(n=5_000, d=16, k=16, pairs=20_000, clusters=100, pw_n=1_000, pw_m=200, repeat=3)
+FULL = {"n": 200_000, "d": 64, "k": 64, "pairs": 1_000_000, "clusters": 100, "pw_n": 20_000,
+        "pw_m": 2_000, "repeat": 5}
+QUICK = {"n": 5_000, "d": 16, "k": 16, "pairs": 20_000, "clusters": 100, "pw_n": 1_000,
+         "pw_m": 200, "repeat": 3}
 
 # Speed-up over numpy that each kernel should reach (None: no stated goal).
 GOALS = {"paired": 10.0, "ldml": 10.0, "ldml_prepared": 10.0, "sampling": 20.0, "pairwise": None}
@@ -136,27 +139,6 @@ def numpy_pairwise_sq(X, Y, L):
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-def median_time(fn, repeat, warmup=2):
-    """Median wall time of ``repeat`` calls of fn() after ``warmup`` calls.
-
-    Two warm-up calls, because on these virtual machines the first calls
-    that touch a new size of memory pay for it being backed by the host
-    (seen as 2-3x slower first calls, for numpy and fastmetric alike).  The
-    variants are timed one after the other, not interleaved: interleaved,
-    each side's large allocations and spinning threads slowed the other
-    (numpy's paired baseline took 1.1 s instead of 0.5 s).
-    """
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
 
 def close(got, ref, rtol):
     """allclose with an absolute tolerance scaled by the reference's size."""
@@ -257,7 +239,7 @@ def run_kernel(kernel, cfg, args, data):
         return {dt: tuple(arr.astype(dt, copy=False) for arr in arrays) for dt in (dtype, other)}
 
     if kernel == "paired":
-        fn = load("_distances", "paired_mahalanobis_distances")
+        fn = load("_core.distances", "paired_mahalanobis_distances")
         inputs = as_dtypes(X, L)
 
         def fm(jobs, dt):
@@ -268,7 +250,7 @@ def run_kernel(kernel, cfg, args, data):
             return numpy_paired(X, a, b, L)
 
     elif kernel == "ldml":
-        fn = load("_pair_loss", "ldml_loss")
+        fn = load("_core.objectives.pair_loss", "ldml_loss")
         inputs = as_dtypes(X, L)
         y_float = y.astype(np.float64)
         y_dt = y.astype(dtype)  # keeps the numpy baseline in X's dtype
@@ -284,8 +266,8 @@ def run_kernel(kernel, cfg, args, data):
 
     elif kernel == "ldml_prepared":
         row.kernel = "ldml (prepared)"
-        fn = load("_pair_loss", "PairLossProblem")
-        ent = load("_threads", "effective_n_threads")
+        fn = load("_core.objectives.pair_loss", "PairLossProblem")
+        ent = load("_core.threads", "effective_n_threads")
         y_float = y.astype(np.float64)
         y_dt = y.astype(dtype)
         problems = {}
@@ -309,7 +291,7 @@ def run_kernel(kernel, cfg, args, data):
         n_pos = args.pairs // 2
         n_neg = args.pairs - n_pos
         row.problem = f"P={args.pairs:,} in {args.clusters} clusters of n={labels.shape[0]:,}"
-        fn = load("_sampling", "sample_pairs")
+        fn = load("_core.sampling", "sample_pairs")
         other = None  # integer labels only: no floating dtype to compare
 
         def fm(jobs, dt):
@@ -327,7 +309,7 @@ def run_kernel(kernel, cfg, args, data):
     elif kernel == "pairwise":
         PX, PY = data["PX"], data["PY"]
         row.problem = f"{PX.shape[0]:,} x {PY.shape[0]:,} rows, d={PX.shape[1]}, k={L.shape[0]}"
-        fn = load("_distances", "mahalanobis_distances")
+        fn = load("_core.distances", "mahalanobis_distances")
         inputs = as_dtypes(PX, PY, L)
 
         def fm(jobs, dt):
@@ -354,11 +336,10 @@ def run_kernel(kernel, cfg, args, data):
     deterministic = same_result(fm(1, dtype), got)
     if not deterministic:
         notes.append(f"n_jobs=1 and n_jobs={T} differ")
-    if other is not None:
-        # Other dtype: checked against the main reference, at the looser
-        # of the two tolerances.
-        if not check(fm(T, other), ref, max(RTOL[other], RTOL[dtype])):
-            notes.append(f"{other.name} result differs from numpy")
+    # Other dtype: checked against the main reference, at the looser of the
+    # two tolerances.
+    if other is not None and not check(fm(T, other), ref, max(RTOL[other], RTOL[dtype])):
+        notes.append(f"{other.name} result differs from numpy")
     del got, ref
     row.check = ("ok" if ok and not notes else "FAIL")
     row.note = "; ".join(notes)
@@ -401,7 +382,7 @@ def print_environment(args, cfg):
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         print(f"numpy BLAS: {blas.get('name')} {blas.get('version')}")
-    except Exception as exc:  # show_config layout differs across numpy versions
+    except (TypeError, KeyError, AttributeError) as exc:  # show_config differs across numpy versions
         print(f"numpy BLAS: unknown ({exc})")
     print(f"sizes: n={args.n:,} d={args.d} k={args.k} pairs={args.pairs:,} clusters={args.clusters} "
           f"pairwise={args.pw_n:,}x{args.pw_m:,} dtype={args.dtype.name} threads={args.threads} "
@@ -412,15 +393,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Median times of fastmetric's kernels vs plain numpy (see module docstring)."
     )
-    p.add_argument("--quick", action="store_true", help="tiny sizes, a smoke test (ratios meaningless)")
-    p.add_argument("--n", type=int, help=f"points (default {FULL['n']:,}; --quick {QUICK['n']:,})")
-    p.add_argument("--d", type=int, help=f"features (default {FULL['d']})")
-    p.add_argument("--k", type=int, help=f"rows of L (default {FULL['k']})")
-    p.add_argument("--pairs", type=int, help=f"index pairs (default {FULL['pairs']:,})")
-    p.add_argument("--clusters", type=int, help=f"distinct labels (default {FULL['clusters']})")
-    p.add_argument("--pw-n", type=int, help=f"pairwise: rows of X (default {FULL['pw_n']:,})")
-    p.add_argument("--pw-m", type=int, help=f"pairwise: rows of Y (default {FULL['pw_m']:,})")
-    p.add_argument("--repeat", type=int, help=f"timed calls per measurement (default {FULL['repeat']})")
+    resolve_sizes = add_size_options(p, FULL, QUICK, {
+        "n": "points", "d": "features", "k": "rows of L", "pairs": "index pairs",
+        "clusters": "distinct labels", "pw_n": "pairwise: rows of X", "pw_m": "pairwise: rows of Y",
+        "repeat": "timed calls per measurement"})
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--threads", type=int, default=2, help="n_jobs for fastmetric, BLAS threads for numpy")
     p.add_argument("--seed", type=int, default=0)
@@ -429,14 +405,7 @@ def parse_args(argv=None):
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
     args = p.parse_args(argv)
 
-    cfg = dict(QUICK if args.quick else FULL)
-    for key in ("n", "d", "k", "pairs", "clusters", "pw_n", "pw_m", "repeat"):
-        val = getattr(args, key)
-        if val is None:
-            setattr(args, key, cfg[key])
-        elif val < 1:
-            p.error(f"--{key.replace('_', '-')} must be a positive integer, got {val}")
-        cfg[key] = getattr(args, key)
+    cfg = resolve_sizes(args)
     if args.threads < 1:
         p.error(f"--threads must be a positive integer, got {args.threads}")
     if args.clusters < 2 or args.clusters > args.n:
@@ -466,7 +435,7 @@ def make_data(args):
     b = (a + rng.integers(1, n, size=args.pairs)) % n  # never a == b
     pairs = np.ascontiguousarray(np.stack([a, b], axis=1).astype(np.intp))
     y = (labels[a] == labels[b]).astype(np.int8)
-    data = dict(X=X, L=L, pairs=pairs, y=y, labels=labels, bias=3.0 * k)
+    data = {"X": X, "L": L, "pairs": pairs, "y": y, "labels": labels, "bias": 3.0 * k}
     if "pairwise" in args.only:
         data["PX"] = rng.standard_normal((args.pw_n, d)).astype(args.dtype)
         data["PY"] = rng.standard_normal((args.pw_m, d)).astype(args.dtype)
@@ -475,22 +444,10 @@ def make_data(args):
 
 def main(argv=None):
     args, cfg = parse_args(argv)
-    set_vars = [v for v in OPENBLAS_VARS if v in os.environ]
-    if set_vars:
-        print(
-            "WARNING: " + ", ".join(f"{v}={os.environ[v]}" for v in set_vars) + " is set; it "
-            "slows numpy's OpenBLAS and makes the numpy baselines look worse. Run as\n"
-            "  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_kernels.py\n",
-            file=sys.stderr, flush=True,
-        )
+    set_vars = warn_openblas_vars("compare_kernels.py", "slows numpy's OpenBLAS and makes the numpy "
+                                  "baselines look worse")
     print_environment(args, cfg)
-    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load1 > 0.5:
-        # Other processes take cores from both the OpenMP kernels and
-        # OpenBLAS; multi-threaded timings then mostly measure waiting.
-        print(f"WARNING: 1-minute load average is {load1:.2f} before starting: the machine "
-              "is not quiet and the timings (above all the multi-threaded ones) are unreliable.",
-              file=sys.stderr, flush=True)
+    warn_if_busy()
     print(flush=True)
     data = make_data(args)
     rows = []
@@ -500,10 +457,8 @@ def main(argv=None):
         gc.collect()
     print()
     print_table(rows, args, args.markdown)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    print(f"\npeak resident memory of this run: {peak_gb:.2f} GB")
-    if set_vars:
-        print("WARNING: numpy timings taken with " + " and ".join(set_vars) + " set (see above).")
+    print()
+    print_closing(set_vars, "numpy", memory=True)
     return 0 if all(r.check.startswith("ok") for r in rows) else 1
 
 

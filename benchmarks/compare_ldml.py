@@ -12,7 +12,7 @@ What is compared, in one run and on the same index pairs:
 * the numpy/scipy baseline written below.
 
 The baseline minimises fastmetric's objective, read from
-``fastmetric/_learners/ldml.py``: over theta = [vec(L), bias],
+``fastmetric/_core/objectives/ldml.py``: over theta = [vec(L), bias],
 
     f = (1/P) sum_p [softplus(z_p) - t_p z_p] + (alpha/2) ||L - L0||_F^2,
     z_p = bias - ||L (x_a - x_b)||^2,
@@ -28,7 +28,7 @@ fastmetric).  It forms the pair differences once, ``diff = X[a] - X[b]``
 (chain rule: d loss/d z_p = g_p, dz/dD = -1, dD/dL = 2 L diff diff^T).
 It starts where fastmetric starts: L0 from the same ``init='auto'`` (the
 identity here, as n_components = n_features), then the same scale/bias fit
-``_initial_scale_bias`` (pure numpy code of fastmetric, reused so the two
+``initial_scale_bias`` (pure numpy code of fastmetric, reused so the two
 runs share the starting point; its cost is in both totals), and uses the
 same solver, ``scipy.optimize.minimize(method='L-BFGS-B', jac=True)``.
 
@@ -47,19 +47,17 @@ seed.  Defaults: n = 20,000 points, d = 64, P = 200,000 pairs (half
 similar), float64, 2 threads (fastmetric's ``n_jobs``, the numpy BLAS's
 thread limit).
 
-OpenBLAS reads OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE when it is loaded;
-the shared machines set both, which slows numpy, so run as::
+Run it with numpy's OpenBLAS at its defaults (the shared machines set
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which slow numpy), with ``--quick``
+for a smoke test on small sizes (its ratios mean little) and ``--markdown``
+for the README's table::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_ldml.py
-
-``--quick`` runs small sizes as a smoke test (its ratios mean little);
-``--markdown`` prints the table as markdown for the README.
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_ldml.py [--quick] [--markdown]
 """
 import argparse
 import contextlib
+import dataclasses
 import gc
-import os
-import resource
 import statistics
 import sys
 import time
@@ -71,25 +69,29 @@ import scipy.optimize
 from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
-from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
-from _report import print_environment as report_environment  # noqa: E402
-
-import fastmetric._learners.ldml as _ldml_module  # noqa: E402
-from fastmetric._core.base import evenly_spaced, initialize_components  # noqa: E402
-from fastmetric._learners.ldml import (  # noqa: E402
-    _INIT_MAX_PAIRS,
-    LDML,
-    LDML_Supervised,
-    _initial_scale_bias,
+from _report import (  # also puts fastmetric on sys.path
+    add_size_options,
+    fmt_time,
+    print_closing,
+    print_rows,
+    warn_if_busy,
+    warn_openblas_vars,
 )
+from _report import print_environment as report_environment
+
+import fastmetric._core.objectives.ldml as _ldml_module  # noqa: E402
+from fastmetric._core.init import initialize_components  # noqa: E402
+from fastmetric._core.objectives.ldml import INIT_MAX_PAIRS, initial_scale_bias  # noqa: E402
+from fastmetric._core.rows import evenly_spaced  # noqa: E402
+from fastmetric._learners.ldml import LDML, LDML_Supervised  # noqa: E402
 from fastmetric._core.objectives.pair_loss import PairLossProblem  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
 from fastmetric._core.threads import effective_n_threads  # noqa: E402
 
 GOAL = 10.0  # fastmetric's fit should be at least this much faster than numpy's
 
-FULL = dict(n=20_000, d=64, pairs=200_000, classes=10, repeat=3)
-QUICK = dict(n=2_000, d=16, pairs=20_000, classes=10, repeat=3)
+FULL = {"n": 20_000, "d": 64, "pairs": 200_000, "classes": 10, "repeat": 3}
+QUICK = {"n": 2_000, "d": 16, "pairs": 20_000, "classes": 10, "repeat": 3}
 
 # Agreement of the two objectives at the starting point (loss and gradient):
 # both sum P terms in a different order; float32 loses ~1e-4 relatively.
@@ -157,10 +159,10 @@ def numpy_start(X, diff, t, seed):
     the one-feature logistic fit of the squared distances.
     """
     L0 = initialize_components("auto", X, random_state=seed)
-    keep = evenly_spaced(diff.shape[0], _INIT_MAX_PAIRS)  # the pairs LDML's start uses
+    keep = evenly_spaced(diff.shape[0], INIT_MAX_PAIRS)  # the pairs LDML's start uses
     Z0 = diff[keep] @ L0.T.astype(diff.dtype)
     sq0 = np.einsum("ij,ij->i", Z0, Z0)
-    gamma, bias0 = _initial_scale_bias(sq0, t[keep].astype(np.float64), None)
+    gamma, bias0 = initial_scale_bias(sq0, t[keep].astype(np.float64), None)
     return L0 * np.sqrt(gamma), bias0
 
 
@@ -187,7 +189,7 @@ def numpy_fit(X, a, b, t, *, max_iter, alpha, seed, counter):
 def count_fastmetric_evaluations(counter):
     """Wrap the objective fastmetric's LDML hands to its L-BFGS solver.
 
-    ``fastmetric._learners.ldml`` calls ``minimize_lbfgs(fun, theta0, ...)``; the
+    ``fastmetric._core.objectives.ldml`` calls ``minimize_lbfgs(fun, theta0, ...)``; the
     wrapper counts and times each ``fun`` call (a few hundred ns per call).
     """
     original = _ldml_module.minimize_lbfgs
@@ -202,16 +204,16 @@ def count_fastmetric_evaluations(counter):
         _ldml_module.minimize_lbfgs = original
 
 
+@dataclasses.dataclass
 class Run:
     """One timed fit: wall time, iterations, evaluations, final objective."""
 
-    def __init__(self, seconds, n_iter, nfev, eval_seconds, loss, note=""):
-        self.seconds = seconds
-        self.n_iter = n_iter
-        self.nfev = nfev
-        self.eval_seconds = eval_seconds
-        self.loss = loss
-        self.note = note
+    seconds: float
+    n_iter: int
+    nfev: int
+    eval_seconds: float
+    loss: float
+    note: str = ""
 
 
 def timed_fastmetric(make, fit_args):
@@ -247,15 +249,15 @@ def timed_numpy(X, a, b, t, args, max_iter):
 
 def summarise(runs):
     """Medians over the runs of one method."""
-    return dict(
-        seconds=statistics.median(r.seconds for r in runs),
-        per_eval=statistics.median(r.eval_seconds / max(r.nfev, 1) for r in runs),
-        n_iter=runs[-1].n_iter,
-        nfev=runs[-1].nfev,
-        loss=runs[-1].loss,
-        all=[r.seconds for r in runs],
-        note="; ".join(sorted({r.note for r in runs if r.note})),
-    )
+    return {
+        "seconds": statistics.median(r.seconds for r in runs),
+        "per_eval": statistics.median(r.eval_seconds / max(r.nfev, 1) for r in runs),
+        "n_iter": runs[-1].n_iter,
+        "nfev": runs[-1].nfev,
+        "loss": runs[-1].loss,
+        "all": [r.seconds for r in runs],
+        "note": "; ".join(sorted({r.note for r in runs if r.note})),
+    }
 
 
 def print_table(summary, args, markdown):
@@ -290,14 +292,9 @@ def parse_args(argv=None):
         description="fastmetric LDML fit vs a numpy/scipy LDML on the same pairs "
                     "(see the module docstring)."
     )
-    p.add_argument("--quick", action="store_true",
-                   help=f"small sizes (n={QUICK['n']:,}, d={QUICK['d']}, "
-                        f"pairs={QUICK['pairs']:,}): a smoke test")
-    p.add_argument("--n", type=int, help=f"points (default {FULL['n']:,})")
-    p.add_argument("--d", type=int, help=f"features = rows of L (default {FULL['d']})")
-    p.add_argument("--pairs", type=int, help=f"pairs, half similar (default {FULL['pairs']:,})")
-    p.add_argument("--classes", type=int, help=f"classes (default {FULL['classes']})")
-    p.add_argument("--repeat", type=int, help=f"timed fits per method (default {FULL['repeat']})")
+    resolve_sizes = add_size_options(p, FULL, QUICK, {
+        "n": "points", "d": "features = rows of L", "pairs": "pairs, half similar",
+        "classes": "classes", "repeat": "timed fits per method"})
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--threads", type=int, default=2,
                    help="fastmetric n_jobs and the numpy BLAS thread limit (default 2)")
@@ -309,13 +306,7 @@ def parse_args(argv=None):
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
     args = p.parse_args(argv)
 
-    cfg = QUICK if args.quick else FULL
-    for key in ("n", "d", "pairs", "classes", "repeat"):
-        val = getattr(args, key)
-        if val is None:
-            setattr(args, key, cfg[key])
-        elif val < 1:
-            p.error(f"--{key} must be a positive integer, got {val}")
+    resolve_sizes(args)
     for key in ("threads", "max_iter"):
         if getattr(args, key) < 1:
             p.error(f"--{key.replace('_', '-')} must be a positive integer, got {getattr(args, key)}")
@@ -350,7 +341,7 @@ def make_problem(args):
     # check_random_state(random_state) and splits n_pairs as below; doing
     # the same gives the very pairs it will use.
     sample_seed = int(check_random_state(args.seed).randint(0, np.iinfo(np.int32).max))
-    n_pos = min(max(int(round(args.pairs * 0.5)), 1), args.pairs - 1)
+    n_pos = min(max(round(args.pairs * 0.5), 1), args.pairs - 1)
     pairs, t = sample_pairs(labels, n_pos, args.pairs - n_pos, random_state=sample_seed,
                             n_jobs=args.threads)
     pairs = np.ascontiguousarray(pairs, dtype=np.intp)
@@ -381,30 +372,18 @@ def check_start(X, a, b, t, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    set_vars = [v for v in OPENBLAS_VARS if v in os.environ]
-    if set_vars:
-        print(
-            "WARNING: " + ", ".join(f"{v}={os.environ[v]}" for v in set_vars) + " is set; it "
-            "slows numpy's OpenBLAS and makes the numpy baseline look worse. Run as\n"
-            "  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_ldml.py\n",
-            file=sys.stderr, flush=True,
-        )
+    set_vars = warn_openblas_vars("compare_ldml.py", "slows numpy's OpenBLAS and makes the numpy "
+                                  "baseline look worse")
     print_environment(args)
-    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load1 > 0.5:
-        # Other processes take cores from both fastmetric's OpenMP threads and
-        # OpenBLAS's: the timings then mostly measure waiting.
-        print(f"WARNING: 1-minute load average is {load1:.2f} before starting: the machine is "
-              "not quiet and the timings (above all the multi-threaded ones) are unreliable.",
-              file=sys.stderr, flush=True)
+    warn_if_busy()
     print(flush=True)
 
     X, y, pairs, t = make_problem(args)
     a, b = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
     ok = check_start(X, a, b, t, args)
 
-    common = dict(solver="lbfgs", max_iter=args.max_iter, tol=args.tol, alpha=args.alpha,
-                  random_state=args.seed, n_jobs=args.threads)
+    common = {"solver": "lbfgs", "max_iter": args.max_iter, "tol": args.tol, "alpha": args.alpha,
+              "random_state": args.seed, "n_jobs": args.threads}
     makers = {
         "LDML": (lambda: LDML(preprocessor=X, **common), (pairs, t)),
         "LDML_Supervised": (lambda: LDML_Supervised(n_pairs=args.pairs, **common), (X, y)),
@@ -459,13 +438,7 @@ def main(argv=None):
           f"(goal >= {GOAL:g}x: {'MET' if speedup >= GOAL else 'not met'}); per evaluation: "
           f"{summary['numpy']['per_eval'] / summary['LDML']['per_eval']:.1f}x; "
           f"dtype {args.dtype.name}, {args.threads} thread(s)")
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    print(f"peak resident memory of this run: {peak_gb:.2f} GB")
-    if set_vars:
-        print("WARNING: numpy timings taken with " + " and ".join(set_vars) + " set (see above).")
-    if hasattr(os, "getloadavg"):
-        print("load average at the end (1, 5, 15 min): "
-              + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print_closing(set_vars, "numpy", memory=True)
     return 0 if ok else 1
 
 

@@ -42,19 +42,22 @@ average is printed before and after.
 """
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
-import warnings
 
 import numpy as np
 
-from _report import ROOT, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
-from _report import print_environment as report_environment  # noqa: E402
-
+from _report import (  # also puts fastmetric on sys.path
+    ROOT,
+    add_peer_options,
+    last_json_line,
+    load_average,
+    print_rows,
+    run_peer_script,
+    time_fit,
+)
+from _report import print_environment as report_environment
 
 # Run by the peer interpreter: argv[1] is the directory with the .npy files.
 PEER_SCRIPT = r"""
@@ -114,12 +117,6 @@ print(json.dumps({
 """
 
 
-def load_average():
-    if hasattr(os, "getloadavg"):
-        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return "n/a"
-
-
 def digits_split():
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -143,42 +140,26 @@ def run_fastmetric(Xtr, ytr, Xte, yte, args):
     times, model = [], None
     for _ in range(args.repeat):
         est = LMNN(n_neighbors=3, n_jobs=args.threads)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            est.fit(Xtr, ytr)
-            times.append(time.perf_counter() - t0)
+        times.append(time_fit(est, Xtr, ytr))
         model = est
     one = LMNN(n_neighbors=3, n_jobs=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        one.fit(Xtr, ytr)
+    time_fit(one, Xtr, ytr)
     same = bool(np.array_equal(one.components_, model.components_))
-    return dict(
-        seconds=statistics.median(times), all=times,
-        accuracy=knn_accuracy(model.transform(Xtr), ytr, model.transform(Xte), yte),
-        n_iter=model.n_iter_, n_evaluations=model.n_evaluations_,
-        n_searches=model.n_searches_, loss=model.loss_, same_for_1_thread=same,
-    )
+    return {
+        "seconds": statistics.median(times), "all": times,
+        "accuracy": knn_accuracy(model.transform(Xtr), ytr, model.transform(Xte), yte),
+        "n_iter": model.n_iter_, "n_evaluations": model.n_evaluations_,
+        "n_searches": model.n_searches_, "loss": model.loss_, "same_for_1_thread": same,
+    }
 
 
 def run_peer(Xtr, ytr, Xte, yte, args):
-    if not args.peer_python:
-        return None, "skipped: no --peer-python given (metric-learn needs scikit-learn < 1.8)"
-    if not (os.path.isfile(args.peer_python) and os.access(args.peer_python, os.X_OK)):
-        return None, f"skipped: {args.peer_python} is not an executable interpreter"
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, arr in (("Xtr", Xtr), ("ytr", ytr), ("Xte", Xte), ("yte", yte)):
-            np.save(os.path.join(tmp, name + ".npy"), arr)
-        try:
-            proc = subprocess.run([args.peer_python, "-c", PEER_SCRIPT, tmp],
-                                  capture_output=True, text=True, timeout=args.peer_timeout)
-        except subprocess.TimeoutExpired:
-            return None, f"failed: metric-learn did not finish within {args.peer_timeout} s"
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return None, f"failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
-    result = json.loads(lines[-1])
+    arrays = {"Xtr": Xtr, "ytr": ytr, "Xte": Xte, "yte": yte}
+    result, status = run_peer_script(args.peer_python, PEER_SCRIPT, arrays, [], args.peer_timeout)
+    if status == "timeout":
+        return None, f"failed: metric-learn did not finish within {args.peer_timeout} s"
+    if result is None:
+        return None, status
     if "error" in result:
         return None, f"skipped: metric-learn cannot be imported there ({result['error']})"
     return result, "ok"
@@ -187,28 +168,18 @@ def run_peer(Xtr, ytr, Xte, yte, args):
 def run_large(args):
     cmd = [sys.executable, "-c", LARGE_SCRIPT, ROOT, str(args.large_n), str(args.large_d),
            str(args.large_classes), str(args.threads), str(args.seed)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    line = last_json_line(proc.stdout)
+    if proc.returncode != 0 or line is None:
         raise RuntimeError(f"the large fit failed (exit {proc.returncode}): "
                            f"{proc.stderr.strip()[-2000:]}")
-    return json.loads(lines[-1])
-
-
-def print_environment(args):
-    report_environment(args.threads)
+    return json.loads(line)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="fastmetric LMNN vs metric-learn LMNN "
                                             "(see the module docstring).")
-    p.add_argument("--peer-python", help="interpreter with metric-learn installed "
-                                         "(e.g. /tmp/mlvenv/bin/python); skipped if absent")
-    p.add_argument("--peer-timeout", type=float, default=3600.0,
-                   help="seconds before the metric-learn run is abandoned (default 3600)")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="timed fastmetric fits on digits (median; default 3)")
-    p.add_argument("--threads", type=int, default=2, help="fastmetric n_jobs (default 2)")
+    add_peer_options(p, timeout=3600.0, repeat=3, fits="on digits")
     p.add_argument("--large", action="store_true",
                    help="also fit the large synthetic problem in a subprocess")
     p.add_argument("--large-n", type=int, default=20_000)
@@ -221,7 +192,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    print_environment(args)
+    report_environment(args.threads)
     print(f"load average before (1, 5, 15 min): {load_average()}")
     failed = False
 

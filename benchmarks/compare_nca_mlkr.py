@@ -44,7 +44,6 @@ missed).
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -57,10 +56,18 @@ import numpy as np
 from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
-from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
-from _report import print_environment as report_environment  # noqa: E402
+from _report import (  # also puts fastmetric on sys.path
+    fmt_time,
+    peak_memory_gb,
+    print_closing,
+    print_rows,
+    time_fit,
+    warn_if_busy,
+    warn_openblas_vars,
+)
+from _report import print_environment as report_environment
 
-from fastmetric._core.base import initialize_components  # noqa: E402
+from fastmetric._core.init import initialize_components  # noqa: E402
 from fastmetric._learners.mlkr import MLKR  # noqa: E402
 from fastmetric._learners.nca import NCA  # noqa: E402
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem  # noqa: E402
@@ -121,11 +128,7 @@ def numpy_nca_objective(X, y, L):
 
 def timed_fit(make, X, y):
     est = make()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        est.fit(X, y)
-        return est, time.perf_counter() - t0
+    return est, time_fit(est, X, y)
 
 
 def knn_accuracy(transform, Xtr, Xte, ytr, yte):
@@ -193,13 +196,13 @@ def run_peer(python, Xtr, ytr, y_reg, args, tmpdir):
         np.save(paths[key], arr)
     cfg = dict(paths, repeat=args.repeat, threads=args.threads,
                out_prefix=os.path.join(tmpdir, "peer_"),
-               nca=dict(init="auto", max_iter=args.max_iter, tol=args.tol, random_state=0),
-               mlkr=dict(init="auto", max_iter=args.mlkr_max_iter, tol=args.tol,
-                         random_state=0))
+               nca={"init": "auto", "max_iter": args.max_iter, "tol": args.tol, "random_state": 0},
+               mlkr={"init": "auto", "max_iter": args.mlkr_max_iter, "tol": args.tol,
+                     "random_state": 0})
     print("... metric-learn in the peer interpreter (NCA, MLKR)", file=sys.stderr, flush=True)
     # The peer inherits this environment, hence the same OpenBLAS settings.
-    proc = subprocess.run([python, "-c", PEER_SCRIPT, json.dumps(cfg)], capture_output=True,
-                          text=True)
+    proc = subprocess.run([python, "-c", PEER_SCRIPT, json.dumps(cfg)], check=False,
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         return None, ("metric-learn: skipped (the peer interpreter failed: "
                       + proc.stderr.strip().splitlines()[-1] + ")")
@@ -220,7 +223,7 @@ def large_child(args):
     """Fit NCA on the large problem; print a JSON line (time, iterations, memory)."""
     X, y = large_data(args.large_n, args.large_d, args.large_classes, args.seed,
                       np.dtype(args.large_dtype))
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rss_before = peak_memory_gb()
     stats = {"nfev": 0, "eval_seconds": 0.0, "tiles": 0}
     original = SoftmaxNeighborsProblem.loss_grad
 
@@ -240,14 +243,14 @@ def large_child(args):
         t0 = time.perf_counter()
         est.fit(X, y)
         seconds = time.perf_counter() - t0
-    print(json.dumps(dict(
-        seconds=seconds, n_iter=est.n_iter_, loss=est.loss_, nfev=stats["nfev"],
-        eval_seconds=stats["eval_seconds"], tile_evals=stats["tiles"],
-        converged=not any("did not converge" in str(w.message) for w in caught),
-        peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        data_gb=rss_before, load_before=load,
-        load_after=os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
-    )))
+    print(json.dumps({
+        "seconds": seconds, "n_iter": est.n_iter_, "loss": est.loss_, "nfev": stats["nfev"],
+        "eval_seconds": stats["eval_seconds"], "tile_evals": stats["tiles"],
+        "converged": not any("did not converge" in str(w.message) for w in caught),
+        "peak_gb": peak_memory_gb(),
+        "data_gb": rss_before, "load_before": load,
+        "load_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+    }))
     return 0
 
 
@@ -259,7 +262,7 @@ def run_large(args):
            "--large-classes", str(args.large_classes), "--large-dtype", args.large_dtype]
     print(f"... large NCA fit in a subprocess (n={args.large_n:,}, d={args.large_d})",
           file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         print(proc.stderr, file=sys.stderr)
         return None
@@ -313,16 +316,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.large_child:
         return large_child(args)
-    set_vars = [v for v in OPENBLAS_VARS if v in os.environ]
-    if set_vars:
-        print("WARNING: " + ", ".join(f"{v}={os.environ[v]}" for v in set_vars) + " is set; it "
-              "slows numpy's OpenBLAS (scikit-learn's NCA). Run as\n  env -u OPENBLAS_CORETYPE "
-              "-u OPENBLAS_L2_SIZE python benchmarks/compare_nca_mlkr.py\n", file=sys.stderr)
+    set_vars = warn_openblas_vars("compare_nca_mlkr.py", "slows numpy's OpenBLAS (scikit-learn's NCA)")
     print_environment(args)
-    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load1 > 0.5:
-        print(f"WARNING: 1-minute load average is {load1:.2f} before starting: the machine is "
-              "not quiet and the timings are unreliable.", file=sys.stderr, flush=True)
+    warn_if_busy()
     print(flush=True)
     ok = True
 
@@ -347,11 +343,7 @@ def main(argv=None):
                      f"< {LARGE_TIME_GOAL:g} s, < {LARGE_MEMORY_GOAL:g} GB: "
                      + ("MET" if met else "not met")]]
             print_rows(head, body, args.markdown)
-    if set_vars:
-        print("WARNING: peer timings taken with " + " and ".join(set_vars) + " set (see above).")
-    if hasattr(os, "getloadavg"):
-        print("load average at the end (1, 5, 15 min): "
-              + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print_closing(set_vars, "peer")
     return 0 if ok else 1
 
 

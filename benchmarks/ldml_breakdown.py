@@ -31,9 +31,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from _report import fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
-from _report import print_environment  # noqa: E402
-from compare_kernels import make_data, median_time, parse_args  # noqa: E402
+from _report import fmt_time, median_time, print_environment, print_rows  # also puts fastmetric on sys.path
+from compare_kernels import make_data, parse_args
 
 
 def gemm_rate(m, k, n, threads, dtype, repeat=5):
@@ -89,8 +88,12 @@ def main(argv=None):
     n_small = min(n, 2000)
     small = PairLossProblem(np.ascontiguousarray(X[:n_small]), a % n_small, b % n_small,
                             y_float, n_threads=jobs)
-    evaluate = lambda: problem.loss_grad(L, bias, jobs)  # noqa: E731
-    evaluate_no_grad = lambda: problem.loss_grad(L, bias, jobs, compute_gradient=False)  # noqa: E731
+    def evaluate():
+        return problem.loss_grad(L, bias, jobs)
+
+    def evaluate_no_grad():
+        return problem.loss_grad(L, bias, jobs, compute_gradient=False)
+
     stages = [
         ("validate pairs", lambda: check_index_pairs(pairs, n, "pairs", n_threads=jobs)),
         ("build pair index", lambda: PairLossProblem(X, a, b, y_float, n_threads=jobs)),

@@ -26,6 +26,7 @@ grows linearly with n.  Run as::
 The data file is kept in ``--dir`` for later runs (``--remove`` deletes it).
 """
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -35,7 +36,7 @@ import time
 
 import numpy as np
 
-from _report import ROOT, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import ROOT, last_json_line, print_rows  # also puts fastmetric on sys.path
 
 FIT_SCRIPT = r"""
 import json, resource, sys, time, warnings
@@ -113,8 +114,8 @@ def main(argv=None):
     # In a subprocess: ru_maxrss survives fork and exec, so this process must
     # stay small for the fits' peak memory to be their own.
     made = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-         "import scale_memmap as s; print(s.make_data(sys.argv[2], *map(int, sys.argv[3:])))",
+        [sys.executable, "-c", ("import sys; sys.path.insert(0, sys.argv[1]); import scale_memmap as s; "
+                                "print(s.make_data(sys.argv[2], *map(int, sys.argv[3:])))"),
          os.path.dirname(os.path.abspath(__file__)), path, str(args.max_rows), str(d),
          str(args.seed)], check=True, capture_output=True, text=True).stdout.strip() == "True"
     print(f"data: {path} ({args.max_rows} x {d} float32, "
@@ -127,13 +128,13 @@ def main(argv=None):
         cmd = [sys.executable, "-c", FIT_SCRIPT, ROOT, path, str(n), str(d),
                str(args.pairs_per_row), str(args.batch_size), str(args.epochs),
                str(args.threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines:
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        line = last_json_line(proc.stdout)
+        if proc.returncode != 0 or line is None:
             print(f"n={n}: the fit failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
             failed = True
             continue
-        res = json.loads(lines[-1])
+        res = json.loads(line)
         data_bytes = 4 * n * d
         epoch = statistics.median(res["epoch_times"]) if res["epoch_times"] else \
             res["first_epoch"]
@@ -151,7 +152,7 @@ def main(argv=None):
           "on the first n rows of the memmap, each in a fresh process")
     print_rows(["n", "data", "fit", "epoch (median)", "epoch / row", "peak RSS",
                 "peak / data", "loss per epoch", "finite"], body, args.markdown)
-    for (n0, t0_), (n1, t1) in zip(rows, rows[1:]):
+    for (n0, t0_), (n1, t1) in itertools.pairwise(rows):
         print(f"epoch time x{t1 / t0_:.1f} for rows x{n1 / n0:.0f} (linear: x{n1 / n0:.0f})")
     if args.remove:
         os.remove(path)

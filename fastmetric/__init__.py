@@ -7,9 +7,7 @@ hot loops (distances, pair losses and scatter matrices, Bregman projections,
 triplet updates, neighbour and impostor search, pair sampling) are
 OpenMP-parallel Cython kernels, the public ones in :mod:`fastmetric.pairwise`.
 """
-__version__ = "0.1.0.dev0"
-
-from ._config import get_include, show_config
+from ._config import __version__, get_include, show_config
 from . import pairwise
 from fastmetric._learners.ldml import LDML, LDML_Supervised
 from fastmetric._learners.cluster_ldml import ClusterLDML

@@ -3,13 +3,16 @@ import os
 import platform
 import sys
 
+# The package version (defined here, below the package, so that the package
+# imports it and no module imports the package back).
+__version__ = "0.1.0.dev0"
+
 
 def get_include():
     """Directory to add to the include paths to cimport fastmetric's kernels.
 
     The kernels' Cython declarations (``fastmetric/kernels/*.pxd``) and their
-    C headers (``fastmetric/kernels/include/fm_*.h``, which the ``.pxd`` files
-    name as ``"fastmetric/kernels/include/fm_<family>.h"``) ship inside the
+    C headers (``fastmetric/kernels/include/fastmetric/*.h``) ship inside the
     package.  Cython finds the ``.pxd`` files, and the C compiler the headers,
     when the directory that *contains* the ``fastmetric`` package is on both
     include paths (Cython's ``include_path`` and the extension's
@@ -34,7 +37,6 @@ def _config_dict():
     import sklearn
     import threadpoolctl
 
-    from . import __version__
     from fastmetric.kernels.smallgemm import small_gemm_in_use
     from fastmetric.kernels.openmp_helpers import openmp_enabled, openmp_max_threads
     from fastmetric._core.threads import cpu_count, effective_n_threads

@@ -18,83 +18,57 @@ When fastmetric's ITML cannot be imported (not built yet), ``setup`` raises
 """
 import numpy as np
 
-from ._shared import DTYPES, N_JOBS, SEED, classification, fit_quietly, require
+from ._shared import DTYPES, N_JOBS, SEED, FitBenchmark, OptionalImports, Suite, classification
 
 SWEEPS = 100
 
-try:
+IMPORTS = OptionalImports("ITML")
+with IMPORTS:  # the suites are skipped when an extension is not built
     from fastmetric._learners.itml import ITML, ITML_Supervised
     from fastmetric._core.objectives.itml import itml_projections
     from fastmetric._core.sampling import sample_pairs
-except ImportError as exc:  # an extension is not built
-    ITML = ITML_Supervised = itml_projections = sample_pairs = None
-    _IMPORT_ERROR = str(exc)
-else:
-    _IMPORT_ERROR = None
 
 
-class ITMLSupervisedFit:
+class _ITMLFitSuite(FitBenchmark):
+    """Both fits: 1257 x 64 standardised points, 10 classes, over dtype and n_jobs."""
+
+    params = (DTYPES, N_JOBS)
+    param_names = ("dtype", "n_jobs")
+
+    def setup(self, dtype, n_jobs):
+        IMPORTS.require()
+        self.X, self.y = classification(1257, 64, dtype, standardize=True)
+        self.fit_args = self.X, self.y
+
+
+class ITMLSupervisedFit(_ITMLFitSuite):
     """``ITML_Supervised().fit(X, y)``: 1257 x 64 points, 10 classes, 2000 + 2000 pairs."""
 
-    params = [DTYPES, N_JOBS]
-    param_names = ["dtype", "n_jobs"]
-    number = 1
-    repeat = (2, 5, 30.0)
-    timeout = 120
-
-    def setup(self, dtype, n_jobs):
-        require(_IMPORT_ERROR, "ITML")
-        self.X, self.y = classification(1257, 64, dtype, standardize=True)
-        self.n_jobs = n_jobs
-
-    def _estimator(self):
-        return ITML_Supervised(max_iter=SWEEPS, tol=0.0, random_state=0, n_jobs=self.n_jobs)
-
-    def time_fit(self, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.X, self.y)
-
-    def peakmem_fit(self, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.X, self.y)
+    def estimator(self, dtype, n_jobs):
+        return ITML_Supervised(max_iter=SWEEPS, tol=0.0, random_state=0, n_jobs=n_jobs)
 
 
-class ITMLFit:
+class ITMLFit(_ITMLFitSuite):
     """``ITML(preprocessor=X).fit(index_pairs, y)``: 4000 labelled pairs."""
 
-    params = [DTYPES, N_JOBS]
-    param_names = ["dtype", "n_jobs"]
-    number = 1
-    repeat = (2, 5, 30.0)
-    timeout = 120
-
     def setup(self, dtype, n_jobs):
-        require(_IMPORT_ERROR, "ITML")
-        self.X, labels = classification(1257, 64, dtype, standardize=True)
-        pairs, t = sample_pairs(labels, 2000, 2000, unique=True, random_state=SEED)
-        self.pairs = np.ascontiguousarray(pairs)
-        self.y = 2 * t.astype(np.int64) - 1
-        self.n_jobs = n_jobs
+        super().setup(dtype, n_jobs)
+        pairs, t = sample_pairs(self.y, 2000, 2000, unique=True, random_state=SEED)
+        self.fit_args = np.ascontiguousarray(pairs), 2 * t.astype(np.int64) - 1
 
-    def _estimator(self):
-        return ITML(preprocessor=self.X, max_iter=SWEEPS, tol=0.0, n_jobs=self.n_jobs)
-
-    def time_fit(self, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.pairs, self.y)
-
-    def peakmem_fit(self, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.pairs, self.y)
+    def estimator(self, dtype, n_jobs):
+        return ITML(preprocessor=self.X, max_iter=SWEEPS, tol=0.0, n_jobs=n_jobs)
 
 
-class ITMLProjections:
+class ITMLProjections(Suite):
     """The projection kernel: fixed sweeps over 2000 constraints."""
 
-    params = [[64, 384]]
-    param_names = ["n_features"]
-    number = 1
+    params = ([64, 384],)
+    param_names = ("n_features",)
     repeat = (2, 5, 30.0)
-    timeout = 120
 
     def setup(self, n_features):
-        require(_IMPORT_ERROR, "ITML")
+        IMPORTS.require()
         self.X, labels = classification(2000, n_features, "float64",
                                         n_informative=max(2, n_features // 4), standardize=True)
         pairs, t = sample_pairs(labels, 1000, 1000, unique=True, random_state=SEED)

@@ -11,35 +11,20 @@ comparison against numpy lives in ``benchmarks/compare_kernels.py``.
 which includes the inputs built in ``setup``; compare it across commits,
 not against the size of the output.
 
-A kernel module that cannot be imported (not built yet) makes ``setup``
-raise ``NotImplementedError``, which asv reports as a skipped benchmark.
+When the kernels cannot be imported (not built yet), ``setup`` raises
+``NotImplementedError``, which asv reports as a skipped benchmark.
 """
-import importlib
-
 import numpy as np
 
-from ._shared import DTYPES, N_JOBS, SEED
+from ._shared import DTYPES, N_JOBS, SEED, OptionalImports, fit_quietly
 
-
-def _load(module, name):
-    """Return ``fastmetric.<module>.<name>``, or None when it cannot be imported."""
-    try:
-        return getattr(importlib.import_module("fastmetric." + module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
-mahalanobis_distances = _load("_core.distances", "mahalanobis_distances")
-paired_mahalanobis_distances = _load("_core.distances", "paired_mahalanobis_distances")
-ldml_loss = _load("_core.objectives.pair_loss", "ldml_loss")
-PairLossProblem = _load("_core.objectives.pair_loss", "PairLossProblem")
-sample_pairs = _load("_core.sampling", "sample_pairs")
-effective_n_threads = _load("_core.threads", "effective_n_threads")
-
-
-def _require(func, what):
-    if func is None:
-        raise NotImplementedError(f"fastmetric kernel {what} is not available in this build")
+IMPORTS = OptionalImports("kernels")
+with IMPORTS:  # the suites are skipped when an extension is not built
+    from fastmetric import LDML_Supervised
+    from fastmetric._core.threads import effective_n_threads
+    from fastmetric._core.distances import mahalanobis_distances, paired_mahalanobis_distances
+    from fastmetric._core.objectives.pair_loss import PairLossProblem, ldml_loss
+    from fastmetric._core.sampling import sample_pairs
 
 
 def _points(rng, n, d, dtype):
@@ -75,18 +60,32 @@ SAMPLING_SIZES = {
     "n=200000,100 labels,P=1000000": (200_000, 100, 1_000_000),
 }
 
+TRANSFORM_SIZES = {
+    "n=20000,d=k=32": (20_000, 32, 32),
+    "n=200000,d=k=64": (200_000, 64, 64),
+}
 
-class MahalanobisDistances:
-    """All pairwise distances ||L x_i - L y_j|| between two sets of rows."""
 
-    params = [list(PAIRWISE_SIZES), DTYPES, N_JOBS]
-    param_names = ["size", "dtype", "n_jobs"]
+class _KernelSuite:
+    """What the suites share: the parameter names, the timeout, and a
+    ``setup`` that hands a generator seeded with ``SEED`` (the same inputs on
+    every commit) and the numbers of ``sizes[size]`` to the suite's ``draw``."""
+
+    param_names = ("size", "dtype", "n_jobs")
     timeout = 120
 
-    def setup(self, size, dtype, n_jobs):
-        _require(mahalanobis_distances, "mahalanobis_distances")
-        n, m, d, k = PAIRWISE_SIZES[size]
-        rng = np.random.default_rng(SEED)
+    def setup(self, size, *params):
+        IMPORTS.require()
+        self.draw(np.random.default_rng(SEED), *self.sizes[size], *params)
+
+
+class MahalanobisDistances(_KernelSuite):
+    """All pairwise distances ||L x_i - L y_j|| between two sets of rows."""
+
+    sizes = PAIRWISE_SIZES
+    params = (list(sizes), DTYPES, N_JOBS)
+
+    def draw(self, rng, n, m, d, k, dtype, n_jobs):
         self.X = _points(rng, n, d, dtype)
         self.Y = _points(rng, m, d, dtype)
         self.L = _components(rng, k, d, dtype)
@@ -101,20 +100,29 @@ class MahalanobisDistances:
         mahalanobis_distances(self.X, self.Y, components=self.L, n_jobs=n_jobs)
 
 
-class PairedMahalanobisDistances:
-    """Distances ||L(x_a - x_b)|| over a list of index pairs."""
+class _PairedSuite(_KernelSuite):
+    """The suites on index pairs: the points ``X``, the components ``L`` and
+    the ``pairs`` of ``PAIRED_SIZES[size]`` and, with ``targets``, LDML
+    targets ``y`` and a ``bias``."""
 
-    params = [list(PAIRED_SIZES), DTYPES, N_JOBS]
-    param_names = ["size", "dtype", "n_jobs"]
-    timeout = 120
+    sizes = PAIRED_SIZES
+    params = (list(sizes), DTYPES, N_JOBS)
+    targets = False
 
-    def setup(self, size, dtype, n_jobs):
-        _require(paired_mahalanobis_distances, "paired_mahalanobis_distances")
-        n, n_pairs, d, k = PAIRED_SIZES[size]
-        rng = np.random.default_rng(SEED)
+    def draw(self, rng, n, n_pairs, d, k, dtype, n_jobs):
         self.X = _points(rng, n, d, dtype)
         self.L = _components(rng, k, d, dtype)
         self.pairs = _random_pairs(rng, n, n_pairs)
+        if self.targets:
+            # Targets: about half similar pairs, as the sampler produces.
+            self.y = (rng.random(n_pairs) < 0.5).astype(np.float64)
+            # The bias near the typical squared distance 2k keeps p = sigmoid(b - D)
+            # away from 0 and 1, where the loss is flat and uninformative.
+            self.bias = 2.0 * k
+
+
+class PairedMahalanobisDistances(_PairedSuite):
+    """Distances ||L(x_a - x_b)|| over a list of index pairs."""
 
     def time_paired_mahalanobis_distances(self, size, dtype, n_jobs):
         paired_mahalanobis_distances(self.X, self.pairs, components=self.L, n_jobs=n_jobs)
@@ -123,25 +131,10 @@ class PairedMahalanobisDistances:
         paired_mahalanobis_distances(self.X, self.pairs, components=self.L, n_jobs=n_jobs)
 
 
-class LDMLLoss:
+class LDMLLoss(_PairedSuite):
     """LDML log-loss over pairs, with its gradient in L and in the bias."""
 
-    params = [list(PAIRED_SIZES), DTYPES, N_JOBS]
-    param_names = ["size", "dtype", "n_jobs"]
-    timeout = 120
-
-    def setup(self, size, dtype, n_jobs):
-        _require(ldml_loss, "ldml_loss")
-        n, n_pairs, d, k = PAIRED_SIZES[size]
-        rng = np.random.default_rng(SEED)
-        self.X = _points(rng, n, d, dtype)
-        self.L = _components(rng, k, d, dtype)
-        self.pairs = _random_pairs(rng, n, n_pairs)
-        # Targets: about half similar pairs, as the sampler produces.
-        self.y = (rng.random(n_pairs) < 0.5).astype(np.float64)
-        # The bias near the typical squared distance 2k keeps p = sigmoid(b - D)
-        # away from 0 and 1, where the loss is flat and uninformative.
-        self.bias = 2.0 * k
+    targets = True
 
     def time_ldml_loss_and_gradient(self, size, dtype, n_jobs):
         ldml_loss(self.X, self.pairs, self.y, self.L, self.bias, n_jobs=n_jobs)
@@ -153,27 +146,20 @@ class LDMLLoss:
         ldml_loss(self.X, self.pairs, self.y, self.L, self.bias, n_jobs=n_jobs)
 
 
-class LDMLLossPrepared:
+class LDMLLossPrepared(_PairedSuite):
     """Repeated loss+gradient evaluation on fixed pairs (what learners do).
 
     ``PairLossProblem`` prepares the pair structure once in ``setup``; the
     benchmark times one ``loss_grad`` call, without validation overhead.
     """
 
-    params = [list(PAIRED_SIZES), DTYPES, N_JOBS]
-    param_names = ["size", "dtype", "n_jobs"]
-    timeout = 120
+    targets = True
 
-    def setup(self, size, dtype, n_jobs):
-        _require(PairLossProblem, "_pair_loss.PairLossProblem")
-        n, n_pairs, d, k = PAIRED_SIZES[size]
-        rng = np.random.default_rng(SEED)
-        X = _points(rng, n, d, dtype)
-        self.L = _components(rng, k, d, dtype)
-        pairs = _random_pairs(rng, n, n_pairs)
-        y = (rng.random(n_pairs) < 0.5).astype(np.float64)
-        self.problem = PairLossProblem(X, pairs[:, 0].copy(), pairs[:, 1].copy(), y)
-        self.bias = 2.0 * k
+    def draw(self, rng, n, n_pairs, d, k, dtype, n_jobs):
+        super().draw(rng, n, n_pairs, d, k, dtype, n_jobs)
+        self.problem = PairLossProblem(self.X, self.pairs[:, 0].copy(), self.pairs[:, 1].copy(),
+                                       self.y)
+        del self.X, self.pairs, self.y  # only the prepared problem is kept, as ever
         self.n_threads = effective_n_threads(n_jobs)
 
     def time_loss_grad(self, size, dtype, n_jobs):
@@ -183,68 +169,48 @@ class LDMLLossPrepared:
         self.problem.loss_grad(self.L, self.bias, self.n_threads)
 
 
-class SamplePairs:
+class SamplePairs(_KernelSuite):
     """Drawing similar/dissimilar index pairs from class labels.
 
     The sampler only reads integer labels, so there is no floating dtype
     parameter; ``balanced`` (equal positives per class) replaces it.
     """
 
-    params = [list(SAMPLING_SIZES), [False, True], N_JOBS]
-    param_names = ["size", "balanced", "n_jobs"]
-    timeout = 120
+    sizes = SAMPLING_SIZES
+    params = (list(sizes), [False, True], N_JOBS)
+    param_names = ("size", "balanced", "n_jobs")
 
-    def setup(self, size, balanced, n_jobs):
-        _require(sample_pairs, "sample_pairs")
-        n, n_labels, n_pairs = SAMPLING_SIZES[size]
-        rng = np.random.default_rng(SEED)
+    def draw(self, rng, n, n_labels, n_pairs, balanced, n_jobs):
         self.labels = rng.integers(0, n_labels, size=n)
         self.n_positive = n_pairs // 2
         self.n_negative = n_pairs - n_pairs // 2
 
+    def _sample(self, balanced, n_jobs):
+        sample_pairs(self.labels, self.n_positive, self.n_negative,
+                     balanced=balanced, random_state=0, n_jobs=n_jobs)
+
     def time_sample_pairs(self, size, balanced, n_jobs):
-        sample_pairs(
-            self.labels, self.n_positive, self.n_negative,
-            balanced=balanced, random_state=0, n_jobs=n_jobs,
-        )
+        self._sample(balanced, n_jobs)
 
     def peakmem_sample_pairs(self, size, balanced, n_jobs):
-        sample_pairs(
-            self.labels, self.n_positive, self.n_negative,
-            balanced=balanced, random_state=0, n_jobs=n_jobs,
-        )
+        self._sample(balanced, n_jobs)
 
 
-TRANSFORM_SIZES = {
-    "n=20000,d=k=32": (20_000, 32, 32),
-    "n=200000,d=k=64": (200_000, 64, 64),
-}
-
-
-class Transform:
+class Transform(_KernelSuite):
     """A fitted learner's ``transform``: the rows mapped through L (the
     AVX-512 small-product kernel where the CPU has it, else BLAS; see
     ``fastmetric.show_config()``), input validation included."""
 
-    params = [list(TRANSFORM_SIZES), DTYPES, N_JOBS]
-    param_names = ["size", "dtype", "n_jobs"]
-    timeout = 120
+    sizes = TRANSFORM_SIZES
+    params = (list(sizes), DTYPES, N_JOBS)
 
-    def setup(self, size, dtype, n_jobs):
-        import warnings
-
-        try:
-            from fastmetric import LDML_Supervised
-        except ImportError as exc:
-            raise NotImplementedError(f"fastmetric LDML_Supervised is not available: {exc}")
-        n, d, k = TRANSFORM_SIZES[size]
-        rng = np.random.default_rng(SEED)
+    def draw(self, rng, n, d, k, dtype, n_jobs):
         self.X = _points(rng, n, d, dtype)
         labels = rng.integers(0, 4, size=2000)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # two iterations do not converge
-            self.model = LDML_Supervised(n_components=k, n_pairs=2000, max_iter=2,
-                                         random_state=0, n_jobs=n_jobs).fit(self.X[:2000], labels)
+        # Two iterations do not converge: fit_quietly silences the warning.
+        self.model = fit_quietly(LDML_Supervised(n_components=k, n_pairs=2000, max_iter=2,
+                                                 random_state=0, n_jobs=n_jobs),
+                                 self.X[:2000], labels)
 
     def time_transform(self, size, dtype, n_jobs):
         self.model.transform(self.X)

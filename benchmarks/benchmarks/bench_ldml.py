@@ -23,80 +23,53 @@ skipped.
 """
 import numpy as np
 
-from ._shared import DTYPES, N_JOBS, SEED, classification, fit_quietly, require
+from ._shared import DTYPES, N_JOBS, SEED, FitBenchmark, OptionalImports, classification, named_sizes
 
 MAX_ITER = 30
 
 # n points, d features (= rows of L), P pairs (half similar).
-SIZES = {
-    "n=5000,d=32,P=50000": (5_000, 32, 50_000),
-    "n=20000,d=64,P=200000": (20_000, 64, 200_000),
-}
+SIZES = named_sizes(("n", "d", "P"), (5_000, 32, 50_000), (20_000, 64, 200_000))
 
-try:
+IMPORTS = OptionalImports("LDML")
+with IMPORTS:  # the suites are skipped when an extension is not built
     from fastmetric._learners.ldml import LDML, LDML_Supervised
     from fastmetric._core.sampling import sample_pairs
-except ImportError as exc:  # an extension is not built
-    LDML = LDML_Supervised = sample_pairs = None
-    _IMPORT_ERROR = str(exc)
-else:
-    _IMPORT_ERROR = None
 
 
-class LDMLSupervisedFit:
-    """``LDML_Supervised(solver='lbfgs').fit(X, y)``: pair sampling, init, L-BFGS."""
+class _LDMLFitSuite(FitBenchmark):
+    """Both fits: the synthetic data of ``size``, over dtype and n_jobs."""
 
-    params = [list(SIZES), DTYPES, N_JOBS]
-    param_names = ["size", "dtype", "n_jobs"]
-    number = 1
-    repeat = (2, 5, 30.0)
+    params = (list(SIZES), DTYPES, N_JOBS)
+    param_names = ("size", "dtype", "n_jobs")
     timeout = 180
 
     def setup(self, size, dtype, n_jobs):
-        require(_IMPORT_ERROR, "LDML")
+        IMPORTS.require()
         self.X, self.y = classification(*SIZES[size][:2], dtype)
-        self.n_pairs = SIZES[size][2]
-        self.n_jobs = n_jobs
-
-    def _estimator(self):
-        return LDML_Supervised(n_pairs=self.n_pairs, solver="lbfgs", max_iter=MAX_ITER, tol=0.0,
-                               random_state=0, n_jobs=self.n_jobs)
-
-    def time_fit(self, size, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.X, self.y)
-
-    def peakmem_fit(self, size, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.X, self.y)
+        self.fit_args = self.X, self.y
 
 
-class LDMLFit:
+class LDMLSupervisedFit(_LDMLFitSuite):
+    """``LDML_Supervised(solver='lbfgs').fit(X, y)``: pair sampling, init, L-BFGS."""
+
+    def estimator(self, size, dtype, n_jobs):
+        return LDML_Supervised(n_pairs=SIZES[size][2], solver="lbfgs", max_iter=MAX_ITER, tol=0.0,
+                               random_state=0, n_jobs=n_jobs)
+
+
+class LDMLFit(_LDMLFitSuite):
     """``LDML(preprocessor=X, solver='lbfgs').fit(index_pairs, targets)``.
 
     The pairs are drawn once in ``setup`` (half similar, half dissimilar),
     so the time is the learner's checks, initialisation and L-BFGS only.
     """
 
-    params = [list(SIZES), DTYPES, N_JOBS]
-    param_names = ["size", "dtype", "n_jobs"]
-    number = 1
-    repeat = (2, 5, 30.0)
-    timeout = 180
-
     def setup(self, size, dtype, n_jobs):
-        require(_IMPORT_ERROR, "LDML")
-        self.X, labels = classification(*SIZES[size][:2], dtype)
+        super().setup(size, dtype, n_jobs)
         n_pairs = SIZES[size][2]
-        pairs, t = sample_pairs(labels, n_pairs // 2, n_pairs - n_pairs // 2, random_state=SEED)
-        self.pairs = np.ascontiguousarray(pairs)
-        self.targets = t.astype(np.float64)
-        self.n_jobs = n_jobs
+        pairs, t = sample_pairs(self.y, n_pairs // 2, n_pairs - n_pairs // 2, random_state=SEED)
+        self.fit_args = np.ascontiguousarray(pairs), t.astype(np.float64)
 
-    def _estimator(self):
+    def estimator(self, size, dtype, n_jobs):
         return LDML(preprocessor=self.X, solver="lbfgs", max_iter=MAX_ITER, tol=0.0,
-                    random_state=0, n_jobs=self.n_jobs)
-
-    def time_fit(self, size, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.pairs, self.targets)
-
-    def peakmem_fit(self, size, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.pairs, self.targets)
+                    random_state=0, n_jobs=n_jobs)

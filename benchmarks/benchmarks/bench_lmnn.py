@@ -21,83 +21,77 @@ shows the benchmarks as skipped.
 """
 import numpy as np
 
-from ._shared import classification, digits_train, fit_quietly, require
+from ._shared import (
+    FitBenchmark,
+    OptionalImports,
+    Suite,
+    classification,
+    digits_train,
+    fit_quietly,
+    named_sizes,
+)
 
 MAX_ITER = 20
-SIZES = {"n=2000,d=32": (2_000, 32), "n=10000,d=64": (10_000, 64)}
+SIZES = named_sizes(("n", "d"), (2_000, 32), (10_000, 64))
 
-try:
-    from fastmetric._learners.lmnn import LMNN, _LMNNProblem, _sort_by_class, find_target_neighbors
-except ImportError as exc:  # the extension is not built
-    LMNN = _LMNNProblem = _sort_by_class = find_target_neighbors = None
-    _IMPORT_ERROR = str(exc)
-else:
-    _IMPORT_ERROR = None
+IMPORTS = OptionalImports("LMNN")
+with IMPORTS:  # the suites are skipped when the extension is not built
+    from fastmetric._core.objectives.lmnn import LMNNProblem, find_target_neighbors, sort_by_class
+    from fastmetric._learners.lmnn import LMNN
 
 
-class LMNNDigits:
+class LMNNDigits(Suite):
     """Default ``LMNN(n_neighbors=3)`` on standardised digits."""
 
-    params = [[1, 2]]
-    param_names = ["n_jobs"]
-    number = 1
-    repeat = (3, 10, 20.0)
-    timeout = 120
+    params = ([1, 2],)
+    param_names = ("n_jobs",)
 
     def setup(self, n_jobs):
-        require(_IMPORT_ERROR, "LMNN")
+        IMPORTS.require()
         self.X, self.y = digits_train()
 
+    def _fit(self, n_jobs):
+        return fit_quietly(LMNN(n_neighbors=3, n_jobs=n_jobs), self.X, self.y)
+
     def time_fit(self, n_jobs):
-        fit_quietly(LMNN(n_neighbors=3, n_jobs=n_jobs), self.X, self.y)
+        self._fit(n_jobs)
 
     def track_n_evaluations(self, n_jobs):
-        return fit_quietly(LMNN(n_neighbors=3, n_jobs=n_jobs), self.X, self.y).n_evaluations_
+        return self._fit(n_jobs).n_evaluations_
 
     def track_n_searches(self, n_jobs):
-        return fit_quietly(LMNN(n_neighbors=3, n_jobs=n_jobs), self.X, self.y).n_searches_
+        return self._fit(n_jobs).n_searches_
 
 
-class LMNNFit:
+class LMNNFit(FitBenchmark):
     """``LMNN().fit`` for exactly MAX_ITER L-BFGS iterations."""
 
-    params = [list(SIZES), ["float32", "float64"], [1, 2]]
-    param_names = ["size", "dtype", "n_jobs"]
-    number = 1
-    repeat = (2, 5, 30.0)
+    params = (list(SIZES), ["float32", "float64"], [1, 2])
+    param_names = ("size", "dtype", "n_jobs")
     timeout = 300
 
     def setup(self, size, dtype, n_jobs):
-        require(_IMPORT_ERROR, "LMNN")
-        self.X, self.y = classification(*SIZES[size], dtype, standardize=True)
+        IMPORTS.require()
+        self.fit_args = classification(*SIZES[size], dtype, standardize=True)
 
-    def _estimator(self, n_jobs):
+    def estimator(self, size, dtype, n_jobs):
         return LMNN(max_iter=MAX_ITER, min_iter=MAX_ITER, convergence_tol=0.0, n_jobs=n_jobs)
 
-    def time_fit(self, size, dtype, n_jobs):
-        fit_quietly(self._estimator(n_jobs), self.X, self.y)
 
-    def peakmem_fit(self, size, dtype, n_jobs):
-        fit_quietly(self._estimator(n_jobs), self.X, self.y)
-
-
-class LMNNKernels:
+class LMNNKernels(Suite):
     """One evaluation (loss + gradient) and one impostor search at L = I."""
 
-    params = [list(SIZES), [1, 2]]
-    param_names = ["size", "n_threads"]
-    number = 1
-    repeat = (3, 10, 20.0)
-    timeout = 120
+    params = (list(SIZES), [1, 2])
+    param_names = ("size", "n_threads")
 
     def setup(self, size, n_threads):
-        require(_IMPORT_ERROR, "LMNN")
+        IMPORTS.require()
         X, y = classification(*SIZES[size], "float64", standardize=True)
-        order, class_ptr = _sort_by_class(y, 10)
+        order, class_ptr = sort_by_class(y, 10)
         Xs = np.ascontiguousarray(X[order])
         targets, n_t = find_target_neighbors(Xs, y[order], 3)
-        self.problem = _LMNNProblem(Xs, class_ptr, targets.astype(np.intc),
-                                    n_t.astype(np.intc), 0.5, n_threads, slack=0.0)
+        self.problem = LMNNProblem(Xs, class_ptr, targets.astype(np.intc),
+                                   n_t.astype(np.intc), 0.5, n_threads, slack=0.0)
         self.L = np.eye(X.shape[1])
         self.problem.loss_grad(self.L)  # builds the candidate set
         self.Z = self.problem.embed(self.L)

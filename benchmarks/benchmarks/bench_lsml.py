@@ -21,26 +21,28 @@ When the learners or their kernels cannot be imported (not built yet),
 """
 import numpy as np
 
-from ._shared import DTYPES, N_JOBS, SEED, classification, fit_quietly, require
+from ._shared import (
+    DTYPES,
+    N_JOBS,
+    SEED,
+    FitBenchmark,
+    OptionalImports,
+    classification,
+    fit_quietly,
+    named_sizes,
+)
 
 MAX_ITER = 30
 
 # n points, d features, number of quadruplets.
-SIZES = {
-    "n=2000,d=64,Q=2000": (2_000, 64, 2_000),
-    "n=10000,d=32,Q=50000": (10_000, 32, 50_000),
-}
+SIZES = named_sizes(("n", "d", "Q"), (2_000, 64, 2_000), (10_000, 32, 50_000))
 
-try:
+IMPORTS = OptionalImports("LSML")
+with IMPORTS:  # the suites are skipped when an extension is not built
+    from fastmetric._core.threads import single_threaded_blas
     from fastmetric._learners.lsml import LSML, LSML_Supervised
     from fastmetric._core.objectives.lsml import pair_quadratic_forms
     from fastmetric._core.sampling import sample_pairs
-    from fastmetric._core.threads import single_threaded_blas
-except ImportError as exc:  # an extension is not built
-    LSML = LSML_Supervised = pair_quadratic_forms = sample_pairs = None
-    _IMPORT_ERROR = str(exc)
-else:
-    _IMPORT_ERROR = None
 
 
 def _quadruplets(labels, n_q):
@@ -48,68 +50,47 @@ def _quadruplets(labels, n_q):
     return np.ascontiguousarray(np.hstack((pairs[:n_q], pairs[n_q:])))
 
 
-class LSMLSupervisedFit:
+class LSMLSupervisedFit(FitBenchmark):
     """``LSML_Supervised(n_constraints=Q, tol=0, max_iter=30).fit(X, y)``."""
 
-    params = [list(SIZES), DTYPES, N_JOBS]
-    param_names = ["size", "dtype", "n_jobs"]
-    number = 1
+    params = (list(SIZES), DTYPES, N_JOBS)
+    param_names = ("size", "dtype", "n_jobs")
     repeat = (2, 5, 20.0)
-    timeout = 120
 
     def setup(self, size, dtype, n_jobs):
-        require(_IMPORT_ERROR, "LSML")
-        self.X, self.y = classification(*SIZES[size][:2], dtype)
-        self.n_q = SIZES[size][2]
-        self.n_jobs = n_jobs
+        IMPORTS.require()
+        self.fit_args = classification(*SIZES[size][:2], dtype)
 
-    def _estimator(self):
-        return LSML_Supervised(n_constraints=self.n_q, max_iter=MAX_ITER, tol=0.0,
-                               random_state=0, n_jobs=self.n_jobs)
-
-    def time_fit(self, size, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.X, self.y)
-
-    def peakmem_fit(self, size, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.X, self.y)
+    def estimator(self, size, dtype, n_jobs):
+        return LSML_Supervised(n_constraints=SIZES[size][2], max_iter=MAX_ITER, tol=0.0,
+                               random_state=0, n_jobs=n_jobs)
 
 
-class LSMLFit:
+class LSMLFit(FitBenchmark):
     """``LSML(preprocessor=X, tol=0, max_iter=30).fit(index_quadruplets)``."""
 
-    params = [list(SIZES), ["identity", "covariance"], N_JOBS]
-    param_names = ["size", "prior", "n_jobs"]
-    number = 1
+    params = (list(SIZES), ["identity", "covariance"], N_JOBS)
+    param_names = ("size", "prior", "n_jobs")
     repeat = (2, 5, 20.0)
-    timeout = 120
 
     def setup(self, size, prior, n_jobs):
-        require(_IMPORT_ERROR, "LSML")
+        IMPORTS.require()
         self.X, labels = classification(*SIZES[size][:2], "float64")
-        self.quads = _quadruplets(labels, SIZES[size][2])
-        self.prior = prior
-        self.n_jobs = n_jobs
+        self.fit_args = (_quadruplets(labels, SIZES[size][2]),)
 
-    def _estimator(self):
-        return LSML(prior=self.prior, preprocessor=self.X, max_iter=MAX_ITER, tol=0.0,
-                    n_jobs=self.n_jobs)
-
-    def time_fit(self, size, prior, n_jobs):
-        fit_quietly(self._estimator(), self.quads)
-
-    def peakmem_fit(self, size, prior, n_jobs):
-        fit_quietly(self._estimator(), self.quads)
+    def estimator(self, size, prior, n_jobs):
+        return LSML(prior=prior, preprocessor=self.X, max_iter=MAX_ITER, tol=0.0, n_jobs=n_jobs)
 
 
 class QuadraticForms:
     """``(x_a - x_b)^T S (x_a - x_b)`` for 2 Q pairs, S symmetric (one LSML step)."""
 
-    params = [list(SIZES), DTYPES, N_JOBS]
-    param_names = ["size", "dtype", "n_jobs"]
+    params = (list(SIZES), DTYPES, N_JOBS)
+    param_names = ("size", "dtype", "n_jobs")
     repeat = (3, 10, 10.0)
 
     def setup(self, size, dtype, n_jobs):
-        require(_IMPORT_ERROR, "LSML")
+        IMPORTS.require()
         self.X, labels = classification(*SIZES[size][:2], dtype)
         quads = _quadruplets(labels, SIZES[size][2])
         self.a = np.ascontiguousarray(np.r_[quads[:, 0], quads[:, 2]])
@@ -128,12 +109,12 @@ class QuadraticForms:
 class QuadrupletsPredict:
     """``LSML.decision_function`` on 200,000 index quadruplets."""
 
-    params = [N_JOBS]
-    param_names = ["n_jobs"]
+    params = (N_JOBS,)
+    param_names = ("n_jobs",)
     repeat = (3, 10, 10.0)
 
     def setup(self, n_jobs):
-        require(_IMPORT_ERROR, "LSML")
+        IMPORTS.require()
         X, labels = classification(*SIZES["n=10000,d=32,Q=50000"][:2], "float64")
         fit_quads = _quadruplets(labels, 2_000)
         est = LSML(preprocessor=X, max_iter=5, n_jobs=n_jobs)

@@ -13,34 +13,26 @@ floating dtype and ``n_jobs``; every benchmark takes well under 5 s.  Data
 come from ``make_classification`` with a fixed seed.  When fastmetric is
 not built, ``setup`` raises ``NotImplementedError`` (skipped by asv).
 """
-import warnings
-
 import numpy as np
 
-from ._shared import DTYPES, N_JOBS, SEED, classification, require
+from ._shared import DTYPES, N_JOBS, SEED, FitBenchmark, OptionalImports, Suite, classification
 
-
-try:
+IMPORTS = OptionalImports("MMC/SDML")
+with IMPORTS:  # the suites are skipped when an extension is not built
     from fastmetric._learners.mmc import MMC_Supervised
-    from fastmetric._core.scatter import weighted_pair_scatter
     from fastmetric._learners.sdml import SDML_Supervised
-except ImportError as exc:  # an extension is not built
-    MMC_Supervised = SDML_Supervised = weighted_pair_scatter = None
-    _IMPORT_ERROR = str(exc)
-else:
-    _IMPORT_ERROR = None
+    from fastmetric._core.scatter import weighted_pair_scatter
 
 
-class PairScatter:
+class PairScatter(Suite):
     """``weighted_pair_scatter(X, a, b, w)`` on n=20000 points, d=64."""
 
-    params = [["many pairs (P=400000)", "few pairs (P=2000)"], DTYPES, N_JOBS]
-    param_names = ["pairs", "dtype", "n_jobs"]
-    number = 1
-    repeat = (3, 10, 20.0)
+    params = (["many pairs (P=400000)", "few pairs (P=2000)"], DTYPES, N_JOBS)
+    param_names = ("pairs", "dtype", "n_jobs")
+    timeout = None  # asv.conf.json's default_benchmark_timeout (60 s)
 
     def setup(self, pairs, dtype, n_jobs):
-        require(_IMPORT_ERROR, "MMC/SDML")
+        IMPORTS.require()
         rng = np.random.RandomState(SEED)
         self.X, _ = classification(20_000, 64, dtype)
         P = 400_000 if pairs.startswith("many") else 2_000
@@ -55,53 +47,33 @@ class PairScatter:
         weighted_pair_scatter(self.X, self.a, self.b, self.w, n_jobs=n_jobs)
 
 
-class MMCSupervisedFit:
+class _LearnerFitSuite(FitBenchmark):
+    """Both fits: n=2000, d=64, 10 classes."""
+
+    repeat = (2, 5, 20.0)
+
+    def setup(self, *params):
+        IMPORTS.require()
+        dtype = dict(zip(self.param_names, params))["dtype"]
+        self.fit_args = classification(2_000, 64, dtype)
+
+
+class MMCSupervisedFit(_LearnerFitSuite):
     """``MMC_Supervised.fit`` on n=2000, d=64, 10 classes (2000 + 2000 pairs)."""
 
-    params = [["lbfgs", "diagonal"], DTYPES, N_JOBS]
-    param_names = ["solver", "dtype", "n_jobs"]
-    number = 1
-    repeat = (2, 5, 20.0)
-    timeout = 120
+    params = (["lbfgs", "diagonal"], DTYPES, N_JOBS)
+    param_names = ("solver", "dtype", "n_jobs")
 
-    def setup(self, solver, dtype, n_jobs):
-        require(_IMPORT_ERROR, "MMC/SDML")
-        self.X, self.y = classification(2_000, 64, dtype)
-
-    def _fit(self, solver, n_jobs):
-        est = MMC_Supervised(max_iter=30, tol=0.0, diagonal=(solver == "diagonal"),
-                             random_state=0, n_jobs=n_jobs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(self.X, self.y)
-
-    def time_fit(self, solver, dtype, n_jobs):
-        self._fit(solver, n_jobs)
-
-    def peakmem_fit(self, solver, dtype, n_jobs):
-        self._fit(solver, n_jobs)
+    def estimator(self, solver, dtype, n_jobs):
+        return MMC_Supervised(max_iter=30, tol=0.0, diagonal=(solver == "diagonal"),
+                              random_state=0, n_jobs=n_jobs)
 
 
-class SDMLSupervisedFit:
+class SDMLSupervisedFit(_LearnerFitSuite):
     """``SDML_Supervised.fit`` on n=2000, d=64, 10 classes."""
 
-    params = [DTYPES, N_JOBS]
-    param_names = ["dtype", "n_jobs"]
-    number = 1
-    repeat = (2, 5, 20.0)
-    timeout = 120
+    params = (DTYPES, N_JOBS)
+    param_names = ("dtype", "n_jobs")
 
-    def setup(self, dtype, n_jobs):
-        require(_IMPORT_ERROR, "MMC/SDML")
-        self.X, self.y = classification(2_000, 64, dtype)
-
-    def _fit(self, n_jobs):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            SDML_Supervised(random_state=0, n_jobs=n_jobs).fit(self.X, self.y)
-
-    def time_fit(self, dtype, n_jobs):
-        self._fit(n_jobs)
-
-    def peakmem_fit(self, dtype, n_jobs):
-        self._fit(n_jobs)
+    def estimator(self, dtype, n_jobs):
+        return SDML_Supervised(random_state=0, n_jobs=n_jobs)

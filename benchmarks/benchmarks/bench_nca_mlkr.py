@@ -24,20 +24,16 @@ skipped.
 """
 import numpy as np
 
-from ._shared import DTYPES, N_JOBS, classification, fit_quietly, require
+from ._shared import DTYPES, N_JOBS, FitBenchmark, OptionalImports, Suite, classification
 
 MAX_ITER = 10
 DATASETS = ["digits", "synthetic 4000x32"]
 
-try:
+IMPORTS = OptionalImports("NCA/MLKR")
+with IMPORTS:  # the suites are skipped when an extension is not built
     from fastmetric._learners.mlkr import MLKR
     from fastmetric._learners.nca import NCA
     from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
-except ImportError as exc:  # an extension is not built
-    NCA = MLKR = SoftmaxNeighborsProblem = None
-    _IMPORT_ERROR = str(exc)
-else:
-    _IMPORT_ERROR = None
 
 
 def _data(name, dtype):
@@ -51,56 +47,39 @@ def _data(name, dtype):
     return np.ascontiguousarray(StandardScaler().fit_transform(X), dtype=dtype), y
 
 
-class NCAFit:
+class _SoftmaxFitSuite(FitBenchmark):
+    """Both fits: digits or the synthetic data, over dtype and n_jobs."""
+
+    params = (DATASETS, DTYPES, N_JOBS)
+    param_names = ("data", "dtype", "n_jobs")
+    repeat = (3, 10, 30.0)
+    timeout = 180
+
+    def setup(self, data, dtype, n_jobs):
+        IMPORTS.require()
+        self.fit_args = _data(data, dtype)
+
+
+class NCAFit(_SoftmaxFitSuite):
     """``NCA(max_iter=MAX_ITER, tol=0).fit(X, y)``: validation, init, L-BFGS."""
 
-    params = [DATASETS, DTYPES, N_JOBS]
-    param_names = ["data", "dtype", "n_jobs"]
-    number = 1
-    repeat = (3, 10, 30.0)
-    timeout = 180
-
-    def setup(self, data, dtype, n_jobs):
-        require(_IMPORT_ERROR, "NCA/MLKR")
-        self.X, self.y = _data(data, dtype)
-        self.n_jobs = n_jobs
-
-    def _estimator(self):
-        return NCA(max_iter=MAX_ITER, tol=0.0, random_state=0, n_jobs=self.n_jobs)
-
-    def time_fit(self, data, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.X, self.y)
-
-    def peakmem_fit(self, data, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.X, self.y)
+    def estimator(self, data, dtype, n_jobs):
+        return NCA(max_iter=MAX_ITER, tol=0.0, random_state=0, n_jobs=n_jobs)
 
 
-class MLKRFit:
+class MLKRFit(_SoftmaxFitSuite):
     """``MLKR(max_iter=MAX_ITER, tol=0).fit(X, y)`` with the class index as target."""
 
-    params = [DATASETS, DTYPES, N_JOBS]
-    param_names = ["data", "dtype", "n_jobs"]
-    number = 1
-    repeat = (3, 10, 30.0)
-    timeout = 180
-
     def setup(self, data, dtype, n_jobs):
-        require(_IMPORT_ERROR, "NCA/MLKR")
-        self.X, y = _data(data, dtype)
-        self.y = y.astype(np.float64)
-        self.n_jobs = n_jobs
+        super().setup(data, dtype, n_jobs)
+        X, y = self.fit_args
+        self.fit_args = X, y.astype(np.float64)
 
-    def _estimator(self):
-        return MLKR(max_iter=MAX_ITER, tol=0.0, random_state=0, n_jobs=self.n_jobs)
-
-    def time_fit(self, data, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.X, self.y)
-
-    def peakmem_fit(self, data, dtype, n_jobs):
-        fit_quietly(self._estimator(), self.X, self.y)
+    def estimator(self, data, dtype, n_jobs):
+        return MLKR(max_iter=MAX_ITER, tol=0.0, random_state=0, n_jobs=n_jobs)
 
 
-class SoftmaxNeighborsEval:
+class SoftmaxNeighborsEval(Suite):
     """One objective + gradient evaluation of NCA's kernel (4,000 x 32).
 
     ``window='narrow'``: ``L = 2 I`` (a few pairs per row inside the
@@ -108,14 +87,11 @@ class SoftmaxNeighborsEval:
     ``window='wide'``: ``L = 0.3 I`` (a large share of the pairs inside).
     """
 
-    params = [["narrow", "wide"], DTYPES, N_JOBS]
-    param_names = ["window", "dtype", "n_jobs"]
-    number = 1
-    repeat = (3, 10, 20.0)
-    timeout = 120
+    params = (["narrow", "wide"], DTYPES, N_JOBS)
+    param_names = ("window", "dtype", "n_jobs")
 
     def setup(self, window, dtype, n_jobs):
-        require(_IMPORT_ERROR, "NCA/MLKR")
+        IMPORTS.require()
         X, y = _data("synthetic 4000x32", dtype)
         self.problem = SoftmaxNeighborsProblem(X, labels=y)
         self.L = np.eye(X.shape[1]) * (2.0 if window == "narrow" else 0.3)

@@ -19,76 +19,60 @@ benchmarks as skipped.
 """
 import numpy as np
 
-from ._shared import DTYPES, N_JOBS, SEED, classification, digits_train, fit_quietly, require
+from ._shared import DTYPES, N_JOBS, SEED, FitBenchmark, OptionalImports, Suite, classification, digits_train
 
-
-try:
-    from fastmetric._learners.scml import SCML_Supervised, _lda_basis, generate_knn_triplets
+IMPORTS = OptionalImports("SCML")
+with IMPORTS:  # the suites are skipped when the extension is not built
+    from fastmetric._core.constraints import generate_knn_triplets
+    from fastmetric._core.scml_basis import lda_basis
+    from fastmetric._learners.scml import SCML_Supervised
     from fastmetric.kernels.scml import _sgd_run, _triplet_hinge
-except ImportError as exc:  # the extension is not built
-    SCML_Supervised = _lda_basis = generate_knn_triplets = _sgd_run = _triplet_hinge = None
-    _IMPORT_ERROR = str(exc)
-else:
-    _IMPORT_ERROR = None
 
 
-class SCMLDigits:
+class SCMLDigits(FitBenchmark):
     """Default ``SCML_Supervised`` on standardised digits."""
 
-    params = [N_JOBS]
-    param_names = ["n_jobs"]
-    number = 1
+    params = (N_JOBS,)
+    param_names = ("n_jobs",)
     repeat = (3, 7, 20.0)
-    timeout = 120
 
     def setup(self, n_jobs):
-        require(_IMPORT_ERROR, "SCML")
-        self.X, self.y = digits_train()
+        IMPORTS.require()
+        self.fit_args = digits_train()
 
-    def time_fit(self, n_jobs):
-        fit_quietly(SCML_Supervised(random_state=0, n_jobs=n_jobs), self.X, self.y)
-
-    def peakmem_fit(self, n_jobs):
-        fit_quietly(SCML_Supervised(random_state=0, n_jobs=n_jobs), self.X, self.y)
+    def estimator(self, n_jobs):
+        return SCML_Supervised(random_state=0, n_jobs=n_jobs)
 
 
-class SCMLSupervisedFit:
+class SCMLSupervisedFit(FitBenchmark):
     """``SCML_Supervised(max_iter=3000)`` on 3000 x 32 synthetic points."""
 
-    params = [DTYPES, N_JOBS]
-    param_names = ["dtype", "n_jobs"]
-    number = 1
+    params = (DTYPES, N_JOBS)
+    param_names = ("dtype", "n_jobs")
     repeat = (2, 5, 20.0)
-    timeout = 120
 
     def setup(self, dtype, n_jobs):
-        require(_IMPORT_ERROR, "SCML")
-        self.X, self.y = classification(3000, 32, dtype, standardize=True)
+        IMPORTS.require()
+        self.fit_args = classification(3000, 32, dtype, standardize=True)
 
-    def _estimator(self, n_jobs):
+    def estimator(self, dtype, n_jobs):
         return SCML_Supervised(max_iter=3000, random_state=0, n_jobs=n_jobs)
 
-    def time_fit(self, dtype, n_jobs):
-        fit_quietly(self._estimator(n_jobs), self.X, self.y)
 
-    def peakmem_fit(self, dtype, n_jobs):
-        fit_quietly(self._estimator(n_jobs), self.X, self.y)
-
-
-class SCMLKernels:
+class SCMLKernels(Suite):
     """The kernels on the digits problem, without the learner around them."""
 
-    params = [DTYPES, N_JOBS]
-    param_names = ["dtype", "n_jobs"]
-    number = 1
+    params = (DTYPES, N_JOBS)
+    param_names = ("dtype", "n_jobs")
     repeat = (3, 10, 10.0)
+    timeout = None  # asv.conf.json's default_benchmark_timeout (60 s)
 
     def setup(self, dtype, n_jobs):
-        require(_IMPORT_ERROR, "SCML")
+        IMPORTS.require()
         self.X, self.y = digits_train(dtype)
         self.triplets = generate_knn_triplets(self.X, self.y, 3, 10)
-        basis = _lda_basis(self.X, self.y, np.bincount(self.y), 1280,
-                           np.random.RandomState(SEED))
+        basis = lda_basis(self.X, self.y, np.bincount(self.y), 1280,
+                          np.random.RandomState(SEED))
         self.Z = np.ascontiguousarray(self.X @ basis.T.astype(self.X.dtype))
         self.batches = np.random.RandomState(SEED).randint(
             0, self.triplets.shape[0], size=(1000, 10)).astype(np.intp)

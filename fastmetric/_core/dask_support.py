@@ -23,6 +23,8 @@ import sys
 
 import numpy as np
 
+from fastmetric._core.rows import evenly_spaced
+
 __all__ = [
     "is_dask_array",
     "import_dask",
@@ -120,8 +122,6 @@ def assert_all_finite(X, name="X"):
 
 def sample_rows(X, y=None, max_rows=INIT_MAX_ROWS):
     """At most ``max_rows`` evenly spaced rows of X (and of y), as numpy."""
-    from fastmetric._core.base import evenly_spaced  # (_base imports this module)
-
     rows = evenly_spaced(X.shape[0], max_rows)
     Xs = gather_rows(X, rows)
     return Xs, (None if y is None else np.asarray(y)[rows])

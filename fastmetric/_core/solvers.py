@@ -19,11 +19,16 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
 __all__ = [
+    "IterationPrinter",
     "SolverResult",
     "StochasticOptimizer",
+    "minibatch_epochs",
+    "minimize_halving_descent",
     "minimize_lbfgs",
     "minimize_stochastic",
-    "IterationPrinter",
+    "progress",
+    "run_epoch",
+    "stream_epochs",
 ]
 
 
@@ -180,6 +185,55 @@ def minimize_lbfgs(fun, x0, *, max_iter=100, tol=1e-5, on_iteration=None):
     )
 
 
+def minimize_halving_descent(fun, x0, *, learning_rate, max_iter, on_iteration):
+    """Gradient descent whose step is halved until the objective does not increase.
+
+    metric-learn's scheme for LMNN: from ``x`` a step ``x - lr g`` is
+    tried, ``lr`` halved until the objective is finite and no larger than
+    at ``x``, the step accepted, and the next one started 1% longer.
+
+    Parameters
+    ----------
+    fun, x0 :
+        The objective ``fun(x) -> (loss, grad)`` and the starting point, as
+        in :func:`minimize_lbfgs`.
+    learning_rate : float
+        The first step size tried.
+    max_iter : int
+        Accepted steps at most.
+    on_iteration : callable
+        ``on_iteration(iteration, x, loss) -> bool`` after each accepted
+        step; True stops.
+
+    Returns
+    -------
+    SolverResult
+        ``converged`` when no step decreases the objective any more (the
+        step underflows relative to ``x``: a numerically stationary point).
+    """
+    x = np.array(x0, dtype=np.float64)
+    f, g = fun(x)
+    lr = learning_rate
+    curve = []
+    it = 0
+    for it in range(1, max_iter + 1):
+        while True:
+            x_new = x - lr * g
+            f_new, g_new = fun(x_new)
+            if np.isfinite(f_new) and f_new <= f:
+                break
+            lr /= 2.0
+            if lr * np.abs(g).max() <= 1e-15 * max(np.abs(x).max(), 1.0):
+                # No step decreases f: a (numerically) stationary point.
+                return SolverResult(x, f, it - 1, curve, True, "step size underflow")
+        x, f, g = x_new, f_new, g_new
+        lr *= 1.01
+        curve.append(float(f))
+        if on_iteration(it, x, float(f)):
+            return SolverResult(x, f, it, curve, False, "stopped by the callback")
+    return SolverResult(x, f, it, curve, False, "max_iter reached")
+
+
 class StochasticOptimizer:
     """The update rule of the minibatch solvers, with its state.
 
@@ -252,6 +306,52 @@ def run_epoch(batches, x, optimizer):
     except KeyboardInterrupt:
         return x, (total / total_w if total_w > 0 else np.nan), True, True
     return x, (total / total_w if total_w > 0 else np.nan), True, False
+
+
+def progress(batches, total, verbose, desc):
+    """``batches`` wrapped in a tqdm bar when ``verbose >= 2`` and tqdm is there."""
+    if verbose is True or verbose < 2:
+        return batches
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return batches
+    return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
+
+
+def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0):
+    """``epoch_batches`` for :func:`minimize_stochastic` over a fixed set of items.
+
+    Epoch ``e`` visits the items in the order of a permutation drawn from
+    ``numpy.random.default_rng([seed, e])`` (reproducible, different every
+    epoch); ``batches_of_order(order)`` turns that order into the
+    ``(batch_fun, weight)`` minibatches (consecutive slices of
+    ``batch_size`` items), shown with a progress bar when ``verbose >= 2``.
+    """
+    n_batches = -(-n_items // batch_size)
+
+    def epoch_batches(epoch):
+        order = np.random.default_rng([seed, epoch]).permutation(n_items)
+        return progress(batches_of_order(order), n_batches, verbose, f"epoch {epoch + 1}")
+
+    return epoch_batches
+
+
+def stream_epochs(stream, make_batch, verbose=0):
+    """``epoch_batches`` for :func:`minimize_stochastic` over drawn minibatches.
+
+    ``stream`` has ``n_batches`` and ``stream(epoch, i)``, the data of
+    minibatch ``i`` of an epoch, drawn when it is needed (bounded memory);
+    ``make_batch(data) -> (batch_fun, weight)``.
+    """
+    def batches(epoch):
+        for i in range(stream.n_batches):
+            yield make_batch(stream(epoch, i))
+
+    def epoch_batches(epoch):
+        return progress(batches(epoch), stream.n_batches, verbose, f"epoch {epoch + 1}")
+
+    return epoch_batches
 
 
 def minimize_stochastic(

@@ -9,8 +9,8 @@ Some learners take relative comparisons rather than labelled pairs:
 
 This module gives
 
-* :func:`check_tuples` (defined in ``_base`` beside ``check_pairs``, which
-  is its case of 2-tuples): validation of tuple input, as a 3-D array of points
+* :func:`check_tuples` (defined in :mod:`fastmetric._core.inputs` beside
+  ``check_pairs``, which is its case of 2-tuples): validation of tuple input, as a 3-D array of points
   ``(n_tuples, tuple_size, n_features)`` or a 2-D array of row indices
   ``(n_tuples, tuple_size)`` into a preprocessor.  It returns a point array
   and an index array into it, so that kernels work on indices and never on
@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 
 # The tuple check lives beside check_pairs (pairs are tuples of 2).
-from fastmetric._core.base import check_tuples
+from fastmetric._core.inputs import check_tuples
 
 __all__ = ["check_tuples", "TripletsClassifierMixin", "QuadrupletsClassifierMixin"]
 

@@ -8,9 +8,9 @@ import numbers
 
 import numpy as np
 
-from fastmetric.kernels.pair_index import split_index_pairs
 from fastmetric._core.threads import effective_n_threads
 from fastmetric._core.workspace import empty_aligned
+from fastmetric.kernels.pair_index import split_index_pairs
 
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -194,9 +194,12 @@ def check_pair_vector(v, n_pairs, name, dtype, lo=None, hi=None, nonneg=False):
 
 
 def check_scalar_finite(x, name):
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
-        if not (hasattr(x, "shape") and np.shape(x) == () and np.asarray(x).dtype.kind in "iuf"):
-            raise TypeError(f"{name} must be a real number; got {x!r}.")
+    real = (not isinstance(x, (bool, np.bool_))
+            and isinstance(x, (numbers.Real, np.floating, np.integer)))
+    # A 0-d array of numbers counts as a number too.
+    if not real and not (hasattr(x, "shape") and np.shape(x) == ()
+                         and np.asarray(x).dtype.kind in "iuf"):
+        raise TypeError(f"{name} must be a real number; got {x!r}.")
     x = float(x)
     if not np.isfinite(x):
         raise ValueError(f"{name} must be finite; got {x}.")
@@ -212,26 +215,3 @@ def check_chunk_size(chunk_size, name="chunk_size"):
         raise ValueError(f"{name} must be a positive integer; got {chunk_size}.")
     return int(chunk_size)
 
-
-def check_int_param(value, name, low):
-    """An integer hyper-parameter >= low (bools are not integers here)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r}.")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}; got {value}.")
-    return int(value)
-
-
-def check_real_param(value, name, low, high=None, low_inclusive=True):
-    """A finite real hyper-parameter in [low, high] (or (low, high])."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r}.")
-    value = float(value)
-    ok = np.isfinite(value) and (value >= low if low_inclusive else value > low)
-    if high is not None:
-        ok = ok and value <= high
-    if not ok:
-        bounds = ("[" if low_inclusive else "(") + f"{low}, " + (
-            f"{high}]" if high is not None else "inf)")
-        raise ValueError(f"{name} must be finite and in {bounds}; got {value}.")
-    return value

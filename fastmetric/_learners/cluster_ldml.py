@@ -11,7 +11,7 @@ clustering in turn.  Starting from an initial map ``L`` (``init``,
    restarts the first time, then a single run started from the means of the
    previous clusters, so that the clustering follows the metric smoothly;
 2. for every group ``g`` learns a metric ``M_g = L_g^T L_g`` with
-   :class:`~fastmetric._learners.ldml.LDML` started from the current ``L``, from pairs
+   LDML (:mod:`fastmetric._core.objectives.ldml`) started from the current ``L``, from pairs
    drawn inside ``g`` (similar) and between ``g`` and the other groups
    (dissimilar), with :func:`~fastmetric.kernels.sampling.sample_pairs` and
    ``anchor_label=g``;
@@ -49,27 +49,36 @@ by ``d``) gives the new ``L = diag(s_1..s_k) V_k^T`` without forming the
 """
 import time
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
-from sklearn.base import ClusterMixin, clone
+from sklearn.base import ClusterMixin, _fit_context, clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_limits
 
-from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
-from fastmetric._core.base import MahalanobisMixin, initialize_components, l2_normalize_rows
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import label_pairs, split_pair_count
+from fastmetric._core.init import initialize_components
+from fastmetric._core.inputs import check_pair_targets
+from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.cluster_rows import (
     DaskRows,
     MemoryRows,
-    cluster_means as _cluster_means,
     lloyd,
-    nearest_center as _nearest_center,
     nearest_centers,
 )
+from fastmetric._core.cluster_rows import cluster_means as _cluster_means
+from fastmetric._core.cluster_rows import nearest_center as _nearest_center
+from fastmetric._core.covariance import fix_signs
+from fastmetric._core.objectives.ldml import fit_ldml
+from fastmetric._core.params import integers, options_or_array, reals, shared
+from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["ClusterLDML"]
@@ -82,22 +91,8 @@ _MINIBATCH_THRESHOLD = 20_000
 # start from the previous clusters.  Restarts make the first pseudo-labels,
 # which every later round refines, less dependent on one unlucky seeding.
 _KMEANS_N_INIT = 10
-
-
-
-
-
-
-def _canonical_signs(V):
-    """Flip rows so that the entry of largest magnitude of each is positive.
-
-    Singular vectors are defined up to sign; fixing it makes ``components_``
-    a function of the metric alone (it does not change ``M = L^T L``).
-    """
-    idx = np.argmax(np.abs(V), axis=1)
-    signs = np.sign(V[np.arange(V.shape[0]), idx])
-    signs[signs == 0] = 1.0
-    return V * signs[:, None]
+# Tolerance of each cluster's LDML fit (LDML's default).
+_LDML_TOL = 1e-5
 
 
 def _combine(L, group_maps, weights, rate, n_components):
@@ -112,15 +107,13 @@ def _combine(L, group_maps, weights, rate, n_components):
     _, s, Vt = scipy.linalg.svd(B, full_matrices=False, lapack_driver="gesdd")
     k = n_components
     s = s[:k]
-    Vt = _canonical_signs(Vt[:k])
+    # Singular vectors are defined up to sign; fixed signs make components_ a
+    # function of the metric alone (M = L^T L does not change).
+    Vt = fix_signs(Vt[:k])
     L_new = s[:, None] * Vt
     if L_new.shape[0] < k:  # fewer stacked rows than components (tiny inputs)
         L_new = np.vstack([L_new, np.zeros((k - L_new.shape[0], L.shape[1]))])
     return np.ascontiguousarray(L_new)
-
-
-
-
 
 
 class ClusterLDML(ClusterMixin, MahalanobisMixin):
@@ -142,7 +135,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
             fitted learner, default='auto'
         The pre-trained metric to start from; see
-        :func:`fastmetric._core.base.initialize_components`.  ``'auto'`` is
+        :func:`fastmetric._core.init.initialize_components`.  ``'auto'`` is
         ``'pca'`` when ``n_components < n_features``, else ``'identity'``
         (``'lda'`` needs labels and is refused).
     normalize : bool, default=False
@@ -196,7 +189,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     n_jobs : int, optional
         Threads of the kernels and of k-means (None: what OpenMP and
         threadpoolctl allow; -1: all CPUs).
-    verbose : int, default=0
+    verbose : int or bool, default=0
         Print one line per round (ARI to the previous clustering, mean
         cluster LDML loss, time); ``verbose >= 2`` also prints the LDML
         iterations.
@@ -253,6 +246,24 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     True
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("n_components", "normalize", "random_state", "n_jobs", "verbose",
+                 "callback"),
+        "n_clusters": [integers(2)],
+        # No 'lda': it needs class labels, which an unsupervised learner has not.
+        "init": options_or_array("auto", "identity", "pca", "covariance", "random",
+                                 learner=True),
+        "n_pairs_per_cluster": [None, integers(2)],
+        "positive_fraction": [reals(0, 1, closed="neither")],
+        "update_rate": [reals(0, 1, closed="right")],
+        "max_rounds": [integers(0)],
+        # A threshold on the adjusted Rand index of successive clusterings.
+        "tol": [reals(0, 1, closed="both")],
+        "kmeans": [StrOptions(set(_KMEANS_NAMES)), HasMethods(["fit", "get_params"])],
+        "ldml_max_iter": [integers(1)],
+        "alpha": [reals(0)],
+    }
+
     def __init__(self, n_clusters=8, n_components=None, init="auto", normalize=False,
                  n_pairs_per_cluster=None, positive_fraction=0.3, update_rate=0.5,
                  max_rounds=10, tol=0.99, kmeans="auto", ldml_max_iter=30, alpha=0.0,
@@ -277,60 +288,28 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     # ------------------------------------------------------------------
     # parameters
     # ------------------------------------------------------------------
-    def _validate_params(self, n_samples):
+    def _check_fit_inputs(self, n_samples):
+        """The checks the parameter constraints cannot express.
+
+        ``n_clusters`` groups need at least that many samples, and a
+        clustering estimator given as ``kmeans`` must have an ``n_clusters``
+        parameter to set.
+        """
         if n_samples < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 samples (and at least n_clusters); "
                 f"got n_samples={n_samples}."
             )
-        self._n_clusters = _check_int(self.n_clusters, "n_clusters", 2)
-        if n_samples < self._n_clusters:
+        if n_samples < self.n_clusters:
             raise ValueError(
-                f"{type(self).__name__} needs at least n_clusters={self._n_clusters} "
+                f"{type(self).__name__} needs at least n_clusters={self.n_clusters} "
                 f"samples; got n_samples={n_samples}."
             )
-        if self.n_pairs_per_cluster is not None:
-            _check_int(self.n_pairs_per_cluster, "n_pairs_per_cluster", 2)
-        self._positive_fraction = _check_real(self.positive_fraction, "positive_fraction",
-                                              0.0, 1.0, low_inclusive=False)
-        if not self._positive_fraction < 1.0:
+        if not isinstance(self.kmeans, str) and "n_clusters" not in self.kmeans.get_params():
             raise ValueError(
-                f"positive_fraction must lie in (0, 1); got {self._positive_fraction}."
+                f"the kmeans estimator {type(self.kmeans).__name__} has no n_clusters "
+                "parameter."
             )
-        self._rate = _check_real(self.update_rate, "update_rate", 0.0, 1.0, low_inclusive=False)
-        self._max_rounds = _check_int(self.max_rounds, "max_rounds", 0)
-        self._tol = _check_real(self.tol, "tol", 0.0, 1.0)
-        self._ldml_max_iter = _check_int(self.ldml_max_iter, "ldml_max_iter", 1)
-        self._alpha = _check_real(self.alpha, "alpha", 0.0, np.inf)
-        self._verbose = _check_int(self.verbose, "verbose", 0)
-        if not isinstance(self.normalize, (bool, np.bool_)):
-            raise TypeError(f"normalize must be a bool; got {self.normalize!r}.")
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-        if isinstance(self.init, str) and self.init == "lda":
-            raise ValueError(
-                "init='lda' needs class labels, which ClusterLDML (unsupervised) does not "
-                "have; use 'auto', 'pca', 'identity', 'covariance', 'random', an array or "
-                "a fitted learner."
-            )
-        if isinstance(self.kmeans, str):
-            if self.kmeans not in _KMEANS_NAMES:
-                raise ValueError(
-                    f"kmeans={self.kmeans!r} is not one of {_KMEANS_NAMES} or an estimator."
-                )
-        elif not hasattr(self.kmeans, "fit") or not hasattr(self.kmeans, "get_params"):
-            raise TypeError(
-                f"kmeans must be one of {_KMEANS_NAMES} or a scikit-learn clustering "
-                f"estimator; got {self.kmeans!r}."
-            )
-        else:
-            params = self.kmeans.get_params()
-            if "n_clusters" not in params:
-                raise ValueError(
-                    f"the kmeans estimator {type(self.kmeans).__name__} has no n_clusters "
-                    "parameter."
-                )
-        effective_n_threads(self.n_jobs)  # validates n_jobs
 
     def _pairs_for(self, n_g):
         if self.n_pairs_per_cluster is not None:
@@ -353,7 +332,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         """
         Z = rows.embed(L)
         n = Z.shape[0]
-        k = self._n_clusters
+        k = self.n_clusters
         mode = self.kmeans
         init = None
         if previous is not None and np.bincount(previous, minlength=k).min() > 0:
@@ -396,6 +375,34 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             centers = np.zeros((k, Z.shape[1]))  # only used for empty clusters
         return labels, np.asarray(centers, dtype=np.float64), inertia
 
+    def _ldml(self, X, a, b, t, L, seed):
+        """LDML of one cluster from the current ``L``: its map ``L_g`` and loss.
+
+        The fit of :class:`~fastmetric.LDML` with ``init=L``, ``alpha``,
+        ``max_iter=ldml_max_iter`` and ``random_state=seed`` on the index
+        pairs ``(a, b)`` into X with labels ``t``, run by the core directly
+        (X is already validated, normalised and, on dask, checked).
+        """
+        verbose = max(int(self.verbose) - 1, 0)
+        printer = IterationPrinter("LDML")
+
+        def on_iteration(iteration, theta, loss):
+            if verbose:
+                printer(iteration, loss)
+            return False
+
+        fit = fit_ldml(
+            X, np.ascontiguousarray(a, dtype=np.intp), np.ascontiguousarray(b, dtype=np.intp),
+            check_pair_targets(t, a.shape[0]), None, rng=check_random_state(seed), init=L,
+            n_components=None, alpha=float(self.alpha), solver="lbfgs",
+            max_iter=int(self.ldml_max_iter), tol=_LDML_TOL, batch_size=None, learning_rate=None,
+            n_iter_no_change=None, n_jobs=self.n_jobs,
+            n_threads=effective_n_threads(self.n_jobs), verbose=verbose,
+            on_iteration=on_iteration,
+        )
+        Lg = np.ascontiguousarray(fit.result.x[:-1].reshape(fit.L0.shape))
+        return Lg, float(fit.result.fun)
+
     def _group_metrics(self, rows, L, labels, seed):
         """One LDML per cluster.
 
@@ -404,45 +411,39 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         ``(n_clusters, k, d)`` stack of maps (the current ``L`` for clusters
         that could not be learned from).
         """
-        from fastmetric._learners.ldml import LDML
-        from fastmetric._core.sampling import sample_pairs
 
         X = rows.X
         n = X.shape[0]
-        counts = np.bincount(labels, minlength=self._n_clusters)
+        counts = np.bincount(labels, minlength=self.n_clusters)
         maps, weights, losses = [], [], []
-        group_maps = [L] * self._n_clusters
-        for g in range(self._n_clusters):
+        group_maps = [L] * self.n_clusters
+        for g in range(self.n_clusters):
             n_g = int(counts[g])
             if n_g < 2 or n_g == n:
                 continue  # no similar pair, or no dissimilar pair
             n_pairs = self._pairs_for(n_g)
-            n_pos = min(max(int(round(n_pairs * self._positive_fraction)), 1), n_pairs - 1)
+            n_pos, n_neg = split_pair_count(n_pairs, self.positive_fraction)
             if isinstance(rows, DaskRows):
                 # The same pairs, drawn on the workers.
                 from fastmetric._core.dask_support import sample_label_pairs
 
-                a, b, t = sample_label_pairs(labels, n_pos, n_pairs - n_pos, False, seed + g,
+                a, b, t = sample_label_pairs(labels, n_pos, n_neg, False, seed + g,
                                              anchor_label=g)
-                pairs = np.column_stack((a, b))
             else:
-                pairs, t = sample_pairs(labels, n_pos, n_pairs - n_pos, anchor_label=g,
-                                        random_state=seed + g, n_jobs=self.n_jobs)
-            ldml = LDML(init=L, alpha=self._alpha, max_iter=self._ldml_max_iter,
-                        preprocessor=X, random_state=seed + g, n_jobs=self.n_jobs,
-                        verbose=max(self._verbose - 1, 0))
+                pairs, t = label_pairs(labels, n_pos, n_neg, seed + g, anchor_label=g,
+                                       n_jobs=self.n_jobs)
+                a, b = pairs[:, 0], pairs[:, 1]
             with warnings.catch_warnings():
                 # A truncated fit is intended: M_g is a direction to move toward.
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                ldml.fit(pairs, t)
-            Lg = ldml.components_
+                Lg, ldml_loss = self._ldml(X, a, b, t, L, seed + g)
             spread = rows.spread(Lg)
             if not (np.isfinite(spread) and spread > 0 and np.isfinite(Lg).all()):
                 continue  # a degenerate cluster metric carries no direction
             Lg = Lg / np.sqrt(spread)  # same spread (1) as the current L
             maps.append(Lg)
             weights.append(n_g)
-            losses.append(ldml.loss_)
+            losses.append(ldml_loss)
             group_maps[g] = Lg
         weights = np.asarray(weights, dtype=np.float64)
         if weights.size:
@@ -455,6 +456,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     # ------------------------------------------------------------------
     # fit
     # ------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the metric and the clustering from ``X`` alone.
 
@@ -473,11 +475,16 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         -------
         self
         """
-        from fastmetric._core.dask_support import assert_all_finite, check_dask_points, is_dask_array, map_rows
+        from fastmetric._core.dask_support import (
+            assert_all_finite,
+            check_dask_points,
+            is_dask_array,
+            map_rows,
+        )
 
         if is_dask_array(X):
             X = check_dask_points(X)
-            self._validate_params(X.shape[0])
+            self._check_fit_inputs(X.shape[0])
             if not (self.kmeans in ("auto", "lloyd")):
                 raise ValueError(
                     f"on a dask array ClusterLDML clusters with its own distributed "
@@ -492,14 +499,14 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             rows = DaskRows(X)
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
-            self._validate_params(X.shape[0])
+            self._check_fit_inputs(X.shape[0])
             rows = MemoryRows(self._normalize_points(X))
         rng = check_random_state(self.random_state)
         n, d = rows.X.shape
         # Seeds for every round drawn up front: the same random_state gives
         # the same seeds whatever the number of rounds actually run.
-        seeds = rng.randint(0, 2**31 - 1 - 4 * self._n_clusters,
-                            size=(self._max_rounds + 1, 2))
+        seeds = rng.randint(0, 2**31 - 1 - 4 * self.n_clusters,
+                            size=(self.max_rounds + 1, 2))
 
         with single_threaded_blas():  # identical linear algebra for any thread count
             euclid_spread = rows.euclid_spread
@@ -513,16 +520,16 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             labels, centers, inertia = self._cluster(rows, L, int(seeds[0, 0]))
             history = []
             start = time.perf_counter()
-            group_maps = np.stack([L] * self._n_clusters)
+            group_maps = np.stack([L] * self.n_clusters)
             converged = False
             n_rounds = 0
-            if self._verbose:
+            if self.verbose:
                 print(f"[{type(self).__name__}] {n} points, {d} features, "
-                      f"{self._n_clusters} clusters, {k} components")
+                      f"{self.n_clusters} clusters, {k} components")
                 print(f"{'round':>5} {'ARI prev':>9} {'loss':>11} {'groups':>6} "
                       f"{'inertia':>11} {'time (s)':>9}")
                 print("-" * 56)
-            for r in range(1, self._max_rounds + 1):
+            for r in range(1, self.max_rounds + 1):
                 t0 = time.perf_counter()
                 maps, weights, loss, round_maps = self._group_metrics(
                     rows, L, labels, int(seeds[r, 1]))
@@ -532,17 +539,17 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                         "has fewer than 2 points, or one cluster holds all of them); the "
                         "metric is left as initialised.",
                         UserWarning,
-                        stacklevel=2,
+                        stacklevel=3,
                     )
                     break
-                L_new = _combine(L, maps, weights, self._rate, k)
+                L_new = _combine(L, maps, weights, self.update_rate, k)
                 spread = rows.spread(L_new)
                 if not (np.isfinite(spread) and spread > 0 and np.isfinite(L_new).all()):
                     warnings.warn(
                         f"round {r}: the combined metric is degenerate (zero or non-finite "
                         "spread); stopping with the previous metric.",
                         ConvergenceWarning,
-                        stacklevel=2,
+                        stacklevel=3,
                     )
                     break
                 L = L_new / np.sqrt(spread)
@@ -556,7 +563,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 history.append({"round": r, "ari_previous": ari, "loss": loss,
                                 "n_groups": len(maps), "inertia": inertia,
                                 "time": elapsed})
-                if self._verbose:
+                if self.verbose:
                     print(f"{r:5d} {ari:9.4f} {loss:11.5g} {len(maps):6d} {inertia:11.5g} "
                           f"{time.perf_counter() - start:9.2f}")
                 stop = False
@@ -564,7 +571,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                     self.n_rounds_, self.history_ = n_rounds, history
                     self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
                     stop = bool(self.callback(self, r, loss))
-                if ari > self._tol:
+                if ari > self.tol:
                     converged = True
                     break
                 if stop:

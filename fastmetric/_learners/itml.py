@@ -19,26 +19,26 @@ whole sweeps and the convergence test in one call).
 :func:`fastmetric.kernels.sampling.sample_pairs`.  Parameters, attributes and
 defaults follow metric-learn 0.7.0 (plus ``n_jobs``).
 """
-import numbers
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
+from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Hidden, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    PairsClassifierMixin,
-    check_pair_targets,
-    check_pairs,
-    encode_pair_labels,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.init import prior_matrix
+from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.params import integers, options_or_array, reals, shared
+from fastmetric._core.threads import single_threaded_blas
 from fastmetric._core.objectives.itml import itml_projections
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
-from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
 
 __all__ = ["ITML", "ITML_Supervised"]
 
@@ -126,49 +126,21 @@ def _covariance_prior(points):
 
 
 def _prior_matrix(prior, points, d, random_state):
-    """The prior ``A0`` (d x d, symmetric positive definite, float64)."""
-    if isinstance(prior, str):
-        if prior == "identity":
-            return np.eye(d)
-        if prior == "covariance":
-            return _covariance_prior(points)
-        if prior == "random":
-            from sklearn.datasets import make_spd_matrix
+    """The prior ``A0`` (d x d, symmetric positive definite, float64).
 
-            return np.ascontiguousarray(
-                make_spd_matrix(d, random_state=check_random_state(random_state)),
-                dtype=np.float64)
-        raise ValueError(
-            f"prior={prior!r} is not one of {_PRIORS} or an array of shape "
-            f"(n_features, n_features)."
-        )
-    if prior is None or hasattr(prior, "fit"):
-        raise TypeError(
-            f"prior must be one of {_PRIORS} or an array of shape (n_features, "
-            f"n_features); got {prior!r}."
-        )
-    arr = np.asarray(prior)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"prior must hold real numbers; got dtype {arr.dtype}.")
-    arr = arr.astype(np.float64)
-    if arr.shape != (d, d):
-        raise ValueError(
-            f"prior must have shape (n_features, n_features) = ({d}, {d}); got "
-            f"shape {arr.shape}."
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError("prior contains NaN or infinity.")
-    if not np.allclose(arr, arr.T):
-        raise ValueError("prior is not symmetric.")
-    arr = 0.5 * (arr + arr.T)
-    w = scipy.linalg.eigvalsh(arr)
-    tol = d * np.finfo(np.float64).eps * max(float(np.max(np.abs(w))), 1e-300)
-    if not w.min() > tol:
-        raise np.linalg.LinAlgError(
-            f"prior must be strictly positive definite (ITML's LogDet divergence "
-            f"needs an invertible prior); its smallest eigenvalue is {w.min():.3g}."
-        )
-    return np.ascontiguousarray(arr)
+    ITML's data-driven priors are computed here; 'identity', arrays and
+    fitted learners are checked by the core's :func:`prior_matrix`, as for
+    every learner with a prior.
+    """
+    if isinstance(prior, str) and prior == "covariance":
+        return _covariance_prior(points)
+    if isinstance(prior, str) and prior == "random":
+        from sklearn.datasets import make_spd_matrix
+
+        return np.ascontiguousarray(
+            make_spd_matrix(d, random_state=check_random_state(random_state)),
+            dtype=np.float64)
+    return prior_matrix(prior, d, "ITML", _PRIORS)
 
 
 def components_from_psd(A):
@@ -199,40 +171,30 @@ def components_from_psd(A):
 class _BaseITML(MahalanobisMixin):
     """Parameter checks and the Bregman-projection fit shared by both learners."""
 
-    def _validate_params(self):
-        gamma = self.gamma
-        if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, numbers.Real):
-            raise TypeError(f"gamma must be a positive number (or inf); got {gamma!r}.")
-        gamma = float(gamma)
-        if np.isnan(gamma) or not gamma > 0:
-            raise ValueError(f"gamma must be a positive number (or inf); got {gamma}.")
-        self._gamma = gamma
-        self._max_iter = _check_int(self.max_iter, "max_iter", 1)
-        tol = self.tol
-        if getattr(self, "convergence_threshold", "deprecated") != "deprecated":
-            warnings.warn(
-                "convergence_threshold was renamed tol (as in metric-learn) and will be "
-                "removed; its value is used as tol.",
-                FutureWarning,
-                stacklevel=3,
-            )
-            tol = self.convergence_threshold
-        self._tol = _check_real(tol, "tol", 0.0)
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            _check_int(self.verbose, "verbose", 0)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-        effective_n_threads(self.n_jobs)  # validates n_jobs
-        if isinstance(self.prior, str) and self.prior not in _PRIORS:
-            raise ValueError(
-                f"prior={self.prior!r} is not one of {_PRIORS} or an array of shape "
-                f"(n_features, n_features)."
-            )
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("max_iter", "tol", "verbose", "random_state", "n_jobs", "callback"),
+        # inf: the constraints are enforced exactly (no slack).
+        "gamma": [reals(0, closed="right", high=None)],
+        "prior": options_or_array(*_PRIORS, learner=True),
+        "convergence_threshold": [Hidden(StrOptions({"deprecated"})), reals(0)],
+    }
+
+    def _tolerance(self):
+        """``tol``, or the value of its deprecated alias ``convergence_threshold``."""
+        if self.convergence_threshold == "deprecated":
+            return float(self.tol)
+        warnings.warn(
+            "convergence_threshold was renamed tol (as in metric-learn) and will be "
+            "removed; its value is used as tol.",
+            FutureWarning,
+            stacklevel=5,  # the user's call of fit
+        )
+        return float(self.convergence_threshold)
 
     def _fit_constraints(self, X, a, b, delta, bounds):
         """Fit on the index pairs (a, b) into the points X; delta +1/-1 per pair."""
-        self._validate_params()
-        n, d = X.shape
+        gamma, tol = float(self.gamma), self._tolerance()
+        d = X.shape[1]
         # metric-learn's order: every similar pair, then every dissimilar one.
         order = np.argsort(-delta, kind="stable")
         a = np.ascontiguousarray(a[order], dtype=np.intp)
@@ -272,9 +234,9 @@ class _BaseITML(MahalanobisMixin):
                       f"{self.bounds_[0]:.6g} / {self.bounds_[1]:.6g}")
                 print(f"{'sweep':>6} {'conv':>12}")
             n_iter, converged = 0, False
-            while n_iter < self._max_iter and not converged:
+            while n_iter < self.max_iter and not converged:
                 k, converged, conv = itml_projections(
-                    X, a, b, delta, xi, lam, lam_old, A, gamma=self._gamma, tol=self._tol,
+                    X, a, b, delta, xi, lam, lam_old, A, gamma=gamma, tol=tol,
                     max_sweeps=1)
                 n_iter += k
                 if self.verbose:
@@ -289,12 +251,12 @@ class _BaseITML(MahalanobisMixin):
                         break
         else:
             n_iter, converged, _ = itml_projections(
-                X, a, b, delta, xi, lam, lam_old, A, gamma=self._gamma, tol=self._tol,
-                max_sweeps=self._max_iter)
+                X, a, b, delta, xi, lam, lam_old, A, gamma=gamma, tol=tol,
+                max_sweeps=self.max_iter)
         if not (converged or stopped):
             warnings.warn(
-                f"{type(self).__name__} did not converge in max_iter={self._max_iter} "
-                f"sweeps (tol={self._tol}); increase max_iter or tol.",
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
+                f"sweeps (tol={tol}); increase max_iter or tol.",
                 ConvergenceWarning,
             )
         if not np.isfinite(A).all():  # only on overflow, for data near the float64 limit
@@ -319,8 +281,8 @@ _PARAMS_DOC = """\
         Stop when the relative change of the dual variables over a sweep,
         ``sum|lambda_old - lambda| / (||lambda|| + ||lambda_old||)``, falls
         below ``tol``.
-    prior : {'identity', 'covariance', 'random'} or array of shape \
-(n_features, n_features), default='identity'
+    prior : {'identity', 'covariance', 'random'}, array of shape \
+(n_features, n_features) or fitted learner, default='identity'
         The matrix ``A0`` the metric stays close to.  ``'covariance'``: the
         inverse covariance of the distinct points of the pairs; its
         eigenvalues below ``1e-3`` times their mean are raised to that
@@ -328,7 +290,9 @@ _PARAMS_DOC = """\
         covariance) still give a positive definite prior (metric-learn
         raises instead).  ``'random'``: scikit-learn's
         ``make_spd_matrix(n_features, random_state)``.  An array must be
-        symmetric and strictly positive definite.
+        symmetric and strictly positive definite; a fitted learner gives its
+        Mahalanobis matrix (checked as every learner's prior, see
+        :func:`fastmetric._core.init.prior_matrix`).
     verbose : bool or int, default=False
         Print the convergence measure after each sweep.
     callback : callable, optional
@@ -408,6 +372,9 @@ class ITML(PairsClassifierMixin, _BaseITML):
     True
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseITML._parameter_constraints, **shared("preprocessor")}
+
     def __init__(self, gamma=1.0, max_iter=1000, tol=1e-3, prior="identity", verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None,
                  convergence_threshold="deprecated"):
@@ -422,6 +389,7 @@ class ITML(PairsClassifierMixin, _BaseITML):
         self.callback = callback
         self.convergence_threshold = convergence_threshold
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, pairs, y, bounds=None, calibration_params=None):
         """Learn the metric from labelled pairs, then calibrate ``threshold_``.
 
@@ -519,6 +487,12 @@ class ITML_Supervised(_BaseITML):
     True
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseITML._parameter_constraints,
+        **shared("n_constraints", "preprocessor"),
+        "num_constraints": [Hidden(StrOptions({"deprecated"})), None, integers(1)],
+    }
+
     def __init__(self, gamma=1.0, max_iter=1000, tol=1e-3, n_constraints=None,
                  prior="identity", verbose=False, preprocessor=None, random_state=None,
                  n_jobs=None, callback=None, num_constraints="deprecated",
@@ -536,6 +510,7 @@ class ITML_Supervised(_BaseITML):
         self.num_constraints = num_constraints
         self.convergence_threshold = convergence_threshold
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, bounds=None):
         """Draw pairs from the classes of ``y`` and learn the metric.
 
@@ -551,45 +526,21 @@ class ITML_Supervised(_BaseITML):
         -------
         self
         """
-        from fastmetric._core.sampling import sample_pairs
-
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
-        classes, labels, counts = encode_pair_labels(y, "ITML_Supervised")
         n_constraints = self.n_constraints
         if self.num_constraints != "deprecated":
             warnings.warn(
                 "num_constraints was renamed n_constraints (as in metric-learn) and will "
                 "be removed; its value is used as n_constraints.",
                 FutureWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             n_constraints = self.num_constraints
-        if n_constraints is None:
-            n_constraints = 20 * len(classes) ** 2
-        n_constraints = _check_int(n_constraints, "n_constraints", 1)
-
-        n = X.shape[0]
-        c = counts.astype(np.int64)
-        available_pos = int(np.sum(c * (c - 1) // 2))
-        available_neg = int((n * n - int(np.sum(c * c))) // 2)
-        n_pos = min(n_constraints, available_pos)
-        n_neg = min(n_constraints, available_neg)
-        for kind, got in (("similar", n_pos), ("dissimilar", n_neg)):
-            if got < n_constraints:
-                warnings.warn(
-                    f"only {got} distinct {kind} pairs exist; n_constraints="
-                    f"{n_constraints} requested: using all of them.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(0, np.iinfo(np.int32).max))
-        pairs, t = sample_pairs(labels, n_pos, n_neg, unique=True, random_state=seed,
-                                n_jobs=self.n_jobs)
-        delta = np.where(t == 1, 1.0, -1.0)
-        return self._fit_constraints(X, pairs[:, 0], pairs[:, 1], delta, bounds)
+        a, b, similar = pairs_from_labels(y, n_constraints, check_random_state(self.random_state),
+                                          "ITML_Supervised", distinct=True, n_jobs=self.n_jobs)
+        return self._fit_constraints(X, a, b, np.where(similar, 1.0, -1.0), bounds)
 
 
 if ITML_Supervised.__doc__:

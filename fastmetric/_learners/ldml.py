@@ -11,51 +11,49 @@ and LDML fits ``L`` and ``bias`` by minimising, over pairs with targets
                  + (alpha / 2) ||L - L0||_F^2,          z_p = bias - D_p,
 
 the weighted mean log-loss plus an optional pull toward the initial map
-``L0``.  The loss and its gradient come from the OpenMP kernel
-:class:`fastmetric.kernels.pair_loss.PairLossProblem`; this module only prepares
-the pairs, initialises, and hands the objective to a solver (full-batch
-L-BFGS, or minibatch Adam/SGD for pair sets too large for full batches).
+``L0``.  The objective, its start-up scale and the full-batch (L-BFGS) and
+minibatch (Adam/SGD, for pair sets too large for full batches) fits are in
+:mod:`fastmetric._core.objectives.ldml`; this module checks the parameters,
+prepares the pairs and keeps the fitted state.
 
 :class:`LDML` learns from labelled pairs; :class:`LDML_Supervised` from
 class labels, drawing the pairs with :func:`fastmetric.kernels.sampling.sample_pairs`.
 """
 
 import warnings
+from typing import ClassVar
 
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    PairsClassifierMixin,
-    check_pair_targets,
-    check_pairs,
-    encode_pair_labels,
-    evenly_spaced,
-    initialize_components,
-    l2_normalize_rows,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import label_pairs, split_pair_count
 from fastmetric._core.dask_support import is_dask_array
-from fastmetric._core.objectives.pair_loss import PairLossProblem
-from fastmetric._core.solvers import (
-    IterationPrinter,
-    StochasticOptimizer,
-    minimize_lbfgs,
-    minimize_stochastic,
-    run_epoch,
+from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair_labels
+from fastmetric._core.objectives.ldml import (
+    INIT_MAX_PAIRS,
+    LabelBatches,
+    fit_ldml,
+    initial_theta,
+    normalize_points,
+    partial_fit_epoch,
+    theta_of,
 )
+from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.params import integers, options_or_array, reals, shared
+from fastmetric._core.rows import l2_normalize_rows
+from fastmetric._core.solvers import IterationPrinter, StochasticOptimizer
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.validation import check_pair_vector
 
 __all__ = ["LDML", "LDML_Supervised"]
 
 _SOLVERS = ("lbfgs", "adam", "sgd")
-# Pairs used to fit the initial scale and bias (see _initial_scale_bias).
-_INIT_MAX_PAIRS = 20_000
 
 
 def _stochastic_solver(estimator):
@@ -68,187 +66,20 @@ def _stochastic_solver(estimator):
     return True
 
 
-def _progress(batches, total, verbose, desc):
-    """``batches`` wrapped in a tqdm bar when ``verbose >= 2`` and tqdm is there."""
-    if verbose is True or verbose < 2:
-        return batches
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return batches
-    return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
-
-
-def _initial_scale_bias(sq_dist, targets, weights, ridge=1e-6, max_iter=50):
-    """Scale ``gamma`` of the squared distances and bias that best fit the pairs.
-
-    The initial map ``L0`` fixes a direction in the space of maps, not a
-    scale: on raw data (pixels, say) ``||L0 d||^2`` may be in the thousands,
-    where the sigmoid is saturated and L-BFGS crawls.  We therefore start
-    from ``sqrt(gamma) L0`` and ``bias``, the best pair of the one-feature
-    logistic regression
-
-        z_p = bias - gamma D_p,   min  sum_p w_p [softplus(z_p) - t_p z_p] / W,
-
-    a convex problem in (gamma, bias).  A learner that is already fitted
-    (a warm start) gets gamma close to 1.  For conditioning it is solved on
-    the standardised feature ``u = (D - m) / s`` (m the median, s the
-    median absolute deviation of D, a scale that heavy tails of D do not
-    inflate): ``z = beta' - gamma' u``, with a tiny ridge ``ridge/2
-    gamma'^2`` and capped Newton steps that keep gamma finite when D
-    separates the pairs perfectly.  Damped Newton steps; derivatives, with r = sigmoid(z) - t
-    and h = sigmoid(z)(1 - sigmoid(z)) (weights w/W):
-    ``g_beta = sum w r``, ``g_gamma = -sum w r u + ridge gamma'``,
-    ``H = [[sum w h, -sum w h u], [-sum w h u, sum w h u^2 + ridge]]``.
-    When D does not rank the similar pairs first (gamma' < 0.1: an
-    uninformative or adverse initial map) gamma' is set to 1, which spreads
-    z over a few units, and only the bias is fitted.
-
-    Returns
-    -------
-    gamma : float > 0
-    bias : float
-    """
-    from scipy.special import expit
-
-    D = np.asarray(sq_dist, dtype=np.float64)
-    w = (np.ones_like(D) if weights is None else weights) / (
-        D.shape[0] if weights is None else weights.sum())
-    m = float(np.median(D))
-    s = float(np.median(np.abs(D - m)))
-    if not s > 0:  # over half the distances tie at the median
-        s = float(np.std(D))
-    if not s > 1e-12 * max(1.0, abs(m)):  # all distances equal: no scale to fit
-        u = np.zeros_like(D)
-        s = 1.0
-        fit_gamma = False
-    else:
-        u = (D - m) / s
-        fit_gamma = True
-
-    def objective(theta):
-        z = theta[0] - theta[1] * u
-        return float(np.dot(w, np.logaddexp(0.0, z) - targets * z)
-                     + 0.5 * ridge * theta[1] ** 2)
-
-    def newton(theta, fit_gamma):
-        f = objective(theta)
-        for _ in range(max_iter):
-            z = theta[0] - theta[1] * u
-            sig = expit(z)
-            r = w * (sig - targets)
-            h = w * sig * (1 - sig)
-            if fit_gamma:
-                g = np.array([r.sum(), -np.dot(r, u) + ridge * theta[1]])
-                hu = np.dot(h, u)
-                H = np.array([[h.sum() + 1e-12, -hu], [-hu, np.dot(h, u * u) + ridge]])
-                step = -np.linalg.solve(H, g)
-            else:
-                step = np.array([-r.sum() / max(h.sum(), 1e-12), 0.0])
-            # Cap the step (separable pairs drive the logistic optimum far
-            # away), then backtrack until the objective does not increase.
-            norm = np.linalg.norm(step)
-            if norm > 10.0:
-                step *= 10.0 / norm
-            t = 1.0
-            while t > 1e-8:
-                f_new = objective(theta + t * step)
-                if f_new <= f:
-                    break
-                t *= 0.5
-            else:
-                break
-            theta = theta + t * step
-            converged = f - f_new <= 1e-12 * max(1.0, abs(f))
-            f = f_new
-            if converged:
-                break
-        return theta
-
-    theta = newton(np.array([0.0, 1.0 if fit_gamma else 0.0]), fit_gamma)
-    if fit_gamma and theta[1] < 0.1:
-        theta = newton(np.array([theta[0], 1.0]), False)
-        theta[1] = 1.0
-    if not fit_gamma:
-        # u = 0: z = beta' = bias - D with D = m for every pair (gamma = 1).
-        return 1.0, float(theta[0] + m)
-    # z = beta' - gamma' (D - m) / s = (beta' + gamma' m / s) - gamma D
-    return float(theta[1] / s), float(theta[0] + theta[1] * m / s)
-
-
 class _LDMLBase(MahalanobisMixin):
     """Parameter checks, the objective and the solvers shared by both learners."""
 
-    # -- parameters --------------------------------------------------------
-    def _validate_params(self):
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver={self.solver!r} is not one of {_SOLVERS}.")
-        self._max_iter = _check_int(self.max_iter, "max_iter", 1)
-        self._tol = _check_real(self.tol, "tol", 0.0)
-        self._alpha = _check_real(self.alpha, "alpha", 0.0)
-        self._batch_size = _check_int(self.batch_size, "batch_size", 1)
-        self._learning_rate = _check_real(self.learning_rate, "learning_rate", 0.0, low_inclusive=False)
-        self._n_iter_no_change = _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            _check_int(self.verbose, "verbose", 0)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-        if not isinstance(self.normalize, (bool, np.bool_)):
-            raise TypeError(f"normalize must be a bool; got {self.normalize!r}.")
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("n_components", "init", "normalize", "max_iter", "tol", "random_state",
+                 "n_jobs", "verbose", "callback"),
+        "alpha": [reals(0)],
+        "solver": [StrOptions(set(_SOLVERS))],
+        "batch_size": [integers(1)],
+        "learning_rate": [reals(0, closed="neither")],
+        "n_iter_no_change": [integers(1)],
+    }
 
-    # -- the objective -----------------------------------------------------
-    def _objective(self, problem, shape, dtype, L0, n_threads):
-        """``fun(theta) -> (loss, grad)`` over theta = [vec(L), bias] (float64)."""
-        k, d = shape
-        alpha = self._alpha
-
-        def fun(theta):
-            L = theta[:-1].reshape(k, d)
-            loss, grad_L, grad_bias = problem.loss_grad(
-                np.ascontiguousarray(L, dtype=dtype), theta[-1], n_threads
-            )
-            grad = np.empty_like(theta)
-            grad[:-1] = grad_L.ravel()
-            grad[-1] = grad_bias
-            if alpha > 0:
-                diff = L - L0
-                loss += 0.5 * alpha * float(np.dot(diff.ravel(), diff.ravel()))
-                grad[:-1] += alpha * diff.ravel()
-            return loss, grad
-
-        return fun
-
-    def _initial_theta(self, X, a, b, targets, weights, class_labels, rng):
-        """theta0 = [vec(L0), bias0] and L0: the init, scaled to fit the pairs.
-
-        Two parameters do not need every pair: the scale and bias are fitted
-        on at most _INIT_MAX_PAIRS evenly spaced pairs, whose distances are
-        the only ones computed (and, on a dask array, whose rows are the
-        only ones read).
-        """
-        from fastmetric._core.distances import paired_mahalanobis_distances
-
-        keep = evenly_spaced(a.shape[0], _INIT_MAX_PAIRS)
-        a, b, targets = a[keep], b[keep], targets[keep]
-        weights = None if weights is None else weights[keep]
-        if is_dask_array(X):
-            # The initial map from at most INIT_MAX_ROWS evenly spaced rows.
-            from fastmetric._core.dask_support import gather_rows, sample_rows
-
-            X_init, y_init = sample_rows(X, class_labels)
-            rows = gather_rows(X, np.concatenate([a, b]))
-            ends = np.arange(a.shape[0])
-            pairs = np.column_stack((ends, ends + a.shape[0]))
-        else:
-            X_init, y_init, rows, pairs = X, class_labels, X, np.column_stack((a, b))
-        L0 = initialize_components(self.init, X_init, y=y_init,
-                                   n_components=self.n_components, random_state=rng)
-        sq0 = paired_mahalanobis_distances(rows, pairs, components=L0.astype(X.dtype),
-                                           squared=True, n_jobs=self.n_jobs)
-        gamma, bias0 = _initial_scale_bias(sq0, targets, weights)
-        L0 = L0 * np.sqrt(gamma)
-        return np.concatenate([L0.ravel(), [bias0]]), L0
-
+    # -- the fit (the objective and solvers are in the core) -----------------
     def _set_theta(self, theta, shape):
         self.components_ = np.ascontiguousarray(theta[:-1].reshape(shape))
         self.bias_ = float(theta[-1])
@@ -261,122 +92,47 @@ class _LDMLBase(MahalanobisMixin):
         per minibatch; ``weights`` is None or per-pair weights of the fixed
         pairs.
         """
-        self._validate_params()
         rng = check_random_state(self.random_state) if rng is None else rng
         n_threads = effective_n_threads(self.n_jobs)
-        on_dask = is_dask_array(X)
-        if on_dask and self.solver != "lbfgs":
-            raise NotImplementedError(
-                f"{type(self).__name__} fits dask arrays with solver='lbfgs' only (the "
-                f"minibatch solvers on dask are not implemented yet); got "
-                f"solver={self.solver!r}. Use solver='lbfgs', or partial_fit on blocks "
-                "computed one at a time."
-            )
         if self.normalize:
-            if on_dask:
-                from fastmetric._core.dask_support import map_rows
+            X = normalize_points(X)
+        printer = IterationPrinter(type(self).__name__,
+                                   "iter" if self.solver == "lbfgs" else "epoch")
+        d = X.shape[1]
 
-                X = map_rows(X, l2_normalize_rows, X.shape[1], X.dtype)
-            else:
-                X = l2_normalize_rows(X)
-        dtype = X.dtype
+        def on_iteration(iteration, theta, loss):
+            if self.verbose:
+                printer(iteration, loss)
+            if self.callback is not None:
+                self._set_theta(theta, (-1, d))
+                return bool(self.callback(self, iteration, loss))
+            return False
+
+        self._optimizer = None
         with single_threaded_blas():  # identical results for any BLAS thread count
-            theta0, L0 = self._initial_theta(X, a, b, targets, weights, class_labels, rng)
-            k, d = L0.shape
-
-            printer = IterationPrinter(type(self).__name__,
-                                       "iter" if self.solver == "lbfgs" else "epoch")
-
-            def on_iteration(iteration, theta, loss):
-                if self.verbose:
-                    printer(iteration, loss)
-                if self.callback is not None:
-                    self._set_theta(theta, (k, d))
-                    return bool(self.callback(self, iteration, loss))
-                return False
-
-            self._optimizer = None
-            if self.solver == "lbfgs":
-                if on_dask:
-                    from fastmetric._core.dask_support import DaskPairLossProblem
-
-                    problem = DaskPairLossProblem(X, a, b, targets, weights,
-                                                  n_jobs=self.n_jobs)
-                else:
-                    problem = PairLossProblem(X, a, b, targets, weights, n_threads=n_threads)
-                fun = self._objective(problem, (k, d), dtype, L0, n_threads)
-                result = minimize_lbfgs(fun, theta0, max_iter=self._max_iter, tol=self._tol,
-                                        on_iteration=on_iteration)
-            else:
-                batch_seed = int(rng.randint(0, np.iinfo(np.int32).max))
-                if stream is None:
-                    epoch_batches = self._epoch_batches(
-                        X, a, b, targets, weights, batch_seed, (k, d), dtype, L0, n_threads)
-                else:
-                    epoch_batches = self._stream_batches(
-                        X, stream, (k, d), dtype, L0, n_threads)
-                self._optimizer = StochasticOptimizer(self.solver, self._learning_rate)
-                self._partial_seed = batch_seed
-                result = minimize_stochastic(
-                    epoch_batches, theta0, max_epochs=self._max_iter, tol=self._tol,
-                    n_iter_no_change=self._n_iter_no_change, on_iteration=on_iteration,
-                    optimizer=self._optimizer,
-                )
-
-        self._set_theta(result.x, (k, d))
-        self._L0 = L0
+            fit = fit_ldml(
+                X, a, b, targets, weights, rng=rng, init=self.init,
+                n_components=self.n_components, alpha=float(self.alpha), solver=self.solver,
+                max_iter=int(self.max_iter), tol=float(self.tol), batch_size=int(self.batch_size),
+                learning_rate=float(self.learning_rate), n_iter_no_change=int(self.n_iter_no_change),
+                n_jobs=self.n_jobs, n_threads=n_threads, verbose=self.verbose,
+                on_iteration=on_iteration, class_labels=class_labels,
+                stream=stream, name=type(self).__name__,
+            )
+        if fit.optimizer is not None:
+            self._optimizer = fit.optimizer
+            self._partial_seed = fit.batch_seed
+        result = fit.result
+        self._set_theta(result.x, fit.L0.shape)
+        self._L0 = fit.L0
         self.n_iter_ = int(result.n_iter)
         self.loss_ = float(result.fun)
         self.loss_curve_ = list(result.loss_curve)
-        self.n_features_in_ = d
+        self.n_features_in_ = fit.L0.shape[1]
         return self
-
-    def _minibatches(self, X, a, b, targets, weights, order, shape, dtype, L0, n_threads):
-        """``(batch objective, weight)`` of consecutive slices of ``order``."""
-        batch_size = self._batch_size
-        for start in range(0, order.shape[0], batch_size):
-            idx = order[start:start + batch_size]
-            bw = None if weights is None else weights[idx]
-            weight = float(idx.shape[0] if bw is None else bw.sum())
-            if weight <= 0:
-                continue
-            problem = PairLossProblem(X, a[idx], b[idx], targets[idx], bw)
-            yield self._objective(problem, shape, dtype, L0, n_threads), weight
-
-    def _epoch_batches(self, X, a, b, targets, weights, seed, shape, dtype, L0, n_threads):
-        """Minibatches of fixed pairs, in an order fixed by ``seed`` and the epoch."""
-        n_batches = -(-a.shape[0] // self._batch_size)
-
-        def epoch_batches(epoch):
-            order = np.random.default_rng([seed, epoch]).permutation(a.shape[0])
-            return _progress(
-                self._minibatches(X, a, b, targets, weights, order, shape, dtype, L0,
-                                  n_threads),
-                n_batches, self.verbose, f"epoch {epoch + 1}")
-
-        return epoch_batches
-
-    def _stream_batches(self, X, stream, shape, dtype, L0, n_threads):
-        """Minibatches of pairs drawn as they are needed (bounded memory).
-
-        ``stream(epoch, batch) -> (a, b, targets)`` or None after the last
-        minibatch of the epoch.
-        """
-        def batches(epoch):
-            for i in range(stream.n_batches):
-                a, b, t = stream(epoch, i)
-                problem = PairLossProblem(X, a, b, t, None)
-                yield self._objective(problem, shape, dtype, L0, n_threads), float(a.shape[0])
-
-        def epoch_batches(epoch):
-            return _progress(batches(epoch), stream.n_batches, self.verbose,
-                             f"epoch {epoch + 1}")
-
-        return epoch_batches
 
     def _partial_fit_pairs(self, X, a, b, targets, weights, class_labels=None):
         """One epoch of the stochastic solver over these pairs, continuing the fit."""
-        self._validate_params()
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         if self.normalize:
             X = l2_normalize_rows(X)
@@ -384,33 +140,30 @@ class _LDMLBase(MahalanobisMixin):
         with single_threaded_blas():
             if first:
                 rng = check_random_state(self.random_state)
-                theta, L0 = self._initial_theta(X, a, b, targets, weights, class_labels, rng)
+                theta, L0 = initial_theta(X, a, b, targets, weights, class_labels, rng,
+                                          init=self.init, n_components=self.n_components,
+                                          n_jobs=self.n_jobs)
                 self._L0 = L0
                 self._partial_seed = int(rng.randint(0, np.iinfo(np.int32).max))
-                self._optimizer = StochasticOptimizer(self.solver, self._learning_rate)
+                self._optimizer = StochasticOptimizer(self.solver, self.learning_rate)
                 self.n_iter_ = 0
                 self.loss_curve_ = []
                 self.n_features_in_ = L0.shape[1]
             else:
-                theta = np.concatenate([self.components_.ravel(), [self.bias_]])
-            shape = self._L0.shape
-            order = np.random.default_rng([self._partial_seed, self.n_iter_]).permutation(
-                a.shape[0])
-            batches = _progress(
-                self._minibatches(X, a, b, targets, weights, order, shape, X.dtype, self._L0,
-                                  n_threads),
-                -(-a.shape[0] // self._batch_size), self.verbose,
-                f"partial_fit {self.n_iter_ + 1}")
-            theta, loss, finite, interrupted = run_epoch(batches, theta, self._optimizer)
+                theta = theta_of(self.components_, self.bias_)
+            theta, loss, finite, interrupted = partial_fit_epoch(
+                X, a, b, targets, weights, theta, self._L0, self._optimizer,
+                self._partial_seed, self.n_iter_, batch_size=int(self.batch_size),
+                alpha=float(self.alpha), n_threads=n_threads, verbose=self.verbose)
         if interrupted:
             warnings.warn("partial_fit was interrupted (KeyboardInterrupt); the model keeps "
                           "the parameters after the last completed minibatch.", UserWarning,
-                          stacklevel=3)
+                          stacklevel=4)
         if not finite:
             warnings.warn("the objective became non-finite in partial_fit; the model keeps "
                           "the last finite parameters. Lower learning_rate or scale the data.",
                           ConvergenceWarning, stacklevel=3)
-        self._set_theta(theta, shape)
+        self._set_theta(theta, self._L0.shape)
         self.n_iter_ += 1
         if np.isfinite(loss):
             self.loss_ = float(loss)
@@ -442,7 +195,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         the rows of an array ``init``.
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
             fitted learner, default='auto'
-        Initial ``L``; see :func:`fastmetric._core.base.initialize_components`.
+        Initial ``L``; see :func:`fastmetric._core.init.initialize_components`.
         An array or a fitted learner refines a pre-trained metric.
         (``'lda'`` needs class labels: only in :class:`LDML_Supervised`.)
     normalize : bool, default=False
@@ -519,6 +272,14 @@ class LDML(PairsClassifierMixin, _LDMLBase):
     (3,)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_LDMLBase._parameter_constraints,
+        **shared("preprocessor"),
+        # No 'lda': it needs class labels, which pairs do not give (LDML_Supervised has them).
+        "init": options_or_array("auto", "identity", "pca", "covariance", "random",
+                                 learner=True),
+    }
+
     def __init__(self, n_components=None, init="auto", normalize=False, alpha=0.0,
                  solver="lbfgs", max_iter=100, tol=1e-5, batch_size=10000,
                  learning_rate=0.01, n_iter_no_change=5, preprocessor=None,
@@ -539,6 +300,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         self.verbose = verbose
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, pairs, y, sample_weight=None):
         """Learn the metric from labelled pairs.
 
@@ -587,12 +349,6 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             if not weights.sum() > 0:
                 raise ValueError("sample_weight sums to 0; at least one pair needs a "
                                  "positive weight.")
-        if isinstance(self.init, str) and self.init == "lda":
-            raise ValueError(
-                "init='lda' needs class labels, which pair constraints do not give; use "
-                "LDML_Supervised, or init='auto', 'pca', 'identity', 'covariance', "
-                "'random' or an array."
-            )
         a = np.ascontiguousarray(idx[:, 0])
         b = np.ascontiguousarray(idx[:, 1])
         return X, a, b, targets, weights
@@ -618,13 +374,11 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             if not weights.sum() > 0:
                 raise ValueError("sample_weight sums to 0; at least one pair needs a "
                                  "positive weight.")
-        if isinstance(self.init, str) and self.init == "lda":
-            raise ValueError("init='lda' needs class labels, which pair constraints do not "
-                             "give; use LDML_Supervised.")
         assert_all_finite(X, "preprocessor")
         return X, np.ascontiguousarray(a), np.ascontiguousarray(b), targets, weights
 
     @available_if(_stochastic_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, pairs, y, sample_weight=None):
         """One epoch of the stochastic solver on a batch of labelled pairs.
 
@@ -700,6 +454,13 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_LDMLBase._parameter_constraints,
+        "n_pairs": [None, integers(2)],
+        "positive_fraction": [reals(0, 1, closed="neither")],
+        "balanced": ["boolean"],
+    }
+
     def __init__(self, n_pairs=None, positive_fraction=0.5, balanced=False,
                  n_components=None, init="auto", normalize=False, alpha=0.0,
                  solver="lbfgs", max_iter=100, tol=1e-5, batch_size=10000,
@@ -752,15 +513,10 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
 
     def _pair_counts(self, n):
         """(n_positive, n_negative) per epoch for n labelled rows."""
-        n_pairs = min(20 * n, 200_000) if self.n_pairs is None else _check_int(
-            self.n_pairs, "n_pairs", 2)
-        fraction = _check_real(self.positive_fraction, "positive_fraction", 0.0,
-                               low_inclusive=False)
-        if not fraction < 1:
-            raise ValueError(f"positive_fraction must lie in (0, 1); got {fraction}.")
-        n_pos = min(max(int(round(n_pairs * fraction)), 1), n_pairs - 1)
-        return n_pos, n_pairs - n_pos
+        n_pairs = min(20 * n, 200_000) if self.n_pairs is None else int(self.n_pairs)
+        return split_pair_count(n_pairs, float(self.positive_fraction))
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw pairs from the classes of ``y`` and learn the metric.
 
@@ -784,13 +540,12 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         from fastmetric._core.sampling import LabelPairStream
 
         X, labels = self._labels_and_counts(X, y, reset=True)
-        self._validate_params()
         n_pos, n_neg = self._pair_counts(X.shape[0])
         rng = check_random_state(self.random_state)
         sample_seed = int(rng.randint(0, np.iinfo(np.int32).max))
         self._pair_seed = sample_seed  # partial_fit after fit continues these streams
-        stream = _LabelBatches(LabelPairStream(labels, self.balanced, self.n_jobs), n_pos,
-                               n_neg, self._batch_size, sample_seed)
+        stream = LabelBatches(LabelPairStream(labels, self.balanced, self.n_jobs), n_pos,
+                               n_neg, int(self.batch_size), sample_seed)
         if self.solver == "lbfgs":
             if is_dask_array(X):
                 # The same pairs, drawn on the workers (slices of the streams).
@@ -803,13 +558,14 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
             self._fit_pairs(X, a, b, targets, None, class_labels=labels, rng=rng)
         else:
             # The initial scale and bias: from the first pairs of epoch 0.
-            half = _INIT_MAX_PAIRS // 2
+            half = INIT_MAX_PAIRS // 2
             a, b, targets = stream.draw(0, 0, min(n_pos, half), 0, min(n_neg, half))
             self._fit_pairs(X, a, b, targets, None, class_labels=labels, stream=stream,
                             rng=rng)
         return self
 
     @available_if(_stochastic_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y):
         """One epoch of the stochastic solver on a batch of labelled rows.
 
@@ -835,49 +591,16 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         -------
         self
         """
-        from fastmetric._core.sampling import sample_pairs
-
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         X, labels = self._labels_and_counts(X, y, reset=first)
-        self._validate_params()
         if first:
             self._pair_seed = int(check_random_state(self.random_state).randint(
                 0, np.iinfo(np.int32).max))
         n_pos, n_neg = self._pair_counts(X.shape[0])
         # A fresh stream of pairs per call (after fit: continuing its epochs).
         seed = self._pair_seed + 7919 * (0 if first else self.n_iter_)
-        pairs, t = sample_pairs(labels, n_pos, n_neg, balanced=self.balanced,
-                                random_state=seed, n_jobs=self.n_jobs)
+        pairs, t = label_pairs(labels, n_pos, n_neg, seed, balanced=self.balanced,
+                               n_jobs=self.n_jobs)
         return self._partial_fit_pairs(
             X, np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]),
             t.astype(np.float64), None, class_labels=labels)
-
-
-class _LabelBatches:
-    """Minibatches of pairs drawn from class labels as they are needed.
-
-    Epoch ``e`` is the sample of ``n_positive`` + ``n_negative`` pairs of
-    :func:`~fastmetric.kernels.sampling.sample_pairs` with seed ``seed + 7919 e``;
-    minibatch ``i`` takes an equal share of its positive and of its negative
-    draws (the draws are independent, so consecutive slices are random
-    minibatches and no shuffling is needed).
-    """
-
-    def __init__(self, stream, n_positive, n_negative, batch_size, seed):
-        self.stream = stream
-        self.seed = seed
-        self.n_batches = max(1, -(-(n_positive + n_negative) // batch_size))
-        steps = np.arange(self.n_batches + 1)
-        self.positive_cuts = steps * n_positive // self.n_batches
-        self.negative_cuts = steps * n_negative // self.n_batches
-
-    def draw(self, epoch, positive_start, n_positive, negative_start, n_negative):
-        pairs, t = self.stream.draw(self.seed + 7919 * epoch, positive_start, n_positive,
-                                    negative_start, n_negative)
-        return (np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]),
-                t.astype(np.float64))
-
-    def __call__(self, epoch, i):
-        p0, p1 = self.positive_cuts[i], self.positive_cuts[i + 1]
-        n0, n1 = self.negative_cuts[i], self.negative_cuts[i + 1]
-        return self.draw(epoch, int(p0), int(p1 - p0), int(n0), int(n1 - n0))

@@ -19,161 +19,29 @@ Nothing of size n x n x d is built: per class, ``1/2 sum_ij A_ij (x_i -
 x_j)(x_i - x_j)^T = X_c^T (diag(A 1) - A) X_c`` (a Laplacian), computed over
 blocks of rows with BLAS, and ``S_b = S_t - S_w + sum_c (G_c / n - (n_c / n)
 S_c)`` from the total scatter ``S_t``, each class's scatter ``S_c`` and its
-affinity term ``G_c``.
+affinity term ``G_c`` (:mod:`fastmetric._core.local_scatter`).
 """
-import numbers
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    _complete_rows,
-    _resolve_n_components,
-    points_from_indices,
-)
-from fastmetric._learners.covariance import (
-    _MIN_SHRINKAGE,
-    _as_float64_centred,
-    _check_shrinkage,
-    _fix_signs,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.covariance import MIN_SHRINKAGE, as_float64_centred, fix_signs
+from fastmetric._core.init import _complete_rows, resolve_n_components
+from fastmetric._core.inputs import points_from_indices
+from fastmetric._core.local_scatter import local_scatters
+from fastmetric._core.params import integers, reals, shared
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["LFDA"]
 
 _EMBEDDINGS = ("weighted", "orthonormalized", "plain")
-
-# Entries of a block of the affinity matrix computed at once (32 MB in
-# float64): bounds the memory of a class of any size to O(block * n_c).
-_BLOCK_ELEMENTS = 1 << 22
-
-
-def _row_blocks(n_rows, n_cols):
-    step = max(1, _BLOCK_ELEMENTS // max(n_cols, 1))
-    for start in range(0, n_rows, step):
-        yield start, min(start + step, n_rows)
-
-
-def _block_sq_distances(Xb, X, sq_b, sq):
-    """Squared distances of a block of rows to all rows, by the GEMM expansion.
-
-    Values within the rounding of the expansion (relative to the squared
-    norms) are set to 0 exactly, so duplicated points are at distance 0.
-    """
-    S = sq_b[:, None] + sq[None, :]
-    D = Xb @ X.T
-    D *= -2.0
-    D += S
-    S *= 64.0 * np.finfo(np.float64).eps
-    D[D <= S] = 0.0
-    return D
-
-
-def _kth_positive(D, k):
-    """Per row: the k-th smallest positive entry (the largest positive one if
-    there are fewer than k; 0 if none).  D is overwritten."""
-    n_pos = np.count_nonzero(D, axis=1)
-    D[D == 0] = np.inf
-    kk = min(k, D.shape[1] - 1)
-    if kk < 1:
-        return np.zeros(D.shape[0])
-    part = np.partition(D, kk - 1, axis=1)
-    out = part[:, kk - 1]
-    short = n_pos < kk
-    if short.any():
-        # Fewer than k distinct mates: the farthest one.  (They are all
-        # among the first kk entries of the partition, the rest being inf.)
-        head = part[short, :kk]
-        far = np.max(np.where(np.isfinite(head), head, 0.0), axis=1)
-        out = out.copy()
-        out[short] = far
-    return out
-
-
-def _affinity_laplacian(D, s_b, s, Xb, Xc):
-    """Contribution of a block of rows to ``X_c^T (diag(A 1) - A) X_c``."""
-    scale = np.multiply.outer(s_b, s)
-    if np.all(s_b > 0) and np.all(s > 0):
-        np.divide(D, scale, out=D)
-        np.negative(D, out=D)
-        A = np.exp(D, out=D)
-    else:
-        pos = scale > 0
-        A = np.zeros_like(D)
-        np.divide(D, scale, out=A, where=pos)
-        np.negative(A, out=A)
-        np.exp(A, out=A, where=pos)
-    r = A.sum(axis=1)
-    return (Xb * r[:, None]).T @ Xb - Xb.T @ (A @ Xc)
-
-
-def _local_scales(Xc, sq, k):
-    """``s_i``: distance from x_i to its k-th nearest *distinct* class mate.
-
-    Points at distance 0 (x_i itself and its duplicates) are not
-    neighbours: otherwise a point with k duplicates would get ``s_i = 0``
-    and no affinity at all.  With fewer than k distinct mates, the farthest
-    one is used; with none (all class points equal), ``s_i = 0``.
-    """
-    n_c = Xc.shape[0]
-    s2 = np.zeros(n_c)
-    for start, stop in _row_blocks(n_c, n_c):
-        D = _block_sq_distances(Xc[start:stop], Xc, sq[start:stop], sq)
-        s2[start:stop] = _kth_positive(D, k)
-    return np.sqrt(s2)
-
-
-def _class_laplacian_scatter(Xc, k):
-    """``G = 1/2 sum_ij A_ij (x_i - x_j)(x_i - x_j)^T`` for one class."""
-    n_c, d = Xc.shape
-    if n_c < 2:
-        return np.zeros((d, d))
-    Xc = Xc - Xc.mean(axis=0)  # translation-invariant; better rounding
-    sq = np.einsum("ij,ij->i", Xc, Xc)
-    blocks = list(_row_blocks(n_c, n_c))
-    if len(blocks) == 1:
-        # The whole class fits in one block: distances computed once.
-        D = _block_sq_distances(Xc, Xc, sq, sq)
-        s = np.sqrt(_kth_positive(D.copy(), k))
-        G = _affinity_laplacian(D, s, s, Xc, Xc)
-    else:
-        s = _local_scales(Xc, sq, k)
-        G = np.zeros((d, d))
-        for start, stop in blocks:
-            D = _block_sq_distances(Xc[start:stop], Xc, sq[start:stop], sq)
-            G += _affinity_laplacian(D, s[start:stop], s, Xc[start:stop], Xc)
-    return (G + G.T) * 0.5
-
-
-def _local_scatters(X, codes, n_classes, k):
-    """Local between- and within-class scatters ``(S_b, S_w)`` and ``S_t``.
-
-    X : (n, d) float64; codes : (n,) class index in [0, n_classes).
-    """
-    n, d = X.shape
-    Xc_all = X - X.mean(axis=0)
-    S_t = Xc_all.T @ Xc_all
-    S_w = np.zeros((d, d))
-    extra = np.zeros((d, d))
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(n_classes + 1))
-    for c in range(n_classes):
-        rows = order[bounds[c]:bounds[c + 1]]
-        n_c = rows.shape[0]
-        if n_c == 0:
-            continue
-        Xc = X[rows]
-        G = _class_laplacian_scatter(Xc, k)
-        centred = Xc - Xc.mean(axis=0)
-        S_w += G / n_c
-        extra += G / n - (n_c / n) * (centred.T @ centred)
-    S_b = S_t - S_w + extra
-    return (S_b + S_b.T) * 0.5, S_w, S_t
-
 
 class LFDA(MahalanobisMixin):
     """Local Fisher Discriminant Analysis (Sugiyama, 2007).
@@ -267,6 +135,13 @@ class LFDA(MahalanobisMixin):
     (150, 2)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("n_components", "preprocessor"),
+        "k": [None, integers(1)],
+        "embedding_type": [StrOptions(set(_EMBEDDINGS))],
+        "shrinkage": [reals(0, 1, closed="both")],  # no estimated intensity here
+    }
+
     def __init__(self, n_components=None, k=None, embedding_type="weighted",
                  preprocessor=None, shrinkage=0.01):
         self.n_components = n_components
@@ -275,6 +150,7 @@ class LFDA(MahalanobisMixin):
         self.preprocessor = preprocessor
         self.shrinkage = shrinkage
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn the LFDA map from points and class labels.
 
@@ -289,24 +165,16 @@ class LFDA(MahalanobisMixin):
         -------
         self
         """
-        if self.embedding_type not in _EMBEDDINGS:
-            raise ValueError(
-                f"embedding_type={self.embedding_type!r} is not one of {_EMBEDDINGS}."
-            )
-        shrinkage = _check_shrinkage(self.shrinkage, names=())
+        shrinkage = float(self.shrinkage)
         X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
         n, d = X.shape
-        n_comp = _resolve_n_components(self.n_components, d)
+        n_comp = resolve_n_components(self.n_components, d)
         if self.k is None:
             k = max(1, min(7, d - 1))
         else:
-            if isinstance(self.k, (bool, np.bool_)) or not isinstance(self.k, numbers.Integral):
-                raise TypeError(f"k must be None or a positive integer; got {self.k!r}.")
-            if self.k < 1:
-                raise ValueError(f"k must be a positive integer; got {self.k}.")
             k = int(self.k)
         classes, codes = np.unique(y, return_inverse=True)
         codes = codes.reshape(-1)
@@ -316,9 +184,9 @@ class LFDA(MahalanobisMixin):
                 f"({classes[0]!r})."
             )
         with single_threaded_blas():
-            Z, unit = _as_float64_centred(X)
-            S_b, S_w, S_t = _local_scatters(Z, codes, classes.shape[0], k)
-            L, vals = self._solve(S_b, S_w, S_t, n_comp, max(shrinkage, _MIN_SHRINKAGE), n)
+            Z, unit = as_float64_centred(X)
+            S_b, S_w, S_t = local_scatters(Z, codes, classes.shape[0], k)
+            L, vals = self._solve(S_b, S_w, S_t, n_comp, max(shrinkage, MIN_SHRINKAGE), n)
         if self.embedding_type != "orthonormalized":
             L = L / unit  # the eigenvectors scale as 1 / unit; orthonormal rows do not
         self.components_ = np.ascontiguousarray(L)
@@ -350,7 +218,7 @@ class LFDA(MahalanobisMixin):
                 L = np.linalg.qr(vecs)[0].T
             else:
                 L = vecs.T
-            L = _fix_signs(L)
+            L = fix_signs(L)
         if m < n_comp:
             if self.embedding_type == "orthonormalized":
                 L = _complete_rows(L, n_comp)
@@ -364,6 +232,6 @@ class LFDA(MahalanobisMixin):
                     + ("(orthonormal completion)." if self.embedding_type == "orthonormalized"
                        else "(zero)."),
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
         return L, vals

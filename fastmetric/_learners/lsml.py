@@ -53,34 +53,33 @@ machine precision), or after ``max_iter`` iterations.
 final ``M = L^T L``.
 """
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
 from scipy.linalg.lapack import dpotrf, dpotri
+from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, encode_pair_labels
-from fastmetric._core.objectives.lsml import pair_quadratic_forms
-from fastmetric.kernels.lsml import residual_loss, residual_loss_coefficients
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import quadruplets_from_labels
+from fastmetric._core.init import prior_matrix
+from fastmetric._core.inputs import check_tuples
+from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
+from fastmetric._core.params import options_or_array, shared
 from fastmetric._core.solvers import IterationPrinter
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.tuples import QuadrupletsClassifierMixin, check_tuples
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.tuples import QuadrupletsClassifierMixin
 from fastmetric._core.validation import (
-    check_int_param,
     check_pair_vector,
     check_points,
-    check_real_param,
 )
 
 __all__ = ["LSML", "LSML_Supervised"]
 
 _PRIORS = ("identity", "covariance", "random")
-# Armijo sufficient-decrease constant and the largest number of halvings of
-# a step before the line search gives up (f cannot decrease any more).
-_ARMIJO = 1e-4
-_MAX_HALVINGS = 60
 
 
 # --------------------------------------------------------------------------
@@ -123,215 +122,26 @@ def _inverse_spd(A, name="prior"):
 
 
 def _resolve_prior(prior, X, rng):
-    """``(M0, M0^{-1})`` for a prior name or array, both float64 (d, d)."""
+    """``(M0, M0^{-1})`` for a prior name, array or fitted learner, both float64 (d, d).
+
+    LSML's data-driven priors are computed here; 'identity', arrays and
+    fitted learners are checked by the core's :func:`prior_matrix`, as for
+    every learner with a prior.
+    """
     d = X.shape[1]
-    if isinstance(prior, str):
-        if prior not in _PRIORS:
-            raise ValueError(
-                f"prior={prior!r} is not one of {_PRIORS} or an array of shape "
-                f"(n_features, n_features) = ({d}, {d})."
-            )
-        if prior == "identity":
-            return np.eye(d), np.eye(d)
-        if prior == "covariance":
-            P = _covariance_prior(X)
-            return _inverse_spd(P, "the regularised covariance"), P
+    if isinstance(prior, str) and prior == "identity":
+        return np.eye(d), np.eye(d)
+    if isinstance(prior, str) and prior == "covariance":
+        P = _covariance_prior(X)
+        return _inverse_spd(P, "the regularised covariance"), P
+    if isinstance(prior, str) and prior == "random":
         from sklearn.datasets import make_spd_matrix
 
         M0 = make_spd_matrix(d, random_state=rng)
         M0 = 0.5 * (M0 + M0.T)
         return M0, _inverse_spd(M0, "the random prior")
-    if hasattr(prior, "components_") or hasattr(prior, "fit"):
-        raise TypeError(
-            "prior must be 'identity', 'covariance', 'random' or an array; got an "
-            f"estimator ({type(prior).__name__}). Use its get_mahalanobis_matrix()."
-        )
-    arr = np.asarray(prior)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(
-            f"prior must be 'identity', 'covariance', 'random' or a real array; got "
-            f"{type(prior).__name__} with dtype {arr.dtype}."
-        )
-    arr = arr.astype(np.float64)
-    if arr.shape != (d, d):
-        raise ValueError(
-            f"prior must have shape (n_features, n_features) = ({d}, {d}); got shape "
-            f"{arr.shape}."
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError("prior contains NaN or infinity.")
-    if not np.allclose(arr, arr.T, rtol=1e-7, atol=1e-12 * max(1.0, np.abs(arr).max())):
-        raise ValueError("prior must be a symmetric matrix.")
-    M0 = 0.5 * (arr + arr.T)
+    M0 = prior_matrix(prior, d, "LSML", _PRIORS)
     return M0, _inverse_spd(M0, "prior")
-
-
-# --------------------------------------------------------------------------
-# Solver
-# --------------------------------------------------------------------------
-class _LSMLProblem:
-    """The LSML objective on index quadruplets into the points X (float64)."""
-
-    def __init__(self, X, quads, weights, prior_inv, n_threads):
-        from fastmetric.kernels.pair_scatter import pair_scatter
-
-        self._scatter = pair_scatter
-        self.X = X
-        self.n_q = quads.shape[0]
-        self.a = np.ascontiguousarray(np.concatenate([quads[:, 0], quads[:, 2]]))
-        self.b = np.ascontiguousarray(np.concatenate([quads[:, 1], quads[:, 3]]))
-        self.w = weights
-        self.P = prior_inv
-        self.n_threads = n_threads
-        self._coef = np.empty(2 * self.n_q)
-
-    def quadratic_forms(self, S):
-        """``(D_ab, D_cd)`` of every quadruplet for the symmetric matrix S."""
-        out = np.empty(2 * self.n_q)
-        pair_quadratic_forms(self.X, S, self.a, self.b, out, self.n_threads)
-        return out[: self.n_q], out[self.n_q:]
-
-    def data_loss(self, dab, dcd):
-        return residual_loss(dab, dcd, self.w)[0]
-
-    def data_loss_grad(self, dab, dcd):
-        """Data term, its gradient (d, d) and the number of violated quadruplets."""
-        n_q = self.n_q
-        coef = self._coef
-        loss, n_viol = residual_loss_coefficients(dab, dcd, self.w, coef[:n_q], coef[n_q:])
-        d = self.X.shape[1]
-        grad = np.zeros((d, d))
-        if n_viol:
-            nz = np.flatnonzero(coef)
-            # The same thread cap as weighted_pair_scatter (~2^20 multiply-adds
-            # per thread); it never changes the result.
-            n_threads = threads_for_work(self.n_threads, nz.shape[0] * d * min(d, 64), 1 << 20)
-            self._scatter(self.X, self.a[nz], self.b[nz], coef[nz], grad, n_threads)
-        return loss, grad, n_viol
-
-
-def _cholesky_logdet(M):
-    """``(lower Cholesky factor, log det M)``, or ``(None, inf)`` if M is not PD."""
-    c, info = dpotrf(M, lower=1, clean=1)
-    if info != 0:
-        return None, np.inf
-    diag = np.diag(c)
-    if not np.all(diag > 0) or not np.isfinite(diag).all():
-        return None, np.inf
-    return c, 2.0 * float(np.sum(np.log(diag)))
-
-
-def _inverse_from_cholesky(c):
-    inv, info = dpotri(c, lower=1)
-    if info != 0:  # pragma: no cover - c is a valid factor
-        raise np.linalg.LinAlgError("inverse of the metric failed")
-    return np.tril(inv) + np.tril(inv, -1).T
-
-
-def _lbfgs_direction(G, M, s_hist, y_hist, rho_hist):
-    """``-H G`` by the L-BFGS two-loop recursion over the stored pairs.
-
-    The initial inverse Hessian is ``V -> M V M``, the inverse Hessian of
-    ``-log det`` at the current M (the affine-invariant metric of the PD
-    cone): with no stored pairs the direction is the natural gradient
-    ``-M G M``, the Newton step of the regulariser.  It halves the
-    iterations of the usual scaled identity on LSML.
-    """
-    q = G.copy()
-    alphas = []
-    for s, y, rho in zip(reversed(s_hist), reversed(y_hist), reversed(rho_hist)):
-        alpha = rho * float(np.sum(s * q))
-        q -= alpha * y
-        alphas.append(alpha)
-    q = M @ q @ M
-    q = 0.5 * (q + q.T)
-    for (s, y, rho), alpha in zip(zip(s_hist, y_hist, rho_hist), reversed(alphas)):
-        beta = rho * float(np.sum(y * q))
-        q += (alpha - beta) * s
-    return -q
-
-
-def _minimize_lsml(problem, M0, *, tol, max_iter, memory=10, on_iteration=None,
-                   forms0=None):
-    """L-BFGS on M (two-loop recursion, natural-gradient initial Hessian)
-    with a backtracking Armijo search.
-
-    Trials outside the positive definite cone count as ``f = +inf`` and are
-    backtracked.  ``forms0``: the quadratic forms ``(D_ab, D_cd)`` at M0 when
-    the caller has them.  Returns ``(M, chol, loss, n_iter, converged,
-    loss_curve)``.
-    """
-    P = problem.P
-    M = M0
-    chol, logdet = _cholesky_logdet(M)
-    if chol is None:  # pragma: no cover - priors are checked definite
-        raise ValueError("the initial metric is not positive definite.")
-    dab, dcd = problem.quadratic_forms(M) if forms0 is None else forms0
-    data, grad_data, _ = problem.data_loss_grad(dab, dcd)
-    tr_MP = float(np.sum(M * P))
-    f = data + tr_MP - logdet
-    G = grad_data + P - _inverse_from_cholesky(chol)
-    gnorm = float(np.sqrt(np.sum(G * G)))
-    s_hist, y_hist, rho_hist = [], [], []
-    loss_curve = []
-    converged = False
-    it = 0
-    for it in range(1, max_iter + 1):
-        if gnorm <= tol:  # (n_iter_ counts this last check, as metric-learn)
-            converged = True
-            break
-        direction = _lbfgs_direction(G, M, s_hist, y_hist, rho_hist)
-        slope = float(np.sum(G * direction))
-        if not slope < 0:  # not a descent direction: restart, natural gradient
-            s_hist, y_hist, rho_hist = [], [], []
-            direction = _lbfgs_direction(G, M, s_hist, y_hist, rho_hist)
-            slope = float(np.sum(G * direction))
-            if not slope < 0:  # pragma: no cover - M G M is a descent direction
-                converged = True
-                break
-        step = 1.0
-        qab, qcd = problem.quadratic_forms(direction)
-        tr_DP = float(np.sum(direction * P))
-        accepted = False
-        for _ in range(_MAX_HALVINGS):
-            M_t = M + step * direction
-            chol_t, logdet_t = _cholesky_logdet(M_t)
-            if chol_t is not None:
-                dab_t = dab + step * qab
-                dcd_t = dcd + step * qcd
-                f_t = problem.data_loss(dab_t, dcd_t) + (tr_MP + step * tr_DP) - logdet_t
-                if f_t <= f + _ARMIJO * step * slope:
-                    accepted = True
-                    break
-            step *= 0.5
-        if not accepted:
-            if s_hist:  # retry once along the natural gradient, fresh memory
-                s_hist, y_hist, rho_hist = [], [], []
-                continue
-            # No step decreases f at machine precision: M is optimal.
-            converged = True
-            break
-        data, grad_data, _ = problem.data_loss_grad(dab_t, dcd_t)
-        tr_MP = float(np.sum(M_t * P))
-        f_t = data + tr_MP - logdet_t
-        G_t = grad_data + P - _inverse_from_cholesky(chol_t)
-        s = M_t - M
-        y = G_t - G
-        sy = float(np.sum(s * y))
-        if sy > 1e-12 * float(np.sum(y * y)):  # curvature condition (convex f)
-            s_hist.append(s)
-            y_hist.append(y)
-            rho_hist.append(1.0 / sy)
-            if len(s_hist) > memory:
-                del s_hist[0], y_hist[0], rho_hist[0]
-        M, chol, dab, dcd, f, G = M_t, chol_t, dab_t, dcd_t, f_t, G_t
-        gnorm = float(np.sqrt(np.sum(G * G)))
-        loss_curve.append(f)
-        if on_iteration is not None and on_iteration(it, M, chol, f):
-            break
-    else:
-        converged = gnorm <= tol
-    return M, chol, f, it, converged, loss_curve
 
 
 # --------------------------------------------------------------------------
@@ -354,14 +164,11 @@ def _check_weights(weights, n_q):
 class _BaseLSML(MahalanobisMixin):
     """Parameter checks and the fit on index quadruplets, shared by both forms."""
 
-    def _validate_params(self):
-        self._tol = check_real_param(self.tol, "tol", 0.0)
-        self._max_iter = check_int_param(self.max_iter, "max_iter", 1)
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            check_int_param(self.verbose, "verbose", 0)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-        effective_n_threads(self.n_jobs)  # type / value check
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("tol", "max_iter", "verbose", "preprocessor", "random_state", "n_jobs",
+                 "callback"),
+        "prior": options_or_array(*_PRIORS, learner=True),
+    }
 
     def _fit_quadruplets(self, X, quads, weights, rng):
         """Fit M on index quadruplets ``quads`` (n_q, 4) into the points X."""
@@ -379,29 +186,9 @@ class _BaseLSML(MahalanobisMixin):
 
         with single_threaded_blas():  # identical results for any BLAS thread count
             M0, _ = _resolve_prior(self.prior, X, rng)
-            R0 = np.triu(dpotrf(M0, lower=0, clean=1)[0])  # M0 = R0^T R0
-            X0 = X if np.array_equal(M0, np.eye(d)) else np.ascontiguousarray(X @ R0.T)
-            # Start at the best multiple alpha M0 of the prior.  The data term
-            # is 1-homogeneous in M, so f(alpha M0) = alpha (data0 + d) -
-            # d log(alpha) + const, minimal at alpha = d / (data0 + d): this
-            # absorbs the scale of the data (pixels in the hundreds, say).
-            problem = _LSMLProblem(X0, quads, w, np.eye(d), n_threads)
-            dab0, dcd0 = problem.quadratic_forms(np.eye(d))
-            data0 = problem.data_loss(dab0, dcd0)
-            if not (np.isfinite(data0) and np.isfinite(dab0).all() and np.isfinite(dcd0).all()):
-                raise ValueError(
-                    "the squared distances of the quadruplets overflow float64 (the data "
-                    f"reach {np.abs(X).max():.3g}); rescale the data."
-                )
-            alpha = d / (data0 + d)
-            # Whiten by the start: with R^T R = alpha M0 and M = R^T A R,
-            # distances are those of A on the points R x and the regulariser
-            # is alpha tr(A) - log det A - log det(alpha M0), so the solver
-            # starts from A = I, well conditioned whatever M0 and the scale.
-            R = np.sqrt(alpha) * R0
-            Xw = np.ascontiguousarray(np.sqrt(alpha) * X0)
-            offset = 2.0 * float(np.sum(np.log(np.diag(R))))  # log det(alpha M0)
-            problem = _LSMLProblem(Xw, quads, w, alpha * np.eye(d), n_threads)
+            # Start at the best multiple alpha M0 of the prior, whitened by it
+            # (see lsml_start).
+            problem, R, offset, forms0 = lsml_start(X, quads, w, M0, n_threads)
             printer = IterationPrinter(type(self).__name__)
 
             def components(chol):
@@ -417,14 +204,14 @@ class _BaseLSML(MahalanobisMixin):
                     return bool(self.callback(self, iteration, loss - offset))
                 return False
 
-            A, chol, loss, n_iter, converged, curve = _minimize_lsml(
-                problem, np.eye(d), tol=self._tol, max_iter=self._max_iter,
-                on_iteration=on_iteration, forms0=(alpha * dab0, alpha * dcd0),
+            A, chol, loss, n_iter, converged, curve = minimize_lsml(
+                problem, np.eye(d), tol=self.tol, max_iter=self.max_iter,
+                on_iteration=on_iteration, forms0=forms0,
             )
-        if not converged and n_iter >= self._max_iter:
+        if not converged and n_iter >= self.max_iter:
             warnings.warn(
-                f"{type(self).__name__} did not converge in max_iter={self._max_iter} "
-                f"iterations (gradient norm above tol={self._tol}); increase max_iter.",
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
+                f"iterations (gradient norm above tol={self.tol}); increase max_iter.",
                 ConvergenceWarning,
             )
         self.components_ = components(chol)
@@ -455,8 +242,8 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         in the coordinates whitened by the starting metric ``alpha M0``).
     max_iter : int, default=1000
         Maximum number of iterations.
-    prior : {'identity', 'covariance', 'random'} or array of shape \
-            (n_features, n_features), default='identity'
+    prior : {'identity', 'covariance', 'random'}, array of shape \
+            (n_features, n_features) or fitted learner, default='identity'
         The prior ``M0`` (also the starting point):
 
         * ``'identity'``: the Euclidean metric;
@@ -467,7 +254,9 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         * ``'random'``: a random symmetric positive definite matrix
           (``sklearn.datasets.make_spd_matrix`` with ``random_state``);
         * an array: a symmetric positive definite matrix (else a
-          ``ValueError``).
+          ``ValueError``);
+        * a fitted learner: its Mahalanobis matrix (checked as every
+          learner's prior, see :func:`fastmetric._core.init.prior_matrix`).
     verbose : bool or int, default=False
         Print the objective at each iteration.
     preprocessor : array-like of shape (n_samples, n_features) or callable
@@ -533,6 +322,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, quadruplets, weights=None):
         """Learn the metric from quadruplets.
 
@@ -551,17 +341,9 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         -------
         self
         """
-        self._validate_params()
         X, quads = check_tuples(quadruplets, 4, self.preprocessor, dedupe=True)
         rng = check_random_state(self.random_state)
         return self._fit_quadruplets(X, quads, weights, rng)
-
-
-def _n_distinct_pairs(counts, n):
-    """Distinct (unordered) positive and negative pairs given class sizes."""
-    counts = counts.astype(np.float64)
-    positive = float(np.sum(counts * (counts - 1) / 2))
-    return positive, float(n) * (n - 1) / 2 - positive
 
 
 class LSML_Supervised(_BaseLSML):
@@ -605,6 +387,12 @@ class LSML_Supervised(_BaseLSML):
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseLSML._parameter_constraints,
+        **shared("n_constraints"),
+        "weights": [None, "array-like"],
+    }
+
     def __init__(self, tol=1e-3, max_iter=1000, prior="identity", n_constraints=None,
                  weights=None, verbose=False, preprocessor=None, random_state=None,
                  n_jobs=None, callback=None):
@@ -637,6 +425,7 @@ class LSML_Supervised(_BaseLSML):
             return check_points(P[idx[:, 0]], name="X"), y
         return validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw quadruplets from the classes of ``y`` and learn the metric.
 
@@ -651,24 +440,12 @@ class LSML_Supervised(_BaseLSML):
         -------
         self
         """
-        from fastmetric._core.sampling import sample_pairs
-
-        self._validate_params()
         X, y = self._points(X, y)
-        classes, labels, counts = encode_pair_labels(y, type(self).__name__)
-        if self.n_constraints is None:
-            wanted = 20 * len(classes) ** 2
-        else:
-            wanted = check_int_param(self.n_constraints, "n_constraints", 1)
-        n_pos, n_neg = _n_distinct_pairs(counts, X.shape[0])
-        n_q = int(min(wanted, n_pos, n_neg))
-        if n_q < wanted:
-            warnings.warn(
-                f"only {n_q} quadruplets can be formed from distinct pairs ({int(n_pos)} "
-                f"positive and {int(n_neg)} negative pairs exist); n_constraints={wanted} "
-                "were requested.",
-                UserWarning,
-            )
+        # One RandomState: the quadruplets' seed first, then prior='random'.
+        rng = check_random_state(self.random_state)
+        quads = quadruplets_from_labels(y, self.n_constraints, rng, type(self).__name__,
+                                        n_jobs=self.n_jobs)
+        n_q = quads.shape[0]
         weights = self.weights
         if weights is not None:
             w = np.asarray(weights)
@@ -677,10 +454,5 @@ class LSML_Supervised(_BaseLSML):
                     f"weights must have shape (n_constraints,) = ({n_q},), one weight per "
                     f"quadruplet; got shape {w.shape}."
                 )
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(0, np.iinfo(np.int32).max))
-        pairs, _ = sample_pairs(labels, n_q, n_q, unique=True, random_state=seed,
-                                n_jobs=self.n_jobs)
-        quads = np.ascontiguousarray(np.hstack((pairs[:n_q], pairs[n_q:])), dtype=np.intp)
         self.n_constraints_ = n_q
         return self._fit_quadruplets(X, quads, weights, rng)

@@ -14,15 +14,20 @@ d_ij^T`` (``d_ij = x_i - x_j``); the same OpenMP kernel as NCA's evaluates
 both (:class:`fastmetric.kernels.softmax_neighbors.SoftmaxNeighborsProblem`),
 chunk by chunk, without an n x n matrix.
 """
-import numpy as np
+from typing import ClassVar
 
-from fastmetric._learners.nca import _SoftmaxNeighborsLearner
+import numpy as np
+from sklearn.base import _fit_context
+
+from fastmetric._core.params import options_or_array
+from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
+from fastmetric._core.threads import effective_n_threads
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 
 __all__ = ["MLKR"]
 
 
-class MLKR(_SoftmaxNeighborsLearner):
+class MLKR(SoftmaxNeighborsLearner):
     """Metric Learning for Kernel Regression.
 
     Learns the linear map ``L`` (``components_``) under which Gaussian
@@ -41,7 +46,7 @@ class MLKR(_SoftmaxNeighborsLearner):
             fitted learner, default='auto'
         Initial ``L``.  ``'auto'`` picks ``'pca'`` when ``n_components <
         n_features``, else ``'identity'`` (see
-        :func:`fastmetric._core.base.initialize_components`).  (``'lda'`` needs
+        :func:`fastmetric._core.init.initialize_components`).  (``'lda'`` needs
         class labels and is not available.)  Since the kernel's width is
         set by the scale of ``L``, standardise the features first (or pass
         a scaled initial map).
@@ -81,7 +86,7 @@ class MLKR(_SoftmaxNeighborsLearner):
 
     Notes
     -----
-    Memory and cost per evaluation are those of :class:`fastmetric._learners.nca.NCA`:
+    Memory and cost per evaluation are those of :class:`fastmetric.NCA`:
     O(n (d + k)) memory plus a ``chunk x n`` block per thread, no n x n
     matrix.
 
@@ -98,6 +103,12 @@ class MLKR(_SoftmaxNeighborsLearner):
     """
 
     _regression = True
+    _parameter_constraints: ClassVar[dict] = {
+        **SoftmaxNeighborsLearner._parameter_constraints,
+        # No 'lda': it needs class labels, and MLKR's targets are real values.
+        "init": options_or_array("auto", "identity", "pca", "covariance", "random",
+                                 learner=True),
+    }
 
     def __init__(self, n_components=None, init="auto", tol=None, max_iter=1000,
                  verbose=False, preprocessor=None, random_state=None, n_jobs=None,
@@ -112,6 +123,7 @@ class MLKR(_SoftmaxNeighborsLearner):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn ``L`` from points and their real-valued targets.
 
@@ -126,12 +138,7 @@ class MLKR(_SoftmaxNeighborsLearner):
         -------
         self
         """
-        n_threads = self._validate_params()
-        if isinstance(self.init, str) and self.init == "lda":
-            raise ValueError(
-                "init='lda' needs class labels, and MLKR's targets are real values; use "
-                "'auto', 'pca', 'identity', 'covariance', 'random' or an array."
-            )
+        n_threads = effective_n_threads(self.n_jobs)
         X, y = self._points(X, y)
         n = X.shape[0]
         if n < 2:

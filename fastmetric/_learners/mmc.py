@@ -50,26 +50,33 @@ a point with itself (W = 0) the constraint is ``trace(M) <= 1``.  Distances
 are floored at ``1e-12`` times the largest one in the gradient weights.
 """
 import warnings
+from typing import ClassVar
 
 import numpy as np
-from sklearn.base import TransformerMixin
+from sklearn.base import TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    PairsClassifierMixin,
-    check_pair_targets,
-    check_pairs,
-    encode_pair_labels,
-    initialize_components,
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.init import initialize_components, prior_matrix
+from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.objectives.mmc import (
+    RIDGE,
+    RIDGE_LOGDET,
+    Projector,
+    constraint_matrix,
+    dissimilar_sum_grad,
+    factored_loss_grad,
+    pair_distances,
+    pair_scatter_matrix,
 )
-from fastmetric._core.distances import paired_mahalanobis_distances
-from fastmetric.kernels.pair_scatter import pair_scatter
+from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.params import integers, options_or_array, reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_int_param, check_real_param
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["MMC", "MMC_Supervised"]
 
@@ -77,149 +84,34 @@ _INITS = ("identity", "covariance", "random")
 # logdet_reg of the full-matrix L-BFGS solver when logdet_reg='auto'.
 _AUTO_LOGDET_REG = 1.0
 _SOLVERS = ("lbfgs", "projection")
-# Relative ridge added to the similar-pair scatter (see the module notes).
-_RIDGE = 1e-9
-# With the log-det term the ridge also bounds the (useless) growth of M in
-# directions where no pair varies, which log det M would otherwise reward.
-_RIDGE_LOGDET = 1e-3
-# The alternating projections stop when <W, M> <= 1 + _PROJ_EPS.
-_PROJ_EPS = 1e-2
-
-
-def _scatter(X, a, b, w, n_threads):
-    out = np.empty((X.shape[1], X.shape[1]), dtype=np.float64)
-    if w is None:
-        w = np.ones(a.shape[0], dtype=np.float64)
-    n_threads = threads_for_work(n_threads, a.shape[0] * X.shape[1] * min(X.shape[1], 64),
-                                 1 << 20)
-    return pair_scatter(X, a, b, np.ascontiguousarray(w, dtype=np.float64), out, n_threads)
-
-
-def _constraint_matrix(W, ridge=_RIDGE):
-    """W plus the documented ridge; the identity when W is zero."""
-    d = W.shape[0]
-    trace = float(np.trace(W))
-    if not trace > 0:
-        return np.eye(d)
-    return W + (ridge * trace / d) * np.eye(d)
-
-
-class _Projector:
-    """Alternating projections onto {<W, M> <= 1} and the PSD cone."""
-
-    def __init__(self, W, max_proj):
-        self.W = W
-        self.w_norm2 = float(np.sum(W * W))
-        self.max_proj = max_proj
-
-    def __call__(self, M):
-        """Return (M, L, n_rounds): M feasible PSD, M = L^T L (L = sqrt(l) V^T)."""
-        W = self.W
-        n_rounds = 0
-        for n_rounds in range(1, self.max_proj + 1):
-            f = float(np.sum(W * M))
-            if f > 1.0:
-                M = M - ((f - 1.0) / self.w_norm2) * W
-            lam, V = np.linalg.eigh(0.5 * (M + M.T))
-            lam = np.maximum(lam, 0.0)
-            M = (V * lam) @ V.T
-            f = float(np.sum(W * M))
-            if f <= 1.0 + _PROJ_EPS:
-                break
-        if f > 1.0:  # exact feasibility by rescaling (stays PSD)
-            lam = lam / f
-            M = M / f
-        L = np.sqrt(lam)[:, None] * V.T
-        return M, L, n_rounds
-
-
-def _distances(X, a, b, L, n_threads):
-    sq = paired_mahalanobis_distances(
-        X, np.column_stack((a, b)), components=L.astype(X.dtype), squared=True,
-        n_jobs=n_threads,
-    )
-    return np.sqrt(np.maximum(sq.astype(np.float64), 0.0))
-
-
-def _factored_loss_grad(X, aD, bD, W, L, n_threads=1, logdet_reg=0.0):
-    """MMC's scale-free objective in L and its gradient.
-
-    ``h(L) = 0.5 log f(L) - log g(L)`` with ``g = sum_D ||L d_p||`` and
-    ``f = <W, L^T L>``; minimising h is maximising g on ``f = 1``.
-    ``dh/dL = L W / f - L G / g`` with ``G = sum_D d_p d_p^T / ||L d_p||``
-    (one weighted pair scatter).  With ``logdet_reg = mu > 0`` the
-    scale-free term ``-mu ((1/d) log det M - log f)`` is added
-    (``log det M = 2 log |det L|``, gradient ``-mu (2/d) L^{-T} + 2 mu L W / f``).
-    """
-    dist = _distances(X, aD, bD, L, n_threads)
-    g = float(dist.sum())
-    LW = L @ W
-    f = float(np.sum(LW * L))
-    if not (g > 0 and f > 0):
-        return np.inf, np.zeros(L.size)
-    floor = 1e-12 * float(dist.max())
-    G = _scatter(X, aD, bD, 1.0 / np.maximum(dist, floor), n_threads)
-    grad = LW / f - (L @ G) / g
-    value = 0.5 * np.log(f) - np.log(g)
-    if logdet_reg > 0:
-        d = L.shape[0]
-        sign, logabsdet = np.linalg.slogdet(L)
-        if sign == 0 or not np.isfinite(logabsdet):
-            return np.inf, np.zeros(L.size)
-        value -= logdet_reg * (2.0 * logabsdet / d - np.log(f))
-        grad = grad - logdet_reg * (2.0 / d) * np.linalg.inv(L).T + (2.0 * logdet_reg / f) * LW
-    return value, grad.ravel()
-
-
-def _dissimilar_sum_grad(X, aD, bD, L, n_threads=1):
-    """``g(M) = sum_D sqrt(d_p^T M d_p)`` (M = L^T L) and its gradient in M,
-    ``sum_D d_p d_p^T / (2 sqrt(d_p^T M d_p))`` (distances floored at 1e-12
-    times the largest)."""
-    dist = _distances(X, aD, bD, L, n_threads)
-    floor = 1e-12 * max(float(dist.max()), 1e-300)
-    return float(dist.sum()), _scatter(X, aD, bD, 0.5 / np.maximum(dist, floor), n_threads)
-
-
-def _check_verbose(verbose):
-    if not isinstance(verbose, (bool, np.bool_)):
-        check_int_param(verbose, "verbose", 0)
 
 
 class _BaseMMC(MahalanobisMixin):
     """Parameter checks and the two MMC solvers, on index pairs into X."""
 
-    def _validate_params(self):
-        self._max_iter = check_int_param(self.max_iter, "max_iter", 1)
-        self._max_proj = check_int_param(self.max_proj, "max_proj", 1)
-        self._tol = check_real_param(self.tol, "tol", 0.0)
-        self._diagonal_c = check_real_param(self.diagonal_c, "diagonal_c", 0.0,
-                                            low_inclusive=False)
-        if not isinstance(self.diagonal, (bool, np.bool_)):
-            raise TypeError(f"diagonal must be a bool; got {self.diagonal!r}.")
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver={self.solver!r} is not one of {_SOLVERS}.")
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("max_iter", "tol", "verbose", "random_state", "n_jobs", "callback"),
+        "max_proj": [integers(1)],
+        "init": options_or_array(*_INITS, learner=True),
+        "diagonal": ["boolean"],
+        "diagonal_c": [reals(0, closed="neither")],
+        "solver": [StrOptions(set(_SOLVERS))],
+        "logdet_reg": [StrOptions({"auto"}), reals(0)],
+    }
+
+    def _resolve_logdet_reg(self):
+        """The log-det weight: 'auto' resolved, and only where a solver supports it."""
         full_lbfgs = not self.diagonal and self.solver == "lbfgs"
-        if isinstance(self.logdet_reg, str) and self.logdet_reg == "auto":
-            self._logdet_reg = _AUTO_LOGDET_REG if full_lbfgs else 0.0
-            return self._check_rest()
-        self._logdet_reg = check_real_param(self.logdet_reg, "logdet_reg", 0.0)
-        if self._logdet_reg > 0 and not full_lbfgs:
+        if isinstance(self.logdet_reg, str):  # 'auto'
+            return _AUTO_LOGDET_REG if full_lbfgs else 0.0
+        logdet_reg = float(self.logdet_reg)
+        if logdet_reg > 0 and not full_lbfgs:
             raise ValueError(
                 "logdet_reg > 0 is only supported by the full-matrix L-BFGS solver "
-                "(diagonal=False, solver='lbfgs')."
+                f"(diagonal=False, solver='lbfgs'); got logdet_reg={self.logdet_reg!r}, "
+                f"diagonal={self.diagonal!r} and solver={self.solver!r}."
             )
-        return self._check_rest()
-
-    def _check_rest(self):
-        _check_verbose(self.verbose)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-        init = self.init
-        if isinstance(init, str) and init not in _INITS:
-            raise ValueError(
-                f"init={init!r} is not supported by MMC; use one of {_INITS}, a "
-                "(n_features, n_features) array or a fitted learner."
-            )
+        return logdet_reg
 
     def _initial_metric(self, X, rng):
         """M0 = L0^T L0 from ``init`` (L0 has n_features rows)."""
@@ -231,13 +123,10 @@ class _BaseMMC(MahalanobisMixin):
                 return L0.T @ L0
             M0 = np.asarray(init)
             if M0.ndim == 2 and M0.shape == (d, d):
-                # metric-learn passes a matrix M here; a square array is read as M.
-                if not np.isfinite(M0).all():
-                    raise ValueError("init contains NaN or infinity.")
-                M0 = np.asarray(M0, dtype=np.float64)
-                if not np.allclose(M0, M0.T, rtol=1e-8, atol=1e-12 * np.abs(M0).max()):
-                    raise ValueError("init, a square array, must be a symmetric PSD matrix M.")
-                return 0.5 * (M0 + M0.T)
+                # metric-learn passes a matrix M here; a square array is read as
+                # M, checked as every learner's prior (symmetric; MMC projects
+                # it onto the PSD cone itself).
+                return prior_matrix(M0, d, "MMC", _INITS, what="init", definite=False)
             L0 = initialize_components(init, X)
             return L0.T @ L0
         L0 = initialize_components(init, X, n_components=d, random_state=rng)
@@ -245,7 +134,7 @@ class _BaseMMC(MahalanobisMixin):
 
     def _fit_pairs(self, X, a, b, similar):
         """Fit on index pairs (a, b) into X; ``similar`` is a boolean mask."""
-        self._validate_params()
+        self._logdet_reg = self._resolve_logdet_reg()
         n_sim, n_dis = int(similar.sum()), int((~similar).sum())
         if n_sim == 0 or n_dis == 0:
             raise ValueError(
@@ -258,13 +147,13 @@ class _BaseMMC(MahalanobisMixin):
         aD, bD = np.ascontiguousarray(a[~similar]), np.ascontiguousarray(b[~similar])
         with single_threaded_blas():  # identical results for any thread count
             M0 = self._initial_metric(X, rng)
-            W = _scatter(X, aS, bS, None, n_threads)
+            W = pair_scatter_matrix(X, aS, bS, None, n_threads)
             if self.diagonal:
                 w = self._fit_diag(X, aD, bD, np.diag(W).copy(), np.diag(M0).copy(),
                                    n_threads)
                 L = np.diag(np.sqrt(w))
             else:
-                W = _constraint_matrix(W, _RIDGE_LOGDET if self._logdet_reg > 0 else _RIDGE)
+                W = constraint_matrix(W, RIDGE_LOGDET if self._logdet_reg > 0 else RIDGE)
                 if self.solver == "lbfgs":
                     L = self._fit_factored(X, aD, bD, W, M0, n_threads)
                 else:
@@ -288,7 +177,7 @@ class _BaseMMC(MahalanobisMixin):
         lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
         L0 = np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T
         f0 = float(np.sum((L0 @ W) * L0))
-        if not f0 > 0 or not _distances(X, aD, bD, L0, n_threads).sum() > 0:
+        if not f0 > 0 or not pair_distances(X, aD, bD, L0, n_threads).sum() > 0:
             L0 = np.eye(d)  # M0 sees no pair spread: start from the identity
             f0 = float(np.trace(W))
         L0 = L0 / np.sqrt(f0)
@@ -297,7 +186,7 @@ class _BaseMMC(MahalanobisMixin):
             L0 = L0 + np.eye(d) * (np.linalg.norm(L0) / np.sqrt(d) * 1e-3 + 1e-12)
 
         def fun(theta):
-            return _factored_loss_grad(X, aD, bD, W, theta.reshape(d, d), n_threads,
+            return factored_loss_grad(X, aD, bD, W, theta.reshape(d, d), n_threads,
                                        self._logdet_reg)
 
         printer = IterationPrinter(type(self).__name__)
@@ -307,26 +196,26 @@ class _BaseMMC(MahalanobisMixin):
             return self._report(printer, iteration, loss, L / np.sqrt(
                 float(np.sum((L @ W) * L))))
 
-        result = minimize_lbfgs(fun, L0.ravel(), max_iter=self._max_iter, tol=self._tol,
+        result = minimize_lbfgs(fun, L0.ravel(), max_iter=self.max_iter, tol=self.tol,
                                 on_iteration=on_iteration)
         L = result.x.reshape(d, d)
         # Rescale onto the constraint: sum_S d^T M d = <W, L^T L> = 1.
         L = L / np.sqrt(float(np.sum((L @ W) * L)))
         self.n_iter_ = int(result.n_iter)
         self.converged_ = bool(result.converged)
-        self.objective_ = float(_distances(X, aD, bD, L, n_threads).sum())
+        self.objective_ = float(pair_distances(X, aD, bD, L, n_threads).sum())
         return L
 
     # -- full matrix: projected gradient ascent --------------------------------
     def _fit_full(self, X, aD, bD, W, M0, n_threads):
-        project = _Projector(W, self._max_proj)
+        project = Projector(W, self.max_proj)
         printer = IterationPrinter(type(self).__name__)
         w_unit = W / np.sqrt(project.w_norm2)
 
         def objective_and_direction(L, with_direction):
             if not with_direction:
-                return float(_distances(X, aD, bD, L, n_threads).sum()), None
-            g, G = _dissimilar_sum_grad(X, aD, bD, L, n_threads)
+                return float(pair_distances(X, aD, bD, L, n_threads).sum()), None
+            g, G = dissimilar_sum_grad(X, aD, bD, L, n_threads)
             G -= np.sum(G * w_unit) * w_unit  # stay on the plane <W, M> = const
             norm = np.linalg.norm(G)
             return g, (G / norm if norm > 0 else None)
@@ -340,7 +229,7 @@ class _BaseMMC(MahalanobisMixin):
         alpha = 0.1
         self.converged_ = False
         self.n_iter_ = 0
-        for cycle in range(1, self._max_iter + 1):
+        for cycle in range(1, self.max_iter + 1):
             self.n_iter_ = cycle
             if direction is None:  # no ascent direction: a stationary point
                 self.converged_ = True
@@ -358,20 +247,20 @@ class _BaseMMC(MahalanobisMixin):
                 delta = alpha
             if self._report(printer, cycle, -g, L):
                 break
-            if delta < self._tol:
+            if delta < self.tol:
                 self.converged_ = True
                 break
         if not self.converged_ and self.callback is None:
             warnings.warn(
-                f"{type(self).__name__} did not converge in max_iter={self._max_iter} "
-                "iterations; increase max_iter or tol.", ConvergenceWarning, stacklevel=4,
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
+                "iterations; increase max_iter or tol.", ConvergenceWarning, stacklevel=5,
             )
         self.objective_ = g
         return L
 
     # -- diagonal: Newton ------------------------------------------------------
     def _fit_diag(self, X, aD, bD, s, w0, n_threads):
-        c = self._diagonal_c
+        c = float(self.diagonal_c)
         Xd = X.astype(np.float64, copy=False)
         Q = (Xd[aD] - Xd[bD]) ** 2  # (n_dissimilar, d): O(P d) memory, no d^2 per pair
         d = X.shape[1]
@@ -390,7 +279,7 @@ class _BaseMMC(MahalanobisMixin):
         f, dist, total = F(w)
         self.converged_ = False
         self.n_iter_ = 0
-        for it in range(1, self._max_iter + 1):
+        for it in range(1, self.max_iter + 1):
             self.n_iter_ = it
             floor = 1e-12 * max(float(dist.max()), 1e-300)
             dd = np.maximum(dist, floor)
@@ -426,7 +315,7 @@ class _BaseMMC(MahalanobisMixin):
             w, f, dist, total = w_try, f_try, dist_try, total_try
             if self._report(printer, it, f, np.diag(np.sqrt(w))):
                 break
-            if rel < self._tol:
+            if rel < self.tol:
                 self.converged_ = True
                 break
         self.objective_ = f
@@ -455,7 +344,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     init : {'identity', 'covariance', 'random'}, array or fitted learner, \
             default='identity'
         Initial metric: a named strategy (see
-        :func:`fastmetric._core.base.initialize_components`), a symmetric PSD
+        :func:`fastmetric._core.init.initialize_components`), a symmetric PSD
         matrix M of shape (n_features, n_features) (metric-learn's
         convention), or a fitted learner.  It is rescaled to meet the
         constraint.
@@ -532,6 +421,9 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     (3, 3)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMMC._parameter_constraints, **shared("preprocessor")}
+
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-3, init="identity",
                  diagonal=False, diagonal_c=1.0, verbose=False, preprocessor=None,
                  random_state=None, solver="lbfgs", logdet_reg="auto", n_jobs=None,
@@ -550,6 +442,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, pairs, y, calibration_params=None):
         """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
 
@@ -615,6 +508,9 @@ solver, logdet_reg, n_jobs, callback
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMMC._parameter_constraints, **shared("n_constraints")}
+
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-6, n_constraints=None,
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,
                  random_state=None, solver="lbfgs", logdet_reg="auto", n_jobs=None,
@@ -633,6 +529,7 @@ solver, logdet_reg, n_jobs, callback
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw pairs from the labels and learn the metric.
 
@@ -646,24 +543,8 @@ solver, logdet_reg, n_jobs, callback
         -------
         self
         """
-        from fastmetric._core.sampling import sample_pairs
-
-        X, a, b, similar = _supervised_pairs(self, X, y, sample_pairs)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        a, b, similar = pairs_from_labels(y, self.n_constraints,
+                                          check_random_state(self.random_state),
+                                          type(self).__name__, n_jobs=self.n_jobs)
         return self._fit_pairs(X, a, b, similar)
-
-
-def _supervised_pairs(est, X, y, sample_pairs):
-    """Validated X and the drawn pairs (a, b, similar mask) of a _Supervised learner."""
-    X, y = validate_data(est, X, y, dtype=[np.float64, np.float32], order="C")
-    classes, labels, _ = encode_pair_labels(y, type(est).__name__)
-    n = est.n_constraints
-    if n is None:
-        n = 20 * len(classes) ** 2
-    else:
-        n = check_int_param(n, "n_constraints", 1)
-    rng = check_random_state(est.random_state)
-    seed = int(rng.randint(0, np.iinfo(np.int32).max))
-    pairs, t = sample_pairs(labels, n, n, random_state=seed, n_jobs=est.n_jobs)
-    a = np.ascontiguousarray(pairs[:, 0])
-    b = np.ascontiguousarray(pairs[:, 1])
-    return X, a, b, t.astype(bool)

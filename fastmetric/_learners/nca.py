@@ -19,111 +19,23 @@ found by a float32 GEMM and evaluated exactly, and the gradient
 weighted graph Laplacian in O(n (k + d) + P d + n d^2) after the distances,
 P being the number of pairs whose weight is not negligible.
 
-This module also holds the base shared with :class:`fastmetric._learners.mlkr.MLKR`.
+The fit logic shared with :class:`fastmetric.MLKR` (validation, init,
+L-BFGS, callbacks) is :class:`fastmetric._core.softmax_learner.SoftmaxNeighborsLearner`.
 """
 
-import numpy as np
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
 
-from fastmetric._core.validation import check_int_param as _check_int, check_real_param as _check_real
-from fastmetric._core.base import MahalanobisMixin, _rows_from_preprocessor, initialize_components
+import numpy as np
+from sklearn.base import _fit_context
+from sklearn.utils.multiclass import check_classification_targets
+
+from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
+from fastmetric._core.threads import effective_n_threads
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
-from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
-from fastmetric._core.validation import check_points
 
 __all__ = ["NCA"]
 
-# tol=None (metric-learn's default) stands for this value, scikit-learn's
-# default for its NeighborhoodComponentsAnalysis.
-_DEFAULT_TOL = 1e-5
 
-
-
-def _check_tol(value):
-    """tol=None stands for the default."""
-    return _DEFAULT_TOL if value is None else _check_real(value, "tol", 0.0)
-
-
-class _SoftmaxNeighborsLearner(MahalanobisMixin):
-    """Fit logic shared by NCA and MLKR: validation, init, L-BFGS, callbacks."""
-
-    _regression = False
-
-    def _validate_params(self):
-        self._max_iter = _check_int(self.max_iter, "max_iter", 1)
-        self._tol = _check_tol(self.tol)
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            _check_int(self.verbose, "verbose", 0)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
-        # Resolve n_jobs now so that a bad value fails before any work.
-        return effective_n_threads(self.n_jobs)
-
-    def _points(self, X, y):
-        """Validated points and targets; X may be row indices into ``preprocessor``."""
-        preprocessor = self.preprocessor
-        if preprocessor is not None and not hasattr(X, "iloc"):
-            arr = np.asarray(X)
-            if arr.ndim == 1 and arr.dtype.kind in "iu":
-                if callable(preprocessor) and not hasattr(preprocessor, "shape"):
-                    X = _rows_from_preprocessor(preprocessor, arr)
-                else:
-                    P = check_points(preprocessor, name="preprocessor")
-                    if arr.size and (arr.min() < 0 or arr.max() >= P.shape[0]):
-                        bad = arr.min() if arr.min() < 0 else arr.max()
-                        raise ValueError(
-                            f"X holds the index {bad}, outside the rows [0, {P.shape[0]}) "
-                            "of the preprocessor."
-                        )
-                    X = P[arr]
-        return validate_data(
-            self, X, y, dtype=[np.float64, np.float32], order="C",
-            y_numeric=self._regression,
-        )
-
-    def _fit_problem(self, X, problem, L0, n_threads):
-        k, d = L0.shape
-        printer = IterationPrinter(type(self).__name__)
-
-        def fun(theta):
-            loss, grad = problem.loss_grad(theta.reshape(k, d), n_threads)
-            return loss, grad.ravel()
-
-        def on_iteration(iteration, theta, loss):
-            if self.verbose:
-                printer(iteration, loss)
-            if self.callback is not None:
-                self.components_ = theta.reshape(k, d).copy()
-                self.n_iter_ = iteration
-                return bool(self.callback(self, iteration, loss))
-            return False
-
-        with single_threaded_blas():  # identical results for any BLAS thread count
-            result = minimize_lbfgs(fun, L0.ravel(), max_iter=self._max_iter, tol=self._tol,
-                                    on_iteration=on_iteration)
-        self.components_ = np.ascontiguousarray(result.x.reshape(k, d))
-        self.n_iter_ = int(result.n_iter)
-        self.loss_ = float(result.fun)
-        self.loss_curve_ = list(result.loss_curve)
-        return self
-
-    def _initial_components(self, X, class_labels):
-        rng = check_random_state(self.random_state)
-        with single_threaded_blas():
-            return initialize_components(self.init, X, y=class_labels,
-                                         n_components=self.n_components, random_state=rng)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        tags.input_tags.allow_nan = False
-        return tags
-
-
-class NCA(_SoftmaxNeighborsLearner):
+class NCA(SoftmaxNeighborsLearner):
     """Neighbourhood Components Analysis.
 
     Learns the linear map ``L`` (``components_``) maximising the expected
@@ -142,7 +54,7 @@ class NCA(_SoftmaxNeighborsLearner):
         Initial ``L``.  ``'auto'`` picks ``'lda'`` when ``n_components <=
         n_classes - 1``, else ``'pca'`` when ``n_components <
         n_features``, else ``'identity'`` (see
-        :func:`fastmetric._core.base.initialize_components`).  An array of shape
+        :func:`fastmetric._core.init.initialize_components`).  An array of shape
         ``(n_components, n_features)`` or a fitted learner (its
         ``components_``) starts from that map.
     n_components : int, optional
@@ -220,6 +132,7 @@ class NCA(_SoftmaxNeighborsLearner):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn ``L`` from points and their class labels.
 
@@ -234,7 +147,7 @@ class NCA(_SoftmaxNeighborsLearner):
         -------
         self
         """
-        n_threads = self._validate_params()
+        n_threads = effective_n_threads(self.n_jobs)
         X, y = self._points(X, y)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)

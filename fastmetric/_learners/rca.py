@@ -12,23 +12,27 @@ we shrink it toward a multiple of the identity with the Ledoit-Wolf
 intensity (see :class:`RCA`).
 """
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
+from sklearn.base import _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, _resolve_n_components, points_from_indices
-from fastmetric._core.sampling import sample_chunks
-from fastmetric._learners.covariance import (
-    _MIN_SHRINKAGE,
-    _as_float64_centred,
-    _check_shrinkage,
-    _estimate_shrinkage,
-    _fix_signs,
-    _inv_sqrt,
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import chunks_from_labels
+from fastmetric._core.covariance import (
+    as_float64_centred,
+    chunk_residuals,
+    fix_signs,
+    inv_sqrt,
+    shrunk_toward_identity,
 )
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.init import resolve_n_components
+from fastmetric._core.inputs import one_per_row, points_from_indices
+from fastmetric._core.params import integers, shared
+from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["RCA", "RCA_Supervised"]
 
@@ -48,13 +52,7 @@ def _check_chunks(chunks, n_samples):
             arr = np.asarray(arr.tolist())
         except (TypeError, ValueError):
             pass
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1 or arr.shape[0] != n_samples:
-        raise ValueError(
-            f"chunks must have shape (n_samples,) = ({n_samples},), one chunk id per "
-            f"sample; got shape {arr.shape}."
-        )
+    arr = one_per_row(arr, n_samples, "chunks", "n_samples", "chunk id per sample")
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all():
             raise ValueError("chunks contains NaN or infinity; chunk ids are integers.")
@@ -73,60 +71,6 @@ def _check_chunks(chunks, n_samples):
             "in no chunk."
         )
     return arr
-
-
-def _chunk_residuals(Xc, chunks):
-    """Independent within-chunk residuals (Helmert contrasts) and chunked count.
-
-    A chunk of s points gives s - 1 residuals ``r_j = sqrt(j / (j + 1))
-    (mean(x_1..x_j) - x_{j+1})``: mutually orthogonal contrasts whose outer
-    products sum to the chunk's scatter ``sum_i (x_i - m)(x_i - m)^T``.
-    Under RCA's model (chunk members share a mean, with i.i.d. noise) they
-    are i.i.d. samples of the noise, which is what shrinkage estimators
-    expect.
-
-    Returns
-    -------
-    R : ndarray (n_residuals, d)
-    n_chunked : int
-        Samples in a chunk (singletons included, as metric-learn counts them).
-    n_multi : int
-        Chunks with at least 2 samples.
-    """
-    idx = np.flatnonzero(chunks >= 0)
-    d = Xc.shape[1]
-    if idx.size == 0:
-        return np.empty((0, d)), 0, 0
-    ids = chunks[idx]
-    order = np.argsort(ids, kind="stable")
-    idx, ids = idx[order], ids[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    sizes = np.diff(np.r_[starts, ids.shape[0]])
-    P = Xc[idx]
-    # Centre each chunk first: the residuals do not change, and the running
-    # sums below stay near zero instead of growing along the whole array.
-    means = np.add.reduceat(P, starts, axis=0) / sizes[:, None]
-    P -= np.repeat(means, sizes, axis=0)
-    pos = np.arange(ids.shape[0]) - np.repeat(starts, sizes)
-    cs = np.cumsum(P, axis=0)
-    base = np.zeros((starts.shape[0], d))
-    base[1:] = cs[starts[1:] - 1]
-    before = cs - P - np.repeat(base, sizes, axis=0)  # sum of earlier rows of the chunk
-    sel = pos >= 1
-    p = pos[sel].astype(np.float64)
-    R = np.sqrt(p / (p + 1.0))[:, None] * (before[sel] / p[:, None] - P[sel])
-    return R, int(idx.shape[0]), int(np.count_nonzero(sizes >= 2))
-
-
-def _shrunk(S, Z, shrinkage):
-    """(S_a, a, a_eff): ``(1 - a) S + a_eff mu I``, mu = trace(S) / d."""
-    d = S.shape[0]
-    a = _estimate_shrinkage(Z, shrinkage) if isinstance(shrinkage, str) else float(shrinkage)
-    a_eff = max(a, _MIN_SHRINKAGE)
-    mu = np.trace(S) / d
-    S_a = (1.0 - a_eff) * S
-    S_a[np.diag_indices(d)] += a_eff * mu
-    return S_a, a, a_eff * mu
 
 
 class RCA(MahalanobisMixin):
@@ -198,11 +142,14 @@ class RCA(MahalanobisMixin):
     (2, 2)
     """
 
+    _parameter_constraints: ClassVar[dict] = shared("n_components", "preprocessor", "shrinkage")
+
     def __init__(self, n_components=None, preprocessor=None, shrinkage="ledoit_wolf"):
         self.n_components = n_components
         self.preprocessor = preprocessor
         self.shrinkage = shrinkage
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, chunks):
         """Learn the metric from points and their chunk ids.
 
@@ -219,20 +166,19 @@ class RCA(MahalanobisMixin):
         -------
         self
         """
-        shrinkage = _check_shrinkage(self.shrinkage)
         X = points_from_indices(self.preprocessor, X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C",
                           ensure_min_samples=2)
         chunks = _check_chunks(chunks, X.shape[0])
-        self._fit_chunks(X, chunks, shrinkage)
+        self._fit_chunks(X, chunks, self.shrinkage)
         return self
 
     def _fit_chunks(self, X, chunks, shrinkage):
-        n, d = X.shape
-        k = _resolve_n_components(self.n_components, d)
+        d = X.shape[1]
+        k = resolve_n_components(self.n_components, d)
         with single_threaded_blas():
-            Xc, unit = _as_float64_centred(X)
-            R, n_chunked, n_multi = _chunk_residuals(Xc, chunks)
+            Xc, unit = as_float64_centred(X)
+            R, n_chunked, n_multi = chunk_residuals(Xc, chunks)
             if n_multi == 0:
                 raise ValueError(
                     f"{type(self).__name__} needs at least one chunk with 2 or more samples "
@@ -246,25 +192,25 @@ class RCA(MahalanobisMixin):
                     "of every chunk coincide); there is nothing to whiten and the metric is "
                     "the identity.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
                 self.components_ = np.eye(k, d)
                 self.shrinkage_ = 1.0
                 return
-            Cw_a, a, floor = _shrunk(Cw, R, shrinkage)
+            Cw_a, a, floor = shrunk_toward_identity(Cw, R, shrinkage)
             if k == d:
-                L = _inv_sqrt(Cw_a, floor)
+                L = inv_sqrt(Cw_a, floor)
             else:
                 P = Xc[chunks >= 0]
                 P = P - P.mean(axis=0)
                 T = (P.T @ P) / max(P.shape[0] - 1, 1)
                 if not np.trace(T) > 0:
                     T = np.eye(d)
-                T_a, _, _ = _shrunk(T, P, shrinkage)
+                T_a, _, _ = shrunk_toward_identity(T, P, shrinkage)
                 vals, vecs = scipy.linalg.eigh(Cw_a, T_a, subset_by_index=[0, k - 1])
                 # Both matrices are positive definite: clip only round-off.
                 vals = np.maximum(vals, d * np.finfo(np.float64).eps * np.max(np.abs(vals)))
-                L = _fix_signs((vecs / np.sqrt(vals)).T)
+                L = fix_signs((vecs / np.sqrt(vals)).T)
         self.components_ = np.ascontiguousarray(L / unit)
         self.shrinkage_ = float(a)
 
@@ -321,6 +267,13 @@ class RCA_Supervised(RCA):
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **RCA._parameter_constraints,
+        **shared("random_state", "n_jobs"),
+        "n_chunks": [integers(1)],
+        "chunk_size": [integers(2)],
+    }
+
     def __init__(self, n_components=None, n_chunks=100, chunk_size=2, preprocessor=None,
                  random_state=None, shrinkage="ledoit_wolf", n_jobs=None):
         super().__init__(n_components=n_components, preprocessor=preprocessor,
@@ -330,6 +283,7 @@ class RCA_Supervised(RCA):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw chunks from the classes of ``y`` and learn the RCA metric.
 
@@ -343,17 +297,11 @@ class RCA_Supervised(RCA):
         -------
         self
         """
-        from fastmetric._core.sampling import _positive_int
-
-        shrinkage = _check_shrinkage(self.shrinkage)
-        n_chunks = _positive_int(self.n_chunks, "n_chunks", 1)
-        chunk_size = _positive_int(self.chunk_size, "chunk_size", 2)
-        effective_n_threads(self.n_jobs)  # validates n_jobs
         X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
-        chunks = sample_chunks(y, n_chunks, chunk_size, random_state=self.random_state,
-                               n_jobs=self.n_jobs)
-        self._fit_chunks(X, chunks.astype(np.int64), shrinkage)
+        chunks = chunks_from_labels(y, int(self.n_chunks), int(self.chunk_size),
+                                    random_state=self.random_state, n_jobs=self.n_jobs)
+        self._fit_chunks(X, chunks, self.shrinkage)
         return self

@@ -14,7 +14,10 @@ along each basis (``d_k(u, v) = (b_k . (x_u - x_v))^2``), the objective is
 minimised by a stochastic proximal method: regularised dual averaging with
 AdaGrad step sizes (Xiao 2010; Duchi, Hazan & Singer 2011) on minibatches of
 ``batch_size`` triplets.  Every ``output_iter`` iterations the full objective
-is evaluated and the best weights seen are kept.
+is evaluated and the best weights seen are kept.  The bases are built by
+:mod:`fastmetric._core.scml_basis`, the weights learned by
+:func:`fastmetric._core.objectives.scml.minimize_scml`; this module checks
+the parameters and the input and keeps the fitted state.
 
 :class:`SCML` learns from triplets; :class:`SCML_Supervised` from class
 labels, making triplets from each point's ``k_genuine`` nearest same-class
@@ -23,411 +26,39 @@ k-NN search, the stochastic updates, the hinge loss over all triplets) are
 the nogil kernels of :mod:`fastmetric.kernels.scml`.
 """
 import warnings
+from typing import ClassVar
 
 import numpy as np
-import scipy.linalg.lapack
-import scipy.sparse
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, points_from_indices
-from fastmetric.kernels.scml import _knn_triplet_neighbors, _sgd_run, _triplet_hinge_pairs
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.tuples import TripletsClassifierMixin, check_tuples
-from fastmetric._core.validation import (
-    check_int_param as _check_int,
-    check_points,
-    check_real_param as _check_real,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import generate_knn_triplets
+from fastmetric._core.inputs import check_tuples, points_from_indices
+from fastmetric._core.objectives.scml import embedding_map, minimize_scml
+from fastmetric._core.params import integers, reals, shared
+from fastmetric._core.scml_basis import default_n_basis_lda, lda_basis, triplet_diffs_basis
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.tuples import TripletsClassifierMixin
+from fastmetric._core.validation import check_points
 
-__all__ = ["SCML", "SCML_Supervised", "generate_knn_triplets"]
+__all__ = ["SCML", "SCML_Supervised"]
 
-# AdaGrad's guard against a division by zero (the delta of the paper).
-_ADAGRAD_DELTA = 1e-3
-# Relative ridge of the local LDA (see _local_lda_directions).
-_LDA_RIDGE = 1e-2
 # Multiply-adds per thread below which a kernel call uses fewer threads
 # (waking a thread costs more than it saves on small calls; results do not
 # depend on the thread count).
 _PARALLEL_WORK = 1 << 22
-# Largest block of gathered neighbourhood points of the 'lda' basis (floats).
-_LDA_BLOCK = 1 << 22
 
 
 # --------------------------------------------------------------------------
-# Triplets from labels
-# --------------------------------------------------------------------------
-def _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=True):
-    """Per-class numbers of genuine and impostor neighbours, clipped to what exists."""
-    kg = np.minimum(k_genuine, counts - 1)
-    ki = np.minimum(k_impostor, n - counts)
-    if warn:
-        for c in np.flatnonzero(kg < k_genuine):
-            warnings.warn(
-                f"SCML: class {classes[c]!r} has {counts[c]} sample(s), too few for "
-                f"k_genuine={k_genuine} genuine neighbours (k_genuine + 1 samples needed); "
-                f"its points get {kg[c]} instead.",
-                UserWarning,
-                stacklevel=3,
-            )
-        for c in np.flatnonzero(ki < k_impostor):
-            warnings.warn(
-                f"SCML: only {n - counts[c]} sample(s) are outside class {classes[c]!r}, "
-                f"too few for k_impostor={k_impostor} impostors; its points get {ki[c]} "
-                "instead.",
-                UserWarning,
-                stacklevel=3,
-            )
-    return kg, ki
-
-
-def generate_knn_triplets(X, y, k_genuine=3, k_impostor=10, n_jobs=None, warn=True):
-    """Triplets from class labels: genuine neighbours against impostors.
-
-    For each point ``a`` (anchor), its ``k_genuine`` nearest points of the
-    same class ``p`` and its ``k_impostor`` nearest points of the other
-    classes ``q`` give the ``k_genuine * k_impostor`` triplets ``(a, p, q)``
-    (Euclidean distances).  A class with ``m <= k_genuine`` points gives its
-    points ``m - 1`` genuine neighbours, and ``k_impostor`` is clipped to
-    the number of points outside the class, each with a warning (as in
-    metric-learn).  The triplets are listed class by class (classes in
-    sorted order), anchor by anchor (in index order), then genuine
-    neighbour (nearest first), then impostor (nearest first).  Distance
-    ties are broken by the smaller index.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    y : array-like of shape (n_samples,)
-    k_genuine, k_impostor : int
-    n_jobs : int, optional
-        OpenMP threads of the neighbour search; the result does not depend
-        on it.
-    warn : bool, default=True
-        Warn when a class has too few points.
-
-    Returns
-    -------
-    triplets : ndarray of shape (n_triplets, 3), intp
-        Row indices into X.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from fastmetric._learners.scml import generate_knn_triplets
-    >>> X = np.array([[0.0], [1.0], [3.0], [10.0], [12.0]])
-    >>> generate_knn_triplets(X, [0, 0, 0, 1, 1], k_genuine=1, k_impostor=1).tolist()
-    [[0, 1, 3], [1, 0, 3], [2, 1, 3], [3, 4, 2], [4, 3, 2]]
-    """
-    X = check_points(X)
-    y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(
-            f"y must have shape (n_samples,) = ({X.shape[0]},); got shape {y.shape}."
-        )
-    k_genuine = _check_int(k_genuine, "k_genuine", 1)
-    k_impostor = _check_int(k_impostor, "k_impostor", 1)
-    classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
-    y_enc = y_enc.reshape(-1)
-    n = X.shape[0]
-    if classes.shape[0] < 2:
-        raise ValueError(
-            f"SCML needs at least 2 classes in y to make triplets (impostors are points "
-            f"of another class); y has {classes.shape[0]} class(es)."
-        )
-    if n >= np.iinfo(np.intc).max:
-        raise ValueError(f"X has {n} rows; at most {np.iinfo(np.intc).max - 1} supported.")
-    kg, ki = _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=warn)
-    if not np.any(kg * ki > 0):
-        raise ValueError(
-            "SCML: no triplet can be made: every class has a single sample, so no point "
-            "has a genuine neighbour."
-        )
-    n_threads = threads_for_work(effective_n_threads(n_jobs), n * n * X.shape[1],
-                                 _PARALLEL_WORK)
-    # Distances do not change under translation; centred points keep the
-    # GEMM filter of the kernel tight.
-    Xc = np.ascontiguousarray(X - X.mean(axis=0, dtype=np.float64), dtype=X.dtype)
-    with single_threaded_blas():
-        gen, imp = _knn_triplet_neighbors(
-            Xc, np.ascontiguousarray(y_enc, dtype=np.intc),
-            np.ascontiguousarray(kg[y_enc], dtype=np.intc),
-            np.ascontiguousarray(ki[y_enc], dtype=np.intc),
-            int(kg.max()), int(ki.max()), n_threads,
-        )
-    parts = []
-    for c in range(classes.shape[0]):
-        if kg[c] == 0 or ki[c] == 0:
-            continue
-        rows = np.flatnonzero(y_enc == c)
-        G = gen[rows, : kg[c]].astype(np.intp)
-        Q = imp[rows, : ki[c]].astype(np.intp)
-        m = rows.shape[0]
-        a = np.repeat(rows, kg[c] * ki[c])
-        p = np.repeat(G.ravel(), ki[c])
-        q = np.broadcast_to(Q[:, None, :], (m, kg[c], ki[c])).ravel()
-        parts.append(np.column_stack((a, p, q)))
-    return np.ascontiguousarray(np.concatenate(parts), dtype=np.intp)
-
-
-# --------------------------------------------------------------------------
-# Basis sets
-# --------------------------------------------------------------------------
-def _kmeans(X, n_clusters, rng, max_iter=100):
-    """Lloyd's k-means from a greedy k-means++ start; returns the centres.
-
-    Deterministic for a given generator (no threads involved beyond a
-    single-threaded BLAS).  An empty cluster keeps its previous centre.
-    """
-    n, d = X.shape
-    x_sq = np.einsum("ij,ij->i", X, X)
-    n_trials = 2 + int(np.log(max(n_clusters, 1)))
-    centres = np.empty((n_clusters, d))
-    first = rng.randint(n)
-    centres[0] = X[first]
-    closest = np.maximum(x_sq - 2 * X @ X[first] + x_sq[first], 0.0)
-    for c in range(1, n_clusters):
-        total = closest.sum()
-        if total > 0:
-            cand = np.searchsorted(np.cumsum(closest), rng.uniform(size=n_trials) * total)
-            cand = np.minimum(cand, n - 1)
-        else:  # every point sits on a centre already
-            cand = rng.randint(n, size=n_trials)
-        dist = np.maximum(x_sq[cand, None] - 2 * X[cand] @ X.T + x_sq[None, :], 0.0)
-        pot = np.minimum(closest[None, :], dist)
-        best = int(np.argmin(pot.sum(axis=1)))
-        closest = pot[best]
-        centres[c] = X[cand[best]]
-    labels = None
-    for _ in range(max_iter):
-        dist = (x_sq[:, None] - 2 * X @ centres.T) + np.einsum("ij,ij->i", centres, centres)
-        new = np.argmin(dist, axis=1)
-        if labels is not None and np.array_equal(new, labels):
-            break
-        labels = new
-        member = scipy.sparse.csr_matrix((np.ones(n), (labels, np.arange(n))),
-                                         shape=(n_clusters, n))
-        sizes = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-        sums = np.asarray(member @ X)
-        full = sizes > 0
-        centres[full] = sums[full] / sizes[full, None]
-    return centres
-
-
-def _local_lda_directions(Xl, sizes, n_dirs, ridge=_LDA_RIDGE, overwrite=False):
-    """Leading LDA directions of each of a stack of small labelled sets.
-
-    ``Xl`` has shape (m, N, d): m sets of N points whose classes are the
-    consecutive blocks of ``sizes`` rows (the same layout in every set).
-    For each set, with within-class scatter ``Sw`` and between-class
-    scatter ``Sb``, the directions are the generalised eigenvectors of
-    ``Sb v = lambda (Sw + eps I) v`` of the ``n_dirs`` largest eigenvalues,
-    scaled to unit norm.
-
-    Rule for singular within-class scatter (constant features, fewer
-    points than dimensions, duplicated points): the ridge ``eps = ridge *
-    trace(Sw) / d`` (``ridge = 1e-2``) keeps ``Sw + eps I`` well
-    conditioned (condition number at most about ``d / ridge``); if
-    ``Sw = 0`` it is ``ridge * trace(Sb) / d``, and 1 when both vanish.  A
-    direction along which no point varies gets eigenvalue 0, so it is never
-    preferred to an informative one.
-
-    Computation: ``Sw + eps I = C C^T`` (Cholesky), ``Sb = H^T H`` with the
-    rows ``sqrt(n_c) (mu_c - mu)`` of H; the eigenvectors are ``C^-T u``
-    for the right singular vectors u of ``H C^-T`` (a c x d matrix), all
-    batched over the m sets.
-
-    ``overwrite=True`` lets the function centre ``Xl`` (float64) in place.
-
-    Returns an array (m, n_dirs, d).
-    """
-    m, N, d = Xl.shape
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    sizes_f = np.asarray(sizes, dtype=np.float64)
-    means = np.empty((m, len(sizes), d))
-    # Centred class by class (in place when allowed).
-    centred = np.array(Xl, dtype=np.float64, copy=not overwrite)
-    for c in range(len(sizes)):
-        block = centred[:, bounds[c] : bounds[c + 1]]
-        means[:, c] = block.mean(axis=1)
-        block -= means[:, c, None, :]
-    Sw = centred.transpose(0, 2, 1) @ centred
-    mu = (sizes_f[None, :, None] * means).sum(axis=1, keepdims=True) / N
-    H = np.sqrt(sizes_f)[None, :, None] * (means - mu)  # (m, c, d)
-    tr_w = np.trace(Sw, axis1=1, axis2=2)
-    tr_b = np.einsum("mcd,mcd->m", H, H)
-    eps = np.where(tr_w > 0, ridge * tr_w / d, np.where(tr_b > 0, ridge * tr_b / d, 1.0))
-    Sw[:, np.arange(d), np.arange(d)] += eps[:, None]
-    C = np.linalg.cholesky(Sw)  # Sw + eps I = C C^T, C lower
-    C_inv = np.empty_like(C)
-    for j in range(m):  # triangular inverses: a third of a general inverse's work
-        C_inv[j], info = scipy.linalg.lapack.dtrtri(C[j], lower=1)
-        if info != 0:  # cannot happen for a Cholesky factor; be safe
-            C_inv[j] = np.linalg.inv(C[j])
-    K = H @ C_inv.transpose(0, 2, 1)  # H C^-T, (m, c, d)
-    _, _, Vt = np.linalg.svd(K, full_matrices=False)  # (m, r, d)
-    V = Vt[:, :n_dirs, :] @ C_inv  # rows (C^-T u)^T = u^T C^-1
-    norms = np.linalg.norm(V, axis=2, keepdims=True)
-    norms[norms == 0] = 1.0
-    out = V / norms
-    if out.shape[1] < n_dirs:  # d < n_dirs cannot happen (n_dirs <= d) but be safe
-        out = np.concatenate([out, np.zeros((m, n_dirs - out.shape[1], d))], axis=1)
-    return out
-
-
-def _default_n_basis_lda(n, d, n_classes):
-    num_eig = min(n_classes - 1, d)
-    return min(20 * d, 2 * n * num_eig - 1)
-
-
-def _lda_basis(X, y_enc, counts, n_basis, rng):
-    """The 'lda' basis: LDA directions of local neighbourhoods at two scales.
-
-    The neighbourhoods are centred on the ``n_clusters = ceil(n_basis /
-    (2 * num_eig))`` centres of a k-means of X (``num_eig = min(n_classes -
-    1, n_features)``); the neighbourhood of a centre at scale s takes, from
-    every class c, its ``min(|c|, s)`` points nearest to the centre.  The
-    scales are 10 and 20 points per class (20 and 50 when ``n_features >
-    50``).  Each neighbourhood gives its ``num_eig`` leading local LDA
-    directions (see :func:`_local_lda_directions`); the basis lists the
-    directions of the first scale (centre by centre), then of the second,
-    and keeps the first ``n_basis``.
-    """
-    n, d = X.shape
-    n_classes = counts.shape[0]
-    num_eig = min(n_classes - 1, d)
-    n_clusters = int(np.ceil(n_basis / (2 * num_eig)))
-    X64 = np.asarray(X, dtype=np.float64)
-    centres = _kmeans(X64, n_clusters, rng)
-    scales = (20, 50) if d > 50 else (10, 20)
-    k_big = np.minimum(counts, scales[1])
-    # For every class, its k_big nearest points to each centre (nearest first).
-    c_sq = np.einsum("ij,ij->i", centres, centres)
-    x_sq = np.einsum("ij,ij->i", X64, X64)
-    near = []
-    for c in range(n_classes):
-        rows = np.flatnonzero(y_enc == c)
-        D = c_sq[:, None] - 2 * centres @ X64[rows].T + x_sq[rows][None, :]
-        order = np.argsort(D, axis=1, kind="stable")[:, : k_big[c]]
-        near.append(rows[order])
-    blocks = []
-    for s in scales:
-        k_s = np.minimum(counts, s)
-        idx = np.concatenate([near[c][:, : k_s[c]] for c in range(n_classes)], axis=1)
-        per = max(1, _LDA_BLOCK // max(idx.shape[1] * d, 1))
-        for start in range(0, n_clusters, per):
-            sub = idx[start : start + per]
-            blocks.append(_local_lda_directions(X64[sub], k_s, num_eig, overwrite=True)
-                          .reshape(-1, d))
-    basis = np.concatenate(blocks)[:n_basis]
-    return np.ascontiguousarray(basis)
-
-
-def _triplet_diffs_basis(X, triplets, n_basis, rng):
-    """The 'triplet_diffs' basis: eigenvectors of local difference scatters.
-
-    Round after round, ``min(n_features, n_triplets)`` triplets drawn
-    without replacement give ``S = sum (x_a - x_p)(x_a - x_p)^T - sum (x_a -
-    x_q)(x_a - x_q)^T``; the eigenvectors of S with a non-negligible
-    eigenvalue (``|lambda| > 1e-10 max |lambda|``), in decreasing
-    ``|lambda|``, join the basis until it has ``n_basis`` vectors.  (These
-    are the eigenvectors with a positive eigenvalue of ``S^T S``, the
-    paper's construction.)  If rounds keep adding nothing (the triplets'
-    differences all vanish), the canonical basis vectors complete the set.
-    """
-    n_t = triplets.shape[0]
-    d = X.shape[1]
-    m = min(d, n_t)
-    X64 = np.asarray(X, dtype=np.float64)
-    dp = X64[triplets[:, 0]] - X64[triplets[:, 1]]
-    dn = X64[triplets[:, 0]] - X64[triplets[:, 2]]
-    found = []
-    total = 0
-    empty_rounds = 0
-    while total < n_basis and empty_rounds < 10:
-        n_rounds = max(1, -(-(n_basis - total) // max(m, 1)))
-        sel = np.stack([rng.choice(n_t, size=m, replace=False) for _ in range(n_rounds)])
-        P, Q = dp[sel], dn[sel]  # (R, m, d)
-        S = P.transpose(0, 2, 1) @ P - Q.transpose(0, 2, 1) @ Q
-        lam, vec = np.linalg.eigh(S)
-        added = 0
-        for r in range(n_rounds):
-            a = np.abs(lam[r])
-            keep = np.flatnonzero(a > 1e-10 * a.max()) if a.max() > 0 else np.zeros(0, int)
-            keep = keep[np.argsort(-a[keep], kind="stable")]
-            if keep.size:
-                found.append(vec[r][:, keep].T)
-                total += keep.size
-                added += keep.size
-            if total >= n_basis:
-                break
-        empty_rounds = 0 if added else empty_rounds + 1
-    if total < n_basis:
-        reps = -(-(n_basis - total) // d)
-        found.append(np.tile(np.eye(d), (reps, 1)))
-    return np.ascontiguousarray(np.concatenate(found)[:n_basis])
 
 
 # --------------------------------------------------------------------------
 # The learner
 # --------------------------------------------------------------------------
-def _embedding_map(basis, w):
-    """A map L with ``L^T L = sum_k w_k b_k b_k^T`` (rows: min(#active, d))."""
-    active = np.flatnonzero(w > 0)
-    d = basis.shape[1]
-    if active.size == 0:
-        return np.zeros((1, d))
-    B = basis[active]
-    if active.size < d:
-        return np.sqrt(w[active])[:, None] * B
-    M = (B.T * w[active]) @ B
-    M = 0.5 * (M + M.T)
-    try:
-        return np.linalg.cholesky(M).T  # M = C C^T, L = C^T
-    except np.linalg.LinAlgError:  # singular M: its PSD square-root factor
-        lam, V = np.linalg.eigh(M)
-        return np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T
-
-
-def _distinct_pairs(triplets):
-    """The distinct pairs (a, p) and (a, q) of the triplets, and where each is.
-
-    Returns ``pairs`` (P, 2) and, per triplet, the rows of its first and
-    second pair.
-    """
-    n = int(triplets.max()) + 1
-    keys = np.concatenate([triplets[:, 0] * n + triplets[:, 1],
-                           triplets[:, 0] * n + triplets[:, 2]])
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    pairs = np.ascontiguousarray(np.column_stack((uniq // n, uniq % n)), dtype=np.intp)
-    inverse = inverse.reshape(-1).astype(np.intp)
-    n_t = triplets.shape[0]
-    return pairs, np.ascontiguousarray(inverse[:n_t]), np.ascontiguousarray(inverse[n_t:])
-
-
-def _weighted_projections(Z, basis, w, X):
-    """An embedding E with ``||e_u - e_v||^2 = sum_k w_k (b_k . (x_u - x_v))^2``.
-
-    With few bases of positive weight (at most 2 n_features) E is the
-    columns ``sqrt(w_k) z_k`` of the projections Z = X B^T (no new
-    product); otherwise ``X L^T`` with a factor L of M (n_features
-    columns, fewer than the bases).
-    """
-    active = np.flatnonzero(w > 0)
-    d = basis.shape[1]
-    if active.size == 0:
-        return np.zeros((Z.shape[0], 1), dtype=Z.dtype)
-    if active.size <= 2 * d:
-        return np.ascontiguousarray(Z[:, active] * np.sqrt(w[active]).astype(Z.dtype))
-    L = _embedding_map(basis, w)
-    return np.ascontiguousarray(X @ L.T.astype(X.dtype))
-
-
-def _check_n_basis(n_basis):
-    if n_basis is None:
-        return None
-    return _check_int(n_basis, "n_basis", 1)
 
 
 class _BaseSCML(MahalanobisMixin):
@@ -435,34 +66,24 @@ class _BaseSCML(MahalanobisMixin):
 
     _authorized_basis = ("triplet_diffs",)
 
-    def _validate_params(self):
-        self._beta = _check_real(self.beta, "beta", 0.0)
-        self._gamma = _check_real(self.gamma, "gamma", 0.0, low_inclusive=False)
-        self._max_iter = _check_int(self.max_iter, "max_iter", 1)
-        self._output_iter = _check_int(self.output_iter, "output_iter", 1)
-        self._batch_size = _check_int(self.batch_size, "batch_size", 1)
-        if self._output_iter > self._max_iter:
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("max_iter", "verbose", "preprocessor", "random_state", "n_jobs", "callback"),
+        "beta": [reals(0)],
+        "basis": [StrOptions(set(_authorized_basis)), "array-like"],
+        "n_basis": [None, integers(1)],
+        "gamma": [reals(0, closed="neither")],
+        "output_iter": [integers(1)],
+        "batch_size": [integers(1)],
+    }
+
+    def _check_output_iter(self):
+        """output_iter <= max_iter: a tie between two parameters, checked in fit."""
+        if self.output_iter > self.max_iter:
             raise ValueError(
-                f"output_iter={self._output_iter} must be at most max_iter="
-                f"{self._max_iter} (the objective is checked every output_iter "
+                f"output_iter={self.output_iter} must be at most max_iter="
+                f"{self.max_iter} (the objective is checked every output_iter "
                 "iterations)."
             )
-        self._n_basis = _check_n_basis(self.n_basis)
-        if isinstance(self.basis, str):
-            if self.basis not in self._authorized_basis:
-                raise ValueError(
-                    f"basis={self.basis!r} is not one of {self._authorized_basis} nor an "
-                    "array of shape (n_basis, n_features)."
-                )
-        elif self.basis is None:
-            raise ValueError(
-                f"basis must be one of {self._authorized_basis} or an array of shape "
-                "(n_basis, n_features); got None."
-            )
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            _check_int(self.verbose, "verbose", 0)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be None or callable; got {self.callback!r}.")
 
     def _array_basis(self, n_features):
         basis = check_points(self.basis, name="basis", dtype=np.float64)
@@ -471,9 +92,9 @@ class _BaseSCML(MahalanobisMixin):
                 f"basis has {basis.shape[1]} features per vector but the data has "
                 f"{n_features}: it must have shape (n_basis, {n_features})."
             )
-        if self._n_basis is not None and self._n_basis != basis.shape[0]:
+        if self.n_basis is not None and self.n_basis != basis.shape[0]:
             raise ValueError(
-                f"n_basis={self._n_basis} does not match the {basis.shape[0]} rows of the "
+                f"n_basis={self.n_basis} does not match the {basis.shape[0]} rows of the "
                 "given basis array; leave n_basis=None."
             )
         return basis.copy()
@@ -484,34 +105,11 @@ class _BaseSCML(MahalanobisMixin):
         # as metric-learn does), so that the minibatches do not depend on
         # what the basis construction drew.
         rng = check_random_state(self.random_state)
-        n_t = triplets.shape[0]
-        K = basis.shape[0]
         n_threads = effective_n_threads(self.n_jobs)
-        dtype = X.dtype
-        Z = np.ascontiguousarray(X @ basis.T.astype(dtype))
-        w = np.zeros(K)
-        grad_sum = np.zeros(K)
-        grad_sq = np.zeros(K)
-        best_w, best_obj = w.copy(), np.inf
-        # The objective is evaluated from the distinct pairs of the triplets.
-        pairs, first, second = _distinct_pairs(triplets)
-        pair_dist = np.empty(pairs.shape[0])
         self.loss_curve_ = []
         name = type(self).__name__
-        stopped = False
-        t = 0
-        while t < self._max_iter and not stopped:
-            # Evaluate at every multiple of output_iter and at the last iteration.
-            seg = min(self._output_iter - t % self._output_iter, self._max_iter - t)
-            batches = rng.randint(0, n_t, size=(seg, self._batch_size)).astype(np.intp)
-            _sgd_run(Z, triplets, batches, w, grad_sum, grad_sq, t, self._beta,
-                     self._gamma, _ADAGRAD_DELTA)
-            t += seg
-            E = _weighted_projections(Z, basis, w, X)
-            hinge, n_active = _triplet_hinge_pairs(
-                E, pairs, first, second, pair_dist,
-                threads_for_work(n_threads, pairs.shape[0] * E.shape[1], _PARALLEL_WORK))
-            obj = self._beta * float(w.sum()) + hinge / n_t
+
+        def on_evaluation(t, obj, w, n_active):
             self.loss_curve_.append(obj)
             if self.verbose:
                 if len(self.loss_curve_) == 1:
@@ -519,26 +117,32 @@ class _BaseSCML(MahalanobisMixin):
                     print(f"{'iter':>8} {'objective':>14} {'active triplets':>16} "
                           f"{'active bases':>13}")
                 print(f"{t:8d} {obj:14.7g} {n_active:16d} {int(np.count_nonzero(w)):13d}")
-            if obj < best_obj:
-                best_obj, best_w = obj, w.copy()
             if self.callback is not None:
-                self.components_ = _embedding_map(basis, w)
-                if self.callback(self, t, obj):
-                    stopped = True
+                self.components_ = embedding_map(basis, w)
+                return bool(self.callback(self, t, obj))
+            return False
+
+        result = minimize_scml(X, triplets, basis, beta=float(self.beta), gamma=float(self.gamma),
+                               max_iter=int(self.max_iter), output_iter=int(self.output_iter),
+                               batch_size=int(self.batch_size), rng=rng, n_threads=n_threads,
+                               on_evaluation=on_evaluation)
+        best_w = result.weights
         if self.verbose:
-            print(f"[{name}] done after {t} iterations; best objective {best_obj:.7g}")
-        self.n_iter_ = t
-        self.loss_ = float(best_obj)
+            print(f"[{name}] done after {result.n_iter} iterations; best objective "
+                  f"{result.loss:.7g}")
+        self.n_iter_ = result.n_iter
+        self.loss_ = result.loss
+        self.loss_curve_ = list(result.loss_curve)
         self.basis_ = basis
         self.weights_ = best_w
         if not np.any(best_w > 0):
             warnings.warn(
-                f"{name}: no basis got a positive weight (beta={self._beta} may be too "
+                f"{name}: no basis got a positive weight (beta={self.beta} may be too "
                 "large for these triplets): the learned metric is zero.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        self.components_ = np.ascontiguousarray(_embedding_map(basis, best_w))
+        self.components_ = np.ascontiguousarray(embedding_map(basis, best_w))
         return self
 
 
@@ -675,6 +279,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, triplets, y=None):
         """Learn the metric from triplets.
 
@@ -690,7 +295,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         -------
         self
         """
-        self._validate_params()
+        self._check_output_iter()
         X, idx = check_tuples(triplets, 3, self.preprocessor, dedupe=True)
         used, inverse = np.unique(idx, return_inverse=True)
         if used.shape[0] < X.shape[0]:
@@ -701,8 +306,8 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         rng = check_random_state(self.random_state)
         with single_threaded_blas():
             if isinstance(self.basis, str):
-                n_basis = 80 * d if self._n_basis is None else self._n_basis
-                basis = _triplet_diffs_basis(X, idx, n_basis, rng)
+                n_basis = 80 * d if self.n_basis is None else self.n_basis
+                basis = triplet_diffs_basis(X, idx, n_basis, rng)
             else:
                 basis = self._array_basis(d)
             self.n_features_in_ = d
@@ -796,6 +401,12 @@ class SCML_Supervised(_BaseSCML):
     """
 
     _authorized_basis = ("lda", "triplet_diffs")
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseSCML._parameter_constraints,
+        "k_genuine": [integers(1)],
+        "k_impostor": [integers(1)],
+        "basis": [StrOptions(set(_authorized_basis)), "array-like"],
+    }
 
     def __init__(self, k_genuine=3, k_impostor=10, beta=1e-5, basis="lda", n_basis=None,
                  gamma=5e-3, max_iter=10000, output_iter=500, batch_size=10, verbose=False,
@@ -815,6 +426,7 @@ class SCML_Supervised(_BaseSCML):
         self.n_jobs = n_jobs
         self.callback = callback
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Make triplets from the labels and learn the metric.
 
@@ -828,16 +440,14 @@ class SCML_Supervised(_BaseSCML):
         -------
         self
         """
-        self._validate_params()
-        k_genuine = _check_int(self.k_genuine, "k_genuine", 1)
-        k_impostor = _check_int(self.k_impostor, "k_impostor", 1)
+        self._check_output_iter()
+        k_genuine, k_impostor = int(self.k_genuine), int(self.k_impostor)
         X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
         classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
         y_enc = y_enc.reshape(-1)
-        n, d = X.shape
         if classes.shape[0] < 2:
             raise ValueError(
                 f"SCML_Supervised needs at least 2 classes in y (impostors are points of "
@@ -853,8 +463,8 @@ class SCML_Supervised(_BaseSCML):
         if isinstance(self.basis, str) and self.basis == "lda":
             num_eig = min(classes.shape[0] - 1, d)
             limit = 2 * n * num_eig
-            n_basis = (_default_n_basis_lda(n, d, classes.shape[0]) if self._n_basis is None
-                       else self._n_basis)
+            n_basis = (default_n_basis_lda(n, d, classes.shape[0]) if self.n_basis is None
+                       else self.n_basis)
             if n_basis >= limit:
                 raise ValueError(
                     f"n_basis={n_basis} is too large for the 'lda' basis of {n} samples: "
@@ -868,10 +478,10 @@ class SCML_Supervised(_BaseSCML):
                     UserWarning,
                     stacklevel=2,
                 )
-            basis = _lda_basis(X, y_enc, counts, n_basis, rng)
+            basis = lda_basis(X, y_enc, counts, n_basis, rng)
         elif isinstance(self.basis, str):
-            n_basis = 80 * d if self._n_basis is None else self._n_basis
-            basis = _triplet_diffs_basis(X, triplets, n_basis, rng)
+            n_basis = 80 * d if self.n_basis is None else self.n_basis
+            basis = triplet_diffs_basis(X, triplets, n_basis, rng)
         else:
             basis = self._array_basis(d)
         self.triplets_ = triplets

@@ -26,17 +26,22 @@ unpenalised solution ``M = (P + s I)^{-1}`` is used instead, with a
 ``ConvergenceWarning``.
 """
 import warnings
+from typing import ClassVar
 
 import numpy as np
-from sklearn.base import TransformerMixin
+from sklearn.base import TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
 
-from fastmetric._core.base import MahalanobisMixin, PairsClassifierMixin, check_pair_targets, check_pairs
-from fastmetric._learners.mmc import _check_verbose, _supervised_pairs
-from fastmetric.kernels.pair_scatter import pair_scatter
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.init import prior_matrix
+from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.params import options_or_array, reals, shared
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_int_param, check_real_param
+from fastmetric.kernels.pair_scatter import pair_scatter
 
 __all__ = ["SDML", "SDML_Supervised"]
 
@@ -67,61 +72,38 @@ def _components_from_metric(M):
 
 class _BaseSDML(MahalanobisMixin):
 
-    def _validate_params(self):
-        self._balance = check_real_param(self.balance_param, "balance_param", 0.0)
-        self._sparsity = check_real_param(self.sparsity_param, "sparsity_param", 0.0)
-        self._max_condition = check_real_param(self.max_condition, "max_condition", 1.0,
-                                               low_inclusive=False)
-        self._max_iter = check_int_param(self.max_iter, "max_iter", 1)
-        _check_verbose(self.verbose)
-        if isinstance(self.prior, str) and self.prior not in _PRIORS:
-            raise ValueError(
-                f"prior={self.prior!r} is not supported; use one of {_PRIORS} or a "
-                "symmetric positive definite (n_features, n_features) array."
-            )
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("max_iter", "verbose", "random_state", "n_jobs"),
+        "balance_param": [reals(0)],
+        "sparsity_param": [reals(0)],
+        # Above 1: a condition number of 1 would leave only multiples of I.
+        "max_condition": [reals(1, closed="neither")],
+        "prior": options_or_array(*_PRIORS, learner=True),
+    }
 
     def _prior_inverse(self, X, rng):
         """M0^{-1} for the prior."""
         d = X.shape[1]
         prior = self.prior
-        if isinstance(prior, str):
-            if prior == "identity":
+        if isinstance(prior, str) and prior == "covariance":
+            # M0 = Cov^{-1}, so M0^{-1} is the covariance itself (PSD; the
+            # condition rule below makes P definite if it is singular).
+            if X.shape[0] < 2:
                 return np.eye(d)
-            if prior == "covariance":
-                # M0 = Cov^{-1}, so M0^{-1} is the covariance itself (PSD; the
-                # condition rule below makes P definite if it is singular).
-                if X.shape[0] < 2:
-                    return np.eye(d)
-                return np.cov(X.astype(np.float64, copy=False), rowvar=False).reshape(d, d)
+            return np.cov(X.astype(np.float64, copy=False), rowvar=False).reshape(d, d)
+        if isinstance(prior, str) and prior == "random":
             A = rng.standard_normal((d, d))
-            return A @ A.T + np.eye(d)  # 'random': a random SPD M0^{-1}
-        if hasattr(prior, "components_"):
-            L = np.asarray(prior.components_, dtype=np.float64)
-            prior = L.T @ L
-        M0 = np.asarray(prior)
-        if M0.dtype.kind not in "biuf":
-            raise TypeError(f"prior must hold real numbers; got dtype {M0.dtype}.")
-        M0 = M0.astype(np.float64)
-        if M0.shape != (d, d):
-            raise ValueError(
-                f"prior must be a (n_features, n_features) = ({d}, {d}) matrix; got shape "
-                f"{M0.shape}."
-            )
-        if not np.isfinite(M0).all():
-            raise ValueError("prior contains NaN or infinity.")
-        scale = max(np.abs(M0).max(), 1e-300)
-        if not np.allclose(M0, M0.T, rtol=1e-8, atol=1e-12 * scale):
-            raise ValueError("prior must be symmetric (a positive definite matrix M0).")
-        lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
-        if not lam[0] > 1e-12 * lam[-1] or not lam[-1] > 0:
-            raise ValueError(
-                f"prior must be positive definite; its smallest eigenvalue is {lam[0]:.3g}."
-            )
+            return A @ A.T + np.eye(d)  # a random SPD M0^{-1}
+        if isinstance(prior, str) and prior == "identity":
+            return np.eye(d)
+        # Arrays and fitted learners: checked by the core, as for every
+        # learner with a prior (M0 comes back exactly symmetric and definite).
+        M0 = prior_matrix(prior, d, "SDML", _PRIORS)
+        lam, V = np.linalg.eigh(M0)
         return (V / lam) @ V.T
 
     def _fit_pairs(self, X, a, b, signs):
         """Fit on index pairs (a, b) into X with signs +1 (similar) / -1."""
-        self._validate_params()
         rng = check_random_state(self.random_state)
         n_threads = effective_n_threads(self.n_jobs)
         d = X.shape[1]
@@ -129,9 +111,9 @@ class _BaseSDML(MahalanobisMixin):
             n_threads = threads_for_work(n_threads, a.shape[0] * d * min(d, 64), 1 << 20)
             K = pair_scatter(X, a, b, np.ascontiguousarray(signs, dtype=np.float64),
                              np.empty((d, d)), n_threads)
-            P = self._prior_inverse(X, rng) + self._balance * K
+            P = self._prior_inverse(X, rng) + float(self.balance_param) * K
             P = 0.5 * (P + P.T)
-            P_shifted, shift = shifted_for_condition(P, self._max_condition)
+            P_shifted, shift = shifted_for_condition(P, self.max_condition)
             self.shift_ = float(shift)
             M = self._graphical_lasso(P_shifted)
         self.components_ = _components_from_metric(M)
@@ -143,7 +125,7 @@ class _BaseSDML(MahalanobisMixin):
 
         d = P.shape[0]
         self.n_iter_ = 1
-        if d == 1 or self._sparsity == 0:
+        if d == 1 or self.sparsity_param == 0:
             # One feature has no off-diagonal entry; no penalty: the inverse.
             self.glasso_failed_ = False
             return np.linalg.inv(P)
@@ -151,8 +133,8 @@ class _BaseSDML(MahalanobisMixin):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
-                _, M, n_iter = graphical_lasso(P, alpha=self._sparsity,
-                                               max_iter=self._max_iter,
+                _, M, n_iter = graphical_lasso(P, alpha=float(self.sparsity_param),
+                                               max_iter=int(self.max_iter),
                                                verbose=bool(self.verbose), return_n_iter=True)
             self.n_iter_ = max(1, int(n_iter))
             M = 0.5 * (M + M.T)
@@ -162,9 +144,9 @@ class _BaseSDML(MahalanobisMixin):
                 error = "a result that is not positive definite"
             elif any(issubclass(w.category, ConvergenceWarning) for w in caught):
                 warnings.warn(
-                    f"graphical_lasso did not converge in max_iter={self._max_iter} "
+                    f"graphical_lasso did not converge in max_iter={self.max_iter} "
                     "iterations; its last iterate (finite, positive definite) is used.",
-                    ConvergenceWarning, stacklevel=4,
+                    ConvergenceWarning, stacklevel=5,
                 )
         except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -175,7 +157,7 @@ class _BaseSDML(MahalanobisMixin):
             f"graphical_lasso failed ({error}); using the unpenalised solution "
             "M = (P + shift I)^{-1} instead. A larger sparsity_param or a smaller "
             "max_condition usually lets the graphical lasso converge.",
-            ConvergenceWarning, stacklevel=4,
+            ConvergenceWarning, stacklevel=5,
         )
         lam, V = np.linalg.eigh(P)
         return (V / lam) @ V.T
@@ -240,6 +222,9 @@ class SDML(PairsClassifierMixin, _BaseSDML):
     (3, 3)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseSDML._parameter_constraints, **shared("preprocessor")}
+
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
                  verbose=False, preprocessor=None, random_state=None, max_condition=10.0,
                  max_iter=100, n_jobs=None):
@@ -253,6 +238,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         self.max_iter = max_iter
         self.n_jobs = n_jobs
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, pairs, y, calibration_params=None):
         """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
 
@@ -315,6 +301,9 @@ random_state, n_jobs
     (150, 4)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseSDML._parameter_constraints, **shared("n_constraints")}
+
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
                  n_constraints=None, verbose=False, random_state=None, max_condition=10.0,
                  max_iter=100, n_jobs=None):
@@ -328,6 +317,7 @@ random_state, n_jobs
         self.max_iter = max_iter
         self.n_jobs = n_jobs
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw pairs from the labels and learn the metric.
 
@@ -340,7 +330,8 @@ random_state, n_jobs
         -------
         self
         """
-        from fastmetric._core.sampling import sample_pairs
-
-        X, a, b, similar = _supervised_pairs(self, X, y, sample_pairs)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        a, b, similar = pairs_from_labels(y, self.n_constraints,
+                                          check_random_state(self.random_state),
+                                          type(self).__name__, n_jobs=self.n_jobs)
         return self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))

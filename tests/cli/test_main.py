@@ -9,7 +9,8 @@ import pytest
 import fastmetric._cli.main as demo_main
 from fastmetric._cli.demo import evaluate_embedding, kmeans_ari, load_digits_split
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The checkout: tests/cli/test_main.py is two directories below it.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run(args, env_extra=None, timeout=120):
@@ -19,7 +20,7 @@ def _run(args, env_extra=None, timeout=120):
     if env_extra:
         env.update(env_extra)
     return subprocess.run([sys.executable, "-m", "fastmetric", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=REPO)
+                          text=True, timeout=timeout, env=env, cwd=REPO, check=False)
 
 
 def _table_rows(stdout):
@@ -83,7 +84,8 @@ def test_plot_without_matplotlib(tmp_path):
     env = {"PYTHONPATH": str(tmp_path) + os.pathsep + REPO}
     proc = subprocess.run(
         [sys.executable, "-m", "fastmetric", "--quick", "--plot", str(tmp_path / "x.png")],
-        capture_output=True, text=True, timeout=60, env={**os.environ, **env}, cwd=REPO)
+        capture_output=True, text=True, timeout=60, env={**os.environ, **env}, cwd=REPO,
+        check=False)
     assert proc.returncode == 2
     assert "pip install fastmetric[plot]" in proc.stderr
     assert not (tmp_path / "x.png").exists()
@@ -108,7 +110,7 @@ def test_learner_registry_is_generic(monkeypatch):
         pass
 
     monkeypatch.setitem(fastmetric.__dict__, "NCA", NCA)
-    found = dict((spec.name, cls) for spec, cls in demo_main.available_learners())
+    found = {spec.name: cls for spec, cls in demo_main.available_learners()}
     assert found["NCA"] is NCA
     spec = next(s for s in demo_main.LEARNERS if s.name == "NCA")
     model = demo_main.make_learner(spec, NCA, quick=True, seed=3, n_jobs=1)

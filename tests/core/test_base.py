@@ -12,14 +12,11 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from fastmetric._core.base import (
-    MahalanobisMixin,
-    PairsClassifierMixin,
-    check_pair_targets,
-    check_pairs,
-    initialize_components,
-    l2_normalize_rows,
-)
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import initialize_components
+from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.rows import l2_normalize_rows
 
 
 # --------------------------------------------------------------------------

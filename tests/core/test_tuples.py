@@ -8,11 +8,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import is_classifier
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.tuples import (
-    QuadrupletsClassifierMixin,
-    TripletsClassifierMixin,
-    check_tuples,
-)
+from fastmetric._core.inputs import check_tuples
+from fastmetric._core.tuples import QuadrupletsClassifierMixin, TripletsClassifierMixin
 
 
 # --------------------------------------------------------------------------

@@ -12,12 +12,12 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
-from fastmetric._learners.cluster_ldml import ClusterLDML, _combine, _nearest_center
 from fastmetric._core.cluster_rows import MemoryRows
+from fastmetric._learners.cluster_ldml import ClusterLDML, _combine, _nearest_center
 
 # Small, fast settings for most tests (one thread: the machine running the
 # tests may be busy, and the thread-count invariance has its own test).
-FAST = dict(max_rounds=3, ldml_max_iter=10, n_pairs_per_cluster=300, n_jobs=1)
+FAST = {"max_rounds": 3, "ldml_max_iter": 10, "n_pairs_per_cluster": 300, "n_jobs": 1}
 
 
 def _noisy_blobs(n=150, seed=0):
@@ -328,29 +328,32 @@ def test_as_many_points_as_clusters():
 @pytest.mark.parametrize(
     "params, err, match",
     [
-        (dict(n_clusters=1), ValueError, "n_clusters must be >= 2"),
-        (dict(n_clusters=2.5), TypeError, "n_clusters must be an integer"),
-        (dict(n_clusters=True), TypeError, "n_clusters"),
-        (dict(update_rate=0.0), ValueError, "update_rate"),
-        (dict(update_rate=1.5), ValueError, "update_rate"),
-        (dict(update_rate=np.nan), ValueError, "update_rate"),
-        (dict(tol=-0.1), ValueError, "tol"),
-        (dict(tol="x"), TypeError, "tol"),
-        (dict(max_rounds=-1), ValueError, "max_rounds"),
-        (dict(ldml_max_iter=0), ValueError, "ldml_max_iter"),
-        (dict(alpha=-1.0), ValueError, "alpha"),
-        (dict(alpha=np.inf), ValueError, "alpha"),
-        (dict(n_pairs_per_cluster=1), ValueError, "n_pairs_per_cluster"),
-        (dict(kmeans="dbscan"), ValueError, "kmeans='dbscan'"),
-        (dict(kmeans=3), TypeError, "kmeans must be"),
-        (dict(init="lda"), ValueError, "init='lda' needs class labels"),
-        (dict(init="nope"), ValueError, "init='nope'"),
-        (dict(n_components=0), ValueError, "n_components"),
-        (dict(n_components=9), ValueError, "n_components"),
-        (dict(normalize="yes"), TypeError, "normalize"),
-        (dict(callback=3), TypeError, "callback"),
-        (dict(n_jobs=0), ValueError, "n_jobs"),
-        (dict(verbose=-1), ValueError, "verbose"),
+        ({"n_clusters": 1}, ValueError,
+         r"'n_clusters' parameter of ClusterLDML must be an int in the range \[2, inf\)\. Got 1 "),
+        ({"n_clusters": 2.5}, TypeError, r"'n_clusters' parameter of ClusterLDML must be an int.*Got 2\.5"),
+        ({"n_clusters": True}, TypeError, "n_clusters"),
+        ({"update_rate": 0.0}, ValueError, "update_rate"),
+        ({"update_rate": 1.5}, ValueError, "update_rate"),
+        ({"update_rate": np.nan}, ValueError, "update_rate"),
+        ({"tol": -0.1}, ValueError, "tol"),
+        ({"tol": "x"}, TypeError, "tol"),
+        ({"max_rounds": -1}, ValueError, "max_rounds"),
+        ({"ldml_max_iter": 0}, ValueError, "ldml_max_iter"),
+        ({"alpha": -1.0}, ValueError, "alpha"),
+        ({"alpha": np.inf}, ValueError, "alpha"),
+        ({"n_pairs_per_cluster": 1}, ValueError, "n_pairs_per_cluster"),
+        ({"kmeans": "dbscan"}, ValueError, r"'kmeans' parameter of ClusterLDML .*Got 'dbscan'"),
+        ({"kmeans": 3}, TypeError, r"'kmeans' parameter of ClusterLDML must be .*Got 3 "),
+        # 'lda' is not among the options (it needs class labels).
+        ({"init": "lda"}, ValueError,
+         r"'init' parameter of ClusterLDML must be a str among \{(?:(?!'lda')[^}])*\}.*Got 'lda'"),
+        ({"init": "nope"}, ValueError, r"'init' parameter of ClusterLDML .*Got 'nope'"),
+        ({"n_components": 0}, ValueError, "n_components"),
+        ({"n_components": 9}, ValueError, "n_components"),
+        ({"normalize": "yes"}, TypeError, "normalize"),
+        ({"callback": 3}, TypeError, "callback"),
+        ({"n_jobs": 0}, ValueError, "n_jobs"),
+        ({"verbose": -1}, ValueError, "verbose"),
     ],
 )
 def test_bad_params(blobs, params, err, match):
@@ -464,6 +467,7 @@ EXPECTED_FAILED_CHECKS = {
     "check_methods_subset_invariance": _N_CLUSTERS_1,
     "check_fit2d_1feature": _N_CLUSTERS_1,
     "check_fit2d_predict1d": _N_CLUSTERS_1,
+    "check_fit2d_1sample": _N_CLUSTERS_1,
 }
 
 
@@ -484,8 +488,8 @@ def test_lloyd_kmeans_in_memory(blobs):
     from sklearn.metrics import adjusted_rand_score
 
     X, y = blobs
-    params = dict(n_clusters=len(np.unique(y)), max_rounds=2, ldml_max_iter=5,
-                  n_pairs_per_cluster=200, random_state=0, kmeans="lloyd")
+    params = {"n_clusters": len(np.unique(y)), "max_rounds": 2, "ldml_max_iter": 5,
+                  "n_pairs_per_cluster": 200, "random_state": 0, "kmeans": "lloyd"}
     one = ClusterLDML(n_jobs=1, **params).fit(X)
     two = ClusterLDML(n_jobs=2, **params).fit(X)
     assert_array_equal(one.components_, two.components_)

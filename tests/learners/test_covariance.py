@@ -15,8 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmetric import Covariance
-import fastmetric._learners.covariance as covariance_module
-from fastmetric._learners.covariance import _constant_features
+from fastmetric._core.covariance import MIN_SHRINKAGE
 
 from ..conftest import tolerance
 
@@ -110,14 +109,6 @@ def test_constant_features_get_a_typical_weight():
         assert_allclose(M[3, 3], 1.0 / typical, rtol=1e-8)
 
 
-def test_constant_detection():
-    X = np.array([[1.0, 0.0, 3.0], [1.0, 0.0, 3.0 + 1e-9], [1.0, 0.0, 3.0]])
-    assert_array_equal(_constant_features(X), [True, True, False])
-    # Values equal up to the last bits (e.g. standardised constant pixels).
-    c = np.float64(-0.03) + np.array([0.0, 2**-58, 0.0])
-    assert _constant_features(np.column_stack([c, [0.0, 1.0, 2.0]]))[0]
-
-
 @pytest.mark.parametrize("case", ["d>n", "duplicates", "all_equal", "collinear", "one_feature"])
 def test_degenerate_data_gives_finite_psd_metric(case):
     rng = np.random.RandomState(0)
@@ -203,7 +194,7 @@ def test_minimal_shrinkage_floor():
     M = Covariance(shrinkage=0.0).fit(X).get_mahalanobis_matrix()
     assert np.isfinite(M).all()
     # ||R_a^{-1}|| <= 1 / a_min, scaled by the inverse variances.
-    bound = 1.0 / (covariance_module._MIN_SHRINKAGE * np.var(X, axis=0, ddof=1).min())
+    bound = 1.0 / (MIN_SHRINKAGE * np.var(X, axis=0, ddof=1).min())
     assert np.linalg.eigvalsh(M).max() <= bound * (1 + 1e-6)
 
 

@@ -1,10 +1,10 @@
-"""Tests of the LDML learners (pairs and supervised) and their solvers."""
+"""Tests of the LDML learners (pairs and supervised) and their solvers (the objective
+and its start-up scale: tests/core/objectives/test_ldml.py)."""
 import pickle
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy.optimize import check_grad
 from scipy.special import expit
 from sklearn.base import clone
 from sklearn.datasets import load_digits, load_iris
@@ -15,11 +15,14 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
-import fastmetric._learners.ldml as ldml_module
+import fastmetric._core.objectives.ldml as ldml_core
+from fastmetric._core.objectives.ldml import initial_scale_bias
+from fastmetric._learners.ldml import LDML, LDML_Supervised
 from fastmetric._core.distances import paired_mahalanobis_distances
-from fastmetric._learners.ldml import LDML, LDML_Supervised, _initial_scale_bias
 from fastmetric._core.objectives.pair_loss import PairLossProblem
 from fastmetric._core.sampling import sample_pairs
+
+from ..core.objectives.test_ldml import _numpy_objective
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -37,62 +40,19 @@ def iris_pairs(iris):
     return X, idx, t.astype(np.int64)
 
 
-def _numpy_objective(X, idx, t, w, L, bias, alpha, L0):
-    """Plain numpy twin of LDML's objective."""
-    diff = (X[idx[:, 0]] - X[idx[:, 1]]) @ L.T
-    z = bias - np.sum(diff**2, axis=1)
-    terms = np.logaddexp(0.0, z) - t * z
-    w = np.ones_like(z) if w is None else w
-    return np.dot(w, terms) / w.sum() + 0.5 * alpha * np.sum((L - L0) ** 2)
-
-
 # --------------------------------------------------------------------------
-# The objective
+# The fitted model
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize("alpha", [0.0, 0.7])
-@pytest.mark.parametrize("weighted", [False, True])
-def test_objective_value_and_gradient(alpha, weighted):
-    rng = np.random.RandomState(0)
-    X = rng.randn(25, 4)
-    idx = rng.randint(0, 25, size=(60, 2))
-    t = rng.rand(60)  # soft targets
-    w = rng.rand(60) if weighted else None
-    k, d = 3, 4
-    L0 = rng.randn(k, d) * 0.5
-    est = LDML(alpha=alpha)
-    est._validate_params()
-    problem = PairLossProblem(X, idx[:, 0].copy(), idx[:, 1].copy(), t, w)
-    fun = est._objective(problem, (k, d), np.float64, L0, 1)
-    theta = np.concatenate([(L0 + 0.3 * rng.randn(k, d)).ravel(), [1.5]])
-    loss, _ = fun(theta)
-    expected = _numpy_objective(X, idx, t, w, theta[:-1].reshape(k, d), theta[-1], alpha, L0)
-    assert loss == pytest.approx(expected, rel=1e-12)
-    err = check_grad(lambda th: fun(th)[0], lambda th: fun(th)[1], theta, epsilon=1e-7)
-    assert err < 1e-5 * max(1.0, np.linalg.norm(fun(theta)[1]))
-
-
 def test_initial_scale_bias_keeps_a_fitted_model(iris_pairs):
     X, idx, t = iris_pairs
     est = LDML(preprocessor=X, tol=1e-10, max_iter=500, n_jobs=1).fit(idx, t)
     D = paired_mahalanobis_distances(X, idx, components=est.components_, squared=True)
-    gamma, bias = _initial_scale_bias(D, t.astype(float), None)
+    gamma, bias = initial_scale_bias(D, t.astype(float), None)
     # At an optimum the scale of L is optimal too: the warm start is kept.
     assert gamma == pytest.approx(1.0, abs=1e-3)
     assert bias == pytest.approx(est.bias_, rel=1e-3)
 
 
-def test_initial_scale_bias_degenerate():
-    t = np.array([1.0, 0, 0, 1, 0])
-    gamma, bias = _initial_scale_bias(np.full(5, 2.0), t, None)  # no spread
-    assert gamma == 1.0 and expit(bias - 2.0) == pytest.approx(0.4)
-    D = np.r_[np.linspace(0, 1, 50), np.linspace(3, 4, 50)]  # separable
-    gamma, bias = _initial_scale_bias(D, np.r_[np.ones(50), np.zeros(50)], None)
-    assert np.isfinite(gamma) and gamma > 0 and 1 < bias / gamma < 3
-
-
-# --------------------------------------------------------------------------
-# The fitted model
-# --------------------------------------------------------------------------
 def test_fit_attributes_and_pair_model(iris_pairs):
     X, idx, t = iris_pairs
     est = LDML(preprocessor=X, random_state=0, n_jobs=1).fit(idx, t)
@@ -298,7 +258,7 @@ def test_supervised_stochastic_draws_pairs_per_minibatch(iris, monkeypatch):
                           random_state=0, n_jobs=1).fit(X, y)
     assert est.n_iter_ == 4
     init, batches = calls[0], calls[1:]  # the first draw fits the initial bias
-    assert init[1] == 400  # at most _INIT_MAX_PAIRS: here all of epoch 0's pairs
+    assert init[1] == 400  # at most INIT_MAX_PAIRS: here all of epoch 0's pairs
     assert len(batches) == 4 * 4 and all(c[1] == 100 for c in batches)
     seeds = [c[0] for c in batches]
     assert len(set(seeds)) == 4  # fresh pairs every epoch
@@ -377,7 +337,7 @@ class _ExplodingProblem(PairLossProblem):
 @pytest.mark.parametrize("solver", ["lbfgs", "adam"])
 def test_non_finite_loss_stops_with_a_finite_model(iris_pairs, monkeypatch, solver):
     X, idx, t = iris_pairs
-    monkeypatch.setattr(ldml_module, "PairLossProblem", _ExplodingProblem)
+    monkeypatch.setattr(ldml_core, "PairLossProblem", _ExplodingProblem)
     _ExplodingProblem.calls = 0
     with pytest.warns(ConvergenceWarning, match="non-finite"):
         est = LDML(preprocessor=X, solver=solver, batch_size=200, n_jobs=1).fit(idx, t)

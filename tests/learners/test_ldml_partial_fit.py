@@ -122,7 +122,7 @@ def test_partial_fit_bad_input():
 def test_stochastic_fit_holds_one_minibatch_of_pairs(monkeypatch):
     """With a stochastic solver no array of all the epoch's pairs is built:
     every call to the pair-loss kernel sees at most batch_size pairs."""
-    import fastmetric._learners.ldml as ldml_module
+    import fastmetric._core.objectives.ldml as ldml_module
 
     sizes = []
     original = ldml_module.PairLossProblem

@@ -17,7 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import fastmetric._core.sampling as chunks_module
 from fastmetric import RCA, RCA_Supervised
 from fastmetric._core.sampling import sample_chunks
-from fastmetric._learners.rca import _chunk_residuals
+from fastmetric._core.covariance import chunk_residuals
 
 
 # --------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_helmert_residuals_and_ledoit_wolf():
     chunks = chunks.copy()
     chunks[:2] = -1          # a chunk of 2 left
     chunks[5] = 99           # a singleton chunk
-    R, n_chunked, n_multi = _chunk_residuals(X - X.mean(0), chunks)
+    R, n_chunked, n_multi = chunk_residuals(X - X.mean(0), chunks)
     assert n_chunked == 38 and n_multi == 10
     # One residual per member beyond the first of each chunk.
     assert R.shape == (38 - 11, 4)  # 11 chunks (one a singleton)

@@ -4,7 +4,6 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.linalg
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import load_digits
@@ -14,21 +13,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmetric import SCML, SCML_Supervised
-from fastmetric._learners.scml import (
-    _distinct_pairs,
-    _embedding_map,
-    _kmeans,
-    _lda_basis,
-    _local_lda_directions,
-    _triplet_diffs_basis,
-    _weighted_projections,
-    generate_knn_triplets,
-)
+from fastmetric._core.constraints import generate_knn_triplets
 from fastmetric.kernels.scml import (
     _knn_triplet_neighbors,
     _sgd_run,
     _triplet_hinge,
-    _triplet_hinge_pairs,
 )
 
 from .._sklearn_checks import NO_FIT_CHECKS
@@ -137,39 +126,6 @@ def test_hinge_kernel_matches_numpy(dtype):
     assert _triplet_hinge(E, triplets, 2) == (total, count)
 
 
-def test_hinge_from_distinct_pairs_matches_direct(dtype):
-    rng = np.random.RandomState(13)
-    X = rng.randn(50, 4)
-    y = np.repeat(np.arange(5), 10)
-    triplets = generate_knn_triplets(X, y, 3, 4)
-    pairs, first, second = _distinct_pairs(triplets)
-    assert pairs.shape[0] <= 50 * 7
-    assert_array_equal(pairs[first], triplets[:, [0, 1]])
-    assert_array_equal(pairs[second], triplets[:, [0, 2]])
-    E = rng.randn(50, 3).astype(dtype)
-    out = np.empty(pairs.shape[0])
-    for threads in (1, 2):
-        total, count = _triplet_hinge_pairs(E, pairs, first, second, out, threads)
-        ref_total, ref_count = _triplet_hinge(E, triplets, 1)
-        assert count == ref_count
-        assert_allclose(total, ref_total, rtol=1e-12)
-
-
-def test_weighted_projections_give_the_metric():
-    rng = np.random.RandomState(14)
-    X = rng.randn(20, 3)
-    B = rng.randn(40, 3)
-    Z = X @ B.T
-    for n_active in (2, 40):  # gathered columns, then a factor of M
-        w = np.zeros(40)
-        w[rng.choice(40, n_active, replace=False)] = rng.rand(n_active) + 0.1
-        E = _weighted_projections(Z, B, w, X)
-        D = ((E[:, None] - E[None]) ** 2).sum(-1)
-        M = (B.T * w) @ B
-        diff = X[:, None] - X[None]
-        assert_allclose(D, np.einsum("ijk,kl,ijl->ij", diff, M, diff), rtol=1e-9, atol=1e-9)
-
-
 @pytest.mark.parametrize("kg,ki", [(1, 1), (3, 5), (6, 30)])
 def test_knn_neighbors_match_bruteforce(dtype, kg, ki):
     rng = np.random.RandomState(3)
@@ -216,94 +172,6 @@ def test_generate_knn_triplets_small_classes_warn():
         generate_knn_triplets(X, np.zeros(12), 1, 1)
     with pytest.raises(ValueError, match="single sample"):
         generate_knn_triplets(X[:3], [0, 1, 2], 1, 1, warn=False)
-
-
-# --------------------------------------------------------------------------
-# Bases
-# --------------------------------------------------------------------------
-def test_local_lda_matches_generalised_eigenproblem():
-    rng = np.random.RandomState(5)
-    sizes = np.array([6, 4, 5])
-    Xl = rng.randn(3, 15, 4) + np.repeat(rng.randn(3, 3, 4) * 2, sizes, axis=1)
-    V = _local_lda_directions(Xl, sizes, 2)
-    assert V.shape == (3, 2, 4)
-    lab = np.repeat(np.arange(3), sizes)
-    for s in range(3):
-        X = Xl[s]
-        mu = X.mean(0)
-        Sw = sum((X[lab == c] - X[lab == c].mean(0)).T @ (X[lab == c] - X[lab == c].mean(0))
-                 for c in range(3))
-        Sb = sum(sizes[c] * np.outer(X[lab == c].mean(0) - mu, X[lab == c].mean(0) - mu)
-                 for c in range(3))
-        Sw_r = Sw + 1e-2 * np.trace(Sw) / 4 * np.eye(4)
-        lam, U = scipy.linalg.eigh(Sb, Sw_r)
-        for j in range(2):
-            u = U[:, -1 - j] / np.linalg.norm(U[:, -1 - j])
-            assert_allclose(abs(V[s, j] @ u), 1.0, atol=1e-8)
-
-
-def test_local_lda_singular_scatter_is_finite():
-    # Constant features and fewer points than dimensions: Sw is singular.
-    rng = np.random.RandomState(6)
-    Xl = np.zeros((2, 6, 10))
-    Xl[:, :, :3] = rng.randn(2, 6, 3)
-    V = _local_lda_directions(Xl, np.array([3, 3]), 1)
-    assert np.isfinite(V).all()
-    assert_allclose(np.linalg.norm(V, axis=2), 1.0)
-    assert_allclose(V[:, :, 3:], 0.0, atol=1e-12)  # no weight on constant features
-    V0 = _local_lda_directions(np.ones((1, 4, 3)), np.array([2, 2]), 1)  # all equal
-    assert np.isfinite(V0).all()
-
-
-def test_lda_basis_shape_and_determinism(blobs):
-    X, y = blobs
-    counts = np.bincount(y)
-    B = _lda_basis(X, y, counts, 17, np.random.RandomState(0))
-    assert B.shape == (17, 5)
-    assert_allclose(np.linalg.norm(B, axis=1), 1.0)
-    assert_array_equal(B, _lda_basis(X, y, counts, 17, np.random.RandomState(0)))
-
-
-def test_kmeans_finds_separated_clusters():
-    rng = np.random.RandomState(7)
-    centres = np.array([[0, 0], [10, 0], [0, 10]], dtype=float)
-    X = np.repeat(centres, 30, axis=0) + 0.1 * rng.randn(90, 2)
-    C = _kmeans(X, 3, np.random.RandomState(0))
-    D = np.linalg.norm(C[:, None, :] - centres[None, :, :], axis=2)
-    assert_array_equal(np.sort(np.argmin(D, axis=1)), [0, 1, 2])
-    assert D.min(axis=1).max() < 0.1
-    # More clusters than distinct points: no failure.
-    assert np.isfinite(_kmeans(np.ones((5, 2)), 4, np.random.RandomState(0))).all()
-
-
-def test_triplet_diffs_basis_are_eigenvectors():
-    rng = np.random.RandomState(8)
-    X = rng.randn(40, 4)
-    triplets = rng.randint(0, 40, size=(30, 3))
-    B = _triplet_diffs_basis(X, triplets, 10, np.random.RandomState(0))
-    assert B.shape == (10, 4)
-    assert_allclose(np.linalg.norm(B, axis=1), 1.0)
-    # The first round's vectors are orthonormal eigenvectors of its scatter.
-    assert_allclose(B[:4] @ B[:4].T, np.eye(4), atol=1e-10)
-    sel = np.random.RandomState(0).choice(30, size=4, replace=False)
-    dp = X[triplets[sel, 0]] - X[triplets[sel, 1]]
-    dn = X[triplets[sel, 0]] - X[triplets[sel, 2]]
-    S = dp.T @ dp - dn.T @ dn
-    for v in B[:4]:
-        Sv = S @ v
-        assert_allclose(Sv, (v @ Sv) * v, atol=1e-10)
-    # Degenerate triplets (all differences zero) still give a full basis.
-    B0 = _triplet_diffs_basis(np.ones((5, 3)), triplets[:4] % 5, 7, np.random.RandomState(0))
-    assert B0.shape == (7, 3) and np.isfinite(B0).all()
-
-
-def test_embedding_map_reproduces_metric():
-    rng = np.random.RandomState(9)
-    B = rng.randn(8, 3)
-    for w in (np.r_[1.0, 0, 2, 0, 0, 0, 0, 0], np.abs(rng.randn(8)), np.zeros(8)):
-        L = _embedding_map(B, w)
-        assert_allclose(L.T @ L, (B.T * w) @ B, atol=1e-12)
-        assert L.shape[0] == max(1, min(np.count_nonzero(w), 3))
 
 
 # --------------------------------------------------------------------------

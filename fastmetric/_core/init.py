@@ -1,0 +1,401 @@
+"""The initial linear map and the prior metric of every learner.
+
+* :func:`initialize_components`: the initial ``L`` (``init=``) from a named
+  strategy, an array, or a fitted learner;
+* :func:`prior_matrix`: a prior Mahalanobis matrix ``M0`` (``prior=``) given
+  as ``'identity'``, an array or a fitted learner, checked once for every
+  learner (one symmetry tolerance, one definiteness rule, one set of
+  messages);
+* :func:`resolve_n_components`: the checked number of rows of ``L``.
+"""
+import numbers
+import warnings
+
+import numpy as np
+import scipy.linalg
+from sklearn.utils import check_random_state
+
+from fastmetric._core.threads import single_threaded_blas
+from fastmetric._core.validation import check_components, check_points
+
+__all__ = [
+    "INIT_NAMES",
+    "PRIOR_NAMES",
+    "initialize_components",
+    "prior_matrix",
+    "resolve_n_components",
+]
+
+INIT_NAMES = ("auto", "identity", "pca", "lda", "covariance", "random")
+# The named priors of the LogDet learners (ITML, LSML, SDML).  'identity' is
+# resolved here; 'covariance' and 'random' depend on the data and on each
+# learner's model (which of M0 and M0^{-1} the paper regularises), so each
+# learner computes those two itself and hands everything else to
+# prior_matrix.
+PRIOR_NAMES = ("identity", "covariance", "random")
+# Largest asymmetry accepted in a prior array, relative to its largest entry:
+# above what rounding leaves in a matrix computed as a product (L^T L, a
+# covariance), also after a round trip through float32 or 7 printed digits,
+# and below any asymmetry a user means.
+_SYMMETRY_RTOL = 1e-7
+
+
+# --------------------------------------------------------------------------
+# Fitted learners as init or prior
+# --------------------------------------------------------------------------
+def _is_learner(obj):
+    """True for an estimator (fitted or not) given where a map or metric is expected."""
+    return hasattr(obj, "components_") or (not isinstance(obj, str) and hasattr(obj, "fit"))
+
+
+def _fitted_components(learner, what):
+    """``components_`` of a fitted fastmetric (or metric-learn) learner as float64.
+
+    The one rule for every ``init`` and ``prior``: a fitted learner stands for
+    its learned map ``L`` (and, as a prior, for its metric ``M = L^T L``); an
+    unfitted one is a ValueError naming ``what``.
+    """
+    if not hasattr(learner, "components_"):
+        raise ValueError(
+            f"{what} is an estimator ({type(learner).__name__}) that is not fitted: it has "
+            "no components_. Fit it first, or pass an array."
+        )
+    return np.asarray(learner.components_, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------
+# Initialisation
+# --------------------------------------------------------------------------
+def _complete_rows(L, n_rows, scale=1.0):
+    """Add orthonormal rows (times ``scale``) spanning the complement of L's rows.
+
+    Used when a strategy yields fewer directions than asked (PCA with fewer
+    samples than components, a rank-deficient LDA): the missing rows are
+    directions the strategy had no information about, so we keep them
+    orthogonal to the found ones rather than dropping dimensions.
+    """
+    d = L.shape[1]
+    missing = n_rows - L.shape[0]
+    if missing <= 0:
+        return L[:n_rows]
+    if L.shape[0] == 0:
+        extra = np.eye(d)[:missing]
+    else:
+        extra = scipy.linalg.null_space(L).T[:missing]
+        if extra.shape[0] < missing:  # L's rows are dependent: fill with identity rows
+            extra = np.vstack([extra, np.eye(d)[: missing - extra.shape[0]]])
+    return np.vstack([L, scale * extra])
+
+
+def resolve_n_components(n_components, n_features, what="n_components"):
+    """``n_components`` checked against ``[1, n_features]`` (None: ``n_features``)."""
+    if n_components is None:
+        return n_features
+    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
+        raise TypeError(f"{what} must be None or a positive integer; got {n_components!r}.")
+    if not 1 <= n_components <= n_features:
+        raise ValueError(
+            f"{what}={n_components} is invalid: it must lie in [1, n_features] = "
+            f"[1, {n_features}]."
+        )
+    return int(n_components)
+
+
+def initialize_components(init, X, y=None, n_components=None, random_state=None):
+    """Initial linear map ``L`` of shape ``(n_components, n_features)``.
+
+    Parameters
+    ----------
+    init : str, array-like or fitted learner
+        * ``'auto'``: ``'lda'`` when ``y`` has at least 2 classes and
+          ``n_components <= min(n_classes - 1, n_features)``; else ``'pca'``
+          when ``n_components < n_features``; else ``'identity'``.
+        * ``'identity'``: the first ``n_components`` rows of the identity.
+        * ``'pca'``: the leading principal axes of ``X`` (orthonormal rows,
+          no whitening: distances within the kept subspace are unchanged).
+          When ``X`` has fewer samples than ``n_components`` the remaining
+          rows complete an orthonormal basis.
+        * ``'lda'``: the scalings of scikit-learn's
+          ``LinearDiscriminantAnalysis`` (needs class labels ``y``).
+        * ``'covariance'``: whitening, ``L = C^{-1/2}`` for the regularised
+          covariance ``C = cov(X) + r I`` with ``r = 1e-3 trace(cov(X)) /
+          n_features``; the ridge keeps singular covariances (constant
+          features, ``n_features > n_samples``) invertible.  For
+          ``n_components < n_features`` the whitened top principal axes
+          ``diag(w)^{-1/2} V^T``.
+        * ``'random'``: entries drawn from the standard normal distribution.
+        * an array ``(n_components, n_features)``: used as is.
+        * a fitted fastmetric (or metric-learn) learner: its ``components_``.
+    X : array-like of shape (n_samples, n_features)
+        The points (after any normalisation the learner applies).
+    y : array-like of shape (n_samples,), optional
+        Class labels, for ``'lda'`` and ``'auto'``.
+    n_components : int, optional
+        Number of rows of ``L``; default ``n_features`` (or the rows of an
+        array / learner ``init``).
+    random_state : int, RandomState instance or None
+        For ``'random'`` and randomised PCA solvers.
+
+    Returns
+    -------
+    L : ndarray of shape (n_components, n_features), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric._core.init import initialize_components
+    >>> X = np.random.RandomState(0).randn(20, 3)
+    >>> initialize_components("identity", X, n_components=2)
+    array([[1., 0., 0.],
+           [0., 1., 0.]])
+    """
+    # Arrays and fitted learners first: they fix n_components, and need
+    # only the number of features of X (no O(n d) scan of the data, which
+    # matters when a learner refines a metric many times on a large X).
+    if _is_learner(init):
+        init = _fitted_components(init, "init")
+    if not isinstance(init, str):
+        shape = np.shape(X)
+        if len(shape) != 2 or shape[1] < 1:
+            raise ValueError(
+                f"X must be a 2-D array (n_samples, n_features); got shape {shape}."
+            )
+        d = shape[1]
+        L = check_components(init, d, np.float64, name="init")
+        if n_components is not None:
+            k = resolve_n_components(n_components, d)
+            if k != L.shape[0]:
+                raise ValueError(
+                    f"init has {L.shape[0]} rows but n_components={n_components}; "
+                    "they must agree (or leave n_components=None)."
+                )
+        elif L.shape[0] > d:
+            raise ValueError(
+                f"init has {L.shape[0]} rows, more than n_features={d}."
+            )
+        return L.copy()
+
+    X = check_points(X, name="X")
+    n_samples, d = X.shape
+    if init not in INIT_NAMES:
+        raise ValueError(
+            f"init={init!r} is not a known strategy; use one of {INIT_NAMES}, an array of "
+            "shape (n_components, n_features) or a fitted learner."
+        )
+    k = resolve_n_components(n_components, d)
+
+    classes = None
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape[0] != n_samples:
+            raise ValueError(
+                f"y has {y.shape[0]} labels but X has {n_samples} rows."
+            )
+        classes, y_enc = np.unique(y, return_inverse=True)
+
+    if init == "auto":
+        if classes is not None and len(classes) >= 2 and k <= min(len(classes) - 1, d):
+            init = "lda"
+        elif k < d:
+            init = "pca"
+        else:
+            init = "identity"
+
+    with single_threaded_blas():  # identical results for any BLAS thread count
+        if init == "identity":
+            return np.eye(k, d)
+        if init == "random":
+            rng = check_random_state(random_state)
+            return rng.standard_normal((k, d))
+        if init == "pca":
+            return _init_pca(X, k, random_state)
+        if init == "lda":
+            if classes is None:
+                raise ValueError(
+                    "init='lda' needs class labels y; none are available (for pair "
+                    "constraints use 'pca', 'identity', 'covariance' or an array)."
+                )
+            if len(classes) < 2:
+                raise ValueError(
+                    f"init='lda' needs at least 2 classes in y; got 1 class ({classes[0]!r})."
+                )
+            if k > min(len(classes) - 1, d):
+                raise ValueError(
+                    f"init='lda' gives at most min(n_classes - 1, n_features) = "
+                    f"{min(len(classes) - 1, d)} components; n_components={k} asked. "
+                    "Use init='pca' or a smaller n_components."
+                )
+            return _init_lda(X, y_enc, k)
+        return _init_covariance(X, k)
+
+
+def _init_pca(X, k, random_state):
+    from sklearn.decomposition import PCA
+
+    n_samples, d = X.shape
+    m = min(k, n_samples, d)
+    if n_samples < 2 or m < 1:
+        return np.eye(k, d)
+    pca = PCA(n_components=m, random_state=random_state)
+    with warnings.catch_warnings():
+        # Constant data: PCA divides zero variance by zero for the ratios we
+        # do not use.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pca.fit(X)
+    L = np.asarray(pca.components_, dtype=np.float64)
+    return np.ascontiguousarray(_complete_rows(L, k))
+
+
+def _init_lda(X, y_enc, k):
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    d = X.shape[1]
+    if not np.ptp(X, axis=0).max() > 0:
+        # Every point is the same: no direction discriminates (and sklearn's
+        # svd solver fails on the empty spectrum).
+        return np.eye(k, d)
+    lda = LinearDiscriminantAnalysis(n_components=k, solver="svd")
+    with warnings.catch_warnings():
+        # "Variables are collinear" for constant or duplicated features:
+        # expected on degenerate data, the svd solver handles it.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lda.fit(X.astype(np.float64, copy=False), y_enc)
+    L = np.asarray(lda.scalings_, dtype=np.float64).T[:k]
+    if not np.isfinite(L).all():
+        raise ValueError("init='lda' failed: the discriminant scalings are not finite.")
+    if L.shape[0] < k:  # rank-deficient within/between-class scatter
+        scale = np.sqrt(np.mean(np.sum(L**2, axis=1))) if L.shape[0] else 1.0
+        L = _complete_rows(L, k, scale=scale if scale > 0 else 1.0)
+    return np.ascontiguousarray(L)
+
+
+def _init_covariance(X, k):
+    n_samples, d = X.shape
+    if n_samples < 2:
+        return np.eye(k, d)
+    C = np.cov(X.astype(np.float64, copy=False), rowvar=False).reshape(d, d)
+    trace = np.trace(C)
+    if not trace > 0:  # every feature is constant: nothing to whiten
+        return np.eye(k, d)
+    w, V = scipy.linalg.eigh(C)
+    # C is PSD; clip round-off negatives, then add the ridge r I.
+    w = np.maximum(w, 0.0) + 1e-3 * trace / d
+    inv_sqrt = 1.0 / np.sqrt(w)
+    if k == d:
+        # Symmetric inverse square root V diag(w^-1/2) V^T (ZCA whitening).
+        L = (V * inv_sqrt) @ V.T
+    else:
+        top = np.argsort(w)[::-1][:k]  # eigh gives ascending eigenvalues
+        L = inv_sqrt[top, None] * V[:, top].T
+    return np.ascontiguousarray(L)
+
+
+# --------------------------------------------------------------------------
+# Prior metric
+# --------------------------------------------------------------------------
+def prior_matrix(prior, n_features, learner, names=PRIOR_NAMES, *, what="prior", definite=True):
+    """The prior Mahalanobis matrix ``M0`` given by the user, checked.
+
+    One rule for every learner with a ``prior`` (ITML, LSML, SDML): the
+    same accepted forms, the same symmetry tolerance, the same test of
+    definiteness and the same messages.
+
+    Parameters
+    ----------
+    prior : 'identity', array-like of shape (n_features, n_features) or \
+fitted learner
+        * ``'identity'``: ``M0 = I``;
+        * an array: a symmetric positive definite matrix; an asymmetry up
+          to ``1e-7`` times its largest entry (rounding) is accepted and
+          removed (``M0 = (A + A^T) / 2``);
+        * a fitted fastmetric (or metric-learn) learner: its Mahalanobis
+          matrix ``L^T L``, which must be positive definite (a learner with
+          fewer components than features gives a singular matrix).
+
+        The data-driven names (``'covariance'``, ``'random'``) are computed
+        by each learner before it calls this function.
+    n_features : int
+        The number of features of the data.
+    learner : str
+        Name of the learner, for the messages.
+    names : tuple of str, default=PRIOR_NAMES
+        The names the learner accepts, listed in the messages.
+    what : str, default='prior'
+        The parameter's name, for the messages (MMC reads a square
+        ``init`` as a starting metric).
+    definite : bool, default=True
+        Require a positive definite matrix (the LogDet learners); with
+        False only symmetry is required (MMC projects its start onto the
+        PSD cone itself).
+
+    Returns
+    -------
+    M0 : ndarray of shape (n_features, n_features), float64
+        Symmetric (exactly) and positive definite: its smallest eigenvalue
+        exceeds ``n_features * eps`` times its largest.
+
+    Raises
+    ------
+    TypeError
+        ``prior`` is neither a name, a real array nor a learner.
+    ValueError
+        An unknown name, an unfitted learner, a wrong shape, NaN or
+        infinity, an asymmetric matrix.
+    numpy.linalg.LinAlgError
+        (a ValueError) A matrix that is not positive definite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric._core.init import prior_matrix
+    >>> prior_matrix([[2.0, 1.0], [1.0, 2.0]], 2, "ITML")
+    array([[2., 1.],
+           [1., 2.]])
+    """
+    d = int(n_features)
+    if isinstance(prior, str):
+        if prior == "identity":
+            return np.eye(d)
+        raise ValueError(
+            f"{what}={prior!r} is not one of {names}, an array of shape (n_features, "
+            f"n_features) = ({d}, {d}) or a fitted learner."
+        )
+    if _is_learner(prior):
+        L = _fitted_components(prior, what)
+        arr = L.T @ L
+    else:
+        arr = None if prior is None else np.asarray(prior)
+        if arr is None or arr.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{what} must be one of {names}, a real array of shape (n_features, "
+                f"n_features) or a fitted learner; got {type(prior).__name__}"
+                + ("." if arr is None else f" with dtype {arr.dtype}.")
+            )
+        arr = arr.astype(np.float64)
+    if arr.shape != (d, d):
+        raise ValueError(
+            f"{what} must have shape (n_features, n_features) = ({d}, {d}); got shape "
+            f"{arr.shape}."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} contains NaN or infinity.")
+    scale = float(np.abs(arr).max())
+    asymmetry = float(np.abs(arr - arr.T).max())
+    if asymmetry > _SYMMETRY_RTOL * scale:
+        raise ValueError(
+            f"{what} is not symmetric: its largest asymmetry |M - M^T| is {asymmetry:.3g}, "
+            f"more than {_SYMMETRY_RTOL:g} times its largest entry ({scale:.3g})."
+        )
+    M0 = 0.5 * (arr + arr.T)
+    if not definite:
+        return M0
+    with single_threaded_blas():
+        w = scipy.linalg.eigvalsh(M0)
+    floor = d * np.finfo(np.float64).eps * max(float(np.max(np.abs(w))), 1e-300)
+    if not w[0] > floor:
+        raise np.linalg.LinAlgError(
+            f"{what} must be strictly positive definite ({learner}'s LogDet divergence needs "
+            f"an invertible prior); its smallest eigenvalue is {w[0]:.3g}."
+        )
+    return np.ascontiguousarray(M0)

@@ -1,0 +1,406 @@
+"""The LDML objective glue: initial scale, objective, full-batch and minibatch fits.
+
+LDML (Guillaumin, Verbeek & Schmid, 2009) models the probability that a
+pair ``(x, x')`` is similar as ``sigmoid(bias - ||L (x - x')||^2)`` and fits
+``L`` and ``bias`` by minimising, over pairs with targets ``t`` in [0, 1]
+and weights ``w``,
+
+    f(L, bias) = sum_p w_p [softplus(z_p) - t_p z_p] / sum_p w_p
+                 + (alpha / 2) ||L - L0||_F^2,          z_p = bias - D_p.
+
+The loss and gradient of the data term come from the OpenMP kernel
+:class:`fastmetric.kernels.pair_loss.PairLossProblem` (or, on a dask array,
+:class:`fastmetric._core.dask_support.DaskPairLossProblem`).  This module
+holds what sits between the pairs and the solvers of
+:mod:`fastmetric._core.solvers`: the start-up scale and bias
+(:func:`initial_scale_bias`, :func:`initial_theta`), the objective over
+``theta = [vec(L), bias]`` (:func:`ldml_objective`), the full fit
+(:func:`fit_ldml`: L-BFGS, or minibatch Adam/SGD over fixed pairs or over
+pairs drawn per minibatch, :class:`LabelBatches`) and one ``partial_fit``
+epoch (:func:`partial_fit_epoch`).  The learners :class:`fastmetric.LDML`,
+:class:`fastmetric.LDML_Supervised` and :class:`fastmetric.ClusterLDML`
+(one LDML per cluster) call them.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastmetric._core.init import initialize_components
+from fastmetric._core.rows import evenly_spaced, l2_normalize_rows
+from fastmetric._core.dask_support import is_dask_array
+from fastmetric._core.solvers import (
+    SolverResult,
+    StochasticOptimizer,
+    minibatch_epochs,
+    minimize_lbfgs,
+    minimize_stochastic,
+    progress,
+    run_epoch,
+    stream_epochs,
+)
+from fastmetric._core.objectives.pair_loss import PairLossProblem
+
+__all__ = ["INIT_MAX_PAIRS", "LDMLFit", "LabelBatches", "fit_ldml", "initial_scale_bias",
+           "initial_theta", "ldml_objective", "normalize_points", "partial_fit_epoch",
+           "theta_of"]
+
+# Pairs used to fit the initial scale and bias (see initial_scale_bias).
+INIT_MAX_PAIRS = 20_000
+
+
+def initial_scale_bias(sq_dist, targets, weights, ridge=1e-6, max_iter=50):
+    """Scale ``gamma`` of the squared distances and bias that best fit the pairs.
+
+    The initial map ``L0`` fixes a direction in the space of maps, not a
+    scale: on raw data (pixels, say) ``||L0 d||^2`` may be in the thousands,
+    where the sigmoid is saturated and L-BFGS crawls.  We therefore start
+    from ``sqrt(gamma) L0`` and ``bias``, the best pair of the one-feature
+    logistic regression
+
+        z_p = bias - gamma D_p,   min  sum_p w_p [softplus(z_p) - t_p z_p] / W,
+
+    a convex problem in (gamma, bias).  A learner that is already fitted
+    (a warm start) gets gamma close to 1.  For conditioning it is solved on
+    the standardised feature ``u = (D - m) / s`` (m the median, s the
+    median absolute deviation of D, a scale that heavy tails of D do not
+    inflate): ``z = beta' - gamma' u``, with a tiny ridge ``ridge/2
+    gamma'^2`` and capped Newton steps that keep gamma finite when D
+    separates the pairs perfectly.  Damped Newton steps; derivatives, with r = sigmoid(z) - t
+    and h = sigmoid(z)(1 - sigmoid(z)) (weights w/W):
+    ``g_beta = sum w r``, ``g_gamma = -sum w r u + ridge gamma'``,
+    ``H = [[sum w h, -sum w h u], [-sum w h u, sum w h u^2 + ridge]]``.
+    When D does not rank the similar pairs first (gamma' < 0.1: an
+    uninformative or adverse initial map) gamma' is set to 1, which spreads
+    z over a few units, and only the bias is fitted.
+
+    Returns
+    -------
+    gamma : float > 0
+    bias : float
+    """
+    from scipy.special import expit
+
+    D = np.asarray(sq_dist, dtype=np.float64)
+    w = (np.ones_like(D) if weights is None else weights) / (
+        D.shape[0] if weights is None else weights.sum())
+    m = float(np.median(D))
+    s = float(np.median(np.abs(D - m)))
+    if not s > 0:  # over half the distances tie at the median
+        s = float(np.std(D))
+    if not s > 1e-12 * max(1.0, abs(m)):  # all distances equal: no scale to fit
+        u = np.zeros_like(D)
+        s = 1.0
+        fit_gamma = False
+    else:
+        u = (D - m) / s
+        fit_gamma = True
+
+    def objective(theta):
+        z = theta[0] - theta[1] * u
+        return float(np.dot(w, np.logaddexp(0.0, z) - targets * z)
+                     + 0.5 * ridge * theta[1] ** 2)
+
+    def newton(theta, fit_gamma):
+        f = objective(theta)
+        for _ in range(max_iter):
+            z = theta[0] - theta[1] * u
+            sig = expit(z)
+            r = w * (sig - targets)
+            h = w * sig * (1 - sig)
+            if fit_gamma:
+                g = np.array([r.sum(), -np.dot(r, u) + ridge * theta[1]])
+                hu = np.dot(h, u)
+                H = np.array([[h.sum() + 1e-12, -hu], [-hu, np.dot(h, u * u) + ridge]])
+                step = -np.linalg.solve(H, g)
+            else:
+                step = np.array([-r.sum() / max(h.sum(), 1e-12), 0.0])
+            # Cap the step (separable pairs drive the logistic optimum far
+            # away), then backtrack until the objective does not increase.
+            norm = np.linalg.norm(step)
+            if norm > 10.0:
+                step *= 10.0 / norm
+            t = 1.0
+            while t > 1e-8:
+                f_new = objective(theta + t * step)
+                if f_new <= f:
+                    break
+                t *= 0.5
+            else:
+                break
+            theta = theta + t * step
+            converged = f - f_new <= 1e-12 * max(1.0, abs(f))
+            f = f_new
+            if converged:
+                break
+        return theta
+
+    theta = newton(np.array([0.0, 1.0 if fit_gamma else 0.0]), fit_gamma)
+    if fit_gamma and theta[1] < 0.1:
+        theta = newton(np.array([theta[0], 1.0]), False)
+        theta[1] = 1.0
+    if not fit_gamma:
+        # u = 0: z = beta' = bias - D with D = m for every pair (gamma = 1).
+        return 1.0, float(theta[0] + m)
+    # z = beta' - gamma' (D - m) / s = (beta' + gamma' m / s) - gamma D
+    return float(theta[1] / s), float(theta[0] + theta[1] * m / s)
+
+
+def ldml_objective(problem, shape, dtype, L0, alpha, n_threads):
+    """``fun(theta) -> (loss, grad)`` over theta = [vec(L), bias] (float64).
+
+    ``problem.loss_grad(L, bias, n_threads)`` gives the data term; the pull
+    ``alpha/2 ||L - L0||_F^2`` (gradient ``alpha (L - L0)``) is added here.
+    """
+    k, d = shape
+
+    def fun(theta):
+        L = theta[:-1].reshape(k, d)
+        loss, grad_L, grad_bias = problem.loss_grad(
+            np.ascontiguousarray(L, dtype=dtype), theta[-1], n_threads
+        )
+        grad = np.empty_like(theta)
+        grad[:-1] = grad_L.ravel()
+        grad[-1] = grad_bias
+        if alpha > 0:
+            diff = L - L0
+            loss += 0.5 * alpha * float(np.dot(diff.ravel(), diff.ravel()))
+            grad[:-1] += alpha * diff.ravel()
+        return loss, grad
+
+    return fun
+
+
+def theta_of(L, bias):
+    """The solvers' parameter vector ``[vec(L), bias]``."""
+    return np.concatenate([np.ravel(L), [bias]])
+
+
+def initial_theta(X, a, b, targets, weights, class_labels, rng, *, init, n_components,
+                  n_jobs):
+    """theta0 = [vec(L0), bias0] and L0: the init, scaled to fit the pairs.
+
+    Two parameters do not need every pair: the scale and bias are fitted
+    on at most INIT_MAX_PAIRS evenly spaced pairs, whose distances are
+    the only ones computed (and, on a dask array, whose rows are the
+    only ones read).
+
+    Parameters
+    ----------
+    X : ndarray or dask array of shape (n_points, n_features)
+    a, b : ndarray of shape (n_pairs,), intp
+        The pairs, as row indices into X.
+    targets : ndarray of shape (n_pairs,), float64
+    weights : ndarray of shape (n_pairs,) or None
+    class_labels : ndarray of shape (n_points,) or None
+        For ``init='lda'`` (and 'auto' choosing it).
+    rng : RandomState
+    init, n_components :
+        As in :func:`fastmetric._core.base.initialize_components`.
+    n_jobs : int or None
+        Threads of the distance kernel.
+    """
+    from fastmetric._core.distances import paired_mahalanobis_distances
+
+    keep = evenly_spaced(a.shape[0], INIT_MAX_PAIRS)
+    a, b, targets = a[keep], b[keep], targets[keep]
+    weights = None if weights is None else weights[keep]
+    if is_dask_array(X):
+        # The initial map from at most INIT_MAX_ROWS evenly spaced rows.
+        from fastmetric._core.dask_support import gather_rows, sample_rows
+
+        X_init, y_init = sample_rows(X, class_labels)
+        rows = gather_rows(X, np.concatenate([a, b]))
+        ends = np.arange(a.shape[0])
+        pairs = np.column_stack((ends, ends + a.shape[0]))
+    else:
+        X_init, y_init, rows, pairs = X, class_labels, X, np.column_stack((a, b))
+    L0 = initialize_components(init, X_init, y=y_init, n_components=n_components,
+                               random_state=rng)
+    sq0 = paired_mahalanobis_distances(rows, pairs, components=L0.astype(X.dtype),
+                                       squared=True, n_jobs=n_jobs)
+    gamma, bias0 = initial_scale_bias(sq0, targets, weights)
+    L0 = L0 * np.sqrt(gamma)
+    return theta_of(L0, bias0), L0
+
+
+def normalize_points(X):
+    """Rows scaled to unit L2 norm, in memory or lazily on a dask array."""
+    if is_dask_array(X):
+        from fastmetric._core.dask_support import map_rows
+
+        return map_rows(X, l2_normalize_rows, X.shape[1], X.dtype)
+    return l2_normalize_rows(X)
+
+
+def _pair_batches(X, a, b, targets, weights, order, batch_size, shape, L0, alpha,
+                  n_threads):
+    """``(batch objective, weight)`` of consecutive slices of ``order``."""
+    for start in range(0, order.shape[0], batch_size):
+        idx = order[start:start + batch_size]
+        bw = None if weights is None else weights[idx]
+        weight = float(idx.shape[0] if bw is None else bw.sum())
+        if weight <= 0:
+            continue
+        problem = PairLossProblem(X, a[idx], b[idx], targets[idx], bw)
+        yield ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads), weight
+
+
+@dataclass
+class LDMLFit:
+    """What :func:`fit_ldml` returns.
+
+    Attributes
+    ----------
+    result : SolverResult
+        ``result.x`` is ``[vec(L), bias]``.
+    L0 : ndarray of shape (n_components, n_features)
+        The scaled initial map (the centre of the ``alpha`` pull).
+    optimizer : StochasticOptimizer or None
+        The minibatch solver's state (None with L-BFGS), for partial_fit.
+    batch_seed : int or None
+        The seed of the minibatch order, for partial_fit.
+    """
+
+    result: SolverResult
+    L0: np.ndarray
+    optimizer: object = None
+    batch_seed: object = None
+
+
+def fit_ldml(X, a, b, targets, weights, *, rng, init, n_components, alpha, solver,
+             max_iter, tol, batch_size, learning_rate, n_iter_no_change, n_jobs, n_threads,
+             verbose, on_iteration, class_labels=None, stream=None, name="LDML"):
+    """Fit L and the bias on index pairs (a, b) into the (normalised) points X.
+
+    ``solver='lbfgs'`` runs :func:`~fastmetric._core.solvers.minimize_lbfgs`
+    on every pair (on a dask array, through
+    :class:`~fastmetric._core.dask_support.DaskPairLossProblem`);
+    ``'adam'``/``'sgd'`` run minibatch epochs, over the fixed pairs in an
+    order drawn from ``rng`` per epoch, or, with ``stream`` (a
+    :class:`LabelBatches`), over pairs drawn per minibatch.  ``(a, b,
+    targets, weights)`` then only serve the initial scale and bias.
+
+    Call inside :func:`~fastmetric._core.threads.single_threaded_blas` for
+    results that do not depend on the BLAS thread count.
+
+    Parameters
+    ----------
+    X : ndarray or dask array of shape (n_points, n_features)
+    a, b : ndarray of shape (n_pairs,), intp
+    targets : ndarray of shape (n_pairs,), float64 in [0, 1]
+    weights : ndarray of shape (n_pairs,) or None
+    rng : RandomState
+        Draws the init (see :func:`initial_theta`), then the minibatch seed.
+    init, n_components, alpha, solver, max_iter, tol, batch_size, learning_rate, \
+n_iter_no_change, n_jobs :
+        The parameters of :class:`fastmetric.LDML` (validated).
+    n_threads : int
+        Threads of the kernels (resolved ``n_jobs``).
+    verbose : int
+        2 or more: progress bars over the minibatches (when tqdm is there).
+    on_iteration : callable
+        ``on_iteration(iteration, theta, loss) -> bool``; True stops.
+    class_labels : ndarray, optional
+        Labels of the rows of X, for ``init='lda'``.
+    stream : LabelBatches, optional
+    name : str
+        The learner's name, for messages.
+
+    Returns
+    -------
+    LDMLFit
+    """
+    on_dask = is_dask_array(X)
+    if on_dask and solver != "lbfgs":
+        raise NotImplementedError(
+            f"{name} fits dask arrays with solver='lbfgs' only (the "
+            f"minibatch solvers on dask are not implemented yet); got "
+            f"solver={solver!r}. Use solver='lbfgs', or partial_fit on blocks "
+            "computed one at a time."
+        )
+    theta0, L0 = initial_theta(X, a, b, targets, weights, class_labels, rng, init=init,
+                               n_components=n_components, n_jobs=n_jobs)
+    shape = L0.shape
+    if solver == "lbfgs":
+        if on_dask:
+            from fastmetric._core.dask_support import DaskPairLossProblem
+
+            problem = DaskPairLossProblem(X, a, b, targets, weights, n_jobs=n_jobs)
+        else:
+            problem = PairLossProblem(X, a, b, targets, weights, n_threads=n_threads)
+        fun = ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads)
+        result = minimize_lbfgs(fun, theta0, max_iter=max_iter, tol=tol,
+                                on_iteration=on_iteration)
+        return LDMLFit(result, L0)
+    batch_seed = int(rng.randint(0, np.iinfo(np.int32).max))
+    if stream is None:
+        epoch_batches = minibatch_epochs(
+            a.shape[0], batch_size, batch_seed,
+            lambda order: _pair_batches(X, a, b, targets, weights, order, batch_size,
+                                        shape, L0, alpha, n_threads),
+            verbose)
+    else:
+        def stream_batch(pairs):
+            sa, sb, st = pairs
+            problem = PairLossProblem(X, sa, sb, st, None)
+            return (ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads),
+                    float(sa.shape[0]))
+
+        epoch_batches = stream_epochs(stream, stream_batch, verbose)
+    optimizer = StochasticOptimizer(solver, learning_rate)
+    result = minimize_stochastic(
+        epoch_batches, theta0, max_epochs=max_iter, tol=tol,
+        n_iter_no_change=n_iter_no_change, on_iteration=on_iteration, optimizer=optimizer,
+    )
+    return LDMLFit(result, L0, optimizer, batch_seed)
+
+
+def partial_fit_epoch(X, a, b, targets, weights, theta, L0, optimizer, seed, epoch, *,
+                      batch_size, alpha, n_threads, verbose):
+    """One epoch of ``optimizer`` over these pairs, from ``theta``.
+
+    The minibatches are consecutive slices of a permutation drawn from
+    ``(seed, epoch)``, so that successive ``partial_fit`` calls visit their
+    pairs in fresh orders, reproducibly.
+
+    Returns
+    -------
+    theta, mean_loss, finite, interrupted
+        As :func:`~fastmetric._core.solvers.run_epoch`.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(a.shape[0])
+    batches = progress(
+        _pair_batches(X, a, b, targets, weights, order, batch_size, L0.shape, L0, alpha,
+                      n_threads),
+        -(-a.shape[0] // batch_size), verbose, f"partial_fit {epoch + 1}")
+    return run_epoch(batches, theta, optimizer)
+
+
+class LabelBatches:
+    """Minibatches of pairs drawn from class labels as they are needed.
+
+    Epoch ``e`` is the sample of ``n_positive`` + ``n_negative`` pairs of
+    :func:`~fastmetric.kernels.sampling.sample_pairs` with seed ``seed + 7919 e``;
+    minibatch ``i`` takes an equal share of its positive and of its negative
+    draws (the draws are independent, so consecutive slices are random
+    minibatches and no shuffling is needed).
+    """
+
+    def __init__(self, stream, n_positive, n_negative, batch_size, seed):
+        self.stream = stream
+        self.seed = seed
+        self.n_batches = max(1, -(-(n_positive + n_negative) // batch_size))
+        steps = np.arange(self.n_batches + 1)
+        self.positive_cuts = steps * n_positive // self.n_batches
+        self.negative_cuts = steps * n_negative // self.n_batches
+
+    def draw(self, epoch, positive_start, n_positive, negative_start, n_negative):
+        pairs, t = self.stream.draw(self.seed + 7919 * epoch, positive_start, n_positive,
+                                    negative_start, n_negative)
+        return (np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]),
+                t.astype(np.float64))
+
+    def __call__(self, epoch, i):
+        p0, p1 = self.positive_cuts[i], self.positive_cuts[i + 1]
+        n0, n1 = self.negative_cuts[i], self.negative_cuts[i + 1]
+        return self.draw(epoch, int(p0), int(p1 - p0), int(n0), int(n1 - n0))

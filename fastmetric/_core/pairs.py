@@ -1,0 +1,213 @@
+"""Classifying pairs as similar or dissimilar with a learned metric.
+
+:class:`PairsClassifierMixin` gives the pair learners (LDML, ITML, MMC,
+SDML) ``decision_function``/``predict``/``predict_proba``/``score`` on pairs
+and the calibration of ``threshold_`` (metric-learn's API).
+"""
+import numbers
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import roc_auc_score
+from sklearn.utils.metaestimators import available_if
+
+from fastmetric._core.dask_support import is_dask_array
+from fastmetric._core.inputs import check_pair_targets
+
+__all__ = ["PairsClassifierMixin"]
+
+
+_STRATEGIES = ("accuracy", "f_beta", "max_tpr", "max_tnr")
+
+
+def _has_pair_probability(estimator):
+    return hasattr(estimator, "_pair_probability")
+
+
+class PairsClassifierMixin(ClassifierMixin):
+    """Classify pairs as similar (+1) or dissimilar (-1) with the learned metric.
+
+    The decision function is :meth:`pair_score` (minus the distance); a
+    pair is predicted similar when its score is above ``threshold_``.
+    ``classes_`` is ``[-1, 1]``.  Learners with a probabilistic pair model
+    (LDML) define ``_pair_probability(squared_distances)`` and get
+    :meth:`predict_proba`.
+    """
+
+    def decision_function(self, pairs):
+        """Score of each pair, higher for more similar pairs (``-distance``).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_pairs,)
+        """
+        return self.pair_score(pairs)
+
+    def predict(self, pairs):
+        """+1 (similar) when ``decision_function > threshold_``, else -1.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_pairs,), int
+        """
+        self._check_fitted()
+        if not hasattr(self, "threshold_"):
+            raise AttributeError(
+                "no threshold is set: call set_threshold or calibrate_threshold first."
+            )
+        return np.where(self.decision_function(pairs) > self.threshold_, 1, -1)
+
+    @available_if(_has_pair_probability)
+    def predict_proba(self, pairs):
+        """Probability of each class, columns ``[P(dissimilar), P(similar)]``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_pairs, 2), float64
+        """
+        sq = self._pair_sq_distances(pairs)
+        p_similar = self._pair_probability(sq)
+        if is_dask_array(p_similar):
+            import dask.array as da
+
+            return da.stack([1.0 - p_similar, p_similar], axis=1)
+        return np.column_stack((1.0 - p_similar, p_similar))
+
+    def score(self, pairs, y):
+        """ROC AUC of :meth:`decision_function` against the pair labels ``y``.
+
+        Parameters
+        ----------
+        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
+        y : array-like of shape (n_pairs,)
+            Labels in {-1, +1} or {0, 1} (both classes present).
+
+        Returns
+        -------
+        auc : float
+        """
+        scores = self.decision_function(pairs)
+        t = check_pair_targets(y, scores.shape[0])
+        return float(roc_auc_score(self._binary_targets(t, "score"), scores))
+
+    def set_threshold(self, threshold):
+        """Set ``threshold_`` (in the units of :meth:`decision_function`).
+
+        Returns
+        -------
+        self
+        """
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+            raise TypeError(f"threshold must be a real number; got {threshold!r}.")
+        if np.isnan(threshold):
+            raise ValueError("threshold must not be NaN.")
+        self.threshold_ = float(threshold)
+        return self
+
+    @staticmethod
+    def _binary_targets(t, what):
+        if not np.all((t == 0) | (t == 1)):
+            raise ValueError(f"{what} needs hard labels (-1/+1 or 0/1), not soft targets.")
+        if t.min() == t.max():
+            raise ValueError(
+                f"{what} needs both similar and dissimilar pairs; y has only one class."
+            )
+        return t.astype(np.int8)
+
+    def calibrate_threshold(self, pairs, y, strategy="accuracy", min_rate=None, beta=1.0):
+        """Choose ``threshold_`` on labelled pairs.
+
+        Candidate thresholds lie half-way between consecutive distinct
+        scores (and just outside their range), so each candidate realises
+        one distinct split of the pairs.
+
+        Parameters
+        ----------
+        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
+        y : array-like of shape (n_pairs,)
+            -1/+1 or 0/1 labels, both classes present.
+        strategy : {'accuracy', 'f_beta', 'max_tpr', 'max_tnr'}
+            * ``'accuracy'``: maximise the accuracy;
+            * ``'f_beta'``: maximise the F-beta score (``beta``);
+            * ``'max_tpr'``: maximise the true positive rate among the
+              thresholds whose true negative rate is at least ``min_rate``;
+            * ``'max_tnr'``: maximise the true negative rate among the
+              thresholds whose true positive rate is at least ``min_rate``.
+        min_rate : float in [0, 1], optional
+            Required by ``'max_tpr'`` and ``'max_tnr'``.
+        beta : float > 0, default=1.0
+            Weight of recall in ``'f_beta'``.
+
+        Returns
+        -------
+        self
+        """
+        if strategy not in _STRATEGIES:
+            raise ValueError(f"strategy={strategy!r} is not one of {_STRATEGIES}.")
+        if strategy in ("max_tpr", "max_tnr"):
+            if min_rate is None:
+                raise ValueError(f"strategy={strategy!r} needs min_rate (a float in [0, 1]).")
+            if (
+                isinstance(min_rate, bool)
+                or not isinstance(min_rate, numbers.Real)
+                or not 0 <= min_rate <= 1
+            ):
+                raise ValueError(f"min_rate must be a number in [0, 1]; got {min_rate!r}.")
+        if strategy == "f_beta" and (
+            isinstance(beta, bool)
+            or not isinstance(beta, numbers.Real)
+            or not np.isfinite(beta)
+            or beta <= 0
+        ):
+            raise ValueError(f"beta must be a positive number; got {beta!r}.")
+
+        scores = self.decision_function(pairs)
+        t = self._binary_targets(check_pair_targets(y, scores.shape[0]), "calibrate_threshold")
+
+        # Distinct scores in decreasing order; predicting the top j groups
+        # positive (j = 0..m) is every split a threshold can make.
+        uniq, inv = np.unique(scores, return_inverse=True)
+        uniq, inv = uniq[::-1], (len(uniq) - 1 - inv)
+        m = len(uniq)
+        pos_in_group = np.bincount(inv, weights=t, minlength=m)
+        all_in_group = np.bincount(inv, minlength=m).astype(np.float64)
+        tp = np.concatenate([[0.0], np.cumsum(pos_in_group)])
+        fp = np.concatenate([[0.0], np.cumsum(all_in_group - pos_in_group)])
+        n_pos, n_neg = tp[-1], fp[-1]
+        tn, fn = n_neg - fp, n_pos - tp
+        tpr, tnr = tp / n_pos, tn / n_neg
+
+        if strategy == "accuracy":
+            j = int(np.argmax(tp + tn))
+        elif strategy == "f_beta":
+            b2 = float(beta) ** 2
+            denom = (1 + b2) * tp + b2 * fn + fp
+            f = np.divide((1 + b2) * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+            j = int(np.argmax(f))
+        elif strategy == "max_tpr":
+            feasible = np.flatnonzero(tnr >= min_rate)  # tnr falls with j: j = 0 qualifies
+            j = int(feasible[-1])
+        else:
+            feasible = np.flatnonzero(tpr >= min_rate)  # tpr rises with j: j = m qualifies
+            j = int(feasible[0])
+
+        # Threshold realising "top j groups positive" with predict's rule
+        # score > threshold.
+        if j == 0:
+            thr = uniq[0]
+        elif j == m:
+            gap = uniq[-2] - uniq[-1] if m > 1 else 1.0
+            thr = uniq[-1] - 0.5 * gap
+            if not thr < uniq[-1]:  # gap below float resolution
+                thr = np.nextafter(uniq[-1], -np.inf)
+        else:
+            thr = 0.5 * (uniq[j - 1] + uniq[j])
+            if not uniq[j] <= thr < uniq[j - 1]:  # midpoint rounded onto a score
+                thr = uniq[j]
+        self.threshold_ = float(thr)
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags

@@ -1,0 +1,100 @@
+"""Parameter constraints shared by the learners (scikit-learn's mechanism).
+
+Every learner declares its constructor parameters' valid types and values
+in a class attribute ``_parameter_constraints`` (a dict ``name -> list of
+constraints`` in the language of :mod:`sklearn.utils._param_validation`),
+and its ``fit`` / ``partial_fit`` are wrapped in
+``sklearn.base._fit_context``, so that scikit-learn's own
+``BaseEstimator._validate_params`` checks them once per fit, before any
+data is read.  A bad value raises
+:class:`~sklearn.utils._param_validation.InvalidParameterError` (a
+ValueError and a TypeError) naming the parameter, the learner and the
+value.
+
+This module holds the pieces the learners share, so that a parameter that
+several learners have (``max_iter``, ``n_jobs``, ``init``...) obeys the
+same rule everywhere and each learner's dict stays short: the
+:func:`shared` fragments, :func:`integers` and :func:`reals` intervals and
+:func:`options_or_array` for string-or-matrix parameters (``init``,
+``prior``).
+
+Checks that need the data (``n_components <= n_features``, ClusterLDML's
+``n_clusters <= n_samples``) or tie two parameters together stay in ``fit``.
+"""
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+
+__all__ = ["integers", "options_or_array", "reals", "shared"]
+
+
+class _Number(Interval):
+    """An :class:`Interval` that rejects booleans.
+
+    ``True`` is an ``int`` to Python, but ``max_iter=True`` or ``tol=False``
+    is a mistake, not a count or a tolerance.
+    """
+
+    def is_satisfied_by(self, val):
+        if isinstance(val, (bool, np.bool_)):
+            return False
+        return super().is_satisfied_by(val)
+
+
+def integers(low, high=None):
+    """An integer (Python or numpy, not a bool) in ``[low, high]``.
+
+    ``high=None`` leaves it unbounded above.
+    """
+    return _Number(Integral, low, high, closed="left" if high is None else "both")
+
+
+def reals(low, high=np.inf, closed="left"):
+    """A real number (int or float, not a bool) in the interval from low to high.
+
+    ``closed`` is scikit-learn's: ``'left'`` is ``[low, high)``,
+    ``'right'`` ``(low, high]``, ``'both'`` and ``'neither'``.  With the
+    default ``high=inf`` and an open right end the number must be finite.
+    """
+    return _Number(Real, low, high, closed=closed)
+
+
+def options_or_array(*names, learner=False):
+    """One of the strings ``names``, an array, or (``learner=True``) a fitted learner.
+
+    The shape of the array and that the learner is fitted depend on the
+    data; ``fit`` checks them.
+    """
+    constraints = [StrOptions(set(names)), "array-like"]
+    if learner:
+        constraints.append(HasMethods("fit"))
+    return constraints
+
+
+_SHARED = {
+    # None: every thread OpenMP allows; k > 0: k threads; k < 0: all CPUs
+    # but |k| - 1 (joblib's convention); 0 means nothing.
+    "n_jobs": [None, integers(1), _Number(Integral, None, -1, closed="right")],
+    # A bool, or an int >= 0 (higher is more talkative).
+    "verbose": ["verbose"],
+    "callback": [None, callable],
+    # The points that index tuples point into, or a function from indices to rows.
+    "preprocessor": [None, "array-like", callable],
+    "random_state": ["random_state"],
+    "max_iter": [integers(1)],
+    "tol": [reals(0)],
+    "n_components": [None, integers(1)],
+    "n_constraints": [None, integers(1)],
+    "normalize": ["boolean"],
+    # A fixed intensity, or the rule that estimates it from the data.
+    "shrinkage": [StrOptions({"ledoit_wolf", "oas"}), reals(0, 1, closed="both")],
+    # Every initial map of fastmetric._core.base.initialize_components.
+    "init": options_or_array("auto", "identity", "pca", "lda", "covariance", "random",
+                             learner=True),
+}
+
+
+def shared(*names):
+    """The shared constraints of the parameters ``names``, as a dict to extend."""
+    return {name: list(_SHARED[name]) for name in names}

@@ -1,0 +1,111 @@
+"""The shared base of the softmax-neighbour learners, NCA and MLKR.
+
+Both minimise, with scipy's L-BFGS-B from an initial map, an objective of
+the softmax weights ``p_ij`` proportional to ``exp(-||L x_i - L x_j||^2)``
+(``p_ii = 0``) evaluated by the OpenMP kernel
+:class:`fastmetric.kernels.softmax_neighbors.SoftmaxNeighborsProblem`: NCA's
+expected leave-one-out accuracy (class labels), MLKR's leave-one-out
+kernel-regression error (real targets).  :class:`SoftmaxNeighborsLearner`
+holds what the two learners share: the parameter constraints, the points (or
+row indices into a preprocessor), the initial map and the L-BFGS fit with
+its verbose table and callback.
+"""
+from typing import ClassVar
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
+
+from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.init import initialize_components
+from fastmetric._core.inputs import _rows_from_preprocessor
+from fastmetric._core.params import reals, shared
+from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
+from fastmetric._core.threads import single_threaded_blas
+from fastmetric._core.validation import check_points
+
+__all__ = ["SoftmaxNeighborsLearner"]
+
+# tol=None (metric-learn's default) stands for this value, scikit-learn's
+# default for its NeighborhoodComponentsAnalysis.
+_DEFAULT_TOL = 1e-5
+
+
+class SoftmaxNeighborsLearner(MahalanobisMixin):
+    """Fit logic shared by NCA and MLKR: validation, init, L-BFGS, callbacks.
+
+    A subclass states its parameters (``init``, ``n_components``,
+    ``max_iter``, ``tol``, ``verbose``, ``preprocessor``, ``random_state``,
+    ``n_jobs``, ``callback``) and ``_regression`` (real targets), builds a
+    :class:`~fastmetric.kernels.softmax_neighbors.SoftmaxNeighborsProblem`
+    and hands it to :meth:`_fit_problem`.
+    """
+
+    _regression = False
+
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("init", "n_components", "max_iter", "verbose", "preprocessor",
+                 "random_state", "n_jobs", "callback"),
+        "tol": [None, reals(0)],  # None: _DEFAULT_TOL
+    }
+
+    def _points(self, X, y):
+        """Validated points and targets; X may be row indices into ``preprocessor``."""
+        preprocessor = self.preprocessor
+        if preprocessor is not None and not hasattr(X, "iloc"):
+            arr = np.asarray(X)
+            if arr.ndim == 1 and arr.dtype.kind in "iu":
+                if callable(preprocessor) and not hasattr(preprocessor, "shape"):
+                    X = _rows_from_preprocessor(preprocessor, arr)
+                else:
+                    P = check_points(preprocessor, name="preprocessor")
+                    if arr.size and (arr.min() < 0 or arr.max() >= P.shape[0]):
+                        bad = arr.min() if arr.min() < 0 else arr.max()
+                        raise ValueError(
+                            f"X holds the index {bad}, outside the rows [0, {P.shape[0]}) "
+                            "of the preprocessor."
+                        )
+                    X = P[arr]
+        return validate_data(
+            self, X, y, dtype=[np.float64, np.float32], order="C",
+            y_numeric=self._regression,
+        )
+
+    def _fit_problem(self, X, problem, L0, n_threads):
+        k, d = L0.shape
+        printer = IterationPrinter(type(self).__name__)
+
+        def fun(theta):
+            loss, grad = problem.loss_grad(theta.reshape(k, d), n_threads)
+            return loss, grad.ravel()
+
+        def on_iteration(iteration, theta, loss):
+            if self.verbose:
+                printer(iteration, loss)
+            if self.callback is not None:
+                self.components_ = theta.reshape(k, d).copy()
+                self.n_iter_ = iteration
+                return bool(self.callback(self, iteration, loss))
+            return False
+
+        with single_threaded_blas():  # identical results for any BLAS thread count
+            result = minimize_lbfgs(fun, L0.ravel(), max_iter=self.max_iter,
+                                    tol=_DEFAULT_TOL if self.tol is None else self.tol,
+                                    on_iteration=on_iteration)
+        self.components_ = np.ascontiguousarray(result.x.reshape(k, d))
+        self.n_iter_ = int(result.n_iter)
+        self.loss_ = float(result.fun)
+        self.loss_curve_ = list(result.loss_curve)
+        return self
+
+    def _initial_components(self, X, class_labels):
+        rng = check_random_state(self.random_state)
+        with single_threaded_blas():
+            return initialize_components(self.init, X, y=class_labels,
+                                         n_components=self.n_components, random_state=rng)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,102 @@
+"""Class labels turned into constraints (fastmetric._core.constraints).
+
+Each function is the one draw of its kind: it must give exactly the pairs,
+quadruplets and chunks of the kernels' samplers for the same seed, with the
+count rules the learners document.
+"""
+import warnings
+
+import numpy as np
+import pytest
+from fastmetric._core.sampling import sample_chunks
+from fastmetric._core.sampling import sample_pairs
+from numpy.testing import assert_array_equal
+from sklearn.utils import check_random_state
+
+from fastmetric._core.constraints import (
+    chunks_from_labels,
+    distinct_pair_counts,
+    label_pairs,
+    pairs_from_labels,
+    quadruplets_from_labels,
+    split_pair_count,
+)
+
+
+@pytest.fixture
+def labels():
+    return np.repeat([3, 7, 9], [6, 4, 5])
+
+
+def _seed(random_state):
+    return int(check_random_state(random_state).randint(0, np.iinfo(np.int32).max))
+
+
+def test_counts():
+    n = np.array([6, 4, 5])
+    similar, dissimilar = distinct_pair_counts(n)
+    assert similar == 15 + 6 + 10
+    assert similar + dissimilar == 15 * 14 // 2
+    assert split_pair_count(10, 0.5) == (5, 5)
+    assert split_pair_count(10, 0.01) == (1, 9)  # at least one of each kind
+    assert split_pair_count(10, 0.99) == (9, 1)
+
+
+def test_pairs_are_the_samplers(labels):
+    _, enc = np.unique(labels, return_inverse=True)
+    a, b, similar = pairs_from_labels(labels, 12, np.random.RandomState(5), "MMC", n_jobs=2)
+    pairs, t = sample_pairs(enc, 12, 12, random_state=_seed(5), n_jobs=1)
+    assert a.flags.c_contiguous and b.flags.c_contiguous and similar.dtype == bool
+    assert_array_equal(np.column_stack((a, b)), pairs)
+    assert_array_equal(similar, t.astype(bool))
+    assert_array_equal(enc[a] == enc[b], similar)
+    # Default count: 20 n_classes^2 of each kind.
+    a, _, similar = pairs_from_labels(labels, None, np.random.RandomState(0), "MMC")
+    assert similar.sum() == (~similar).sum() == 20 * 9
+
+
+def test_distinct_pairs_clip_with_a_warning(labels):
+    _, enc = np.unique(labels, return_inverse=True)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        a, b, similar = pairs_from_labels(labels, 40, np.random.RandomState(1), "ITML",
+                                          distinct=True)
+    assert any("only 31 distinct similar pairs" in str(w.message) for w in rec)
+    assert similar.sum() == 31 and (~similar).sum() == 40
+    assert len({tuple(sorted(p)) for p in zip(a, b)}) == a.shape[0]
+    pairs, _ = sample_pairs(enc, 31, 40, unique=True, random_state=_seed(1))
+    assert_array_equal(np.column_stack((a, b)), pairs)
+
+
+def test_quadruplets(labels):
+    _, enc = np.unique(labels, return_inverse=True)
+    quads = quadruplets_from_labels(labels, 20, np.random.RandomState(2), "LSML")
+    pairs, _ = sample_pairs(enc, 20, 20, unique=True, random_state=_seed(2))
+    assert quads.shape == (20, 4) and quads.dtype == np.intp
+    assert_array_equal(quads, np.hstack((pairs[:20], pairs[20:])))
+    assert np.all(enc[quads[:, 0]] == enc[quads[:, 1]])
+    assert np.all(enc[quads[:, 2]] != enc[quads[:, 3]])
+    with pytest.warns(UserWarning, match="only 31 quadruplets"):
+        assert quadruplets_from_labels(labels, 50, np.random.RandomState(2), "LSML").shape[0] == 31
+    with pytest.raises(ValueError, match="LSML needs at least 2 classes"):
+        quadruplets_from_labels(np.zeros(5), 5, np.random.RandomState(2), "LSML")
+
+
+def test_label_pairs_anchor_and_balanced(labels):
+    _, enc = np.unique(labels, return_inverse=True)
+    pairs, t = label_pairs(enc, 5, 7, 11, anchor_label=1, n_jobs=2)
+    ref, ref_t = sample_pairs(enc, 5, 7, anchor_label=1, random_state=11, n_jobs=1)
+    assert_array_equal(pairs, ref)
+    assert_array_equal(t, ref_t)
+    assert np.all((enc[pairs[:, 0]] == 1) | (enc[pairs[:, 1]] == 1))
+    pairs, _ = label_pairs(enc, 5, 7, 11, balanced=True)
+    assert_array_equal(pairs, sample_pairs(enc, 5, 7, balanced=True, random_state=11)[0])
+
+
+def test_chunks(labels):
+    chunks = chunks_from_labels(labels, 4, 2, random_state=3, n_jobs=2)
+    assert chunks.dtype == np.int64
+    assert_array_equal(chunks, sample_chunks(labels, 4, 2, random_state=3, n_jobs=1))
+    for c in range(4):
+        members = np.flatnonzero(chunks == c)
+        assert members.shape == (2,) and len(set(labels[members])) == 1

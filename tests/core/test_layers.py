@@ -92,8 +92,7 @@ def test_the_package_is_found():
 
 @pytest.mark.parametrize("sources", [
     "python",
-    pytest.param("cython", marks=pytest.mark.xfail(
-        strict=False, reason="kernels still import core helpers until the kernels branch lands")),
+    "cython",
 ])
 def test_no_import_from_a_higher_layer(sources):
     if sources == "python":

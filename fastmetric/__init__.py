@@ -7,12 +7,10 @@ hot loops (distances, pair losses and scatter matrices, Bregman projections,
 triplet updates, neighbour and impostor search, pair sampling) are
 OpenMP-parallel Cython kernels, the public ones in :mod:`fastmetric.pairwise`.
 """
-from ._config import __version__, get_include, show_config
-from . import pairwise
-from fastmetric._learners.ldml import LDML, LDML_Supervised
 from fastmetric._learners.cluster_ldml import ClusterLDML
 from fastmetric._learners.covariance import Covariance
 from fastmetric._learners.itml import ITML, ITML_Supervised
+from fastmetric._learners.ldml import LDML, LDML_Supervised
 from fastmetric._learners.lfda import LFDA
 from fastmetric._learners.lmnn import LMNN
 from fastmetric._learners.lsml import LSML, LSML_Supervised
@@ -22,6 +20,9 @@ from fastmetric._learners.nca import NCA
 from fastmetric._learners.rca import RCA, RCA_Supervised
 from fastmetric._learners.scml import SCML, SCML_Supervised
 from fastmetric._learners.sdml import SDML, SDML_Supervised
+
+from . import pairwise
+from ._config import __version__, get_include, show_config
 
 __all__ = [
     "ClusterLDML",

@@ -37,10 +37,10 @@ def _config_dict():
     import sklearn
     import threadpoolctl
 
-    from fastmetric.kernels.smallgemm import small_gemm_in_use
-    from fastmetric.kernels.openmp_helpers import openmp_enabled, openmp_max_threads
     from fastmetric._core.threads import cpu_count, effective_n_threads
     from fastmetric._core.workspace import huge_page_setting
+    from fastmetric.kernels.openmp_helpers import openmp_enabled, openmp_max_threads
+    from fastmetric.kernels.smallgemm import small_gemm_in_use
 
     info = threadpoolctl.threadpool_info()
     return {
@@ -80,7 +80,9 @@ def show_config(file=None):
     """
     file = sys.stdout if file is None else file
     c = _config_dict()
-    w = lambda s="": print(s, file=file)
+    def w(s=""):
+        print(s, file=file)
+
     w(f"fastmetric {c['fastmetric']}")
     w()
     w("versions:")

@@ -97,9 +97,10 @@ def _label_learners():
 
 def _tuple_cases():
     """Small pair, triplet, quadruplet and chunk sets on standardised iris."""
-    import fastmetric as fm
     from sklearn.datasets import load_iris
     from sklearn.preprocessing import StandardScaler
+
+    import fastmetric as fm
 
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)

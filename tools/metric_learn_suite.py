@@ -120,7 +120,8 @@ ISSUE_POINTS = [
     ("10 NCA single class", r"NCA.*(one_class|single_class|singleton)|(one_class|single_class).*NCA", r""),
     ("11 SCML warnings", r"(?i)scml", r"n_basis|DID NOT WARN"),
     ("12 score_pairs", r"score_pairs", r""),
-    ("12 message texts", r"", r"^(AssertionError: )?assert ['\"].*['\"] == ['\"]|Regex pattern did not match"),
+    ("12 message texts", r"",
+     r"^(AssertionError: )?assert ['\"].*['\"] == ['\"]|Regex pattern did not match"),
     ("12 message texts", r"test_singular_covariance_init_of_non_strict_pd", r"^assert False"),
     # pytest.warns(None) then len(record) == 0: any warning fails (for metric-learn: scikit-learn's
     # force_all_finite deprecation in its input checks).
@@ -330,7 +331,8 @@ def print_tables(ml, fm, classes):
         print("| " + " | ".join(cells) + " |")
     print()
     n = totals["tests"]
-    print(f"metric-learn passes {totals['ml passed']} of {n}; fastmetric passes {totals['fm passed']} of {n}.")
+    print(f"metric-learn passes {totals['ml passed']} of {n}; "
+          f"fastmetric passes {totals['fm passed']} of {n}.")
     print()
     groups = defaultdict(list)
     for test_id, (group, label) in classes.items():

@@ -24,7 +24,6 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-
 PLOT_HINT = (
     "--plot needs matplotlib, which is not installed; install it with\n"
     "    pip install fastmetric[plot]\n"

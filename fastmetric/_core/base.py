@@ -44,8 +44,9 @@ def _embed_rows(X, L, n_jobs=None):
     kernels' row mapping: the AVX-512 small-product kernel where the CPU has
     it (about 1.7x faster than BLAS for a few dozen components), BLAS chunk
     by chunk elsewhere; ``n_jobs`` threads, the same result for any number."""
+    from fastmetric._core.distances import DEF_ROW_CHUNK
+    from fastmetric._core.distances import transform_rows as _transform
     from fastmetric._core.threads import effective_n_threads, threads_for_work
-    from fastmetric._core.distances import DEF_ROW_CHUNK, transform_rows as _transform
 
     X = np.ascontiguousarray(X)  # rows are validated float32/float64 already
     L = np.ascontiguousarray(L, dtype=X.dtype)

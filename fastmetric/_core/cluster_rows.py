@@ -15,8 +15,8 @@ the workers, summed on the client in block order).
 import numpy as np
 from sklearn.cluster import kmeans_plusplus
 
-from fastmetric._core.rows import evenly_spaced
 from fastmetric._core.dask_support import gather_rows, is_dask_array
+from fastmetric._core.rows import evenly_spaced
 
 __all__ = ["BLOCK_ROWS", "SAMPLE_ROWS", "lloyd", "cluster_means", "nearest_centers"]
 

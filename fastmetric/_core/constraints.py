@@ -24,15 +24,13 @@ thread count does not change them.
 import warnings
 
 import numpy as np
-
-from fastmetric._core.inputs import encode_pair_labels
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from sklearn.utils._param_validation import validate_params
 
+from fastmetric._core.inputs import encode_pair_labels
 from fastmetric._core.params import integers, shared
+from fastmetric._core.sampling import sample_chunks, sample_pairs
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.validation import check_points
-from fastmetric._core.sampling import sample_chunks
-from fastmetric._core.sampling import sample_pairs
 from fastmetric.kernels.scml import _knn_triplet_neighbors
 
 __all__ = [

@@ -19,8 +19,8 @@ asks the kernel for huge pages where transparent huge pages are set to
 pages off) they are ordinary pages, still aligned.  The memory is returned to
 the system when the array is garbage-collected, as for ``np.empty``.
 """
-import mmap
 import math
+import mmap
 
 import numpy as np
 

@@ -63,10 +63,6 @@ from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_limits
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.constraints import label_pairs, split_pair_count
-from fastmetric._core.init import initialize_components
-from fastmetric._core.inputs import check_pair_targets
-from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.cluster_rows import (
     DaskRows,
     MemoryRows,
@@ -75,9 +71,13 @@ from fastmetric._core.cluster_rows import (
 )
 from fastmetric._core.cluster_rows import cluster_means as _cluster_means
 from fastmetric._core.cluster_rows import nearest_center as _nearest_center
+from fastmetric._core.constraints import label_pairs, split_pair_count
 from fastmetric._core.covariance import fix_signs
+from fastmetric._core.init import initialize_components
+from fastmetric._core.inputs import check_pair_targets
 from fastmetric._core.objectives.ldml import fit_ldml
 from fastmetric._core.params import integers, options_or_array, reals, shared
+from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
@@ -485,7 +485,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         if is_dask_array(X):
             X = check_dask_points(X)
             self._check_fit_inputs(X.shape[0])
-            if not (self.kmeans in ("auto", "lloyd")):
+            if self.kmeans not in ("auto", "lloyd"):
                 raise ValueError(
                     f"on a dask array ClusterLDML clusters with its own distributed "
                     f"k-means: kmeans must be 'auto' or 'lloyd'; got {self.kmeans!r}."

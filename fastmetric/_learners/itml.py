@@ -35,10 +35,10 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import pairs_from_labels
 from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.objectives.itml import itml_projections
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared
 from fastmetric._core.threads import single_threaded_blas
-from fastmetric._core.objectives.itml import itml_projections
 
 __all__ = ["ITML", "ITML_Supervised"]
 
@@ -258,6 +258,7 @@ class _BaseITML(MahalanobisMixin):
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
                 f"sweeps (tol={tol}); increase max_iter or tol.",
                 ConvergenceWarning,
+                stacklevel=4,  # _fit_constraints < fit < _fit_context < the user's call
             )
         if not np.isfinite(A).all():  # only on overflow, for data near the float64 limit
             raise FloatingPointError(

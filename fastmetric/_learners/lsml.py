@@ -213,6 +213,7 @@ class _BaseLSML(MahalanobisMixin):
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
                 f"iterations (gradient norm above tol={self.tol}); increase max_iter.",
                 ConvergenceWarning,
+                stacklevel=3,
             )
         self.components_ = components(chol)
         self.n_iter_ = int(n_iter)

@@ -19,10 +19,10 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import _fit_context
 
+from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.params import options_or_array
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
-from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 
 __all__ = ["MLKR"]
 

@@ -28,9 +28,9 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 
+from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
-from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 
 __all__ = ["NCA"]
 

@@ -1,7 +1,7 @@
 import doctest
-import warnings
 import io
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -9,9 +9,9 @@ from threadpoolctl import threadpool_limits
 
 import fastmetric
 from fastmetric import pairwise
-from fastmetric.kernels.smallgemm import small_gemm_in_use
-from fastmetric.kernels.openmp_helpers import openmp_enabled
 from fastmetric._core.threads import cpu_count, effective_n_threads
+from fastmetric.kernels.openmp_helpers import openmp_enabled
+from fastmetric.kernels.smallgemm import small_gemm_in_use
 
 
 def test_show_config_reports_versions_and_threads():
@@ -89,7 +89,7 @@ def test_every_metric_learn_learner_is_exported(name):
 
 def test_unknown_attribute_is_attribute_error():
     with pytest.raises(AttributeError):
-        fastmetric.DoesNotExist
+        _ = fastmetric.DoesNotExist
 
 
 def test_threads_for_work_caps_small_calls():

@@ -8,8 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-from fastmetric._core.sampling import sample_chunks
-from fastmetric._core.sampling import sample_pairs
 from numpy.testing import assert_array_equal
 from sklearn.utils import check_random_state
 
@@ -21,6 +19,7 @@ from fastmetric._core.constraints import (
     quadruplets_from_labels,
     split_pair_count,
 )
+from fastmetric._core.sampling import sample_chunks, sample_pairs
 
 
 @pytest.fixture

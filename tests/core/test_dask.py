@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from fastmetric import LDML, LDML_Supervised, ClusterLDML  # noqa: E402
+from fastmetric import LDML, ClusterLDML, LDML_Supervised  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
 
 pytestmark = [

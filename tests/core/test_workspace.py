@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from fastmetric.kernels.pair_index import split_index_pairs
 from fastmetric._core.validation import check_index_pairs
 from fastmetric._core.workspace import CACHE_LINE, HUGE_PAGE, HUGE_PAGE_MIN_BYTES, empty_aligned
+from fastmetric.kernels.pair_index import split_index_pairs
 
 
 @pytest.mark.parametrize("shape", [0, 7, (3, 5), (1000, 64), (HUGE_PAGE_MIN_BYTES // 8 + 3,)])

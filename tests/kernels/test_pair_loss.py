@@ -5,9 +5,9 @@ from scipy.optimize import check_grad
 from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
-from fastmetric.pairwise import ldml_loss
 from fastmetric._core.objectives.pair_loss import PairLossProblem
 from fastmetric.kernels.pair_loss import KEY_SHIFT
+from fastmetric.pairwise import ldml_loss
 
 
 def numpy_ldml_loss(X, pairs, y, L, bias, w=None):

@@ -192,7 +192,7 @@ def _expected_probabilities(labels, positive, balanced=False, anchor=None):
             # other end uniform outside it; either end can be the first.
             c = len(size)
             probs[(a, b)] = sum(
-                1.0 / c / size[l] / (n - size[l]) for l in (la, lb)
+                1.0 / c / size[lab] / (n - size[lab]) for lab in (la, lb)
             )
     total = sum(probs.values())
     return {k: v / total for k, v in probs.items()}

@@ -12,13 +12,13 @@ from sklearn.datasets import load_digits, load_iris
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from ..conftest import tolerance
 from fastmetric import ITML, ITML_Supervised
-from fastmetric._learners.itml import components_from_psd
 from fastmetric._core.objectives.itml import itml_projections
 from fastmetric._core.sampling import sample_pairs
+from fastmetric._learners.itml import components_from_psd
 
 from .._sklearn_checks import NO_FIT_CHECKS
+from ..conftest import tolerance
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -35,7 +35,7 @@ def numpy_itml(X, a, b, delta, xi, A, gamma, tol, max_sweeps):
     lam, lam_old = np.zeros(m), np.zeros(m)
     gproj = 1.0 if np.isinf(gamma) else gamma / (gamma + 1.0)
     convs, converged = [], False
-    for sweep in range(max_sweeps):
+    for _sweep in range(max_sweeps):
         for c in range(m):
             v = X[a[c]] - X[b[c]]
             w = A @ v
@@ -203,17 +203,17 @@ def separable_data():
 
 def test_constraints_hold_after_convergence_hard(separable_data):
     X, idx, y = separable_data
-    u, l = 0.5, 20.0
+    u, lo = 0.5, 20.0
     itml = ITML(gamma=np.inf, max_iter=20000, tol=1e-7, preprocessor=X)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        itml.fit(idx, y, bounds=(u, l))
+        itml.fit(idx, y, bounds=(u, lo))
     d2 = itml.pair_distance(idx) ** 2
     assert d2[y == 1].max() <= u * (1 + 1e-3)
-    assert d2[y == -1].min() >= l * (1 - 1e-3)
+    assert d2[y == -1].min() >= lo * (1 - 1e-3)
     # The Euclidean metric violated both kinds.
     e2 = ((X[idx[:, 0]] - X[idx[:, 1]]) ** 2).sum(1)
-    assert e2[y == 1].max() > u and e2[y == -1].min() < l
+    assert e2[y == 1].max() > u and e2[y == -1].min() < lo
     assert itml.score(idx, y) == 1.0
     assert_array_equal(itml.predict(idx), y)
 
@@ -368,8 +368,8 @@ def test_supervised_constraint_count_and_threads():
 
 def test_supervised_separates_classes():
     X, y = load_iris(return_X_y=True)
-    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
 
     pipe = make_pipeline(ITML_Supervised(random_state=0, max_iter=200),

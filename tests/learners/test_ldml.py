@@ -16,11 +16,11 @@ from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
 import fastmetric._core.objectives.ldml as ldml_core
-from fastmetric._core.objectives.ldml import initial_scale_bias
-from fastmetric._learners.ldml import LDML, LDML_Supervised
 from fastmetric._core.distances import paired_mahalanobis_distances
+from fastmetric._core.objectives.ldml import initial_scale_bias
 from fastmetric._core.objectives.pair_loss import PairLossProblem
 from fastmetric._core.sampling import sample_pairs
+from fastmetric._learners.ldml import LDML, LDML_Supervised
 
 from ..core.objectives.test_ldml import _numpy_objective
 

@@ -20,8 +20,8 @@ from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fastmetric._learners.ldml import LDML, LDML_Supervised
 from fastmetric._core.sampling import sample_pairs
+from fastmetric._learners.ldml import LDML, LDML_Supervised
 
 from .._sklearn_checks import NO_FIT_CHECKS
 

@@ -37,7 +37,7 @@ def test_partial_fit_only_with_stochastic_solvers():
     assert not hasattr(LDML(), "partial_fit")
     assert not hasattr(LDML_Supervised(), "partial_fit")
     with pytest.raises(AttributeError, match="partial_fit") as exc:
-        LDML_Supervised().partial_fit
+        _ = LDML_Supervised().partial_fit
     assert "only available with a stochastic solver" in str(exc.value.__cause__)
     assert hasattr(LDML(solver="adam"), "partial_fit")
     assert hasattr(LDML_Supervised(solver="sgd"), "partial_fit")

@@ -14,8 +14,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmetric import LSML, LSML_Supervised
-from fastmetric._learners.lsml import _covariance_prior
 from fastmetric._core.objectives.lsml import pair_quadratic_forms
+from fastmetric._learners.lsml import _covariance_prior
 from fastmetric.kernels.lsml import (
     residual_loss,
     residual_loss_coefficients,

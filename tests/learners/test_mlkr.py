@@ -7,8 +7,8 @@ from scipy.special import logsumexp
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
-from fastmetric._learners.mlkr import MLKR
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
+from fastmetric._learners.mlkr import MLKR
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

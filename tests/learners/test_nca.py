@@ -14,8 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
-from fastmetric._learners.nca import NCA
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
+from fastmetric._learners.nca import NCA
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -16,8 +16,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fastmetric._core.sampling as chunks_module
 from fastmetric import RCA, RCA_Supervised
-from fastmetric._core.sampling import sample_chunks
 from fastmetric._core.covariance import chunk_residuals
+from fastmetric._core.sampling import sample_chunks
 
 
 # --------------------------------------------------------------------------

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmetric._core.init import initialize_components
-from fastmetric._core.rows import evenly_spaced, l2_normalize_rows
 from fastmetric._core.dask_support import is_dask_array
+from fastmetric._core.init import initialize_components
+from fastmetric._core.objectives.pair_loss import PairLossProblem
+from fastmetric._core.rows import evenly_spaced, l2_normalize_rows
 from fastmetric._core.solvers import (
     SolverResult,
     StochasticOptimizer,
@@ -38,7 +39,6 @@ from fastmetric._core.solvers import (
     run_epoch,
     stream_epochs,
 )
-from fastmetric._core.objectives.pair_loss import PairLossProblem
 
 __all__ = ["INIT_MAX_PAIRS", "LDMLFit", "LabelBatches", "fit_ldml", "initial_scale_bias",
            "initial_theta", "ldml_objective", "normalize_points", "partial_fit_epoch",

@@ -15,8 +15,8 @@ constraint and the PSD cone (:class:`Projector`).  See
 """
 import numpy as np
 
-from fastmetric._core.threads import threads_for_work
 from fastmetric._core.distances import paired_mahalanobis_distances
+from fastmetric._core.threads import threads_for_work
 from fastmetric.kernels.pair_scatter import pair_scatter
 
 __all__ = ["RIDGE", "RIDGE_LOGDET", "Projector", "constraint_matrix", "dissimilar_sum_grad",
@@ -62,7 +62,7 @@ class Projector:
         """Return (M, L, n_rounds): M feasible PSD, M = L^T L (L = sqrt(l) V^T)."""
         W = self.W
         n_rounds = 0
-        for n_rounds in range(1, self.max_proj + 1):
+        for n_rounds in range(1, self.max_proj + 1):  # noqa: B007 (read after the loop)
             f = float(np.sum(W * M))
             if f > 1.0:
                 M = M - ((f - 1.0) / self.w_norm2) * W

@@ -2,11 +2,11 @@
 gradient against numpy, and the start-up scale and bias."""
 import numpy as np
 import pytest
-from fastmetric._core.objectives.pair_loss import PairLossProblem
 from scipy.optimize import check_grad
 from scipy.special import expit
 
 from fastmetric._core.objectives.ldml import initial_scale_bias, ldml_objective
+from fastmetric._core.objectives.pair_loss import PairLossProblem
 
 
 def _numpy_objective(X, idx, t, w, L, bias, alpha, L0):

@@ -3,11 +3,11 @@ objective against plain numpy, gradients, the candidate-set rule and
 threads."""
 import numpy as np
 import pytest
-from fastmetric.kernels.lmnn import _dense_loss_grad
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.optimize import check_grad
 
 from fastmetric._core.objectives.lmnn import LMNNProblem, find_target_neighbors, sort_by_class
+from fastmetric.kernels.lmnn import _dense_loss_grad
 
 
 # --------------------------------------------------------------------------
@@ -82,7 +82,9 @@ def test_target_neighbors_match_brute_force(dtype, low_rank):
     if dtype == np.float32:
         # Ranks may swap only between near-equal float32 distances.
         Z = X.astype(np.float64) @ (np.eye(5) if L is None else L).T
-        d = lambda i, j: ((Z[i] - Z[j]) ** 2).sum()
+        def d(i, j):
+            return ((Z[i] - Z[j]) ** 2).sum()
+
         for i in range(X.shape[0]):
             for a, b in zip(targets[i], ref[i]):
                 assert a == b or abs(d(i, a) - d(i, b)) <= 1e-4 * max(d(i, b), 1.0)
@@ -183,8 +185,12 @@ def test_gradient_finite_differences():
                             for i in range(Xs.shape[0])], axis=None)
         if np.abs(h).min() < 1e-4:
             continue
-        f = lambda v: problem.loss_grad(v.reshape(shape))[0]
-        g = lambda v: problem.loss_grad(v.reshape(shape))[1].ravel()
+        def f(v):
+            return problem.loss_grad(v.reshape(shape))[0]
+
+        def g(v):
+            return problem.loss_grad(v.reshape(shape))[1].ravel()
+
         err = check_grad(f, g, L.ravel(), epsilon=1e-6)
         assert err <= 1e-5 * np.linalg.norm(g(L.ravel()))
         checked += 1

@@ -2,7 +2,6 @@
 against formulas and finite differences, the projections."""
 import numpy as np
 import pytest
-from fastmetric._core.sampling import sample_pairs
 from numpy.testing import assert_allclose
 from scipy.optimize import check_grad
 
@@ -12,6 +11,7 @@ from fastmetric._core.objectives.mmc import (
     dissimilar_sum_grad,
     factored_loss_grad,
 )
+from fastmetric._core.sampling import sample_pairs
 
 
 def pair_data():

@@ -2,11 +2,11 @@
 the hinge from the distinct pairs, the weighted embedding, the map of the
 weights."""
 import numpy as np
-from fastmetric.kernels.scml import _triplet_hinge, _triplet_hinge_pairs
 from numpy.testing import assert_allclose, assert_array_equal
 
 from fastmetric._core.objectives.scml import distinct_pairs, embedding_map, weighted_projections
 from fastmetric._learners.scml import generate_knn_triplets
+from fastmetric.kernels.scml import _triplet_hinge, _triplet_hinge_pairs
 
 
 def test_hinge_from_distinct_pairs_matches_direct(dtype):

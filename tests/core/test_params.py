@@ -241,6 +241,8 @@ def test_valid_edge_values_are_accepted(name, param, values):
         getattr(fastmetric, name)(**{param: value})._validate_params()
 
 
+# Edge values such as max_iter=2 stop early on purpose.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_edge_values_fit():
     # Accepted values go through a whole fit, numpy scalars included.
     X, y = load_iris(return_X_y=True)

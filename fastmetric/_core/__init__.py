@@ -13,9 +13,9 @@
 * ``distances``, ``scatter``, ``sampling``: the validated Python layers over
   the distance, pair-scatter and sampling kernels (re-exported by
   :mod:`fastmetric.pairwise`);
-* ``covariance``, ``scml_basis``, ``softmax_learner``: covariance
-  statistics of the closed forms, SCML's basis sets, the base of NCA and
-  MLKR;
+* ``covariance``, ``local_scatter``, ``scml_basis``, ``softmax_learner``:
+  covariance statistics of the closed forms, LFDA's local Fisher scatters,
+  SCML's basis sets, the base of NCA and MLKR;
 * ``solvers``: scipy's L-BFGS, metric-learn's halving gradient descent and
   the shared stochastic solver with its minibatch epochs;
 * ``dask_support``, ``cluster_rows``: fits on dask arrays, k-means over rows;

@@ -39,21 +39,21 @@ import numpy as np
 from fastmetric._core.search import Embedding, ExactIndex
 
 __all__ = [
-    "precision_at_k",
-    "recall_at_k",
-    "r_precision",
-    "map_at_r",
-    "mean_reciprocal_rank",
-    "knn_accuracy",
-    "relevant_counts",
-    "neighbor_labels",
-    "kmeans_scores",
-    "evaluate",
-    "make_retrieval_scorer",
     "RetrievalScorer",
+    "evaluate",
+    "kmeans_scores",
+    "knn_accuracy",
+    "make_retrieval_scorer",
+    "map_at_r",
     "map_at_r_scorer",
+    "mean_reciprocal_rank",
+    "neighbor_labels",
     "precision_at_1_scorer",
+    "precision_at_k",
+    "r_precision",
     "r_precision_scorer",
+    "recall_at_k",
+    "relevant_counts",
 ]
 
 

@@ -39,11 +39,11 @@ from fastmetric._core.search import (
 )
 
 __all__ = [
+    "MahalanobisKNeighborsTransformer",
+    "MahalanobisNeighbors",
+    "MahalanobisRadiusNeighborsTransformer",
     "kneighbors",
     "radius_neighbors",
-    "MahalanobisNeighbors",
-    "MahalanobisKNeighborsTransformer",
-    "MahalanobisRadiusNeighborsTransformer",
 ]
 
 

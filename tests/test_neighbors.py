@@ -14,6 +14,8 @@ from fastmetric.neighbors import (
     radius_neighbors,
 )
 
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 
 @pytest.fixture
 def data():
@@ -67,7 +69,7 @@ def test_fitted_learner_as_metric(data):
 
 
 def test_unfitted_learner_is_fitted_on_a_clone(data):
-    X, Q, _, y = data
+    X, _, _, y = data
     nca = NCA(max_iter=5, random_state=0)
     nn = MahalanobisNeighbors(n_neighbors=3, metric=nca).fit(X, y)
     assert not hasattr(nca, "components_")  # the parameter is left alone
@@ -181,7 +183,7 @@ def test_input_errors(data):
 def test_clone_and_params(data):
     from sklearn.base import clone
 
-    X, Q, L, y = data
+    X, Q, _, y = data
     nn = MahalanobisNeighbors(n_neighbors=2, metric=NCA(max_iter=3))
     assert clone(nn).get_params()["n_neighbors"] == 2
     clone(nn).fit(X, y).kneighbors(Q)

@@ -23,7 +23,7 @@ from fastmetric._core.base import _embed_rows
 from fastmetric._core.dask_support import check_dask_points, import_dask, is_dask_array
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.validation import check_points
-from fastmetric.kernels.neighbors import DEF_BLOCK_ROWS, _kneighbors, _pack, _radius
+from fastmetric.kernels.neighbors import BLOCK_ROWS, _kneighbors, _pack, _radius
 
 ALGORITHMS = ("auto", "brute", "hnsw")
 
@@ -135,7 +135,7 @@ def _map_block(block, embedding):
 
 def search_threads(n_jobs, n_queries):
     """Threads for a search of n_queries: at most one per block of queries."""
-    return threads_for_work(effective_n_threads(n_jobs), n_queries, DEF_BLOCK_ROWS)
+    return threads_for_work(effective_n_threads(n_jobs), n_queries, BLOCK_ROWS)
 
 
 def check_n_neighbors(n_neighbors, available, exclude_self=False):

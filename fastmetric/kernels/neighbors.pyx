@@ -375,6 +375,10 @@ cdef enum:
     # buffer (768 KB) stays in L2 between the GEMM and the scan.
     DEF_COL_CHUNK = 1024
 
+# The same, for the Python layer.
+BLOCK_ROWS = DEF_BLOCK_ROWS
+COL_CHUNK = DEF_COL_CHUNK
+
 
 cdef inline double filter_tolerance(floating dummy, Py_ssize_t d) noexcept nogil:
     """tol = 2 (d + 8) eps: twice the dot product's error bound (d eps) plus

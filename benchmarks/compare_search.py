@@ -43,15 +43,14 @@ import sys
 import time
 
 import numpy as np
+from _report import OPENBLAS_VARS, fmt_time, print_rows  # (also puts fastmetric on sys.path)
+from _report import print_environment as report_environment
 from threadpoolctl import threadpool_limits
 
-from _report import OPENBLAS_VARS, fmt_time, print_rows  # noqa: E402  (also puts fastmetric on sys.path)
-from _report import print_environment as report_environment  # noqa: E402
-
-FULL = dict(queries=10_000, rows=200_000, big_rows=1_000_000, d=64, k=10, repeat=5, big_repeat=3,
-            hnsw_rows=200_000, gemm_block=50_000)
-QUICK = dict(queries=500, rows=5_000, big_rows=20_000, d=16, k=10, repeat=3, big_repeat=2,
-             hnsw_rows=5_000, gemm_block=5_000)
+FULL = {"queries": 10_000, "rows": 200_000, "big_rows": 1_000_000, "d": 64, "k": 10, "repeat": 5,
+        "big_repeat": 3, "hnsw_rows": 200_000, "gemm_block": 50_000}
+QUICK = {"queries": 500, "rows": 5_000, "big_rows": 20_000, "d": 16, "k": 10, "repeat": 3,
+         "big_repeat": 2, "hnsw_rows": 5_000, "gemm_block": 5_000}
 
 
 def timed(fn, repeat, warmup=1):
@@ -114,7 +113,7 @@ def run_case(name, X_q, X_db, L, k, threads, repeat, gemm_block, rows):
     (t_q, lo, hi), _ = timed(lambda: nn.kneighbors(X_q), repeat)
     rows.append([name, "fastmetric query only", fmt_time(t_q), f"{fmt_time(lo)} - {fmt_time(hi)}",
                  f"{flops / t_q / 1e9:.0f}", f"{t_q / t_fm:.2f}", "-"])
-    del nn
+    nn = None  # free the index before the peers run
     print(f"  fastmetric: {fmt_time(t_fm)} (query only {fmt_time(t_q)})", flush=True)
 
     def sk():
@@ -164,7 +163,7 @@ def run_case(name, X_q, X_db, L, k, threads, repeat, gemm_block, rows):
     rows.append([name, label, fmt_time(t), f"{fmt_time(lo)} - {fmt_time(hi)}",
                  f"{flops / t / 1e9:.0f}", f"{t / t_fm:.2f}", "-"])
     print(f"  GEMM: {fmt_time(t)}", flush=True)
-    del C
+    C = None  # free the GEMM output
     gc.collect()
     return ind_fm
 

@@ -26,7 +26,7 @@ exactly).
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.search import (
@@ -97,6 +97,17 @@ def radius_neighbors(X, X_db=None, radius=1.0, *, metric=None, return_distance=T
     if X_db is None:
         return nn.fit(X).radius_neighbors(None, return_distance=return_distance)
     return nn.fit(X_db).radius_neighbors(X, return_distance=return_distance)
+
+
+def _validated(estimator, X, reset):
+    """X checked and converted as scikit-learn does (float64/float32,
+    C-contiguous, n_features_in_ set or compared), except dask arrays and the
+    index input of a learner that has a preprocessor (the learner checks
+    those itself)."""
+    metric = getattr(estimator, "metric", None)
+    if is_dask_array(X) or getattr(metric, "preprocessor", None) is not None:
+        return X
+    return validate_data(estimator, X, dtype=[np.float64, np.float32], order="C", reset=reset)
 
 
 def _object_rows(indptr, values):
@@ -176,6 +187,7 @@ class MahalanobisNeighbors(BaseEstimator):
         """
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}; got {self.algorithm!r}.")
+        X = _validated(self, X, reset=True)
         self._embedding = Embedding(self.metric).fit(X, y)
         self.metric_ = (self._embedding.learner_ if self._embedding.kind_ == "learner"
                         else self._embedding.L_)
@@ -214,6 +226,7 @@ class MahalanobisNeighbors(BaseEstimator):
     def _map_queries(self, X):
         if is_dask_array(X):
             return self._embedding.transform_dask(X, name="X")
+        X = _validated(self, X, reset=False)
         Z = self._embedding.transform(X, name="X", n_jobs=self.n_jobs)
         if Z.shape[0] == 0:
             raise ValueError("X is empty: there are no queries.")
@@ -351,8 +364,8 @@ class _GraphTransformer(TransformerMixin, BaseEstimator):
         """Index the rows of X (see :meth:`MahalanobisNeighbors.fit`)."""
         if self.mode not in ("connectivity", "distance"):
             raise ValueError(f"mode must be 'connectivity' or 'distance'; got {self.mode!r}.")
+        X = _validated(self, X, reset=True)
         self.neighbors_ = self._make_neighbors().fit(X, y)
-        self.n_features_in_ = self.neighbors_.n_features_in_
         self.n_samples_fit_ = self.neighbors_.n_samples_fit_
         return self
 
@@ -407,6 +420,7 @@ class MahalanobisKNeighborsTransformer(_GraphTransformer):
         Xt : scipy.sparse.csr_matrix
         """
         check_is_fitted(self, "neighbors_")
+        X = _validated(self, X, reset=False)
         add_one = self.mode == "distance"
         k = min(self.n_neighbors + add_one, self.n_samples_fit_)
         return self.neighbors_.kneighbors_graph(X, n_neighbors=k, mode=self.mode)
@@ -447,4 +461,5 @@ class MahalanobisRadiusNeighborsTransformer(_GraphTransformer):
         Xt : scipy.sparse.csr_matrix
         """
         check_is_fitted(self, "neighbors_")
+        X = _validated(self, X, reset=False)
         return self.neighbors_.radius_neighbors_graph(X, mode=self.mode)

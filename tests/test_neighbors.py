@@ -168,7 +168,7 @@ def test_input_errors(data):
         MahalanobisNeighbors(algorithm="kd_tree").fit(X)
     with pytest.raises(ValueError, match="features"):
         MahalanobisNeighbors(metric=L).fit(X).kneighbors(Q[:, :3])
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="0 sample"):
         MahalanobisNeighbors().fit(np.empty((0, 3)))
     with pytest.raises(ValueError, match="radius"):
         MahalanobisNeighbors(radius=-1.0).fit(X).radius_neighbors(Q)
@@ -243,3 +243,16 @@ def test_dask_queries_and_partitioned_database(data, dtype):
     assert_array_equal(ind, ref.kneighbors(None, return_distance=False))
     ind = nn.kneighbors(da.from_array(Q, chunks=11), return_distance=False)
     assert_array_equal(ind.compute(scheduler="sync"), ref_ind)
+
+
+@pytest.mark.parametrize("estimator", [MahalanobisNeighbors(), MahalanobisKNeighborsTransformer(),
+                                       MahalanobisRadiusNeighborsTransformer()],
+                         ids=lambda e: type(e).__name__)
+def test_sklearn_estimator_checks(estimator):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    results = check_estimator(estimator, on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results
+              if r["status"] == "failed"]
+    assert len(results) > 30
+    assert failed == []

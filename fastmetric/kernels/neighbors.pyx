@@ -649,24 +649,20 @@ def _pack(Z, int n_threads):
     n_pad = -(-Z.shape[0] // W) * W
     use_panels = panels_in_use()
     zlo = np.empty(n_pad, dtype=Z.dtype)
-    panels = np.empty(n_pad * Z.shape[1], dtype=Z.dtype) if use_panels else None
-    if Z.dtype == np.float32:
-        _pack_f32(Z, panels, zlo, n_threads)
-    else:
-        _pack_f64(Z, panels, zlo, n_threads)
-    return PackedDatabase(Z, panels, zlo)
+    panels = np.empty(n_pad * Z.shape[1] if use_panels else 0, dtype=Z.dtype)
+    _pack_into(Z, panels, zlo, n_threads)
+    return PackedDatabase(Z, panels if use_panels else None, zlo)
 
 
-def _pack_f32(const float[:, ::1] Z, float[::1] panels, float[::1] zlo, int n_threads):
-    cdef float *P = &panels[0] if panels is not None else NULL
+def _pack_into(const floating[:, ::1] Z, floating[::1] panels, floating[::1] zlo, int n_threads):
+    """pack_database into preallocated arrays (``panels`` empty: BLAS path)."""
+    cdef floating *P = &panels[0] if panels.shape[0] > 0 else NULL
     with nogil:
         pack_database(Z, P != NULL, P, &zlo[0], n_threads)
 
 
-def _pack_f64(const double[:, ::1] Z, double[::1] panels, double[::1] zlo, int n_threads):
-    cdef double *P = &panels[0] if panels is not None else NULL
-    with nogil:
-        pack_database(Z, P != NULL, P, &zlo[0], n_threads)
+def _panels_or_empty(db):
+    return db.panels if db.panels is not None else np.empty(0, dtype=db.dtype)
 
 
 def _check_search(Q, db, Py_ssize_t block_rows, Py_ssize_t col_chunk):
@@ -701,12 +697,8 @@ def _kneighbors(Q, db, Py_ssize_t k, bint exclude_self=False, Py_ssize_t self_sh
                          f"{', one of them the query itself' if exclude_self else ''}); got {k}.")
     dist = np.empty((Q.shape[0], k), dtype=np.float64)
     idx = np.empty((Q.shape[0], k), dtype=np.int64)
-    if Q.dtype == np.float32:
-        status = _search_f32(0, Q, db.Z, db.panels, db.zlo, k, 0.0, exclude_self, self_shift,
-                             dist, idx, None, block_rows, col_chunk, n_threads)
-    else:
-        status = _search_f64(0, Q, db.Z, db.panels, db.zlo, k, 0.0, exclude_self, self_shift,
-                             dist, idx, None, block_rows, col_chunk, n_threads)
+    status = _search(0, Q, db.Z, _panels_or_empty(db), db.zlo, k, 0.0, exclude_self, self_shift,
+                     dist, idx, 0, block_rows, col_chunk, n_threads)
     if status != 0:
         raise MemoryError("the neighbour search could not allocate its work buffers.")
     return dist, idx
@@ -734,14 +726,9 @@ def _radius(Q, db, double radius, bint exclude_self=False, Py_ssize_t self_shift
         raise MemoryError("the radius search could not allocate its result lists.")
     memset(hits, 0, n_blocks * sizeof(FmNNHits))
     try:
-        if Q.dtype == np.float32:
-            status = _search_f32(1, Q, db.Z, db.panels, db.zlo, 0, radius * radius, exclude_self,
-                                 self_shift, None, None, <size_t> hits, block_rows, col_chunk,
-                                 n_threads)
-        else:
-            status = _search_f64(1, Q, db.Z, db.panels, db.zlo, 0, radius * radius, exclude_self,
-                                 self_shift, None, None, <size_t> hits, block_rows, col_chunk,
-                                 n_threads)
+        status = _search(1, Q, db.Z, _panels_or_empty(db), db.zlo, 0, radius * radius,
+                         exclude_self, self_shift, None, None, <size_t> hits, block_rows,
+                         col_chunk, n_threads)
         if status != 0:
             raise MemoryError("the radius search ran out of memory for its results.")
         for blk in range(n_blocks):
@@ -766,27 +753,15 @@ def _radius(Q, db, double radius, bint exclude_self=False, Py_ssize_t self_shift
         free(hits)
 
 
-def _search_f32(int mode, const float[:, ::1] Q, const float[:, ::1] Z, float[::1] panels,
-                const float[::1] zlo, Py_ssize_t k, double r2, bint exclude_self,
-                Py_ssize_t self_shift, double[:, ::1] dist, int64_t[:, ::1] idx, hits_address,
-                Py_ssize_t block_rows, Py_ssize_t col_chunk, int n_threads):
-    cdef FmNNHits *hits = <FmNNHits *> (<size_t> hits_address if hits_address is not None else 0)
-    cdef const float *P = &panels[0] if panels is not None else NULL
-    cdef double *dist_p = &dist[0, 0] if mode == 0 else NULL
-    cdef int64_t *idx_p = &idx[0, 0] if mode == 0 else NULL
-    cdef int status
-    with nogil:
-        status = search_blocks(mode, Q, &Z[0, 0], P, &zlo[0], Z.shape[0], k, r2, exclude_self,
-                               self_shift, dist_p, idx_p, hits, block_rows, col_chunk, n_threads)
-    return status
-
-
-def _search_f64(int mode, const double[:, ::1] Q, const double[:, ::1] Z, double[::1] panels,
-                const double[::1] zlo, Py_ssize_t k, double r2, bint exclude_self,
-                Py_ssize_t self_shift, double[:, ::1] dist, int64_t[:, ::1] idx, hits_address,
-                Py_ssize_t block_rows, Py_ssize_t col_chunk, int n_threads):
-    cdef FmNNHits *hits = <FmNNHits *> (<size_t> hits_address if hits_address is not None else 0)
-    cdef const double *P = &panels[0] if panels is not None else NULL
+def _search(int mode, const floating[:, ::1] Q, const floating[:, ::1] Z,
+            const floating[::1] panels, const floating[::1] zlo, Py_ssize_t k, double r2,
+            bint exclude_self, Py_ssize_t self_shift, double[:, ::1] dist,
+            int64_t[:, ::1] idx, size_t hits_address, Py_ssize_t block_rows,
+            Py_ssize_t col_chunk, int n_threads):
+    """search_blocks on arrays: ``panels`` empty for the BLAS path; ``dist``
+    and ``idx`` (mode 0) or ``hits_address`` (mode 1, an FmNNHits array)."""
+    cdef FmNNHits *hits = <FmNNHits *> hits_address
+    cdef const floating *P = &panels[0] if panels.shape[0] > 0 else NULL
     cdef double *dist_p = &dist[0, 0] if mode == 0 else NULL
     cdef int64_t *idx_p = &idx[0, 0] if mode == 0 else NULL
     cdef int status

@@ -396,6 +396,18 @@ class MahalanobisKNeighborsTransformer(_GraphTransformer):
     neighbors_ : MahalanobisNeighbors
         The fitted index.
     n_features_in_, n_samples_fit_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.neighbors import KNeighborsClassifier
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from fastmetric.neighbors import MahalanobisKNeighborsTransformer
+    >>> X, y = np.array([[0.0], [0.2], [3.0], [3.1]]), [0, 0, 1, 1]
+    >>> clf = make_pipeline(MahalanobisKNeighborsTransformer(n_neighbors=1),
+    ...                     KNeighborsClassifier(n_neighbors=1, metric="precomputed"))
+    >>> clf.fit(X, y).predict([[0.1], [2.9]]).tolist()
+    [0, 1]
     """
 
     def __init__(self, *, mode="distance", n_neighbors=5, metric=None, algorithm="auto",
@@ -441,6 +453,16 @@ class MahalanobisRadiusNeighborsTransformer(_GraphTransformer):
     ----------
     neighbors_ : MahalanobisNeighbors
     n_features_in_, n_samples_fit_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.cluster import DBSCAN
+    >>> from fastmetric.neighbors import MahalanobisRadiusNeighborsTransformer
+    >>> X = np.array([[0.0], [0.2], [3.0], [3.1], [9.0]])
+    >>> G = MahalanobisRadiusNeighborsTransformer(radius=0.5).fit_transform(X)
+    >>> DBSCAN(eps=0.5, min_samples=2, metric="precomputed").fit_predict(G).tolist()
+    [0, 0, 1, 1, -1]
     """
 
     def __init__(self, *, mode="distance", radius=1.0, metric=None, n_jobs=None):

@@ -20,6 +20,13 @@ from fastmetric._learners.nca import NCA
 from fastmetric._learners.rca import RCA, RCA_Supervised
 from fastmetric._learners.scml import SCML, SCML_Supervised
 from fastmetric._learners.sdml import SDML, SDML_Supervised
+from fastmetric import metrics, neighbors
+from fastmetric.metrics import evaluate
+from fastmetric.neighbors import (
+    MahalanobisKNeighborsTransformer,
+    MahalanobisNeighbors,
+    MahalanobisRadiusNeighborsTransformer,
+)
 
 from . import pairwise
 from ._config import __version__, get_include, show_config
@@ -48,5 +55,11 @@ __all__ = [
     "get_include",
     "show_config",
     "pairwise",
+    "neighbors",
+    "metrics",
+    "MahalanobisNeighbors",
+    "MahalanobisKNeighborsTransformer",
+    "MahalanobisRadiusNeighborsTransformer",
+    "evaluate",
     "__version__",
 ]

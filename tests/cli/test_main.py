@@ -45,14 +45,17 @@ def test_quick_run_prints_table(quick_run):
     assert proc.returncode == 0, proc.stderr
     assert "fit time (s)" in proc.stdout and "pair AUC" in proc.stdout
     assert "3-NN acc" in proc.stdout and "k-means ARI" in proc.stdout
+    assert "P@1" in proc.stdout and "MAP@R" in proc.stdout
     rows = _table_rows(proc.stdout)
     assert {"Euclidean", "LDML_Supervised", "ClusterLDML"} <= set(rows)
     for name, values in rows.items():
-        fit_time, auc, knn, ari = values
+        fit_time, auc, knn, ari, p1, map_r = values
         assert fit_time == "-" if name == "Euclidean" else float(fit_time) >= 0
         assert 0.5 < float(auc) <= 1.0
         assert 0.5 < float(knn) <= 1.0
         assert 0.3 < float(ari) <= 1.0
+        assert 0.5 < float(p1) <= 1.0
+        assert 0.1 < float(map_r) <= 1.0
     # the supervised metric separates held-out digit pairs better than pixels
     assert float(rows["LDML_Supervised"][1]) > float(rows["Euclidean"][1])
 
@@ -122,13 +125,28 @@ def test_learner_registry_is_generic(monkeypatch):
 
 def test_format_table():
     text = demo_main.format_table([
-        {"method": "Euclidean", "time": None, "auc": 0.8, "knn3": 0.97, "ari": 0.6},
-        {"method": "X", "time": 1.234, "auc": 0.9, "knn3": 0.98, "ari": 0.7},
+        {"method": "Euclidean", "time": None, "auc": 0.8, "knn3": 0.97, "ari": 0.6, "p1": 0.97,
+         "map_r": 0.5},
+        {"method": "X", "time": 1.234, "auc": 0.9, "knn3": 0.98, "ari": 0.7, "p1": 0.99,
+         "map_r": 0.75},
     ])
     lines = text.splitlines()
-    assert lines[0].split()[0] == "method"
-    assert lines[2].split() == ["Euclidean", "-", "0.8000", "0.9700", "0.6000"]
-    assert lines[3].split() == ["X", "1.23", "0.9000", "0.9800", "0.7000"]
+    assert lines[0].split()[0] == "method" and lines[0].split()[-2:] == ["P@1", "MAP@R"]
+    assert lines[2].split() == ["Euclidean", "-", "0.8000", "0.9700", "0.6000", "0.9700", "0.5000"]
+    assert lines[3].split() == ["X", "1.23", "0.9000", "0.9800", "0.7000", "0.9900", "0.7500"]
+
+
+def test_retrieval_columns_match_the_metrics_module():
+    from fastmetric.metrics import map_at_r, precision_at_k, relevant_counts
+
+    X_train, X_test, y_train, y_test = load_digits_split()
+    cols = demo_main.retrieval_columns(None, X_train, y_train, X_test, y_test)
+    D = ((X_test[:, None, :] - X_train[None, :, :]) ** 2).sum(-1)
+    order = np.stack([np.lexsort((np.arange(len(y_train)), row)) for row in D])
+    labels = y_train[order]
+    R = relevant_counts(y_test, y_train)
+    assert np.isclose(cols["p1"], precision_at_k(y_test, labels, 1, n_relevant=R))
+    assert np.isclose(cols["map_r"], map_at_r(y_test, labels, R))
 
 
 def test_demo_helpers():

@@ -7,6 +7,7 @@ hot loops (distances, pair losses and scatter matrices, Bregman projections,
 triplet updates, neighbour and impostor search, pair sampling) are
 OpenMP-parallel Cython kernels, the public ones in :mod:`fastmetric.pairwise`.
 """
+from fastmetric import metrics, neighbors
 from fastmetric._learners.cluster_ldml import ClusterLDML
 from fastmetric._learners.covariance import Covariance
 from fastmetric._learners.itml import ITML, ITML_Supervised
@@ -20,7 +21,6 @@ from fastmetric._learners.nca import NCA
 from fastmetric._learners.rca import RCA, RCA_Supervised
 from fastmetric._learners.scml import SCML, SCML_Supervised
 from fastmetric._learners.sdml import SDML, SDML_Supervised
-from fastmetric import metrics, neighbors
 from fastmetric.metrics import evaluate
 from fastmetric.neighbors import (
     MahalanobisKNeighborsTransformer,

@@ -57,7 +57,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 from fastmetric.kernels.common cimport floating, gemm_rowmajor, sq_norm
-from fastmetric.kernels.smallgemm cimport fm_small_gemm_available, fm_small_gemm_set_enabled
+from fastmetric.kernels.smallgemm cimport small_gemm_available
 
 
 cdef extern from * nogil:
@@ -399,7 +399,7 @@ cdef inline Py_ssize_t panel_width(floating dummy) noexcept nogil:
 
 cdef bint panels_in_use() noexcept nogil:
     """Whether the AVX-512 panel path runs here (else BLAS)."""
-    return fm_small_gemm_available()
+    return small_gemm_available()
 
 
 cdef void pack_database(
@@ -603,14 +603,6 @@ cdef int knn_search(
 # Python entry points (the Python layer validates; these check what would
 # otherwise crash)
 # ---------------------------------------------------------------------------
-def _set_small_gemm(bint enabled):
-    """Use the AVX-512 panel path (True, the default where the CPU has
-    AVX-512F) or BLAS (False) in this module; returns whether the panels are
-    now in use.  For tests and benchmarks."""
-    fm_small_gemm_set_enabled(enabled)
-    return bool(fm_small_gemm_available())
-
-
 def _panels_in_use():
     """Whether this module's search uses the AVX-512 panel path."""
     return bool(panels_in_use())

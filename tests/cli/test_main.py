@@ -13,7 +13,7 @@ from fastmetric._cli.demo import evaluate_embedding, kmeans_ari, load_digits_spl
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _run(args, env_extra=None, timeout=120):
+def _run(args, env_extra=None, timeout=900):
     env = dict(os.environ)
     # Run against this working tree (the package is not installed).
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
@@ -87,7 +87,7 @@ def test_plot_without_matplotlib(tmp_path):
     env = {"PYTHONPATH": str(tmp_path) + os.pathsep + REPO}
     proc = subprocess.run(
         [sys.executable, "-m", "fastmetric", "--quick", "--plot", str(tmp_path / "x.png")],
-        capture_output=True, text=True, timeout=60, env={**os.environ, **env}, cwd=REPO,
+        capture_output=True, text=True, timeout=600, env={**os.environ, **env}, cwd=REPO,
         check=False)
     assert proc.returncode == 2
     assert "pip install fastmetric[plot]" in proc.stderr

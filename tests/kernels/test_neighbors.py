@@ -4,6 +4,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from fastmetric.kernels import neighbors as nk
+from fastmetric.kernels.smallgemm import _set_small_gemm
 
 
 def twin_sq(Q, Z):
@@ -35,12 +36,12 @@ def twin_radius(Q, Z, radius, exclude_self=False):
 def path(request):
     """Run each test on the AVX-512 panel path (where the CPU has it) and on BLAS."""
     was = nk._panels_in_use()
-    on = nk._set_small_gemm(request.param)
+    on = _set_small_gemm(request.param)
     if request.param and not on:
-        nk._set_small_gemm(was)
+        _set_small_gemm(was)
         pytest.skip("no AVX-512F here: the panel path does not run")
     yield request.param
-    nk._set_small_gemm(True)
+    _set_small_gemm(True)
 
 
 def search(Q, Z, k, **kw):
@@ -111,19 +112,19 @@ def test_thread_counts_and_blocking_give_identical_results(path, dtype):
 
 
 def test_panel_and_blas_paths_agree_bitwise(dtype):
-    if not nk._set_small_gemm(True):
+    if not _set_small_gemm(True):
         pytest.skip("no AVX-512F here")
     rng = np.random.default_rng(6)
     Q = rng.normal(size=(61, 24)).astype(dtype)
     Z = rng.normal(size=(333, 24)).astype(dtype)
     a = search(Q, Z, 12)
     ra = nk._radius(Q, nk._pack(Z, 1), 5.0)
-    nk._set_small_gemm(False)
+    _set_small_gemm(False)
     try:
         b = search(Q, Z, 12)
         rb = nk._radius(Q, nk._pack(Z, 1), 5.0)
     finally:
-        nk._set_small_gemm(True)
+        _set_small_gemm(True)
     assert_array_equal(a[0], b[0])
     assert_array_equal(a[1], b[1])
     for x, y in zip(ra, rb):

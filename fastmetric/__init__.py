@@ -21,6 +21,7 @@ from fastmetric._learners.nca import NCA
 from fastmetric._learners.rca import RCA, RCA_Supervised
 from fastmetric._learners.scml import SCML, SCML_Supervised
 from fastmetric._learners.sdml import SDML, SDML_Supervised
+from fastmetric._persistence import load, save
 from fastmetric.metrics import evaluate
 from fastmetric.neighbors import (
     MahalanobisKNeighborsTransformer,
@@ -61,5 +62,7 @@ __all__ = [
     "MahalanobisKNeighborsTransformer",
     "MahalanobisRadiusNeighborsTransformer",
     "evaluate",
+    "save",
+    "load",
     "__version__",
 ]

@@ -18,6 +18,11 @@ same rule everywhere and each learner's dict stays short: the
 :func:`options_or_array` for string-or-matrix parameters (``init``,
 ``prior``).
 
+:func:`store_params` is every learner's ``__init__`` body: scikit-learn
+wants the constructor to store each argument, unchanged, under its own
+name and to do nothing else (``get_params``, ``clone`` and
+``check_no_attributes_set_in_init`` rely on it).
+
 Checks that need the data (``n_components <= n_features``, ClusterLDML's
 ``n_clusters <= n_samples``) or tie two parameters together stay in ``fit``.
 """
@@ -26,7 +31,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-__all__ = ["integers", "options_or_array", "reals", "shared"]
+__all__ = ["integers", "options_or_array", "reals", "shared", "store_params"]
 
 
 class _Number(Interval):
@@ -98,3 +103,25 @@ _SHARED = {
 def shared(*names):
     """The shared constraints of the parameters ``names``, as a dict to extend."""
     return {name: list(_SHARED[name]) for name in names}
+
+
+def store_params(estimator, values):
+    """Store each constructor argument as the estimator's attribute of that name.
+
+    Called first thing in ``__init__`` as ``store_params(self, locals())``,
+    when ``locals()`` holds exactly ``self`` and the arguments; the values
+    are stored as given (scikit-learn's rule: no check, no copy, no
+    conversion in ``__init__``; ``fit`` validates them).
+
+    Parameters
+    ----------
+    estimator : object
+        The estimator being constructed.
+    values : dict
+        ``locals()`` of its ``__init__``: the arguments by name, plus
+        ``self`` (and ``__class__`` where ``__init__`` uses ``super()``),
+        which are skipped.
+    """
+    for name, value in values.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)

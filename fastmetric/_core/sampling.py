@@ -381,18 +381,11 @@ def _positives(grouping, n_wanted, balanced, unique, anchor, seed, n_threads, ou
     cap = [int(c) * (int(c) - 1) // 2 for c in grouping.counts]
     if anchor is not None or not balanced:
         labels_idx = [anchor] if anchor is not None else list(range(n_labels))
-        n_eligible = sum(cap[c] for c in labels_idx)
-        if n_wanted > n_eligible:
-            where = (f"inside anchor_label={_label_repr(grouping, anchor)}"
-                     if anchor is not None else "in labels")
-            raise ValueError(
-                f"unique=True: n_positive={n_wanted} exceeds the {n_eligible} distinct "
-                f"positive pairs that exist {where}."
-            )
-        codes = _unique_codes(grouping, cum, True, key, n_wanted, n_eligible,
-                              lambda: _enumerate_positive(grouping, labels_idx),
-                              np.empty(0, dtype=np.int64), n_threads)
-        return _decode(codes, grouping.n)
+        where = (f"inside anchor_label={_label_repr(grouping, anchor)}"
+                 if anchor is not None else "in labels")
+        return _unique_pooled(grouping, cum, True, key, n_wanted,
+                              sum(cap[c] for c in labels_idx), where,
+                              lambda: _enumerate_positive(grouping, labels_idx), n_threads)
 
     # Balanced and unique: equal quotas over the labels with >= 2 members,
     # each filled with distinct pairs drawn uniformly inside its label.
@@ -423,6 +416,25 @@ def _positives(grouping, n_wanted, balanced, unique, anchor, seed, n_threads, ou
     return _decode(codes, grouping.n)
 
 
+def _unique_pooled(grouping, cum, positive, key, n_wanted, n_eligible, where, enumerate_all,
+                   n_threads):
+    """``n_wanted`` distinct pairs drawn from one pool of ``n_eligible`` (no quotas).
+
+    The pool is every positive (or negative) pair the weights ``cum`` allow;
+    ``where`` says which, for the error when the pool is too small.
+    ``enumerate_all`` lists the pool, for when most of it is wanted.
+    """
+    kind = "positive" if positive else "negative"
+    if n_wanted > n_eligible:
+        raise ValueError(
+            f"unique=True: n_{kind}={n_wanted} exceeds the {n_eligible} distinct "
+            f"{kind} pairs that exist {where}."
+        )
+    codes = _unique_codes(grouping, cum, positive, key, n_wanted, n_eligible, enumerate_all,
+                          np.empty(0, dtype=np.int64), n_threads)
+    return _decode(codes, grouping.n)
+
+
 def _negatives(grouping, n_wanted, balanced, unique, anchor, seed, n_threads, out):
     n = grouping.n
     n_labels = grouping.n_labels
@@ -439,15 +451,8 @@ def _negatives(grouping, n_wanted, balanced, unique, anchor, seed, n_threads, ou
         else:
             n_eligible = sum(cross) // 2
             where = "between different labels"
-        if n_wanted > n_eligible:
-            raise ValueError(
-                f"unique=True: n_negative={n_wanted} exceeds the {n_eligible} distinct "
-                f"negative pairs that exist {where}."
-            )
-        codes = _unique_codes(grouping, cum, False, key, n_wanted, n_eligible,
-                              lambda: _enumerate_negative(grouping, anchor),
-                              np.empty(0, dtype=np.int64), n_threads)
-        return _decode(codes, n)
+        return _unique_pooled(grouping, cum, False, key, n_wanted, n_eligible, where,
+                              lambda: _enumerate_negative(grouping, anchor), n_threads)
 
     # Balanced and unique: label c gets an equal quota of distinct pairs with
     # one end in c, drawn uniformly; a pair {a in c, b in d} must not be taken

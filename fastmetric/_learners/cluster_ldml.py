@@ -76,7 +76,7 @@ from fastmetric._core.covariance import fix_signs
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import check_pair_targets
 from fastmetric._core.objectives.ldml import fit_ldml
-from fastmetric._core.params import integers, options_or_array, reals, shared
+from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
@@ -268,22 +268,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                  n_pairs_per_cluster=None, positive_fraction=0.3, update_rate=0.5,
                  max_rounds=10, tol=0.99, kmeans="auto", ldml_max_iter=30, alpha=0.0,
                  random_state=None, n_jobs=None, verbose=0, callback=None):
-        self.n_clusters = n_clusters
-        self.n_components = n_components
-        self.init = init
-        self.normalize = normalize
-        self.n_pairs_per_cluster = n_pairs_per_cluster
-        self.positive_fraction = positive_fraction
-        self.update_rate = update_rate
-        self.max_rounds = max_rounds
-        self.tol = tol
-        self.kmeans = kmeans
-        self.ldml_max_iter = ldml_max_iter
-        self.alpha = alpha
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.callback = callback
+        store_params(self, locals())
 
     # ------------------------------------------------------------------
     # parameters

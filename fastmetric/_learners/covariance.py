@@ -19,7 +19,7 @@ from sklearn.utils.validation import validate_data
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.covariance import shrunk_inverse_covariance
 from fastmetric._core.inputs import points_from_indices
-from fastmetric._core.params import shared
+from fastmetric._core.params import shared, store_params
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["Covariance"]
@@ -102,8 +102,7 @@ class Covariance(MahalanobisMixin):
     _parameter_constraints: ClassVar[dict] = shared("preprocessor", "shrinkage")
 
     def __init__(self, preprocessor=None, shrinkage=0.7):
-        self.preprocessor = preprocessor
-        self.shrinkage = shrinkage
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

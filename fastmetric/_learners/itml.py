@@ -37,7 +37,7 @@ from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
 from fastmetric._core.objectives.itml import itml_projections
 from fastmetric._core.pairs import PairsClassifierMixin
-from fastmetric._core.params import integers, options_or_array, reals, shared
+from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["ITML", "ITML_Supervised"]
@@ -379,16 +379,7 @@ class ITML(PairsClassifierMixin, _BaseITML):
     def __init__(self, gamma=1.0, max_iter=1000, tol=1e-3, prior="identity", verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None,
                  convergence_threshold="deprecated"):
-        self.gamma = gamma
-        self.max_iter = max_iter
-        self.tol = tol
-        self.prior = prior
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
-        self.convergence_threshold = convergence_threshold
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, pairs, y, bounds=None, calibration_params=None):
@@ -498,18 +489,7 @@ class ITML_Supervised(_BaseITML):
                  prior="identity", verbose=False, preprocessor=None, random_state=None,
                  n_jobs=None, callback=None, num_constraints="deprecated",
                  convergence_threshold="deprecated"):
-        self.gamma = gamma
-        self.max_iter = max_iter
-        self.tol = tol
-        self.n_constraints = n_constraints
-        self.prior = prior
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
-        self.num_constraints = num_constraints
-        self.convergence_threshold = convergence_threshold
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, bounds=None):

@@ -45,7 +45,7 @@ from fastmetric._core.objectives.ldml import (
     theta_of,
 )
 from fastmetric._core.pairs import PairsClassifierMixin
-from fastmetric._core.params import integers, options_or_array, reals, shared
+from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.solvers import IterationPrinter, StochasticOptimizer
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
@@ -284,21 +284,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
                  solver="lbfgs", max_iter=100, tol=1e-5, batch_size=10000,
                  learning_rate=0.01, n_iter_no_change=5, preprocessor=None,
                  random_state=None, n_jobs=None, verbose=0, callback=None):
-        self.n_components = n_components
-        self.init = init
-        self.normalize = normalize
-        self.alpha = alpha
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.n_iter_no_change = n_iter_no_change
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.callback = callback
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, pairs, y, sample_weight=None):
@@ -466,23 +452,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
                  solver="lbfgs", max_iter=100, tol=1e-5, batch_size=10000,
                  learning_rate=0.01, n_iter_no_change=5, random_state=None, n_jobs=None,
                  verbose=0, callback=None):
-        self.n_pairs = n_pairs
-        self.positive_fraction = positive_fraction
-        self.balanced = balanced
-        self.n_components = n_components
-        self.init = init
-        self.normalize = normalize
-        self.alpha = alpha
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.n_iter_no_change = n_iter_no_change
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.callback = callback
+        store_params(self, locals())
 
     def _labels_and_counts(self, X, y, reset):
         """Validated X (kept float32/float64, C order) and labels encoded 0..C-1.

@@ -36,7 +36,7 @@ from fastmetric._core.covariance import MIN_SHRINKAGE, as_float64_centred, fix_s
 from fastmetric._core.init import _complete_rows, resolve_n_components
 from fastmetric._core.inputs import points_from_indices
 from fastmetric._core.local_scatter import local_scatters
-from fastmetric._core.params import integers, reals, shared
+from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["LFDA"]
@@ -144,11 +144,7 @@ class LFDA(MahalanobisMixin):
 
     def __init__(self, n_components=None, k=None, embedding_type="weighted",
                  preprocessor=None, shrinkage=0.01):
-        self.n_components = n_components
-        self.k = k
-        self.embedding_type = embedding_type
-        self.preprocessor = preprocessor
-        self.shrinkage = shrinkage
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

@@ -33,7 +33,7 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import points_from_indices
 from fastmetric._core.objectives.lmnn import lmnn_problem, preconditioner
-from fastmetric._core.params import integers, reals, shared
+from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_halving_descent, minimize_lbfgs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
@@ -185,20 +185,7 @@ class LMNN(MahalanobisMixin):
                  learn_rate=1e-7, regularization=0.5, convergence_tol=0.001,
                  n_components=None, solver="lbfgs", verbose=False, preprocessor=None,
                  random_state=None, n_jobs=None, callback=None):
-        self.init = init
-        self.n_neighbors = n_neighbors
-        self.min_iter = min_iter
-        self.max_iter = max_iter
-        self.learn_rate = learn_rate
-        self.regularization = regularization
-        self.convergence_tol = convergence_tol
-        self.n_components = n_components
-        self.solver = solver
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

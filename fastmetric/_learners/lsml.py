@@ -68,7 +68,7 @@ from fastmetric._core.constraints import quadruplets_from_labels
 from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_tuples
 from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
-from fastmetric._core.params import options_or_array, shared
+from fastmetric._core.params import options_or_array, shared, store_params
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.tuples import QuadrupletsClassifierMixin
@@ -314,14 +314,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
 
     def __init__(self, tol=1e-3, max_iter=1000, prior="identity", verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None):
-        self.tol = tol
-        self.max_iter = max_iter
-        self.prior = prior
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, quadruplets, weights=None):
@@ -397,16 +390,7 @@ class LSML_Supervised(_BaseLSML):
     def __init__(self, tol=1e-3, max_iter=1000, prior="identity", n_constraints=None,
                  weights=None, verbose=False, preprocessor=None, random_state=None,
                  n_jobs=None, callback=None):
-        self.tol = tol
-        self.max_iter = max_iter
-        self.prior = prior
-        self.n_constraints = n_constraints
-        self.weights = weights
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
+        store_params(self, locals())
 
     def _points(self, X, y):
         preprocessor = self.preprocessor

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.base import _fit_context
 
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
-from fastmetric._core.params import options_or_array
+from fastmetric._core.params import options_or_array, store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
 
@@ -113,15 +113,7 @@ class MLKR(SoftmaxNeighborsLearner):
     def __init__(self, n_components=None, init="auto", tol=None, max_iter=1000,
                  verbose=False, preprocessor=None, random_state=None, n_jobs=None,
                  callback=None):
-        self.n_components = n_components
-        self.init = init
-        self.tol = tol
-        self.max_iter = max_iter
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

@@ -74,7 +74,7 @@ from fastmetric._core.objectives.mmc import (
     pair_scatter_matrix,
 )
 from fastmetric._core.pairs import PairsClassifierMixin
-from fastmetric._core.params import integers, options_or_array, reals, shared
+from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
@@ -428,19 +428,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
                  diagonal=False, diagonal_c=1.0, verbose=False, preprocessor=None,
                  random_state=None, solver="lbfgs", logdet_reg="auto", n_jobs=None,
                  callback=None):
-        self.solver = solver
-        self.logdet_reg = logdet_reg
-        self.max_iter = max_iter
-        self.max_proj = max_proj
-        self.tol = tol
-        self.init = init
-        self.diagonal = diagonal
-        self.diagonal_c = diagonal_c
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, pairs, y, calibration_params=None):
@@ -515,19 +503,7 @@ solver, logdet_reg, n_jobs, callback
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,
                  random_state=None, solver="lbfgs", logdet_reg="auto", n_jobs=None,
                  callback=None):
-        self.solver = solver
-        self.logdet_reg = logdet_reg
-        self.max_iter = max_iter
-        self.max_proj = max_proj
-        self.tol = tol
-        self.n_constraints = n_constraints
-        self.init = init
-        self.diagonal = diagonal
-        self.diagonal_c = diagonal_c
-        self.verbose = verbose
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

@@ -29,6 +29,7 @@ from sklearn.base import _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
+from fastmetric._core.params import store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
 
@@ -122,15 +123,7 @@ class NCA(SoftmaxNeighborsLearner):
 
     def __init__(self, init="auto", n_components=None, max_iter=100, tol=None, verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None):
-        self.init = init
-        self.n_components = n_components
-        self.max_iter = max_iter
-        self.tol = tol
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

@@ -31,7 +31,7 @@ from fastmetric._core.covariance import (
 )
 from fastmetric._core.init import resolve_n_components
 from fastmetric._core.inputs import one_per_row, points_from_indices
-from fastmetric._core.params import integers, shared
+from fastmetric._core.params import integers, shared, store_params
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["RCA", "RCA_Supervised"]
@@ -145,9 +145,7 @@ class RCA(MahalanobisMixin):
     _parameter_constraints: ClassVar[dict] = shared("n_components", "preprocessor", "shrinkage")
 
     def __init__(self, n_components=None, preprocessor=None, shrinkage="ledoit_wolf"):
-        self.n_components = n_components
-        self.preprocessor = preprocessor
-        self.shrinkage = shrinkage
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, chunks):
@@ -276,12 +274,7 @@ class RCA_Supervised(RCA):
 
     def __init__(self, n_components=None, n_chunks=100, chunk_size=2, preprocessor=None,
                  random_state=None, shrinkage="ledoit_wolf", n_jobs=None):
-        super().__init__(n_components=n_components, preprocessor=preprocessor,
-                         shrinkage=shrinkage)
-        self.n_chunks = n_chunks
-        self.chunk_size = chunk_size
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

@@ -39,7 +39,7 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import generate_knn_triplets
 from fastmetric._core.inputs import check_tuples, points_from_indices
 from fastmetric._core.objectives.scml import embedding_map, minimize_scml
-from fastmetric._core.params import integers, reals, shared
+from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.scml_basis import default_n_basis_lda, lda_basis, triplet_diffs_basis
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.tuples import TripletsClassifierMixin
@@ -266,18 +266,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
     def __init__(self, beta=1e-5, basis="triplet_diffs", n_basis=None, gamma=5e-3,
                  max_iter=10000, output_iter=500, batch_size=10, verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None):
-        self.beta = beta
-        self.basis = basis
-        self.n_basis = n_basis
-        self.gamma = gamma
-        self.max_iter = max_iter
-        self.output_iter = output_iter
-        self.batch_size = batch_size
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, triplets, y=None):
@@ -411,20 +400,7 @@ class SCML_Supervised(_BaseSCML):
     def __init__(self, k_genuine=3, k_impostor=10, beta=1e-5, basis="lda", n_basis=None,
                  gamma=5e-3, max_iter=10000, output_iter=500, batch_size=10, verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None):
-        self.k_genuine = k_genuine
-        self.k_impostor = k_impostor
-        self.beta = beta
-        self.basis = basis
-        self.n_basis = n_basis
-        self.gamma = gamma
-        self.max_iter = max_iter
-        self.output_iter = output_iter
-        self.batch_size = batch_size
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.callback = callback
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

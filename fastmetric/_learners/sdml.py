@@ -39,7 +39,7 @@ from fastmetric._core.constraints import pairs_from_labels
 from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
 from fastmetric._core.pairs import PairsClassifierMixin
-from fastmetric._core.params import options_or_array, reals, shared
+from fastmetric._core.params import options_or_array, reals, shared, store_params
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric.kernels.pair_scatter import pair_scatter
 
@@ -228,15 +228,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
                  verbose=False, preprocessor=None, random_state=None, max_condition=10.0,
                  max_iter=100, n_jobs=None):
-        self.balance_param = balance_param
-        self.sparsity_param = sparsity_param
-        self.prior = prior
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.max_condition = max_condition
-        self.max_iter = max_iter
-        self.n_jobs = n_jobs
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, pairs, y, calibration_params=None):
@@ -307,15 +299,7 @@ random_state, n_jobs
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
                  n_constraints=None, verbose=False, random_state=None, max_condition=10.0,
                  max_iter=100, n_jobs=None):
-        self.balance_param = balance_param
-        self.sparsity_param = sparsity_param
-        self.prior = prior
-        self.n_constraints = n_constraints
-        self.verbose = verbose
-        self.random_state = random_state
-        self.max_condition = max_condition
-        self.max_iter = max_iter
-        self.n_jobs = n_jobs
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

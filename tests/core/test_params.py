@@ -329,3 +329,15 @@ def test_generate_knn_triplets_checks_its_parameters(kwargs, name):
     with pytest.raises(InvalidParameterError,
                        match=rf"'{name}' parameter of generate_knn_triplets"):
         generate_knn_triplets(X, y, **kwargs)
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=_ids)
+def test_init_stores_exactly_its_arguments(cls):
+    # store_params sets every constructor argument, unchanged, and nothing
+    # else: the attributes are exactly the signature's parameters.
+    names = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+    marker = {name: object() for name in names}
+    est = cls(**marker)
+    assert sorted(vars(est)) == sorted(names)
+    for name in names:
+        assert getattr(est, name) is marker[name], f"{cls.__name__}.{name}"

@@ -18,12 +18,13 @@ from sklearn.utils.estimator_checks import check_param_validation
 
 import fastmetric
 from fastmetric._core import params as fm_params
+from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import generate_knn_triplets
 
 ESTIMATORS = sorted(
     (getattr(fastmetric, name) for name in fastmetric.__all__
      if inspect.isclass(getattr(fastmetric, name))
-     and issubclass(getattr(fastmetric, name), BaseEstimator)),
+     and issubclass(getattr(fastmetric, name), MahalanobisMixin)),
     key=lambda cls: cls.__name__,
 )
 

@@ -73,6 +73,7 @@ from fastmetric._core.cluster_rows import cluster_means as _cluster_means
 from fastmetric._core.cluster_rows import nearest_center as _nearest_center
 from fastmetric._core.constraints import label_pairs, split_pair_count
 from fastmetric._core.covariance import fix_signs
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import check_pair_targets
 from fastmetric._core.objectives.ldml import fit_ldml
@@ -116,6 +117,7 @@ def _combine(L, group_maps, weights, rate, n_components):
     return np.ascontiguousarray(L_new)
 
 
+@shared_docs
 class ClusterLDML(ClusterMixin, MahalanobisMixin):
     """Unsupervised metric learning: k-means pseudo-labels refined by LDML.
 
@@ -129,9 +131,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     ----------
     n_clusters : int, default=8
         Number of groups (k-means clusters); at least 2.
-    n_components : int, optional
-        Rows of ``L`` (embedding dimension); default ``n_features`` (or the
-        rows of an array ``init``).
+    {n_components}
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
             fitted learner, default='auto'
         The pre-trained metric to start from; see
@@ -230,9 +230,8 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         spread so that rounds compare), ``time`` (seconds).
     converged_ : bool
         The ARI criterion was met before ``max_rounds``.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {n_features_in}
+    {feature_names_in}
 
     Examples
     --------

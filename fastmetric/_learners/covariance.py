@@ -18,6 +18,7 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.covariance import shrunk_inverse_covariance
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.inputs import points_from_indices
 from fastmetric._core.params import shared, store_params
 from fastmetric._core.threads import single_threaded_blas
@@ -27,6 +28,7 @@ __all__ = ["Covariance"]
 # --------------------------------------------------------------------------
 # Covariance
 # --------------------------------------------------------------------------
+@shared_docs
 class Covariance(MahalanobisMixin):
     """Mahalanobis metric of the inverse (shrunk) covariance of the data.
 
@@ -43,9 +45,7 @@ class Covariance(MahalanobisMixin):
 
     Parameters
     ----------
-    preprocessor : array-like of shape (n_samples, n_features) or callable, optional
-        When set, ``X`` in ``fit`` and ``transform`` may be a 1-D array of
-        row indices into it (or passed to it, if callable).
+    {preprocessor_points}
     shrinkage : float in [0, 1] or {'ledoit_wolf', 'oas'}, default=0.7
         Weight ``a`` of the diagonal target.  ``'ledoit_wolf'`` / ``'oas'``
         estimate it from the standardised data with scikit-learn's
@@ -69,9 +69,8 @@ class Covariance(MahalanobisMixin):
         The shrunk covariance ``C_a`` (``M = covariance_^{-1}``).
     shrinkage_ : float
         The intensity ``a`` used.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {n_features_in}
+    {feature_names_in}
 
     Notes
     -----

@@ -33,6 +33,7 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
 from fastmetric._core.objectives.itml import itml_projections
@@ -271,38 +272,39 @@ class _BaseITML(MahalanobisMixin):
 
 
 _PARAMS_DOC = """\
-    gamma : float > 0 or inf, default=1.0
-        Weight of the slack: the bound of each constraint may move, at a
-        cost (LogDet divergence of the moved bounds) weighted by ``gamma``.
-        Small values let the bounds give way and keep the metric near the
-        prior; ``inf`` makes the constraints hard.
-    max_iter : int, default=1000
-        Maximum number of sweeps over the constraints.
-    tol : float, default=1e-3
-        Stop when the relative change of the dual variables over a sweep,
-        ``sum|lambda_old - lambda| / (||lambda|| + ||lambda_old||)``, falls
-        below ``tol``.
-    prior : {'identity', 'covariance', 'random'}, array of shape \
+gamma : float > 0 or inf, default=1.0
+    Weight of the slack: the bound of each constraint may move, at a
+    cost (LogDet divergence of the moved bounds) weighted by ``gamma``.
+    Small values let the bounds give way and keep the metric near the
+    prior; ``inf`` makes the constraints hard.
+max_iter : int, default=1000
+    Maximum number of sweeps over the constraints.
+tol : float, default=1e-3
+    Stop when the relative change of the dual variables over a sweep,
+    ``sum|lambda_old - lambda| / (||lambda|| + ||lambda_old||)``, falls
+    below ``tol``.
+prior : {'identity', 'covariance', 'random'}, array of shape \
 (n_features, n_features) or fitted learner, default='identity'
-        The matrix ``A0`` the metric stays close to.  ``'covariance'``: the
-        inverse covariance of the distinct points of the pairs; its
-        eigenvalues below ``1e-3`` times their mean are raised to that
-        value first, so constant or dependent features (a singular
-        covariance) still give a positive definite prior (metric-learn
-        raises instead).  ``'random'``: scikit-learn's
-        ``make_spd_matrix(n_features, random_state)``.  An array must be
-        symmetric and strictly positive definite; a fitted learner gives its
-        Mahalanobis matrix (checked as every learner's prior, see
-        :func:`fastmetric._core.init.prior_matrix`).
-    verbose : bool or int, default=False
-        Print the convergence measure after each sweep.
-    callback : callable, optional
-        ``callback(estimator, sweep, conv)`` after each sweep, with
-        ``components_`` and ``n_iter_`` of the current metric set and
-        ``conv`` the convergence measure; returning True stops the fit
-        (without a ConvergenceWarning)."""
+    The matrix ``A0`` the metric stays close to.  ``'covariance'``: the
+    inverse covariance of the distinct points of the pairs; its
+    eigenvalues below ``1e-3`` times their mean are raised to that
+    value first, so constant or dependent features (a singular
+    covariance) still give a positive definite prior (metric-learn
+    raises instead).  ``'random'``: scikit-learn's
+    ``make_spd_matrix(n_features, random_state)``.  An array must be
+    symmetric and strictly positive definite; a fitted learner gives its
+    Mahalanobis matrix (checked as every learner's prior, see
+    :func:`fastmetric._core.init.prior_matrix`).
+verbose : bool or int, default=False
+    Print the convergence measure after each sweep.
+callback : callable, optional
+    ``callback(estimator, sweep, conv)`` after each sweep, with
+    ``components_`` and ``n_iter_`` of the current metric set and
+    ``conv`` the convergence measure; returning True stops the fit
+    (without a ConvergenceWarning)."""
 
 
+@shared_docs(params=_PARAMS_DOC)
 class ITML(PairsClassifierMixin, _BaseITML):
     """Information-Theoretic Metric Learning from labelled pairs.
 
@@ -316,9 +318,8 @@ class ITML(PairsClassifierMixin, _BaseITML):
 
     Parameters
     ----------
-{params}
-    preprocessor : array-like of shape (n_samples, n_features) or callable
-        When set, ``pairs`` may be index pairs ``(n_pairs, 2)`` into it.
+    {params}
+    {preprocessor_pairs}
     random_state : int, RandomState instance or None
         For ``prior='random'`` and the subset of points of the default
         bounds when there are more than 2000 distinct points.
@@ -345,11 +346,8 @@ class ITML(PairsClassifierMixin, _BaseITML):
     n_iter_ : int
         Number of sweeps run (metric-learn stores one less: the index of
         the last sweep).
-    threshold_ : float
-        Pairs with ``decision_function > threshold_`` are predicted
-        similar; calibrated on the training pairs at the end of ``fit``.
-    classes_ : ndarray ``[-1, 1]``
-    n_features_in_ : int
+    {pair_decision}
+    {n_features_in}
 
     References
     ----------
@@ -425,10 +423,7 @@ class ITML(PairsClassifierMixin, _BaseITML):
         return self
 
 
-if ITML.__doc__:  # None under python -OO
-    ITML.__doc__ = ITML.__doc__.replace("{params}", _PARAMS_DOC)
-
-
+@shared_docs(params=_PARAMS_DOC)
 class ITML_Supervised(_BaseITML):
     """ITML from class labels: pairs drawn from the classes, then ITML.
 
@@ -441,10 +436,8 @@ class ITML_Supervised(_BaseITML):
 
     Parameters
     ----------
-{params}
-    n_constraints : int, optional
-        Number of similar pairs and of dissimilar pairs; default
-        ``20 * n_classes ** 2`` (metric-learn's).
+    {params}
+    {n_constraints}
     preprocessor : array-like or callable, optional
         Kept for metric-learn compatibility (``transform`` of indices).
     random_state : int, RandomState instance or None
@@ -464,14 +457,12 @@ class ITML_Supervised(_BaseITML):
     bounds_, components_, n_iter_, n_features_in_
         As in :class:`ITML`; the default bounds come from the distinct
         points of the drawn pairs.
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {feature_names_in}
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    {load_iris}
     >>> from fastmetric import ITML_Supervised
-    >>> X, y = load_iris(return_X_y=True)
     >>> itml = ITML_Supervised(n_constraints=200, max_iter=2000, random_state=0)
     >>> itml.fit(X, y).transform(X).shape
     (150, 4)
@@ -524,5 +515,3 @@ class ITML_Supervised(_BaseITML):
         return self._fit_constraints(X, a, b, np.where(similar, 1.0, -1.0), bounds)
 
 
-if ITML_Supervised.__doc__:
-    ITML_Supervised.__doc__ = ITML_Supervised.__doc__.replace("{params}", _PARAMS_DOC)

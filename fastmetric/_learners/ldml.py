@@ -34,6 +34,7 @@ from sklearn.utils.validation import validate_data
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import label_pairs, split_pair_count
 from fastmetric._core.dask_support import is_dask_array
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair_labels
 from fastmetric._core.objectives.ldml import (
     INIT_MAX_PAIRS,
@@ -180,6 +181,7 @@ class _LDMLBase(MahalanobisMixin):
         return expit(self.bias_ - sq_dist)
 
 
+@shared_docs
 class LDML(PairsClassifierMixin, _LDMLBase):
     """Logistic Discriminant Metric Learning from labelled pairs.
 
@@ -190,9 +192,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
 
     Parameters
     ----------
-    n_components : int, optional
-        Rows of ``L`` (the embedding dimension); default ``n_features`` or
-        the rows of an array ``init``.
+    {n_components}
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
             fitted learner, default='auto'
         Initial ``L``; see :func:`fastmetric._core.init.initialize_components`.
@@ -218,14 +218,10 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         Step size of the stochastic solvers.
     n_iter_no_change : int, default=5
         Stochastic solvers stop after this many epochs without improvement.
-    preprocessor : array-like of shape (n_samples, n_features) or callable
-        When set, ``pairs`` may be index pairs ``(n_pairs, 2)`` into it (or
-        passed to it, if callable): rows are never copied pair by pair.
+    {preprocessor_pairs}
     random_state : int, RandomState instance or None
         Seeds the 'random' init, randomised PCA and the minibatch order.
-    n_jobs : int, optional
-        OpenMP threads of the kernels (None: what OpenMP allows, -1: all
-        CPUs).  Results do not depend on it.
+    {n_jobs_kernels}
     verbose : int, default=0
         1: print a table with the loss at each iteration (epoch).  2 or more,
         with a stochastic solver: also a progress bar over the minibatches of
@@ -257,7 +253,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         Final objective.
     loss_curve_ : list of float
         Objective after each iteration (epoch).
-    n_features_in_ : int
+    {n_features_in}
 
     Examples
     --------
@@ -399,6 +395,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         return self
 
 
+@shared_docs
 class LDML_Supervised(_LDMLBase):
     """LDML from class labels: pairs drawn from the classes, then LDML.
 
@@ -427,14 +424,12 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
     ----------
     components_, bias_, n_iter_, loss_, loss_curve_, n_features_in_
         As in :class:`LDML`.
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {feature_names_in}
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    {load_iris}
     >>> from fastmetric import LDML_Supervised
-    >>> X, y = load_iris(return_X_y=True)
     >>> ldml = LDML_Supervised(n_pairs=2000, random_state=0).fit(X, y)
     >>> ldml.transform(X).shape
     (150, 4)

@@ -33,6 +33,7 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.covariance import MIN_SHRINKAGE, as_float64_centred, fix_signs
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import _complete_rows, resolve_n_components
 from fastmetric._core.inputs import points_from_indices
 from fastmetric._core.local_scatter import local_scatters
@@ -43,6 +44,7 @@ __all__ = ["LFDA"]
 
 _EMBEDDINGS = ("weighted", "orthonormalized", "plain")
 
+@shared_docs
 class LFDA(MahalanobisMixin):
     """Local Fisher Discriminant Analysis (Sugiyama, 2007).
 
@@ -65,8 +67,7 @@ class LFDA(MahalanobisMixin):
         weighted by how well they discriminate); ``'orthonormalized'``:
         orthonormal rows spanning the same subspace; ``'plain'``: the
         eigenvectors, normalised by ``v^T B v = 1``.
-    preprocessor : array-like of shape (n_samples, n_features) or callable, optional
-        When set, ``X`` may be a 1-D array of row indices into it.
+    {preprocessor_points}
     shrinkage : float in [0, 1], default=0.01
         ``a``: weight of the total scatter in ``B``.  Values below 1e-10
         are raised to 1e-10.
@@ -77,9 +78,8 @@ class LFDA(MahalanobisMixin):
     eigenvalues_ : ndarray of shape (n_components,)
         The generalised eigenvalues ``lambda`` of the kept directions
         (descending; 0 for padding rows, see Notes).
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {n_features_in}
+    {feature_names_in}
 
     Notes
     -----
@@ -127,9 +127,8 @@ class LFDA(MahalanobisMixin):
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    {load_iris}
     >>> from fastmetric import LFDA
-    >>> X, y = load_iris(return_X_y=True)
     >>> lfda = LFDA(k=2, n_components=2).fit(X, y)
     >>> lfda.transform(X).shape
     (150, 2)
@@ -150,12 +149,8 @@ class LFDA(MahalanobisMixin):
     def fit(self, X, y):
         """Learn the LFDA map from points and class labels.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            With a preprocessor, a 1-D array of row indices into it.
-        y : array-like of shape (n_samples,)
-            Class labels, at least 2 classes.
+        {fit_labelled_points}
+            At least 2 classes.
 
         Returns
         -------

@@ -30,6 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import points_from_indices
 from fastmetric._core.objectives.lmnn import lmnn_problem, preconditioner
@@ -42,6 +43,7 @@ __all__ = ["LMNN"]
 _SOLVERS = ("lbfgs", "gd")
 
 
+@shared_docs
 class LMNN(MahalanobisMixin):
     """Large Margin Nearest Neighbor metric learning.
 
@@ -90,20 +92,12 @@ class LMNN(MahalanobisMixin):
     solver : {'lbfgs', 'gd'}, default='lbfgs'
         scipy's L-BFGS-B, or metric-learn's gradient descent (the step is
         halved until the objective decreases, then grown by 1% per step).
-    verbose : bool or int, default=False
-        Print the objective at each iteration.
-    preprocessor : array-like of shape (n_samples, n_features) or callable, optional
-        When set, ``X`` in ``fit`` and ``transform`` may be a 1-D array of
-        row indices into it (or passed to it, if callable), as in
-        metric-learn.
+    {verbose_objective}
+    {preprocessor_points}
     random_state : int, RandomState instance or None
         For ``init='random'`` and randomised PCA.
-    n_jobs : int, optional
-        OpenMP threads (None: what OpenMP allows, -1: all CPUs).  The result
-        does not depend on it.
-    callback : callable, optional
-        ``callback(estimator, iteration, loss)`` after each iteration, with
-        ``components_`` set to the current iterate; returning True stops.
+    {n_jobs_kernels}
+    {callback_iterate}
 
     Attributes
     ----------
@@ -121,9 +115,8 @@ class LMNN(MahalanobisMixin):
         Full impostor searches done.
     n_evaluations_ : int
         Objective evaluations done.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {n_features_in}
+    {feature_names_in}
 
     Notes
     -----
@@ -162,9 +155,8 @@ class LMNN(MahalanobisMixin):
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    {load_iris}
     >>> from fastmetric import LMNN
-    >>> X, y = load_iris(return_X_y=True)
     >>> lmnn = LMNN(n_neighbors=3, random_state=0).fit(X, y)
     >>> lmnn.transform(X).shape
     (150, 4)
@@ -191,11 +183,8 @@ class LMNN(MahalanobisMixin):
     def fit(self, X, y):
         """Learn the metric from points and their class labels.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels: at least 2 classes, and some class with 2 points.
+        {fit_labelled_points}
+            At least 2 classes, and some class with 2 points.
 
         Returns
         -------

@@ -65,6 +65,7 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import quadruplets_from_labels
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_tuples
 from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
@@ -223,6 +224,7 @@ class _BaseLSML(MahalanobisMixin):
         return self
 
 
+@shared_docs
 class LSML(QuadrupletsClassifierMixin, _BaseLSML):
     """Least Squared-residual Metric Learning from quadruplets.
 
@@ -258,20 +260,14 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
           ``ValueError``);
         * a fitted learner: its Mahalanobis matrix (checked as every
           learner's prior, see :func:`fastmetric._core.init.prior_matrix`).
-    verbose : bool or int, default=False
-        Print the objective at each iteration.
+    {verbose_objective}
     preprocessor : array-like of shape (n_samples, n_features) or callable
         When set, quadruplets may be given as indices ``(n_quadruplets, 4)``
         into it (or passed to it, if callable).
     random_state : int, RandomState instance or None
         Seeds the 'random' prior.
-    n_jobs : int, optional
-        OpenMP threads of the kernels (None: what OpenMP allows, -1: all
-        CPUs).  Results do not depend on it.
-    callback : callable, optional
-        ``callback(estimator, iteration, loss)`` after each iteration (with
-        ``components_`` set to the current iterate); returning True stops
-        the fit.
+    {n_jobs_kernels}
+    {callback_iterate}
 
     Attributes
     ----------
@@ -285,7 +281,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         Objective after each iteration.
     classes_ : ndarray of shape (2,)
         ``[-1, 1]``, the values of :meth:`predict`.
-    n_features_in_ : int
+    {n_features_in}
 
     Notes
     -----
@@ -340,6 +336,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         return self._fit_quadruplets(X, quads, weights, rng)
 
 
+@shared_docs
 class LSML_Supervised(_BaseLSML):
     """LSML from class labels: quadruplets drawn from the classes, then LSML.
 
@@ -368,14 +365,12 @@ class LSML_Supervised(_BaseLSML):
         As in :class:`LSML`.
     n_constraints_ : int
         Number of quadruplets used.
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {feature_names_in}
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    {load_iris}
     >>> from fastmetric import LSML_Supervised
-    >>> X, y = load_iris(return_X_y=True)
     >>> lsml = LSML_Supervised(n_constraints=200, random_state=0).fit(X, y)
     >>> lsml.transform(X).shape
     (150, 4)
@@ -414,12 +409,8 @@ class LSML_Supervised(_BaseLSML):
     def fit(self, X, y):
         """Draw quadruplets from the classes of ``y`` and learn the metric.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Points (or, with a preprocessor, a 1-D array of indices into it).
-        y : array-like of shape (n_samples,)
-            Class labels: at least 2 classes, one with 2 samples or more.
+        {fit_labelled_points}
+            At least 2 classes, one with 2 samples or more.
 
         Returns
         -------

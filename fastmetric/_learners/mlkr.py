@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import _fit_context
 
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.params import options_or_array, store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
@@ -27,6 +28,7 @@ from fastmetric._core.threads import effective_n_threads
 __all__ = ["MLKR"]
 
 
+@shared_docs
 class MLKR(SoftmaxNeighborsLearner):
     """Metric Learning for Kernel Regression.
 
@@ -39,9 +41,7 @@ class MLKR(SoftmaxNeighborsLearner):
 
     Parameters
     ----------
-    n_components : int, optional
-        Dimension of the embedding (rows of ``L``); default ``n_features``
-        (or the rows of an array ``init``).
+    {n_components}
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
             fitted learner, default='auto'
         Initial ``L``.  ``'auto'`` picks ``'pca'`` when ``n_components <
@@ -55,20 +55,12 @@ class MLKR(SoftmaxNeighborsLearner):
         in an iteration, or largest gradient entry).  ``None`` means 1e-5.
     max_iter : int, default=1000
         Maximum number of L-BFGS iterations.
-    verbose : bool or int, default=False
-        Print the objective at each iteration.
-    preprocessor : array-like of shape (n_samples, n_features) or callable, optional
-        When set, ``X`` may be a 1-D integer array of row indices into it
-        (or passed to it, if callable).
+    {verbose_objective}
+    {preprocessor_points}
     random_state : int, RandomState instance or None
         Seeds the ``'random'`` initialisation and randomised PCA.
-    n_jobs : int, optional
-        OpenMP threads of the kernel (None: what OpenMP allows, -1: all
-        CPUs).  The result does not depend on it.
-    callback : callable, optional
-        ``callback(estimator, iteration, loss)`` after each L-BFGS
-        iteration, with ``components_`` set to the current iterate;
-        returning True stops the fit.
+    {n_jobs_kernels}
+    {callback_iterate}
 
     Attributes
     ----------
@@ -80,9 +72,8 @@ class MLKR(SoftmaxNeighborsLearner):
         Final leave-one-out sum of squared errors.
     loss_curve_ : list of float
         Objective after each iteration.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {n_features_in}
+    {feature_names_in}
 
     Notes
     -----
@@ -121,10 +112,9 @@ class MLKR(SoftmaxNeighborsLearner):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Points (at least 2); or, with a preprocessor, 1-D row indices.
+        {fit_points}
         y : array-like of shape (n_samples,)
-            Real targets (finite).
+            Real targets (finite), one per point; at least 2 points.
 
         Returns
         -------

@@ -61,6 +61,7 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components, prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
 from fastmetric._core.objectives.mmc import (
@@ -322,6 +323,7 @@ class _BaseMMC(MahalanobisMixin):
         return w
 
 
+@shared_docs
 class MMC(PairsClassifierMixin, _BaseMMC):
     """Mahalanobis Metric for Clustering, from labelled pairs.
 
@@ -355,8 +357,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     verbose : int, default=False
         Print the objective (minus the sum of dissimilar distances for the
         full metric) at each iteration.
-    preprocessor : array-like or callable, default=None
-        When set, ``pairs`` may be index pairs ``(n_pairs, 2)`` into it.
+    {preprocessor_pairs}
     random_state : int, RandomState instance or None
         Seeds ``init='random'``.
     solver : {'lbfgs', 'projection'}, default='lbfgs'
@@ -376,8 +377,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         ridge of the constraint matrix is ``1e-3`` (relative) instead of
         ``1e-9``.  On standardised digits the 3-NN accuracy is 0.84 with 0
         (as metric-learn's MMC), 0.970 with 0.5 and 0.978 with 1.0.
-    n_jobs : int, default=None
-        OpenMP threads of the kernels; results do not depend on it.
+    {n_jobs_kernels}
     callback : callable, default=None
         ``callback(estimator, iteration, objective)`` after each iteration;
         returning True stops the fit.
@@ -386,14 +386,12 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     ----------
     components_ : ndarray of shape (n_features, n_features)
         ``L`` with ``M = L^T L``.
-    threshold_ : float
-        Threshold of :meth:`predict`, calibrated on the training pairs.
-    classes_ : ndarray ``[-1, 1]``
+    {pair_decision}
     n_iter_ : int
     converged_ : bool
     objective_ : float
         Final sum of dissimilar distances (full) or ``F(w)`` (diagonal).
-    n_features_in_ : int
+    {n_features_in}
 
     Notes
     -----
@@ -463,6 +461,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         return self
 
 
+@shared_docs
 class MMC_Supervised(_BaseMMC, TransformerMixin):
     """MMC from class labels: pairs drawn from the classes, then MMC.
 
@@ -477,9 +476,7 @@ solver, logdet_reg, n_jobs, callback
         As in :class:`MMC`.
     tol : float, default=1e-6
         As in :class:`MMC` (metric-learn's supervised default).
-    n_constraints : int, default=None
-        Number of similar and of dissimilar pairs; default
-        ``20 * n_classes ** 2``.
+    {n_constraints}
 
     Attributes
     ----------
@@ -488,9 +485,8 @@ solver, logdet_reg, n_jobs, callback
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    {load_iris}
     >>> from fastmetric import MMC_Supervised
-    >>> X, y = load_iris(return_X_y=True)
     >>> mmc = MMC_Supervised(random_state=0).fit(X, y)
     >>> mmc.transform(X).shape
     (150, 4)
@@ -509,11 +505,8 @@ solver, logdet_reg, n_jobs, callback
     def fit(self, X, y):
         """Draw pairs from the labels and learn the metric.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels: at least 2 classes, one with at least 2 samples.
+        {fit_labelled_rows}
+            At least 2 classes, one with at least 2 samples.
 
         Returns
         -------

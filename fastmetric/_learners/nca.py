@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.params import store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
@@ -36,6 +37,7 @@ from fastmetric._core.threads import effective_n_threads
 __all__ = ["NCA"]
 
 
+@shared_docs
 class NCA(SoftmaxNeighborsLearner):
     """Neighbourhood Components Analysis.
 
@@ -58,9 +60,7 @@ class NCA(SoftmaxNeighborsLearner):
         :func:`fastmetric._core.init.initialize_components`).  An array of shape
         ``(n_components, n_features)`` or a fitted learner (its
         ``components_``) starts from that map.
-    n_components : int, optional
-        Dimension of the embedding (rows of ``L``); default ``n_features``
-        (or the rows of an array ``init``).
+    {n_components}
     max_iter : int, default=100
         Maximum number of L-BFGS iterations.
     tol : float, optional
@@ -68,16 +68,11 @@ class NCA(SoftmaxNeighborsLearner):
         decrease of the objective in an iteration, or the largest entry of
         the gradient, is at most ``tol``.  ``None`` means 1e-5
         (scikit-learn's default).
-    verbose : bool or int, default=False
-        Print the objective at each iteration.
-    preprocessor : array-like of shape (n_samples, n_features) or callable, optional
-        When set, ``X`` in ``fit`` and ``transform`` may be a 1-D integer
-        array of row indices into it (or passed to it, if callable).
+    {verbose_objective}
+    {preprocessor_points}
     random_state : int, RandomState instance or None
         Seeds the ``'random'`` initialisation and randomised PCA.
-    n_jobs : int, optional
-        OpenMP threads of the kernel (None: what OpenMP allows, -1: all
-        CPUs).  The result does not depend on it.
+    {n_jobs_kernels}
     callback : callable, optional
         ``callback(estimator, iteration, loss)`` after each L-BFGS
         iteration, with ``components_`` set to the current iterate and
@@ -96,9 +91,8 @@ class NCA(SoftmaxNeighborsLearner):
         Objective after each iteration.
     classes_ : ndarray of shape (n_classes,)
         The class labels seen in ``fit``.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {n_features_in}
+    {feature_names_in}
 
     Notes
     -----
@@ -113,9 +107,8 @@ class NCA(SoftmaxNeighborsLearner):
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    {load_iris}
     >>> from fastmetric import NCA
-    >>> X, y = load_iris(return_X_y=True)
     >>> nca = NCA(n_components=2, random_state=0).fit(X, y)
     >>> nca.transform(X).shape
     (150, 2)
@@ -129,12 +122,8 @@ class NCA(SoftmaxNeighborsLearner):
     def fit(self, X, y):
         """Learn ``L`` from points and their class labels.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Points (at least 2); or, with a preprocessor, 1-D row indices.
-        y : array-like of shape (n_samples,)
-            Class labels, at least 2 distinct classes.
+        {fit_labelled_points}
+            At least 2 distinct classes.
 
         Returns
         -------

@@ -29,6 +29,7 @@ from fastmetric._core.covariance import (
     inv_sqrt,
     shrunk_toward_identity,
 )
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import resolve_n_components
 from fastmetric._core.inputs import one_per_row, points_from_indices
 from fastmetric._core.params import integers, shared, store_params
@@ -73,6 +74,7 @@ def _check_chunks(chunks, n_samples):
     return arr
 
 
+@shared_docs
 class RCA(MahalanobisMixin):
     """Relevant Components Analysis from chunklets of similar points.
 
@@ -87,8 +89,7 @@ class RCA(MahalanobisMixin):
         directions with the smallest ratio of within-chunk to total variance
         are kept (a Fisher-like reduction, as in metric-learn), then
         whitened.
-    preprocessor : array-like of shape (n_samples, n_features) or callable, optional
-        When set, ``X`` may be a 1-D array of row indices into it.
+    {preprocessor_points}
     shrinkage : float in [0, 1] or {'ledoit_wolf', 'oas'}, default='ledoit_wolf'
         Weight ``a`` of the target ``mu I`` (``mu`` the mean eigenvalue) in
         ``C_a = (1 - a) C_w + a mu I``.  ``'ledoit_wolf'`` / ``'oas'``
@@ -101,9 +102,8 @@ class RCA(MahalanobisMixin):
     components_ : ndarray of shape (n_components, n_features)
     shrinkage_ : float
         The intensity ``a`` used.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {n_features_in}
+    {feature_names_in}
 
     Notes
     -----
@@ -153,8 +153,7 @@ class RCA(MahalanobisMixin):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            With a preprocessor, a 1-D array of row indices into it.
+        {fit_points}
         chunks : array-like of shape (n_samples,)
             ``chunks[i] = j >= 0``: sample i is in chunk j; ``-1``: in no
             chunk.  Chunk ids need not be consecutive.  At least one chunk
@@ -213,6 +212,7 @@ class RCA(MahalanobisMixin):
         self.shrinkage_ = float(a)
 
 
+@shared_docs
 class RCA_Supervised(RCA):
     """RCA from class labels: chunks drawn inside the classes, then RCA.
 
@@ -245,9 +245,8 @@ class RCA_Supervised(RCA):
     ----------
     components_ : ndarray of shape (n_components, n_features)
     shrinkage_ : float
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {n_features_in}
+    {feature_names_in}
 
     Notes
     -----
@@ -257,9 +256,8 @@ class RCA_Supervised(RCA):
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    {load_iris}
     >>> from fastmetric import RCA_Supervised
-    >>> X, y = load_iris(return_X_y=True)
     >>> rca = RCA_Supervised(n_chunks=30, chunk_size=2, random_state=0).fit(X, y)
     >>> rca.transform(X).shape
     (150, 4)
@@ -280,11 +278,8 @@ class RCA_Supervised(RCA):
     def fit(self, X, y):
         """Draw chunks from the classes of ``y`` and learn the RCA metric.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels.
+        {fit_labelled_points}
+            Classes of at least ``chunk_size`` samples supply the chunks.
 
         Returns
         -------

@@ -37,6 +37,7 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import generate_knn_triplets
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.inputs import check_tuples, points_from_indices
 from fastmetric._core.objectives.scml import embedding_map, minimize_scml
 from fastmetric._core.params import integers, reals, shared, store_params
@@ -146,6 +147,7 @@ class _BaseSCML(MahalanobisMixin):
         return self
 
 
+@shared_docs
 class SCML(TripletsClassifierMixin, _BaseSCML):
     """Sparse Compositional Metric Learning from triplets.
 
@@ -215,7 +217,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         Objective of the returned weights.
     loss_curve_ : list of float
         Objective at each evaluation.
-    n_features_in_ : int
+    {n_features_in}
 
     Notes
     -----
@@ -303,6 +305,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
             return self._optimize(X, idx, basis)
 
 
+@shared_docs
 class SCML_Supervised(_BaseSCML):
     """Sparse Compositional Metric Learning from class labels.
 
@@ -337,9 +340,7 @@ class SCML_Supervised(_BaseSCML):
     output_iter : int, default=500
     batch_size : int, default=10
     verbose : bool or int, default=False
-    preprocessor : array-like or callable, optional
-        When set, ``X`` in ``fit`` and ``transform`` may be a 1-D array of
-        row indices into it.
+    {preprocessor_points}
     random_state : int, RandomState instance or None
         Seeds the k-means of the basis and the minibatches.
     n_jobs : int, optional
@@ -359,9 +360,8 @@ class SCML_Supervised(_BaseSCML):
     n_iter_ : int
     loss_ : float
     loss_curve_ : list of float
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        When X has feature names.
+    {n_features_in}
+    {feature_names_in}
 
     Notes
     -----
@@ -381,9 +381,8 @@ class SCML_Supervised(_BaseSCML):
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    {load_iris}
     >>> from fastmetric import SCML_Supervised
-    >>> X, y = load_iris(return_X_y=True)
     >>> scml = SCML_Supervised(random_state=0).fit(X, y)
     >>> scml.transform(X).shape[0]
     150
@@ -406,11 +405,8 @@ class SCML_Supervised(_BaseSCML):
     def fit(self, X, y):
         """Make triplets from the labels and learn the metric.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels: at least 2 classes and a class with 2 samples.
+        {fit_labelled_points}
+            At least 2 classes and a class with 2 samples.
 
         Returns
         -------

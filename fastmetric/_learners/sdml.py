@@ -36,6 +36,7 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
 from fastmetric._core.pairs import PairsClassifierMixin
@@ -163,6 +164,7 @@ class _BaseSDML(MahalanobisMixin):
         return (V / lam) @ V.T
 
 
+@shared_docs
 class SDML(PairsClassifierMixin, _BaseSDML):
     """Sparse Determinant Metric Learning from labelled pairs.
 
@@ -187,8 +189,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
     max_iter : int, default=100
         Iterations of the graphical lasso.
     verbose : bool, default=False
-    preprocessor : array-like or callable, default=None
-        When set, ``pairs`` may be index pairs ``(n_pairs, 2)`` into it.
+    {preprocessor_pairs}
     random_state : int, RandomState instance or None
         Seeds ``prior='random'``.
     n_jobs : int, default=None
@@ -204,10 +205,8 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         True when the graphical lasso failed and the inverse was used.
     n_iter_ : int
         Iterations of the graphical lasso (1 for the closed forms).
-    threshold_ : float
-        Calibrated on the training pairs.
-    classes_ : ndarray ``[-1, 1]``
-    n_features_in_ : int
+    {pair_decision}
+    {n_features_in}
 
     Examples
     --------
@@ -263,6 +262,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         return self
 
 
+@shared_docs
 class SDML_Supervised(_BaseSDML, TransformerMixin):
     """SDML from class labels: pairs drawn from the classes, then SDML.
 
@@ -274,9 +274,7 @@ class SDML_Supervised(_BaseSDML, TransformerMixin):
     balance_param, sparsity_param, prior, max_condition, max_iter, verbose, \
 random_state, n_jobs
         As in :class:`SDML`.
-    n_constraints : int, default=None
-        Number of similar and of dissimilar pairs; default
-        ``20 * n_classes ** 2``.
+    {n_constraints}
 
     Attributes
     ----------
@@ -285,9 +283,8 @@ random_state, n_jobs
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    {load_iris}
     >>> from fastmetric import SDML_Supervised
-    >>> X, y = load_iris(return_X_y=True)
     >>> sdml = SDML_Supervised(random_state=0).fit(X, y)
     >>> sdml.transform(X).shape
     (150, 4)
@@ -305,10 +302,8 @@ random_state, n_jobs
     def fit(self, X, y):
         """Draw pairs from the labels and learn the metric.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        {fit_labelled_rows}
+            At least 2 classes, one with at least 2 samples.
 
         Returns
         -------

@@ -1,0 +1,170 @@
+"""Docstring text shared by the learners, written once.
+
+Several learners take the same parameter, or set the same attribute, with
+the same meaning (``preprocessor`` for point inputs, ``n_features_in_``,
+the iris example's first lines...).  Their numpydoc entries live here, in
+:data:`FRAGMENTS`, and a learner's docstring names one by a line holding
+only ``{name}`` (indented like the entries around it).  The
+:func:`shared_docs` class decorator replaces each such line by the fragment,
+indented to the placeholder's column, in the class docstring and in the
+docstrings of the methods the class defines (``fit``...), so the rendered
+text is ordinary numpydoc and its examples run as doctests.
+
+A placeholder must fill a whole line: braces inside a line (set notation,
+``{'auto', 'pca'}``) are left alone.  An unknown name raises a KeyError at
+import, so a typo cannot reach a rendered docstring.  Where a parameter
+means something different in one learner (what ``n_jobs`` parallelises,
+another default), that learner keeps its own entry.
+"""
+import inspect
+import re
+import textwrap
+
+__all__ = ["FRAGMENTS", "fill_docstring", "shared_docs"]
+
+# The pieces of the ``fit(X, y)`` docstrings of the learners taught by class
+# labels.  Lines indented deeper right after a ``{fit_labelled_...}``
+# placeholder continue the description of ``y``: there each learner states
+# what its labels must hold (how many classes, how many samples a class).
+_PARAMETERS = """\
+Parameters
+----------
+"""
+_ROWS = """\
+X : array-like of shape (n_samples, n_features)
+    The training points.
+"""
+_POINTS = """\
+X : array-like of shape (n_samples, n_features)
+    The training points; with a ``preprocessor``, a 1-D array of row
+    indices into it.
+"""
+_LABELS = """\
+y : array-like of shape (n_samples,)
+    Class labels."""
+
+FRAGMENTS = {
+    # ---- parameters ----
+    "preprocessor_points": """\
+preprocessor : array-like of shape (n_samples, n_features) or callable, optional
+    When set, ``X`` in ``fit`` and ``transform`` may be a 1-D integer
+    array of row indices into it (or passed to it, if callable).""",
+    "preprocessor_pairs": """\
+preprocessor : array-like of shape (n_samples, n_features) or callable, optional
+    When set, ``pairs`` may be index pairs ``(n_pairs, 2)`` into it (or
+    passed to it, if callable).""",
+    "n_components": """\
+n_components : int, optional
+    Rows of ``L`` (the embedding dimension); default ``n_features`` (or
+    the rows of an array ``init``).""",
+    "n_jobs_kernels": """\
+n_jobs : int, optional
+    OpenMP threads of the kernels (None: what OpenMP allows, -1: all
+    CPUs).  The result does not depend on it.""",
+    "verbose_objective": """\
+verbose : bool or int, default=False
+    Print the objective at each iteration.""",
+    "callback_iterate": """\
+callback : callable, optional
+    ``callback(estimator, iteration, loss)`` after each iteration, with
+    ``components_`` set to the current iterate; returning True stops the
+    fit.""",
+    "n_constraints": """\
+n_constraints : int, optional
+    Number of similar pairs and of dissimilar pairs drawn from the labels;
+    default ``20 * n_classes ** 2`` (metric-learn's).""",
+    # ---- attributes ----
+    "n_features_in": """\
+n_features_in_ : int
+    Number of features seen in ``fit``.""",
+    "feature_names_in": """\
+feature_names_in_ : ndarray of str
+    The names of the features seen in ``fit``, when ``X`` has feature
+    names.""",
+    "pair_decision": """\
+threshold_ : float
+    Pairs with ``decision_function > threshold_`` are predicted similar;
+    calibrated on the training pairs at the end of ``fit``.
+classes_ : ndarray ``[-1, 1]``
+    The pair labels: -1 dissimilar, 1 similar.""",
+    # ---- fit ----
+    "fit_points": _POINTS,
+    "fit_labelled_points": _PARAMETERS + _POINTS + _LABELS,
+    "fit_labelled_rows": _PARAMETERS + _ROWS + _LABELS,
+    # ---- examples ----
+    "load_iris": """\
+>>> from sklearn.datasets import load_iris
+>>> X, y = load_iris(return_X_y=True)""",
+}
+
+# A line holding only ``{name}``: group 1 is its indentation, group 2 the name.
+_PLACEHOLDER = re.compile(r"^([ \t]*)\{(\w+)\}[ \t]*$", re.MULTILINE)
+
+
+def fill_docstring(doc, fragments=None):
+    """Replace the ``{name}`` placeholder lines of a docstring.
+
+    Parameters
+    ----------
+    doc : str or None
+        The docstring (None under ``python -OO``, returned as is).
+    fragments : dict of str, optional
+        Fragments by name; default :data:`FRAGMENTS`.
+
+    Returns
+    -------
+    str or None
+        ``doc`` with each placeholder line replaced by its fragment, every
+        line of which is indented like the placeholder.
+
+    Raises
+    ------
+    KeyError
+        A placeholder names no fragment.
+    """
+    if doc is None:
+        return None
+    fragments = FRAGMENTS if fragments is None else fragments
+
+    def _fill(match):
+        indent, name = match.groups()
+        if name not in fragments:
+            raise KeyError(
+                f"docstring placeholder {{{name}}} names no shared fragment; "
+                f"known: {sorted(fragments)}")
+        return textwrap.indent(fragments[name], indent)
+
+    return _PLACEHOLDER.sub(_fill, doc)
+
+
+def shared_docs(cls=None, **local):
+    """Class decorator: fill the placeholders of a class's docstrings.
+
+    Fills the class docstring and those of the functions defined in the
+    class body (``fit``, including when wrapped by ``_fit_context``).
+    ``@shared_docs`` uses :data:`FRAGMENTS`; ``@shared_docs(name=text)``
+    adds fragments local to one module (text shared by a learner and its
+    ``_Supervised`` form), which win over the shared ones.
+
+    Parameters
+    ----------
+    cls : type, optional
+        The class, when used without arguments.
+    **local : str
+        Extra fragments, dedented numpydoc text.
+
+    Returns
+    -------
+    type or callable
+        The class (its docstrings filled in place), or the decorator.
+    """
+    fragments = {**FRAGMENTS, **local}
+
+    def _decorate(klass):
+        klass.__doc__ = fill_docstring(klass.__doc__, fragments)
+        for member in vars(klass).values():
+            if inspect.isfunction(member) and member.__doc__:
+                member.__doc__ = fill_docstring(member.__doc__, fragments)
+        return klass
+
+    return _decorate if cls is None else _decorate(cls)

@@ -503,7 +503,7 @@ solver, logdet_reg, n_jobs, callback
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Draw pairs from the labels and learn the metric.
+        """Draw pairs from the class labels and learn the MMC metric.
 
         {fit_labelled_rows}
             At least 2 classes, one with at least 2 samples.

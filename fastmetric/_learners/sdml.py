@@ -286,8 +286,8 @@ random_state, n_jobs
     {load_iris}
     >>> from fastmetric import SDML_Supervised
     >>> sdml = SDML_Supervised(random_state=0).fit(X, y)
-    >>> sdml.transform(X).shape
-    (150, 4)
+    >>> sdml.get_mahalanobis_matrix().shape  # M = L^T L
+    (4, 4)
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -300,7 +300,7 @@ random_state, n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Draw pairs from the labels and learn the metric.
+        """Draw pairs from the class labels and learn the SDML metric.
 
         {fit_labelled_rows}
             At least 2 classes, one with at least 2 samples.

@@ -24,6 +24,7 @@ thread count does not change them.
 import warnings
 
 import numpy as np
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import validate_params
 
 from fastmetric._core.inputs import encode_pair_labels
@@ -146,6 +147,16 @@ def pairs_from_labels(y, n_constraints, rng, learner, *, distinct=False, n_jobs=
     pairs, t = label_pairs(labels, n_similar, n_dissimilar, _draw_seed(rng), distinct=distinct,
                            n_jobs=n_jobs)
     return np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]), t.astype(bool)
+
+
+
+def estimator_pairs(estimator, y, n_constraints, *, distinct=False):
+    """:func:`pairs_from_labels` for a fitted ``_Supervised`` learner: its
+    ``random_state`` (one seed drawn), its class name in the messages, its
+    ``n_jobs``."""
+    return pairs_from_labels(y, n_constraints, check_random_state(estimator.random_state),
+                             type(estimator).__name__, distinct=distinct,
+                             n_jobs=estimator.n_jobs)
 
 
 def quadruplets_from_labels(y, n_constraints, rng, learner, *, n_jobs=None):

@@ -32,7 +32,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
@@ -510,8 +510,7 @@ class ITML_Supervised(_BaseITML):
                 stacklevel=3,
             )
             n_constraints = self.num_constraints
-        a, b, similar = pairs_from_labels(y, n_constraints, check_random_state(self.random_state),
-                                          "ITML_Supervised", distinct=True, n_jobs=self.n_jobs)
+        a, b, similar = estimator_pairs(self, y, n_constraints, distinct=True)
         return self._fit_constraints(X, a, b, np.where(similar, 1.0, -1.0), bounds)
 
 

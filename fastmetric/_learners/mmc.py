@@ -60,7 +60,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components, prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
@@ -513,7 +513,5 @@ solver, logdet_reg, n_jobs, callback
         self
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
-        a, b, similar = pairs_from_labels(y, self.n_constraints,
-                                          check_random_state(self.random_state),
-                                          type(self).__name__, n_jobs=self.n_jobs)
+        a, b, similar = estimator_pairs(self, y, self.n_constraints)
         return self._fit_pairs(X, a, b, similar)

@@ -35,7 +35,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.constraints import pairs_from_labels
+from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
 from fastmetric._core.inputs import check_pair_targets, check_pairs
@@ -310,7 +310,5 @@ random_state, n_jobs
         self
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
-        a, b, similar = pairs_from_labels(y, self.n_constraints,
-                                          check_random_state(self.random_state),
-                                          type(self).__name__, n_jobs=self.n_jobs)
+        a, b, similar = estimator_pairs(self, y, self.n_constraints)
         return self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))

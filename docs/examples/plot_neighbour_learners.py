@@ -1,0 +1,40 @@
+"""
+NCA, LMNN and MLKR: embeddings before and after
+===============================================
+
+The neighbour-based learners shape the neighbourhoods directly.
+:class:`fastmetric.NCA` and :class:`fastmetric.LMNN` learn from class
+labels, :class:`fastmetric.MLKR` from a regression target.  Each learns a
+two-component map here, so the learned space can be drawn as it is, next to
+the first two principal axes of the data (the "before" picture).
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+from fastmetric import LMNN, MLKR, NCA
+
+X, y = load_digits(n_class=5, return_X_y=True)
+X = StandardScaler().fit_transform(X[::2])
+y = y[::2]
+
+embeddings = [("PCA (before)", PCA(n_components=2, random_state=0).fit_transform(X))]
+for name, learner, target in [
+    ("NCA", NCA(n_components=2, max_iter=50, random_state=0), y),
+    ("LMNN", LMNN(n_components=2, n_neighbors=3, max_iter=50, random_state=0), y),
+    # MLKR regresses the digit's value: a one-dimensional order of the classes.
+    ("MLKR", MLKR(n_components=2, max_iter=50, random_state=0), y.astype(float)),
+]:
+    embeddings.append((name, learner.fit(X, target).transform(X)))
+
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.8))
+for ax, (name, Z) in zip(axes, embeddings):
+    points = ax.scatter(Z[:, 0], Z[:, 1], c=y, cmap="tab10", vmin=-0.5, vmax=9.5, s=8)
+    ax.set_title(name)
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.colorbar(points, ax=axes.tolist(), ticks=range(5), label="digit", shrink=0.8)
+plt.show()

@@ -14,7 +14,6 @@ import time
 import warnings
 
 import matplotlib.pyplot as plt
-import numpy as np
 from sklearn.datasets import load_wine
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
@@ -44,7 +43,7 @@ learners = {
     "SDML": SDML_Supervised(random_state=0),
     "LSML": LSML_Supervised(random_state=0),
     "SCML": SCML_Supervised(random_state=0),
-    "RCA": RCA_Supervised(random_state=0),
+    "RCA": RCA_Supervised(n_chunks=40, random_state=0),  # 106 training rows: at most 52 pairs
     "LFDA": LFDA(n_components=2),
     "Covariance": Covariance(),
 }

@@ -4,8 +4,9 @@ LDML: the pair probability and the learned metric
 
 LDML models the probability that two points are similar as
 ``p = sigmoid(b - d^2)``, with ``d`` the learned distance and ``b`` a learned
-bias.  Here the pairs are labelled similar when their first feature nearly
-agrees; the other features are noise.  We fit :class:`fastmetric.LDML` on
+bias.  Here a pair is labelled similar at random, the more often the closer
+its first features are (with probability ``exp(-(x_0 - x'_0)^2 / 0.5)``); the
+other features are noise.  We fit :class:`fastmetric.LDML` on
 index pairs and draw
 
 * the fitted curve ``p(d^2)`` over the share of similar pairs observed at
@@ -16,8 +17,8 @@ index pairs and draw
 """
 
 # %%
-# Pairs labelled by the first feature
-# -----------------------------------
+# Pairs labelled, at random, by their first feature
+# -------------------------------------------------
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -26,7 +27,8 @@ from fastmetric import LDML, LDML_Supervised
 rng = np.random.RandomState(0)
 X = rng.randn(600, 5)
 pairs = rng.randint(0, 600, size=(4000, 2))  # row indices into X
-y = np.where(np.abs(X[pairs[:, 0], 0] - X[pairs[:, 1], 0]) < 0.4, 1, -1)
+gap = X[pairs[:, 0], 0] - X[pairs[:, 1], 0]
+y = np.where(rng.rand(len(pairs)) < np.exp(-gap**2 / 0.5), 1, -1)
 
 ldml = LDML(preprocessor=X, random_state=0).fit(pairs, y)
 d2 = ldml.pair_distance(pairs) ** 2
@@ -35,13 +37,15 @@ print(f"bias b = {ldml.bias_:.3f}, pair ROC AUC = {ldml.score(pairs, y):.3f}")
 # %%
 # The probability curve against the observed share of similar pairs
 # ------------------------------------------------------------------
-# Pairs are grouped into bins of squared distance; in each bin, the share of
-# similar pairs is what a calibrated model should predict.
-edges = np.quantile(d2, np.linspace(0, 1, 21))
+# Pairs are grouped into bins of squared distance (each bin holds a twentieth
+# of the pairs closer than 3 b); in each bin, the share of similar pairs is
+# what a calibrated model should predict.
+near = d2 < 3 * ldml.bias_
+edges = np.quantile(d2[near], np.linspace(0, 1, 21))
 centres = 0.5 * (edges[1:] + edges[:-1])
 which = np.clip(np.searchsorted(edges, d2, side="right") - 1, 0, 19)
-observed = np.array([np.mean(y[which == k] == 1) for k in range(20)])
-grid = np.linspace(0, edges[-1], 200)
+observed = np.array([np.mean(y[near & (which == k)] == 1) for k in range(20)])
+grid = np.linspace(0, 3 * ldml.bias_, 200)
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
 ax1.plot(grid, 1 / (1 + np.exp(-(ldml.bias_ - grid))), label="LDML: sigmoid(b - d²)")

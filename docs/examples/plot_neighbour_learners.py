@@ -10,7 +10,6 @@ the first two principal axes of the data (the "before" picture).
 """
 
 import matplotlib.pyplot as plt
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
@@ -30,11 +29,16 @@ for name, learner, target in [
 ]:
     embeddings.append((name, learner.fit(X, target).transform(X)))
 
-fig, axes = plt.subplots(1, 4, figsize=(14, 3.8))
+colours = plt.get_cmap("tab10")
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.9))
 for ax, (name, Z) in zip(axes, embeddings):
-    points = ax.scatter(Z[:, 0], Z[:, 1], c=y, cmap="tab10", vmin=-0.5, vmax=9.5, s=8)
+    for digit in range(5):
+        ax.scatter(Z[y == digit, 0], Z[y == digit, 1], color=colours(digit), s=8,
+                   label=str(digit))
     ax.set_title(name)
     ax.set_xticks([])
     ax.set_yticks([])
-fig.colorbar(points, ax=axes.tolist(), ticks=range(5), label="digit", shrink=0.8)
+axes[0].legend(title="digit", loc="upper center", bbox_to_anchor=(2.3, -0.04), ncol=5,
+               frameon=False)
+fig.tight_layout(rect=(0, 0.08, 1, 1))
 plt.show()

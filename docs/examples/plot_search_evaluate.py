@@ -45,8 +45,7 @@ scores = {name: evaluate(m, X_test, y_test, X_train, y_train, clustering=False)
 for name, s in scores.items():
     print(name, {k: round(v, 3) for k, v in s.items()})
 
-keys = ["precision@1", "r-precision", "map@r"]
-keys = [k for k in keys if k in scores["Euclidean"]]
+keys = ["precision@1", "precision@5", "r_precision", "map@r", "mrr"]
 fig, ax = plt.subplots(figsize=(7, 3.6))
 width = 0.8 / len(scores)
 for i, (name, s) in enumerate(scores.items()):

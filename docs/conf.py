@@ -17,7 +17,7 @@ import fastmetric  # noqa: E402
 
 project = "fastmetric"
 author = "the fastmetric developers"
-copyright = "the fastmetric developers, BSD 3-Clause"  # noqa: A001
+copyright = "the fastmetric developers, BSD 3-Clause"
 release = fastmetric.__version__
 version = release
 

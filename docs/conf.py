@@ -105,6 +105,7 @@ warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
 html_theme = "pydata_sphinx_theme"
 html_title = f"fastmetric {release}"
 html_static_path = ["_static"]
+html_css_files = ["fastmetric.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,

@@ -9,9 +9,12 @@ two-component map here, so the learned space can be drawn as it is, next to
 the first two principal axes of the data (the "before" picture).
 """
 
+import warnings
+
 import matplotlib.pyplot as plt
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
 from fastmetric import LMNN, MLKR, NCA
@@ -27,7 +30,10 @@ for name, learner, target in [
     # MLKR regresses the digit's value: a one-dimensional order of the classes.
     ("MLKR", MLKR(n_components=2, max_iter=50, random_state=0), y.astype(float)),
 ]:
-    embeddings.append((name, learner.fit(X, target).transform(X)))
+    with warnings.catch_warnings():
+        # 50 iterations draw the picture; full convergence would change little.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        embeddings.append((name, learner.fit(X, target).transform(X)))
 
 colours = plt.get_cmap("tab10")
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.9))
@@ -38,7 +44,7 @@ for ax, (name, Z) in zip(axes, embeddings):
     ax.set_title(name)
     ax.set_xticks([])
     ax.set_yticks([])
-axes[0].legend(title="digit", loc="upper center", bbox_to_anchor=(2.3, -0.04), ncol=5,
-               frameon=False)
-fig.tight_layout(rect=(0, 0.08, 1, 1))
+handles, labels = axes[0].get_legend_handles_labels()
+fig.legend(handles, labels, title="digit", loc="lower center", ncol=5, frameon=False)
+fig.tight_layout(rect=(0, 0.12, 1, 1))
 plt.show()

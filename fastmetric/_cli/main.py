@@ -18,8 +18,8 @@ labels), then measured on the test part:
   2020) over the R training points of the same digit.
 
 Options: ``--quick`` (fewer iterations, for smoke tests), ``--seed``,
-``--n-jobs``, ``--plot FILE.png`` (a 2-D picture of each embedding beside the
-Euclidean one; needs matplotlib: ``pip install fastmetric[plot]``),
+``--n-jobs``, ``--plot FILE.png`` (a grid of 2-D pictures, one per embedding,
+the Euclidean one first; needs matplotlib: ``pip install fastmetric[plot]``),
 ``--only NAME[,NAME]``.
 """
 import argparse
@@ -185,26 +185,12 @@ def retrieval_columns(metric, X_train, y_train, X_test, y_test, n_jobs=None):
     return {"p1": s["precision@1"], "map_r": s["map@r"]}
 
 
-def save_plot(path, embeddings, y):
-    """A 2-D picture per embedding (first two principal axes), coloured by digit."""
-    import matplotlib
+def save_plot(path, embeddings, y, rows=()):
+    """The demo's picture (:func:`fastmetric._cli.demo.plot_embeddings`), each
+    panel titled with its method and the 3-NN accuracy of its table row."""
+    from fastmetric._cli.demo import plot_embeddings
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-
-    n = len(embeddings)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
-    for ax, (name, Z) in zip(axes[0], embeddings):
-        Z2 = PCA(n_components=2, random_state=0).fit_transform(Z) if Z.shape[1] > 2 else Z
-        sc = ax.scatter(Z2[:, 0], Z2[:, 1], c=y, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
-        ax.set_title(name)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(sc, ax=axes[0].tolist(), ticks=range(10), label="digit", shrink=0.8)
-    fig.suptitle("digits test part: first two principal axes of each embedding")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_embeddings(path, embeddings, y, scores={r["method"]: r["knn3"] for r in rows})
 
 
 def parse_args(argv=None):
@@ -308,7 +294,7 @@ def _run_learners(args, learners, progress, rows, embeddings, X_train, X_test, y
             progress.done()
         if args.plot is not None:
             progress.start(f"plotting to {args.plot}")
-            save_plot(args.plot, embeddings, y_test)
+            save_plot(args.plot, embeddings, y_test, rows)
             progress.done()
     finally:
         progress.close()

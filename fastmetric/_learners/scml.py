@@ -312,7 +312,7 @@ class SCML_Supervised(_BaseSCML):
     Makes triplets ``(a, p, q)`` from each point ``a``'s ``k_genuine``
     nearest same-class points ``p`` and ``k_impostor`` nearest other-class
     points ``q`` (all ``k_genuine * k_impostor`` combinations, see
-    :func:`generate_knn_triplets`), then learns ``M = sum_k w_k b_k b_k^T``
+    :func:`~fastmetric._core.constraints.generate_knn_triplets`), then learns ``M = sum_k w_k b_k b_k^T``
     as :class:`SCML` does, by default over a basis of local LDA directions.
 
     Parameters

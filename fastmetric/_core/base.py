@@ -269,16 +269,8 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         metric-learn 0.7 deprecated ``score_pairs`` in favour of
         :meth:`pair_distance` (distances) and :meth:`pair_score`
         (similarities); it is kept, with metric-learn's FutureWarning text,
-        so that code filtering that warning keeps working.
-
-        Parameters
-        ----------
-        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
-            Pairs of points, or index pairs into ``preprocessor``.
-
-        Returns
-        -------
-        distances : ndarray of shape (n_pairs,), float64
+        so that code filtering that warning keeps working.  Takes and
+        returns what :meth:`pair_distance` does.
         """
         warnings.warn(SCORE_PAIRS_DEPRECATION, FutureWarning, stacklevel=2)
         return self.pair_distance(pairs)

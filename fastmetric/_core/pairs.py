@@ -168,6 +168,40 @@ class PairsClassifierMixin(ClassifierMixin):
         ):
             raise ValueError(f"Parameter beta must be a real number. Got {type(beta)} instead.")
 
+    @classmethod
+    def _fit_calibration_params(cls, calibration_params):
+        """``fit``'s ``calibration_params`` checked before any work: a dict.
+
+        Checked first thing in ``fit`` (as metric-learn does), so that a bad
+        strategy fails before a long fit rather than after it.
+
+        Parameters
+        ----------
+        calibration_params : dict or None
+            Keyword arguments of :meth:`calibrate_threshold`: ``strategy``,
+            ``min_rate``, ``beta``.
+
+        Returns
+        -------
+        params : dict
+            A copy (empty for None).
+        """
+        if calibration_params is None:
+            return {}
+        if not isinstance(calibration_params, dict):
+            raise TypeError(
+                f"calibration_params must be a dict or None; got {calibration_params!r}.")
+        unknown = sorted(set(calibration_params) - {"strategy", "min_rate", "beta"})
+        if unknown:
+            raise ValueError(
+                f"calibration_params has unknown key(s) {unknown}; allowed: "
+                "['strategy', 'min_rate', 'beta']."
+            )
+        params = dict(calibration_params)
+        cls._check_calibration_params(params.get("strategy", "accuracy"),
+                                      params.get("min_rate"), params.get("beta", 1.0))
+        return params
+
     def calibrate_threshold(self, pairs, y, strategy="accuracy", min_rate=None, beta=1.0):
         """Choose ``threshold_`` (a distance) on labelled pairs.
 

@@ -55,9 +55,6 @@ _ZERO_BOUND = 1e-9
 # Eigenvalues of the covariance below this fraction of their mean are
 # raised to it before inversion (prior='covariance').
 _COVARIANCE_FLOOR = 1e-3
-_CALIBRATION_KEYS = ("strategy", "min_rate", "beta")
-
-
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
@@ -401,19 +398,7 @@ class ITML(PairsClassifierMixin, _BaseITML):
         -------
         self
         """
-        calibration_params = {} if calibration_params is None else dict(calibration_params)
-        unknown = sorted(set(calibration_params) - set(_CALIBRATION_KEYS))
-        if unknown:
-            raise ValueError(
-                f"calibration_params has unknown key(s) {unknown}; allowed: "
-                f"{list(_CALIBRATION_KEYS)}."
-            )
-        strategy = calibration_params.get("strategy", "accuracy")
-        if strategy not in ("accuracy", "f_beta", "max_tpr", "max_tnr"):
-            raise ValueError(
-                f"calibration_params strategy={strategy!r} is not one of "
-                "('accuracy', 'f_beta', 'max_tpr', 'max_tnr')."
-            )
+        calibration_params = self._fit_calibration_params(calibration_params)
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         t = self._binary_targets(check_pair_targets(y, idx.shape[0]), "ITML")
         delta = np.where(t == 1, 1.0, -1.0)

@@ -446,9 +446,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         -------
         self
         """
-        if calibration_params is not None and not isinstance(calibration_params, dict):
-            raise TypeError(
-                f"calibration_params must be a dict or None; got {calibration_params!r}.")
+        calibration_params = self._fit_calibration_params(calibration_params)
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         t = check_pair_targets(y, idx.shape[0])
         if not np.all((t == 0) | (t == 1)):
@@ -457,7 +455,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         b = np.ascontiguousarray(idx[:, 1])
         self._fit_pairs(X, a, b, t == 1)
         self.classes_ = np.array([-1, 1])
-        self.calibrate_threshold(pairs, y, **(calibration_params or {}))
+        self.calibrate_threshold(pairs, y, **calibration_params)
         return self
 
 

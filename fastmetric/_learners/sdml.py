@@ -245,9 +245,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         -------
         self
         """
-        if calibration_params is not None and not isinstance(calibration_params, dict):
-            raise TypeError(
-                f"calibration_params must be a dict or None; got {calibration_params!r}.")
+        calibration_params = self._fit_calibration_params(calibration_params)
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         t = check_pair_targets(y, idx.shape[0])
         if not np.all((t == 0) | (t == 1)):
@@ -256,7 +254,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
                         2.0 * t - 1.0)
         self.classes_ = np.array([-1, 1])
         if t.min() != t.max():
-            self.calibrate_threshold(pairs, y, **(calibration_params or {}))
+            self.calibrate_threshold(pairs, y, **calibration_params)
         else:
             self.threshold_ = float(np.median(self.pair_distance(pairs)))
         return self

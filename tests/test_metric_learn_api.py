@@ -14,19 +14,19 @@ from sklearn.exceptions import NotFittedError
 
 from fastmetric import (
     ITML,
-    ITML_Supervised,
     LDML,
-    LDML_Supervised,
     LFDA,
     LSML,
-    LSML_Supervised,
     MMC,
-    MMC_Supervised,
     NCA,
-    RCA_Supervised,
     SCML,
-    SCML_Supervised,
     SDML,
+    ITML_Supervised,
+    LDML_Supervised,
+    LSML_Supervised,
+    MMC_Supervised,
+    RCA_Supervised,
+    SCML_Supervised,
     SDML_Supervised,
 )
 from fastmetric._core.init import initialize_components

@@ -109,7 +109,8 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
     init : str, array-like or fitted learner
         * ``'auto'``: ``'lda'`` when ``y`` has at least 2 classes and
           ``n_components <= min(n_classes - 1, n_features)``; else ``'pca'``
-          when ``n_components < n_features``; else ``'identity'``.
+          when ``n_components < min(n_features, n_samples)``; else
+          ``'identity'`` (metric-learn's rule).
         * ``'identity'``: the first ``n_components`` rows of the identity.
         * ``'pca'``: the leading principal axes of ``X`` (orthonormal rows,
           no whitening: distances within the kept subspace are unchanged).
@@ -196,7 +197,10 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
     if init == "auto":
         if classes is not None and len(classes) >= 2 and k <= min(len(classes) - 1, d):
             init = "lda"
-        elif k < d:
+        elif k < min(d, n_samples):
+            # PCA finds at most min(n_samples, n_features) axes: with fewer
+            # samples than components it would be completed by arbitrary
+            # directions, so identity is the better start (metric-learn's rule).
             init = "pca"
         else:
             init = "identity"

@@ -18,11 +18,10 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.init import initialize_components
-from fastmetric._core.inputs import _rows_from_preprocessor
+from fastmetric._core.inputs import points_from_indices
 from fastmetric._core.params import reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import single_threaded_blas
-from fastmetric._core.validation import check_points
 
 __all__ = ["SoftmaxNeighborsLearner"]
 
@@ -51,21 +50,7 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
 
     def _points(self, X, y):
         """Validated points and targets; X may be row indices into ``preprocessor``."""
-        preprocessor = self.preprocessor
-        if preprocessor is not None and not hasattr(X, "iloc"):
-            arr = np.asarray(X)
-            if arr.ndim == 1 and arr.dtype.kind in "iu":
-                if callable(preprocessor) and not hasattr(preprocessor, "shape"):
-                    X = _rows_from_preprocessor(preprocessor, arr)
-                else:
-                    P = check_points(preprocessor, name="preprocessor")
-                    if arr.size and (arr.min() < 0 or arr.max() >= P.shape[0]):
-                        bad = arr.min() if arr.min() < 0 else arr.max()
-                        raise ValueError(
-                            f"X holds the index {bad}, outside the rows [0, {P.shape[0]}) "
-                            "of the preprocessor."
-                        )
-                    X = P[arr]
+        X = points_from_indices(self.preprocessor, X)
         return validate_data(
             self, X, y, dtype=[np.float64, np.float32], order="C",
             y_numeric=self._regression,

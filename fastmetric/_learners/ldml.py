@@ -35,7 +35,12 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import label_pairs, split_pair_count
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.inputs import check_pair_targets, check_pairs, encode_pair_labels
+from fastmetric._core.inputs import (
+    check_pair_targets,
+    check_pairs,
+    encode_pair_labels,
+    points_from_indices,
+)
 from fastmetric._core.objectives.ldml import (
     INIT_MAX_PAIRS,
     LabelBatches,
@@ -241,9 +246,9 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         The model's bias: pairs with ``d^2 < bias_`` have ``P(similar) >
         1/2``.
     threshold_ : float
-        Threshold on :meth:`decision_function` (``-distance``) used by
-        :meth:`predict`; after fit ``-sqrt(max(bias_, 0))``, so that
-        ``predict`` says +1 exactly when the model's P(similar) > 1/2.
+        The largest distance of a pair that :meth:`predict` calls similar;
+        after fit ``sqrt(max(bias_, 0))``, the distance at which the
+        model's P(similar) is 1/2 (``p = sigmoid(bias_ - d^2)``).
         Changed by :meth:`set_threshold` / :meth:`calibrate_threshold`.
     classes_ : ndarray of shape (2,)
         ``[-1, 1]``.
@@ -309,8 +314,8 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             )
         self._fit_pairs(X, a, b, targets, weights)
         self.classes_ = np.array([-1, 1])
-        # d^2 < bias  <=>  -d > -sqrt(bias): predict agrees with P(similar) > 1/2.
-        self.threshold_ = -float(np.sqrt(max(self.bias_, 0.0)))
+        # d^2 <= bias  <=>  d <= sqrt(bias): predict agrees with P(similar) >= 1/2.
+        self.threshold_ = float(np.sqrt(max(self.bias_, 0.0)))
         return self
 
     def _validated_pairs(self, pairs, y, sample_weight):
@@ -391,7 +396,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             )
         self._partial_fit_pairs(X, a, b, targets, weights)
         self.classes_ = np.array([-1, 1])
-        self.threshold_ = -float(np.sqrt(max(self.bias_, 0.0)))
+        self.threshold_ = float(np.sqrt(max(self.bias_, 0.0)))
         return self
 
 
@@ -419,6 +424,7 @@ class LDML_Supervised(_LDMLBase):
 learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         As in :class:`LDML`; ``init`` may also be ``'lda'`` (and ``'auto'``
         picks it when ``n_components < n_classes``).
+    {preprocessor_points}
 
     Attributes
     ----------
@@ -440,13 +446,14 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         "n_pairs": [None, integers(2)],
         "positive_fraction": [reals(0, 1, closed="neither")],
         "balanced": ["boolean"],
+        **shared("preprocessor"),
     }
 
     def __init__(self, n_pairs=None, positive_fraction=0.5, balanced=False,
                  n_components=None, init="auto", normalize=False, alpha=0.0,
                  solver="lbfgs", max_iter=100, tol=1e-5, batch_size=10000,
                  learning_rate=0.01, n_iter_no_change=5, random_state=None, n_jobs=None,
-                 verbose=0, callback=None):
+                 verbose=0, callback=None, preprocessor=None):
         store_params(self, locals())
 
     def _labels_and_counts(self, X, y, reset):
@@ -471,6 +478,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
             if reset:
                 self.n_features_in_ = X.shape[1]
         else:
+            X = points_from_indices(self.preprocessor, X)
             X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                                  reset=reset)
         _, labels, _ = encode_pair_labels(y, type(self).__name__)

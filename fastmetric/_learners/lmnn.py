@@ -67,7 +67,8 @@ class LMNN(MahalanobisMixin):
             or fitted learner, default='auto'
         Initial ``L``; see :func:`fastmetric._core.init.initialize_components`
         (``'auto'`` gives ``'lda'`` when ``n_components < n_classes``, else
-        ``'pca'`` when ``n_components < n_features``, else the identity).
+        ``'pca'`` when ``n_components < min(n_features, n_samples)``, else the
+        identity).
     n_neighbors : int, default=3
         Target neighbours per point (not counting the point).  A class with
         ``m <= n_neighbors`` points gives its points ``m - 1`` targets, with

@@ -63,7 +63,7 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components, prior_matrix
-from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from_indices
 from fastmetric._core.objectives.mmc import (
     RIDGE,
     RIDGE_LOGDET,
@@ -446,9 +446,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         -------
         self
         """
-        if calibration_params is not None and not isinstance(calibration_params, dict):
-            raise TypeError(
-                f"calibration_params must be a dict or None; got {calibration_params!r}.")
+        calibration_params = self._fit_calibration_params(calibration_params)
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         t = check_pair_targets(y, idx.shape[0])
         if not np.all((t == 0) | (t == 1)):
@@ -457,7 +455,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         b = np.ascontiguousarray(idx[:, 1])
         self._fit_pairs(X, a, b, t == 1)
         self.classes_ = np.array([-1, 1])
-        self.calibrate_threshold(pairs, y, **(calibration_params or {}))
+        self.calibrate_threshold(pairs, y, **calibration_params)
         return self
 
 
@@ -477,6 +475,7 @@ solver, logdet_reg, n_jobs, callback
     tol : float, default=1e-6
         As in :class:`MMC` (metric-learn's supervised default).
     {n_constraints}
+    {preprocessor_points}
 
     Attributes
     ----------
@@ -493,25 +492,26 @@ solver, logdet_reg, n_jobs, callback
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **_BaseMMC._parameter_constraints, **shared("n_constraints")}
+        **_BaseMMC._parameter_constraints, **shared("n_constraints", "preprocessor")}
 
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-6, n_constraints=None,
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,
-                 random_state=None, solver="lbfgs", logdet_reg="auto", n_jobs=None,
-                 callback=None):
+                 preprocessor=None, random_state=None, solver="lbfgs", logdet_reg="auto",
+                 n_jobs=None, callback=None):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw pairs from the class labels and learn the MMC metric.
 
-        {fit_labelled_rows}
+        {fit_labelled_points}
             At least 2 classes, one with at least 2 samples.
 
         Returns
         -------
         self
         """
+        X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
         a, b, similar = estimator_pairs(self, y, self.n_constraints)
         return self._fit_pairs(X, a, b, similar)

@@ -56,7 +56,7 @@ class NCA(SoftmaxNeighborsLearner):
             or fitted learner, default='auto'
         Initial ``L``.  ``'auto'`` picks ``'lda'`` when ``n_components <=
         n_classes - 1``, else ``'pca'`` when ``n_components <
-        n_features``, else ``'identity'`` (see
+        min(n_features, n_samples)``, else ``'identity'`` (see
         :func:`fastmetric._core.init.initialize_components`).  An array of shape
         ``(n_components, n_features)`` or a fitted learner (its
         ``components_``) starts from that map.
@@ -123,7 +123,8 @@ class NCA(SoftmaxNeighborsLearner):
         """Learn ``L`` from points and their class labels.
 
         {fit_labelled_points}
-            At least 2 distinct classes.
+            With a single class there is nothing to learn: the initial map
+            is kept (``n_iter_ = 0``), as in metric-learn.
 
         Returns
         -------
@@ -140,12 +141,18 @@ class NCA(SoftmaxNeighborsLearner):
                 f"NCA needs at least 2 samples (each point is compared with the others); "
                 f"got 1 sample (n_samples={n})."
             )
-        if len(classes) < 2:
-            raise ValueError(
-                f"NCA needs at least 2 classes in y; y has 1 class ({classes[0]!r}), so "
-                "every point is always classified correctly and there is nothing to learn."
-            )
         L0 = self._initial_components(X, labels)
+        if len(classes) < 2:
+            # One class: every neighbour shares each point's class, so p_i = 1
+            # for any L, the objective is the constant -n and its gradient is
+            # zero.  The initial map is already optimal (metric-learn returns
+            # it too, after no iteration).
+            self.classes_ = classes
+            self.components_ = np.ascontiguousarray(L0)
+            self.n_iter_ = 0
+            self.loss_ = -float(n)
+            self.loss_curve_ = []
+            return self
         problem = SoftmaxNeighborsProblem(X, labels=labels)
         self.classes_ = classes
         return self._fit_problem(X, problem, L0, n_threads)

@@ -144,7 +144,7 @@ def test_unsaturated_start():
     """Shrinks L so the median squared nearest-neighbour distance is 1, only when
     it is above 1; duplicates and constant data do not count as neighbours."""
     rng = np.random.RandomState(0)
-    X = rng.rand(300, 5) * 40.0
+    X = rng.rand(199, 5) * 40.0  # odd, and doubled still under the 500 sampled rows
     L = rng.randn(3, 5)
     S = unsaturated_start(L, X)
     factor = S[0, 0] / L[0, 0]

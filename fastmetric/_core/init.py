@@ -6,7 +6,9 @@
   as ``'identity'``, an array or a fitted learner, checked once for every
   learner (one symmetry tolerance, one definiteness rule, one set of
   messages);
-* :func:`resolve_n_components`: the checked number of rows of ``L``.
+* :func:`resolve_n_components`: the checked number of rows of ``L``;
+* :func:`unsaturated_start`: ``L`` shrunk so that a softmax over the
+  embedded points is not saturated (NCA's start).
 """
 import numbers
 import warnings
@@ -24,6 +26,7 @@ __all__ = [
     "initialize_components",
     "prior_matrix",
     "resolve_n_components",
+    "unsaturated_start",
 ]
 
 INIT_NAMES = ("auto", "identity", "pca", "lda", "covariance", "random")
@@ -231,6 +234,73 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
                 )
             return _init_lda(X, y_enc, k)
         return _init_covariance(X, k)
+
+
+# Points whose nearest-neighbour distance :func:`unsaturated_start` measures
+# (evenly spaced rows: no random draw, so the learner's random_state is not
+# consumed).
+_SATURATION_SAMPLE = 500
+
+
+def unsaturated_start(L, X):
+    """``L`` shrunk, if needed, so that a softmax over the points is not saturated.
+
+    The softmax learners (NCA) weigh the neighbours of a point by
+    ``exp(-||L x_i - L x_j||^2)``.  When the squared distances between near
+    points are large (raw pixel values 0..16 put the nearest neighbours of a
+    digit hundreds of units apart) each point gives all its weight to its
+    nearest neighbour, the gradient vanishes, and L-BFGS stops at once at the
+    initial map.  Here ``L`` is scaled down, when needed, so that the median
+    over points of the squared distance to the nearest (distinct) neighbour
+    is 1: near neighbours then differ by fractions of a unit in the
+    exponent.  A start that is not saturated (features scaled to [0, 1] or
+    standardised, with few features) is returned unchanged; only the scale
+    of ``L`` changes, not the directions it weighs.
+
+    The median is taken over at most 500 evenly spaced rows (each against
+    all rows): ``O(500 n k)`` after one ``O(n d k)`` projection.
+
+    Parameters
+    ----------
+    L : ndarray of shape (n_components, n_features)
+    X : ndarray of shape (n_samples, n_features)
+
+    Returns
+    -------
+    start : ndarray of shape (n_components, n_features), float64
+        ``L / sqrt(m)`` for the median squared nearest distance ``m`` when
+        ``m > 1``, else ``L``.
+
+    Examples
+    --------
+    >>> from fastmetric._core.init import unsaturated_start
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [10.0], [30.0]])
+    >>> unsaturated_start(np.eye(1), X)  # nearest squared distances 100, 100, 400
+    array([[0.1]])
+    >>> unsaturated_start(np.eye(1), X / 100)  # already below 1: unchanged
+    array([[1.]])
+    """
+    L = np.asarray(L, dtype=np.float64)
+    n = X.shape[0]
+    if n < 2:
+        return L
+    with single_threaded_blas():  # the same scalar for any BLAS thread count
+        Z = (X - X.mean(axis=0, dtype=np.float64)) @ L.T
+        rows = np.unique(np.linspace(0, n - 1, min(n, _SATURATION_SAMPLE)).astype(np.intp))
+        sq = np.einsum("ij,ij->i", Z, Z)
+        D = sq[rows, None] + sq[None, :] - 2.0 * (Z[rows] @ Z.T)
+    # Duplicates (and each row itself) are at distance 0: the nearest
+    # distinct neighbour is the smallest distance above rounding.
+    D[D <= 1e-12 * max(float(sq.max()), 1e-300)] = np.inf
+    nearest = D.min(axis=1)
+    nearest = nearest[np.isfinite(nearest)]
+    if nearest.size == 0:
+        return L
+    typical = float(np.median(nearest))
+    if not typical > 1.0:
+        return L
+    return L / np.sqrt(typical)
 
 
 def _init_pca(X, k, random_state):

@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.init import initialize_components
+from fastmetric._core.init import initialize_components, unsaturated_start
 from fastmetric._core.inputs import points_from_indices
 from fastmetric._core.params import reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
@@ -41,6 +41,9 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
     """
 
     _regression = False
+    # Shrink a named initial map whose softmax would be saturated
+    # (:func:`~fastmetric._core.init.unsaturated_start`).
+    _unsaturated_start = False
 
     _parameter_constraints: ClassVar[dict] = {
         **shared("init", "n_components", "max_iter", "verbose", "preprocessor",
@@ -86,8 +89,13 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
     def _initial_components(self, X, class_labels):
         rng = check_random_state(self.random_state)
         with single_threaded_blas():
-            return initialize_components(self.init, X, y=class_labels,
-                                         n_components=self.n_components, random_state=rng)
+            L0 = initialize_components(self.init, X, y=class_labels,
+                                       n_components=self.n_components, random_state=rng)
+        if self._unsaturated_start and isinstance(self.init, str):
+            # A named start is shrunk where its softmax would be saturated;
+            # an array or a fitted learner is the user's map, used as is.
+            L0 = unsaturated_start(L0, X)
+        return L0
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

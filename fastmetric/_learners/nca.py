@@ -57,9 +57,15 @@ class NCA(SoftmaxNeighborsLearner):
         Initial ``L``.  ``'auto'`` picks ``'lda'`` when ``n_components <=
         n_classes - 1``, else ``'pca'`` when ``n_components <
         min(n_features, n_samples)``, else ``'identity'`` (see
-        :func:`fastmetric._core.init.initialize_components`).  An array of shape
+        :func:`fastmetric._core.init.initialize_components`).  A named
+        start is divided by a scalar where the median squared distance of
+        a point to its nearest neighbour would exceed 1 (a saturated
+        softmax, e.g. raw pixel values: see
+        :func:`fastmetric._core.init.unsaturated_start`), so that NCA
+        learns on unscaled features; metric-learn and scikit-learn start
+        unscaled (``init=np.eye(n_features)`` does the same here).  An array of shape
         ``(n_components, n_features)`` or a fitted learner (its
-        ``components_``) starts from that map.
+        ``components_``) starts from that map, as is.
     {n_components}
     max_iter : int, default=100
         Maximum number of L-BFGS iterations.
@@ -113,6 +119,8 @@ class NCA(SoftmaxNeighborsLearner):
     >>> nca.transform(X).shape
     (150, 2)
     """
+
+    _unsaturated_start = True
 
     def __init__(self, init="auto", n_components=None, max_iter=100, tol=None, verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None):

@@ -6,10 +6,15 @@ accepted everywhere (their L^T L), one set of messages.
 """
 import numpy as np
 import pytest
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
 
 from fastmetric import ITML, LSML, MMC, SDML, Covariance
-from fastmetric._core.init import PRIOR_NAMES, initialize_components, prior_matrix
+from fastmetric._core.init import (
+    PRIOR_NAMES,
+    initialize_components,
+    prior_matrix,
+    unsaturated_start,
+)
 
 
 @pytest.fixture
@@ -133,3 +138,27 @@ def test_mmc_square_init_uses_the_same_check(spd):
     A[0, 1] += 1e-6 * np.abs(spd).max()
     with pytest.raises(ValueError, match="init is not symmetric"):
         MMC(init=A, preprocessor=X, max_iter=2).fit(idx, y)
+
+
+def test_unsaturated_start():
+    """Shrinks L so the median squared nearest-neighbour distance is 1, only when
+    it is above 1; duplicates and constant data do not count as neighbours."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(199, 5) * 40.0  # odd, and doubled still under the 500 sampled rows
+    L = rng.randn(3, 5)
+    S = unsaturated_start(L, X)
+    factor = S[0, 0] / L[0, 0]
+    assert 0 < factor < 1
+    assert_allclose(S, factor * L)  # a scalar: the directions are kept
+    Z = X @ S.T
+    D = ((Z[:, None] - Z[None]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    assert_allclose(np.median(D.min(axis=1)), 1.0, rtol=1e-10)
+    # Already unsaturated: unchanged (the same values).
+    small = X / 1000.0
+    assert_array_equal(unsaturated_start(L, small), L)
+    # Duplicated rows are skipped as neighbours: same result as without them.
+    assert_allclose(unsaturated_start(L, np.vstack([X, X])), S)
+    # Nothing to measure: one point, or every point the same.
+    assert_array_equal(unsaturated_start(L, X[:1]), L)
+    assert_array_equal(unsaturated_start(L, np.ones((10, 5))), L)

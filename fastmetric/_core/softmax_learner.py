@@ -86,12 +86,12 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
         self.loss_curve_ = list(result.loss_curve)
         return self
 
-    def _initial_components(self, X, class_labels):
+    def _initial_components(self, X, class_labels, shrink=True):
         rng = check_random_state(self.random_state)
         with single_threaded_blas():
             L0 = initialize_components(self.init, X, y=class_labels,
                                        n_components=self.n_components, random_state=rng)
-        if self._unsaturated_start and isinstance(self.init, str):
+        if shrink and self._unsaturated_start and isinstance(self.init, str):
             # A named start is shrunk where its softmax would be saturated;
             # an array or a fitted learner is the user's map, used as is.
             L0 = unsaturated_start(L0, X)

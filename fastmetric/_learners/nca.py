@@ -149,12 +149,12 @@ class NCA(SoftmaxNeighborsLearner):
                 f"NCA needs at least 2 samples (each point is compared with the others); "
                 f"got 1 sample (n_samples={n})."
             )
-        L0 = self._initial_components(X, labels)
+        # One class: every neighbour shares each point's class, so p_i = 1 for
+        # any L, the objective is the constant -n and its gradient is zero.
+        # The initial map is already optimal and kept as named (metric-learn
+        # returns it too, after no iteration; no softmax to keep unsaturated).
+        L0 = self._initial_components(X, labels, shrink=len(classes) >= 2)
         if len(classes) < 2:
-            # One class: every neighbour shares each point's class, so p_i = 1
-            # for any L, the objective is the constant -n and its gradient is
-            # zero.  The initial map is already optimal (metric-learn returns
-            # it too, after no iteration).
             self.classes_ = classes
             self.components_ = np.ascontiguousarray(L0)
             self.n_iter_ = 0

@@ -102,10 +102,10 @@ def threads_for_work(n_threads, n_items, min_items_per_thread):
 # ---------------------------------------------------------------------------
 # The load of other processes
 # ---------------------------------------------------------------------------
-# A core that another process keeps busy is a poor place for one of our
-# threads: the kernels' threads meet at barriers, and the one that shares a
-# core waits for the scheduler's time slices while the others wait for it.
-# The estimate is the CPU time that the machine spent busy on our CPUs over
+# Threads of ours on cores that other processes keep busy wait for the
+# scheduler's time slices, and the kernels' threads meet at barriers: beyond
+# one such thread, they cost more than they bring (threads_for_load).  The
+# estimate is the CPU time that the machine spent busy on our CPUs over
 # the last window, less the CPU time of this process, per second of wall
 # time: "cores kept busy by others".  Read from /proc/stat (Linux); where it
 # is not readable, no load is assumed (the thread count is then what it was
@@ -114,14 +114,24 @@ def threads_for_work(n_threads, n_items, min_items_per_thread):
 # Shortest window (seconds) over which the busy time is measured: /proc/stat
 # counts in clock ticks (10 ms), so shorter windows are mostly rounding.
 LOAD_WINDOW = 0.25
-# Busy cores of others at or above which one core no longer counts as free.
-# One busy-looping process next to a fit with two threads gets about 2/3 of a
-# core (three threads share two cores), so the cut is below that.
+# Cores' worth of others' CPU time at or above which a core counts as theirs
+# (rounding half up).
 BUSY_CORE_CUT = 0.5
 
 
 def threads_for_load(max_threads, n_cpus, others_busy):
     """Threads to use when other processes keep ``others_busy`` cores busy.
+
+    The rule: the free cores, plus one thread that shares a core with the
+    others.  The scheduler shares a core between the threads that want it,
+    so with one busy process on two cores two threads of ours get about 4/3
+    of a core where one thread gets 1, and the kernels' dynamic schedules
+    let the thread that runs more take more chunks: the shared thread pays
+    (measured: NCA on digits 1.5 s with 2 threads against 2.7 s with 1).
+    A second thread on a taken core does not: when others fill every core,
+    our threads spend their time waiting for each other's time slices at
+    the barriers (measured at a load average of 16 on 2 cores: 2 threads
+    15-40 % slower than 1).
 
     Parameters
     ----------
@@ -137,14 +147,16 @@ def threads_for_load(max_threads, n_cpus, others_busy):
     Returns
     -------
     n_threads : int
-        ``max_threads`` capped by the free cores, where a core counts as
-        taken once others use ``BUSY_CORE_CUT`` of it; at least 1.
+        ``min(max_threads, n_cpus - taken + 1)`` with ``taken`` the cores
+        the others fill (``others_busy`` rounded, half up); at least 1.
     """
     max_threads = max(1, int(max_threads))
     if others_busy is None or others_busy <= 0:
         return max_threads
-    taken = int(others_busy + (1.0 - BUSY_CORE_CUT))   # round up from the cut
-    return max(1, min(max_threads, int(n_cpus) - taken))
+    taken = int(others_busy + (1.0 - BUSY_CORE_CUT))
+    if taken == 0:
+        return max_threads
+    return max(1, min(max_threads, int(n_cpus) - taken + 1))
 
 
 def busy_cores_of_others(before, after):

@@ -29,12 +29,14 @@ ctxt 678
     (2, 2, None, 2),      # unknown load: OpenMP's limit
     (2, 2, 0.0, 2),       # quiet
     (2, 2, 0.3, 2),       # background noise below the cut
-    (2, 2, 0.5, 1),       # half a core taken counts as a core
-    (2, 2, 0.67, 1),      # one busy loop beside two of our threads
-    (2, 2, 1.0, 1),
+    (2, 2, 0.67, 2),      # one busy loop beside two of our threads: 1 free + 1 shared
+    (2, 2, 1.0, 2),       # one busy loop beside one thread of ours
+    (2, 2, 1.4, 2),       # two busy loops: still one shared thread
+    (2, 2, 1.5, 1),       # others fill both cores
     (2, 2, 2.0, 1),       # never fewer than one thread
-    (8, 8, 2.2, 6),
-    (8, 8, 2.6, 5),
+    (8, 8, 2.2, 7),       # 6 free + 1 shared
+    (8, 8, 2.6, 6),
+    (8, 8, 7.9, 1),
     (4, 8, 2.0, 4),       # the limit still caps
     (1, 2, 0.0, 1),
 ])
@@ -89,6 +91,8 @@ def test_default_threads_follow_the_load(monkeypatch):
         monkeypatch.setattr(threads, "_LOAD", Fixed(0.0))
         assert effective_n_threads(None) == 2
         monkeypatch.setattr(threads, "_LOAD", Fixed(0.9))
+        assert effective_n_threads(None) == 2
+        monkeypatch.setattr(threads, "_LOAD", Fixed(1.8))
         assert effective_n_threads(None) == 1
         # An explicit n_jobs is obeyed whatever the load.
         assert effective_n_threads(2) == 2

@@ -27,6 +27,11 @@ Run as::
 
 ``--quick`` times the breast cancer fits and the kernels only, with 3
 repeats (a smoke test); ``--repeats`` sets the number of timed repeats.
+On a machine that other users load, ``--quiet-realtime`` times the quiet
+rounds at real-time priority (Linux, needs the privilege), so that the
+quiet column is what an idle machine gives; the busy rounds then still
+carry the other users' load on top of the script's busy processes, and the
+load average printed per round says how much.
 """
 import argparse
 import os
@@ -110,11 +115,34 @@ def cases(quick):
 
 
 def start_busy(k):
-    """Start ``k`` busy-looping interpreters; wait until they are running."""
+    """Start ``k`` busy-looping interpreters; wait until they are running.
+
+    The wait also gives fastmetric's estimate of the others' load (which
+    sets the default thread count) one window of the new load: it is
+    started here, and is at least ``SETTLE`` long when the first fit asks.
+    """
+    from fastmetric._core.threads import effective_n_threads
+
     procs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(k)]
-    if procs:
-        time.sleep(SETTLE)
+    effective_n_threads(None)
+    time.sleep(SETTLE)
     return procs
+
+
+def set_realtime(on):
+    """Every thread of this process at real-time priority (SCHED_RR 1), or
+    back to the normal policy.
+
+    At real-time priority the threads run before every normal process, so a
+    round timed this way sees the machine as if it were idle, whatever other
+    users run (Linux; needs the privilege to raise the priority).
+    """
+    policy, priority = (os.SCHED_RR, 1) if on else (os.SCHED_OTHER, 0)
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setscheduler(int(tid), policy, os.sched_param(priority))
+        except ProcessLookupError:  # the thread ended meanwhile
+            pass
 
 
 def stop_busy(procs):
@@ -125,26 +153,36 @@ def stop_busy(procs):
         p.wait()
 
 
-def run(case_list, repeats, settings):
+def run(case_list, repeats, settings, quiet_realtime):
     """Time every case under every load and setting, rounds interleaved.
 
-    Returns ``{(case, load, n_jobs): [seconds, ...]}``.
+    Returns ``{(case, load, n_jobs): [seconds, ...]}`` and
+    ``{load: [default thread count at the end of each round]}``.
     """
-    times = {}
+    from fastmetric._core.threads import effective_n_threads
+
+    times, threads = {}, {}
     for r in range(repeats + 1):      # round 0 is the warm-up, not recorded
         for load in LOADS:
             procs = start_busy(load)
+            realtime = quiet_realtime and load == 0
             try:
-                print(f"round {r}{' (warm-up)' if r == 0 else ''}, {LOAD_NAMES[load]}: "
+                if realtime:
+                    set_realtime(True)
+                print(f"round {r}{' (warm-up)' if r == 0 else ''}, {LOAD_NAMES[load]}"
+                      f"{' (real-time priority)' if realtime else ''}: "
                       f"load average {load_average()}", file=sys.stderr, flush=True)
                 for name, fn in case_list:
                     for n_jobs in settings:
                         t = fn(n_jobs)
                         if r:
                             times.setdefault((name, load, n_jobs), []).append(t)
+                threads.setdefault(load, []).append(effective_n_threads(None))
             finally:
+                if realtime:
+                    set_realtime(False)
                 stop_busy(procs)
-    return times
+    return times, threads
 
 
 def spread(ts):
@@ -185,6 +223,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed repeats per call and load (default 5; --quick 3)")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    parser.add_argument("--quiet-realtime", action="store_true",
+                        help="time the quiet rounds at real-time priority (Linux, privileged): "
+                             "on a shared machine, the quiet column then leaves out other "
+                             "users' load")
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     if repeats < 1:
@@ -198,9 +240,11 @@ def main(argv=None):
     print(f"default n_jobs -> {effective_n_threads(None)} thread(s) now; {waits}")
     print(f"{os.cpu_count()} CPUs; load average before (1, 5, 15 min): {load_average()}")
     case_list = cases(args.quick)
-    times = run(case_list, repeats, (None, 1))
+    times, threads = run(case_list, repeats, (None, 1), args.quiet_realtime)
     print(f"\nmedian (min-max) of {repeats} repeats after a warm-up round; "
-          "default = n_jobs=None\n")
+          "default = n_jobs=None; its thread count at the end of each round: "
+          + ", ".join(f"{LOAD_NAMES[load]} {threads[load]}" for load in LOADS)
+          + ("; quiet rounds at real-time priority" if args.quiet_realtime else "") + "\n")
     report(case_list, times, args.markdown)
     print_closing(set_vars, "the")
 

@@ -37,19 +37,20 @@ import os as _os
 # the cores it takes their time slices from the threads that have work (and
 # from the main thread between kernel calls): at a load average of 15 on 2
 # cores, NCA on breast cancer took 2.5 s with 2 threads against 0.12 s with
-# 1.  3,000 pauses (about 30 us) keep the quiet speed: measured with the
-# process at real-time priority (as on an idle machine), NCA,
-# LDML_Supervised and LMNN on breast cancer and digits stayed within -10 %
-# to +8 % of the default (run-to-run noise), where 0 and 1,000 lost 10-40 %
-# on the small fits, whose parallel regions often follow each other within
-# microseconds.  And a waiting thread sleeps well within a time slice: under
-# load NCA on breast cancer took 0.14 s with 1,000, 0.15 s with 3,000,
-# 0.24 s with 10,000 and 2.8 s with the default.  libgomp
-# reads the variable once, when it is loaded, so it is set here, before any
-# kernel module loads libgomp, and only when the user has set neither it nor
-# OMP_WAIT_POLICY (their choice stands).  It stays in the environment so that
-# a libgomp loaded later in the process (scikit-learn's, for the k-means of
-# ClusterLDML) waits the same way; child processes inherit it.
+# 1.  3,000 pauses (about 30 us) cost little of the quiet speed: with the
+# process at real-time priority (as on an idle machine), NCA on breast
+# cancer and digits stayed within noise of the default, LDML_Supervised and
+# LMNN were 5-15 % slower (LMNN on digits 0.29 s against 0.26 s), where 0
+# and 1,000 lost 10-40 % on the small fits, whose parallel regions often
+# follow each other within microseconds.  And a waiting thread sleeps well
+# within a time slice: under load NCA on breast cancer took 0.14 s with
+# 1,000, 0.15 s with 3,000, 0.24 s with 10,000 and 2.8 s with the default.
+# libgomp reads the variable once, when it is loaded, so it is set here,
+# before any kernel module loads libgomp, and only when the user has set
+# neither it nor OMP_WAIT_POLICY (their choice stands).  It stays in the
+# environment: child processes and a libgomp loaded later inherit it.
+# (scikit-learn's own libgomp, used by the k-means of ClusterLDML, is loaded
+# earlier, by the scikit-learn imports, and keeps its default.)
 SHORT_SPINCOUNT = "3000"
 
 

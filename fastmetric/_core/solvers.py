@@ -324,15 +324,18 @@ def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0):
 
     Epoch ``e`` visits the items in the order of a permutation drawn from
     ``numpy.random.default_rng([seed, e])`` (reproducible, different every
-    epoch); ``batches_of_order(order)`` turns that order into the
+    epoch); ``batches_of_order(order, e)`` turns that order into the
     ``(batch_fun, weight)`` minibatches (consecutive slices of
-    ``batch_size`` items), shown with a progress bar when ``verbose >= 2``.
+    ``batch_size`` items; the epoch lets it draw per-minibatch data, e.g.
+    NCA's and LMNN's candidates, from ``(seed, e, i)``), shown with a
+    progress bar when ``verbose >= 2``.
     """
     n_batches = -(-n_items // batch_size)
 
     def epoch_batches(epoch):
         order = np.random.default_rng([seed, epoch]).permutation(n_items)
-        return progress(batches_of_order(order), n_batches, verbose, f"epoch {epoch + 1}")
+        return progress(batches_of_order(order, epoch), n_batches, verbose,
+                        f"epoch {epoch + 1}")
 
     return epoch_batches
 

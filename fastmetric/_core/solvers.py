@@ -332,10 +332,14 @@ def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0):
     """
     n_batches = -(-n_items // batch_size)
 
-    def epoch_batches(epoch):
+    def batches(epoch):
+        # Drawn lazily, inside run_epoch's loop: a Ctrl-C while the
+        # permutation is drawn stops the fit cleanly too.
         order = np.random.default_rng([seed, epoch]).permutation(n_items)
-        return progress(batches_of_order(order, epoch), n_batches, verbose,
-                        f"epoch {epoch + 1}")
+        yield from batches_of_order(order, epoch)
+
+    def epoch_batches(epoch):
+        return progress(batches(epoch), n_batches, verbose, f"epoch {epoch + 1}")
 
     return epoch_batches
 

@@ -412,7 +412,9 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         state = {"prev": None, "converged": False}
         # L-BFGS works on W with L = W Q (see preconditioner); plain
         # gradient descent on L itself, as metric-learn's.
-        Q, Q_inv = (preconditioner(problem) if self.solver == "lbfgs" else (None, None))
+        # 'auto' on data of this size is 'lbfgs'.
+        solver = resolve_solver(self.solver, problem.n)
+        Q, Q_inv = (preconditioner(problem) if solver == "lbfgs" else (None, None))
 
         def to_L(theta):
             W = theta.reshape(k, d)
@@ -439,7 +441,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
                 grad = grad @ Q  # d f / d W = (d f / d L) Q^T, Q symmetric
             return loss, grad.ravel()
 
-        if self.solver == "lbfgs":
+        if solver == "lbfgs":
             theta0 = (L0 if Q is None else L0 @ Q_inv).ravel()
             with warnings.catch_warnings():
                 # minimize_lbfgs warns at max_iter; we warn ourselves below.

@@ -19,10 +19,7 @@ A learner using the mixin has the parameters ``solver``, ``batch_size``,
 ``n_candidates``, ``learning_rate``, ``n_iter_no_change``, ``max_iter``
 (epochs), ``verbose``, ``callback`` and ``random_state``.
 """
-import warnings
-
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from fastmetric._core.objectives.neighbor_batches import draw_candidates
@@ -32,6 +29,7 @@ from fastmetric._core.solvers import (
     StochasticOptimizer,
     minibatch_epochs,
     minimize_stochastic,
+    record_partial_epoch,
     run_epoch,
 )
 from fastmetric._core.threads import single_threaded_blas
@@ -167,20 +165,6 @@ class MinibatchNeighborsMixin:
             batches = self._epoch_batches(objective, objective.n_samples, self._batch_seed,
                                           self.verbose)(self.n_iter_)
             theta, loss, finite, interrupted = run_epoch(batches, theta, self._optimizer)
-        if interrupted:
-            warnings.warn("partial_fit was interrupted (KeyboardInterrupt); the model keeps "
-                          "the parameters after the last completed minibatch.", UserWarning,
-                          stacklevel=3)
-        if not finite:
-            warnings.warn("the objective became non-finite in partial_fit; the model keeps "
-                          "the last finite parameters. Lower learning_rate or scale the data.",
-                          ConvergenceWarning, stacklevel=3)
         self._set_stochastic_state(theta)
-        self.n_iter_ += 1
-        if np.isfinite(loss):
-            self.loss_ = float(loss)
-            self.loss_curve_.append(float(loss))
-            if self.verbose:
-                print(f"[{type(self).__name__}] partial_fit {self.n_iter_}: mean loss "
-                      f"{loss:.7g}")
+        record_partial_epoch(self, loss, finite, interrupted)
         return objective

@@ -27,6 +27,7 @@ __all__ = [
     "minimize_lbfgs",
     "minimize_stochastic",
     "progress",
+    "record_partial_epoch",
     "run_epoch",
     "stream_epochs",
 ]
@@ -306,6 +307,32 @@ def run_epoch(batches, x, optimizer):
     except KeyboardInterrupt:
         return x, (total / total_w if total_w > 0 else np.nan), True, True
     return x, (total / total_w if total_w > 0 else np.nan), True, False
+
+
+def record_partial_epoch(estimator, loss, finite, interrupted):
+    """The bookkeeping of a ``partial_fit`` epoch (:func:`run_epoch`'s outcome).
+
+    Warns when the epoch was interrupted (Ctrl-C) or met a non-finite loss
+    (the parameters kept are then those after the last good minibatch),
+    counts the epoch in ``estimator.n_iter_`` and, when the mean loss is
+    finite, records it in ``loss_`` and ``loss_curve_`` (printed with
+    ``verbose``).
+    """
+    if interrupted:
+        warnings.warn("partial_fit was interrupted (KeyboardInterrupt); the model keeps "
+                      "the parameters after the last completed minibatch.", UserWarning,
+                      stacklevel=4)
+    if not finite:
+        warnings.warn("the objective became non-finite in partial_fit; the model keeps "
+                      "the last finite parameters. Lower learning_rate or scale the data.",
+                      ConvergenceWarning, stacklevel=4)
+    estimator.n_iter_ += 1
+    if np.isfinite(loss):
+        estimator.loss_ = float(loss)
+        estimator.loss_curve_.append(float(loss))
+        if estimator.verbose:
+            print(f"[{type(estimator).__name__}] partial_fit {estimator.n_iter_}: mean loss "
+                  f"{loss:.7g}")
 
 
 def progress(batches, total, verbose, desc):

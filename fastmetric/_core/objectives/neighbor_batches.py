@@ -146,11 +146,25 @@ class _BatchObjective:
 
     def _distances(self, batch, ZC, sqC, start, stop):
         """Squared distances of batch rows start:stop to the candidates; +inf on
-        a point's own entries (itself in B, and drawn copies of it in S)."""
-        ZB = ZC[start:stop]
-        D = sqC[start:stop, None] + sqC[None, :] - 2 * (ZB @ ZC.T)
-        np.maximum(D, 0, out=D)
-        D[batch.rows[start:stop, None] == batch.index[None, :]] = np.inf
+        a point's own entries (itself in B, and drawn copies of it in S).
+
+        In place on the GEMM's output: these (rows x c) passes, not the
+        GEMMs, dominate the time of a minibatch.
+        """
+        D = ZC[start:stop] @ ZC.T
+        D *= -2
+        D += sqC[None, :]
+        D += sqC[start:stop, None]
+        np.maximum(D, 0, out=D)  # rounding of the expansion
+        local = np.arange(stop - start)
+        D[local, start + local] = np.inf
+        # Drawn copies of a batch row: the drawn rows are sorted.
+        drawn = batch.index[batch.b:]
+        rows = batch.rows[start:stop]
+        lo = np.searchsorted(drawn, rows, side="left")
+        hi = np.searchsorted(drawn, rows, side="right")
+        for i in np.flatnonzero(hi > lo):
+            D[i, batch.b + lo[i]:batch.b + hi[i]] = np.inf
         return D
 
     def loss_grad(self, L, batch):
@@ -175,7 +189,7 @@ class _BatchObjective:
     def _pair_scatter(self, batch, start, stop, W):
         """``X_B^T diag(r) X_B - G - G^T`` of one block and its column sums q."""
         XB = batch.XC[start:stop]
-        W = np.ascontiguousarray(W, dtype=self.dtype)
+        W = np.asarray(W, dtype=self.dtype)
         r = W.sum(axis=1)
         G = (XB.T @ (W @ batch.XC)).astype(np.float64)
         H = (XB.T @ (r[:, None] * XB)).astype(np.float64) - G - G.T
@@ -186,19 +200,22 @@ class NCABatchObjective(_BatchObjective):
     """NCA's softmax over each batch point's candidates (see the module docstring)."""
 
     def _block(self, batch, ZC, sqC, start, stop):
-        D = self._distances(batch, ZC, sqC, start, stop)
-        m = D.min(axis=1)
+        E = self._distances(batch, ZC, sqC, start, stop)
+        m = E.min(axis=1)
         ok = np.isfinite(m)  # a point with no candidate has no softmax
         m[~ok] = 0.0
-        E = np.exp(-(D - m[:, None]))  # exp(-inf) = 0 on own entries
+        np.subtract(m[:, None], E, out=E)
+        np.exp(E, out=E)  # exp(m - D): 0 on own entries
         E[~ok] = 0.0
         total = E.sum(axis=1)
         total[~ok] = 1.0
-        P = E / total[:, None]
         same = batch.yC[start:stop, None] == batch.yC[None, :]
-        p = np.where(same, P, 0).sum(axis=1)
-        # d(-p_i)/dD_il = p_il ([y_l = y_i] - p_i)
-        W = P * (same - p[:, None])
+        W = np.multiply(E, same)
+        p = W.sum(axis=1) / total
+        # d(-p_i)/dD_il = p_il ([y_l = y_i] - p_i), p_il = E_il / total_i
+        E *= (p / total)[:, None]
+        W *= (1.0 / total)[:, None]
+        W -= E
         H, col = self._pair_scatter(batch, start, stop, W)
         return -float(p.sum(dtype=np.float64)), H, col
 
@@ -255,20 +272,29 @@ class LMNNBatchObjective(_BatchObjective):
         valid = batch.valid[start:stop]
         Dt = np.einsum("ijk,ijk->ij", dZ, dZ)
         D = self._distances(batch, ZC, sqC, start, stop)
-        other = batch.yC[start:stop, None] != batch.yC[None, :]
-        D = np.where(other, D, np.inf)                        # impostors: other classes
-        hinge = 1.0 + Dt[:, :, None] - D[:, None, :]          # (rows, K, c)
-        active = (hinge > 0) & valid[:, :, None]
-        self._active.append(int(np.count_nonzero(active)))
-        push = np.where(active, hinge, 0).sum(dtype=np.float64)
+        # Impostors are of another class: same-class candidates never count.
+        np.putmask(D, batch.yC[start:stop, None] == batch.yC[None, :], np.inf)
+        n_rows, K = Dt.shape
+        n_active_l = np.zeros((n_rows, K), dtype=np.intp)   # active l per (i, j)
+        n_active_j = np.zeros(D.shape, dtype=self.dtype)    # active j per (i, l)
+        push = 0.0
+        for j in range(K):  # K is small: (rows x c) passes, no (rows x K x c) array
+            hinge = np.subtract((1.0 + Dt[:, j])[:, None].astype(self.dtype), D)
+            hinge[~valid[:, j]] = 0
+            np.maximum(hinge, 0, out=hinge)
+            push += float(hinge.sum(dtype=np.float64))
+            active = hinge > 0
+            n_active_l[:, j] = active.sum(axis=1)
+            n_active_j += active
+        self._active.append(int(n_active_l.sum()))
         pull = np.where(valid, Dt, 0).sum(dtype=np.float64)
         loss = (1.0 - mu) * pull + mu * s * push
         # Target pairs: weight 1 - mu + mu s #{active l}; candidate pairs: -mu s #{active j}.
-        wt = np.where(valid, (1.0 - mu) + mu * s * active.sum(axis=2), 0).astype(self.dtype)
+        wt = np.where(valid, (1.0 - mu) + mu * s * n_active_l, 0).astype(self.dtype)
         flat = dX.reshape(-1, dX.shape[2])
         H_t = (flat.T @ (wt.reshape(-1, 1) * flat)).astype(np.float64)
-        W = (-mu * s) * active.sum(axis=1)
-        H, col = self._pair_scatter(batch, start, stop, W)
+        n_active_j *= -mu * s
+        H, col = self._pair_scatter(batch, start, stop, n_active_j)
         return float(loss), H + H_t, col
 
 

@@ -24,18 +24,16 @@ from fastmetric._core.objectives.neighbor_batches import (
     row_mean,
 )
 
+from .test_ldml_partial_fit import blobs as ldml_blobs
+
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 LEARNERS = [NCA, LMNN]
 
 
-def blobs(n, d=6, n_classes=3, seed=0, dtype=np.float64):
-    """Classes separated along the first axis only, hidden by noisy axes."""
-    rng = np.random.RandomState(seed)
-    y = rng.randint(0, n_classes, n)
-    X = rng.randn(n, d) * np.r_[0.3, np.full(d - 1, 3.0)]
-    X[:, 0] += 1.0 * y
-    return X.astype(dtype), y
+def blobs(n, d=6, seed=0, dtype=np.float64):
+    """Three classes separated along the first axis only, hidden by noisy axes."""
+    return ldml_blobs(n, d=d, n_classes=3, seed=seed, dtype=dtype)
 
 
 def knn_accuracy(L, X, y, X_test, y_test):

@@ -97,7 +97,8 @@ class MinibatchNeighborsMixin:
                 yield (lambda theta, data=data: self._batch_loss_grad(objective, data, theta),
                        float(rows.shape[0]))
 
-        return minibatch_epochs(n_rows, batch_size, seed, batches_of_order, verbose)
+        return minibatch_epochs(n_rows, batch_size, seed, batches_of_order, verbose,
+                                with_epoch=True)
 
     def _batch_loss_grad(self, objective, data, theta):
         loss, grad = objective.loss_grad(theta.reshape(self._shape), data)

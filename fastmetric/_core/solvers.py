@@ -346,16 +346,16 @@ def progress(batches, total, verbose, desc):
     return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
 
 
-def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0):
+def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0, with_epoch=False):
     """``epoch_batches`` for :func:`minimize_stochastic` over a fixed set of items.
 
     Epoch ``e`` visits the items in the order of a permutation drawn from
     ``numpy.random.default_rng([seed, e])`` (reproducible, different every
-    epoch); ``batches_of_order(order, e)`` turns that order into the
+    epoch); ``batches_of_order(order)`` (``batches_of_order(order, e)``
+    with ``with_epoch=True``, to draw per-minibatch data such as NCA's and
+    LMNN's candidates from ``(seed, e, i)``) turns that order into the
     ``(batch_fun, weight)`` minibatches (consecutive slices of
-    ``batch_size`` items; the epoch lets it draw per-minibatch data, e.g.
-    NCA's and LMNN's candidates, from ``(seed, e, i)``), shown with a
-    progress bar when ``verbose >= 2``.
+    ``batch_size`` items), shown with a progress bar when ``verbose >= 2``.
     """
     n_batches = -(-n_items // batch_size)
 
@@ -363,7 +363,7 @@ def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0):
         # Drawn lazily, inside run_epoch's loop: a Ctrl-C while the
         # permutation is drawn stops the fit cleanly too.
         order = np.random.default_rng([seed, epoch]).permutation(n_items)
-        yield from batches_of_order(order, epoch)
+        yield from (batches_of_order(order, epoch) if with_epoch else batches_of_order(order))
 
     def epoch_batches(epoch):
         return progress(batches(epoch), n_batches, verbose, f"epoch {epoch + 1}")

@@ -336,7 +336,7 @@ n_iter_no_change, n_jobs :
     if stream is None:
         epoch_batches = minibatch_epochs(
             a.shape[0], batch_size, batch_seed,
-            lambda order, epoch: _pair_batches(X, a, b, targets, weights, order, batch_size,
+            lambda order: _pair_batches(X, a, b, targets, weights, order, batch_size,
                                         shape, L0, alpha, n_threads),
             verbose)
     else:

@@ -139,11 +139,11 @@ def parse_args(argv=None):
     p.add_argument("--epoch-sizes", type=int, nargs="*", default=None,
                    help="rows for the epoch timings (default 100k 1M 4M; none: skip)")
     p.add_argument("--nca-epochs", type=int, default=10)
-    p.add_argument("--lmnn-epochs", type=int, default=5)
+    p.add_argument("--lmnn-epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--n-candidates", type=int, default=1000)
     p.add_argument("--nca-learning-rate", type=float, default=0.005)
-    p.add_argument("--lmnn-learning-rate", type=float, default=0.002)
+    p.add_argument("--lmnn-learning-rate", type=float, default=0.001)
     p.add_argument("--learners", nargs="+", default=["NCA", "LMNN"], choices=["NCA", "LMNN"])
     p.add_argument("--no-euclidean", action="store_true",
                    help="skip the accuracy of the Euclidean metric")

@@ -112,8 +112,10 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
     n_candidates : int, default=1000
         Rows drawn uniformly per minibatch, besides the batch itself, as
         the softmax neighbours of the batch points (stochastic solvers).
-    learning_rate : float, default=0.01
-        Step size of the stochastic solvers.
+    learning_rate : float, default=0.005
+        Step size of the stochastic solvers (0.005 reached a lower loss and
+        a better 3-NN accuracy than 0.01 on 180,000 rows of
+        ``benchmarks/large_neighbors.py``).
     n_iter_no_change : int, default=5
         The stochastic solvers stop after this many epochs without an
         improvement of the mean loss by ``tol``.
@@ -176,7 +178,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
 
     def __init__(self, init="auto", n_components=None, max_iter=100, tol=None, verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None,
-                 solver="lbfgs", batch_size=1000, n_candidates=1000, learning_rate=0.01,
+                 solver="lbfgs", batch_size=1000, n_candidates=1000, learning_rate=0.005,
                  n_iter_no_change=5):
         store_params(self, locals())
 

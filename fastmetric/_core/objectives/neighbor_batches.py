@@ -307,8 +307,8 @@ def block_target_neighbors(X, y_enc, n_classes, n_neighbors, L0, mean, *, block_
     ``seed``), each point gets its ``n_neighbors`` nearest points of its
     class in the metric of ``L0`` (the exact chunked k-NN kernel of
     :mod:`fastmetric.kernels.lmnn`; a class with m rows in the block gives
-    its points ``min(n_neighbors, m - 1)``).  Only one block of rows is
-    gathered at a time.  Searching all rows costs ``O(n^2 d / n_classes)``;
+    its points ``min(n_neighbors, m - 1)``).  Only the rows of one class of
+    one block are gathered at a time.  Searching all rows costs ``O(n^2 d / n_classes)``;
     blocks of B rows cost ``O(n B d / n_classes)``, linear in n.
 
     Returns
@@ -330,12 +330,19 @@ def block_target_neighbors(X, y_enc, n_classes, n_neighbors, L0, mean, *, block_
     for rows in blocks:
         y_block = y_enc[rows]
         order, class_ptr = sort_by_class(y_block, n_classes)
-        sorted_rows = rows[order]
-        Xs = np.asarray(X[sorted_rows])
-        Xs = np.ascontiguousarray(Xs - mean.astype(Xs.dtype), dtype=X.dtype)
-        counts = np.diff(class_ptr)
-        n_t = np.minimum(n_neighbors, np.maximum(counts - 1, 0))[y_block[order]].astype(np.intc)
-        n_small += int(np.count_nonzero(n_t < n_neighbors))
-        t = _sorted_targets(Xs, class_ptr, n_t, Lw, n_neighbors, n_threads)
-        targets[sorted_rows] = np.where(t >= 0, sorted_rows[np.maximum(t, 0)], -1)
+        for c in range(n_classes):
+            # One class of the block at a time: only its rows are gathered.
+            members = rows[order[class_ptr[c]:class_ptr[c + 1]]]
+            m = members.shape[0]
+            if m < 2:
+                n_small += m
+                continue
+            Xc = np.asarray(X[members])
+            Xc = np.ascontiguousarray(Xc - mean.astype(Xc.dtype), dtype=X.dtype)
+            n_t = np.full(m, min(n_neighbors, m - 1), dtype=np.intc)
+            if m - 1 < n_neighbors:
+                n_small += m
+            t = _sorted_targets(Xc, np.array([0, m], dtype=np.intp), n_t, Lw, n_neighbors,
+                                n_threads)
+            targets[members] = np.where(t >= 0, members[np.maximum(t, 0)], -1)
     return targets, n_small

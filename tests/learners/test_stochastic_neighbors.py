@@ -3,7 +3,6 @@ objectives and their gradients, the fits with Adam/SGD, solver='auto',
 partial_fit streaming, thread-count determinism, float32 and Ctrl-C."""
 import os
 import signal
-import threading
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from fastmetric._core.objectives.neighbor_batches import (
     row_mean,
 )
 
+from .test_ldml_partial_fit import _interrupt_after
 from .test_ldml_partial_fit import blobs as ldml_blobs
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -348,8 +348,7 @@ def test_sigint_stops_a_stochastic_fit(cls):
                                       n_iter_no_change=100_000, n_jobs=2)
     # Background jobs start with SIGINT ignored: install Python's handler.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    timer = _interrupt_after(0.5)
     try:
         with pytest.warns(UserWarning, match="interrupted"):
             est.fit(X, y)

@@ -23,11 +23,11 @@ from fastmetric._core.params import reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import single_threaded_blas
 
-__all__ = ["SoftmaxNeighborsLearner"]
+__all__ = ["DEFAULT_TOL", "SoftmaxNeighborsLearner"]
 
 # tol=None (metric-learn's default) stands for this value, scikit-learn's
 # default for its NeighborhoodComponentsAnalysis.
-_DEFAULT_TOL = 1e-5
+DEFAULT_TOL = 1e-5
 
 
 class SoftmaxNeighborsLearner(MahalanobisMixin):
@@ -48,15 +48,19 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
     _parameter_constraints: ClassVar[dict] = {
         **shared("init", "n_components", "max_iter", "verbose", "preprocessor",
                  "random_state", "n_jobs", "callback"),
-        "tol": [None, reals(0)],  # None: _DEFAULT_TOL
+        "tol": [None, reals(0)],  # None: DEFAULT_TOL
     }
 
-    def _points(self, X, y):
-        """Validated points and targets; X may be row indices into ``preprocessor``."""
+    def _points(self, X, y, reset=True):
+        """Validated points and targets; X may be row indices into ``preprocessor``.
+
+        ``reset=False`` (a later ``partial_fit``) checks the number of
+        features against the first call's.
+        """
         X = points_from_indices(self.preprocessor, X)
         return validate_data(
             self, X, y, dtype=[np.float64, np.float32], order="C",
-            y_numeric=self._regression,
+            y_numeric=self._regression, reset=reset,
         )
 
     def _fit_problem(self, X, problem, L0, n_threads):
@@ -78,7 +82,7 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
 
         with single_threaded_blas():  # identical results for any BLAS thread count
             result = minimize_lbfgs(fun, L0.ravel(), max_iter=self.max_iter,
-                                    tol=_DEFAULT_TOL if self.tol is None else self.tol,
+                                    tol=DEFAULT_TOL if self.tol is None else self.tol,
                                     on_iteration=on_iteration)
         self.components_ = np.ascontiguousarray(result.x.reshape(k, d))
         self.n_iter_ = int(result.n_iter)

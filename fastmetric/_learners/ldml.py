@@ -20,12 +20,10 @@ prepares the pairs and keeps the fitted state.
 class labels, drawing the pairs with :func:`fastmetric.kernels.sampling.sample_pairs`.
 """
 
-import warnings
 from typing import ClassVar
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
@@ -53,7 +51,11 @@ from fastmetric._core.objectives.ldml import (
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.rows import l2_normalize_rows
-from fastmetric._core.solvers import IterationPrinter, StochasticOptimizer
+from fastmetric._core.solvers import (
+    IterationPrinter,
+    StochasticOptimizer,
+    record_partial_epoch,
+)
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.validation import check_pair_vector
 
@@ -161,22 +163,8 @@ class _LDMLBase(MahalanobisMixin):
                 X, a, b, targets, weights, theta, self._L0, self._optimizer,
                 self._partial_seed, self.n_iter_, batch_size=int(self.batch_size),
                 alpha=float(self.alpha), n_threads=n_threads, verbose=self.verbose)
-        if interrupted:
-            warnings.warn("partial_fit was interrupted (KeyboardInterrupt); the model keeps "
-                          "the parameters after the last completed minibatch.", UserWarning,
-                          stacklevel=4)
-        if not finite:
-            warnings.warn("the objective became non-finite in partial_fit; the model keeps "
-                          "the last finite parameters. Lower learning_rate or scale the data.",
-                          ConvergenceWarning, stacklevel=3)
         self._set_theta(theta, self._L0.shape)
-        self.n_iter_ += 1
-        if np.isfinite(loss):
-            self.loss_ = float(loss)
-            self.loss_curve_.append(float(loss))
-            if self.verbose:
-                print(f"[{type(self).__name__}] partial_fit {self.n_iter_}: mean loss "
-                      f"{loss:.7g}")
+        record_partial_epoch(self, loss, finite, interrupted)
         return self
 
     def _pair_probability(self, sq_dist):

@@ -53,6 +53,7 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
+import scipy.optimize
 from sklearn.base import ClusterMixin, _fit_context, clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
@@ -68,6 +69,7 @@ from fastmetric._core.cluster_rows import (
     MemoryRows,
     lloyd,
     nearest_centers,
+    within_whitening,
 )
 from fastmetric._core.cluster_rows import cluster_means as _cluster_means
 from fastmetric._core.cluster_rows import nearest_center as _nearest_center
@@ -88,12 +90,20 @@ _KMEANS_NAMES = ("auto", "kmeans", "minibatch", "lloyd")
 # 'auto' switches to MiniBatchKMeans above this many samples: full Lloyd
 # iterations cost O(n k d) per iteration and n_init restarts per round.
 _MINIBATCH_THRESHOLD = 20_000
-# Restarts of the first KMeans (k-means++ seeding each time); later rounds
-# start from the previous clusters.  Restarts make the first pseudo-labels,
-# which every later round refines, less dependent on one unlucky seeding.
+# Restarts of KMeans in every round (k-means++ seeding each time): the
+# pseudo-labels of a round do not depend on one unlucky seeding, nor on the
+# previous round's clusters (see ClusterLDML._cluster).
 _KMEANS_N_INIT = 10
 # Tolerance of each cluster's LDML fit (LDML's default).
 _LDML_TOL = 1e-5
+# ldml_max_iter='auto': L-BFGS iterations of a group's LDML in whitened
+# coordinates (a determined fit, let it converge) and in the input
+# coordinates (an underdetermined fit, where stopping early is the
+# regulariser).
+_LDML_ITER_WHITENED = 100
+_LDML_ITER_RAW = 30
+# update_rate='auto' without whitening: half steps, for the same reason.
+_RATE_RAW = 0.5
 
 
 def _combine(L, group_maps, weights, rate, n_components):
@@ -254,19 +264,20 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                                  learner=True),
         "n_pairs_per_cluster": [None, integers(2)],
         "positive_fraction": [reals(0, 1, closed="neither")],
-        "update_rate": [reals(0, 1, closed="right")],
+        "update_rate": [StrOptions({"auto"}), reals(0, 1, closed="right")],
         "max_rounds": [integers(0)],
         # A threshold on the adjusted Rand index of successive clusterings.
         "tol": [reals(0, 1, closed="both")],
         "kmeans": [StrOptions(set(_KMEANS_NAMES)), HasMethods(["fit", "get_params"])],
-        "ldml_max_iter": [integers(1)],
+        "ldml_max_iter": [StrOptions({"auto"}), integers(1)],
+        "whiten": [StrOptions({"auto"}), "boolean"],
         "alpha": [reals(0)],
     }
 
     def __init__(self, n_clusters=8, n_components=None, init="auto", normalize=False,
-                 n_pairs_per_cluster=None, positive_fraction=0.3, update_rate=0.5,
-                 max_rounds=10, tol=0.99, kmeans="auto", ldml_max_iter=30, alpha=0.0,
-                 random_state=None, n_jobs=None, verbose=0, callback=None):
+                 n_pairs_per_cluster=None, positive_fraction=0.3, update_rate="auto",
+                 max_rounds=10, tol=0.99, kmeans="auto", ldml_max_iter="auto", whiten="auto",
+                 alpha=0.0, random_state=None, n_jobs=None, verbose=0, callback=None):
         store_params(self, locals())
 
     # ------------------------------------------------------------------
@@ -295,6 +306,48 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 "parameter."
             )
 
+    def _check_labels(self, y, n):
+        """Checked semi-supervised labels: ``(rows, classes)`` of the labelled points, or None.
+
+        Sets ``cluster_classes_``.  ``classes`` are the labels encoded
+        0 .. m-1 in sorted order (cluster ``c`` is class ``c``).
+        """
+        self.cluster_classes_ = None
+        if y is None:
+            return None
+        if hasattr(y, "compute"):  # a dask array of labels: small, gather it
+            y = y.compute()
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(
+                f"y must be 1-D (one label per sample, -1 for unlabelled); got shape {y.shape}."
+            )
+        if y.shape[0] != n:
+            raise ValueError(
+                f"y has {y.shape[0]} labels but X has {n} samples; give one label per sample "
+                "(-1 for unlabelled)."
+            )
+        if y.dtype.kind not in "biuf":
+            raise TypeError(
+                f"y must hold numbers (class ids, -1 for unlabelled points); got dtype {y.dtype}."
+            )
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError(
+                "y contains NaN or infinity; mark unlabelled points with -1."
+            )
+        known = y != -1
+        classes, encoded = np.unique(y[known], return_inverse=True)
+        if classes.size > self.n_clusters:
+            raise ValueError(
+                f"y has {classes.size} labelled classes, more than n_clusters={self.n_clusters}: "
+                "each class needs a cluster of its own. Raise n_clusters."
+            )
+        self.cluster_classes_ = np.concatenate(
+            [classes, np.full(self.n_clusters - classes.size, -1, dtype=classes.dtype)])
+        if classes.size == 0:
+            return None  # no labelled point: the unsupervised fit
+        return np.flatnonzero(known).astype(np.intp), encoded.astype(np.intp)
+
     def _pairs_for(self, n_g):
         if self.n_pairs_per_cluster is not None:
             return int(self.n_pairs_per_cluster)
@@ -303,37 +356,37 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     # ------------------------------------------------------------------
     # steps
     # ------------------------------------------------------------------
-    def _cluster(self, rows, L, seed, previous=None):
+    def _cluster(self, rows, L, seed, previous=None, tie=None):
         """k-means on the embedded points; returns (labels, centres, inertia).
 
-        With ``previous`` labels (every round after the first) the built-in
-        k-means modes start from the means of the previous clusters in the
-        new metric, once: the clustering is carried along as the metric
-        moves instead of jumping between the local optima that fresh
-        restarts land in, which made the pseudo-labels (and the metric
-        learned from them) oscillate.  The first clustering uses
-        ``_KMEANS_N_INIT`` k-means++ restarts (one with ``'lloyd'``).
+        scikit-learn's KMeans (and MiniBatchKMeans) restart from
+        ``_KMEANS_N_INIT`` (3) fresh k-means++ seedings in every round and
+        keep the lowest inertia in the new metric: a clustering started
+        from the previous clusters stays in their basin, and the metric
+        learned from them then confirms them (on wine's raw features the
+        first clustering, ruled by one feature of large scale, was never
+        left).  ``'lloyd'`` (one seeding, also on dask) starts every round
+        after the first from the means of the previous clusters, once.
+
+        ``tie`` (semi-supervised fits) ties the groups to the classes, see
+        :meth:`_tie_to_classes`.
         """
         Z = rows.embed(L)
         n = Z.shape[0]
         k = self.n_clusters
         mode = self.kmeans
-        init = None
-        if previous is not None and np.bincount(previous, minlength=k).min() > 0:
-            init = _cluster_means(Z, previous, np.zeros((k, Z.shape[1])))
         if mode == "lloyd" or (mode == "auto" and isinstance(rows, DaskRows)):
+            init = None
+            if previous is not None and np.bincount(previous, minlength=k).min() > 0:
+                init = _cluster_means(Z, previous, np.zeros((k, Z.shape[1])))
             labels, centers, inertia = lloyd(Z, k, seed, init=init)
-            return labels, centers, inertia
+            return self._tie_to_classes(labels, centers, tie) + (inertia,)
         if isinstance(mode, str):
             minibatch = mode == "minibatch" or (mode == "auto" and n > _MINIBATCH_THRESHOLD)
-            if init is not None:
-                start = {"init": init, "n_init": 1}
-            else:
-                start = {"n_init": 3 if minibatch else _KMEANS_N_INIT}
             if minibatch:
-                km = MiniBatchKMeans(n_clusters=k, batch_size=2048, random_state=seed, **start)
+                km = MiniBatchKMeans(n_clusters=k, batch_size=2048, random_state=seed, n_init=3)
             else:
-                km = KMeans(n_clusters=k, random_state=seed, **start)
+                km = KMeans(n_clusters=k, random_state=seed, n_init=_KMEANS_N_INIT)
         else:
             km = clone(mode)
             params = {"n_clusters": k}
@@ -357,15 +410,47 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         centers = getattr(km, "cluster_centers_", None)
         if centers is None or np.shape(centers) != (k, Z.shape[1]):
             centers = np.zeros((k, Z.shape[1]))  # only used for empty clusters
-        return labels, np.asarray(centers, dtype=np.float64), inertia
+        centers = np.asarray(centers, dtype=np.float64)
+        return self._tie_to_classes(labels, centers, tie) + (inertia,)
 
-    def _ldml(self, X, a, b, t, L, seed):
-        """LDML of one cluster from the current ``L``: its map ``L_g`` and loss.
+    def _tie_to_classes(self, labels, centers, tie):
+        """Renumber the clusters so that cluster ``c`` is class ``c``; clamp labelled points.
+
+        ``tie = (rows, classes)``: the labelled rows and their encoded class
+        (0 .. m-1).  The clusters are matched one to one to the classes by
+        the largest total number of labelled points they agree on (the
+        Hungarian assignment of scipy's ``linear_sum_assignment`` on the
+        class-by-cluster counts); the matched cluster of class ``c`` becomes
+        cluster ``c``, the others follow in their order; then every
+        labelled point is put in its class's cluster (seeded and
+        constrained k-means, Basu, Banerjee & Mooney 2002).
+        """
+        if tie is None:
+            return labels, centers
+        rows, classes = tie
+        k = self.n_clusters
+        m = int(classes.max()) + 1
+        counts = np.zeros((m, k))
+        np.add.at(counts, (classes, labels[rows]), 1.0)
+        matched_class, matched_cluster = scipy.optimize.linear_sum_assignment(-counts)
+        new_id = np.full(k, -1, dtype=np.intp)
+        new_id[matched_cluster] = matched_class
+        free = np.flatnonzero(new_id < 0)
+        new_id[free] = np.arange(m, m + free.size)
+        labels = new_id[labels]
+        labels[rows] = classes
+        new_centers = np.empty_like(centers)
+        new_centers[new_id] = centers
+        return labels, new_centers
+
+    def _ldml(self, X, a, b, t, L, seed, max_iter):
+        """LDML of one cluster from the map ``L``: its map ``L_g`` and loss.
 
         The fit of :class:`~fastmetric.LDML` with ``init=L``, ``alpha``,
-        ``max_iter=ldml_max_iter`` and ``random_state=seed`` on the index
-        pairs ``(a, b)`` into X with labels ``t``, run by the core directly
-        (X is already validated, normalised and, on dask, checked).
+        ``max_iter`` and ``random_state=seed`` on the index pairs ``(a, b)``
+        into X (the points, or their whitened coordinates) with labels
+        ``t``, run by the core directly (X is already validated, normalised
+        and, on dask, checked).
         """
         verbose = max(int(self.verbose) - 1, 0)
         printer = IterationPrinter("LDML")
@@ -379,7 +464,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             X, np.ascontiguousarray(a, dtype=np.intp), np.ascontiguousarray(b, dtype=np.intp),
             check_pair_targets(t, a.shape[0]), None, rng=check_random_state(seed), init=L,
             n_components=None, alpha=float(self.alpha), solver="lbfgs",
-            max_iter=int(self.ldml_max_iter), tol=_LDML_TOL, batch_size=None, learning_rate=None,
+            max_iter=int(max_iter), tol=_LDML_TOL, batch_size=None, learning_rate=None,
             n_iter_no_change=None, n_jobs=self.n_jobs,
             n_threads=effective_n_threads(self.n_jobs), verbose=verbose,
             on_iteration=on_iteration,
@@ -387,8 +472,39 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         Lg = np.ascontiguousarray(fit.result.x[:-1].reshape(fit.L0.shape))
         return Lg, float(fit.result.fun)
 
-    def _group_metrics(self, rows, L, labels, seed):
+    def _labelled_pairs(self, tie, g, seed):
+        """Pairs of the labelled points for group ``g`` (= class ``g``): index arrays and targets.
+
+        Similar pairs inside class ``g``, dissimilar pairs between it and
+        the other labelled classes, as many as :meth:`_pairs_for` gives for
+        the labelled members of ``g``; drawn afresh (same seed) every round,
+        so they hold in every round whatever the clustering does.
+        """
+        rows, classes = tie
+        m = int(classes.max()) + 1
+        if g >= m:
+            return None
+        count = int(np.sum(classes == g))
+        n_pos, n_neg = split_pair_count(self._pairs_for(count), self.positive_fraction)
+        if count < 2:
+            n_pos = 0  # one labelled point: no similar pair
+        if m < 2 or count == 0:
+            n_neg = 0  # one labelled class: no dissimilar pair
+        if n_pos + n_neg == 0:
+            return None
+        pairs, t = label_pairs(classes, n_pos, n_neg, seed, anchor_label=g, n_jobs=self.n_jobs)
+        return rows[pairs[:, 0]], rows[pairs[:, 1]], np.asarray(t, dtype=np.float64)
+
+    def _group_metrics(self, rows, L, labels, seed, whiten, max_iter, tie=None):
         """One LDML per cluster.
+
+        With ``whiten`` each LDML runs on the points whitened by the pooled
+        within-cluster covariance of the current clusters
+        (:func:`~fastmetric._core.cluster_rows.within_whitening`, ``x ->
+        P x``), started from the current metric expressed there (``L
+        P^{-1}``), and its map is brought back (``L_g = L'_g P``): the
+        objective is the same function of the metric, only the coordinates
+        the optimiser steps in change.
 
         Returns the unit-spread maps of the clusters learned from, their
         weights ``n_g / sum n_g``, the weighted mean LDML objective, and the
@@ -398,35 +514,52 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
 
         X = rows.X
         n = X.shape[0]
+        if whiten:
+            P, P_inv = within_whitening(rows, labels, self.n_clusters)
+            X_fit, L_start = rows.mapped(P), L @ P_inv
+        else:
+            P, X_fit, L_start = None, X, L
         counts = np.bincount(labels, minlength=self.n_clusters)
         maps, weights, losses = [], [], []
         group_maps = [L] * self.n_clusters
         for g in range(self.n_clusters):
             n_g = int(counts[g])
-            if n_g < 2 or n_g == n:
-                continue  # no similar pair, or no dissimilar pair
-            n_pairs = self._pairs_for(n_g)
-            n_pos, n_neg = split_pair_count(n_pairs, self.positive_fraction)
-            if isinstance(rows, DaskRows):
-                # The same pairs, drawn on the workers.
-                from fastmetric._core.dask_support import sample_label_pairs
+            parts = []
+            if 2 <= n_g < n:  # a similar and a dissimilar pair exist
+                n_pos, n_neg = split_pair_count(self._pairs_for(n_g), self.positive_fraction)
+                if isinstance(rows, DaskRows):
+                    # The same pairs, drawn on the workers.
+                    from fastmetric._core.dask_support import sample_label_pairs
 
-                a, b, t = sample_label_pairs(labels, n_pos, n_neg, False, seed + g,
-                                             anchor_label=g)
-            else:
-                pairs, t = label_pairs(labels, n_pos, n_neg, seed + g, anchor_label=g,
-                                       n_jobs=self.n_jobs)
-                a, b = pairs[:, 0], pairs[:, 1]
+                    parts.append(sample_label_pairs(labels, n_pos, n_neg, False, seed + g,
+                                                    anchor_label=g))
+                else:
+                    pairs, t = label_pairs(labels, n_pos, n_neg, seed + g, anchor_label=g,
+                                           n_jobs=self.n_jobs)
+                    parts.append((pairs[:, 0], pairs[:, 1], t))
+            if tie is not None:
+                known = self._labelled_pairs(tie, g, seed + self.n_clusters + g)
+                if known is not None:
+                    parts.append(known)
+            if not parts:
+                continue
+            a = np.concatenate([np.asarray(p[0], dtype=np.intp) for p in parts])
+            b = np.concatenate([np.asarray(p[1], dtype=np.intp) for p in parts])
+            t = np.concatenate([np.asarray(p[2], dtype=np.float64) for p in parts])
+            if t.min() == t.max():
+                continue  # only one kind of pair: LDML has nothing to separate
             with warnings.catch_warnings():
                 # A truncated fit is intended: M_g is a direction to move toward.
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                Lg, ldml_loss = self._ldml(X, a, b, t, L, seed + g)
+                Lg, ldml_loss = self._ldml(X_fit, a, b, t, L_start, seed + g, max_iter)
+            if P is not None:
+                Lg = Lg @ P
             spread = rows.spread(Lg)
             if not (np.isfinite(spread) and spread > 0 and np.isfinite(Lg).all()):
                 continue  # a degenerate cluster metric carries no direction
-            Lg = Lg / np.sqrt(spread)  # same spread (1) as the current L
+            Lg = np.ascontiguousarray(Lg / np.sqrt(spread))  # same spread (1) as the current L
             maps.append(Lg)
-            weights.append(n_g)
+            weights.append(max(n_g, 1))
             losses.append(ldml_loss)
             group_maps[g] = Lg
         weights = np.asarray(weights, dtype=np.float64)
@@ -436,6 +569,21 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         else:
             loss = np.nan
         return maps, weights, loss, np.stack(group_maps)
+
+    def _resolve_whiten(self, n, d, k):
+        """``whiten='auto'``: whiten when a group's pairs outnumber its map's entries.
+
+        With at least as many pairs as parameters (``k d``) the LDML of a
+        group is determined by its pairs and may converge; with fewer (64
+        pixels: 4096 entries against 1800 pairs per digit) it is not, and
+        early stopping in the input coordinates, which move the
+        high-variance directions first, is what regularises it: whitening
+        there lets the fit follow the noise of the pseudo-labels (the
+        clustering of digits degraded round after round).
+        """
+        if self.whiten != "auto":
+            return bool(self.whiten)
+        return self._pairs_for(n / self.n_clusters) >= k * d
 
     # ------------------------------------------------------------------
     # fit
@@ -452,8 +600,15 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             k-means and every cluster's LDML run over its blocks on the
             workers, and the model equals the in-memory fit with
             ``kmeans='lloyd'`` (to rounding).
-        y : None
-            Ignored; present for scikit-learn's API.
+        y : None or array-like of shape (n_samples,), optional
+            Semi-supervised use: the class of each labelled point and ``-1``
+            for the unlabelled ones (scikit-learn's convention).  Every
+            round, the clusters are matched to the classes (cluster ``c`` is
+            the ``c``-th class of ``cluster_classes_``), labelled points are
+            put in their class's cluster, and each class's LDML also gets
+            pairs of labelled points (similar inside the class, dissimilar
+            to the other classes), drawn the same way every round.  At most
+            ``n_clusters`` classes; ``None`` or all ``-1``: no labels.
 
         Returns
         -------
@@ -485,6 +640,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
             self._check_fit_inputs(X.shape[0])
             rows = MemoryRows(self._normalize_points(X))
+        tie = self._check_labels(y, rows.X.shape[0])
         rng = check_random_state(self.random_state)
         n, d = rows.X.shape
         # Seeds for every round drawn up front: the same random_state gives
@@ -497,11 +653,18 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             L = initialize_components(self.init, rows.init_rows(),
                                       n_components=self.n_components, random_state=rng)
             k = L.shape[0]
+            whiten = self._resolve_whiten(n, d, k)
+            max_iter = self.ldml_max_iter
+            if max_iter == "auto":
+                max_iter = _LDML_ITER_WHITENED if whiten else _LDML_ITER_RAW
+            rate = self.update_rate
+            if rate == "auto":
+                rate = 1.0 if whiten else _RATE_RAW
             # Work at unit spread: LDML's initial scale fit and alpha then
             # see the same units whatever the scale of the data.
             L = self._unit_spread(rows, L)
 
-            labels, centers, inertia = self._cluster(rows, L, int(seeds[0, 0]))
+            labels, centers, inertia = self._cluster(rows, L, int(seeds[0, 0]), tie=tie)
             history = []
             start = time.perf_counter()
             group_maps = np.stack([L] * self.n_clusters)
@@ -516,7 +679,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             for r in range(1, self.max_rounds + 1):
                 t0 = time.perf_counter()
                 maps, weights, loss, round_maps = self._group_metrics(
-                    rows, L, labels, int(seeds[r, 1]))
+                    rows, L, labels, int(seeds[r, 1]), whiten, max_iter, tie)
                 if not maps:
                     warnings.warn(
                         "no cluster has both similar and dissimilar pairs (every cluster "
@@ -526,7 +689,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                         stacklevel=3,
                     )
                     break
-                L_new = _combine(L, maps, weights, self.update_rate, k)
+                L_new = _combine(L, maps, weights, rate, k)
                 spread = rows.spread(L_new)
                 if not (np.isfinite(spread) and spread > 0 and np.isfinite(L_new).all()):
                     warnings.warn(
@@ -539,7 +702,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 L = L_new / np.sqrt(spread)
                 group_maps = round_maps
                 new_labels, centers, inertia = self._cluster(rows, L, int(seeds[r, 0]),
-                                                             labels)
+                                                             labels, tie)
                 ari = float(adjusted_rand_score(labels, new_labels))
                 labels = new_labels
                 n_rounds = r
@@ -562,6 +725,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                     break
 
         self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
+        self.whitened_ = whiten
         self.n_rounds_ = n_rounds
         self.history_ = history
         self.converged_ = converged

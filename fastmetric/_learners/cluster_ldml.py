@@ -1,18 +1,19 @@
-"""ClusterLDML: unsupervised metric learning by alternating k-means and LDML.
+"""ClusterLDML: metric learning without labels (or with a few) by alternating k-means and LDML.
 
 With no labels at all, ClusterLDML lets a clustering supply the pair
 constraints that LDML needs, and lets the learned metric improve the
-clustering in turn.  Starting from an initial map ``L`` (``init``,
+clustering in turn.  Starting from a pre-trained map ``L`` (``init``: a
+named strategy, an array, or any fitted estimator with a linear map;
 ``normalize``), each round
 
 1. clusters the embedded points ``Z = X L^T`` into ``n_clusters`` groups with
-   k-means (:class:`~sklearn.cluster.KMeans`, or
-   :class:`~sklearn.cluster.MiniBatchKMeans` for large ``n``): k-means++
-   restarts the first time, then a single run started from the means of the
-   previous clusters, so that the clustering follows the metric smoothly;
+   scikit-learn's k-means (:class:`~sklearn.cluster.KMeans`, 10 k-means++
+   restarts in every round, or :class:`~sklearn.cluster.MiniBatchKMeans`
+   for large ``n``);
 2. for every group ``g`` learns a metric ``M_g = L_g^T L_g`` with
-   LDML (:mod:`fastmetric._core.objectives.ldml`) started from the current ``L``, from pairs
-   drawn inside ``g`` (similar) and between ``g`` and the other groups
+   LDML (:mod:`fastmetric._core.objectives.ldml`, the log-loss of
+   ``sigmoid(b - ||L (x - x')||^2)``) started from the current ``L``, from
+   pairs drawn inside ``g`` (similar) and between ``g`` and the other groups
    (dissimilar), with :func:`~fastmetric.kernels.sampling.sample_pairs` and
    ``anchor_label=g``;
 3. moves the global metric toward the size-weighted combination of the
@@ -25,10 +26,48 @@ clustering in turn.  Starting from an initial map ``L`` (``init``,
    between two consecutive clusterings exceeds ``tol`` (the clustering no
    longer moves), or after ``max_rounds`` rounds.
 
-Pseudo-labels are noisy near the cluster boundaries, and a metric learned
-from them tends to confirm them; the damped update (``update_rate``), the
-spread normalisation below and the truncated LDML fits (``ldml_max_iter``)
-keep each round a moderate step.
+Why the plain loop stalled, and what the rounds do about it.
+
+* The pseudo-labels confirm themselves.  A metric learned from a
+  clustering separates that clustering best, and k-means started from the
+  previous clusters' means stays in their basin: the rounds never leave the
+  first clustering.  k-means therefore restarts from fresh k-means++
+  seedings in every round (self-training with re-drawn pseudo-labels);
+  only the metric carries over.
+* The scale of raw features.  LDML's gradient with respect to ``L`` is
+  ``L sum_p c_p (x_p - x'_p)(x_p - x'_p)^T``: in raw units (wine's proline,
+  in the thousands, next to features below 1) it is ruled by the largest
+  feature, and thirty L-BFGS steps from the current ``L`` barely turn the
+  others on; a damped step toward such ``M_g`` moved the metric too little
+  to change the clustering (wine raw: ARI 0.37, as k-means).  With
+  ``whiten``, every group's LDML runs in the coordinates whitened by the
+  pooled within-cluster covariance ``W`` of the current clusters (Ledoit-Wolf
+  shrinkage, :func:`~fastmetric._core.cluster_rows.within_whitening`; the
+  within-class scatter that LDA, and LDA-k-means, Ding & Li 2007, whiten
+  by): ``x -> W^{-1/2} x``, started from the current metric expressed there
+  (``L W^{1/2}``), and its map is brought back (``L_g = L'_g W^{-1/2}``).
+  The objective is the same function of the metric; the optimiser steps in
+  units where every direction has the same within-cluster spread, so the
+  fit can converge (``ldml_max_iter`` 100) and the full step
+  (``update_rate`` 1) is taken.
+* Too few pairs for the map.  Whitening gives every direction the same
+  footing, also the many directions where a group's pairs carry only the
+  noise of the pseudo-labels.  When a group's pairs are fewer than the
+  entries of its map (``k d``; the 64 pixels of digits: 4096 entries, 1800
+  pairs) the LDML fit is underdetermined: there ``whiten='auto'`` stays in
+  the input coordinates, where early stopping (``ldml_max_iter`` 30) and
+  half steps (``update_rate`` 0.5) keep the metric near the pre-trained one
+  (whitened rounds on digits drifted to ARI 0.4 and below).
+
+Semi-supervised use.  ``fit(X, y)`` with ``y = -1`` for the unlabelled
+points: after every k-means the clusters are matched one to one to the
+labelled classes (Hungarian assignment on the class-by-cluster counts),
+renumbered so that cluster ``c`` is class ``cluster_classes_[c]``, and the
+labelled points are put in their class's cluster (seeded / constrained
+k-means, Basu, Banerjee & Mooney 2002); each class's LDML also gets pairs
+of labelled points (similar inside the class, dissimilar to the other
+classes), drawn alike every round and weighing 4 times the pseudo-labelled
+pairs in total.
 
 Scale.  LDML fixes the scale of each ``L_g`` through its bias (it rescales
 its initial map to fit the pairs), so the raw ``M_g`` of two groups are in
@@ -104,6 +143,11 @@ _LDML_ITER_WHITENED = 100
 _LDML_ITER_RAW = 30
 # update_rate='auto' without whitening: half steps, for the same reason.
 _RATE_RAW = 0.5
+# Semi-supervised fits: the labelled pairs of a group weigh, in total, this
+# many times its pseudo-labelled pairs (they are certain; on digits with 10 %
+# labels, 1 gave no gain over the unsupervised metric, 4 did, 20 overfitted
+# the few labelled points).
+_KNOWN_WEIGHT = 4.0
 
 
 def _combine(L, group_maps, weights, rate, n_components):
@@ -129,13 +173,14 @@ def _combine(L, group_maps, weights, rate, n_components):
 
 @shared_docs
 class ClusterLDML(ClusterMixin, MahalanobisMixin):
-    """Unsupervised metric learning: k-means pseudo-labels refined by LDML.
+    """Metric learning without labels (or with a few): k-means pseudo-labels refined by LDML.
 
     Alternates k-means in the current metric with one LDML per cluster
     (similar pairs inside the cluster, dissimilar pairs between it and the
     rest), then moves the global Mahalanobis matrix toward the size-weighted
-    mean of the cluster metrics; stops when the clustering stabilises.  See
-    the module docstring for the mathematics.
+    mean of the cluster metrics; stops when the clustering stabilises.
+    ``fit(X, y)`` with ``-1`` for unlabelled points ties the clusters to the
+    labelled classes.  See the module docstring for the mathematics.
 
     Parameters
     ----------
@@ -143,11 +188,15 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         Number of groups (k-means clusters); at least 2.
     {n_components}
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
-            fitted learner, default='auto'
+            fitted estimator, default='auto'
         The pre-trained metric to start from; see
         :func:`fastmetric._core.init.initialize_components`.  ``'auto'`` is
         ``'pca'`` when ``n_components < n_features``, else ``'identity'``
-        (``'lda'`` needs labels and is refused).
+        (``'lda'`` needs labels and is refused).  A fitted estimator with a
+        linear map starts from that map: a metric learner's
+        ``components_``, the linear part of a linear transformer's
+        ``transform`` (a PCA, with its whitening; an LDA, its ``scalings_``
+        up to its ``n_components``) or a linear model's ``coef_``.
     normalize : bool, default=False
         L2-normalise the points first (cosine geometry), in fit, transform,
         predict and every distance.
@@ -159,9 +208,11 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         dissimilar pairs (the cluster against the others).  On digits, 0.3
         gave clearer gains than 0.5: the informative dissimilar pairs are
         the few near the cluster boundaries, so more of them are drawn.
-    update_rate : float in (0, 1], default=0.5
-        Step ``r`` toward the combined cluster metrics.  Small steps keep
-        the metric from chasing one round's (noisy) pseudo-labels.
+    update_rate : 'auto' or float in (0, 1], default='auto'
+        Step ``r`` toward the combined cluster metrics.  ``'auto'``: 1 with
+        whitened rounds (the cluster metrics are converged fits), 0.5
+        without (small steps keep the metric from chasing one round's noisy
+        pseudo-labels).
     max_rounds : int, default=10
         Maximum number of metric updates.
     tol : float in [0, 1], default=0.99
@@ -171,24 +222,34 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         metric has stopped moving, and later rounds may still change it.
     kmeans : {'auto', 'kmeans', 'minibatch', 'lloyd'} or estimator, default='auto'
         The clustering step: ``'kmeans'`` is scikit-learn's ``KMeans``
-        (10 k-means++ restarts the first time, then one run started from
-        the previous clusters' means), ``'minibatch'`` ``MiniBatchKMeans``
-        (3 restarts, then the same warm start), ``'lloyd'`` fastmetric's
-        own Lloyd iterations over row blocks (one k-means++ seeding on at
-        most 100,000 evenly spaced rows, then the same warm start), which
-        also run on the workers of a dask array.  ``'auto'`` is ``'kmeans'``
+        (10 fresh k-means++ restarts in every round), ``'minibatch'``
+        ``MiniBatchKMeans`` (3 fresh restarts in every round), ``'lloyd'``
+        fastmetric's own Lloyd iterations over row blocks (one k-means++
+        seeding on at most 100,000 evenly spaced rows, then one run per
+        round started from the previous clusters' means), which also run
+        on the workers of a dask array.  ``'auto'`` is ``'kmeans'``
         up to 20000 samples, ``'minibatch'`` beyond, and ``'lloyd'`` on
         dask arrays (the only choice there besides ``'lloyd'`` itself).  An unfitted estimator with an
         ``n_clusters`` parameter and a ``labels_`` attribute after fit
         (e.g. a configured ``KMeans``) is cloned, given ``n_clusters`` and
         ``random_state`` (if it has one), and fitted afresh every round.
-    ldml_max_iter : int, default=30
-        L-BFGS iterations of each cluster's LDML.  The cluster metrics are
-        only directions to move toward, so they need not converge (their
-        ``ConvergenceWarning`` is silenced).
+    ldml_max_iter : 'auto' or int, default='auto'
+        L-BFGS iterations of each cluster's LDML: ``'auto'`` is 100 with
+        whitened rounds, 30 without (early stopping is then the
+        regulariser).  The cluster metrics are only directions to move
+        toward, so they need not converge (their ``ConvergenceWarning`` is
+        silenced).
+    whiten : 'auto' or bool, default='auto'
+        Fit each cluster's LDML in the coordinates whitened by the pooled
+        within-cluster covariance of the current clusters (Ledoit-Wolf
+        shrinkage): the same objective, stepped in units where no feature's
+        scale dominates.  ``'auto'``: when a cluster of average size has at
+        least as many pairs as its map has entries (``n_components *
+        n_features``).
     alpha : float, default=0.0
         Pull of each cluster's LDML toward the current metric
-        (``alpha/2 ||L_g - L||_F^2``, see :class:`~fastmetric._learners.ldml.LDML`).
+        (``alpha/2 ||L_g - L||_F^2``, see :class:`~fastmetric._learners.ldml.LDML`;
+        in the whitened coordinates when the rounds are whitened).
         The current metric is handed to LDML at unit spread (mean squared
         distance 1 between points), so ``alpha`` does not depend on the
         scale of the data.  On digits, ``alpha=1`` lowered the gain: the
@@ -230,6 +291,12 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         computes it.  Since ``transform`` is linear, the centre of a cluster
         in the input space is the mean of its (normalised) points, and
         ``cluster_centers_ = means @ components_.T``.
+    cluster_classes_ : ndarray of shape (n_clusters,) or None
+        Semi-supervised fits: the class tied to each cluster (the labelled
+        classes in sorted order, then ``-1`` for clusters no class claims);
+        None after ``fit(X)``.
+    whitened_ : bool
+        Whether the rounds were whitened (``whiten``, resolved).
     n_rounds_ : int
         Metric updates done.
     history_ : list of dict
@@ -443,13 +510,13 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         new_centers[new_id] = centers
         return labels, new_centers
 
-    def _ldml(self, X, a, b, t, L, seed, max_iter):
+    def _ldml(self, X, a, b, t, L, seed, max_iter, weights=None):
         """LDML of one cluster from the map ``L``: its map ``L_g`` and loss.
 
         The fit of :class:`~fastmetric.LDML` with ``init=L``, ``alpha``,
         ``max_iter`` and ``random_state=seed`` on the index pairs ``(a, b)``
         into X (the points, or their whitened coordinates) with labels
-        ``t``, run by the core directly (X is already validated, normalised
+        ``t`` and pair weights ``weights`` (None: equal), run by the core directly (X is already validated, normalised
         and, on dask, checked).
         """
         verbose = max(int(self.verbose) - 1, 0)
@@ -462,7 +529,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
 
         fit = fit_ldml(
             X, np.ascontiguousarray(a, dtype=np.intp), np.ascontiguousarray(b, dtype=np.intp),
-            check_pair_targets(t, a.shape[0]), None, rng=check_random_state(seed), init=L,
+            check_pair_targets(t, a.shape[0]), weights, rng=check_random_state(seed), init=L,
             n_components=None, alpha=float(self.alpha), solver="lbfgs",
             max_iter=int(max_iter), tol=_LDML_TOL, batch_size=None, learning_rate=None,
             n_iter_no_change=None, n_jobs=self.n_jobs,
@@ -548,10 +615,19 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             t = np.concatenate([np.asarray(p[2], dtype=np.float64) for p in parts])
             if t.min() == t.max():
                 continue  # only one kind of pair: LDML has nothing to separate
+            pair_weights = None
+            if len(parts) == 2:
+                # The labelled pairs, fewer but certain, weigh _KNOWN_WEIGHT
+                # times the pseudo-labelled ones in total.
+                n_pseudo, n_known = len(parts[0][2]), len(parts[1][2])
+                pair_weights = np.concatenate([np.ones(n_pseudo),
+                                               np.full(n_known,
+                                                       _KNOWN_WEIGHT * n_pseudo / n_known)])
             with warnings.catch_warnings():
                 # A truncated fit is intended: M_g is a direction to move toward.
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                Lg, ldml_loss = self._ldml(X_fit, a, b, t, L_start, seed + g, max_iter)
+                Lg, ldml_loss = self._ldml(X_fit, a, b, t, L_start, seed + g, max_iter,
+                                           pair_weights)
             if P is not None:
                 Lg = Lg @ P
             spread = rows.spread(Lg)

@@ -7,9 +7,9 @@ named strategy, an array, or any fitted estimator with a linear map;
 ``normalize``), each round
 
 1. clusters the embedded points ``Z = X L^T`` into ``n_clusters`` groups with
-   scikit-learn's k-means (:class:`~sklearn.cluster.KMeans`, 10 k-means++
-   restarts in every round, or :class:`~sklearn.cluster.MiniBatchKMeans`
-   for large ``n``);
+   scikit-learn's k-means (:class:`~sklearn.cluster.KMeans`, or
+   :class:`~sklearn.cluster.MiniBatchKMeans` for large ``n``; 10 k-means++
+   restarts, or one run from the previous clusters, see ``kmeans``);
 2. for every group ``g`` learns a metric ``M_g = L_g^T L_g`` with
    LDML (:mod:`fastmetric._core.objectives.ldml`, the log-loss of
    ``sigmoid(b - ||L (x - x')||^2)``) started from the current ``L``, from
@@ -31,9 +31,9 @@ Why the plain loop stalled, and what the rounds do about it.
 * The pseudo-labels confirm themselves.  A metric learned from a
   clustering separates that clustering best, and k-means started from the
   previous clusters' means stays in their basin: the rounds never leave the
-  first clustering.  k-means therefore restarts from fresh k-means++
-  seedings in every round (self-training with re-drawn pseudo-labels);
-  only the metric carries over.
+  first clustering.  Whitened rounds (below) therefore restart k-means from
+  fresh k-means++ seedings every round (self-training with re-drawn
+  pseudo-labels); only the metric carries over.
 * The scale of raw features.  LDML's gradient with respect to ``L`` is
   ``L sum_p c_p (x_p - x'_p)(x_p - x'_p)^T``: in raw units (wine's proline,
   in the thousands, next to features below 1) it is ruled by the largest
@@ -222,12 +222,13 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         metric has stopped moving, and later rounds may still change it.
     kmeans : {'auto', 'kmeans', 'minibatch', 'lloyd'} or estimator, default='auto'
         The clustering step: ``'kmeans'`` is scikit-learn's ``KMeans``
-        (10 fresh k-means++ restarts in every round), ``'minibatch'``
-        ``MiniBatchKMeans`` (3 fresh restarts in every round), ``'lloyd'``
-        fastmetric's own Lloyd iterations over row blocks (one k-means++
-        seeding on at most 100,000 evenly spaced rows, then one run per
-        round started from the previous clusters' means), which also run
-        on the workers of a dask array.  ``'auto'`` is ``'kmeans'``
+        (10 k-means++ restarts the first time and in every whitened round;
+        rounds without whitening run once from the previous clusters'
+        means), ``'minibatch'`` ``MiniBatchKMeans`` (3 restarts, the same
+        rule), ``'lloyd'`` fastmetric's own Lloyd iterations over row
+        blocks (one k-means++ seeding on at most 100,000 evenly spaced rows,
+        then one run per round from the previous clusters' means), which
+        also run on the workers of a dask array.  ``'auto'`` is ``'kmeans'``
         up to 20000 samples, ``'minibatch'`` beyond, and ``'lloyd'`` on
         dask arrays (the only choice there besides ``'lloyd'`` itself).  An unfitted estimator with an
         ``n_clusters`` parameter and a ``labels_`` attribute after fit
@@ -423,17 +424,22 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     # ------------------------------------------------------------------
     # steps
     # ------------------------------------------------------------------
-    def _cluster(self, rows, L, seed, previous=None, tie=None):
+    def _cluster(self, rows, L, seed, previous=None, tie=None, restart=True):
         """k-means on the embedded points; returns (labels, centres, inertia).
 
-        scikit-learn's KMeans (and MiniBatchKMeans) restart from
-        ``_KMEANS_N_INIT`` (3) fresh k-means++ seedings in every round and
-        keep the lowest inertia in the new metric: a clustering started
-        from the previous clusters stays in their basin, and the metric
-        learned from them then confirms them (on wine's raw features the
-        first clustering, ruled by one feature of large scale, was never
-        left).  ``'lloyd'`` (one seeding, also on dask) starts every round
-        after the first from the means of the previous clusters, once.
+        The first clustering, and with ``restart`` every clustering,
+        restarts scikit-learn's KMeans from ``_KMEANS_N_INIT`` fresh
+        k-means++ seedings (MiniBatchKMeans from 3) and keeps the lowest
+        inertia in the current metric.  Whitened rounds restart: their
+        metric moves far in one round, and a clustering started from the
+        previous clusters stays in their basin while the metric learned
+        from them confirms them (on wine's raw features the first
+        clustering, ruled by one feature of large scale, was never left).
+        Rounds in the input coordinates move the metric a little at a time,
+        and start from the means of the previous clusters in the new metric,
+        once, so that the clustering follows the metric instead of jumping
+        between the local optima that fresh restarts land in.  ``'lloyd'``
+        (one seeding, also on dask) always starts from the previous means.
 
         ``tie`` (semi-supervised fits) ties the groups to the classes, see
         :meth:`_tie_to_classes`.
@@ -442,18 +448,24 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         n = Z.shape[0]
         k = self.n_clusters
         mode = self.kmeans
-        if mode == "lloyd" or (mode == "auto" and isinstance(rows, DaskRows)):
-            init = None
-            if previous is not None and np.bincount(previous, minlength=k).min() > 0:
-                init = _cluster_means(Z, previous, np.zeros((k, Z.shape[1])))
+        lloyd_mode = mode == "lloyd" or (mode == "auto" and isinstance(rows, DaskRows))
+        init = None
+        if (previous is not None and (lloyd_mode or not restart)
+                and np.bincount(previous, minlength=k).min() > 0):
+            init = _cluster_means(Z, previous, np.zeros((k, Z.shape[1])))
+        if lloyd_mode:
             labels, centers, inertia = lloyd(Z, k, seed, init=init)
             return self._tie_to_classes(labels, centers, tie) + (inertia,)
         if isinstance(mode, str):
             minibatch = mode == "minibatch" or (mode == "auto" and n > _MINIBATCH_THRESHOLD)
-            if minibatch:
-                km = MiniBatchKMeans(n_clusters=k, batch_size=2048, random_state=seed, n_init=3)
+            if init is not None:
+                start = {"init": init, "n_init": 1}
             else:
-                km = KMeans(n_clusters=k, random_state=seed, n_init=_KMEANS_N_INIT)
+                start = {"n_init": 3 if minibatch else _KMEANS_N_INIT}
+            if minibatch:
+                km = MiniBatchKMeans(n_clusters=k, batch_size=2048, random_state=seed, **start)
+            else:
+                km = KMeans(n_clusters=k, random_state=seed, **start)
         else:
             km = clone(mode)
             params = {"n_clusters": k}
@@ -516,8 +528,8 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         The fit of :class:`~fastmetric.LDML` with ``init=L``, ``alpha``,
         ``max_iter`` and ``random_state=seed`` on the index pairs ``(a, b)``
         into X (the points, or their whitened coordinates) with labels
-        ``t`` and pair weights ``weights`` (None: equal), run by the core directly (X is already validated, normalised
-        and, on dask, checked).
+        ``t`` and pair weights ``weights`` (None: equal), run by the core
+        directly (X is already validated, normalised and, on dask, checked).
         """
         verbose = max(int(self.verbose) - 1, 0)
         printer = IterationPrinter("LDML")
@@ -778,7 +790,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 L = L_new / np.sqrt(spread)
                 group_maps = round_maps
                 new_labels, centers, inertia = self._cluster(rows, L, int(seeds[r, 0]),
-                                                             labels, tie)
+                                                             labels, tie, restart=whiten)
                 ari = float(adjusted_rand_score(labels, new_labels))
                 labels = new_labels
                 n_rounds = r

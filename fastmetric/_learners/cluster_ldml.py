@@ -53,8 +53,8 @@ Why the plain loop stalled, and what the rounds do about it.
 * Too few pairs for the map.  Whitening gives every direction the same
   footing, also the many directions where a group's pairs carry only the
   noise of the pseudo-labels.  When a group's pairs are fewer than the
-  entries of its map (``k d``; the 64 pixels of digits: 4096 entries, 1800
-  pairs) the LDML fit is underdetermined: there ``whiten='auto'`` stays in
+  entries of a full metric on the input (``d^2``; the 64 pixels of digits:
+  4096 entries, 1800 pairs) the LDML fit is underdetermined: there ``whiten='auto'`` stays in
   the input coordinates, where early stopping (``ldml_max_iter`` 30) and
   half steps (``update_rate`` 0.5) keep the metric near the pre-trained one
   (whitened rounds on digits drifted to ARI 0.4 and below).
@@ -245,8 +245,8 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         within-cluster covariance of the current clusters (Ledoit-Wolf
         shrinkage): the same objective, stepped in units where no feature's
         scale dominates.  ``'auto'``: when a cluster of average size has at
-        least as many pairs as its map has entries (``n_components *
-        n_features``).
+        least as many pairs as a full metric on the input has entries
+        (``n_features ** 2``).
     alpha : float, default=0.0
         Pull of each cluster's LDML toward the current metric
         (``alpha/2 ||L_g - L||_F^2``, see :class:`~fastmetric._learners.ldml.LDML`;
@@ -658,20 +658,22 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             loss = np.nan
         return maps, weights, loss, np.stack(group_maps)
 
-    def _resolve_whiten(self, n, d, k):
-        """``whiten='auto'``: whiten when a group's pairs outnumber its map's entries.
+    def _resolve_whiten(self, n, d):
+        """``whiten='auto'``: whiten when a group's pairs outnumber ``d^2``.
 
-        With at least as many pairs as parameters (``k d``) the LDML of a
-        group is determined by its pairs and may converge; with fewer (64
-        pixels: 4096 entries against 1800 pairs per digit) it is not, and
-        early stopping in the input coordinates, which move the
-        high-variance directions first, is what regularises it: whitening
-        there lets the fit follow the noise of the pseudo-labels (the
-        clustering of digits degraded round after round).
+        The whitened fit can move the map along every one of the ``d``
+        input directions, at equal footing, so it is determined by a
+        group's pairs only when they outnumber the entries of a full metric
+        on the input (``d^2``, whatever ``n_components``).  With fewer (64
+        pixels: 4096 entries against 1800 pairs per digit) early stopping in
+        the input coordinates, which move the high-variance directions
+        first, is what regularises the fit: whitening there lets it follow
+        the noise of the pseudo-labels (the clustering of digits degraded
+        round after round, also from a 16- or 20-component PCA start).
         """
         if self.whiten != "auto":
             return bool(self.whiten)
-        return self._pairs_for(n / self.n_clusters) >= k * d
+        return self._pairs_for(n / self.n_clusters) >= d * d
 
     # ------------------------------------------------------------------
     # fit
@@ -741,7 +743,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             L = initialize_components(self.init, rows.init_rows(),
                                       n_components=self.n_components, random_state=rng)
             k = L.shape[0]
-            whiten = self._resolve_whiten(n, d, k)
+            whiten = self._resolve_whiten(n, d)
             max_iter = self.ldml_max_iter
             if max_iter == "auto":
                 max_iter = _LDML_ITER_WHITENED if whiten else _LDML_ITER_RAW

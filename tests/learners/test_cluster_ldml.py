@@ -503,13 +503,16 @@ def test_lloyd_kmeans_in_memory(blobs):
 # --------------------------------------------------------------------------
 def test_whiten_auto_follows_pairs_against_parameters():
     """'auto' whitens when a group's pairs (min(2000, max(100, 10 n_g)))
-    outnumber the entries of its map (k d): wine-sized data yes, 64 pixels no."""
+    outnumber n_features^2: wine-sized data yes, 64 pixels no (also with a
+    smaller map)."""
     X, _ = make_blobs(n_samples=180, centers=3, n_features=13, random_state=0)
     m = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X)
     assert m.whitened_  # 600 pairs >= 13 * 13
     X64, _ = make_blobs(n_samples=300, centers=3, n_features=64, random_state=0)
     m = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X64)
     assert not m.whitened_  # 1000 pairs < 64 * 64
+    m = ClusterLDML(n_clusters=3, n_components=8, random_state=0, **FAST).fit(X64)
+    assert not m.whitened_  # 1000 pairs >= 8 * 64, but < 64 * 64
     m = ClusterLDML(n_clusters=3, random_state=0, whiten=True, **FAST).fit(X64)
     assert m.whitened_ and np.isfinite(m.components_).all()
 

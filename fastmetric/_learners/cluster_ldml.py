@@ -143,6 +143,9 @@ _LDML_ITER_WHITENED = 100
 _LDML_ITER_RAW = 30
 # update_rate='auto' without whitening: half steps, for the same reason.
 _RATE_RAW = 0.5
+# A whitened round whose clustering has a group below this share of the
+# average group size, where the previous clustering had none, is undone.
+_TINY_GROUP = 0.01
 # Semi-supervised fits: the labelled pairs of a group weigh, in total, this
 # many times its pseudo-labelled pairs (they are certain; on digits with 10 %
 # labels, 1 gave no gain over the unsupervised metric, 4 did, 20 overfitted
@@ -305,7 +308,10 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         clusterings before and after it), ``loss`` (size-weighted mean of
         the cluster LDML objectives), ``n_groups`` (clusters learned from),
         ``inertia`` (k-means inertia in the new metric, taken at unit
-        spread so that rounds compare), ``time`` (seconds).
+        spread so that rounds compare), ``time`` (seconds); a last entry
+        with ``reverted=True`` (and NaN ARI and inertia) when a whitened
+        round collapsed a group to under 1 % of the average group size and
+        was undone (the fit then stops with the previous metric).
     converged_ : bool
         The ARI criterion was met before ``max_rounds``.
     {n_features_in}
@@ -658,6 +664,17 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             loss = np.nan
         return maps, weights, loss, np.stack(group_maps)
 
+    def _collapsed(self, new_labels, labels):
+        """A group of the new clustering is tiny where none of the previous one was.
+
+        Tiny: fewer than ``_TINY_GROUP`` (1 %) of the average group size
+        ``n / n_clusters``, and at least 2 points short of it.
+        """
+        floor = max(2.0, _TINY_GROUP * new_labels.shape[0] / self.n_clusters)
+        k = self.n_clusters
+        return bool(np.bincount(new_labels, minlength=k).min() < floor
+                    <= np.bincount(labels, minlength=k).min())
+
     def _resolve_whiten(self, n, d):
         """``whiten='auto'``: whiten when a group's pairs outnumber ``d^2``.
 
@@ -789,10 +806,20 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                         stacklevel=3,
                     )
                     break
-                L = L_new / np.sqrt(spread)
-                group_maps = round_maps
-                new_labels, centers, inertia = self._cluster(rows, L, int(seeds[r, 0]),
-                                                             labels, tie, restart=whiten)
+                L_new = L_new / np.sqrt(spread)
+                new_labels, new_centers, new_inertia = self._cluster(
+                    rows, L_new, int(seeds[r, 0]), labels, tie, restart=whiten)
+                if whiten and self._collapsed(new_labels, labels):
+                    # A converged whitened fit can blow up the directions of
+                    # a few outliers, and k-means then gives them a group of
+                    # their own (breast cancer: 2 points of 569).  Keep the
+                    # previous metric and clustering, and stop.
+                    history.append({"round": r, "ari_previous": np.nan, "loss": loss,
+                                    "n_groups": len(maps), "inertia": np.nan,
+                                    "time": time.perf_counter() - t0, "reverted": True})
+                    break
+                L, group_maps = L_new, round_maps
+                centers, inertia = new_centers, new_inertia
                 ari = float(adjusted_rand_score(labels, new_labels))
                 labels = new_labels
                 n_rounds = r

@@ -51,19 +51,101 @@ def _is_learner(obj):
     return hasattr(obj, "components_") or (not isinstance(obj, str) and hasattr(obj, "fit"))
 
 
-def _fitted_components(learner, what):
-    """``components_`` of a fitted fastmetric (or metric-learn) learner as float64.
+def _probe_transform(estimator, d, what):
+    """The affine map of a fitted transformer: ``transform(x) = c + L x``.
 
-    The one rule for every ``init`` and ``prior``: a fitted learner stands for
-    its learned map ``L`` (and, as a prior, for its metric ``M = L^T L``); an
-    unfitted one is a ValueError naming ``what``.
+    ``L``'s columns are ``transform(e_i) - transform(0)`` (exact for an
+    affine transform, whatever the attribute that holds its map and
+    whatever it applies on top of it: PCA's whitening, LDA's truncation to
+    its ``n_components``).  Two further points check that the transform is
+    affine; a non-linear one (NMF, a kernel method, a scaler followed by a
+    non-linear step) is refused.
     """
-    if not hasattr(learner, "components_"):
+    probes = np.vstack([np.zeros((1, d)), np.eye(d)])
+    rng = np.random.RandomState(0)
+    checks = rng.standard_normal((2, d))
+    try:
+        out = np.asarray(estimator.transform(np.vstack([probes, checks])), dtype=np.float64)
+    except Exception as exc:  # unfitted, or a transformer that cannot take these points
         raise ValueError(
-            f"{what} is an estimator ({type(learner).__name__}) that is not fitted: it has "
-            "no components_. Fit it first, or pass an array."
+            f"{what} is a transformer ({type(estimator).__name__}) whose transform failed on "
+            f"points of {d} features: {exc}. Fit it first (on data with n_features={d}), or "
+            "pass an array."
+        ) from exc
+    if out.ndim != 2 or out.shape[0] != d + 3 or not np.isfinite(out).all():
+        raise ValueError(
+            f"{what}: {type(estimator).__name__}.transform did not return a finite 2-D array "
+            "of one row per point; a linear map cannot be read from it."
         )
-    return np.asarray(learner.components_, dtype=np.float64)
+    offset = out[0]
+    L = (out[1:d + 1] - offset).T
+    predicted = offset + checks @ L.T
+    scale = max(float(np.abs(out).max()), 1e-300)
+    if not np.allclose(predicted, out[d + 1:], rtol=1e-6, atol=1e-9 * scale):
+        raise ValueError(
+            f"{what} is a transformer ({type(estimator).__name__}) whose transform is not "
+            "linear (affine): it has no linear map to start from. Pass a linear transformer "
+            "(PCA, LinearDiscriminantAnalysis, a fitted metric learner), a linear model "
+            "(coef_) or an array."
+        )
+    return L
+
+
+def _fitted_components(learner, what, n_features=None):
+    """The linear map ``L`` (float64) of a fitted estimator given as init or prior.
+
+    The one rule for every ``init`` and ``prior``: a fitted estimator stands
+    for its linear map ``L`` (and, as a prior, for its metric ``M = L^T L``):
+
+    * a metric learner (fastmetric or metric-learn, i.e. one with
+      ``get_mahalanobis_matrix``): its ``components_``;
+    * any other fitted transformer whose ``transform`` is linear (affine):
+      the linear part of that transform, read by probing it (with
+      ``n_features``), so that ``components_`` (PCA, FastICA,
+      TruncatedSVD), ``scalings_`` (LinearDiscriminantAnalysis) and whatever
+      the transform applies on top of them (PCA's ``whiten``, LDA's
+      ``n_components``) come out as the estimator applies them; the offset
+      (centring) is dropped, as distances do not see it;
+    * a fitted linear model without ``transform`` (``coef_``: linear
+      regression, logistic regression, linear SVM): the rows of ``coef_``,
+      the directions its decision function reads.
+
+    An unfitted estimator, or one without a linear map, is a ValueError
+    naming ``what``.
+    """
+    name = type(learner).__name__
+    if hasattr(learner, "get_mahalanobis_matrix") or (
+            hasattr(learner, "components_") and not hasattr(learner, "transform")):
+        if not hasattr(learner, "components_"):
+            raise ValueError(
+                f"{what} is an estimator ({name}) that is not fitted: it has no components_. "
+                "Fit it first, or pass an array."
+            )
+        return np.asarray(learner.components_, dtype=np.float64)
+    if hasattr(learner, "transform"):
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+
+        try:
+            check_is_fitted(learner)
+        except NotFittedError:
+            raise ValueError(
+                f"{what} is an estimator ({name}) that is not fitted. Fit it first, or pass "
+                "an array."
+            ) from None
+        d = getattr(learner, "n_features_in_", n_features)
+        if d is None:
+            raise ValueError(f"{what}: the number of features of {name} is unknown.")
+        return _probe_transform(learner, int(d), what)
+    if hasattr(learner, "coef_"):
+        coef = np.atleast_2d(np.asarray(learner.coef_, dtype=np.float64))
+        if coef.ndim != 2:
+            raise ValueError(f"{what}: coef_ of {name} is not a matrix; got shape {coef.shape}.")
+        return coef
+    raise ValueError(
+        f"{what} is an estimator ({name}) with no linear map: it is not fitted, or it has "
+        "neither components_, a linear transform nor coef_. Fit it first, or pass an array."
+    )
 
 
 # --------------------------------------------------------------------------
@@ -129,7 +211,13 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
           ``diag(w)^{-1/2} V^T``.
         * ``'random'``: entries drawn from the standard normal distribution.
         * an array ``(n_components, n_features)``: used as is.
-        * a fitted fastmetric (or metric-learn) learner: its ``components_``.
+        * a fitted fastmetric (or metric-learn) learner: its ``components_``;
+          any other fitted estimator with a linear map: a transformer whose
+          ``transform`` is linear (PCA, LinearDiscriminantAnalysis, FastICA,
+          ...: the linear part of that transform, so PCA's ``whiten`` and
+          LDA's ``n_components`` apply) or a linear model (its ``coef_``).
+          The map is applied to the points the learner sees, i.e. after its
+          own L2 normalisation when ``normalize=True``.
     X : array-like of shape (n_samples, n_features)
         The points (after any normalisation the learner applies).
     y : array-like of shape (n_samples,), optional
@@ -157,7 +245,8 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
     # only the number of features of X (no O(n d) scan of the data, which
     # matters when a learner refines a metric many times on a large X).
     if _is_learner(init):
-        init = _fitted_components(init, "init")
+        shape = np.shape(X)
+        init = _fitted_components(init, "init", shape[1] if len(shape) == 2 else None)
     if not isinstance(init, str):
         shape = np.shape(X)
         if len(shape) != 2 or shape[1] < 1:
@@ -383,8 +472,9 @@ fitted learner
         * an array: a symmetric positive definite matrix; an asymmetry up
           to ``1e-7`` times its largest entry (rounding) is accepted and
           removed (``M0 = (A + A^T) / 2``);
-        * a fitted fastmetric (or metric-learn) learner: its Mahalanobis
-          matrix ``L^T L``, which must be positive definite (a learner with
+        * a fitted fastmetric (or metric-learn) learner, or any fitted
+          estimator with a linear map (see :func:`initialize_components`):
+          its Mahalanobis matrix ``L^T L``, which must be positive definite (a learner with
           fewer components than features gives a singular matrix).
 
         The data-driven names (``'covariance'``, ``'random'``) are computed
@@ -436,7 +526,7 @@ fitted learner
             f"n_features) = ({d}, {d}) or a fitted learner."
         )
     if _is_learner(prior):
-        L = _fitted_components(prior, what)
+        L = _fitted_components(prior, what, d)
         arr = L.T @ L
     else:
         arr = None if prior is None else np.asarray(prior)

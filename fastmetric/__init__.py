@@ -24,6 +24,7 @@ from fastmetric._learners.nca import NCA
 from fastmetric._learners.rca import RCA, RCA_Supervised
 from fastmetric._learners.scml import SCML, SCML_Supervised
 from fastmetric._learners.sdml import SDML, SDML_Supervised
+from fastmetric._persistence import load, save
 
 __all__ = [
     "ClusterLDML",
@@ -49,5 +50,7 @@ __all__ = [
     "get_include",
     "show_config",
     "pairwise",
+    "save",
+    "load",
     "__version__",
 ]

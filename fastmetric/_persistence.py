@@ -1,0 +1,407 @@
+"""Safe model files: :func:`save` and :func:`load`.
+
+A pickled model is a program: loading it runs whatever code the file names,
+so a model file from someone else is as dangerous as their script.  The
+format written here holds data only, and loading it never executes anything
+from the file.
+
+Format (``fastmetric-model``, version 1)
+----------------------------------------
+A zip archive written by :func:`numpy.savez` (the ``.npz`` layout), with
+
+* ``header``: a ``uint8`` array holding UTF-8 JSON::
+
+      {"format": "fastmetric-model", "format_version": 1,
+       "fastmetric_version": "0.1.0", "class": "LDML_Supervised",
+       "params": {...}, "attributes": {...}}
+
+  ``class`` is one of fastmetric's public estimator classes (an allow-list:
+  any other name is refused); ``params`` is ``get_params()``; ``attributes``
+  are the fitted attributes (every instance attribute whose name ends in
+  ``_``).
+* ``array_0``, ``array_1``, ...: the arrays among those values, as ``.npy``
+  members of numeric, boolean or fixed-width string dtype (never object
+  dtype), read back with ``allow_pickle=False``.
+
+Values are encoded as JSON: ``None``, booleans, integers, strings and finite
+floats as themselves (Python floats round-trip exactly through their
+``repr``), and everything else as a one-key object that names its kind:
+``{"__float__": "nan"}`` (non-finite floats), ``{"__array__": "array_3"}``
+(an array; ``{"__array__": ..., "object_str": true}`` for an object array of
+strings such as ``feature_names_in_``, stored as a string array),
+``{"__scalar__": "array_4"}`` (a numpy scalar, stored as a 0-d array so that
+its dtype is kept), ``{"__tuple__": [...]}`` and ``{"__dict__": [[key,
+value], ...]}``; JSON lists are lists.
+
+What cannot be stored is refused at save time with a TypeError naming it:
+a callable parameter (``callback``, a callable ``preprocessor``), an
+estimator given as ``init``, or a fitted attribute of another type.  A
+callback only acts during ``fit`` but is code, which this format does not
+hold: set it to ``None`` (``model.set_params(callback=None)``) before
+saving.  Private state (attributes starting with ``_``, such as the
+optimiser state that ``LDML.partial_fit`` continues from) is not saved: a
+loaded model predicts exactly as the saved one, and a new ``fit`` starts
+afresh.
+
+:func:`load` refuses, with a :class:`ModelFileError` (a ValueError), a file that is not a zip archive of
+this format, a newer format version, a class outside the allow-list, a
+parameter the class does not have, an attribute name that is not a fitted
+attribute's (``name_``), a missing or unexpected archive member, and any
+member that would need pickle (an object array).  It then builds the
+estimator with its own constructor and sets the attributes: no code from the
+file runs.
+
+The scikit-learn ecosystem's other safe route, ``skops.io``, also works for
+every fastmetric estimator: ``skops.io.dump(model, path)``, then
+``skops.io.load(path, trusted=[...])`` trusting the one type that
+``skops.io.get_untrusted_types(file=path)`` lists, the estimator's class
+(named by its module path, e.g. ``fastmetric._learners.ldml.LDML``).
+"""
+import json
+import math
+import numbers
+import os
+import re
+import sys
+import zipfile
+
+import numpy as np
+
+from fastmetric._learners.cluster_ldml import ClusterLDML
+from fastmetric._learners.covariance import Covariance
+from fastmetric._learners.itml import ITML, ITML_Supervised
+from fastmetric._learners.ldml import LDML, LDML_Supervised
+from fastmetric._learners.lfda import LFDA
+from fastmetric._learners.lmnn import LMNN
+from fastmetric._learners.lsml import LSML, LSML_Supervised
+from fastmetric._learners.mlkr import MLKR
+from fastmetric._learners.mmc import MMC, MMC_Supervised
+from fastmetric._learners.nca import NCA
+from fastmetric._learners.rca import RCA, RCA_Supervised
+from fastmetric._learners.scml import SCML, SCML_Supervised
+from fastmetric._learners.sdml import SDML, SDML_Supervised
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "load", "save"]
+
+FORMAT_NAME = "fastmetric-model"
+FORMAT_VERSION = 1
+
+# The allow-list: the only classes a file can name.
+_CLASSES = {cls.__name__: cls for cls in (
+    ClusterLDML, Covariance, ITML, ITML_Supervised, LDML, LDML_Supervised, LFDA, LMNN,
+    LSML, LSML_Supervised, MLKR, MMC, MMC_Supervised, NCA, RCA, RCA_Supervised, SCML,
+    SCML_Supervised, SDML, SDML_Supervised,
+)}
+
+
+
+class ModelFileError(ValueError):
+    """A file that :func:`load` refuses: not a fastmetric model file, a newer
+    format version, a class outside the allow-list, or a file that is
+    incomplete or was tampered with.  A ValueError."""
+
+
+_HEADER = "header"
+# A fitted attribute's name: a public identifier ending in "_" (never a dunder
+# such as __class__, which would replace the object's type).
+_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_$")
+_MAX_DEPTH = 32
+
+
+class _Encoder:
+    """Turns values into JSON with the arrays set aside as archive members."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def _store(self, arr):
+        key = f"array_{len(self.arrays)}"
+        self.arrays[key] = arr
+        return key
+
+    def encode(self, value, what, depth=0):
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"cannot save {what}: it is nested more than {_MAX_DEPTH} deep.")
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, np.ndarray):
+            return self._encode_array(value, what)
+        if isinstance(value, np.generic):
+            if value.dtype.kind not in "biufcSU":
+                raise TypeError(f"cannot save {what}: a numpy scalar of dtype {value.dtype}.")
+            return {"__scalar__": self._store(np.asarray(value))}
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, float):
+            return value if math.isfinite(value) else {"__float__": repr(value)}
+        if isinstance(value, tuple):
+            return {"__tuple__": [self.encode(v, what, depth + 1) for v in value]}
+        if isinstance(value, list):
+            return [self.encode(v, what, depth + 1) for v in value]
+        if isinstance(value, dict):
+            return {"__dict__": [[self.encode(k, what, depth + 1), self.encode(v, what, depth + 1)]
+                                 for k, v in value.items()]}
+        raise TypeError(
+            f"cannot save {what}: a value of type {type(value).__name__} is not data that "
+            "the fastmetric model format holds (arrays, numbers, strings, booleans, None, "
+            "and lists, tuples and dicts of them)."
+        )
+
+    def _encode_array(self, arr, what):
+        if arr.dtype.kind == "O":
+            # feature_names_in_ and string class labels are object arrays of str.
+            if all(isinstance(v, str) for v in arr.flat):
+                return {"__array__": self._store(arr.astype(str)), "object_str": True}
+            raise TypeError(f"cannot save {what}: an object array holding values other "
+                             "than strings.")
+        if arr.dtype.kind not in "biufcSU" or arr.dtype.fields is not None:
+            raise TypeError(f"cannot save {what}: an array of dtype {arr.dtype}.")
+        return {"__array__": self._store(arr)}
+
+
+class _Decoder:
+    """Turns the header's JSON back into values, reading arrays from the archive."""
+
+    def __init__(self, archive):
+        self.archive = archive
+        self.used = set()
+
+    def _array(self, key, what):
+        if not isinstance(key, str) or key == _HEADER:
+            raise ModelFileError(f"the model file is invalid: {what} names the member {key!r}.")
+        if key not in self.archive.files:
+            raise ModelFileError(f"the model file is incomplete: member {key!r} ({what}) is "
+                             "missing.")
+        try:
+            arr = self.archive[key]
+        except ValueError as exc:  # numpy refuses object arrays without pickle
+            raise ModelFileError(f"the model file is refused: member {key!r} ({what}) is not a "
+                             f"plain numeric or string array ({exc}).") from None
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biufcSU":
+            raise ModelFileError(f"the model file is refused: member {key!r} ({what}) is not a "
+                             "plain numeric or string array.")
+        self.used.add(key)
+        return arr
+
+    def decode(self, value, what, depth=0):
+        if depth > _MAX_DEPTH:
+            raise ModelFileError(f"the model file is invalid: {what} is nested too deep.")
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, list):
+            return [self.decode(v, what, depth + 1) for v in value]
+        if not isinstance(value, dict) or len(value) not in (1, 2):
+            raise ModelFileError(f"the model file is invalid: {what} holds {value!r}.")
+        if "__array__" in value:
+            arr = self._array(value["__array__"], what)
+            if value.get("object_str") is True:
+                arr = arr.astype(object)
+            elif set(value) != {"__array__"}:
+                raise ModelFileError(f"the model file is invalid: {what} holds {value!r}.")
+            return arr
+        if len(value) != 1:
+            raise ModelFileError(f"the model file is invalid: {what} holds {value!r}.")
+        (tag, content), = value.items()
+        if tag == "__scalar__":
+            arr = self._array(content, what)
+            if arr.ndim != 0:
+                raise ModelFileError(f"the model file is invalid: {what} is a scalar of shape "
+                                 f"{arr.shape}.")
+            return arr[()]
+        if tag == "__float__" and content in ("nan", "inf", "-inf"):
+            return float(content)
+        if tag == "__tuple__" and isinstance(content, list):
+            return tuple(self.decode(v, what, depth + 1) for v in content)
+        if tag == "__dict__" and isinstance(content, list):
+            out = {}
+            for item in content:
+                if not (isinstance(item, list) and len(item) == 2):
+                    raise ModelFileError(f"the model file is invalid: {what} holds {item!r}.")
+                key = self.decode(item[0], what, depth + 1)
+                if isinstance(key, (list, dict, np.ndarray)):
+                    raise ModelFileError(f"the model file is invalid: {what} has a key {key!r}.")
+                out[key] = self.decode(item[1], what, depth + 1)
+            return out
+        raise ModelFileError(f"the model file is invalid: {what} holds {value!r}.")
+
+
+def _fitted_attributes(model):
+    return {name: value for name, value in vars(model).items()
+            if name.endswith("_") and not name.startswith("_")}
+
+
+def save(model, path):
+    """Save a fastmetric estimator to a file that loading never executes.
+
+    Parameters
+    ----------
+    model : estimator
+        One of fastmetric's public estimators, fitted or not.
+    path : str, os.PathLike or file object
+        Where to write.  The name is used as given (no suffix is added); a
+        file on disk is written to a temporary name first and then renamed,
+        so an interrupted save never leaves a truncated model file.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not one of fastmetric's public estimators, or a
+        parameter or a fitted attribute cannot be stored as data (the
+        message names it): a callable ``callback`` or ``preprocessor``, an
+        estimator as ``init``, or an attribute of another type.
+    ValueError
+        A value nested more than 32 levels deep.
+
+    See Also
+    --------
+    load : read the file back.
+
+    Notes
+    -----
+    The format (a versioned ``.npz`` zip of arrays plus a JSON header) is
+    described in the module :mod:`fastmetric._persistence`.
+    """
+    cls = type(model)
+    if _CLASSES.get(cls.__name__) is not cls:
+        raise TypeError(
+            f"save() stores fastmetric's public estimators ({', '.join(sorted(_CLASSES))}); "
+            f"got {cls.__module__}.{cls.__qualname__}."
+        )
+    encoder = _Encoder()
+    params = {}
+    for name, value in model.get_params(deep=False).items():
+        if callable(value) and not isinstance(value, np.ndarray):
+            raise TypeError(
+                f"cannot save parameter {name}={value!r}: it is callable, and the model "
+                f"file holds data, never code. Set it to None (model.set_params({name}=None))"
+                " or to an array before saving."
+            )
+        params[name] = encoder.encode(value, f"parameter {name!r}")
+    attributes = {name: encoder.encode(value, f"fitted attribute {name!r}")
+                  for name, value in _fitted_attributes(model).items()}
+    # The package's own version: read from the loaded package (importing it
+    # here would make an import circle with fastmetric/__init__.py).
+    __version__ = sys.modules["fastmetric"].__version__
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "fastmetric_version": __version__,
+        "class": cls.__name__,
+        "params": params,
+        "attributes": attributes,
+    }
+    members = {_HEADER: np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)}
+    members.update(encoder.arrays)
+    if hasattr(path, "write"):
+        np.savez(path, **members)
+        return
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **members)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _read_header(archive):
+    if _HEADER not in archive.files:
+        raise ModelFileError("not a fastmetric model file: the archive has no 'header' member.")
+    try:
+        raw = archive[_HEADER]
+    except ValueError:
+        raise ModelFileError("not a fastmetric model file: its header needs pickle.") from None
+    if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ModelFileError("not a fastmetric model file: its header is not UTF-8 JSON bytes.")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"not a fastmetric model file: its header is not JSON ({exc}).") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        got = header.get("format") if isinstance(header, dict) else header
+        raise ModelFileError(f"not a fastmetric model file: format {got!r}, expected "
+                         f"{FORMAT_NAME!r}.")
+    version = header.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"the model file has an invalid format_version {version!r}.")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"the model file has format version {version}, newer than this fastmetric "
+            f"reads ({FORMAT_VERSION}; it was written by fastmetric "
+            f"{header.get('fastmetric_version')!r}); upgrade fastmetric to load it."
+        )
+    return header
+
+
+def load(path):
+    """Load an estimator saved by :func:`save`, without running code from the file.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or file object
+
+    Returns
+    -------
+    estimator
+        A new estimator of the saved class, with the saved parameters and
+        fitted attributes: ``transform``, ``pair_distance``, ``predict`` and
+        ``decision_function`` give bitwise the same results as the saved
+        model's.
+
+    Raises
+    ------
+    ModelFileError
+        (a ValueError) The file is not a fastmetric model file, has a newer format version,
+        names a class outside fastmetric's public estimators, or is
+        incomplete or tampered with (the message says which).
+
+    See Also
+    --------
+    save
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as exc:  # e.g. a pickle, which allow_pickle=False refuses
+        raise ModelFileError(f"not a fastmetric model file: {exc}") from None
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFileError(f"not a fastmetric model file: {exc}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ModelFileError("not a fastmetric model file: it is a single array, not a zip "
+                         "archive of a model.")
+    with archive:
+        header = _read_header(archive)
+        name = header.get("class")
+        cls = _CLASSES.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise ModelFileError(
+                f"the model file names class {name!r}, which is not one of fastmetric's "
+                f"estimators ({', '.join(sorted(_CLASSES))}); refused."
+            )
+        params, attributes = header.get("params"), header.get("attributes")
+        if not isinstance(params, dict) or not isinstance(attributes, dict):
+            raise ModelFileError("the model file is invalid: 'params' and 'attributes' must be "
+                             "JSON objects.")
+        known = set(cls._get_param_names())
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ModelFileError(f"the model file gives {name} parameter(s) {unknown} that it "
+                             "does not have.")
+        decoder = _Decoder(archive)
+        values = {k: decoder.decode(v, f"parameter {k!r}") for k, v in params.items()}
+        fitted = {}
+        for attr, value in attributes.items():
+            if not (isinstance(attr, str) and _ATTRIBUTE_NAME.match(attr)) or attr in known \
+                    or callable(getattr(cls, attr, None)) \
+                    or isinstance(getattr(cls, attr, None), property):
+                raise ModelFileError(f"the model file is invalid: {attr!r} is not a fitted "
+                                 f"attribute name of {name}.")
+            fitted[attr] = decoder.decode(value, f"fitted attribute {attr!r}")
+        extra = sorted(set(archive.files) - decoder.used - {_HEADER})
+        if extra:
+            raise ModelFileError(f"the model file is refused: unexpected member(s) {extra}.")
+    model = cls(**values)
+    for attr, value in fitted.items():
+        setattr(model, attr, value)
+    return model

@@ -1,0 +1,308 @@
+"""Safe model files: ``fastmetric.save`` / ``fastmetric.load``.
+
+Every public estimator survives a round trip bitwise (``transform``,
+``pair_distance``, and ``predict`` / ``decision_function`` where they
+exist); files that are newer, name an unknown class, were tampered with,
+miss a member or carry a pickle are refused, the pickle without running it.
+The skops route (``skops.io``) is checked too when skops is installed.
+"""
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastmetric
+from fastmetric._persistence import FORMAT_NAME, FORMAT_VERSION, ModelFileError
+
+from ._learner_cases import all_cases, iris_std, public_estimator_classes
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+CASES = all_cases()
+METHODS = ("transform", "pair_distance", "predict", "decision_function")
+
+
+def _outputs(est, case):
+    """The results of every prediction method the case has."""
+    out = {"transform": est.transform(case.X), "pair_distance": est.pair_distance(case.pairs)}
+    if case.tuples is not None:
+        out["predict"] = est.predict(case.tuples)
+        out["decision_function"] = est.decision_function(case.tuples)
+    return out
+
+
+def assert_bitwise_equal(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes()
+
+
+def test_cases_cover_every_public_estimator():
+    assert {case.cls for case in CASES} == set(public_estimator_classes())
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """Each case's estimator, fitted once for the module."""
+    return {case.name: case.fit() for case in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_round_trip_is_bitwise(case, fitted, tmp_path):
+    est = fitted[case.name]
+    path = tmp_path / "model.fmz"
+    fastmetric.save(est, path)
+    assert os.listdir(tmp_path) == ["model.fmz"]  # no suffix added, no temporary left
+    loaded = fastmetric.load(path)
+    assert type(loaded) is type(est)
+    before, after = _outputs(est, case), _outputs(loaded, case)
+    assert set(after) == set(before)
+    for method in before:
+        assert_bitwise_equal(before[method], after[method])
+    assert_bitwise_equal(loaded.components_, est.components_)
+    # The parameters come back (arrays as equal arrays) and the model refits.
+    for name, value in est.get_params(deep=False).items():
+        np.testing.assert_array_equal(loaded.get_params(deep=False)[name], value)
+    if case.name in ("LDML-points", "NCA", "RCA", "Covariance"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            refit = loaded.fit(*case.fit_args)
+        assert_bitwise_equal(refit.components_, case.fit().components_)
+
+
+def test_unfitted_model_and_file_objects():
+    est = fastmetric.LDML_Supervised(n_pairs=50, init="pca", alpha=0.5)
+    buf = io.BytesIO()
+    fastmetric.save(est, buf)
+    buf.seek(0)
+    loaded = fastmetric.load(buf)
+    assert loaded.get_params() == est.get_params()
+    assert not hasattr(loaded, "components_")
+
+
+def test_values_keep_their_types(tmp_path):
+    """numpy scalars, non-finite floats, tuples, dicts and string arrays
+    come back with their types."""
+    est = fastmetric.Covariance().fit(iris_std()[0])
+    extra = {"a_": np.float32(1.5), "b_": float("nan"), "c_": (1, "x", None, [2.5, -np.inf]),
+             "d_": {"k": np.arange(3), 4: True}, "e_": np.array(["u", "v"], dtype=object),
+             "f_": np.int64(7), "g_": 10**30}
+    for name, value in extra.items():
+        setattr(est, name, value)
+    fastmetric.save(est, tmp_path / "m")
+    loaded = fastmetric.load(tmp_path / "m")
+    assert type(loaded.a_) is np.float32 and loaded.a_ == np.float32(1.5)
+    assert isinstance(loaded.b_, float) and np.isnan(loaded.b_)
+    assert loaded.c_ == (1, "x", None, [2.5, -np.inf])
+    assert list(loaded.d_) == ["k", 4] and loaded.d_[4] is True
+    np.testing.assert_array_equal(loaded.d_["k"], np.arange(3))
+    assert loaded.e_.dtype == object and list(loaded.e_) == ["u", "v"]
+    assert type(loaded.f_) is np.int64 and loaded.g_ == 10**30
+
+
+def test_feature_names_survive(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X, y = iris_std()
+    df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    est = fastmetric.NCA(max_iter=3, n_jobs=1).fit(df, y)
+    fastmetric.save(est, tmp_path / "m")
+    loaded = fastmetric.load(tmp_path / "m")
+    assert list(loaded.feature_names_in_) == ["a", "b", "c", "d"]
+    assert_bitwise_equal(loaded.transform(df), est.transform(df))
+
+
+# --------------------------------------------------------------------------
+# What save refuses
+# --------------------------------------------------------------------------
+def test_save_refuses_code_and_unknown_values(tmp_path):
+    X, y = iris_std()
+    with pytest.raises(TypeError, match="parameter callback=.*callable.*set_params"):
+        fastmetric.save(fastmetric.NCA(callback=lambda *a: False), tmp_path / "m")
+    with pytest.raises(TypeError, match="parameter preprocessor=.*callable"):
+        fastmetric.save(fastmetric.LDML(preprocessor=lambda idx: X[idx]), tmp_path / "m")
+    nca = fastmetric.NCA(max_iter=2, n_jobs=1).fit(X, y)
+    with pytest.raises(TypeError, match="parameter 'init'.*NCA"):
+        fastmetric.save(fastmetric.LMNN(init=nca), tmp_path / "m")
+    nca.odd_ = object()
+    with pytest.raises(TypeError, match="fitted attribute 'odd_'.*type object"):
+        fastmetric.save(nca, tmp_path / "m")
+    nca.odd_ = np.array([object()])
+    with pytest.raises(TypeError, match="fitted attribute 'odd_'.*object array"):
+        fastmetric.save(nca, tmp_path / "m")
+    from sklearn.decomposition import PCA
+
+    with pytest.raises(TypeError, match="public estimators.*PCA"):
+        fastmetric.save(PCA(), tmp_path / "m")
+    assert not os.path.exists(tmp_path / "m")  # nothing written on refusal
+
+
+# --------------------------------------------------------------------------
+# What load refuses
+# --------------------------------------------------------------------------
+@pytest.fixture
+def saved(tmp_path):
+    X, y = iris_std()
+    est = fastmetric.NCA(max_iter=3, n_jobs=1).fit(X, y)
+    path = tmp_path / "model.fmz"
+    fastmetric.save(est, path)
+    return path
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def _header(members):
+    return json.loads(np.load(io.BytesIO(members["header.npy"])).tobytes())
+
+
+def _write(path, members, header=None):
+    if header is not None:
+        buf = io.BytesIO()
+        np.save(buf, np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+        members = {**members, "header.npy": buf.getvalue()}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _edit_header(saved, edit):
+    members = _members(saved)
+    header = _header(members)
+    edit(header)
+    return _write(saved, members, header)
+
+
+def test_the_header_is_documented_json(saved):
+    header = _header(_members(saved))
+    assert header["format"] == FORMAT_NAME and header["format_version"] == FORMAT_VERSION
+    assert header["class"] == "NCA" and header["fastmetric_version"] == fastmetric.__version__
+    assert header["params"]["max_iter"] == 3
+    key = header["attributes"]["components_"]["__array__"]
+    assert key.startswith("array_")
+    np.testing.assert_array_equal(np.load(saved)[key], fastmetric.load(saved).components_)
+
+
+def test_newer_format_version_is_refused(saved):
+    _edit_header(saved, lambda h: h.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(ModelFileError, match=f"format version {FORMAT_VERSION + 1}, newer.*upgrade"):
+        fastmetric.load(saved)
+
+
+@pytest.mark.parametrize("name", ["PCA", "sklearn.decomposition.PCA", "os.system", "", None,
+                                  "_MahalanobisMetric"])
+def test_unknown_class_is_refused(saved, name):
+    _edit_header(saved, lambda h: h.update({"class": name}))
+    with pytest.raises(ModelFileError, match="names class .*not one of fastmetric's estimators"):
+        fastmetric.load(saved)
+
+
+@pytest.mark.parametrize("edit, message", [
+    # another allowed class whose parameters differ
+    (lambda h: h.update({"class": "Covariance"}), "Covariance parameter.*does not have"),
+    (lambda h: h.update(format="pickle"), "format 'pickle'"),
+    (lambda h: h.update(format_version="1"), "invalid format_version"),
+    (lambda h: h["attributes"].update(__class__={"__array__": "array_0"}),
+     "'__class__' is not a fitted attribute"),
+    (lambda h: h["attributes"].update(transform_={"__array__": "array_0"}) or
+     h["attributes"].update(fit={"__array__": "array_0"}), "'fit' is not a fitted attribute"),
+    (lambda h: h["attributes"].update(components_={"__array__": "header"}), "names the member"),
+    (lambda h: h["attributes"].update(components_={"__scalar__": "array_0"}), "scalar of shape"),
+    (lambda h: h["attributes"].update(components_={"__code__": "x"}), "holds"),
+    (lambda h: h.update(params=[]), "must be JSON objects"),
+])
+def test_tampered_files_are_refused(saved, edit, message):
+    _edit_header(saved, edit)
+    with pytest.raises(ModelFileError, match=message):
+        fastmetric.load(saved)
+
+
+def _components_member(members):
+    return _header(members)["attributes"]["components_"]["__array__"]
+
+
+def test_missing_and_unexpected_members_are_refused(saved):
+    members = _members(saved)
+    key = _components_member(members)
+    missing = {k: v for k, v in members.items() if k != f"{key}.npy"}
+    with pytest.raises(ModelFileError, match=f"incomplete: member '{key}'.*components_"):
+        fastmetric.load(_write(saved, missing))
+    with pytest.raises(ModelFileError, match="no 'header' member"):
+        fastmetric.load(_write(saved, {k: v for k, v in members.items() if k != "header.npy"}))
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3))
+    with pytest.raises(ModelFileError, match=r"unexpected member\(s\) \['extra'\]"):
+        fastmetric.load(_write(saved, {**members, "extra.npy": buf.getvalue()}))
+    (saved.parent / "junk").write_bytes(b"not a zip at all")
+    with pytest.raises(ModelFileError, match="not a fastmetric model file"):
+        fastmetric.load(saved.parent / "junk")
+
+
+class _Payload:
+    """Unpickling this object creates the marker file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_payload_is_refused_without_running_it(saved, tmp_path):
+    marker = tmp_path / "payload-ran"
+    # A sanity check of the payload itself: unpickling it does create the marker.
+    probe = tmp_path / "probe"
+    pickle.loads(pickle.dumps(_Payload(probe))).close()
+    assert probe.exists()
+
+    members = _members(saved)
+    evil = io.BytesIO()
+    np.save(evil, np.array([_Payload(marker), 1], dtype=object), allow_pickle=True)
+    # (1) an object array in place of the components
+    key = _components_member(members)
+    with pytest.raises(ModelFileError, match=f"member '{key}'.*not a plain numeric"):
+        fastmetric.load(_write(saved, {**members, f"{key}.npy": evil.getvalue()}))
+    # (2) an object array as the header
+    with pytest.raises(ModelFileError, match="header needs pickle"):
+        fastmetric.load(_write(saved, {**members, "header.npy": evil.getvalue()}))
+    # (3) a raw pickle beside the model, in the zip
+    raw = pickle.dumps(_Payload(marker))
+    with pytest.raises(ModelFileError, match="unexpected member"):
+        fastmetric.load(_write(saved, {**members, "payload.pkl": raw, "payload.npy": raw}))
+    # (4) the whole file a pickle (what joblib/pickle model files are)
+    (tmp_path / "model.pkl").write_bytes(raw)
+    with pytest.raises(ModelFileError, match="not a fastmetric model file.*pickle"):
+        fastmetric.load(tmp_path / "model.pkl")
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------
+# The skops route
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_skops_round_trip(case, fitted, tmp_path):
+    sio = pytest.importorskip(
+        "skops.io", reason="skops is not installed (pip install skops): the skops route of "
+        "safe persistence is not checked")
+    est = fitted[case.name]
+    path = tmp_path / "model.skops"
+    sio.dump(est, path)
+    untrusted = sio.get_untrusted_types(file=path)
+    # The one type to trust is the estimator's own class, named by its
+    # module path (a private module: a file names the class where it lives).
+    assert untrusted == [f"{type(est).__module__}.{type(est).__name__}"]
+    assert untrusted[0].startswith("fastmetric._learners.")
+    with pytest.raises(sio.exceptions.UntrustedTypesFoundException):
+        sio.load(path)
+    loaded = sio.load(path, trusted=untrusted)
+    before, after = _outputs(est, case), _outputs(loaded, case)
+    for method in before:
+        assert_bitwise_equal(before[method], after[method])

@@ -24,6 +24,7 @@ __all__ = [
     "minimize_lbfgs",
     "minimize_stochastic",
     "IterationPrinter",
+    "warn_interrupted",
 ]
 
 
@@ -66,6 +67,13 @@ def _warn_interrupted(where):
         UserWarning,
         stacklevel=4,
     )
+
+
+def warn_interrupted(where):
+    """Warn that Ctrl-C (KeyboardInterrupt) stopped a fit ``where`` (e.g.
+    ``"after 3 sweep(s)"``) and that the model keeps its last consistent
+    state: the learners whose loops are their own say it as the solvers here do."""
+    _warn_interrupted(where)
 
 
 class IterationPrinter:

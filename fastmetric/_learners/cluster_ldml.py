@@ -70,6 +70,8 @@ from fastmetric._core.cluster_rows import (
     nearest_center as _nearest_center,
     nearest_centers,
 )
+from fastmetric._core.memory import check_memory
+from fastmetric._core.solvers import warn_interrupted
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["ClusterLDML"]
@@ -431,10 +433,15 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             ldml = LDML(init=L, alpha=self._alpha, max_iter=self._ldml_max_iter,
                         preprocessor=X, random_state=seed + g, n_jobs=self.n_jobs,
                         verbose=max(self._verbose - 1, 0))
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True) as caught:
                 # A truncated fit is intended: M_g is a direction to move toward.
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 ldml.fit(pairs, t)
+            for w in caught:
+                # LDML stops on Ctrl-C with a warning: stop the whole fit too.
+                if "interrupted (KeyboardInterrupt)" in str(w.message):
+                    raise KeyboardInterrupt
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             Lg = ldml.components_
             spread = rows.spread(Lg)
             if not (np.isfinite(spread) and spread > 0 and np.isfinite(Lg).all()):
@@ -496,6 +503,8 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             rows = MemoryRows(self._normalize_points(X))
         rng = check_random_state(self.random_state)
         n, d = rows.X.shape
+        check_memory(16 * (self._max_rounds + 1),
+                     f"max_rounds={self._max_rounds} (a table of 2 seeds per round)")
         # Seeds for every round drawn up front: the same random_state gives
         # the same seeds whatever the number of rounds actually run.
         seeds = rng.randint(0, 2**31 - 1 - 4 * self._n_clusters,
@@ -522,53 +531,63 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 print(f"{'round':>5} {'ARI prev':>9} {'loss':>11} {'groups':>6} "
                       f"{'inertia':>11} {'time (s)':>9}")
                 print("-" * 56)
-            for r in range(1, self._max_rounds + 1):
-                t0 = time.perf_counter()
-                maps, weights, loss, round_maps = self._group_metrics(
-                    rows, L, labels, int(seeds[r, 1]))
-                if not maps:
-                    warnings.warn(
-                        "no cluster has both similar and dissimilar pairs (every cluster "
-                        "has fewer than 2 points, or one cluster holds all of them); the "
-                        "metric is left as initialised.",
-                        UserWarning,
-                        stacklevel=2,
-                    )
-                    break
-                L_new = _combine(L, maps, weights, self._rate, k)
-                spread = rows.spread(L_new)
-                if not (np.isfinite(spread) and spread > 0 and np.isfinite(L_new).all()):
-                    warnings.warn(
-                        f"round {r}: the combined metric is degenerate (zero or non-finite "
-                        "spread); stopping with the previous metric.",
-                        ConvergenceWarning,
-                        stacklevel=2,
-                    )
-                    break
-                L = L_new / np.sqrt(spread)
-                group_maps = round_maps
-                new_labels, centers, inertia = self._cluster(rows, L, int(seeds[r, 0]),
-                                                             labels)
-                ari = float(adjusted_rand_score(labels, new_labels))
-                labels = new_labels
-                n_rounds = r
-                elapsed = time.perf_counter() - t0
-                history.append({"round": r, "ari_previous": ari, "loss": loss,
-                                "n_groups": len(maps), "inertia": inertia,
-                                "time": elapsed})
-                if self._verbose:
-                    print(f"{r:5d} {ari:9.4f} {loss:11.5g} {len(maps):6d} {inertia:11.5g} "
-                          f"{time.perf_counter() - start:9.2f}")
-                stop = False
-                if self.callback is not None:
-                    self.n_rounds_, self.history_ = n_rounds, history
-                    self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
-                    stop = bool(self.callback(self, r, loss))
-                if ari > self._tol:
-                    converged = True
-                    break
-                if stop:
-                    break
+            # Ctrl-C keeps the state after the last completed round.
+            committed = (L, labels, centers, group_maps, n_rounds)
+            try:
+                for r in range(1, self._max_rounds + 1):
+                    committed = (L, labels, centers, group_maps, n_rounds)
+                    t0 = time.perf_counter()
+                    maps, weights, loss, round_maps = self._group_metrics(
+                        rows, L, labels, int(seeds[r, 1]))
+                    if not maps:
+                        warnings.warn(
+                            "no cluster has both similar and dissimilar pairs (every cluster "
+                            "has fewer than 2 points, or one cluster holds all of them); the "
+                            "metric is left as initialised.",
+                            UserWarning,
+                            stacklevel=2,
+                        )
+                        break
+                    L_new = _combine(L, maps, weights, self._rate, k)
+                    spread = rows.spread(L_new)
+                    if not (np.isfinite(spread) and spread > 0 and np.isfinite(L_new).all()):
+                        warnings.warn(
+                            f"round {r}: the combined metric is degenerate (zero or non-finite "
+                            "spread); stopping with the previous metric.",
+                            ConvergenceWarning,
+                            stacklevel=2,
+                        )
+                        break
+                    L = L_new / np.sqrt(spread)
+                    group_maps = round_maps
+                    new_labels, centers, inertia = self._cluster(rows, L, int(seeds[r, 0]),
+                                                                 labels)
+                    ari = float(adjusted_rand_score(labels, new_labels))
+                    labels = new_labels
+                    n_rounds = r
+                    elapsed = time.perf_counter() - t0
+                    history.append({"round": r, "ari_previous": ari, "loss": loss,
+                                    "n_groups": len(maps), "inertia": inertia,
+                                    "time": elapsed})
+                    if self._verbose:
+                        print(f"{r:5d} {ari:9.4f} {loss:11.5g} {len(maps):6d} {inertia:11.5g} "
+                              f"{time.perf_counter() - start:9.2f}")
+                    stop = False
+                    if self.callback is not None:
+                        self.n_rounds_, self.history_ = n_rounds, history
+                        self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
+                        stop = bool(self.callback(self, r, loss))
+                    if ari > self._tol:
+                        converged = True
+                        break
+                    if stop:
+                        break
+
+            except KeyboardInterrupt:
+                L, labels, centers, group_maps, n_rounds = committed
+                del history[n_rounds:]
+                converged = False
+                warn_interrupted(f"after {n_rounds} round(s)")
 
         self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
         self.n_rounds_ = n_rounds

@@ -36,7 +36,7 @@ from fastmetric.kernels.lmnn import (
     _target_distances,
     _target_neighbors,
 )
-from fastmetric._core.solvers import IterationPrinter, SolverResult, minimize_lbfgs
+from fastmetric._core.solvers import IterationPrinter, SolverResult, minimize_lbfgs, warn_interrupted
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 
 __all__ = ["LMNN"]
@@ -817,19 +817,24 @@ class LMNN(MahalanobisMixin):
         lr = self._learn_rate
         curve = []
         it = 0
-        for it in range(1, self._max_iter + 1):
-            while True:
-                x_new = x - lr * g
-                f_new, g_new = fun(x_new)
-                if np.isfinite(f_new) and f_new <= f:
-                    break
-                lr /= 2.0
-                if lr * np.abs(g).max() <= 1e-15 * max(np.abs(x).max(), 1.0):
-                    # No step decreases f: a (numerically) stationary point.
-                    return SolverResult(x, f, it - 1, curve, True, "step size underflow")
-            x, f, g = x_new, f_new, g_new
-            lr *= 1.01
-            curve.append(float(f))
-            if on_iteration(it, x, float(f)):
-                return SolverResult(x, f, it, curve, False, "stopped by the callback")
+        # Ctrl-C keeps the last accepted step.
+        try:
+            for it in range(1, self._max_iter + 1):
+                while True:
+                    x_new = x - lr * g
+                    f_new, g_new = fun(x_new)
+                    if np.isfinite(f_new) and f_new <= f:
+                        break
+                    lr /= 2.0
+                    if lr * np.abs(g).max() <= 1e-15 * max(np.abs(x).max(), 1.0):
+                        # No step decreases f: a (numerically) stationary point.
+                        return SolverResult(x, f, it - 1, curve, True, "step size underflow")
+                x, f, g = x_new, f_new, g_new
+                lr *= 1.01
+                curve.append(float(f))
+                if on_iteration(it, x, float(f)):
+                    return SolverResult(x, f, it, curve, False, "stopped by the callback")
+        except KeyboardInterrupt:
+            warn_interrupted(f"after {len(curve)} iteration(s)")
+            return SolverResult(x, f, len(curve), curve, False, "interrupted")
         return SolverResult(x, f, it, curve, False, "max_iter reached")

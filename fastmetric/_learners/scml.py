@@ -33,6 +33,7 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin, points_from_indices
 from fastmetric.kernels.scml import _knn_triplet_neighbors, _sgd_run, _triplet_hinge_pairs
+from fastmetric._core.solvers import warn_interrupted
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.tuples import TripletsClassifierMixin, check_tuples
 from fastmetric._core.validation import (
@@ -500,31 +501,36 @@ class _BaseSCML(MahalanobisMixin):
         name = type(self).__name__
         stopped = False
         t = 0
-        while t < self._max_iter and not stopped:
-            # Evaluate at every multiple of output_iter and at the last iteration.
-            seg = min(self._output_iter - t % self._output_iter, self._max_iter - t)
-            batches = rng.randint(0, n_t, size=(seg, self._batch_size)).astype(np.intp)
-            _sgd_run(Z, triplets, batches, w, grad_sum, grad_sq, t, self._beta,
-                     self._gamma, _ADAGRAD_DELTA)
-            t += seg
-            E = _weighted_projections(Z, basis, w, X)
-            hinge, n_active = _triplet_hinge_pairs(
-                E, pairs, first, second, pair_dist,
-                threads_for_work(n_threads, pairs.shape[0] * E.shape[1], _PARALLEL_WORK))
-            obj = self._beta * float(w.sum()) + hinge / n_t
-            self.loss_curve_.append(obj)
-            if self.verbose:
-                if len(self.loss_curve_) == 1:
-                    print(f"[{name}]")
-                    print(f"{'iter':>8} {'objective':>14} {'active triplets':>16} "
-                          f"{'active bases':>13}")
-                print(f"{t:8d} {obj:14.7g} {n_active:16d} {int(np.count_nonzero(w)):13d}")
-            if obj < best_obj:
-                best_obj, best_w = obj, w.copy()
-            if self.callback is not None:
-                self.components_ = _embedding_map(basis, w)
-                if self.callback(self, t, obj):
-                    stopped = True
+        # Ctrl-C keeps the best weights evaluated so far (the model that a
+        # finished fit would also keep).
+        try:
+            while t < self._max_iter and not stopped:
+                # Evaluate at every multiple of output_iter and at the last iteration.
+                seg = min(self._output_iter - t % self._output_iter, self._max_iter - t)
+                batches = rng.randint(0, n_t, size=(seg, self._batch_size)).astype(np.intp)
+                _sgd_run(Z, triplets, batches, w, grad_sum, grad_sq, t, self._beta,
+                         self._gamma, _ADAGRAD_DELTA)
+                t += seg
+                E = _weighted_projections(Z, basis, w, X)
+                hinge, n_active = _triplet_hinge_pairs(
+                    E, pairs, first, second, pair_dist,
+                    threads_for_work(n_threads, pairs.shape[0] * E.shape[1], _PARALLEL_WORK))
+                obj = self._beta * float(w.sum()) + hinge / n_t
+                self.loss_curve_.append(obj)
+                if self.verbose:
+                    if len(self.loss_curve_) == 1:
+                        print(f"[{name}]")
+                        print(f"{'iter':>8} {'objective':>14} {'active triplets':>16} "
+                              f"{'active bases':>13}")
+                    print(f"{t:8d} {obj:14.7g} {n_active:16d} {int(np.count_nonzero(w)):13d}")
+                if obj < best_obj:
+                    best_obj, best_w = obj, w.copy()
+                if self.callback is not None:
+                    self.components_ = _embedding_map(basis, w)
+                    if self.callback(self, t, obj):
+                        stopped = True
+        except KeyboardInterrupt:
+            warn_interrupted(f"after {t} iteration(s)")
         if self.verbose:
             print(f"[{name}] done after {t} iterations; best objective {best_obj:.7g}")
         self.n_iter_ = t

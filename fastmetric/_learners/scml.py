@@ -175,6 +175,20 @@ def generate_knn_triplets(X, y, k_genuine=3, k_impostor=10, n_jobs=None, warn=Tr
 # --------------------------------------------------------------------------
 # Basis sets
 # --------------------------------------------------------------------------
+def _check_magnitude(X, name):
+    """ValueError when the squared distances of the points (and of their
+    projections on unit basis vectors) would overflow X's float type: SCML
+    works on squared distances throughout, with no rescaling."""
+    top = float(np.abs(X).max()) if X.size else 0.0
+    limit = np.sqrt(np.finfo(X.dtype).max) / (4.0 * X.shape[1])
+    if top >= limit:
+        raise ValueError(
+            f"{name}: the data reach {top:.3g}, so their squared distances overflow "
+            f"{X.dtype} (the limit is about {limit:.3g}); rescale the data (e.g. "
+            "StandardScaler)."
+        )
+
+
 def _kmeans(X, n_clusters, rng, max_iter=100):
     """Lloyd's k-means from a greedy k-means++ start; returns the centres.
 
@@ -698,6 +712,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         """
         self._validate_params()
         X, idx = check_tuples(triplets, 3, self.preprocessor, dedupe=True)
+        _check_magnitude(X, type(self).__name__)
         used, inverse = np.unique(idx, return_inverse=True)
         if used.shape[0] < X.shape[0]:
             # Only the rows that some triplet uses are projected on the basis.
@@ -840,6 +855,7 @@ class SCML_Supervised(_BaseSCML):
         X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
+        _check_magnitude(X, type(self).__name__)
         check_classification_targets(y)
         classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
         y_enc = y_enc.reshape(-1)

@@ -608,3 +608,16 @@ def test_a_huge_n_jobs_is_a_value_error():
         fm.NCA(n_jobs=10**12, max_iter=2).fit(X, y)
     with pytest.raises(ValueError, match="n_jobs=-1000000000000 is out of range"):
         pairwise.mahalanobis_distances(X, n_jobs=-10**12)
+
+
+def test_lmnn_with_more_neighbours_than_class_members():
+    """n_neighbors=10**12 raised OverflowError (the kernel's C int); the
+    target table is now as wide as the largest class allows, and LMNN warns
+    that the classes are smaller than n_neighbors."""
+    X, y = iris_std()
+    with pytest.warns(UserWarning, match="n_neighbors=1000000000000"):
+        big = fm.LMNN(n_neighbors=10**12, max_iter=5, random_state=0, n_jobs=1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        same = fm.LMNN(n_neighbors=49, max_iter=5, random_state=0, n_jobs=1).fit(X, y)
+    np.testing.assert_array_equal(big.components_, same.components_)

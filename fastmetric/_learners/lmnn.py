@@ -732,7 +732,9 @@ class LMNN(MahalanobisMixin):
             n_t = per_class[y_enc[order]].astype(np.intc)
             Z0 = np.empty((Xs.shape[0], k), dtype=dtype)
             _embed(Xs, np.ascontiguousarray(L0, dtype=dtype), Z0, 256, n_threads)
-            targets, _ = _target_neighbors(Z0, class_ptr, n_t, K, n_threads)
+            # No point has more targets than per_class.max() (<= K): the target
+            # table needs no wider rows, whatever n_neighbors asks for.
+            targets, _ = _target_neighbors(Z0, class_ptr, n_t, int(per_class.max()), n_threads)
             del Z0
             problem = _LMNNProblem(Xs, class_ptr, targets, n_t, self._mu, n_threads)
             del Xs

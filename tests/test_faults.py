@@ -306,6 +306,10 @@ def _memory_cases():
         ("ClusterLDML pairs", lambda: fm.ClusterLDML(n_clusters=2, n_pairs_per_cluster=10**12)
          .fit(X)),
         ("ClusterLDML rounds", lambda: fm.ClusterLDML(n_clusters=2, max_rounds=10**12).fit(X)),
+        ("SCML n_basis", lambda: fm.SCML_Supervised(basis="triplet_diffs", n_basis=10**12)
+         .fit(X, y)),
+        ("SCML triplets n_basis", lambda: fm.SCML(preprocessor=X, n_basis=10**12)
+         .fit(iris_tuples()[2])),
         ("LDML n_components", lambda: fm.LDML_Supervised(n_components=10**9).fit(X, y)),
         ("NCA n_components", lambda: fm.NCA(n_components=10**9).fit(X, y)),
         ("MLKR n_components", lambda: fm.MLKR(n_components=10**9).fit(X, y.astype(float))),

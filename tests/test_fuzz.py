@@ -621,3 +621,10 @@ def test_lmnn_with_more_neighbours_than_class_members():
         warnings.simplefilter("ignore")
         same = fm.LMNN(n_neighbors=49, max_iter=5, random_state=0, n_jobs=1).fit(X, y)
     np.testing.assert_array_equal(big.components_, same.components_)
+
+
+def test_cluster_ldml_refuses_data_whose_spread_overflows():
+    """ClusterLDML at 1e300 returned components_ of inf; it now says why."""
+    X = np.random.RandomState(0).randn(30, 2) * 1e300
+    with pytest.raises(ValueError, match="overflow float64"):
+        fm.ClusterLDML(n_clusters=2, max_rounds=2, random_state=0).fit(X)

@@ -512,6 +512,10 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
 
         with single_threaded_blas():  # identical linear algebra for any thread count
             euclid_spread = rows.euclid_spread
+            if not np.isfinite(euclid_spread):
+                raise ValueError(
+                    "the squared distances between the points overflow float64 (spread "
+                    f"{euclid_spread}); rescale the data (e.g. StandardScaler).")
             L = initialize_components(self.init, rows.init_rows(),
                                       n_components=self.n_components, random_state=rng)
             k = L.shape[0]

@@ -33,6 +33,7 @@ from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin, points_from_indices
 from fastmetric.kernels.scml import _knn_triplet_neighbors, _sgd_run, _triplet_hinge_pairs
+from fastmetric._core.memory import check_memory
 from fastmetric._core.solvers import warn_interrupted
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.tuples import TripletsClassifierMixin, check_tuples
@@ -353,6 +354,10 @@ def _triplet_diffs_basis(X, triplets, n_basis, rng):
     """
     n_t = triplets.shape[0]
     d = X.shape[1]
+    # The basis (n_basis x d) and the projections on it (n x n_basis) must
+    # fit: refuse an impossible n_basis before drawing ~n_basis / d rounds.
+    check_memory(8 * n_basis * max(X.shape), f"n_basis={n_basis} (a basis of n_basis x "
+                 f"{d} and projections of {X.shape[0]} x n_basis float64)")
     m = min(d, n_t)
     X64 = np.asarray(X, dtype=np.float64)
     dp = X64[triplets[:, 0]] - X64[triplets[:, 1]]

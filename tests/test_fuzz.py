@@ -17,7 +17,7 @@ ValueError/TypeError with a message (a MemoryError only for the requests of
 budgets, a timeout), a storm of warnings, or NaN in a fitted model.
 
 The examples are derandomised (the same cases on every run) and their number
-is ``FASTMETRIC_FUZZ_EXAMPLES`` per test (default 25); a longer run::
+is ``FASTMETRIC_FUZZ_EXAMPLES`` per test (default 100); a longer run::
 
     FASTMETRIC_FUZZ_EXAMPLES=2000 python -m pytest tests/test_fuzz.py
 
@@ -42,7 +42,7 @@ from fastmetric import pairwise
 
 from ._learner_cases import all_cases, iris_std
 
-EXAMPLES = int(os.environ.get("FASTMETRIC_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("FASTMETRIC_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck), print_blob=True)
 MAX_WARNINGS = 10  # more than this from one call is a warning storm

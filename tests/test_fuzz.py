@@ -25,6 +25,7 @@ At the end a summary counts the cases by outcome (written to the terminal,
 and to the file named by ``FASTMETRIC_FUZZ_REPORT`` when it is set).
 """
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -72,10 +73,13 @@ def fuzz_report(request):
     lines = [f"fastmetric fuzz: {total} cases ({EXAMPLES} examples per test): "
              + ", ".join(f"{k} {v}" for k, v in by_class.most_common())]
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None:
-        reporter.write_line("")
-        for line in lines:
-            reporter.write_line(line)
+        # Past pytest's output capture, which holds a fixture's teardown output.
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line("")
+            for line in lines:
+                reporter.write_line(line)
     path = os.environ.get("FASTMETRIC_FUZZ_REPORT")
     if path:
         with open(path, "w") as f:

@@ -632,3 +632,16 @@ def test_cluster_ldml_refuses_data_whose_spread_overflows():
     X = np.random.RandomState(0).randn(30, 2) * 1e300
     with pytest.raises(ValueError, match="overflow float64"):
         fm.ClusterLDML(n_clusters=2, max_rounds=2, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("cls", [fm.NCA, fm.LMNN])
+def test_lda_init_on_data_of_tiny_magnitude(cls):
+    """init='auto' (LDA) on points of magnitude 1e-300 raised IndexError from
+    scikit-learn's LDA; it now starts from the identity, as for identical
+    points, and the fit gives a finite model."""
+    X = np.random.RandomState(0).randn(6, 2) * 1e-300
+    y = np.array([0, 0, 0, 1, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = cls(max_iter=3, random_state=0, n_jobs=1).fit(X, y)
+    assert np.all(np.isfinite(est.components_))

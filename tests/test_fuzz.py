@@ -645,3 +645,16 @@ def test_lda_init_on_data_of_tiny_magnitude(cls):
         warnings.simplefilter("ignore")
         est = cls(max_iter=3, random_state=0, n_jobs=1).fit(X, y)
     assert np.all(np.isfinite(est.components_))
+
+
+def test_scml_warns_once_about_many_small_classes():
+    """SCML warned once per class smaller than k_genuine (a storm of 100
+    warnings for 100 singleton classes); now once per kind."""
+    X = np.random.RandomState(0).randn(100, 3)
+    y = np.r_[np.zeros(10, int), np.arange(1, 91)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fm.SCML_Supervised(max_iter=10, output_iter=5, random_state=0).fit(X, y)
+    small = [w for w in caught if "too few samples for k_genuine=3" in str(w.message)]
+    assert len(small) == 1 and "90 class(es)" in str(small[0].message)
+    assert len(caught) <= 5  # and perhaps: n_basis, convergence, no positive weight

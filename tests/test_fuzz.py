@@ -1,0 +1,661 @@
+"""Fuzzing the public surface with hypothesis.
+
+Every public estimator (each learner, its ``_Supervised`` form, the pairs,
+triplets and quadruplets learners, ClusterLDML) and every public kernel
+function of :mod:`fastmetric.pairwise` is driven with generated input:
+shapes (0 and 1 rows, 1 feature, more features than rows, more components
+than features), dtypes (bool, int, float16/32/64, complex, object, strings),
+NaN and infinities anywhere, magnitudes from 1e-300 to 1e300, constant and
+duplicated rows and columns, F-ordered, strided, read-only and memmap
+arrays, sparse matrices, lists (and DataFrames when pandas is installed),
+wrong labels (strings, floats, one class, wrong length), pair indices out of
+range or negative, and wrong parameter values and types.
+
+Each case must end in a finite result of the right shape, or in a
+ValueError/TypeError with a message (a MemoryError only for the requests of
+10**12 items): never another exception, a crash, a hang (small data, small
+budgets, a timeout), a storm of warnings, or NaN in a fitted model.
+
+The examples are derandomised (the same cases on every run) and their number
+is ``FASTMETRIC_FUZZ_EXAMPLES`` per test (default 100); a longer run::
+
+    FASTMETRIC_FUZZ_EXAMPLES=2000 python -m pytest tests/test_fuzz.py
+
+At the end a summary counts the cases by outcome (written to the terminal,
+and to the file named by ``FASTMETRIC_FUZZ_REPORT`` when it is set).
+"""
+import collections
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastmetric as fm
+from fastmetric import pairwise
+
+from ._learner_cases import all_cases, iris_std
+
+EXAMPLES = int(os.environ.get("FASTMETRIC_FUZZ_EXAMPLES", "100"))
+FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+                suppress_health_check=list(HealthCheck), print_blob=True)
+MAX_WARNINGS = 10  # more than this from one call is a warning storm
+HUGE = 10**12  # a request for more memory than exists
+
+try:
+    import pandas
+except ImportError:  # pandas is optional
+    pandas = None
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+OUTCOMES = collections.Counter()
+MESSAGES = collections.defaultdict(collections.Counter)
+_TMP = tempfile.mkdtemp(prefix="fastmetric-fuzz-")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fuzz_report(request):
+    """Count the outcomes, and report them when the module is done."""
+    yield
+    shutil.rmtree(_TMP, ignore_errors=True)
+    total = sum(OUTCOMES.values())
+    by_class = collections.Counter()
+    for (_, outcome), count in OUTCOMES.items():
+        by_class[outcome] += count
+    lines = [f"fastmetric fuzz: {total} cases ({EXAMPLES} examples per test): "
+             + ", ".join(f"{k} {v}" for k, v in by_class.most_common())]
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None:
+        # Past pytest's output capture, which holds a fixture's teardown output.
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line("")
+            for line in lines:
+                reporter.write_line(line)
+    path = os.environ.get("FASTMETRIC_FUZZ_REPORT")
+    if path:
+        with open(path, "w") as f:
+            json.dump({"examples_per_test": EXAMPLES, "cases": total,
+                       "outcomes": dict(by_class),
+                       "by_target": {f"{t} | {o}": c for (t, o), c in sorted(OUTCOMES.items())},
+                       "messages": {t: dict(m.most_common(20)) for t, m in MESSAGES.items()}},
+                      f, indent=1)
+
+
+# --------------------------------------------------------------------------
+# Running one case
+# --------------------------------------------------------------------------
+def _max_magnitude(*values):
+    top = 0.0
+    for v in values:
+        try:
+            arr = np.asarray(v.toarray() if hasattr(v, "toarray") else v)
+            if arr.dtype.kind in "biufc" and arr.size:
+                with np.errstate(all="ignore"):
+                    top = max(top, float(np.nanmax(np.abs(arr.astype(np.complex128)))))
+        except (TypeError, ValueError):
+            pass
+    return top
+
+
+def check_array(result, shape, inputs=()):
+    """A finite result of the given shape (None: any); an infinity is only
+    accepted when the inputs are so large that the exact value overflows."""
+    arr = np.asarray(result)
+    if shape is not None:
+        assert arr.shape == shape, f"shape {arr.shape}, expected {shape}"
+    if arr.dtype.kind in "fc":
+        assert not np.isnan(arr).any(), "NaN in the result"
+        if not np.isfinite(arr).all():
+            assert _max_magnitude(*inputs) >= 1e100, "infinity in the result of moderate input"
+
+
+def run(target, call, check, memory_case=False):
+    """Run one case; count its outcome; fail on anything not allowed."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = call()
+        except (ValueError, TypeError) as exc:
+            message = str(exc).strip()
+            assert message, f"{target}: {type(exc).__name__} without a message"
+            outcome = "TypeError" if isinstance(exc, TypeError) and not isinstance(
+                exc, ValueError) else "ValueError"
+            MESSAGES[target][message[:80]] += 1
+        except MemoryError:
+            if not memory_case:
+                raise
+            outcome = "MemoryError"
+        else:
+            check(result)
+            outcome = "finite result"
+    assert len(caught) <= MAX_WARNINGS, (
+        f"{target}: a storm of {len(caught)} warnings: "
+        f"{sorted({str(w.message)[:80] for w in caught})}")
+    OUTCOMES[(target, outcome)] += 1
+    return outcome, (None if outcome != "finite result" else result)
+
+
+# --------------------------------------------------------------------------
+# Generated input
+# --------------------------------------------------------------------------
+DTYPES = ["float64", "float32", "float16", "int64", "int8", "uint8", "bool", "complex128",
+          "object", "str"]
+SPECIALS = [None, None, "nan", "inf", "-inf", "const_col", "const_all", "dup_rows", "dup_cols"]
+LAYOUTS = ["C", "C", "F", "strided", "readonly", "memmap", "list", "sparse", "pandas", "1d",
+           "3d", "scalar"]
+SCALES = [1.0, 1.0, 1e-300, 1e-30, 1e30, 1e300]
+
+
+@st.composite
+def recipes(draw, rows=(0, 1, 2, 3, 5, 12), cols=(1, 2, 3, 7)):
+    """How to build an array: shape, dtype, values, layout and a seed."""
+    return {
+        "n": draw(st.sampled_from(rows)),
+        "d": draw(st.sampled_from(cols)),
+        "dtype": draw(st.sampled_from(DTYPES)),
+        "scale": draw(st.sampled_from(SCALES)),
+        "special": draw(st.sampled_from(SPECIALS)),
+        "layout": draw(st.sampled_from(LAYOUTS)),
+        "seed": draw(st.integers(0, 2**16)),
+    }
+
+
+def _memmap(arr):
+    fd, path = tempfile.mkstemp(dir=_TMP, suffix=".dat")
+    os.close(fd)
+    mm = np.memmap(path, dtype=arr.dtype, mode="w+", shape=arr.shape)
+    mm[...] = arr
+    mm.flush()
+    return np.memmap(path, dtype=arr.dtype, mode="r", shape=arr.shape)
+
+
+def build(r, base=None):
+    """The array of recipe ``r`` (``base``: the values to start from)."""
+    rng = np.random.RandomState(r["seed"])
+    X = rng.randn(r["n"], r["d"]) if base is None else np.array(base, dtype=np.float64)
+    X = X * r["scale"]
+    n, d = X.shape
+    special = r["special"]
+    if special in ("nan", "inf", "-inf") and X.size:
+        X[rng.randint(n), rng.randint(d)] = float(special)
+    elif special == "const_col":
+        X[:, rng.randint(d)] = 3.0
+    elif special == "const_all":
+        X[:] = 1.5
+    elif special == "dup_rows" and n > 1:
+        X[1:] = X[0]
+    elif special == "dup_cols" and d > 1:
+        X[:, 1:] = X[:, :1]
+    kind = r["dtype"]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "object":
+            X = X.astype(object)
+        elif kind == "str":
+            X = X.astype(str)
+        elif kind == "complex128":
+            X = X + 1j * X
+        elif kind != "float64":
+            info_max = np.iinfo(kind).max if kind[0] in "iu" else None
+            if info_max is not None:
+                X = np.nan_to_num(np.clip(X, -info_max, info_max))
+            X = X.astype(kind)
+    layout = r["layout"]
+    if layout == "F":
+        return np.asfortranarray(X)
+    if layout == "strided":
+        wide = np.repeat(X, 2, axis=1)
+        return wide[:, ::2]
+    if layout == "readonly":
+        X = np.array(X)
+        X.setflags(write=False)
+        return X
+    if layout == "memmap" and X.dtype.kind in "biuf" and X.size:
+        return _memmap(X)
+    if layout == "list":
+        return X.tolist()
+    if layout == "sparse" and X.dtype.kind in "biuf" and X.dtype != np.float16 and X.ndim == 2:
+        return scipy.sparse.csr_matrix(X)
+    if layout == "pandas" and pandas is not None and X.ndim == 2:
+        return pandas.DataFrame(X)
+    if layout == "1d":
+        return X.ravel()
+    if layout == "3d":
+        return X[None]
+    if layout == "scalar":
+        return X.ravel()[:1].reshape(()) if X.size else np.float64(1.0)
+    return X
+
+
+LABEL_KINDS = ["int", "int", "int", "one_class", "str", "float", "bool", "wrong_length", "2d",
+               "nan", "none", "mixed", "singletons"]
+
+
+def labels_for(n, kind, seed, n_classes=3):
+    rng = np.random.RandomState(seed)
+    if kind == "int":
+        return rng.randint(0, n_classes, n)
+    if kind == "one_class":
+        return np.zeros(n, dtype=int)
+    if kind == "str":
+        return np.array(["a", "b", "c"])[rng.randint(0, 3, n)]
+    if kind == "float":
+        return rng.randn(n)
+    if kind == "bool":
+        return rng.rand(n) < 0.5
+    if kind == "wrong_length":
+        return rng.randint(0, n_classes, n + 1)
+    if kind == "2d":
+        return rng.randint(0, n_classes, (n, 2))
+    if kind == "nan":
+        y = rng.randint(0, n_classes, n).astype(float)
+        if n:
+            y[0] = np.nan
+        return y
+    if kind == "none":
+        return None
+    if kind == "mixed":
+        return np.array([1, "a", None] * n, dtype=object)[:n]
+    return np.arange(n)  # singletons: every class of one sample
+
+
+# --------------------------------------------------------------------------
+# Estimators
+# --------------------------------------------------------------------------
+def _base_params():
+    """Small budgets for every public class (from the shared cases), without
+    a preprocessor (the fuzzer sets its own)."""
+    params = {}
+    for case in all_cases():
+        p = {k: v for k, v in case.params.items() if k != "preprocessor"}
+        params.setdefault(case.cls, p)
+    return params
+
+
+BASE = _base_params()
+LABEL_LEARNERS = [fm.NCA, fm.LMNN, fm.MLKR, fm.LFDA, fm.Covariance, fm.ClusterLDML,
+                  fm.LDML_Supervised, fm.ITML_Supervised, fm.MMC_Supervised,
+                  fm.SDML_Supervised, fm.LSML_Supervised, fm.SCML_Supervised,
+                  fm.RCA_Supervised, fm.RCA]
+TUPLE_LEARNERS = {fm.LDML: 2, fm.ITML: 2, fm.MMC: 2, fm.SDML: 2, fm.SCML: 3, fm.LSML: 4}
+UNSUPERVISED = (fm.Covariance, fm.ClusterLDML)
+
+
+def check_fitted(est, n_features):
+    L = np.asarray(est.components_)
+    assert L.ndim == 2 and L.shape[1] == n_features, f"components_ shape {L.shape}"
+    assert np.all(np.isfinite(L)), "non-finite components_ in a fitted model"
+
+
+def _n_features(X):
+    try:
+        return np.asarray(X.toarray() if hasattr(X, "toarray") else X).reshape(
+            np.shape(X)[0], -1).shape[1]
+    except (ValueError, TypeError, IndexError):
+        return None
+
+
+def probe_fitted(name, est, data, r2):
+    """Prediction methods of a fitted model on new generated points."""
+    k = est.components_.shape[0]
+    X2 = build(r2)
+    n2 = np.shape(X2)[0] if np.ndim(X2) else 0
+    run(f"{name}.transform", lambda: est.transform(X2),
+        lambda out: check_array(out, (n2, k), (X2, est.components_)))
+    if np.ndim(X2) == 2 and n2:
+        pairs = np.stack([X2, X2[::-1]], axis=1) if not hasattr(X2, "toarray") else X2
+        run(f"{name}.pair_distance", lambda: est.pair_distance(pairs),
+            lambda out: check_array(out, (n2,), (X2, est.components_)))
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("cls", LABEL_LEARNERS, ids=lambda c: c.__name__)
+def test_fuzz_learners_on_labelled_points(cls):
+    name = cls.__name__
+
+    @FUZZ
+    @given(r=recipes(), labels=st.sampled_from(LABEL_KINDS), r2=recipes(),
+           n_components=st.sampled_from([None, None, 1, 2, 9]))
+    def case(r, labels, r2, n_components):
+        X = build(r)
+        n = np.shape(X)[0] if np.ndim(X) else 0
+        y = labels_for(n, labels, r["seed"])
+        if cls is fm.MLKR and y is not None and labels == "int":
+            y = y.astype(float)
+        params = dict(BASE[cls])
+        if n_components is not None and "n_components" in cls().get_params():
+            params["n_components"] = n_components
+        est = cls(**params)
+        args = (X,) if cls in UNSUPERVISED else (X, y)
+        outcome, _ = run(f"{name}.fit", lambda: est.fit(*args),
+                         lambda e: check_fitted(e, _n_features(X)))
+        if outcome == "finite result":
+            probe_fitted(name, est, X, r2)
+
+    case()
+
+
+INDEX_FAULTS = ["ok", "ok", "ok", "negative", "out_of_range", "float", "wrong_width", "empty",
+                "bool", "huge"]
+PAIR_LABELS = ["pm1", "pm1", "01", "one_class", "str", "soft", "nan", "wrong_length", "none"]
+
+
+def tuples_for(n_points, size, fault, seed, n_tuples=8):
+    rng = np.random.RandomState(seed)
+    T = rng.randint(0, max(n_points, 1), size=(n_tuples, size))
+    if fault == "negative":
+        T[0, 0] = -1
+    elif fault == "out_of_range":
+        T[-1, -1] = n_points
+    elif fault == "float":
+        T = T.astype(float)
+    elif fault == "wrong_width":
+        T = T[:, :-1] if size > 1 else T
+    elif fault == "empty":
+        T = T[:0]
+    elif fault == "bool":
+        T = T > 0
+    elif fault == "huge":
+        T[0, 0] = np.iinfo(np.int64).max
+    return T
+
+
+def pair_labels_for(n, kind, seed):
+    rng = np.random.RandomState(seed)
+    if kind == "pm1":
+        return np.where(np.arange(n) % 2 == 0, 1, -1)
+    if kind == "01":
+        return np.arange(n) % 2
+    if kind == "one_class":
+        return np.ones(n, dtype=int)
+    if kind == "str":
+        return np.array(["same", "diff"] * n)[:n]
+    if kind == "soft":
+        return rng.rand(n)
+    if kind == "nan":
+        return np.full(n, np.nan)
+    if kind == "wrong_length":
+        return np.ones(n + 1)
+    return None
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("cls", list(TUPLE_LEARNERS), ids=lambda c: c.__name__)
+def test_fuzz_tuple_learners(cls):
+    name = cls.__name__
+    size = TUPLE_LEARNERS[cls]
+
+    @FUZZ
+    @given(r=recipes(rows=(0, 1, 2, 5, 12)), form=st.sampled_from(["indices", "points"]),
+           fault=st.sampled_from(INDEX_FAULTS), labels=st.sampled_from(PAIR_LABELS),
+           r2=recipes())
+    def case(r, form, fault, labels, r2):
+        P = build(r)
+        n = np.shape(P)[0] if np.ndim(P) else 0
+        T = tuples_for(n, size, fault, r["seed"])
+        params = dict(BASE[cls])
+        if form == "indices":
+            params["preprocessor"] = P
+            data = T
+        else:
+            arr = np.asarray(P) if not hasattr(P, "toarray") else P.toarray()
+            try:
+                data = arr[T] if arr.ndim == 2 and T.dtype.kind in "iu" else T
+            except IndexError:
+                data = T  # out-of-range tuples: give the indices without a preprocessor
+        est = cls(**params)
+        args = (data, pair_labels_for(len(T), labels, r["seed"])) if size == 2 else (data,)
+        outcome, _ = run(f"{name}.fit", lambda: est.fit(*args),
+                         lambda e: check_fitted(e, est.n_features_in_))
+        if outcome == "finite result":
+            run(f"{name}.decision_function", lambda: est.decision_function(data),
+                lambda out: check_array(out, (len(T),), (P, est.components_)))
+            run(f"{name}.predict", lambda: est.predict(data),
+                lambda out: check_array(out, (len(T),)))
+            probe_fitted(name, est, P, r2)
+
+    case()
+
+
+# --------------------------------------------------------------------------
+# Wrong parameter values and types
+# --------------------------------------------------------------------------
+BUDGETS = {"max_iter", "ldml_max_iter", "max_rounds", "output_iter", "max_proj", "min_iter",
+           "n_iter_no_change", "verbose"}
+BAD_VALUES = [-1, 0, 0.5, 2, 3.7, float("nan"), float("inf"), -float("inf"), "bogus", None,
+              [1, 2], True, 1e300, np.array([1.0, 2.0]), HUGE, {"a": 1}]
+
+
+def _fit_args(cls):
+    case = next(c for c in all_cases() if c.cls is cls)
+    return case, case.fit_args
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("cls", sorted(BASE, key=lambda c: c.__name__), ids=lambda c: c.__name__)
+def test_fuzz_parameters(cls):
+    name = cls.__name__
+    case, args = _fit_args(cls)
+    names = sorted(set(cls().get_params()) - BUDGETS)
+
+    @FUZZ
+    @given(param=st.sampled_from(names), value=st.sampled_from(BAD_VALUES),
+           budget=st.sampled_from(sorted(BUDGETS & set(cls().get_params())) or [None]),
+           budget_value=st.sampled_from([None, 1, 0, -1, 1.5, "x", True, float("nan")]))
+    def one(param, value, budget, budget_value):
+        params = dict(case.params)
+        params[param] = value
+        if budget is not None and budget_value is not None:
+            params[budget] = budget_value
+        est = cls(**params)
+        n_features = iris_std()[0].shape[1]
+        memory_case = value is HUGE
+        run(f"{name}({param}=...)", lambda: est.fit(*args),
+            lambda e: check_fitted(e, n_features), memory_case=memory_case)
+
+    one()
+
+
+# --------------------------------------------------------------------------
+# The public kernel functions
+# --------------------------------------------------------------------------
+N_JOBS = [None, 1, 2, -1, 0, 1.5, "two"]
+
+
+@pytest.mark.timeout(600)
+def test_fuzz_mahalanobis_distances():
+    @FUZZ
+    @given(rx=recipes(), ry=recipes(), rl=recipes(rows=(1, 2, 3, 9)), use_y=st.booleans(),
+           squared=st.sampled_from([False, True, 1, "yes"]),
+           chunk=st.sampled_from([None, 1, 7, 0, -3, 2.5]), n_jobs=st.sampled_from(N_JOBS))
+    def case(rx, ry, rl, use_y, squared, chunk, n_jobs):
+        X, Y, L = build(rx), (build(ry) if use_y else None), build(rl)
+        n = np.shape(X)[0] if np.ndim(X) else 0
+        m = (np.shape(Y)[0] if np.ndim(Y) else 0) if use_y else n
+        run("mahalanobis_distances",
+            lambda: pairwise.mahalanobis_distances(X, Y, components=L, squared=squared,
+                                                   chunk_size=chunk, n_jobs=n_jobs),
+            lambda out: check_array(out, (n, m), (X, Y, L)))
+
+    case()
+
+
+@pytest.mark.timeout(600)
+def test_fuzz_paired_distances_and_ldml_loss():
+    @FUZZ
+    @given(rx=recipes(), rl=recipes(rows=(1, 2, 3, 9)), fault=st.sampled_from(INDEX_FAULTS),
+           labels=st.sampled_from(PAIR_LABELS), bias=st.sampled_from([0.0, 3.0, np.nan, "b"]),
+           weights=st.sampled_from([None, "ones", "negative", "nan", "short"]),
+           n_jobs=st.sampled_from(N_JOBS))
+    def case(rx, rl, fault, labels, bias, weights, n_jobs):
+        X, L = build(rx), build(rl)
+        n = np.shape(X)[0] if np.ndim(X) else 0
+        pairs = tuples_for(n, 2, fault, rx["seed"])
+        n_pairs = len(pairs)
+        run("paired_mahalanobis_distances",
+            lambda: pairwise.paired_mahalanobis_distances(X, pairs, components=L,
+                                                          n_jobs=n_jobs),
+            lambda out: check_array(out, (n_pairs,), (X, L)))
+        y = pair_labels_for(n_pairs, labels, rx["seed"])
+        w = {None: None, "ones": np.ones(n_pairs), "negative": -np.ones(n_pairs),
+             "nan": np.full(n_pairs, np.nan), "short": np.ones(max(n_pairs - 1, 0))}[weights]
+
+        def check(out):
+            loss, grad, grad_bias = out
+            check_array(loss, (), (X, L))
+            check_array(grad, np.shape(L), (X, L))
+            check_array(grad_bias, (), (X, L))
+
+        run("ldml_loss", lambda: pairwise.ldml_loss(X, pairs, y, L, bias, sample_weight=w,
+                                                    n_jobs=n_jobs), check)
+
+    case()
+
+
+@pytest.mark.timeout(600)
+def test_fuzz_weighted_pair_scatter():
+    @FUZZ
+    @given(rx=recipes(), fault=st.sampled_from(INDEX_FAULTS),
+           weights=st.sampled_from([None, "ones", "negative", "nan", "short", "int"]),
+           method=st.sampled_from(["auto", "auto", "pairs", "laplacian", "bogus", 3]),
+           n_jobs=st.sampled_from(N_JOBS))
+    def case(rx, fault, weights, method, n_jobs):
+        X = build(rx)
+        n = np.shape(X)[0] if np.ndim(X) else 0
+        pairs = tuples_for(n, 2, fault, rx["seed"])
+        a, b = (pairs[:, 0], pairs[:, 1]) if pairs.ndim == 2 and pairs.shape[1] == 2 else (
+            pairs, pairs)
+        n_pairs = len(a)
+        w = {None: None, "ones": np.ones(n_pairs), "negative": -np.ones(n_pairs),
+             "nan": np.full(n_pairs, np.nan), "short": np.ones(max(n_pairs - 1, 0)),
+             "int": np.arange(n_pairs)}[weights]
+        d = _n_features(X)
+        run("weighted_pair_scatter",
+            lambda: pairwise.weighted_pair_scatter(X, a, b, w, n_jobs=n_jobs, method=method),
+            lambda out: check_array(out, (d, d), (X,)))
+
+    case()
+
+
+@pytest.mark.timeout(600)
+def test_fuzz_sampling():
+    counts = [0, 1, 5, 100, -1, 2.5, "3", None, True, HUGE]
+
+    @FUZZ
+    @given(n=st.sampled_from([0, 1, 2, 5, 40]), labels=st.sampled_from(LABEL_KINDS),
+           n_pos=st.sampled_from(counts), n_neg=st.sampled_from(counts),
+           balanced=st.booleans(), unique=st.booleans(),
+           anchor=st.sampled_from([None, 0, 1, "a", 99]),
+           seed=st.sampled_from([0, None, -1, 2**70, "x", np.random.RandomState(1)]),
+           n_chunks=st.sampled_from(counts), chunk_size=st.sampled_from(counts),
+           n_jobs=st.sampled_from(N_JOBS))
+    def case(n, labels, n_pos, n_neg, balanced, unique, anchor, seed, n_chunks, chunk_size,
+             n_jobs):
+        y = labels_for(n, labels, 0)
+        huge = HUGE in (n_pos, n_neg, n_chunks, chunk_size)
+
+        def check_pairs(out):
+            pairs, t = out
+            total = int(n_pos) + int(n_neg)
+            assert pairs.shape[1] == 2 and len(t) == len(pairs) <= total
+            assert len(pairs) == total or unique
+            if len(pairs):
+                assert pairs.min() >= 0 and pairs.max() < len(y)
+
+        run("sample_pairs",
+            lambda: pairwise.sample_pairs(y, n_pos, n_neg, balanced=balanced, unique=unique,
+                                          anchor_label=anchor, random_state=seed,
+                                          n_jobs=n_jobs),
+            check_pairs, memory_case=huge)
+        run("sample_chunks",
+            lambda: pairwise.sample_chunks(y, n_chunks, chunk_size, random_state=seed,
+                                           n_jobs=n_jobs),
+            lambda out: check_array(out, (len(y),)), memory_case=huge)
+
+    case()
+
+
+# --------------------------------------------------------------------------
+# Regressions: bugs the fuzzer found, fixed where the input is validated
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype, scale", [(np.float64, 1e300), (np.float32, 1e30)])
+def test_scml_refuses_data_whose_squared_distances_overflow(dtype, scale):
+    """SCML at 1e300 emitted a storm of overflow RuntimeWarnings and learned
+    a zero metric from NaN distances; it now says what is wrong."""
+    X, y = iris_std()
+    Xs = (X * scale).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="squared distances overflow"):
+            fm.SCML_Supervised(max_iter=10, output_iter=5, random_state=0).fit(Xs, y)
+        triplets = np.array([[0, 1, 60], [50, 51, 120]])
+        with pytest.raises(ValueError, match="squared distances overflow"):
+            fm.SCML(preprocessor=Xs, max_iter=10, output_iter=5, random_state=0).fit(triplets)
+    # Large but safe data still fit.
+    est = fm.SCML_Supervised(max_iter=20, output_iter=10, random_state=0).fit(X * 1e100, y)
+    assert np.all(np.isfinite(est.components_))
+
+
+def test_a_huge_n_jobs_is_a_value_error():
+    """n_jobs=10**12 raised OverflowError (a C int conversion in a kernel):
+    the learners' shared n_jobs rule and the kernel functions refuse it."""
+    X, y = iris_std()
+    with pytest.raises(ValueError, match=r"'n_jobs' parameter of NCA .*Got 1000000000000"):
+        fm.NCA(n_jobs=10**12, max_iter=2).fit(X, y)
+    with pytest.raises(ValueError, match="n_jobs=-1000000000000 is out of range"):
+        pairwise.mahalanobis_distances(X, n_jobs=-10**12)
+
+
+def test_lmnn_with_more_neighbours_than_class_members():
+    """n_neighbors=10**12 raised OverflowError (the kernel's C int); the
+    target table is now as wide as the largest class allows, and LMNN warns
+    that the classes are smaller than n_neighbors."""
+    X, y = iris_std()
+    with pytest.warns(UserWarning, match="n_neighbors=1000000000000"):
+        big = fm.LMNN(n_neighbors=10**12, max_iter=5, random_state=0, n_jobs=1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        same = fm.LMNN(n_neighbors=49, max_iter=5, random_state=0, n_jobs=1).fit(X, y)
+    np.testing.assert_array_equal(big.components_, same.components_)
+
+
+def test_cluster_ldml_refuses_data_whose_spread_overflows():
+    """ClusterLDML at 1e300 returned components_ of inf; it now says why."""
+    X = np.random.RandomState(0).randn(30, 2) * 1e300
+    with pytest.raises(ValueError, match="overflow float64"):
+        fm.ClusterLDML(n_clusters=2, max_rounds=2, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("cls", [fm.NCA, fm.LMNN])
+def test_lda_init_on_data_of_tiny_magnitude(cls):
+    """init='auto' (LDA) on points of magnitude 1e-300 raised IndexError from
+    scikit-learn's LDA; it now starts from the identity, as for identical
+    points, and the fit gives a finite model."""
+    X = np.random.RandomState(0).randn(6, 2) * 1e-300
+    y = np.array([0, 0, 0, 1, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = cls(max_iter=3, random_state=0, n_jobs=1).fit(X, y)
+    assert np.all(np.isfinite(est.components_))
+
+
+def test_scml_warns_once_about_many_small_classes():
+    """SCML warned once per class smaller than k_genuine (a storm of 100
+    warnings for 100 singleton classes); now once per kind."""
+    X = np.random.RandomState(0).randn(100, 3)
+    y = np.r_[np.zeros(10, int), np.arange(1, 91)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fm.SCML_Supervised(max_iter=10, output_iter=5, random_state=0).fit(X, y)
+    small = [w for w in caught if "too few samples for k_genuine=3" in str(w.message)]
+    assert len(small) == 1 and "90 class(es)" in str(small[0].message)
+    assert len(caught) <= 5  # and perhaps: n_basis, convergence, no positive weight

@@ -659,3 +659,462 @@ def test_scml_warns_once_about_many_small_classes():
     small = [w for w in caught if "too few samples for k_genuine=3" in str(w.message)]
     assert len(small) == 1 and "90 class(es)" in str(small[0].message)
     assert len(caught) <= 5  # and perhaps: n_basis, convergence, no positive weight
+
+
+# --------------------------------------------------------------------------
+# Neighbour search: fastmetric.neighbors
+# --------------------------------------------------------------------------
+_FITTED = {}
+
+
+def fitted_learner(cls=fm.NCA):
+    """A learner fitted once on iris (4 features), shared by the cases."""
+    if cls not in _FITTED:
+        case = next(c for c in all_cases() if c.cls is cls)
+        _FITTED[cls] = case.fit()
+    return _FITTED[cls]
+
+
+METRICS = ["none", "none", "array", "array", "learner", "unfitted", "bogus", "nan_array",
+           "wrong_width"]
+
+
+def metric_for(kind, n_features, seed):
+    """The ``metric`` argument of the search: None, an array L, a learner."""
+    rng = np.random.RandomState(seed)
+    d = n_features or 1
+    if kind == "array":
+        return rng.randn(rng.randint(1, d + 2), d)
+    if kind == "nan_array":
+        L = rng.randn(2, d)
+        L[0, 0] = np.nan
+        return L
+    if kind == "wrong_width":
+        return rng.randn(2, d + 1)
+    if kind == "learner":
+        return fitted_learner()
+    if kind == "unfitted":
+        return fm.Covariance()
+    if kind == "bogus":
+        return "mahalanobis"
+    return None
+
+
+def check_kneighbors(out, n_queries, k, n_db, return_distance=True):
+    dist, idx = out if return_distance else (None, out)
+    idx = np.asarray(idx)
+    assert idx.shape == (n_queries, k), f"indices of shape {idx.shape}, expected {(n_queries, k)}"
+    assert idx.dtype.kind in "iu"
+    if idx.size:
+        assert idx.min() >= 0 and idx.max() < n_db, "an index outside the fitted rows"
+    if dist is not None:
+        check_array(dist, (n_queries, k))
+        assert np.all(np.isfinite(dist)), "a non-finite distance"
+        assert np.all(dist >= 0) and np.all(np.diff(dist, axis=1) >= 0), "unsorted distances"
+
+
+def check_radius_neighbors(out, n_queries, n_db, radius):
+    dist, idx = out
+    assert len(dist) == len(idx) == n_queries
+    for d, i in zip(dist, idx):
+        assert len(d) == len(i)
+        if len(i):
+            assert i.min() >= 0 and i.max() < n_db
+            assert np.all(np.isfinite(d)) and np.all(d >= 0) and np.all(d <= radius * (1 + 1e-12))
+            assert np.all(np.diff(d) >= 0), "unsorted distances"
+
+
+def check_graph(out, n_queries, n_db):
+    assert scipy.sparse.issparse(out) and out.shape == (n_queries, n_db)
+    check_array(out.data, None)
+    assert np.all(np.isfinite(out.data)) and np.all(out.data >= 0)
+
+
+N_NEIGHBORS = [1, 1, 3, 5, 0, -1, 2.5, "3", None, True, HUGE]
+RADII = [0.0, 0.5, 1.0, 3.0, 1e300, -1.0, float("nan"), float("inf"), "1", None]
+
+
+def _rows(X):
+    return np.shape(X)[0] if np.ndim(X) else 0
+
+
+@pytest.mark.timeout(600)
+def test_fuzz_mahalanobis_neighbors():
+    @FUZZ
+    @given(r=recipes(), rq=recipes(), metric=st.sampled_from(METRICS),
+           k=st.sampled_from(N_NEIGHBORS), radius=st.sampled_from(RADII),
+           algorithm=st.sampled_from(["auto", "auto", "brute", "hnsw", "bogus"]),
+           queries=st.sampled_from(["own", "new", "iris"]), n_jobs=st.sampled_from(N_JOBS),
+           mode=st.sampled_from(["connectivity", "distance", "bogus"]))
+    def case(r, rq, metric, k, radius, algorithm, queries, n_jobs, mode):
+        X = iris_std()[0][:: max(1, r["n"])] if metric == "learner" else build(r)
+        Xq = {"own": None, "new": build(rq), "iris": iris_std()[0][:7]}[queries]
+        L = metric_for(metric, _n_features(X), r["seed"])
+        nn = fm.MahalanobisNeighbors(n_neighbors=k, radius=radius, metric=L,
+                                     algorithm=algorithm, n_jobs=n_jobs)
+        outcome, _ = run("MahalanobisNeighbors.fit", lambda: nn.fit(X), lambda e: None)
+        if outcome != "finite result":
+            return
+        n_db = nn.n_samples_fit_
+        nq = n_db if Xq is None else _rows(Xq)
+        run("MahalanobisNeighbors.kneighbors", lambda: nn.kneighbors(Xq),
+            lambda out: check_kneighbors(out, nq, k, n_db))
+        run("MahalanobisNeighbors.kneighbors_graph", lambda: nn.kneighbors_graph(Xq, mode=mode),
+            lambda out: check_graph(out, nq, n_db))
+        run("MahalanobisNeighbors.radius_neighbors", lambda: nn.radius_neighbors(Xq),
+            lambda out: check_radius_neighbors(out, nq, n_db, radius))
+        run("MahalanobisNeighbors.radius_neighbors_graph",
+            lambda: nn.radius_neighbors_graph(Xq, mode=mode),
+            lambda out: check_graph(out, nq, n_db))
+
+    case()
+
+
+@pytest.mark.timeout(600)
+def test_fuzz_neighbour_functions_and_transformers():
+    @FUZZ
+    @given(r=recipes(), rq=recipes(), metric=st.sampled_from(METRICS),
+           k=st.sampled_from(N_NEIGHBORS), radius=st.sampled_from(RADII),
+           use_db=st.booleans(), return_distance=st.sampled_from([True, False]),
+           mode=st.sampled_from(["distance", "connectivity", "bogus"]),
+           n_jobs=st.sampled_from(N_JOBS))
+    def case(r, rq, metric, k, radius, use_db, return_distance, mode, n_jobs):
+        X = build(r)
+        X_db = build(rq) if use_db else None
+        L = metric_for(metric if metric != "learner" else "array", _n_features(X), r["seed"])
+        n_db = _rows(X_db if use_db else X)
+        nq = _rows(X)
+        run("kneighbors",
+            lambda: fm.neighbors.kneighbors(X, X_db, k, metric=L,
+                                            return_distance=return_distance, n_jobs=n_jobs),
+            lambda out: check_kneighbors(out, nq, k, n_db, return_distance))
+
+        def check_radius(out):
+            if return_distance:
+                check_radius_neighbors(out, nq, n_db, radius)
+            else:
+                assert len(out) == nq
+
+        run("radius_neighbors",
+            lambda: fm.neighbors.radius_neighbors(X, X_db, radius, metric=L,
+                                                  return_distance=return_distance,
+                                                  n_jobs=n_jobs),
+            check_radius)
+        kt = fm.MahalanobisKNeighborsTransformer(n_neighbors=k, metric=L, mode=mode,
+                                                 n_jobs=n_jobs)
+        run("MahalanobisKNeighborsTransformer.fit_transform", lambda: kt.fit_transform(X),
+            lambda out: check_graph(out, nq, nq))
+        rt = fm.MahalanobisRadiusNeighborsTransformer(radius=radius, metric=L, mode=mode,
+                                                      n_jobs=n_jobs)
+        outcome, _ = run("MahalanobisRadiusNeighborsTransformer.fit", lambda: rt.fit(X),
+                         lambda e: None)
+        if outcome == "finite result" and use_db:
+            run("MahalanobisRadiusNeighborsTransformer.transform", lambda: rt.transform(X_db),
+                lambda out: check_graph(out, n_db, nq))
+
+    case()
+
+
+# --------------------------------------------------------------------------
+# Retrieval scores: fastmetric.metrics
+# --------------------------------------------------------------------------
+SCORES = ["precision_at_k", "recall_at_k", "r_precision", "map_at_r", "mean_reciprocal_rank",
+          "knn_accuracy"]
+
+
+def neighbour_labels_for(y_query, kind, width, seed):
+    """Labels of neighbour lists: rectangular, ragged, or malformed."""
+    rng = np.random.RandomState(seed)
+    y = np.asarray(y_query) if y_query is not None else np.zeros(0)
+    n = y.shape[0] if y.ndim else 0
+    pool = y if y.size else np.array([0, 1])
+    if kind == "rect":
+        return pool[rng.randint(0, len(pool), (n, width))] if n else np.zeros((0, width))
+    if kind == "ragged":
+        return [pool[rng.randint(0, len(pool), rng.randint(0, width + 1))] for _ in range(n)]
+    if kind == "wrong_rows":
+        return pool[rng.randint(0, len(pool), (n + 1, width))]
+    if kind == "1d":
+        return pool[rng.randint(0, len(pool), n)]
+    if kind == "3d":
+        return np.zeros((n, width, 2))
+    if kind == "str":
+        return np.array([["a"] * width] * n)
+    return None
+
+
+def check_score(out, n_relevant, n_queries):
+    assert isinstance(out, float), f"a score of type {type(out).__name__}"
+    if np.isnan(out):
+        # Documented: no query is scored (none, or none with R > 0).
+        scored = n_queries if n_relevant is None else int(np.sum(np.asarray(n_relevant) > 0))
+        assert scored == 0 or n_queries == 0, "NaN with scored queries"
+    else:
+        assert 0.0 <= out <= 1.0, f"a score of {out} outside [0, 1]"
+
+
+@pytest.mark.timeout(600)
+def test_fuzz_retrieval_scores():
+    @FUZZ
+    @given(n=st.sampled_from([0, 1, 2, 5, 12]), labels=st.sampled_from(LABEL_KINDS),
+           kind=st.sampled_from(["rect", "rect", "ragged", "wrong_rows", "1d", "3d", "str",
+                                 "none"]),
+           width=st.sampled_from([0, 1, 3, 12]), k=st.sampled_from([1, 3, 20, 0, -1, 2.5, None]),
+           relevant=st.sampled_from(["counts", "counts", "none", "negative", "short", "zeros"]),
+           score=st.sampled_from(SCORES), seed=st.integers(0, 2**16))
+    def case(n, labels, kind, width, k, relevant, score, seed):
+        y = labels_for(n, labels, seed)
+        yn = neighbour_labels_for(y, kind, width, seed)
+        nq = np.shape(y)[0] if y is not None and np.ndim(y) else 0
+        R = None
+        if relevant != "none" and y is not None:
+            outcome, counts = run("relevant_counts", lambda: fm.metrics.relevant_counts(y),
+                                  lambda out: check_array(out, (nq,)))
+            R = counts if outcome == "finite result" else np.ones(nq, dtype=int)
+            R = {"counts": R, "negative": -np.ones(nq, dtype=int), "short": R[:-1],
+                 "zeros": np.zeros(nq, dtype=int)}[relevant]
+        func = getattr(fm.metrics, score)
+        if score == "precision_at_k":
+            call = lambda: func(y, yn, k, n_relevant=R)  # noqa: E731
+        elif score == "recall_at_k":
+            call = lambda: func(y, yn, R, k)  # noqa: E731
+        elif score in ("r_precision", "map_at_r"):
+            call = lambda: func(y, yn, R)  # noqa: E731
+        elif score == "mean_reciprocal_rank":
+            call = lambda: func(y, yn, n_relevant=R)  # noqa: E731
+        else:
+            call = lambda: func(y, yn, k)  # noqa: E731
+        scored_R = None if score in ("knn_accuracy",) else R
+        run(score, call, lambda out: check_score(out, scored_R, nq))
+
+    case()
+
+
+@pytest.mark.timeout(600)
+def test_fuzz_evaluate_and_scorers():
+    @FUZZ
+    @given(r=recipes(rows=(0, 1, 2, 5, 12)), rdb=recipes(rows=(0, 1, 5, 12)),
+           labels=st.sampled_from(LABEL_KINDS), db_labels=st.sampled_from(LABEL_KINDS),
+           learner=st.sampled_from(["none", "array", "fitted", "unfitted", "bogus"]),
+           use_db=st.sampled_from(["none", "both", "x_only", "y_only"]),
+           ks=st.sampled_from([(1, 5, 10), (1,), (), (0,), (-2,), (2.5,), "1", (HUGE,)]),
+           knn_k=st.sampled_from([5, 1, 0, -1, 2.5, None, HUGE]),
+           clustering=st.booleans(),
+           scorer=st.sampled_from(["map@r", "r_precision", "mrr", "precision@3", "recall@1",
+                                   "knn_accuracy@5", "bogus", 3]))
+    def case(r, rdb, labels, db_labels, learner, use_db, ks, knn_k, clustering, scorer):
+        if learner == "fitted":
+            Xq = iris_std()[0][:: max(1, r["n"])]
+            Xdb = iris_std()[0][1::7]
+        else:
+            Xq, Xdb = build(r), build(rdb)
+        yq = labels_for(_rows(Xq), labels, r["seed"])
+        ydb = labels_for(_rows(Xdb), db_labels, rdb["seed"])
+        metric = {"none": None, "array": metric_for("array", _n_features(Xq), r["seed"]),
+                  "fitted": fitted_learner(), "unfitted": fm.NCA(),
+                  "bogus": "bogus"}[learner]
+        X_db, y_db = {"none": (None, None), "both": (Xdb, ydb), "x_only": (Xdb, None),
+                      "y_only": (None, ydb)}[use_db]
+
+        def check(out):
+            assert isinstance(out, dict) and out
+            for key, value in out.items():
+                assert isinstance(value, float), f"{key}: {type(value).__name__}"
+                if key == "ami":
+                    assert np.isnan(value) or -1.0 <= value <= 1.0
+                elif not np.isnan(value):
+                    assert 0.0 <= value <= 1.0, f"{key}={value} outside [0, 1]"
+            # NaN only where documented: no query with a relevant item (the
+            # R-based scores) or fewer than 2 classes (k-means).
+            y_ref = None if y_db is None else y_db
+            R = fm.metrics.relevant_counts(yq, y_ref)
+            if (R > 0).any():
+                for key in ("r_precision", "map@r", "mrr"):
+                    assert not np.isnan(out[key]), f"{key} is NaN with scored queries"
+
+        run("evaluate",
+            lambda: fm.metrics.evaluate(metric, Xq, yq, X_db, y_db, ks=ks, knn_k=knn_k,
+                                        clustering=clustering, n_jobs=1), check)
+        outcome, sc = run("make_retrieval_scorer",
+                          lambda: fm.metrics.make_retrieval_scorer(scorer), lambda out: None)
+        if outcome == "finite result" and learner == "fitted":
+            # Leave-one-out within (X, y): NaN only when no point shares its label
+            # (the R-based scores leave such queries out).
+            R = None
+            with contextlib.suppress(ValueError, TypeError):
+                R = fm.metrics.relevant_counts(yq) if not str(scorer).startswith(
+                    ("precision", "knn")) else None
+            run("RetrievalScorer", lambda: sc(metric, Xq, yq),
+                lambda out: check_score(out, R, _rows(Xq)))
+
+    case()
+
+
+# --------------------------------------------------------------------------
+# Model files: fastmetric.save / fastmetric.load
+# --------------------------------------------------------------------------
+_SAVED = {}
+
+
+def saved_model(name):
+    """Bytes of a saved fitted model of case ``name`` (once per case)."""
+    if name not in _SAVED:
+        import io
+
+        case = next(c for c in all_cases() if c.name == name)
+        est = case.fit()
+        buf = io.BytesIO()
+        fm.save(est, buf)
+        _SAVED[name] = (case, buf.getvalue())
+    return _SAVED[name]
+
+
+SAVE_CASES = ["NCA", "LDML-indices", "ITML_Supervised", "SCML-points", "RCA", "ClusterLDML",
+              "Covariance", "LMNN"]
+TAMPERING = ["none", "truncate", "flip_bytes", "garbage", "empty", "header_json",
+             "class", "param_value", "attribute_value", "attribute_shape", "attribute_nan",
+             "attribute_dtype", "extra_member", "pickle_member", "drop_member"]
+
+
+def _rewrite(data, edit):
+    """The npz of ``data`` with its header JSON and members passed through ``edit``."""
+    import io
+
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        members = {k: archive[k] for k in archive.files}
+    header = json.loads(bytes(members["header"]).decode())
+    edit(header, members)
+    members["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **members)
+    return buf.getvalue()
+
+
+def tamper(data, how, seed):
+    rng = np.random.RandomState(seed)
+    if how == "truncate":
+        return data[: rng.randint(0, len(data))]
+    if how == "flip_bytes":
+        b = bytearray(data)
+        for i in rng.randint(0, len(b), size=rng.randint(1, 8)):
+            b[i] ^= 1 << rng.randint(8)
+        return bytes(b)
+    if how == "garbage":
+        return rng.bytes(rng.randint(1, 2000))
+    if how == "empty":
+        return b""
+
+    def arrays(header):
+        return [v["__array__"] for v in header["attributes"].values()
+                if isinstance(v, dict) and "__array__" in v]
+
+    def edit(header, members):
+        keys = sorted(header["attributes"])
+        if how == "header_json":
+            header["format_version"] = int(rng.choice([0, 2, -1, 1]))
+            header["params"] = header["params"] if rng.rand() < 0.5 else [1, 2]
+        elif how == "class":
+            header["class"] = str(rng.choice(["os.system", "Pipeline", "nca", "", "LDML"]))
+        elif how == "param_value":
+            name = sorted(header["params"])[rng.randint(len(header["params"]))]
+            header["params"][name] = [-1, "bogus", None, 1e300, {"__float__": "nan"},
+                                      [1, 2]][rng.randint(6)]
+        elif how == "attribute_value" and keys:
+            header["attributes"][keys[rng.randint(len(keys))]] = [
+                None, "x", -5, {"__float__": "inf"}, [1.5], {"__tuple__": []}][rng.randint(6)]
+        elif how in ("attribute_shape", "attribute_nan", "attribute_dtype") and arrays(header):
+            key = arrays(header)[rng.randint(len(arrays(header)))]
+            arr = members[key]
+            if how == "attribute_shape":
+                members[key] = np.resize(arr, (arr.size + 1,) if arr.ndim != 1
+                                         else (1, arr.size))
+            elif how == "attribute_nan" and arr.dtype.kind == "f" and arr.size:
+                arr = arr.copy()
+                arr.flat[rng.randint(arr.size)] = [np.nan, np.inf, 1e308][rng.randint(3)]
+                members[key] = arr
+            else:
+                members[key] = arr.astype([np.int8, np.complex128, "U3", bool][rng.randint(4)])
+        elif how == "extra_member":
+            members["array_999"] = np.zeros(3)
+        elif how == "pickle_member":
+            members["array_999"] = np.array([{"a": 1}], dtype=object)
+        elif how == "drop_member" and arrays(header):
+            del members[arrays(header)[0]]
+
+    if how == "pickle_member":
+        import io
+        import pickle
+
+        buf = io.BytesIO()
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            members = {k: archive[k] for k in archive.files}
+        members["array_999"] = np.array([pickle.dumps(len)], dtype=object)
+        np.savez(buf, **members)
+        return buf.getvalue()
+    return _rewrite(data, edit)
+
+
+@pytest.mark.timeout(600)
+def test_fuzz_model_files():
+    import io
+
+    @FUZZ
+    @given(name=st.sampled_from(SAVE_CASES), how=st.sampled_from(TAMPERING),
+           seed=st.integers(0, 2**16), rq=recipes())
+    def case(name, how, seed, rq):
+        case_, data = saved_model(name)
+        blob = tamper(data, how, seed) if how != "none" else data
+        outcome, model = run("load", lambda: fm.load(io.BytesIO(blob)), lambda m: None)
+        if outcome != "finite result":
+            return
+        # A file that loads gives a model that predicts like a fitted one:
+        # finite, of the right shape, or a clear error.
+        X = iris_std()[0][:9]
+        run("loaded.transform", lambda: model.transform(X),
+            lambda out: check_array(out, (9, np.shape(model.components_)[0])))
+        run("loaded.pair_distance", lambda: model.pair_distance(case_.pairs[:5]),
+            lambda out: check_array(out, (5,)))
+        X2 = build(rq)
+        run("loaded.transform (new data)", lambda: model.transform(X2),
+            lambda out: check_array(out, None, (X2, model.components_)))
+
+    case()
+
+
+@pytest.mark.timeout(600)
+def test_fuzz_save():
+    import io
+
+    @FUZZ
+    @given(name=st.sampled_from(SAVE_CASES),
+           change=st.sampled_from(["none", "callback", "unfitted", "not_estimator",
+                                   "init_estimator", "odd_attribute", "path_dir"]))
+    def case(name, change):
+        case_ = next(c for c in all_cases() if c.name == name)
+        model = case_.fit() if change != "unfitted" else case_.make()
+        target = io.BytesIO()
+        if change == "callback" and "callback" in model.get_params():
+            model.set_params(callback=lambda *a: False)
+        elif change == "not_estimator":
+            model = {"components_": np.eye(2)}
+        elif change == "init_estimator" and "init" in model.get_params():
+            model.set_params(init=fm.NCA())
+        elif change == "odd_attribute":
+            model.extra_ = lambda: None
+        elif change == "path_dir":
+            target = _TMP  # a directory
+
+        def check(_):
+            if isinstance(target, io.BytesIO):
+                again = fm.load(io.BytesIO(target.getvalue()))
+                assert again.get_params().keys() == model.get_params().keys()
+                if hasattr(model, "components_"):
+                    np.testing.assert_array_equal(again.transform(case_.X),
+                                                  model.transform(case_.X))
+
+        try:
+            run("save", lambda: fm.save(model, target), check)
+        except (IsADirectoryError, PermissionError):
+            OUTCOMES[("save", "OSError (a directory as path)")] += 1
+
+    case()

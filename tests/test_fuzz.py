@@ -72,6 +72,8 @@ def fuzz_report(request):
         by_class[outcome] += count
     lines = [f"fastmetric fuzz: {total} cases ({EXAMPLES} examples per test): "
              + ", ".join(f"{k} {v}" for k, v in by_class.most_common())]
+    if not total:  # only the regression tests ran
+        return
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None:
@@ -1118,3 +1120,91 @@ def test_fuzz_save():
             OUTCOMES[("save", "OSError (a directory as path)")] += 1
 
     case()
+
+
+# --------------------------------------------------------------------------
+# Regressions: bugs the fuzzer found in the surface added since
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("scale", [1e155, 1e300])
+def test_overflowing_squared_distances_are_a_value_error(scale):
+    """Finite data whose mapped squared distances overflow gave NaN distances
+    and a NaN LDML loss; now a ValueError telling to rescale."""
+    rng = np.random.RandomState(0)
+    X, L = rng.randn(5, 3) * scale, rng.randn(2, 3)
+    pairs, y = np.array([[0, 1], [2, 3]]), np.array([1, 0])
+    for call in (lambda: pairwise.mahalanobis_distances(X, components=L),
+                 lambda: pairwise.mahalanobis_distances(X, X[:2], components=L, squared=True),
+                 lambda: pairwise.paired_mahalanobis_distances(X, pairs, components=L),
+                 lambda: pairwise.ldml_loss(X, pairs, y, L, 0.0),
+                 lambda: pairwise.ldml_loss(X, pairs, y, L, 0.0, return_gradient=False)):
+        with pytest.raises(ValueError, match="overflow float64.*rescale the data"):
+            call()
+    # Large data whose squares still fit are computed.
+    D = pairwise.mahalanobis_distances(X / scale * 1e100, components=L)
+    assert np.all(np.isfinite(D))
+
+
+@pytest.mark.parametrize("algorithm, scale", [("brute", 1e160), ("brute", 1e300),
+                                              ("hnsw", 1e20)])
+@pytest.mark.parametrize("metric", [None, "array"])
+def test_neighbour_search_refuses_overflowing_distances(algorithm, scale, metric):
+    """The exact search returned distances of inf with indices -1 (no
+    neighbour found) and hnsw NaN distances (its float32 cast overflowed)
+    for data of huge magnitude; now a ValueError."""
+    if algorithm == "hnsw":
+        pytest.importorskip("hnswlib")
+    rng = np.random.RandomState(0)
+    X = rng.randn(20, 3) * scale
+    L = None if metric is None else rng.randn(2, 3)
+    with pytest.raises(ValueError, match="squared distances overflow"):
+        fm.MahalanobisNeighbors(n_neighbors=3, metric=L, algorithm=algorithm).fit(X)
+    # Fitted on moderate data, huge queries are refused as well.
+    nn = fm.MahalanobisNeighbors(n_neighbors=3, metric=L, algorithm=algorithm).fit(X / scale)
+    with pytest.raises(ValueError, match="squared distances overflow"):
+        nn.kneighbors(X[:2])
+    dist, _ = nn.kneighbors(X[:2] / scale)
+    assert np.all(np.isfinite(dist))
+
+
+def test_load_refuses_damaged_and_unsound_files(tmp_path):
+    """A model file with a flipped byte raised zipfile.BadZipFile (bad CRC),
+    and one whose components_ holds NaN loaded into a model whose transform
+    returned NaN; both are now refused with ModelFileError (a ValueError)."""
+    import io
+
+    from fastmetric._persistence import ModelFileError
+
+    case, data = saved_model("NCA")
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        members = {k: archive[k] for k in archive.files}
+    header = json.loads(bytes(members["header"]).decode())
+    key = header["attributes"]["components_"]["__array__"]
+    # Damage inside a stored member: its CRC no longer matches.
+    raw = bytearray(data)
+    at = raw.index(members[key].tobytes()[:16]) + 3
+    raw[at] ^= 0xFF
+    with pytest.raises(ModelFileError, match="damaged"):
+        fm.load(io.BytesIO(bytes(raw)))
+    for bad, match in ((np.full_like(members[key], np.nan), "NaN or infinity"),
+                       (members[key][:, :2], "columns but n_features_in_"),
+                       (members[key].ravel(), "2-D float array")):
+        tampered = _rewrite(data, lambda h, m, bad=bad: m.__setitem__(key, bad))
+        with pytest.raises(ModelFileError, match=match):
+            fm.load(io.BytesIO(tampered))
+    np.testing.assert_array_equal(fm.load(io.BytesIO(data)).transform(case.X),
+                                  case.fit().transform(case.X))
+
+
+def test_retrieval_scores_refuse_labels_that_are_not_1d():
+    """relevant_counts of 2-D labels returned a 2-D array, and knn_accuracy
+    and evaluate of a scalar label raised IndexError; now a ValueError."""
+    y2 = np.zeros((4, 2), dtype=int)
+    with pytest.raises(ValueError, match="y_query must be 1-D"):
+        fm.metrics.relevant_counts(y2)
+    with pytest.raises(ValueError, match="y_db must be 1-D"):
+        fm.metrics.relevant_counts([0, 1], y2)
+    with pytest.raises(ValueError, match="y_query must be 1-D"):
+        fm.metrics.knn_accuracy(np.array(1), np.zeros((0, 1)), 1)
+    X = iris_std()[0][:6]
+    with pytest.raises(ValueError, match="y_query must be 1-D"):
+        fm.metrics.evaluate(None, X, None)

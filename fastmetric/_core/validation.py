@@ -92,21 +92,23 @@ def raise_nonfinite(arr, name):
     )
 
 
-def check_squared_scale(X, name):
+def check_squared_scale(X, name, dtype=None):
     """ValueError when squared distances of the rows of ``X`` would overflow.
 
-    Learners that work on squared distances with no rescaling (SCML: the
-    distances between points and their projections on unit basis vectors)
-    need ``(2 max|x| sqrt(d))^2`` below the largest float of X's dtype:
-    this checks ``max|x| < sqrt(max float) / (4 d)``, with a factor 2 to
-    spare, and names the data's largest magnitude when it fails.
+    Code that works on squared distances with no rescaling (SCML: the
+    distances between points and their projections on unit basis vectors;
+    the neighbour search: the mapped rows) needs ``(2 max|x| sqrt(d))^2``
+    below the largest float of ``dtype`` (default X's): this checks
+    ``max|x| < sqrt(max float) / (4 d)``, with a factor 2 to spare, and names
+    the data's largest magnitude when it fails.
     """
+    dtype = np.dtype(X.dtype if dtype is None else dtype)
     top = float(np.abs(X).max()) if X.size else 0.0
-    limit = np.sqrt(np.finfo(X.dtype).max) / (4.0 * X.shape[1])
-    if top >= limit:
+    limit = float(np.sqrt(float(np.finfo(dtype).max))) / (4.0 * max(X.shape[1], 1))
+    if not top < limit:  # (NaN too: rows mapped from overflowing data)
         raise ValueError(
             f"{name}: the data reach {top:.3g}, so their squared distances overflow "
-            f"{X.dtype} (the limit is about {limit:.3g}); rescale the data (e.g. "
+            f"{dtype} (the limit is about {limit:.3g}); rescale the data (e.g. "
             "StandardScaler)."
         )
 

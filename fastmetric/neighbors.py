@@ -23,12 +23,16 @@ are accepted as queries (searched block by block) and as the fitted data
 (each row block searched on its own, the per-block k nearest merged
 exactly).
 """
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastmetric._core.dask_support import is_dask_array
+from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.search import (
     ALGORITHMS,
     Embedding,
@@ -110,6 +114,24 @@ def _validated(estimator, X, reset):
     return validate_data(estimator, X, dtype=[np.float64, np.float32], order="C", reset=reset)
 
 
+# The constructor parameters of the three estimators (scikit-learn's
+# mechanism, checked once per fit, as for the learners).
+_CONSTRAINTS = {
+    "n_neighbors": [integers(1)],
+    "radius": [reals(0)],
+    # Euclidean, a map L, or a (fitted or unfitted) learner or pipeline.
+    "metric": [None, "array-like", HasMethods("transform")],
+    "algorithm": [StrOptions(set(ALGORITHMS))],
+    "algorithm_params": [None, dict],
+    "mode": [StrOptions({"connectivity", "distance"})],
+    **shared("n_jobs"),
+}
+
+
+def _constraints(*names):
+    return {name: _CONSTRAINTS[name] for name in names}
+
+
 def _object_rows(indptr, values):
     out = np.empty(len(indptr) - 1, dtype=object)
     for i in range(len(indptr) - 1):
@@ -162,16 +184,15 @@ class MahalanobisNeighbors(BaseEstimator):
     ([[1]], [[0.4]])
     """
 
+    _parameter_constraints: ClassVar[dict] = _constraints(
+        "n_neighbors", "radius", "metric", "algorithm", "algorithm_params", "n_jobs")
+
     def __init__(self, n_neighbors=5, radius=1.0, metric=None, algorithm="auto",
                  algorithm_params=None, n_jobs=None):
-        self.n_neighbors = n_neighbors
-        self.radius = radius
-        self.metric = metric
-        self.algorithm = algorithm
-        self.algorithm_params = algorithm_params
-        self.n_jobs = n_jobs
+        store_params(self, locals())
 
     # -- fitting -------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Index the rows of X (mapped once through the metric).
 
@@ -185,8 +206,6 @@ class MahalanobisNeighbors(BaseEstimator):
         -------
         self
         """
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {ALGORITHMS}; got {self.algorithm!r}.")
         X = _validated(self, X, reset=True)
         self._embedding = Embedding(self.metric).fit(X, y)
         self.metric_ = (self._embedding.learner_ if self._embedding.kind_ == "learner"
@@ -360,10 +379,9 @@ class MahalanobisNeighbors(BaseEstimator):
 
 
 class _GraphTransformer(TransformerMixin, BaseEstimator):
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Index the rows of X (see :meth:`MahalanobisNeighbors.fit`)."""
-        if self.mode not in ("connectivity", "distance"):
-            raise ValueError(f"mode must be 'connectivity' or 'distance'; got {self.mode!r}.")
         X = _validated(self, X, reset=True)
         self.neighbors_ = self._make_neighbors().fit(X, y)
         self.n_samples_fit_ = self.neighbors_.n_samples_fit_
@@ -410,14 +428,12 @@ class MahalanobisKNeighborsTransformer(_GraphTransformer):
     [0, 1]
     """
 
+    _parameter_constraints: ClassVar[dict] = _constraints(
+        "mode", "n_neighbors", "metric", "algorithm", "algorithm_params", "n_jobs")
+
     def __init__(self, *, mode="distance", n_neighbors=5, metric=None, algorithm="auto",
                  algorithm_params=None, n_jobs=None):
-        self.mode = mode
-        self.n_neighbors = n_neighbors
-        self.metric = metric
-        self.algorithm = algorithm
-        self.algorithm_params = algorithm_params
-        self.n_jobs = n_jobs
+        store_params(self, locals())
 
     def _make_neighbors(self):
         return MahalanobisNeighbors(n_neighbors=self.n_neighbors, metric=self.metric,
@@ -465,11 +481,10 @@ class MahalanobisRadiusNeighborsTransformer(_GraphTransformer):
     [0, 0, 1, 1, -1]
     """
 
+    _parameter_constraints: ClassVar[dict] = _constraints("mode", "radius", "metric", "n_jobs")
+
     def __init__(self, *, mode="distance", radius=1.0, metric=None, n_jobs=None):
-        self.mode = mode
-        self.radius = radius
-        self.metric = metric
-        self.n_jobs = n_jobs
+        store_params(self, locals())
 
     def _make_neighbors(self):
         return MahalanobisNeighbors(radius=self.radius, metric=self.metric, n_jobs=self.n_jobs)

@@ -53,6 +53,17 @@ def _block_stats(Z, labels, k):
     return sums, np.bincount(labels, minlength=k)
 
 
+def _block_moments(Z):
+    """Column sums and ``Z^T Z`` of one block of rows, in float64.
+
+    By ``einsum``'s own loops, not BLAS: OpenBLAS's result changes in the
+    last bits with how it was started (a dask worker starts it with one
+    thread), and the covariance must be the same on any worker.
+    """
+    Z = Z.astype(np.float64, copy=False)
+    return Z.sum(axis=0), np.einsum("ij,ik->jk", Z, Z, optimize=False)
+
+
 def _assign_block(Z, centers):
     """One Lloyd step on a block: (sums, counts, inertia) of its nearest centres."""
     labels = nearest_center(Z, centers)
@@ -209,12 +220,13 @@ class DaskRows:
     """
 
     def __init__(self, X):
-        from fastmetric._core.dask_support import _compute
-
         self.X = X
         self.n = X.shape[0]
-        X64 = X.astype(np.float64)
-        mean, second = _compute(X64.mean(axis=0), X64.T @ X64)
+        # Per-block sums merged here in block order (not dask's own reduction
+        # tree, whose grouping differs between schedulers): the covariance,
+        # hence the model, is the same with any cluster or none.
+        total, second = _sum_in_order(_map_blocks(_block_moments, X))
+        mean = total / self.n
         self.C = second / self.n - np.outer(mean, mean)
         self.C = (self.C + self.C.T) / 2
         self.euclid_spread = 2.0 * float(np.trace(self.C))

@@ -1,16 +1,19 @@
 """Dask support: fit on a row-chunked ``dask.array`` without gathering it.
 
 The LDML objective is a sum over pairs, so it splits over any partition of
-the pairs.  :class:`DaskPairLossProblem` splits the pairs into one part
-per worker (a pair goes with the row block that holds its first row,
-consecutive blocks forming a part) and builds once per fit, on the workers,
+the pairs.  :class:`DaskPairLossProblem` splits the pairs into parts by
+the row blocks of X (a pair goes with the block that holds its first row;
+consecutive small blocks are merged into parts of at least
+``MIN_PART_ROWS`` rows) and builds once per fit, on the workers,
 one :class:`~fastmetric._core.objectives.pair_loss.PairLossProblem` per part over the rows
 that its pairs touch (at most two rows per pair are ever moved, once, never
 the whole of X).  Each evaluation then sends only ``L`` and the bias to the
 workers and gets back, per part, the weighted loss and gradient sums (a
-``k x d`` array); the client adds them in part order, so the result does
-not depend on which worker ran what, and the solver's state stays on the
-client.
+``k x d`` array); the client adds them in part order.  The parts depend
+only on X's chunks, never on the number of workers, on which worker ran
+what or on the order in which they finished, so the same data and
+``random_state`` give the same model bitwise with any cluster (or none);
+the solver's state stays on the client.
 
 When a ``dask.distributed`` client is active the blocks live on its
 workers (and a lost worker's blocks are recomputed from the graph by
@@ -39,6 +42,12 @@ __all__ = [
 # Rows read to compute a data-dependent initialisation (PCA, LDA,
 # covariance) from a dask array: an evenly spaced subset.
 INIT_MAX_ROWS = 100_000
+
+# Consecutive row blocks are merged into parts of at least this many rows:
+# each part is one task per evaluation, so tiny chunks must not turn into
+# thousands of tasks; parts of ~65k rows keep the task overhead (about a
+# millisecond) well below the kernel's time on the part.
+MIN_PART_ROWS = 65_536
 
 
 def is_dask_array(x):
@@ -222,6 +231,42 @@ def _block_loss_grad(problem, L, bias, n_jobs, compute_gradient):
         grad_bias * w
 
 
+def row_parts(block_rows, rows):
+    """Part of each row index, from the row block sizes alone.
+
+    Consecutive blocks are merged until a part holds at least
+    ``MIN_PART_ROWS`` rows (a block that large is a part of its own).
+
+    Parameters
+    ----------
+    block_rows : sequence of int
+        Rows per block (``X.chunks[0]``).
+    rows : ndarray of intp
+        Row indices.
+
+    Returns
+    -------
+    n_parts : int
+    part : ndarray of intp, the part of each entry of ``rows``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> row_parts((40_000, 40_000, 70_000), np.array([0, 50_000, 100_000]))
+    (2, array([0, 0, 1]))
+    """
+    bounds = np.concatenate([[0], np.cumsum(block_rows)]).astype(np.int64)
+    block_part = np.empty(len(block_rows), dtype=np.intp)
+    current, filled = 0, 0
+    for i, n in enumerate(block_rows):
+        if filled >= MIN_PART_ROWS:
+            current, filled = current + 1, 0
+        block_part[i] = current
+        filled += n
+    block = np.searchsorted(bounds, rows, side="right") - 1
+    return int(current + 1), block_part[block]
+
+
 class DaskPairLossProblem:
     """The LDML loss over index pairs into a row-chunked dask array.
 
@@ -248,19 +293,15 @@ class DaskPairLossProblem:
         self.dtype = X.dtype
         weights = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         self.total_weight = float(self.n_pairs if weights is None else weights.sum())
-        # One part per worker (each evaluation is then one task per worker,
-        # whose kernel uses the worker's threads); without a client, one part.
         self._client = _distributed_client()
         workers = []
         if self._client is not None:
             workers = sorted(self._client.scheduler_info()["workers"])
-        n_blocks = len(X.chunks[0])
-        n_parts = max(1, min(len(workers), n_blocks))
-        # A pair goes to the part of the row block holding its first row;
-        # consecutive blocks make a part, so most first rows are local.
-        bounds = np.concatenate([[0], np.cumsum(X.chunks[0])])
-        block = np.searchsorted(bounds, a, side="right") - 1
-        part = block * n_parts // n_blocks
+        # A pair goes to the part of the row block holding its first row, so
+        # most first rows are local.  The parts follow X's chunks only (not
+        # the workers), which keeps the summation order, hence the model,
+        # independent of the cluster.
+        n_parts, part = row_parts(X.chunks[0], a)
         order = np.argsort(part, kind="stable")
         starts = np.searchsorted(part[order], np.arange(n_parts + 1))
         problems = []
@@ -290,15 +331,17 @@ class DaskPairLossProblem:
             # worker is lost its part runs elsewhere.
             from distributed import wait
 
-            self._workers = [workers[i % len(workers)] for i in range(len(problems))]
+            self._workers = [workers[i % len(workers)] if workers else None
+                             for i in range(len(problems))]
             self._problems = [
-                self._client.compute(p, workers=[w], allow_other_workers=True)
+                self._client.compute(p, workers=None if w is None else [w],
+                                     allow_other_workers=True)
                 for p, w in zip(problems, self._workers)
             ]
             wait(self._problems)
             holders = self._client.who_has(self._problems)
             for future, worker in zip(self._problems, self._workers):
-                if worker not in holders.get(future.key, ()):
+                if worker is not None and worker not in holders.get(future.key, ()):
                     self._client.replicate([future], n=1, workers=[worker])
         else:
             self._problems = _persist(*problems)
@@ -310,7 +353,8 @@ class DaskPairLossProblem:
         args = (L, float(bias), self.n_jobs, bool(compute_gradient))
         if self._client is not None:
             futures = [self._client.submit(_block_loss_grad, p, *args, pure=False,
-                                           workers=[w], allow_other_workers=True)
+                                           workers=None if w is None else [w],
+                                           allow_other_workers=True)
                        for p, w in zip(self._problems, self._workers)]
             parts = self._client.gather(futures)
         else:

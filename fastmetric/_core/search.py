@@ -190,21 +190,22 @@ class ExactIndex:
         check_squared_scale(Zq, "the mapped queries")
         return Zq
 
-    def kneighbors(self, Zq, k, exclude_self=False, self_shift=0, n_jobs=None):
-        """``(dist2, idx)`` of the k nearest: float64 squared distances, int64 rows."""
+    def _search(self, kernel, Zq, bound, exclude_self, self_shift, n_jobs):
+        """One kernel call: the queries in the database's dtype, the threads
+        for their count, BLAS on one thread inside our parallel region."""
         Zq = self._queries(Zq)
         n_threads = search_threads(self.n_jobs if n_jobs is None else n_jobs, Zq.shape[0])
         with single_threaded_blas():
-            return _kneighbors(Zq, self.db, k, exclude_self=exclude_self, self_shift=self_shift,
-                               n_threads=n_threads)
+            return kernel(Zq, self.db, bound, exclude_self=exclude_self, self_shift=self_shift,
+                          n_threads=n_threads)
+
+    def kneighbors(self, Zq, k, exclude_self=False, self_shift=0, n_jobs=None):
+        """``(dist2, idx)`` of the k nearest: float64 squared distances, int64 rows."""
+        return self._search(_kneighbors, Zq, k, exclude_self, self_shift, n_jobs)
 
     def radius(self, Zq, radius, exclude_self=False, self_shift=0, n_jobs=None):
         """``(indptr, idx, dist2)``: CSR lists of the rows within ``radius``."""
-        Zq = self._queries(Zq)
-        n_threads = search_threads(self.n_jobs if n_jobs is None else n_jobs, Zq.shape[0])
-        with single_threaded_blas():
-            return _radius(Zq, self.db, radius, exclude_self=exclude_self, self_shift=self_shift,
-                           n_threads=n_threads)
+        return self._search(_radius, Zq, radius, exclude_self, self_shift, n_jobs)
 
 
 # ---------------------------------------------------------------------------

@@ -87,6 +87,42 @@ def test_supervised_without_client_matches(dtype, monkeypatch):
     assert_allclose(dist.components_, mem.components_, **tol(dtype))
 
 
+@pytest.mark.parametrize("min_part_rows", [1, 500, 10**9])
+def test_model_does_not_depend_on_the_cluster(client, monkeypatch, min_part_rows):
+    """The pairs are split by X's chunks, never by the workers: a 2-worker
+    cluster and no cluster at all (the synchronous scheduler) give the same
+    model bitwise, for one part, a few and one per block."""
+    import fastmetric._core.dask_support as fm_dask
+
+    monkeypatch.setattr(fm_dask, "MIN_PART_ROWS", min_part_rows)
+    X, y = data(n=1500, seed=7)
+    Xd = da.from_array(X, chunks=400)
+    params = dict(n_pairs=3000, max_iter=12, random_state=2)
+    on_cluster = LDML_Supervised(**params).fit(Xd, y)
+    clustered = ClusterLDML(n_clusters=3, max_rounds=2, ldml_max_iter=6,
+                            n_pairs_per_cluster=200, random_state=0).fit(Xd)
+    monkeypatch.setattr(fm_dask, "_distributed_client", lambda: None)
+    alone = LDML_Supervised(**params).fit(Xd, y)
+    assert_array_equal(on_cluster.components_, alone.components_)
+    assert on_cluster.bias_ == alone.bias_
+    clustered_alone = ClusterLDML(n_clusters=3, max_rounds=2, ldml_max_iter=6,
+                                  n_pairs_per_cluster=200, random_state=0).fit(Xd)
+    assert_array_equal(clustered.components_, clustered_alone.components_)
+
+
+def test_parts_follow_the_chunks_only():
+    from fastmetric._core.dask_support import MIN_PART_ROWS, row_parts
+
+    rows = np.array([0, 10, 99, 100, 250, 299])
+    n_parts, part = row_parts((100, 100, 100), rows)
+    assert n_parts == 1 and not part.any()
+    big = MIN_PART_ROWS
+    n_parts, part = row_parts((big, 5, big // 2, big // 2, 3), np.array([0, big, big + 5,
+                                                                           2 * big + 7]))
+    assert n_parts == 3
+    assert_array_equal(part, [0, 1, 1, 2])
+
+
 def test_pairs_into_a_dask_preprocessor(client):
     X, y = data()
     idx, t = sample_pairs(y, 500, 500, random_state=0)
@@ -136,10 +172,12 @@ def test_cluster_ldml_same_model_as_in_memory(client):
     Xd = da.from_array(X, chunks=600)
     dist = ClusterLDML(**params).fit(Xd)
     assert dist.n_rounds_ == mem.n_rounds_
-    # The blocks' sums are added in a fixed order, but not in the in-memory
-    # order, so the two L-BFGS paths differ by rounding: judge entries against
-    # the scale of the whole map (an entry near 0 differed by 2.3e-8 on a busy
-    # machine, where an absolute 1e-8 made the test flaky).
+    # Not a completion-order effect: fits on the cluster are bitwise the same
+    # run to run and the same as without a cluster (test above).  The
+    # in-memory fit sums in another order (the covariance by BLAS, the pairs
+    # in one problem), so the two L-BFGS paths differ by rounding, amplified
+    # over the rounds: judge entries against the scale of the whole map (an
+    # entry near 0 differed by 2.3e-8, where an absolute 1e-8 was too tight).
     scale = np.abs(mem.components_).max()
     assert_allclose(dist.components_, mem.components_, rtol=1e-6, atol=1e-6 * scale)
     assert_allclose(dist.cluster_centers_, mem.cluster_centers_, rtol=1e-6,

@@ -20,6 +20,11 @@ import fastmetric
 from fastmetric._core import params as fm_params
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import generate_knn_triplets
+from fastmetric.neighbors import (
+    MahalanobisKNeighborsTransformer,
+    MahalanobisNeighbors,
+    MahalanobisRadiusNeighborsTransformer,
+)
 
 ESTIMATORS = sorted(
     (getattr(fastmetric, name) for name in fastmetric.__all__
@@ -27,6 +32,12 @@ ESTIMATORS = sorted(
      and issubclass(getattr(fastmetric, name), MahalanobisMixin)),
     key=lambda cls: cls.__name__,
 )
+
+
+# The neighbour estimators follow the same mechanism.
+NEIGHBORS = [MahalanobisNeighbors, MahalanobisKNeighborsTransformer,
+             MahalanobisRadiusNeighborsTransformer]
+EVERY_ESTIMATOR = ESTIMATORS + NEIGHBORS
 
 
 def _ids(cls):
@@ -40,7 +51,7 @@ def test_every_learner_is_listed():
 # --------------------------------------------------------------------------
 # The mechanism itself
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize("cls", ESTIMATORS, ids=_ids)
+@pytest.mark.parametrize("cls", EVERY_ESTIMATOR, ids=_ids)
 def test_no_learner_defines_its_own_validate_params(cls):
     # Nothing in fastmetric shadows scikit-learn's hook: every class of the
     # MRO that fastmetric defines leaves _validate_params to BaseEstimator.
@@ -50,13 +61,13 @@ def test_no_learner_defines_its_own_validate_params(cls):
     assert cls._validate_params is BaseEstimator._validate_params
 
 
-@pytest.mark.parametrize("cls", ESTIMATORS, ids=_ids)
+@pytest.mark.parametrize("cls", EVERY_ESTIMATOR, ids=_ids)
 def test_constraints_cover_exactly_the_constructor_parameters(cls):
     declared = set(cls._parameter_constraints)
     assert declared == set(cls().get_params(deep=False))
 
 
-@pytest.mark.parametrize("cls", ESTIMATORS, ids=_ids)
+@pytest.mark.parametrize("cls", EVERY_ESTIMATOR, ids=_ids)
 def test_fit_methods_are_wrapped_in_fit_context(cls):
     # _fit_context's wrapper (code in sklearn/base.py) keeps the fit method it
     # wraps in __wrapped__.
@@ -71,7 +82,7 @@ def test_fit_methods_are_wrapped_in_fit_context(cls):
             f"{cls.__name__}.{name}")
 
 
-@pytest.mark.parametrize("cls", ESTIMATORS, ids=_ids)
+@pytest.mark.parametrize("cls", EVERY_ESTIMATOR, ids=_ids)
 def test_sklearn_param_validation_check(cls):
     # scikit-learn's own check: a value of no valid type, and an invalid value
     # of each constrained kind, make every fit method raise

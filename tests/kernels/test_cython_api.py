@@ -17,6 +17,8 @@ USER_MODULE = textwrap.dedent(
     from fastmetric.kernels.common cimport fm_logit_loss, fm_random_u64, fm_stream_key
     from fastmetric.kernels.distances cimport transform_rows, paired_sq_dist_transformed
     from fastmetric.kernels.pair_loss cimport PairValues, build_endpoint_index, ldml_point_pass
+    from fastmetric.kernels.neighbors cimport knn_search
+    from libc.stdint cimport int64_t
 
     def transform(const double[:, ::1] X, const double[:, ::1] L, double[:, ::1] out):
         with nogil:
@@ -26,6 +28,15 @@ USER_MODULE = textwrap.dedent(
                const Py_ssize_t[::1] b, double[::1] out):
         with nogil:
             paired_sq_dist_transformed(XL, a, b, out, False, 8, 1)
+
+    def nearest(const double[:, ::1] Q, const double[:, ::1] Z, Py_ssize_t k,
+                double[:, ::1] dist, int64_t[:, ::1] idx):
+        # The exact k-NN search on rows mapped already (BLAS is not used by
+        # this caller, so it is single-threaded here as the kernel asks).
+        cdef int status
+        with nogil:
+            status = knn_search(Q, Z, k, False, 0, dist, idx, 2)
+        return status
 
     def logit_loss(double z, double t):
         cdef double dz
@@ -147,3 +158,17 @@ def test_cimported_ldml_index_and_point_pass(user_module):
     np.testing.assert_allclose(grad_bias_sum / 120, grad_bias, rtol=1e-12)
     # d loss / dL = -(2 / P) H^T X with H = Lap U.
     np.testing.assert_allclose(-2.0 / 120 * H.T @ X, grad, rtol=1e-10, atol=1e-14)
+
+
+def test_cimported_neighbour_search(user_module):
+    from fastmetric.neighbors import kneighbors
+
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=(300, 7))
+    Q = rng.normal(size=(25, 7))
+    dist = np.empty((25, 4))
+    idx = np.empty((25, 4), dtype=np.int64)
+    assert user_module.nearest(Q, Z, 4, dist, idx) == 0
+    ref_dist, ref_idx = kneighbors(Q, Z, n_neighbors=4)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(np.sqrt(dist), ref_dist, rtol=1e-12)

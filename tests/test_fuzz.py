@@ -1,8 +1,12 @@
 """Fuzzing the public surface with hypothesis.
 
 Every public estimator (each learner, its ``_Supervised`` form, the pairs,
-triplets and quadruplets learners, ClusterLDML) and every public kernel
-function of :mod:`fastmetric.pairwise` is driven with generated input:
+triplets and quadruplets learners, ClusterLDML, MahalanobisNeighbors and the
+two graph transformers), every public kernel function of
+:mod:`fastmetric.pairwise`, the neighbour functions of
+:mod:`fastmetric.neighbors`, the retrieval scores, ``evaluate`` and the
+scorers of :mod:`fastmetric.metrics`, and ``save``/``load`` (damaged and
+tampered model files) are driven with generated input:
 shapes (0 and 1 rows, 1 feature, more features than rows, more components
 than features), dtypes (bool, int, float16/32/64, complex, object, strings),
 NaN and infinities anywhere, magnitudes from 1e-300 to 1e300, constant and
@@ -17,7 +21,8 @@ ValueError/TypeError with a message (a MemoryError only for the requests of
 budgets, a timeout), a storm of warnings, or NaN in a fitted model.
 
 The examples are derandomised (the same cases on every run) and their number
-is ``FASTMETRIC_FUZZ_EXAMPLES`` per test (default 100); a longer run::
+is ``FASTMETRIC_FUZZ_EXAMPLES`` per test (default 200: about 2 minutes of the
+suite on 2 cores); a longer run::
 
     FASTMETRIC_FUZZ_EXAMPLES=2000 python -m pytest tests/test_fuzz.py
 
@@ -43,7 +48,7 @@ from fastmetric import pairwise
 
 from ._learner_cases import all_cases, iris_std
 
-EXAMPLES = int(os.environ.get("FASTMETRIC_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("FASTMETRIC_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck), print_blob=True)
 MAX_WARNINGS = 10  # more than this from one call is a warning storm

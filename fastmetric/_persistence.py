@@ -62,8 +62,8 @@ import math
 import numbers
 import os
 import re
-import sys
 import struct
+import sys
 import zipfile
 import zlib
 

@@ -122,7 +122,9 @@ def check_array(result, shape, inputs=()):
     if arr.dtype.kind in "fc":
         assert not np.isnan(arr).any(), "NaN in the result"
         if not np.isfinite(arr).all():
-            assert _max_magnitude(*inputs) >= 1e100, "infinity in the result of moderate input"
+            # (Squared) products of the inputs can exceed float32 from about 1e9.
+            huge = 1e9 if arr.dtype == np.float32 else 1e100
+            assert _max_magnitude(*inputs) >= huge, "infinity in the result of moderate input"
 
 
 def run(target, call, check, memory_case=False):
@@ -1243,3 +1245,29 @@ def test_retrieval_scores_refuse_labels_that_are_not_1d():
     X = iris_std()[0][:6]
     with pytest.raises(ValueError, match="y_query must be 1-D"):
         fm.metrics.evaluate(None, X, None)
+
+
+def test_float32_rows_with_a_map_beyond_float32():
+    """Covariance fitted on points of magnitude 1e-300 has components_ near
+    1e300 (finite in float64); transform of float32 rows cast them to
+    float32 (inf) and returned NaN.  It now computes in float64 and returns
+    float32 (inf only where the value exceeds float32), and pair distances
+    are finite."""
+    X = np.random.RandomState(0).randn(6, 3) * 1e-300
+    est = fm.Covariance().fit(X)
+    assert np.all(np.isfinite(est.components_)) and np.abs(est.components_).max() > 1e200
+    Z = est.transform(np.ones((2, 3), dtype=np.float32))
+    assert Z.dtype == np.float32 and not np.isnan(Z).any()
+    tiny = (X[:2] * 1e0).astype(np.float32)  # underflows to 0 in float32: a zero map
+    assert np.all(est.transform(tiny) == 0)
+    d = est.pair_distance(np.zeros((2, 2, 3), dtype=np.float32))
+    np.testing.assert_array_equal(d, [0.0, 0.0])
+
+
+def test_sdml_refuses_data_whose_pair_scatter_overflows():
+    """SDML_Supervised at 1e300 returned components_ of NaN (the pair scatter
+    overflowed to inf, then its inverse); now a ValueError."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(30, 2) * 1e300, rng.randint(0, 2, 30)
+    with pytest.raises(ValueError, match="pair scatter overflow float64.*rescale"):
+        fm.SDML_Supervised(n_constraints=50, random_state=0, n_jobs=1).fit(X, y)

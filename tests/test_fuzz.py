@@ -1164,8 +1164,8 @@ def test_fuzz_save():
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("scale", [1e155, 1e300])
 def test_overflowing_squared_distances_are_a_value_error(scale):
-    """Finite data whose mapped squared distances overflow gave NaN distances
-    and a NaN LDML loss; now a ValueError telling to rescale."""
+    """Finite data whose mapped squared distances overflow gave NaN distances,
+    a NaN LDML loss and a NaN pair scatter; now a ValueError telling to rescale."""
     rng = np.random.RandomState(0)
     X, L = rng.randn(5, 3) * scale, rng.randn(2, 3)
     pairs, y = np.array([[0, 1], [2, 3]]), np.array([1, 0])
@@ -1173,7 +1173,9 @@ def test_overflowing_squared_distances_are_a_value_error(scale):
                  lambda: pairwise.mahalanobis_distances(X, X[:2], components=L, squared=True),
                  lambda: pairwise.paired_mahalanobis_distances(X, pairs, components=L),
                  lambda: pairwise.ldml_loss(X, pairs, y, L, 0.0),
-                 lambda: pairwise.ldml_loss(X, pairs, y, L, 0.0, return_gradient=False)):
+                 lambda: pairwise.ldml_loss(X, pairs, y, L, 0.0, return_gradient=False),
+                 lambda: pairwise.weighted_pair_scatter(X, pairs[:, 0], pairs[:, 1],
+                                                        [1.0, -1.0])):
         with pytest.raises(ValueError, match="overflow float64.*rescale the data"):
             call()
     # Large data whose squares still fit are computed.

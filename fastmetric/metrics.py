@@ -195,8 +195,17 @@ def recall_at_k(y_query, y_neighbors, n_relevant, k=1):
     k = _check_k(k)
     rel = _relevance(y_query, y_neighbors, need=k, what=f"recall@{k}")
     mask = _scored(n_relevant, rel.shape[0])
+    hits = rel[:, :k].sum(axis=1)
+    over = np.flatnonzero(hits > np.asarray(n_relevant))
+    if over.size:
+        i = over[0]
+        raise ValueError(
+            f"y_neighbors lists {hits[i]} relevant items in the first {k} of query {i}, more "
+            f"than its n_relevant={np.asarray(n_relevant)[i]}: the neighbour lists and "
+            "n_relevant disagree (an item listed twice, or counts of another database?)."
+        )
     R = np.maximum(np.asarray(n_relevant), 1)
-    return _mean(rel[:, :k].sum(axis=1) / R, mask)
+    return _mean(hits / R, mask)
 
 
 def _first_r(y_query, y_neighbors, n_relevant, what):

@@ -1273,3 +1273,13 @@ def test_sdml_refuses_data_whose_pair_scatter_overflows():
     X, y = rng.randn(30, 2) * 1e300, rng.randint(0, 2, 30)
     with pytest.raises(ValueError, match="pair scatter overflow float64.*rescale"):
         fm.SDML_Supervised(n_constraints=50, random_state=0, n_jobs=1).fit(X, y)
+
+
+def test_recall_refuses_more_hits_than_relevant_items():
+    """recall_at_k returned 3.0 when the neighbour lists held more relevant
+    items than n_relevant says exist (a duplicated item); now a ValueError."""
+    y = np.array([0, 0])
+    R = fm.metrics.relevant_counts(y)  # each query has 1 relevant item
+    with pytest.raises(ValueError, match="more than its n_relevant=1"):
+        fm.metrics.recall_at_k(y, np.zeros((2, 3), dtype=int), R, k=3)
+    assert fm.metrics.recall_at_k(y, np.array([[0, 1], [1, 0]]), R, k=2) == 1.0

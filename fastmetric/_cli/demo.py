@@ -10,7 +10,8 @@ called from benchmarks:
   :class:`~fastmetric._learners.cluster_ldml.ClusterLDML` (k-means ARI in the learned
   metric against plain Euclidean k-means, per seed);
 * :func:`evaluate_embedding`: held-out pair ROC AUC, 3-NN accuracy and
-  k-means ARI of one learned map.
+  k-means ARI of one learned map;
+* :func:`plot_embeddings`: the demo's picture, one panel per embedding.
 
 The list of learners the demo compares is ``fastmetric._cli.main.LEARNERS``.
 """
@@ -23,6 +24,7 @@ __all__ = [
     "kmeans_ari",
     "cluster_ldml_digits_benchmark",
     "evaluate_embedding",
+    "plot_embeddings",
 ]
 
 
@@ -114,6 +116,99 @@ def evaluate_embedding(transform, X_train, y_train, X_test, y_test, *, pairs=Non
     out["knn3"] = float(knn.score(Z_test, y_test))
     out["ari"] = float(np.mean(kmeans_ari(Z_test, y_test, n_clusters, kmeans_seeds)))
     return out
+
+
+# --------------------------------------------------------------------------
+# Picture
+# --------------------------------------------------------------------------
+def _robust_limits(values, low=1.0, high=99.0, margin=0.08):
+    """Axis limits covering the ``low``..``high`` percentiles of ``values``
+    plus a margin: a few far points (Covariance's and LFDA's embeddings have
+    some) would otherwise squeeze every other point into a corner."""
+    lo, hi = np.percentile(values, [low, high])
+    span = hi - lo
+    if not np.isfinite(span) or span <= 0:
+        span = max(abs(lo), 1.0)
+    return lo - margin * span, hi + margin * span
+
+
+def plot_embeddings(path, embeddings, y, scores=None, *, ncols=5, panel_inches=3.6, dpi=100):
+    """Save a grid of 2-D pictures of embeddings, coloured by class.
+
+    Each embedding is shown on its first two principal axes (as is when it
+    has two columns).  The axes of every panel cover the 1st to 99th
+    percentile of its points, so that a few far points do not flatten the
+    rest; the points outside are counted in the panel's corner.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The image file to write (its suffix picks the format, e.g. ``.png``).
+    embeddings : list of (str, ndarray of shape (n_samples, n_components))
+        Method name and embedded points, one panel each, in this order.
+    y : ndarray of shape (n_samples,)
+        Integer classes 0..9 (the digits), shared by every embedding.
+    scores : dict of str to float, optional
+        3-NN accuracy per method name, shown in the panel titles.
+    ncols : int, default=5
+        Panels per row; the number of rows follows.
+    panel_inches : float, default=3.6
+        Width and height of one panel (at ``dpi=100``: 360 pixels).
+    dpi : int, default=100
+
+    Returns
+    -------
+    fig_size : tuple of int
+        Width and height of the saved image in pixels.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from sklearn.decomposition import PCA
+
+    scores = {} if scores is None else scores
+    y = np.asarray(y)
+    n = len(embeddings)
+    if n == 0:
+        raise ValueError("plot_embeddings: no embeddings to draw (got an empty list).")
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    cmap = plt.get_cmap("tab10")
+    # One extra band at the bottom holds the shared legend.
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_inches * ncols,
+                                                    panel_inches * nrows + 0.7),
+                             squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    for ax, (name, Z) in zip(axes.flat, embeddings):
+        Z = np.asarray(Z, dtype=np.float64)
+        Z2 = PCA(n_components=2, random_state=0).fit_transform(Z) if Z.shape[1] > 2 else Z
+        xlim, ylim = _robust_limits(Z2[:, 0]), _robust_limits(Z2[:, 1])
+        ax.scatter(Z2[:, 0], Z2[:, 1], c=cmap(y % 10), s=7, linewidths=0, alpha=0.85)
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+        outside = int(np.sum((Z2[:, 0] < xlim[0]) | (Z2[:, 0] > xlim[1])
+                             | (Z2[:, 1] < ylim[0]) | (Z2[:, 1] > ylim[1])))
+        if outside:
+            ax.text(0.98, 0.02, f"{outside} outside", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=8, color="0.4")
+        title = name if name not in scores else f"{name}\n3-NN acc {scores[name]:.3f}"
+        ax.set_title(title, fontsize=11)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [Line2D([], [], marker="o", linestyle="", color=cmap(d), markersize=8,
+                      label=str(d)) for d in range(10)]
+    fig.legend(handles=handles, loc="lower center", ncol=10, title="digit",
+               frameon=False, fontsize=10)
+    fig.suptitle("digits, test part: the first two principal axes of each embedding",
+                 fontsize=13)
+    fig.tight_layout(rect=(0, 0.7 / (panel_inches * nrows + 0.7), 1, 0.97))
+    fig.savefig(path, dpi=dpi)
+    size = tuple(int(round(v * dpi)) for v in fig.get_size_inches())
+    plt.close(fig)
+    return size
 
 
 # --------------------------------------------------------------------------

@@ -18,8 +18,8 @@ labels), then measured on the test part:
   2020) over the R training points of the same digit.
 
 Options: ``--quick`` (fewer iterations, for smoke tests), ``--seed``,
-``--n-jobs``, ``--plot FILE.png`` (a 2-D picture of each embedding beside the
-Euclidean one; needs matplotlib: ``pip install fastmetric[plot]``),
+``--n-jobs``, ``--plot FILE.png`` (a grid of 2-D pictures, one per embedding,
+the Euclidean one first; needs matplotlib: ``pip install fastmetric[plot]``),
 ``--only NAME[,NAME]``.
 """
 import argparse
@@ -50,12 +50,24 @@ class LearnerSpec:
         Constructor arguments; only those the class accepts are passed.
     quick_params : dict
         Overrides for ``--quick``.
+    labelled : float, optional
+        Semi-supervised row: ``fit(X, y)`` with the labels of this fraction
+        of the training points (stratified, seed ``--seed``) and ``-1`` for
+        the others.  Shown as ``NAME+P%y``.
     """
 
     name: str
     supervised: bool = True
     params: dict = field(default_factory=dict)
     quick_params: dict = field(default_factory=dict)
+    labelled: float = None
+
+    @property
+    def title(self):
+        """The row's name in the table."""
+        if self.labelled is None:
+            return self.name
+        return f"{self.name}+{self.labelled:.0%}y"
 
 
 # The learners the demo compares, in table order.  To add one (NCA, LMNN,
@@ -66,6 +78,9 @@ LEARNERS = [
     LearnerSpec("ClusterLDML", supervised=False, params={"n_clusters": 10},
                 quick_params={"max_rounds": 2, "ldml_max_iter": 10,
                               "n_pairs_per_cluster": 500}),
+    LearnerSpec("ClusterLDML", supervised=False, params={"n_clusters": 10},
+                quick_params={"max_rounds": 2, "ldml_max_iter": 10,
+                              "n_pairs_per_cluster": 500}, labelled=0.1),
     LearnerSpec("NCA", params={"max_iter": 100}, quick_params={"max_iter": 10}),
     LearnerSpec("LMNN", params={"max_iter": 100}, quick_params={"max_iter": 10}),
     LearnerSpec("ITML_Supervised", params={}, quick_params={"max_iter": 10}),
@@ -112,6 +127,18 @@ def available_learners(only=None):
         cls = find_learner(spec)
         if cls is not None:
             out.append((spec, cls))
+    return out
+
+
+def partial_labels(y, fraction, seed):
+    """``y`` with all but a stratified ``fraction`` of the labels set to -1."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    known, _ = train_test_split(np.arange(len(y)), train_size=fraction, stratify=y,
+                                random_state=seed)
+    out = np.full(len(y), -1, dtype=np.int64)
+    out[known] = np.asarray(y)[known]
     return out
 
 
@@ -185,26 +212,12 @@ def retrieval_columns(metric, X_train, y_train, X_test, y_test, n_jobs=None):
     return {"p1": s["precision@1"], "map_r": s["map@r"]}
 
 
-def save_plot(path, embeddings, y):
-    """A 2-D picture per embedding (first two principal axes), coloured by digit."""
-    import matplotlib
+def save_plot(path, embeddings, y, rows=()):
+    """The demo's picture (:func:`fastmetric._cli.demo.plot_embeddings`), each
+    panel titled with its method and the 3-NN accuracy of its table row."""
+    from fastmetric._cli.demo import plot_embeddings
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-
-    n = len(embeddings)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
-    for ax, (name, Z) in zip(axes[0], embeddings):
-        Z2 = PCA(n_components=2, random_state=0).fit_transform(Z) if Z.shape[1] > 2 else Z
-        sc = ax.scatter(Z2[:, 0], Z2[:, 1], c=y, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
-        ax.set_title(name)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(sc, ax=axes[0].tolist(), ticks=range(10), label="digit", shrink=0.8)
-    fig.suptitle("digits test part: first two principal axes of each embedding")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_embeddings(path, embeddings, y, scores={r["method"]: r["knn3"] for r in rows})
 
 
 def parse_args(argv=None):
@@ -291,11 +304,16 @@ def _run_learners(args, learners, progress, rows, embeddings, X_train, X_test, y
         for spec, cls in learners:
             model = make_learner(spec, cls, quick=args.quick, seed=args.seed,
                                  n_jobs=args.n_jobs)
-            progress.start(f"fitting {spec.name}"
-                           + ("" if spec.supervised else " (without labels)"))
+            if spec.labelled is not None:
+                how = f" (with {spec.labelled:.0%} of the labels)"
+            else:
+                how = "" if spec.supervised else " (without labels)"
+            progress.start(f"fitting {spec.name}{how}")
             t0 = time.perf_counter()
             if spec.supervised:
                 model.fit(X_train, y_train)
+            elif spec.labelled is not None:
+                model.fit(X_train, partial_labels(y_train, spec.labelled, args.seed))
             else:
                 model.fit(X_train)
             fit_time = time.perf_counter() - t0
@@ -303,12 +321,12 @@ def _run_learners(args, learners, progress, rows, embeddings, X_train, X_test, y
                                      pairs=pairs, pair_labels=pair_labels,
                                      kmeans_seeds=kmeans_seeds)
             res.update(retrieval_columns(model, X_train, y_train, X_test, y_test, args.n_jobs))
-            rows.append({"method": spec.name, "time": fit_time, **res})
-            embeddings.append((spec.name, model.transform(X_test)))
+            rows.append({"method": spec.title, "time": fit_time, **res})
+            embeddings.append((spec.title, model.transform(X_test)))
             progress.done()
         if args.plot is not None:
             progress.start(f"plotting to {args.plot}")
-            save_plot(args.plot, embeddings, y_test)
+            save_plot(args.plot, embeddings, y_test, rows)
             progress.done()
     finally:
         progress.close()

@@ -33,7 +33,14 @@ from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.threads import single_threaded_blas
 from fastmetric._core.validation import check_index_pairs
 
-__all__ = ["MahalanobisMixin"]
+__all__ = ["MahalanobisMixin", "SCORE_PAIRS_DEPRECATION"]
+
+# metric-learn's exact warning text (its tests and users' warning filters
+# match it), including its name "pair_distances" for pair_distance.
+SCORE_PAIRS_DEPRECATION = (
+    "score_pairs will be deprecated in release 0.7.0. Use pair_score to compute "
+    "similarity scores, or pair_distances to compute distances."
+)
 
 
 # --------------------------------------------------------------------------
@@ -96,7 +103,9 @@ class _MahalanobisMetric:
     """
 
     def __init__(self, components, normalize=False):
-        self.components = np.asarray(components, dtype=np.float64)
+        # A 1-D map (``components_ = np.array([3.1])``, set by hand for one
+        # feature) is one row, as metric-learn reads it.
+        self.components = np.atleast_2d(np.asarray(components, dtype=np.float64))
         self.normalize = bool(normalize)
 
     def __call__(self, u, v, squared=False):
@@ -280,13 +289,15 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return -self.pair_distance(pairs)
 
     def score_pairs(self, pairs):
-        """Deprecated alias of :meth:`pair_distance` (metric-learn < 0.7 name)."""
-        warnings.warn(
-            "score_pairs is deprecated (as in metric-learn 0.7): use pair_distance for "
-            "distances or pair_score for similarities.",
-            FutureWarning,
-            stacklevel=2,
-        )
+        """Deprecated: the learned distance of each pair, as :meth:`pair_distance`.
+
+        metric-learn 0.7 deprecated ``score_pairs`` in favour of
+        :meth:`pair_distance` (distances) and :meth:`pair_score`
+        (similarities); it is kept, with metric-learn's FutureWarning text,
+        so that code filtering that warning keeps working.  Takes and
+        returns what :meth:`pair_distance` does.
+        """
+        warnings.warn(SCORE_PAIRS_DEPRECATION, FutureWarning, stacklevel=2)
         return self.pair_distance(pairs)
 
     def get_metric(self):

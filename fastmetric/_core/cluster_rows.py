@@ -18,7 +18,8 @@ from sklearn.cluster import kmeans_plusplus
 from fastmetric._core.dask_support import gather_rows, is_dask_array
 from fastmetric._core.rows import evenly_spaced
 
-__all__ = ["BLOCK_ROWS", "SAMPLE_ROWS", "lloyd", "cluster_means", "nearest_centers"]
+__all__ = ["BLOCK_ROWS", "SAMPLE_ROWS", "lloyd", "cluster_means", "nearest_centers",
+           "within_whitening"]
 
 # Rows per block of a numpy array (the unit of the block sums).
 BLOCK_ROWS = 65_536
@@ -187,6 +188,45 @@ def lloyd(Z, n_clusters, random_state, init=None, max_iter=300, tol=1e-4):
     return nearest_centers(Z, centers.astype(Z.dtype)), centers, float(inertia)
 
 
+def within_whitening(rows, labels, n_clusters):
+    """Whitening by the pooled within-cluster covariance: ``(P, P^{-1})``.
+
+    ``W`` is the covariance of the residuals ``x - mean(cluster of x)``
+    (what LDA calls the within-class scatter), estimated with scikit-learn's
+    Ledoit-Wolf shrinkage toward a multiple of the identity, on at most
+    ``SAMPLE_ROWS`` evenly spaced rows; ``P = W^{-1/2}`` (symmetric) and
+    ``P^{-1} = W^{1/2}``.  The shrinkage keeps ``W`` invertible when
+    features are constant inside the clusters or outnumber the points.
+
+    Parameters
+    ----------
+    rows : MemoryRows or DaskRows
+    labels : ndarray of shape (n_samples,)
+    n_clusters : int
+
+    Returns
+    -------
+    P, P_inv : ndarray of shape (n_features, n_features), float64
+    """
+    import scipy.linalg
+    from sklearn.covariance import ledoit_wolf
+
+    X = rows.X
+    d = X.shape[1]
+    means = cluster_means(X, labels, np.zeros((n_clusters, d))).astype(np.float64)
+    picked = evenly_spaced(X.shape[0], SAMPLE_ROWS)
+    sample = gather_rows(X, picked) if is_dask_array(X) else X[picked]
+    residuals = np.asarray(sample, dtype=np.float64) - means[labels[picked]]
+    W = ledoit_wolf(residuals, assume_centered=True)[0]
+    w, V = scipy.linalg.eigh((W + W.T) / 2)
+    # Ledoit-Wolf's W is positive definite unless every residual is zero
+    # (each cluster one repeated point); floor the spectrum for that case.
+    floor = max(float(w.max()), 1e-300) * 1e-12
+    w = np.maximum(w, floor)
+    root = np.sqrt(w)
+    return (V / root) @ V.T, (V * root) @ V.T
+
+
 class MemoryRows:
     """ClusterLDML's view of points held in memory (numpy)."""
 
@@ -204,6 +244,10 @@ class MemoryRows:
 
     def init_rows(self):
         return self.X
+
+    def mapped(self, P):
+        """The points in the coordinates ``x -> P^T x`` (rows ``X P``)."""
+        return np.ascontiguousarray(self.X @ P.astype(self.X.dtype, copy=False))
 
     def embed(self, L):
         # Same expression as MahalanobisMixin.transform, so that fit and
@@ -238,6 +282,14 @@ class DaskRows:
         from fastmetric._core.dask_support import sample_rows
 
         return sample_rows(self.X)[0]
+
+    def mapped(self, P):
+        """The points in the coordinates ``x -> P^T x``, lazily, persisted."""
+        from fastmetric._core.dask_support import _persist, map_rows
+
+        P = P.astype(self.X.dtype, copy=False)
+        (XP,) = _persist(map_rows(self.X, lambda block: block @ P, P.shape[1], self.X.dtype))
+        return XP
 
     def embed(self, L):
         from fastmetric._core.dask_support import _persist, map_rows

@@ -5,7 +5,8 @@ first drawing the constraints their model is written in.  Each kind has one
 function here, so that every learner draws it the same way:
 
 * :func:`pairs_from_labels`: ``n_constraints`` similar and as many
-  dissimilar pairs (default ``20 n_classes^2``, metric-learn's rule), drawn
+  dissimilar pairs (default ``20 n_classes^2``, metric-learn's rule, or
+  :func:`data_pair_count`'s, which grows with the data), drawn
   with replacement, or without (``distinct=True``: at most the distinct
   pairs of each kind exist); ITML, MMC, SDML;
 * :func:`quadruplets_from_labels`: a similar pair beside a dissimilar one,
@@ -36,6 +37,7 @@ from fastmetric.kernels.scml import _knn_triplet_neighbors
 
 __all__ = [
     "chunks_from_labels",
+    "data_pair_count",
     "distinct_pair_counts",
     "generate_knn_triplets",
     "label_pairs",
@@ -64,6 +66,45 @@ def _n_constraints(n_constraints, n_classes):
     if n_constraints is None:
         return 20 * n_classes ** 2
     return int(n_constraints)
+
+
+# Pairs per sample of :func:`data_pair_count`, and its ceiling.
+PAIRS_PER_SAMPLE = 10
+MAX_DEFAULT_PAIRS = 100_000
+
+
+def data_pair_count(n_constraints, counts):
+    """Pairs of each kind to draw: the given count, or a default that grows
+    with the data.
+
+    metric-learn's default, ``20 n_classes^2`` of each kind, does not grow
+    with the number of samples: on two classes it is 80 similar and 80
+    dissimilar pairs, whatever ``n``, and a learner fitted on so few pairs
+    of a few hundred points in tens of dimensions (MMC on sonar, spambase)
+    is far worse than the Euclidean distance.  The default here is
+    ``max(20 n_classes^2, min(10 n, 100000))`` of each kind: about ten
+    pairs per sample (each point enters about twenty pairs), never fewer
+    than metric-learn's, with a ceiling that keeps the fit's memory and time
+    bounded on large sets.  ``n_constraints=20 * n_classes ** 2`` restores
+    metric-learn's count.
+
+    Parameters
+    ----------
+    n_constraints : int or None
+        The user's count (checked by the learner's parameter constraints);
+        None for the default.
+    counts : array-like of int
+        Samples per class.
+
+    Returns
+    -------
+    int
+    """
+    if n_constraints is not None:
+        return int(n_constraints)
+    c = np.asarray(counts, dtype=np.int64)
+    n = int(c.sum())
+    return max(20 * c.shape[0] ** 2, min(PAIRS_PER_SAMPLE * n, MAX_DEFAULT_PAIRS))
 
 
 def distinct_pair_counts(counts):
@@ -104,12 +145,15 @@ def label_pairs(labels, n_similar, n_dissimilar, seed, *, distinct=False, balanc
                         anchor_label=anchor_label, random_state=seed, n_jobs=n_jobs)
 
 
-def pairs_from_labels(y, n_constraints, rng, learner, *, distinct=False, n_jobs=None):
+def pairs_from_labels(y, n_constraints, rng, learner, *, distinct=False, n_jobs=None,
+                      grow=False):
     """The pairs of a _Supervised pair learner (ITML, MMC, SDML).
 
     ``n_constraints`` similar and as many dissimilar pairs (None: ``20
-    n_classes^2``).  With ``distinct=True`` each kind is clipped, with a
-    warning, to the distinct pairs that exist.
+    n_classes^2``, or with ``grow=True`` the count of
+    :func:`data_pair_count`, which grows with the number of samples).
+    With ``distinct=True`` each kind is clipped, with a warning, to the
+    distinct pairs that exist.
 
     Parameters
     ----------
@@ -123,6 +167,9 @@ def pairs_from_labels(y, n_constraints, rng, learner, *, distinct=False, n_jobs=
     distinct : bool, default=False
     n_jobs : int, optional
         Threads of the sampler; the pairs do not depend on it.
+    grow : bool, default=False
+        The default count (``n_constraints=None``) of
+        :func:`data_pair_count` instead of metric-learn's.
 
     Returns
     -------
@@ -131,7 +178,8 @@ def pairs_from_labels(y, n_constraints, rng, learner, *, distinct=False, n_jobs=
     similar : ndarray of shape (n_pairs,), bool
     """
     classes, labels, counts = encode_pair_labels(y, learner)
-    n = _n_constraints(n_constraints, len(classes))
+    n = (data_pair_count(n_constraints, counts) if grow
+         else _n_constraints(n_constraints, len(classes)))
     n_similar = n_dissimilar = n
     if distinct:
         available = distinct_pair_counts(counts)
@@ -150,13 +198,13 @@ def pairs_from_labels(y, n_constraints, rng, learner, *, distinct=False, n_jobs=
 
 
 
-def estimator_pairs(estimator, y, n_constraints, *, distinct=False):
+def estimator_pairs(estimator, y, n_constraints, *, distinct=False, grow=False):
     """:func:`pairs_from_labels` for a fitted ``_Supervised`` learner: its
     ``random_state`` (one seed drawn), its class name in the messages, its
     ``n_jobs``."""
     return pairs_from_labels(y, n_constraints, check_random_state(estimator.random_state),
                              type(estimator).__name__, distinct=distinct,
-                             n_jobs=estimator.n_jobs)
+                             n_jobs=estimator.n_jobs, grow=grow)
 
 
 def quadruplets_from_labels(y, n_constraints, rng, learner, *, n_jobs=None):
@@ -190,9 +238,19 @@ def quadruplets_from_labels(y, n_constraints, rng, learner, *, n_jobs=None):
 # --------------------------------------------------------------------------
 # Chunks
 # --------------------------------------------------------------------------
+# metric-learn's number of chunks (RCA_Supervised's num_chunks).
+DEFAULT_CHUNKS = 100
+
+
 def chunks_from_labels(y, n_chunks, chunk_size, random_state=None, n_jobs=None):
     """Chunk id of each sample (-1: in no chunk): ``n_chunks`` chunklets of
     ``chunk_size`` samples of one class each (RCA_Supervised).
+
+    ``n_chunks=None`` is metric-learn's 100 chunks, or as many as the
+    classes can supply when fewer (class ``c`` supplies ``n_c //
+    chunk_size``): a set of fewer than 200 points still gets a metric
+    (metric-learn's default raises an error there).  A given ``n_chunks``
+    the classes cannot supply is a ValueError saying how many they can.
 
     Drawn by the counter-based kernel
     :func:`fastmetric.kernels.chunks.sample_chunks`: they depend only on the
@@ -202,6 +260,10 @@ def chunks_from_labels(y, n_chunks, chunk_size, random_state=None, n_jobs=None):
     -------
     chunks : ndarray of shape (n_samples,), int64
     """
+    if n_chunks is None:
+        _, counts = np.unique(np.asarray(y), return_counts=True)
+        available = int(np.sum(counts // int(chunk_size)))
+        n_chunks = max(1, min(DEFAULT_CHUNKS, available))
     chunks = sample_chunks(y, n_chunks, chunk_size, random_state=random_state, n_jobs=n_jobs)
     return chunks.astype(np.int64)
 

@@ -30,14 +30,10 @@ _PARAMETERS = """\
 Parameters
 ----------
 """
-_ROWS = """\
-X : array-like of shape (n_samples, n_features)
-    The training points.
-"""
 _POINTS = """\
 X : array-like of shape (n_samples, n_features)
-    The training points; with a ``preprocessor``, a 1-D array of row
-    indices into it.
+    The training points; with a ``preprocessor``, a 1-D array of their
+    identifiers (row indices into an array, or anything a callable takes).
 """
 _LABELS = """\
 y : array-like of shape (n_samples,)
@@ -47,12 +43,13 @@ FRAGMENTS = {
     # ---- parameters ----
     "preprocessor_points": """\
 preprocessor : array-like of shape (n_samples, n_features) or callable, optional
-    When set, ``X`` in ``fit`` and ``transform`` may be a 1-D integer
-    array of row indices into it (or passed to it, if callable).""",
+    When set, ``X`` in ``fit`` and ``transform`` may be a 1-D array of
+    row indices into it, or, for a callable (a loader), of any identifiers
+    it takes (file names, keys), as in metric-learn.""",
     "preprocessor_pairs": """\
 preprocessor : array-like of shape (n_samples, n_features) or callable, optional
-    When set, ``pairs`` may be index pairs ``(n_pairs, 2)`` into it (or
-    passed to it, if callable).""",
+    When set, ``pairs`` may be index pairs ``(n_pairs, 2)`` into it, or,
+    for a callable (a loader), pairs of any identifiers it takes.""",
     "n_components": """\
 n_components : int, optional
     Rows of ``L`` (the embedding dimension); default ``n_features`` (or
@@ -83,14 +80,14 @@ feature_names_in_ : ndarray of str
     names.""",
     "pair_decision": """\
 threshold_ : float
-    Pairs with ``decision_function > threshold_`` are predicted similar;
-    calibrated on the training pairs at the end of ``fit``.
+    A distance: pairs with ``pair_distance <= threshold_`` are predicted
+    similar (metric-learn's meaning); calibrated on the training pairs at
+    the end of ``fit``.
 classes_ : ndarray ``[-1, 1]``
     The pair labels: -1 dissimilar, 1 similar.""",
     # ---- fit ----
     "fit_points": _POINTS,
     "fit_labelled_points": _PARAMETERS + _POINTS + _LABELS,
-    "fit_labelled_rows": _PARAMETERS + _ROWS + _LABELS,
     # ---- examples ----
     "load_iris": """\
 >>> from sklearn.datasets import load_iris

@@ -6,7 +6,9 @@
   as ``'identity'``, an array or a fitted learner, checked once for every
   learner (one symmetry tolerance, one definiteness rule, one set of
   messages);
-* :func:`resolve_n_components`: the checked number of rows of ``L``.
+* :func:`resolve_n_components`: the checked number of rows of ``L``;
+* :func:`unsaturated_start`: ``L`` shrunk so that a softmax over the
+  embedded points is not saturated (NCA's start).
 """
 import numbers
 import warnings
@@ -24,6 +26,7 @@ __all__ = [
     "initialize_components",
     "prior_matrix",
     "resolve_n_components",
+    "unsaturated_start",
 ]
 
 INIT_NAMES = ("auto", "identity", "pca", "lda", "covariance", "random")
@@ -48,19 +51,101 @@ def _is_learner(obj):
     return hasattr(obj, "components_") or (not isinstance(obj, str) and hasattr(obj, "fit"))
 
 
-def _fitted_components(learner, what):
-    """``components_`` of a fitted fastmetric (or metric-learn) learner as float64.
+def _probe_transform(estimator, d, what):
+    """The affine map of a fitted transformer: ``transform(x) = c + L x``.
 
-    The one rule for every ``init`` and ``prior``: a fitted learner stands for
-    its learned map ``L`` (and, as a prior, for its metric ``M = L^T L``); an
-    unfitted one is a ValueError naming ``what``.
+    ``L``'s columns are ``transform(e_i) - transform(0)`` (exact for an
+    affine transform, whatever the attribute that holds its map and
+    whatever it applies on top of it: PCA's whitening, LDA's truncation to
+    its ``n_components``).  Two further points check that the transform is
+    affine; a non-linear one (NMF, a kernel method, a scaler followed by a
+    non-linear step) is refused.
     """
-    if not hasattr(learner, "components_"):
+    probes = np.vstack([np.zeros((1, d)), np.eye(d)])
+    rng = np.random.RandomState(0)
+    checks = rng.standard_normal((2, d))
+    try:
+        out = np.asarray(estimator.transform(np.vstack([probes, checks])), dtype=np.float64)
+    except Exception as exc:  # unfitted, or a transformer that cannot take these points
         raise ValueError(
-            f"{what} is an estimator ({type(learner).__name__}) that is not fitted: it has "
-            "no components_. Fit it first, or pass an array."
+            f"{what} is a transformer ({type(estimator).__name__}) whose transform failed on "
+            f"points of {d} features: {exc}. Fit it first (on data with n_features={d}), or "
+            "pass an array."
+        ) from exc
+    if out.ndim != 2 or out.shape[0] != d + 3 or not np.isfinite(out).all():
+        raise ValueError(
+            f"{what}: {type(estimator).__name__}.transform did not return a finite 2-D array "
+            "of one row per point; a linear map cannot be read from it."
         )
-    return np.asarray(learner.components_, dtype=np.float64)
+    offset = out[0]
+    L = (out[1:d + 1] - offset).T
+    predicted = offset + checks @ L.T
+    scale = max(float(np.abs(out).max()), 1e-300)
+    if not np.allclose(predicted, out[d + 1:], rtol=1e-6, atol=1e-9 * scale):
+        raise ValueError(
+            f"{what} is a transformer ({type(estimator).__name__}) whose transform is not "
+            "linear (affine): it has no linear map to start from. Pass a linear transformer "
+            "(PCA, LinearDiscriminantAnalysis, a fitted metric learner), a linear model "
+            "(coef_) or an array."
+        )
+    return L
+
+
+def _fitted_components(learner, what, n_features=None):
+    """The linear map ``L`` (float64) of a fitted estimator given as init or prior.
+
+    The one rule for every ``init`` and ``prior``: a fitted estimator stands
+    for its linear map ``L`` (and, as a prior, for its metric ``M = L^T L``):
+
+    * a metric learner (fastmetric or metric-learn, i.e. one with
+      ``get_mahalanobis_matrix``): its ``components_``;
+    * any other fitted transformer whose ``transform`` is linear (affine):
+      the linear part of that transform, read by probing it (with
+      ``n_features``), so that ``components_`` (PCA, FastICA,
+      TruncatedSVD), ``scalings_`` (LinearDiscriminantAnalysis) and whatever
+      the transform applies on top of them (PCA's ``whiten``, LDA's
+      ``n_components``) come out as the estimator applies them; the offset
+      (centring) is dropped, as distances do not see it;
+    * a fitted linear model without ``transform`` (``coef_``: linear
+      regression, logistic regression, linear SVM): the rows of ``coef_``,
+      the directions its decision function reads.
+
+    An unfitted estimator, or one without a linear map, is a ValueError
+    naming ``what``.
+    """
+    name = type(learner).__name__
+    if hasattr(learner, "get_mahalanobis_matrix") or (
+            hasattr(learner, "components_") and not hasattr(learner, "transform")):
+        if not hasattr(learner, "components_"):
+            raise ValueError(
+                f"{what} is an estimator ({name}) that is not fitted: it has no components_. "
+                "Fit it first, or pass an array."
+            )
+        return np.asarray(learner.components_, dtype=np.float64)
+    if hasattr(learner, "transform"):
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+
+        try:
+            check_is_fitted(learner)
+        except NotFittedError:
+            raise ValueError(
+                f"{what} is an estimator ({name}) that is not fitted. Fit it first, or pass "
+                "an array."
+            ) from None
+        d = getattr(learner, "n_features_in_", n_features)
+        if d is None:
+            raise ValueError(f"{what}: the number of features of {name} is unknown.")
+        return _probe_transform(learner, int(d), what)
+    if hasattr(learner, "coef_"):
+        coef = np.atleast_2d(np.asarray(learner.coef_, dtype=np.float64))
+        if coef.ndim != 2:
+            raise ValueError(f"{what}: coef_ of {name} is not a matrix; got shape {coef.shape}.")
+        return coef
+    raise ValueError(
+        f"{what} is an estimator ({name}) with no linear map: it is not fitted, or it has "
+        "neither components_, a linear transform nor coef_. Fit it first, or pass an array."
+    )
 
 
 # --------------------------------------------------------------------------
@@ -109,7 +194,8 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
     init : str, array-like or fitted learner
         * ``'auto'``: ``'lda'`` when ``y`` has at least 2 classes and
           ``n_components <= min(n_classes - 1, n_features)``; else ``'pca'``
-          when ``n_components < n_features``; else ``'identity'``.
+          when ``n_components < min(n_features, n_samples)``; else
+          ``'identity'`` (metric-learn's rule).
         * ``'identity'``: the first ``n_components`` rows of the identity.
         * ``'pca'``: the leading principal axes of ``X`` (orthonormal rows,
           no whitening: distances within the kept subspace are unchanged).
@@ -125,7 +211,13 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
           ``diag(w)^{-1/2} V^T``.
         * ``'random'``: entries drawn from the standard normal distribution.
         * an array ``(n_components, n_features)``: used as is.
-        * a fitted fastmetric (or metric-learn) learner: its ``components_``.
+        * a fitted fastmetric (or metric-learn) learner: its ``components_``;
+          any other fitted estimator with a linear map: a transformer whose
+          ``transform`` is linear (PCA, LinearDiscriminantAnalysis, FastICA,
+          ...: the linear part of that transform, so PCA's ``whiten`` and
+          LDA's ``n_components`` apply) or a linear model (its ``coef_``).
+          The map is applied to the points the learner sees, i.e. after its
+          own L2 normalisation when ``normalize=True``.
     X : array-like of shape (n_samples, n_features)
         The points (after any normalisation the learner applies).
     y : array-like of shape (n_samples,), optional
@@ -153,7 +245,8 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
     # only the number of features of X (no O(n d) scan of the data, which
     # matters when a learner refines a metric many times on a large X).
     if _is_learner(init):
-        init = _fitted_components(init, "init")
+        shape = np.shape(X)
+        init = _fitted_components(init, "init", shape[1] if len(shape) == 2 else None)
     if not isinstance(init, str):
         shape = np.shape(X)
         if len(shape) != 2 or shape[1] < 1:
@@ -196,7 +289,10 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
     if init == "auto":
         if classes is not None and len(classes) >= 2 and k <= min(len(classes) - 1, d):
             init = "lda"
-        elif k < d:
+        elif k < min(d, n_samples):
+            # PCA finds at most min(n_samples, n_features) axes: with fewer
+            # samples than components it would be completed by arbitrary
+            # directions, so identity is the better start (metric-learn's rule).
             init = "pca"
         else:
             init = "identity"
@@ -227,6 +323,73 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
                 )
             return _init_lda(X, y_enc, k)
         return _init_covariance(X, k)
+
+
+# Points whose nearest-neighbour distance :func:`unsaturated_start` measures
+# (evenly spaced rows: no random draw, so the learner's random_state is not
+# consumed).
+_SATURATION_SAMPLE = 500
+
+
+def unsaturated_start(L, X):
+    """``L`` shrunk, if needed, so that a softmax over the points is not saturated.
+
+    The softmax learners (NCA) weigh the neighbours of a point by
+    ``exp(-||L x_i - L x_j||^2)``.  When the squared distances between near
+    points are large (raw pixel values 0..16 put the nearest neighbours of a
+    digit hundreds of units apart) each point gives all its weight to its
+    nearest neighbour, the gradient vanishes, and L-BFGS stops at once at the
+    initial map.  Here ``L`` is scaled down, when needed, so that the median
+    over points of the squared distance to the nearest (distinct) neighbour
+    is 1: near neighbours then differ by fractions of a unit in the
+    exponent.  A start that is not saturated (features scaled to [0, 1] or
+    standardised, with few features) is returned unchanged; only the scale
+    of ``L`` changes, not the directions it weighs.
+
+    The median is taken over at most 500 evenly spaced rows (each against
+    all rows): ``O(500 n k)`` after one ``O(n d k)`` projection.
+
+    Parameters
+    ----------
+    L : ndarray of shape (n_components, n_features)
+    X : ndarray of shape (n_samples, n_features)
+
+    Returns
+    -------
+    start : ndarray of shape (n_components, n_features), float64
+        ``L / sqrt(m)`` for the median squared nearest distance ``m`` when
+        ``m > 1``, else ``L``.
+
+    Examples
+    --------
+    >>> from fastmetric._core.init import unsaturated_start
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [10.0], [30.0]])
+    >>> unsaturated_start(np.eye(1), X)  # nearest squared distances 100, 100, 400
+    array([[0.1]])
+    >>> unsaturated_start(np.eye(1), X / 100)  # already below 1: unchanged
+    array([[1.]])
+    """
+    L = np.asarray(L, dtype=np.float64)
+    n = X.shape[0]
+    if n < 2:
+        return L
+    with single_threaded_blas():  # the same scalar for any BLAS thread count
+        Z = (X - X.mean(axis=0, dtype=np.float64)) @ L.T
+        rows = np.unique(np.linspace(0, n - 1, min(n, _SATURATION_SAMPLE)).astype(np.intp))
+        sq = np.einsum("ij,ij->i", Z, Z)
+        D = sq[rows, None] + sq[None, :] - 2.0 * (Z[rows] @ Z.T)
+    # Duplicates (and each row itself) are at distance 0: the nearest
+    # distinct neighbour is the smallest distance above rounding.
+    D[D <= 1e-12 * max(float(sq.max()), 1e-300)] = np.inf
+    nearest = D.min(axis=1)
+    nearest = nearest[np.isfinite(nearest)]
+    if nearest.size == 0:
+        return L
+    typical = float(np.median(nearest))
+    if not typical > 1.0:
+        return L
+    return L / np.sqrt(typical)
 
 
 def _init_pca(X, k, random_state):
@@ -315,8 +478,9 @@ fitted learner
         * an array: a symmetric positive definite matrix; an asymmetry up
           to ``1e-7`` times its largest entry (rounding) is accepted and
           removed (``M0 = (A + A^T) / 2``);
-        * a fitted fastmetric (or metric-learn) learner: its Mahalanobis
-          matrix ``L^T L``, which must be positive definite (a learner with
+        * a fitted fastmetric (or metric-learn) learner, or any fitted
+          estimator with a linear map (see :func:`initialize_components`):
+          its Mahalanobis matrix ``L^T L``, which must be positive definite (a learner with
           fewer components than features gives a singular matrix).
 
         The data-driven names (``'covariance'``, ``'random'``) are computed
@@ -368,7 +532,7 @@ fitted learner
             f"n_features) = ({d}, {d}) or a fitted learner."
         )
     if _is_learner(prior):
-        L = _fitted_components(prior, what)
+        L = _fitted_components(prior, what, d)
         arr = L.T @ L
     else:
         arr = None if prior is None else np.asarray(prior)

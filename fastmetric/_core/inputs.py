@@ -6,8 +6,8 @@
   that kernels work on indices and never on rows gathered tuple by tuple;
 * :func:`check_pair_targets`: pair labels (-1/+1, 0/1, soft) as targets in
   [0, 1];
-* :func:`points_from_indices`: a 1-D index array into a preprocessor as the
-  rows it names;
+* :func:`points_from_indices`: a 1-D array of row indices (or, for a
+  callable preprocessor, any identifiers) as the rows it names;
 * :func:`encode_pair_labels`: class labels that must give both kinds of
   pairs.
 """
@@ -69,19 +69,42 @@ def _rows_from_preprocessor(preprocessor, indices, n_features=None):
     return rows
 
 
-def points_from_indices(preprocessor, X, n_features=None):
-    """With a preprocessor set, a 1-D integer ``X`` holds row indices into it.
+def _is_loader(preprocessor):
+    """True for a callable preprocessor (a loader), False for an array of rows."""
+    return callable(preprocessor) and not hasattr(preprocessor, "shape")
 
-    Returns those rows (validated), or ``X`` itself, unchanged, when there
-    is no preprocessor or ``X`` is not such an index array.
+
+def points_from_indices(preprocessor, X, n_features=None):
+    """With a preprocessor set, a 1-D ``X`` holds identifiers of its rows.
+
+    With an array preprocessor the identifiers are integer row indices;
+    with a callable one (a loader) they are anything it accepts (integer
+    ids, file names, string keys: metric-learn's rule; not floats or
+    booleans, which are a cast gone wrong), and the callable receives them
+    as one 1-D array.
+
+    Returns the rows (validated), or ``X`` itself, unchanged, when there
+    is no preprocessor or ``X`` is not such a 1-D identifier array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric._core.inputs import points_from_indices
+    >>> rows = {"a": [0.0, 1.0], "b": [2.0, 3.0]}
+    >>> points_from_indices(lambda ids: np.array([rows[i] for i in ids]), ["b", "a"])
+    array([[2., 3.],
+           [0., 1.]])
     """
     if preprocessor is None or hasattr(X, "iloc") or hasattr(X, "toarray"):
         return X
     arr = np.asarray(X)
+    if _is_loader(preprocessor):
+        # Any identifiers but numbers that are not integers (see check_tuples).
+        if arr.ndim != 1 or arr.dtype.kind in "fcb":
+            return X
+        return _rows_from_preprocessor(preprocessor, arr, n_features)
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
         return X
-    if callable(preprocessor) and not hasattr(preprocessor, "shape"):
-        return _rows_from_preprocessor(preprocessor, arr, n_features)
     P = check_points(preprocessor, name="preprocessor")
     check_index_range(arr, P.shape[0], "X", ("position",), "the preprocessor")
     return P[arr]
@@ -128,10 +151,11 @@ def check_tuples(tuples, tuple_size, preprocessor=None, *, n_features=None, dedu
 
     * a 3-D array of shape ``(n_tuples, tuple_size, n_features)``: the
       points themselves;
-    * a 2-D integer array of shape ``(n_tuples, tuple_size)``: row indices
-      into ``preprocessor`` (an array ``(n_samples, n_features)``, or a
-      callable mapping a 1-D array of indices to the 2-D array of the
-      corresponding points).
+    * a 2-D array of shape ``(n_tuples, tuple_size)``: integer row indices
+      into ``preprocessor`` (an array ``(n_samples, n_features)``), or
+      identifiers of any kind (integers, file names, keys) for a callable
+      ``preprocessor`` mapping a 1-D array of identifiers to the 2-D array
+      of the corresponding points.
 
     With an array preprocessor the returned point array *is* that array
     (validated; not copied when it is already C-contiguous float32/float64);
@@ -238,11 +262,21 @@ def check_tuples(tuples, tuple_size, preprocessor=None, *, n_features=None, dedu
         return X, idx
 
     if arr.ndim == 2 and preprocessor is not None:
-        if callable(preprocessor) and not hasattr(preprocessor, "shape"):
-            idx = _check_index_tuples(arr, np.iinfo(np.intp).max, t, name)
-            uniq, inverse = np.unique(idx, return_inverse=True)
+        if _is_loader(preprocessor):
+            # A loader takes identifiers of any kind (integer ids, file
+            # names, keys), as in metric-learn; only the shape is ours to
+            # check.  Integers are checked as indices, and floats and
+            # booleans refused there: they are a cast gone wrong, not ids.
+            if arr.dtype.kind in "iufcb":
+                arr = _check_index_tuples(arr, np.iinfo(np.intp).max, t, name)
+            elif arr.shape[1] != t or arr.shape[0] == 0:
+                raise ValueError(
+                    f"{name} given as identifiers must have shape (n_{kind}, {t}) with at "
+                    f"least one row; got shape {arr.shape}."
+                )
+            uniq, inverse = np.unique(arr, return_inverse=True)
             X = _rows_from_preprocessor(preprocessor, uniq, n_features)
-            return X, np.ascontiguousarray(inverse.reshape(idx.shape), dtype=np.intp)
+            return X, np.ascontiguousarray(inverse.reshape(arr.shape), dtype=np.intp)
         X = check_points(preprocessor, name="preprocessor")
         if n_features is not None and X.shape[1] != n_features:
             raise ValueError(

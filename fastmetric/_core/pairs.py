@@ -14,10 +14,18 @@ from sklearn.utils.metaestimators import available_if
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.inputs import check_pair_targets
 
-__all__ = ["PairsClassifierMixin"]
+__all__ = ["PairsClassifierMixin", "ThresholdTypeError"]
 
 
 _STRATEGIES = ("accuracy", "f_beta", "max_tpr", "max_tnr")
+
+
+class ThresholdTypeError(TypeError, ValueError):
+    """A threshold that is not a real number.
+
+    Both a TypeError (the natural class) and a ValueError (what
+    metric-learn raises, so that code catching it keeps working).
+    """
 
 
 def _has_pair_probability(estimator):
@@ -27,8 +35,11 @@ def _has_pair_probability(estimator):
 class PairsClassifierMixin(ClassifierMixin):
     """Classify pairs as similar (+1) or dissimilar (-1) with the learned metric.
 
-    The decision function is :meth:`pair_score` (minus the distance); a
-    pair is predicted similar when its score is above ``threshold_``.
+    ``threshold_`` is a *distance*, as in metric-learn: a pair is predicted
+    similar when its learned distance is at most ``threshold_``.  The
+    decision function is :meth:`pair_score` (minus the distance), so that
+    higher means more similar as scikit-learn's scorers expect; ``predict``
+    is +1 exactly when ``decision_function >= -threshold_``.
     ``classes_`` is ``[-1, 1]``.  Learners with a probabilistic pair model
     (LDML) define ``_pair_probability(squared_distances)`` and get
     :meth:`predict_proba`.
@@ -44,18 +55,19 @@ class PairsClassifierMixin(ClassifierMixin):
         return self.pair_score(pairs)
 
     def predict(self, pairs):
-        """+1 (similar) when ``decision_function > threshold_``, else -1.
+        """+1 (similar) when the pair's distance is at most ``threshold_``, else -1.
 
         Returns
         -------
         y_pred : ndarray of shape (n_pairs,), int
         """
         self._check_fitted()
-        if not hasattr(self, "threshold_"):
+        if "threshold_" not in vars(self):
             raise AttributeError(
-                "no threshold is set: call set_threshold or calibrate_threshold first."
+                "A threshold for this estimator has not been set, call its set_threshold "
+                "or calibrate_threshold method."
             )
-        return np.where(self.decision_function(pairs) > self.threshold_, 1, -1)
+        return np.where(self.pair_distance(pairs) <= self.threshold_, 1, -1)
 
     @available_if(_has_pair_probability)
     def predict_proba(self, pairs):
@@ -91,14 +103,33 @@ class PairsClassifierMixin(ClassifierMixin):
         return float(roc_auc_score(self._binary_targets(t, "score"), scores))
 
     def set_threshold(self, threshold):
-        """Set ``threshold_`` (in the units of :meth:`decision_function`).
+        """Set ``threshold_``: the largest distance of a pair predicted similar.
+
+        Parameters
+        ----------
+        threshold : float
+            A distance (the units of :meth:`pair_distance`); a bool counts
+            as 0 or 1, as in metric-learn.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        ThresholdTypeError
+            (a ValueError and a TypeError) ``threshold`` is not a real
+            number.
+        ValueError
+            ``threshold`` is NaN.
         """
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-            raise TypeError(f"threshold must be a real number; got {threshold!r}.")
+        self._check_fitted()
+        if not isinstance(threshold, numbers.Real):
+            raise ThresholdTypeError(
+                f"Parameter threshold must be a real number. Got {type(threshold)} instead."
+            )
         if np.isnan(threshold):
             raise ValueError("threshold must not be NaN.")
         self.threshold_ = float(threshold)
@@ -114,12 +145,71 @@ class PairsClassifierMixin(ClassifierMixin):
             )
         return t.astype(np.int8)
 
+    @staticmethod
+    def _check_calibration_params(strategy, min_rate, beta):
+        """Check ``calibrate_threshold``'s options before any data is read.
+
+        The messages are metric-learn's, word for word, because code written
+        for metric-learn (and its test suite) compares them.
+        """
+        if not isinstance(strategy, str) or strategy not in _STRATEGIES:
+            raise ValueError(
+                'Strategy can either be "accuracy", "f_beta" or "max_tpr" or "max_tnr". '
+                f'Got "{strategy}" instead.'
+            )
+        if strategy in ("max_tpr", "max_tnr") and (
+            isinstance(min_rate, bool)
+            or not isinstance(min_rate, numbers.Real)
+            or not 0 <= min_rate <= 1
+        ):
+            raise ValueError(f"Parameter min_rate must be a number in[0, 1]. Got {min_rate} instead.")
+        if strategy == "f_beta" and (
+            isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not np.isfinite(beta)
+        ):
+            raise ValueError(f"Parameter beta must be a real number. Got {type(beta)} instead.")
+
+    @classmethod
+    def _fit_calibration_params(cls, calibration_params):
+        """``fit``'s ``calibration_params`` checked before any work: a dict.
+
+        Checked first thing in ``fit`` (as metric-learn does), so that a bad
+        strategy fails before a long fit rather than after it.
+
+        Parameters
+        ----------
+        calibration_params : dict or None
+            Keyword arguments of :meth:`calibrate_threshold`: ``strategy``,
+            ``min_rate``, ``beta``.
+
+        Returns
+        -------
+        params : dict
+            A copy (empty for None).
+        """
+        if calibration_params is None:
+            return {}
+        if not isinstance(calibration_params, dict):
+            raise TypeError(
+                f"calibration_params must be a dict or None; got {calibration_params!r}.")
+        unknown = sorted(set(calibration_params) - {"strategy", "min_rate", "beta"})
+        if unknown:
+            raise ValueError(
+                f"calibration_params has unknown key(s) {unknown}; allowed: "
+                "['strategy', 'min_rate', 'beta']."
+            )
+        params = dict(calibration_params)
+        cls._check_calibration_params(params.get("strategy", "accuracy"),
+                                      params.get("min_rate"), params.get("beta", 1.0))
+        return params
+
     def calibrate_threshold(self, pairs, y, strategy="accuracy", min_rate=None, beta=1.0):
-        """Choose ``threshold_`` on labelled pairs.
+        """Choose ``threshold_`` (a distance) on labelled pairs.
 
         Candidate thresholds lie half-way between consecutive distinct
-        scores (and just outside their range), so each candidate realises
-        one distinct split of the pairs.
+        distances (and half a gap outside their range), so each candidate
+        realises one distinct split "distance <= threshold is similar", and
+        rounding in a later recomputation of the same distances cannot move
+        a pair across it.
 
         Parameters
         ----------
@@ -135,39 +225,21 @@ class PairsClassifierMixin(ClassifierMixin):
               thresholds whose true positive rate is at least ``min_rate``.
         min_rate : float in [0, 1], optional
             Required by ``'max_tpr'`` and ``'max_tnr'``.
-        beta : float > 0, default=1.0
-            Weight of recall in ``'f_beta'``.
+        beta : float, default=1.0
+            Weight of recall in ``'f_beta'``; only ``beta ** 2`` matters,
+            and ``beta=0`` maximises the precision.
 
         Returns
         -------
         self
         """
-        if strategy not in _STRATEGIES:
-            raise ValueError(f"strategy={strategy!r} is not one of {_STRATEGIES}.")
-        if strategy in ("max_tpr", "max_tnr"):
-            if min_rate is None:
-                raise ValueError(f"strategy={strategy!r} needs min_rate (a float in [0, 1]).")
-            if (
-                isinstance(min_rate, bool)
-                or not isinstance(min_rate, numbers.Real)
-                or not 0 <= min_rate <= 1
-            ):
-                raise ValueError(f"min_rate must be a number in [0, 1]; got {min_rate!r}.")
-        if strategy == "f_beta" and (
-            isinstance(beta, bool)
-            or not isinstance(beta, numbers.Real)
-            or not np.isfinite(beta)
-            or beta <= 0
-        ):
-            raise ValueError(f"beta must be a positive number; got {beta!r}.")
+        self._check_calibration_params(strategy, min_rate, beta)
+        dist = self.pair_distance(pairs)
+        t = self._binary_targets(check_pair_targets(y, dist.shape[0]), "calibrate_threshold")
 
-        scores = self.decision_function(pairs)
-        t = self._binary_targets(check_pair_targets(y, scores.shape[0]), "calibrate_threshold")
-
-        # Distinct scores in decreasing order; predicting the top j groups
-        # positive (j = 0..m) is every split a threshold can make.
-        uniq, inv = np.unique(scores, return_inverse=True)
-        uniq, inv = uniq[::-1], (len(uniq) - 1 - inv)
+        # Distinct distances in increasing order; predicting the first j
+        # groups similar (j = 0..m) is every split a threshold can make.
+        uniq, inv = np.unique(dist, return_inverse=True)
         m = len(uniq)
         pos_in_group = np.bincount(inv, weights=t, minlength=m)
         all_in_group = np.bincount(inv, minlength=m).astype(np.float64)
@@ -191,19 +263,18 @@ class PairsClassifierMixin(ClassifierMixin):
             feasible = np.flatnonzero(tpr >= min_rate)  # tpr rises with j: j = m qualifies
             j = int(feasible[0])
 
-        # Threshold realising "top j groups positive" with predict's rule
-        # score > threshold.
+        # Threshold realising "first j groups similar" with predict's rule
+        # distance <= threshold: uniq[j-1] <= thr < uniq[j].
         if j == 0:
-            thr = uniq[0]
+            thr = uniq[0] - 0.5 * (uniq[1] - uniq[0] if m > 1 else 1.0)
+            if not thr < uniq[0]:  # gap below float resolution
+                thr = np.nextafter(uniq[0], -np.inf)
         elif j == m:
-            gap = uniq[-2] - uniq[-1] if m > 1 else 1.0
-            thr = uniq[-1] - 0.5 * gap
-            if not thr < uniq[-1]:  # gap below float resolution
-                thr = np.nextafter(uniq[-1], -np.inf)
+            thr = uniq[-1] + 0.5 * (uniq[-1] - uniq[-2] if m > 1 else 1.0)
         else:
             thr = 0.5 * (uniq[j - 1] + uniq[j])
-            if not uniq[j] <= thr < uniq[j - 1]:  # midpoint rounded onto a score
-                thr = uniq[j]
+            if not uniq[j - 1] <= thr < uniq[j]:  # midpoint rounded onto a distance
+                thr = uniq[j - 1]
         self.threshold_ = float(thr)
         return self
 

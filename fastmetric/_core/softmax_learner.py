@@ -17,18 +17,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.init import initialize_components
-from fastmetric._core.inputs import _rows_from_preprocessor
+from fastmetric._core.init import initialize_components, unsaturated_start
+from fastmetric._core.inputs import points_from_indices
 from fastmetric._core.params import reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import single_threaded_blas
-from fastmetric._core.validation import check_points
 
-__all__ = ["SoftmaxNeighborsLearner"]
+__all__ = ["DEFAULT_TOL", "SoftmaxNeighborsLearner"]
 
 # tol=None (metric-learn's default) stands for this value, scikit-learn's
 # default for its NeighborhoodComponentsAnalysis.
-_DEFAULT_TOL = 1e-5
+DEFAULT_TOL = 1e-5
 
 
 class SoftmaxNeighborsLearner(MahalanobisMixin):
@@ -42,33 +41,26 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
     """
 
     _regression = False
+    # Shrink a named initial map whose softmax would be saturated
+    # (:func:`~fastmetric._core.init.unsaturated_start`).
+    _unsaturated_start = False
 
     _parameter_constraints: ClassVar[dict] = {
         **shared("init", "n_components", "max_iter", "verbose", "preprocessor",
                  "random_state", "n_jobs", "callback"),
-        "tol": [None, reals(0)],  # None: _DEFAULT_TOL
+        "tol": [None, reals(0)],  # None: DEFAULT_TOL
     }
 
-    def _points(self, X, y):
-        """Validated points and targets; X may be row indices into ``preprocessor``."""
-        preprocessor = self.preprocessor
-        if preprocessor is not None and not hasattr(X, "iloc"):
-            arr = np.asarray(X)
-            if arr.ndim == 1 and arr.dtype.kind in "iu":
-                if callable(preprocessor) and not hasattr(preprocessor, "shape"):
-                    X = _rows_from_preprocessor(preprocessor, arr)
-                else:
-                    P = check_points(preprocessor, name="preprocessor")
-                    if arr.size and (arr.min() < 0 or arr.max() >= P.shape[0]):
-                        bad = arr.min() if arr.min() < 0 else arr.max()
-                        raise ValueError(
-                            f"X holds the index {bad}, outside the rows [0, {P.shape[0]}) "
-                            "of the preprocessor."
-                        )
-                    X = P[arr]
+    def _points(self, X, y, reset=True):
+        """Validated points and targets; X may be row indices into ``preprocessor``.
+
+        ``reset=False`` (a later ``partial_fit``) checks the number of
+        features against the first call's.
+        """
+        X = points_from_indices(self.preprocessor, X)
         return validate_data(
             self, X, y, dtype=[np.float64, np.float32], order="C",
-            y_numeric=self._regression,
+            y_numeric=self._regression, reset=reset,
         )
 
     def _fit_problem(self, X, problem, L0, n_threads):
@@ -90,7 +82,7 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
 
         with single_threaded_blas():  # identical results for any BLAS thread count
             result = minimize_lbfgs(fun, L0.ravel(), max_iter=self.max_iter,
-                                    tol=_DEFAULT_TOL if self.tol is None else self.tol,
+                                    tol=DEFAULT_TOL if self.tol is None else self.tol,
                                     on_iteration=on_iteration)
         self.components_ = np.ascontiguousarray(result.x.reshape(k, d))
         self.n_iter_ = int(result.n_iter)
@@ -98,11 +90,16 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
         self.loss_curve_ = list(result.loss_curve)
         return self
 
-    def _initial_components(self, X, class_labels):
+    def _initial_components(self, X, class_labels, shrink=True):
         rng = check_random_state(self.random_state)
         with single_threaded_blas():
-            return initialize_components(self.init, X, y=class_labels,
-                                         n_components=self.n_components, random_state=rng)
+            L0 = initialize_components(self.init, X, y=class_labels,
+                                       n_components=self.n_components, random_state=rng)
+        if shrink and self._unsaturated_start and isinstance(self.init, str):
+            # A named start is shrunk where its softmax would be saturated;
+            # an array or a fitted learner is the user's map, used as is.
+            L0 = unsaturated_start(L0, X)
+        return L0
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -27,6 +27,7 @@ __all__ = [
     "minimize_lbfgs",
     "minimize_stochastic",
     "progress",
+    "record_partial_epoch",
     "run_epoch",
     "stream_epochs",
     "warn_interrupted",
@@ -317,6 +318,32 @@ def run_epoch(batches, x, optimizer):
     return x, (total / total_w if total_w > 0 else np.nan), True, False
 
 
+def record_partial_epoch(estimator, loss, finite, interrupted):
+    """The bookkeeping of a ``partial_fit`` epoch (:func:`run_epoch`'s outcome).
+
+    Warns when the epoch was interrupted (Ctrl-C) or met a non-finite loss
+    (the parameters kept are then those after the last good minibatch),
+    counts the epoch in ``estimator.n_iter_`` and, when the mean loss is
+    finite, records it in ``loss_`` and ``loss_curve_`` (printed with
+    ``verbose``).
+    """
+    if interrupted:
+        warnings.warn("partial_fit was interrupted (KeyboardInterrupt); the model keeps "
+                      "the parameters after the last completed minibatch.", UserWarning,
+                      stacklevel=4)
+    if not finite:
+        warnings.warn("the objective became non-finite in partial_fit; the model keeps "
+                      "the last finite parameters. Lower learning_rate or scale the data.",
+                      ConvergenceWarning, stacklevel=4)
+    estimator.n_iter_ += 1
+    if np.isfinite(loss):
+        estimator.loss_ = float(loss)
+        estimator.loss_curve_.append(float(loss))
+        if estimator.verbose:
+            print(f"[{type(estimator).__name__}] partial_fit {estimator.n_iter_}: mean loss "
+                  f"{loss:.7g}")
+
+
 def progress(batches, total, verbose, desc):
     """``batches`` wrapped in a tqdm bar when ``verbose >= 2`` and tqdm is there."""
     if verbose is True or verbose < 2:
@@ -328,20 +355,27 @@ def progress(batches, total, verbose, desc):
     return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
 
 
-def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0):
+def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0, with_epoch=False):
     """``epoch_batches`` for :func:`minimize_stochastic` over a fixed set of items.
 
     Epoch ``e`` visits the items in the order of a permutation drawn from
     ``numpy.random.default_rng([seed, e])`` (reproducible, different every
-    epoch); ``batches_of_order(order)`` turns that order into the
+    epoch); ``batches_of_order(order)`` (``batches_of_order(order, e)``
+    with ``with_epoch=True``, to draw per-minibatch data such as NCA's and
+    LMNN's candidates from ``(seed, e, i)``) turns that order into the
     ``(batch_fun, weight)`` minibatches (consecutive slices of
     ``batch_size`` items), shown with a progress bar when ``verbose >= 2``.
     """
     n_batches = -(-n_items // batch_size)
 
-    def epoch_batches(epoch):
+    def batches(epoch):
+        # Drawn lazily, inside run_epoch's loop: a Ctrl-C while the
+        # permutation is drawn stops the fit cleanly too.
         order = np.random.default_rng([seed, epoch]).permutation(n_items)
-        return progress(batches_of_order(order), n_batches, verbose, f"epoch {epoch + 1}")
+        yield from (batches_of_order(order, epoch) if with_epoch else batches_of_order(order))
+
+    def epoch_batches(epoch):
+        return progress(batches(epoch), n_batches, verbose, f"epoch {epoch + 1}")
 
     return epoch_batches
 

@@ -35,7 +35,7 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from_indices
 from fastmetric._core.objectives.itml import itml_projections
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
@@ -56,7 +56,6 @@ _ZERO_BOUND = 1e-9
 # Eigenvalues of the covariance below this fraction of their mean are
 # raised to it before inversion (prior='covariance').
 _COVARIANCE_FLOOR = 1e-3
-_CALIBRATION_KEYS = ("strategy", "min_rate", "beta")
 # Sweeps per kernel call without verbose or callback: Ctrl-C is seen between calls.
 _SWEEPS_PER_CALL = 10
 
@@ -406,19 +405,7 @@ class ITML(PairsClassifierMixin, _BaseITML):
         -------
         self
         """
-        calibration_params = {} if calibration_params is None else dict(calibration_params)
-        unknown = sorted(set(calibration_params) - set(_CALIBRATION_KEYS))
-        if unknown:
-            raise ValueError(
-                f"calibration_params has unknown key(s) {unknown}; allowed: "
-                f"{list(_CALIBRATION_KEYS)}."
-            )
-        strategy = calibration_params.get("strategy", "accuracy")
-        if strategy not in ("accuracy", "f_beta", "max_tpr", "max_tnr"):
-            raise ValueError(
-                f"calibration_params strategy={strategy!r} is not one of "
-                "('accuracy', 'f_beta', 'max_tpr', 'max_tnr')."
-            )
+        calibration_params = self._fit_calibration_params(calibration_params)
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         t = self._binary_targets(check_pair_targets(y, idx.shape[0]), "ITML")
         delta = np.where(t == 1, 1.0, -1.0)
@@ -443,8 +430,7 @@ class ITML_Supervised(_BaseITML):
     ----------
     {params}
     {n_constraints}
-    preprocessor : array-like or callable, optional
-        Kept for metric-learn compatibility (``transform`` of indices).
+    {preprocessor_points}
     random_state : int, RandomState instance or None
         Seeds the pair sampling, ``prior='random'`` and the subset of the
         default bounds.
@@ -494,6 +480,8 @@ class ITML_Supervised(_BaseITML):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The training points; with a ``preprocessor``, a 1-D array of
+            their identifiers (row indices, or what a callable takes).
         y : array-like of shape (n_samples,)
             Class labels: at least 2 classes, one with 2 or more samples.
         bounds : array-like of two numbers, optional
@@ -503,6 +491,7 @@ class ITML_Supervised(_BaseITML):
         -------
         self
         """
+        X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)

@@ -17,6 +17,16 @@ impostor pair; its docstring gives the rule that keeps the set valid
 between searches); this module checks the parameters, builds the problem
 and hands it to scipy's L-BFGS (default) or to metric-learn's adaptive
 gradient descent.
+
+For data too large for the O(n^2) impostor searches, ``solver='adam'`` or
+``'sgd'`` (and ``'auto'`` above 50,000 rows) find the target neighbours once
+(:func:`fastmetric._core.objectives.neighbor_batches.block_target_neighbors`)
+and minimise an unbiased minibatch estimate of the objective, the impostors
+of each batch point searched among the batch and ``n_candidates`` rows
+drawn per minibatch
+(:class:`fastmetric._core.objectives.neighbor_batches.LMNNBatchObjective`);
+the epochs, ``partial_fit`` and Ctrl-C handling are those of
+:class:`fastmetric._core.minibatch_learner.MinibatchNeighborsMixin`.
 """
 import warnings
 from typing import ClassVar
@@ -26,6 +36,7 @@ from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
@@ -33,18 +44,30 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import points_from_indices
+from fastmetric._core.minibatch_learner import (
+    STOCHASTIC_SOLVERS,
+    MinibatchNeighborsMixin,
+    init_rows,
+    resolve_solver,
+    stochastic_solver_only,
+)
 from fastmetric._core.objectives.lmnn import lmnn_problem, preconditioner
+from fastmetric._core.objectives.neighbor_batches import (
+    LMNNBatchObjective,
+    block_target_neighbors,
+    row_mean,
+)
 from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_halving_descent, minimize_lbfgs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["LMNN"]
 
-_SOLVERS = ("lbfgs", "gd")
+_SOLVERS = ("lbfgs", "gd", *STOCHASTIC_SOLVERS, "auto")
 
 
 @shared_docs
-class LMNN(MahalanobisMixin):
+class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
     """Large Margin Nearest Neighbor metric learning.
 
     Learns a linear map ``L`` (``components_``) under which each point's
@@ -67,7 +90,8 @@ class LMNN(MahalanobisMixin):
             or fitted learner, default='auto'
         Initial ``L``; see :func:`fastmetric._core.init.initialize_components`
         (``'auto'`` gives ``'lda'`` when ``n_components < n_classes``, else
-        ``'pca'`` when ``n_components < n_features``, else the identity).
+        ``'pca'`` when ``n_components < min(n_features, n_samples)``, else the
+        identity).
     n_neighbors : int, default=3
         Target neighbours per point (not counting the point).  A class with
         ``m <= n_neighbors`` points gives its points ``m - 1`` targets, with
@@ -89,15 +113,42 @@ class LMNN(MahalanobisMixin):
         objective by less than ``convergence_tol * max(|f|, 1)``.
     n_components : int, optional
         Rows of ``L`` (the embedding dimension); default ``n_features``.
-    solver : {'lbfgs', 'gd'}, default='lbfgs'
+    solver : {'lbfgs', 'gd', 'adam', 'sgd', 'auto'}, default='lbfgs'
         scipy's L-BFGS-B, or metric-learn's gradient descent (the step is
-        halved until the objective decreases, then grown by 1% per step).
+        halved until the objective decreases, then grown by 1% per step),
+        on the full objective; or, for large data, minibatch Adam / SGD with
+        momentum (see Notes; ``max_iter`` then counts epochs and
+        ``convergence_tol`` is the minimal relative improvement of an
+        epoch's mean loss; ``min_iter`` is not used).  ``'auto'``:
+        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.
     {verbose_objective}
     {preprocessor_points}
     random_state : int, RandomState instance or None
         For ``init='random'`` and randomised PCA.
     {n_jobs_kernels}
     {callback_iterate}
+    batch_size : int, default=1000
+        Rows per minibatch (stochastic solvers).
+    n_candidates : int, default=1000
+        Rows drawn uniformly per minibatch, besides the batch itself, among
+        which the impostors of the batch points are searched (stochastic
+        solvers).
+    learning_rate : float, default=0.001
+        Step size of the stochastic solvers (``learn_rate`` is that of
+        ``'gd'``).  On 180,000 rows of ``benchmarks/large_neighbors.py``
+        smaller steps gave lower losses and better 3-NN accuracies (0.001
+        better than 0.002 and 0.005): the sampled impostors make the
+        minibatch gradients noisy.
+    n_iter_no_change : int, default=5
+        The stochastic solvers stop after this many epochs without an
+        improvement of the mean loss by ``convergence_tol``.
+    target_block_size : int, optional
+        Stochastic solvers: search the target neighbours (exactly) within
+        blocks of this many rows, drawn once from ``random_state``, instead
+        of among all the rows of each class: the one-time search then costs
+        time linear in n (``n * target_block_size * n_features /
+        n_classes`` multiply-adds instead of ``n^2 n_features /
+        n_classes``).  None: all rows.
 
     Attributes
     ----------
@@ -110,11 +161,13 @@ class LMNN(MahalanobisMixin):
     loss_curve_ : list of float
         Objective after each iteration.
     n_active_ : int
-        Active triplets (positive hinge terms) at the end.
+        Active triplets (positive hinge terms) at the end (stochastic
+        solvers: among the candidates of the last minibatch).
     n_searches_ : int
-        Full impostor searches done.
+        Full impostor searches done (0 with the stochastic solvers, which
+        search per minibatch).
     n_evaluations_ : int
-        Objective evaluations done.
+        Objective evaluations done (stochastic solvers: minibatches).
     {n_features_in}
     {feature_names_in}
 
@@ -151,6 +204,19 @@ class LMNN(MahalanobisMixin):
     ``min_iter`` applies to both solvers: the tolerance cannot stop them
     before it.
 
+    *Stochastic solvers* (``'adam'``, ``'sgd'``): the targets are found
+    once, as above (within blocks of ``target_block_size`` rows if set);
+    then each minibatch B of ``b = batch_size`` rows is compared with its
+    ``c = b + n_candidates`` candidates (B and rows drawn uniformly per
+    minibatch).  The minibatch loss ``(1/b) sum_{i in B} [(1 - mu)
+    sum_j D_ij + mu s sum_{j, l in C} [1 + D_ij - D_il]_+]`` with ``s = (n
+    - 1) / (c - 1)`` is an unbiased estimate of the objective divided by n
+    (``loss_`` and ``loss_curve_`` are in these units).  An epoch costs
+    about ``n c (n_components + n_features + 3 n_neighbors)`` operations in
+    X's dtype and holds one minibatch of rows: X may be a
+    ``numpy.memmap``.  The initial map is computed on at most 100,000
+    evenly spaced rows.
+
     Results are the same, bit for bit, for any ``n_jobs``.
 
     Examples
@@ -171,12 +237,19 @@ class LMNN(MahalanobisMixin):
         "regularization": [reals(0, 1, closed="both")],
         "convergence_tol": [reals(0)],
         "solver": [StrOptions(set(_SOLVERS))],
+        "batch_size": [integers(1)],
+        "n_candidates": [integers(0)],
+        "learning_rate": [reals(0, closed="neither")],
+        "n_iter_no_change": [integers(1)],
+        "target_block_size": [None, integers(2)],
     }
 
     def __init__(self, init="auto", n_neighbors=3, min_iter=50, max_iter=1000,
                  learn_rate=1e-7, regularization=0.5, convergence_tol=0.001,
                  n_components=None, solver="lbfgs", verbose=False, preprocessor=None,
-                 random_state=None, n_jobs=None, callback=None):
+                 random_state=None, n_jobs=None, callback=None, batch_size=1000,
+                 n_candidates=1000, learning_rate=0.001, n_iter_no_change=5,
+                 target_block_size=None):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -190,8 +263,39 @@ class LMNN(MahalanobisMixin):
         -------
         self
         """
+        X, y_enc, classes, per_class = self._labelled_points(X, y, reset=True)
+        solver = resolve_solver(self.solver, X.shape[0])
+        if solver in STOCHASTIC_SOLVERS:
+            return self._fit_stochastic(X, y_enc, classes.shape[0], solver)
+        rng = check_random_state(self.random_state)
+        n_threads = effective_n_threads(self.n_jobs)
+
+        with single_threaded_blas():
+            L0 = initialize_components(self.init, X, y=y_enc, n_components=self.n_components,
+                                       random_state=rng)
+            k, d = L0.shape
+            problem = lmnn_problem(X, y_enc, classes.shape[0], per_class,
+                                   int(self.n_neighbors), L0, float(self.regularization),
+                                   n_threads)
+            result = self._solve(problem, L0)
+            # Active triplets at the returned map (the solver's last
+            # evaluation may have been a rejected trial point).
+            _, _, n_active = problem.loss_grad(result.x.reshape(k, d), compute_gradient=False)
+
+        self.components_ = np.ascontiguousarray(result.x.reshape(k, d))
+        self.n_iter_ = int(result.n_iter)
+        self.loss_ = float(result.fun)
+        self.loss_curve_ = list(result.loss_curve)
+        self.n_active_ = int(n_active)
+        self.n_searches_ = int(problem.n_searches)
+        self.n_evaluations_ = int(problem.n_evaluations)
+        return self
+
+    def _labelled_points(self, X, y, reset):
+        """Validated X, labels encoded 0..C-1, the classes and targets per class."""
         X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
+                             reset=reset)
         check_classification_targets(y)
         classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
         y_enc = y_enc.reshape(-1)
@@ -219,29 +323,89 @@ class LMNN(MahalanobisMixin):
                 f"LMNN: {small.shape[0]} class(es) ({shown}) have at most n_neighbors={K} "
                 "samples; their points get (class size - 1) target neighbours instead.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
+        return X, y_enc, classes, per_class
+
+    # -- stochastic solvers ------------------------------------------------
+    def _stochastic_objective(self, X, y_enc, n_classes, L0, seed, n_threads):
+        """Targets found once in the metric of L0, and the minibatch objective."""
+        mean = row_mean(X)
+        with single_threaded_blas():
+            targets, _ = block_target_neighbors(
+                X, y_enc, n_classes, int(self.n_neighbors), L0, mean,
+                block_size=self.target_block_size, seed=seed, n_threads=n_threads)
+        return LMNNBatchObjective(X, y_enc, targets, float(self.regularization), mean=mean,
+                                  n_threads=n_threads)
+
+    def _stochastic_init(self, X, y_enc, rng):
+        rows = init_rows(X.shape[0])
+        sub = X[rows] if rows.shape[0] < X.shape[0] else X
+        with single_threaded_blas():
+            return initialize_components(self.init, sub, y=y_enc[rows],
+                                         n_components=self.n_components, random_state=rng)
+
+    def _fit_stochastic(self, X, y_enc, n_classes, solver):
+        rng = check_random_state(self.random_state)
+        L0 = self._stochastic_init(X, y_enc, rng)
+        seed = int(rng.randint(0, np.iinfo(np.int32).max))
+        objective = self._stochastic_objective(X, y_enc, n_classes, L0, seed,
+                                               effective_n_threads(self.n_jobs))
+        self._fit_minibatch(objective, L0, solver, float(self.convergence_tol))
+        self._stochastic_attributes(objective)
+        return self
+
+    def _stochastic_attributes(self, objective):
+        self.n_active_ = int(objective.n_active)
+        self.n_searches_ = 0
+        self.n_evaluations_ = int(self.n_iter_) * -(-objective.n_samples
+                                                    // int(self.batch_size))
+
+    @available_if(stochastic_solver_only)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y):
+        """One epoch of the stochastic solver over a batch of labelled rows.
+
+        The target neighbours are searched within the batch (exactly, in
+        the metric of the current map), then the rows are visited once in
+        minibatches of ``batch_size``, impostors searched among
+        ``n_candidates`` rows drawn from the batch; the solver's state
+        (Adam's moments) carries over from the previous call or from
+        ``fit``.  The first call initialises ``L`` from this batch.  Stream
+        data that does not fit in memory block by block, e.g. shuffled row
+        blocks of a ``numpy.memmap``.  Only with ``solver='adam'``,
+        ``'sgd'`` or ``'auto'`` (which streams with Adam).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_batch, n_features)
+        y : array-like of shape (n_batch,)
+            Class labels of the batch (some class with 2 rows).
+
+        Returns
+        -------
+        self
+        """
+        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
+        X, y_enc, classes, _ = self._labelled_points(X, y, reset=first)
         rng = check_random_state(self.random_state)
         n_threads = effective_n_threads(self.n_jobs)
+        state = {}
 
-        with single_threaded_blas():
-            L0 = initialize_components(self.init, X, y=y_enc, n_components=self.n_components,
-                                       random_state=rng)
-            k, d = L0.shape
-            problem = lmnn_problem(X, y_enc, classes.shape[0], per_class, K, L0,
-                                   float(self.regularization), n_threads)
-            result = self._solve(problem, L0)
-            # Active triplets at the returned map (the solver's last
-            # evaluation may have been a rejected trial point).
-            _, _, n_active = problem.loss_grad(result.x.reshape(k, d), compute_gradient=False)
+        def initial():
+            state["L0"] = self._stochastic_init(X, y_enc, rng)
+            return state["L0"]
 
-        self.components_ = np.ascontiguousarray(result.x.reshape(k, d))
-        self.n_iter_ = int(result.n_iter)
-        self.loss_ = float(result.fun)
-        self.loss_curve_ = list(result.loss_curve)
-        self.n_active_ = int(n_active)
-        self.n_searches_ = int(problem.n_searches)
-        self.n_evaluations_ = int(problem.n_evaluations)
+        def objective():
+            L = self.components_ if not first else initial()
+            return self._stochastic_objective(X, y_enc, classes.shape[0], L,
+                                              int(rng.randint(0, np.iinfo(np.int32).max)),
+                                              n_threads)
+
+        objective = self._partial_fit_minibatch(objective, lambda: state["L0"],
+                                                resolve_solver(self.solver, np.inf))
+        self._stochastic_attributes(objective)
+        self.n_evaluations_ = -(-X.shape[0] // int(self.batch_size))
         return self
 
     # -- solvers -----------------------------------------------------------
@@ -252,7 +416,9 @@ class LMNN(MahalanobisMixin):
         state = {"prev": None, "converged": False}
         # L-BFGS works on W with L = W Q (see preconditioner); plain
         # gradient descent on L itself, as metric-learn's.
-        Q, Q_inv = (preconditioner(problem) if self.solver == "lbfgs" else (None, None))
+        # 'auto' on data of this size is 'lbfgs'.
+        solver = resolve_solver(self.solver, problem.n)
+        Q, Q_inv = (preconditioner(problem) if solver == "lbfgs" else (None, None))
 
         def to_L(theta):
             W = theta.reshape(k, d)
@@ -279,7 +445,7 @@ class LMNN(MahalanobisMixin):
                 grad = grad @ Q  # d f / d W = (d f / d L) Q^T, Q symmetric
             return loss, grad.ravel()
 
-        if self.solver == "lbfgs":
+        if solver == "lbfgs":
             theta0 = (L0 if Q is None else L0 @ Q_inv).ravel()
             with warnings.catch_warnings():
                 # minimize_lbfgs warns at max_iter; we warn ourselves below.

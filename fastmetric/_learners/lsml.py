@@ -67,16 +67,13 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import quadruplets_from_labels
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import check_tuples
+from fastmetric._core.inputs import check_tuples, points_from_indices
 from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
 from fastmetric._core.params import options_or_array, shared, store_params
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.tuples import QuadrupletsClassifierMixin
-from fastmetric._core.validation import (
-    check_pair_vector,
-    check_points,
-)
+from fastmetric._core.validation import check_pair_vector
 
 __all__ = ["LSML", "LSML_Supervised"]
 
@@ -112,7 +109,7 @@ def _inverse_spd(A, name="prior"):
     """Inverse of a symmetric positive definite matrix, via Cholesky."""
     c, info = dpotrf(A, lower=1, clean=1)
     if info != 0:
-        raise ValueError(
+        raise np.linalg.LinAlgError(
             f"{name} must be symmetric positive definite (its Cholesky factorisation "
             "fails); LSML's LogDet regulariser needs a definite prior."
         )
@@ -388,21 +385,8 @@ class LSML_Supervised(_BaseLSML):
         store_params(self, locals())
 
     def _points(self, X, y):
-        preprocessor = self.preprocessor
-        arr = X if hasattr(X, "iloc") or hasattr(X, "toarray") else np.asarray(X)
-        if (preprocessor is not None and isinstance(arr, np.ndarray) and arr.ndim == 1
-                and arr.dtype.kind in "iu"):
-            # Indices into the preprocessor: validate the labels alongside.
-            idx = np.column_stack((arr, arr, arr, arr))
-            P, idx = check_tuples(idx, 4, preprocessor, name="X")
-            y = np.asarray(y)
-            if y.ndim != 1 or y.shape[0] != arr.shape[0]:
-                raise ValueError(
-                    f"y must have shape ({arr.shape[0]},), one label per index of X; "
-                    f"got shape {y.shape}."
-                )
-            self.n_features_in_ = P.shape[1]
-            return check_points(P[idx[:, 0]], name="X"), y
+        """Validated points and labels; X may be identifiers of preprocessor rows."""
+        X = points_from_indices(self.preprocessor, X)
         return validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -45,7 +45,7 @@ class MLKR(SoftmaxNeighborsLearner):
     init : {'auto', 'identity', 'pca', 'covariance', 'random'}, array or \
             fitted learner, default='auto'
         Initial ``L``.  ``'auto'`` picks ``'pca'`` when ``n_components <
-        n_features``, else ``'identity'`` (see
+        min(n_features, n_samples)``, else ``'identity'`` (see
         :func:`fastmetric._core.init.initialize_components`).  (``'lda'`` needs
         class labels and is not available.)  Since the kernel's width is
         set by the scale of ``L``, standardise the features first (or pass

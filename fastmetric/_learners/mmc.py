@@ -63,7 +63,7 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components, prior_matrix
-from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from_indices
 from fastmetric._core.objectives.mmc import (
     RIDGE,
     RIDGE_LOGDET,
@@ -456,9 +456,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         -------
         self
         """
-        if calibration_params is not None and not isinstance(calibration_params, dict):
-            raise TypeError(
-                f"calibration_params must be a dict or None; got {calibration_params!r}.")
+        calibration_params = self._fit_calibration_params(calibration_params)
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         t = check_pair_targets(y, idx.shape[0])
         if not np.all((t == 0) | (t == 1)):
@@ -467,7 +465,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         b = np.ascontiguousarray(idx[:, 1])
         self._fit_pairs(X, a, b, t == 1)
         self.classes_ = np.array([-1, 1])
-        self.calibrate_threshold(pairs, y, **(calibration_params or {}))
+        self.calibrate_threshold(pairs, y, **calibration_params)
         return self
 
 
@@ -484,9 +482,20 @@ class MMC_Supervised(_BaseMMC, TransformerMixin):
     max_iter, max_proj, init, diagonal, diagonal_c, verbose, random_state, \
 solver, logdet_reg, n_jobs, callback
         As in :class:`MMC`.
-    tol : float, default=1e-6
-        As in :class:`MMC` (metric-learn's supervised default).
-    {n_constraints}
+    tol : float, default=1e-2
+        As in :class:`MMC`.  The L-BFGS objective is a log-ratio, so 1e-2
+        stops once an iteration gains less than 1% of it: an early stop
+        that keeps the metric well conditioned, and that on real data (see
+        ``benchmarks/quality_uci.py``) gives better nearest-neighbour
+        accuracy than the optimum, in a few iterations.  ``tol=1e-6`` is
+        metric-learn's default.
+    n_constraints : int, optional
+        Number of similar pairs and of dissimilar pairs drawn from the
+        labels; default ``max(20 * n_classes ** 2, min(10 * n_samples,
+        100000))`` (:func:`fastmetric._core.constraints.data_pair_count`:
+        it grows with the data).  ``n_constraints=20 * n_classes ** 2`` is
+        metric-learn's default.
+    {preprocessor_points}
 
     Attributes
     ----------
@@ -503,25 +512,26 @@ solver, logdet_reg, n_jobs, callback
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **_BaseMMC._parameter_constraints, **shared("n_constraints")}
+        **_BaseMMC._parameter_constraints, **shared("n_constraints", "preprocessor")}
 
-    def __init__(self, max_iter=100, max_proj=10000, tol=1e-6, n_constraints=None,
+    def __init__(self, max_iter=100, max_proj=10000, tol=1e-2, n_constraints=None,
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,
-                 random_state=None, solver="lbfgs", logdet_reg="auto", n_jobs=None,
-                 callback=None):
+                 preprocessor=None, random_state=None, solver="lbfgs", logdet_reg="auto",
+                 n_jobs=None, callback=None):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw pairs from the class labels and learn the MMC metric.
 
-        {fit_labelled_rows}
+        {fit_labelled_points}
             At least 2 classes, one with at least 2 samples.
 
         Returns
         -------
         self
         """
+        X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
-        a, b, similar = estimator_pairs(self, y, self.n_constraints)
+        a, b, similar = estimator_pairs(self, y, self.n_constraints, grow=True)
         return self._fit_pairs(X, a, b, similar)

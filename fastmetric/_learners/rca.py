@@ -225,9 +225,12 @@ class RCA_Supervised(RCA):
     ----------
     n_components : int, optional
         As in :class:`RCA`.
-    n_chunks : int, default=100
-        Number of chunks.  A ValueError says how many the classes can
-        supply when fewer (class c gives at most ``n_c // chunk_size``).
+    n_chunks : int, optional
+        Number of chunks.  Default 100 (metric-learn's), or as many as the
+        classes can supply when fewer (class c gives at most ``n_c //
+        chunk_size``; metric-learn's default raises an error on fewer than
+        200 points).  A given count the classes cannot supply is a
+        ValueError saying how many they can.
     chunk_size : int, default=2
         Points per chunk (at least 2).
     preprocessor : array-like or callable, optional
@@ -266,11 +269,11 @@ class RCA_Supervised(RCA):
     _parameter_constraints: ClassVar[dict] = {
         **RCA._parameter_constraints,
         **shared("random_state", "n_jobs"),
-        "n_chunks": [integers(1)],
+        "n_chunks": [None, integers(1)],
         "chunk_size": [integers(2)],
     }
 
-    def __init__(self, n_components=None, n_chunks=100, chunk_size=2, preprocessor=None,
+    def __init__(self, n_components=None, n_chunks=None, chunk_size=2, preprocessor=None,
                  random_state=None, shrinkage="ledoit_wolf", n_jobs=None):
         store_params(self, locals())
 
@@ -289,7 +292,7 @@ class RCA_Supervised(RCA):
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
         check_classification_targets(y)
-        chunks = chunks_from_labels(y, int(self.n_chunks), int(self.chunk_size),
+        chunks = chunks_from_labels(y, self.n_chunks, int(self.chunk_size),
                                     random_state=self.random_state, n_jobs=self.n_jobs)
         self._fit_chunks(X, chunks, self.shrinkage)
         return self

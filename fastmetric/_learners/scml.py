@@ -86,6 +86,22 @@ class _BaseSCML(MahalanobisMixin):
                 "iterations)."
             )
 
+    def _n_basis(self, default):
+        """``n_basis``, or ``default`` with a warning when it is None.
+
+        metric-learn warns when it chooses the number of bases itself; the
+        text is its own, so that filters written for it keep working.
+        """
+        if self.n_basis is not None:
+            return self.n_basis
+        warnings.warn(
+            "As no value for `n_basis` was selected, the number of basis will be set to "
+            f"n_basis= {default}",
+            UserWarning,
+            stacklevel=4,
+        )
+        return default
+
     def _array_basis(self, n_features):
         basis = check_points(self.basis, name="basis", dtype=np.float64)
         if basis.shape[1] != n_features:
@@ -143,6 +159,17 @@ class _BaseSCML(MahalanobisMixin):
                 UserWarning,
                 stacklevel=4,
             )
+        n_active = int(np.count_nonzero(best_w > 0))
+        if 0 < n_active < basis.shape[1]:
+            # L has one row per active basis vector: a low-rank embedding
+            # (metric-learn's warning text, word for word).
+            warnings.warn(
+                "The number of bases with nonzero weight is less than the number of "
+                "features of the input, in consequence the learned transformation "
+                f"reduces the dimension to {n_active}.",
+                UserWarning,
+                stacklevel=4,
+            )
         self.components_ = np.ascontiguousarray(embedding_map(basis, best_w))
         return self
 
@@ -173,8 +200,11 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         used as given.
     n_basis : int, optional
         Number of basis vectors; default ``80 * n_features`` for
-        ``'triplet_diffs'``.  With an array basis it must be None or equal
-        to the number of its rows.
+        ``'triplet_diffs'`` (with a UserWarning naming it, as metric-learn
+        does).  With an array basis it must be None or equal to the number
+        of its rows.  When fewer basis vectors than features end with a
+        positive weight, ``components_`` has that many rows and a
+        UserWarning says so.
     gamma : float, default=5e-3
         Step-size parameter of the dual averaging (larger: smaller steps).
     max_iter : int, default=10000
@@ -298,8 +328,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         rng = check_random_state(self.random_state)
         with single_threaded_blas():
             if isinstance(self.basis, str):
-                n_basis = 80 * d if self.n_basis is None else self.n_basis
-                basis = triplet_diffs_basis(X, idx, n_basis, rng)
+                basis = triplet_diffs_basis(X, idx, self._n_basis(80 * d), rng)
             else:
                 basis = self._array_basis(d)
             self.n_features_in_ = d
@@ -313,7 +342,7 @@ class SCML_Supervised(_BaseSCML):
     Makes triplets ``(a, p, q)`` from each point ``a``'s ``k_genuine``
     nearest same-class points ``p`` and ``k_impostor`` nearest other-class
     points ``q`` (all ``k_genuine * k_impostor`` combinations, see
-    :func:`generate_knn_triplets`), then learns ``M = sum_k w_k b_k b_k^T``
+    :func:`~fastmetric._core.constraints.generate_knn_triplets`), then learns ``M = sum_k w_k b_k b_k^T``
     as :class:`SCML` does, by default over a basis of local LDA directions.
 
     Parameters
@@ -335,7 +364,8 @@ class SCML_Supervised(_BaseSCML):
         n_features, 2 * n_samples * num_eig - 1)`` with ``num_eig =
         min(n_classes - 1, n_features)``, and it must stay below ``2 *
         n_samples * num_eig``; for ``'triplet_diffs'`` default ``80 *
-        n_features``.
+        n_features``.  A default is announced by a UserWarning (as in
+        metric-learn).
     gamma : float, default=5e-3
     max_iter : int, default=10000
     output_iter : int, default=500
@@ -437,8 +467,7 @@ class SCML_Supervised(_BaseSCML):
         if isinstance(self.basis, str) and self.basis == "lda":
             num_eig = min(classes.shape[0] - 1, d)
             limit = 2 * n * num_eig
-            n_basis = (default_n_basis_lda(n, d, classes.shape[0]) if self.n_basis is None
-                       else self.n_basis)
+            n_basis = self._n_basis(default_n_basis_lda(n, d, classes.shape[0]))
             if n_basis >= limit:
                 raise ValueError(
                     f"n_basis={n_basis} is too large for the 'lda' basis of {n} samples: "
@@ -454,8 +483,7 @@ class SCML_Supervised(_BaseSCML):
                 )
             basis = lda_basis(X, y_enc, counts, n_basis, rng)
         elif isinstance(self.basis, str):
-            n_basis = 80 * d if self.n_basis is None else self.n_basis
-            basis = triplet_diffs_basis(X, triplets, n_basis, rng)
+            basis = triplet_diffs_basis(X, triplets, self._n_basis(80 * d), rng)
         else:
             basis = self._array_basis(d)
         self.triplets_ = triplets

@@ -38,7 +38,7 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from_indices
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import options_or_array, reals, shared, store_params
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
@@ -248,9 +248,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         -------
         self
         """
-        if calibration_params is not None and not isinstance(calibration_params, dict):
-            raise TypeError(
-                f"calibration_params must be a dict or None; got {calibration_params!r}.")
+        calibration_params = self._fit_calibration_params(calibration_params)
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         t = check_pair_targets(y, idx.shape[0])
         if not np.all((t == 0) | (t == 1)):
@@ -259,9 +257,9 @@ class SDML(PairsClassifierMixin, _BaseSDML):
                         2.0 * t - 1.0)
         self.classes_ = np.array([-1, 1])
         if t.min() != t.max():
-            self.calibrate_threshold(pairs, y, **(calibration_params or {}))
+            self.calibrate_threshold(pairs, y, **calibration_params)
         else:
-            self.threshold_ = -float(np.median(self.pair_distance(pairs)))
+            self.threshold_ = float(np.median(self.pair_distance(pairs)))
         return self
 
 
@@ -278,6 +276,7 @@ class SDML_Supervised(_BaseSDML, TransformerMixin):
 random_state, n_jobs
         As in :class:`SDML`.
     {n_constraints}
+    {preprocessor_points}
 
     Attributes
     ----------
@@ -294,24 +293,25 @@ random_state, n_jobs
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **_BaseSDML._parameter_constraints, **shared("n_constraints")}
+        **_BaseSDML._parameter_constraints, **shared("n_constraints", "preprocessor")}
 
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
-                 n_constraints=None, verbose=False, random_state=None, max_condition=10.0,
-                 max_iter=100, n_jobs=None):
+                 n_constraints=None, verbose=False, preprocessor=None, random_state=None,
+                 max_condition=10.0, max_iter=100, n_jobs=None):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw pairs from the class labels and learn the SDML metric.
 
-        {fit_labelled_rows}
+        {fit_labelled_points}
             At least 2 classes, one with at least 2 samples.
 
         Returns
         -------
         self
         """
+        X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
         a, b, similar = estimator_pairs(self, y, self.n_constraints)
         return self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))

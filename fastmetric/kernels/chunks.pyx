@@ -91,7 +91,7 @@ cdef void _shuffle_members(
     cdef Py_ssize_t n_classes = offsets.shape[0] - 1
     cdef Py_ssize_t c, i, t, start, size, tmp
     cdef uint64_t key
-    for c in prange(n_classes, nogil=True, schedule="static", num_threads=n_threads):
+    for c in prange(n_classes, nogil=True, schedule='dynamic', num_threads=n_threads):
         start = offsets[c]
         size = offsets[c + 1] - start
         key = fm_stream_key(seed, <uint64_t> (STREAM_CLASS + c))

@@ -101,7 +101,7 @@ cdef void transform_rows(
     lt = transposed_for_rowmap(L)
     stream = _stream_output(XL)
     with parallel(num_threads=n_threads):
-        for c in prange(n_chunks, schedule='static'):
+        for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             _transform_block(X, L, lt, stream, XL, start, min(chunk_size, n - start))
     free(lt)
@@ -129,7 +129,7 @@ cdef bint transform_rows_checked(
         return True
     lt = transposed_for_rowmap(L)
     stream = _stream_output(XL)
-    for c in prange(n_chunks, schedule='static', num_threads=n_threads):
+    for c in prange(n_chunks, schedule='dynamic', num_threads=n_threads):
         start = c * chunk_size
         size = min(chunk_size, n - start)
         _transform_block(X, L, lt, stream, XL, start, size)
@@ -158,7 +158,7 @@ cdef void transform_selected_rows(
     lt = transposed_for_rowmap(L)
     with parallel(num_threads=n_threads):
         buf = <floating *> malloc(chunk_size * d * sizeof(floating))
-        for c in prange(n_chunks, schedule='static'):
+        for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             size = min(chunk_size, m - start)
             for i in range(size):
@@ -181,7 +181,7 @@ cdef void row_sq_norms(
     int n_threads,
 ) noexcept nogil:
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
-    for i in prange(n, schedule='static', num_threads=n_threads):
+    for i in prange(n, schedule='dynamic', chunksize=256, num_threads=n_threads):
         out[i] = <floating> sq_norm(&Z[i, 0], k)
 
 
@@ -209,7 +209,7 @@ cdef void pairwise_sq_dist_transformed(
     if n == 0 or m == 0:
         return
     with parallel(num_threads=n_threads):
-        for c in prange(n_chunks, schedule='static'):
+        for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             size = min(chunk_size, n - start)
             col0 = start if same_rows else 0
@@ -230,7 +230,7 @@ cdef void pairwise_sq_dist_transformed(
                 if same_rows:
                     out[i, i] = 0
     if same_rows:
-        for i in prange(n, schedule='static', num_threads=n_threads):
+        for i in prange(n, schedule='dynamic', chunksize=256, num_threads=n_threads):
             # Every entry above the diagonal was computed: mirror it.
             for j in range(i):
                 out[i, j] = out[j, i]
@@ -256,7 +256,7 @@ cdef void _paired_chunks(
     if n_pairs == 0:
         return
     with parallel(num_threads=n_threads):
-        for c in prange(n_chunks, schedule='static'):
+        for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_pairs)
             for p in range(start, stop):
@@ -308,11 +308,11 @@ cdef void bucket_pairs_by_first_row(
     cdef Py_ssize_t n_pairs = a.shape[0], n_parts = cursor.shape[0]
     cdef Py_ssize_t part_size = (n_pairs + n_parts - 1) // n_parts
     cdef Py_ssize_t t, p, q
-    for t in prange(n_parts, schedule='static', num_threads=n_threads):
+    for t in prange(n_parts, schedule='dynamic', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
             cursor[t, a[p] // bucket_rows] += 1
     parts_prefix_sum(cursor, NULL)
-    for t in prange(n_parts, schedule='static', num_threads=n_threads):
+    for t in prange(n_parts, schedule='dynamic', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
             q = cursor[t, a[p] // bucket_rows]
             cursor[t, a[p] // bucket_rows] = q + 1
@@ -368,7 +368,7 @@ cdef void paired_sq_dist_direct(
     with parallel(num_threads=n_threads):
         diff = <floating *> malloc(chunk_size * d * sizeof(floating))
         img = <floating *> malloc(chunk_size * k * sizeof(floating))
-        for c in prange(n_chunks, schedule='static'):
+        for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             size = min(chunk_size, n_pairs - start)
             for i in range(size):

@@ -275,7 +275,7 @@ cdef void target_distances(
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
     cdef Py_ssize_t c, i, s, start, stop
     cdef double dmax, dist
-    for c in prange(n_chunks, schedule='static', num_threads=n_threads):
+    for c in prange(n_chunks, schedule='dynamic', num_threads=n_threads):
         start = c * chunk_size
         stop = min(start + chunk_size, n)
         for i in range(start, stop):
@@ -350,7 +350,7 @@ cdef void hinge_pass(
     cdef Py_ssize_t n = radius.shape[0]
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
     cdef Py_ssize_t c, start, stop
-    for c in prange(n_chunks, schedule='static', num_threads=n_threads):
+    for c in prange(n_chunks, schedule='dynamic', num_threads=n_threads):
         start = c * chunk_size
         stop = min(start + chunk_size, n)
         _hinge_rows(Z, Dt, radius, n_targets, inc_offsets, inc_other, mu,
@@ -456,7 +456,7 @@ cdef void laplacian_embedded(
     cdef double *acc
     with parallel(num_threads=n_threads):
         acc = <double *> malloc(k * sizeof(double))
-        for c in prange(n_chunks, schedule='static'):
+        for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             stop = min(start + chunk_size, n)
             _laplacian_rows(Z, targets, n_targets, Dt, radius, active_per_target,
@@ -476,7 +476,7 @@ cdef void gradient_partials(
     cdef Py_ssize_t n = G.shape[0], k = G.shape[1], d = X.shape[1]
     cdef Py_ssize_t n_blocks = partials.shape[0], r, start, size
     with parallel(num_threads=n_threads):
-        for r in prange(n_blocks, schedule='static'):
+        for r in prange(n_blocks, schedule='dynamic'):
             start = r * block
             size = min(block, n - start)
             gemm_atb(False, &G[start, 0], k, &X[start, 0], d, size, k, d,
@@ -702,7 +702,7 @@ def _dense_loss_grad(const floating[:, ::1] X, const floating[:, ::1] Z_in,
     cdef long long[::1] block_active = np.zeros(n_blocks, dtype=np.longlong)
     with nogil, parallel(num_threads=n_threads):
         buf = <floating *> malloc(DEF_ROW_BLOCK * DEF_COL_CHUNK * sizeof(floating))
-        for r in prange(n_blocks, schedule='static'):
+        for r in prange(n_blocks, schedule='dynamic'):
             start = r * DEF_ROW_BLOCK
             stop = min(start + DEF_ROW_BLOCK, n)
             _dense_hinge_block(Z, sq_norms, class_start, class_end, Dt, radius, n_targets,
@@ -738,7 +738,7 @@ def _dense_loss_grad(const floating[:, ::1] X, const floating[:, ::1] Z_in,
         wsum = <double *> malloc(DEF_ROW_BLOCK * sizeof(double))
         work = _DenseWork(buf=<void *> buf, wbuf=<void *> wbuf, prod=<void *> prod,
                           acc=acc, wsum=wsum)
-        for r in prange(n_blocks, schedule='static'):
+        for r in prange(n_blocks, schedule='dynamic'):
             start = r * DEF_ROW_BLOCK
             stop = min(start + DEF_ROW_BLOCK, n)
             _dense_laplacian_block(Z, sq_norms, class_start, class_end, &graph, mu, tol_rel,
@@ -759,7 +759,7 @@ def _sq_norms(const floating[:, ::1] Z, int n_threads):
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
     out = np.empty(n, dtype=np.float64)
     cdef double[::1] o = out
-    for i in prange(n, schedule='static', num_threads=n_threads, nogil=True):
+    for i in prange(n, schedule='dynamic', chunksize=256, num_threads=n_threads, nogil=True):
         o[i] = sq_norm(&Z[i, 0], k)
     return out
 

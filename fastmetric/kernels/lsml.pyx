@@ -56,14 +56,14 @@ cdef void quadratic_forms_nogil(
     # (S is symmetric, so X S = X S^T), then, after prange's barrier, the
     # pairs.
     with parallel(num_threads=n_threads):
-        for blk in prange(n_blocks, schedule='static'):
+        for blk in prange(n_blocks, schedule='dynamic'):
             start = blk * ROW_BLOCK
             m = n - start
             if m > ROW_BLOCK:
                 m = ROW_BLOCK
             gemm_rowmajor(False, False, <int> m, <int> d, <int> d, one, &X[start, 0],
                           <int> d, &S[0, 0], <int> d, zero, &Y[start, 0], <int> d)
-        for p in prange(n_pairs, schedule='static'):
+        for p in prange(n_pairs, schedule='dynamic', chunksize=256):
             # The four rows are read at random: fetch those of a pair a few
             # pairs ahead (a prefetch past this thread's range is harmless).
             if p + FM_PREFETCH_AHEAD < n_pairs:

@@ -422,10 +422,10 @@ cdef void pack_database(
     cdef double tol1 = 1.0 - filter_tolerance(<floating> 0, d)
     cdef floating *panel
     if not panels:
-        for j in prange(n, schedule='static', num_threads=n_threads):
+        for j in prange(n, schedule='dynamic', chunksize=256, num_threads=n_threads):
             zlo[j] = <floating> (sq_norm(&Z[j, 0], d) * tol1)
         return
-    for p in prange(n_panels, schedule='static', num_threads=n_threads):
+    for p in prange(n_panels, schedule='dynamic', num_threads=n_threads):
         panel = P + p * d * W
         for c in range(W):
             j = p * W + c

@@ -51,7 +51,7 @@ def split_index_pairs(const index_t[:, ::1] pairs, int n_threads, a_out=None, b_
     if n_pairs == 0:
         return a_arr, b_arr, 0, -1
     n_threads = max(1, min(n_threads, <int> n_chunks))
-    for c in prange(n_chunks, nogil=True, schedule='static', num_threads=n_threads):
+    for c in prange(n_chunks, nogil=True, schedule='dynamic', num_threads=n_threads):
         stop = min((c + 1) * chunk, n_pairs)
         cmin = pairs[c * chunk, 0]
         cmax = cmin

@@ -103,12 +103,12 @@ cdef void build_endpoint_index(
     cdef Py_ssize_t t, p, e, f, bit
     cdef bint packed = values.shape[0] == 0
     cdef double w = 1.0
-    for t in prange(n_parts, schedule='static', num_threads=n_threads):
+    for t in prange(n_parts, schedule='dynamic', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
             cursor[t, ua[p]] += 1
             cursor[t, ub[p]] += 1
     parts_prefix_sum(cursor, &offsets[0])
-    for t in prange(n_parts, schedule='static', num_threads=n_threads):
+    for t in prange(n_parts, schedule='dynamic', num_threads=n_threads):
         for p in range(t * part_size, min((t + 1) * part_size, n_pairs)):
             e = cursor[t, ua[p]]
             cursor[t, ua[p]] = e + 1
@@ -227,7 +227,7 @@ cdef void ldml_point_pass(
         diff = <double *> malloc(BATCH * k * sizeof(double))
         acc = <double *> malloc(k * sizeof(double))
         zbuf = <double *> malloc(4 * BATCH * sizeof(double))
-        for c in prange(n_chunks, schedule='static'):
+        for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_points)
             _point_chunk(U, offsets, keys, values, bias, &H[start, 0] if compute_gradient else NULL,
@@ -282,7 +282,7 @@ cdef void _fused_point_pass(
         x_rows = NULL
         if not identity_rows:
             x_rows = <floating *> malloc(chunk_size * d * sizeof(floating))
-        for r in prange(n_blocks, schedule='static'):
+        for r in prange(n_blocks, schedule='dynamic'):
             first = True
             start = r * block
             block_stop = min(start + block, n_points)
@@ -432,7 +432,7 @@ def ldml_evaluate(const floating[:, ::1] X, const floating[:, ::1] L, PairIndex 
         # rows are read contiguously, one partial after the other.
         with parallel(num_threads=n_threads):
             row_sum = <double *> malloc(d * sizeof(double))
-            for i in prange(k, schedule='static'):
+            for i in prange(k, schedule='dynamic', chunksize=1):
                 for j in range(d):
                     row_sum[j] = partials[0, i, j]
                 for r in range(1, n_blocks):

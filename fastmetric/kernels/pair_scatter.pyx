@@ -286,7 +286,7 @@ cdef int pair_scatter_nogil(
             if (relabel == NULL or rows == NULL or seen == NULL or found == NULL
                     or part_found == NULL or part_entries == NULL):
                 return -1
-            for t in prange(n_parts, schedule='static', num_threads=n_threads):
+            for t in prange(n_parts, schedule='dynamic', num_threads=n_threads):
                 _first_occurrences(a, b, w, t * part_size, min((t + 1) * part_size, n_pairs),
                                    seen + t * n, found + 2 * t * part_size,
                                    &part_found[t], &part_entries[t])
@@ -332,11 +332,11 @@ cdef int pair_scatter_nogil(
             center = <double *> malloc(d * sizeof(double))
             if offsets == NULL or cursor == NULL or other == NULL or weight == NULL or center == NULL:
                 return -1
-            for t in prange(n_parts, schedule='static', num_threads=n_threads):
+            for t in prange(n_parts, schedule='dynamic', num_threads=n_threads):
                 _index_part(a, b, w, relabel, t * part_size, min((t + 1) * part_size, n_pairs),
                             cursor + t * n_used, False, NULL, NULL)
             parts_prefix_sum_ptr(cursor, n_parts, n_used, offsets)
-            for t in prange(n_parts, schedule='static', num_threads=n_threads):
+            for t in prange(n_parts, schedule='dynamic', num_threads=n_threads):
                 _index_part(a, b, w, relabel, t * part_size, min((t + 1) * part_size, n_pairs),
                             cursor + t * n_used, True, other, weight)
             for j in range(d):
@@ -349,7 +349,7 @@ cdef int pair_scatter_nogil(
         while s < n_rows_total:
             m = min(chunk, n_rows_total - s)
             with parallel(num_threads=n_threads):
-                for i in prange(m, schedule='static'):
+                for i in prange(m, schedule='dynamic', chunksize=16):
                     if method == METHOD_LAPLACIAN:
                         _fill_laplacian_row(X, rows, offsets, other, weight, center,
                                             s + i, A + i * d, B + i * d, d,
@@ -357,7 +357,7 @@ cdef int pair_scatter_nogil(
                     else:
                         _fill_direct_row(X, a[s + i], b[s + i], w[s + i],
                                          A + i * d, B + i * d, d)
-                for t in prange(n_tiles, schedule='static'):
+                for t in prange(n_tiles, schedule='dynamic'):
                     _tile_gemm(A, B, m, d, tile_i[t], tile_j[t], tile, outp)
             s += m
 

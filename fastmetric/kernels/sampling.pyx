@@ -92,7 +92,7 @@ cdef void sample_label_pairs(
     total = cum_weights[n_labels]
     n_chunks = (n_pairs + CHUNK - 1) // CHUNK
     with parallel(num_threads=n_threads):
-        for chunk in prange(n_chunks, schedule='static'):
+        for chunk in prange(n_chunks, schedule='dynamic'):
             start = chunk * CHUNK
             end = start + CHUNK
             if end > n_pairs:

@@ -473,7 +473,7 @@ def _triplet_hinge(const floating[:, ::1] Z, const Py_ssize_t[:, ::1] triplets,
     cdef double acc
     cdef long long cnt
     with nogil:
-        for ch in prange(n_chunks, num_threads=n_threads, schedule='static'):
+        for ch in prange(n_chunks, num_threads=n_threads, schedule='dynamic'):
             start = ch * HINGE_CHUNK
             stop = min(start + HINGE_CHUNK, n_t)
             acc = 0.0
@@ -510,7 +510,7 @@ def _triplet_hinge_pairs(const floating[:, ::1] Z, const Py_ssize_t[:, ::1] pair
     if pair_dist.shape[0] != n_p or second.shape[0] != n_t:
         raise ValueError("pair_dist must have one entry per pair, second one per triplet.")
     with nogil:
-        for i in prange(n_p, num_threads=n_threads, schedule='static'):
+        for i in prange(n_p, num_threads=n_threads, schedule='dynamic', chunksize=256):
             pair_dist[i] = sq_dist(&Z[pairs[i, 0], 0], &Z[pairs[i, 1], 0], r)
         for t in range(n_t):
             h = 1.0 + pair_dist[first[t]] - pair_dist[second[t]]

@@ -760,7 +760,7 @@ def _hint_distances(const floating[:, ::1] Z, const Py_ssize_t[::1] hint, int n_
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
     out_arr = np.empty(n, dtype=np.float64)
     cdef double[::1] out = out_arr
-    for i in prange(n, schedule='static', num_threads=n_threads, nogil=True):
+    for i in prange(n, schedule='dynamic', chunksize=256, num_threads=n_threads, nogil=True):
         out[i] = sq_dist(&Z[i, 0], &Z[hint[i], 0], k)
     return out_arr
 
@@ -779,7 +779,7 @@ cdef void _laplacian_rhs(
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_groups = col_sums.shape[0]
     cdef Py_ssize_t i, j, g
     cdef double u
-    for i in prange(n, schedule='static', num_threads=n_threads):
+    for i in prange(n, schedule='dynamic', chunksize=256, num_threads=n_threads):
         u = row_sums[i]
         for g in range(n_groups):
             u = u + col_sums[g, i]
@@ -808,7 +808,7 @@ cdef void _gram_partials(
 
 cdef void _row_sq_norms(const floating[:, ::1] Z, double[::1] out, int n_threads) noexcept nogil:
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
-    for i in prange(n, schedule='static', num_threads=n_threads):
+    for i in prange(n, schedule='dynamic', chunksize=256, num_threads=n_threads):
         out[i] = sq_norm(&Z[i, 0], k)
 
 
@@ -823,7 +823,7 @@ cdef void _fill_screening_points(
     """ZL = [-2 s z, 1, s^2 ||z||^2], ZR = [s z, s^2 ||z||^2, 1] in float32."""
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i, q
     cdef float v
-    for i in prange(n, schedule='static', num_threads=n_threads):
+    for i in prange(n, schedule='dynamic', chunksize=256, num_threads=n_threads):
         for q in range(k):
             v = <float> (s * Z[i, q])
             ZL[i, q] = -2.0 * v          # exact: a power of 2 times a float32

@@ -47,7 +47,7 @@ def test_quick_run_prints_table(quick_run):
     assert "3-NN acc" in proc.stdout and "k-means ARI" in proc.stdout
     assert "P@1" in proc.stdout and "MAP@R" in proc.stdout
     rows = _table_rows(proc.stdout)
-    assert {"Euclidean", "LDML_Supervised", "ClusterLDML"} <= set(rows)
+    assert {"Euclidean", "LDML_Supervised", "ClusterLDML", "ClusterLDML+10%y"} <= set(rows)
     for name, values in rows.items():
         fit_time, auc, knn, ari, p1, map_r = values
         assert fit_time == "-" if name == "Euclidean" else float(fit_time) >= 0
@@ -64,8 +64,9 @@ def test_progress_messages_on_stderr():
     proc = _run(["--quick", "--only", "ClusterLDML"])
     assert proc.returncode == 0, proc.stderr
     assert "fitting ClusterLDML" in proc.stderr
+    assert "fitting ClusterLDML (with 10% of the labels)" in proc.stderr
     rows = _table_rows(proc.stdout)
-    assert set(rows) == {"Euclidean", "ClusterLDML"}
+    assert set(rows) == {"Euclidean", "ClusterLDML", "ClusterLDML+10%y"}
 
 
 def test_plot_writes_png(tmp_path):
@@ -105,7 +106,7 @@ def test_learner_registry_is_generic(monkeypatch):
     import fastmetric
 
     names = [spec.name for spec, _ in demo_main.available_learners()]
-    assert names[:2] == ["LDML_Supervised", "ClusterLDML"]
+    assert names[:3] == ["LDML_Supervised", "ClusterLDML", "ClusterLDML"]
     # A learner listed in LEARNERS appears as soon as fastmetric exports it.
     from fastmetric._learners.ldml import LDML_Supervised
 

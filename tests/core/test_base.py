@@ -362,7 +362,7 @@ def scored_pairs():
     d = np.linalg.norm(X[idx[:, 0]] - X[idx[:, 1]], axis=1)
     y = np.where(d + 0.5 * rng.randn(300) < np.median(d), 1, -1)
     est = FixedPairs(preprocessor=X).fit(X)
-    return est, idx, y, -d
+    return est, idx, y, d
 
 
 def _rates(pred, y):
@@ -372,51 +372,54 @@ def _rates(pred, y):
     return tp, tn, tp / pos.sum(), tn / neg.sum()
 
 
-def _all_thresholds(scores):
-    u = np.unique(scores)
+def _all_thresholds(dist):
+    """One distance threshold per split "distance <= t is similar"."""
+    u = np.unique(dist)
     return np.concatenate([[u[0] - 1], (u[:-1] + u[1:]) / 2, [u[-1]]])
 
 
 def test_predict_decision_score(scored_pairs):
-    est, idx, y, scores = scored_pairs
+    est, idx, y, dist = scored_pairs
     with pytest.raises(AttributeError, match="threshold"):
         est.predict(idx)
-    assert_allclose(est.decision_function(idx), scores)
-    est.set_threshold(-1.0)
-    assert_array_equal(est.predict(idx), np.where(scores > -1.0, 1, -1))
-    assert est.score(idx, y) == pytest.approx(roc_auc_score(y, scores))
-    assert est.score(idx, (y + 1) // 2) == pytest.approx(roc_auc_score(y, scores))
+    assert_allclose(est.decision_function(idx), -dist)
+    # threshold_ is a distance: similar when the distance is at most it.
+    est.set_threshold(1.0)
+    assert_array_equal(est.predict(idx), np.where(dist <= 1.0, 1, -1))
+    assert est.score(idx, y) == pytest.approx(roc_auc_score(y, -dist))
+    assert est.score(idx, (y + 1) // 2) == pytest.approx(roc_auc_score(y, -dist))
     assert not hasattr(est, "predict_proba")  # no probabilistic model here
     with pytest.raises(TypeError):
         est.set_threshold("a")
 
 
 def test_calibrate_accuracy_and_fbeta_are_optimal(scored_pairs):
-    est, idx, y, scores = scored_pairs
-    cands = _all_thresholds(scores)
+    est, idx, y, dist = scored_pairs
+    cands = _all_thresholds(dist)
     est.calibrate_threshold(idx, y, strategy="accuracy")
     acc = np.mean(est.predict(idx) == y)
-    best = max(np.mean(np.where(scores > t, 1, -1) == y) for t in cands)
+    best = max(np.mean(np.where(dist <= t, 1, -1) == y) for t in cands)
     assert acc == pytest.approx(best)
 
     def fbeta(pred, beta):
         tp = np.sum((pred == 1) & (y == 1))
         fp = np.sum((pred == 1) & (y == -1))
         fn = np.sum((pred == -1) & (y == 1))
-        return (1 + beta**2) * tp / ((1 + beta**2) * tp + beta**2 * fn + fp)
+        denom = (1 + beta**2) * tp + beta**2 * fn + fp
+        return (1 + beta**2) * tp / denom if denom > 0 else 0.0  # none predicted: 0
 
-    for beta in (0.5, 1.0, 2.0):
+    for beta in (0.0, 0.5, 1.0, 2.0):  # beta = 0: the precision
         est.calibrate_threshold(idx, y, strategy="f_beta", beta=beta)
         got = fbeta(est.predict(idx), beta)
-        best = max(fbeta(np.where(scores > t, 1, -1), beta) for t in cands)
+        best = max(fbeta(np.where(dist <= t, 1, -1), beta) for t in cands)
         assert got == pytest.approx(best)
 
 
 @pytest.mark.parametrize("min_rate", [0.0, 0.3, 0.8, 1.0])
 def test_calibrate_max_tpr_max_tnr(scored_pairs, min_rate):
-    est, idx, y, scores = scored_pairs
-    cands = _all_thresholds(scores)
-    table = [_rates(np.where(scores > t, 1, -1), y) for t in cands]
+    est, idx, y, dist = scored_pairs
+    cands = _all_thresholds(dist)
+    table = [_rates(np.where(dist <= t, 1, -1), y) for t in cands]
 
     est.calibrate_threshold(idx, y, strategy="max_tpr", min_rate=min_rate)
     _, _, tpr, tnr = _rates(est.predict(idx), y)
@@ -436,8 +439,8 @@ def test_calibrate_threshold_ties_and_extremes():
     y = np.array([1, 1, -1, -1])
     est.calibrate_threshold(idx, y)
     assert_array_equal(est.predict(idx), y)
-    assert -2 < est.threshold_ < -1
-    # Every pair similar: the threshold goes below every score.
+    assert 1 < est.threshold_ < 2
+    # Every pair similar: the threshold goes above every distance.
     est.calibrate_threshold(idx, y, strategy="max_tnr", min_rate=1.0)
     assert est.predict(idx).tolist() in ([1, 1, 1, 1], [1, 1, -1, -1])
     est.calibrate_threshold(idx, [1, -1, 1, -1], strategy="max_tnr", min_rate=1.0)
@@ -446,14 +449,14 @@ def test_calibrate_threshold_ties_and_extremes():
 
 def test_calibrate_threshold_errors(scored_pairs):
     est, idx, y, _ = scored_pairs
-    with pytest.raises(ValueError, match="strategy"):
+    with pytest.raises(ValueError, match="(?i)strategy"):
         est.calibrate_threshold(idx, y, strategy="precision")
     with pytest.raises(ValueError, match="min_rate"):
         est.calibrate_threshold(idx, y, strategy="max_tpr")
     with pytest.raises(ValueError, match="min_rate"):
         est.calibrate_threshold(idx, y, strategy="max_tnr", min_rate=1.5)
     with pytest.raises(ValueError, match="beta"):
-        est.calibrate_threshold(idx, y, strategy="f_beta", beta=0)
+        est.calibrate_threshold(idx, y, strategy="f_beta", beta=np.inf)
     with pytest.raises(ValueError, match="one class"):
         est.calibrate_threshold(idx, np.ones(len(y)))
     with pytest.raises(ValueError, match="soft"):

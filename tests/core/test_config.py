@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 import fastmetric
 from fastmetric import pairwise
+from fastmetric._core import threads as threads_module
 from fastmetric._core.threads import cpu_count, effective_n_threads
 from fastmetric.kernels.openmp_helpers import openmp_enabled
 from fastmetric.kernels.smallgemm import small_gemm_in_use
@@ -38,7 +39,9 @@ def test_get_include_contains_pxd_files():
         assert os.path.isfile(os.path.join(inc, "fastmetric", "kernels", name)), name
 
 
-def test_effective_n_threads():
+def test_effective_n_threads(monkeypatch):
+    # No load from other processes here (tests/core/test_threads.py covers it).
+    monkeypatch.setattr(threads_module, "_LOAD", threads_module.LoadEstimate(lambda: None))
     assert effective_n_threads(1) == 1
     assert effective_n_threads(3) == 3
     assert effective_n_threads(-1) == cpu_count()

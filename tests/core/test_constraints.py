@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 
 from fastmetric._core.constraints import (
     chunks_from_labels,
+    data_pair_count,
     distinct_pair_counts,
     label_pairs,
     pairs_from_labels,
@@ -52,6 +53,24 @@ def test_pairs_are_the_samplers(labels):
     # Default count: 20 n_classes^2 of each kind.
     a, _, similar = pairs_from_labels(labels, None, np.random.RandomState(0), "MMC")
     assert similar.sum() == (~similar).sum() == 20 * 9
+
+
+def test_data_pair_count_grows_with_the_data(labels):
+    # max(20 n_classes^2, min(10 n, 100000)) of each kind; a given count as is.
+    assert data_pair_count(None, [6, 4, 5]) == 20 * 9          # 150 < 180
+    assert data_pair_count(None, [100, 87]) == 1870             # sonar-sized: not 80
+    assert data_pair_count(None, [10**5, 10**5]) == 100_000     # the ceiling
+    assert data_pair_count(None, [5] * 40) == 20 * 40 ** 2      # never below metric-learn
+    assert data_pair_count(7, [100, 87]) == 7
+    # pairs_from_labels(grow=True) draws that count, and the same pairs as
+    # the sampler for it; grow=False keeps metric-learn's count.
+    y = np.repeat([0, 1], [40, 35])
+    a, b, similar = pairs_from_labels(y, None, np.random.RandomState(2), "MMC", grow=True)
+    assert similar.sum() == (~similar).sum() == 750
+    pairs, _ = sample_pairs(y, 750, 750, random_state=_seed(2))
+    assert_array_equal(np.column_stack((a, b)), pairs)
+    _, _, similar = pairs_from_labels(y, None, np.random.RandomState(2), "MMC")
+    assert similar.sum() == 80
 
 
 def test_distinct_pairs_clip_with_a_warning(labels):

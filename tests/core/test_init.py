@@ -4,12 +4,20 @@ ITML, LSML, SDML (prior=) and MMC (a square init=) check a user-given metric
 the same way: one symmetry tolerance, one definiteness rule, fitted learners
 accepted everywhere (their L^T L), one set of messages.
 """
+import warnings
+
 import numpy as np
 import pytest
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
 
 from fastmetric import ITML, LSML, MMC, SDML, Covariance
-from fastmetric._core.init import PRIOR_NAMES, initialize_components, prior_matrix
+from fastmetric._core.init import (
+    PRIOR_NAMES,
+    initialize_components,
+    prior_matrix,
+    unsaturated_start,
+)
 
 
 @pytest.fixture
@@ -133,3 +141,102 @@ def test_mmc_square_init_uses_the_same_check(spd):
     A[0, 1] += 1e-6 * np.abs(spd).max()
     with pytest.raises(ValueError, match="init is not symmetric"):
         MMC(init=A, preprocessor=X, max_iter=2).fit(idx, y)
+
+
+def test_unsaturated_start():
+    """Shrinks L so the median squared nearest-neighbour distance is 1, only when
+    it is above 1; duplicates and constant data do not count as neighbours."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(199, 5) * 40.0  # odd, and doubled still under the 500 sampled rows
+    L = rng.randn(3, 5)
+    S = unsaturated_start(L, X)
+    factor = S[0, 0] / L[0, 0]
+    assert 0 < factor < 1
+    assert_allclose(S, factor * L)  # a scalar: the directions are kept
+    Z = X @ S.T
+    D = ((Z[:, None] - Z[None]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    assert_allclose(np.median(D.min(axis=1)), 1.0, rtol=1e-10)
+    # Already unsaturated: unchanged (the same values).
+    small = X / 1000.0
+    assert_array_equal(unsaturated_start(L, small), L)
+    # Duplicated rows are skipped as neighbours: same result as without them.
+    assert_allclose(unsaturated_start(L, np.vstack([X, X])), S)
+    # Nothing to measure: one point, or every point the same.
+    assert_array_equal(unsaturated_start(L, X[:1]), L)
+    assert_array_equal(unsaturated_start(L, np.ones((10, 5))), L)
+
+
+# --------------------------------------------------------------------------
+# init from any fitted estimator with a linear map
+# --------------------------------------------------------------------------
+def _iris():
+    from sklearn.datasets import load_iris
+
+    return load_iris(return_X_y=True)
+
+
+@pytest.mark.parametrize("whiten", [False, True])
+def test_init_from_pca_is_its_transform(whiten):
+    from sklearn.decomposition import PCA
+
+    X, _ = _iris()
+    pca = PCA(n_components=2, whiten=whiten).fit(X)
+    L = initialize_components(pca, X)
+    assert L.shape == (2, 4)
+    Z = pca.transform(X)
+    assert_allclose((X - X[0]) @ L.T, Z - Z[0], atol=1e-10)
+    if not whiten:
+        assert_allclose(L, pca.components_, atol=1e-12)
+
+
+def test_init_from_lda_uses_its_scalings_and_n_components():
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    X, y = _iris()
+    for solver in ("svd", "eigen"):
+        lda = LinearDiscriminantAnalysis(n_components=1, solver=solver).fit(X, y)
+        L = initialize_components(lda, X)
+        assert L.shape == (1, 4)
+        assert_allclose(L, lda.scalings_[:, :1].T, rtol=1e-8, atol=1e-10)
+
+
+def test_init_from_a_linear_model_is_its_coef():
+    from sklearn.linear_model import Ridge
+
+    X, y = _iris()
+    model = Ridge().fit(X, np.eye(3)[y])
+    assert_array_equal(initialize_components(model, X), model.coef_)
+
+
+def test_init_refuses_unfitted_and_nonlinear_transformers():
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import PolynomialFeatures, QuantileTransformer
+
+    X, _ = _iris()
+    with pytest.raises(ValueError, match=r"init is an estimator \(PCA\) that is not fitted"):
+        initialize_components(PCA(n_components=2), X)
+    quantile = QuantileTransformer(n_quantiles=20).fit(X)
+    with pytest.raises(ValueError, match=r"QuantileTransformer\) whose transform is not linear"):
+        initialize_components(quantile, X)
+    poly = PolynomialFeatures(degree=2).fit(X)
+    with pytest.raises(ValueError, match=r"PolynomialFeatures\) whose transform is not linear"):
+        initialize_components(poly, X)
+    with pytest.raises(ValueError, match="n_features"):
+        initialize_components(PCA(n_components=2).fit(X), X[:, :3])
+
+
+def test_every_learner_takes_a_fitted_transformer_as_init():
+    """The one helper serves every learner: a PCA start for NCA and LDML."""
+    from sklearn.decomposition import PCA
+
+    from fastmetric import NCA, LDML_Supervised
+
+    X, y = _iris()
+    pca = PCA(n_components=2).fit(X)
+    for learner in (NCA(init=pca, max_iter=1, n_jobs=1),
+                    LDML_Supervised(init=pca, max_iter=1, random_state=0, n_jobs=1)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=1 on purpose
+            learner.fit(X, y)
+        assert learner.components_.shape == (2, 4)

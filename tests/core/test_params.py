@@ -119,7 +119,7 @@ BAD = [
     ("LMNN", "min_iter", ["5"], [-1]),
     ("LMNN", "regularization", ["0.5"], [-0.1, 1.5]),
     ("LMNN", "learn_rate", [None], [0.0, -1.0]),
-    ("LMNN", "solver", [1], ["adam"]),
+    ("LMNN", "solver", [1], ["newton"]),
     ("LMNN", "verbose", [1.5, "yes"], [-1]),
     ("ITML", "gamma", ["1", None, True], [0.0, -1.0, np.nan]),
     ("ITML", "prior", [1.0], ["lda"]),

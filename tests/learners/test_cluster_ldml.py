@@ -462,7 +462,14 @@ def test_metric_functions(blobs, fitted):
 # test_subset_and_order_invariance, test_one_feature, test_predict_1d_raises,
 # test_fit_does_not_change_params.
 _N_CLUSTERS_1 = "sets n_clusters=1, which ClusterLDML rejects (no dissimilar pairs)"
+# These checks fit with a y of more classes than n_clusters.  ClusterLDML's y
+# is semi-supervised labels (-1 unlabelled) and refuses more classes than
+# groups (test_semi_supervised_bad_labels); fit(X) and fit(X, all -1) are
+# what a clusterer's "y is ignored" means, and are tested above.
+_Y_CLASSES = "passes a y with more classes than n_clusters, which the semi-supervised fit refuses"
 EXPECTED_FAILED_CHECKS = {
+    "check_dtype_object": _Y_CLASSES,
+    "check_methods_sample_order_invariance": _Y_CLASSES,
     "check_dont_overwrite_parameters": _N_CLUSTERS_1,
     "check_methods_subset_invariance": _N_CLUSTERS_1,
     "check_fit2d_1feature": _N_CLUSTERS_1,
@@ -496,3 +503,148 @@ def test_lloyd_kmeans_in_memory(blobs):
     ref = ClusterLDML(**{**params, "kmeans": "kmeans"}).fit(X)
     assert adjusted_rand_score(y, one.labels_) >= adjusted_rand_score(y, ref.labels_) - 0.05
     assert_array_equal(one.predict(X), one.labels_)
+
+
+# --------------------------------------------------------------------------
+# the rounds: whitening, restarts
+# --------------------------------------------------------------------------
+def test_whiten_auto_follows_pairs_against_parameters():
+    """'auto' whitens when a group's pairs (min(2000, max(100, 10 n_g)))
+    outnumber n_features^2: wine-sized data yes, 64 pixels no (also with a
+    smaller map)."""
+    X, _ = make_blobs(n_samples=180, centers=3, n_features=13, random_state=0)
+    m = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X)
+    assert m.whitened_  # 600 pairs >= 13 * 13
+    X64, _ = make_blobs(n_samples=300, centers=3, n_features=64, random_state=0)
+    m = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X64)
+    assert not m.whitened_  # 1000 pairs < 64 * 64
+    m = ClusterLDML(n_clusters=3, n_components=8, random_state=0, **FAST).fit(X64)
+    assert not m.whitened_  # 1000 pairs >= 8 * 64, but < 64 * 64
+    m = ClusterLDML(n_clusters=3, random_state=0, whiten=True, **FAST).fit(X64)
+    assert m.whitened_ and np.isfinite(m.components_).all()
+
+
+def test_raw_scale_does_not_stall():
+    """On wine's raw features one feature (proline, in the thousands) makes
+    the first clustering, and the old rounds never left it (ARI 0.37, as
+    k-means).  The whitened rounds with fresh restarts do."""
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    km = adjusted_rand_score(y, KMeans(3, n_init=10, random_state=0).fit_predict(X))
+    m = ClusterLDML(n_clusters=3, random_state=0, n_jobs=1).fit(X)
+    assert km < 0.4
+    assert m.whitened_
+    assert adjusted_rand_score(y, m.labels_) > 0.8
+
+
+# --------------------------------------------------------------------------
+# semi-supervised fit(X, y), y = -1 for unlabelled points
+# --------------------------------------------------------------------------
+def _partial(y, fraction, seed=0):
+    rng = np.random.RandomState(seed)
+    out = np.full(y.shape, -1)
+    known = rng.rand(y.size) < fraction
+    out[known] = y[known]
+    return out
+
+
+def test_semi_supervised_ties_clusters_to_classes():
+    X, y = _noisy_blobs(n=150)
+    classes = np.array([10, 20, 30])[y]  # class ids that are not cluster ids
+    partial = _partial(classes, 0.2)
+    m = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X, partial)
+    assert_array_equal(m.cluster_classes_, [10, 20, 30])
+    known = partial != -1
+    # labelled points sit in their class's cluster (labels_ is the final
+    # nearest-centre assignment, so allow the odd boundary point)
+    agree = np.mean(m.cluster_classes_[m.labels_[known]] == partial[known])
+    assert agree > 0.9
+    # and the labels help: better than the unsupervised fit on these blobs
+    unsup = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X)
+    assert adjusted_rand_score(y, m.labels_) >= adjusted_rand_score(y, unsup.labels_)
+
+
+def test_semi_supervised_all_unlabelled_is_the_unsupervised_fit(blobs, fitted):
+    X, _ = blobs
+    m = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X, np.full(X.shape[0], -1))
+    assert_array_equal(m.components_, fitted.components_)
+    assert_array_equal(m.labels_, fitted.labels_)
+    assert_array_equal(m.cluster_classes_, [-1, -1, -1])
+    assert fitted.cluster_classes_ is None
+
+
+def test_semi_supervised_one_class_and_more_clusters_than_classes():
+    X, y = _noisy_blobs(n=150)
+    partial = np.where((y == 1) & (np.arange(y.size) % 5 == 0), 7, -1)
+    m = ClusterLDML(n_clusters=4, random_state=0, **FAST).fit(X, partial)
+    assert_array_equal(m.cluster_classes_, [7, -1, -1, -1])
+    assert np.isfinite(m.components_).all()
+    assert np.mean(m.labels_[partial == 7] == 0) > 0.9
+
+
+def test_semi_supervised_labels_against_the_clusters():
+    """Labels that contradict the geometry (random classes) still give a
+    finite model with the groups tied to the classes."""
+    X, _ = _noisy_blobs(n=150)
+    partial = _partial(np.random.RandomState(3).randint(0, 3, X.shape[0]), 0.3)
+    m = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X, partial)
+    assert np.isfinite(m.components_).all() and m.labels_.shape == (X.shape[0],)
+    assert_array_equal(m.cluster_classes_, [0, 1, 2])
+
+
+@pytest.mark.parametrize("y, error, match", [
+    (np.zeros(5), ValueError, r"y has 5 labels but X has 150 samples"),
+    (np.r_[np.nan, np.full(149, -1.0)], ValueError, r"y contains NaN or infinity"),
+    (np.array(["a"] * 150), TypeError, r"y must hold numbers"),
+    (np.arange(150) % 4, ValueError, r"y has 4 labelled classes, more than n_clusters=3"),
+    (np.zeros((150, 2)), ValueError, r"y must be 1-D"),
+])
+def test_semi_supervised_bad_labels(y, error, match):
+    X, _ = _noisy_blobs(n=150)
+    with pytest.raises(error, match=match):
+        ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X, y)
+
+
+def test_semi_supervised_same_for_one_and_two_threads():
+    X, y = make_blobs(n_samples=400, centers=4, n_features=6, random_state=5)
+    partial = _partial(y, 0.1)
+    m1 = ClusterLDML(n_clusters=4, random_state=3, **dict(FAST, n_jobs=1)).fit(X, partial)
+    m2 = ClusterLDML(n_clusters=4, random_state=3, **dict(FAST, n_jobs=2)).fit(X, partial)
+    assert_array_equal(m1.components_, m2.components_)
+    assert_array_equal(m1.labels_, m2.labels_)
+
+
+def test_init_from_a_fitted_transformer():
+    """A fitted PCA is the starting metric (max_rounds=0 keeps it); with
+    normalize=True it is applied to the normalised points."""
+    from sklearn.decomposition import PCA
+
+    X, _ = _noisy_blobs(n=150)
+    pca = PCA(n_components=2).fit(X)
+    m = ClusterLDML(n_clusters=3, init=pca, max_rounds=0, random_state=0, n_jobs=1).fit(X)
+    direction = m.components_ / np.linalg.norm(m.components_)
+    assert_allclose(direction, pca.components_ / np.linalg.norm(pca.components_), atol=1e-12)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    pca_n = PCA(n_components=2).fit(Xn)
+    m = ClusterLDML(n_clusters=3, init=pca_n, normalize=True, max_rounds=0, random_state=0,
+                    n_jobs=1).fit(X)
+    # cosine geometry: the map acts on the unit rows, so scaling a point changes nothing
+    assert_allclose(m.transform(5.0 * X), m.transform(X), rtol=1e-12)
+    assert_allclose(m.components_ / np.linalg.norm(m.components_),
+                    pca_n.components_ / np.linalg.norm(pca_n.components_), atol=1e-12)
+
+
+def test_whitened_round_that_isolates_outliers_is_undone():
+    """On standardised breast cancer a converged whitened round gave 2 of
+    569 points a group of their own (ARI 0.005); that round is undone."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    X, _ = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    m = ClusterLDML(n_clusters=2, random_state=0, n_jobs=1).fit(X)
+    assert m.whitened_
+    assert m.history_[-1].get("reverted") is True
+    assert np.bincount(m.labels_).min() > 50
+    assert m.n_rounds_ == len(m.history_) - 1

@@ -66,8 +66,10 @@ def test_fit_attributes_and_pair_model(iris_pairs):
     M = est.get_mahalanobis_matrix()
     assert_allclose(M, M.T)
     assert np.linalg.eigvalsh(M).min() >= -1e-10 * np.abs(M).max()
-    # predict agrees with the model's P(similar) > 1/2, i.e. d^2 < bias_.
-    assert est.threshold_ == pytest.approx(-np.sqrt(est.bias_))
+    # threshold_ is the distance where the model's P(similar) is 1/2, so
+    # predict agrees with P(similar) > 1/2, i.e. d^2 < bias_ (ties at d^2 = bias_
+    # have probability zero on real data).
+    assert est.threshold_ == pytest.approx(np.sqrt(est.bias_))
     proba = est.predict_proba(idx)
     assert_allclose(proba.sum(axis=1), 1.0)
     d2 = est.pair_distance(idx) ** 2

@@ -26,8 +26,10 @@ def data():
 
 def test_logdet_reg_keeps_full_rank(data):
     X, labels, idx, sim = data
-    plain = MMC_Supervised(logdet_reg=0.0, random_state=0, n_jobs=1).fit(X, labels)
-    reg = MMC_Supervised(logdet_reg=1.0, random_state=0, n_jobs=1).fit(X, labels)
+    # At the optimum (tol=1e-6: the default tol=1e-2 stops early, before the
+    # plain objective has collapsed the metric's rank).
+    plain = MMC_Supervised(logdet_reg=0.0, tol=1e-6, random_state=0, n_jobs=1).fit(X, labels)
+    reg = MMC_Supervised(logdet_reg=1.0, tol=1e-6, random_state=0, n_jobs=1).fit(X, labels)
     lam_plain = np.linalg.eigvalsh(plain.get_mahalanobis_matrix())
     lam_reg = np.linalg.eigvalsh(reg.get_mahalanobis_matrix())
     assert lam_reg[0] / lam_reg[-1] > 100 * max(lam_plain[0] / lam_plain[-1], 1e-300)
@@ -257,3 +259,28 @@ def test_auto_logdet_reg(data):
         assert_array_equal(auto.components_, zero.components_)
     with pytest.raises(TypeError, match="logdet_reg"):
         MMC_Supervised(logdet_reg="yes").fit(X, labels)
+
+
+def test_supervised_defaults_grow_with_the_data():
+    """MMC_Supervised draws data_pair_count pairs (not metric-learn's 20
+    n_classes^2) and stops at tol=1e-2; n_constraints=20 n_classes^2 and
+    tol=1e-6 give metric-learn's settings back."""
+    from fastmetric._core.constraints import data_pair_count, pairs_from_labels
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4)
+    y = np.repeat([0, 1], 60)
+    assert MMC_Supervised().tol == 1e-2
+    default = MMC_Supervised(random_state=0, n_jobs=1).fit(X, y)
+    # The same fit from the pairs the default rule draws, passed explicitly.
+    n = data_pair_count(None, [60, 60])
+    assert n == 1200
+    explicit = MMC_Supervised(n_constraints=n, random_state=0, n_jobs=1).fit(X, y)
+    assert_array_equal(default.components_, explicit.components_)
+    metric_learn = MMC_Supervised(n_constraints=80, random_state=0, n_jobs=1).fit(X, y)
+    assert not np.array_equal(default.components_, metric_learn.components_)
+    a, _, similar = pairs_from_labels(y, 80, np.random.RandomState(0), "MMC")
+    assert similar.sum() == 80
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        MMC_Supervised(random_state=0, n_jobs=1).fit(X, y)

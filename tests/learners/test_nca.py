@@ -14,6 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
+from fastmetric._core.init import unsaturated_start
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._learners.nca import NCA
 
@@ -243,10 +244,15 @@ def test_degenerate_data():
     # All points identical: the objective is flat, the fit keeps the init.
     same = NCA(init="identity", n_jobs=1).fit(np.ones((10, 3)), [0, 1] * 5)
     assert_allclose(same.components_, np.eye(3))
-    # Two points, classes of a single sample: p_i = 0, nothing to learn.
+    # Two points, classes of a single sample: p_i = 0, nothing to learn.  The
+    # fit keeps its start: the named identity shrunk to a squared distance of
+    # 1 between the two points (their squared distance is 2), an array init
+    # as given.
     two = NCA(init="identity", n_jobs=1).fit([[0.0, 1.0], [1.0, 0.0]], [0, 1])
-    assert_allclose(two.components_, np.eye(2))
+    assert_allclose(two.components_, np.eye(2) / np.sqrt(2.0))
     assert two.loss_ == 0.0
+    given = NCA(init=np.eye(2), n_jobs=1).fit([[0.0, 1.0], [1.0, 0.0]], [0, 1])
+    assert_allclose(given.components_, np.eye(2))
 
 
 def test_preprocessor_indices_and_pipeline(blobs):
@@ -270,8 +276,10 @@ def test_bad_input(blobs):
     Xnan[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         est.fit(Xnan, y)
-    with pytest.raises(ValueError, match="2 classes"):
-        est.fit(X, np.zeros(len(X)))
+    # One class: nothing to learn, the initial map is kept (metric-learn's answer).
+    one = NCA(init="identity", n_jobs=1).fit(X, np.zeros(len(X)))
+    assert one.n_iter_ == 0
+    assert_array_equal(one.components_, np.eye(X.shape[1]))
     with pytest.raises(ValueError, match="1 sample"):
         est.fit(X[:1], y[:1])
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
@@ -294,7 +302,7 @@ def test_bad_input(blobs):
         NCA(n_jobs=0).fit(X, y)
     with pytest.raises(ValueError, match="init"):
         NCA(init="nope").fit(X, y)
-    with pytest.raises(ValueError, match="outside the rows"):
+    with pytest.raises(ValueError, match="outside the valid range"):
         NCA(preprocessor=X).fit(np.array([0, 1, 500]), y[:3])
     fitted = NCA(max_iter=3, n_jobs=1).fit(X, y)
     with pytest.raises(ValueError, match="features"):
@@ -332,3 +340,27 @@ def test_ctrl_c_keeps_the_last_iterate(learner):
     assert est.n_iter_ == 2
     assert np.all(np.isfinite(est.components_))
     assert est.transform(X[:3]).shape[0] == 3
+
+
+def test_unscaled_features_learn():
+    """A named start is shrunk where its softmax would be saturated: on raw
+    pixels (values 0..16, nearest neighbours hundreds of squared units apart)
+    the identity start gives each point all its weight on its nearest
+    neighbour and L-BFGS stops at once; the shrunk start learns, and is the
+    same fit as on pixels divided by 16 (only the scale of the start differs)."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:400], y[:400]
+    raw_start = NCA(init=np.eye(64), max_iter=30, n_jobs=1).fit(X, y)
+    nca = NCA(max_iter=30, n_jobs=1).fit(X, y)
+    assert raw_start.n_iter_ <= 2
+    assert nca.n_iter_ > raw_start.n_iter_
+    # The learned map moved away from its start: more than a rescaling.
+    start = unsaturated_start(np.eye(64), X)
+    assert np.linalg.norm(nca.components_ - start) > 0.1 * np.linalg.norm(start)
+    # The saturated start's loss is the hard leave-one-out 1-NN count; the
+    # learned map does at least as well.
+    assert nca.loss_ < raw_start.loss_
+    scaled = NCA(max_iter=30, n_jobs=1).fit(X / 16.0, y)
+    assert scaled.n_iter_ > raw_start.n_iter_

@@ -383,3 +383,25 @@ def test_extreme_magnitudes(scale, n_components):
     est = RCA(n_components=n_components).fit(X * scale, chunks)
     assert np.isfinite(est.components_).all()
     assert_allclose(est.transform(X * scale), ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
+
+
+def test_default_chunk_count_fits_small_sets():
+    """n_chunks=None: metric-learn's 100 chunks where the classes supply them,
+    else as many as they can (iris: 75 pairs); a given count too large is
+    still a ValueError naming how many exist."""
+    from sklearn.datasets import load_iris
+
+    from fastmetric import RCA_Supervised
+    from fastmetric._core.constraints import chunks_from_labels
+
+    X, y = load_iris(return_X_y=True)
+    chunks = chunks_from_labels(y, None, 2, random_state=0)
+    _check_chunk_properties(chunks, y, 75, 2)
+    big = np.repeat([0, 1], 150)
+    assert chunks_from_labels(big, None, 2, random_state=0).max() == 99  # 100 chunks
+    assert_array_equal(chunks_from_labels(big, None, 2, random_state=0),
+                       chunks_from_labels(big, 100, 2, random_state=0))
+    rca = RCA_Supervised(random_state=0).fit(X, y)
+    assert np.isfinite(rca.components_).all()
+    with pytest.raises(ValueError, match="at most 75 chunks|75 in all"):
+        RCA_Supervised(n_chunks=100, random_state=0).fit(X, y)

@@ -298,6 +298,8 @@ def test_degenerate_data():
     X[6:] = X[:6]  # duplicates, in the same class
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning: some basis gets a weight
+        # ... except the notice that n_basis was chosen (metric-learn's too)
+        warnings.filterwarnings("ignore", message="As no value for `n_basis`")
         est = SCML_Supervised(k_genuine=2, k_impostor=3, max_iter=300, output_iter=100,
                               random_state=0).fit(X, y)
     M = est.get_mahalanobis_matrix()

@@ -1,0 +1,244 @@
+#!/usr/bin/env python
+"""Stochastic NCA and LMNN on a million rows, against full-batch fits on a subsample.
+
+The data of issue 19: ``make_classification(n_samples=N, n_features=64,
+n_informative=20, n_classes=10, n_clusters_per_class=2, random_state=0)``
+as float32 (default N = 1,000,000; ``--n-samples``), written once to ``.npy``
+files in ``--dir`` and read as memmaps.  The last 20,000 rows are held out;
+the first N - 20,000 are the training rows.
+
+1. **Stochastic fits** on all training rows, each in a fresh process (its
+   peak RSS, ``ru_maxrss``, is the fit's own; it counts the pages of the
+   memmapped data the process touched): ``NCA(solver='adam')`` and
+   ``LMNN(solver='adam', target_block_size=...)`` with the options below,
+   ``--threads`` threads.  Reported: the fit time (set-up, e.g. LMNN's
+   target search, included), the time per epoch, the peak RSS against the
+   size of the training data.
+2. **Full-batch fits** (``solver='lbfgs'``, the learners' defaults) on the
+   first ``--subsample`` training rows.
+3. **3-NN accuracy** on the held-out rows of each metric (and of the
+   Euclidean one), the training rows as the database, by the exact search
+   of :mod:`fastmetric.neighbors` (majority of the 3 labels; the nearest
+   breaks a three-way tie).
+4. **Epoch time against n** (``--epoch-sizes``, default 100k, 1M and 4M
+   rows, each data set generated with the same parameters): two epochs of
+   each stochastic learner, the second timed.
+
+The goals of issue 19: each fit on 1M rows under 5 minutes with 2 threads,
+peak RSS under 2x the data, accuracy at least that of the subsample's fit,
+and an epoch time linear in n.  Run as::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/large_neighbors.py
+
+``--quick`` runs 100,000 rows (epoch sizes 100k and 200k, a 5,000-row
+subsample).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from _report import ROOT, last_json_line, print_rows  # also puts fastmetric on sys.path
+
+HELD_OUT = 20_000
+
+FIT_SCRIPT = r"""
+import json, resource, sys, time, warnings
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import fastmetric
+path, name, n, params, threads, out = sys.argv[2], sys.argv[3], int(sys.argv[4]), \
+    json.loads(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+X = np.load(path + ".X.npy", mmap_mode="r")[:n]
+y = np.asarray(np.load(path + ".y.npy", mmap_mode="r")[:n])
+if params.get("solver", "lbfgs") == "lbfgs":
+    X = np.ascontiguousarray(X)  # a subsample: in memory
+stamps = []
+def record(estimator, epoch, loss):
+    stamps.append((time.perf_counter(), float(loss)))
+est = getattr(fastmetric, name)(n_jobs=threads, random_state=0, callback=record, **params)
+t0 = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    est.fit(X, y)
+seconds = time.perf_counter() - t0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
+np.save(out, est.components_)
+times = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
+print(json.dumps({"seconds": seconds, "first": stamps[0][0] - t0 if stamps else seconds,
+                  "epoch_times": times, "losses": [s[1] for s in stamps],
+                  "n_iter": int(est.n_iter_), "peak_rss": rss,
+                  "dtype": str(X.dtype)}))
+"""
+
+
+def make_data(path, n, seed=0):
+    """make_classification of issue 19, float32, to ``path.X.npy`` / ``path.y.npy``."""
+    from sklearn.datasets import make_classification
+
+    if os.path.exists(path + ".X.npy") and os.path.exists(path + ".y.npy"):
+        return False
+    X, y = make_classification(n_samples=n, n_features=64, n_informative=20, n_classes=10,
+                               n_clusters_per_class=2, random_state=seed)
+    np.save(path + ".X.npy", X.astype(np.float32))
+    np.save(path + ".y.npy", y.astype(np.int32))
+    return True
+
+
+def ensure_data(directory, n):
+    path = os.path.join(directory, f"fastmetric_large_neighbors_{n}")
+    t0 = time.perf_counter()
+    # In a subprocess: this process stays small (ru_maxrss is inherited).
+    made = subprocess.run(
+        [sys.executable, "-c", ("import sys; sys.path.insert(0, sys.argv[1]); "
+                                "import large_neighbors as m; print(m.make_data(sys.argv[2], "
+                                "int(sys.argv[3])))"),
+         os.path.dirname(os.path.abspath(__file__)), path, str(n)],
+        check=True, capture_output=True, text=True).stdout.strip() == "True"
+    print(f"data: {path}.X.npy ({n:,} x 64 float32, {n * 256 / 1e9:.2f} GB), "
+          + (f"written in {time.perf_counter() - t0:.0f} s" if made else "reused"), flush=True)
+    return path
+
+
+def run_fit(path, name, n, params, threads, out):
+    cmd = [sys.executable, "-c", FIT_SCRIPT, ROOT, path, name, str(n), json.dumps(params),
+           str(threads), out]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    line = last_json_line(proc.stdout)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"{name} {params} on {n} rows failed (exit {proc.returncode}): "
+                           f"{proc.stderr[-3000:]}")
+    return json.loads(line)
+
+
+def knn_accuracy(path, n_train, n_total, components, threads):
+    """3-NN accuracy on the held-out rows, the training rows as database."""
+    from fastmetric.neighbors import kneighbors
+
+    X = np.load(path + ".X.npy", mmap_mode="r")
+    y = np.load(path + ".y.npy", mmap_mode="r")
+    X_db, y_db = X[:n_train], np.asarray(y[:n_train])
+    X_q, y_q = np.asarray(X[n_total - HELD_OUT:]), np.asarray(y[n_total - HELD_OUT:])
+    idx = kneighbors(X_q, X_db, 3, metric=components, return_distance=False, n_jobs=threads)
+    votes = y_db[idx]
+    majority = np.where(votes[:, 1] == votes[:, 2], votes[:, 1], votes[:, 0])
+    return float(np.mean(majority == y_q))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Stochastic NCA and LMNN at 1M rows "
+                                            "(see the module docstring).")
+    p.add_argument("--n-samples", type=int, default=1_000_000)
+    p.add_argument("--quick", action="store_true",
+                   help="100,000 rows, epoch sizes 100k and 200k, a 5,000-row subsample")
+    p.add_argument("--subsample", type=int, default=20_000)
+    p.add_argument("--epoch-sizes", type=int, nargs="*", default=None,
+                   help="rows for the epoch timings (default 100k 1M 4M; none: skip)")
+    p.add_argument("--nca-epochs", type=int, default=10)
+    p.add_argument("--lmnn-epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--n-candidates", type=int, default=1000)
+    p.add_argument("--nca-learning-rate", type=float, default=0.005)
+    p.add_argument("--lmnn-learning-rate", type=float, default=0.001)
+    p.add_argument("--learners", nargs="+", default=["NCA", "LMNN"], choices=["NCA", "LMNN"])
+    p.add_argument("--no-euclidean", action="store_true",
+                   help="skip the accuracy of the Euclidean metric")
+    p.add_argument("--target-block-size", type=int, default=50_000)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dir", default="/tmp")
+    p.add_argument("--skip-subsample", action="store_true")
+    p.add_argument("--markdown", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n_samples = 100_000
+        args.subsample = 5_000
+        if args.epoch_sizes is None:
+            args.epoch_sizes = [100_000, 200_000]
+    if args.epoch_sizes is None:
+        args.epoch_sizes = [100_000, 1_000_000, 4_000_000]
+    return args
+
+
+def stochastic_params(args, name, epochs):
+    params = dict(solver="adam", batch_size=args.batch_size, n_candidates=args.n_candidates,
+                  learning_rate=(args.nca_learning_rate if name == "NCA"
+                                 else args.lmnn_learning_rate),
+                  max_iter=epochs, n_iter_no_change=epochs)
+    if name == "LMNN":
+        params.update(target_block_size=args.target_block_size, convergence_tol=0.0)
+    else:
+        params.update(tol=0.0)
+    return params
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print(f"load: {os.getloadavg()}", flush=True)
+    n_total = args.n_samples
+    n_train = n_total - HELD_OUT
+    path = ensure_data(args.dir, n_total)
+    data_bytes = 4 * 64 * n_train
+    out_dir = os.path.join(args.dir, "fastmetric_large_neighbors_models")
+    os.makedirs(out_dir, exist_ok=True)
+    fits = []
+    epochs_of = {"NCA": args.nca_epochs, "LMNN": args.lmnn_epochs}
+    for name in args.learners:
+        epochs = epochs_of[name]
+        out = os.path.join(out_dir, f"{name}_{n_total}_adam.npy")
+        res = run_fit(path, name, n_train, stochastic_params(args, name, epochs),
+                      args.threads, out)
+        fits.append((f"{name} adam, {n_train:,} rows", name, n_train, res, out))
+        print(f"{name} adam: {res['seconds']:.1f} s, epochs {res['epoch_times']}, "
+              f"losses {res['losses']}, peak RSS {res['peak_rss'] / 1e9:.2f} GB", flush=True)
+        if not args.skip_subsample:
+            out = os.path.join(out_dir, f"{name}_{n_total}_sub{args.subsample}.npy")
+            res = run_fit(path, name, args.subsample, {}, args.threads, out)
+            fits.append((f"{name} lbfgs, {args.subsample:,} rows", name, args.subsample, res,
+                         out))
+            print(f"{name} lbfgs subsample: {res['seconds']:.1f} s", flush=True)
+    body = []
+    if not args.no_euclidean:
+        base = knn_accuracy(path, n_train, n_total, None, args.threads)
+        body.append(["Euclidean (no fit)", "-", "-", "-", "-", "-", f"{base:.4f}"])
+    for label, _name, n, res, out in fits:
+        acc = knn_accuracy(path, n_train, n_total, np.load(out), args.threads)
+        stochastic = "adam" in label
+        epoch = "-"
+        if stochastic:
+            epoch = (f"{np.median(res['epoch_times']):.1f} s" if res["epoch_times"]
+                     else f"{res['first']:.1f} s")
+        rss = res["peak_rss"]
+        body.append([label, f"{res['seconds']:.1f} s", str(res["n_iter"]), epoch,
+                     f"{rss / 1e9:.2f} GB",
+                     f"{rss / (4 * 64 * n):.2f}x" if stochastic else "-", f"{acc:.4f}"])
+        print(f"{label}: 3-NN accuracy {acc:.4f}", flush=True)
+    print(f"\n{n_train:,} training rows ({data_bytes / 1e9:.2f} GB float32), "
+          f"{HELD_OUT:,} held out; {args.threads} threads; load {os.getloadavg()}")
+    print_rows(["fit", "time", "epochs / iters", "epoch", "peak RSS", "RSS / data",
+                "3-NN accuracy (held out)"], body, args.markdown)
+
+    rows = []
+    for n in args.epoch_sizes:
+        p = ensure_data(args.dir, n) if n != n_total else path
+        for name in args.learners:
+            params = stochastic_params(args, name, 2)
+            res = run_fit(p, name, n, params, args.threads,
+                          os.path.join(out_dir, f"{name}_{n}_epochs.npy"))
+            epoch = res["epoch_times"][0]
+            rows.append([name, f"{n:,}", f"{epoch:.1f} s", f"{1e6 * epoch / n:.1f} us",
+                         f"{res['first'] - epoch:.1f} s",
+                         f"{res['peak_rss'] / 1e9:.2f} GB"])
+            print(f"{name} at {n:,} rows: epoch {epoch:.1f} s", flush=True)
+    if rows:
+        print(f"\nepoch time (the 2nd epoch), {args.threads} threads; load {os.getloadavg()}")
+        print_rows(["learner", "rows", "epoch", "per row", "set-up", "peak RSS"], rows,
+                   args.markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

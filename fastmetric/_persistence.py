@@ -62,8 +62,10 @@ import math
 import numbers
 import os
 import re
+import struct
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -102,6 +104,10 @@ class ModelFileError(ValueError):
 
 
 _HEADER = "header"
+# What reading a damaged archive can raise (bad CRC, cut data, an unknown
+# compression method, a broken .npy header): all mean a corrupt file.
+_CORRUPT = (ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, OSError,
+            KeyError, struct.error)
 # A fitted attribute's name: a public identifier ending in "_" (never a dunder
 # such as __class__, which would replace the object's type).
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_$")
@@ -172,11 +178,7 @@ class _Decoder:
         if key not in self.archive.files:
             raise ModelFileError(f"the model file is incomplete: member {key!r} ({what}) is "
                              "missing.")
-        try:
-            arr = self.archive[key]
-        except ValueError as exc:  # numpy refuses object arrays without pickle
-            raise ModelFileError(f"the model file is refused: member {key!r} ({what}) is not a "
-                             f"plain numeric or string array ({exc}).") from None
+        arr = _read_member(self.archive, key, what)
         if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biufcSU":
             raise ModelFileError(f"the model file is refused: member {key!r} ({what}) is not a "
                              "plain numeric or string array.")
@@ -306,13 +308,26 @@ def save(model, path):
             os.remove(tmp)
 
 
+def _read_member(archive, key, what):
+    """Member ``key`` of the archive, read without pickle; a ModelFileError
+    when it needs pickle (an object array) or the archive is damaged."""
+    try:
+        return archive[key]
+    except _CORRUPT as exc:
+        if isinstance(exc, ValueError) and "pickle" in str(exc):
+            if key == _HEADER:
+                raise ModelFileError("not a fastmetric model file: its header needs pickle.") \
+                    from None
+            raise ModelFileError(f"the model file is refused: member {key!r} ({what}) is not a "
+                                 f"plain numeric or string array ({exc}).") from None
+        raise ModelFileError(f"the model file is damaged: member {key!r} ({what}) cannot be "
+                             f"read ({type(exc).__name__}: {exc}).") from None
+
+
 def _read_header(archive):
     if _HEADER not in archive.files:
         raise ModelFileError("not a fastmetric model file: the archive has no 'header' member.")
-    try:
-        raw = archive[_HEADER]
-    except ValueError:
-        raise ModelFileError("not a fastmetric model file: its header needs pickle.") from None
+    raw = _read_member(archive, _HEADER, "the header")
     if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:
         raise ModelFileError("not a fastmetric model file: its header is not UTF-8 JSON bytes.")
     try:
@@ -365,8 +380,8 @@ def load(path):
         archive = np.load(path, allow_pickle=False)
     except ValueError as exc:  # e.g. a pickle, which allow_pickle=False refuses
         raise ModelFileError(f"not a fastmetric model file: {exc}") from None
-    except (zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"not a fastmetric model file: {exc}") from None
+    except _CORRUPT as exc:
+        raise ModelFileError(f"not a fastmetric model file: {type(exc).__name__}: {exc}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ModelFileError("not a fastmetric model file: it is a single array, not a zip "
                          "archive of a model.")
@@ -401,7 +416,36 @@ def load(path):
         extra = sorted(set(archive.files) - decoder.used - {_HEADER})
         if extra:
             raise ModelFileError(f"the model file is refused: unexpected member(s) {extra}.")
+    _check_fitted_state(name, fitted)
     model = cls(**values)
     for attr, value in fitted.items():
         setattr(model, attr, value)
     return model
+
+
+def _check_fitted_state(name, fitted):
+    """ModelFileError unless the attributes that predictions read are sound:
+    ``components_`` a finite real 2-D array with ``n_features_in_`` columns,
+    ``threshold_`` a finite number.  A tampered file must not give a model
+    whose transform returns NaN (or reaches a kernel with a wrong shape)."""
+    def bad(what):
+        raise ModelFileError(f"the model file is invalid: {name}'s {what}.")
+
+    n_features = fitted.get("n_features_in_")
+    if n_features is not None and (isinstance(n_features, bool)
+                                   or not isinstance(n_features, numbers.Integral)
+                                   or n_features < 1):
+        bad(f"n_features_in_ is {n_features!r}, not a positive integer")
+    if "components_" in fitted:
+        L = fitted["components_"]
+        if not isinstance(L, np.ndarray) or L.dtype.kind != "f" or L.ndim != 2 or not L.size:
+            bad(f"components_ is not a non-empty 2-D float array (got "
+                f"{getattr(L, 'dtype', type(L).__name__)} of shape {np.shape(L)})")
+        if not np.isfinite(L).all():
+            bad("components_ holds NaN or infinity")
+        if n_features is not None and L.shape[1] != n_features:
+            bad(f"components_ has {L.shape[1]} columns but n_features_in_ is {n_features}")
+    if "threshold_" in fitted:
+        t = fitted["threshold_"]
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t):
+            bad(f"threshold_ is {t!r}, not a finite number")

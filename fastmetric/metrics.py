@@ -65,12 +65,18 @@ def _is_ragged(y_neighbors):
                 and y_neighbors.ndim == 2)
 
 
+def _labels(y, name):
+    """``y`` as a 1-D array (one label per point), or a ValueError naming it."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one label per point); got shape {y.shape}.")
+    return y
+
+
 def _relevance(y_query, y_neighbors, need=None, what="this score"):
     """(n_queries, K) booleans: is rank j of query i relevant (False past a
     shorter list).  ``need``: columns a rectangular input must have."""
-    y_query = np.asarray(y_query)
-    if y_query.ndim != 1:
-        raise ValueError(f"y_query must be 1-D; got shape {y_query.shape}.")
+    y_query = _labels(y_query, "y_query")
     if not _is_ragged(y_neighbors):
         if y_neighbors.shape[0] != y_query.shape[0]:
             raise ValueError(f"y_neighbors has {y_neighbors.shape[0]} rows but y_query has "
@@ -127,8 +133,8 @@ def relevant_counts(y_query, y_db=None):
     -------
     R : ndarray of shape (n_queries,), int64
     """
-    y_query = np.asarray(y_query)
-    ref = y_query if y_db is None else np.asarray(y_db)
+    y_query = _labels(y_query, "y_query")
+    ref = y_query if y_db is None else _labels(y_db, "y_db")
     classes, counts = np.unique(ref, return_counts=True)
     pos = np.searchsorted(classes, y_query)
     pos = np.clip(pos, 0, len(classes) - 1)
@@ -189,8 +195,17 @@ def recall_at_k(y_query, y_neighbors, n_relevant, k=1):
     k = _check_k(k)
     rel = _relevance(y_query, y_neighbors, need=k, what=f"recall@{k}")
     mask = _scored(n_relevant, rel.shape[0])
+    hits = rel[:, :k].sum(axis=1)
+    over = np.flatnonzero(hits > np.asarray(n_relevant))
+    if over.size:
+        i = over[0]
+        raise ValueError(
+            f"y_neighbors lists {hits[i]} relevant items in the first {k} of query {i}, more "
+            f"than its n_relevant={np.asarray(n_relevant)[i]}: the neighbour lists and "
+            "n_relevant disagree (an item listed twice, or counts of another database?)."
+        )
     R = np.maximum(np.asarray(n_relevant), 1)
-    return _mean(rel[:, :k].sum(axis=1) / R, mask)
+    return _mean(hits / R, mask)
 
 
 def _first_r(y_query, y_neighbors, n_relevant, what):
@@ -247,7 +262,7 @@ def knn_accuracy(y_query, y_neighbors, k=None):
     k : int or None
         Neighbours voting (default: all listed).
     """
-    y_query = np.asarray(y_query)
+    y_query = _labels(y_query, "y_query")
     rows = ([np.asarray(r).ravel() for r in y_neighbors] if _is_ragged(y_neighbors)
             else list(y_neighbors))
     if len(rows) != y_query.shape[0]:
@@ -302,13 +317,13 @@ def kmeans_scores(Z, y, n_clusters=None, random_state=0):
 # Everything at once
 # ---------------------------------------------------------------------------
 def _retrieval_scores(Zq, y_query, Zdb=None, y_db=None, ks=(1, 5, 10), knn_k=5, n_jobs=None):
-    y_query = np.asarray(y_query)
+    y_query = _labels(y_query, "y_query")
     if Zq.shape[0] != y_query.shape[0]:
         raise ValueError(f"X_query has {Zq.shape[0]} rows but y_query has {y_query.shape[0]} "
                          "labels.")
     loo = Zdb is None
     if not loo:
-        y_db = np.asarray(y_db)
+        y_db = _labels(y_db, "y_db")
         if Zdb.shape[0] != y_db.shape[0]:
             raise ValueError(f"X_db has {Zdb.shape[0]} rows but y_db has {y_db.shape[0]} labels.")
     R = relevant_counts(y_query, None if loo else y_db)

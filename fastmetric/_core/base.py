@@ -62,6 +62,24 @@ def _embed_rows(X, L, n_jobs=None):
         return _transform(X, L, DEF_ROW_CHUNK, n_threads)
 
 
+def _float32_overflows(X, L, power=1):
+    """Whether ``(X L^T)**power`` can overflow float32 for float32 rows X.
+
+    A model fitted on tiny data can have ``components_`` near 1e300 (finite
+    in float64, inf once cast to float32): its float32 arithmetic would give
+    inf - inf = NaN.  The bound ``(d max|x| max|L|)^power`` is checked
+    against float32's largest value; the callers then compute in float64.
+    """
+    if X.dtype != np.float32 or not X.size or not np.size(L):
+        return False
+    top = float(np.finfo(np.float32).max)
+    L_max = float(np.abs(L).max())
+    if not L_max < top:  # L itself is inf in float32 (and 0 * inf is NaN)
+        return True
+    bound = float(X.shape[1]) * float(np.abs(X).max()) * L_max
+    return not bound < (top / 4) ** (1.0 / power)
+
+
 def _embed_block(L, normalize, block):
     """One row block of a dask transform: ``block L^T`` (after normalising)."""
     block = l2_normalize_rows(block) if normalize else block
@@ -154,6 +172,8 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             return self._pair_sq_distances_dask(pairs)
 
         X, idx = self._pairs_points(pairs)
+        if _float32_overflows(X, self.components_, power=2):
+            X = X.astype(np.float64)  # the result is float64 anyway
         return paired_mahalanobis_distances(
             X,
             idx,
@@ -200,8 +220,13 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             )
         else:
             X = rows
-        return _embed_rows(self._normalize_points(X), self.components_,
-                           getattr(self, "n_jobs", None))
+        X = self._normalize_points(X)
+        if _float32_overflows(X, self.components_):
+            # float64 arithmetic, then float32 (inf where the value exceeds it).
+            Z = _embed_rows(X.astype(np.float64), self.components_, getattr(self, "n_jobs", None))
+            with np.errstate(over="ignore"):
+                return Z.astype(np.float32)
+        return _embed_rows(X, self.components_, getattr(self, "n_jobs", None))
 
     # -- dask arrays: lazy, block by block -----------------------------------
     def _transform_dask(self, X):

@@ -276,19 +276,27 @@ def _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=True):
     kg = np.minimum(k_genuine, counts - 1)
     ki = np.minimum(k_impostor, n - counts)
     if warn:
-        for c in np.flatnonzero(kg < k_genuine):
+        # One warning per kind, naming the first classes: one per class would
+        # be a storm on data with many small classes.
+        def shown(cs):
+            names = ", ".join(f"{classes[c]!r} ({counts[c]} samples)" for c in cs[:5])
+            return names + (" ..." if len(cs) > 5 else "")
+
+        few = np.flatnonzero(kg < k_genuine)
+        if few.size:
             warnings.warn(
-                f"SCML: class {classes[c]!r} has {counts[c]} sample(s), too few for "
-                f"k_genuine={k_genuine} genuine neighbours (k_genuine + 1 samples needed); "
-                f"its points get {kg[c]} instead.",
+                f"SCML: {few.size} class(es) have too few samples for k_genuine={k_genuine} "
+                f"genuine neighbours (k_genuine + 1 samples needed): {shown(few)}; their "
+                "points get (class size - 1) instead.",
                 UserWarning,
                 stacklevel=3,
             )
-        for c in np.flatnonzero(ki < k_impostor):
+        few = np.flatnonzero(ki < k_impostor)
+        if few.size:
             warnings.warn(
-                f"SCML: only {n - counts[c]} sample(s) are outside class {classes[c]!r}, "
-                f"too few for k_impostor={k_impostor} impostors; its points get {ki[c]} "
-                "instead.",
+                f"SCML: {few.size} class(es) have too few samples outside them for "
+                f"k_impostor={k_impostor} impostors: {shown(few)}; their points get "
+                "(n_samples - class size) instead.",
                 UserWarning,
                 stacklevel=3,
             )

@@ -12,6 +12,7 @@ from fastmetric._core.threads import effective_n_threads, single_threaded_blas, 
 from fastmetric._core.validation import (
     check_chunk_size,
     check_components,
+    check_finite_result,
     check_index_pairs,
     check_points,
     raise_nonfinite,
@@ -142,6 +143,7 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
         # Filled by every thread at once: see fastmetric._core.workspace.
         out = empty_aligned((X.shape[0], YL.shape[0]), X.dtype)
         _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)
+    check_finite_result(out, X, Y)
     return out
 
 
@@ -221,4 +223,5 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
         else:
             _paired_direct(X, L, a, b, out, not squared,
                            chunk_size or DEF_ROW_CHUNK, n_threads)
+    check_finite_result(out, X)
     return out

@@ -423,7 +423,13 @@ def _init_lda(X, y_enc, k):
         # expected on degenerate data, the svd solver handles it.
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
-        lda.fit(X.astype(np.float64, copy=False), y_enc)
+        try:
+            lda.fit(X.astype(np.float64, copy=False), y_enc)
+        except IndexError:
+            # sklearn's svd solver finds no within-class direction above its
+            # tolerance (data of tiny magnitude, e.g. 1e-300, whose variances
+            # underflow): as for identical points, no direction discriminates.
+            return np.eye(k, d)
     L = np.asarray(lda.scalings_, dtype=np.float64).T[:k]
     if not np.isfinite(L).all():
         raise ValueError("init='lda' failed: the discriminant scalings are not finite.")

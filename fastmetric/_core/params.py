@@ -31,6 +31,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from fastmetric._core.threads import MAX_N_JOBS
+
 __all__ = ["integers", "options_or_array", "reals", "shared", "store_params"]
 
 
@@ -79,8 +81,9 @@ def options_or_array(*names, learner=False):
 
 _SHARED = {
     # None: every thread OpenMP allows; k > 0: k threads; k < 0: all CPUs
-    # but |k| - 1 (joblib's convention); 0 means nothing.
-    "n_jobs": [None, integers(1), _Number(Integral, None, -1, closed="right")],
+    # but |k| - 1 (joblib's convention); 0 means nothing.  |k| fits a C int
+    # (the kernels' thread count).
+    "n_jobs": [None, integers(1, MAX_N_JOBS), _Number(Integral, -MAX_N_JOBS, -1, closed="both")],
     # A bool, or an int >= 0 (higher is more talkative).
     "verbose": ["verbose"],
     "callback": [None, callable],

@@ -7,7 +7,12 @@ gives the two algorithms and their cost).  Re-exported by
 import numpy as np
 
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_index_range, check_pair_vector, check_points
+from fastmetric._core.validation import (
+    check_finite_result,
+    check_index_range,
+    check_pair_vector,
+    check_points,
+)
 from fastmetric.kernels.pair_scatter import METHODS, pair_scatter
 
 __all__ = ["weighted_pair_scatter"]
@@ -82,4 +87,5 @@ def weighted_pair_scatter(X, a, b, weights=None, n_jobs=None, method="auto"):
     # (and could change the rounding), whatever n_threads is.
     with single_threaded_blas():
         pair_scatter(X, a, b, w, out, n_threads, METHODS[method])
+    check_finite_result(out, X, what="the pair scatter")
     return out

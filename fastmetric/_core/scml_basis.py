@@ -18,6 +18,8 @@ import numpy as np
 import scipy.linalg.lapack
 import scipy.sparse
 
+from fastmetric._core.memory import check_memory
+
 __all__ = ["default_n_basis_lda", "greedy_kmeans", "lda_basis", "local_lda_directions",
            "triplet_diffs_basis"]
 
@@ -201,6 +203,10 @@ def triplet_diffs_basis(X, triplets, n_basis, rng):
     """
     n_t = triplets.shape[0]
     d = X.shape[1]
+    # The basis (n_basis x d) and the projections on it (n x n_basis) must
+    # fit: refuse an impossible n_basis before drawing ~n_basis / d rounds.
+    check_memory(8 * n_basis * max(X.shape), f"n_basis={n_basis} (a basis of n_basis x "
+                 f"{d} and projections of {X.shape[0]} x n_basis float64)")
     m = min(d, n_t)
     X64 = np.asarray(X, dtype=np.float64)
     dp = X64[triplets[:, 0]] - X64[triplets[:, 1]]

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from fastmetric._core.base import _embed_rows
 from fastmetric._core.dask_support import check_dask_points, import_dask, is_dask_array
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_points
+from fastmetric._core.validation import check_points, check_squared_scale
 from fastmetric.kernels.neighbors import BLOCK_ROWS, _kneighbors, _pack, _radius
 
 ALGORITHMS = ("auto", "brute", "hnsw")
@@ -170,6 +170,9 @@ class ExactIndex:
 
     def __init__(self, Z, n_jobs=None):
         Z = np.ascontiguousarray(Z)
+        # Distances far beyond the float range would compare as inf (no
+        # neighbour found): refuse them.
+        check_squared_scale(Z, "the mapped rows")
         n_threads = threads_for_work(effective_n_threads(n_jobs), Z.shape[0], 4096)
         self.db = _pack(Z, n_threads)
         self.n_jobs = n_jobs
@@ -183,7 +186,9 @@ class ExactIndex:
         return self.db.dtype
 
     def _queries(self, Zq):
-        return np.ascontiguousarray(Zq, dtype=self.db.dtype)
+        Zq = np.ascontiguousarray(Zq, dtype=self.db.dtype)
+        check_squared_scale(Zq, "the mapped queries")
+        return Zq
 
     def _search(self, kernel, Zq, bound, exclude_self, self_shift, n_jobs):
         """One kernel call: the queries in the database's dtype, the threads
@@ -240,6 +245,8 @@ class HNSWIndex:
                              f"{sorted(HNSW_DEFAULTS)}.")
         self.params = params
         self.n_jobs = n_jobs
+        # hnswlib computes in float32: data beyond its range would be inf.
+        check_squared_scale(np.asarray(Z), "the mapped rows", np.float32)
         Z = np.ascontiguousarray(Z, dtype=np.float32)
         self.n, d = Z.shape
         self.dtype = np.dtype(np.float32)
@@ -249,6 +256,7 @@ class HNSWIndex:
         self.index.add_items(Z, np.arange(self.n), num_threads=effective_n_threads(n_jobs))
 
     def kneighbors(self, Zq, k, exclude_self=False, self_shift=0, n_jobs=None):
+        check_squared_scale(np.asarray(Zq), "the mapped queries", np.float32)
         Zq = np.ascontiguousarray(Zq, dtype=np.float32)
         kk = min(self.n, k + 1) if exclude_self else k
         self.index.set_ef(max(int(self.params["ef"]), kk))

@@ -30,6 +30,7 @@ __all__ = [
     "record_partial_epoch",
     "run_epoch",
     "stream_epochs",
+    "warn_interrupted",
 ]
 
 
@@ -65,7 +66,10 @@ class _NonFiniteLoss(Exception):
     pass
 
 
-def _warn_interrupted(where):
+def warn_interrupted(where):
+    """Warn that Ctrl-C (KeyboardInterrupt) stopped a fit ``where`` (e.g.
+    ``"after 3 sweep(s)"``) and that the model keeps its last consistent
+    state; the solvers here and the learners whose loops are their own share it."""
     warnings.warn(
         f"the fit was interrupted (KeyboardInterrupt) {where}; the model keeps the last "
         "consistent parameters.",
@@ -149,7 +153,7 @@ def minimize_lbfgs(fun, x0, *, max_iter=100, tol=1e-5, on_iteration=None):
             options={"maxiter": int(max_iter), "ftol": float(tol), "gtol": float(tol)},
         )
     except KeyboardInterrupt:
-        _warn_interrupted(f"after {state['n_iter']} L-BFGS iteration(s)")
+        warn_interrupted(f"after {state['n_iter']} L-BFGS iteration(s)")
         loss = state["fun"] if state["fun"] is not None else float("nan")
         return SolverResult(state["x"], loss, state["n_iter"], state["curve"], False,
                             "interrupted")
@@ -217,21 +221,26 @@ def minimize_halving_descent(fun, x0, *, learning_rate, max_iter, on_iteration):
     lr = learning_rate
     curve = []
     it = 0
-    for it in range(1, max_iter + 1):
-        while True:
-            x_new = x - lr * g
-            f_new, g_new = fun(x_new)
-            if np.isfinite(f_new) and f_new <= f:
-                break
-            lr /= 2.0
-            if lr * np.abs(g).max() <= 1e-15 * max(np.abs(x).max(), 1.0):
-                # No step decreases f: a (numerically) stationary point.
-                return SolverResult(x, f, it - 1, curve, True, "step size underflow")
-        x, f, g = x_new, f_new, g_new
-        lr *= 1.01
-        curve.append(float(f))
-        if on_iteration(it, x, float(f)):
-            return SolverResult(x, f, it, curve, False, "stopped by the callback")
+    # Ctrl-C keeps the last accepted step.
+    try:
+        for it in range(1, max_iter + 1):
+            while True:
+                x_new = x - lr * g
+                f_new, g_new = fun(x_new)
+                if np.isfinite(f_new) and f_new <= f:
+                    break
+                lr /= 2.0
+                if lr * np.abs(g).max() <= 1e-15 * max(np.abs(x).max(), 1.0):
+                    # No step decreases f: a (numerically) stationary point.
+                    return SolverResult(x, f, it - 1, curve, True, "step size underflow")
+            x, f, g = x_new, f_new, g_new
+            lr *= 1.01
+            curve.append(float(f))
+            if on_iteration(it, x, float(f)):
+                return SolverResult(x, f, it, curve, False, "stopped by the callback")
+    except KeyboardInterrupt:
+        warn_interrupted(f"after {len(curve)} iteration(s)")
+        return SolverResult(x, f, len(curve), curve, False, "interrupted")
     return SolverResult(x, f, it, curve, False, "max_iter reached")
 
 
@@ -443,7 +452,7 @@ def minimize_stochastic(
     for epoch in range(int(max_epochs)):
         x, epoch_loss, finite, interrupted = run_epoch(epoch_batches(epoch), x, optimizer)
         if interrupted:
-            _warn_interrupted(f"in epoch {epoch + 1}")
+            warn_interrupted(f"in epoch {epoch + 1}")
             loss = epoch_loss if np.isfinite(epoch_loss) else (
                 last_loss if last_loss is not None else np.nan)
             return SolverResult(x, loss, epoch, curve, False, "interrupted")
@@ -468,7 +477,7 @@ def minimize_stochastic(
         try:
             stop = on_iteration is not None and on_iteration(epoch + 1, x, epoch_loss)
         except KeyboardInterrupt:
-            _warn_interrupted(f"after epoch {epoch + 1}")
+            warn_interrupted(f"after epoch {epoch + 1}")
             return SolverResult(x, epoch_loss, epoch + 1, curve, False, "interrupted")
         if stop:
             return SolverResult(x, epoch_loss, epoch + 1, curve, False,

@@ -25,6 +25,10 @@ def cpu_count():
     return max(1, n or 1)
 
 
+# The kernels take the thread count as a C int.
+MAX_N_JOBS = 2**31 - 1
+
+
 def effective_n_threads(n_jobs=None):
     """Resolve an ``n_jobs`` argument into a positive number of OpenMP threads.
 
@@ -48,6 +52,10 @@ def effective_n_threads(n_jobs=None):
         raise TypeError(f"n_jobs must be None or an integer, got {n_jobs!r}.")
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive integer.")
+    if n_jobs is not None and abs(n_jobs) > MAX_N_JOBS:
+        # The kernels take the count as a C int: a larger one cannot be passed.
+        raise ValueError(f"n_jobs={n_jobs} is out of range: |n_jobs| must be at most "
+                         f"{MAX_N_JOBS}.")
     if not openmp_enabled():
         return 1
     if n_jobs is None:

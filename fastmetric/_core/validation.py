@@ -92,6 +92,55 @@ def raise_nonfinite(arr, name):
     )
 
 
+def check_squared_scale(X, name, dtype=None):
+    """ValueError when squared distances of the rows of ``X`` would overflow.
+
+    Code that works on squared distances with no rescaling (SCML: the
+    distances between points and their projections on unit basis vectors;
+    the neighbour search: the mapped rows) needs ``(2 max|x| sqrt(d))^2``
+    below the largest float of ``dtype`` (default X's): this checks
+    ``max|x| < sqrt(max float) / (4 d)``, with a factor 2 to spare, and names
+    the data's largest magnitude when it fails.
+    """
+    dtype = np.dtype(X.dtype if dtype is None else dtype)
+    top = float(np.abs(X).max()) if X.size else 0.0
+    limit = float(np.sqrt(float(np.finfo(dtype).max))) / (4.0 * max(X.shape[1], 1))
+    if not top < limit:  # (NaN too: rows mapped from overflowing data)
+        raise ValueError(
+            f"{name}: the data reach {top:.3g}, so their squared distances overflow "
+            f"{dtype} (the limit is about {limit:.3g}); rescale the data (e.g. "
+            "StandardScaler)."
+        )
+
+
+def check_finite_result(out, *data, what="the squared distances"):
+    """ValueError when a result computed from finite input is not finite.
+
+    With the data and L validated finite, a NaN or infinity in a distance,
+    loss or gradient can only come from overflow (``||L x||^2`` beyond the
+    float range, then ``inf - inf``): the result would be wrong, so the
+    caller is told to rescale instead.  ``out`` is an array or a tuple of
+    arrays and numbers; one summing pass each (no boolean temporary) in the
+    usual finite case.
+    """
+    for part in (out if isinstance(out, tuple) else (out,)):
+        if part is None:  # a gradient that was not asked for
+            continue
+        arr = np.asarray(part)
+        if not arr.size:
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.add.reduce(arr, axis=None)
+        if np.isfinite(total) or np.isfinite(arr).all():
+            continue
+        top = max((float(np.abs(x).max()) for x in data if x is not None and np.size(x)),
+                  default=0.0)
+        raise ValueError(
+            f"{what} overflow {arr.dtype} (the data reach {top:.3g}); rescale the data "
+            "(e.g. StandardScaler)."
+        )
+
+
 def check_components(L, n_features, dtype, name="components"):
     """Validate a linear map L of shape (n_components, n_features)."""
     if L is None:

@@ -117,10 +117,11 @@ from fastmetric._core.covariance import fix_signs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import check_pair_targets
+from fastmetric._core.memory import check_memory
 from fastmetric._core.objectives.ldml import fit_ldml
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.rows import l2_normalize_rows
-from fastmetric._core.solvers import IterationPrinter
+from fastmetric._core.solvers import IterationPrinter, warn_interrupted
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["ClusterLDML"]
@@ -554,6 +555,9 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             n_threads=effective_n_threads(self.n_jobs), verbose=verbose,
             on_iteration=on_iteration,
         )
+        if fit.result.message == "interrupted":
+            # The solver caught Ctrl-C: stop the whole fit, not only this cluster's.
+            raise KeyboardInterrupt
         Lg = np.ascontiguousarray(fit.result.x[:-1].reshape(fit.L0.shape))
         return Lg, float(fit.result.fun)
 
@@ -644,6 +648,8 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             with warnings.catch_warnings():
                 # A truncated fit is intended: M_g is a direction to move toward.
                 warnings.simplefilter("ignore", ConvergenceWarning)
+                # On Ctrl-C, _ldml stops the whole fit, which warns once.
+                warnings.filterwarnings("ignore", "the fit was interrupted", UserWarning)
                 Lg, ldml_loss = self._ldml(X_fit, a, b, t, L_start, seed + g, max_iter,
                                            pair_weights)
             if P is not None:
@@ -750,6 +756,8 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         tie = self._check_labels(y, rows.X.shape[0])
         rng = check_random_state(self.random_state)
         n, d = rows.X.shape
+        check_memory(16 * (self.max_rounds + 1),
+                     f"max_rounds={self.max_rounds} (a table of 2 seeds per round)")
         # Seeds for every round drawn up front: the same random_state gives
         # the same seeds whatever the number of rounds actually run.
         seeds = rng.randint(0, 2**31 - 1 - 4 * self.n_clusters,
@@ -757,6 +765,10 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
 
         with single_threaded_blas():  # identical linear algebra for any thread count
             euclid_spread = rows.euclid_spread
+            if not np.isfinite(euclid_spread):
+                raise ValueError(
+                    "the squared distances between the points overflow float64 (spread "
+                    f"{euclid_spread}); rescale the data (e.g. StandardScaler).")
             L = initialize_components(self.init, rows.init_rows(),
                                       n_components=self.n_components, random_state=rng)
             k = L.shape[0]
@@ -783,63 +795,72 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 print(f"{'round':>5} {'ARI prev':>9} {'loss':>11} {'groups':>6} "
                       f"{'inertia':>11} {'time (s)':>9}")
                 print("-" * 56)
-            for r in range(1, self.max_rounds + 1):
-                t0 = time.perf_counter()
-                maps, weights, loss, round_maps = self._group_metrics(
-                    rows, L, labels, int(seeds[r, 1]), whiten, max_iter, tie)
-                if not maps:
-                    warnings.warn(
-                        "no cluster has both similar and dissimilar pairs (every cluster "
-                        "has fewer than 2 points, or one cluster holds all of them); the "
-                        "metric is left as initialised.",
-                        UserWarning,
-                        stacklevel=3,
-                    )
-                    break
-                L_new = _combine(L, maps, weights, rate, k)
-                spread = rows.spread(L_new)
-                if not (np.isfinite(spread) and spread > 0 and np.isfinite(L_new).all()):
-                    warnings.warn(
-                        f"round {r}: the combined metric is degenerate (zero or non-finite "
-                        "spread); stopping with the previous metric.",
-                        ConvergenceWarning,
-                        stacklevel=3,
-                    )
-                    break
-                L_new = L_new / np.sqrt(spread)
-                new_labels, new_centers, new_inertia = self._cluster(
-                    rows, L_new, int(seeds[r, 0]), labels, tie, restart=whiten)
-                if whiten and self._collapsed(new_labels, labels):
-                    # A converged whitened fit can blow up the directions of
-                    # a few outliers, and k-means then gives them a group of
-                    # their own (breast cancer: 2 points of 569).  Keep the
-                    # previous metric and clustering, and stop.
-                    history.append({"round": r, "ari_previous": np.nan, "loss": loss,
-                                    "n_groups": len(maps), "inertia": np.nan,
-                                    "time": time.perf_counter() - t0, "reverted": True})
-                    break
-                L, group_maps = L_new, round_maps
-                centers, inertia = new_centers, new_inertia
-                ari = float(adjusted_rand_score(labels, new_labels))
-                labels = new_labels
-                n_rounds = r
-                elapsed = time.perf_counter() - t0
-                history.append({"round": r, "ari_previous": ari, "loss": loss,
-                                "n_groups": len(maps), "inertia": inertia,
-                                "time": elapsed})
-                if self.verbose:
-                    print(f"{r:5d} {ari:9.4f} {loss:11.5g} {len(maps):6d} {inertia:11.5g} "
-                          f"{time.perf_counter() - start:9.2f}")
-                stop = False
-                if self.callback is not None:
-                    self.n_rounds_, self.history_ = n_rounds, history
-                    self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
-                    stop = bool(self.callback(self, r, loss))
-                if ari > self.tol:
-                    converged = True
-                    break
-                if stop:
-                    break
+            # Ctrl-C keeps the state after the last completed round.
+            committed = (L, labels, centers, group_maps, n_rounds)
+            try:
+                for r in range(1, self.max_rounds + 1):
+                    committed = (L, labels, centers, group_maps, n_rounds)
+                    t0 = time.perf_counter()
+                    maps, weights, loss, round_maps = self._group_metrics(
+                        rows, L, labels, int(seeds[r, 1]), whiten, max_iter, tie)
+                    if not maps:
+                        warnings.warn(
+                            "no cluster has both similar and dissimilar pairs (every cluster "
+                            "has fewer than 2 points, or one cluster holds all of them); the "
+                            "metric is left as initialised.",
+                            UserWarning,
+                            stacklevel=3,
+                        )
+                        break
+                    L_new = _combine(L, maps, weights, rate, k)
+                    spread = rows.spread(L_new)
+                    if not (np.isfinite(spread) and spread > 0 and np.isfinite(L_new).all()):
+                        warnings.warn(
+                            f"round {r}: the combined metric is degenerate (zero or non-finite "
+                            "spread); stopping with the previous metric.",
+                            ConvergenceWarning,
+                            stacklevel=3,
+                        )
+                        break
+                    L_new = L_new / np.sqrt(spread)
+                    new_labels, new_centers, new_inertia = self._cluster(
+                        rows, L_new, int(seeds[r, 0]), labels, tie, restart=whiten)
+                    if whiten and self._collapsed(new_labels, labels):
+                        # A converged whitened fit can blow up the directions of
+                        # a few outliers, and k-means then gives them a group of
+                        # their own (breast cancer: 2 points of 569).  Keep the
+                        # previous metric and clustering, and stop.
+                        history.append({"round": r, "ari_previous": np.nan, "loss": loss,
+                                        "n_groups": len(maps), "inertia": np.nan,
+                                        "time": time.perf_counter() - t0, "reverted": True})
+                        break
+                    L, group_maps = L_new, round_maps
+                    centers, inertia = new_centers, new_inertia
+                    ari = float(adjusted_rand_score(labels, new_labels))
+                    labels = new_labels
+                    n_rounds = r
+                    elapsed = time.perf_counter() - t0
+                    history.append({"round": r, "ari_previous": ari, "loss": loss,
+                                    "n_groups": len(maps), "inertia": inertia,
+                                    "time": elapsed})
+                    if self.verbose:
+                        print(f"{r:5d} {ari:9.4f} {loss:11.5g} {len(maps):6d} {inertia:11.5g} "
+                              f"{time.perf_counter() - start:9.2f}")
+                    stop = False
+                    if self.callback is not None:
+                        self.n_rounds_, self.history_ = n_rounds, history
+                        self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
+                        stop = bool(self.callback(self, r, loss))
+                    if ari > self.tol:
+                        converged = True
+                        break
+                    if stop:
+                        break
+            except KeyboardInterrupt:
+                L, labels, centers, group_maps, n_rounds = committed
+                del history[n_rounds:]
+                converged = False
+                warn_interrupted(f"after {n_rounds} round(s)")
 
         self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
         self.whitened_ = whiten

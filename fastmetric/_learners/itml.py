@@ -39,6 +39,7 @@ from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from
 from fastmetric._core.objectives.itml import itml_projections
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
+from fastmetric._core.solvers import warn_interrupted
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["ITML", "ITML_Supervised"]
@@ -55,6 +56,10 @@ _ZERO_BOUND = 1e-9
 # Eigenvalues of the covariance below this fraction of their mean are
 # raised to it before inversion (prior='covariance').
 _COVARIANCE_FLOOR = 1e-3
+# Sweeps per kernel call without verbose or callback: Ctrl-C is seen between calls.
+_SWEEPS_PER_CALL = 10
+
+
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
@@ -224,18 +229,21 @@ class _BaseITML(MahalanobisMixin):
 
         X = np.ascontiguousarray(X)
         stopped = False
-        if self.verbose or self.callback is not None:
-            # One sweep per call: the state (A, duals, slacks) carries over
-            # exactly, so the result is the same as in a single call.
-            if self.verbose:
-                print(f"[{type(self).__name__}] {m} constraints, {d} features, bounds "
-                      f"{self.bounds_[0]:.6g} / {self.bounds_[1]:.6g}")
-                print(f"{'sweep':>6} {'conv':>12}")
-            n_iter, converged = 0, False
+        # The state (A, duals, slacks) carries over exactly from one call to
+        # the next, so the result is the same as in a single call: one sweep
+        # per call to report each sweep, else chunks of sweeps, between which
+        # Ctrl-C stops the fit at the last completed sweep.
+        per_call = 1 if (self.verbose or self.callback is not None) else _SWEEPS_PER_CALL
+        if self.verbose:
+            print(f"[{type(self).__name__}] {m} constraints, {d} features, bounds "
+                  f"{self.bounds_[0]:.6g} / {self.bounds_[1]:.6g}")
+            print(f"{'sweep':>6} {'conv':>12}")
+        n_iter, converged = 0, False
+        try:
             while n_iter < self.max_iter and not converged:
                 k, converged, conv = itml_projections(
                     X, a, b, delta, xi, lam, lam_old, A, gamma=gamma, tol=tol,
-                    max_sweeps=1)
+                    max_sweeps=min(per_call, self.max_iter - n_iter))
                 n_iter += k
                 if self.verbose:
                     print(f"{n_iter:6d} {conv[-1]:12.6g}")
@@ -247,10 +255,9 @@ class _BaseITML(MahalanobisMixin):
                     if self.callback(self, n_iter, float(conv[-1])):
                         stopped = True
                         break
-        else:
-            n_iter, converged, _ = itml_projections(
-                X, a, b, delta, xi, lam, lam_old, A, gamma=gamma, tol=tol,
-                max_sweeps=self.max_iter)
+        except KeyboardInterrupt:
+            warn_interrupted(f"after {n_iter} sweep(s)")
+            stopped = True
         if not (converged or stopped):
             warnings.warn(
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} "

@@ -76,7 +76,7 @@ from fastmetric._core.objectives.mmc import (
 )
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
-from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
+from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs, warn_interrupted
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["MMC", "MMC_Supervised"]
@@ -230,28 +230,34 @@ class _BaseMMC(MahalanobisMixin):
         alpha = 0.1
         self.converged_ = False
         self.n_iter_ = 0
-        for cycle in range(1, self.max_iter + 1):
-            self.n_iter_ = cycle
-            if direction is None:  # no ascent direction: a stationary point
-                self.converged_ = True
-                break
-            m_norm = np.linalg.norm(M)
-            M_try, L_try, _ = project(M + (alpha * m_norm) * direction)
-            g_try, _ = objective_and_direction(L_try, False)
-            if g_try > g:
-                delta = np.linalg.norm(M_try - M) / m_norm
-                M, L, g = M_try, L_try, g_try
-                alpha *= 1.05
-                _, direction = objective_and_direction(L, True)
-            else:
-                alpha *= 0.5
-                delta = alpha
-            if self._report(printer, cycle, -g, L):
-                break
-            if delta < self.tol:
-                self.converged_ = True
-                break
-        if not self.converged_ and self.callback is None:
+        # Ctrl-C keeps the last accepted iterate.
+        interrupted = False
+        try:
+            for cycle in range(1, self.max_iter + 1):
+                self.n_iter_ = cycle
+                if direction is None:  # no ascent direction: a stationary point
+                    self.converged_ = True
+                    break
+                m_norm = np.linalg.norm(M)
+                M_try, L_try, _ = project(M + (alpha * m_norm) * direction)
+                g_try, _ = objective_and_direction(L_try, False)
+                if g_try > g:
+                    delta = np.linalg.norm(M_try - M) / m_norm
+                    M, L, g = M_try, L_try, g_try
+                    alpha *= 1.05
+                    _, direction = objective_and_direction(L, True)
+                else:
+                    alpha *= 0.5
+                    delta = alpha
+                if self._report(printer, cycle, -g, L):
+                    break
+                if delta < self.tol:
+                    self.converged_ = True
+                    break
+        except KeyboardInterrupt:
+            warn_interrupted(f"after {self.n_iter_} iteration(s)")
+            interrupted = True
+        if not (self.converged_ or interrupted) and self.callback is None:
             warnings.warn(
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
                 "iterations; increase max_iter or tol.", ConvergenceWarning, stacklevel=5,
@@ -280,45 +286,49 @@ class _BaseMMC(MahalanobisMixin):
         f, dist, total = F(w)
         self.converged_ = False
         self.n_iter_ = 0
-        for it in range(1, self.max_iter + 1):
-            self.n_iter_ = it
-            floor = 1e-12 * max(float(dist.max()), 1e-300)
-            dd = np.maximum(dist, floor)
-            d1 = Q.T @ (0.5 / dd)                  # gradient of the sum of distances
-            grad = s - c * d1 / total
-            # Hessian of -c log(total): c (-Hess(total)/total + d1 d1^T / total^2), PSD.
-            H = c * ((Q.T * (0.25 / dd**3)) @ Q / total + np.outer(d1, d1) / total**2)
-            H += 1e-6 * max(np.trace(H) / d, 1e-300) * np.eye(d)
-            # Projected Newton (Bertsekas, 1982): coordinates at the bound
-            # w = 0 whose gradient pushes them further out are held by a
-            # scaled gradient step; Newton's step on the others.
-            at_bound = (w <= 1e-12 * max(float(w.max()), 1e-300)) & (grad > 0)
-            free = ~at_bound
-            step = grad / np.maximum(np.diag(H), 1e-300)
-            if free.any():
-                try:
-                    step[free] = np.linalg.solve(H[np.ix_(free, free)], grad[free])
-                except np.linalg.LinAlgError:
-                    pass
-            lam, accepted = 1.0, False
-            while lam > 1e-12:
-                w_try = np.maximum(w - lam * step, 0.0)
-                f_try, dist_try, total_try = F(w_try)
-                # Armijo condition along the projected path.
-                if f_try <= f - 1e-4 * float(grad @ (w - w_try)) and f_try < f:
-                    accepted = True
+        # Ctrl-C keeps the last accepted iterate.
+        try:
+            for it in range(1, self.max_iter + 1):
+                self.n_iter_ = it
+                floor = 1e-12 * max(float(dist.max()), 1e-300)
+                dd = np.maximum(dist, floor)
+                d1 = Q.T @ (0.5 / dd)                  # gradient of the sum of distances
+                grad = s - c * d1 / total
+                # Hessian of -c log(total): c (-Hess(total)/total + d1 d1^T / total^2), PSD.
+                H = c * ((Q.T * (0.25 / dd**3)) @ Q / total + np.outer(d1, d1) / total**2)
+                H += 1e-6 * max(np.trace(H) / d, 1e-300) * np.eye(d)
+                # Projected Newton (Bertsekas, 1982): coordinates at the bound
+                # w = 0 whose gradient pushes them further out are held by a
+                # scaled gradient step; Newton's step on the others.
+                at_bound = (w <= 1e-12 * max(float(w.max()), 1e-300)) & (grad > 0)
+                free = ~at_bound
+                step = grad / np.maximum(np.diag(H), 1e-300)
+                if free.any():
+                    try:
+                        step[free] = np.linalg.solve(H[np.ix_(free, free)], grad[free])
+                    except np.linalg.LinAlgError:
+                        pass
+                lam, accepted = 1.0, False
+                while lam > 1e-12:
+                    w_try = np.maximum(w - lam * step, 0.0)
+                    f_try, dist_try, total_try = F(w_try)
+                    # Armijo condition along the projected path.
+                    if f_try <= f - 1e-4 * float(grad @ (w - w_try)) and f_try < f:
+                        accepted = True
+                        break
+                    lam *= 0.5
+                if not accepted:
+                    self.converged_ = True
                     break
-                lam *= 0.5
-            if not accepted:
-                self.converged_ = True
-                break
-            rel = (f - f_try) / max(abs(f), 1e-300)
-            w, f, dist, total = w_try, f_try, dist_try, total_try
-            if self._report(printer, it, f, np.diag(np.sqrt(w))):
-                break
-            if rel < self.tol:
-                self.converged_ = True
-                break
+                rel = (f - f_try) / max(abs(f), 1e-300)
+                w, f, dist, total = w_try, f_try, dist_try, total_try
+                if self._report(printer, it, f, np.diag(np.sqrt(w))):
+                    break
+                if rel < self.tol:
+                    self.converged_ = True
+                    break
+        except KeyboardInterrupt:
+            warn_interrupted(f"after {self.n_iter_} Newton step(s)")
         self.objective_ = f
         return w
 

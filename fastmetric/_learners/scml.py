@@ -44,7 +44,7 @@ from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.scml_basis import default_n_basis_lda, lda_basis, triplet_diffs_basis
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.tuples import TripletsClassifierMixin
-from fastmetric._core.validation import check_points
+from fastmetric._core.validation import check_points, check_squared_scale
 
 __all__ = ["SCML", "SCML_Supervised"]
 
@@ -318,6 +318,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         """
         self._check_output_iter()
         X, idx = check_tuples(triplets, 3, self.preprocessor, dedupe=True)
+        check_squared_scale(X, type(self).__name__)
         used, inverse = np.unique(idx, return_inverse=True)
         if used.shape[0] < X.shape[0]:
             # Only the rows that some triplet uses are projected on the basis.
@@ -447,6 +448,7 @@ class SCML_Supervised(_BaseSCML):
         X = points_from_indices(self.preprocessor, X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
                              ensure_min_samples=2)
+        check_squared_scale(X, type(self).__name__)
         check_classification_targets(y)
         classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
         y_enc = y_enc.reshape(-1)

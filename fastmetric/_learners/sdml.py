@@ -42,6 +42,7 @@ from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import options_or_array, reals, shared, store_params
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
+from fastmetric._core.validation import check_finite_result
 from fastmetric.kernels.pair_scatter import pair_scatter
 
 __all__ = ["SDML", "SDML_Supervised"]
@@ -113,6 +114,8 @@ class _BaseSDML(MahalanobisMixin):
             K = pair_scatter(X, a, b, np.ascontiguousarray(signs, dtype=np.float64),
                              np.empty((d, d)), n_threads)
             P = self._prior_inverse(X, rng) + float(self.balance_param) * K
+            # Differences near 1e155 and beyond overflow the scatter: NaN metric.
+            check_finite_result(P, X, what="SDML's pair scatter")
             P = 0.5 * (P + P.T)
             P_shifted, shift = shifted_for_condition(P, self.max_condition)
             self.shift_ = float(shift)

@@ -14,6 +14,8 @@ distributed = pytest.importorskip("distributed")
 from fastmetric import LDML, ClusterLDML, LDML_Supervised  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
 
+from .._dask_cluster import two_worker_client  # noqa: E402
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
     pytest.mark.timeout(300),
@@ -22,14 +24,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def client():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=40)
-        c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
+    with two_worker_client() as c:
+        yield c
 
 
 def data(n=3000, d=6, seed=0, dtype=np.float64):

@@ -2,8 +2,6 @@
 e.g. row blocks of a memmap), memory-bounded minibatch sampling, progress
 bars and a clean stop on Ctrl-C."""
 import os
-import signal
-import threading
 import time
 
 import numpy as np
@@ -13,6 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from fastmetric import LDML, LDML_Supervised
 from fastmetric._core.sampling import sample_pairs
+
+from .._signals import sigint_after
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -141,30 +141,15 @@ def test_stochastic_fit_holds_one_minibatch_of_pairs(monkeypatch):
 # --------------------------------------------------------------------------
 # Ctrl-C and progress
 # --------------------------------------------------------------------------
-def _interrupt_after(seconds):
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    return timer
-
-
 @pytest.mark.skipif(os.name == "nt", reason="SIGINT to the own process is POSIX")
 @pytest.mark.timeout(120)
 def test_ctrl_c_stops_a_stochastic_fit_promptly():
     X, y = blobs(3000)
     est = LDML_Supervised(solver="adam", n_pairs=50_000, batch_size=500, max_iter=100_000,
                           tol=0, n_iter_no_change=100_000, random_state=0, n_jobs=1)
-    # A shell starts background jobs with SIGINT ignored, and Python then
-    # leaves it ignored: install Python's handler, as in a terminal, so that
-    # the signal raises KeyboardInterrupt wherever the suite runs.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = _interrupt_after(0.5)
     start = time.perf_counter()
-    try:
-        with pytest.warns(UserWarning, match="interrupted"):
-            est.fit(X, y)
-    finally:
-        timer.cancel()
-        signal.signal(signal.SIGINT, previous)
+    with sigint_after(0.5), pytest.warns(UserWarning, match="interrupted"):
+        est.fit(X, y)
     assert time.perf_counter() - start < 10
     assert 0 <= est.n_iter_ < 100_000
     assert np.all(np.isfinite(est.components_)) and np.isfinite(est.bias_)

@@ -2,7 +2,6 @@
 objectives and their gradients, the fits with Adam/SGD, solver='auto',
 partial_fit streaming, thread-count determinism, float32 and Ctrl-C."""
 import os
-import signal
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from fastmetric._core.objectives.neighbor_batches import (
     row_mean,
 )
 
-from .test_ldml_partial_fit import _interrupt_after
+from .._signals import sigint_after
 from .test_ldml_partial_fit import blobs as ldml_blobs
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -346,15 +345,9 @@ def test_sigint_stops_a_stochastic_fit(cls):
     est = stochastic(cls, max_iter=100_000, tol=0, n_iter_no_change=100_000, n_jobs=2) \
         if cls is NCA else stochastic(cls, max_iter=100_000, convergence_tol=0,
                                       n_iter_no_change=100_000, n_jobs=2)
-    # Background jobs start with SIGINT ignored: install Python's handler.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = _interrupt_after(0.5)
-    try:
-        with pytest.warns(UserWarning, match="interrupted"):
-            est.fit(X, y)
-    finally:
-        timer.cancel()
-        signal.signal(signal.SIGINT, previous)
+    # (sigint_after installs Python's handler: background jobs ignore SIGINT.)
+    with sigint_after(0.5), pytest.warns(UserWarning, match="interrupted"):
+        est.fit(X, y)
     assert 0 <= est.n_iter_ < 100_000
     assert np.all(np.isfinite(est.components_))
     assert est.transform(X[:3]).shape == (3, 6)

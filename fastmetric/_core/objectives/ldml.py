@@ -390,9 +390,12 @@ class LabelBatches:
         self.stream = stream
         self.seed = seed
         self.n_batches = max(1, -(-(n_positive + n_negative) // batch_size))
-        steps = np.arange(self.n_batches + 1)
-        self.positive_cuts = steps * n_positive // self.n_batches
-        self.negative_cuts = steps * n_negative // self.n_batches
+        # Minibatch i takes draws [i n / n_batches, (i + 1) n / n_batches):
+        # computed when needed (Python integers), not as tables of
+        # n_batches + 1 cuts, which would fill memory for an impossible
+        # n_pairs before the sampler could refuse it.
+        self.n_positive = n_positive
+        self.n_negative = n_negative
 
     def draw(self, epoch, positive_start, n_positive, negative_start, n_negative):
         pairs, t = self.stream.draw(self.seed + 7919 * epoch, positive_start, n_positive,
@@ -401,6 +404,6 @@ class LabelBatches:
                 t.astype(np.float64))
 
     def __call__(self, epoch, i):
-        p0, p1 = self.positive_cuts[i], self.positive_cuts[i + 1]
-        n0, n1 = self.negative_cuts[i], self.negative_cuts[i + 1]
-        return self.draw(epoch, int(p0), int(p1 - p0), int(n0), int(n1 - n0))
+        p0, p1 = (j * self.n_positive // self.n_batches for j in (i, i + 1))
+        n0, n1 = (j * self.n_negative // self.n_batches for j in (i, i + 1))
+        return self.draw(epoch, p0, p1 - p0, n0, n1 - n0)

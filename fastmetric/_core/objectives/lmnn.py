@@ -468,7 +468,11 @@ def _sorted_targets(Xs, class_ptr, n_targets, L, n_neighbors, n_threads):
     """Target neighbours (rows of ``Xs``) of class-sorted points in the metric of L."""
     Z = np.empty((Xs.shape[0], L.shape[0]), dtype=Xs.dtype)
     _embed(Xs, np.ascontiguousarray(L, dtype=Xs.dtype), Z, 256, n_threads)
-    targets, _ = _target_neighbors(Z, class_ptr, n_targets, int(n_neighbors), n_threads)
+    # No point has more targets than n_targets.max() (<= n_neighbors): the
+    # table needs no wider rows, whatever n_neighbors asks for (10**12 would
+    # overflow the kernel's C int).
+    width = int(min(n_neighbors, n_targets.max())) if n_targets.size else 0
+    targets, _ = _target_neighbors(Z, class_ptr, n_targets, width, n_threads)
     return targets
 
 
@@ -539,7 +543,7 @@ def find_target_neighbors(X, y, n_neighbors, components=None, n_jobs=None):
     targets = np.full((X.shape[0], n_neighbors), -1, dtype=np.intp)
     valid = t_sorted >= 0
     mapped = np.where(valid, order[np.maximum(t_sorted, 0)], -1)
-    targets[order] = mapped
+    targets[order, :mapped.shape[1]] = mapped
     n_targets = np.empty(X.shape[0], dtype=np.intp)
     n_targets[order] = n_t
     return targets, n_targets

@@ -17,6 +17,7 @@ and call them.
 import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotri
 
+from fastmetric._core.solvers import warn_interrupted
 from fastmetric._core.threads import threads_for_work
 from fastmetric.kernels.lsml import quadratic_forms, residual_loss, residual_loss_coefficients
 
@@ -155,61 +156,67 @@ def minimize_lsml(problem, M0, *, tol, max_iter, memory=10, on_iteration=None,
     loss_curve = []
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):
-        if gnorm <= tol:  # (n_iter_ counts this last check, as metric-learn)
-            converged = True
-            break
-        direction = _lbfgs_direction(G, M, s_hist, y_hist, rho_hist)
-        slope = float(np.sum(G * direction))
-        if not slope < 0:  # not a descent direction: restart, natural gradient
-            s_hist, y_hist, rho_hist = [], [], []
-            direction = _lbfgs_direction(G, M, s_hist, y_hist, rho_hist)
-            slope = float(np.sum(G * direction))
-            if not slope < 0:  # pragma: no cover - M G M is a descent direction
+    # Ctrl-C keeps the last accepted iterate: (M, chol, f) change together,
+    # once a step is accepted.
+    try:
+        for it in range(1, max_iter + 1):
+            if gnorm <= tol:  # (n_iter_ counts this last check, as metric-learn)
                 converged = True
                 break
-        step = 1.0
-        qab, qcd = problem.quadratic_forms(direction)
-        tr_DP = float(np.sum(direction * P))
-        accepted = False
-        for _ in range(_MAX_HALVINGS):
-            M_t = M + step * direction
-            chol_t, logdet_t = _cholesky_logdet(M_t)
-            if chol_t is not None:
-                dab_t = dab + step * qab
-                dcd_t = dcd + step * qcd
-                f_t = problem.data_loss(dab_t, dcd_t) + (tr_MP + step * tr_DP) - logdet_t
-                if f_t <= f + _ARMIJO * step * slope:
-                    accepted = True
-                    break
-            step *= 0.5
-        if not accepted:
-            if s_hist:  # retry once along the natural gradient, fresh memory
+            direction = _lbfgs_direction(G, M, s_hist, y_hist, rho_hist)
+            slope = float(np.sum(G * direction))
+            if not slope < 0:  # not a descent direction: restart, natural gradient
                 s_hist, y_hist, rho_hist = [], [], []
-                continue
-            # No step decreases f at machine precision: M is optimal.
-            converged = True
-            break
-        data, grad_data, _ = problem.data_loss_grad(dab_t, dcd_t)
-        tr_MP = float(np.sum(M_t * P))
-        f_t = data + tr_MP - logdet_t
-        G_t = grad_data + P - _inverse_from_cholesky(chol_t)
-        s = M_t - M
-        y = G_t - G
-        sy = float(np.sum(s * y))
-        if sy > 1e-12 * float(np.sum(y * y)):  # curvature condition (convex f)
-            s_hist.append(s)
-            y_hist.append(y)
-            rho_hist.append(1.0 / sy)
-            if len(s_hist) > memory:
-                del s_hist[0], y_hist[0], rho_hist[0]
-        M, chol, dab, dcd, f, G = M_t, chol_t, dab_t, dcd_t, f_t, G_t
-        gnorm = float(np.sqrt(np.sum(G * G)))
-        loss_curve.append(f)
-        if on_iteration is not None and on_iteration(it, M, chol, f):
-            break
-    else:
-        converged = gnorm <= tol
+                direction = _lbfgs_direction(G, M, s_hist, y_hist, rho_hist)
+                slope = float(np.sum(G * direction))
+                if not slope < 0:  # pragma: no cover - M G M is a descent direction
+                    converged = True
+                    break
+            step = 1.0
+            qab, qcd = problem.quadratic_forms(direction)
+            tr_DP = float(np.sum(direction * P))
+            accepted = False
+            for _ in range(_MAX_HALVINGS):
+                M_t = M + step * direction
+                chol_t, logdet_t = _cholesky_logdet(M_t)
+                if chol_t is not None:
+                    dab_t = dab + step * qab
+                    dcd_t = dcd + step * qcd
+                    f_t = problem.data_loss(dab_t, dcd_t) + (tr_MP + step * tr_DP) - logdet_t
+                    if f_t <= f + _ARMIJO * step * slope:
+                        accepted = True
+                        break
+                step *= 0.5
+            if not accepted:
+                if s_hist:  # retry once along the natural gradient, fresh memory
+                    s_hist, y_hist, rho_hist = [], [], []
+                    continue
+                # No step decreases f at machine precision: M is optimal.
+                converged = True
+                break
+            data, grad_data, _ = problem.data_loss_grad(dab_t, dcd_t)
+            tr_MP = float(np.sum(M_t * P))
+            f_t = data + tr_MP - logdet_t
+            G_t = grad_data + P - _inverse_from_cholesky(chol_t)
+            s = M_t - M
+            y = G_t - G
+            sy = float(np.sum(s * y))
+            if sy > 1e-12 * float(np.sum(y * y)):  # curvature condition (convex f)
+                s_hist.append(s)
+                y_hist.append(y)
+                rho_hist.append(1.0 / sy)
+                if len(s_hist) > memory:
+                    del s_hist[0], y_hist[0], rho_hist[0]
+            M, chol, dab, dcd, f, G = M_t, chol_t, dab_t, dcd_t, f_t, G_t
+            gnorm = float(np.sqrt(np.sum(G * G)))
+            loss_curve.append(f)
+            if on_iteration is not None and on_iteration(it, M, chol, f):
+                break
+        else:
+            converged = gnorm <= tol
+    except KeyboardInterrupt:
+        warn_interrupted(f"after {len(loss_curve)} iteration(s)")
+        it, converged = len(loss_curve), False
     return M, chol, f, it, converged, loss_curve
 
 

@@ -13,6 +13,7 @@ from fastmetric._core.threads import effective_n_threads, single_threaded_blas, 
 from fastmetric._core.validation import (
     check_chunk_size,
     check_components,
+    check_finite_result,
     check_index_pairs,
     check_pair_vector,
     check_points,
@@ -249,6 +250,8 @@ def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
     problem = PairLossProblem(X, a, b, targets, weights, chunk_size, n_threads)
     loss, grad, grad_bias = problem.loss_grad(L, bias, n_threads, return_gradient,
                                               check_finite=True)
+    check_finite_result((loss, grad, grad_bias), X,
+                        what="the loss or its gradient (from squared distances)")
     if return_gradient:
         return loss, grad, grad_bias
     return loss

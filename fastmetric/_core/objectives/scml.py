@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastmetric._core.solvers import warn_interrupted
 from fastmetric._core.threads import threads_for_work
 from fastmetric.kernels.scml import _sgd_run, _triplet_hinge_pairs
 
@@ -158,20 +159,25 @@ def minimize_scml(X, triplets, basis, *, beta, gamma, max_iter, output_iter, bat
     curve = []
     stopped = False
     t = 0
-    while t < max_iter and not stopped:
-        # Evaluate at every multiple of output_iter and at the last iteration.
-        seg = min(output_iter - t % output_iter, max_iter - t)
-        batches = rng.randint(0, n_t, size=(seg, batch_size)).astype(np.intp)
-        _sgd_run(Z, triplets, batches, w, grad_sum, grad_sq, t, beta, gamma, _ADAGRAD_DELTA)
-        t += seg
-        E = weighted_projections(Z, basis, w, X)
-        hinge, n_active = _triplet_hinge_pairs(
-            E, pairs, first, second, pair_dist,
-            threads_for_work(n_threads, pairs.shape[0] * E.shape[1], _PARALLEL_WORK))
-        obj = beta * float(w.sum()) + hinge / n_t
-        curve.append(obj)
-        if obj < best_obj:
-            best_obj, best_w = obj, w.copy()
-        if on_evaluation is not None and on_evaluation(t, obj, w, n_active):
-            stopped = True
+    # Ctrl-C keeps the best weights evaluated so far (the model that a
+    # finished fit would also keep).
+    try:
+        while t < max_iter and not stopped:
+            # Evaluate at every multiple of output_iter and at the last iteration.
+            seg = min(output_iter - t % output_iter, max_iter - t)
+            batches = rng.randint(0, n_t, size=(seg, batch_size)).astype(np.intp)
+            _sgd_run(Z, triplets, batches, w, grad_sum, grad_sq, t, beta, gamma, _ADAGRAD_DELTA)
+            t += seg
+            E = weighted_projections(Z, basis, w, X)
+            hinge, n_active = _triplet_hinge_pairs(
+                E, pairs, first, second, pair_dist,
+                threads_for_work(n_threads, pairs.shape[0] * E.shape[1], _PARALLEL_WORK))
+            obj = beta * float(w.sum()) + hinge / n_t
+            curve.append(obj)
+            if obj < best_obj:
+                best_obj, best_w = obj, w.copy()
+            if on_evaluation is not None and on_evaluation(t, obj, w, n_active):
+                stopped = True
+    except KeyboardInterrupt:
+        warn_interrupted(f"after {t} iteration(s)")
     return SCMLResult(best_w, float(best_obj), t, curve)

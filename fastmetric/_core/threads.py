@@ -242,26 +242,32 @@ def cpu_sample():
 class LoadEstimate:
     """The busy cores of other processes, measured between calls.
 
-    Each call of :meth:`others_busy` compares a new sample with the one the
-    previous estimate started from; within ``LOAD_WINDOW`` of it, the
-    previous estimate is returned (reading /proc/stat costs tens of
-    microseconds, a window of clock ticks would be rounding).  The first
+    Each call of :meth:`others_busy` within ``LOAD_WINDOW`` of the sample
+    that the current estimate started from returns that estimate without
+    reading anything (the kernels resolve their thread count on every
+    call, and a window of a few clock ticks would be rounding); a later
+    call takes a new sample and compares it with that one.  The first
     sample is taken when the object is made (at import).
 
     Parameters
     ----------
     sample : callable
         Returns a sample as :func:`cpu_sample` does (or None).
+    clock : callable
+        The wall clock of the samples (``time.monotonic``).
     """
 
-    def __init__(self, sample=cpu_sample):
+    def __init__(self, sample=cpu_sample, clock=time.monotonic):
         self._sample = sample
+        self._clock = clock
         self._start = sample()
         self._busy = None
 
     def others_busy(self):
         """Cores' worth of CPU time that other processes used lately, or
         None when unknown."""
+        if self._start is not None and self._clock() - self._start[0] < LOAD_WINDOW:
+            return self._busy
         now = self._sample()
         if now is None or self._start is None:
             self._start = now

@@ -62,20 +62,30 @@ def test_parse_proc_stat_counts_our_cpus_only():
 
 
 def test_load_estimate_keeps_the_last_full_window():
+    # The clock of each call, and the samples taken (only once a window has
+    # passed since the sample the estimate started from).
+    clock = iter([0.1, 1.0, 1.1, 2.0, 3.0])
     samples = iter([
         (0.0, 0.0, 0.0),     # at creation
-        (0.1, 0.1, 0.0),     # too early: nothing known yet
         (1.0, 1.5, 0.5),     # 1 s: others used 1 core
-        (1.1, 1.7, 0.6),     # too early: the last estimate stands
         (2.0, 2.0, 1.5),     # 1 s since the last full window: others idle
         None,                # /proc/stat unreadable: the last estimate stands
     ])
-    est = LoadEstimate(lambda: next(samples))
-    assert est.others_busy() is None
+    taken = []
+
+    def sample():
+        value = next(samples)
+        taken.append(value)
+        return value
+
+    est = LoadEstimate(sample, clock=lambda: next(clock))
+    assert est.others_busy() is None              # 0.1 s: too early, nothing read
     assert est.others_busy() == pytest.approx(1.0)
-    assert est.others_busy() == pytest.approx(1.0)
+    assert est.others_busy() == pytest.approx(1.0)  # 1.1 s: too early, nothing read
     assert est.others_busy() == pytest.approx(0.0)
     assert est.others_busy() == pytest.approx(0.0)
+    # /proc/stat was read at creation and once per full window, never within one.
+    assert len(taken) == 4
 
 
 def test_default_threads_follow_the_load(monkeypatch):

@@ -35,7 +35,7 @@ from fastmetric._core.solvers import (
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["AUTO_STOCHASTIC_ROWS", "INIT_MAX_ROWS", "MinibatchNeighborsMixin",
-           "STOCHASTIC_SOLVERS", "init_rows", "resolve_solver"]
+           "STOCHASTIC_SOLVERS", "init_subset", "resolve_solver"]
 
 # solver='auto': the full objectives (O(n^2) per evaluation) up to this many
 # rows, Adam on minibatches above.  At 50,000 rows an L-BFGS iteration of NCA
@@ -58,9 +58,14 @@ def resolve_solver(solver, n_samples):
     return "lbfgs" if n_samples <= AUTO_STOCHASTIC_ROWS else "adam"
 
 
-def init_rows(n_samples):
-    """Rows the initial map of a stochastic fit is computed on."""
-    return evenly_spaced(n_samples, INIT_MAX_ROWS)
+def init_subset(X, labels):
+    """The rows (and their labels) the initial map of a stochastic fit is
+    computed on: at most INIT_MAX_ROWS evenly spaced rows, X itself (not a
+    copy) when it is no larger."""
+    rows = evenly_spaced(X.shape[0], INIT_MAX_ROWS)
+    if rows.shape[0] == X.shape[0]:
+        return X, labels
+    return X[rows], labels[rows]
 
 
 def stochastic_solver_only(estimator):

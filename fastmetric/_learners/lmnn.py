@@ -47,7 +47,7 @@ from fastmetric._core.inputs import points_from_indices
 from fastmetric._core.minibatch_learner import (
     STOCHASTIC_SOLVERS,
     MinibatchNeighborsMixin,
-    init_rows,
+    init_subset,
     resolve_solver,
     stochastic_solver_only,
 )
@@ -339,10 +339,9 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
                                   n_threads=n_threads)
 
     def _stochastic_init(self, X, y_enc, rng):
-        rows = init_rows(X.shape[0])
-        sub = X[rows] if rows.shape[0] < X.shape[0] else X
+        sub, y_sub = init_subset(X, y_enc)
         with single_threaded_blas():
-            return initialize_components(self.init, sub, y=y_enc[rows],
+            return initialize_components(self.init, sub, y=y_sub,
                                          n_components=self.n_components, random_state=rng)
 
     def _fit_stochastic(self, X, y_enc, n_classes, solver):

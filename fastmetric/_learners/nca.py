@@ -43,7 +43,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.minibatch_learner import (
     MinibatchNeighborsMixin,
-    init_rows,
+    init_subset,
     resolve_solver,
     stochastic_solver_only,
 )
@@ -228,8 +228,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         self.classes_ = classes
         solver = resolve_solver(self.solver, n)
         if solver != "lbfgs":
-            rows = init_rows(n)
-            L0 = self._initial_components(X[rows] if rows.shape[0] < n else X, labels[rows])
+            L0 = self._initial_components(*init_subset(X, labels))
             objective = NCABatchObjective(X, labels, n_threads=n_threads)
             self._fit_minibatch(objective, L0, solver,
                                 DEFAULT_TOL if self.tol is None else self.tol)

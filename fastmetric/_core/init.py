@@ -17,6 +17,7 @@ import numpy as np
 import scipy.linalg
 from sklearn.utils import check_random_state
 
+from fastmetric._core.rows import evenly_spaced
 from fastmetric._core.threads import single_threaded_blas
 from fastmetric._core.validation import check_components, check_points
 
@@ -376,7 +377,7 @@ def unsaturated_start(L, X):
         return L
     with single_threaded_blas():  # the same scalar for any BLAS thread count
         Z = (X - X.mean(axis=0, dtype=np.float64)) @ L.T
-        rows = np.unique(np.linspace(0, n - 1, min(n, _SATURATION_SAMPLE)).astype(np.intp))
+        rows = evenly_spaced(n, _SATURATION_SAMPLE)
         sq = np.einsum("ij,ij->i", Z, Z)
         D = sq[rows, None] + sq[None, :] - 2.0 * (Z[rows] @ Z.T)
     # Duplicates (and each row itself) are at distance 0: the nearest

@@ -19,7 +19,7 @@ from fastmetric._core.dask_support import gather_rows, is_dask_array
 from fastmetric._core.rows import evenly_spaced
 
 __all__ = ["BLOCK_ROWS", "SAMPLE_ROWS", "lloyd", "cluster_means", "nearest_centers",
-           "within_whitening"]
+           "within_whitening", "discriminant_coordinates"]
 
 # Rows per block of a numpy array (the unit of the block sums).
 BLOCK_ROWS = 65_536
@@ -188,15 +188,70 @@ def lloyd(Z, n_clusters, random_state, init=None, max_iter=300, tol=1e-4):
     return nearest_centers(Z, centers.astype(Z.dtype)), centers, float(inertia)
 
 
-def within_whitening(rows, labels, n_clusters):
-    """Whitening by the pooled within-cluster covariance: ``(P, P^{-1})``.
+def _shrunk_covariance(residuals):
+    """Ledoit-Wolf covariance of centred rows, shrunk on the standardised scale.
 
-    ``W`` is the covariance of the residuals ``x - mean(cluster of x)``
-    (what LDA calls the within-class scatter), estimated with scikit-learn's
-    Ledoit-Wolf shrinkage toward a multiple of the identity, on at most
-    ``SAMPLE_ROWS`` evenly spaced rows; ``P = W^{-1/2}`` (symmetric) and
-    ``P^{-1} = W^{1/2}``.  The shrinkage keeps ``W`` invertible when
-    features are constant inside the clusters or outnumber the points.
+    The rows are divided by their root mean square per feature before the
+    shrinkage and the estimate is scaled back (scikit-learn's LDA with
+    ``shrinkage='auto'`` does the same): the shrinkage target is then the
+    diagonal of the covariance, not a multiple of the identity, which in raw
+    units (features in the thousands next to features below 1) would be the
+    variance of the largest feature.
+    """
+    from sklearn.covariance import ledoit_wolf
+
+    scale = np.sqrt(np.mean(residuals ** 2, axis=0))
+    scale[~(scale > 0)] = 1.0  # a feature constant in these rows
+    W = ledoit_wolf(residuals / scale, assume_centered=True)[0]
+    return scale[:, None] * W * scale[None, :]
+
+
+def _within_covariance(rows, labels, n_clusters):
+    """Within-cluster covariance ``W`` and the cluster means (float64).
+
+    ``W = sum_c (n_c / n) W_c`` with ``W_c`` the covariance of cluster
+    ``c``'s residuals ``x - mean_c``, each shrunk by
+    :func:`_shrunk_covariance` (as LDA with shrinkage estimates its class
+    covariances), on at most ``SAMPLE_ROWS`` evenly spaced rows.  The
+    shrinkage keeps ``W`` invertible when features are constant inside the
+    clusters or outnumber the points.
+    """
+    X = rows.X
+    d = X.shape[1]
+    means = cluster_means(X, labels, np.zeros((n_clusters, d))).astype(np.float64)
+    picked = evenly_spaced(X.shape[0], SAMPLE_ROWS)
+    sample = gather_rows(X, picked) if is_dask_array(X) else X[picked]
+    sample_labels = labels[picked]
+    residuals = np.asarray(sample, dtype=np.float64) - means[sample_labels]
+    W = np.zeros((d, d))
+    for c in range(n_clusters):
+        members = residuals[sample_labels == c]
+        if members.shape[0] >= 2:  # one point has no spread to estimate
+            W += (members.shape[0] / residuals.shape[0]) * _shrunk_covariance(members)
+    if not W.any():  # every cluster a single point
+        W = _shrunk_covariance(residuals)
+    return (W + W.T) / 2, means
+
+
+def _symmetric_roots(W):
+    """``(W^{-1/2}, W^{1/2})`` of a symmetric positive semi-definite matrix."""
+    import scipy.linalg
+
+    w, V = scipy.linalg.eigh(W)
+    # The shrunk W is positive definite unless every residual is zero (each
+    # cluster one repeated point); floor the spectrum for that case.
+    floor = max(float(w.max()), 1e-300) * 1e-12
+    w = np.maximum(w, floor)
+    root = np.sqrt(w)
+    return (V / root) @ V.T, (V * root) @ V.T
+
+
+def within_whitening(rows, labels, n_clusters):
+    """Whitening by the within-cluster covariance: ``(P, P^{-1})``.
+
+    ``W`` is the within-cluster covariance of :func:`_within_covariance`
+    (what LDA calls the within-class scatter); ``P = W^{-1/2}`` (symmetric)
+    and ``P^{-1} = W^{1/2}``.
 
     Parameters
     ----------
@@ -208,23 +263,46 @@ def within_whitening(rows, labels, n_clusters):
     -------
     P, P_inv : ndarray of shape (n_features, n_features), float64
     """
-    import scipy.linalg
-    from sklearn.covariance import ledoit_wolf
+    W, _ = _within_covariance(rows, labels, n_clusters)
+    return _symmetric_roots(W)
 
-    X = rows.X
-    d = X.shape[1]
-    means = cluster_means(X, labels, np.zeros((n_clusters, d))).astype(np.float64)
-    picked = evenly_spaced(X.shape[0], SAMPLE_ROWS)
-    sample = gather_rows(X, picked) if is_dask_array(X) else X[picked]
-    residuals = np.asarray(sample, dtype=np.float64) - means[labels[picked]]
-    W = ledoit_wolf(residuals, assume_centered=True)[0]
-    w, V = scipy.linalg.eigh((W + W.T) / 2)
-    # Ledoit-Wolf's W is positive definite unless every residual is zero
-    # (each cluster one repeated point); floor the spectrum for that case.
-    floor = max(float(w.max()), 1e-300) * 1e-12
-    w = np.maximum(w, floor)
-    root = np.sqrt(w)
-    return (V / root) @ V.T, (V * root) @ V.T
+
+def discriminant_coordinates(rows, labels, n_clusters, n_directions):
+    """Whitened coordinates along the leading discriminant directions of a clustering.
+
+    The coordinates LDA (eigen solver, shrinkage) gives to the clusters
+    taken as classes: whiten by the within-cluster covariance ``W``
+    (:func:`_within_covariance`), then keep the ``q = n_directions``
+    leading eigenvectors ``U`` of the between-cluster scatter there,
+    ``W^{-1/2} (T - W) W^{-1/2}`` with ``T`` the covariance of all the
+    points.  A point ``x`` has coordinates ``P^T x`` with ``P = W^{-1/2} U``
+    (``d x q``): unit within-cluster spread along every kept direction.
+
+    Parameters
+    ----------
+    rows : MemoryRows or DaskRows
+    labels : ndarray of shape (n_samples,)
+    n_clusters : int
+    n_directions : int
+        ``q``, at most ``n_features``.  The between-cluster scatter has
+        rank at most ``n_clusters - 1``; LDA keeps that many.
+
+    Returns
+    -------
+    P : ndarray of shape (n_features, q), float64
+    """
+    import scipy.linalg
+
+    W, _ = _within_covariance(rows, labels, n_clusters)
+    inv_root, _ = _symmetric_roots(W)
+    between = inv_root @ (rows.covariance() - W) @ inv_root
+    w, U = scipy.linalg.eigh((between + between.T) / 2)
+    # Eigenvalues in decreasing order, ties broken by index (stable), and
+    # signs fixed so that the coordinates do not depend on LAPACK's choice.
+    order = np.argsort(-w, kind="stable")[:n_directions]
+    U = U[:, order]
+    U = U * np.where(U[np.argmax(np.abs(U), axis=0), np.arange(U.shape[1])] < 0, -1.0, 1.0)
+    return inv_root @ U
 
 
 class MemoryRows:
@@ -244,6 +322,10 @@ class MemoryRows:
 
     def init_rows(self):
         return self.X
+
+    def covariance(self):
+        """Covariance ``C`` of the points (float64, ``d x d``)."""
+        return self.Xc.T @ self.Xc / self.n
 
     def mapped(self, P):
         """The points in the coordinates ``x -> P^T x`` (rows ``X P``)."""
@@ -277,6 +359,10 @@ class DaskRows:
 
     def spread(self, L):
         return 2.0 * float(np.einsum("ij,jk,ik->", L, self.C, L))
+
+    def covariance(self):
+        """Covariance ``C`` of the points (float64, ``d x d``), computed once."""
+        return self.C
 
     def init_rows(self):
         from fastmetric._core.dask_support import sample_rows

@@ -109,6 +109,7 @@ from fastmetric._core.cluster_rows import (
     lloyd,
     nearest_centers,
     within_whitening,
+    discriminant_coordinates,
 )
 from fastmetric._core.cluster_rows import cluster_means as _cluster_means
 from fastmetric._core.cluster_rows import nearest_center as _nearest_center
@@ -136,13 +137,17 @@ _MINIBATCH_THRESHOLD = 20_000
 _KMEANS_N_INIT = 10
 # Tolerance of each cluster's LDML fit (LDML's default).
 _LDML_TOL = 1e-5
-# ldml_max_iter='auto': L-BFGS iterations of a group's LDML in whitened
-# coordinates (a determined fit, let it converge) and in the input
-# coordinates (an underdetermined fit, where stopping early is the
-# regulariser).
-_LDML_ITER_WHITENED = 100
-_LDML_ITER_RAW = 30
-# update_rate='auto' without whitening: half steps, for the same reason.
+# ldml_max_iter='auto': L-BFGS iterations of a group's LDML.  The group
+# metrics are directions to move toward; a converged fit sharpens the current
+# clustering's own boundaries (the pseudo-labels confirm themselves), so the
+# fit stops early.
+_LDML_ITER = 30
+# update_rate='auto': the share of the group metrics in the new metric.  In
+# the discriminant coordinates the rest is the discriminant metric of the
+# current clustering (the one LDA-k-means clusters in); on iris, wine and
+# digits 0.25 gained over 0 (that metric alone) and 0.5 lost on digits.  In
+# the input coordinates the rest is the current metric (half steps).
+_RATE_WHITENED = 0.25
 _RATE_RAW = 0.5
 # A whitened round whose clustering has a group below this share of the
 # average group size, where the previous clustering had none, is undone.
@@ -346,13 +351,14 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         "kmeans": [StrOptions(set(_KMEANS_NAMES)), HasMethods(["fit", "get_params"])],
         "ldml_max_iter": [StrOptions({"auto"}), integers(1)],
         "whiten": [StrOptions({"auto"}), "boolean"],
+        "n_directions": [StrOptions({"auto"}), integers(1)],
         "alpha": [reals(0)],
     }
 
     def __init__(self, n_clusters=8, n_components=None, init="auto", normalize=False,
                  n_pairs_per_cluster=None, positive_fraction=0.3, update_rate="auto",
-                 max_rounds=10, tol=0.99, kmeans="auto", ldml_max_iter="auto", whiten="auto",
-                 alpha=0.0, random_state=None, n_jobs=None, verbose=0, callback=None):
+                 max_rounds=10, tol=0.999, kmeans="auto", ldml_max_iter="auto", whiten="auto",
+                 n_directions="auto", alpha=0.0, random_state=None, n_jobs=None, verbose=0, callback=None):
         store_params(self, locals())
 
     # ------------------------------------------------------------------
@@ -604,10 +610,17 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         X = rows.X
         n = X.shape[0]
         if whiten:
-            P, P_inv = within_whitening(rows, labels, self.n_clusters)
-            X_fit, L_start = rows.mapped(P), L @ P_inv
+            # Each group's LDML in the whitened discriminant coordinates of
+            # the current clustering, started from the identity there (the
+            # metric LDA-k-means would cluster in).
+            P = discriminant_coordinates(rows, labels, self.n_clusters,
+                                            self._n_directions(X.shape[1]))
+            X_fit = rows.mapped(P)
+            L_start = np.eye(P.shape[1])
+            back = np.ascontiguousarray(P.T)
+            anchor = self._unit_spread(rows, back)
         else:
-            P, X_fit, L_start = None, X, L
+            X_fit, L_start, back, anchor = X, L, None, L
         counts = np.bincount(labels, minlength=self.n_clusters)
         maps, weights, losses = [], [], []
         group_maps = [L] * self.n_clusters
@@ -652,8 +665,8 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 warnings.filterwarnings("ignore", "the fit was interrupted", UserWarning)
                 Lg, ldml_loss = self._ldml(X_fit, a, b, t, L_start, seed + g, max_iter,
                                            pair_weights)
-            if P is not None:
-                Lg = Lg @ P
+            if back is not None:
+                Lg = Lg @ back
             spread = rows.spread(Lg)
             if not (np.isfinite(spread) and spread > 0 and np.isfinite(Lg).all()):
                 continue  # a degenerate cluster metric carries no direction
@@ -661,14 +674,16 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             maps.append(Lg)
             weights.append(max(n_g, 1))
             losses.append(ldml_loss)
-            group_maps[g] = Lg
+            # Stored with the global map's n_components rows (the same metric,
+            # truncated if the discriminant coordinates have more directions).
+            group_maps[g] = _combine(Lg, [], [], 0.0, L.shape[0])
         weights = np.asarray(weights, dtype=np.float64)
         if weights.size:
             loss = float(np.dot(weights, losses) / weights.sum())
             weights = weights / weights.sum()
         else:
             loss = np.nan
-        return maps, weights, loss, np.stack(group_maps)
+        return maps, weights, loss, np.stack(group_maps), anchor
 
     def _collapsed(self, new_labels, labels):
         """A group of the new clustering is tiny where none of the previous one was.
@@ -681,22 +696,25 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         return bool(np.bincount(new_labels, minlength=k).min() < floor
                     <= np.bincount(labels, minlength=k).min())
 
-    def _resolve_whiten(self, n, d):
-        """``whiten='auto'``: whiten when a group's pairs outnumber ``d^2``.
+    def _n_directions(self, d):
+        """``q``: the discriminant directions kept (``n_directions``, at most ``d``)."""
+        q = self.n_clusters - 1 if self.n_directions == "auto" else int(self.n_directions)
+        return max(1, min(q, d))
 
-        The whitened fit can move the map along every one of the ``d``
-        input directions, at equal footing, so it is determined by a
-        group's pairs only when they outnumber the entries of a full metric
-        on the input (``d^2``, whatever ``n_components``).  With fewer (64
-        pixels: 4096 entries against 1800 pairs per digit) early stopping in
-        the input coordinates, which move the high-variance directions
-        first, is what regularises the fit: whitening there lets it follow
-        the noise of the pseudo-labels (the clustering of digits degraded
-        round after round, also from a 16- or 20-component PCA start).
+    def _resolve_whiten(self, n, d):
+        """``whiten='auto'``: whiten when a group's pairs outnumber ``q^2``.
+
+        A group's LDML in the ``q`` discriminant coordinates fits a ``q x
+        q`` map, determined by its pairs when they outnumber its entries
+        (digits: 81 entries, 1800 pairs per group).  In the full input
+        coordinates it would fit ``d^2`` entries (4096 on digits), where the
+        pseudo-labels' noise was followed; the reduction is what lets the
+        whitened rounds run everywhere.
         """
         if self.whiten != "auto":
             return bool(self.whiten)
-        return self._pairs_for(n / self.n_clusters) >= d * d
+        q = self._n_directions(d)
+        return self._pairs_for(n / self.n_clusters) >= q * q
 
     # ------------------------------------------------------------------
     # fit
@@ -775,10 +793,10 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             whiten = self._resolve_whiten(n, d)
             max_iter = self.ldml_max_iter
             if max_iter == "auto":
-                max_iter = _LDML_ITER_WHITENED if whiten else _LDML_ITER_RAW
+                max_iter = _LDML_ITER
             rate = self.update_rate
             if rate == "auto":
-                rate = 1.0 if whiten else _RATE_RAW
+                rate = _RATE_WHITENED if whiten else _RATE_RAW
             # Work at unit spread: LDML's initial scale fit and alpha then
             # see the same units whatever the scale of the data.
             L = self._unit_spread(rows, L)
@@ -801,7 +819,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 for r in range(1, self.max_rounds + 1):
                     committed = (L, labels, centers, group_maps, n_rounds)
                     t0 = time.perf_counter()
-                    maps, weights, loss, round_maps = self._group_metrics(
+                    maps, weights, loss, round_maps, anchor = self._group_metrics(
                         rows, L, labels, int(seeds[r, 1]), whiten, max_iter, tie)
                     if not maps:
                         warnings.warn(
@@ -812,7 +830,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                             stacklevel=3,
                         )
                         break
-                    L_new = _combine(L, maps, weights, rate, k)
+                    L_new = _combine(anchor, maps, weights, rate, k)
                     spread = rows.spread(L_new)
                     if not (np.isfinite(spread) and spread > 0 and np.isfinite(L_new).all()):
                         warnings.warn(

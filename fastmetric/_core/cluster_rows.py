@@ -228,8 +228,10 @@ def _within_covariance(rows, labels, n_clusters):
         members = residuals[sample_labels == c]
         if members.shape[0] >= 2:  # one point has no spread to estimate
             W += (members.shape[0] / residuals.shape[0]) * _shrunk_covariance(members)
-    if not W.any():  # every cluster a single point
-        W = _shrunk_covariance(residuals)
+    if not np.trace(W) > 0:
+        # Every cluster one (repeated) point: no spread inside the clusters
+        # to whiten by; leave the units as they are.
+        W = np.eye(d)
     return (W + W.T) / 2, means
 
 
@@ -238,8 +240,7 @@ def _symmetric_roots(W):
     import scipy.linalg
 
     w, V = scipy.linalg.eigh(W)
-    # The shrunk W is positive definite unless every residual is zero (each
-    # cluster one repeated point); floor the spectrum for that case.
+    # The shrunk W is positive definite; the floor guards against rounding.
     floor = max(float(w.max()), 1e-300) * 1e-12
     w = np.maximum(w, floor)
     root = np.sqrt(w)

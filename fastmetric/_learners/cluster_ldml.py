@@ -12,52 +12,69 @@ named strategy, an array, or any fitted estimator with a linear map;
    restarts, or one run from the previous clusters, see ``kmeans``);
 2. for every group ``g`` learns a metric ``M_g = L_g^T L_g`` with
    LDML (:mod:`fastmetric._core.objectives.ldml`, the log-loss of
-   ``sigmoid(b - ||L (x - x')||^2)``) started from the current ``L``, from
-   pairs drawn inside ``g`` (similar) and between ``g`` and the other groups
-   (dissimilar), with :func:`~fastmetric.kernels.sampling.sample_pairs` and
-   ``anchor_label=g``;
-3. moves the global metric toward the size-weighted combination of the
-   group metrics,
+   ``sigmoid(b - ||L (x - x')||^2)``) from pairs drawn inside ``g``
+   (similar) and between ``g`` and the other groups (dissimilar), with
+   :func:`~fastmetric.kernels.sampling.sample_pairs` and
+   ``anchor_label=g``, in the whitened discriminant coordinates of the
+   current clustering (below);
+3. moves the metric toward the size-weighted combination of the group
+   metrics,
 
-       M_new = (1 - r) M + r sum_g (n_g / n) M_g,       r = update_rate,
+       M_new = (1 - r) M_0 + r sum_g (n_g / n) M_g,       r = update_rate,
 
-   and keeps the ``n_components`` leading eigen-directions of ``M_new``;
+   with ``M_0`` the discriminant metric of the current clustering (the
+   current metric when not whitening), and keeps the ``n_components``
+   leading eigen-directions of ``M_new``;
 4. re-clusters in the new metric and stops when the adjusted Rand index
    between two consecutive clusterings exceeds ``tol`` (the clustering no
    longer moves), or after ``max_rounds`` rounds.
 
 Why the plain loop stalled, and what the rounds do about it.
 
-* The pseudo-labels confirm themselves.  A metric learned from a
-  clustering separates that clustering best, and k-means started from the
-  previous clusters' means stays in their basin: the rounds never leave the
-  first clustering.  Whitened rounds (below) therefore restart k-means from
-  fresh k-means++ seedings every round (self-training with re-drawn
-  pseudo-labels); only the metric carries over.
 * The scale of raw features.  LDML's gradient with respect to ``L`` is
   ``L sum_p c_p (x_p - x'_p)(x_p - x'_p)^T``: in raw units (wine's proline,
   in the thousands, next to features below 1) it is ruled by the largest
-  feature, and thirty L-BFGS steps from the current ``L`` barely turn the
-  others on; a damped step toward such ``M_g`` moved the metric too little
-  to change the clustering (wine raw: ARI 0.37, as k-means).  With
-  ``whiten``, every group's LDML runs in the coordinates whitened by the
-  pooled within-cluster covariance ``W`` of the current clusters (Ledoit-Wolf
-  shrinkage, :func:`~fastmetric._core.cluster_rows.within_whitening`; the
-  within-class scatter that LDA, and LDA-k-means, Ding & Li 2007, whiten
-  by): ``x -> W^{-1/2} x``, started from the current metric expressed there
-  (``L W^{1/2}``), and its map is brought back (``L_g = L'_g W^{-1/2}``).
-  The objective is the same function of the metric; the optimiser steps in
-  units where every direction has the same within-cluster spread, so the
-  fit can converge (``ldml_max_iter`` 100) and the full step
-  (``update_rate`` 1) is taken.
-* Too few pairs for the map.  Whitening gives every direction the same
-  footing, also the many directions where a group's pairs carry only the
-  noise of the pseudo-labels.  When a group's pairs are fewer than the
-  entries of a full metric on the input (``d^2``; the 64 pixels of digits:
-  4096 entries, 1800 pairs) the LDML fit is underdetermined: there ``whiten='auto'`` stays in
-  the input coordinates, where early stopping (``ldml_max_iter`` 30) and
-  half steps (``update_rate`` 0.5) keep the metric near the pre-trained one
-  (whitened rounds on digits drifted to ARI 0.4 and below).
+  feature, and a damped step toward such ``M_g`` moved the metric too little
+  to change the clustering (wine raw: ARI 0.37, as k-means).  So with
+  ``whiten`` every group's LDML runs in the whitened discriminant
+  coordinates of the current clustering
+  (:func:`~fastmetric._core.cluster_rows.discriminant_coordinates`): the
+  points are whitened by the within-cluster covariance ``W`` (each
+  cluster's covariance shrunk by Ledoit-Wolf on the standardised scale,
+  the estimate of LDA with shrinkage) and projected on the ``q``
+  leading eigenvectors of the between-cluster scatter there, ``x -> P^T x``
+  with ``P = W^{-1/2} U_q`` (``q = n_directions``, by default
+  ``n_clusters - 1``, the coordinates LDA-k-means, Ding & Li 2007, clusters
+  in).  Every kept direction has unit spread inside the clusters, so no
+  feature's units rule the fit; a group's map ``L'_g`` (``q x q``) is
+  brought back as ``L_g = L'_g P^T``.
+* Too few pairs for the map.  A full metric on the input has ``d^2``
+  entries (the 64 pixels of digits: 4096, against 1800 pairs per group):
+  whitened there, LDML followed the noise of the pseudo-labels, and left
+  unwhitened it stayed near its start.  In the ``q`` discriminant
+  coordinates a group's map has ``q^2`` entries (81 on digits), which its
+  pairs determine: ``whiten='auto'`` whitens whenever a group's pairs
+  outnumber ``q^2``, which holds for all but very many small groups.
+* The pseudo-labels confirm themselves.  A metric learned from a
+  clustering separates that clustering: converged per-group LDML fits
+  stretch the directions its boundaries lie across, and k-means then
+  reproduces it (wine raw stayed at ARI 0.40 for two seeds in five).
+  Three things keep the rounds moving: every group's LDML starts from the
+  discriminant metric (the identity in those coordinates) and stops early
+  (``ldml_max_iter`` 30), the new metric is that discriminant metric moved
+  a quarter of the way toward the group metrics (``update_rate`` 0.25; the
+  discriminant metric itself is recomputed from every new clustering),
+  and k-means restarts from fresh k-means++ seedings every round, so only
+  the metric carries over.
+* Outliers.  The shrunk within-cluster covariance and the ``q`` leading
+  directions keep a few extreme points from ruling the metric (breast
+  cancer, 2 groups: one direction); a round that still gives a handful of
+  points a group of their own is undone.
+
+Without whitening (``whiten=False``) the rounds are the earlier ones: each
+group's LDML in the input coordinates from the current metric, half steps
+(``update_rate`` 0.5) toward the mixture, and k-means started from the
+previous clusters.
 
 Semi-supervised use.  ``fit(X, y)`` with ``y = -1`` for the unlabelled
 points: after every k-means the clusters are matched one to one to the
@@ -170,7 +187,9 @@ def _combine(L, group_maps, weights, rate, n_components):
     B = np.vstack(blocks)
     _, s, Vt = scipy.linalg.svd(B, full_matrices=False, lapack_driver="gesdd")
     k = n_components
-    s = s[:k]
+    # Directions past the rank of the mixture (the whitened rounds give a
+    # metric of rank n_directions) are rounding noise: exact zeros instead.
+    s = np.where(s > s[0] * 1e-12, s, 0.0)[:k] if s.size else s
     # Singular vectors are defined up to sign; fixed signs make components_ a
     # function of the metric alone (M = L^T L does not change).
     Vt = fix_signs(Vt[:k])
@@ -218,15 +237,17 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         gave clearer gains than 0.5: the informative dissimilar pairs are
         the few near the cluster boundaries, so more of them are drawn.
     update_rate : 'auto' or float in (0, 1], default='auto'
-        Step ``r`` toward the combined cluster metrics.  ``'auto'``: 1 with
-        whitened rounds (the cluster metrics are converged fits), 0.5
-        without (small steps keep the metric from chasing one round's noisy
-        pseudo-labels).
+        Share ``r`` of the combined cluster metrics in the new metric; the
+        rest is the discriminant metric of the current clustering (whitened
+        rounds) or the current metric.  ``'auto'``: 0.25 with whitened
+        rounds (converged or full steps sharpen the current clustering's
+        own boundaries), 0.5 without.
     max_rounds : int, default=10
         Maximum number of metric updates.
-    tol : float in [0, 1], default=0.99
+    tol : float in [0, 1], default=0.999
         Stop when the adjusted Rand index between the clusterings before
-        and after an update exceeds ``tol``.  ``tol=1.0`` runs all
+        and after an update exceeds ``tol`` (by default: when at most a
+        handful of points changed group).  ``tol=1.0`` runs all
         ``max_rounds`` rounds: a stable clustering does not mean that the
         metric has stopped moving, and later rounds may still change it.
     kmeans : {'auto', 'kmeans', 'minibatch', 'lloyd'} or estimator, default='auto'
@@ -244,26 +265,34 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         (e.g. a configured ``KMeans``) is cloned, given ``n_clusters`` and
         ``random_state`` (if it has one), and fitted afresh every round.
     ldml_max_iter : 'auto' or int, default='auto'
-        L-BFGS iterations of each cluster's LDML: ``'auto'`` is 100 with
-        whitened rounds, 30 without (early stopping is then the
-        regulariser).  The cluster metrics are only directions to move
-        toward, so they need not converge (their ``ConvergenceWarning`` is
-        silenced).
+        L-BFGS iterations of each cluster's LDML (``'auto'``: 30).  The
+        cluster metrics are only directions to move toward, and stopping
+        early keeps them from sharpening the current clustering's
+        boundaries, so they need not converge (their
+        ``ConvergenceWarning`` is silenced).
     whiten : 'auto' or bool, default='auto'
-        Fit each cluster's LDML in the coordinates whitened by the pooled
-        within-cluster covariance of the current clusters (Ledoit-Wolf
-        shrinkage): the same objective, stepped in units where no feature's
-        scale dominates.  ``'auto'``: when a cluster of average size has at
-        least as many pairs as a full metric on the input has entries
-        (``n_features ** 2``).
+        Fit each cluster's LDML in the whitened discriminant coordinates of
+        the current clustering (see ``n_directions``): the same objective,
+        in coordinates where no feature's scale dominates and where a
+        group's pairs determine its map.  ``'auto'``: when a cluster of
+        average size has at least as many pairs as such a map has entries
+        (``q ** 2``).  False: the earlier rounds in the input coordinates.
+    n_directions : 'auto' or int, default='auto'
+        ``q``, the discriminant directions of the whitened rounds: the
+        leading eigenvectors of the between-cluster scatter after whitening
+        by the within-cluster covariance (LDA's directions, the clusters
+        taken as classes).  ``'auto'`` is ``n_clusters - 1`` (the rank of
+        the between-cluster scatter, what LDA keeps); at most
+        ``n_features``.  The learned metric has rank at most ``q`` (further
+        ``n_components`` rows are zero).
     alpha : float, default=0.0
-        Pull of each cluster's LDML toward the current metric
-        (``alpha/2 ||L_g - L||_F^2``, see :class:`~fastmetric._learners.ldml.LDML`;
-        in the whitened coordinates when the rounds are whitened).
-        The current metric is handed to LDML at unit spread (mean squared
-        distance 1 between points), so ``alpha`` does not depend on the
-        scale of the data.  On digits, ``alpha=1`` lowered the gain: the
-        damped update already limits each step.
+        Pull of each cluster's LDML toward its start
+        (``alpha/2 ||L_g - L_0||_F^2``, see :class:`~fastmetric._learners.ldml.LDML`;
+        ``L_0`` the identity in the discriminant coordinates when the
+        rounds are whitened, else the current map at unit spread: mean
+        squared distance 1 between points, so that ``alpha`` does not
+        depend on the scale of the data).  The damped update and the early
+        stop already limit each step.
     random_state : int, RandomState instance or None
         Seeds the 'random' init, k-means and the pair sampling.  Given an
         int, the result is the same for any number of threads.
@@ -593,18 +622,18 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     def _group_metrics(self, rows, L, labels, seed, whiten, max_iter, tie=None):
         """One LDML per cluster.
 
-        With ``whiten`` each LDML runs on the points whitened by the pooled
-        within-cluster covariance of the current clusters
-        (:func:`~fastmetric._core.cluster_rows.within_whitening`, ``x ->
-        P x``), started from the current metric expressed there (``L
-        P^{-1}``), and its map is brought back (``L_g = L'_g P``): the
-        objective is the same function of the metric, only the coordinates
-        the optimiser steps in change.
+        With ``whiten`` each LDML runs in the whitened discriminant
+        coordinates of the current clustering
+        (:func:`~fastmetric._core.cluster_rows.discriminant_coordinates`,
+        ``x -> P^T x``), started from the identity there, and its map is
+        brought back (``L_g = L'_g P^T``); the anchor of the update is the
+        discriminant metric ``P^T`` itself.  Without, each LDML runs on the
+        points from the current map, which is the anchor.
 
         Returns the unit-spread maps of the clusters learned from, their
-        weights ``n_g / sum n_g``, the weighted mean LDML objective, and the
+        weights ``n_g / sum n_g``, the weighted mean LDML objective, the
         ``(n_clusters, k, d)`` stack of maps (the current ``L`` for clusters
-        that could not be learned from).
+        that could not be learned from), and the unit-spread anchor map.
         """
 
         X = rows.X
@@ -844,7 +873,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                     new_labels, new_centers, new_inertia = self._cluster(
                         rows, L_new, int(seeds[r, 0]), labels, tie, restart=whiten)
                     if whiten and self._collapsed(new_labels, labels):
-                        # A converged whitened fit can blow up the directions of
+                        # A whitened fit can blow up the directions of
                         # a few outliers, and k-means then gives them a group of
                         # their own (breast cancer: 2 points of 569).  Keep the
                         # previous metric and clustering, and stop.

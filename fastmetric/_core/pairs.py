@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.metaestimators import available_if
 
 from fastmetric._core.dask_support import is_dask_array
-from fastmetric._core.inputs import check_pair_targets
+from fastmetric._core.inputs import check_pair_targets, check_pairs
 
 __all__ = ["PairsClassifierMixin", "ThresholdTypeError"]
 
@@ -135,11 +135,26 @@ class PairsClassifierMixin(ClassifierMixin):
         self.threshold_ = float(threshold)
         return self
 
+    def _hard_labelled_pairs(self, pairs, y, *, both_kinds=True):
+        """Pairs with hard labels, validated: ``(X, a, b, similar)``.
+
+        ``X`` is the point array, ``a`` and ``b`` the C-contiguous index
+        pairs into it (duplicate points merged), ``similar`` a boolean per
+        pair.  Raises ValueError for soft targets and, with ``both_kinds``,
+        when ``y`` holds one kind of pair only.
+        """
+        X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
+        t = self._binary_targets(check_pair_targets(y, idx.shape[0]), type(self).__name__,
+                                 both_kinds=both_kinds)
+        return X, np.ascontiguousarray(idx[:, 0]), np.ascontiguousarray(idx[:, 1]), t == 1
+
     @staticmethod
-    def _binary_targets(t, what):
+    def _binary_targets(t, what, both_kinds=True):
+        """Pair targets in {0, 1} as int8; ValueError for soft targets and,
+        with ``both_kinds``, for targets of one kind only."""
         if not np.all((t == 0) | (t == 1)):
-            raise ValueError(f"{what} needs hard labels (-1/+1 or 0/1), not soft targets.")
-        if t.min() == t.max():
+            raise ValueError(f"{what} needs hard pair labels (+1/-1 or 1/0), not soft targets.")
+        if both_kinds and t.min() == t.max():
             raise ValueError(
                 f"{what} needs both similar and dissimilar pairs; y has only one class."
             )

@@ -32,13 +32,12 @@ import numpy as np
 from sklearn.base import TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from_indices
+from fastmetric._core.inputs import validate_points
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import options_or_array, reals, shared, store_params
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
@@ -213,12 +212,8 @@ class SDML(PairsClassifierMixin, _BaseSDML):
 
     Examples
     --------
-    >>> import numpy as np
+    {random_pairs}
     >>> from fastmetric import SDML
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.randn(30, 3)
-    >>> pairs = rng.randint(0, 30, size=(100, 2))
-    >>> y = np.where(np.abs(X[pairs[:, 0], 0] - X[pairs[:, 1], 0]) < 0.5, 1, -1)
     >>> sdml = SDML(preprocessor=X).fit(pairs, y)
     >>> sdml.components_.shape
     (3, 3)
@@ -249,14 +244,10 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         self
         """
         calibration_params = self._fit_calibration_params(calibration_params)
-        X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
-        t = check_pair_targets(y, idx.shape[0])
-        if not np.all((t == 0) | (t == 1)):
-            raise ValueError("SDML needs hard pair labels (+1/-1 or 1/0), not soft targets.")
-        self._fit_pairs(X, np.ascontiguousarray(idx[:, 0]), np.ascontiguousarray(idx[:, 1]),
-                        2.0 * t - 1.0)
+        X, a, b, similar = self._hard_labelled_pairs(pairs, y, both_kinds=False)
+        self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))
         self.classes_ = np.array([-1, 1])
-        if t.min() != t.max():
+        if similar.min() != similar.max():
             self.calibrate_threshold(pairs, y, **calibration_params)
         else:
             self.threshold_ = float(np.median(self.pair_distance(pairs)))
@@ -311,7 +302,6 @@ random_state, n_jobs
         -------
         self
         """
-        X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        X, y = validate_points(self, X, y)
         a, b, similar = estimator_pairs(self, y, self.n_constraints)
         return self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))

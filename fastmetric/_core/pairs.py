@@ -7,14 +7,16 @@ and the calibration of ``threshold_`` (metric-learn's API).
 import numbers
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.metaestimators import available_if
 
+from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.dask_support import is_dask_array
-from fastmetric._core.inputs import check_pair_targets, check_pairs
+from fastmetric._core.docs import shared_docs
+from fastmetric._core.inputs import check_pair_targets, check_pairs, validate_points
 
-__all__ = ["PairsClassifierMixin", "ThresholdTypeError"]
+__all__ = ["PairsClassifierMixin", "PairsFromLabelsMixin", "ThresholdTypeError"]
 
 
 _STRATEGIES = ("accuracy", "f_beta", "max_tpr", "max_tnr")
@@ -297,3 +299,31 @@ class PairsClassifierMixin(ClassifierMixin):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+@shared_docs
+class PairsFromLabelsMixin:
+    """``fit(X, y)`` of a pair learner's ``_Supervised`` form.
+
+    Draws ``n_constraints`` similar and as many dissimilar pairs from the
+    class labels (:func:`fastmetric._core.constraints.estimator_pairs`; with
+    ``_grow_pair_count`` the default count grows with the data) and hands
+    them to the learner's ``_fit_pairs(X, a, b, similar)``.
+    """
+
+    _grow_pair_count = False
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Draw pairs from the class labels and learn the metric from them.
+
+        {fit_labelled_points}
+            At least 2 classes, one with at least 2 samples.
+
+        Returns
+        -------
+        self
+        """
+        X, y = validate_points(self, X, y)
+        a, b, similar = estimator_pairs(self, y, self.n_constraints, grow=self._grow_pair_count)
+        return self._fit_pairs(X, a, b, similar)

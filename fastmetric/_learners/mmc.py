@@ -59,10 +59,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components, prior_matrix
-from fastmetric._core.inputs import validate_points
 from fastmetric._core.objectives.mmc import (
     RIDGE,
     RIDGE_LOGDET,
@@ -73,7 +71,7 @@ from fastmetric._core.objectives.mmc import (
     pair_distances,
     pair_scatter_matrix,
 )
-from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs, warn_interrupted
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
@@ -460,7 +458,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
 
 
 @shared_docs
-class MMC_Supervised(_BaseMMC, TransformerMixin):
+class MMC_Supervised(PairsFromLabelsMixin, _BaseMMC, TransformerMixin):
     """MMC from class labels: pairs drawn from the classes, then MMC.
 
     ``n_constraints`` similar pairs (same class) and as many dissimilar
@@ -503,24 +501,11 @@ solver, logdet_reg, n_jobs, callback
 
     _parameter_constraints: ClassVar[dict] = {
         **_BaseMMC._parameter_constraints, **shared("n_constraints", "preprocessor")}
+    # MMC's default pair count grows with the data (see estimator_pairs).
+    _grow_pair_count = True
 
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-2, n_constraints=None,
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,
                  preprocessor=None, random_state=None, solver="lbfgs", logdet_reg="auto",
                  n_jobs=None, callback=None):
         store_params(self, locals())
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Draw pairs from the class labels and learn the MMC metric.
-
-        {fit_labelled_points}
-            At least 2 classes, one with at least 2 samples.
-
-        Returns
-        -------
-        self
-        """
-        X, y = validate_points(self, X, y)
-        a, b, similar = estimator_pairs(self, y, self.n_constraints, grow=True)
-        return self._fit_pairs(X, a, b, similar)

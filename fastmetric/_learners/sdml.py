@@ -34,11 +34,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import validate_points
-from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
 from fastmetric._core.params import options_or_array, reals, shared, store_params
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.validation import check_finite_result
@@ -103,8 +101,9 @@ class _BaseSDML(MahalanobisMixin):
         lam, V = np.linalg.eigh(M0)
         return (V / lam) @ V.T
 
-    def _fit_pairs(self, X, a, b, signs):
-        """Fit on index pairs (a, b) into X with signs +1 (similar) / -1."""
+    def _fit_pairs(self, X, a, b, similar):
+        """Fit on index pairs (a, b) into X, ``similar`` True / False per pair."""
+        signs = np.where(similar, 1.0, -1.0)
         rng = check_random_state(self.random_state)
         n_threads = effective_n_threads(self.n_jobs)
         d = X.shape[1]
@@ -245,7 +244,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         """
         calibration_params = self._fit_calibration_params(calibration_params)
         X, a, b, similar = self._hard_labelled_pairs(pairs, y, both_kinds=False)
-        self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))
+        self._fit_pairs(X, a, b, similar)
         self.classes_ = np.array([-1, 1])
         if similar.min() != similar.max():
             self.calibrate_threshold(pairs, y, **calibration_params)
@@ -255,7 +254,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
 
 
 @shared_docs
-class SDML_Supervised(_BaseSDML, TransformerMixin):
+class SDML_Supervised(PairsFromLabelsMixin, _BaseSDML, TransformerMixin):
     """SDML from class labels: pairs drawn from the classes, then SDML.
 
     ``n_constraints`` similar and as many dissimilar pairs are drawn with
@@ -290,18 +289,3 @@ random_state, n_jobs
                  n_constraints=None, verbose=False, preprocessor=None, random_state=None,
                  max_condition=10.0, max_iter=100, n_jobs=None):
         store_params(self, locals())
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Draw pairs from the class labels and learn the SDML metric.
-
-        {fit_labelled_points}
-            At least 2 classes, one with at least 2 samples.
-
-        Returns
-        -------
-        self
-        """
-        X, y = validate_points(self, X, y)
-        a, b, similar = estimator_pairs(self, y, self.n_constraints)
-        return self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))

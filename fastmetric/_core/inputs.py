@@ -22,6 +22,7 @@ __all__ = [
     "check_pair_targets",
     "check_pairs",
     "check_tuples",
+    "encode_classes",
     "encode_pair_labels",
     "one_per_row",
     "points_from_indices",
@@ -32,25 +33,34 @@ __all__ = [
 # --------------------------------------------------------------------------
 # Class labels that must give both kinds of pairs
 # --------------------------------------------------------------------------
+def encode_classes(y, learner, why):
+    """``(classes, codes, counts)`` of class labels ``y`` (codes in 0..C-1).
+
+    At least 2 classes are needed: the ValueError names ``learner`` and
+    says ``why`` it needs them.
+    """
+    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"{learner} needs at least 2 classes in y {why}; y has 1 class ({classes[0]!r})."
+        )
+    return classes, codes.reshape(-1), counts
+
+
 def encode_pair_labels(y, learner):
-    """``(classes, labels, counts)`` of class labels ``y`` (labels in 0..C-1).
+    """:func:`encode_classes` for the learners that draw pairs from labels.
 
     The _Supervised learners draw similar pairs inside classes and
     dissimilar pairs across them: a ValueError naming ``learner`` says so
     when ``y`` has a single class, or when no class has 2 samples.
     """
-    classes, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
-    if len(classes) < 2:
-        raise ValueError(
-            f"{learner} needs at least 2 classes in y to form dissimilar pairs; y has 1 "
-            f"class ({classes[0]!r})."
-        )
+    classes, labels, counts = encode_classes(y, learner, "to form dissimilar pairs")
     if counts.max() < 2:
         raise ValueError(
             f"{learner} needs a class with at least 2 samples to form similar pairs; "
             "every class of y has a single sample."
         )
-    return classes, labels.reshape(-1), counts
+    return classes, labels, counts
 
 
 # --------------------------------------------------------------------------

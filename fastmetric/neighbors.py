@@ -32,6 +32,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastmetric._core.dask_support import is_dask_array
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.search import (
     ALGORITHMS,
@@ -139,6 +140,7 @@ def _object_rows(indptr, values):
     return out
 
 
+@shared_docs
 class MahalanobisNeighbors(BaseEstimator):
     """Unsupervised nearest neighbours in a learned Mahalanobis metric.
 
@@ -202,9 +204,7 @@ class MahalanobisNeighbors(BaseEstimator):
         y : array-like of shape (n_samples,) or None
             Only used to fit an unfitted learner given as ``metric``.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X = _validated(self, X, reset=True)
         self._embedding = Embedding(self.metric).fit(X, y)

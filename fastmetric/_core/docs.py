@@ -88,6 +88,11 @@ classes_ : ndarray ``[-1, 1]``
     # ---- fit ----
     "fit_points": _POINTS,
     "fit_labelled_points": _PARAMETERS + _POINTS + _LABELS,
+    "returns_self": """\
+Returns
+-------
+self : object
+    The fitted estimator.""",
     # ---- examples ----
     "load_iris": """\
 >>> from sklearn.datasets import load_iris
@@ -145,7 +150,8 @@ def shared_docs(cls=None, **local):
     """Class decorator: fill the placeholders of a class's docstrings.
 
     Fills the class docstring and those of the functions defined in the
-    class body (``fit``, including when wrapped by ``_fit_context``).
+    class body (``fit``, including when wrapped by ``_fit_context`` or
+    ``available_if``).
     ``@shared_docs`` uses :data:`FRAGMENTS`; ``@shared_docs(name=text)``
     adds fragments local to one module (text shared by a learner and its
     ``_Supervised`` form), which win over the shared ones.
@@ -167,8 +173,13 @@ def shared_docs(cls=None, **local):
     def _decorate(klass):
         klass.__doc__ = fill_docstring(klass.__doc__, fragments)
         for member in vars(klass).values():
-            if inspect.isfunction(member) and member.__doc__:
-                member.__doc__ = fill_docstring(member.__doc__, fragments)
+            # A method behind scikit-learn's ``available_if`` is the
+            # descriptor's ``fn``; the descriptor keeps a copy of its doc.
+            fn = member if inspect.isfunction(member) else getattr(member, "fn", None)
+            if inspect.isfunction(fn) and fn.__doc__:
+                fn.__doc__ = fill_docstring(fn.__doc__, fragments)
+                if member is not fn:
+                    member.__doc__ = fn.__doc__
         return klass
 
     return _decorate if cls is None else _decorate(cls)

@@ -34,6 +34,7 @@ def _has_pair_probability(estimator):
     return hasattr(estimator, "_pair_probability")
 
 
+@shared_docs
 class PairsClassifierMixin(ClassifierMixin):
     """Classify pairs as similar (+1) or dissimilar (-1) with the learned metric.
 
@@ -113,9 +114,7 @@ class PairsClassifierMixin(ClassifierMixin):
             A distance (the units of :meth:`pair_distance`); a bool counts
             as 0 or 1, as in metric-learn.
 
-        Returns
-        -------
-        self
+        {returns_self}
 
         Raises
         ------
@@ -246,9 +245,7 @@ class PairsClassifierMixin(ClassifierMixin):
             Weight of recall in ``'f_beta'``; only ``beta ** 2`` matters,
             and ``beta=0`` maximises the precision.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         self._check_calibration_params(strategy, min_rate, beta)
         dist = self.pair_distance(pairs)
@@ -320,9 +317,7 @@ class PairsFromLabelsMixin:
         {fit_labelled_points}
             At least 2 classes, one with at least 2 samples.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y = validate_points(self, X, y)
         a, b, similar = estimator_pairs(self, y, self.n_constraints, grow=self._grow_pair_count)

@@ -112,9 +112,7 @@ class Covariance(MahalanobisMixin):
             At least 2 samples.  With a preprocessor, a 1-D array of indices.
         y : ignored
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X = validate_points(self, X, ensure_min_samples=2)
         with single_threaded_blas():

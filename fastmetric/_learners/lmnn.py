@@ -258,9 +258,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         {fit_labelled_points}
             At least 2 classes, and some class with 2 points.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y_enc, classes, per_class = self._labelled_points(X, y, reset=True)
         solver = resolve_solver(self.solver, X.shape[0])
@@ -373,9 +371,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         y : array-like of shape (n_batch,)
             Class labels of the batch (some class with 2 rows).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         X, y_enc, classes, _ = self._labelled_points(X, y, reset=first)

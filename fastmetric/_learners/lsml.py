@@ -323,9 +323,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
             Non-negative weights of the quadruplets (normalised to sum 1);
             default uniform.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, quads = check_tuples(quadruplets, 4, self.preprocessor, dedupe=True)
         rng = check_random_state(self.random_state)
@@ -394,9 +392,7 @@ class LSML_Supervised(_BaseLSML):
         {fit_labelled_points}
             At least 2 classes, one with 2 samples or more.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y = self._points(X, y)
         # One RandomState: the quadruplets' seed first, then prior='random'.

@@ -445,9 +445,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
             Keyword arguments of :meth:`calibrate_threshold`, run on the
             training pairs at the end.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         calibration_params = self._fit_calibration_params(calibration_params)
         X, a, b, similar = self._hard_labelled_pairs(pairs, y)

@@ -158,9 +158,7 @@ class RCA(MahalanobisMixin):
             chunk.  Chunk ids need not be consecutive.  At least one chunk
             must hold 2 samples.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X = validate_points(self, X, ensure_min_samples=2)
         chunks = _check_chunks(chunks, X.shape[0])
@@ -281,9 +279,7 @@ class RCA_Supervised(RCA):
         {fit_labelled_points}
             Classes of at least ``chunk_size`` samples supply the chunks.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y = validate_points(self, X, y, ensure_min_samples=2)
         check_classification_targets(y)

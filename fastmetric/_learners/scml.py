@@ -311,9 +311,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         y : None
             Ignored (for scikit-learn pipelines).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         self._check_output_iter()
         X, idx = check_tuples(triplets, 3, self.preprocessor, dedupe=True)
@@ -438,9 +436,7 @@ class SCML_Supervised(_BaseSCML):
         {fit_labelled_points}
             At least 2 classes and a class with 2 samples.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         self._check_output_iter()
         k_genuine, k_impostor = int(self.k_genuine), int(self.k_impostor)

@@ -238,9 +238,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         calibration_params : dict, optional
             Keyword arguments of :meth:`calibrate_threshold`.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         calibration_params = self._fit_calibration_params(calibration_params)
         X, a, b, similar = self._hard_labelled_pairs(pairs, y, both_kinds=False)

@@ -71,6 +71,13 @@ n_constraints : int, optional
     Number of similar pairs and of dissimilar pairs drawn from the labels;
     default ``20 * n_classes ** 2`` (metric-learn's).""",
     # ---- attributes ----
+    "loss_history": """\
+n_iter_ : int
+    Iterations done.
+loss_ : float
+    Final objective.
+loss_curve_ : list of float
+    Objective after each iteration.""",
     "n_features_in": """\
 n_features_in_ : int
     Number of features seen in ``fit``.""",
@@ -88,6 +95,16 @@ classes_ : ndarray ``[-1, 1]``
     # ---- fit ----
     "fit_points": _POINTS,
     "fit_labelled_points": _PARAMETERS + _POINTS + _LABELS,
+    "fit_hard_pairs": """\
+Parameters
+----------
+pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
+    Pairs of points, or index pairs into ``preprocessor``.
+y : array-like of shape (n_pairs,)
+    +1/-1 or 1/0 labels: similar / dissimilar.
+calibration_params : dict, optional
+    Keyword arguments of :meth:`calibrate_threshold`, run on the
+    training pairs at the end.""",
     "returns_self": """\
 Returns
 -------

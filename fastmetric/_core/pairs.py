@@ -136,6 +136,21 @@ class PairsClassifierMixin(ClassifierMixin):
         self.threshold_ = float(threshold)
         return self
 
+    def _fit_hard_pairs(self, pairs, y, calibration_params, *, both_kinds=True):
+        """``fit(pairs, y)`` of a learner with hard pair labels: validate,
+        ``self._fit_pairs(X, a, b, similar)``, then the threshold: calibrated
+        on the training pairs, or their median distance when all are of one
+        kind (allowed only without ``both_kinds``)."""
+        calibration_params = self._fit_calibration_params(calibration_params)
+        X, a, b, similar = self._hard_labelled_pairs(pairs, y, both_kinds=both_kinds)
+        self._fit_pairs(X, a, b, similar)
+        self.classes_ = np.array([-1, 1])
+        if similar.min() != similar.max():
+            self.calibrate_threshold(pairs, y, **calibration_params)
+        else:
+            self.threshold_ = float(np.median(self.pair_distance(pairs)))
+        return self
+
     def _hard_labelled_pairs(self, pairs, y, *, both_kinds=True):
         """Pairs with hard labels, validated: ``(X, a, b, similar)``.
 

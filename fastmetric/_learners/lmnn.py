@@ -153,12 +153,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
     ----------
     components_ : ndarray of shape (n_components, n_features)
         The learned map ``L``.
-    n_iter_ : int
-        Iterations done.
-    loss_ : float
-        Final objective.
-    loss_curve_ : list of float
-        Objective after each iteration.
+    {loss_history}
     n_active_ : int
         Active triplets (positive hinge terms) at the end (stochastic
         solvers: among the candidates of the last minibatch).

@@ -418,8 +418,8 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     {random_pairs}
     >>> from fastmetric import MMC
     >>> mmc = MMC(preprocessor=X).fit(pairs, y)
-    >>> mmc.components_.shape
-    (3, 3)
+    >>> round(mmc.score(pairs, y), 2)  # score of the pair predictions
+    1.0
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -435,24 +435,11 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     def fit(self, pairs, y, calibration_params=None):
         """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
 
-        Parameters
-        ----------
-        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
-            Pairs of points, or index pairs into ``preprocessor``.
-        y : array-like of shape (n_pairs,)
-            +1/-1 or 1/0 labels, both present.
-        calibration_params : dict, optional
-            Keyword arguments of :meth:`calibrate_threshold`, run on the
-            training pairs at the end.
+        {fit_hard_pairs}
 
         {returns_self}
         """
-        calibration_params = self._fit_calibration_params(calibration_params)
-        X, a, b, similar = self._hard_labelled_pairs(pairs, y)
-        self._fit_pairs(X, a, b, similar)
-        self.classes_ = np.array([-1, 1])
-        self.calibrate_threshold(pairs, y, **calibration_params)
-        return self
+        return self._fit_hard_pairs(pairs, y, calibration_params)
 
 
 @shared_docs

@@ -67,7 +67,8 @@ class Covariance(MahalanobisMixin):
     covariance_ : ndarray of shape (n_features, n_features)
         The shrunk covariance ``C_a`` (``M = covariance_^{-1}``).
     shrinkage_ : float
-        The intensity ``a`` used.
+        The intensity ``a`` used: ``shrinkage`` itself, or the estimate of
+        the ``'ledoit_wolf'`` / ``'oas'`` rule.
     {n_features_in}
     {feature_names_in}
 

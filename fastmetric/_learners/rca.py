@@ -100,7 +100,8 @@ class RCA(MahalanobisMixin):
     ----------
     components_ : ndarray of shape (n_components, n_features)
     shrinkage_ : float
-        The intensity ``a`` used.
+        The intensity ``a`` of the within-chunk covariance: ``shrinkage``
+        itself, or the Ledoit-Wolf / OAS estimate.
     {n_features_in}
     {feature_names_in}
 

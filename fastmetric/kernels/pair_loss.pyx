@@ -145,16 +145,12 @@ cdef struct _PointPass:
     double *chunk_grad_bias
 
 
-cdef inline _PointPass _point_pass(
-    const Py_ssize_t[::1] offsets,
-    const Py_ssize_t[::1] keys,
-    const PairValues[::1] values,
-    double bias,
-    bint compute_gradient,
-    Py_ssize_t chunk_size,
-    double[::1] chunk_loss,
-    double[::1] chunk_grad_bias,
-) noexcept nogil:
+cdef inline _PointPass _point_pass(const Py_ssize_t[::1] offsets, const Py_ssize_t[::1] keys,
+                                   const PairValues[::1] values, double bias,
+                                   bint compute_gradient, Py_ssize_t chunk_size,
+                                   double[::1] chunk_loss,
+                                   double[::1] chunk_grad_bias) noexcept nogil:
+    """The struct of a pass over these arrays (which must outlive it)."""
     cdef _PointPass pp
     pp.n_points = offsets.shape[0] - 1
     pp.offsets = &offsets[0]

@@ -70,6 +70,14 @@ Why the plain loop stalled, and what the rounds do about it.
   directions keep a few extreme points from ruling the metric (breast
   cancer, 2 groups: one direction); a round that still gives a handful of
   points a group of their own is undone.
+* Nearest neighbours.  The rounds' metric has rank ``q``: points that
+  differ only outside the discriminant directions are at distance zero
+  (3-NN on digits fell from 0.989 to 0.950).  The final metric therefore
+  adds the starting metric with the span of the cluster-mean differences
+  projected out, at 0.3 of the spread (:meth:`ClusterLDML._add_rest`):
+  it moves every cluster mean to the same point, so the clustering does
+  not change, and it gives back a full-rank metric that breaks the ties
+  (3-NN on digits with 10 % labelled: 0.904 -> 0.933, Euclidean 0.929).
 
 Without whitening (``whiten=False``) the rounds are the earlier ones: each
 group's LDML in the input coordinates from the current metric, half steps
@@ -174,6 +182,12 @@ _TINY_GROUP = 0.01
 # labels, 1 gave no gain over the unsupervised metric, 4 did, 20 overfitted
 # the few labelled points).
 _KNOWN_WEIGHT = 4.0
+# Whitened rounds end with a metric of rank n_directions; the starting
+# metric's remaining directions are added back with this share of its spread
+# (see ClusterLDML._add_rest).  3-NN accuracy on digits (10 % labelled, seeds
+# 0-4, no labels / partial labels): 0 (rank 9) 0.904 / 0.907, 0.3 0.933 /
+# 0.936, 1 0.917 / 0.921, 3 0.831 / 0.835; Euclidean 0.929.
+_REST_SHARE = 0.3
 
 
 def _combine(L, group_maps, weights, rate, n_components):
@@ -283,8 +297,10 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         by the within-cluster covariance (LDA's directions, the clusters
         taken as classes).  ``'auto'`` is ``n_clusters - 1`` (the rank of
         the between-cluster scatter, what LDA keeps); at most
-        ``n_features``.  The learned metric has rank at most ``q`` (further
-        ``n_components`` rows are zero).
+        ``n_features``.  The rounds learn a metric of rank ``q``; the final
+        one adds the starting metric's directions that do not separate the
+        cluster means, at 0.3 of its spread, for nearest neighbours (the
+        clustering does not change).
     alpha : float, default=0.0
         Pull of each cluster's LDML toward its start
         (``alpha/2 ||L_g - L_0||_F^2``, see :class:`~fastmetric._learners.ldml.LDML`;
@@ -827,6 +843,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             # Work at unit spread: LDML's initial scale fit and alpha then
             # see the same units whatever the scale of the data.
             L = self._unit_spread(rows, L)
+            L_start = L
 
             labels, centers, inertia = self._cluster(rows, L, int(seeds[0, 0]), tie=tie)
             history = []
@@ -894,7 +911,9 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                     stop = False
                     if self.callback is not None:
                         self.n_rounds_, self.history_ = n_rounds, history
-                        self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
+                        L_seen = self._add_rest(rows, L, L_start, labels) if whiten else L
+                        self._set_state(rows, L_seen, labels, centers, group_maps,
+                                        euclid_spread)
                         stop = bool(self.callback(self, r, loss))
                     if ari > self.tol:
                         converged = True
@@ -907,6 +926,8 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 converged = False
                 warn_interrupted(f"after {n_rounds} round(s)")
 
+        if whiten and n_rounds > 0:
+            L = self._add_rest(rows, L, L_start, labels)
         self._set_state(rows, L, labels, centers, group_maps, euclid_spread)
         self.whitened_ = whiten
         self.n_rounds_ = n_rounds
@@ -923,6 +944,46 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         if np.isfinite(spread) and spread > 0:
             return L / np.sqrt(spread)
         return L  # constant data: every map has zero spread
+
+    @staticmethod
+    def _add_rest(rows, L, L_start, labels):
+        """Full-rank metric: ``L`` plus the starting metric's other directions, weakly.
+
+        The whitened rounds give ``M = L^T L`` of rank ``q``
+        (``n_directions``): points that differ only in the other directions
+        are at distance zero, which ruins nearest neighbours (3-NN on digits
+        fell from 0.989 to 0.950).  Added here is ``C = L_0 (I - Q Q^T)``:
+        the starting map ``L_0`` with the span ``Q`` of the differences of
+        the cluster means (in the input space, at most ``n_clusters - 1``
+        directions) projected out, scaled so that its spread is
+        ``_REST_SHARE`` (0.3) of ``L``'s.  ``C`` maps every cluster mean to
+        the same point, so it adds the same amount to a point's distance to
+        every centre: the nearest centre, hence the clustering (k-means ran
+        in ``L``), does not change; and ``L^T L + C^T C`` is of full rank
+        unless ``L`` is blind to a direction of ``Q``.  Returns the
+        ``n_components`` leading directions of ``L^T L + C^T C`` at unit
+        spread; ``L`` itself when nothing is left (``Q`` spans the input).
+        """
+        d = L.shape[1]
+        counts = np.bincount(labels)
+        means = np.asarray(_cluster_means(rows.X, labels, np.zeros((counts.size, d))),
+                           dtype=np.float64)[counts > 0]  # occupied clusters only
+        span = means[1:] - means[0]
+        norms = np.linalg.norm(span, axis=1)
+        span = span[norms > 0] / norms[norms > 0, None]  # unit rows: one rank threshold
+        if span.shape[0] == 0:
+            return L
+        _, s, Vt = scipy.linalg.svd(span, full_matrices=False, lapack_driver="gesdd")
+        Q = Vt[s > s[0] * 1e-10].T
+        if Q.shape[1] >= d:
+            return L
+        C = L_start - (L_start @ Q) @ Q.T
+        rest, own = rows.spread(C), rows.spread(L)
+        if not (np.isfinite(rest) and rest > 0 and own > 0):
+            return L  # the starting metric has no direction outside Q
+        C = C * np.sqrt(_REST_SHARE * own / rest)
+        L_new = _combine(L, [C], [1.0], 0.5, L.shape[0])
+        return ClusterLDML._unit_spread(rows, L_new)
 
     def _set_state(self, rows, L, labels, km_centers, group_maps, euclid_spread):
         """Public attributes from the internal (unit-spread) state."""

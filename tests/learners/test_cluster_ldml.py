@@ -531,19 +531,19 @@ def test_whiten_auto_follows_pairs_against_parameters():
 
 def test_whitened_metric_lives_on_the_discriminant_directions():
     """The whitened rounds learn in q = n_clusters - 1 discriminant
-    coordinates: the learned metric has rank q, the further rows of
-    components_ are zero, and the cluster maps keep the shape
+    coordinates (a callback sees the rounds' clustering); the final metric
+    adds the other directions back (full rank) without changing the
+    clustering, and the cluster maps keep the shape
     (n_clusters, n_components, n_features)."""
     X, _ = make_blobs(n_samples=300, centers=4, n_features=10, random_state=0)
     m = ClusterLDML(n_clusters=4, random_state=0, n_jobs=1).fit(X)
     assert m.whitened_
-    assert np.linalg.matrix_rank(m.components_) == 3
-    assert_array_equal(m.components_[3:], 0.0)
+    assert np.linalg.matrix_rank(m.components_) == 10
     assert m.cluster_components_.shape == (4, 10, 10)
-    m = ClusterLDML(n_clusters=4, n_directions=6, random_state=0, n_jobs=1).fit(X)
-    assert np.linalg.matrix_rank(m.components_) == 6
-    m = ClusterLDML(n_clusters=4, n_directions=50, random_state=0, n_jobs=1).fit(X)
-    assert np.linalg.matrix_rank(m.components_) == 10  # capped at n_features
+    assert_array_equal(m.predict(X), m.labels_)
+    for q in (6, 50):  # 50: capped at n_features
+        m = ClusterLDML(n_clusters=4, n_directions=q, random_state=0, n_jobs=1).fit(X)
+        assert np.linalg.matrix_rank(m.components_) == 10
     m = ClusterLDML(n_clusters=4, n_components=2, random_state=0, n_jobs=1).fit(X)
     assert m.components_.shape == (2, 10) and m.cluster_components_.shape == (4, 2, 10)
 
@@ -692,3 +692,25 @@ def test_two_groups_not_below_kmeans(scale):
     assert not any(h.get("reverted") for h in m.history_)
     assert np.bincount(m.labels_).min() > 100
     assert adjusted_rand_score(y, m.labels_) >= km - 0.01
+
+
+def test_rest_of_the_metric_keeps_the_clustering():
+    """ClusterLDML._add_rest: a rank-2 metric plus the starting metric away
+    from the cluster-mean differences is of full rank, at unit spread, and
+    every point keeps its nearest cluster mean."""
+    from fastmetric._core.cluster_rows import MemoryRows, nearest_center
+
+    X, _ = make_blobs(n_samples=200, centers=3, n_features=6, random_state=1)
+    rows = MemoryRows(X)
+    labels = KMeans(3, n_init=4, random_state=0).fit_predict(X)
+    L = np.vstack([np.random.RandomState(0).standard_normal((2, 6)), np.zeros((4, 6))])
+    L_start = np.eye(6) / np.sqrt(rows.spread(np.eye(6)))
+    L_new = ClusterLDML._add_rest(rows, L, L_start, labels)
+    assert L_new.shape == (6, 6) and np.linalg.matrix_rank(L_new) == 6
+    assert rows.spread(L_new) == pytest.approx(1.0)
+    means = np.stack([X[labels == c].mean(axis=0) for c in range(3)])
+    assert_array_equal(nearest_center(X @ L_new.T, means @ L_new.T),
+                       nearest_center(X @ L.T, means @ L.T))
+    # Nothing left outside the span of the mean differences: L unchanged.
+    L2 = L[:, :2].copy()
+    assert ClusterLDML._add_rest(MemoryRows(X[:, :2].copy()), L2, np.eye(2), labels) is L2

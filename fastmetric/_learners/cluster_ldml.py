@@ -74,10 +74,10 @@ Why the plain loop stalled, and what the rounds do about it.
   differ only outside the discriminant directions are at distance zero
   (3-NN on digits fell from 0.989 to 0.950).  The final metric therefore
   adds the starting metric with the span of the cluster-mean differences
-  projected out, at 0.3 of the spread (:meth:`ClusterLDML._add_rest`):
+  projected out, at 0.15 of the spread (:meth:`ClusterLDML._add_rest`):
   it moves every cluster mean to the same point, so the clustering does
   not change, and it gives back a full-rank metric that breaks the ties
-  (3-NN on digits with 10 % labelled: 0.904 -> 0.933, Euclidean 0.929).
+  (3-NN on digits with 10 % labelled: 0.904 -> 0.932, Euclidean 0.929).
 
 Without whitening (``whiten=False``) the rounds are the earlier ones: each
 group's LDML in the input coordinates from the current metric, half steps
@@ -185,9 +185,13 @@ _KNOWN_WEIGHT = 4.0
 # Whitened rounds end with a metric of rank n_directions; the starting
 # metric's remaining directions are added back with this share of its spread
 # (see ClusterLDML._add_rest).  3-NN accuracy on digits (10 % labelled, seeds
-# 0-4, no labels / partial labels): 0 (rank 9) 0.904 / 0.907, 0.3 0.933 /
-# 0.936, 1 0.917 / 0.921, 3 0.831 / 0.835; Euclidean 0.929.
-_REST_SHARE = 0.3
+# 0-4, no labels / partial labels): 0 (rank 9) 0.904 / 0.907, 0.1 0.927 /
+# 0.928, 0.15 0.932 / 0.933, 0.3 0.933 / 0.937, 1 0.917 / 0.921; Euclidean
+# 0.929.  But the rest also gives back weight to features that carry no
+# clusters (test_learns_to_ignore_noise_feature: the noise column's norm is
+# 0.33, 0.40, 0.55 of the signal's at 0.1, 0.15, 0.3), so the smallest share
+# that beats the Euclidean metric on digits.
+_REST_SHARE = 0.15
 
 
 def _combine(L, group_maps, weights, rate, n_components):
@@ -299,7 +303,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         the between-cluster scatter, what LDA keeps); at most
         ``n_features``.  The rounds learn a metric of rank ``q``; the final
         one adds the starting metric's directions that do not separate the
-        cluster means, at 0.3 of its spread, for nearest neighbours (the
+        cluster means, at 0.15 of its spread, for nearest neighbours (the
         clustering does not change).
     alpha : float, default=0.0
         Pull of each cluster's LDML toward its start
@@ -956,7 +960,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         the starting map ``L_0`` with the span ``Q`` of the differences of
         the cluster means (in the input space, at most ``n_clusters - 1``
         directions) projected out, scaled so that its spread is
-        ``_REST_SHARE`` (0.3) of ``L``'s.  ``C`` maps every cluster mean to
+        ``_REST_SHARE`` (0.15) of ``L``'s.  ``C`` maps every cluster mean to
         the same point, so it adds the same amount to a point's distance to
         every centre: the nearest centre, hence the clustering (k-means ran
         in ``L``), does not change; and ``L^T L + C^T C`` is of full rank

@@ -41,8 +41,11 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.docs import shared_docs
+from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.minibatch_learner import (
     MinibatchNeighborsMixin,
+    batch_objective,
+    check_dask_solver,
     init_subset,
     resolve_solver,
     stochastic_solver_only,
@@ -189,6 +192,12 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
                  n_iter_no_change=5):
         store_params(self, locals())
 
+    def _labelled_points(self, X, y, reset):
+        """Validated points and labels; a dask array stays lazy (stochastic solvers)."""
+        if is_dask_array(X):
+            return check_dask_labelled_points(self, X, y, reset)
+        return self._points(X, y, reset=reset)
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn ``L`` from points and their class labels.
@@ -202,7 +211,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         self
         """
         n_threads = effective_n_threads(self.n_jobs)
-        X, y = self._points(X, y)
+        X, y = self._labelled_points(X, y, reset=True)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
         labels = labels.reshape(-1)
@@ -218,7 +227,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             # zero.  The initial map is already optimal and kept as named
             # (metric-learn returns it too, after no iteration; no softmax to
             # keep unsaturated).
-            L0 = self._initial_components(X, labels, shrink=False)
+            L0 = self._initial_components(*init_subset(X, labels), shrink=False)
             self.classes_ = classes
             self.components_ = np.ascontiguousarray(L0)
             self.n_iter_ = 0
@@ -226,10 +235,10 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             self.loss_curve_ = []
             return self
         self.classes_ = classes
-        solver = resolve_solver(self.solver, n)
+        solver = check_dask_solver(self, X)
         if solver != "lbfgs":
             L0 = self._initial_components(*init_subset(X, labels))
-            objective = NCABatchObjective(X, labels, n_threads=n_threads)
+            objective = batch_objective(NCABatchObjective, X, labels, self.n_jobs)
             self._fit_minibatch(objective, L0, solver,
                                 DEFAULT_TOL if self.tol is None else self.tol)
             return self
@@ -262,7 +271,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         self
         """
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
-        X, y = self._points(X, y, reset=first)
+        X, y = self._labelled_points(X, y, reset=first)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
         labels = labels.reshape(-1)
@@ -270,10 +279,9 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             raise ValueError(f"partial_fit needs at least 2 rows in a batch; got "
                              f"{X.shape[0]}.")
         solver = resolve_solver(self.solver, np.inf)
-        n_threads = effective_n_threads(self.n_jobs)
         self._partial_fit_minibatch(
-            lambda: NCABatchObjective(X, labels, n_threads=n_threads),
-            lambda: self._initial_components(X, labels), solver)
+            lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs),
+            lambda: self._initial_components(*init_subset(X, labels)), solver)
         seen = getattr(self, "classes_", None) if not first else None
         self.classes_ = classes if seen is None else np.union1d(seen, classes)
         return self

@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from fastmetric import LDML, ClusterLDML, LDML_Supervised  # noqa: E402
+from fastmetric import LDML, LMNN, ClusterLDML, LDML_Supervised  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
 
 from .._dask_cluster import two_worker_client  # noqa: E402
@@ -227,8 +227,10 @@ def test_errors(client):
         LDML_Supervised(max_iter=2).fit(da.from_array(X, chunks=100), y[:-1])
     with pytest.raises(ValueError, match="1 class"):
         LDML_Supervised(max_iter=2).fit(da.from_array(X, chunks=100), np.zeros(500))
-    with pytest.raises(NotImplementedError, match="solver='lbfgs'"):
-        LDML_Supervised(solver="adam").fit(da.from_array(X, chunks=100), y)
+    # The minibatch solvers fit dask arrays (tests/core/test_dask_minibatch.py);
+    # NCA's and LMNN's full-batch solvers do not.
+    with pytest.raises(ValueError, match="stochastic solvers only"):
+        LMNN(solver="lbfgs").fit(da.from_array(X, chunks=100), y)
     with pytest.raises(ValueError, match="kmeans must be 'auto' or 'lloyd'"):
         ClusterLDML(n_clusters=3, kmeans="kmeans").fit(da.from_array(X, chunks=100))
     with pytest.raises(ValueError, match="NaN or infinity"):

@@ -87,24 +87,35 @@ def dask_row_mean(X):
     return total / max(X.shape[0], 1)
 
 
-def _build_group(build, rows, uniq, payloads, extra):
-    """On a worker: the minibatches of a group from its gathered rows."""
+def _take_rows(block, local_rows):
+    """On the worker holding a row block: the rows a group needs from it."""
+    return np.ascontiguousarray(block[local_rows])
+
+
+def _build_group(build, pieces, uniq, entries, extra):
+    """On a worker: a group's minibatch shares from its gathered rows."""
     from fastmetric._core.threads import single_threaded_blas
 
+    rows = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     with single_threaded_blas():
-        return build(np.ascontiguousarray(rows), uniq, payloads, *extra)
+        return build(np.ascontiguousarray(rows), uniq, entries, *extra)
 
 
-def _run_share(evaluate, group, j, s, args):
-    """On a worker: share s of minibatch j of a group."""
+def _run_share(evaluate, group, key, args):
+    """On a worker: share ``key = (j, s)`` (minibatch j of a group, share s)."""
     from fastmetric._core.threads import single_threaded_blas
 
     with single_threaded_blas():  # as in memory: results independent of BLAS threads
-        return evaluate(group[j], s, *args)
+        return evaluate(group[key], key[1], *args)
 
 
 class _Minibatches:
     """Groups of minibatches gathered on the workers; shares evaluated there.
+
+    Share s of every minibatch runs on worker ``s mod n_workers`` (workers
+    sorted by address).  Each worker gets, per group, only the rows of the
+    shares it evaluates: one task per row block of X takes them where the
+    block lives, and one task on the worker builds its shares' data.
 
     Parameters
     ----------
@@ -117,46 +128,71 @@ class _Minibatches:
     def __init__(self, X):
         import_dask()
         self._client = _distributed_client()
-        self._workers = []
+        self._workers = [None]
         if self._client is not None:
-            self._workers = sorted(self._client.scheduler_info()["workers"])
+            from distributed import futures_of
+
+            self._workers = sorted(self._client.scheduler_info()["workers"]) or [None]
             X = self._client.persist(X)
+            by_key = {f.key: f for f in futures_of(X)}
+            self._blocks = [by_key[key] for key in X.__dask_keys__()
+                            for key in ([key] if isinstance(key, tuple) else key)]
+            self._bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
         self.X = X
 
-    def _submit(self, build, uniq, payloads, extra):
-        """The group's data: a future on a worker (or, without a client, here)."""
-        dask, _ = import_dask()
-        rows = self.X[uniq]
+    def _worker_of(self, s):
+        return self._workers[s % len(self._workers)]
+
+    def _submit(self, build, uniq, entries, extra, worker):
+        """A worker's share of a group: a future there (or, without a client, here)."""
         if self._client is None:
-            (block,) = _compute(rows)
-            return _build_group(build, block, uniq, payloads, extra)
-        block = rows.rechunk({0: -1}).to_delayed().ravel()[0]
-        return self._client.compute(
-            dask.delayed(_build_group, pure=False)(build, block, uniq, payloads, extra))
+            (rows,) = _compute(self.X[uniq])
+            return _build_group(build, [rows], uniq, entries, extra)
+        block = np.searchsorted(self._bounds, uniq, side="right") - 1
+        cuts = np.flatnonzero(np.diff(block)) + 1
+        pieces = [
+            # No placement: the scheduler runs it where the block is.
+            self._client.submit(_take_rows, self._blocks[block[first]],
+                                uniq[first:stop] - self._bounds[block[first]], pure=False)
+            for first, stop in zip(np.r_[0, cuts], np.r_[cuts, uniq.shape[0]])
+        ]
+        # A preference, not a restriction: a lost worker's part is rebuilt
+        # elsewhere from its inputs.
+        return self._client.submit(_build_group, build, pieces, uniq, entries, extra,
+                                   workers=None if worker is None else [worker],
+                                   allow_other_workers=True, pure=False)
 
     def read_ahead(self, specs, build, extra_of):
-        """``(group, j, info)`` for each ``(rows, payload, info)`` of ``specs``.
+        """``(group, j, info)`` for each ``(info, shares)`` of ``specs``.
 
-        ``rows`` are the row indices minibatch j needs; ``build(X_rows,
-        uniq, payloads, *extra_of(uniq))`` runs on a worker and returns the
-        group's minibatches (``X_rows`` are the rows ``uniq``, sorted).
-        Groups are submitted :data:`AHEAD_GROUPS` ahead of the one yielded.
+        ``shares`` lists, per share s of minibatch j, ``(rows, payload)``:
+        the row indices it needs and what its data are built from.  On each
+        worker, ``build(X_rows, uniq, entries, *extra_of(uniq))`` (``X_rows``
+        the rows ``uniq``, sorted; ``entries`` the ``((j, s), payload)`` of
+        the shares it evaluates) returns a dict ``{(j, s): data}``.  Groups
+        are submitted :data:`AHEAD_GROUPS` ahead of the one yielded.
         """
         specs = iter(specs)
 
         def next_group():
-            needed, payloads, infos, n_rows = [], [], [], 0
-            for rows, payload, info in specs:
-                needed.append(rows)
-                payloads.append(payload)
+            needed, entries, infos, n_rows = {}, {}, [], 0
+            for j, (info, shares) in enumerate(specs):
                 infos.append(info)
-                n_rows += rows.shape[0]
+                for s, (rows, payload) in enumerate(shares):
+                    worker = self._worker_of(s)
+                    needed.setdefault(worker, []).append(rows)
+                    entries.setdefault(worker, []).append(((j, s), payload))
+                    n_rows += rows.shape[0]
                 if n_rows >= GROUP_ROWS:
                     break
-            if not payloads:
+            if not infos:
                 return None
-            uniq = np.unique(np.concatenate(needed))
-            return self._submit(build, uniq, payloads, extra_of(uniq)), infos
+            parts = {}
+            for worker, rows in needed.items():
+                uniq = np.unique(np.concatenate(rows))
+                parts[worker] = self._submit(build, uniq, entries[worker], extra_of(uniq),
+                                             worker)
+            return parts, infos
 
         groups = deque()
         while True:
@@ -170,44 +206,44 @@ class _Minibatches:
             group, infos = groups.popleft()
             for j, info in enumerate(infos):
                 yield group, j, info
-            del group  # its future is released with the last reference
+            del group  # its futures are released with the last reference
 
     def evaluate(self, evaluate, group, j, n_shares, args):
         """The results of the shares of minibatch j, in share order."""
         if self._client is None:
-            return [_run_share(evaluate, group, j, s, args) for s in range(n_shares)]
-        n_workers = max(len(self._workers), 1)
-        futures = [
-            self._client.submit(
-                _run_share, evaluate, group, j, s, args, pure=False,
-                # A preference, not a restriction: a lost worker's share runs
-                # elsewhere (the group is rebuilt from its graph).
-                workers=[self._workers[(j + s) % n_workers]] if self._workers else None,
-                allow_other_workers=True)
-            for s in range(n_shares)
-        ]
+            return [_run_share(evaluate, group[None], (j, s), args) for s in range(n_shares)]
+        futures = []
+        for s in range(n_shares):
+            worker = self._worker_of(s)
+            futures.append(self._client.submit(
+                _run_share, evaluate, group[worker], (j, s), args, pure=False,
+                workers=None if worker is None else [worker], allow_other_workers=True))
         # Gathered in share order, whatever order the workers finish in.
         return self._client.gather(futures)
 
 
 # -- NCA and LMNN ------------------------------------------------------------
-def _neighbor_group(X_rows, uniq, payloads, labels, *local_args, make_objective,
+def _neighbor_group(X_rows, uniq, entries, labels, *local_args, make_objective,
                     n_samples, mean, n_jobs):
-    """On a worker: the batch objective over the group's rows and its minibatches.
+    """On a worker: the batch objective over the gathered rows, and the data
+    of each minibatch whose shares run there.
 
     The objective is the in-memory one over the gathered rows ``X_rows``
     (row r is global row ``uniq[r]``), with the mean and the row count of
     the whole data: each minibatch's data are then those of the in-memory
     fit (indices map monotonically, so sortedness and the exclusion of a
-    point's own copies are kept).
+    point's own copies are kept).  The shares of a minibatch on one worker
+    share its data.
     """
     objective = make_objective(X_rows, labels, *local_args, mean=mean,
                                n_threads=_worker_threads(n_jobs))
     objective.n_samples = n_samples  # LMNN's impostor scale counts every row
-    out = []
-    for rows, drawn in payloads:
-        out.append((objective, objective.batch(np.searchsorted(uniq, rows),
-                                                np.searchsorted(uniq, drawn))))
+    out, built = {}, {}
+    for (j, s), (rows, drawn) in entries:
+        if j not in built:
+            built[j] = (objective, objective.batch(np.searchsorted(uniq, rows),
+                                                   np.searchsorted(uniq, drawn)))
+        out[j, s] = built[j]
     return out
 
 
@@ -280,7 +316,11 @@ class DaskNeighborObjective:
                 if self.targets is not None:
                     T = self.targets[rows]
                     need.append(T[T >= 0].astype(np.intp))
-                yield np.concatenate(need), (rows, drawn), rows.shape[0]
+                need = np.concatenate(need)
+                # Every share compares its rows with all the candidates: each
+                # needs the whole minibatch.
+                n_shares = -(-rows.shape[0] // SHARE_ROWS)
+                yield rows.shape[0], [(need, (rows, drawn))] * n_shares
 
         # The builder carries this object's constants, not the dask array.
         for group, j, b in self._batches.read_ahead(with_rows(), _GroupBuilder(self),
@@ -321,42 +361,45 @@ class _GroupBuilder:
 
 
 # -- LDML --------------------------------------------------------------------
-class _PairShares:
-    """One LDML minibatch on a worker: its pairs into the group's rows, and
-    the pair problem of each share, built when first evaluated there (the
-    kernel's problems do not travel between processes: only these arrays
-    do, when a share runs on another worker than the group)."""
+class _PairShare:
+    """One share of an LDML minibatch on a worker: its rows (a copy, so that
+    the share is the same whatever else its worker gathered) and pairs, and
+    the kernel's pair problem, built when first evaluated (the problem does
+    not travel between processes; these arrays do, if a share has to run on
+    another worker)."""
 
-    def __init__(self, X_rows, ia, ib, targets, weights, shares, n_jobs):
-        self.X_rows, self.ia, self.ib = X_rows, ia, ib
-        self.targets, self.weights, self.shares = targets, weights, shares
-        self.n_jobs = n_jobs
-        self._problems = {}
+    def __init__(self, X_rows, a, b, targets, weights, n_jobs):
+        self.X_rows, self.a, self.b = X_rows, a, b
+        self.targets, self.weights, self.n_jobs = targets, weights, n_jobs
+        self._problem = None
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_problems"] = {}
+        state["_problem"] = None
         return state
 
-    def problem(self, s):
-        if s not in self._problems:
-            first, stop = self.shares[s]
-            self._problems[s] = _block_problem(
-                self.X_rows, self.ia[first:stop], self.ib[first:stop],
-                self.targets[first:stop],
-                None if self.weights is None else self.weights[first:stop], self.n_jobs)
-        return self._problems[s]
+    def problem(self):
+        if self._problem is None:
+            self._problem = _block_problem(self.X_rows, self.a, self.b, self.targets,
+                                           self.weights, self.n_jobs)
+        return self._problem
 
 
-def _pair_group(X_rows, uniq, payloads, n_jobs):
-    """On a worker: the group's minibatches of pairs, as local row indices."""
-    return [_PairShares(X_rows, np.searchsorted(uniq, a), np.searchsorted(uniq, b), targets,
-                        weights, shares, n_jobs)
-            for a, b, targets, weights, shares in payloads]
+def _pair_group(X_rows, uniq, entries, n_jobs):
+    """On a worker: the pair problems of the shares that run there."""
+    out = {}
+    for key, (a, b, targets, weights) in entries:
+        rows, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+        inverse = inverse.reshape(-1).astype(np.intp)
+        out[key] = _PairShare(np.ascontiguousarray(X_rows[np.searchsorted(uniq, rows)]),
+                              np.ascontiguousarray(inverse[:a.shape[0]]),
+                              np.ascontiguousarray(inverse[a.shape[0]:]), targets, weights,
+                              n_jobs)
+    return out
 
 
-def _pair_share(minibatch, s, L, bias, n_jobs, compute_gradient):
-    return _block_loss_grad(minibatch.problem(s), L, bias, n_jobs, compute_gradient)
+def _pair_share(share, s, L, bias, n_jobs, compute_gradient):
+    return _block_loss_grad(share.problem(), L, bias, n_jobs, compute_gradient)
 
 
 class _PairHandle:
@@ -408,8 +451,11 @@ class DaskPairBatches:
                 weight = float(n if weights is None else weights.sum())
                 if not weight > 0:
                     continue
-                yield (np.concatenate([a, b]), (a, b, targets, weights, shares),
-                       (len(shares), weight))
+                # Each share needs only the rows of its own pairs.
+                yield (len(shares), weight), [
+                    (np.concatenate([a[s:e], b[s:e]]),
+                     (a[s:e], b[s:e], targets[s:e], None if weights is None else weights[s:e]))
+                    for s, e in shares]
 
         for group, j, (n_shares, weight) in self._batches.read_ahead(
                 with_rows(), _PairBuilder(self.n_jobs), lambda uniq: ()):

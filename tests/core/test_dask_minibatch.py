@@ -153,23 +153,31 @@ def test_nca_and_lmnn_partial_fit_on_dask_blocks(client):
 
 
 def test_shares_come_back_in_share_order(client):
-    """Share 0 finishes last (it sleeps), yet the results come in share order."""
+    """Share 0 finishes last (it sleeps), yet the results come in share order;
+    each worker gathers the rows of its own shares only."""
     runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
                                                      chunks=(7, 2)))
-    specs = [(np.array([1, 15]), "first", 0), (np.array([3, 8, 19]), "second", 1)]
-    (group, j, info), (group2, j2, info2) = list(
-        runner.read_ahead(iter(specs), lambda X_rows, uniq, payloads: [
-            (X_rows, uniq, p) for p in payloads], lambda uniq: ()))
-    assert (j, info, j2, info2) == (0, 0, 1, 1)
+    specs = [("first", [(np.array([1, 15]), "a0"), (np.array([2]), "a1")]),
+             ("second", [(np.array([3, 8, 19]), "b0"), (np.array([4, 5]), "b1"),
+                         (np.array([18]), "b2")])]
+
+    def build(X_rows, uniq, entries):
+        return {key: (X_rows[:, 0].tolist(), payload) for key, payload in entries}
+
+    (group, j, info), (group2, j2, info2) = list(runner.read_ahead(iter(specs), build,
+                                                                   lambda uniq: ()))
+    assert (j, info, j2, info2) == (0, "first", 1, "second")
 
     def share(entry, s):
         time.sleep(0.5 if s == 0 else 0.0)
-        X_rows, uniq, payload = entry
-        return s, payload, X_rows[:, 0].tolist()
+        return (s,) + entry
 
     results = runner.evaluate(share, group2, j2, 3, ())
     assert [r[0] for r in results] == [0, 1, 2]
-    assert results[0][1:] == ("second", [2.0, 6.0, 16.0, 30.0, 38.0])
+    # shares 0 and 2 on one worker (rows 1, 15, 3, 8, 19, 18), share 1 on the other
+    assert results[0][1:] == ([2.0, 6.0, 16.0, 30.0, 36.0, 38.0], "b0")
+    assert results[1][1:] == ([4.0, 8.0, 10.0], "b1")
+    assert results[2][1:] == ([2.0, 6.0, 16.0, 30.0, 36.0, 38.0], "b2")
 
 
 def test_full_batch_solvers_refuse_dask_arrays(client):

@@ -106,8 +106,14 @@ def main(argv=None):
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=40)
         client = Client(cluster)
-        Xd = client.persist(da.from_array(X, chunks=(args.chunk_rows, X.shape[1])))
         client.wait_for_workers(n_workers)
+        # The blocks scattered to the workers (not embedded in a graph).
+        starts = range(0, X.shape[0], args.chunk_rows)
+        Xd = da.concatenate([
+            da.from_delayed(client.scatter(X[s:s + args.chunk_rows]),
+                            shape=(min(args.chunk_rows, X.shape[0] - s), X.shape[1]),
+                            dtype=X.dtype)
+            for s in starts])
         for name in learners:
             results[name, f"dask, {n_workers} worker(s)"] = timed_fit(
                 make_estimator(name, args), Xd, y)

@@ -364,9 +364,9 @@ class _GroupBuilder:
 class _PairShare:
     """One share of an LDML minibatch on a worker: its rows (a copy, so that
     the share is the same whatever else its worker gathered) and pairs, and
-    the kernel's pair problem, built when first evaluated (the problem does
-    not travel between processes; these arrays do, if a share has to run on
-    another worker)."""
+    the kernel's pair problem, built with the group (the problem does not
+    travel between processes; these arrays do, and the problem is rebuilt,
+    if a share has to run on another worker)."""
 
     def __init__(self, X_rows, a, b, targets, weights, n_jobs):
         self.X_rows, self.a, self.b = X_rows, a, b
@@ -395,6 +395,9 @@ def _pair_group(X_rows, uniq, entries, n_jobs):
                               np.ascontiguousarray(inverse[:a.shape[0]]),
                               np.ascontiguousarray(inverse[a.shape[0]:]), targets, weights,
                               n_jobs)
+        # Built now, ahead of the evaluation, while the worker would wait for
+        # the client's next L anyway.
+        out[key].problem()
     return out
 
 

@@ -41,10 +41,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import points_from_indices
-from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.minibatch_learner import (
     STOCHASTIC_SOLVERS,
     MinibatchNeighborsMixin,
@@ -123,7 +123,10 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         momentum (see Notes; ``max_iter`` then counts epochs and
         ``convergence_tol`` is the minimal relative improvement of an
         epoch's mean loss; ``min_iter`` is not used).  ``'auto'``:
-        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.
+        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.  X may be a
+        row-chunked dask array with the stochastic solvers (``'auto'`` is
+        then ``'adam'``): the minibatches are gathered and evaluated on the
+        workers (see ``fastmetric._core.dask_minibatch``).
     {verbose_objective}
     {preprocessor_points}
     random_state : int, RandomState instance or None

@@ -40,8 +40,8 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
-from fastmetric._core.docs import shared_docs
 from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.minibatch_learner import (
     MinibatchNeighborsMixin,
     batch_objective,
@@ -115,7 +115,10 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         epochs for large data, each batch point's softmax taken over the
         batch and ``n_candidates`` rows drawn per minibatch (time linear in
         n per epoch, memory bounded by the batch; see Notes).  ``'auto'``:
-        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.
+        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.  X may be a
+        row-chunked dask array with the stochastic solvers (``'auto'`` is
+        then ``'adam'``): the minibatches are gathered and evaluated on the
+        workers (see ``fastmetric._core.dask_minibatch``).
     batch_size : int, default=1000
         Rows per minibatch (stochastic solvers).
     n_candidates : int, default=1000

@@ -291,7 +291,10 @@ def fit_ldml(X, a, b, targets, weights, *, rng, init, n_components, alpha, solve
     :class:`~fastmetric._core.dask_support.DaskPairLossProblem`);
     ``'adam'``/``'sgd'`` run minibatch epochs, over the fixed pairs in an
     order drawn from ``rng`` per epoch, or, with ``stream`` (a
-    :class:`LabelBatches`), over pairs drawn per minibatch.  ``(a, b,
+    :class:`LabelBatches`), over pairs drawn per minibatch (on a dask
+    array, with the same draws, the minibatches' rows gathered and their
+    shares evaluated on the workers:
+    :class:`~fastmetric._core.dask_minibatch.DaskPairBatches`).  ``(a, b,
     targets, weights)`` then only serve the initial scale and bias.
 
     Call inside :func:`~fastmetric._core.threads.single_threaded_blas` for

@@ -28,10 +28,10 @@ import argparse
 import os
 import sys
 import time
-import warnings
 
 import numpy as np
 
+import compare_dask
 from _report import print_rows  # noqa: E402  (also puts fastmetric on sys.path)
 
 
@@ -51,24 +51,12 @@ def make_estimator(name, args, n_jobs=None):
 
 
 def timed_fit(estimator, X, y):
-    """(total, set-up, per epoch, epochs, 1-min load average at the end)."""
-    stamps = []
-
-    def record(est, epoch, loss):
-        stamps.append(time.perf_counter())
-
-    estimator.set_params(callback=record)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        estimator.fit(X, y)
-        total = time.perf_counter() - t0
-    if len(stamps) > 1:
-        per_epoch = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-        setup = stamps[0] - t0 - per_epoch
-    else:  # one epoch: set-up included
-        per_epoch, setup = total, float("nan")
-    return total, setup, per_epoch, len(stamps), os.getloadavg()[0]
+    """(total, set-up, per epoch, epochs, 1-min load average at the end), the
+    times from compare_dask.timed_fit (set-up: until the first epoch ends,
+    less one epoch)."""
+    total, first, per_epoch, n_epochs, _ = compare_dask.timed_fit(estimator, X, y)
+    setup = first - per_epoch if n_epochs > 1 else float("nan")
+    return total, setup, per_epoch, n_epochs, os.getloadavg()[0]
 
 
 def parse_args(argv=None):

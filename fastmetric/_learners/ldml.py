@@ -50,7 +50,6 @@ from fastmetric._core.objectives.ldml import (
 )
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
-from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.solvers import (
     IterationPrinter,
     StochasticOptimizer,
@@ -143,7 +142,7 @@ class _LDMLBase(MahalanobisMixin):
         """One epoch of the stochastic solver over these pairs, continuing the fit."""
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         if self.normalize:
-            X = l2_normalize_rows(X)
+            X = normalize_points(X)  # lazily on a dask array
         n_threads = effective_n_threads(self.n_jobs)
         with single_threaded_blas():
             if first:

@@ -115,6 +115,15 @@ def test_ldml_supervised_adam_same_model_with_any_cluster(client, monkeypatch, s
     mem = make().fit(X, y)
     assert_allclose(on_cluster.components_, mem.components_, **close(np.float64))
     assert_allclose(on_cluster.bias_, mem.bias_, **close(np.float64))
+    # partial_fit on a dask block, rows normalised lazily
+    Xd = da.from_array(X, chunks=(350, X.shape[1]))
+    dist = LDML_Supervised(solver="adam", normalize=True, random_state=0)
+    local = LDML_Supervised(solver="adam", normalize=True, random_state=0)
+    for rows in (slice(0, 600), slice(600, 1200)):
+        dist.partial_fit(Xd[rows], y[rows])
+        local.partial_fit(X[rows], y[rows])
+    assert dist.n_iter_ == local.n_iter_ == 2
+    assert_allclose(dist.components_, local.components_, **close(np.float64))
 
 
 def test_ldml_pairs_sgd_with_weights_on_a_dask_preprocessor(client, monkeypatch, small_groups):

@@ -2,6 +2,15 @@
 import contextlib
 import warnings
 
+import pytest
+
+# The marks of the Dask test modules: a fit of a few iterations may stop
+# before converging, and a cluster that does not start must not hang the run.
+DASK_MARKS = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.timeout(300),
+]
+
 
 @contextlib.contextmanager
 def two_worker_client():
@@ -20,3 +29,4 @@ def two_worker_client():
     finally:
         client.close()
         cluster.close()
+

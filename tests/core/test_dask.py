@@ -14,18 +14,9 @@ distributed = pytest.importorskip("distributed")
 from fastmetric import LDML, LMNN, ClusterLDML, LDML_Supervised  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
 
-from .._dask_cluster import two_worker_client  # noqa: E402
+from .._dask_cluster import DASK_MARKS  # noqa: E402  (the client fixture: conftest.py)
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
-    pytest.mark.timeout(300),
-]
-
-
-@pytest.fixture(scope="module")
-def client():
-    with two_worker_client() as c:
-        yield c
+pytestmark = DASK_MARKS
 
 
 def data(n=3000, d=6, seed=0, dtype=np.float64):

@@ -179,15 +179,47 @@ def pair_data():
 
 def test_itml_matches_numpy_reference(pair_data):
     X, idx, y = pair_data
-    itml = ITML(max_iter=50, tol=1e-6)
+    itml = ITML(max_iter=50, tol=1e-6, order="similar_first")
     itml.fit(X[idx], y, bounds=[1.0, 9.0])
     delta = np.where(y == 1, 1.0, -1.0)
     order = np.argsort(-delta, kind="stable")  # similar pairs first
-    a, b = idx[order, 0], idx[order, 1]
-    xi = np.where(delta[order] > 0, 1.0, 9.0)
-    ref_A, _, _, n_ref, _, _ = numpy_itml(X, a, b, delta[order], xi, np.eye(3), 1.0, 1e-6, 50)
+    ref_A, _, _, n_ref, _, _ = numpy_itml(X, idx[order, 0], idx[order, 1], delta[order],
+                                          np.where(delta[order] > 0, 1.0, 9.0), np.eye(3),
+                                          1.0, 1e-6, 50)
     assert itml.n_iter_ == n_ref
     assert_allclose(itml.get_mahalanobis_matrix(), ref_A, rtol=1e-8, atol=1e-10)
+
+
+def test_default_order_alternates_and_tol_grows_with_constraints(pair_data):
+    """The default visits similar and dissimilar pairs in turn and stops at
+    the tolerance 1e-3 sqrt(m) (m constraints) of metric-learn's measure."""
+    X, idx, y = pair_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        itml = ITML().fit(X[idx], y, bounds=[1.0, 9.0])
+    delta = np.where(y == 1, 1.0, -1.0)
+    order = np.r_[np.c_[np.flatnonzero(delta > 0), np.flatnonzero(delta < 0)].ravel()]
+    assert len(order) == len(y)  # as many similar as dissimilar pairs here
+    tol = 1e-3 * np.sqrt(len(y))
+    ref_A, _, _, n_ref, converged, _ = numpy_itml(
+        X, idx[order, 0], idx[order, 1], delta[order], np.where(delta[order] > 0, 1.0, 9.0),
+        np.eye(3), 1.0, tol, 1000)
+    assert converged
+    assert itml.n_iter_ == n_ref
+    assert_allclose(itml.get_mahalanobis_matrix(), ref_A, rtol=1e-8, atol=1e-10)
+    # metric-learn's settings: another order and a stricter test, more sweeps.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ml = ITML(tol=1e-3, order="similar_first").fit(X[idx], y, bounds=[1.0, 9.0])
+    assert ml.n_iter_ > itml.n_iter_
+
+
+def test_alternating_order():
+    from fastmetric._learners.itml import alternating_order
+
+    delta = np.array([-1.0, 1.0, -1.0, -1.0, 1.0, -1.0])
+    assert alternating_order(delta).tolist() == [1, 0, 4, 2, 3, 5]
+    assert alternating_order(np.ones(3)).tolist() == [0, 1, 2]
 
 
 @pytest.fixture(scope="module")

@@ -490,7 +490,7 @@ class ITML_Supervised(_BaseITML):
     Parameters
     ----------
     {params}
-    {n_constraints}
+    {n_constraints_grow}
     {preprocessor_points}
     random_state : int, RandomState instance or None
         Seeds the pair sampling, ``prior='random'`` and the subset of the
@@ -565,7 +565,7 @@ class ITML_Supervised(_BaseITML):
                 stacklevel=3,
             )
             n_constraints = self.num_constraints
-        a, b, similar = estimator_pairs(self, y, n_constraints, distinct=True)
+        a, b, similar = estimator_pairs(self, y, n_constraints, distinct=True, grow=True)
         return self._fit_constraints(X, a, b, np.where(similar, 1.0, -1.0), bounds)
 
 

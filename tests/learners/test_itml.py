@@ -379,7 +379,8 @@ def test_supervised_constraint_count_and_threads():
     assert_array_equal(fits[0].components_, fits[1].components_)
     assert fits[0].n_iter_ == fits[1].n_iter_
     assert_array_equal(fits[0].bounds_, fits[1].bounds_)
-    # Default: 20 * n_classes^2 similar and as many dissimilar pairs, like metric-learn.
+    # Default: max(20 n_classes^2, min(10 n, 100000)) similar and as many dissimilar
+    # pairs (it grows with the data); n_constraints=20 n_classes^2 is metric-learn's.
     from fastmetric._learners import itml as _itml
 
     seen = {}
@@ -392,9 +393,14 @@ def test_supervised_constraint_count_and_threads():
 
     _itml._BaseITML._fit_constraints = spy
     try:
-        ITML_Supervised(random_state=0, max_iter=2).fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ITML_Supervised(random_state=0, max_iter=2).fit(X, y)
+            default = dict(seen)
+            ITML_Supervised(random_state=0, max_iter=2, n_constraints=180).fit(X, y)
     finally:
         _itml._BaseITML._fit_constraints = orig
+    assert default == {"n_pos": 1500, "n_neg": 1500, "distinct": 3000}
     assert seen == {"n_pos": 180, "n_neg": 180, "distinct": 360}
 
 

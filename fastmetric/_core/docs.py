@@ -99,6 +99,13 @@ classes_ : ndarray ``[-1, 1]``
     "load_iris": """\
 >>> from sklearn.datasets import load_iris
 >>> X, y = load_iris(return_X_y=True)""",
+    # 100 index pairs into 30 random points, similar when close on feature 0
+    "random_pairs": """\
+>>> import numpy as np
+>>> rng = np.random.RandomState(0)
+>>> X = rng.randn(30, 3)
+>>> pairs = rng.randint(0, 30, size=(100, 2))
+>>> y = np.where(np.abs(X[pairs[:, 0], 0] - X[pairs[:, 1], 0]) < 0.5, 1, -1)""",
 }
 
 # A line holding only ``{name}``: group 1 is its indentation, group 2 the name.

@@ -29,13 +29,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from_indices
+from fastmetric._core.inputs import validate_points
 from fastmetric._core.objectives.itml import itml_projections
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
@@ -467,10 +466,8 @@ class ITML(PairsClassifierMixin, _BaseITML):
         self
         """
         calibration_params = self._fit_calibration_params(calibration_params)
-        X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
-        t = self._binary_targets(check_pair_targets(y, idx.shape[0]), "ITML")
-        delta = np.where(t == 1, 1.0, -1.0)
-        self._fit_constraints(X, idx[:, 0], idx[:, 1], delta, bounds)
+        X, a, b, similar = self._hard_labelled_pairs(pairs, y)
+        self._fit_constraints(X, a, b, np.where(similar, 1.0, -1.0), bounds)
         self.classes_ = np.array([-1, 1])
         self.calibrate_threshold(pairs, y, **calibration_params)
         return self
@@ -552,9 +549,7 @@ class ITML_Supervised(_BaseITML):
         -------
         self
         """
-        X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
-                             ensure_min_samples=2)
+        X, y = validate_points(self, X, y, ensure_min_samples=2)
         check_classification_targets(y)
         n_constraints = self.n_constraints
         if self.num_constraints != "deprecated":

@@ -27,7 +27,6 @@ from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import label_pairs, split_pair_count
@@ -37,7 +36,7 @@ from fastmetric._core.inputs import (
     check_pair_targets,
     check_pairs,
     encode_pair_labels,
-    points_from_indices,
+    validate_points,
 )
 from fastmetric._core.objectives.ldml import (
     INIT_MAX_PAIRS,
@@ -473,9 +472,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
             if reset:
                 self.n_features_in_ = X.shape[1]
         else:
-            X = points_from_indices(self.preprocessor, X)
-            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
-                                 reset=reset)
+            X, y = validate_points(self, X, y, reset=reset)
         _, labels, _ = encode_pair_labels(y, type(self).__name__)
         return X, labels
 

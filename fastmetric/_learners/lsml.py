@@ -61,13 +61,12 @@ from scipy.linalg.lapack import dpotrf, dpotri
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import quadruplets_from_labels
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import check_tuples, points_from_indices
+from fastmetric._core.inputs import check_tuples, validate_points
 from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
 from fastmetric._core.params import options_or_array, shared, store_params
 from fastmetric._core.solvers import IterationPrinter
@@ -386,8 +385,7 @@ class LSML_Supervised(_BaseLSML):
 
     def _points(self, X, y):
         """Validated points and labels; X may be identifiers of preprocessor rows."""
-        X = points_from_indices(self.preprocessor, X)
-        return validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        return validate_points(self, X, y)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

@@ -57,13 +57,10 @@ from sklearn.base import TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components, prior_matrix
-from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from_indices
 from fastmetric._core.objectives.mmc import (
     RIDGE,
     RIDGE_LOGDET,
@@ -74,7 +71,7 @@ from fastmetric._core.objectives.mmc import (
     pair_distances,
     pair_scatter_matrix,
 )
-from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs, warn_interrupted
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
@@ -418,12 +415,8 @@ class MMC(PairsClassifierMixin, _BaseMMC):
 
     Examples
     --------
-    >>> import numpy as np
+    {random_pairs}
     >>> from fastmetric import MMC
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.randn(30, 3)
-    >>> pairs = rng.randint(0, 30, size=(100, 2))
-    >>> y = np.where(np.abs(X[pairs[:, 0], 0] - X[pairs[:, 1], 0]) < 0.5, 1, -1)
     >>> mmc = MMC(preprocessor=X).fit(pairs, y)
     >>> mmc.components_.shape
     (3, 3)
@@ -457,20 +450,15 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         self
         """
         calibration_params = self._fit_calibration_params(calibration_params)
-        X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
-        t = check_pair_targets(y, idx.shape[0])
-        if not np.all((t == 0) | (t == 1)):
-            raise ValueError("MMC needs hard pair labels (+1/-1 or 1/0), not soft targets.")
-        a = np.ascontiguousarray(idx[:, 0])
-        b = np.ascontiguousarray(idx[:, 1])
-        self._fit_pairs(X, a, b, t == 1)
+        X, a, b, similar = self._hard_labelled_pairs(pairs, y)
+        self._fit_pairs(X, a, b, similar)
         self.classes_ = np.array([-1, 1])
         self.calibrate_threshold(pairs, y, **calibration_params)
         return self
 
 
 @shared_docs
-class MMC_Supervised(_BaseMMC, TransformerMixin):
+class MMC_Supervised(PairsFromLabelsMixin, _BaseMMC, TransformerMixin):
     """MMC from class labels: pairs drawn from the classes, then MMC.
 
     ``n_constraints`` similar pairs (same class) and as many dissimilar
@@ -508,25 +496,11 @@ solver, logdet_reg, n_jobs, callback
 
     _parameter_constraints: ClassVar[dict] = {
         **_BaseMMC._parameter_constraints, **shared("n_constraints", "preprocessor")}
+    # MMC's default pair count grows with the data (see estimator_pairs).
+    _grow_pair_count = True
 
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-2, n_constraints=None,
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,
                  preprocessor=None, random_state=None, solver="lbfgs", logdet_reg="auto",
                  n_jobs=None, callback=None):
         store_params(self, locals())
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Draw pairs from the class labels and learn the MMC metric.
-
-        {fit_labelled_points}
-            At least 2 classes, one with at least 2 samples.
-
-        Returns
-        -------
-        self
-        """
-        X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
-        a, b, similar = estimator_pairs(self, y, self.n_constraints, grow=True)
-        return self._fit_pairs(X, a, b, similar)

@@ -33,12 +33,11 @@ from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import generate_knn_triplets
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.inputs import check_tuples, points_from_indices
+from fastmetric._core.inputs import check_tuples, encode_classes, validate_points
 from fastmetric._core.objectives.scml import embedding_map, minimize_scml
 from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.scml_basis import default_n_basis_lda, lda_basis, triplet_diffs_basis
@@ -445,18 +444,11 @@ class SCML_Supervised(_BaseSCML):
         """
         self._check_output_iter()
         k_genuine, k_impostor = int(self.k_genuine), int(self.k_impostor)
-        X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
-                             ensure_min_samples=2)
+        X, y = validate_points(self, X, y, ensure_min_samples=2)
         check_squared_scale(X, type(self).__name__)
         check_classification_targets(y)
-        classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
-        y_enc = y_enc.reshape(-1)
-        if classes.shape[0] < 2:
-            raise ValueError(
-                f"SCML_Supervised needs at least 2 classes in y (impostors are points of "
-                f"another class); y has 1 class ({classes[0]!r})."
-            )
+        classes, y_enc, counts = encode_classes(
+            y, "SCML_Supervised", "(impostors are points of another class)")
         with single_threaded_blas():
             return self._fit_labels(X, y_enc, classes, counts, k_genuine, k_impostor)
 

@@ -32,14 +32,11 @@ import numpy as np
 from sklearn.base import TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from_indices
-from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
 from fastmetric._core.params import options_or_array, reals, shared, store_params
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.validation import check_finite_result
@@ -115,8 +112,9 @@ class _BaseSDML(MahalanobisMixin):
         lam, V = np.linalg.eigh(M0)
         return (V / lam) @ V.T
 
-    def _fit_pairs(self, X, a, b, signs):
-        """Fit on index pairs (a, b) into X with signs +1 (similar) / -1."""
+    def _fit_pairs(self, X, a, b, similar):
+        """Fit on index pairs (a, b) into X, ``similar`` True / False per pair."""
+        signs = np.where(similar, 1.0, -1.0)
         rng = check_random_state(self.random_state)
         n_threads = effective_n_threads(self.n_jobs)
         d = X.shape[1]
@@ -232,12 +230,8 @@ class SDML(PairsClassifierMixin, _BaseSDML):
 
     Examples
     --------
-    >>> import numpy as np
+    {random_pairs}
     >>> from fastmetric import SDML
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.randn(30, 3)
-    >>> pairs = rng.randint(0, 30, size=(100, 2))
-    >>> y = np.where(np.abs(X[pairs[:, 0], 0] - X[pairs[:, 1], 0]) < 0.5, 1, -1)
     >>> sdml = SDML(preprocessor=X).fit(pairs, y)
     >>> sdml.components_.shape
     (3, 3)
@@ -268,14 +262,10 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         self
         """
         calibration_params = self._fit_calibration_params(calibration_params)
-        X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
-        t = check_pair_targets(y, idx.shape[0])
-        if not np.all((t == 0) | (t == 1)):
-            raise ValueError("SDML needs hard pair labels (+1/-1 or 1/0), not soft targets.")
-        self._fit_pairs(X, np.ascontiguousarray(idx[:, 0]), np.ascontiguousarray(idx[:, 1]),
-                        2.0 * t - 1.0)
+        X, a, b, similar = self._hard_labelled_pairs(pairs, y, both_kinds=False)
+        self._fit_pairs(X, a, b, similar)
         self.classes_ = np.array([-1, 1])
-        if t.min() != t.max():
+        if similar.min() != similar.max():
             self.calibrate_threshold(pairs, y, **calibration_params)
         else:
             self.threshold_ = float(np.median(self.pair_distance(pairs)))
@@ -283,7 +273,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
 
 
 @shared_docs
-class SDML_Supervised(_BaseSDML, TransformerMixin):
+class SDML_Supervised(PairsFromLabelsMixin, _BaseSDML, TransformerMixin):
     """SDML from class labels: pairs drawn from the classes, then SDML.
 
     ``n_constraints`` similar and as many dissimilar pairs are drawn with
@@ -318,19 +308,3 @@ verbose, random_state, n_jobs
                  n_constraints=None, verbose=False, preprocessor=None, random_state=None,
                  max_condition=10.0, max_iter=100, n_jobs=None, enet_tol=1e-6):
         store_params(self, locals())
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Draw pairs from the class labels and learn the SDML metric.
-
-        {fit_labelled_points}
-            At least 2 classes, one with at least 2 samples.
-
-        Returns
-        -------
-        self
-        """
-        X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
-        a, b, similar = estimator_pairs(self, y, self.n_constraints)
-        return self._fit_pairs(X, a, b, np.where(similar, 1.0, -1.0))

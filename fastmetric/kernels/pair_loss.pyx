@@ -53,7 +53,7 @@ from fastmetric.kernels.common cimport (
     diff_sq_norm,
 )
 from fastmetric.kernels.distances cimport (
-    transform_rows, transform_rows_checked, transform_selected_rows,
+    transform_rows, transform_selected_rows,
 )
 from fastmetric.kernels.smallgemm cimport gemm_atb
 
@@ -403,7 +403,7 @@ def ldml_evaluate(const floating[:, ::1] X, const floating[:, ::1] L, PairIndex 
     with nogil:
         if identity_rows:
             if check_finite:
-                finite = transform_rows_checked(X, L, U, point_chunk, n_threads)
+                finite = transform_rows(X, L, U, point_chunk, n_threads, True)
             else:
                 transform_rows(X, L, U, point_chunk, n_threads)
         else:

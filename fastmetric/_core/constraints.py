@@ -282,24 +282,21 @@ def _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=True):
             names = ", ".join(f"{classes[c]!r} ({counts[c]} samples)" for c in cs[:5])
             return names + (" ..." if len(cs) > 5 else "")
 
-        few = np.flatnonzero(kg < k_genuine)
-        if few.size:
-            warnings.warn(
-                f"SCML: {few.size} class(es) have too few samples for k_genuine={k_genuine} "
-                f"genuine neighbours (k_genuine + 1 samples needed): {shown(few)}; their "
-                "points get (class size - 1) instead.",
-                UserWarning,
-                stacklevel=3,
-            )
-        few = np.flatnonzero(ki < k_impostor)
-        if few.size:
-            warnings.warn(
-                f"SCML: {few.size} class(es) have too few samples outside them for "
-                f"k_impostor={k_impostor} impostors: {shown(few)}; their points get "
-                "(n_samples - class size) instead.",
-                UserWarning,
-                stacklevel=3,
-            )
+        for few, problem, fallback in (
+            (np.flatnonzero(kg < k_genuine),
+             f"too few samples for k_genuine={k_genuine} genuine neighbours (k_genuine + 1 "
+             "samples needed)", "(class size - 1)"),
+            (np.flatnonzero(ki < k_impostor),
+             f"too few samples outside them for k_impostor={k_impostor} impostors",
+             "(n_samples - class size)"),
+        ):
+            if few.size:
+                warnings.warn(
+                    f"SCML: {few.size} class(es) have {problem}: {shown(few)}; their points "
+                    f"get {fallback} instead.",
+                    UserWarning,
+                    stacklevel=3,
+                )
     return kg, ki
 
 

@@ -34,6 +34,7 @@ def _has_pair_probability(estimator):
     return hasattr(estimator, "_pair_probability")
 
 
+@shared_docs
 class PairsClassifierMixin(ClassifierMixin):
     """Classify pairs as similar (+1) or dissimilar (-1) with the learned metric.
 
@@ -113,9 +114,7 @@ class PairsClassifierMixin(ClassifierMixin):
             A distance (the units of :meth:`pair_distance`); a bool counts
             as 0 or 1, as in metric-learn.
 
-        Returns
-        -------
-        self
+        {returns_self}
 
         Raises
         ------
@@ -135,6 +134,21 @@ class PairsClassifierMixin(ClassifierMixin):
         if np.isnan(threshold):
             raise ValueError("threshold must not be NaN.")
         self.threshold_ = float(threshold)
+        return self
+
+    def _fit_hard_pairs(self, pairs, y, calibration_params, *, both_kinds=True):
+        """``fit(pairs, y)`` of a learner with hard pair labels: validate,
+        ``self._fit_pairs(X, a, b, similar)``, then the threshold: calibrated
+        on the training pairs, or their median distance when all are of one
+        kind (allowed only without ``both_kinds``)."""
+        calibration_params = self._fit_calibration_params(calibration_params)
+        X, a, b, similar = self._hard_labelled_pairs(pairs, y, both_kinds=both_kinds)
+        self._fit_pairs(X, a, b, similar)
+        self.classes_ = np.array([-1, 1])
+        if similar.min() != similar.max():
+            self.calibrate_threshold(pairs, y, **calibration_params)
+        else:
+            self.threshold_ = float(np.median(self.pair_distance(pairs)))
         return self
 
     def _hard_labelled_pairs(self, pairs, y, *, both_kinds=True):
@@ -246,9 +260,7 @@ class PairsClassifierMixin(ClassifierMixin):
             Weight of recall in ``'f_beta'``; only ``beta ** 2`` matters,
             and ``beta=0`` maximises the precision.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         self._check_calibration_params(strategy, min_rate, beta)
         dist = self.pair_distance(pairs)
@@ -320,9 +332,7 @@ class PairsFromLabelsMixin:
         {fit_labelled_points}
             At least 2 classes, one with at least 2 samples.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y = validate_points(self, X, y)
         a, b, similar = estimator_pairs(self, y, self.n_constraints, grow=self._grow_pair_count)

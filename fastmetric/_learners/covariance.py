@@ -67,7 +67,8 @@ class Covariance(MahalanobisMixin):
     covariance_ : ndarray of shape (n_features, n_features)
         The shrunk covariance ``C_a`` (``M = covariance_^{-1}``).
     shrinkage_ : float
-        The intensity ``a`` used.
+        The intensity ``a`` used: ``shrinkage`` itself, or the estimate of
+        the ``'ledoit_wolf'`` / ``'oas'`` rule.
     {n_features_in}
     {feature_names_in}
 
@@ -112,9 +113,7 @@ class Covariance(MahalanobisMixin):
             At least 2 samples.  With a preprocessor, a 1-D array of indices.
         y : ignored
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X = validate_points(self, X, ensure_min_samples=2)
         with single_threaded_blas():

@@ -461,9 +461,7 @@ class ITML(PairsClassifierMixin, _BaseITML):
             ``min_rate``, ``beta``) for the threshold chosen on the training
             pairs.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         calibration_params = self._fit_calibration_params(calibration_params)
         X, a, b, similar = self._hard_labelled_pairs(pairs, y)
@@ -545,9 +543,7 @@ class ITML_Supervised(_BaseITML):
         bounds : array-like of two numbers, optional
             As in :meth:`ITML.fit`.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y = validate_points(self, X, y, ensure_min_samples=2)
         check_classification_targets(y)

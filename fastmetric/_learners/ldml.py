@@ -288,9 +288,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         sample_weight : array-like of shape (n_pairs,), optional
             Non-negative pair weights (positive sum).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, a, b, targets, weights = self._validated_pairs(pairs, y, sample_weight)
         if np.all(targets == 1.0) or np.all(targets == 0.0):
@@ -370,9 +368,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             As in :meth:`fit`.
         sample_weight : array-like of shape (n_pairs,), optional
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, a, b, targets, weights = self._validated_pairs(pairs, y, sample_weight)
         if hasattr(self, "n_features_in_") and getattr(self, "_optimizer", None) is not None \
@@ -498,9 +494,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         y : array-like of shape (n_samples,)
             Class labels (at least 2 classes, one with 2 or more samples).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         from fastmetric._core.sampling import LabelPairStream
 
@@ -552,9 +546,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
             Class labels of the batch (at least 2 classes, one with 2 or
             more rows in the batch).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         X, labels = self._labels_and_counts(X, y, reset=first)

@@ -151,9 +151,7 @@ class LFDA(MahalanobisMixin):
         {fit_labelled_points}
             At least 2 classes.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         shrinkage = float(self.shrinkage)
         X, y = validate_points(self, X, y, ensure_min_samples=2)

@@ -153,12 +153,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
     ----------
     components_ : ndarray of shape (n_components, n_features)
         The learned map ``L``.
-    n_iter_ : int
-        Iterations done.
-    loss_ : float
-        Final objective.
-    loss_curve_ : list of float
-        Objective after each iteration.
+    {loss_history}
     n_active_ : int
         Active triplets (positive hinge terms) at the end (stochastic
         solvers: among the candidates of the last minibatch).
@@ -258,9 +253,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         {fit_labelled_points}
             At least 2 classes, and some class with 2 points.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y_enc, classes, per_class = self._labelled_points(X, y, reset=True)
         solver = resolve_solver(self.solver, X.shape[0])
@@ -373,9 +366,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         y : array-like of shape (n_batch,)
             Class labels of the batch (some class with 2 rows).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         X, y_enc, classes, _ = self._labelled_points(X, y, reset=first)

@@ -269,12 +269,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
     ----------
     components_ : ndarray of shape (n_features, n_features)
         ``L``, upper triangular, with ``L^T L = M`` the learned matrix.
-    n_iter_ : int
-        Iterations done.
-    loss_ : float
-        Final objective.
-    loss_curve_ : list of float
-        Objective after each iteration.
+    {loss_history}
     classes_ : ndarray of shape (2,)
         ``[-1, 1]``, the values of :meth:`predict`.
     {n_features_in}
@@ -323,9 +318,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
             Non-negative weights of the quadruplets (normalised to sum 1);
             default uniform.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, quads = check_tuples(quadruplets, 4, self.preprocessor, dedupe=True)
         rng = check_random_state(self.random_state)
@@ -368,8 +361,8 @@ class LSML_Supervised(_BaseLSML):
     {load_iris}
     >>> from fastmetric import LSML_Supervised
     >>> lsml = LSML_Supervised(n_constraints=200, random_state=0).fit(X, y)
-    >>> lsml.transform(X).shape
-    (150, 4)
+    >>> lsml.n_constraints_  # quadruplets drawn from the labels
+    200
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -394,9 +387,7 @@ class LSML_Supervised(_BaseLSML):
         {fit_labelled_points}
             At least 2 classes, one with 2 samples or more.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y = self._points(X, y)
         # One RandomState: the quadruplets' seed first, then prior='random'.

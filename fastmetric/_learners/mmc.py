@@ -61,16 +61,7 @@ from sklearn.utils._param_validation import StrOptions
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components, prior_matrix
-from fastmetric._core.objectives.mmc import (
-    RIDGE,
-    RIDGE_LOGDET,
-    Projector,
-    constraint_matrix,
-    dissimilar_sum_grad,
-    factored_loss_grad,
-    pair_distances,
-    pair_scatter_matrix,
-)
+from fastmetric._core.objectives import mmc as objective
 from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs, warn_interrupted
@@ -145,13 +136,14 @@ class _BaseMMC(MahalanobisMixin):
         aD, bD = np.ascontiguousarray(a[~similar]), np.ascontiguousarray(b[~similar])
         with single_threaded_blas():  # identical results for any thread count
             M0 = self._initial_metric(X, rng)
-            W = pair_scatter_matrix(X, aS, bS, None, n_threads)
+            W = objective.pair_scatter_matrix(X, aS, bS, None, n_threads)
             if self.diagonal:
                 w = self._fit_diag(X, aD, bD, np.diag(W).copy(), np.diag(M0).copy(),
                                    n_threads)
                 L = np.diag(np.sqrt(w))
             else:
-                W = constraint_matrix(W, RIDGE_LOGDET if self._logdet_reg > 0 else RIDGE)
+                ridge = objective.RIDGE_LOGDET if self._logdet_reg > 0 else objective.RIDGE
+                W = objective.constraint_matrix(W, ridge)
                 if self.solver == "lbfgs":
                     L = self._fit_factored(X, aD, bD, W, M0, n_threads)
                 else:
@@ -175,7 +167,7 @@ class _BaseMMC(MahalanobisMixin):
         lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
         L0 = np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T
         f0 = float(np.sum((L0 @ W) * L0))
-        if not f0 > 0 or not pair_distances(X, aD, bD, L0, n_threads).sum() > 0:
+        if not f0 > 0 or not objective.pair_distances(X, aD, bD, L0, n_threads).sum() > 0:
             L0 = np.eye(d)  # M0 sees no pair spread: start from the identity
             f0 = float(np.trace(W))
         L0 = L0 / np.sqrt(f0)
@@ -184,8 +176,8 @@ class _BaseMMC(MahalanobisMixin):
             L0 = L0 + np.eye(d) * (np.linalg.norm(L0) / np.sqrt(d) * 1e-3 + 1e-12)
 
         def fun(theta):
-            return factored_loss_grad(X, aD, bD, W, theta.reshape(d, d), n_threads,
-                                       self._logdet_reg)
+            return objective.factored_loss_grad(X, aD, bD, W, theta.reshape(d, d), n_threads,
+                                                self._logdet_reg)
 
         printer = IterationPrinter(type(self).__name__)
 
@@ -201,19 +193,19 @@ class _BaseMMC(MahalanobisMixin):
         L = L / np.sqrt(float(np.sum((L @ W) * L)))
         self.n_iter_ = int(result.n_iter)
         self.converged_ = bool(result.converged)
-        self.objective_ = float(pair_distances(X, aD, bD, L, n_threads).sum())
+        self.objective_ = float(objective.pair_distances(X, aD, bD, L, n_threads).sum())
         return L
 
     # -- full matrix: projected gradient ascent --------------------------------
     def _fit_full(self, X, aD, bD, W, M0, n_threads):
-        project = Projector(W, self.max_proj)
+        project = objective.Projector(W, self.max_proj)
         printer = IterationPrinter(type(self).__name__)
         w_unit = W / np.sqrt(project.w_norm2)
 
         def objective_and_direction(L, with_direction):
             if not with_direction:
-                return float(pair_distances(X, aD, bD, L, n_threads).sum()), None
-            g, G = dissimilar_sum_grad(X, aD, bD, L, n_threads)
+                return float(objective.pair_distances(X, aD, bD, L, n_threads).sum()), None
+            g, G = objective.dissimilar_sum_grad(X, aD, bD, L, n_threads)
             G -= np.sum(G * w_unit) * w_unit  # stay on the plane <W, M> = const
             norm = np.linalg.norm(G)
             return g, (G / norm if norm > 0 else None)
@@ -418,8 +410,8 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     {random_pairs}
     >>> from fastmetric import MMC
     >>> mmc = MMC(preprocessor=X).fit(pairs, y)
-    >>> mmc.components_.shape
-    (3, 3)
+    >>> round(mmc.score(pairs, y), 2)  # score of the pair predictions
+    1.0
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -435,26 +427,11 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     def fit(self, pairs, y, calibration_params=None):
         """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
 
-        Parameters
-        ----------
-        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
-            Pairs of points, or index pairs into ``preprocessor``.
-        y : array-like of shape (n_pairs,)
-            +1/-1 or 1/0 labels, both present.
-        calibration_params : dict, optional
-            Keyword arguments of :meth:`calibrate_threshold`, run on the
-            training pairs at the end.
+        {fit_hard_pairs}
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
-        calibration_params = self._fit_calibration_params(calibration_params)
-        X, a, b, similar = self._hard_labelled_pairs(pairs, y)
-        self._fit_pairs(X, a, b, similar)
-        self.classes_ = np.array([-1, 1])
-        self.calibrate_threshold(pairs, y, **calibration_params)
-        return self
+        return self._fit_hard_pairs(pairs, y, calibration_params)
 
 
 @shared_docs

@@ -197,9 +197,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             With a single class there is nothing to learn: the initial map
             is kept (``n_iter_ = 0``), as in metric-learn.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         n_threads = effective_n_threads(self.n_jobs)
         X, y = self._points(X, y)
@@ -257,9 +255,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         y : array-like of shape (n_batch,)
             Class labels of the batch.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         X, y = self._points(X, y, reset=first)

@@ -100,7 +100,8 @@ class RCA(MahalanobisMixin):
     ----------
     components_ : ndarray of shape (n_components, n_features)
     shrinkage_ : float
-        The intensity ``a`` used.
+        The intensity ``a`` of the within-chunk covariance: ``shrinkage``
+        itself, or the Ledoit-Wolf / OAS estimate.
     {n_features_in}
     {feature_names_in}
 
@@ -158,9 +159,7 @@ class RCA(MahalanobisMixin):
             chunk.  Chunk ids need not be consecutive.  At least one chunk
             must hold 2 samples.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X = validate_points(self, X, ensure_min_samples=2)
         chunks = _check_chunks(chunks, X.shape[0])
@@ -281,9 +280,7 @@ class RCA_Supervised(RCA):
         {fit_labelled_points}
             Classes of at least ``chunk_size`` samples supply the chunks.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y = validate_points(self, X, y, ensure_min_samples=2)
         check_classification_targets(y)

@@ -101,6 +101,14 @@ class _BaseSCML(MahalanobisMixin):
         )
         return default
 
+    def _triplet_basis(self, X, triplets, rng):
+        """The basis from the triplets' differences (``basis`` a name), or the
+        user's array (checked against X)."""
+        d = X.shape[1]
+        if isinstance(self.basis, str):
+            return triplet_diffs_basis(X, triplets, self._n_basis(80 * d), rng)
+        return self._array_basis(d)
+
     def _array_basis(self, n_features):
         basis = check_points(self.basis, name="basis", dtype=np.float64)
         if basis.shape[1] != n_features:
@@ -311,9 +319,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         y : None
             Ignored (for scikit-learn pipelines).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         self._check_output_iter()
         X, idx = check_tuples(triplets, 3, self.preprocessor, dedupe=True)
@@ -326,10 +332,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         d = X.shape[1]
         rng = check_random_state(self.random_state)
         with single_threaded_blas():
-            if isinstance(self.basis, str):
-                basis = triplet_diffs_basis(X, idx, self._n_basis(80 * d), rng)
-            else:
-                basis = self._array_basis(d)
+            basis = self._triplet_basis(X, idx, rng)
             self.n_features_in_ = d
             return self._optimize(X, idx, basis)
 
@@ -438,9 +441,7 @@ class SCML_Supervised(_BaseSCML):
         {fit_labelled_points}
             At least 2 classes and a class with 2 samples.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         self._check_output_iter()
         k_genuine, k_impostor = int(self.k_genuine), int(self.k_impostor)
@@ -474,9 +475,7 @@ class SCML_Supervised(_BaseSCML):
                     stacklevel=2,
                 )
             basis = lda_basis(X, y_enc, counts, n_basis, rng)
-        elif isinstance(self.basis, str):
-            basis = triplet_diffs_basis(X, triplets, self._n_basis(80 * d), rng)
         else:
-            basis = self._array_basis(d)
+            basis = self._triplet_basis(X, triplets, rng)
         self.triplets_ = triplets
         return self._optimize(X, triplets, basis)

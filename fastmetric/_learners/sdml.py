@@ -233,8 +233,8 @@ class SDML(PairsClassifierMixin, _BaseSDML):
     {random_pairs}
     >>> from fastmetric import SDML
     >>> sdml = SDML(preprocessor=X).fit(pairs, y)
-    >>> sdml.components_.shape
-    (3, 3)
+    >>> sdml.predict(pairs[:4])  # +1: similar, -1: dissimilar
+    array([ 1, -1, -1, -1])
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -249,27 +249,11 @@ class SDML(PairsClassifierMixin, _BaseSDML):
     def fit(self, pairs, y, calibration_params=None):
         """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
 
-        Parameters
-        ----------
-        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
-        y : array-like of shape (n_pairs,)
-            +1/-1 or 1/0 labels.
-        calibration_params : dict, optional
-            Keyword arguments of :meth:`calibrate_threshold`.
+        {fit_hard_pairs}
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
-        calibration_params = self._fit_calibration_params(calibration_params)
-        X, a, b, similar = self._hard_labelled_pairs(pairs, y, both_kinds=False)
-        self._fit_pairs(X, a, b, similar)
-        self.classes_ = np.array([-1, 1])
-        if similar.min() != similar.max():
-            self.calibrate_threshold(pairs, y, **calibration_params)
-        else:
-            self.threshold_ = float(np.median(self.pair_distance(pairs)))
-        return self
+        return self._fit_hard_pairs(pairs, y, calibration_params, both_kinds=False)
 
 
 @shared_docs
@@ -294,11 +278,17 @@ verbose, random_state, n_jobs
 
     Examples
     --------
+    A metric learner is a transformer: before a k-NN classifier in a
+    pipeline, the classifier works in the learned metric.
+
     {load_iris}
+    >>> from sklearn.neighbors import KNeighborsClassifier
+    >>> from sklearn.pipeline import make_pipeline
     >>> from fastmetric import SDML_Supervised
-    >>> sdml = SDML_Supervised(random_state=0).fit(X, y)
-    >>> sdml.get_mahalanobis_matrix().shape  # M = L^T L
-    (4, 4)
+    >>> model = make_pipeline(SDML_Supervised(random_state=0),
+    ...                       KNeighborsClassifier(n_neighbors=3)).fit(X, y)
+    >>> round(model.score(X, y), 2)
+    0.97
     """
 
     _parameter_constraints: ClassVar[dict] = {

@@ -70,6 +70,13 @@ callback : callable, optional
 n_constraints : int, optional
     Number of similar pairs and of dissimilar pairs drawn from the labels;
     default ``20 * n_classes ** 2`` (metric-learn's).""",
+    "n_constraints_grow": """\
+n_constraints : int, optional
+    Number of similar pairs and of dissimilar pairs drawn from the
+    labels; default ``max(20 * n_classes ** 2, min(10 * n_samples,
+    100000))`` (:func:`fastmetric._core.constraints.data_pair_count`:
+    it grows with the data).  ``n_constraints=20 * n_classes ** 2`` is
+    metric-learn's default.""",
     # ---- attributes ----
     "loss_history": """\
 n_iter_ : int

@@ -2,6 +2,7 @@
 import contextlib
 import warnings
 
+import numpy as np
 import pytest
 
 # The marks of the Dask test modules: a fit of a few iterations may stop
@@ -30,3 +31,13 @@ def two_worker_client():
         client.close()
         cluster.close()
 
+
+
+def labelled_rows(n, d, n_classes, seed=0, dtype=np.float64):
+    """Small labelled data for the Dask tests: the class shifts the first
+    (narrow) feature, the others are wide noise."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, n_classes, n)
+    X = rng.randn(n, d) * np.r_[0.5, np.full(d - 1, 2.0)]
+    X[:, 0] += y
+    return X.astype(dtype), y

@@ -7,18 +7,18 @@ array: the client draws each minibatch's row indices exactly as in memory
 rows themselves never pass through the client.
 
 **Gathering.**  Consecutive minibatches are put in *groups* of about
-:data:`GROUP_ROWS` rows.  For each group one task per row block of X
-takes the rows the group needs from the block, where the block lives, and
-one task on a worker puts them together and builds the minibatches' data
-there (the centred candidate rows of NCA and LMNN, the per-share pair
-problems of LDML).  The rows do not depend on ``L``, so the groups are
+:data:`GROUP_ROWS` rows.  For each group and each worker that evaluates
+shares of it, one task per row block of X takes the rows that worker's
+shares need from the block, where the block lives, and one task on the
+worker puts them together and builds the shares' data there (the centred
+candidate rows of NCA and LMNN, the pair problems of LDML).  The rows do not depend on ``L``, so the groups are
 gathered :data:`AHEAD_GROUPS` ahead of the minibatch being evaluated: the
 workers gather while the client steps.
 
 **Evaluation.**  A minibatch is split into *shares* whose number depends
 on the batch alone (:data:`SHARE_ROWS` batch rows of NCA and LMNN,
 :data:`SHARE_PAIRS` pairs of LDML), never on the workers; each share is one
-task, placed on its own worker when there are several, that returns the
+task, share s on worker ``s mod n_workers``, that returns the
 share's summed loss and gradient (or scatter) sums.  The client adds them
 in share order and turns them into the minibatch's loss and gradient.  Per
 minibatch the client therefore sends ``L`` (``4 k d`` or ``8 k d`` bytes)
@@ -33,8 +33,8 @@ fit is the in-memory algorithm, with the sums of a minibatch split in a
 fixed way: the same data and ``random_state`` give the same model, bit for
 bit, with any cluster or none (in whatever order the workers finish), and
 the in-memory model up to the order of those sums.  The cost is one round
-trip per minibatch, small next to a minibatch's work at the default batch
-sizes (see the README's "Beyond one machine").
+trip per minibatch, which dominates when a minibatch's work is short (the
+README's "Beyond one machine" gives the figures).
 
 Without a ``distributed`` client, the groups are gathered by Dask's
 synchronous scheduler and the shares evaluated here, in the same order.
@@ -57,9 +57,9 @@ from fastmetric._core.objectives.neighbor_batches import BLOCK_ROWS
 __all__ = ["AHEAD_GROUPS", "DaskNeighborObjective", "DaskPairBatches", "GROUP_ROWS",
            "SHARE_PAIRS", "SHARE_ROWS", "dask_row_mean"]
 
-# Rows gathered per group of minibatches: a group is one task per row block
-# of X plus one, so that the scheduler's cost per minibatch stays small,
-# and at d = 64 float32 a group holds 16 MB.
+# Rows gathered per group of minibatches: a group is, per worker, one task
+# per row block of X plus one, so that the scheduler's cost per minibatch
+# stays small, and at d = 64 float32 a group holds at most 16 MB.
 GROUP_ROWS = 65_536
 
 # Groups gathered ahead of the one being evaluated.

@@ -14,17 +14,13 @@ distributed = pytest.importorskip("distributed")
 from fastmetric import LDML, LMNN, ClusterLDML, LDML_Supervised  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
 
-from .._dask_cluster import DASK_MARKS  # noqa: E402  (the client fixture: conftest.py)
+from .._dask_cluster import DASK_MARKS, labelled_rows  # noqa: E402  (the client fixture: conftest.py)
 
 pytestmark = DASK_MARKS
 
 
 def data(n=3000, d=6, seed=0, dtype=np.float64):
-    rng = np.random.RandomState(seed)
-    y = rng.randint(0, 4, n)
-    X = rng.randn(n, d) * np.r_[0.5, np.full(d - 1, 2.0)]
-    X[:, 0] += y
-    return X.astype(dtype), y
+    return labelled_rows(n, d, 4, seed, dtype)
 
 
 def tol(dtype):

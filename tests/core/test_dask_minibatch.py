@@ -16,7 +16,7 @@ import fastmetric._core.dask_support as fm_dask  # noqa: E402
 from fastmetric import LDML, LMNN, NCA, LDML_Supervised  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
 
-from .._dask_cluster import DASK_MARKS  # noqa: E402  (the client fixture: conftest.py)
+from .._dask_cluster import DASK_MARKS, labelled_rows  # noqa: E402  (the client fixture: conftest.py)
 
 pytestmark = DASK_MARKS
 
@@ -30,11 +30,7 @@ def small_groups(monkeypatch):
 
 
 def data(n=1200, d=5, seed=0, dtype=np.float64):
-    rng = np.random.RandomState(seed)
-    y = rng.randint(0, 3, n)
-    X = rng.randn(n, d) * np.r_[0.5, np.full(d - 1, 2.0)]
-    X[:, 0] += y
-    return X.astype(dtype), y
+    return labelled_rows(n, d, 3, seed, dtype)
 
 
 def fit_both(make, X, y, monkeypatch, **fit_kw):

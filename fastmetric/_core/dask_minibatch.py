@@ -11,9 +11,10 @@ rows themselves never pass through the client.
 shares of it, one task per row block of X takes the rows that worker's
 shares need from the block, where the block lives, and one task on the
 worker puts them together and builds the shares' data there (the centred
-candidate rows of NCA and LMNN, the pair problems of LDML).  The rows do not depend on ``L``, so the groups are
-gathered :data:`AHEAD_GROUPS` ahead of the minibatch being evaluated: the
-workers gather while the client steps.
+candidate rows of NCA and LMNN, the pair problems of LDML).  The rows do
+not depend on ``L``, so the groups are gathered :data:`AHEAD_GROUPS` ahead
+of the minibatch being evaluated: the workers gather while the client
+steps.
 
 **Evaluation.**  A minibatch is split into *shares* whose number depends
 on the batch alone (:data:`SHARE_ROWS` batch rows of NCA and LMNN,

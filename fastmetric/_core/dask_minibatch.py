@@ -52,6 +52,7 @@ from fastmetric._core.dask_support import (
     _worker_threads,
     combine_pair_sums,
     import_dask,
+    placed_on,
 )
 from fastmetric._core.objectives.neighbor_batches import BLOCK_ROWS
 
@@ -160,8 +161,7 @@ class _Minibatches:
         # A preference, not a restriction: a lost worker's part is rebuilt
         # elsewhere from its inputs.
         return self._client.submit(_build_group, build, pieces, uniq, entries, extra,
-                                   workers=None if worker is None else [worker],
-                                   allow_other_workers=True, pure=False)
+                                   pure=False, **placed_on(worker))
 
     def read_ahead(self, specs, build, extra_of):
         """``(group, j, info)`` for each ``(info, shares)`` of ``specs``.
@@ -218,7 +218,7 @@ class _Minibatches:
             worker = self._worker_of(s)
             futures.append(self._client.submit(
                 _run_share, evaluate, group[worker], (j, s), args, pure=False,
-                workers=None if worker is None else [worker], allow_other_workers=True))
+                **placed_on(worker)))
         # Gathered in share order, whatever order the workers finish in.
         return self._client.gather(futures)
 

@@ -362,8 +362,7 @@ class DaskPairLossProblem:
             self._workers = [workers[i % len(workers)] if workers else None
                              for i in range(len(problems))]
             self._problems = [
-                self._client.compute(p, workers=None if w is None else [w],
-                                     allow_other_workers=True)
+                self._client.compute(p, **placed_on(w))
                 for p, w in zip(problems, self._workers)
             ]
             wait(self._problems)
@@ -381,14 +380,24 @@ class DaskPairLossProblem:
         args = (L, float(bias), self.n_jobs, bool(compute_gradient))
         if self._client is not None:
             futures = [self._client.submit(_block_loss_grad, p, *args, pure=False,
-                                           workers=None if w is None else [w],
-                                           allow_other_workers=True)
+                                           **placed_on(w))
                        for p, w in zip(self._problems, self._workers)]
             parts = self._client.gather(futures)
         else:
             parts = _compute(*[dask.delayed(_block_loss_grad, pure=True)(p, *args)
                                for p in self._problems])
         return combine_pair_sums(parts, self.total_weight, compute_gradient, self.dtype)
+
+
+def placed_on(worker):
+    """Keyword arguments that place a task on ``worker`` by preference: any
+    other worker may run it (a lost worker's task is rebuilt elsewhere).
+    None (no worker known yet, e.g. while a busy cluster is still
+    registering them) places nothing: distributed refuses
+    ``allow_other_workers`` without ``workers``."""
+    if worker is None:
+        return {}
+    return {"workers": [worker], "allow_other_workers": True}
 
 
 def combine_pair_sums(parts, total_weight, compute_gradient, dtype):

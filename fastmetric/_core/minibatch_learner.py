@@ -58,11 +58,11 @@ def resolve_solver(solver, n_samples):
     return "lbfgs" if n_samples <= AUTO_STOCHASTIC_ROWS else "adam"
 
 
-def init_subset(X, labels):
+def init_subset(X, labels, max_rows=INIT_MAX_ROWS):
     """The rows (and their labels) the initial map of a stochastic fit is
-    computed on: at most INIT_MAX_ROWS evenly spaced rows, X itself (not a
-    copy) when it is no larger."""
-    rows = evenly_spaced(X.shape[0], INIT_MAX_ROWS)
+    computed on: at most ``max_rows`` evenly spaced rows (default
+    INIT_MAX_ROWS), X itself (not a copy) when it is no larger."""
+    rows = evenly_spaced(X.shape[0], int(max_rows))
     if rows.shape[0] == X.shape[0]:
         return X, labels
     return X[rows], labels[rows]

@@ -43,6 +43,10 @@ def knn_accuracy(L, X, y, X_test, y_test):
 def stochastic(cls, **params):
     base = dict(solver="adam", batch_size=100, n_candidates=100, max_iter=8,
                 learning_rate=0.05, init="identity", random_state=0, n_jobs=1)
+    if cls is LMNN:
+        # The minibatch epochs themselves, from init (the subsample start has
+        # its own tests below).
+        base["init_subsample"] = None
     base.update(params)
     return cls(**base)
 
@@ -65,6 +69,8 @@ def test_bad_target_block_size():
     X, y = blobs(40)
     with pytest.raises(InvalidParameterError, match="target_block_size"):
         LMNN(solver="adam", target_block_size=1).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="init_subsample"):
+        LMNN(solver="adam", init_subsample=1).fit(X, y)
 
 
 def test_auto_picks_by_size():
@@ -205,16 +211,17 @@ def test_stochastic_fit_improves_3nn_accuracy(cls, solver):
     assert est.transform(X[:3]).shape == (3, 6)
 
 
-@pytest.mark.parametrize("cls", LEARNERS)
-def test_same_bits_for_any_thread_count(cls):
+@pytest.mark.parametrize("cls, extra", [(NCA, {}), (LMNN, {}),
+                                        (LMNN, {"init_subsample": 300})])
+def test_same_bits_for_any_thread_count(cls, extra):
     X, y = blobs(700, dtype=np.float32)
-    fits = [stochastic(cls, batch_size=300, max_iter=2, n_jobs=n).fit(X, y)
+    fits = [stochastic(cls, batch_size=300, max_iter=2, n_jobs=n, **extra).fit(X, y)
             for n in (1, 2)]
     assert_array_equal(fits[0].components_, fits[1].components_)
     assert fits[0].loss_curve_ == fits[1].loss_curve_
     streams = []
     for n in (1, 2):
-        est = stochastic(cls, batch_size=300, n_jobs=n)
+        est = stochastic(cls, batch_size=300, n_jobs=n, **extra)
         for start in range(0, 700, 350):
             est.partial_fit(X[start:start + 350], y[start:start + 350])
         streams.append(est.components_)
@@ -286,6 +293,60 @@ def test_lmnn_attributes_and_target_blocks():
     blocked = stochastic(LMNN, max_iter=2, batch_size=200, target_block_size=200).fit(X, y)
     assert np.all(np.isfinite(blocked.components_))
     assert not np.array_equal(blocked.components_, est.components_)
+
+
+def test_lmnn_starts_from_the_full_batch_fit_on_a_subsample(monkeypatch):
+    X, y = blobs(900)
+    starts = []
+    original = LMNN._fit_minibatch
+
+    def spy(self, objective, L0, solver, tol):
+        starts.append(np.array(L0))
+        return original(self, objective, L0, solver, tol)
+
+    monkeypatch.setattr(LMNN, "_fit_minibatch", spy)
+    est = stochastic(LMNN, init_subsample=300, max_iter=2).fit(X, y)
+    rows = np.linspace(0, 899, 300).astype(np.intp)  # evenly spaced
+    full = LMNN(init="identity", random_state=0, n_jobs=1).fit(X[rows], y[rows])
+    assert_array_equal(starts[0], full.components_)
+    assert not np.array_equal(est.components_, full.components_)  # the epochs refine it
+    assert est.n_iter_ == 2
+    # More rows than X: the full-batch fit on all of them.
+    stochastic(LMNN, init_subsample=5000, max_iter=1).fit(X[:400], y[:400])
+    assert_array_equal(starts[1], LMNN(init="identity", random_state=0, n_jobs=1)
+                       .fit(X[:400], y[:400]).components_)
+
+
+def test_lmnn_subsample_start_beats_the_identity_start():
+    """Few epochs from the identity leave the map far from LMNN's optimum in
+    scale; from the subsample's fit the same epochs give a lower loss."""
+    X, y = blobs(1500, seed=0)
+    params = dict(max_iter=2, learning_rate=1e-3)
+    cold = stochastic(LMNN, **params).fit(X, y)
+    warm = stochastic(LMNN, init_subsample=500, **params).fit(X, y)
+    assert warm.loss_curve_[-1] < cold.loss_curve_[-1]
+
+
+def test_ctrl_c_in_the_subsample_fit_keeps_its_iterate(monkeypatch):
+    from fastmetric._core.objectives.lmnn import LMNNProblem
+
+    X, y = blobs(600)
+    calls = []
+    original = LMNNProblem.loss_grad
+
+    def interrupting(self, L, compute_gradient=True):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, L, compute_gradient)
+
+    monkeypatch.setattr(LMNNProblem, "loss_grad", interrupting)
+    est = stochastic(LMNN, init_subsample=300, max_iter=5)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est.fit(X, y)
+    assert est.n_iter_ == 0 and est.loss_curve_ == []
+    assert np.all(np.isfinite(est.components_))
+    assert not np.array_equal(est.components_, np.eye(6))  # L-BFGS iterations were kept
 
 
 @pytest.mark.parametrize("cls", LEARNERS)

@@ -1,4 +1,4 @@
-"""The stochastic (minibatch) fit shared by NCA and LMNN.
+"""The stochastic (minibatch) fit shared by NCA, LMNN and MLKR.
 
 :class:`MinibatchNeighborsMixin` runs the minibatch objectives of
 :mod:`fastmetric._core.objectives.neighbor_batches` through the solvers the
@@ -21,8 +21,10 @@ A learner using the mixin has the parameters ``solver``, ``batch_size``,
 """
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 
 from fastmetric._core.objectives.neighbor_batches import draw_candidates
+from fastmetric._core.params import integers, reals
 from fastmetric._core.rows import evenly_spaced
 from fastmetric._core.solvers import (
     IterationPrinter,
@@ -35,7 +37,8 @@ from fastmetric._core.solvers import (
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["AUTO_STOCHASTIC_ROWS", "INIT_MAX_ROWS", "MinibatchNeighborsMixin",
-           "STOCHASTIC_SOLVERS", "init_subset", "resolve_solver"]
+           "SOFTMAX_STOCHASTIC_CONSTRAINTS", "STOCHASTIC_SOLVERS", "init_subset",
+           "resolve_solver"]
 
 # solver='auto': the full objectives (O(n^2) per evaluation) up to this many
 # rows, Adam on minibatches above.  At 50,000 rows an L-BFGS iteration of NCA
@@ -49,6 +52,15 @@ AUTO_STOCHASTIC_ROWS = 50_000
 INIT_MAX_ROWS = 100_000
 
 STOCHASTIC_SOLVERS = ("adam", "sgd")
+
+# The parameter rules of the softmax learners (NCA, MLKR) with these solvers.
+SOFTMAX_STOCHASTIC_CONSTRAINTS = {
+    "solver": [StrOptions({"lbfgs", *STOCHASTIC_SOLVERS, "auto"})],
+    "batch_size": [integers(1)],
+    "n_candidates": [integers(0)],
+    "learning_rate": [reals(0, closed="neither")],
+    "n_iter_no_change": [integers(1)],
+}
 
 
 def resolve_solver(solver, n_samples):

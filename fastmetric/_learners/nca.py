@@ -36,12 +36,12 @@ from typing import ClassVar
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.minibatch_learner import (
+    SOFTMAX_STOCHASTIC_CONSTRAINTS,
     MinibatchNeighborsMixin,
     init_subset,
     resolve_solver,
@@ -49,7 +49,7 @@ from fastmetric._core.minibatch_learner import (
 )
 from fastmetric._core.objectives.neighbor_batches import NCABatchObjective
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
-from fastmetric._core.params import integers, reals, store_params
+from fastmetric._core.params import store_params
 from fastmetric._core.softmax_learner import DEFAULT_TOL, SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
 
@@ -176,11 +176,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
     _unsaturated_start = True
     _parameter_constraints: ClassVar[dict] = {
         **SoftmaxNeighborsLearner._parameter_constraints,
-        "solver": [StrOptions({"lbfgs", "adam", "sgd", "auto"})],
-        "batch_size": [integers(1)],
-        "n_candidates": [integers(0)],
-        "learning_rate": [reals(0, closed="neither")],
-        "n_iter_no_change": [integers(1)],
+        **SOFTMAX_STOCHASTIC_CONSTRAINTS,
     }
 
     def __init__(self, init="auto", n_components=None, max_iter=100, tol=None, verbose=False,

@@ -155,9 +155,9 @@ def parse_args(argv=None):
     p.add_argument("--subsample", type=int, default=20_000)
     p.add_argument("--epoch-sizes", type=int, nargs="*", default=None,
                    help="rows for the epoch timings (default 100k 1M 4M; none: skip)")
-    p.add_argument("--nca-epochs", type=int, default=3)
+    p.add_argument("--nca-epochs", type=int, default=2)
     p.add_argument("--lmnn-epochs", type=int, default=2)
-    p.add_argument("--lmnn-init-subsample", type=int, default=10_000,
+    p.add_argument("--lmnn-init-subsample", type=int, default=5_000,
                    help="LMNN's init_subsample (0: None, start from init)")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--n-candidates", type=int, default=1000)

@@ -96,7 +96,12 @@ def stochastic_solver_only(estimator):
 
 
 class MinibatchNeighborsMixin:
-    """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN)."""
+    """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN, MLKR)."""
+
+    def _starts_partial_fit(self):
+        """Whether the next partial_fit starts afresh: no stochastic fit or
+        partial_fit yet (or the last fit used a full-batch solver)."""
+        return getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
 
     def _epoch_batches(self, objective, n_rows, seed, verbose):
         """``epoch_batches(epoch)`` of :func:`minimize_stochastic` for ``objective``.
@@ -166,7 +171,7 @@ class MinibatchNeighborsMixin:
         The first call (or the first after a fit with a full-batch solver)
         starts from ``initial_components()`` and a fresh optimiser.
         """
-        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
+        first = self._starts_partial_fit()
         objective = make_objective()
         with single_threaded_blas():
             if first:

@@ -194,14 +194,8 @@ class MLKR(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
     @available_if(stochastic_solver_only)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y):
-        """One epoch of the stochastic solver over a batch of rows and targets.
-
-        The rows are visited once, in minibatches of ``batch_size``, each
-        with ``n_candidates`` candidates drawn from the same rows; the
-        solver's state (Adam's moments) carries over from the previous call
-        or from ``fit``.  The first call initialises ``L`` from this batch.
-        Only with ``solver='adam'``, ``'sgd'`` or ``'auto'`` (which streams
-        with Adam).
+        """One epoch of the stochastic solver over a batch of rows and targets,
+        as :meth:`fastmetric.NCA.partial_fit` does with class labels.
 
         Parameters
         ----------
@@ -214,11 +208,7 @@ class MLKR(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         -------
         self
         """
-        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
-        X, y = self._points(X, y, reset=first)
-        if X.shape[0] < 2:
-            raise ValueError(f"partial_fit needs at least 2 rows in a batch; got "
-                             f"{X.shape[0]}.")
+        X, y, _ = self._partial_fit_points(X, y)
         targets = np.ascontiguousarray(y, dtype=np.float64)
         n_threads = effective_n_threads(self.n_jobs)
         self._partial_fit_minibatch(

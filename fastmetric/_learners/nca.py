@@ -257,14 +257,10 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         -------
         self
         """
-        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
-        X, y = self._points(X, y, reset=first)
+        X, y, first = self._partial_fit_points(X, y)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
         labels = labels.reshape(-1)
-        if X.shape[0] < 2:
-            raise ValueError(f"partial_fit needs at least 2 rows in a batch; got "
-                             f"{X.shape[0]}.")
         solver = resolve_solver(self.solver, np.inf)
         n_threads = effective_n_threads(self.n_jobs)
         self._partial_fit_minibatch(

@@ -176,6 +176,22 @@ class _BatchObjective:
             D[i, batch.b + lo[i]:batch.b + hi[i]] = np.inf
         return D
 
+    def _softmax_terms(self, batch, ZC, sqC, start, stop):
+        """``exp(m_i - D_il)`` of batch rows start:stop over the candidates
+        (shifted by each row's smallest distance ``m_i``; 0 on a point's own
+        entries), the row sums, and which rows have a candidate at all (a
+        row without one gets zeros and a sum of 1)."""
+        E = self._distances(batch, ZC, sqC, start, stop)
+        m = E.min(axis=1)
+        ok = np.isfinite(m)
+        m[~ok] = 0.0
+        np.subtract(m[:, None], E, out=E)
+        np.exp(E, out=E)
+        E[~ok] = 0.0
+        total = E.sum(axis=1)
+        total[~ok] = 1.0
+        return E, total, ok
+
     def loss_grad(self, L, batch):
         """Minibatch loss (float) and its gradient in L ((k, d) float64)."""
         L = np.asarray(L, dtype=np.float64)
@@ -209,15 +225,7 @@ class NCABatchObjective(_BatchObjective):
     """NCA's softmax over each batch point's candidates (see the module docstring)."""
 
     def _block(self, batch, ZC, sqC, start, stop):
-        E = self._distances(batch, ZC, sqC, start, stop)
-        m = E.min(axis=1)
-        ok = np.isfinite(m)  # a point with no candidate has no softmax
-        m[~ok] = 0.0
-        np.subtract(m[:, None], E, out=E)
-        np.exp(E, out=E)  # exp(m - D): 0 on own entries
-        E[~ok] = 0.0
-        total = E.sum(axis=1)
-        total[~ok] = 1.0
+        E, total, _ = self._softmax_terms(batch, ZC, sqC, start, stop)
         same = batch.yC[start:stop, None] == batch.yC[None, :]
         W = np.multiply(E, same)
         p = W.sum(axis=1) / total
@@ -247,15 +255,8 @@ class MLKRBatchObjective(_BatchObjective):
     _label_dtype = np.float64
 
     def _block(self, batch, ZC, sqC, start, stop):
-        E = self._distances(batch, ZC, sqC, start, stop)
-        m = E.min(axis=1)
-        ok = np.isfinite(m)  # a point with no candidate is not predicted
-        m[~ok] = 0.0
-        np.subtract(m[:, None], E, out=E)
-        np.exp(E, out=E)  # exp(m - D): 0 on own entries
-        E[~ok] = 0.0
-        total = E.sum(axis=1, dtype=np.float64)
-        total[~ok] = 1.0
+        E, total, ok = self._softmax_terms(batch, ZC, sqC, start, stop)
+        total = total.astype(np.float64)
         yC = batch.yC
         y = yC[start:stop]
         yhat = (E @ yC.astype(E.dtype)).astype(np.float64) / total

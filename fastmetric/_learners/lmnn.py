@@ -137,9 +137,9 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
     learning_rate : float, default=0.001
         Step size of the stochastic solvers (``learn_rate`` is that of
         ``'gd'``).  On 180,000 rows of ``benchmarks/large_neighbors.py``,
-        from the identity (before ``init_subsample`` existed), smaller steps gave lower losses and better 3-NN accuracies (0.001
-        better than 0.002 and 0.005): the sampled impostors make the
-        minibatch gradients noisy.
+        from the identity (before ``init_subsample`` existed), smaller
+        steps gave lower losses and better 3-NN accuracies (0.001 better
+        than 0.002 and 0.005).
     n_iter_no_change : int, default=5
         The stochastic solvers stop after this many epochs without an
         improvement of the mean loss by ``convergence_tol``.

@@ -32,6 +32,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastmetric._core.dask_support import is_dask_array
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.search import (
     ALGORITHMS,
@@ -139,6 +140,7 @@ def _object_rows(indptr, values):
     return out
 
 
+@shared_docs
 class MahalanobisNeighbors(BaseEstimator):
     """Unsupervised nearest neighbours in a learned Mahalanobis metric.
 
@@ -202,9 +204,7 @@ class MahalanobisNeighbors(BaseEstimator):
         y : array-like of shape (n_samples,) or None
             Only used to fit an unfitted learner given as ``metric``.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X = _validated(self, X, reset=True)
         self._embedding = Embedding(self.metric).fit(X, y)
@@ -378,6 +378,14 @@ class MahalanobisNeighbors(BaseEstimator):
         return tags
 
 
+# The attributes of both graph transformers (a numpydoc fragment).
+_GRAPH_ATTRIBUTES = """\
+neighbors_ : MahalanobisNeighbors
+    The fitted index of the rows.
+n_features_in_, n_samples_fit_ : int
+    The number of features and of rows seen in ``fit``."""
+
+
 class _GraphTransformer(TransformerMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -392,6 +400,7 @@ class _GraphTransformer(TransformerMixin, BaseEstimator):
         return self.fit(X, y).transform(X)
 
 
+@shared_docs(graph_attributes=_GRAPH_ATTRIBUTES)
 class MahalanobisKNeighborsTransformer(_GraphTransformer):
     """The k-nearest-neighbours graph in a learned metric, as a transformer.
 
@@ -411,9 +420,7 @@ class MahalanobisKNeighborsTransformer(_GraphTransformer):
 
     Attributes
     ----------
-    neighbors_ : MahalanobisNeighbors
-        The fitted index.
-    n_features_in_, n_samples_fit_ : int
+    {graph_attributes}
 
     Examples
     --------
@@ -454,6 +461,7 @@ class MahalanobisKNeighborsTransformer(_GraphTransformer):
         return self.neighbors_.kneighbors_graph(X, n_neighbors=k, mode=self.mode)
 
 
+@shared_docs(graph_attributes=_GRAPH_ATTRIBUTES)
 class MahalanobisRadiusNeighborsTransformer(_GraphTransformer):
     """The graph of neighbours within a radius in a learned metric, as a
     transformer (scikit-learn's ``RadiusNeighborsTransformer``), e.g. for
@@ -467,15 +475,15 @@ class MahalanobisRadiusNeighborsTransformer(_GraphTransformer):
 
     Attributes
     ----------
-    neighbors_ : MahalanobisNeighbors
-    n_features_in_, n_samples_fit_ : int
+    {graph_attributes}
 
     Examples
     --------
-    >>> import numpy as np
+    Two groups of points within 0.5 of each other, and a lone point (noise, -1):
+
     >>> from sklearn.cluster import DBSCAN
     >>> from fastmetric.neighbors import MahalanobisRadiusNeighborsTransformer
-    >>> X = np.array([[0.0], [0.2], [3.0], [3.1], [9.0]])
+    >>> X = [[0.0], [0.2], [3.0], [3.1], [9.0]]
     >>> G = MahalanobisRadiusNeighborsTransformer(radius=0.5).fit_transform(X)
     >>> DBSCAN(eps=0.5, min_samples=2, metric="precomputed").fit_predict(G).tolist()
     [0, 0, 1, 1, -1]

@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import validate_params
 
-from fastmetric._core.inputs import encode_pair_labels
+from fastmetric._core.inputs import encode_classes, encode_pair_labels
 from fastmetric._core.params import integers, shared
 from fastmetric._core.sampling import sample_chunks, sample_pairs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
@@ -282,24 +282,21 @@ def _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=True):
             names = ", ".join(f"{classes[c]!r} ({counts[c]} samples)" for c in cs[:5])
             return names + (" ..." if len(cs) > 5 else "")
 
-        few = np.flatnonzero(kg < k_genuine)
-        if few.size:
-            warnings.warn(
-                f"SCML: {few.size} class(es) have too few samples for k_genuine={k_genuine} "
-                f"genuine neighbours (k_genuine + 1 samples needed): {shown(few)}; their "
-                "points get (class size - 1) instead.",
-                UserWarning,
-                stacklevel=3,
-            )
-        few = np.flatnonzero(ki < k_impostor)
-        if few.size:
-            warnings.warn(
-                f"SCML: {few.size} class(es) have too few samples outside them for "
-                f"k_impostor={k_impostor} impostors: {shown(few)}; their points get "
-                "(n_samples - class size) instead.",
-                UserWarning,
-                stacklevel=3,
-            )
+        for few, problem, fallback in (
+            (np.flatnonzero(kg < k_genuine),
+             f"too few samples for k_genuine={k_genuine} genuine neighbours (k_genuine + 1 "
+             "samples needed)", "(class size - 1)"),
+            (np.flatnonzero(ki < k_impostor),
+             f"too few samples outside them for k_impostor={k_impostor} impostors",
+             "(n_samples - class size)"),
+        ):
+            if few.size:
+                warnings.warn(
+                    f"SCML: {few.size} class(es) have {problem}: {shown(few)}; their points "
+                    f"get {fallback} instead.",
+                    UserWarning,
+                    stacklevel=3,
+                )
     return kg, ki
 
 
@@ -357,14 +354,9 @@ def generate_knn_triplets(X, y, k_genuine=3, k_impostor=10, n_jobs=None, warn=Tr
             f"y must have shape (n_samples,) = ({X.shape[0]},); got shape {y.shape}."
         )
     k_genuine, k_impostor = int(k_genuine), int(k_impostor)
-    classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
-    y_enc = y_enc.reshape(-1)
+    classes, y_enc, counts = encode_classes(
+        y, "SCML", "to make triplets (impostors are points of another class)")
     n = X.shape[0]
-    if classes.shape[0] < 2:
-        raise ValueError(
-            f"SCML needs at least 2 classes in y to make triplets (impostors are points "
-            f"of another class); y has {classes.shape[0]} class(es)."
-        )
     if n >= np.iinfo(np.intc).max:
         raise ValueError(f"X has {n} rows; at most {np.iinfo(np.intc).max - 1} supported.")
     kg, ki = _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=warn)

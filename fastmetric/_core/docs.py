@@ -70,7 +70,21 @@ callback : callable, optional
 n_constraints : int, optional
     Number of similar pairs and of dissimilar pairs drawn from the labels;
     default ``20 * n_classes ** 2`` (metric-learn's).""",
+    "n_constraints_grow": """\
+n_constraints : int, optional
+    Number of similar pairs and of dissimilar pairs drawn from the
+    labels; default ``max(20 * n_classes ** 2, min(10 * n_samples,
+    100000))`` (:func:`fastmetric._core.constraints.data_pair_count`:
+    it grows with the data).  ``n_constraints=20 * n_classes ** 2`` is
+    metric-learn's default.""",
     # ---- attributes ----
+    "loss_history": """\
+n_iter_ : int
+    Iterations done.
+loss_ : float
+    Final objective.
+loss_curve_ : list of float
+    Objective after each iteration.""",
     "n_features_in": """\
 n_features_in_ : int
     Number of features seen in ``fit``.""",
@@ -88,10 +102,32 @@ classes_ : ndarray ``[-1, 1]``
     # ---- fit ----
     "fit_points": _POINTS,
     "fit_labelled_points": _PARAMETERS + _POINTS + _LABELS,
+    "fit_hard_pairs": """\
+Parameters
+----------
+pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
+    Pairs of points, or index pairs into ``preprocessor``.
+y : array-like of shape (n_pairs,)
+    +1/-1 or 1/0 labels: similar / dissimilar.
+calibration_params : dict, optional
+    Keyword arguments of :meth:`calibrate_threshold`, run on the
+    training pairs at the end.""",
+    "returns_self": """\
+Returns
+-------
+self : object
+    The fitted estimator.""",
     # ---- examples ----
     "load_iris": """\
 >>> from sklearn.datasets import load_iris
 >>> X, y = load_iris(return_X_y=True)""",
+    # 100 index pairs into 30 random points, similar when close on feature 0
+    "random_pairs": """\
+>>> import numpy as np
+>>> rng = np.random.RandomState(0)
+>>> X = rng.randn(30, 3)
+>>> pairs = rng.randint(0, 30, size=(100, 2))
+>>> y = np.where(np.abs(X[pairs[:, 0], 0] - X[pairs[:, 1], 0]) < 0.5, 1, -1)""",
 }
 
 # A line holding only ``{name}``: group 1 is its indentation, group 2 the name.
@@ -138,7 +174,8 @@ def shared_docs(cls=None, **local):
     """Class decorator: fill the placeholders of a class's docstrings.
 
     Fills the class docstring and those of the functions defined in the
-    class body (``fit``, including when wrapped by ``_fit_context``).
+    class body (``fit``, including when wrapped by ``_fit_context`` or
+    ``available_if``).
     ``@shared_docs`` uses :data:`FRAGMENTS`; ``@shared_docs(name=text)``
     adds fragments local to one module (text shared by a learner and its
     ``_Supervised`` form), which win over the shared ones.
@@ -160,8 +197,13 @@ def shared_docs(cls=None, **local):
     def _decorate(klass):
         klass.__doc__ = fill_docstring(klass.__doc__, fragments)
         for member in vars(klass).values():
-            if inspect.isfunction(member) and member.__doc__:
-                member.__doc__ = fill_docstring(member.__doc__, fragments)
+            # A method behind scikit-learn's ``available_if`` is the
+            # descriptor's ``fn``; the descriptor keeps a copy of its doc.
+            fn = member if inspect.isfunction(member) else getattr(member, "fn", None)
+            if inspect.isfunction(fn) and fn.__doc__:
+                fn.__doc__ = fill_docstring(fn.__doc__, fragments)
+                if member is not fn:
+                    member.__doc__ = fn.__doc__
         return klass
 
     return _decorate if cls is None else _decorate(cls)

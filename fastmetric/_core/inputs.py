@@ -8,10 +8,13 @@
   [0, 1];
 * :func:`points_from_indices`: a 1-D array of row indices (or, for a
   callable preprocessor, any identifiers) as the rows it names;
+  :func:`validate_points` adds scikit-learn's ``validate_data`` to it, for a
+  learner's points and labels;
 * :func:`encode_pair_labels`: class labels that must give both kinds of
   pairs.
 """
 import numpy as np
+from sklearn.utils.validation import validate_data
 
 from fastmetric._core.validation import check_index_range, check_points
 
@@ -19,34 +22,45 @@ __all__ = [
     "check_pair_targets",
     "check_pairs",
     "check_tuples",
+    "encode_classes",
     "encode_pair_labels",
     "one_per_row",
     "points_from_indices",
+    "validate_points",
 ]
 
 
 # --------------------------------------------------------------------------
 # Class labels that must give both kinds of pairs
 # --------------------------------------------------------------------------
+def encode_classes(y, learner, why):
+    """``(classes, codes, counts)`` of class labels ``y`` (codes in 0..C-1).
+
+    At least 2 classes are needed: the ValueError names ``learner`` and
+    says ``why`` it needs them.
+    """
+    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"{learner} needs at least 2 classes in y {why}; y has 1 class ({classes[0]!r})."
+        )
+    return classes, codes.reshape(-1), counts
+
+
 def encode_pair_labels(y, learner):
-    """``(classes, labels, counts)`` of class labels ``y`` (labels in 0..C-1).
+    """:func:`encode_classes` for the learners that draw pairs from labels.
 
     The _Supervised learners draw similar pairs inside classes and
     dissimilar pairs across them: a ValueError naming ``learner`` says so
     when ``y`` has a single class, or when no class has 2 samples.
     """
-    classes, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
-    if len(classes) < 2:
-        raise ValueError(
-            f"{learner} needs at least 2 classes in y to form dissimilar pairs; y has 1 "
-            f"class ({classes[0]!r})."
-        )
+    classes, labels, counts = encode_classes(y, learner, "to form dissimilar pairs")
     if counts.max() < 2:
         raise ValueError(
             f"{learner} needs a class with at least 2 samples to form similar pairs; "
             "every class of y has a single sample."
         )
-    return classes, labels.reshape(-1), counts
+    return classes, labels, counts
 
 
 # --------------------------------------------------------------------------
@@ -108,6 +122,34 @@ def points_from_indices(preprocessor, X, n_features=None):
     P = check_points(preprocessor, name="preprocessor")
     check_index_range(arr, P.shape[0], "X", ("position",), "the preprocessor")
     return P[arr]
+
+
+def validate_points(learner, X, y="no_validation", **check_params):
+    """A learner's points (and labels) as scikit-learn validates them.
+
+    ``X`` may be identifiers of rows of ``learner.preprocessor`` (see
+    :func:`points_from_indices`); the rows then go through scikit-learn's
+    ``validate_data`` as float64 or float32 in C order (other dtypes become
+    float64), which records or checks ``n_features_in_``.
+    ``check_params`` are passed on (``reset``, ``ensure_min_samples``,
+    ``y_numeric``).  Returns ``X``, or ``(X, y)`` when ``y`` is given
+    (scikit-learn's convention: without ``y`` the labels are not looked at).
+
+    Examples
+    --------
+    >>> from sklearn.base import BaseEstimator
+    >>> from fastmetric._core.inputs import validate_points
+    >>> learner = BaseEstimator()
+    >>> learner.preprocessor = [[0, 1], [2, 3], [4, 5]]
+    >>> validate_points(learner, [2, 0], [1, 0])
+    (array([[4., 5.],
+           [0., 1.]]), array([1, 0]))
+    >>> learner.n_features_in_
+    2
+    """
+    X = points_from_indices(learner.preprocessor, X)
+    return validate_data(learner, X, y, dtype=[np.float64, np.float32], order="C",
+                         **check_params)
 
 
 _KIND = {2: "pairs", 3: "triplets", 4: "quadruplets"}

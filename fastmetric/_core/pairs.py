@@ -7,14 +7,16 @@ and the calibration of ``threshold_`` (metric-learn's API).
 import numbers
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.metaestimators import available_if
 
+from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.dask_support import is_dask_array
-from fastmetric._core.inputs import check_pair_targets
+from fastmetric._core.docs import shared_docs
+from fastmetric._core.inputs import check_pair_targets, check_pairs, validate_points
 
-__all__ = ["PairsClassifierMixin", "ThresholdTypeError"]
+__all__ = ["PairsClassifierMixin", "PairsFromLabelsMixin", "ThresholdTypeError"]
 
 
 _STRATEGIES = ("accuracy", "f_beta", "max_tpr", "max_tnr")
@@ -32,6 +34,7 @@ def _has_pair_probability(estimator):
     return hasattr(estimator, "_pair_probability")
 
 
+@shared_docs
 class PairsClassifierMixin(ClassifierMixin):
     """Classify pairs as similar (+1) or dissimilar (-1) with the learned metric.
 
@@ -111,9 +114,7 @@ class PairsClassifierMixin(ClassifierMixin):
             A distance (the units of :meth:`pair_distance`); a bool counts
             as 0 or 1, as in metric-learn.
 
-        Returns
-        -------
-        self
+        {returns_self}
 
         Raises
         ------
@@ -135,11 +136,41 @@ class PairsClassifierMixin(ClassifierMixin):
         self.threshold_ = float(threshold)
         return self
 
+    def _fit_hard_pairs(self, pairs, y, calibration_params, *, both_kinds=True):
+        """``fit(pairs, y)`` of a learner with hard pair labels: validate,
+        ``self._fit_pairs(X, a, b, similar)``, then the threshold: calibrated
+        on the training pairs, or their median distance when all are of one
+        kind (allowed only without ``both_kinds``)."""
+        calibration_params = self._fit_calibration_params(calibration_params)
+        X, a, b, similar = self._hard_labelled_pairs(pairs, y, both_kinds=both_kinds)
+        self._fit_pairs(X, a, b, similar)
+        self.classes_ = np.array([-1, 1])
+        if similar.min() != similar.max():
+            self.calibrate_threshold(pairs, y, **calibration_params)
+        else:
+            self.threshold_ = float(np.median(self.pair_distance(pairs)))
+        return self
+
+    def _hard_labelled_pairs(self, pairs, y, *, both_kinds=True):
+        """Pairs with hard labels, validated: ``(X, a, b, similar)``.
+
+        ``X`` is the point array, ``a`` and ``b`` the C-contiguous index
+        pairs into it (duplicate points merged), ``similar`` a boolean per
+        pair.  Raises ValueError for soft targets and, with ``both_kinds``,
+        when ``y`` holds one kind of pair only.
+        """
+        X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
+        t = self._binary_targets(check_pair_targets(y, idx.shape[0]), type(self).__name__,
+                                 both_kinds=both_kinds)
+        return X, np.ascontiguousarray(idx[:, 0]), np.ascontiguousarray(idx[:, 1]), t == 1
+
     @staticmethod
-    def _binary_targets(t, what):
+    def _binary_targets(t, what, both_kinds=True):
+        """Pair targets in {0, 1} as int8; ValueError for soft targets and,
+        with ``both_kinds``, for targets of one kind only."""
         if not np.all((t == 0) | (t == 1)):
-            raise ValueError(f"{what} needs hard labels (-1/+1 or 0/1), not soft targets.")
-        if t.min() == t.max():
+            raise ValueError(f"{what} needs hard pair labels (+1/-1 or 1/0), not soft targets.")
+        if both_kinds and t.min() == t.max():
             raise ValueError(
                 f"{what} needs both similar and dissimilar pairs; y has only one class."
             )
@@ -229,9 +260,7 @@ class PairsClassifierMixin(ClassifierMixin):
             Weight of recall in ``'f_beta'``; only ``beta ** 2`` matters,
             and ``beta=0`` maximises the precision.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         self._check_calibration_params(strategy, min_rate, beta)
         dist = self.pair_distance(pairs)
@@ -282,3 +311,29 @@ class PairsClassifierMixin(ClassifierMixin):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+@shared_docs
+class PairsFromLabelsMixin:
+    """``fit(X, y)`` of a pair learner's ``_Supervised`` form.
+
+    Draws ``n_constraints`` similar and as many dissimilar pairs from the
+    class labels (:func:`fastmetric._core.constraints.estimator_pairs`; with
+    ``_grow_pair_count`` the default count grows with the data) and hands
+    them to the learner's ``_fit_pairs(X, a, b, similar)``.
+    """
+
+    _grow_pair_count = False
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Draw pairs from the class labels and learn the metric from them.
+
+        {fit_labelled_points}
+            At least 2 classes, one with at least 2 samples.
+
+        {returns_self}
+        """
+        X, y = validate_points(self, X, y)
+        a, b, similar = estimator_pairs(self, y, self.n_constraints, grow=self._grow_pair_count)
+        return self._fit_pairs(X, a, b, similar)

@@ -14,11 +14,10 @@ from typing import ClassVar
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.init import initialize_components, unsaturated_start
-from fastmetric._core.inputs import points_from_indices
+from fastmetric._core.inputs import validate_points
 from fastmetric._core.params import reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import single_threaded_blas
@@ -57,11 +56,7 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
         ``reset=False`` (a later ``partial_fit``) checks the number of
         features against the first call's.
         """
-        X = points_from_indices(self.preprocessor, X)
-        return validate_data(
-            self, X, y, dtype=[np.float64, np.float32], order="C",
-            y_numeric=self._regression, reset=reset,
-        )
+        return validate_points(self, X, y, y_numeric=self._regression, reset=reset)
 
     def _partial_fit_points(self, X, y):
         """Validated rows and targets of a partial_fit batch (at least 2

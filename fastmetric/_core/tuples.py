@@ -176,17 +176,16 @@ class QuadrupletsClassifierMixin(_TuplesClassifierMixin):
 
     Examples
     --------
+    LSML is such a learner; here the quadruplets are index tuples into the
+    rows of ``preprocessor``:
+
     >>> import numpy as np
-    >>> from fastmetric._core.base import MahalanobisMixin
-    >>> from fastmetric._core.tuples import QuadrupletsClassifierMixin
-    >>> class Fixed(QuadrupletsClassifierMixin, MahalanobisMixin):
-    ...     def fit(self, quadruplets, y=None):
-    ...         self.components_, self.n_features_in_ = np.eye(2), 2
-    ...         return self
-    >>> quadruplets = np.array([[[0, 0], [1, 0], [0, 0], [0, 3]]])
-    >>> est = Fixed().fit(quadruplets)
-    >>> est.decision_function(quadruplets), est.predict(quadruplets)
-    (array([2.]), array([1]))
+    >>> from fastmetric import LSML
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [4.0, 4.0]])
+    >>> quadruplets = np.array([[0, 1, 0, 2], [0, 1, 0, 3], [1, 2, 0, 3]])
+    >>> lsml = LSML(preprocessor=X, random_state=0).fit(quadruplets)
+    >>> lsml.predict(quadruplets), lsml.score(quadruplets)
+    (array([1, 1, 1]), 1.0)
     """
 
     _tuple_size = 4

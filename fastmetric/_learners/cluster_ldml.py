@@ -723,9 +723,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             to the other classes), drawn the same way every round.  At most
             ``n_clusters`` classes; ``None`` or all ``-1``: no labels.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         from fastmetric._core.dask_support import (
             assert_all_finite,

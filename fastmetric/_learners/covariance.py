@@ -14,12 +14,11 @@ from typing import ClassVar
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.covariance import shrunk_inverse_covariance
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.inputs import points_from_indices
+from fastmetric._core.inputs import validate_points
 from fastmetric._core.params import shared, store_params
 from fastmetric._core.threads import single_threaded_blas
 
@@ -68,7 +67,8 @@ class Covariance(MahalanobisMixin):
     covariance_ : ndarray of shape (n_features, n_features)
         The shrunk covariance ``C_a`` (``M = covariance_^{-1}``).
     shrinkage_ : float
-        The intensity ``a`` used.
+        The intensity ``a`` used: ``shrinkage`` itself, or the estimate of
+        the ``'ledoit_wolf'`` / ``'oas'`` rule.
     {n_features_in}
     {feature_names_in}
 
@@ -113,13 +113,9 @@ class Covariance(MahalanobisMixin):
             At least 2 samples.  With a preprocessor, a 1-D array of indices.
         y : ignored
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
-        X = points_from_indices(self.preprocessor, X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C",
-                          ensure_min_samples=2)
+        X = validate_points(self, X, ensure_min_samples=2)
         with single_threaded_blas():
             L, C_a, a = shrunk_inverse_covariance(X, self.shrinkage)
         self.components_ = np.ascontiguousarray(L)

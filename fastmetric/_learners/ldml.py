@@ -27,7 +27,6 @@ from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import label_pairs, split_pair_count
@@ -37,7 +36,7 @@ from fastmetric._core.inputs import (
     check_pair_targets,
     check_pairs,
     encode_pair_labels,
-    points_from_indices,
+    validate_points,
 )
 from fastmetric._core.objectives.ldml import (
     INIT_MAX_PAIRS,
@@ -289,9 +288,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         sample_weight : array-like of shape (n_pairs,), optional
             Non-negative pair weights (positive sum).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, a, b, targets, weights = self._validated_pairs(pairs, y, sample_weight)
         if np.all(targets == 1.0) or np.all(targets == 0.0):
@@ -371,9 +368,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             As in :meth:`fit`.
         sample_weight : array-like of shape (n_pairs,), optional
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, a, b, targets, weights = self._validated_pairs(pairs, y, sample_weight)
         if hasattr(self, "n_features_in_") and getattr(self, "_optimizer", None) is not None \
@@ -473,9 +468,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
             if reset:
                 self.n_features_in_ = X.shape[1]
         else:
-            X = points_from_indices(self.preprocessor, X)
-            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
-                                 reset=reset)
+            X, y = validate_points(self, X, y, reset=reset)
         _, labels, _ = encode_pair_labels(y, type(self).__name__)
         return X, labels
 
@@ -501,9 +494,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         y : array-like of shape (n_samples,)
             Class labels (at least 2 classes, one with 2 or more samples).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         from fastmetric._core.sampling import LabelPairStream
 
@@ -555,9 +546,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
             Class labels of the batch (at least 2 classes, one with 2 or
             more rows in the batch).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         X, labels = self._labels_and_counts(X, y, reset=first)

@@ -29,13 +29,12 @@ import scipy.linalg
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.covariance import MIN_SHRINKAGE, as_float64_centred, fix_signs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import _complete_rows, resolve_n_components
-from fastmetric._core.inputs import points_from_indices
+from fastmetric._core.inputs import encode_classes, validate_points
 from fastmetric._core.local_scatter import local_scatters
 from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.threads import single_threaded_blas
@@ -152,14 +151,10 @@ class LFDA(MahalanobisMixin):
         {fit_labelled_points}
             At least 2 classes.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         shrinkage = float(self.shrinkage)
-        X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
-                             ensure_min_samples=2)
+        X, y = validate_points(self, X, y, ensure_min_samples=2)
         check_classification_targets(y)
         n, d = X.shape
         n_comp = resolve_n_components(self.n_components, d)
@@ -167,13 +162,7 @@ class LFDA(MahalanobisMixin):
             k = max(1, min(7, d - 1))
         else:
             k = int(self.k)
-        classes, codes = np.unique(y, return_inverse=True)
-        codes = codes.reshape(-1)
-        if classes.shape[0] < 2:
-            raise ValueError(
-                f"LFDA needs at least 2 classes in y (it separates classes); y has 1 class "
-                f"({classes[0]!r})."
-            )
+        classes, codes, _ = encode_classes(y, "LFDA", "(it separates classes)")
         with single_threaded_blas():
             Z, unit = as_float64_centred(X)
             S_b, S_w, S_t = local_scatters(Z, codes, classes.shape[0], k)

@@ -39,12 +39,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components
-from fastmetric._core.inputs import points_from_indices
+from fastmetric._core.inputs import encode_classes, validate_points
 from fastmetric._core.minibatch_learner import (
     STOCHASTIC_SOLVERS,
     MinibatchNeighborsMixin,
@@ -163,12 +162,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
     ----------
     components_ : ndarray of shape (n_components, n_features)
         The learned map ``L``.
-    n_iter_ : int
-        Iterations done.
-    loss_ : float
-        Final objective.
-    loss_curve_ : list of float
-        Objective after each iteration.
+    {loss_history}
     n_active_ : int
         Active triplets (positive hinge terms) at the end (stochastic
         solvers: among the candidates of the last minibatch).
@@ -281,9 +275,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         {fit_labelled_points}
             At least 2 classes, and some class with 2 points.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y_enc, classes, per_class = self._labelled_points(X, y, reset=True)
         solver = resolve_solver(self.solver, X.shape[0])
@@ -315,17 +307,10 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
 
     def _labelled_points(self, X, y, reset):
         """Validated X, labels encoded 0..C-1, the classes and targets per class."""
-        X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
-                             reset=reset)
+        X, y = validate_points(self, X, y, reset=reset)
         check_classification_targets(y)
-        classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
-        y_enc = y_enc.reshape(-1)
-        if classes.shape[0] < 2:
-            raise ValueError(
-                f"LMNN needs at least 2 classes in y (impostors are points of another "
-                f"class); y has 1 class ({classes[0]!r})."
-            )
+        classes, y_enc, counts = encode_classes(
+            y, "LMNN", "(impostors are points of another class)")
         if X.shape[0] >= np.iinfo(np.intc).max:
             raise ValueError(
                 f"LMNN indexes points with 32-bit integers; X has {X.shape[0]} rows, more "
@@ -439,9 +424,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         y : array-like of shape (n_batch,)
             Class labels of the batch (some class with 2 rows).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         first = self._starts_partial_fit()
         X, y_enc, classes, _ = self._labelled_points(X, y, reset=first)

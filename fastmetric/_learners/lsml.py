@@ -61,13 +61,12 @@ from scipy.linalg.lapack import dpotrf, dpotri
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import quadruplets_from_labels
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import check_tuples, points_from_indices
+from fastmetric._core.inputs import check_tuples, validate_points
 from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
 from fastmetric._core.params import options_or_array, shared, store_params
 from fastmetric._core.solvers import IterationPrinter
@@ -270,12 +269,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
     ----------
     components_ : ndarray of shape (n_features, n_features)
         ``L``, upper triangular, with ``L^T L = M`` the learned matrix.
-    n_iter_ : int
-        Iterations done.
-    loss_ : float
-        Final objective.
-    loss_curve_ : list of float
-        Objective after each iteration.
+    {loss_history}
     classes_ : ndarray of shape (2,)
         ``[-1, 1]``, the values of :meth:`predict`.
     {n_features_in}
@@ -324,9 +318,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
             Non-negative weights of the quadruplets (normalised to sum 1);
             default uniform.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, quads = check_tuples(quadruplets, 4, self.preprocessor, dedupe=True)
         rng = check_random_state(self.random_state)
@@ -369,8 +361,8 @@ class LSML_Supervised(_BaseLSML):
     {load_iris}
     >>> from fastmetric import LSML_Supervised
     >>> lsml = LSML_Supervised(n_constraints=200, random_state=0).fit(X, y)
-    >>> lsml.transform(X).shape
-    (150, 4)
+    >>> lsml.n_constraints_  # quadruplets drawn from the labels
+    200
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -386,8 +378,7 @@ class LSML_Supervised(_BaseLSML):
 
     def _points(self, X, y):
         """Validated points and labels; X may be identifiers of preprocessor rows."""
-        X = points_from_indices(self.preprocessor, X)
-        return validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        return validate_points(self, X, y)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -396,9 +387,7 @@ class LSML_Supervised(_BaseLSML):
         {fit_labelled_points}
             At least 2 classes, one with 2 samples or more.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y = self._points(X, y)
         # One RandomState: the quadruplets' seed first, then prior='random'.

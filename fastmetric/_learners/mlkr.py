@@ -167,9 +167,7 @@ class MLKR(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         y : array-like of shape (n_samples,)
             Real targets (finite), one per point; at least 2 points.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         n_threads = effective_n_threads(self.n_jobs)
         X, y = self._points(X, y)

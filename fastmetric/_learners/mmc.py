@@ -57,24 +57,12 @@ from sklearn.base import TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components, prior_matrix
-from fastmetric._core.inputs import check_pair_targets, check_pairs, points_from_indices
-from fastmetric._core.objectives.mmc import (
-    RIDGE,
-    RIDGE_LOGDET,
-    Projector,
-    constraint_matrix,
-    dissimilar_sum_grad,
-    factored_loss_grad,
-    pair_distances,
-    pair_scatter_matrix,
-)
-from fastmetric._core.pairs import PairsClassifierMixin
+from fastmetric._core.objectives import mmc as objective
+from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs, warn_interrupted
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
@@ -148,13 +136,14 @@ class _BaseMMC(MahalanobisMixin):
         aD, bD = np.ascontiguousarray(a[~similar]), np.ascontiguousarray(b[~similar])
         with single_threaded_blas():  # identical results for any thread count
             M0 = self._initial_metric(X, rng)
-            W = pair_scatter_matrix(X, aS, bS, None, n_threads)
+            W = objective.pair_scatter_matrix(X, aS, bS, None, n_threads)
             if self.diagonal:
                 w = self._fit_diag(X, aD, bD, np.diag(W).copy(), np.diag(M0).copy(),
                                    n_threads)
                 L = np.diag(np.sqrt(w))
             else:
-                W = constraint_matrix(W, RIDGE_LOGDET if self._logdet_reg > 0 else RIDGE)
+                ridge = objective.RIDGE_LOGDET if self._logdet_reg > 0 else objective.RIDGE
+                W = objective.constraint_matrix(W, ridge)
                 if self.solver == "lbfgs":
                     L = self._fit_factored(X, aD, bD, W, M0, n_threads)
                 else:
@@ -178,7 +167,7 @@ class _BaseMMC(MahalanobisMixin):
         lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
         L0 = np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T
         f0 = float(np.sum((L0 @ W) * L0))
-        if not f0 > 0 or not pair_distances(X, aD, bD, L0, n_threads).sum() > 0:
+        if not f0 > 0 or not objective.pair_distances(X, aD, bD, L0, n_threads).sum() > 0:
             L0 = np.eye(d)  # M0 sees no pair spread: start from the identity
             f0 = float(np.trace(W))
         L0 = L0 / np.sqrt(f0)
@@ -187,8 +176,8 @@ class _BaseMMC(MahalanobisMixin):
             L0 = L0 + np.eye(d) * (np.linalg.norm(L0) / np.sqrt(d) * 1e-3 + 1e-12)
 
         def fun(theta):
-            return factored_loss_grad(X, aD, bD, W, theta.reshape(d, d), n_threads,
-                                       self._logdet_reg)
+            return objective.factored_loss_grad(X, aD, bD, W, theta.reshape(d, d), n_threads,
+                                                self._logdet_reg)
 
         printer = IterationPrinter(type(self).__name__)
 
@@ -204,19 +193,19 @@ class _BaseMMC(MahalanobisMixin):
         L = L / np.sqrt(float(np.sum((L @ W) * L)))
         self.n_iter_ = int(result.n_iter)
         self.converged_ = bool(result.converged)
-        self.objective_ = float(pair_distances(X, aD, bD, L, n_threads).sum())
+        self.objective_ = float(objective.pair_distances(X, aD, bD, L, n_threads).sum())
         return L
 
     # -- full matrix: projected gradient ascent --------------------------------
     def _fit_full(self, X, aD, bD, W, M0, n_threads):
-        project = Projector(W, self.max_proj)
+        project = objective.Projector(W, self.max_proj)
         printer = IterationPrinter(type(self).__name__)
         w_unit = W / np.sqrt(project.w_norm2)
 
         def objective_and_direction(L, with_direction):
             if not with_direction:
-                return float(pair_distances(X, aD, bD, L, n_threads).sum()), None
-            g, G = dissimilar_sum_grad(X, aD, bD, L, n_threads)
+                return float(objective.pair_distances(X, aD, bD, L, n_threads).sum()), None
+            g, G = objective.dissimilar_sum_grad(X, aD, bD, L, n_threads)
             G -= np.sum(G * w_unit) * w_unit  # stay on the plane <W, M> = const
             norm = np.linalg.norm(G)
             return g, (G / norm if norm > 0 else None)
@@ -418,15 +407,11 @@ class MMC(PairsClassifierMixin, _BaseMMC):
 
     Examples
     --------
-    >>> import numpy as np
+    {random_pairs}
     >>> from fastmetric import MMC
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.randn(30, 3)
-    >>> pairs = rng.randint(0, 30, size=(100, 2))
-    >>> y = np.where(np.abs(X[pairs[:, 0], 0] - X[pairs[:, 1], 0]) < 0.5, 1, -1)
     >>> mmc = MMC(preprocessor=X).fit(pairs, y)
-    >>> mmc.components_.shape
-    (3, 3)
+    >>> round(mmc.score(pairs, y), 2)  # score of the pair predictions
+    1.0
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -442,35 +427,15 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     def fit(self, pairs, y, calibration_params=None):
         """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
 
-        Parameters
-        ----------
-        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
-            Pairs of points, or index pairs into ``preprocessor``.
-        y : array-like of shape (n_pairs,)
-            +1/-1 or 1/0 labels, both present.
-        calibration_params : dict, optional
-            Keyword arguments of :meth:`calibrate_threshold`, run on the
-            training pairs at the end.
+        {fit_hard_pairs}
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
-        calibration_params = self._fit_calibration_params(calibration_params)
-        X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
-        t = check_pair_targets(y, idx.shape[0])
-        if not np.all((t == 0) | (t == 1)):
-            raise ValueError("MMC needs hard pair labels (+1/-1 or 1/0), not soft targets.")
-        a = np.ascontiguousarray(idx[:, 0])
-        b = np.ascontiguousarray(idx[:, 1])
-        self._fit_pairs(X, a, b, t == 1)
-        self.classes_ = np.array([-1, 1])
-        self.calibrate_threshold(pairs, y, **calibration_params)
-        return self
+        return self._fit_hard_pairs(pairs, y, calibration_params)
 
 
 @shared_docs
-class MMC_Supervised(_BaseMMC, TransformerMixin):
+class MMC_Supervised(PairsFromLabelsMixin, _BaseMMC, TransformerMixin):
     """MMC from class labels: pairs drawn from the classes, then MMC.
 
     ``n_constraints`` similar pairs (same class) and as many dissimilar
@@ -489,12 +454,7 @@ solver, logdet_reg, n_jobs, callback
         ``benchmarks/quality_uci.py``) gives better nearest-neighbour
         accuracy than the optimum, in a few iterations.  ``tol=1e-6`` is
         metric-learn's default.
-    n_constraints : int, optional
-        Number of similar pairs and of dissimilar pairs drawn from the
-        labels; default ``max(20 * n_classes ** 2, min(10 * n_samples,
-        100000))`` (:func:`fastmetric._core.constraints.data_pair_count`:
-        it grows with the data).  ``n_constraints=20 * n_classes ** 2`` is
-        metric-learn's default.
+    {n_constraints_grow}
     {preprocessor_points}
 
     Attributes
@@ -513,25 +473,11 @@ solver, logdet_reg, n_jobs, callback
 
     _parameter_constraints: ClassVar[dict] = {
         **_BaseMMC._parameter_constraints, **shared("n_constraints", "preprocessor")}
+    # MMC's default pair count grows with the data (see estimator_pairs).
+    _grow_pair_count = True
 
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-2, n_constraints=None,
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,
                  preprocessor=None, random_state=None, solver="lbfgs", logdet_reg="auto",
                  n_jobs=None, callback=None):
         store_params(self, locals())
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Draw pairs from the class labels and learn the MMC metric.
-
-        {fit_labelled_points}
-            At least 2 classes, one with at least 2 samples.
-
-        Returns
-        -------
-        self
-        """
-        X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
-        a, b, similar = estimator_pairs(self, y, self.n_constraints, grow=True)
-        return self._fit_pairs(X, a, b, similar)

@@ -193,9 +193,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             With a single class there is nothing to learn: the initial map
             is kept (``n_iter_ = 0``), as in metric-learn.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         n_threads = effective_n_threads(self.n_jobs)
         X, y = self._points(X, y)
@@ -253,9 +251,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         y : array-like of shape (n_batch,)
             Class labels of the batch.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y, first = self._partial_fit_points(X, y)
         check_classification_targets(y)

@@ -18,7 +18,6 @@ import numpy as np
 import scipy.linalg
 from sklearn.base import _fit_context
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import chunks_from_labels
@@ -31,7 +30,7 @@ from fastmetric._core.covariance import (
 )
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import resolve_n_components
-from fastmetric._core.inputs import one_per_row, points_from_indices
+from fastmetric._core.inputs import one_per_row, validate_points
 from fastmetric._core.params import integers, shared, store_params
 from fastmetric._core.threads import single_threaded_blas
 
@@ -101,7 +100,8 @@ class RCA(MahalanobisMixin):
     ----------
     components_ : ndarray of shape (n_components, n_features)
     shrinkage_ : float
-        The intensity ``a`` used.
+        The intensity ``a`` of the within-chunk covariance: ``shrinkage``
+        itself, or the Ledoit-Wolf / OAS estimate.
     {n_features_in}
     {feature_names_in}
 
@@ -159,13 +159,9 @@ class RCA(MahalanobisMixin):
             chunk.  Chunk ids need not be consecutive.  At least one chunk
             must hold 2 samples.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
-        X = points_from_indices(self.preprocessor, X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C",
-                          ensure_min_samples=2)
+        X = validate_points(self, X, ensure_min_samples=2)
         chunks = _check_chunks(chunks, X.shape[0])
         self._fit_chunks(X, chunks, self.shrinkage)
         return self
@@ -284,13 +280,9 @@ class RCA_Supervised(RCA):
         {fit_labelled_points}
             Classes of at least ``chunk_size`` samples supply the chunks.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
-        X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
-                             ensure_min_samples=2)
+        X, y = validate_points(self, X, y, ensure_min_samples=2)
         check_classification_targets(y)
         chunks = chunks_from_labels(y, self.n_chunks, int(self.chunk_size),
                                     random_state=self.random_state, n_jobs=self.n_jobs)

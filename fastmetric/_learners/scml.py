@@ -33,12 +33,11 @@ from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import generate_knn_triplets
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.inputs import check_tuples, points_from_indices
+from fastmetric._core.inputs import check_tuples, encode_classes, validate_points
 from fastmetric._core.objectives.scml import embedding_map, minimize_scml
 from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.scml_basis import default_n_basis_lda, lda_basis, triplet_diffs_basis
@@ -101,6 +100,14 @@ class _BaseSCML(MahalanobisMixin):
             stacklevel=4,
         )
         return default
+
+    def _triplet_basis(self, X, triplets, rng):
+        """The basis from the triplets' differences (``basis`` a name), or the
+        user's array (checked against X)."""
+        d = X.shape[1]
+        if isinstance(self.basis, str):
+            return triplet_diffs_basis(X, triplets, self._n_basis(80 * d), rng)
+        return self._array_basis(d)
 
     def _array_basis(self, n_features):
         basis = check_points(self.basis, name="basis", dtype=np.float64)
@@ -312,9 +319,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         y : None
             Ignored (for scikit-learn pipelines).
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         self._check_output_iter()
         X, idx = check_tuples(triplets, 3, self.preprocessor, dedupe=True)
@@ -327,10 +332,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
         d = X.shape[1]
         rng = check_random_state(self.random_state)
         with single_threaded_blas():
-            if isinstance(self.basis, str):
-                basis = triplet_diffs_basis(X, idx, self._n_basis(80 * d), rng)
-            else:
-                basis = self._array_basis(d)
+            basis = self._triplet_basis(X, idx, rng)
             self.n_features_in_ = d
             return self._optimize(X, idx, basis)
 
@@ -439,24 +441,15 @@ class SCML_Supervised(_BaseSCML):
         {fit_labelled_points}
             At least 2 classes and a class with 2 samples.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         self._check_output_iter()
         k_genuine, k_impostor = int(self.k_genuine), int(self.k_impostor)
-        X = points_from_indices(self.preprocessor, X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C",
-                             ensure_min_samples=2)
+        X, y = validate_points(self, X, y, ensure_min_samples=2)
         check_squared_scale(X, type(self).__name__)
         check_classification_targets(y)
-        classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
-        y_enc = y_enc.reshape(-1)
-        if classes.shape[0] < 2:
-            raise ValueError(
-                f"SCML_Supervised needs at least 2 classes in y (impostors are points of "
-                f"another class); y has 1 class ({classes[0]!r})."
-            )
+        classes, y_enc, counts = encode_classes(
+            y, "SCML_Supervised", "(impostors are points of another class)")
         with single_threaded_blas():
             return self._fit_labels(X, y_enc, classes, counts, k_genuine, k_impostor)
 
@@ -482,9 +475,7 @@ class SCML_Supervised(_BaseSCML):
                     stacklevel=2,
                 )
             basis = lda_basis(X, y_enc, counts, n_basis, rng)
-        elif isinstance(self.basis, str):
-            basis = triplet_diffs_basis(X, triplets, self._n_basis(80 * d), rng)
         else:
-            basis = self._array_basis(d)
+            basis = self._triplet_basis(X, triplets, rng)
         self.triplets_ = triplets
         return self._optimize(X, triplets, basis)

@@ -3,21 +3,13 @@
 from fastmetric.kernels.common cimport floating
 
 
-cdef void transform_rows(
+cdef bint transform_rows(
     const floating[:, ::1] X,
     const floating[:, ::1] L,
     floating[:, ::1] XL,
     Py_ssize_t chunk_size,
     int n_threads,
-) noexcept nogil
-
-
-cdef bint transform_rows_checked(
-    const floating[:, ::1] X,
-    const floating[:, ::1] L,
-    floating[:, ::1] XL,
-    Py_ssize_t chunk_size,
-    int n_threads,
+    bint check_finite=*,
 ) noexcept nogil
 
 

@@ -83,41 +83,20 @@ cdef inline bint _stream_output(floating[:, ::1] XL) noexcept nogil:
             and (<size_t> &XL[0, 0]) % 64 == 0)
 
 
-cdef void transform_rows(
+cdef bint transform_rows(
     const floating[:, ::1] X,
     const floating[:, ::1] L,
     floating[:, ::1] XL,
     Py_ssize_t chunk_size,
     int n_threads,
+    bint check_finite=False,
 ) noexcept nogil:
-    """XL = X @ L.T, chunk by chunk of rows (small-GEMM kernel or BLAS)."""
-    cdef Py_ssize_t n = X.shape[0]
-    cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
-    cdef Py_ssize_t c, start
-    cdef floating *lt
-    cdef bint stream
-    if n == 0:
-        return
-    lt = transposed_for_rowmap(L)
-    stream = _stream_output(XL)
-    with parallel(num_threads=n_threads):
-        for c in prange(n_chunks, schedule='dynamic'):
-            start = c * chunk_size
-            _transform_block(X, L, lt, stream, XL, start, min(chunk_size, n - start))
-    free(lt)
+    """XL = X @ L.T, chunk by chunk of rows (small-GEMM kernel or BLAS).
 
-
-cdef bint transform_rows_checked(
-    const floating[:, ::1] X,
-    const floating[:, ::1] L,
-    floating[:, ::1] XL,
-    Py_ssize_t chunk_size,
-    int n_threads,
-) noexcept nogil:
-    """XL = X @ L.T as transform_rows; False when X holds a NaN or infinity.
-
-    Each chunk of X is scanned right after its GEMM, while it is still in
-    cache: the check costs no extra pass over memory.
+    With ``check_finite``, returns False when X holds a NaN or an infinity:
+    each chunk of X is scanned right after its GEMM, while it is still in
+    cache, so the check costs no extra pass over memory.  Otherwise (and
+    for finite X) returns True.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
@@ -133,7 +112,7 @@ cdef bint transform_rows_checked(
         start = c * chunk_size
         size = min(chunk_size, n - start)
         _transform_block(X, L, lt, stream, XL, start, size)
-        if not all_finite(&X[start, 0], size * d):
+        if check_finite and not all_finite(&X[start, 0], size * d):
             n_bad += 1
     free(lt)
     return n_bad == 0
@@ -321,27 +300,6 @@ cdef void bucket_pairs_by_first_row(
             sorted_pos[q] = p
 
 
-cdef void paired_sq_dist_sorted(
-    const floating[:, ::1] XL,
-    const Py_ssize_t[::1] sorted_a,
-    const Py_ssize_t[::1] sorted_b,
-    const Py_ssize_t[::1] sorted_pos,
-    floating[::1] out,
-    bint take_sqrt,
-    Py_ssize_t chunk_size,
-    int n_threads,
-) noexcept nogil:
-    """out[sorted_pos[i]] = ||XL[sorted_a[i]] - XL[sorted_b[i]]||^2 (or its root).
-
-    With the pairs in bucket order (bucket_pairs_by_first_row), the first
-    rows of consecutive pairs come from a few cache-resident rows: only the
-    second row of each pair is read from memory at random.
-    """
-    if sorted_a.shape[0] > 0:
-        _paired_chunks(XL, &sorted_a[0], &sorted_b[0], &sorted_pos[0], &out[0],
-                       sorted_a.shape[0], take_sqrt, chunk_size, n_threads)
-
-
 cdef void paired_sq_dist_direct(
     const floating[:, ::1] X,
     const floating[:, ::1] L,
@@ -398,24 +356,18 @@ def _transform_f32(const float[:, ::1] X, const float[:, ::1] L, float[:, ::1] X
     """XL = X @ L.T (float32) into the caller's array, ``chunk_size`` rows per
     work unit: O(n k d).  With ``check_finite``, returns False when X holds a
     NaN or an infinity (found while the rows are mapped), else True."""
-    cdef bint finite = True
+    cdef bint finite
     with nogil:
-        if check_finite:
-            finite = transform_rows_checked(X, L, XL, chunk_size, n_threads)
-        else:
-            transform_rows(X, L, XL, chunk_size, n_threads)
+        finite = transform_rows(X, L, XL, chunk_size, n_threads, check_finite)
     return finite
 
 
 def _transform_f64(const double[:, ::1] X, const double[:, ::1] L, double[:, ::1] XL,
                    Py_ssize_t chunk_size, int n_threads, bint check_finite):
     """_transform_f32 for float64 arrays."""
-    cdef bint finite = True
+    cdef bint finite
     with nogil:
-        if check_finite:
-            finite = transform_rows_checked(X, L, XL, chunk_size, n_threads)
-        else:
-            transform_rows(X, L, XL, chunk_size, n_threads)
+        finite = transform_rows(X, L, XL, chunk_size, n_threads, check_finite)
     return finite
 
 
@@ -472,9 +424,14 @@ def _paired_bucketed(const floating[:, ::1] XL, const Py_ssize_t[::1] a,
     with the zero-filled ``cursor`` of shape (n_parts, n_buckets): see
     :func:`bucket_plan`), so that the first rows of consecutive pairs stay
     in cache.  O(n_pairs (k + 1)) work."""
+    # In bucket order the first rows of consecutive pairs come from a few
+    # cache-resident rows: only the second row of each pair is read from
+    # memory at random.
     with nogil:
         bucket_pairs_by_first_row(a, b, bucket_rows, cursor, sa, sb, sp, n_threads)
-        paired_sq_dist_sorted(XL, sa, sb, sp, out, take_sqrt, chunk_size, n_threads)
+        if sa.shape[0] > 0:
+            _paired_chunks(XL, &sa[0], &sb[0], &sp[0], &out[0], sa.shape[0], take_sqrt,
+                           chunk_size, n_threads)
 
 
 def _paired_direct(const floating[:, ::1] X, const floating[:, ::1] L,

@@ -60,15 +60,48 @@ cdef void target_distances(
 ) noexcept nogil
 
 
-cdef void hinge_pass(
-    const floating[:, ::1] Z,
+# The triplet graph of one evaluation as raw row-major arrays (a struct
+# cannot hold memoryviews; ``target_graph`` fills it from them): row i's
+# targets and their count, their squared distances Dt, the active-triplet
+# count of each target pair (written by ``hinge_pass``), the radius 1 +
+# max_s Dt[i, s] (-1 without targets), the incoming targets (CSR by target:
+# tin_source[e] has this point as its tin_slot[e]-th target) and the
+# candidate impostor pairs (CSR: inc_other[inc_offsets[u]:inc_offsets[u + 1]],
+# NULL on the dense path, which has no candidate set).
+cdef struct TargetGraph:
+    const int *targets
+    Py_ssize_t targets_stride
+    const int *n_targets
+    const double *Dt
+    Py_ssize_t Dt_stride
+    const double *radius
+    int *active
+    Py_ssize_t active_stride
+    const Py_ssize_t *tin_offsets
+    const int *tin_source
+    const int *tin_slot
+    const Py_ssize_t *inc_offsets
+    const int *inc_other
+
+
+cdef TargetGraph target_graph(
+    const int[:, ::1] targets,
+    const int[::1] n_targets,
     const double[:, ::1] Dt,
     const double[::1] radius,
-    const int[::1] n_targets,
+    int[:, ::1] active,
+    const Py_ssize_t[::1] tin_offsets,
+    const int[::1] tin_source,
+    const int[::1] tin_slot,
     const Py_ssize_t[::1] inc_offsets,
     const int[::1] inc_other,
+) noexcept
+
+
+cdef void hinge_pass(
+    const floating[:, ::1] Z,
+    const TargetGraph *graph,
     double mu,
-    int[:, ::1] active_per_target,
     double[::1] chunk_loss,
     long long[::1] chunk_active,
     Py_ssize_t chunk_size,
@@ -78,16 +111,7 @@ cdef void hinge_pass(
 
 cdef void laplacian_embedded(
     const floating[:, ::1] Z,
-    const int[:, ::1] targets,
-    const int[::1] n_targets,
-    const double[:, ::1] Dt,
-    const double[::1] radius,
-    const int[:, ::1] active_per_target,
-    const Py_ssize_t[::1] tin_offsets,
-    const int[::1] tin_source,
-    const int[::1] tin_slot,
-    const Py_ssize_t[::1] inc_offsets,
-    const int[::1] inc_other,
+    const TargetGraph *graph,
     double mu,
     floating[:, ::1] G,
     Py_ssize_t chunk_size,

@@ -83,6 +83,29 @@ cdef inline double _exact_sq_dist(const floating[:, ::1] Z, Py_ssize_t i,
     return sq_dist(&Z[i, 0], &Z[j, 0], Z.shape[1])
 
 
+cdef inline double _expansion_tol(const floating[:, ::1] Z) noexcept nogil:
+    """Relative error bound of the GEMM expansion of a squared distance
+    between rows of Z, ``tol (|z_i|^2 + |z_j|^2)``: (k + 2) roundings of the
+    working precision, doubled."""
+    if floating is float:
+        return 2.0 * (Z.shape[1] + 2) * 1.2e-7
+    return 2.0 * (Z.shape[1] + 2) * 2.3e-16
+
+
+cdef inline Py_ssize_t _minus_two_gram(const floating[:, ::1] Z, Py_ssize_t start,
+                                       Py_ssize_t rows, Py_ssize_t c0, Py_ssize_t col_stop,
+                                       Py_ssize_t col_chunk, floating *buf) noexcept nogil:
+    """buf (rows x w) = -2 Z[start:start+rows] Z[c0:c0+w]^T for the column
+    block of width ``w = min(col_chunk, col_stop - c0)``, which is returned:
+    with the squared norms, the GEMM expansion |z_i|^2 + |z_j|^2 - 2 z_i.z_j
+    of a block of squared distances."""
+    cdef Py_ssize_t k = Z.shape[1], w = min(col_chunk, col_stop - c0)
+    gemm_rowmajor(False, True, <int> rows, <int> w, <int> k,
+                  <floating> -2.0, &Z[start, 0], <int> k, &Z[c0, 0], <int> k,
+                  <floating> 0.0, buf, <int> w)
+    return w
+
+
 cdef inline void _knn_item(
     const floating[:, ::1] Z,
     const double[::1] sq_norms,
@@ -97,7 +120,7 @@ cdef inline void _knn_item(
     double tol_rel,
     floating *buf,
 ) noexcept nogil:
-    cdef Py_ssize_t k = Z.shape[1], rows = stop - start
+    cdef Py_ssize_t rows = stop - start
     cdef Py_ssize_t i, j, c0, w, s
     cdef int kk
     cdef double g, worst, exact
@@ -107,11 +130,8 @@ cdef inline void _knn_item(
             targets[i, s] = INT_MAX
     c0 = col_start
     while c0 < col_stop:
-        w = min(col_chunk, col_stop - c0)
         # buf = -2 Z[rows] Z[cols]^T ; D = |z_i|^2 + |z_j|^2 + buf
-        gemm_rowmajor(False, True, <int> rows, <int> w, <int> k,
-                      <floating> -2.0, &Z[start, 0], <int> k, &Z[c0, 0], <int> k,
-                      <floating> 0.0, buf, <int> w)
+        w = _minus_two_gram(Z, start, rows, c0, col_stop, col_chunk, buf)
         for i in range(start, stop):
             kk = n_targets[i]
             if kk == 0:
@@ -158,10 +178,7 @@ cdef void target_neighbors(
     cdef floating *buf
     for t in range(n_items):
         max_rows = max(max_rows, item_stop[t] - item_start[t])
-    if floating is float:
-        tol_rel = 2.0 * (Z.shape[1] + 2) * 1.2e-7
-    else:
-        tol_rel = 2.0 * (Z.shape[1] + 2) * 2.3e-16
+    tol_rel = _expansion_tol(Z)
     with parallel(num_threads=n_threads):
         buf = <floating *> malloc(max_rows * col_chunk * sizeof(floating))
         # Items write disjoint rows: any schedule gives the same result.
@@ -222,7 +239,7 @@ cdef int search_row_block(
     Returns 0, 1 when the shared pair count exceeds ``budget`` (the search
     is abandoned), or 2 when memory runs out.
     """
-    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], rows = stop - start
+    cdef Py_ssize_t n = Z.shape[0], rows = stop - start
     cdef Py_ssize_t c0, w, i, j, j0, counted = 0
     cdef double ri, ni, thr, g
     cdef floating *row
@@ -230,10 +247,7 @@ cdef int search_row_block(
         return 0
     c0 = class_end[start]
     while c0 < n:
-        w = min(col_chunk, n - c0)
-        gemm_rowmajor(False, True, <int> rows, <int> w, <int> k,
-                      <floating> -2.0, &Z[start, 0], <int> k, &Z[c0, 0], <int> k,
-                      <floating> 0.0, gemm_buf, <int> w)
+        w = _minus_two_gram(Z, start, rows, c0, n, col_chunk, gemm_buf)
         for i in range(start, stop):
             j0 = max(c0, class_end[i])
             ri = rho[i]
@@ -288,162 +302,174 @@ cdef void target_distances(
             radius[i] = dmax + 1.0
 
 
+cdef inline int _n_active(const double *Dt_row, int kk, double D) noexcept nogil:
+    """#{s < kk : 1 + Dt_row[s] - D > 0}: the active triplets of one
+    direction of a pair at squared distance D."""
+    cdef int s, cnt = 0
+    for s in range(kk):
+        if 1.0 + Dt_row[s] - D > 0:
+            cnt += 1
+    return cnt
+
+
+cdef inline void _target_terms(
+    const floating[:, ::1] Z,
+    const TargetGraph *graph,
+    double mu,
+    Py_ssize_t u,
+    double *acc,
+    double *wsum,
+) noexcept nogil:
+    """Add the target pairs at u to row u of Lap Z: ``acc -= w z_other`` and
+    ``wsum += w`` for u's own targets, then for the points that have u as a
+    target, with ``w = (1 - mu) + mu * (active triplets of the pair)``."""
+    cdef Py_ssize_t s, t, e, o, k = Z.shape[1]
+    cdef double w
+    for s in range(graph.n_targets[u]):
+        w = (1.0 - mu) + mu * graph.active[u * graph.active_stride + s]
+        o = graph.targets[u * graph.targets_stride + s]
+        wsum[0] += w
+        for t in range(k):
+            acc[t] -= w * Z[o, t]
+    for e in range(graph.tin_offsets[u], graph.tin_offsets[u + 1]):
+        o = graph.tin_source[e]
+        w = (1.0 - mu) + mu * graph.active[o * graph.active_stride + graph.tin_slot[e]]
+        wsum[0] += w
+        for t in range(k):
+            acc[t] -= w * Z[o, t]
+
+
+cdef struct _HingeSums:
+    # Running sums of a block of rows: target distances (the pull term),
+    # active hinge terms, and the number of active triplets.
+    double pull
+    double hinge
+    long long active
+
+
+cdef inline void _pull_terms(const TargetGraph *graph, Py_ssize_t i,
+                             _HingeSums *sums) noexcept nogil:
+    """Add row i's target distances to the pull sum; its active counts
+    start at 0."""
+    cdef const double *Dt_row = graph.Dt + i * graph.Dt_stride
+    cdef int *active_row = graph.active + i * graph.active_stride
+    cdef int s
+    for s in range(graph.n_targets[i]):
+        sums.pull += Dt_row[s]
+        active_row[s] = 0
+
+
+cdef inline void _impostor_terms(const TargetGraph *graph, Py_ssize_t i, double D,
+                                 _HingeSums *sums) noexcept nogil:
+    """The hinge terms [1 + D_ij - D]_+ of row i against an impostor at
+    squared distance D, counted per target pair."""
+    cdef const double *Dt_row = graph.Dt + i * graph.Dt_stride
+    cdef int *active_row = graph.active + i * graph.active_stride
+    cdef int s
+    cdef double h
+    for s in range(graph.n_targets[i]):
+        h = 1.0 + Dt_row[s] - D
+        if h > 0:
+            sums.hinge += h
+            sums.active += 1
+            active_row[s] += 1
+
+
+cdef inline void _block_loss(const _HingeSums *sums, double mu, double *loss_out,
+                             long long *active_out) noexcept nogil:
+    loss_out[0] = (1.0 - mu) * sums.pull + mu * sums.hinge
+    active_out[0] = sums.active
+
+
 cdef inline void _hinge_rows(
     const floating[:, ::1] Z,
-    const double[:, ::1] Dt,
-    const double[::1] radius,
-    const int[::1] n_targets,
-    const Py_ssize_t[::1] inc_offsets,
-    const int[::1] inc_other,
+    const TargetGraph *graph,
     double mu,
-    int[:, ::1] active_per_target,
     Py_ssize_t start,
     Py_ssize_t stop,
     double *loss_out,
     long long *active_out,
 ) noexcept nogil:
-    cdef Py_ssize_t u, e, s, e_stop = inc_offsets[stop], k = Z.shape[1]
-    cdef int kk
-    cdef double r, D, h, pull = 0.0, hinge = 0.0
-    cdef long long active = 0
+    cdef Py_ssize_t u, e, e_stop = graph.inc_offsets[stop], k = Z.shape[1]
+    cdef double r, D
+    cdef _HingeSums sums = _HingeSums(pull=0.0, hinge=0.0, active=0)
     for u in range(start, stop):
-        kk = n_targets[u]
-        r = radius[u]
-        for s in range(kk):
-            pull += Dt[u, s]
-            active_per_target[u, s] = 0
-        for e in range(inc_offsets[u], inc_offsets[u + 1]):
+        r = graph.radius[u]
+        _pull_terms(graph, u, &sums)
+        for e in range(graph.inc_offsets[u], graph.inc_offsets[u + 1]):
             # The other ends are read at random: fetch a few rows ahead.
             if e + FM_PREFETCH_AHEAD < e_stop:
-                fm_prefetch_block(&Z[inc_other[e + FM_PREFETCH_AHEAD], 0], k * sizeof(floating))
-            D = _exact_sq_dist(Z, u, inc_other[e])
+                fm_prefetch_block(&Z[graph.inc_other[e + FM_PREFETCH_AHEAD], 0],
+                                  k * sizeof(floating))
+            D = _exact_sq_dist(Z, u, graph.inc_other[e])
             # Direction u -> other: the other point is an impostor of u only
             # inside u's margin radius; then each target j of u with
             # D < 1 + D_uj gives an active triplet.
             if D < r:
-                for s in range(kk):
-                    h = 1.0 + Dt[u, s] - D
-                    if h > 0:
-                        hinge += h
-                        active += 1
-                        active_per_target[u, s] += 1
-    loss_out[0] = (1.0 - mu) * pull + mu * hinge
-    active_out[0] = active
+                _impostor_terms(graph, u, D, &sums)
+    _block_loss(&sums, mu, loss_out, active_out)
 
 
 cdef void hinge_pass(
     const floating[:, ::1] Z,
-    const double[:, ::1] Dt,
-    const double[::1] radius,
-    const int[::1] n_targets,
-    const Py_ssize_t[::1] inc_offsets,
-    const int[::1] inc_other,
+    const TargetGraph *graph,
     double mu,
-    int[:, ::1] active_per_target,
     double[::1] chunk_loss,
     long long[::1] chunk_active,
     Py_ssize_t chunk_size,
     int n_threads,
 ) noexcept nogil:
     """Loss per chunk of points, and the number of active triplets of each
-    target pair (``active_per_target[i, s]``)."""
-    cdef Py_ssize_t n = radius.shape[0]
+    target pair (written to ``graph.active``)."""
+    cdef Py_ssize_t n = Z.shape[0]
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
     cdef Py_ssize_t c, start, stop
     for c in prange(n_chunks, schedule='dynamic', num_threads=n_threads):
         start = c * chunk_size
         stop = min(start + chunk_size, n)
-        _hinge_rows(Z, Dt, radius, n_targets, inc_offsets, inc_other, mu,
-                    active_per_target, start, stop, &chunk_loss[c], &chunk_active[c])
+        _hinge_rows(Z, graph, mu, start, stop, &chunk_loss[c], &chunk_active[c])
 
 
-cdef inline int _n_active(const double[:, ::1] Dt, Py_ssize_t i, int kk,
-                          double D) noexcept nogil:
-    """#{s < kk : 1 + Dt[i, s] - D > 0}."""
-    cdef int s, cnt = 0
-    for s in range(kk):
-        if 1.0 + Dt[i, s] - D > 0:
-            cnt += 1
-    return cnt
-
-
-cdef inline void _laplacian_rows(
-    const floating[:, ::1] Z,
-    const int[:, ::1] targets,
-    const int[::1] n_targets,
-    const double[:, ::1] Dt,
-    const double[::1] radius,
-    const int[:, ::1] active_per_target,
-    const Py_ssize_t[::1] tin_offsets,
-    const int[::1] tin_source,
-    const int[::1] tin_slot,
-    const Py_ssize_t[::1] inc_offsets,
-    const int[::1] inc_other,
-    double mu,
-    floating[:, ::1] G,
-    Py_ssize_t start,
-    Py_ssize_t stop,
-    double *acc,
-) noexcept nogil:
-    cdef Py_ssize_t u, e, s, t, o, i, k = Z.shape[1], e_stop = inc_offsets[stop]
+cdef inline void _laplacian_row(const floating[:, ::1] Z, const TargetGraph *graph, double mu,
+                                Py_ssize_t u, Py_ssize_t prefetch_stop, double *acc,
+                                floating *G_row) noexcept nogil:
+    """Row u of G = Lap Z, ``(sum of the weights at u) z_u - sum_p w_p
+    z_other``; ``acc`` is a k-vector of scratch, candidates up to
+    ``prefetch_stop`` may be prefetched."""
+    cdef Py_ssize_t e, t, o, k = Z.shape[1]
     cdef int cnt
-    cdef double w, wsum, D, ru
-    for u in range(start, stop):
-        wsum = 0.0
-        ru = radius[u]
-        memset(acc, 0, k * sizeof(double))
-        # Outgoing target pairs (u, j).
-        for s in range(n_targets[u]):
-            w = (1.0 - mu) + mu * active_per_target[u, s]
-            o = targets[u, s]
-            wsum += w
-            for t in range(k):
-                acc[t] -= w * Z[o, t]
-        # Incoming target pairs (i, u): u is the s-th target of i.
-        for e in range(tin_offsets[u], tin_offsets[u + 1]):
-            i = tin_source[e]
-            w = (1.0 - mu) + mu * active_per_target[i, tin_slot[e]]
-            wsum += w
-            for t in range(k):
-                acc[t] -= w * Z[i, t]
-        # Candidate pairs {u, o}: weight -mu times the active triplets of both
-        # directions (u's targets against o, o's targets against u).  The
-        # distance is recomputed (storing it would cost 8 bytes per entry);
-        # computed from either end it is the same, bit for bit, as the
-        # squared differences are equal and summed in the same order.
-        for e in range(inc_offsets[u], inc_offsets[u + 1]):
-            if e + FM_PREFETCH_AHEAD < e_stop:
-                fm_prefetch_block(&Z[inc_other[e + FM_PREFETCH_AHEAD], 0], k * sizeof(floating))
-            o = inc_other[e]
-            D = _exact_sq_dist(Z, u, o)
-            cnt = 0
-            if D < ru:
-                cnt = _n_active(Dt, u, n_targets[u], D)
-            if D < radius[o]:
-                cnt = cnt + _n_active(Dt, o, n_targets[o], D)
-            if cnt == 0:
-                continue
-            w = -mu * cnt
-            wsum += w
-            for t in range(k):
-                acc[t] -= w * Z[o, t]
-        # (Lap Z)_u = (sum of weights) z_u - sum_p w_p z_other
+    cdef double w, D, wsum = 0.0, ru = graph.radius[u]
+    memset(acc, 0, k * sizeof(double))
+    _target_terms(Z, graph, mu, u, acc, &wsum)
+    # Candidate pairs {u, o}: weight -mu times the active triplets of both
+    # directions (u's targets against o, o's targets against u).  The
+    # distance is recomputed (storing it would cost 8 bytes per entry);
+    # computed from either end it is the same, bit for bit, as the
+    # squared differences are equal and summed in the same order.
+    for e in range(graph.inc_offsets[u], graph.inc_offsets[u + 1]):
+        if e + FM_PREFETCH_AHEAD < prefetch_stop:
+            fm_prefetch_block(&Z[graph.inc_other[e + FM_PREFETCH_AHEAD], 0],
+                              k * sizeof(floating))
+        o = graph.inc_other[e]
+        D = _exact_sq_dist(Z, u, o)
+        cnt = 0
+        if D < ru:
+            cnt = _n_active(graph.Dt + u * graph.Dt_stride, graph.n_targets[u], D)
+        if D < graph.radius[o]:
+            cnt = cnt + _n_active(graph.Dt + o * graph.Dt_stride, graph.n_targets[o], D)
+        if cnt == 0:
+            continue
+        w = -mu * cnt
+        wsum += w
         for t in range(k):
-            G[u, t] = <floating> (wsum * Z[u, t] + acc[t])
+            acc[t] -= w * Z[o, t]
+    for t in range(k):
+        G_row[t] = <floating> (wsum * Z[u, t] + acc[t])
 
 
 cdef void laplacian_embedded(
     const floating[:, ::1] Z,
-    const int[:, ::1] targets,
-    const int[::1] n_targets,
-    const double[:, ::1] Dt,
-    const double[::1] radius,
-    const int[:, ::1] active_per_target,
-    const Py_ssize_t[::1] tin_offsets,
-    const int[::1] tin_source,
-    const int[::1] tin_slot,
-    const Py_ssize_t[::1] inc_offsets,
-    const int[::1] inc_other,
+    const TargetGraph *graph,
     double mu,
     floating[:, ::1] G,
     Py_ssize_t chunk_size,
@@ -452,17 +478,50 @@ cdef void laplacian_embedded(
     """G = Lap Z, Lap the Laplacian of the weighted target + impostor graph."""
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1]
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
-    cdef Py_ssize_t c, start, stop
+    cdef Py_ssize_t c, u, start, stop
     cdef double *acc
     with parallel(num_threads=n_threads):
         acc = <double *> malloc(k * sizeof(double))
         for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             stop = min(start + chunk_size, n)
-            _laplacian_rows(Z, targets, n_targets, Dt, radius, active_per_target,
-                            tin_offsets, tin_source, tin_slot, inc_offsets, inc_other,
-                            mu, G, start, stop, acc)
+            for u in range(start, stop):
+                _laplacian_row(Z, graph, mu, u, graph.inc_offsets[stop], acc, &G[u, 0])
         free(acc)
+
+
+cdef TargetGraph target_graph(
+    const int[:, ::1] targets,
+    const int[::1] n_targets,
+    const double[:, ::1] Dt,
+    const double[::1] radius,
+    int[:, ::1] active,
+    const Py_ssize_t[::1] tin_offsets,
+    const int[::1] tin_source,
+    const int[::1] tin_slot,
+    const Py_ssize_t[::1] inc_offsets,
+    const int[::1] inc_other,
+) noexcept:
+    """The graph struct over these arrays (which must outlive its use);
+    ``inc_offsets`` and ``inc_other`` may be None (the dense path)."""
+    cdef TargetGraph graph
+    graph.targets = &targets[0, 0] if targets.shape[0] * targets.shape[1] > 0 else NULL
+    graph.targets_stride = targets.shape[1]
+    graph.n_targets = &n_targets[0] if n_targets.shape[0] > 0 else NULL
+    graph.Dt = &Dt[0, 0] if Dt.shape[0] * Dt.shape[1] > 0 else NULL
+    graph.Dt_stride = Dt.shape[1]
+    graph.radius = &radius[0] if radius.shape[0] > 0 else NULL
+    graph.active = &active[0, 0] if active.shape[0] * active.shape[1] > 0 else NULL
+    graph.active_stride = active.shape[1]
+    graph.tin_offsets = &tin_offsets[0]
+    graph.tin_source = &tin_source[0] if tin_source.shape[0] > 0 else NULL
+    graph.tin_slot = &tin_slot[0] if tin_slot.shape[0] > 0 else NULL
+    graph.inc_offsets = NULL
+    graph.inc_other = NULL
+    if inc_offsets is not None:
+        graph.inc_offsets = &inc_offsets[0]
+        graph.inc_other = &inc_other[0] if inc_other.shape[0] > 0 else NULL
+    return graph
 
 
 cdef void gradient_partials(
@@ -494,79 +553,60 @@ cdef void gradient_partials(
 # of computing each distance twice.  Distances below the filter threshold
 # are recomputed exactly from the embedded points: decisions use the same
 # exact values as the sparse path and do not depend on the blocking.
+cdef struct _DenseRows:
+    # What the dense blocks know of the rows besides the graph: the squared
+    # norms of the embedded rows (for the GEMM expansion), each row's class
+    # range [class_start[i], class_end[i]) and the expansion's relative error
+    # bound (rows sorted by class).
+    const double *sq_norms
+    const Py_ssize_t *class_start
+    const Py_ssize_t *class_end
+    double tol_rel
+
+
+cdef inline bint _beyond(const _DenseRows *dense, floating minus_two_dot, Py_ssize_t i,
+                         Py_ssize_t j, double threshold) noexcept nogil:
+    """True when the expansion of D_ij exceeds ``threshold`` by more than its
+    error bound: the pair cannot be within it, and its exact distance is not
+    needed."""
+    cdef double ni = dense.sq_norms[i], nj = dense.sq_norms[j]
+    return <double> minus_two_dot + ni + nj >= threshold + dense.tol_rel * (ni + nj)
+
+
 cdef inline void _dense_hinge_block(
     const floating[:, ::1] Z,
-    const double[::1] sq_norms,
-    const Py_ssize_t[::1] class_start,
-    const Py_ssize_t[::1] class_end,
-    const double[:, ::1] Dt,
-    const double[::1] radius,
-    const int[::1] n_targets,
+    const _DenseRows *dense,
+    const TargetGraph *graph,
     double mu,
-    double tol_rel,
-    int[:, ::1] active_per_target,
     Py_ssize_t start,
     Py_ssize_t stop,
     floating *buf,
     double *loss_out,
     long long *active_out,
 ) noexcept nogil:
-    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], rows = stop - start
-    cdef Py_ssize_t c0, w, i, j, s
-    cdef int kk
-    cdef double r, g, D, h, pull = 0.0, hinge = 0.0
-    cdef long long active = 0
+    cdef Py_ssize_t n = Z.shape[0], rows = stop - start
+    cdef Py_ssize_t c0, w, i, j
+    cdef double r, D
+    cdef _HingeSums sums = _HingeSums(pull=0.0, hinge=0.0, active=0)
     for i in range(start, stop):
-        for s in range(n_targets[i]):
-            pull += Dt[i, s]
-            active_per_target[i, s] = 0
+        _pull_terms(graph, i, &sums)
     c0 = 0
     while c0 < n:
-        w = min(<Py_ssize_t> DEF_COL_CHUNK, n - c0)
-        gemm_rowmajor(False, True, <int> rows, <int> w, <int> k,
-                      <floating> -2.0, &Z[start, 0], <int> k, &Z[c0, 0], <int> k,
-                      <floating> 0.0, buf, <int> w)
+        w = _minus_two_gram(Z, start, rows, c0, n, DEF_COL_CHUNK, buf)
         for i in range(start, stop):
-            kk = n_targets[i]
-            r = radius[i]
-            if kk == 0:
+            r = graph.radius[i]
+            if graph.n_targets[i] == 0:
                 continue
             for j in range(c0, c0 + w):
-                if j >= class_start[i] and j < class_end[i]:
+                if j >= dense.class_start[i] and j < dense.class_end[i]:
                     continue
-                g = <double> buf[(i - start) * w + (j - c0)] + sq_norms[i] + sq_norms[j]
-                if g >= r + tol_rel * (sq_norms[i] + sq_norms[j]):
+                if _beyond(dense, buf[(i - start) * w + (j - c0)], i, j, r):
                     continue
                 D = _exact_sq_dist(Z, i, j)
                 if D < r:
-                    for s in range(kk):
-                        h = 1.0 + Dt[i, s] - D
-                        if h > 0:
-                            hinge += h
-                            active += 1
-                            active_per_target[i, s] += 1
+                    _impostor_terms(graph, i, D, &sums)
         c0 += w
-    loss_out[0] = (1.0 - mu) * pull + mu * hinge
-    active_out[0] = active
-
-
-cdef struct _TargetGraph:
-    # The target-neighbour graph of the triplets, as read by the dense
-    # Laplacian: row i's targets (targets, n_targets), their distances Dt and
-    # active-triplet counts (row-major n x K arrays, row strides given), the
-    # radius 1 + max_s Dt[i, s], and the incoming targets (CSR by target:
-    # tin_source[e] has this point as its tin_slot[e]-th target).
-    const int *targets
-    Py_ssize_t targets_stride
-    const int *n_targets
-    const double *Dt
-    Py_ssize_t Dt_stride
-    const double *radius
-    const int *active
-    Py_ssize_t active_stride
-    const Py_ssize_t *tin_offsets
-    const int *tin_source
-    const int *tin_slot
+    _block_loss(&sums, mu, loss_out, active_out)
 
 
 cdef struct _DenseWork:
@@ -582,12 +622,9 @@ cdef struct _DenseWork:
 
 cdef inline void _dense_laplacian_block(
     const floating[:, ::1] Z,
-    const double[::1] sq_norms,
-    const Py_ssize_t[::1] class_start,
-    const Py_ssize_t[::1] class_end,
-    const _TargetGraph *graph,
+    const _DenseRows *dense,
+    const TargetGraph *graph,
     double mu,
-    double tol_rel,
     floating[:, ::1] G,
     Py_ssize_t start,
     Py_ssize_t stop,
@@ -602,40 +639,32 @@ cdef inline void _dense_laplacian_block(
     cdef double *acc = work.acc
     cdef double *wsum = work.wsum
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], rows = stop - start
-    cdef Py_ssize_t c0, w, i, j, s, t, e, o
+    cdef Py_ssize_t c0, w, i, j, t
     cdef int cnt
-    cdef double ri, rj, thr, g, D, wt
+    cdef double ri, rj, thr, D, wt
     memset(acc, 0, rows * k * sizeof(double))
     memset(wsum, 0, rows * sizeof(double))
     c0 = 0
     while c0 < n:
-        w = min(<Py_ssize_t> DEF_COL_CHUNK, n - c0)
-        gemm_rowmajor(False, True, <int> rows, <int> w, <int> k,
-                      <floating> -2.0, &Z[start, 0], <int> k, &Z[c0, 0], <int> k,
-                      <floating> 0.0, buf, <int> w)
+        w = _minus_two_gram(Z, start, rows, c0, n, DEF_COL_CHUNK, buf)
         for i in range(start, stop):
             ri = graph.radius[i]
             for j in range(c0, c0 + w):
                 wbuf[(i - start) * w + (j - c0)] = 0
-                if j >= class_start[i] and j < class_end[i]:
+                if j >= dense.class_start[i] and j < dense.class_end[i]:
                     continue
                 rj = graph.radius[j]
                 thr = ri if ri > rj else rj
                 if thr < 0:
                     continue
-                g = <double> buf[(i - start) * w + (j - c0)] + sq_norms[i] + sq_norms[j]
-                if g >= thr + tol_rel * (sq_norms[i] + sq_norms[j]):
+                if _beyond(dense, buf[(i - start) * w + (j - c0)], i, j, thr):
                     continue
                 D = _exact_sq_dist(Z, i, j)
                 cnt = 0
                 if D < ri:
-                    for s in range(graph.n_targets[i]):
-                        if 1.0 + graph.Dt[i * graph.Dt_stride + s] - D > 0:
-                            cnt += 1
+                    cnt = _n_active(graph.Dt + i * graph.Dt_stride, graph.n_targets[i], D)
                 if D < rj:
-                    for s in range(graph.n_targets[j]):
-                        if 1.0 + graph.Dt[j * graph.Dt_stride + s] - D > 0:
-                            cnt += 1
+                    cnt = cnt + _n_active(graph.Dt + j * graph.Dt_stride, graph.n_targets[j], D)
                 if cnt:
                     wt = -mu * cnt
                     wbuf[(i - start) * w + (j - c0)] = <floating> wt
@@ -648,18 +677,7 @@ cdef inline void _dense_laplacian_block(
             acc[i] -= prod[i]
         c0 += w
     for i in range(start, stop):
-        for s in range(graph.n_targets[i]):
-            wt = (1.0 - mu) + mu * graph.active[i * graph.active_stride + s]
-            o = graph.targets[i * graph.targets_stride + s]
-            wsum[i - start] += wt
-            for t in range(k):
-                acc[(i - start) * k + t] -= wt * Z[o, t]
-        for e in range(graph.tin_offsets[i], graph.tin_offsets[i + 1]):
-            o = graph.tin_source[e]
-            wt = (1.0 - mu) + mu * graph.active[o * graph.active_stride + graph.tin_slot[e]]
-            wsum[i - start] += wt
-            for t in range(k):
-                acc[(i - start) * k + t] -= wt * Z[o, t]
+        _target_terms(Z, graph, mu, i, &acc[(i - start) * k], &wsum[i - start])
         for t in range(k):
             G[i, t] = <floating> (wsum[i - start] * Z[i, t] + acc[(i - start) * k + t])
 
@@ -691,22 +709,25 @@ def _dense_loss_grad(const floating[:, ::1] X, const floating[:, ::1] Z_in,
     cdef floating *prod
     cdef double *acc
     cdef double *wsum
-    if floating is float:
-        tol_rel = 2.0 * (k + 2) * 1.2e-7
-    else:
-        tol_rel = 2.0 * (k + 2) * 2.3e-16
+    tol_rel = _expansion_tol(Z)
     sq = _sq_norms(Z, n_threads)
     cdef double[::1] sq_norms = sq
     cdef int[:, ::1] apt = np.empty((n, K), dtype=np.intc)
     cdef double[::1] block_loss = np.zeros(n_blocks, dtype=np.float64)
     cdef long long[::1] block_active = np.zeros(n_blocks, dtype=np.longlong)
+    cdef TargetGraph graph = target_graph(targets, n_targets, Dt, radius, apt, tin_offsets,
+                                          tin_source, tin_slot, None, None)
+    cdef _DenseRows dense
+    dense.sq_norms = &sq_norms[0] if n > 0 else NULL
+    dense.class_start = &class_start[0] if n > 0 else NULL
+    dense.class_end = &class_end[0] if n > 0 else NULL
+    dense.tol_rel = tol_rel
     with nogil, parallel(num_threads=n_threads):
         buf = <floating *> malloc(DEF_ROW_BLOCK * DEF_COL_CHUNK * sizeof(floating))
         for r in prange(n_blocks, schedule='dynamic'):
             start = r * DEF_ROW_BLOCK
             stop = min(start + DEF_ROW_BLOCK, n)
-            _dense_hinge_block(Z, sq_norms, class_start, class_end, Dt, radius, n_targets,
-                               mu, tol_rel, apt, start, stop, buf, &block_loss[r],
+            _dense_hinge_block(Z, &dense, &graph, mu, start, stop, buf, &block_loss[r],
                                &block_active[r])
         free(buf)
     for r in range(n_blocks):
@@ -715,19 +736,7 @@ def _dense_loss_grad(const floating[:, ::1] X, const floating[:, ::1] Z_in,
     if not compute_gradient:
         return loss, int(n_active), None
     cdef floating[:, ::1] G = np.empty((n, k), dtype=dtype)
-    cdef _TargetGraph graph
     cdef _DenseWork work
-    graph.targets = &targets[0, 0] if targets.shape[0] * K > 0 else NULL
-    graph.targets_stride = K
-    graph.n_targets = &n_targets[0] if n_targets.shape[0] > 0 else NULL
-    graph.Dt = &Dt[0, 0] if Dt.shape[0] * Dt.shape[1] > 0 else NULL
-    graph.Dt_stride = Dt.shape[1]
-    graph.radius = &radius[0] if radius.shape[0] > 0 else NULL
-    graph.active = &apt[0, 0] if n * K > 0 else NULL
-    graph.active_stride = K
-    graph.tin_offsets = &tin_offsets[0]
-    graph.tin_source = &tin_source[0] if tin_source.shape[0] > 0 else NULL
-    graph.tin_slot = &tin_slot[0] if tin_slot.shape[0] > 0 else NULL
     with nogil, parallel(num_threads=n_threads):
         # Thread-private buffers (assigned names in a parallel block are
         # private; so is the struct, assigned whole).
@@ -741,8 +750,7 @@ def _dense_loss_grad(const floating[:, ::1] X, const floating[:, ::1] Z_in,
         for r in prange(n_blocks, schedule='dynamic'):
             start = r * DEF_ROW_BLOCK
             stop = min(start + DEF_ROW_BLOCK, n)
-            _dense_laplacian_block(Z, sq_norms, class_start, class_end, &graph, mu, tol_rel,
-                                   G, start, stop, &work)
+            _dense_laplacian_block(Z, &dense, &graph, mu, G, start, stop, &work)
         free(buf)
         free(wbuf)
         free(prod)
@@ -936,9 +944,10 @@ def _loss_grad(const floating[:, ::1] X, const floating[:, ::1] Z,
     cdef double loss = 0.0
     cdef long long n_active = 0
     cdef Py_ssize_t c
+    cdef TargetGraph graph = target_graph(targets, n_targets, Dt, radius, apt, tin_offsets,
+                                          tin_source, tin_slot, inc_offsets, inc_other)
     with nogil:
-        hinge_pass(Z, Dt, radius, n_targets, inc_offsets, inc_other, mu, apt,
-                   chunk_loss, chunk_active, DEF_POINT_CHUNK, n_threads)
+        hinge_pass(Z, &graph, mu, chunk_loss, chunk_active, DEF_POINT_CHUNK, n_threads)
         for c in range(n_point_chunks):
             loss += chunk_loss[c]
             n_active += chunk_active[c]
@@ -946,9 +955,7 @@ def _loss_grad(const floating[:, ::1] X, const floating[:, ::1] Z,
         return loss, int(n_active), None
     cdef floating[:, ::1] G = np.empty((n, k), dtype=dtype)
     with nogil:
-        laplacian_embedded(Z, targets, n_targets, Dt, radius, apt, tin_offsets, tin_source,
-                           tin_slot, inc_offsets, inc_other, mu, G, DEF_POINT_CHUNK,
-                           n_threads)
+        laplacian_embedded(Z, &graph, mu, G, DEF_POINT_CHUNK, n_threads)
     return loss, int(n_active), _gradient_from_laplacian(G, X, n_threads)
 
 

@@ -53,7 +53,7 @@ from fastmetric.kernels.common cimport (
     diff_sq_norm,
 )
 from fastmetric.kernels.distances cimport (
-    transform_rows, transform_rows_checked, transform_selected_rows,
+    transform_rows, transform_selected_rows,
 )
 from fastmetric.kernels.smallgemm cimport gemm_atb
 
@@ -128,21 +128,51 @@ cdef void build_endpoint_index(
             keys[f] = (ua[p] << ENTRY_SHIFT) | bit | 1
 
 
+cdef struct _PointPass:
+    # One pass over the endpoint index (see pair_loss.pxd): the index (values
+    # NULL when the targets are packed in the keys), the bias of the logits,
+    # whether the rows of H are wanted, the points per chunk, and where the
+    # chunks' sums of the loss and of the bias gradient go (chunk c covers
+    # points [c chunk_size, (c + 1) chunk_size)).
+    Py_ssize_t n_points
+    const Py_ssize_t *offsets
+    const Py_ssize_t *keys
+    const PairValues *values
+    double bias
+    bint compute_gradient
+    Py_ssize_t chunk_size
+    double *chunk_loss
+    double *chunk_grad_bias
+
+
+cdef inline _PointPass _point_pass(const Py_ssize_t[::1] offsets, const Py_ssize_t[::1] keys,
+                                   const PairValues[::1] values, double bias,
+                                   bint compute_gradient, Py_ssize_t chunk_size,
+                                   double[::1] chunk_loss,
+                                   double[::1] chunk_grad_bias) noexcept nogil:
+    """The struct of a pass over these arrays (which must outlive it)."""
+    cdef _PointPass pp
+    pp.n_points = offsets.shape[0] - 1
+    pp.offsets = &offsets[0]
+    pp.keys = &keys[0] if keys.shape[0] > 0 else NULL
+    pp.values = &values[0] if values.shape[0] > 0 else NULL
+    pp.bias = bias
+    pp.compute_gradient = compute_gradient
+    pp.chunk_size = chunk_size
+    pp.chunk_loss = &chunk_loss[0] if chunk_loss.shape[0] > 0 else NULL
+    pp.chunk_grad_bias = &chunk_grad_bias[0] if chunk_grad_bias.shape[0] > 0 else NULL
+    return pp
+
+
 cdef inline void _point_chunk(
     const floating[:, ::1] U,
-    const Py_ssize_t[::1] offsets,
-    const Py_ssize_t[::1] keys,
-    const PairValues[::1] values,
-    double bias,
+    const _PointPass *pp,
     floating *h_rows,
-    bint compute_gradient,
     Py_ssize_t start,
     Py_ssize_t stop,
     double *diff,
     double *acc,
     double *zbuf,
-    double *loss_out,
-    double *grad_bias_out,
 ) noexcept nogil:
     """Loss and bias-gradient sums of the chunk's points, and their rows of H.
 
@@ -155,8 +185,11 @@ cdef inline void _point_chunk(
     batch's rows).  ``diff`` holds BATCH x k doubles, ``zbuf`` 4 x BATCH.
     """
     cdef Py_ssize_t u, v, e, e0, e1, m, i, j, k = U.shape[1]
+    cdef const Py_ssize_t *offsets = pp.offsets
+    cdef const Py_ssize_t *keys = pp.keys
+    cdef const PairValues *values = pp.values
     cdef Py_ssize_t e_stop = offsets[stop]
-    cdef bint packed = values.shape[0] == 0
+    cdef bint packed = values == NULL
     cdef double w = 1.0, r, loss = 0.0, gb = 0.0
     cdef double *tbuf = zbuf + BATCH
     cdef double *rbuf = zbuf + 2 * BATCH
@@ -175,7 +208,7 @@ cdef inline void _point_chunk(
                     fm_prefetch_block(&U[keys[e + FM_PREFETCH_AHEAD] >> ENTRY_SHIFT, 0],
                                       k * sizeof(floating))
                 v = keys[e] >> ENTRY_SHIFT
-                zbuf[i] = bias - diff_sq_norm(&U[u, 0], &U[v, 0], &diff[i * k], k)
+                zbuf[i] = pp.bias - diff_sq_norm(&U[u, 0], &U[v, 0], &diff[i * k], k)
                 if packed:
                     tbuf[i] = <double> ((keys[e] >> 1) & 1)
                 else:
@@ -193,14 +226,14 @@ cdef inline void _point_chunk(
                     loss += w * lbuf[i]
                     gb += r
                 rbuf[i] = r
-            if compute_gradient:
+            if pp.compute_gradient:
                 fm_axpy_rows(rbuf, diff, m, k, acc)
             e0 += m
-        if compute_gradient:
+        if pp.compute_gradient:
             for j in range(k):
                 h_rows[(u - start) * k + j] = <floating> acc[j]
-    loss_out[0] = loss
-    grad_bias_out[0] = gb
+    pp.chunk_loss[start // pp.chunk_size] = loss
+    pp.chunk_grad_bias[start // pp.chunk_size] = gb
 
 
 cdef void ldml_point_pass(
@@ -223,6 +256,8 @@ cdef void ldml_point_pass(
     cdef double *diff
     cdef double *acc
     cdef double *zbuf
+    cdef _PointPass pp = _point_pass(offsets, keys, values, bias, compute_gradient, chunk_size,
+                                     chunk_loss, chunk_grad_bias)
     with parallel(num_threads=n_threads):
         diff = <double *> malloc(BATCH * k * sizeof(double))
         acc = <double *> malloc(k * sizeof(double))
@@ -230,9 +265,8 @@ cdef void ldml_point_pass(
         for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_points)
-            _point_chunk(U, offsets, keys, values, bias, &H[start, 0] if compute_gradient else NULL,
-                         compute_gradient, start, stop, diff, acc, zbuf,
-                         &chunk_loss[c], &chunk_grad_bias[c])
+            _point_chunk(U, &pp, &H[start, 0] if compute_gradient else NULL, start, stop,
+                         diff, acc, zbuf)
         free(diff)
         free(acc)
         free(zbuf)
@@ -243,16 +277,9 @@ cdef void _fused_point_pass(
     const Py_ssize_t[::1] point_rows,
     bint identity_rows,
     const floating[:, ::1] U,
-    const Py_ssize_t[::1] offsets,
-    const Py_ssize_t[::1] keys,
-    const PairValues[::1] values,
-    double bias,
-    bint compute_gradient,
+    const _PointPass *pp,
     floating[:, :, ::1] partials,
     Py_ssize_t block,
-    double[::1] chunk_loss,
-    double[::1] chunk_grad_bias,
-    Py_ssize_t chunk_size,
     int n_threads,
 ) noexcept nogil:
     """The point pass and the gradient's GEMM, block by block.
@@ -264,8 +291,8 @@ cdef void _fused_point_pass(
     X are read once, by the thread that needs them.  The chunks, their sums
     and the blocks depend on the sizes only, not on the thread count.
     """
-    cdef Py_ssize_t n_points = offsets.shape[0] - 1, k = U.shape[1], d = X.shape[1]
-    cdef Py_ssize_t n_blocks = partials.shape[0]
+    cdef Py_ssize_t n_points = pp.n_points, k = U.shape[1], d = X.shape[1]
+    cdef Py_ssize_t chunk_size = pp.chunk_size, n_blocks = partials.shape[0]
     cdef Py_ssize_t r, start, stop, block_stop, size, i, j
     cdef double *diff
     cdef double *acc
@@ -288,11 +315,8 @@ cdef void _fused_point_pass(
             block_stop = min(start + block, n_points)
             while start < block_stop:
                 stop = min(start + chunk_size, n_points)
-                _point_chunk(U, offsets, keys, values, bias, h_rows, compute_gradient,
-                             start, stop, diff, acc, zbuf,
-                             &chunk_loss[start // chunk_size],
-                             &chunk_grad_bias[start // chunk_size])
-                if compute_gradient:
+                _point_chunk(U, pp, h_rows, start, stop, diff, acc, zbuf)
+                if pp.compute_gradient:
                     size = stop - start
                     if identity_rows:
                         rows = &X[start, 0]
@@ -398,22 +422,20 @@ def ldml_evaluate(const floating[:, ::1] X, const floating[:, ::1] L, PairIndex 
     cdef double loss = 0.0, grad_bias = 0.0, scale
     cdef double total_weight = index.total_weight
     cdef bint finite = True
+    cdef _PointPass pp
 
     block = _partial_block(index.n_points, point_chunk)
     with nogil:
         if identity_rows:
-            if check_finite:
-                finite = transform_rows_checked(X, L, U, point_chunk, n_threads)
-            else:
-                transform_rows(X, L, U, point_chunk, n_threads)
+            finite = transform_rows(X, L, U, point_chunk, n_threads, check_finite)
         else:
             transform_selected_rows(X, point_rows, L, U, point_chunk, n_threads)
     if not finite:
         return None
     with nogil:
-        _fused_point_pass(X, point_rows, identity_rows, U, offsets, keys, values, bias,
-                          compute_gradient, partials, block, chunk_loss, chunk_gb,
-                          point_chunk, n_threads)
+        pp = _point_pass(offsets, keys, values, bias, compute_gradient, point_chunk,
+                         chunk_loss, chunk_gb)
+        _fused_point_pass(X, point_rows, identity_rows, U, &pp, partials, block, n_threads)
         for c in range(n_chunks):
             loss += chunk_loss[c]
             grad_bias += chunk_gb[c]

@@ -202,9 +202,7 @@ class MLKR(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         y : array-like of shape (n_batch,)
             Real targets of the batch.
 
-        Returns
-        -------
-        self
+        {returns_self}
         """
         X, y, _ = self._partial_fit_points(X, y)
         targets = np.ascontiguousarray(y, dtype=np.float64)

@@ -41,12 +41,16 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import encode_classes, validate_points
 from fastmetric._core.minibatch_learner import (
     STOCHASTIC_SOLVERS,
     MinibatchNeighborsMixin,
+    batch_objective,
+    check_dask_solver,
+    data_mean,
     init_subset,
     resolve_solver,
     stochastic_solver_only,
@@ -55,7 +59,6 @@ from fastmetric._core.objectives.lmnn import lmnn_problem, preconditioner
 from fastmetric._core.objectives.neighbor_batches import (
     LMNNBatchObjective,
     block_target_neighbors,
-    row_mean,
 )
 from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_halving_descent, minimize_lbfgs
@@ -120,7 +123,10 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         momentum (see Notes; ``max_iter`` then counts epochs and
         ``convergence_tol`` is the minimal relative improvement of an
         epoch's mean loss; ``min_iter`` is not used).  ``'auto'``:
-        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.
+        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.  X may be a
+        row-chunked dask array with the stochastic solvers (``'auto'`` is
+        then ``'adam'``): the minibatches are gathered and evaluated on the
+        workers (see ``fastmetric._core.dask_minibatch``).
     {verbose_objective}
     {preprocessor_points}
     random_state : int, RandomState instance or None
@@ -278,7 +284,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         {returns_self}
         """
         X, y_enc, classes, per_class = self._labelled_points(X, y, reset=True)
-        solver = resolve_solver(self.solver, X.shape[0])
+        solver = check_dask_solver(self, X)
         if solver in STOCHASTIC_SOLVERS:
             return self._fit_stochastic(X, y_enc, classes.shape[0], solver)
         rng = check_random_state(self.random_state)
@@ -307,7 +313,10 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
 
     def _labelled_points(self, X, y, reset):
         """Validated X, labels encoded 0..C-1, the classes and targets per class."""
-        X, y = validate_points(self, X, y, reset=reset)
+        if is_dask_array(X):  # kept lazy: the stochastic solvers gather minibatches
+            X, y = check_dask_labelled_points(self, X, y, reset)
+        else:
+            X, y = validate_points(self, X, y, reset=reset)
         check_classification_targets(y)
         classes, y_enc, counts = encode_classes(
             y, "LMNN", "(impostors are points of another class)")
@@ -337,13 +346,15 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
     # -- stochastic solvers ------------------------------------------------
     def _stochastic_objective(self, X, y_enc, n_classes, L0, seed, n_threads):
         """Targets found once in the metric of L0, and the minibatch objective."""
-        mean = row_mean(X)
+        mean = data_mean(X)
         with single_threaded_blas():
+            # On a dask array the rows of one class of one block at a time
+            # are gathered here (memory bounded by that block).
             targets, _ = block_target_neighbors(
                 X, y_enc, n_classes, int(self.n_neighbors), L0, mean,
                 block_size=self.target_block_size, seed=seed, n_threads=n_threads)
-        return LMNNBatchObjective(X, y_enc, targets, float(self.regularization), mean=mean,
-                                  n_threads=n_threads)
+        return batch_objective(LMNNBatchObjective, X, y_enc, self.n_jobs, mean=mean,
+                               targets=targets, mu=float(self.regularization))
 
     def _stochastic_init(self, X, y_enc, rng):
         """The map a stochastic fit starts from, and whether Ctrl-C stopped its making.

@@ -204,7 +204,7 @@ class MLKR(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
 
         {returns_self}
         """
-        X, y, _ = self._partial_fit_points(X, y)
+        X, y, _ = self._partial_fit_points(X, y, self._points)
         targets = np.ascontiguousarray(y, dtype=np.float64)
         n_threads = effective_n_threads(self.n_jobs)
         self._partial_fit_minibatch(

@@ -39,10 +39,13 @@ from sklearn.base import _fit_context
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
+from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.minibatch_learner import (
     SOFTMAX_STOCHASTIC_CONSTRAINTS,
     MinibatchNeighborsMixin,
+    batch_objective,
+    check_dask_solver,
     init_subset,
     resolve_solver,
     stochastic_solver_only,
@@ -112,7 +115,10 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         epochs for large data, each batch point's softmax taken over the
         batch and ``n_candidates`` rows drawn per minibatch (time linear in
         n per epoch, memory bounded by the batch; see Notes).  ``'auto'``:
-        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.
+        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.  X may be a
+        row-chunked dask array with the stochastic solvers (``'auto'`` is
+        then ``'adam'``): the minibatches are gathered and evaluated on the
+        workers (see ``fastmetric._core.dask_minibatch``).
     batch_size : int, default=1000
         Rows per minibatch (stochastic solvers).
     n_candidates : int, default=1000
@@ -185,6 +191,12 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
                  n_iter_no_change=5):
         store_params(self, locals())
 
+    def _labelled_points(self, X, y, reset):
+        """Validated points and labels; a dask array stays lazy (stochastic solvers)."""
+        if is_dask_array(X):
+            return check_dask_labelled_points(self, X, y, reset)
+        return self._points(X, y, reset=reset)
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn ``L`` from points and their class labels.
@@ -196,7 +208,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         {returns_self}
         """
         n_threads = effective_n_threads(self.n_jobs)
-        X, y = self._points(X, y)
+        X, y = self._labelled_points(X, y, reset=True)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
         labels = labels.reshape(-1)
@@ -212,7 +224,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             # zero.  The initial map is already optimal and kept as named
             # (metric-learn returns it too, after no iteration; no softmax to
             # keep unsaturated).
-            L0 = self._initial_components(X, labels, shrink=False)
+            L0 = self._initial_components(*init_subset(X, labels), shrink=False)
             self.classes_ = classes
             self.components_ = np.ascontiguousarray(L0)
             self.n_iter_ = 0
@@ -220,10 +232,10 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             self.loss_curve_ = []
             return self
         self.classes_ = classes
-        solver = resolve_solver(self.solver, n)
+        solver = check_dask_solver(self, X)
         if solver != "lbfgs":
             L0 = self._initial_components(*init_subset(X, labels))
-            objective = NCABatchObjective(X, labels, n_threads=n_threads)
+            objective = batch_objective(NCABatchObjective, X, labels, self.n_jobs)
             self._fit_minibatch(objective, L0, solver,
                                 DEFAULT_TOL if self.tol is None else self.tol)
             return self
@@ -253,15 +265,14 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
 
         {returns_self}
         """
-        X, y, first = self._partial_fit_points(X, y)
+        X, y, first = self._partial_fit_points(X, y, self._labelled_points)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
         labels = labels.reshape(-1)
         solver = resolve_solver(self.solver, np.inf)
-        n_threads = effective_n_threads(self.n_jobs)
         self._partial_fit_minibatch(
-            lambda: NCABatchObjective(X, labels, n_threads=n_threads),
-            lambda: self._initial_components(X, labels), solver)
+            lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs),
+            lambda: self._initial_components(*init_subset(X, labels)), solver)
         seen = getattr(self, "classes_", None) if not first else None
         self.classes_ = classes if seen is None else np.union1d(seen, classes)
         return self

@@ -81,10 +81,11 @@ def _pool(n_threads):
     return pool
 
 
-def _map_blocks(fn, n_rows, n_threads):
-    """``[fn(start, stop)]`` over the fixed row blocks, in block order."""
-    starts = range(0, n_rows, BLOCK_ROWS)
-    if n_threads <= 1 or n_rows <= BLOCK_ROWS:
+def _map_blocks(fn, n_rows, n_threads, first=0):
+    """``[fn(start, stop)]`` over the fixed row blocks of rows ``first:n_rows``
+    (``first`` a multiple of BLOCK_ROWS), in block order."""
+    starts = range(first, n_rows, BLOCK_ROWS)
+    if n_threads <= 1 or n_rows - first <= BLOCK_ROWS:
         return [fn(s, min(s + BLOCK_ROWS, n_rows)) for s in starts]
     return list(_pool(int(n_threads)).map(lambda s: fn(s, min(s + BLOCK_ROWS, n_rows)), starts))
 
@@ -153,6 +154,15 @@ class _BatchObjective:
         """The data of the minibatch ``rows`` with the drawn candidates ``drawn``."""
         return _Batch(self, np.asarray(rows, dtype=np.intp), np.asarray(drawn, dtype=np.intp))
 
+    def batches(self, specs):
+        """The data of each ``(rows, drawn)`` of ``specs``, built when it is reached.
+
+        (The Dask objective of :mod:`fastmetric._core.dask_minibatch` reads
+        ``specs`` ahead instead, to gather the rows on the workers early.)
+        """
+        for rows, drawn in specs:
+            yield self.batch(rows, drawn)
+
     def _distances(self, batch, ZC, sqC, start, stop):
         """Squared distances of batch rows start:stop to the candidates; +inf on
         a point's own entries (itself in B, and drawn copies of it in S).
@@ -195,11 +205,25 @@ class _BatchObjective:
     def loss_grad(self, L, batch):
         """Minibatch loss (float) and its gradient in L ((k, d) float64)."""
         L = np.asarray(L, dtype=np.float64)
+        loss, H = self.partial_sums(L, batch)
+        return loss / batch.b, (2.0 / batch.b) * (L @ H)
+
+    def partial_sums(self, L, batch, first=0, stop=None):
+        """The summed loss and the scatter ``H`` ((d, d) float64) of batch rows
+        ``first:stop`` (``first`` a multiple of BLOCK_ROWS; default all rows).
+
+        The loss of the minibatch is the sum of these over a split of its
+        rows, divided by b, and its gradient ``(2/b) L`` times the sum of the
+        ``H``: the Dask fit evaluates a minibatch in such shares on
+        several workers.
+        """
+        L = np.asarray(L, dtype=np.float64)
         Lw = np.ascontiguousarray(L, dtype=self.dtype)
+        stop = batch.b if stop is None else stop
         ZC = batch.XC @ Lw.T
         sqC = np.einsum("ij,ij->i", ZC, ZC)
-        parts = _map_blocks(lambda s, e: self._block(batch, ZC, sqC, s, e), batch.b,
-                            self.n_threads)
+        parts = _map_blocks(lambda s, e: self._block(batch, ZC, sqC, s, e), stop,
+                            self.n_threads, first)
         loss = 0.0
         H = np.zeros((L.shape[1], L.shape[1]), dtype=np.float64)
         col = np.zeros(batch.XC.shape[0], dtype=self.dtype)
@@ -209,7 +233,7 @@ class _BatchObjective:
             col += block_col
         XC = batch.XC
         H += (XC.T @ (col[:, None] * XC)).astype(np.float64)
-        return loss / batch.b, (2.0 / batch.b) * (L @ H)
+        return loss, H
 
     def _pair_scatter(self, batch, start, stop, W):
         """``X_B^T diag(r) X_B - G - G^T`` of one block and its column sums q."""
@@ -306,12 +330,12 @@ class LMNNBatchObjective(_BatchObjective):
         data.scale = (self.n_samples - 1) / max(c - 1, 1)
         return data
 
-    def loss_grad(self, L, batch):
+    def partial_sums(self, L, batch, first=0, stop=None):
         self._active = []
         self._Lw = np.ascontiguousarray(L, dtype=self.dtype)
-        loss, grad = super().loss_grad(L, batch)
+        sums = super().partial_sums(L, batch, first, stop)
         self.n_active = int(sum(self._active))
-        return loss, grad
+        return sums
 
     def _block(self, batch, ZC, sqC, start, stop):
         mu, s = self.mu, batch.scale

@@ -1,4 +1,4 @@
-"""The stochastic (minibatch) fit shared by NCA and LMNN.
+"""The stochastic (minibatch) fit shared by NCA, LMNN and MLKR.
 
 :class:`MinibatchNeighborsMixin` runs the minibatch objectives of
 :mod:`fastmetric._core.objectives.neighbor_batches` through the solvers the
@@ -21,9 +21,11 @@ A learner using the mixin has the parameters ``solver``, ``batch_size``,
 """
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.objectives.neighbor_batches import draw_candidates, row_mean
+from fastmetric._core.params import integers, reals
 from fastmetric._core.rows import evenly_spaced
 from fastmetric._core.solvers import (
     IterationPrinter,
@@ -36,8 +38,8 @@ from fastmetric._core.solvers import (
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["AUTO_STOCHASTIC_ROWS", "INIT_MAX_ROWS", "MinibatchNeighborsMixin",
-           "STOCHASTIC_SOLVERS", "batch_objective", "check_dask_solver", "data_mean",
-           "init_subset", "resolve_solver"]
+           "SOFTMAX_STOCHASTIC_CONSTRAINTS", "STOCHASTIC_SOLVERS", "batch_objective",
+           "check_dask_solver", "data_mean", "init_subset", "resolve_solver"]
 
 # solver='auto': the full objectives (O(n^2) per evaluation) up to this many
 # rows, Adam on minibatches above.  At 50,000 rows an L-BFGS iteration of NCA
@@ -51,6 +53,15 @@ AUTO_STOCHASTIC_ROWS = 50_000
 INIT_MAX_ROWS = 100_000
 
 STOCHASTIC_SOLVERS = ("adam", "sgd")
+
+# The parameter rules of the softmax learners (NCA, MLKR) with these solvers.
+SOFTMAX_STOCHASTIC_CONSTRAINTS = {
+    "solver": [StrOptions({"lbfgs", *STOCHASTIC_SOLVERS, "auto"})],
+    "batch_size": [integers(1)],
+    "n_candidates": [integers(0)],
+    "learning_rate": [reals(0, closed="neither")],
+    "n_iter_no_change": [integers(1)],
+}
 
 
 def resolve_solver(solver, n_samples):
@@ -76,15 +87,16 @@ def check_dask_solver(estimator, X):
     return solver
 
 
-def init_subset(X, labels):
+def init_subset(X, labels, max_rows=INIT_MAX_ROWS):
     """The rows (and their labels) the initial map of a stochastic fit is
-    computed on: at most INIT_MAX_ROWS evenly spaced rows, X itself (not a
-    copy) when it is no larger; from a dask array, those rows gathered."""
+    computed on: at most ``max_rows`` evenly spaced rows (default
+    INIT_MAX_ROWS), X itself (not a copy) when it is no larger; from a dask
+    array, those rows gathered."""
     if is_dask_array(X):
         from fastmetric._core.dask_support import sample_rows
 
-        return sample_rows(X, labels, INIT_MAX_ROWS)
-    rows = evenly_spaced(X.shape[0], INIT_MAX_ROWS)
+        return sample_rows(X, labels, int(max_rows))
+    rows = evenly_spaced(X.shape[0], int(max_rows))
     if rows.shape[0] == X.shape[0]:
         return X, labels
     return X[rows], labels[rows]
@@ -133,7 +145,12 @@ def stochastic_solver_only(estimator):
 
 
 class MinibatchNeighborsMixin:
-    """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN)."""
+    """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN, MLKR)."""
+
+    def _starts_partial_fit(self):
+        """Whether the next partial_fit starts afresh: no stochastic fit or
+        partial_fit yet (or the last fit used a full-batch solver)."""
+        return getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
 
     def _epoch_batches(self, objective, n_rows, seed, verbose):
         """``epoch_batches(epoch)`` of :func:`minimize_stochastic` for ``objective``.
@@ -207,7 +224,7 @@ class MinibatchNeighborsMixin:
         The first call (or the first after a fit with a full-batch solver)
         starts from ``initial_components()`` and a fresh optimiser.
         """
-        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
+        first = self._starts_partial_fit()
         objective = make_objective()
         with single_threaded_blas():
             if first:

@@ -58,6 +58,20 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
         """
         return validate_points(self, X, y, y_numeric=self._regression, reset=reset)
 
+    def _partial_fit_points(self, X, y, validate):
+        """Rows and targets of a partial_fit batch validated by
+        ``validate(X, y, reset)`` (at least 2 rows), and whether this call
+        starts the fit (features checked against the first call's
+        otherwise).  For the learners that also take
+        :class:`~fastmetric._core.minibatch_learner.MinibatchNeighborsMixin`
+        (NCA, MLKR), whose ``_starts_partial_fit`` it asks."""
+        first = self._starts_partial_fit()
+        X, y = validate(X, y, reset=first)
+        if X.shape[0] < 2:
+            raise ValueError(f"partial_fit needs at least 2 rows in a batch; got "
+                             f"{X.shape[0]}.")
+        return X, y, first
+
     def _fit_problem(self, X, problem, L0, n_threads):
         k, d = L0.shape
         printer = IterationPrinter(type(self).__name__)

@@ -36,13 +36,13 @@ from typing import ClassVar
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.minibatch_learner import (
+    SOFTMAX_STOCHASTIC_CONSTRAINTS,
     MinibatchNeighborsMixin,
     batch_objective,
     check_dask_solver,
@@ -52,7 +52,7 @@ from fastmetric._core.minibatch_learner import (
 )
 from fastmetric._core.objectives.neighbor_batches import NCABatchObjective
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
-from fastmetric._core.params import integers, reals, store_params
+from fastmetric._core.params import store_params
 from fastmetric._core.softmax_learner import DEFAULT_TOL, SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
 
@@ -182,11 +182,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
     _unsaturated_start = True
     _parameter_constraints: ClassVar[dict] = {
         **SoftmaxNeighborsLearner._parameter_constraints,
-        "solver": [StrOptions({"lbfgs", "adam", "sgd", "auto"})],
-        "batch_size": [integers(1)],
-        "n_candidates": [integers(0)],
-        "learning_rate": [reals(0, closed="neither")],
-        "n_iter_no_change": [integers(1)],
+        **SOFTMAX_STOCHASTIC_CONSTRAINTS,
     }
 
     def __init__(self, init="auto", n_components=None, max_iter=100, tol=None, verbose=False,
@@ -269,14 +265,10 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
 
         {returns_self}
         """
-        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
-        X, y = self._labelled_points(X, y, reset=first)
+        X, y, first = self._partial_fit_points(X, y, self._labelled_points)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
         labels = labels.reshape(-1)
-        if X.shape[0] < 2:
-            raise ValueError(f"partial_fit needs at least 2 rows in a batch; got "
-                             f"{X.shape[0]}.")
         solver = resolve_solver(self.solver, np.inf)
         self._partial_fit_minibatch(
             lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs),

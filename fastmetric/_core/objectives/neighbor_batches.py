@@ -1,4 +1,4 @@
-"""Minibatch objectives of NCA and LMNN, for data too large for the full objectives.
+"""Minibatch objectives of NCA, LMNN and MLKR, for data too large for the full objectives.
 
 The full objectives of NCA and LMNN couple every point with every other:
 an evaluation costs O(n^2) however it is organised.  Here a minibatch is a
@@ -20,6 +20,12 @@ B} p_i`` with ``p_i = sum_{l: y_l = y_i} p_il``: NCA's objective with the
 softmax taken over a random subset, per point.  Its gradient is NCA's,
 ``(2/b) L sum_il w_il (x_i - x_l)(x_i - x_l)^T`` with ``w_il = p_il
 ([y_l = y_i] - p_i)``.
+
+**MLKR** (:class:`MLKRBatchObjective`).  The same softmax over the
+candidates weights a kernel regression of the real targets: ``yhat_i =
+sum_l p_il y_l`` and the minibatch loss ``(1/b) sum_{i in B} (yhat_i -
+y_i)^2``, with ``W_il = 2 (yhat_i - y_i) p_il (yhat_i - y_l)`` in the
+gradient.
 
 **LMNN** (:class:`LMNNBatchObjective`).  The target neighbours ``T(i)`` are
 found once, exactly, before the fit (:func:`block_target_neighbors`); the
@@ -56,8 +62,8 @@ import numpy as np
 
 from fastmetric._core.objectives.lmnn import _sorted_targets, sort_by_class
 
-__all__ = ["BLOCK_ROWS", "LMNNBatchObjective", "NCABatchObjective", "block_target_neighbors",
-           "draw_candidates", "row_mean"]
+__all__ = ["BLOCK_ROWS", "LMNNBatchObjective", "MLKRBatchObjective", "NCABatchObjective",
+           "block_target_neighbors", "draw_candidates", "row_mean"]
 
 # Batch rows per work unit.  Fixed (not derived from the thread count), so
 # that the partial sums, and their order, are the same for any thread count.
@@ -133,10 +139,13 @@ class _BatchObjective:
     n_threads : int
     """
 
+    # Class labels are integers; MLKR's real targets take the labels' place.
+    _label_dtype = np.intp
+
     def __init__(self, X, labels, mean=None, n_threads=1):
         self.X = X
         self.dtype = np.dtype(X.dtype)
-        self.labels = np.ascontiguousarray(labels, dtype=np.intp)
+        self.labels = np.ascontiguousarray(labels, dtype=self._label_dtype)
         self.n_samples = X.shape[0]
         self.mean = row_mean(X) if mean is None else np.asarray(mean, dtype=np.float64)
         self.n_threads = int(n_threads)
@@ -176,6 +185,22 @@ class _BatchObjective:
         for i in np.flatnonzero(hi > lo):
             D[i, batch.b + lo[i]:batch.b + hi[i]] = np.inf
         return D
+
+    def _softmax_terms(self, batch, ZC, sqC, start, stop):
+        """``exp(m_i - D_il)`` of batch rows start:stop over the candidates
+        (shifted by each row's smallest distance ``m_i``; 0 on a point's own
+        entries), the row sums, and which rows have a candidate at all (a
+        row without one gets zeros and a sum of 1)."""
+        E = self._distances(batch, ZC, sqC, start, stop)
+        m = E.min(axis=1)
+        ok = np.isfinite(m)
+        m[~ok] = 0.0
+        np.subtract(m[:, None], E, out=E)
+        np.exp(E, out=E)
+        E[~ok] = 0.0
+        total = E.sum(axis=1)
+        total[~ok] = 1.0
+        return E, total, ok
 
     def loss_grad(self, L, batch):
         """Minibatch loss (float) and its gradient in L ((k, d) float64)."""
@@ -224,15 +249,7 @@ class NCABatchObjective(_BatchObjective):
     """NCA's softmax over each batch point's candidates (see the module docstring)."""
 
     def _block(self, batch, ZC, sqC, start, stop):
-        E = self._distances(batch, ZC, sqC, start, stop)
-        m = E.min(axis=1)
-        ok = np.isfinite(m)  # a point with no candidate has no softmax
-        m[~ok] = 0.0
-        np.subtract(m[:, None], E, out=E)
-        np.exp(E, out=E)  # exp(m - D): 0 on own entries
-        E[~ok] = 0.0
-        total = E.sum(axis=1)
-        total[~ok] = 1.0
+        E, total, _ = self._softmax_terms(batch, ZC, sqC, start, stop)
         same = batch.yC[start:stop, None] == batch.yC[None, :]
         W = np.multiply(E, same)
         p = W.sum(axis=1) / total
@@ -242,6 +259,38 @@ class NCABatchObjective(_BatchObjective):
         W -= E
         H, col = self._pair_scatter(batch, start, stop, W)
         return -float(p.sum(dtype=np.float64)), H, col
+
+
+class MLKRBatchObjective(_BatchObjective):
+    """MLKR's kernel regression over each batch point's candidates.
+
+    ``labels`` holds the real targets.  Batch point i is predicted by the
+    kernel-weighted mean of its candidates' targets (itself and drawn copies
+    of itself excluded), ``yhat_i = sum_l p_il y_l`` with ``p_il``
+    proportional to ``exp(-D_il)``; the minibatch loss is ``(1/b) sum_{i in
+    B} (yhat_i - y_i)^2``, MLKR's leave-one-out error per point with the
+    regression taken over a random subset.  Its derivative in ``D_il`` is
+    ``2 (yhat_i - y_i) p_il (yhat_i - y_l)``.  A point whose candidates all
+    lie beyond the float range of the kernel keeps the smallest distance's
+    weight 1 (the softmax is shifted by its minimum), so ``yhat_i`` is its
+    nearest candidate's target, as in the full objective.
+    """
+
+    _label_dtype = np.float64
+
+    def _block(self, batch, ZC, sqC, start, stop):
+        E, total, ok = self._softmax_terms(batch, ZC, sqC, start, stop)
+        total = total.astype(np.float64)
+        yC = batch.yC
+        y = yC[start:stop]
+        yhat = (E @ yC.astype(E.dtype)).astype(np.float64) / total
+        residual = np.where(ok, yhat - y, 0.0)
+        # W_il = 2 r_i p_il (yhat_i - y_l), p_il = E_il / total_i
+        W = np.subtract(yhat.astype(E.dtype)[:, None], yC.astype(E.dtype)[None, :])
+        W *= E
+        W *= (2.0 * residual / total).astype(E.dtype)[:, None]
+        H, col = self._pair_scatter(batch, start, stop, W)
+        return float(np.dot(residual, residual)), H, col
 
 
 class LMNNBatchObjective(_BatchObjective):

@@ -26,27 +26,22 @@ from typing import ClassVar
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.utils.metaestimators import available_if
 
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.minibatch_learner import (
-    SOFTMAX_STOCHASTIC_CONSTRAINTS,
-    MinibatchNeighborsMixin,
     init_subset,
     resolve_solver,
-    stochastic_solver_only,
 )
 from fastmetric._core.objectives.neighbor_batches import MLKRBatchObjective
-from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.params import options_or_array, store_params
-from fastmetric._core.softmax_learner import DEFAULT_TOL, SoftmaxNeighborsLearner
+from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
 
 __all__ = ["MLKR"]
 
 
 @shared_docs
-class MLKR(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
+class MLKR(SoftmaxNeighborsLearner):
     """Metric Learning for Kernel Regression.
 
     Learns the linear map ``L`` (``components_``) under which Gaussian
@@ -148,7 +143,6 @@ class MLKR(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         # No 'lda': it needs class labels, and MLKR's targets are real values.
         "init": options_or_array("auto", "identity", "pca", "covariance", "random",
                                  learner=True),
-        **SOFTMAX_STOCHASTIC_CONSTRAINTS,
     }
 
     def __init__(self, n_components=None, init="auto", tol=None, max_iter=1000,
@@ -179,35 +173,15 @@ class MLKR(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             )
         targets = np.ascontiguousarray(y, dtype=np.float64)
         solver = resolve_solver(self.solver, n)
-        if solver != "lbfgs":
-            L0 = self._initial_components(init_subset(X, targets)[0], None)
-            objective = MLKRBatchObjective(X, targets, n_threads=n_threads)
-            self._fit_minibatch(objective, L0, solver,
-                                DEFAULT_TOL if self.tol is None else self.tol)
-            return self
-        L0 = self._initial_components(X, None)
-        problem = SoftmaxNeighborsProblem(X, targets=targets)
-        return self._fit_problem(X, problem, L0, n_threads)
+        return self._fit_solver(
+            X, solver, n_threads, targets=targets,
+            stochastic_start=lambda: self._initial_components(init_subset(X, targets)[0], None),
+            make_objective=lambda: MLKRBatchObjective(X, targets, n_threads=n_threads))
 
-    @available_if(stochastic_solver_only)
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y):
-        """One epoch of the stochastic solver over a batch of rows and targets,
-        as :meth:`fastmetric.NCA.partial_fit` does with class labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_batch, n_features)
-            At least 2 rows.
-        y : array-like of shape (n_batch,)
-            Real targets of the batch.
-
-        {returns_self}
-        """
-        X, y, _ = self._partial_fit_points(X, y, self._points)
+    def _partial_fit_batch(self, X, y, first, solver):
+        """partial_fit's epoch on the batch's real targets."""
         targets = np.ascontiguousarray(y, dtype=np.float64)
         n_threads = effective_n_threads(self.n_jobs)
         self._partial_fit_minibatch(
             lambda: MLKRBatchObjective(X, targets, n_threads=n_threads),
-            lambda: self._initial_components(X, None), resolve_solver(self.solver, np.inf))
-        return self
+            lambda: self._initial_components(X, None), solver)

@@ -32,35 +32,28 @@ the epochs, ``partial_fit`` and Ctrl-C handling are those of
 """
 
 
-from typing import ClassVar
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.minibatch_learner import (
-    SOFTMAX_STOCHASTIC_CONSTRAINTS,
-    MinibatchNeighborsMixin,
     batch_objective,
     check_dask_solver,
     init_subset,
-    resolve_solver,
-    stochastic_solver_only,
 )
 from fastmetric._core.objectives.neighbor_batches import NCABatchObjective
-from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.params import store_params
-from fastmetric._core.softmax_learner import DEFAULT_TOL, SoftmaxNeighborsLearner
+from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
 
 __all__ = ["NCA"]
 
 
 @shared_docs
-class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
+class NCA(SoftmaxNeighborsLearner):
     """Neighbourhood Components Analysis.
 
     Learns the linear map ``L`` (``components_``) maximising the expected
@@ -180,11 +173,6 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
     """
 
     _unsaturated_start = True
-    _parameter_constraints: ClassVar[dict] = {
-        **SoftmaxNeighborsLearner._parameter_constraints,
-        **SOFTMAX_STOCHASTIC_CONSTRAINTS,
-    }
-
     def __init__(self, init="auto", n_components=None, max_iter=100, tol=None, verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None,
                  solver="lbfgs", batch_size=1000, n_candidates=1000, learning_rate=0.005,
@@ -233,46 +221,21 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             return self
         self.classes_ = classes
         solver = check_dask_solver(self, X)
-        if solver != "lbfgs":
-            L0 = self._initial_components(*init_subset(X, labels))
-            objective = batch_objective(NCABatchObjective, X, labels, self.n_jobs)
-            self._fit_minibatch(objective, L0, solver,
-                                DEFAULT_TOL if self.tol is None else self.tol)
-            return self
-        L0 = self._initial_components(X, labels)
-        problem = SoftmaxNeighborsProblem(X, labels=labels)
-        return self._fit_problem(X, problem, L0, n_threads)
+        return self._fit_solver(
+            X, solver, n_threads, labels=labels,
+            stochastic_start=lambda: self._initial_components(*init_subset(X, labels)),
+            make_objective=lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs))
 
-    @available_if(stochastic_solver_only)
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y):
-        """One epoch of the stochastic solver over a batch of labelled rows.
+    _batch_points = _labelled_points
 
-        The rows are visited once, in minibatches of ``batch_size``, each
-        with ``n_candidates`` candidates drawn from the same rows;
-        the solver's state (Adam's moments) carries over from the previous
-        call or from ``fit``.  The first call initialises ``L`` from this
-        batch.  Stream data that does not fit in memory block by block,
-        e.g. shuffled row blocks of a ``numpy.memmap``.  Only with
-        ``solver='adam'``, ``'sgd'`` or ``'auto'`` (which streams with Adam).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_batch, n_features)
-            At least 2 rows.
-        y : array-like of shape (n_batch,)
-            Class labels of the batch.
-
-        {returns_self}
-        """
-        X, y, first = self._partial_fit_points(X, y, self._labelled_points)
+    def _partial_fit_batch(self, X, y, first, solver):
+        """partial_fit's epoch on the batch's class labels; ``classes_``
+        gathers the classes seen so far."""
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
         labels = labels.reshape(-1)
-        solver = resolve_solver(self.solver, np.inf)
         self._partial_fit_minibatch(
             lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs),
             lambda: self._initial_components(*init_subset(X, labels)), solver)
         seen = getattr(self, "classes_", None) if not first else None
         self.classes_ = classes if seen is None else np.union1d(seen, classes)
-        return self

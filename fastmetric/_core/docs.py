@@ -78,6 +78,9 @@ n_constraints : int, optional
     it grows with the data).  ``n_constraints=20 * n_classes ** 2`` is
     metric-learn's default.""",
     # ---- attributes ----
+    "learned_map": """\
+components_ : ndarray of shape (n_components, n_features)
+    The learned map ``L``.""",
     "loss_history": """\
 n_iter_ : int
     Iterations done.
@@ -85,6 +88,10 @@ loss_ : float
     Final objective.
 loss_curve_ : list of float
     Objective after each iteration.""",
+    "n_iter_no_change": """\
+n_iter_no_change : int, default=5
+    The stochastic solvers stop after this many epochs without an
+    improvement of the mean loss by ``tol``.""",
     "n_features_in": """\
 n_features_in_ : int
     Number of features seen in ``fit``.""",

@@ -227,8 +227,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features)
-        The learned map ``L``.
+    {learned_map}
     bias_ : float
         The model's bias: pairs with ``d^2 < bias_`` have ``P(similar) >
         1/2``.

@@ -166,8 +166,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features)
-        The learned map ``L``.
+    {learned_map}
     {loss_history}
     n_active_ : int
         Active triplets (positive hinge terms) at the end (stochastic

@@ -28,10 +28,7 @@ import numpy as np
 from sklearn.base import _fit_context
 
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.minibatch_learner import (
-    init_subset,
-    resolve_solver,
-)
+from fastmetric._core.minibatch_learner import init_subset, resolve_solver
 from fastmetric._core.objectives.neighbor_batches import MLKRBatchObjective
 from fastmetric._core.params import options_or_array, store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
@@ -90,16 +87,13 @@ class MLKR(SoftmaxNeighborsLearner):
     learning_rate : float, default=0.005
         Step size of the stochastic solvers (NCA's default; not tuned on
         large data for MLKR).
-    n_iter_no_change : int, default=5
-        The stochastic solvers stop after this many epochs without an
-        improvement of the mean loss by ``tol``.
+    {n_iter_no_change}
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features)
-        The learned map ``L``.
+    {learned_map}
     n_iter_ : int
-        L-BFGS iterations (epochs) done.
+        L-BFGS iterations done, or epochs with a stochastic solver.
     loss_ : float
         Final leave-one-out sum of squared errors (stochastic solvers: the
         last epoch's mean over the minibatches of the mean squared error

@@ -39,11 +39,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.minibatch_learner import (
-    batch_objective,
-    check_dask_solver,
-    init_subset,
-)
+from fastmetric._core.minibatch_learner import batch_objective, check_dask_solver, init_subset
 from fastmetric._core.objectives.neighbor_batches import NCABatchObjective
 from fastmetric._core.params import store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
@@ -121,16 +117,13 @@ class NCA(SoftmaxNeighborsLearner):
         Step size of the stochastic solvers (0.005 reached a lower loss and
         a better 3-NN accuracy than 0.01 on 180,000 rows of
         ``benchmarks/large_neighbors.py``).
-    n_iter_no_change : int, default=5
-        The stochastic solvers stop after this many epochs without an
-        improvement of the mean loss by ``tol``.
+    {n_iter_no_change}
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features)
-        The learned map ``L``.
+    {learned_map}
     n_iter_ : int
-        L-BFGS iterations (epochs) done.
+        Iterations done (epochs with a stochastic solver).
     loss_ : float
         Final objective ``-sum_i p_i`` (minus the expected number of points
         classified correctly); with a stochastic solver the last epoch's

@@ -46,24 +46,23 @@ import time
 
 import numpy as np
 
-from _report import ROOT, last_json_line, print_rows  # also puts fastmetric on sys.path
+from _report import ROOT, print_rows, run_json_child  # also puts fastmetric on sys.path
 
 HELD_OUT = 20_000
 
 FIT_SCRIPT = r"""
-import json, resource, sys, time, warnings
+import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, os.path.join(sys.argv[1], "benchmarks"))
 import numpy as np
 import fastmetric
+from _report import epoch_times, timed_epochs_fit
 path, name, n, params, threads, out = sys.argv[2], sys.argv[3], int(sys.argv[4]), \
     json.loads(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 X = np.load(path + ".X.npy", mmap_mode="r")[:n]
 y = np.asarray(np.load(path + ".y.npy", mmap_mode="r")[:n])
 if params.get("solver", "lbfgs") == "lbfgs":
     X = np.ascontiguousarray(X)  # a subsample: in memory
-stamps = []
-def record(estimator, epoch, loss):
-    stamps.append((time.perf_counter(), float(loss)))
 # When the epochs start (after the set-up: the initial map, LMNN's
 # subsample fit and target search), so that the first epoch is timed alone.
 from fastmetric._core.minibatch_learner import MinibatchNeighborsMixin
@@ -73,22 +72,18 @@ def timed_fit_minibatch(self, *args, **kwargs):
     epochs_start.append(time.perf_counter())
     return _fit_minibatch(self, *args, **kwargs)
 MinibatchNeighborsMixin._fit_minibatch = timed_fit_minibatch
-est = getattr(fastmetric, name)(n_jobs=threads, random_state=0, callback=record, **params)
-t0 = time.perf_counter()
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    est.fit(X, y)
-seconds = time.perf_counter() - t0
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
+est, fit = timed_epochs_fit(lambda record: getattr(fastmetric, name)(
+    n_jobs=threads, random_state=0, callback=record, **params), X, y)
 np.save(out, est.components_)
-times = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
+stamps, seconds = fit["stamps"], fit["seconds"]
+times = epoch_times(stamps)
 if epochs_start and stamps:
     times.insert(0, stamps[0][0] - epochs_start[0])
 print(json.dumps({"seconds": seconds,
-                  "setup": epochs_start[0] - t0 if epochs_start else seconds,
+                  "setup": epochs_start[0] - fit["t0"] if epochs_start else seconds,
                   "load": open("/proc/loadavg").read().split()[:3],
                   "epoch_times": times, "losses": [s[1] for s in stamps],
-                  "n_iter": int(est.n_iter_), "peak_rss": rss,
+                  "n_iter": int(est.n_iter_), "peak_rss": fit["peak_rss"],
                   "dtype": str(X.dtype)}))
 """
 
@@ -124,12 +119,7 @@ def ensure_data(directory, n):
 def run_fit(path, name, n, params, threads, out):
     cmd = [sys.executable, "-c", FIT_SCRIPT, ROOT, path, name, str(n), json.dumps(params),
            str(threads), out]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    line = last_json_line(proc.stdout)
-    if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"{name} {params} on {n} rows failed (exit {proc.returncode}): "
-                           f"{proc.stderr[-3000:]}")
-    return json.loads(line)
+    return run_json_child(cmd, f"{name} {params} on {n} rows")
 
 
 def knn_accuracy(path, n_train, n_total, components, threads):

@@ -153,6 +153,49 @@ def last_json_line(stdout):
     return lines[-1] if lines else None
 
 
+def run_json_child(cmd, what):
+    """Run a child process and return the JSON object of its last JSON line.
+
+    The large-data scripts fit in a child process each, so that every fit's
+    peak RSS is its own.  RuntimeError naming ``what``, with the end of the
+    child's stderr, when it fails or prints no JSON line.
+    """
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    line = last_json_line(proc.stdout)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): "
+                           f"{proc.stderr.strip()[-3000:]}")
+    return json.loads(line)
+
+
+def timed_epochs_fit(make_estimator, X, y):
+    """In a child process: fit ``make_estimator(callback)`` on ``(X, y)``,
+    its warnings silenced, stamping each epoch through the callback.
+
+    Returns the estimator and ``{"seconds", "stamps", "t0", "peak_rss"}``:
+    the wall time of ``fit``, the ``(time, loss)`` pairs of the epochs, the
+    start time, and the process's peak resident set size in bytes.
+    """
+    stamps = []
+
+    def record(estimator, epoch, loss):
+        stamps.append((time.perf_counter(), float(loss)))
+
+    est = make_estimator(record)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
+    return est, {"seconds": seconds, "stamps": stamps, "t0": t0, "peak_rss": rss}
+
+
+def epoch_times(stamps):
+    """Seconds between consecutive epoch stamps (the first epoch excluded)."""
+    return [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
+
+
 def run_peer_script(python, script, arrays, argv, timeout):
     """Run ``script`` in the peer interpreter on arrays saved as ``.npy`` files.
 

@@ -41,9 +41,7 @@ Timings on a shared 2-core machine depend on what else runs: the load
 average is printed before and after.
 """
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 
 import numpy as np
@@ -51,9 +49,9 @@ import numpy as np
 from _report import (  # also puts fastmetric on sys.path
     ROOT,
     add_peer_options,
-    last_json_line,
     load_average,
     print_rows,
+    run_json_child,
     run_peer_script,
     time_fit,
 )
@@ -168,12 +166,7 @@ def run_peer(Xtr, ytr, Xte, yte, args):
 def run_large(args):
     cmd = [sys.executable, "-c", LARGE_SCRIPT, ROOT, str(args.large_n), str(args.large_d),
            str(args.large_classes), str(args.threads), str(args.seed)]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    line = last_json_line(proc.stdout)
-    if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"the large fit failed (exit {proc.returncode}): "
-                           f"{proc.stderr.strip()[-2000:]}")
-    return json.loads(line)
+    return run_json_child(cmd, "the large fit")
 
 
 def parse_args(argv=None):

@@ -21,8 +21,12 @@ the first N - 20,000 are the training rows.
    of :mod:`fastmetric.neighbors` (majority of the 3 labels; the nearest
    breaks a three-way tie).
 4. **Epoch time against n** (``--epoch-sizes``, default 100k, 1M and 4M
-   rows, each data set generated with the same parameters): two epochs of
-   each stochastic learner, the second timed.
+   rows, each data set generated with the same parameters):
+   ``--timed-epochs`` epochs (default 1) of each stochastic learner, each
+   timed from its start (the set-up, e.g. LMNN's subsample fit and target
+   search, reported apart).
+
+Each fit reports the load average (``/proc/loadavg``) when it ended.
 
 The goals of issue 19: each fit on 1M rows under 5 minutes with 2 threads,
 peak RSS under 2x the data, accuracy at least that of the subsample's fit,
@@ -42,36 +46,44 @@ import time
 
 import numpy as np
 
-from _report import ROOT, last_json_line, print_rows  # also puts fastmetric on sys.path
+from _report import ROOT, print_rows, run_json_child  # also puts fastmetric on sys.path
 
 HELD_OUT = 20_000
 
 FIT_SCRIPT = r"""
-import json, resource, sys, time, warnings
+import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, os.path.join(sys.argv[1], "benchmarks"))
 import numpy as np
 import fastmetric
+from _report import epoch_times, timed_epochs_fit
 path, name, n, params, threads, out = sys.argv[2], sys.argv[3], int(sys.argv[4]), \
     json.loads(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 X = np.load(path + ".X.npy", mmap_mode="r")[:n]
 y = np.asarray(np.load(path + ".y.npy", mmap_mode="r")[:n])
 if params.get("solver", "lbfgs") == "lbfgs":
     X = np.ascontiguousarray(X)  # a subsample: in memory
-stamps = []
-def record(estimator, epoch, loss):
-    stamps.append((time.perf_counter(), float(loss)))
-est = getattr(fastmetric, name)(n_jobs=threads, random_state=0, callback=record, **params)
-t0 = time.perf_counter()
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    est.fit(X, y)
-seconds = time.perf_counter() - t0
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
+# When the epochs start (after the set-up: the initial map, LMNN's
+# subsample fit and target search), so that the first epoch is timed alone.
+from fastmetric._core.minibatch_learner import MinibatchNeighborsMixin
+epochs_start = []
+_fit_minibatch = MinibatchNeighborsMixin._fit_minibatch
+def timed_fit_minibatch(self, *args, **kwargs):
+    epochs_start.append(time.perf_counter())
+    return _fit_minibatch(self, *args, **kwargs)
+MinibatchNeighborsMixin._fit_minibatch = timed_fit_minibatch
+est, fit = timed_epochs_fit(lambda record: getattr(fastmetric, name)(
+    n_jobs=threads, random_state=0, callback=record, **params), X, y)
 np.save(out, est.components_)
-times = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
-print(json.dumps({"seconds": seconds, "first": stamps[0][0] - t0 if stamps else seconds,
+stamps, seconds = fit["stamps"], fit["seconds"]
+times = epoch_times(stamps)
+if epochs_start and stamps:
+    times.insert(0, stamps[0][0] - epochs_start[0])
+print(json.dumps({"seconds": seconds,
+                  "setup": epochs_start[0] - fit["t0"] if epochs_start else seconds,
+                  "load": open("/proc/loadavg").read().split()[:3],
                   "epoch_times": times, "losses": [s[1] for s in stamps],
-                  "n_iter": int(est.n_iter_), "peak_rss": rss,
+                  "n_iter": int(est.n_iter_), "peak_rss": fit["peak_rss"],
                   "dtype": str(X.dtype)}))
 """
 
@@ -107,12 +119,7 @@ def ensure_data(directory, n):
 def run_fit(path, name, n, params, threads, out):
     cmd = [sys.executable, "-c", FIT_SCRIPT, ROOT, path, name, str(n), json.dumps(params),
            str(threads), out]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    line = last_json_line(proc.stdout)
-    if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"{name} {params} on {n} rows failed (exit {proc.returncode}): "
-                           f"{proc.stderr[-3000:]}")
-    return json.loads(line)
+    return run_json_child(cmd, f"{name} {params} on {n} rows")
 
 
 def knn_accuracy(path, n_train, n_total, components, threads):
@@ -138,8 +145,10 @@ def parse_args(argv=None):
     p.add_argument("--subsample", type=int, default=20_000)
     p.add_argument("--epoch-sizes", type=int, nargs="*", default=None,
                    help="rows for the epoch timings (default 100k 1M 4M; none: skip)")
-    p.add_argument("--nca-epochs", type=int, default=10)
-    p.add_argument("--lmnn-epochs", type=int, default=10)
+    p.add_argument("--nca-epochs", type=int, default=2)
+    p.add_argument("--lmnn-epochs", type=int, default=2)
+    p.add_argument("--lmnn-init-subsample", type=int, default=5_000,
+                   help="LMNN's init_subsample (0: None, start from init)")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--n-candidates", type=int, default=1000)
     p.add_argument("--nca-learning-rate", type=float, default=0.005)
@@ -151,6 +160,10 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dir", default="/tmp")
     p.add_argument("--skip-subsample", action="store_true")
+    p.add_argument("--skip-fits", action="store_true",
+                   help="only the epoch timings")
+    p.add_argument("--timed-epochs", type=int, default=1,
+                   help="epochs per epoch timing (each timed from its start)")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
@@ -169,7 +182,8 @@ def stochastic_params(args, name, epochs):
                                  else args.lmnn_learning_rate),
                   max_iter=epochs, n_iter_no_change=epochs)
     if name == "LMNN":
-        params.update(target_block_size=args.target_block_size, convergence_tol=0.0)
+        params.update(target_block_size=args.target_block_size, convergence_tol=0.0,
+                      init_subsample=args.lmnn_init_subsample or None)
     else:
         params.update(tol=0.0)
     return params
@@ -186,57 +200,63 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     fits = []
     epochs_of = {"NCA": args.nca_epochs, "LMNN": args.lmnn_epochs}
-    for name in args.learners:
+    for name in ([] if args.skip_fits else args.learners):
         epochs = epochs_of[name]
         out = os.path.join(out_dir, f"{name}_{n_total}_adam.npy")
         res = run_fit(path, name, n_train, stochastic_params(args, name, epochs),
                       args.threads, out)
         fits.append((f"{name} adam, {n_train:,} rows", name, n_train, res, out))
-        print(f"{name} adam: {res['seconds']:.1f} s, epochs {res['epoch_times']}, "
-              f"losses {res['losses']}, peak RSS {res['peak_rss'] / 1e9:.2f} GB", flush=True)
+        print(f"{name} adam: {res['seconds']:.1f} s (set-up {res['setup']:.1f} s), epochs "
+              f"{res['epoch_times']}, losses {res['losses']}, peak RSS "
+              f"{res['peak_rss'] / 1e9:.2f} GB, load {res['load']}", flush=True)
         if not args.skip_subsample:
             out = os.path.join(out_dir, f"{name}_{n_total}_sub{args.subsample}.npy")
             res = run_fit(path, name, args.subsample, {}, args.threads, out)
             fits.append((f"{name} lbfgs, {args.subsample:,} rows", name, args.subsample, res,
                          out))
-            print(f"{name} lbfgs subsample: {res['seconds']:.1f} s", flush=True)
+            print(f"{name} lbfgs subsample: {res['seconds']:.1f} s, load {res['load']}",
+                  flush=True)
     body = []
-    if not args.no_euclidean:
+    if not args.no_euclidean and not args.skip_fits:
         base = knn_accuracy(path, n_train, n_total, None, args.threads)
-        body.append(["Euclidean (no fit)", "-", "-", "-", "-", "-", f"{base:.4f}"])
+        body.append(["Euclidean (no fit)", "-", "-", "-", "-", "-", "-", "-", f"{base:.4f}"])
     for label, _name, n, res, out in fits:
         acc = knn_accuracy(path, n_train, n_total, np.load(out), args.threads)
         stochastic = "adam" in label
-        epoch = "-"
+        epoch = setup = "-"
         if stochastic:
-            epoch = (f"{np.median(res['epoch_times']):.1f} s" if res["epoch_times"]
-                     else f"{res['first']:.1f} s")
+            epoch = f"{np.median(res['epoch_times']):.1f} s" if res["epoch_times"] else "-"
+            setup = f"{res['setup']:.1f} s"
         rss = res["peak_rss"]
-        body.append([label, f"{res['seconds']:.1f} s", str(res["n_iter"]), epoch,
+        body.append([label, f"{res['seconds']:.1f} s", setup, str(res["n_iter"]), epoch,
                      f"{rss / 1e9:.2f} GB",
-                     f"{rss / (4 * 64 * n):.2f}x" if stochastic else "-", f"{acc:.4f}"])
+                     f"{rss / (4 * 64 * n):.2f}x" if stochastic else "-",
+                     " ".join(res["load"]), f"{acc:.4f}"])
         print(f"{label}: 3-NN accuracy {acc:.4f}", flush=True)
-    print(f"\n{n_train:,} training rows ({data_bytes / 1e9:.2f} GB float32), "
-          f"{HELD_OUT:,} held out; {args.threads} threads; load {os.getloadavg()}")
-    print_rows(["fit", "time", "epochs / iters", "epoch", "peak RSS", "RSS / data",
-                "3-NN accuracy (held out)"], body, args.markdown)
+    if body:
+        print(f"\n{n_train:,} training rows ({data_bytes / 1e9:.2f} GB float32), "
+              f"{HELD_OUT:,} held out; {args.threads} threads")
+        print_rows(["fit", "time", "set-up", "epochs / iters", "epoch (median)", "peak RSS",
+                    "RSS / data", "load after", "3-NN accuracy (held out)"], body,
+                   args.markdown)
 
     rows = []
     for n in args.epoch_sizes:
         p = ensure_data(args.dir, n) if n != n_total else path
         for name in args.learners:
-            params = stochastic_params(args, name, 2)
+            params = stochastic_params(args, name, args.timed_epochs)
             res = run_fit(p, name, n, params, args.threads,
                           os.path.join(out_dir, f"{name}_{n}_epochs.npy"))
-            epoch = res["epoch_times"][0]
+            epoch = float(np.median(res["epoch_times"]))
             rows.append([name, f"{n:,}", f"{epoch:.1f} s", f"{1e6 * epoch / n:.1f} us",
-                         f"{res['first'] - epoch:.1f} s",
-                         f"{res['peak_rss'] / 1e9:.2f} GB"])
-            print(f"{name} at {n:,} rows: epoch {epoch:.1f} s", flush=True)
+                         f"{res['setup']:.1f} s", f"{res['peak_rss'] / 1e9:.2f} GB",
+                         " ".join(res["load"])])
+            print(f"{name} at {n:,} rows: epochs {res['epoch_times']}, set-up "
+                  f"{res['setup']:.1f} s, load {res['load']}", flush=True)
     if rows:
-        print(f"\nepoch time (the 2nd epoch), {args.threads} threads; load {os.getloadavg()}")
-        print_rows(["learner", "rows", "epoch", "per row", "set-up", "peak RSS"], rows,
-                   args.markdown)
+        print(f"\nepoch time (median of {args.timed_epochs}), {args.threads} threads")
+        print_rows(["learner", "rows", "epoch", "per row", "set-up", "peak RSS", "load after"],
+                   rows, args.markdown)
     return 0
 
 

@@ -27,7 +27,6 @@ The data file is kept in ``--dir`` for later runs (``--remove`` deletes it).
 """
 import argparse
 import itertools
-import json
 import os
 import statistics
 import subprocess
@@ -36,32 +35,26 @@ import time
 
 import numpy as np
 
-from _report import ROOT, last_json_line, print_rows  # also puts fastmetric on sys.path
+from _report import ROOT, print_rows, run_json_child  # also puts fastmetric on sys.path
 
 FIT_SCRIPT = r"""
-import json, resource, sys, time, warnings
+import json, os, sys
 sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, os.path.join(sys.argv[1], "benchmarks"))
 import numpy as np
 from fastmetric import LDML_Supervised
+from _report import epoch_times, timed_epochs_fit
 path, n, d, pairs_per_row, batch, epochs, threads = sys.argv[2], *map(int, sys.argv[3:9])
 X = np.memmap(path, dtype=np.float32, mode="r", shape=(n, d))
 y = np.load(path + ".labels.npy", mmap_mode="r")[:n]
-stamps = []
-def record(estimator, epoch, loss):
-    stamps.append((time.perf_counter(), float(loss)))
-est = LDML_Supervised(solver="adam", n_pairs=pairs_per_row * n, batch_size=batch,
-                      max_iter=epochs, tol=0.0, init="identity", learning_rate=0.01,
-                      random_state=0, n_jobs=threads, callback=record)
-t0 = time.perf_counter()
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    est.fit(X, y)
-seconds = time.perf_counter() - t0
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
-times = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
-print(json.dumps({"seconds": seconds, "first_epoch": stamps[0][0] - t0,
-                  "epoch_times": times, "losses": [s[1] for s in stamps],
-                  "peak_rss": rss, "components_dtype": str(est.components_.dtype),
+est, fit = timed_epochs_fit(lambda record: LDML_Supervised(
+    solver="adam", n_pairs=pairs_per_row * n, batch_size=batch, max_iter=epochs, tol=0.0,
+    init="identity", learning_rate=0.01, random_state=0, n_jobs=threads, callback=record),
+    X, y)
+stamps = fit["stamps"]
+print(json.dumps({"seconds": fit["seconds"], "first_epoch": stamps[0][0] - fit["t0"],
+                  "epoch_times": epoch_times(stamps), "losses": [s[1] for s in stamps],
+                  "peak_rss": fit["peak_rss"], "components_dtype": str(est.components_.dtype),
                   "transform_dtype": str(est.transform(X[:4]).dtype),
                   "finite": bool(np.all(np.isfinite(est.components_)))}))
 """
@@ -128,13 +121,12 @@ def main(argv=None):
         cmd = [sys.executable, "-c", FIT_SCRIPT, ROOT, path, str(n), str(d),
                str(args.pairs_per_row), str(args.batch_size), str(args.epochs),
                str(args.threads)]
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-        line = last_json_line(proc.stdout)
-        if proc.returncode != 0 or line is None:
-            print(f"n={n}: the fit failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        try:
+            res = run_json_child(cmd, f"n={n}: the fit")
+        except RuntimeError as err:
+            print(err)
             failed = True
             continue
-        res = json.loads(line)
         data_bytes = 4 * n * d
         epoch = statistics.median(res["epoch_times"]) if res["epoch_times"] else \
             res["first_epoch"]

@@ -2,6 +2,16 @@
 import contextlib
 import warnings
 
+import numpy as np
+import pytest
+
+# The marks of the Dask test modules: a fit of a few iterations may stop
+# before converging, and a cluster that does not start must not hang the run.
+DASK_MARKS = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.timeout(300),
+]
+
 
 @contextlib.contextmanager
 def two_worker_client():
@@ -20,3 +30,14 @@ def two_worker_client():
     finally:
         client.close()
         cluster.close()
+
+
+
+def labelled_rows(n, d, n_classes, seed=0, dtype=np.float64):
+    """Small labelled data for the Dask tests: the class shifts the first
+    (narrow) feature, the others are wide noise."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, n_classes, n)
+    X = rng.randn(n, d) * np.r_[0.5, np.full(d - 1, 2.0)]
+    X[:, 0] += y
+    return X.astype(dtype), y

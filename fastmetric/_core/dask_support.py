@@ -32,11 +32,13 @@ __all__ = [
     "is_dask_array",
     "import_dask",
     "check_dask_points",
+    "check_dask_labelled_points",
     "sample_rows",
     "gather_rows",
     "DaskPairLossProblem",
     "map_rows",
     "sample_label_pairs",
+    "combine_pair_sums",
 ]
 
 # Rows read to compute a data-dependent initialisation (PCA, LDA,
@@ -119,6 +121,32 @@ def check_dask_points(X, name="X"):
     if X.numblocks[1] != 1:
         X = X.rechunk({1: -1})
     return X
+
+
+def check_dask_labelled_points(estimator, X, y, reset):
+    """A dask array of points (validated, kept lazy) and its labels on the client.
+
+    ``y`` (numpy or dask) is brought here as a 1-D numpy array with one
+    label per row; X's values are checked on the workers.  ``reset`` sets
+    ``estimator.n_features_in_``; otherwise the number of features must
+    match it (a later ``partial_fit``).
+    """
+    X = check_dask_points(X)
+    if is_dask_array(y):
+        y = y.compute()
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must be 1-D with one label per row of X ({X.shape[0]}); "
+                         f"got shape {y.shape}.")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or infinity.")
+    if reset:
+        estimator.n_features_in_ = X.shape[1]
+    elif X.shape[1] != estimator.n_features_in_:
+        raise ValueError(f"X has {X.shape[1]} features, but {type(estimator).__name__} is "
+                         f"expecting {estimator.n_features_in_} features as input.")
+    assert_all_finite(X)
+    return X, y
 
 
 def assert_all_finite(X, name="X"):
@@ -334,8 +362,7 @@ class DaskPairLossProblem:
             self._workers = [workers[i % len(workers)] if workers else None
                              for i in range(len(problems))]
             self._problems = [
-                self._client.compute(p, workers=None if w is None else [w],
-                                     allow_other_workers=True)
+                self._client.compute(p, **placed_on(w))
                 for p, w in zip(problems, self._workers)
             ]
             wait(self._problems)
@@ -353,21 +380,38 @@ class DaskPairLossProblem:
         args = (L, float(bias), self.n_jobs, bool(compute_gradient))
         if self._client is not None:
             futures = [self._client.submit(_block_loss_grad, p, *args, pure=False,
-                                           workers=None if w is None else [w],
-                                           allow_other_workers=True)
+                                           **placed_on(w))
                        for p, w in zip(self._problems, self._workers)]
             parts = self._client.gather(futures)
         else:
             parts = _compute(*[dask.delayed(_block_loss_grad, pure=True)(p, *args)
                                for p in self._problems])
-        W = self.total_weight
-        loss = sum(p[0] for p in parts) / W  # in part order: deterministic
-        grad_bias = sum(p[2] for p in parts) / W
-        grad_L = None
-        if compute_gradient:
-            grad_L = parts[0][1].copy()
-            for p in parts[1:]:
-                grad_L += p[1]
-            grad_L /= W
-            grad_L = grad_L.astype(self.dtype, copy=False)
-        return loss, grad_L, grad_bias
+        return combine_pair_sums(parts, self.total_weight, compute_gradient, self.dtype)
+
+
+def placed_on(worker):
+    """Keyword arguments that place a task on ``worker`` by preference: any
+    other worker may run it (a lost worker's task is rebuilt elsewhere).
+    None (no worker known yet, e.g. while a busy cluster is still
+    registering them) places nothing: distributed refuses
+    ``allow_other_workers`` without ``workers``."""
+    if worker is None:
+        return {}
+    return {"workers": [worker], "allow_other_workers": True}
+
+
+def combine_pair_sums(parts, total_weight, compute_gradient, dtype):
+    """Loss, gradient in L and in the bias (weighted means) from the weighted
+    sums of :func:`_block_loss_grad` over parts, added in part order (so the
+    result does not depend on which worker finished first)."""
+    W = total_weight
+    loss = sum(p[0] for p in parts) / W
+    grad_bias = sum(p[2] for p in parts) / W
+    grad_L = None
+    if compute_gradient:
+        grad_L = parts[0][1].copy()
+        for p in parts[1:]:
+            grad_L += p[1]
+        grad_L /= W
+        grad_L = grad_L.astype(dtype, copy=False)
+    return loss, grad_L, grad_bias

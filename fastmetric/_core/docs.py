@@ -70,7 +70,17 @@ callback : callable, optional
 n_constraints : int, optional
     Number of similar pairs and of dissimilar pairs drawn from the labels;
     default ``20 * n_classes ** 2`` (metric-learn's).""",
+    "n_constraints_grow": """\
+n_constraints : int, optional
+    Number of similar pairs and of dissimilar pairs drawn from the
+    labels; default ``max(20 * n_classes ** 2, min(10 * n_samples,
+    100000))`` (:func:`fastmetric._core.constraints.data_pair_count`:
+    it grows with the data).  ``n_constraints=20 * n_classes ** 2`` is
+    metric-learn's default.""",
     # ---- attributes ----
+    "learned_map": """\
+components_ : ndarray of shape (n_components, n_features)
+    The learned map ``L``.""",
     "loss_history": """\
 n_iter_ : int
     Iterations done.
@@ -78,6 +88,10 @@ loss_ : float
     Final objective.
 loss_curve_ : list of float
     Objective after each iteration.""",
+    "n_iter_no_change": """\
+n_iter_no_change : int, default=5
+    The stochastic solvers stop after this many epochs without an
+    improvement of the mean loss by ``tol``.""",
     "n_features_in": """\
 n_features_in_ : int
     Number of features seen in ``fit``.""",

@@ -330,6 +330,7 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
 # (evenly spaced rows: no random draw, so the learner's random_state is not
 # consumed).
 _SATURATION_SAMPLE = 500
+_SATURATION_COLUMNS = 2048
 
 
 def unsaturated_start(L, X):
@@ -348,7 +349,8 @@ def unsaturated_start(L, X):
     of ``L`` changes, not the directions it weighs.
 
     The median is taken over at most 500 evenly spaced rows (each against
-    all rows): ``O(500 n k)`` after one ``O(n d k)`` projection.
+    all rows, in blocks of columns): ``O(500 n k)`` after two ``O(n d k)``
+    projections (the embedding is recomputed per block instead of stored).
 
     Parameters
     ----------
@@ -375,15 +377,31 @@ def unsaturated_start(L, X):
     n = X.shape[0]
     if n < 2:
         return L
+    mean = X.mean(axis=0, dtype=np.float64)
+    step = _SATURATION_COLUMNS
+
+    def embedded(cols):
+        # Rows of the centred embedding, recomputed per block of rows: no
+        # n x k copy (the stochastic fits call this on 100,000 rows, and
+        # their peak memory is meant to stay near the data's).
+        return (X[cols] - mean) @ L.T
+
     with single_threaded_blas():  # the same scalar for any BLAS thread count
-        Z = (X - X.mean(axis=0, dtype=np.float64)) @ L.T
         rows = evenly_spaced(n, _SATURATION_SAMPLE)
-        sq = np.einsum("ij,ij->i", Z, Z)
-        D = sq[rows, None] + sq[None, :] - 2.0 * (Z[rows] @ Z.T)
-    # Duplicates (and each row itself) are at distance 0: the nearest
-    # distinct neighbour is the smallest distance above rounding.
-    D[D <= 1e-12 * max(float(sq.max()), 1e-300)] = np.inf
-    nearest = D.min(axis=1)
+        sq = np.concatenate([np.einsum("ij,ij->i", Z, Z) for Z in
+                             (embedded(slice(s, s + step)) for s in range(0, n, step))])
+        Z_rows = embedded(rows)
+        # Duplicates (and each row itself) are at distance 0: the nearest
+        # distinct neighbour is the smallest distance above rounding.
+        zero = 1e-12 * max(float(sq.max()), 1e-300)
+        nearest = np.full(rows.shape[0], np.inf)
+        # Column blocks keep the distances at 500 x _SATURATION_COLUMNS
+        # whatever n; the minimum over the blocks is the minimum over all.
+        for s in range(0, n, step):
+            cols = slice(s, s + step)
+            D = sq[rows, None] + sq[None, cols] - 2.0 * (Z_rows @ embedded(cols).T)
+            D[D <= zero] = np.inf
+            np.minimum(nearest, D.min(axis=1), out=nearest)
     nearest = nearest[np.isfinite(nearest)]
     if nearest.size == 0:
         return L

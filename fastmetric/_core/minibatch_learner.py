@@ -1,4 +1,4 @@
-"""The stochastic (minibatch) fit shared by NCA and LMNN.
+"""The stochastic (minibatch) fit shared by NCA, LMNN and MLKR.
 
 :class:`MinibatchNeighborsMixin` runs the minibatch objectives of
 :mod:`fastmetric._core.objectives.neighbor_batches` through the solvers the
@@ -21,8 +21,11 @@ A learner using the mixin has the parameters ``solver``, ``batch_size``,
 """
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 
-from fastmetric._core.objectives.neighbor_batches import draw_candidates
+from fastmetric._core.dask_support import is_dask_array
+from fastmetric._core.objectives.neighbor_batches import draw_candidates, row_mean
+from fastmetric._core.params import integers, reals
 from fastmetric._core.rows import evenly_spaced
 from fastmetric._core.solvers import (
     IterationPrinter,
@@ -32,10 +35,11 @@ from fastmetric._core.solvers import (
     record_partial_epoch,
     run_epoch,
 )
-from fastmetric._core.threads import single_threaded_blas
+from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["AUTO_STOCHASTIC_ROWS", "INIT_MAX_ROWS", "MinibatchNeighborsMixin",
-           "STOCHASTIC_SOLVERS", "init_subset", "resolve_solver"]
+           "SOFTMAX_STOCHASTIC_CONSTRAINTS", "STOCHASTIC_SOLVERS", "batch_objective",
+           "check_dask_solver", "data_mean", "init_subset", "resolve_solver"]
 
 # solver='auto': the full objectives (O(n^2) per evaluation) up to this many
 # rows, Adam on minibatches above.  At 50,000 rows an L-BFGS iteration of NCA
@@ -50,6 +54,15 @@ INIT_MAX_ROWS = 100_000
 
 STOCHASTIC_SOLVERS = ("adam", "sgd")
 
+# The parameter rules of the softmax learners (NCA, MLKR) with these solvers.
+SOFTMAX_STOCHASTIC_CONSTRAINTS = {
+    "solver": [StrOptions({"lbfgs", *STOCHASTIC_SOLVERS, "auto"})],
+    "batch_size": [integers(1)],
+    "n_candidates": [integers(0)],
+    "learning_rate": [reals(0, closed="neither")],
+    "n_iter_no_change": [integers(1)],
+}
+
 
 def resolve_solver(solver, n_samples):
     """The solver ``'auto'`` stands for: 'lbfgs' up to AUTO_STOCHASTIC_ROWS rows, else 'adam'."""
@@ -58,14 +71,62 @@ def resolve_solver(solver, n_samples):
     return "lbfgs" if n_samples <= AUTO_STOCHASTIC_ROWS else "adam"
 
 
-def init_subset(X, labels):
+def check_dask_solver(estimator, X):
+    """The solver of a fit on X: on a dask array a stochastic one ('auto' is
+    'adam' whatever the size), with a ValueError for the full-batch solvers,
+    whose O(n^2) objective is not distributed."""
+    if not is_dask_array(X):
+        return resolve_solver(estimator.solver, X.shape[0])
+    solver = resolve_solver(estimator.solver, np.inf)
+    if solver not in STOCHASTIC_SOLVERS:
+        raise ValueError(
+            f"{type(estimator).__name__} fits dask arrays with the stochastic solvers only "
+            f"(solver='adam', 'sgd' or 'auto'); got solver={estimator.solver!r}, whose "
+            "full objective compares every pair of rows."
+        )
+    return solver
+
+
+def init_subset(X, labels, max_rows=INIT_MAX_ROWS):
     """The rows (and their labels) the initial map of a stochastic fit is
-    computed on: at most INIT_MAX_ROWS evenly spaced rows, X itself (not a
-    copy) when it is no larger."""
-    rows = evenly_spaced(X.shape[0], INIT_MAX_ROWS)
+    computed on: at most ``max_rows`` evenly spaced rows (default
+    INIT_MAX_ROWS), X itself (not a copy) when it is no larger; from a dask
+    array, those rows gathered."""
+    if is_dask_array(X):
+        from fastmetric._core.dask_support import sample_rows
+
+        return sample_rows(X, labels, int(max_rows))
+    rows = evenly_spaced(X.shape[0], int(max_rows))
     if rows.shape[0] == X.shape[0]:
         return X, labels
     return X[rows], labels[rows]
+
+
+def data_mean(X):
+    """The mean row of X (numpy, memmap or dask array), in float64, read in blocks."""
+    if is_dask_array(X):
+        from fastmetric._core.dask_minibatch import dask_row_mean
+
+        return dask_row_mean(X)
+    return row_mean(X)
+
+
+def batch_objective(objective_class, X, labels, n_jobs, mean=None, targets=None, mu=None):
+    """The minibatch objective ``objective_class`` (NCA's or LMNN's) over X.
+
+    On a numpy array or memmap the class itself; on a dask array a
+    :class:`~fastmetric._core.dask_minibatch.DaskNeighborObjective` that
+    gathers and evaluates each minibatch on the workers.  ``targets`` and
+    ``mu``: LMNN's target neighbours and push weight.
+    """
+    if is_dask_array(X):
+        from fastmetric._core.dask_minibatch import DaskNeighborObjective
+
+        return DaskNeighborObjective(X, labels, objective_class,
+                                     data_mean(X) if mean is None else mean,
+                                     targets=targets, mu=mu, n_jobs=n_jobs)
+    extra = () if targets is None else (targets, mu)
+    return objective_class(X, labels, *extra, mean=mean, n_threads=effective_n_threads(n_jobs))
 
 
 def stochastic_solver_only(estimator):
@@ -84,7 +145,12 @@ def stochastic_solver_only(estimator):
 
 
 class MinibatchNeighborsMixin:
-    """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN)."""
+    """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN, MLKR)."""
+
+    def _starts_partial_fit(self):
+        """Whether the next partial_fit starts afresh: no stochastic fit or
+        partial_fit yet (or the last fit used a full-batch solver)."""
+        return getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
 
     def _epoch_batches(self, objective, n_rows, seed, verbose):
         """``epoch_batches(epoch)`` of :func:`minimize_stochastic` for ``objective``.
@@ -96,11 +162,15 @@ class MinibatchNeighborsMixin:
         n_drawn = int(self.n_candidates)
 
         def batches_of_order(order, epoch):
-            for i, start in enumerate(range(0, n_rows, batch_size)):
-                rows = np.sort(order[start:start + batch_size])  # reads forward in a memmap
-                data = objective.batch(rows, draw_candidates(n_rows, n_drawn, seed, epoch, i))
+            # rows sorted: reads forward in a memmap
+            specs = ((np.sort(order[start:start + batch_size]),
+                      draw_candidates(n_rows, n_drawn, seed, epoch, i))
+                     for i, start in enumerate(range(0, n_rows, batch_size)))
+            # objective.batches builds each minibatch's data when it is reached
+            # (in memory), or gathers it ahead on the workers (Dask).
+            for data in objective.batches(specs):
                 yield (lambda theta, data=data: self._batch_loss_grad(objective, data, theta),
-                       float(rows.shape[0]))
+                       float(data.b))
 
         return minibatch_epochs(n_rows, batch_size, seed, batches_of_order, verbose,
                                 with_epoch=True)
@@ -154,7 +224,7 @@ class MinibatchNeighborsMixin:
         The first call (or the first after a fit with a full-batch solver)
         starts from ``initial_components()`` and a fresh optimiser.
         """
-        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
+        first = self._starts_partial_fit()
         objective = make_objective()
         with single_threaded_blas():
             if first:

@@ -13,11 +13,21 @@ its verbose table and callback.
 from typing import ClassVar
 
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components, unsaturated_start
 from fastmetric._core.inputs import validate_points
+from fastmetric._core.minibatch_learner import (
+    SOFTMAX_STOCHASTIC_CONSTRAINTS,
+    MinibatchNeighborsMixin,
+    resolve_solver,
+    stochastic_solver_only,
+)
+from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.params import reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import single_threaded_blas
@@ -29,14 +39,16 @@ __all__ = ["DEFAULT_TOL", "SoftmaxNeighborsLearner"]
 DEFAULT_TOL = 1e-5
 
 
-class SoftmaxNeighborsLearner(MahalanobisMixin):
-    """Fit logic shared by NCA and MLKR: validation, init, L-BFGS, callbacks.
+@shared_docs
+class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
+    """Fit logic shared by NCA and MLKR: validation, init, L-BFGS, the
+    minibatch solvers, callbacks.
 
     A subclass states its parameters (``init``, ``n_components``,
     ``max_iter``, ``tol``, ``verbose``, ``preprocessor``, ``random_state``,
-    ``n_jobs``, ``callback``) and ``_regression`` (real targets), builds a
-    :class:`~fastmetric.kernels.softmax_neighbors.SoftmaxNeighborsProblem`
-    and hands it to :meth:`_fit_problem`.
+    ``n_jobs``, ``callback`` and the stochastic solvers') and
+    ``_regression`` (real targets), and ends its fit with
+    :meth:`_fit_solver`.
     """
 
     _regression = False
@@ -48,6 +60,7 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
         **shared("init", "n_components", "max_iter", "verbose", "preprocessor",
                  "random_state", "n_jobs", "callback"),
         "tol": [None, reals(0)],  # None: DEFAULT_TOL
+        **SOFTMAX_STOCHASTIC_CONSTRAINTS,
     }
 
     def _points(self, X, y, reset=True):
@@ -57,6 +70,56 @@ class SoftmaxNeighborsLearner(MahalanobisMixin):
         features against the first call's.
         """
         return validate_points(self, X, y, y_numeric=self._regression, reset=reset)
+
+    def _batch_points(self, X, y, reset):
+        """Validated rows and targets of a ``partial_fit`` batch (NCA: its
+        dask-aware labelled points)."""
+        return self._points(X, y, reset=reset)
+
+    @available_if(stochastic_solver_only)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y):
+        """One epoch of the stochastic solver over a batch of rows.
+
+        The rows are visited once, in minibatches of ``batch_size``, each
+        with ``n_candidates`` candidates drawn from the same rows;
+        the solver's state (Adam's moments) carries over from the previous
+        call or from ``fit``.  The first call initialises ``L`` from this
+        batch.  Stream data that does not fit in memory block by block,
+        e.g. shuffled row blocks of a ``numpy.memmap``.  Only with
+        ``solver='adam'``, ``'sgd'`` or ``'auto'`` (which streams with Adam).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_batch, n_features)
+            At least 2 rows.
+        y : array-like of shape (n_batch,)
+            The batch's class labels (NCA) or real targets (MLKR).
+
+        {returns_self}
+        """
+        first = self._starts_partial_fit()
+        X, y = self._batch_points(X, y, reset=first)
+        if X.shape[0] < 2:
+            raise ValueError(f"partial_fit needs at least 2 rows in a batch; got "
+                             f"{X.shape[0]}.")
+        self._partial_fit_batch(X, y, first, resolve_solver(self.solver, np.inf))
+        return self
+
+    def _fit_solver(self, X, solver, n_threads, *, labels=None, targets=None,
+                    stochastic_start, make_objective):
+        """The end of a fit: with a minibatch ``solver``, its epochs on
+        ``make_objective()`` from ``stochastic_start()``; with L-BFGS, the
+        full softmax problem of the class ``labels`` (NCA) or real
+        ``targets`` (MLKR) from the initial map of X."""
+        if solver != "lbfgs":
+            L0 = stochastic_start()
+            self._fit_minibatch(make_objective(), L0, solver,
+                                DEFAULT_TOL if self.tol is None else self.tol)
+            return self
+        L0 = self._initial_components(X, labels)
+        problem = SoftmaxNeighborsProblem(X, labels=labels, targets=targets)
+        return self._fit_problem(X, problem, L0, n_threads)
 
     def _fit_problem(self, X, problem, L0, n_threads):
         k, d = L0.shape

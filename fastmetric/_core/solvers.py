@@ -380,16 +380,18 @@ def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0, wit
     return epoch_batches
 
 
-def stream_epochs(stream, make_batch, verbose=0):
+def stream_epochs(stream, make_batches, verbose=0):
     """``epoch_batches`` for :func:`minimize_stochastic` over drawn minibatches.
 
     ``stream`` has ``n_batches`` and ``stream(epoch, i)``, the data of
     minibatch ``i`` of an epoch, drawn when it is needed (bounded memory);
-    ``make_batch(data) -> (batch_fun, weight)``.
+    ``make_batches(drawn)`` turns the iterable of those data into the
+    ``(batch_fun, weight)`` minibatches (reading it one at a time in
+    memory, or a few minibatches ahead to gather their rows on Dask
+    workers).
     """
     def batches(epoch):
-        for i in range(stream.n_batches):
-            yield make_batch(stream(epoch, i))
+        yield from make_batches(stream(epoch, i) for i in range(stream.n_batches))
 
     def epoch_batches(epoch):
         return progress(batches(epoch), stream.n_batches, verbose, f"epoch {epoch + 1}")

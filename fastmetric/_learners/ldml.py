@@ -49,7 +49,6 @@ from fastmetric._core.objectives.ldml import (
 )
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
-from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.solvers import (
     IterationPrinter,
     StochasticOptimizer,
@@ -142,7 +141,7 @@ class _LDMLBase(MahalanobisMixin):
         """One epoch of the stochastic solver over these pairs, continuing the fit."""
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         if self.normalize:
-            X = l2_normalize_rows(X)
+            X = normalize_points(X)  # lazily on a dask array
         n_threads = effective_n_threads(self.n_jobs)
         with single_threaded_blas():
             if first:
@@ -161,7 +160,8 @@ class _LDMLBase(MahalanobisMixin):
             theta, loss, finite, interrupted = partial_fit_epoch(
                 X, a, b, targets, weights, theta, self._L0, self._optimizer,
                 self._partial_seed, self.n_iter_, batch_size=int(self.batch_size),
-                alpha=float(self.alpha), n_threads=n_threads, verbose=self.verbose)
+                alpha=float(self.alpha), n_threads=n_threads, verbose=self.verbose,
+                n_jobs=self.n_jobs)
         self._set_theta(theta, self._L0.shape)
         record_partial_epoch(self, loss, finite, interrupted)
         return self
@@ -227,8 +227,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features)
-        The learned map ``L``.
+    {learned_map}
     bias_ : float
         The model's bias: pairs with ``d^2 < bias_`` have ``P(similar) >
         1/2``.
@@ -453,20 +452,9 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
         its labels ``y`` (numpy or dask) are brought to the client.
         """
         if is_dask_array(X):
-            from fastmetric._core.dask_support import assert_all_finite, check_dask_points
+            from fastmetric._core.dask_support import check_dask_labelled_points
 
-            X = check_dask_points(X)
-            if is_dask_array(y):
-                y = y.compute()
-            y = np.asarray(y)
-            if y.ndim != 1 or y.shape[0] != X.shape[0]:
-                raise ValueError(f"y must be 1-D with one label per row of X ({X.shape[0]}); "
-                                 f"got shape {y.shape}.")
-            if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-                raise ValueError("y contains NaN or infinity.")
-            assert_all_finite(X)
-            if reset:
-                self.n_features_in_ = X.shape[1]
+            X, y = check_dask_labelled_points(self, X, y, reset)
         else:
             X, y = validate_points(self, X, y, reset=reset)
         _, labels, _ = encode_pair_labels(y, type(self).__name__)

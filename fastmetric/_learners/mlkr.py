@@ -13,6 +13,14 @@ distance ``D_ij`` is ``W_ij = 2 (yhat_i - y_i) p_ij (yhat_i - y_j)`` with
 d_ij^T`` (``d_ij = x_i - x_j``); the same OpenMP kernel as NCA's evaluates
 both (:class:`fastmetric.kernels.softmax_neighbors.SoftmaxNeighborsProblem`),
 chunk by chunk, without an n x n matrix.
+
+For data too large for the O(n^2) objective, ``solver='adam'`` or ``'sgd'``
+(and ``'auto'`` above 50,000 rows) minimise a minibatch version: each batch
+point is predicted from the batch plus ``n_candidates`` rows drawn per
+minibatch (:class:`fastmetric._core.objectives.neighbor_batches.MLKRBatchObjective`),
+so that an epoch costs time linear in n and memory bounded by the batch;
+the epochs, ``partial_fit`` and Ctrl-C handling are those of
+:class:`fastmetric._core.minibatch_learner.MinibatchNeighborsMixin`, as for NCA.
 """
 from typing import ClassVar
 
@@ -20,7 +28,8 @@ import numpy as np
 from sklearn.base import _fit_context
 
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
+from fastmetric._core.minibatch_learner import init_subset, resolve_solver
+from fastmetric._core.objectives.neighbor_batches import MLKRBatchObjective
 from fastmetric._core.params import options_or_array, store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
@@ -61,15 +70,34 @@ class MLKR(SoftmaxNeighborsLearner):
         Seeds the ``'random'`` initialisation and randomised PCA.
     {n_jobs_kernels}
     {callback_iterate}
+    solver : {'lbfgs', 'adam', 'sgd', 'auto'}, default='lbfgs'
+        ``'lbfgs'``: scipy's L-BFGS-B on the full objective (time O(n^2)
+        per iteration).  ``'adam'`` / ``'sgd'`` (with momentum): minibatch
+        epochs for large data, each batch point predicted from the batch
+        and ``n_candidates`` rows drawn per minibatch (time linear in n per
+        epoch, memory bounded by the batch; see Notes; ``max_iter`` then
+        counts epochs and ``tol`` is the minimal relative improvement of
+        an epoch's mean loss).  ``'auto'``: ``'lbfgs'`` up to 50,000 rows,
+        ``'adam'`` above.
+    batch_size : int, default=1000
+        Rows per minibatch (stochastic solvers).
+    n_candidates : int, default=1000
+        Rows drawn uniformly per minibatch, besides the batch itself, from
+        which the batch points are predicted (stochastic solvers).
+    learning_rate : float, default=0.005
+        Step size of the stochastic solvers (NCA's default; not tuned on
+        large data for MLKR).
+    {n_iter_no_change}
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features)
-        The learned map ``L``.
+    {learned_map}
     n_iter_ : int
-        L-BFGS iterations done.
+        L-BFGS iterations done, or epochs with a stochastic solver.
     loss_ : float
-        Final leave-one-out sum of squared errors.
+        Final leave-one-out sum of squared errors (stochastic solvers: the
+        last epoch's mean over the minibatches of the mean squared error
+        of a batch point predicted from its candidates).
     loss_curve_ : list of float
         Objective after each iteration.
     {n_features_in}
@@ -80,6 +108,16 @@ class MLKR(SoftmaxNeighborsLearner):
     Memory and cost per evaluation are those of :class:`fastmetric.NCA`:
     O(n (d + k)) memory plus a ``chunk x n`` block per thread, no n x n
     matrix.
+
+    The stochastic solvers minimise ``(1/b) sum_{i in B} (yhat_i -
+    y_i)^2`` per minibatch B of ``b = batch_size`` rows, ``yhat_i`` the
+    kernel regression over the ``b - 1 + n_candidates`` candidates of the
+    minibatch (drawn by ``(random_state, epoch, minibatch)``).  An epoch
+    costs about ``n (b + n_candidates) (n_components + n_features)``
+    multiply-adds in X's dtype (float32 stays float32) and holds one
+    minibatch of rows: X may be a ``numpy.memmap``.  The initial map is
+    computed on at most 100,000 evenly spaced rows.  Results are the same,
+    bit for bit, for any ``n_jobs``.
 
     Examples
     --------
@@ -103,7 +141,8 @@ class MLKR(SoftmaxNeighborsLearner):
 
     def __init__(self, n_components=None, init="auto", tol=None, max_iter=1000,
                  verbose=False, preprocessor=None, random_state=None, n_jobs=None,
-                 callback=None):
+                 callback=None, solver="lbfgs", batch_size=1000, n_candidates=1000,
+                 learning_rate=0.005, n_iter_no_change=5):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -127,6 +166,16 @@ class MLKR(SoftmaxNeighborsLearner):
                 f"others); got 1 sample (n_samples={n})."
             )
         targets = np.ascontiguousarray(y, dtype=np.float64)
-        L0 = self._initial_components(X, None)
-        problem = SoftmaxNeighborsProblem(X, targets=targets)
-        return self._fit_problem(X, problem, L0, n_threads)
+        solver = resolve_solver(self.solver, n)
+        return self._fit_solver(
+            X, solver, n_threads, targets=targets,
+            stochastic_start=lambda: self._initial_components(init_subset(X, targets)[0], None),
+            make_objective=lambda: MLKRBatchObjective(X, targets, n_threads=n_threads))
+
+    def _partial_fit_batch(self, X, y, first, solver):
+        """partial_fit's epoch on the batch's real targets."""
+        targets = np.ascontiguousarray(y, dtype=np.float64)
+        n_threads = effective_n_threads(self.n_jobs)
+        self._partial_fit_minibatch(
+            lambda: MLKRBatchObjective(X, targets, n_threads=n_threads),
+            lambda: self._initial_components(X, None), solver)

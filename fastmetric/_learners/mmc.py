@@ -454,12 +454,7 @@ solver, logdet_reg, n_jobs, callback
         ``benchmarks/quality_uci.py``) gives better nearest-neighbour
         accuracy than the optimum, in a few iterations.  ``tol=1e-6`` is
         metric-learn's default.
-    n_constraints : int, optional
-        Number of similar pairs and of dissimilar pairs drawn from the
-        labels; default ``max(20 * n_classes ** 2, min(10 * n_samples,
-        100000))`` (:func:`fastmetric._core.constraints.data_pair_count`:
-        it grows with the data).  ``n_constraints=20 * n_classes ** 2`` is
-        metric-learn's default.
+    {n_constraints_grow}
     {preprocessor_points}
 
     Attributes

@@ -32,32 +32,24 @@ the epochs, ``partial_fit`` and Ctrl-C handling are those of
 """
 
 
-from typing import ClassVar
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
+from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.minibatch_learner import (
-    MinibatchNeighborsMixin,
-    init_subset,
-    resolve_solver,
-    stochastic_solver_only,
-)
+from fastmetric._core.minibatch_learner import batch_objective, check_dask_solver, init_subset
 from fastmetric._core.objectives.neighbor_batches import NCABatchObjective
-from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
-from fastmetric._core.params import integers, reals, store_params
-from fastmetric._core.softmax_learner import DEFAULT_TOL, SoftmaxNeighborsLearner
+from fastmetric._core.params import store_params
+from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads
 
 __all__ = ["NCA"]
 
 
 @shared_docs
-class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
+class NCA(SoftmaxNeighborsLearner):
     """Neighbourhood Components Analysis.
 
     Learns the linear map ``L`` (``components_``) maximising the expected
@@ -112,7 +104,10 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         epochs for large data, each batch point's softmax taken over the
         batch and ``n_candidates`` rows drawn per minibatch (time linear in
         n per epoch, memory bounded by the batch; see Notes).  ``'auto'``:
-        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.
+        ``'lbfgs'`` up to 50,000 rows, ``'adam'`` above.  X may be a
+        row-chunked dask array with the stochastic solvers (``'auto'`` is
+        then ``'adam'``): the minibatches are gathered and evaluated on the
+        workers (see ``fastmetric._core.dask_minibatch``).
     batch_size : int, default=1000
         Rows per minibatch (stochastic solvers).
     n_candidates : int, default=1000
@@ -122,16 +117,13 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         Step size of the stochastic solvers (0.005 reached a lower loss and
         a better 3-NN accuracy than 0.01 on 180,000 rows of
         ``benchmarks/large_neighbors.py``).
-    n_iter_no_change : int, default=5
-        The stochastic solvers stop after this many epochs without an
-        improvement of the mean loss by ``tol``.
+    {n_iter_no_change}
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features)
-        The learned map ``L``.
+    {learned_map}
     n_iter_ : int
-        L-BFGS iterations (epochs) done.
+        Iterations done (epochs with a stochastic solver).
     loss_ : float
         Final objective ``-sum_i p_i`` (minus the expected number of points
         classified correctly); with a stochastic solver the last epoch's
@@ -174,20 +166,17 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
     """
 
     _unsaturated_start = True
-    _parameter_constraints: ClassVar[dict] = {
-        **SoftmaxNeighborsLearner._parameter_constraints,
-        "solver": [StrOptions({"lbfgs", "adam", "sgd", "auto"})],
-        "batch_size": [integers(1)],
-        "n_candidates": [integers(0)],
-        "learning_rate": [reals(0, closed="neither")],
-        "n_iter_no_change": [integers(1)],
-    }
-
     def __init__(self, init="auto", n_components=None, max_iter=100, tol=None, verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None,
                  solver="lbfgs", batch_size=1000, n_candidates=1000, learning_rate=0.005,
                  n_iter_no_change=5):
         store_params(self, locals())
+
+    def _labelled_points(self, X, y, reset):
+        """Validated points and labels; a dask array stays lazy (stochastic solvers)."""
+        if is_dask_array(X):
+            return check_dask_labelled_points(self, X, y, reset)
+        return self._points(X, y, reset=reset)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -200,7 +189,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
         {returns_self}
         """
         n_threads = effective_n_threads(self.n_jobs)
-        X, y = self._points(X, y)
+        X, y = self._labelled_points(X, y, reset=True)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
         labels = labels.reshape(-1)
@@ -216,7 +205,7 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             # zero.  The initial map is already optimal and kept as named
             # (metric-learn returns it too, after no iteration; no softmax to
             # keep unsaturated).
-            L0 = self._initial_components(X, labels, shrink=False)
+            L0 = self._initial_components(*init_subset(X, labels), shrink=False)
             self.classes_ = classes
             self.components_ = np.ascontiguousarray(L0)
             self.n_iter_ = 0
@@ -224,52 +213,22 @@ class NCA(MinibatchNeighborsMixin, SoftmaxNeighborsLearner):
             self.loss_curve_ = []
             return self
         self.classes_ = classes
-        solver = resolve_solver(self.solver, n)
-        if solver != "lbfgs":
-            L0 = self._initial_components(*init_subset(X, labels))
-            objective = NCABatchObjective(X, labels, n_threads=n_threads)
-            self._fit_minibatch(objective, L0, solver,
-                                DEFAULT_TOL if self.tol is None else self.tol)
-            return self
-        L0 = self._initial_components(X, labels)
-        problem = SoftmaxNeighborsProblem(X, labels=labels)
-        return self._fit_problem(X, problem, L0, n_threads)
+        solver = check_dask_solver(self, X)
+        return self._fit_solver(
+            X, solver, n_threads, labels=labels,
+            stochastic_start=lambda: self._initial_components(*init_subset(X, labels)),
+            make_objective=lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs))
 
-    @available_if(stochastic_solver_only)
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y):
-        """One epoch of the stochastic solver over a batch of labelled rows.
+    _batch_points = _labelled_points
 
-        The rows are visited once, in minibatches of ``batch_size``, each
-        with ``n_candidates`` candidates drawn from the same rows;
-        the solver's state (Adam's moments) carries over from the previous
-        call or from ``fit``.  The first call initialises ``L`` from this
-        batch.  Stream data that does not fit in memory block by block,
-        e.g. shuffled row blocks of a ``numpy.memmap``.  Only with
-        ``solver='adam'``, ``'sgd'`` or ``'auto'`` (which streams with Adam).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_batch, n_features)
-            At least 2 rows.
-        y : array-like of shape (n_batch,)
-            Class labels of the batch.
-
-        {returns_self}
-        """
-        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
-        X, y = self._points(X, y, reset=first)
+    def _partial_fit_batch(self, X, y, first, solver):
+        """partial_fit's epoch on the batch's class labels; ``classes_``
+        gathers the classes seen so far."""
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
         labels = labels.reshape(-1)
-        if X.shape[0] < 2:
-            raise ValueError(f"partial_fit needs at least 2 rows in a batch; got "
-                             f"{X.shape[0]}.")
-        solver = resolve_solver(self.solver, np.inf)
-        n_threads = effective_n_threads(self.n_jobs)
         self._partial_fit_minibatch(
-            lambda: NCABatchObjective(X, labels, n_threads=n_threads),
-            lambda: self._initial_components(X, labels), solver)
+            lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs),
+            lambda: self._initial_components(*init_subset(X, labels)), solver)
         seen = getattr(self, "classes_", None) if not first else None
         self.classes_ = classes if seen is None else np.union1d(seen, classes)
-        return self

@@ -11,29 +11,16 @@ from numpy.testing import assert_allclose, assert_array_equal
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from fastmetric import LDML, ClusterLDML, LDML_Supervised  # noqa: E402
+from fastmetric import LDML, LMNN, ClusterLDML, LDML_Supervised  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
 
-from .._dask_cluster import two_worker_client  # noqa: E402
+from .._dask_cluster import DASK_MARKS, labelled_rows  # noqa: E402  (the client fixture: conftest.py)
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
-    pytest.mark.timeout(300),
-]
-
-
-@pytest.fixture(scope="module")
-def client():
-    with two_worker_client() as c:
-        yield c
+pytestmark = DASK_MARKS
 
 
 def data(n=3000, d=6, seed=0, dtype=np.float64):
-    rng = np.random.RandomState(seed)
-    y = rng.randint(0, 4, n)
-    X = rng.randn(n, d) * np.r_[0.5, np.full(d - 1, 2.0)]
-    X[:, 0] += y
-    return X.astype(dtype), y
+    return labelled_rows(n, d, 4, seed, dtype)
 
 
 def tol(dtype):
@@ -227,8 +214,10 @@ def test_errors(client):
         LDML_Supervised(max_iter=2).fit(da.from_array(X, chunks=100), y[:-1])
     with pytest.raises(ValueError, match="1 class"):
         LDML_Supervised(max_iter=2).fit(da.from_array(X, chunks=100), np.zeros(500))
-    with pytest.raises(NotImplementedError, match="solver='lbfgs'"):
-        LDML_Supervised(solver="adam").fit(da.from_array(X, chunks=100), y)
+    # The minibatch solvers fit dask arrays (tests/core/test_dask_minibatch.py);
+    # NCA's and LMNN's full-batch solvers do not.
+    with pytest.raises(ValueError, match="stochastic solvers only"):
+        LMNN(solver="lbfgs").fit(da.from_array(X, chunks=100), y)
     with pytest.raises(ValueError, match="kmeans must be 'auto' or 'lloyd'"):
         ClusterLDML(n_clusters=3, kmeans="kmeans").fit(da.from_array(X, chunks=100))
     with pytest.raises(ValueError, match="NaN or infinity"):

@@ -65,5 +65,5 @@ def test_stream_epochs_draw_every_minibatch_of_every_epoch():
         def __call__(self, epoch, i):
             return (epoch, i)
 
-    epochs = stream_epochs(Stream(), lambda data: (data, 1.0))
+    epochs = stream_epochs(Stream(), lambda drawn: ((data, 1.0) for data in drawn))
     assert list(epochs(2)) == [((2, 0), 1.0), ((2, 1), 1.0), ((2, 2), 1.0)]

@@ -179,15 +179,47 @@ def pair_data():
 
 def test_itml_matches_numpy_reference(pair_data):
     X, idx, y = pair_data
-    itml = ITML(max_iter=50, tol=1e-6)
+    itml = ITML(max_iter=50, tol=1e-6, order="similar_first")
     itml.fit(X[idx], y, bounds=[1.0, 9.0])
     delta = np.where(y == 1, 1.0, -1.0)
     order = np.argsort(-delta, kind="stable")  # similar pairs first
-    a, b = idx[order, 0], idx[order, 1]
-    xi = np.where(delta[order] > 0, 1.0, 9.0)
-    ref_A, _, _, n_ref, _, _ = numpy_itml(X, a, b, delta[order], xi, np.eye(3), 1.0, 1e-6, 50)
+    ref_A, _, _, n_ref, _, _ = numpy_itml(X, idx[order, 0], idx[order, 1], delta[order],
+                                          np.where(delta[order] > 0, 1.0, 9.0), np.eye(3),
+                                          1.0, 1e-6, 50)
     assert itml.n_iter_ == n_ref
     assert_allclose(itml.get_mahalanobis_matrix(), ref_A, rtol=1e-8, atol=1e-10)
+
+
+def test_default_order_alternates_and_tol_grows_with_constraints(pair_data):
+    """The default visits similar and dissimilar pairs in turn and stops at
+    the tolerance 1e-3 sqrt(m) (m constraints) of metric-learn's measure."""
+    X, idx, y = pair_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        itml = ITML().fit(X[idx], y, bounds=[1.0, 9.0])
+    delta = np.where(y == 1, 1.0, -1.0)
+    order = np.r_[np.c_[np.flatnonzero(delta > 0), np.flatnonzero(delta < 0)].ravel()]
+    assert len(order) == len(y)  # as many similar as dissimilar pairs here
+    tol = 1e-3 * np.sqrt(len(y))
+    ref_A, _, _, n_ref, converged, _ = numpy_itml(
+        X, idx[order, 0], idx[order, 1], delta[order], np.where(delta[order] > 0, 1.0, 9.0),
+        np.eye(3), 1.0, tol, 1000)
+    assert converged
+    assert itml.n_iter_ == n_ref
+    assert_allclose(itml.get_mahalanobis_matrix(), ref_A, rtol=1e-8, atol=1e-10)
+    # metric-learn's settings: another order and a stricter test, more sweeps.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ml = ITML(tol=1e-3, order="similar_first").fit(X[idx], y, bounds=[1.0, 9.0])
+    assert ml.n_iter_ > itml.n_iter_
+
+
+def test_alternating_order():
+    from fastmetric._learners.itml import alternating_order
+
+    delta = np.array([-1.0, 1.0, -1.0, -1.0, 1.0, -1.0])
+    assert alternating_order(delta).tolist() == [1, 0, 4, 2, 3, 5]
+    assert alternating_order(np.ones(3)).tolist() == [0, 1, 2]
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +379,8 @@ def test_supervised_constraint_count_and_threads():
     assert_array_equal(fits[0].components_, fits[1].components_)
     assert fits[0].n_iter_ == fits[1].n_iter_
     assert_array_equal(fits[0].bounds_, fits[1].bounds_)
-    # Default: 20 * n_classes^2 similar and as many dissimilar pairs, like metric-learn.
+    # Default: max(20 n_classes^2, min(10 n, 100000)) similar and as many dissimilar
+    # pairs (it grows with the data); n_constraints=20 n_classes^2 is metric-learn's.
     from fastmetric._learners import itml as _itml
 
     seen = {}
@@ -360,9 +393,14 @@ def test_supervised_constraint_count_and_threads():
 
     _itml._BaseITML._fit_constraints = spy
     try:
-        ITML_Supervised(random_state=0, max_iter=2).fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ITML_Supervised(random_state=0, max_iter=2).fit(X, y)
+            default = dict(seen)
+            ITML_Supervised(random_state=0, max_iter=2, n_constraints=180).fit(X, y)
     finally:
         _itml._BaseITML._fit_constraints = orig
+    assert default == {"n_pos": 1500, "n_neg": 1500, "distinct": 3000}
     assert seen == {"n_pos": 180, "n_neg": 180, "distinct": 360}
 
 

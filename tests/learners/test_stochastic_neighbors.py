@@ -1,4 +1,4 @@
-"""Stochastic (minibatch) NCA and LMNN for large data: the minibatch
+"""Stochastic (minibatch) NCA, LMNN and MLKR for large data: the minibatch
 objectives and their gradients, the fits with Adam/SGD, solver='auto',
 partial_fit streaming, thread-count determinism, float32 and Ctrl-C."""
 import os
@@ -10,12 +10,13 @@ from scipy.optimize import check_grad
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils._param_validation import InvalidParameterError
 
-from fastmetric import LMNN, NCA
+from fastmetric import LMNN, MLKR, NCA
 from fastmetric._core.minibatch_learner import AUTO_STOCHASTIC_ROWS, resolve_solver
 from fastmetric._core.objectives.lmnn import find_target_neighbors
 from fastmetric._core.objectives.neighbor_batches import (
     BLOCK_ROWS,
     LMNNBatchObjective,
+    MLKRBatchObjective,
     NCABatchObjective,
     block_target_neighbors,
     draw_candidates,
@@ -27,7 +28,7 @@ from .test_ldml_partial_fit import blobs as ldml_blobs
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-LEARNERS = [NCA, LMNN]
+LEARNERS = [NCA, LMNN, MLKR]
 
 
 def blobs(n, d=6, seed=0, dtype=np.float64):
@@ -43,6 +44,10 @@ def knn_accuracy(L, X, y, X_test, y_test):
 def stochastic(cls, **params):
     base = dict(solver="adam", batch_size=100, n_candidates=100, max_iter=8,
                 learning_rate=0.05, init="identity", random_state=0, n_jobs=1)
+    if cls is LMNN:
+        # The minibatch epochs themselves, from init (the subsample start has
+        # its own tests below).
+        base["init_subsample"] = None
     base.update(params)
     return cls(**base)
 
@@ -65,6 +70,8 @@ def test_bad_target_block_size():
     X, y = blobs(40)
     with pytest.raises(InvalidParameterError, match="target_block_size"):
         LMNN(solver="adam", target_block_size=1).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="init_subsample"):
+        LMNN(solver="adam", init_subsample=1).fit(X, y)
 
 
 def test_auto_picks_by_size():
@@ -99,11 +106,13 @@ def test_partial_fit_only_with_stochastic_solvers(cls):
 def _objective(kind, X, y, n_threads=1):
     if kind == "nca":
         return NCABatchObjective(X, y, n_threads=n_threads)
+    if kind == "mlkr":
+        return MLKRBatchObjective(X, y + 0.3 * X[:, 1], n_threads=n_threads)
     targets, _ = block_target_neighbors(X, y, 3, 3, np.eye(X.shape[1]), row_mean(X))
     return LMNNBatchObjective(X, y, targets, 0.5, n_threads=n_threads)
 
 
-@pytest.mark.parametrize("kind", ["nca", "lmnn"])
+@pytest.mark.parametrize("kind", ["nca", "lmnn", "mlkr"])
 def test_minibatch_gradient_matches_finite_differences(kind):
     X, y = blobs(300, d=5)
     objective = _objective(kind, X, y)
@@ -137,6 +146,24 @@ def test_nca_minibatch_loss_matches_a_dense_softmax():
         cand = cand[cand != i]  # neither itself nor a drawn copy of itself
         w = np.exp(-((Z[i] - Z[cand]) ** 2).sum(1))
         expected.append(-(w * (y[cand] == y[i])).sum() / w.sum())
+    assert_allclose(loss, np.mean(expected), rtol=1e-10)
+
+
+def test_mlkr_minibatch_loss_matches_a_dense_kernel_regression():
+    X, y = blobs(50, d=4)
+    t = y + 0.5 * X[:, 2]
+    objective = MLKRBatchObjective(X, t)
+    rows = np.arange(0, 50, 3)
+    drawn = np.array([0, 1, 1, 7, 40])
+    L = np.random.RandomState(2).randn(2, 4) * 0.5
+    loss, _ = objective.loss_grad(L, objective.batch(rows, drawn))
+    Z = X @ L.T
+    expected = []
+    for i in rows:
+        cand = np.r_[rows, drawn]
+        cand = cand[cand != i]
+        w = np.exp(-((Z[i] - Z[cand]) ** 2).sum(1))
+        expected.append(((w * t[cand]).sum() / w.sum() - t[i]) ** 2)
     assert_allclose(loss, np.mean(expected), rtol=1e-10)
 
 
@@ -205,16 +232,37 @@ def test_stochastic_fit_improves_3nn_accuracy(cls, solver):
     assert est.transform(X[:3]).shape == (3, 6)
 
 
-@pytest.mark.parametrize("cls", LEARNERS)
-def test_same_bits_for_any_thread_count(cls):
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_stochastic_mlkr_improves_kernel_regression(solver):
+    """A real target of one axis, hidden by noisy axes: the fit raises the
+    held-out R^2 of 5-NN regression."""
+    from sklearn.neighbors import KNeighborsRegressor
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(2100, 6) * np.r_[1.0, 3, 3, 3, 3, 3]
+    t = np.sin(2 * X[:, 0]) + 0.05 * rng.randn(2100)
+
+    def r2(L):
+        knn = KNeighborsRegressor(5).fit(X[:1500] @ L.T, t[:1500])
+        return knn.score(X[1500:] @ L.T, t[1500:])
+
+    est = stochastic(MLKR, solver=solver, learning_rate=0.05 if solver == "adam" else 0.01,
+                     init=np.eye(6) * 0.3).fit(X[:1500], t[:1500])
+    assert r2(est.components_) >= r2(np.eye(6)) + 0.2
+    assert est.loss_curve_[-1] < est.loss_curve_[0]
+
+
+@pytest.mark.parametrize("cls, extra", [(NCA, {}), (LMNN, {}), (MLKR, {}),
+                                        (LMNN, {"init_subsample": 300})])
+def test_same_bits_for_any_thread_count(cls, extra):
     X, y = blobs(700, dtype=np.float32)
-    fits = [stochastic(cls, batch_size=300, max_iter=2, n_jobs=n).fit(X, y)
+    fits = [stochastic(cls, batch_size=300, max_iter=2, n_jobs=n, **extra).fit(X, y)
             for n in (1, 2)]
     assert_array_equal(fits[0].components_, fits[1].components_)
     assert fits[0].loss_curve_ == fits[1].loss_curve_
     streams = []
     for n in (1, 2):
-        est = stochastic(cls, batch_size=300, n_jobs=n)
+        est = stochastic(cls, batch_size=300, n_jobs=n, **extra)
         for start in range(0, 700, 350):
             est.partial_fit(X[start:start + 350], y[start:start + 350])
         streams.append(est.components_)
@@ -288,6 +336,60 @@ def test_lmnn_attributes_and_target_blocks():
     assert not np.array_equal(blocked.components_, est.components_)
 
 
+def test_lmnn_starts_from_the_full_batch_fit_on_a_subsample(monkeypatch):
+    X, y = blobs(900)
+    starts = []
+    original = LMNN._fit_minibatch
+
+    def spy(self, objective, L0, solver, tol):
+        starts.append(np.array(L0))
+        return original(self, objective, L0, solver, tol)
+
+    monkeypatch.setattr(LMNN, "_fit_minibatch", spy)
+    est = stochastic(LMNN, init_subsample=300, max_iter=2).fit(X, y)
+    rows = np.linspace(0, 899, 300).astype(np.intp)  # evenly spaced
+    full = LMNN(init="identity", random_state=0, n_jobs=1).fit(X[rows], y[rows])
+    assert_array_equal(starts[0], full.components_)
+    assert not np.array_equal(est.components_, full.components_)  # the epochs refine it
+    assert est.n_iter_ == 2
+    # More rows than X: the full-batch fit on all of them.
+    stochastic(LMNN, init_subsample=5000, max_iter=1).fit(X[:400], y[:400])
+    assert_array_equal(starts[1], LMNN(init="identity", random_state=0, n_jobs=1)
+                       .fit(X[:400], y[:400]).components_)
+
+
+def test_lmnn_subsample_start_beats_the_identity_start():
+    """Few epochs from the identity leave the map far from LMNN's optimum in
+    scale; from the subsample's fit the same epochs give a lower loss."""
+    X, y = blobs(1500, seed=0)
+    params = dict(max_iter=2, learning_rate=1e-3)
+    cold = stochastic(LMNN, **params).fit(X, y)
+    warm = stochastic(LMNN, init_subsample=500, **params).fit(X, y)
+    assert warm.loss_curve_[-1] < cold.loss_curve_[-1]
+
+
+def test_ctrl_c_in_the_subsample_fit_keeps_its_iterate(monkeypatch):
+    from fastmetric._core.objectives.lmnn import LMNNProblem
+
+    X, y = blobs(600)
+    calls = []
+    original = LMNNProblem.loss_grad
+
+    def interrupting(self, L, compute_gradient=True):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, L, compute_gradient)
+
+    monkeypatch.setattr(LMNNProblem, "loss_grad", interrupting)
+    est = stochastic(LMNN, init_subsample=300, max_iter=5)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est.fit(X, y)
+    assert est.n_iter_ == 0 and est.loss_curve_ == []
+    assert np.all(np.isfinite(est.components_))
+    assert not np.array_equal(est.components_, np.eye(6))  # L-BFGS iterations were kept
+
+
 @pytest.mark.parametrize("cls", LEARNERS)
 def test_verbose_prints_epochs(cls, capsys):
     X, y = blobs(300)
@@ -342,9 +444,8 @@ def test_ctrl_c_inside_an_epoch_keeps_the_last_minibatch(cls, n_jobs, monkeypatc
 @pytest.mark.parametrize("cls", LEARNERS)
 def test_sigint_stops_a_stochastic_fit(cls):
     X, y = blobs(2000)
-    est = stochastic(cls, max_iter=100_000, tol=0, n_iter_no_change=100_000, n_jobs=2) \
-        if cls is NCA else stochastic(cls, max_iter=100_000, convergence_tol=0,
-                                      n_iter_no_change=100_000, n_jobs=2)
+    est = stochastic(cls, max_iter=100_000, n_iter_no_change=100_000, n_jobs=2,
+                     **({"convergence_tol": 0} if cls is LMNN else {"tol": 0}))
     # (sigint_after installs Python's handler: background jobs ignore SIGINT.)
     with sigint_after(0.5), pytest.warns(UserWarning, match="interrupted"):
         est.fit(X, y)

@@ -232,16 +232,30 @@ def normalize_points(X):
     return l2_normalize_rows(X)
 
 
-def _pair_batches(X, a, b, targets, weights, order, batch_size, shape, L0, alpha,
-                  n_threads):
-    """``(batch objective, weight)`` of consecutive slices of ``order``."""
-    for start in range(0, order.shape[0], batch_size):
-        idx = order[start:start + batch_size]
-        bw = None if weights is None else weights[idx]
-        weight = float(idx.shape[0] if bw is None else bw.sum())
+def _pair_problems(X, specs, n_jobs):
+    """``(problem, weight)`` of each minibatch ``(a, b, targets, weights)`` of
+    ``specs`` whose weight is positive: in memory one problem over X each;
+    on a dask array the minibatches are gathered ahead and evaluated on the
+    workers (:class:`~fastmetric._core.dask_minibatch.DaskPairBatches`)."""
+    if is_dask_array(X):
+        from fastmetric._core.dask_minibatch import DaskPairBatches
+
+        yield from DaskPairBatches(X, n_jobs=n_jobs).problems(specs)
+        return
+    for sa, sb, st, bw in specs:
+        weight = float(sa.shape[0] if bw is None else bw.sum())
         if weight <= 0:
             continue
-        problem = PairLossProblem(X, a[idx], b[idx], targets[idx], bw)
+        yield PairLossProblem(X, sa, sb, st, bw), weight
+
+
+def _pair_batches(X, a, b, targets, weights, order, batch_size, shape, L0, alpha,
+                  n_threads, n_jobs=None):
+    """``(batch objective, weight)`` of consecutive slices of ``order``."""
+    specs = ((a[idx], b[idx], targets[idx], None if weights is None else weights[idx])
+             for idx in (order[start:start + batch_size]
+                         for start in range(0, order.shape[0], batch_size)))
+    for problem, weight in _pair_problems(X, specs, n_jobs):
         yield ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads), weight
 
 
@@ -277,7 +291,10 @@ def fit_ldml(X, a, b, targets, weights, *, rng, init, n_components, alpha, solve
     :class:`~fastmetric._core.dask_support.DaskPairLossProblem`);
     ``'adam'``/``'sgd'`` run minibatch epochs, over the fixed pairs in an
     order drawn from ``rng`` per epoch, or, with ``stream`` (a
-    :class:`LabelBatches`), over pairs drawn per minibatch.  ``(a, b,
+    :class:`LabelBatches`), over pairs drawn per minibatch (on a dask
+    array, with the same draws, the minibatches' rows gathered and their
+    shares evaluated on the workers:
+    :class:`~fastmetric._core.dask_minibatch.DaskPairBatches`).  ``(a, b,
     targets, weights)`` then only serve the initial scale and bias.
 
     Call inside :func:`~fastmetric._core.threads.single_threaded_blas` for
@@ -311,13 +328,6 @@ n_iter_no_change, n_jobs :
     LDMLFit
     """
     on_dask = is_dask_array(X)
-    if on_dask and solver != "lbfgs":
-        raise NotImplementedError(
-            f"{name} fits dask arrays with solver='lbfgs' only (the "
-            f"minibatch solvers on dask are not implemented yet); got "
-            f"solver={solver!r}. Use solver='lbfgs', or partial_fit on blocks "
-            "computed one at a time."
-        )
     theta0, L0 = initial_theta(X, a, b, targets, weights, class_labels, rng, init=init,
                                n_components=n_components, n_jobs=n_jobs)
     shape = L0.shape
@@ -337,16 +347,15 @@ n_iter_no_change, n_jobs :
         epoch_batches = minibatch_epochs(
             a.shape[0], batch_size, batch_seed,
             lambda order: _pair_batches(X, a, b, targets, weights, order, batch_size,
-                                        shape, L0, alpha, n_threads),
+                                        shape, L0, alpha, n_threads, n_jobs),
             verbose)
     else:
-        def stream_batch(pairs):
-            sa, sb, st = pairs
-            problem = PairLossProblem(X, sa, sb, st, None)
-            return (ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads),
-                    float(sa.shape[0]))
+        def stream_batches(drawn):
+            specs = ((sa, sb, st, None) for sa, sb, st in drawn)
+            for problem, weight in _pair_problems(X, specs, n_jobs):
+                yield ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads), weight
 
-        epoch_batches = stream_epochs(stream, stream_batch, verbose)
+        epoch_batches = stream_epochs(stream, stream_batches, verbose)
     optimizer = StochasticOptimizer(solver, learning_rate)
     result = minimize_stochastic(
         epoch_batches, theta0, max_epochs=max_iter, tol=tol,
@@ -356,7 +365,7 @@ n_iter_no_change, n_jobs :
 
 
 def partial_fit_epoch(X, a, b, targets, weights, theta, L0, optimizer, seed, epoch, *,
-                      batch_size, alpha, n_threads, verbose):
+                      batch_size, alpha, n_threads, verbose, n_jobs=None):
     """One epoch of ``optimizer`` over these pairs, from ``theta``.
 
     The minibatches are consecutive slices of a permutation drawn from
@@ -371,7 +380,7 @@ def partial_fit_epoch(X, a, b, targets, weights, theta, L0, optimizer, seed, epo
     order = np.random.default_rng([seed, epoch]).permutation(a.shape[0])
     batches = progress(
         _pair_batches(X, a, b, targets, weights, order, batch_size, L0.shape, L0, alpha,
-                      n_threads),
+                      n_threads, n_jobs),
         -(-a.shape[0] // batch_size), verbose, f"partial_fit {epoch + 1}")
     return run_epoch(batches, theta, optimizer)
 

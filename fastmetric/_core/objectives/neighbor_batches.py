@@ -1,4 +1,4 @@
-"""Minibatch objectives of NCA and LMNN, for data too large for the full objectives.
+"""Minibatch objectives of NCA, LMNN and MLKR, for data too large for the full objectives.
 
 The full objectives of NCA and LMNN couple every point with every other:
 an evaluation costs O(n^2) however it is organised.  Here a minibatch is a
@@ -20,6 +20,12 @@ B} p_i`` with ``p_i = sum_{l: y_l = y_i} p_il``: NCA's objective with the
 softmax taken over a random subset, per point.  Its gradient is NCA's,
 ``(2/b) L sum_il w_il (x_i - x_l)(x_i - x_l)^T`` with ``w_il = p_il
 ([y_l = y_i] - p_i)``.
+
+**MLKR** (:class:`MLKRBatchObjective`).  The same softmax over the
+candidates weights a kernel regression of the real targets: ``yhat_i =
+sum_l p_il y_l`` and the minibatch loss ``(1/b) sum_{i in B} (yhat_i -
+y_i)^2``, with ``W_il = 2 (yhat_i - y_i) p_il (yhat_i - y_l)`` in the
+gradient.
 
 **LMNN** (:class:`LMNNBatchObjective`).  The target neighbours ``T(i)`` are
 found once, exactly, before the fit (:func:`block_target_neighbors`); the
@@ -56,8 +62,8 @@ import numpy as np
 
 from fastmetric._core.objectives.lmnn import _sorted_targets, sort_by_class
 
-__all__ = ["BLOCK_ROWS", "LMNNBatchObjective", "NCABatchObjective", "block_target_neighbors",
-           "draw_candidates", "row_mean"]
+__all__ = ["BLOCK_ROWS", "LMNNBatchObjective", "MLKRBatchObjective", "NCABatchObjective",
+           "block_target_neighbors", "draw_candidates", "row_mean"]
 
 # Batch rows per work unit.  Fixed (not derived from the thread count), so
 # that the partial sums, and their order, are the same for any thread count.
@@ -75,10 +81,11 @@ def _pool(n_threads):
     return pool
 
 
-def _map_blocks(fn, n_rows, n_threads):
-    """``[fn(start, stop)]`` over the fixed row blocks, in block order."""
-    starts = range(0, n_rows, BLOCK_ROWS)
-    if n_threads <= 1 or n_rows <= BLOCK_ROWS:
+def _map_blocks(fn, n_rows, n_threads, first=0):
+    """``[fn(start, stop)]`` over the fixed row blocks of rows ``first:n_rows``
+    (``first`` a multiple of BLOCK_ROWS), in block order."""
+    starts = range(first, n_rows, BLOCK_ROWS)
+    if n_threads <= 1 or n_rows - first <= BLOCK_ROWS:
         return [fn(s, min(s + BLOCK_ROWS, n_rows)) for s in starts]
     return list(_pool(int(n_threads)).map(lambda s: fn(s, min(s + BLOCK_ROWS, n_rows)), starts))
 
@@ -132,10 +139,13 @@ class _BatchObjective:
     n_threads : int
     """
 
+    # Class labels are integers; MLKR's real targets take the labels' place.
+    _label_dtype = np.intp
+
     def __init__(self, X, labels, mean=None, n_threads=1):
         self.X = X
         self.dtype = np.dtype(X.dtype)
-        self.labels = np.ascontiguousarray(labels, dtype=np.intp)
+        self.labels = np.ascontiguousarray(labels, dtype=self._label_dtype)
         self.n_samples = X.shape[0]
         self.mean = row_mean(X) if mean is None else np.asarray(mean, dtype=np.float64)
         self.n_threads = int(n_threads)
@@ -143,6 +153,15 @@ class _BatchObjective:
     def batch(self, rows, drawn):
         """The data of the minibatch ``rows`` with the drawn candidates ``drawn``."""
         return _Batch(self, np.asarray(rows, dtype=np.intp), np.asarray(drawn, dtype=np.intp))
+
+    def batches(self, specs):
+        """The data of each ``(rows, drawn)`` of ``specs``, built when it is reached.
+
+        (The Dask objective of :mod:`fastmetric._core.dask_minibatch` reads
+        ``specs`` ahead instead, to gather the rows on the workers early.)
+        """
+        for rows, drawn in specs:
+            yield self.batch(rows, drawn)
 
     def _distances(self, batch, ZC, sqC, start, stop):
         """Squared distances of batch rows start:stop to the candidates; +inf on
@@ -167,14 +186,44 @@ class _BatchObjective:
             D[i, batch.b + lo[i]:batch.b + hi[i]] = np.inf
         return D
 
+    def _softmax_terms(self, batch, ZC, sqC, start, stop):
+        """``exp(m_i - D_il)`` of batch rows start:stop over the candidates
+        (shifted by each row's smallest distance ``m_i``; 0 on a point's own
+        entries), the row sums, and which rows have a candidate at all (a
+        row without one gets zeros and a sum of 1)."""
+        E = self._distances(batch, ZC, sqC, start, stop)
+        m = E.min(axis=1)
+        ok = np.isfinite(m)
+        m[~ok] = 0.0
+        np.subtract(m[:, None], E, out=E)
+        np.exp(E, out=E)
+        E[~ok] = 0.0
+        total = E.sum(axis=1)
+        total[~ok] = 1.0
+        return E, total, ok
+
     def loss_grad(self, L, batch):
         """Minibatch loss (float) and its gradient in L ((k, d) float64)."""
         L = np.asarray(L, dtype=np.float64)
+        loss, H = self.partial_sums(L, batch)
+        return loss / batch.b, (2.0 / batch.b) * (L @ H)
+
+    def partial_sums(self, L, batch, first=0, stop=None):
+        """The summed loss and the scatter ``H`` ((d, d) float64) of batch rows
+        ``first:stop`` (``first`` a multiple of BLOCK_ROWS; default all rows).
+
+        The loss of the minibatch is the sum of these over a split of its
+        rows, divided by b, and its gradient ``(2/b) L`` times the sum of the
+        ``H``: the Dask fit evaluates a minibatch in such shares on
+        several workers.
+        """
+        L = np.asarray(L, dtype=np.float64)
         Lw = np.ascontiguousarray(L, dtype=self.dtype)
+        stop = batch.b if stop is None else stop
         ZC = batch.XC @ Lw.T
         sqC = np.einsum("ij,ij->i", ZC, ZC)
-        parts = _map_blocks(lambda s, e: self._block(batch, ZC, sqC, s, e), batch.b,
-                            self.n_threads)
+        parts = _map_blocks(lambda s, e: self._block(batch, ZC, sqC, s, e), stop,
+                            self.n_threads, first)
         loss = 0.0
         H = np.zeros((L.shape[1], L.shape[1]), dtype=np.float64)
         col = np.zeros(batch.XC.shape[0], dtype=self.dtype)
@@ -184,7 +233,7 @@ class _BatchObjective:
             col += block_col
         XC = batch.XC
         H += (XC.T @ (col[:, None] * XC)).astype(np.float64)
-        return loss / batch.b, (2.0 / batch.b) * (L @ H)
+        return loss, H
 
     def _pair_scatter(self, batch, start, stop, W):
         """``X_B^T diag(r) X_B - G - G^T`` of one block and its column sums q."""
@@ -200,15 +249,7 @@ class NCABatchObjective(_BatchObjective):
     """NCA's softmax over each batch point's candidates (see the module docstring)."""
 
     def _block(self, batch, ZC, sqC, start, stop):
-        E = self._distances(batch, ZC, sqC, start, stop)
-        m = E.min(axis=1)
-        ok = np.isfinite(m)  # a point with no candidate has no softmax
-        m[~ok] = 0.0
-        np.subtract(m[:, None], E, out=E)
-        np.exp(E, out=E)  # exp(m - D): 0 on own entries
-        E[~ok] = 0.0
-        total = E.sum(axis=1)
-        total[~ok] = 1.0
+        E, total, _ = self._softmax_terms(batch, ZC, sqC, start, stop)
         same = batch.yC[start:stop, None] == batch.yC[None, :]
         W = np.multiply(E, same)
         p = W.sum(axis=1) / total
@@ -218,6 +259,38 @@ class NCABatchObjective(_BatchObjective):
         W -= E
         H, col = self._pair_scatter(batch, start, stop, W)
         return -float(p.sum(dtype=np.float64)), H, col
+
+
+class MLKRBatchObjective(_BatchObjective):
+    """MLKR's kernel regression over each batch point's candidates.
+
+    ``labels`` holds the real targets.  Batch point i is predicted by the
+    kernel-weighted mean of its candidates' targets (itself and drawn copies
+    of itself excluded), ``yhat_i = sum_l p_il y_l`` with ``p_il``
+    proportional to ``exp(-D_il)``; the minibatch loss is ``(1/b) sum_{i in
+    B} (yhat_i - y_i)^2``, MLKR's leave-one-out error per point with the
+    regression taken over a random subset.  Its derivative in ``D_il`` is
+    ``2 (yhat_i - y_i) p_il (yhat_i - y_l)``.  A point whose candidates all
+    lie beyond the float range of the kernel keeps the smallest distance's
+    weight 1 (the softmax is shifted by its minimum), so ``yhat_i`` is its
+    nearest candidate's target, as in the full objective.
+    """
+
+    _label_dtype = np.float64
+
+    def _block(self, batch, ZC, sqC, start, stop):
+        E, total, ok = self._softmax_terms(batch, ZC, sqC, start, stop)
+        total = total.astype(np.float64)
+        yC = batch.yC
+        y = yC[start:stop]
+        yhat = (E @ yC.astype(E.dtype)).astype(np.float64) / total
+        residual = np.where(ok, yhat - y, 0.0)
+        # W_il = 2 r_i p_il (yhat_i - y_l), p_il = E_il / total_i
+        W = np.subtract(yhat.astype(E.dtype)[:, None], yC.astype(E.dtype)[None, :])
+        W *= E
+        W *= (2.0 * residual / total).astype(E.dtype)[:, None]
+        H, col = self._pair_scatter(batch, start, stop, W)
+        return float(np.dot(residual, residual)), H, col
 
 
 class LMNNBatchObjective(_BatchObjective):
@@ -257,12 +330,12 @@ class LMNNBatchObjective(_BatchObjective):
         data.scale = (self.n_samples - 1) / max(c - 1, 1)
         return data
 
-    def loss_grad(self, L, batch):
+    def partial_sums(self, L, batch, first=0, stop=None):
         self._active = []
         self._Lw = np.ascontiguousarray(L, dtype=self.dtype)
-        loss, grad = super().loss_grad(L, batch)
+        sums = super().partial_sums(L, batch, first, stop)
         self.n_active = int(sum(self._active))
-        return loss, grad
+        return sums
 
     def _block(self, batch, ZC, sqC, start, stop):
         mu, s = self.mu, batch.scale

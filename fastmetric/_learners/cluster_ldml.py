@@ -131,10 +131,9 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.cluster_rows import (
     DaskRows,
     MemoryRows,
+    discriminant_coordinates,
     lloyd,
     nearest_centers,
-    within_whitening,
-    discriminant_coordinates,
 )
 from fastmetric._core.cluster_rows import cluster_means as _cluster_means
 from fastmetric._core.cluster_rows import nearest_center as _nearest_center

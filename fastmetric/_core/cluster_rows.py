@@ -19,7 +19,7 @@ from fastmetric._core.dask_support import gather_rows, is_dask_array
 from fastmetric._core.rows import evenly_spaced
 
 __all__ = ["BLOCK_ROWS", "SAMPLE_ROWS", "lloyd", "cluster_means", "nearest_centers",
-           "within_whitening", "discriminant_coordinates"]
+           "discriminant_coordinates", "map_row_blocks", "sum_in_order"]
 
 # Rows per block of a numpy array (the unit of the block sums).
 BLOCK_ROWS = 65_536
@@ -79,7 +79,7 @@ def _blocks(Z):
     return [(s, min(n, s + BLOCK_ROWS)) for s in range(0, n, BLOCK_ROWS)]
 
 
-def _map_blocks(func, Z, *args):
+def map_row_blocks(func, Z, *args):
     """``[func(block, *args)]`` over the row blocks of Z, in order."""
     if is_dask_array(Z):
         import dask
@@ -92,7 +92,9 @@ def _map_blocks(func, Z, *args):
     return [func(Z[s:e], *args) for s, e in _blocks(Z)]
 
 
-def _sum_in_order(parts):
+def sum_in_order(parts):
+    """Element-wise sums of the per-block tuples ``parts``, added in block
+    order (the same result on any cluster, whatever order blocks finish in)."""
     total = [np.array(p, copy=True) if isinstance(p, np.ndarray) else p for p in parts[0]]
     for part in parts[1:]:
         for i, value in enumerate(part):
@@ -118,7 +120,7 @@ def cluster_means(Z, labels, fallback):
         parts = list(_compute(*tasks))
     else:
         parts = [_block_stats(Z[s:e], labels[s:e], k) for s, e in _blocks(Z)]
-    sums, counts = _sum_in_order(parts)
+    sums, counts = sum_in_order(parts)
     centers = np.array(fallback, dtype=np.float64, copy=True)
     nonempty = counts > 0
     centers[nonempty] = sums[nonempty] / counts[nonempty, None]
@@ -176,8 +178,8 @@ def lloyd(Z, n_clusters, random_state, init=None, max_iter=300, tol=1e-4):
         centers = np.array(init, dtype=np.float64, copy=True)
     inertia = np.nan
     for _ in range(int(max_iter)):
-        sums, counts, inertia = _sum_in_order(
-            _map_blocks(_assign_block, Z, centers.astype(Z.dtype)))
+        sums, counts, inertia = sum_in_order(
+            map_row_blocks(_assign_block, Z, centers.astype(Z.dtype)))
         new = centers.copy()
         nonempty = counts > 0
         new[nonempty] = sums[nonempty] / counts[nonempty, None]
@@ -207,7 +209,7 @@ def _shrunk_covariance(residuals):
 
 
 def _within_covariance(rows, labels, n_clusters):
-    """Within-cluster covariance ``W`` and the cluster means (float64).
+    """Within-cluster covariance ``W`` (float64).
 
     ``W = sum_c (n_c / n) W_c`` with ``W_c`` the covariance of cluster
     ``c``'s residuals ``x - mean_c``, each shrunk by
@@ -232,40 +234,17 @@ def _within_covariance(rows, labels, n_clusters):
         # Every cluster one (repeated) point: no spread inside the clusters
         # to whiten by; leave the units as they are.
         W = np.eye(d)
-    return (W + W.T) / 2, means
+    return (W + W.T) / 2
 
 
-def _symmetric_roots(W):
-    """``(W^{-1/2}, W^{1/2})`` of a symmetric positive semi-definite matrix."""
+def _inverse_root(W):
+    """``W^{-1/2}`` of a symmetric positive semi-definite matrix."""
     import scipy.linalg
 
     w, V = scipy.linalg.eigh(W)
     # The shrunk W is positive definite; the floor guards against rounding.
     floor = max(float(w.max()), 1e-300) * 1e-12
-    w = np.maximum(w, floor)
-    root = np.sqrt(w)
-    return (V / root) @ V.T, (V * root) @ V.T
-
-
-def within_whitening(rows, labels, n_clusters):
-    """Whitening by the within-cluster covariance: ``(P, P^{-1})``.
-
-    ``W`` is the within-cluster covariance of :func:`_within_covariance`
-    (what LDA calls the within-class scatter); ``P = W^{-1/2}`` (symmetric)
-    and ``P^{-1} = W^{1/2}``.
-
-    Parameters
-    ----------
-    rows : MemoryRows or DaskRows
-    labels : ndarray of shape (n_samples,)
-    n_clusters : int
-
-    Returns
-    -------
-    P, P_inv : ndarray of shape (n_features, n_features), float64
-    """
-    W, _ = _within_covariance(rows, labels, n_clusters)
-    return _symmetric_roots(W)
+    return (V / np.sqrt(np.maximum(w, floor))) @ V.T
 
 
 def discriminant_coordinates(rows, labels, n_clusters, n_directions):
@@ -294,8 +273,8 @@ def discriminant_coordinates(rows, labels, n_clusters, n_directions):
     """
     import scipy.linalg
 
-    W, _ = _within_covariance(rows, labels, n_clusters)
-    inv_root, _ = _symmetric_roots(W)
+    W = _within_covariance(rows, labels, n_clusters)
+    inv_root = _inverse_root(W)
     between = inv_root @ (rows.covariance() - W) @ inv_root
     w, U = scipy.linalg.eigh((between + between.T) / 2)
     # Eigenvalues in decreasing order, ties broken by index (stable), and
@@ -352,7 +331,7 @@ class DaskRows:
         # Per-block sums merged here in block order (not dask's own reduction
         # tree, whose grouping differs between schedulers): the covariance,
         # hence the model, is the same with any cluster or none.
-        total, second = _sum_in_order(_map_blocks(_block_moments, X))
+        total, second = sum_in_order(map_row_blocks(_block_moments, X))
         mean = total / self.n
         self.C = second / self.n - np.outer(mean, mean)
         self.C = (self.C + self.C.T) / 2

@@ -44,6 +44,7 @@ from collections import deque
 
 import numpy as np
 
+from fastmetric._core.cluster_rows import map_row_blocks, sum_in_order
 from fastmetric._core.dask_support import (
     _block_loss_grad,
     _block_problem,
@@ -77,16 +78,17 @@ SHARE_ROWS = 4 * BLOCK_ROWS
 SHARE_PAIRS = 5_000
 
 
+def _column_sums(block):
+    return (block.sum(axis=0, dtype=np.float64),)
+
+
 def dask_row_mean(X):
     """Mean of the rows of a dask array, in float64: per-block sums on the
     workers, added in block order here (the same result on any cluster)."""
-    sums = X.map_blocks(lambda block: block.sum(axis=0, dtype=np.float64)[None, :],
-                        dtype=np.float64, chunks=((1,) * X.numblocks[0], (X.shape[1],)))
-    (parts,) = _compute(sums)
-    total = np.zeros(X.shape[1], dtype=np.float64)
-    for row in parts:
-        total += row
-    return total / max(X.shape[0], 1)
+    if X.shape[0] == 0:
+        return np.zeros(X.shape[1], dtype=np.float64)
+    (total,) = sum_in_order(map_row_blocks(_column_sums, X))
+    return total / X.shape[0]
 
 
 def _take_rows(block, local_rows):

@@ -23,7 +23,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 
-from fastmetric._core.dask_support import is_dask_array
+from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
+from fastmetric._core.inputs import validate_points
 from fastmetric._core.objectives.neighbor_batches import draw_candidates, row_mean
 from fastmetric._core.params import integers, reals
 from fastmetric._core.rows import evenly_spaced
@@ -39,7 +40,7 @@ from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["AUTO_STOCHASTIC_ROWS", "INIT_MAX_ROWS", "MinibatchNeighborsMixin",
            "SOFTMAX_STOCHASTIC_CONSTRAINTS", "STOCHASTIC_SOLVERS", "batch_objective",
-           "check_dask_solver", "data_mean", "init_subset", "resolve_solver"]
+           "check_dask_solver", "data_mean", "labelled_points", "init_subset", "resolve_solver"]
 
 # solver='auto': the full objectives (O(n^2) per evaluation) up to this many
 # rows, Adam on minibatches above.  At 50,000 rows an L-BFGS iteration of NCA
@@ -100,6 +101,14 @@ def init_subset(X, labels, max_rows=INIT_MAX_ROWS):
     if rows.shape[0] == X.shape[0]:
         return X, labels
     return X[rows], labels[rows]
+
+
+def labelled_points(learner, X, y, reset):
+    """A learner's validated points and labels; a dask array stays lazy (the
+    minibatch solvers gather its rows on the workers)."""
+    if is_dask_array(X):
+        return check_dask_labelled_points(learner, X, y, reset)
+    return validate_points(learner, X, y, reset=reset)
 
 
 def data_mean(X):

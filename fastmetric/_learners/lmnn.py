@@ -41,10 +41,9 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components
-from fastmetric._core.inputs import encode_classes, validate_points
+from fastmetric._core.inputs import encode_classes
 from fastmetric._core.minibatch_learner import (
     STOCHASTIC_SOLVERS,
     MinibatchNeighborsMixin,
@@ -52,6 +51,7 @@ from fastmetric._core.minibatch_learner import (
     check_dask_solver,
     data_mean,
     init_subset,
+    labelled_points,
     resolve_solver,
     stochastic_solver_only,
 )
@@ -308,14 +308,13 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         self.n_active_ = int(n_active)
         self.n_searches_ = int(problem.n_searches)
         self.n_evaluations_ = int(problem.n_evaluations)
+        # Read by a stochastic fit that starts from this (subsample) fit.
+        self._interrupted = result.message == "interrupted"
         return self
 
     def _labelled_points(self, X, y, reset):
         """Validated X, labels encoded 0..C-1, the classes and targets per class."""
-        if is_dask_array(X):  # kept lazy: the stochastic solvers gather minibatches
-            X, y = check_dask_labelled_points(self, X, y, reset)
-        else:
-            X, y = validate_points(self, X, y, reset=reset)
+        X, y = labelled_points(self, X, y, reset)
         check_classification_targets(y)
         classes, y_enc, counts = encode_classes(
             y, "LMNN", "(impostors are points of another class)")
@@ -381,14 +380,8 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         full = type(self)(init=self.init, n_neighbors=self.n_neighbors,
                           regularization=self.regularization, n_components=self.n_components,
                           verbose=self.verbose, random_state=rng, n_jobs=self.n_jobs)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            full.fit(sub, y_sub)
-        interrupted = False
-        for w in caught:  # pass them on; note an interrupt of the subsample fit
-            interrupted |= issubclass(w.category, UserWarning) and "interrupted" in str(w.message)
-            warnings.warn(w.message, w.category, stacklevel=4)
-        return full.components_, interrupted
+        full.fit(sub, y_sub)
+        return full.components_, full._interrupted
 
     def _fit_stochastic(self, X, y_enc, n_classes, solver):
         rng = check_random_state(self.random_state)

@@ -37,9 +37,13 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 
-from fastmetric._core.dask_support import check_dask_labelled_points, is_dask_array
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.minibatch_learner import batch_objective, check_dask_solver, init_subset
+from fastmetric._core.minibatch_learner import (
+    batch_objective,
+    check_dask_solver,
+    init_subset,
+    labelled_points,
+)
 from fastmetric._core.objectives.neighbor_batches import NCABatchObjective
 from fastmetric._core.params import store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
@@ -172,12 +176,6 @@ class NCA(SoftmaxNeighborsLearner):
                  n_iter_no_change=5):
         store_params(self, locals())
 
-    def _labelled_points(self, X, y, reset):
-        """Validated points and labels; a dask array stays lazy (stochastic solvers)."""
-        if is_dask_array(X):
-            return check_dask_labelled_points(self, X, y, reset)
-        return self._points(X, y, reset=reset)
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn ``L`` from points and their class labels.
@@ -189,7 +187,7 @@ class NCA(SoftmaxNeighborsLearner):
         {returns_self}
         """
         n_threads = effective_n_threads(self.n_jobs)
-        X, y = self._labelled_points(X, y, reset=True)
+        X, y = labelled_points(self, X, y, reset=True)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
         labels = labels.reshape(-1)
@@ -219,7 +217,8 @@ class NCA(SoftmaxNeighborsLearner):
             stochastic_start=lambda: self._initial_components(*init_subset(X, labels)),
             make_objective=lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs))
 
-    _batch_points = _labelled_points
+    def _batch_points(self, X, y, reset):
+        return labelled_points(self, X, y, reset)
 
     def _partial_fit_batch(self, X, y, first, solver):
         """partial_fit's epoch on the batch's class labels; ``classes_``

@@ -177,6 +177,22 @@ def test_cluster_ldml_same_model_as_in_memory(client):
                     atol=1e-6 * np.abs(expected).max())
 
 
+def test_cluster_ldml_semi_supervised_same_model_as_in_memory(client):
+    """The semi-supervised fit (seeded k-means from the labelled classes'
+    means, labelled pairs) on a dask array matches the in-memory 'lloyd' fit."""
+    X, y = data(n=2000, seed=4)
+    partial = np.where(np.arange(y.size) % 10 == 0, y, -1)
+    params = dict(n_clusters=4, max_rounds=2, ldml_max_iter=8, n_pairs_per_cluster=300,
+                  random_state=0)
+    mem = ClusterLDML(kmeans="lloyd", **params).fit(X, partial)
+    dist = ClusterLDML(**params).fit(da.from_array(X, chunks=600), partial)
+    assert dist.n_rounds_ == mem.n_rounds_
+    scale = np.abs(mem.components_).max()
+    assert_allclose(dist.components_, mem.components_, rtol=1e-6, atol=1e-6 * scale)
+    assert_array_equal(dist.labels_, mem.labels_)
+    assert_array_equal(dist.cluster_classes_, mem.cluster_classes_)
+
+
 def test_a_lost_worker_does_not_corrupt_the_fit(client):
     """A worker killed in the middle of the fit: Dask recomputes its blocks from
     the graph, and the model is the same as without the failure."""

@@ -13,7 +13,12 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from fastmetric._core.cluster_rows import MemoryRows
-from fastmetric._learners.cluster_ldml import ClusterLDML, _combine, _nearest_center
+from fastmetric._learners.cluster_ldml import (
+    ClusterLDML,
+    _cluster_means,
+    _combine,
+    _nearest_center,
+)
 
 # Small, fast settings for most tests (one thread: the machine running the
 # tests may be busy, and the thread-count invariance has its own test).
@@ -637,6 +642,46 @@ def test_semi_supervised_same_for_one_and_two_threads():
     m2 = ClusterLDML(n_clusters=4, random_state=3, **dict(FAST, n_jobs=2)).fit(X, partial)
     assert_array_equal(m1.components_, m2.components_)
     assert_array_equal(m1.labels_, m2.labels_)
+
+
+def test_semi_supervised_kmeans_starts_from_the_labelled_means():
+    """Seeded k-means: the first rows of the start are the labelled classes'
+    means in the metric; with more clusters than classes the others are the
+    unseeded run's centres farthest from those already chosen."""
+    X, y = _noisy_blobs(n=150)
+    partial = _partial(y, 0.2)
+    known = np.flatnonzero(partial != -1)
+    means = np.array([X[known[partial[known] == c]].mean(axis=0) for c in range(3)])
+    L = np.random.RandomState(0).randn(2, 3)
+    tie = (known, partial[known], means)
+    model = ClusterLDML(n_clusters=3)
+    assert_allclose(model._seeded_centres(L, tie, None), means @ L.T, rtol=1e-12)
+    # two more clusters: the unseeded centres not near a class mean come next
+    far = means @ L.T
+    unseeded = np.vstack([far[0] + 1e-3, far[1] + 30.0, far[2] - 1e-3, far[1] - 10.0, far[2]])
+    start = ClusterLDML(n_clusters=5)._seeded_centres(L, tie, lambda init: (None, unseeded))
+    assert_allclose(start[:3], far, rtol=1e-12)
+    assert_allclose(start[3:], unseeded[[1, 3]])
+    # a fit: the labelled points sit in their class's cluster
+    m = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X, partial)
+    assert np.mean(m.labels_[known] == partial[known]) > 0.9
+
+
+def test_whitened_rounds_keep_the_better_kmeans_optimum():
+    """A restarted round also runs k-means from the previous clusters and
+    keeps whichever ends with the lower inertia (both in the new metric)."""
+    X, y = make_blobs(n_samples=300, centers=4, n_features=3, cluster_std=2.5, random_state=7)
+    rows = MemoryRows(X)
+    model = ClusterLDML(n_clusters=4, random_state=0, n_jobs=1)
+    L = np.eye(3)
+    fresh = model._kmeans(rows.embed(L), 11, None)
+    for previous in (y, np.random.RandomState(0).randint(0, 4, y.size)):
+        init = _cluster_means(X, previous, np.zeros((4, 3)))
+        continued = model._kmeans(rows.embed(L), 11, init)
+        labels, _, inertia = model._cluster(rows, L, 11, previous=previous, restart=True)
+        assert inertia == min(fresh[2], continued[2])
+        best = continued if continued[2] < fresh[2] * (1 - 1e-9) else fresh
+        assert_array_equal(labels, best[0])
 
 
 def test_init_from_a_fitted_transformer():

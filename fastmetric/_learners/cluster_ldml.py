@@ -9,7 +9,9 @@ named strategy, an array, or any fitted estimator with a linear map;
 1. clusters the embedded points ``Z = X L^T`` into ``n_clusters`` groups with
    scikit-learn's k-means (:class:`~sklearn.cluster.KMeans`, or
    :class:`~sklearn.cluster.MiniBatchKMeans` for large ``n``; 10 k-means++
-   restarts, or one run from the previous clusters, see ``kmeans``);
+   restarts and one run from the previous clusters, the lower inertia
+   kept; semi-supervised: one run from the labelled classes' means; see
+   ``kmeans``);
 2. for every group ``g`` learns a metric ``M_g = L_g^T L_g`` with
    LDML (:mod:`fastmetric._core.objectives.ldml`, the log-loss of
    ``sigmoid(b - ||L (x - x')||^2)``) from pairs drawn inside ``g``
@@ -88,7 +90,9 @@ group's LDML in the input coordinates from the current metric, half steps
 previous clusters.
 
 Semi-supervised use.  ``fit(X, y)`` with ``y = -1`` for the unlabelled
-points: after every k-means the clusters are matched one to one to the
+points: every k-means is seeded k-means, one run started from the means of
+the labelled classes in the current metric (the other clusters, if any,
+from an unseeded run); after it the clusters are matched one to one to the
 labelled classes (Hungarian assignment on the class-by-cluster counts),
 renumbered so that cluster ``c`` is class ``cluster_classes_[c]``, and the
 labelled points are put in their class's cluster (seeded / constrained
@@ -280,13 +284,16 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         metric has stopped moving, and later rounds may still change it.
     kmeans : {'auto', 'kmeans', 'minibatch', 'lloyd'} or estimator, default='auto'
         The clustering step: ``'kmeans'`` is scikit-learn's ``KMeans``
-        (10 k-means++ restarts the first time and in every whitened round;
-        rounds without whitening run once from the previous clusters'
-        means), ``'minibatch'`` ``MiniBatchKMeans`` (3 restarts, the same
-        rule), ``'lloyd'`` fastmetric's own Lloyd iterations over row
+        (10 k-means++ restarts the first time; in every whitened round
+        these and one run from the previous clusters' means, keeping the
+        lower inertia; rounds without whitening run once from the previous
+        clusters' means), ``'minibatch'`` ``MiniBatchKMeans`` (3 restarts,
+        the same rule), ``'lloyd'`` fastmetric's own Lloyd iterations over row
         blocks (one k-means++ seeding on at most 100,000 evenly spaced rows,
         then one run per round from the previous clusters' means), which
-        also run on the workers of a dask array.  ``'auto'`` is ``'kmeans'``
+        also run on the workers of a dask array.  Semi-supervised fits
+        (``fit(X, y)``) start every named k-means once from the labelled
+        classes' means instead (seeded k-means).  ``'auto'`` is ``'kmeans'``
         up to 20000 samples, ``'minibatch'`` beyond, and ``'lloyd'`` on
         dask arrays (the only choice there besides ``'lloyd'`` itself).  An unfitted estimator with an
         ``n_clusters`` parameter and a ``labels_`` attribute after fit
@@ -859,7 +866,8 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             the ``c``-th class of ``cluster_classes_``), labelled points are
             put in their class's cluster, and each class's LDML also gets
             pairs of labelled points (similar inside the class, dissimilar
-            to the other classes), drawn the same way every round.  At most
+            to the other classes), drawn the same way every round; every
+            k-means starts from the labelled classes' means.  At most
             ``n_clusters`` classes; ``None`` or all ``-1``: no labels.
 
         {returns_self}

@@ -19,6 +19,8 @@ A learner using the mixin has the parameters ``solver``, ``batch_size``,
 ``n_candidates``, ``learning_rate``, ``n_iter_no_change``, ``max_iter``
 (epochs), ``verbose``, ``callback`` and ``random_state``.
 """
+from functools import partial
+
 import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
@@ -153,6 +155,17 @@ def stochastic_solver_only(estimator):
     return True
 
 
+def neighbor_batch_fun(objective, data, shape):
+    """``fun(theta) -> (loss, grad)`` of one minibatch ``data`` of a neighbour
+    objective, over the flattened ``L`` of ``shape`` (module level: a Dask
+    worker runs it on the minibatches whose rows it holds)."""
+    def fun(theta):
+        loss, grad = objective.loss_grad(theta.reshape(shape), data)
+        return loss, grad.ravel()
+
+    return fun
+
+
 class MinibatchNeighborsMixin:
     """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN, MLKR)."""
 
@@ -170,23 +183,19 @@ class MinibatchNeighborsMixin:
         batch_size = int(self.batch_size)
         n_drawn = int(self.n_candidates)
 
+        make_fun = partial(neighbor_batch_fun, shape=self._shape)
+
         def batches_of_order(order, epoch):
             # rows sorted: reads forward in a memmap
             specs = ((np.sort(order[start:start + batch_size]),
                       draw_candidates(n_rows, n_drawn, seed, epoch, i))
                      for i, start in enumerate(range(0, n_rows, batch_size)))
-            # objective.batches builds each minibatch's data when it is reached
-            # (in memory), or gathers it ahead on the workers (Dask).
-            for data in objective.batches(specs):
-                yield (lambda theta, data=data: self._batch_loss_grad(objective, data, theta),
-                       float(data.b))
+            # Each minibatch's data are built when it is reached (in memory),
+            # or gathered ahead and stepped on the workers (Dask).
+            yield from objective.minibatches(specs, make_fun)
 
         return minibatch_epochs(n_rows, batch_size, seed, batches_of_order, verbose,
                                 with_epoch=True)
-
-    def _batch_loss_grad(self, objective, data, theta):
-        loss, grad = objective.loss_grad(theta.reshape(self._shape), data)
-        return loss, grad.ravel()
 
     def _set_stochastic_state(self, L):
         self.components_ = np.ascontiguousarray(np.reshape(L, self._shape))

@@ -29,6 +29,7 @@ __all__ = [
     "progress",
     "record_partial_epoch",
     "run_epoch",
+    "step_minibatches",
     "stream_epochs",
     "warn_interrupted",
 ]
@@ -291,31 +292,69 @@ class StochasticOptimizer:
         self._m = self.momentum * self._m - self.learning_rate * grad
         return x + self._m
 
+    def load_state(self, other):
+        """Take the state (step count and moments) of ``other``, a copy of this
+        optimiser that took steps elsewhere (on a Dask worker)."""
+        self.n_steps, self._m, self._v = other.n_steps, other._m, other._v
+
+
+def step_minibatches(batches, x, optimizer, losses):
+    """Steps of ``optimizer`` over ``batches`` of ``(batch_fun, weight)``.
+
+    Appends ``(weight, loss)`` of each completed minibatch to ``losses`` and
+    returns ``(x, finite)``: the parameters after the last completed
+    minibatch, and whether every loss and gradient was finite (the pass
+    stops at the first that is not, before updating ``x``).  This is the
+    whole loop when the minibatches are evaluated here, and the part of it
+    that a Dask worker runs for the minibatches whose rows it holds.
+    """
+    for batch_fun, weight in batches:
+        loss, grad = batch_fun(x)
+        if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
+            return x, False
+        x_new = optimizer.step(x, grad)
+        if not np.all(np.isfinite(x_new)):
+            return x, False
+        x = x_new
+        losses.append((weight, float(loss)))
+    return x, True
+
 
 def run_epoch(batches, x, optimizer):
-    """One pass of ``optimizer`` over ``batches`` of ``(batch_fun, weight)``.
+    """One pass of ``optimizer`` over ``batches``.
+
+    Each item of ``batches`` is either a minibatch ``(batch_fun, weight)``
+    (stepped here by :func:`step_minibatches`) or an object with
+    ``run_steps(x, optimizer, losses) -> (x, finite)`` that takes the steps
+    of several consecutive minibatches elsewhere (on the Dask worker that
+    holds their rows; :mod:`fastmetric._core.dask_minibatch`) and leaves
+    ``optimizer`` in the state after them.
 
     Returns ``(x, mean_loss, finite, interrupted)``: the parameters after the
     last completed minibatch, the weighted mean of the minibatch losses (NaN
-    when no minibatch ran), whether every loss and gradient was finite (the
-    pass stops at the first that is not, before updating), and whether
-    Ctrl-C stopped it.
+    when no minibatch ran; summed in minibatch order wherever the steps ran),
+    whether every loss and gradient was finite, and whether Ctrl-C stopped it.
     """
-    total, total_w = 0.0, 0.0
-    try:
-        for batch_fun, weight in batches:
-            loss, grad = batch_fun(x)
-            if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
-                return x, (total / total_w if total_w > 0 else np.nan), False, False
-            x_new = optimizer.step(x, grad)
-            if not np.all(np.isfinite(x_new)):
-                return x, (total / total_w if total_w > 0 else np.nan), False, False
-            x = x_new
-            total += weight * float(loss)
+    losses = []
+
+    def mean_loss():
+        total, total_w = 0.0, 0.0
+        for weight, loss in losses:
+            total += weight * loss
             total_w += weight
+        return total / total_w if total_w > 0 else np.nan
+
+    try:
+        for item in batches:
+            if hasattr(item, "run_steps"):
+                x, finite = item.run_steps(x, optimizer, losses)
+            else:
+                x, finite = step_minibatches((item,), x, optimizer, losses)
+            if not finite:
+                return x, mean_loss(), False, False
     except KeyboardInterrupt:
-        return x, (total / total_w if total_w > 0 else np.nan), True, True
-    return x, (total / total_w if total_w > 0 else np.nan), True, False
+        return x, mean_loss(), True, True
+    return x, mean_loss(), True, False
 
 
 def record_partial_epoch(estimator, loss, finite, interrupted):
@@ -345,14 +384,23 @@ def record_partial_epoch(estimator, loss, finite, interrupted):
 
 
 def progress(batches, total, verbose, desc):
-    """``batches`` wrapped in a tqdm bar when ``verbose >= 2`` and tqdm is there."""
+    """``batches`` with a tqdm bar over ``total`` minibatches when ``verbose >=
+    2`` and tqdm is there (an item that steps several minibatches elsewhere
+    advances the bar by its ``n_batches``)."""
     if verbose is True or verbose < 2:
         return batches
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return batches
-    return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
+
+    def counted():
+        with tqdm(total=total, desc=desc, unit="batch", leave=False) as bar:
+            for item in batches:
+                yield item
+                bar.update(getattr(item, "n_batches", 1))
+
+    return counted()
 
 
 def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0, with_epoch=False):

@@ -22,6 +22,7 @@ epoch (:func:`partial_fit_epoch`).  The learners :class:`fastmetric.LDML`,
 (one LDML per cluster) call them.
 """
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -232,31 +233,38 @@ def normalize_points(X):
     return l2_normalize_rows(X)
 
 
-def _pair_problems(X, specs, n_jobs):
-    """``(problem, weight)`` of each minibatch ``(a, b, targets, weights)`` of
-    ``specs`` whose weight is positive: in memory one problem over X each;
-    on a dask array the minibatches are gathered ahead and evaluated on the
-    workers (:class:`~fastmetric._core.dask_minibatch.DaskPairBatches`)."""
+def _pair_minibatches(X, specs, make_fun, n_threads, n_jobs):
+    """The minibatches ``(make_fun(problem, n_threads=n_threads), weight)`` of
+    each ``(a, b, targets, weights)`` of ``specs`` whose weight is positive,
+    one pair problem over X each; on a dask array they come in groups that
+    are gathered ahead and stepped on the workers
+    (:class:`~fastmetric._core.dask_minibatch.DaskPairBatches`)."""
     if is_dask_array(X):
         from fastmetric._core.dask_minibatch import DaskPairBatches
 
-        yield from DaskPairBatches(X, n_jobs=n_jobs).problems(specs)
+        yield from DaskPairBatches(X, n_jobs=n_jobs).minibatches(specs, make_fun)
         return
     for sa, sb, st, bw in specs:
         weight = float(sa.shape[0] if bw is None else bw.sum())
         if weight <= 0:
             continue
-        yield PairLossProblem(X, sa, sb, st, bw), weight
+        yield make_fun(PairLossProblem(X, sa, sb, st, bw), n_threads=n_threads), weight
 
 
 def _pair_batches(X, a, b, targets, weights, order, batch_size, shape, L0, alpha,
                   n_threads, n_jobs=None):
-    """``(batch objective, weight)`` of consecutive slices of ``order``."""
+    """The minibatches of consecutive slices of ``order``."""
     specs = ((a[idx], b[idx], targets[idx], None if weights is None else weights[idx])
              for idx in (order[start:start + batch_size]
                          for start in range(0, order.shape[0], batch_size)))
-    for problem, weight in _pair_problems(X, specs, n_jobs):
-        yield ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads), weight
+    yield from _pair_minibatches(X, specs, _batch_objective(shape, X.dtype, L0, alpha),
+                                 n_threads, n_jobs)
+
+
+def _batch_objective(shape, dtype, L0, alpha):
+    """``make_fun(problem, n_threads=...)`` of :func:`_pair_minibatches`: LDML's
+    objective on one minibatch (picklable, for the Dask workers)."""
+    return partial(ldml_objective, shape=shape, dtype=dtype, L0=L0, alpha=alpha)
 
 
 @dataclass
@@ -352,8 +360,8 @@ n_iter_no_change, n_jobs :
     else:
         def stream_batches(drawn):
             specs = ((sa, sb, st, None) for sa, sb, st in drawn)
-            for problem, weight in _pair_problems(X, specs, n_jobs):
-                yield ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads), weight
+            yield from _pair_minibatches(X, specs, _batch_objective(shape, X.dtype, L0, alpha),
+                                         n_threads, n_jobs)
 
         epoch_batches = stream_epochs(stream, stream_batches, verbose)
     optimizer = StochasticOptimizer(solver, learning_rate)

@@ -178,6 +178,8 @@ class _Minibatches:
                             for key in ([key] if isinstance(key, tuple) else key)]
             self._bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
         self.X = X
+        # (specs, groups gathered, groups made) of the next epoch, read ahead
+        self._carried = None
 
     def _submit(self, build, uniq, entries, extra, worker):
         """A group's data: a future on ``worker`` (or, without a client, here)."""
@@ -197,7 +199,7 @@ class _Minibatches:
         return self._client.submit(_build_group, build, pieces, uniq, entries, extra,
                                    pure=False, **placed_on(worker))
 
-    def groups(self, specs, build, extra_of, steps):
+    def groups(self, specs, build, extra_of, steps, following=None):
         """The :class:`_RelayedGroup` of each group of minibatches of ``specs``.
 
         ``specs`` yields ``(rows, payload)`` per minibatch: the row indices it
@@ -206,16 +208,26 @@ class _Minibatches:
         rows ``uniq``, sorted; ``entries`` the ``(payload, local)`` of the
         group's minibatches in order, ``local`` the positions of their
         ``rows`` in ``uniq``) returns its data, which ``steps`` turns into
-        minibatches there.
-        Groups are submitted :data:`AHEAD_GROUPS` ahead of the one yielded.
-        """
-        specs = iter(specs)
-        n_groups = 0
+        minibatches there.  Groups are submitted :data:`AHEAD_GROUPS` ahead
+        of the one yielded.
 
-        def next_group():
-            nonlocal n_groups
+        ``following()``, when given, returns the specs of the next epoch:
+        once this epoch's specs are all submitted, the first groups of the
+        next are gathered while this epoch's last groups step, and the next
+        call (which must be for those specs; its own ``specs`` are then not
+        read) starts with them.
+        """
+        carried, self._carried = self._carried, None
+        if carried is None:
+            current, ahead, n_current = iter(specs), deque(), 0
+        else:
+            current, ahead, n_current = carried
+        upcoming, upcoming_ahead, n_upcoming = None, deque(), 0
+        exhausted = False
+
+        def next_group(spec_iter, n_groups):
             needed, payloads, n_rows = [], [], 0
-            for rows, payload in specs:
+            for rows, payload in spec_iter:
                 needed.append(rows)
                 payloads.append(payload)
                 n_rows += rows.shape[0]
@@ -224,23 +236,36 @@ class _Minibatches:
             if not payloads:
                 return None
             worker = self._workers[n_groups % len(self._workers)]
-            n_groups += 1
             uniq, local = _distinct_rows(np.concatenate(needed), self.X.shape[0])
             cuts = np.cumsum([rows.shape[0] for rows in needed])[:-1]
             entries = list(zip(payloads, np.split(local, cuts)))
             data = self._submit(build, uniq, entries, extra_of(uniq), worker)
             return _RelayedGroup(self, data, worker, len(entries), steps)
 
-        ahead = deque()
         while True:
-            while len(ahead) < AHEAD_GROUPS:
-                group = next_group()
-                if group is None:
+            while len(ahead) + len(upcoming_ahead) < AHEAD_GROUPS:
+                if not exhausted:
+                    group = next_group(current, n_current)
+                    if group is None:
+                        exhausted = True
+                        continue
+                    ahead.append(group)
+                    n_current += 1
+                elif following is not None:
+                    if upcoming is None:
+                        upcoming = iter(following())
+                    group = next_group(upcoming, n_upcoming)
+                    if group is None:
+                        break
+                    upcoming_ahead.append(group)
+                    n_upcoming += 1
+                else:
                     break
-                ahead.append(group)
             if not ahead:
-                return
+                break
             yield ahead.popleft()
+        if upcoming is not None:
+            self._carried = (upcoming, upcoming_ahead, n_upcoming)
 
     def step(self, data, worker, x, optimizer, steps):
         """:func:`_step_group` on ``worker`` (here without a client)."""
@@ -352,10 +377,12 @@ class DaskNeighborObjective:
         local = np.where(T >= 0, np.searchsorted(uniq, np.maximum(T, 0)), -1)
         return labels, local.astype(self.targets.dtype), self.mu
 
-    def minibatches(self, specs, make_fun):
+    def minibatches(self, specs, make_fun, following=None):
         """The minibatches ``(rows, drawn)`` of ``specs``, in groups stepped on
-        the workers (``make_fun(objective, data)`` as in memory)."""
-        def with_rows():
+        the workers (``make_fun(objective, data)`` as in memory); with
+        ``following``, the next epoch's specs are read ahead
+        (:meth:`_Minibatches.groups`)."""
+        def with_rows(specs):
             for rows, drawn in specs:
                 need = [rows, drawn]
                 if self.targets is not None:
@@ -364,8 +391,10 @@ class DaskNeighborObjective:
                 yield np.concatenate(need), (rows.shape[0], drawn.shape[0])
 
         # The builder carries this object's constants, not the dask array.
-        for group in self._batches.groups(with_rows(), _GroupBuilder(self), self._extra,
-                                          _NeighborSteps(make_fun, self._n_jobs)):
+        for group in self._batches.groups(
+                with_rows(specs), _GroupBuilder(self), self._extra,
+                _NeighborSteps(make_fun, self._n_jobs),
+                None if following is None else lambda: with_rows(following())):
             yield group
             if group.extra is not None:
                 self.n_active = group.extra
@@ -459,11 +488,13 @@ class DaskPairBatches:
         self.dtype = X.dtype
         self.n_jobs = n_jobs
 
-    def minibatches(self, specs, make_fun):
+    def minibatches(self, specs, make_fun, following=None):
         """The minibatches ``(a, b, targets, weights)`` of ``specs`` whose
         weight is positive (the others are skipped, as in memory), in groups
-        stepped on the workers with ``make_fun(problem, n_threads=...)``."""
-        def with_rows():
+        stepped on the workers with ``make_fun(problem, n_threads=...)``;
+        with ``following``, the next epoch's specs are read ahead
+        (:meth:`_Minibatches.groups`)."""
+        def with_rows(specs):
             for a, b, targets, weights in specs:
                 weight = float(a.shape[0] if weights is None else weights.sum())
                 if not weight > 0:
@@ -471,5 +502,6 @@ class DaskPairBatches:
                 # the pairs' rows: a then b
                 yield np.concatenate([a, b]), (targets, weights, weight)
 
-        yield from self._batches.groups(with_rows(), _pair_group, lambda uniq: (),
-                                        _PairSteps(make_fun, self.n_jobs))
+        yield from self._batches.groups(
+            with_rows(specs), _pair_group, lambda uniq: (), _PairSteps(make_fun, self.n_jobs),
+            None if following is None else lambda: with_rows(following()))

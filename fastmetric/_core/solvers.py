@@ -22,6 +22,7 @@ __all__ = [
     "IterationPrinter",
     "SolverResult",
     "StochasticOptimizer",
+    "epoch_order",
     "minibatch_epochs",
     "minimize_halving_descent",
     "minimize_lbfgs",
@@ -403,23 +404,29 @@ def progress(batches, total, verbose, desc):
     return counted()
 
 
+def epoch_order(n_items, seed, epoch):
+    """The order in which epoch ``epoch`` visits ``n_items`` items: a
+    permutation drawn from ``numpy.random.default_rng([seed, epoch])``
+    (reproducible, different every epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n_items)
+
+
 def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0, with_epoch=False):
     """``epoch_batches`` for :func:`minimize_stochastic` over a fixed set of items.
 
-    Epoch ``e`` visits the items in the order of a permutation drawn from
-    ``numpy.random.default_rng([seed, e])`` (reproducible, different every
-    epoch); ``batches_of_order(order)`` (``batches_of_order(order, e)``
-    with ``with_epoch=True``, to draw per-minibatch data such as NCA's and
+    Epoch ``e`` visits the items in the order :func:`epoch_order` draws;
+    ``batches_of_order(order)`` (``batches_of_order(order, e)`` with
+    ``with_epoch=True``, to draw per-minibatch data such as NCA's and
     LMNN's candidates from ``(seed, e, i)``) turns that order into the
-    ``(batch_fun, weight)`` minibatches (consecutive slices of
-    ``batch_size`` items), shown with a progress bar when ``verbose >= 2``.
+    minibatches (consecutive slices of ``batch_size`` items), shown with a
+    progress bar when ``verbose >= 2``.
     """
     n_batches = -(-n_items // batch_size)
 
     def batches(epoch):
         # Drawn lazily, inside run_epoch's loop: a Ctrl-C while the
         # permutation is drawn stops the fit cleanly too.
-        order = np.random.default_rng([seed, epoch]).permutation(n_items)
+        order = epoch_order(n_items, seed, epoch)
         yield from (batches_of_order(order, epoch) if with_epoch else batches_of_order(order))
 
     def epoch_batches(epoch):
@@ -428,21 +435,15 @@ def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0, wit
     return epoch_batches
 
 
-def stream_epochs(stream, make_batches, verbose=0):
+def stream_epochs(n_batches, batches_of_epoch, verbose=0):
     """``epoch_batches`` for :func:`minimize_stochastic` over drawn minibatches.
 
-    ``stream`` has ``n_batches`` and ``stream(epoch, i)``, the data of
-    minibatch ``i`` of an epoch, drawn when it is needed (bounded memory);
-    ``make_batches(drawn)`` turns the iterable of those data into the
-    ``(batch_fun, weight)`` minibatches (reading it one at a time in
-    memory, or a few minibatches ahead to gather their rows on Dask
-    workers).
+    ``batches_of_epoch(epoch)`` yields the epoch's ``n_batches`` minibatches,
+    drawing each one's data when it is needed (bounded memory), or a few
+    minibatches ahead to gather their rows on Dask workers.
     """
-    def batches(epoch):
-        yield from make_batches(stream(epoch, i) for i in range(stream.n_batches))
-
     def epoch_batches(epoch):
-        return progress(batches(epoch), stream.n_batches, verbose, f"epoch {epoch + 1}")
+        return progress(batches_of_epoch(epoch), n_batches, verbose, f"epoch {epoch + 1}")
 
     return epoch_batches
 

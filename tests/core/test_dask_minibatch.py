@@ -221,3 +221,36 @@ def test_ctrl_c_while_a_group_steps_keeps_the_state_before_it(client, monkeypatc
     # the parameters the second group would have started from
     assert_array_equal(est.components_.ravel(), starts[1])
     assert not np.array_equal(starts[1], starts[0]) and est.n_iter_ == 0
+
+
+def test_the_next_epoch_is_gathered_while_this_one_steps(monkeypatch):
+    """With ``following``, the first groups of the next epoch are gathered
+    before this epoch's last group is handed out, and the next call starts
+    with them (its own specs are not read)."""
+    monkeypatch.setattr(fm_minibatch, "GROUP_ROWS", 2)
+    monkeypatch.setattr(fm_minibatch, "FIRST_GROUP_ROWS", 2)
+    monkeypatch.setattr(fm_minibatch, "_distributed_client", lambda: None)
+    runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
+                                                     chunks=(7, 2)))
+    events = []
+
+    def build(X_rows, uniq, entries):
+        events.append(("gathered",) + tuple(payload for payload, _ in entries))
+        return entries
+
+    def epoch_specs(epoch):
+        return iter([(np.array([2 * i, 2 * i + 1]), (epoch, i)) for i in range(3)])
+
+    def never_read():
+        raise AssertionError("the specs of a read-ahead epoch were read again")
+        yield
+
+    for group in runner.groups(epoch_specs(0), build, lambda uniq: (), None,
+                               following=lambda: epoch_specs(1)):
+        events.append(("stepped", group.n_batches))
+    assert events == [("gathered", (0, 0)), ("gathered", (0, 1)), ("stepped", 1),
+                      ("gathered", (0, 2)), ("stepped", 1),
+                      ("gathered", (1, 0)), ("stepped", 1), ("gathered", (1, 1))]
+    events.clear()
+    assert len(list(runner.groups(never_read(), build, lambda uniq: (), None))) == 3
+    assert events == [("gathered", (1, 2))]

@@ -2,80 +2,71 @@
 
 The minibatch fits keep their in-memory algorithm on a row-chunked dask
 array: the client draws each minibatch's row indices exactly as in memory
-(the same permutations, counter-based candidate and pair draws), holds
-``L`` and the solver's state (Adam's moments), and takes every step; the
-rows themselves never pass through the client.
+(the same permutations, counter-based candidate and pair draws), and the
+steps are taken where the rows are, by the in-memory code.
 
-**Gathering.**  Consecutive minibatches are put in *groups* of about
-:data:`GROUP_ROWS` rows.  For each group and each worker that evaluates
-shares of it, one task per row block of X takes the rows that worker's
-shares need from the block, where the block lives, and one task on the
-worker puts them together and builds the shares' data there (the centred
-candidate rows of NCA and LMNN, the pair problems of LDML).  The rows do
-not depend on ``L``, so the groups are gathered :data:`AHEAD_GROUPS` ahead
-of the minibatch being evaluated: the workers gather while the client
-steps.
+**Groups.**  Consecutive minibatches are put in *groups* of about
+:data:`GROUP_ROWS` rows.  Group g belongs to worker ``g mod n_workers``
+(workers sorted by address): one task per row block of X takes the rows the
+group needs from the block, where the block lives, and one task on the
+group's worker puts them together and builds the minibatches' data there
+(the centred candidate rows of NCA and LMNN, the pair problems of LDML).
+The rows do not depend on ``L``, so the groups are gathered
+:data:`AHEAD_GROUPS` ahead of the one being stepped: the workers gather
+while the fit steps.
 
-**Evaluation.**  A minibatch is split into *shares* whose number depends
-on the batch alone (:data:`SHARE_ROWS` batch rows of NCA and LMNN,
-:data:`SHARE_PAIRS` pairs of LDML), never on the workers; each share is one
-task, share s on worker ``s mod n_workers``, that returns the
-share's summed loss and gradient (or scatter) sums.  The client adds them
-in share order and turns them into the minibatch's loss and gradient.  Per
-minibatch the client therefore sends ``L`` (``4 k d`` or ``8 k d`` bytes)
-to each share and receives a ``d x d`` or ``k x d`` float64 array (``8
-d^2`` bytes) from it.
+**The solver state travels to the rows.**  One task on the group's worker
+takes the parameters and the optimiser's state (Adam's moments), runs the
+group's minibatches one after the other exactly as the in-memory loop does
+(:func:`~fastmetric._core.solvers.step_minibatches`, the same objective code
+on the same rows), and returns the new parameters and state with each
+minibatch's loss; the next group's task starts from them.  Per group
+that is ``3 k d`` float64 values out and back (``L`` and two moments,
+about 100 kB at ``k = d = 64``) and one round trip through the scheduler,
+instead of one round trip per minibatch.  Only one worker steps at a time,
+so its task uses the threads of the machine it runs on
+(``n_jobs``, as in memory), not only the worker's task slots.
 
-**Why the state stays on the client.**  Averaging models trained
-independently on the workers (local SGD) would need no exchange per
-minibatch, but it is another algorithm: its result depends on the number
-of workers and it converges differently from the in-memory fit.  Here the
-fit is the in-memory algorithm, with the sums of a minibatch split in a
-fixed way: the same data and ``random_state`` give the same model, bit for
-bit, with any cluster or none (in whatever order the workers finish), and
-the in-memory model up to the order of those sums.  The cost is one round
-trip per minibatch, which dominates when a minibatch's work is short (the
-README's "Beyond one machine" gives the figures).
+**Why not split the minibatches or average models.**  Splitting each
+minibatch's sums over the workers keeps every worker busy, but pays a round
+trip per minibatch, longer than the whole minibatch of LDML (7 ms) and a
+third of NCA's.  Averaging models trained independently on the workers
+(local SGD) needs no exchange per minibatch, but it is another algorithm:
+its result depends on the number of workers and it converges differently
+from the in-memory fit.  Here the fit is the in-memory algorithm: the same
+data and ``random_state`` give the same model, bit for bit, with any cluster
+or none (in whatever order the workers finish their gathering), and the
+in-memory model up to the order of the sums of the data's mean.  Workers
+beyond the first hold data and gather rows; they do not shorten an epoch
+(the README's "Beyond one machine" gives the figures).
 
 Without a ``distributed`` client, the groups are gathered by Dask's
-synchronous scheduler and the shares evaluated here, in the same order.
+synchronous scheduler and stepped here, by the same code.
 """
 from collections import deque
 
 import numpy as np
 
 from fastmetric._core.cluster_rows import map_row_blocks, sum_in_order
-from fastmetric._core.dask_support import (
-    _block_loss_grad,
-    _block_problem,
-    _compute,
-    _distributed_client,
-    _worker_threads,
-    combine_pair_sums,
-    import_dask,
-    placed_on,
-)
-from fastmetric._core.objectives.neighbor_batches import BLOCK_ROWS
+from fastmetric._core.dask_support import _compute, _distributed_client, import_dask, placed_on
+from fastmetric._core.objectives.pair_loss import PairLossProblem
 
-__all__ = ["AHEAD_GROUPS", "DaskNeighborObjective", "DaskPairBatches", "GROUP_ROWS",
-           "SHARE_PAIRS", "SHARE_ROWS", "dask_row_mean"]
+__all__ = ["AHEAD_GROUPS", "DaskNeighborObjective", "DaskPairBatches", "FIRST_GROUP_ROWS",
+           "GROUP_ROWS", "dask_row_mean"]
 
-# Rows gathered per group of minibatches: a group is, per worker, one task
-# per row block of X plus one, so that the scheduler's cost per minibatch
-# stays small, and at d = 64 float32 a group holds at most 16 MB.
-GROUP_ROWS = 65_536
+# Rows gathered per group of minibatches, and so the minibatches stepped per
+# round trip to a worker: at d = 64 float32 a group holds at most 64 MB,
+# and an epoch of NCA's default minibatches (1,000 rows, 1,000 candidates)
+# over 4M rows is about 120 groups.
+GROUP_ROWS = 262_144
 
-# Groups gathered ahead of the one being evaluated.
+# Groups gathered ahead of the one being stepped.
 AHEAD_GROUPS = 2
 
-# Batch rows per share of an NCA / LMNN minibatch: 4 of the fixed blocks of
-# the in-memory objective (a share must be whole blocks); the default batch
-# of 1000 rows is 2 shares.
-SHARE_ROWS = 4 * BLOCK_ROWS
-
-# Pairs per share of an LDML minibatch: the default batch of 10,000 pairs is
-# 2 shares.
-SHARE_PAIRS = 5_000
+# Rows of an epoch's first group: the groups double from this size up to
+# GROUP_ROWS, so that the first steps of an epoch wait for a small gather
+# only (the next groups are gathered while they step).
+FIRST_GROUP_ROWS = 16_384
 
 
 def _column_sums(block):
@@ -91,13 +82,33 @@ def dask_row_mean(X):
     return total / X.shape[0]
 
 
+def _distinct_rows(rows, n_rows):
+    """The distinct values ``uniq`` of ``rows`` (indices below ``n_rows``),
+    sorted, and the position of each entry of ``rows`` in ``uniq``.
+
+    A group needs a few hundred thousand rows: marking them in a table of
+    all rows is about 10x faster than sorting them (and 20x faster than
+    binary searches for the positions) while the data set is less than 64
+    times larger than the group.
+    """
+    if n_rows > 64 * rows.shape[0]:
+        uniq, local = np.unique(rows, return_inverse=True)
+        return uniq, local.reshape(-1).astype(np.intp)
+    seen = np.zeros(n_rows, dtype=bool)
+    seen[rows] = True
+    uniq = np.flatnonzero(seen)
+    position = np.empty(n_rows, dtype=np.intp)  # read only where seen
+    position[uniq] = np.arange(uniq.shape[0])
+    return uniq, position[rows]
+
+
 def _take_rows(block, local_rows):
     """On the worker holding a row block: the rows a group needs from it."""
     return np.ascontiguousarray(block[local_rows])
 
 
 def _build_group(build, pieces, uniq, entries, extra):
-    """On a worker: a group's minibatch shares from its gathered rows."""
+    """On the group's worker: the group's minibatch data from its gathered rows."""
     from fastmetric._core.threads import single_threaded_blas
 
     rows = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
@@ -105,21 +116,45 @@ def _build_group(build, pieces, uniq, entries, extra):
         return build(np.ascontiguousarray(rows), uniq, entries, *extra)
 
 
-def _run_share(evaluate, group, key, args):
-    """On a worker: share ``key = (j, s)`` (minibatch j of a group, share s)."""
-    from fastmetric._core.threads import single_threaded_blas
+def _leave_task_slots():
+    """In a task on a distributed worker: free its task slot (``secede``)."""
+    import sys
 
+    if "distributed" not in sys.modules:
+        return
+    from distributed import get_worker, secede
+
+    try:
+        get_worker()
+    except ValueError:  # not in a worker
+        return
+    secede()
+
+
+def _step_group(group, x, optimizer, steps):
+    """On the group's worker: the solver's steps over the group's minibatches.
+
+    ``steps(group, n_threads)`` gives the ``(batch_fun, weight)`` of the
+    group's minibatches in order.  Returns ``(x, optimizer, losses, finite,
+    extra)``, with ``extra = steps.extra(group)`` (LMNN's active count).
+    """
+    from fastmetric._core.solvers import step_minibatches
+    from fastmetric._core.threads import machine_n_threads, single_threaded_blas
+
+    losses = []
+    # One group steps at a time in the whole fit: the machine's threads
+    # (n_jobs resolved there), as the in-memory fit uses them.  The task
+    # leaves the worker's task slots, so that the row gathers of the next
+    # groups from this worker's blocks are not queued behind it.
+    n_threads = machine_n_threads(steps.n_jobs)
+    _leave_task_slots()
     with single_threaded_blas():  # as in memory: results independent of BLAS threads
-        return evaluate(group[key], key[1], *args)
+        x, finite = step_minibatches(steps(group, n_threads), x, optimizer, losses)
+    return x, optimizer, losses, finite, steps.extra(group)
 
 
 class _Minibatches:
-    """Groups of minibatches gathered on the workers; shares evaluated there.
-
-    Share s of every minibatch runs on worker ``s mod n_workers`` (workers
-    sorted by address).  Each worker gets, per group, only the rows of the
-    shares it evaluates: one task per row block of X takes them where the
-    block lives, and one task on the worker builds its shares' data.
+    """Groups of minibatches gathered on the workers, and stepped there.
 
     Parameters
     ----------
@@ -143,12 +178,11 @@ class _Minibatches:
                             for key in ([key] if isinstance(key, tuple) else key)]
             self._bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
         self.X = X
-
-    def _worker_of(self, s):
-        return self._workers[s % len(self._workers)]
+        # (specs, groups gathered, groups made) of the next epoch, read ahead
+        self._carried = None
 
     def _submit(self, build, uniq, entries, extra, worker):
-        """A worker's share of a group: a future there (or, without a client, here)."""
+        """A group's data: a future on ``worker`` (or, without a client, here)."""
         if self._client is None:
             (rows,) = _compute(self.X[uniq])
             return _build_group(build, [rows], uniq, entries, extra)
@@ -165,104 +199,136 @@ class _Minibatches:
         return self._client.submit(_build_group, build, pieces, uniq, entries, extra,
                                    pure=False, **placed_on(worker))
 
-    def read_ahead(self, specs, build, extra_of):
-        """``(group, j, info)`` for each ``(info, shares)`` of ``specs``.
+    def groups(self, specs, build, extra_of, steps, following=None):
+        """The :class:`_RelayedGroup` of each group of minibatches of ``specs``.
 
-        ``shares`` lists, per share s of minibatch j, ``(rows, payload)``:
-        the row indices it needs and what its data are built from.  On each
-        worker, ``build(X_rows, uniq, entries, *extra_of(uniq))`` (``X_rows``
-        the rows ``uniq``, sorted; ``entries`` the ``((j, s), payload)`` of
-        the shares it evaluates) returns a dict ``{(j, s): data}``.  Groups
-        are submitted :data:`AHEAD_GROUPS` ahead of the one yielded.
+        ``specs`` yields ``(rows, payload)`` per minibatch: the row indices it
+        needs and what its data are built from.  On the group's worker,
+        ``build(X_rows, uniq, entries, *extra_of(uniq))`` (``X_rows`` the
+        rows ``uniq``, sorted; ``entries`` the ``(payload, local)`` of the
+        group's minibatches in order, ``local`` the positions of their
+        ``rows`` in ``uniq``) returns its data, which ``steps`` turns into
+        minibatches there.  Groups are submitted :data:`AHEAD_GROUPS` ahead
+        of the one yielded.
+
+        ``following()``, when given, returns the specs of the next epoch:
+        once this epoch's specs are all submitted, the first groups of the
+        next are gathered while this epoch's last groups step, and the next
+        call (which must be for those specs; its own ``specs`` are then not
+        read) starts with them.
         """
-        specs = iter(specs)
+        carried, self._carried = self._carried, None
+        if carried is None:
+            current, ahead, n_current = iter(specs), deque(), 0
+        else:
+            current, ahead, n_current = carried
+        upcoming, upcoming_ahead, n_upcoming = None, deque(), 0
+        exhausted = False
 
-        def next_group():
-            needed, entries, infos, n_rows = {}, {}, [], 0
-            for j, (info, shares) in enumerate(specs):
-                infos.append(info)
-                for s, (rows, payload) in enumerate(shares):
-                    worker = self._worker_of(s)
-                    needed.setdefault(worker, []).append(rows)
-                    entries.setdefault(worker, []).append(((j, s), payload))
-                    n_rows += rows.shape[0]
-                if n_rows >= GROUP_ROWS:
+        def next_group(spec_iter, n_groups):
+            needed, payloads, n_rows = [], [], 0
+            for rows, payload in spec_iter:
+                needed.append(rows)
+                payloads.append(payload)
+                n_rows += rows.shape[0]
+                if n_rows >= min(GROUP_ROWS, FIRST_GROUP_ROWS << n_groups):
                     break
-            if not infos:
+            if not payloads:
                 return None
-            parts = {}
-            for worker, rows in needed.items():
-                uniq = np.unique(np.concatenate(rows))
-                parts[worker] = self._submit(build, uniq, entries[worker], extra_of(uniq),
-                                             worker)
-            return parts, infos
+            worker = self._workers[n_groups % len(self._workers)]
+            uniq, local = _distinct_rows(np.concatenate(needed), self.X.shape[0])
+            cuts = np.cumsum([rows.shape[0] for rows in needed])[:-1]
+            entries = list(zip(payloads, np.split(local, cuts)))
+            data = self._submit(build, uniq, entries, extra_of(uniq), worker)
+            return _RelayedGroup(self, data, worker, len(entries), steps)
 
-        groups = deque()
         while True:
-            while len(groups) < AHEAD_GROUPS:
-                group = next_group()
-                if group is None:
+            while len(ahead) + len(upcoming_ahead) < AHEAD_GROUPS:
+                if not exhausted:
+                    group = next_group(current, n_current)
+                    if group is None:
+                        exhausted = True
+                        continue
+                    ahead.append(group)
+                    n_current += 1
+                elif following is not None:
+                    if upcoming is None:
+                        upcoming = iter(following())
+                    group = next_group(upcoming, n_upcoming)
+                    if group is None:
+                        break
+                    upcoming_ahead.append(group)
+                    n_upcoming += 1
+                else:
                     break
-                groups.append(group)
-            if not groups:
-                return
-            group, infos = groups.popleft()
-            for j, info in enumerate(infos):
-                yield group, j, info
-            del group  # its futures are released with the last reference
+            if not ahead:
+                break
+            yield ahead.popleft()
+        if upcoming is not None:
+            self._carried = (upcoming, upcoming_ahead, n_upcoming)
 
-    def evaluate(self, evaluate, group, j, n_shares, args):
-        """The results of the shares of minibatch j, in share order."""
+    def step(self, data, worker, x, optimizer, steps):
+        """:func:`_step_group` on ``worker`` (here without a client)."""
         if self._client is None:
-            return [_run_share(evaluate, group[None], (j, s), args) for s in range(n_shares)]
-        futures = []
-        for s in range(n_shares):
-            worker = self._worker_of(s)
-            futures.append(self._client.submit(
-                _run_share, evaluate, group[worker], (j, s), args, pure=False,
-                **placed_on(worker)))
-        # Gathered in share order, whatever order the workers finish in.
-        return self._client.gather(futures)
+            return _step_group(data, x, optimizer, steps)
+        return self._client.submit(_step_group, data, x, optimizer, steps, pure=False,
+                                   **placed_on(worker)).result()
+
+
+class _RelayedGroup:
+    """Consecutive minibatches that :func:`~fastmetric._core.solvers.run_epoch`
+    steps on the worker holding their rows (``run_steps``)."""
+
+    def __init__(self, runner, data, worker, n_batches, steps):
+        self._runner, self._data, self._worker = runner, data, worker
+        self.n_batches, self._steps = n_batches, steps
+        self.extra = None
+
+    def run_steps(self, x, optimizer, losses):
+        # A Ctrl-C while waiting leaves x and the optimiser as they were
+        # before this group: the last consistent state.
+        x, state, group_losses, finite, self.extra = self._runner.step(
+            self._data, self._worker, x, optimizer, self._steps)
+        optimizer.load_state(state)
+        losses.extend(group_losses)
+        self._data = None  # the group's futures are released with their last reference
+        return x, finite
 
 
 # -- NCA and LMNN ------------------------------------------------------------
 def _neighbor_group(X_rows, uniq, entries, labels, *local_args, make_objective,
-                    n_samples, mean, n_jobs):
+                    n_samples, mean):
     """On a worker: the batch objective over the gathered rows, and the data
-    of each minibatch whose shares run there.
+    of the group's minibatches.
 
     The objective is the in-memory one over the gathered rows ``X_rows``
     (row r is global row ``uniq[r]``), with the mean and the row count of
     the whole data: each minibatch's data are then those of the in-memory
     fit (indices map monotonically, so sortedness and the exclusion of a
-    point's own copies are kept).  The shares of a minibatch on one worker
-    share its data.
+    point's own copies are kept).
     """
-    objective = make_objective(X_rows, labels, *local_args, mean=mean,
-                               n_threads=_worker_threads(n_jobs))
+    objective = make_objective(X_rows, labels, *local_args, mean=mean)
     objective.n_samples = n_samples  # LMNN's impostor scale counts every row
-    out, built = {}, {}
-    for (j, s), (rows, drawn) in entries:
-        if j not in built:
-            built[j] = (objective, objective.batch(np.searchsorted(uniq, rows),
-                                                   np.searchsorted(uniq, drawn)))
-        out[j, s] = built[j]
-    return out
+    # each minibatch needs its rows, then its candidates (then LMNN's targets)
+    return objective, [objective.batch(local[:b], local[b:b + n_drawn])
+                       for (b, n_drawn), local in entries]
 
 
-def _neighbor_share(entry, s, L, share_rows):
-    # share_rows comes from the client: the split is the client's to fix.
-    objective, batch = entry
-    first = s * share_rows
-    loss, H = objective.partial_sums(L, batch, first, min(first + share_rows, batch.b))
-    return loss, H, getattr(objective, "n_active", None)
+class _NeighborSteps:
+    """``steps`` of :func:`_step_group` for NCA and LMNN: ``make_fun(objective,
+    data)`` is the learner's minibatch function, as in memory."""
 
+    def __init__(self, make_fun, n_jobs):
+        self.make_fun, self.n_jobs = make_fun, n_jobs
 
-class _NeighborHandle:
-    """What the minibatch loop sees of a minibatch on the workers."""
+    def __call__(self, group, n_threads):
+        objective, batches = group
+        objective.n_threads = n_threads
+        for data in batches:
+            yield self.make_fun(objective, data), float(data.b)
 
-    def __init__(self, group, j, b):
-        self.group, self.j, self.b = group, j, b
+    def extra(self, group):
+        return getattr(group[0], "n_active", None)
 
 
 class DaskNeighborObjective:
@@ -270,8 +336,8 @@ class DaskNeighborObjective:
 
     The interface of :class:`fastmetric._core.objectives.neighbor_batches.NCABatchObjective`
     that :class:`fastmetric._core.minibatch_learner.MinibatchNeighborsMixin`
-    uses (``n_samples``, ``batches(specs)``, ``loss_grad(L, data)``, and
-    ``n_active`` for LMNN); see the module docstring for where the work runs.
+    uses (``n_samples``, ``minibatches(specs, make_fun)``, and ``n_active``
+    for LMNN); see the module docstring for where the work runs.
 
     Parameters
     ----------
@@ -287,7 +353,7 @@ class DaskNeighborObjective:
     mu : float, optional
         LMNN's push weight.
     n_jobs : int or None
-        Threads per task (capped by each worker's).
+        Threads of the steps, resolved on the worker that takes them.
     """
 
     def __init__(self, X, labels, objective_class, mean, targets=None, mu=None, n_jobs=None):
@@ -311,69 +377,59 @@ class DaskNeighborObjective:
         local = np.where(T >= 0, np.searchsorted(uniq, np.maximum(T, 0)), -1)
         return labels, local.astype(self.targets.dtype), self.mu
 
-    def batches(self, specs):
-        """Handles of the minibatches ``(rows, drawn)`` of ``specs``, gathered ahead."""
-        def with_rows():
+    def minibatches(self, specs, make_fun, following=None):
+        """The minibatches ``(rows, drawn)`` of ``specs``, in groups stepped on
+        the workers (``make_fun(objective, data)`` as in memory); with
+        ``following``, the next epoch's specs are read ahead
+        (:meth:`_Minibatches.groups`)."""
+        def with_rows(specs):
             for rows, drawn in specs:
                 need = [rows, drawn]
                 if self.targets is not None:
                     T = self.targets[rows]
                     need.append(T[T >= 0].astype(np.intp))
-                need = np.concatenate(need)
-                # Every share compares its rows with all the candidates: each
-                # needs the whole minibatch.
-                n_shares = -(-rows.shape[0] // SHARE_ROWS)
-                yield rows.shape[0], [(need, (rows, drawn))] * n_shares
+                yield np.concatenate(need), (rows.shape[0], drawn.shape[0])
 
         # The builder carries this object's constants, not the dask array.
-        for group, j, b in self._batches.read_ahead(with_rows(), _GroupBuilder(self),
-                                                   self._extra):
-            yield _NeighborHandle(group, j, b)
-
-    def loss_grad(self, L, data):
-        """Minibatch loss and gradient, as the in-memory objective's."""
-        L = np.asarray(L, dtype=np.float64)
-        n_shares = -(-data.b // SHARE_ROWS)
-        parts = self._batches.evaluate(_neighbor_share, data.group, data.j, n_shares,
-                                       (L, SHARE_ROWS))
-        loss = 0.0
-        H = np.zeros((L.shape[1], L.shape[1]), dtype=np.float64)
-        n_active = 0
-        for share_loss, share_H, share_active in parts:  # share order
-            loss += share_loss
-            H += share_H
-            n_active += share_active or 0
-        self.n_active = n_active
-        return loss / data.b, (2.0 / data.b) * (L @ H)
+        for group in self._batches.groups(
+                with_rows(specs), _GroupBuilder(self), self._extra,
+                _NeighborSteps(make_fun, self._n_jobs),
+                None if following is None else lambda: with_rows(following())):
+            yield group
+            if group.extra is not None:
+                self.n_active = group.extra
 
 
 class _GroupBuilder:
-    """Picklable ``build`` of :meth:`_Minibatches.read_ahead` for the neighbour
+    """Picklable ``build`` of :meth:`_Minibatches.groups` for the neighbour
     objectives (carries the constants, not the dask array)."""
 
     def __init__(self, owner):
         self.make_objective = owner._class
         self.n_samples = owner.n_samples
         self.mean = owner._mean
-        self.n_jobs = owner._n_jobs
 
-    def __call__(self, X_rows, uniq, payloads, labels, *local_args):
-        return _neighbor_group(X_rows, uniq, payloads, labels, *local_args,
+    def __call__(self, X_rows, uniq, entries, labels, *local_args):
+        return _neighbor_group(X_rows, uniq, entries, labels, *local_args,
                                make_objective=self.make_objective, n_samples=self.n_samples,
-                               mean=self.mean, n_jobs=self.n_jobs)
+                               mean=self.mean)
 
 
 # -- LDML --------------------------------------------------------------------
-class _PairShare:
-    """One share of an LDML minibatch on a worker: its rows (a copy, so that
-    the share is the same whatever else its worker gathered) and pairs, and
-    the kernel's pair problem, built with the group (the problem does not
-    travel between processes; these arrays do, and the problem is rebuilt,
-    if a share has to run on another worker)."""
+class _PairMinibatch:
+    """One LDML minibatch on a worker: its pairs into the group's rows, targets
+    and weights, and the kernel's pair problem over them, built with the group
+    (the problem does not travel between processes; these arrays do, and the
+    problem is rebuilt, if the group has to be stepped on another worker).
 
-    def __init__(self, X_rows, a, b, targets, weights, n_jobs):
+    The problem is the in-memory one, with the group's rows standing for X:
+    it works on the rows its pairs use only, taken in the same (sorted)
+    order as in memory.
+    """
+
+    def __init__(self, X_rows, a, b, targets, weights, weight):
         self.X_rows, self.a, self.b = X_rows, a, b
-        self.targets, self.weights, self.n_jobs = targets, weights, n_jobs
+        self.targets, self.weights, self.weight = targets, weights, weight
         self._problem = None
 
     def __getstate__(self):
@@ -383,45 +439,38 @@ class _PairShare:
 
     def problem(self):
         if self._problem is None:
-            self._problem = _block_problem(self.X_rows, self.a, self.b, self.targets,
-                                           self.weights, self.n_jobs)
+            self._problem = PairLossProblem(self.X_rows, self.a, self.b, self.targets,
+                                            self.weights)
         return self._problem
 
 
-def _pair_group(X_rows, uniq, entries, n_jobs):
-    """On a worker: the pair problems of the shares that run there."""
-    out = {}
-    for key, (a, b, targets, weights) in entries:
-        rows, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
-        inverse = inverse.reshape(-1).astype(np.intp)
-        out[key] = _PairShare(np.ascontiguousarray(X_rows[np.searchsorted(uniq, rows)]),
-                              np.ascontiguousarray(inverse[:a.shape[0]]),
-                              np.ascontiguousarray(inverse[a.shape[0]:]), targets, weights,
-                              n_jobs)
-        # Built now, ahead of the evaluation, while the worker would wait for
-        # the client's next L anyway.
-        out[key].problem()
+def _pair_group(X_rows, uniq, entries):
+    """On a worker: the group's minibatches over its rows, with their pair
+    problems built ahead of the steps (while the worker would wait for the
+    solver state anyway)."""
+    out = []
+    for (targets, weights, weight), local in entries:
+        n_pairs = targets.shape[0]
+        minibatch = _PairMinibatch(X_rows, local[:n_pairs], local[n_pairs:], targets, weights,
+                                   weight)
+        minibatch.problem()
+        out.append(minibatch)
     return out
 
 
-def _pair_share(share, s, L, bias, n_jobs, compute_gradient):
-    return _block_loss_grad(share.problem(), L, bias, n_jobs, compute_gradient)
+class _PairSteps:
+    """``steps`` of :func:`_step_group` for LDML: ``make_fun(problem,
+    n_threads=...)`` is the learner's minibatch function, as in memory."""
 
+    def __init__(self, make_fun, n_jobs):
+        self.make_fun, self.n_jobs = make_fun, n_jobs
 
-class _PairHandle:
-    """The ``problem`` of one LDML minibatch on the workers, for ldml_objective."""
+    def __call__(self, group, n_threads):
+        for minibatch in group:
+            yield self.make_fun(minibatch.problem(), n_threads=n_threads), minibatch.weight
 
-    def __init__(self, owner, group, j, n_shares, total_weight):
-        self._owner, self._group, self._j = owner, group, j
-        self.n_shares, self.total_weight = n_shares, total_weight
-
-    def loss_grad(self, L, bias, n_threads=None, compute_gradient=True):
-        owner = self._owner
-        parts = owner._batches.evaluate(
-            _pair_share, self._group, self._j, self.n_shares,
-            (np.ascontiguousarray(L, dtype=owner.dtype), float(bias), owner.n_jobs,
-             bool(compute_gradient)))
-        return combine_pair_sums(parts, self.total_weight, compute_gradient, owner.dtype)
+    def extra(self, group):
+        return None
 
 
 class DaskPairBatches:
@@ -431,7 +480,7 @@ class DaskPairBatches:
     ----------
     X : dask.array.Array of shape (n_samples, n_features)
     n_jobs : int or None
-        Kernel threads per task (capped by each worker's).
+        Threads of the steps, resolved on the worker that takes them.
     """
 
     def __init__(self, X, n_jobs=None):
@@ -439,38 +488,20 @@ class DaskPairBatches:
         self.dtype = X.dtype
         self.n_jobs = n_jobs
 
-    def problems(self, specs):
-        """``(problem, weight)`` for each ``(a, b, targets, weights)`` of ``specs``.
-
-        ``problem`` has the ``loss_grad(L, bias, n_threads, compute_gradient)``
-        of :class:`~fastmetric._core.objectives.pair_loss.PairLossProblem`;
-        minibatches whose weights sum to 0 are skipped, as in memory.
-        """
-        def with_rows():
+    def minibatches(self, specs, make_fun, following=None):
+        """The minibatches ``(a, b, targets, weights)`` of ``specs`` whose
+        weight is positive (the others are skipped, as in memory), in groups
+        stepped on the workers with ``make_fun(problem, n_threads=...)``;
+        with ``following``, the next epoch's specs are read ahead
+        (:meth:`_Minibatches.groups`)."""
+        def with_rows(specs):
             for a, b, targets, weights in specs:
-                n = a.shape[0]
-                cuts = list(range(0, n, SHARE_PAIRS)) + [n]
-                shares = []
-                for s, e in zip(cuts[:-1], cuts[1:]):
-                    if weights is None or weights[s:e].sum() > 0:
-                        shares.append((s, e))
-                weight = float(n if weights is None else weights.sum())
+                weight = float(a.shape[0] if weights is None else weights.sum())
                 if not weight > 0:
                     continue
-                # Each share needs only the rows of its own pairs.
-                yield (len(shares), weight), [
-                    (np.concatenate([a[s:e], b[s:e]]),
-                     (a[s:e], b[s:e], targets[s:e], None if weights is None else weights[s:e]))
-                    for s, e in shares]
+                # the pairs' rows: a then b
+                yield np.concatenate([a, b]), (targets, weights, weight)
 
-        for group, j, (n_shares, weight) in self._batches.read_ahead(
-                with_rows(), _PairBuilder(self.n_jobs), lambda uniq: ()):
-            yield _PairHandle(self, group, j, n_shares, weight), weight
-
-
-class _PairBuilder:
-    def __init__(self, n_jobs):
-        self.n_jobs = n_jobs
-
-    def __call__(self, X_rows, uniq, payloads):
-        return _pair_group(X_rows, uniq, payloads, self.n_jobs)
+        yield from self._batches.groups(
+            with_rows(specs), _pair_group, lambda uniq: (), _PairSteps(make_fun, self.n_jobs),
+            None if following is None else lambda: with_rows(following()))

@@ -19,6 +19,8 @@ A learner using the mixin has the parameters ``solver``, ``batch_size``,
 ``n_candidates``, ``learning_rate``, ``n_iter_no_change``, ``max_iter``
 (epochs), ``verbose``, ``callback`` and ``random_state``.
 """
+from functools import partial
+
 import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
@@ -31,6 +33,7 @@ from fastmetric._core.rows import evenly_spaced
 from fastmetric._core.solvers import (
     IterationPrinter,
     StochasticOptimizer,
+    epoch_order,
     minibatch_epochs,
     minimize_stochastic,
     record_partial_epoch,
@@ -153,6 +156,17 @@ def stochastic_solver_only(estimator):
     return True
 
 
+def neighbor_batch_fun(objective, data, shape):
+    """``fun(theta) -> (loss, grad)`` of one minibatch ``data`` of a neighbour
+    objective, over the flattened ``L`` of ``shape`` (module level: a Dask
+    worker runs it on the minibatches whose rows it holds)."""
+    def fun(theta):
+        loss, grad = objective.loss_grad(theta.reshape(shape), data)
+        return loss, grad.ravel()
+
+    return fun
+
+
 class MinibatchNeighborsMixin:
     """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN, MLKR)."""
 
@@ -161,7 +175,7 @@ class MinibatchNeighborsMixin:
         partial_fit yet (or the last fit used a full-batch solver)."""
         return getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
 
-    def _epoch_batches(self, objective, n_rows, seed, verbose):
+    def _epoch_batches(self, objective, n_rows, seed, verbose, read_next=True):
         """``epoch_batches(epoch)`` of :func:`minimize_stochastic` for ``objective``.
 
         Minibatch i of epoch e: rows ``order[i b:(i + 1) b]`` of the epoch's
@@ -170,23 +184,27 @@ class MinibatchNeighborsMixin:
         batch_size = int(self.batch_size)
         n_drawn = int(self.n_candidates)
 
-        def batches_of_order(order, epoch):
+        make_fun = partial(neighbor_batch_fun, shape=self._shape)
+
+        def specs_of(epoch, order):
             # rows sorted: reads forward in a memmap
-            specs = ((np.sort(order[start:start + batch_size]),
-                      draw_candidates(n_rows, n_drawn, seed, epoch, i))
-                     for i, start in enumerate(range(0, n_rows, batch_size)))
-            # objective.batches builds each minibatch's data when it is reached
-            # (in memory), or gathers it ahead on the workers (Dask).
-            for data in objective.batches(specs):
-                yield (lambda theta, data=data: self._batch_loss_grad(objective, data, theta),
-                       float(data.b))
+            return ((np.sort(order[start:start + batch_size]),
+                     draw_candidates(n_rows, n_drawn, seed, epoch, i))
+                    for i, start in enumerate(range(0, n_rows, batch_size)))
+
+        def batches_of_order(order, epoch):
+            # Each minibatch's data are built when it is reached (in memory),
+            # or gathered ahead, the next epoch's too, and stepped on the
+            # workers (Dask).
+            following = None
+            if read_next:
+                def following():
+                    return specs_of(epoch + 1, epoch_order(n_rows, seed, epoch + 1))
+            yield from objective.minibatches(specs_of(epoch, order), make_fun,
+                                             following=following)
 
         return minibatch_epochs(n_rows, batch_size, seed, batches_of_order, verbose,
                                 with_epoch=True)
-
-    def _batch_loss_grad(self, objective, data, theta):
-        loss, grad = objective.loss_grad(theta.reshape(self._shape), data)
-        return loss, grad.ravel()
 
     def _set_stochastic_state(self, L):
         self.components_ = np.ascontiguousarray(np.reshape(L, self._shape))
@@ -247,8 +265,9 @@ class MinibatchNeighborsMixin:
                 theta = np.ravel(L0).astype(np.float64)
             else:
                 theta = np.ravel(self.components_).astype(np.float64)
+            # (one epoch per call, over new rows: nothing to read ahead)
             batches = self._epoch_batches(objective, objective.n_samples, self._batch_seed,
-                                          self.verbose)(self.n_iter_)
+                                          self.verbose, read_next=False)(self.n_iter_)
             theta, loss, finite, interrupted = run_epoch(batches, theta, self._optimizer)
         self._set_stochastic_state(theta)
         record_partial_epoch(self, loss, finite, interrupted)

@@ -22,6 +22,7 @@ __all__ = [
     "IterationPrinter",
     "SolverResult",
     "StochasticOptimizer",
+    "epoch_order",
     "minibatch_epochs",
     "minimize_halving_descent",
     "minimize_lbfgs",
@@ -29,6 +30,7 @@ __all__ = [
     "progress",
     "record_partial_epoch",
     "run_epoch",
+    "step_minibatches",
     "stream_epochs",
     "warn_interrupted",
 ]
@@ -291,31 +293,69 @@ class StochasticOptimizer:
         self._m = self.momentum * self._m - self.learning_rate * grad
         return x + self._m
 
+    def load_state(self, other):
+        """Take the state (step count and moments) of ``other``, a copy of this
+        optimiser that took steps elsewhere (on a Dask worker)."""
+        self.n_steps, self._m, self._v = other.n_steps, other._m, other._v
+
+
+def step_minibatches(batches, x, optimizer, losses):
+    """Steps of ``optimizer`` over ``batches`` of ``(batch_fun, weight)``.
+
+    Appends ``(weight, loss)`` of each completed minibatch to ``losses`` and
+    returns ``(x, finite)``: the parameters after the last completed
+    minibatch, and whether every loss and gradient was finite (the pass
+    stops at the first that is not, before updating ``x``).  This is the
+    whole loop when the minibatches are evaluated here, and the part of it
+    that a Dask worker runs for the minibatches whose rows it holds.
+    """
+    for batch_fun, weight in batches:
+        loss, grad = batch_fun(x)
+        if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
+            return x, False
+        x_new = optimizer.step(x, grad)
+        if not np.all(np.isfinite(x_new)):
+            return x, False
+        x = x_new
+        losses.append((weight, float(loss)))
+    return x, True
+
 
 def run_epoch(batches, x, optimizer):
-    """One pass of ``optimizer`` over ``batches`` of ``(batch_fun, weight)``.
+    """One pass of ``optimizer`` over ``batches``.
+
+    Each item of ``batches`` is either a minibatch ``(batch_fun, weight)``
+    (stepped here by :func:`step_minibatches`) or an object with
+    ``run_steps(x, optimizer, losses) -> (x, finite)`` that takes the steps
+    of several consecutive minibatches elsewhere (on the Dask worker that
+    holds their rows; :mod:`fastmetric._core.dask_minibatch`) and leaves
+    ``optimizer`` in the state after them.
 
     Returns ``(x, mean_loss, finite, interrupted)``: the parameters after the
     last completed minibatch, the weighted mean of the minibatch losses (NaN
-    when no minibatch ran), whether every loss and gradient was finite (the
-    pass stops at the first that is not, before updating), and whether
-    Ctrl-C stopped it.
+    when no minibatch ran; summed in minibatch order wherever the steps ran),
+    whether every loss and gradient was finite, and whether Ctrl-C stopped it.
     """
-    total, total_w = 0.0, 0.0
-    try:
-        for batch_fun, weight in batches:
-            loss, grad = batch_fun(x)
-            if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
-                return x, (total / total_w if total_w > 0 else np.nan), False, False
-            x_new = optimizer.step(x, grad)
-            if not np.all(np.isfinite(x_new)):
-                return x, (total / total_w if total_w > 0 else np.nan), False, False
-            x = x_new
-            total += weight * float(loss)
+    losses = []
+
+    def mean_loss():
+        total, total_w = 0.0, 0.0
+        for weight, loss in losses:
+            total += weight * loss
             total_w += weight
+        return total / total_w if total_w > 0 else np.nan
+
+    try:
+        for item in batches:
+            if hasattr(item, "run_steps"):
+                x, finite = item.run_steps(x, optimizer, losses)
+            else:
+                x, finite = step_minibatches((item,), x, optimizer, losses)
+            if not finite:
+                return x, mean_loss(), False, False
     except KeyboardInterrupt:
-        return x, (total / total_w if total_w > 0 else np.nan), True, True
-    return x, (total / total_w if total_w > 0 else np.nan), True, False
+        return x, mean_loss(), True, True
+    return x, mean_loss(), True, False
 
 
 def record_partial_epoch(estimator, loss, finite, interrupted):
@@ -345,33 +385,48 @@ def record_partial_epoch(estimator, loss, finite, interrupted):
 
 
 def progress(batches, total, verbose, desc):
-    """``batches`` wrapped in a tqdm bar when ``verbose >= 2`` and tqdm is there."""
+    """``batches`` with a tqdm bar over ``total`` minibatches when ``verbose >=
+    2`` and tqdm is there (an item that steps several minibatches elsewhere
+    advances the bar by its ``n_batches``)."""
     if verbose is True or verbose < 2:
         return batches
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return batches
-    return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
+
+    def counted():
+        with tqdm(total=total, desc=desc, unit="batch", leave=False) as bar:
+            for item in batches:
+                yield item
+                bar.update(getattr(item, "n_batches", 1))
+
+    return counted()
+
+
+def epoch_order(n_items, seed, epoch):
+    """The order in which epoch ``epoch`` visits ``n_items`` items: a
+    permutation drawn from ``numpy.random.default_rng([seed, epoch])``
+    (reproducible, different every epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n_items)
 
 
 def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0, with_epoch=False):
     """``epoch_batches`` for :func:`minimize_stochastic` over a fixed set of items.
 
-    Epoch ``e`` visits the items in the order of a permutation drawn from
-    ``numpy.random.default_rng([seed, e])`` (reproducible, different every
-    epoch); ``batches_of_order(order)`` (``batches_of_order(order, e)``
-    with ``with_epoch=True``, to draw per-minibatch data such as NCA's and
+    Epoch ``e`` visits the items in the order :func:`epoch_order` draws;
+    ``batches_of_order(order)`` (``batches_of_order(order, e)`` with
+    ``with_epoch=True``, to draw per-minibatch data such as NCA's and
     LMNN's candidates from ``(seed, e, i)``) turns that order into the
-    ``(batch_fun, weight)`` minibatches (consecutive slices of
-    ``batch_size`` items), shown with a progress bar when ``verbose >= 2``.
+    minibatches (consecutive slices of ``batch_size`` items), shown with a
+    progress bar when ``verbose >= 2``.
     """
     n_batches = -(-n_items // batch_size)
 
     def batches(epoch):
         # Drawn lazily, inside run_epoch's loop: a Ctrl-C while the
         # permutation is drawn stops the fit cleanly too.
-        order = np.random.default_rng([seed, epoch]).permutation(n_items)
+        order = epoch_order(n_items, seed, epoch)
         yield from (batches_of_order(order, epoch) if with_epoch else batches_of_order(order))
 
     def epoch_batches(epoch):
@@ -380,21 +435,15 @@ def minibatch_epochs(n_items, batch_size, seed, batches_of_order, verbose=0, wit
     return epoch_batches
 
 
-def stream_epochs(stream, make_batches, verbose=0):
+def stream_epochs(n_batches, batches_of_epoch, verbose=0):
     """``epoch_batches`` for :func:`minimize_stochastic` over drawn minibatches.
 
-    ``stream`` has ``n_batches`` and ``stream(epoch, i)``, the data of
-    minibatch ``i`` of an epoch, drawn when it is needed (bounded memory);
-    ``make_batches(drawn)`` turns the iterable of those data into the
-    ``(batch_fun, weight)`` minibatches (reading it one at a time in
-    memory, or a few minibatches ahead to gather their rows on Dask
-    workers).
+    ``batches_of_epoch(epoch)`` yields the epoch's ``n_batches`` minibatches,
+    drawing each one's data when it is needed (bounded memory), or a few
+    minibatches ahead to gather their rows on Dask workers.
     """
-    def batches(epoch):
-        yield from make_batches(stream(epoch, i) for i in range(stream.n_batches))
-
     def epoch_batches(epoch):
-        return progress(batches(epoch), stream.n_batches, verbose, f"epoch {epoch + 1}")
+        return progress(batches_of_epoch(epoch), n_batches, verbose, f"epoch {epoch + 1}")
 
     return epoch_batches
 

@@ -66,6 +66,21 @@ def effective_n_threads(n_jobs=None):
     return int(n_jobs)
 
 
+def machine_n_threads(n_jobs=None):
+    """:func:`effective_n_threads`, with ``None`` counting this process's CPUs
+    instead of OpenMP's current limit.
+
+    For a Dask task that runs alone in its fit (a minibatch fit's steps):
+    Dask sets ``OMP_NUM_THREADS=1`` in its worker processes, so that tasks
+    side by side do not oversubscribe the cores, which would leave such a
+    task one thread on an otherwise idle machine.  The load of other
+    processes is still taken into account.
+    """
+    if n_jobs is not None or not openmp_enabled():
+        return effective_n_threads(n_jobs)
+    return threads_for_load(cpu_count(), cpu_count(), _LOAD.others_busy())
+
+
 _CONTROLLER = None
 
 

@@ -1,9 +1,7 @@
 """The minibatch solvers (Adam/SGD of LDML, NCA and LMNN) on dask arrays: the
 same model bitwise on a 2-worker LocalCluster and without a cluster, the
-in-memory model up to the order of the sums, shares gathered in share order
-whatever order the workers finish in."""
-import time
-
+in-memory model up to the order of the sums, groups of minibatches stepped
+in turn on the workers that hold their rows."""
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -15,6 +13,7 @@ import fastmetric._core.dask_minibatch as fm_minibatch  # noqa: E402
 import fastmetric._core.dask_support as fm_dask  # noqa: E402
 from fastmetric import LDML, LMNN, NCA, LDML_Supervised  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
+from fastmetric._core.solvers import StochasticOptimizer, run_epoch  # noqa: E402
 
 from .._dask_cluster import DASK_MARKS, labelled_rows  # noqa: E402  (the client fixture: conftest.py)
 
@@ -23,10 +22,8 @@ pytestmark = DASK_MARKS
 
 @pytest.fixture
 def small_groups(monkeypatch):
-    """Several groups per epoch and several shares per minibatch, on small data."""
+    """Several groups per epoch, stepped on both workers, on small data."""
     monkeypatch.setattr(fm_minibatch, "GROUP_ROWS", 700)
-    monkeypatch.setattr(fm_minibatch, "SHARE_ROWS", 128)
-    monkeypatch.setattr(fm_minibatch, "SHARE_PAIRS", 300)
 
 
 def data(n=1200, d=5, seed=0, dtype=np.float64):
@@ -52,8 +49,9 @@ def assert_same_fit(a, b):
 
 
 def close(dtype):
-    # The sums of a minibatch are split in shares on Dask: the models differ
-    # from the in-memory ones by rounding, carried over a few Adam steps.
+    # The steps are the in-memory ones on the same rows; the data's mean (NCA,
+    # LMNN) and LDML's initial scale are summed per block on Dask: the models
+    # differ from the in-memory ones by that rounding, carried over a few steps.
     return dict(rtol=1e-6, atol=1e-8) if dtype == np.float64 else dict(rtol=2e-3, atol=2e-4)
 
 
@@ -148,32 +146,45 @@ def test_nca_and_lmnn_partial_fit_on_dask_blocks(client):
         assert_allclose(dist.components_, mem.components_, **close(np.float64))
 
 
-def test_shares_come_back_in_share_order(client):
-    """Share 0 finishes last (it sleeps), yet the results come in share order;
-    each worker gathers the rows of its own shares only."""
+def test_groups_are_stepped_in_turn_where_their_rows_are(client, monkeypatch):
+    """Group g of minibatches is gathered on and stepped by worker g mod 2; the
+    parameters and the optimiser's state travel from group to group, and the
+    minibatch losses come back in minibatch order."""
+    monkeypatch.setattr(fm_minibatch, "GROUP_ROWS", 3)
     runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
                                                      chunks=(7, 2)))
-    specs = [("first", [(np.array([1, 15]), "a0"), (np.array([2]), "a1")]),
-             ("second", [(np.array([3, 8, 19]), "b0"), (np.array([4, 5]), "b1"),
-                         (np.array([18]), "b2")])]
+    rows = [np.array([1, 15]), np.array([2]), np.array([3, 8, 19]), np.array([4, 5])]
 
     def build(X_rows, uniq, entries):
-        return {key: (X_rows[:, 0].tolist(), payload) for key, payload in entries}
+        # each minibatch's loss: the sum of its rows' first column
+        # (local: the positions of its rows in uniq, the sorted rows gathered)
+        assert [payload.tolist() for payload, _ in entries] == \
+            [uniq[local].tolist() for _, local in entries]
+        return [float(X_rows[local, 0].sum()) for _, local in entries]
 
-    (group, j, info), (group2, j2, info2) = list(runner.read_ahead(iter(specs), build,
-                                                                   lambda uniq: ()))
-    assert (j, info, j2, info2) == (0, "first", 1, "second")
+    class Steps:
+        n_jobs = 1
 
-    def share(entry, s):
-        time.sleep(0.5 if s == 0 else 0.0)
-        return (s,) + entry
+        def __call__(self, group, n_threads):
+            for total in group:
+                # SGD with rate 1 and no momentum: x grows by 1 per minibatch
+                yield (lambda x, total=total: (total, -np.ones_like(x))), 1.0
 
-    results = runner.evaluate(share, group2, j2, 3, ())
-    assert [r[0] for r in results] == [0, 1, 2]
-    # shares 0 and 2 on one worker (rows 1, 15, 3, 8, 19, 18), share 1 on the other
-    assert results[0][1:] == ([2.0, 6.0, 16.0, 30.0, 36.0, 38.0], "b0")
-    assert results[1][1:] == ([4.0, 8.0, 10.0], "b1")
-    assert results[2][1:] == ([2.0, 6.0, 16.0, 30.0, 36.0, 38.0], "b2")
+        def extra(self, group):
+            from distributed import get_worker
+
+            return get_worker().address
+
+    groups = list(runner.groups(iter([(r, r) for r in rows]), build, lambda uniq: (),
+                                Steps()))
+    assert [g.n_batches for g in groups] == [2, 1, 1]  # 3 rows, 3 rows, the rest
+    optimizer = StochasticOptimizer("sgd", learning_rate=1.0, momentum=0.0)
+    x, loss, finite, interrupted = run_epoch(groups, np.zeros(2), optimizer)
+    assert_array_equal(x, [4.0, 4.0])
+    assert optimizer.n_steps == 4 and finite and not interrupted
+    assert loss == (32.0 + 4.0 + 60.0 + 18.0) / 4
+    workers = sorted(client.scheduler_info()["workers"])
+    assert [g.extra for g in groups] == [workers[0], workers[1], workers[0]]
 
 
 def test_full_batch_solvers_refuse_dask_arrays(client):
@@ -188,3 +199,58 @@ def test_full_batch_solvers_refuse_dask_arrays(client):
     assert est.n_iter_ == 1
     with pytest.raises(ValueError, match="one label per row"):
         NCA(solver="adam").fit(Xd, y[:-1])
+
+
+def test_ctrl_c_while_a_group_steps_keeps_the_state_before_it(client, monkeypatch,
+                                                               small_groups):
+    X, y = data(seed=5)
+    Xd = da.from_array(X, chunks=(350, X.shape[1]))
+    starts = []
+    original = fm_minibatch._Minibatches.step
+
+    def step(self, data, worker, x, optimizer, steps):
+        starts.append(x.copy())
+        if len(starts) == 2:
+            raise KeyboardInterrupt  # as if Ctrl-C came while the client waits
+        return original(self, data, worker, x, optimizer, steps)
+
+    monkeypatch.setattr(fm_minibatch._Minibatches, "step", step)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est = NCA(solver="adam", batch_size=300, n_candidates=150, max_iter=3,
+                  random_state=0).fit(Xd, y)
+    # the parameters the second group would have started from
+    assert_array_equal(est.components_.ravel(), starts[1])
+    assert not np.array_equal(starts[1], starts[0]) and est.n_iter_ == 0
+
+
+def test_the_next_epoch_is_gathered_while_this_one_steps(monkeypatch):
+    """With ``following``, the first groups of the next epoch are gathered
+    before this epoch's last group is handed out, and the next call starts
+    with them (its own specs are not read)."""
+    monkeypatch.setattr(fm_minibatch, "GROUP_ROWS", 2)
+    monkeypatch.setattr(fm_minibatch, "FIRST_GROUP_ROWS", 2)
+    monkeypatch.setattr(fm_minibatch, "_distributed_client", lambda: None)
+    runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
+                                                     chunks=(7, 2)))
+    events = []
+
+    def build(X_rows, uniq, entries):
+        events.append(("gathered",) + tuple(payload for payload, _ in entries))
+        return entries
+
+    def epoch_specs(epoch):
+        return iter([(np.array([2 * i, 2 * i + 1]), (epoch, i)) for i in range(3)])
+
+    def never_read():
+        raise AssertionError("the specs of a read-ahead epoch were read again")
+        yield
+
+    for group in runner.groups(epoch_specs(0), build, lambda uniq: (), None,
+                               following=lambda: epoch_specs(1)):
+        events.append(("stepped", group.n_batches))
+    assert events == [("gathered", (0, 0)), ("gathered", (0, 1)), ("stepped", 1),
+                      ("gathered", (0, 2)), ("stepped", 1),
+                      ("gathered", (1, 0)), ("stepped", 1), ("gathered", (1, 1))]
+    events.clear()
+    assert len(list(runner.groups(never_read(), build, lambda uniq: (), None))) == 3
+    assert events == [("gathered", (1, 2))]

@@ -59,11 +59,8 @@ def test_minibatch_epochs_orders_are_permutations_fixed_by_seed_and_epoch():
 
 
 def test_stream_epochs_draw_every_minibatch_of_every_epoch():
-    class Stream:
-        n_batches = 3
+    def batches_of_epoch(epoch):
+        return (((epoch, i), 1.0) for i in range(3))
 
-        def __call__(self, epoch, i):
-            return (epoch, i)
-
-    epochs = stream_epochs(Stream(), lambda drawn: ((data, 1.0) for data in drawn))
+    epochs = stream_epochs(3, batches_of_epoch)
     assert list(epochs(2)) == [((2, 0), 1.0), ((2, 1), 1.0), ((2, 2), 1.0)]

@@ -11,6 +11,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils._param_validation import InvalidParameterError
 
 from fastmetric import LMNN, MLKR, NCA
+from fastmetric._core import minibatch_learner
 from fastmetric._core.minibatch_learner import AUTO_STOCHASTIC_ROWS, resolve_solver
 from fastmetric._core.objectives.lmnn import find_target_neighbors
 from fastmetric._core.objectives.neighbor_batches import (
@@ -273,13 +274,13 @@ def test_same_bits_for_any_thread_count(cls, extra):
 def test_float32_stays_float32(cls, monkeypatch):
     X, y = blobs(400, dtype=np.float32)
     seen = []
-    original = cls.__mro__[0]._batch_loss_grad
+    original = minibatch_learner.neighbor_batch_fun
 
-    def spy(self, objective, data, theta):
+    def spy(objective, data, shape):
         seen.append((data.XC.dtype, objective.X is X or np.shares_memory(objective.X, X)))
-        return original(self, objective, data, theta)
+        return original(objective, data, shape)
 
-    monkeypatch.setattr(cls, "_batch_loss_grad", spy)
+    monkeypatch.setattr(minibatch_learner, "neighbor_batch_fun", spy)
     est32 = stochastic(cls, max_iter=1).fit(X, y)
     assert seen and all(dtype == np.float32 and shared for dtype, shared in seen)
     monkeypatch.undo()
@@ -422,15 +423,20 @@ def test_ctrl_c_inside_an_epoch_keeps_the_last_minibatch(cls, n_jobs, monkeypatc
     """An interrupt in the 3rd minibatch leaves the parameters after the 2nd."""
     X, y = blobs(500)
     calls = []
-    original = cls._batch_loss_grad
+    original = minibatch_learner.neighbor_batch_fun
 
-    def counting(self, objective, data, theta):
-        calls.append(theta.copy())
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(self, objective, data, theta)
+    def counting(objective, data, shape):
+        fun = original(objective, data, shape)
 
-    monkeypatch.setattr(cls, "_batch_loss_grad", counting)
+        def counted(theta):
+            calls.append(theta.copy())
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return fun(theta)
+
+        return counted
+
+    monkeypatch.setattr(minibatch_learner, "neighbor_batch_fun", counting)
     est = stochastic(cls, max_iter=5, n_jobs=n_jobs)
     with pytest.warns(UserWarning, match="interrupted"):
         est.fit(X, y)

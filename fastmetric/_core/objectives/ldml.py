@@ -22,6 +22,7 @@ epoch (:func:`partial_fit_epoch`).  The learners :class:`fastmetric.LDML`,
 (one LDML per cluster) call them.
 """
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from fastmetric._core.rows import evenly_spaced, l2_normalize_rows
 from fastmetric._core.solvers import (
     SolverResult,
     StochasticOptimizer,
+    epoch_order,
     minibatch_epochs,
     minimize_lbfgs,
     minimize_stochastic,
@@ -232,31 +234,45 @@ def normalize_points(X):
     return l2_normalize_rows(X)
 
 
-def _pair_problems(X, specs, n_jobs):
-    """``(problem, weight)`` of each minibatch ``(a, b, targets, weights)`` of
-    ``specs`` whose weight is positive: in memory one problem over X each;
-    on a dask array the minibatches are gathered ahead and evaluated on the
-    workers (:class:`~fastmetric._core.dask_minibatch.DaskPairBatches`)."""
+def pair_source(X, n_jobs=None):
+    """What LDML's minibatches are evaluated on: X itself, or on a dask array a
+    :class:`~fastmetric._core.dask_minibatch.DaskPairBatches` that gathers them
+    on the workers and steps them there (one per fit, so that it reads the
+    next epoch's minibatches ahead)."""
     if is_dask_array(X):
         from fastmetric._core.dask_minibatch import DaskPairBatches
 
-        yield from DaskPairBatches(X, n_jobs=n_jobs).problems(specs)
+        return DaskPairBatches(X, n_jobs=n_jobs)
+    return X
+
+
+def _pair_minibatches(source, specs, make_fun, n_threads, following=None):
+    """The minibatches ``(make_fun(problem, n_threads=n_threads), weight)`` of
+    each ``(a, b, targets, weights)`` of ``specs`` whose weight is positive,
+    one pair problem over the points each; on a dask array (``source`` from
+    :func:`pair_source`) they come in groups that are gathered ahead, with
+    the next epoch's (``following()``), and stepped on the workers."""
+    if hasattr(source, "minibatches"):
+        yield from source.minibatches(specs, make_fun, following)
         return
     for sa, sb, st, bw in specs:
         weight = float(sa.shape[0] if bw is None else bw.sum())
         if weight <= 0:
             continue
-        yield PairLossProblem(X, sa, sb, st, bw), weight
+        yield make_fun(PairLossProblem(source, sa, sb, st, bw), n_threads=n_threads), weight
 
 
-def _pair_batches(X, a, b, targets, weights, order, batch_size, shape, L0, alpha,
-                  n_threads, n_jobs=None):
-    """``(batch objective, weight)`` of consecutive slices of ``order``."""
-    specs = ((a[idx], b[idx], targets[idx], None if weights is None else weights[idx])
-             for idx in (order[start:start + batch_size]
-                         for start in range(0, order.shape[0], batch_size)))
-    for problem, weight in _pair_problems(X, specs, n_jobs):
-        yield ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads), weight
+def _slice_specs(a, b, targets, weights, order, batch_size):
+    """The minibatches ``(a, b, targets, weights)`` of consecutive slices of ``order``."""
+    return ((a[idx], b[idx], targets[idx], None if weights is None else weights[idx])
+            for idx in (order[start:start + batch_size]
+                        for start in range(0, order.shape[0], batch_size)))
+
+
+def _batch_objective(shape, dtype, L0, alpha):
+    """``make_fun(problem, n_threads=...)`` of :func:`_pair_minibatches`: LDML's
+    objective on one minibatch (picklable, for the Dask workers)."""
+    return partial(ldml_objective, shape=shape, dtype=dtype, L0=L0, alpha=alpha)
 
 
 @dataclass
@@ -343,19 +359,30 @@ n_iter_no_change, n_jobs :
                                 on_iteration=on_iteration)
         return LDMLFit(result, L0)
     batch_seed = int(rng.randint(0, np.iinfo(np.int32).max))
+    source = pair_source(X, n_jobs)
+    make_fun = _batch_objective(shape, X.dtype, L0, alpha)
     if stream is None:
+        def specs_of(epoch, order=None):
+            if order is None:
+                order = epoch_order(a.shape[0], batch_seed, epoch)
+            return _slice_specs(a, b, targets, weights, order, batch_size)
+
         epoch_batches = minibatch_epochs(
             a.shape[0], batch_size, batch_seed,
-            lambda order: _pair_batches(X, a, b, targets, weights, order, batch_size,
-                                        shape, L0, alpha, n_threads, n_jobs),
-            verbose)
+            lambda order, epoch: _pair_minibatches(
+                source, specs_of(epoch, order), make_fun, n_threads,
+                following=lambda: specs_of(epoch + 1)),
+            verbose, with_epoch=True)
     else:
-        def stream_batches(drawn):
-            specs = ((sa, sb, st, None) for sa, sb, st in drawn)
-            for problem, weight in _pair_problems(X, specs, n_jobs):
-                yield ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads), weight
+        def specs_of(epoch):
+            return ((sa, sb, st, None)
+                    for sa, sb, st in (stream(epoch, i) for i in range(stream.n_batches)))
 
-        epoch_batches = stream_epochs(stream, stream_batches, verbose)
+        epoch_batches = stream_epochs(
+            stream.n_batches,
+            lambda epoch: _pair_minibatches(source, specs_of(epoch), make_fun, n_threads,
+                                            following=lambda: specs_of(epoch + 1)),
+            verbose)
     optimizer = StochasticOptimizer(solver, learning_rate)
     result = minimize_stochastic(
         epoch_batches, theta0, max_epochs=max_iter, tol=tol,
@@ -377,10 +404,11 @@ def partial_fit_epoch(X, a, b, targets, weights, theta, L0, optimizer, seed, epo
     theta, mean_loss, finite, interrupted
         As :func:`~fastmetric._core.solvers.run_epoch`.
     """
-    order = np.random.default_rng([seed, epoch]).permutation(a.shape[0])
+    specs = _slice_specs(a, b, targets, weights, epoch_order(a.shape[0], seed, epoch),
+                         batch_size)
     batches = progress(
-        _pair_batches(X, a, b, targets, weights, order, batch_size, L0.shape, L0, alpha,
-                      n_threads, n_jobs),
+        _pair_minibatches(pair_source(X, n_jobs), specs,
+                          _batch_objective(L0.shape, X.dtype, L0, alpha), n_threads),
         -(-a.shape[0] // batch_size), verbose, f"partial_fit {epoch + 1}")
     return run_epoch(batches, theta, optimizer)
 

@@ -163,6 +163,16 @@ class _BatchObjective:
         for rows, drawn in specs:
             yield self.batch(rows, drawn)
 
+    def minibatches(self, specs, make_fun, following=None):
+        """``(make_fun(self, data), b)`` of each minibatch of ``specs``: the
+        minibatches of :func:`~fastmetric._core.solvers.run_epoch` (the Dask
+        objective of :mod:`fastmetric._core.dask_minibatch` yields groups of
+        them stepped on its workers instead, and reads the next epoch's
+        specs, ``following()``, ahead; here each minibatch is built when it
+        is reached, and ``following`` is not used)."""
+        for data in self.batches(specs):
+            yield make_fun(self, data), float(data.b)
+
     def _distances(self, batch, ZC, sqC, start, stop):
         """Squared distances of batch rows start:stop to the candidates; +inf on
         a point's own entries (itself in B, and drawn copies of it in S).

@@ -171,10 +171,11 @@ _LDML_TOL = 1e-5
 # ldml_max_iter='auto': L-BFGS iterations of a group's LDML.  The group
 # metrics are directions to move toward; a converged fit sharpens the current
 # clustering's own boundaries (the pseudo-labels confirm themselves), so the
-# fit stops early.  ARI on digits raw, seeds 0-9 (seeds 0-4): 30 iterations
-# 0.733 (0.734), 10 0.734 (seeds 0-4), 5 0.740 (0.740), 3 0.741 (0.741), 2
-# 0.742 (0.740); LDA-k-means 0.740 (0.741).  Iris, wine, breast cancer and
-# the blobs did not move between 30 and 3; digits std 0.513 -> 0.519.
+# fit stops early.  ARI on digits raw, seeds 0-4 (seeds 0-9): 30 iterations
+# 0.734 (0.733), 5 0.740, 3 0.741 (0.741), 2 0.740 (0.742); LDA-k-means
+# 0.741 (0.740).  Iris, wine, breast cancer and the blobs did not move
+# between 30 and 3 (the noisy blobs 1.000 -> 0.996); digits std 0.513 ->
+# 0.519.
 _LDML_ITER = 3
 # update_rate='auto': the share of the group metrics in the new metric.  In
 # the discriminant coordinates the rest is the discriminant metric of the

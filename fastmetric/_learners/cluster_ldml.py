@@ -172,11 +172,10 @@ _LDML_TOL = 1e-5
 # metrics are directions to move toward; a converged fit sharpens the current
 # clustering's own boundaries (the pseudo-labels confirm themselves), so the
 # fit stops early.  ARI on digits raw with max_rounds=10, seeds 0-4 (seeds
-# 0-9): 30 iterations
-# 0.734 (0.733), 5 0.740, 3 0.741 (0.741), 2 0.740 (0.742); LDA-k-means
-# 0.741 (0.740).  Iris, wine, breast cancer and the blobs did not move
-# between 30 and 3 (the noisy blobs 1.000 -> 0.996); digits std 0.513 ->
-# 0.519.
+# 0-9): 30 iterations 0.734 (0.733), 5 0.740, 3 0.741 (0.741), 2 0.740
+# (0.742); LDA-k-means 0.741 (0.740).  Iris, wine, breast cancer and the
+# blobs did not move between 30 and 3 (the noisy blobs 1.000 -> 0.996);
+# digits std 0.513 -> 0.519.
 _LDML_ITER = 3
 # update_rate='auto': the share of the group metrics in the new metric.  In
 # the discriminant coordinates the rest is the discriminant metric of the
@@ -643,8 +642,9 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         """Renumber the clusters so that cluster ``c`` is class ``c``; clamp labelled points.
 
         ``tie = (rows, classes, means)``: the labelled rows, their encoded
-        class (0 .. m-1) and the classes' means in the input space.  The clusters are matched one to one to the classes by
-        the largest total number of labelled points they agree on (the
+        class (0 .. m-1) and the classes' means in the input space.  The
+        clusters are matched one to one to the classes by the largest
+        total number of labelled points they agree on (the
         Hungarian assignment of scipy's ``linear_sum_assignment`` on the
         class-by-cluster counts); the matched cluster of class ``c`` becomes
         cluster ``c``, the others follow in their order; then every

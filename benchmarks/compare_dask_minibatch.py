@@ -11,8 +11,11 @@ as float32 (default 4,000,000 rows, 1 GB).  For each learner (``--learners``:
   rows per block) persisted on a ``LocalCluster(n_workers=w,
   threads_per_worker=1, processes=True)``, for each w of ``--workers``
   (default 1 and 2);
-* **in memory**: the same estimator (``n_jobs=--threads``) on the numpy
-  array, after the clusters are closed (so that they do not share the cores).
+* **in memory**: the same estimator on the numpy array, after the clusters
+  are closed (so that they do not share the cores).
+
+Both fits use ``n_jobs=--threads`` (default 2): on Dask a group of
+minibatches steps on one worker at a time, with that many threads.
 
 Each fit runs ``--epochs`` epochs (``tol=0``); the time per epoch is the
 time between the callbacks of the first and the last epoch divided by the
@@ -103,8 +106,10 @@ def main(argv=None):
                             dtype=X.dtype)
             for s in starts])
         for name in learners:
+            # The same n_jobs as in memory: a group's steps run on one
+            # worker at a time, with the machine's threads.
             results[name, f"dask, {n_workers} worker(s)"] = timed_fit(
-                make_estimator(name, args), Xd, y)
+                make_estimator(name, args, n_jobs=args.threads), Xd, y)
             print(name, n_workers, "workers:", results[name, f"dask, {n_workers} worker(s)"],
                   flush=True)
         del Xd

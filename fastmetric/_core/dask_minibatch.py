@@ -63,9 +63,10 @@ GROUP_ROWS = 262_144
 # Groups gathered ahead of the one being stepped.
 AHEAD_GROUPS = 2
 
-# Rows of an epoch's first group: the groups double from this size up to
-# GROUP_ROWS, so that the first steps of an epoch wait for a small gather
-# only (the next groups are gathered while they step).
+# Rows of an epoch's first group when it was not read ahead (the first
+# epoch of a fit, a partial_fit): the groups double from this size up to
+# GROUP_ROWS, so that the first steps wait for a small gather only (the
+# next groups are gathered while they step).
 FIRST_GROUP_ROWS = 16_384
 
 
@@ -102,15 +103,18 @@ def _distinct_rows(rows, n_rows):
     return uniq, position[rows]
 
 
-def _take_rows(block, local_rows):
-    """On the worker holding a row block: the rows a group needs from it."""
-    return np.ascontiguousarray(block[local_rows])
+def _take_rows(local_rows, *blocks):
+    """On the worker holding these row blocks: the rows a group needs from
+    each (``local_rows[i]`` of ``blocks[i]``)."""
+    return [np.ascontiguousarray(block[rows]) for block, rows in zip(blocks, local_rows)]
 
 
-def _build_group(build, pieces, uniq, entries, extra):
-    """On the group's worker: the group's minibatch data from its gathered rows."""
+def _build_group(build, taken, uniq, entries, extra):
+    """On the group's worker: the group's minibatch data from its gathered
+    rows (``taken``: lists of pieces, which are in row order when joined)."""
     from fastmetric._core.threads import single_threaded_blas
 
+    pieces = [piece for part in taken for piece in part]
     rows = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     with single_threaded_blas():
         return build(np.ascontiguousarray(rows), uniq, entries, *extra)
@@ -177,6 +181,12 @@ class _Minibatches:
             self._blocks = [by_key[key] for key in X.__dask_keys__()
                             for key in ([key] if isinstance(key, tuple) else key)]
             self._bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
+            # where each block lives (a preference for the tasks that read it)
+            from distributed import wait
+
+            wait(self._blocks)
+            who_has = self._client.who_has(self._blocks)
+            self._holders = [min(who_has.get(f.key, ()), default=None) for f in self._blocks]
         self.X = X
         # (specs, groups gathered, groups made) of the next epoch, read ahead
         self._carried = None
@@ -185,18 +195,24 @@ class _Minibatches:
         """A group's data: a future on ``worker`` (or, without a client, here)."""
         if self._client is None:
             (rows,) = _compute(self.X[uniq])
-            return _build_group(build, [rows], uniq, entries, extra)
+            return _build_group(build, [[rows]], uniq, entries, extra)
         block = np.searchsorted(self._bounds, uniq, side="right") - 1
         cuts = np.flatnonzero(np.diff(block)) + 1
-        pieces = [
-            # No placement: the scheduler runs it where the block is.
-            self._client.submit(_take_rows, self._blocks[block[first]],
-                                uniq[first:stop] - self._bounds[block[first]], pure=False)
-            for first, stop in zip(np.r_[0, cuts], np.r_[cuts, uniq.shape[0]])
-        ]
+        # One task per worker takes the rows from all the blocks it holds
+        # (fewer tasks per group than one per block); the pieces of
+        # consecutive blocks on one holder stay in row order.
+        runs = []
+        for first, stop in zip(np.r_[0, cuts], np.r_[cuts, uniq.shape[0]]):
+            holder = self._holders[block[first]]
+            if not runs or runs[-1][0] != holder:
+                runs.append((holder, [], []))
+            runs[-1][1].append(self._blocks[block[first]])
+            runs[-1][2].append(uniq[first:stop] - self._bounds[block[first]])
+        taken = [self._client.submit(_take_rows, local, *blocks, pure=False, **placed_on(holder))
+                 for holder, blocks, local in runs]
         # A preference, not a restriction: a lost worker's part is rebuilt
         # elsewhere from its inputs.
-        return self._client.submit(_build_group, build, pieces, uniq, entries, extra,
+        return self._client.submit(_build_group, build, taken, uniq, entries, extra,
                                    pure=False, **placed_on(worker))
 
     def groups(self, specs, build, extra_of, steps, following=None):
@@ -219,19 +235,22 @@ class _Minibatches:
         """
         carried, self._carried = self._carried, None
         if carried is None:
-            current, ahead, n_current = iter(specs), deque(), 0
+            current, ahead, n_current, ramp = iter(specs), deque(), 0, True
         else:
+            # read ahead: no small first groups needed
             current, ahead, n_current = carried
+            ramp = False
         upcoming, upcoming_ahead, n_upcoming = None, deque(), 0
         exhausted = False
 
-        def next_group(spec_iter, n_groups):
+        def next_group(spec_iter, n_groups, ramp):
+            size = min(GROUP_ROWS, FIRST_GROUP_ROWS << n_groups) if ramp else GROUP_ROWS
             needed, payloads, n_rows = [], [], 0
             for rows, payload in spec_iter:
                 needed.append(rows)
                 payloads.append(payload)
                 n_rows += rows.shape[0]
-                if n_rows >= min(GROUP_ROWS, FIRST_GROUP_ROWS << n_groups):
+                if n_rows >= size:
                     break
             if not payloads:
                 return None
@@ -245,7 +264,7 @@ class _Minibatches:
         while True:
             while len(ahead) + len(upcoming_ahead) < AHEAD_GROUPS:
                 if not exhausted:
-                    group = next_group(current, n_current)
+                    group = next_group(current, n_current, ramp)
                     if group is None:
                         exhausted = True
                         continue
@@ -254,7 +273,7 @@ class _Minibatches:
                 elif following is not None:
                     if upcoming is None:
                         upcoming = iter(following())
-                    group = next_group(upcoming, n_upcoming)
+                    group = next_group(upcoming, n_upcoming, False)
                     if group is None:
                         break
                     upcoming_ahead.append(group)

@@ -10,8 +10,9 @@ generated blobs):
    of classes (its own clustering, ``labels_``).
 2. ``other``: the same three methods on data of other shapes: breast
    cancer, blobs with features of very different scales, blobs with added
-   noise features, unbalanced blobs, elongated (sheared) blobs, and iris
-   and wine split into twice as many groups as classes.
+   noise features, unbalanced blobs, elongated (sheared) blobs, and data
+   split into more groups than classes (iris, wine, breast cancer, digits
+   and well separated blobs).
 3. ``semi``: digits with 10 % of the points labelled (stratified, one split
    per seed) and the rest marked -1: 3-NN accuracy on the unlabelled 90 %
    (neighbours among the labelled 10 %) in the Euclidean metric, in
@@ -99,6 +100,15 @@ def other_data():
     for name, loader in (("iris", load_iris), ("wine", load_wine)):
         X, y = loader(return_X_y=True)
         yield f"{name}, 2x groups", "std", standardised(X), y, 2 * np.unique(y).size
+        yield f"{name}, 2x groups", "raw", X, y, 2 * np.unique(y).size
+    X, y = load_breast_cancer(return_X_y=True)
+    yield "breast cancer, 2x groups", "std", standardised(X), y, 4
+    X, y = load_digits(return_X_y=True)
+    yield "digits, 15 groups", "raw", X.astype(np.float64), y, 15
+    for seed, spread in ((4, 1.0), (6, 1.5)):
+        X, y = make_blobs(n_samples=500, centers=3, n_features=2, cluster_std=spread,
+                          random_state=seed)
+        yield f"3 blobs in 2-D (seed {seed}), 2x groups", "raw", X, y, 6
 
 
 def clustering_table(datasets, seeds):

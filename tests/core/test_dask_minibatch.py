@@ -254,3 +254,19 @@ def test_the_next_epoch_is_gathered_while_this_one_steps(monkeypatch):
     events.clear()
     assert len(list(runner.groups(never_read(), build, lambda uniq: (), None))) == 3
     assert events == [("gathered", (1, 2))]
+
+
+def test_target_neighbors_of_a_dask_array_are_those_in_memory():
+    """LMNN's block target search gathers a dask array's block in one go and
+    finds the same targets as from memory."""
+    from fastmetric._core.objectives.neighbor_batches import block_target_neighbors, row_mean
+
+    X, y = data(n=700, seed=6)
+    mean = row_mean(X)
+    for block_size in (None, 250):
+        kw = dict(block_size=block_size, seed=3)
+        in_memory = block_target_neighbors(X, y, 3, 3, np.eye(5), mean, **kw)
+        on_dask = block_target_neighbors(da.from_array(X, chunks=(200, 5)), y, 3, 3,
+                                         np.eye(5), mean, **kw)
+        assert_array_equal(on_dask[0], in_memory[0])
+        assert on_dask[1] == in_memory[1]

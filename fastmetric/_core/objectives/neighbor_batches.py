@@ -60,6 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.objectives.lmnn import _sorted_targets, sort_by_class
 
 __all__ = ["BLOCK_ROWS", "LMNNBatchObjective", "MLKRBatchObjective", "NCABatchObjective",
@@ -391,8 +392,9 @@ def block_target_neighbors(X, y_enc, n_classes, n_neighbors, L0, mean, *, block_
     class in the metric of ``L0`` (the exact chunked k-NN kernel of
     :mod:`fastmetric.kernels.lmnn`; a class with m rows in the block gives
     its points ``min(n_neighbors, m - 1)``).  Only the rows of one class of
-    one block are gathered at a time.  Searching all rows costs ``O(n^2 d / n_classes)``;
-    blocks of B rows cost ``O(n B d / n_classes)``, linear in n.
+    one block are gathered at a time (of one block, on a dask array).
+    Searching all rows costs ``O(n^2 d / n_classes)``; blocks of B rows cost
+    ``O(n B d / n_classes)``, linear in n.
 
     Returns
     -------
@@ -410,17 +412,22 @@ def block_target_neighbors(X, y_enc, n_classes, n_neighbors, L0, mean, *, block_
         blocks = [np.sort(perm[s:s + block_size]) for s in range(0, n, block_size)]
     n_small = 0
     Lw = np.ascontiguousarray(L0, dtype=X.dtype)
+    on_dask = is_dask_array(X)
     for rows in blocks:
         y_block = y_enc[rows]
         order, class_ptr = sort_by_class(y_block, n_classes)
+        # On a dask array the block's rows come in one gather (each gather
+        # is a round trip through the scheduler, and a block is one per
+        # class otherwise); from memory or a memmap one class at a time.
+        X_block = np.asarray(X[rows]) if on_dask else None
         for c in range(n_classes):
-            # One class of the block at a time: only its rows are gathered.
-            members = rows[order[class_ptr[c]:class_ptr[c + 1]]]
+            in_block = order[class_ptr[c]:class_ptr[c + 1]]
+            members = rows[in_block]
             m = members.shape[0]
             if m < 2:
                 n_small += m
                 continue
-            Xc = np.asarray(X[members])
+            Xc = X_block[in_block] if on_dask else np.asarray(X[members])
             Xc = np.ascontiguousarray(Xc - mean.astype(Xc.dtype), dtype=X.dtype)
             n_t = np.full(m, min(n_neighbors, m - 1), dtype=np.intc)
             if m - 1 < n_neighbors:

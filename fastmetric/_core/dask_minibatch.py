@@ -48,7 +48,13 @@ from collections import deque
 import numpy as np
 
 from fastmetric._core.cluster_rows import map_row_blocks, sum_in_order
-from fastmetric._core.dask_support import _compute, _distributed_client, import_dask, placed_on
+from fastmetric._core.dask_support import (
+    _compute,
+    _distributed_client,
+    current_worker,
+    import_dask,
+    placed_on,
+)
 from fastmetric._core.objectives.pair_loss import PairLossProblem
 
 __all__ = ["AHEAD_GROUPS", "DaskNeighborObjective", "DaskPairBatches", "FIRST_GROUP_ROWS",
@@ -56,8 +62,8 @@ __all__ = ["AHEAD_GROUPS", "DaskNeighborObjective", "DaskPairBatches", "FIRST_GR
 
 # Rows gathered per group of minibatches, and so the minibatches stepped per
 # round trip to a worker: at d = 64 float32 a group holds at most 64 MB,
-# and an epoch of NCA's default minibatches (1,000 rows, 1,000 candidates)
-# over 4M rows is about 120 groups.
+# and an epoch of NCA's default minibatches (1,000 rows, 1,000 candidates:
+# 8M rows needed) over 4M rows is about 31 groups.
 GROUP_ROWS = 262_144
 
 # Groups gathered ahead of the one being stepped.
@@ -120,21 +126,6 @@ def _build_group(build, taken, uniq, entries, extra):
         return build(np.ascontiguousarray(rows), uniq, entries, *extra)
 
 
-def _leave_task_slots():
-    """In a task on a distributed worker: free its task slot (``secede``)."""
-    import sys
-
-    if "distributed" not in sys.modules:
-        return
-    from distributed import get_worker, secede
-
-    try:
-        get_worker()
-    except ValueError:  # not in a worker
-        return
-    secede()
-
-
 def _step_group(group, x, optimizer, steps):
     """On the group's worker: the solver's steps over the group's minibatches.
 
@@ -151,7 +142,10 @@ def _step_group(group, x, optimizer, steps):
     # leaves the worker's task slots, so that the row gathers of the next
     # groups from this worker's blocks are not queued behind it.
     n_threads = machine_n_threads(steps.n_jobs)
-    _leave_task_slots()
+    if current_worker() is not None:
+        from distributed import secede
+
+        secede()
     with single_threaded_blas():  # as in memory: results independent of BLAS threads
         x, finite = step_minibatches(steps(group, n_threads), x, optimizer, losses)
     return x, optimizer, losses, finite, steps.extra(group)
@@ -173,7 +167,7 @@ class _Minibatches:
         self._client = _distributed_client()
         self._workers = [None]
         if self._client is not None:
-            from distributed import futures_of
+            from distributed import futures_of, wait
 
             self._workers = sorted(self._client.scheduler_info()["workers"]) or [None]
             X = self._client.persist(X)
@@ -182,8 +176,6 @@ class _Minibatches:
                             for key in ([key] if isinstance(key, tuple) else key)]
             self._bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
             # where each block lives (a preference for the tasks that read it)
-            from distributed import wait
-
             wait(self._blocks)
             who_has = self._client.who_has(self._blocks)
             self._holders = [min(who_has.get(f.key, ()), default=None) for f in self._blocks]

@@ -38,7 +38,7 @@ __all__ = [
     "DaskPairLossProblem",
     "map_rows",
     "sample_label_pairs",
-    "combine_pair_sums",
+    "current_worker",
 ]
 
 # Rows read to compute a data-dependent initialisation (PCA, LDA,
@@ -226,20 +226,27 @@ def sample_label_pairs(labels, n_positive, n_negative, balanced, seed, anchor_la
 
 
 # -- the worker side ---------------------------------------------------------
+def current_worker():
+    """The distributed worker running this task, or None (not in a task)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import get_worker
+
+    try:
+        return get_worker()
+    except ValueError:  # not in a worker
+        return None
+
+
 def _worker_threads(n_jobs):
     """Kernel threads inside a task: at most the worker's own thread count."""
     from fastmetric._core.threads import effective_n_threads
 
     n = effective_n_threads(n_jobs)
-    if "distributed" in sys.modules:
-        try:
-            from distributed import get_worker
-
-            worker = get_worker()
-            state = getattr(worker, "state", worker)
-            n = max(1, min(n, int(getattr(state, "nthreads", n))))
-        except ValueError:  # not in a worker
-            pass
+    worker = current_worker()
+    if worker is not None:
+        state = getattr(worker, "state", worker)
+        n = max(1, min(n, int(getattr(state, "nthreads", n))))
     return n
 
 

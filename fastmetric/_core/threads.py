@@ -1,8 +1,10 @@
 """Thread-count resolution and BLAS/OpenMP coordination.
 
 The default thread count (``n_jobs=None``) takes the load that other
-processes put on this process's CPUs into account: a core that another
-process keeps busy is not counted as free (see :func:`threads_for_load`).
+processes put on this process's CPUs into account, and the work of the call
+(see :func:`threads_for_load`): a call with little work per parallel region
+keeps to the cores that others leave free, a call with much work takes its
+share of the taken cores too.
 """
 import contextlib
 import numbers
@@ -29,17 +31,25 @@ def cpu_count():
 MAX_N_JOBS = 2**31 - 1
 
 
-def effective_n_threads(n_jobs=None):
+def effective_n_threads(n_jobs=None, work=None, static=False):
     """Resolve an ``n_jobs`` argument into a positive number of OpenMP threads.
 
     Parameters
     ----------
     n_jobs : int or None
         ``None``: as many threads as OpenMP allows now (``OMP_NUM_THREADS``
-        and threadpoolctl limits are respected), less the cores that other
-        processes have kept busy lately (:func:`threads_for_load`). ``-1``: every CPU of this
+        and threadpoolctl limits are respected) on a quiet machine; when
+        other processes keep cores busy, the free cores, or for a call of
+        ``work >= LARGE_WORK`` one thread per CPU and two per busy process
+        of the others, at most two per CPU (:func:`threads_for_load`).  ``-1``: every CPU of this
         process. ``k > 0``: exactly ``k``. ``k < -1``: all CPUs but
         ``|k| - 1`` (joblib's convention).
+    work : int, optional
+        Multiply-adds in one parallel region of the call (its largest); only
+        used for ``n_jobs=None`` under load.  None: small.
+    static : bool, default=False
+        The call's parallel regions split their work into equal fixed shares
+        (scikit-learn's k-means): under load it keeps to the free cores.
 
     Returns
     -------
@@ -59,11 +69,23 @@ def effective_n_threads(n_jobs=None):
     if not openmp_enabled():
         return 1
     if n_jobs is None:
-        return threads_for_load(max(1, openmp_max_threads()), cpu_count(),
-                                _LOAD.others_busy())
+        max_threads = max(1, openmp_max_threads())
+        n_cpus = cpu_count()
+        return threads_for_load(max_threads, n_cpus, _LOAD.others_busy(), work=work,
+                                extra_allowed=_limit_is_default(max_threads, n_cpus),
+                                static=static)
     if n_jobs < 0:
         return max(1, cpu_count() + 1 + int(n_jobs))
     return int(n_jobs)
+
+
+def _limit_is_default(max_threads, n_cpus):
+    """True when nobody has limited OpenMP's threads below its default (one
+    per CPU): then a call with large work may run more threads than CPUs
+    when others hold some (:func:`threads_for_load`).  ``OMP_NUM_THREADS``
+    counts as a limit whatever its value; a threadpoolctl limit equal to the
+    CPU count cannot be told from the default."""
+    return "OMP_NUM_THREADS" not in os.environ and max_threads >= n_cpus
 
 
 def machine_n_threads(n_jobs=None):
@@ -126,35 +148,80 @@ def threads_for_work(n_threads, n_items, min_items_per_thread):
 # The load of other processes
 # ---------------------------------------------------------------------------
 # Threads of ours on cores that other processes keep busy wait for the
-# scheduler's time slices, and the kernels' threads meet at barriers: beyond
-# one such thread, they cost more than they bring (threads_for_load).  The
-# estimate is the CPU time that the machine spent busy on our CPUs over
-# the last window, less the CPU time of this process, per second of wall
-# time: "cores kept busy by others".  Read from /proc/stat (Linux); where it
-# is not readable, no load is assumed (the thread count is then what it was
-# before: OpenMP's limit).
+# scheduler's time slices, and the kernels' threads meet at barriers
+# (threads_for_load).  Two measures of the others' load, over the last
+# window, the larger counts:
+#
+# * CPU time: the CPU time that the machine spent busy on our CPUs, less the
+#   CPU time of this process, per second of wall time (/proc/stat).  This
+#   is what the others got, not what they wanted: while two threads of ours
+#   share 2 cores with two busy processes, those get 1 core between them.
+# * Runnable threads: the threads that want a CPU now (/proc/loadavg), less
+#   the threads of this process that do, sampled at the calls (at most once
+#   per RUNNABLE_GAP); the fewest over the window counts, so that a process
+#   that woke for a moment at one sample does not (a busy process is
+#   runnable at every sample; one that runs on and off shows in the CPU
+#   time).  Between kernel calls our worker threads sleep, so this is what
+#   the others want.  The count
+#   is the whole machine's: it is used only when this process may run on
+#   every CPU (not in a cpuset that leaves out others' busy CPUs).
+#
+# Where neither is readable (not Linux), no load is assumed: the thread
+# count is then OpenMP's limit.
 
 # Shortest window (seconds) over which the busy time is measured: /proc/stat
 # counts in clock ticks (10 ms), so shorter windows are mostly rounding.
 LOAD_WINDOW = 0.25
-# Cores' worth of others' CPU time at or above which a core counts as theirs
+# Shortest time (seconds) between two samples of the runnable threads (a
+# sample costs about 25 us).
+RUNNABLE_GAP = 0.005
+# Cores' worth of others' load at or above which a core counts as theirs
 # (rounding half up).
 BUSY_CORE_CUT = 0.5
+# Multiply-adds per parallel region from which a call gains from threads on
+# the cores that others hold (see threads_for_load).  Measured on 2 cores
+# with one busy process: NCA on digits (1797^2 x 64 = 2.1e8 per gradient)
+# took 515 ms on 1 thread, 392-412 ms on 4; on breast cancer (569^2 x 30 =
+# 9.7e6) 51 ms on 1 and 56-64 ms on 2-4, as LMNN and LDML_Supervised on
+# both data sets, whose regions are smaller still.
+LARGE_WORK = 50_000_000
 
 
-def threads_for_load(max_threads, n_cpus, others_busy):
+def threads_for_load(max_threads, n_cpus, others_busy, work=None, extra_allowed=False,
+                     static=False):
     """Threads to use when other processes keep ``others_busy`` cores busy.
 
-    The rule: the free cores, plus one thread that shares a core with the
-    others.  The scheduler shares a core between the threads that want it,
-    so with one busy process on two cores two threads of ours get about 4/3
-    of a core where one thread gets 1, and the kernels' dynamic schedules
-    let the thread that runs more take more chunks: the shared thread pays
-    (measured: NCA on digits 1.5 s with 2 threads against 2.7 s with 1).
-    A second thread on a taken core does not: when others fill every core,
-    our threads spend their time waiting for each other's time slices at
-    the barriers (measured at a load average of 16 on 2 cores: 2 threads
-    15-40 % slower than 1).
+    The scheduler shares a core between the threads that want it, one time
+    slice each, and the kernels' threads meet at the end of every parallel
+    region: a thread of ours on a core that another process wants waits
+    for its turn there, and the others wait for it.  So:
+
+    * ``taken = round(others_busy)`` cores are the others'; with none, the
+      answer is ``max_threads``.
+    * A call with little work per region (``work`` None or below
+      ``LARGE_WORK``) runs on the ``n_cpus - taken`` free cores, alone on
+      each.  When there is no free core, on ``n_cpus`` threads (one thread
+      would get a share of one core only), and on one thread once the
+      others want twice the cores (then the waits at the region ends cost
+      more than the shares bring: 2 threads 15-40 % slower than 1 at a
+      load average of 16 on 2 cores).
+    * A call with large work per region runs ``n_cpus + 2 taken`` threads
+      (at most ``2 n_cpus``): the scheduler gives each runnable thread about
+      the same share, so with one busy process on 2 cores 4 threads of ours
+      get 1.6 cores, 3 get 1.5 and 2 get 1-1.5 (two of them may share a
+      core), and the dynamic chunk schedules let the threads that run take
+      more chunks.  The waits at the region ends for a thread that is not
+      running take part of that share back.  Measured there, NCA on digits:
+      392-412 ms on 4 threads, 427-442 ms on 3, 465 ms on 2, 515 ms on 1
+      (279 ms on 2 threads on the quiet machine).  This may exceed
+      ``max_threads`` only when ``extra_allowed`` (no user limit on
+      OpenMP's threads).
+    * A call whose regions split the work into equal fixed shares
+      (``static``, e.g. scikit-learn's k-means) keeps to the free cores
+      (at least one thread), whatever its work: there the thread on a
+      shared core holds up the others at every region's end (ClusterLDML
+      on breast cancer with two busy processes: 575 ms when its k-means
+      ran 2 threads, 145 ms on 1).
 
     Parameters
     ----------
@@ -164,22 +231,38 @@ def threads_for_load(max_threads, n_cpus, others_busy):
     n_cpus : int
         CPUs this process may run on.
     others_busy : float or None
-        Cores' worth of CPU time that other processes used lately (None:
-        unknown, taken as no load).
+        Cores' worth of load that other processes put on our CPUs lately
+        (None: unknown, taken as no load).
+    work : int, optional
+        Multiply-adds in one parallel region of the call; None: small.
+    extra_allowed : bool, default=False
+        Whether a call with large work may run more than ``max_threads``.
+    static : bool, default=False
+        Whether the call splits its work in equal fixed shares.
 
     Returns
     -------
     n_threads : int
-        ``min(max_threads, n_cpus - taken + 1)`` with ``taken`` the cores
-        the others fill (``others_busy`` rounded, half up); at least 1.
+        At least 1.
     """
     max_threads = max(1, int(max_threads))
+    n_cpus = max(1, int(n_cpus))
     if others_busy is None or others_busy <= 0:
         return max_threads
     taken = int(others_busy + (1.0 - BUSY_CORE_CUT))
     if taken == 0:
         return max_threads
-    return max(1, min(max_threads, int(n_cpus) - taken + 1))
+    free = n_cpus - taken
+    if static:
+        return max(1, min(max_threads, free))
+    if work is not None and work >= LARGE_WORK:
+        cap = 2 * n_cpus if extra_allowed else max_threads
+        return max(1, min(cap, n_cpus + 2 * taken))
+    if free >= 1:
+        return max(1, min(max_threads, free))
+    if taken < 2 * n_cpus:
+        return max(1, min(max_threads, n_cpus))
+    return 1
 
 
 def busy_cores_of_others(before, after):
@@ -254,15 +337,59 @@ def cpu_sample():
     return (time.monotonic(), busy, own.user + own.system)
 
 
-class LoadEstimate:
-    """The busy cores of other processes, measured between calls.
+def parse_running(loadavg_text):
+    """Threads that want a CPU now, from the text of /proc/loadavg (its
+    fourth field, ``running/total``)."""
+    return int(loadavg_text.split()[3].split("/")[0])
 
-    Each call of :meth:`others_busy` within ``LOAD_WINDOW`` of the sample
-    that the current estimate started from returns that estimate without
-    reading anything (the kernels resolve their thread count on every
-    call, and a window of a few clock ticks would be rounding); a later
-    call takes a new sample and compares it with that one.  The first
-    sample is taken when the object is made (at import).
+
+def thread_is_running(stat_text):
+    """Whether a /proc/<pid>/task/<tid>/stat line says the thread is
+    runnable (state ``R``; the state follows the parenthesised name, which
+    may itself hold spaces and parentheses)."""
+    return stat_text[stat_text.rindex(")") + 2:][:1] == "R"
+
+
+def own_running_threads(task_dir="/proc/self/task"):
+    """Threads of this process that want a CPU now (the caller included)."""
+    n = 0
+    for tid in os.listdir(task_dir):
+        try:
+            with open(f"{task_dir}/{tid}/stat") as f:
+                n += thread_is_running(f.read())
+        except (OSError, ValueError):  # the thread ended meanwhile
+            continue
+    return n
+
+
+def runnable_others():
+    """Threads of other processes that want a CPU now, or None where it
+    cannot be read or would count CPUs outside this process's (a cpuset
+    smaller than the machine)."""
+    try:
+        if len(os.sched_getaffinity(0)) != os.cpu_count():
+            return None
+        with open("/proc/loadavg") as f:
+            running = parse_running(f.read())
+        if running <= 1:  # the caller itself: no need to list our threads
+            return 0
+        return max(0, running - own_running_threads())
+    except (AttributeError, OSError, ValueError, IndexError):
+        return None
+
+
+class LoadEstimate:
+    """The load of other processes, measured between calls.
+
+    Each call of :meth:`others_busy` samples the runnable threads of others
+    (at most once per ``RUNNABLE_GAP``).  A call within ``LOAD_WINDOW`` of
+    the CPU-time sample that the current window started from returns the
+    last estimate without reading /proc/stat (the kernels resolve their
+    thread count on every call, and a window of a few clock ticks would be
+    rounding); a later call takes a new CPU-time sample, and the new
+    estimate is the larger of the others' CPU time per second over the
+    window and the fewest runnable threads of others in its samples.  The first samples are
+    taken when the object is made (at import).
 
     Parameters
     ----------
@@ -270,27 +397,49 @@ class LoadEstimate:
         Returns a sample as :func:`cpu_sample` does (or None).
     clock : callable
         The wall clock of the samples (``time.monotonic``).
+    runnable : callable
+        Returns the runnable threads of others now, as
+        :func:`runnable_others` does (or None).
     """
 
-    def __init__(self, sample=cpu_sample, clock=time.monotonic):
+    def __init__(self, sample=cpu_sample, clock=time.monotonic, runnable=runnable_others):
         self._sample = sample
         self._clock = clock
+        self._runnable = runnable
         self._start = sample()
         self._busy = None
+        self._runnable_fewest = None
+        self._last_runnable = None
+        self._take_runnable(clock())
+
+    def _take_runnable(self, now):
+        if self._last_runnable is not None and now - self._last_runnable < RUNNABLE_GAP:
+            return
+        self._last_runnable = now
+        value = self._runnable()
+        if value is not None and (self._runnable_fewest is None or value < self._runnable_fewest):
+            self._runnable_fewest = value
 
     def others_busy(self):
-        """Cores' worth of CPU time that other processes used lately, or
-        None when unknown."""
-        if self._start is not None and self._clock() - self._start[0] < LOAD_WINDOW:
+        """Cores' worth of load that other processes put on our CPUs lately
+        (the larger of their CPU time and their runnable threads), or None
+        when unknown."""
+        now_clock = self._clock()
+        self._take_runnable(now_clock)
+        if self._start is not None and now_clock - self._start[0] < LOAD_WINDOW:
             return self._busy
         now = self._sample()
         if now is None or self._start is None:
             self._start = now
+            self._runnable_fewest = None
             return self._busy
         busy = busy_cores_of_others(self._start, now)
         if busy is not None:
+            if self._runnable_fewest is not None:
+                busy = max(busy, float(self._runnable_fewest))
             self._busy = busy
             self._start = now
+            self._runnable_fewest = None
         return self._busy
 
 

@@ -598,7 +598,9 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             if "random_state" in km.get_params():
                 params["random_state"] = seed
             km.set_params(**params)
-        n_threads = effective_n_threads(self.n_jobs)
+        # scikit-learn's k-means splits each pass over the points in equal
+        # shares: under load it keeps to the free cores.
+        n_threads = effective_n_threads(self.n_jobs, static=True)
         with warnings.catch_warnings():
             # Duplicated points can leave fewer distinct clusters than asked;
             # the fit handles that (groups of fewer than 2 points are skipped).

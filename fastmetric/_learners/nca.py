@@ -186,7 +186,6 @@ class NCA(SoftmaxNeighborsLearner):
 
         {returns_self}
         """
-        n_threads = effective_n_threads(self.n_jobs)
         X, y = labelled_points(self, X, y, reset=True)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
@@ -212,6 +211,8 @@ class NCA(SoftmaxNeighborsLearner):
             return self
         self.classes_ = classes
         solver = check_dask_solver(self, X)
+        # A full-batch gradient is one region of n^2 d multiply-adds.
+        n_threads = effective_n_threads(self.n_jobs, work=n * n * X.shape[1])
         return self._fit_solver(
             X, solver, n_threads, labels=labels,
             stochastic_start=lambda: self._initial_components(*init_subset(X, labels)),

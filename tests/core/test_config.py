@@ -41,7 +41,8 @@ def test_get_include_contains_pxd_files():
 
 def test_effective_n_threads(monkeypatch):
     # No load from other processes here (tests/core/test_threads.py covers it).
-    monkeypatch.setattr(threads_module, "_LOAD", threads_module.LoadEstimate(lambda: None))
+    quiet = threads_module.LoadEstimate(lambda: None, runnable=lambda: None)
+    monkeypatch.setattr(threads_module, "_LOAD", quiet)
     assert effective_n_threads(1) == 1
     assert effective_n_threads(3) == 3
     assert effective_n_threads(-1) == cpu_count()

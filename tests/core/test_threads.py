@@ -9,10 +9,14 @@ from threadpoolctl import threadpool_limits
 import fastmetric.kernels as kernels
 from fastmetric._core import threads
 from fastmetric._core.threads import (
+    LARGE_WORK,
     LoadEstimate,
     busy_cores_of_others,
     effective_n_threads,
+    own_running_threads,
     parse_proc_stat,
+    parse_running,
+    thread_is_running,
     threads_for_load,
 )
 
@@ -29,19 +33,42 @@ ctxt 678
     (2, 2, None, 2),      # unknown load: OpenMP's limit
     (2, 2, 0.0, 2),       # quiet
     (2, 2, 0.3, 2),       # background noise below the cut
-    (2, 2, 0.67, 2),      # one busy loop beside two of our threads: 1 free + 1 shared
-    (2, 2, 1.0, 2),       # one busy loop beside one thread of ours
-    (2, 2, 1.4, 2),       # two busy loops: still one shared thread
-    (2, 2, 1.5, 1),       # others fill both cores
-    (2, 2, 2.0, 1),       # never fewer than one thread
-    (8, 8, 2.2, 7),       # 6 free + 1 shared
-    (8, 8, 2.6, 6),
-    (8, 8, 7.9, 1),
+    (2, 2, 0.67, 1),      # one busy loop: the free core only
+    (2, 2, 1.0, 1),
+    (2, 2, 1.5, 2),       # two busy loops: no free core, a share of each
+    (2, 2, 3.4, 2),
+    (2, 2, 3.5, 1),       # others want twice the cores: one thread
+    (8, 8, 2.2, 6),       # the free cores
+    (8, 8, 2.6, 5),
+    (8, 8, 7.9, 8),
+    (8, 8, 16.0, 1),
     (4, 8, 2.0, 4),       # the limit still caps
     (1, 2, 0.0, 1),
 ])
-def test_threads_for_load(max_threads, n_cpus, others, expected):
+def test_threads_for_load_small_work(max_threads, n_cpus, others, expected):
     assert threads_for_load(max_threads, n_cpus, others) == expected
+    assert threads_for_load(max_threads, n_cpus, others, work=LARGE_WORK - 1) == expected
+
+
+@pytest.mark.parametrize("others, expected", [(0.0, 2), (1.0, 1), (2.0, 1), (8.0, 1)])
+def test_threads_for_load_static_shares_keep_to_free_cores(others, expected):
+    for work in (None, LARGE_WORK):
+        assert threads_for_load(2, 2, others, work=work, extra_allowed=True,
+                                static=True) == expected
+
+
+@pytest.mark.parametrize("max_threads, n_cpus, others, extra_allowed, expected", [
+    (2, 2, 0.0, True, 2),     # quiet: OpenMP's limit, whatever the work
+    (2, 2, 1.0, True, 4),     # one busy loop: a thread per CPU and two per busy process
+    (2, 2, 2.0, True, 4),     # never more than twice the CPUs
+    (2, 2, 1.0, False, 2),    # a user's limit holds
+    (8, 8, 1.0, True, 10),
+    (8, 8, 3.0, True, 14),
+    (8, 8, 7.0, True, 16),
+])
+def test_threads_for_load_large_work(max_threads, n_cpus, others, extra_allowed, expected):
+    assert threads_for_load(max_threads, n_cpus, others, work=LARGE_WORK,
+                            extra_allowed=extra_allowed) == expected
 
 
 def test_busy_cores_of_others_subtracts_own_time():
@@ -64,7 +91,7 @@ def test_parse_proc_stat_counts_our_cpus_only():
 def test_load_estimate_keeps_the_last_full_window():
     # The clock of each call, and the samples taken (only once a window has
     # passed since the sample the estimate started from).
-    clock = iter([0.1, 1.0, 1.1, 2.0, 3.0])
+    clock = iter([0.0, 0.1, 1.0, 1.1, 2.0, 3.0])
     samples = iter([
         (0.0, 0.0, 0.0),     # at creation
         (1.0, 1.5, 0.5),     # 1 s: others used 1 core
@@ -78,7 +105,7 @@ def test_load_estimate_keeps_the_last_full_window():
         taken.append(value)
         return value
 
-    est = LoadEstimate(sample, clock=lambda: next(clock))
+    est = LoadEstimate(sample, clock=lambda: next(clock), runnable=lambda: None)
     assert est.others_busy() is None              # 0.1 s: too early, nothing read
     assert est.others_busy() == pytest.approx(1.0)
     assert est.others_busy() == pytest.approx(1.0)  # 1.1 s: too early, nothing read
@@ -86,6 +113,36 @@ def test_load_estimate_keeps_the_last_full_window():
     assert est.others_busy() == pytest.approx(0.0)
     # /proc/stat was read at creation and once per full window, never within one.
     assert len(taken) == 4
+
+
+def test_load_estimate_counts_what_others_want():
+    # Two busy processes beside two threads of ours on 2 cores get 1 core
+    # between them (CPU time), but 2 threads of theirs want one each.
+    clock = iter([0.0, 0.001, 0.1, 0.3, 0.302, 0.4, 0.6])
+    samples = iter([(0.0, 0.0, 0.0), (0.3, 0.6, 0.3), (0.6, 1.2, 0.9)])
+    runnable = iter([2, 3, 2, 1, 0])
+    est = LoadEstimate(lambda: next(samples), clock=lambda: next(clock),
+                       runnable=lambda: next(runnable))
+    assert est.others_busy() is None    # 0.001 s: within RUNNABLE_GAP, no sample
+    assert est.others_busy() is None    # 0.1 s: a runnable sample, the window still open
+    # The fewest of 2, 3, 2 beats 1 core of CPU time.
+    assert est.others_busy() == pytest.approx(2.0)
+    assert est.others_busy() == pytest.approx(2.0)   # 0.302 s: nothing read
+    assert est.others_busy() == pytest.approx(2.0)   # 0.4 s: a sample, the window open
+    # The others went quiet: CPU time 0.6 - 0.6 over 0.3 s, the fewest of 1, 0 is 0.
+    assert est.others_busy() == pytest.approx(0.0)
+
+
+def test_runnable_parsing(tmp_path):
+    assert parse_running("0.45 0.94 1.48 3/80 22887\n") == 3
+    assert thread_is_running("123 (python) R 1 2 3")
+    assert thread_is_running("123 (a) b (c)) R 1")     # a name with ") " in it
+    assert not thread_is_running("123 (python) S 1 2 3")
+    for tid, state in (("1", "R"), ("2", "S"), ("3", "R")):
+        (tmp_path / tid).mkdir()
+        (tmp_path / tid / "stat").write_text(f"{tid} (x) {state} 0 0\n")
+    (tmp_path / "4").mkdir()    # a thread that ended: no stat file
+    assert own_running_threads(str(tmp_path)) == 2
 
 
 def test_default_threads_follow_the_load(monkeypatch):
@@ -101,8 +158,14 @@ def test_default_threads_follow_the_load(monkeypatch):
         monkeypatch.setattr(threads, "_LOAD", Fixed(0.0))
         assert effective_n_threads(None) == 2
         monkeypatch.setattr(threads, "_LOAD", Fixed(0.9))
-        assert effective_n_threads(None) == 2
+        assert effective_n_threads(None) == 1
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert effective_n_threads(None, work=LARGE_WORK) == 4
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")    # a user's limit: no thread beyond it
+        assert effective_n_threads(None, work=LARGE_WORK) == 2
         monkeypatch.setattr(threads, "_LOAD", Fixed(1.8))
+        assert effective_n_threads(None) == 2
+        monkeypatch.setattr(threads, "_LOAD", Fixed(4.0))
         assert effective_n_threads(None) == 1
         # An explicit n_jobs is obeyed whatever the load.
         assert effective_n_threads(2) == 2

@@ -158,13 +158,15 @@ def threads_for_work(n_threads, n_items, min_items_per_thread):
 #   share 2 cores with two busy processes, those get 1 core between them.
 # * Runnable threads: the threads that want a CPU now (/proc/loadavg), less
 #   the threads of this process that do, sampled at the calls (at most once
-#   per RUNNABLE_GAP); the fewest over the window counts, so that a process
-#   that woke for a moment at one sample does not (a busy process is
+#   per RUNNABLE_GAP); the lower median over the window counts.  A process
+#   that woke for a moment at one sample does not count (a busy process is
 #   runnable at every sample; one that runs on and off shows in the CPU
-#   time).  Between kernel calls our worker threads sleep, so this is what
-#   the others want.  The count
-#   is the whole machine's: it is used only when this process may run on
-#   every CPU (not in a cpuset that leaves out others' busy CPUs).
+#   time), nor does one sample that missed a busy process (the count and
+#   our own threads are read one after the other, and one of our threads
+#   may wake in between).  Between kernel calls our worker threads sleep, so
+#   this is what the others want.  The count is the whole machine's: it is
+#   used only when this process may run on every CPU (not in a cpuset that
+#   leaves out others' busy CPUs).
 #
 # Where neither is readable (not Linux), no load is assumed: the thread
 # count is then OpenMP's limit.
@@ -388,7 +390,7 @@ class LoadEstimate:
     thread count on every call, and a window of a few clock ticks would be
     rounding); a later call takes a new CPU-time sample, and the new
     estimate is the larger of the others' CPU time per second over the
-    window and the fewest runnable threads of others in its samples.  The first samples are
+    window and the lower median of its samples of others' runnable threads.  The first samples are
     taken when the object is made (at import).
 
     Parameters
@@ -408,7 +410,7 @@ class LoadEstimate:
         self._runnable = runnable
         self._start = sample()
         self._busy = None
-        self._runnable_fewest = None
+        self._runnable_samples = []
         self._last_runnable = None
         self._take_runnable(clock())
 
@@ -417,8 +419,8 @@ class LoadEstimate:
             return
         self._last_runnable = now
         value = self._runnable()
-        if value is not None and (self._runnable_fewest is None or value < self._runnable_fewest):
-            self._runnable_fewest = value
+        if value is not None:
+            self._runnable_samples.append(value)
 
     def others_busy(self):
         """Cores' worth of load that other processes put on our CPUs lately
@@ -431,15 +433,16 @@ class LoadEstimate:
         now = self._sample()
         if now is None or self._start is None:
             self._start = now
-            self._runnable_fewest = None
+            self._runnable_samples = []
             return self._busy
         busy = busy_cores_of_others(self._start, now)
         if busy is not None:
-            if self._runnable_fewest is not None:
-                busy = max(busy, float(self._runnable_fewest))
+            if self._runnable_samples:
+                ordered = sorted(self._runnable_samples)
+                busy = max(busy, float(ordered[(len(ordered) - 1) // 2]))
             self._busy = busy
             self._start = now
-            self._runnable_fewest = None
+            self._runnable_samples = []
         return self._busy
 
 

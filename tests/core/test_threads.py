@@ -118,19 +118,23 @@ def test_load_estimate_keeps_the_last_full_window():
 def test_load_estimate_counts_what_others_want():
     # Two busy processes beside two threads of ours on 2 cores get 1 core
     # between them (CPU time), but 2 threads of theirs want one each.
-    clock = iter([0.0, 0.001, 0.1, 0.3, 0.302, 0.4, 0.6])
-    samples = iter([(0.0, 0.0, 0.0), (0.3, 0.6, 0.3), (0.6, 1.2, 0.9)])
-    runnable = iter([2, 3, 2, 1, 0])
+    clock = iter([0.0, 0.001, 0.1, 0.3, 0.302, 0.4, 0.6, 0.7, 0.8, 0.9])
+    samples = iter([(0.0, 0.0, 0.0), (0.3, 0.6, 0.3), (0.6, 1.2, 0.9), (0.9, 1.5, 1.2)])
+    runnable = iter([2, 3, 2, 1, 0, 0, 1, 1])
     est = LoadEstimate(lambda: next(samples), clock=lambda: next(clock),
                        runnable=lambda: next(runnable))
     assert est.others_busy() is None    # 0.001 s: within RUNNABLE_GAP, no sample
     assert est.others_busy() is None    # 0.1 s: a runnable sample, the window still open
-    # The fewest of 2, 3, 2 beats 1 core of CPU time.
+    # The lower median of 2, 3, 2 beats 1 core of CPU time.
     assert est.others_busy() == pytest.approx(2.0)
     assert est.others_busy() == pytest.approx(2.0)   # 0.302 s: nothing read
     assert est.others_busy() == pytest.approx(2.0)   # 0.4 s: a sample, the window open
-    # The others went quiet: CPU time 0.6 - 0.6 over 0.3 s, the fewest of 1, 0 is 0.
+    # The others went quiet: CPU time 0.6 - 0.6 over 0.3 s, the lower median of 1, 0 is 0.
     assert est.others_busy() == pytest.approx(0.0)
+    # One busy process again, one sample missed it: the lower median of 0, 1, 1 is 1.
+    assert est.others_busy() == pytest.approx(0.0)   # 0.7 s: a sample, the window open
+    assert est.others_busy() == pytest.approx(0.0)   # 0.8 s: a sample, the window open
+    assert est.others_busy() == pytest.approx(1.0)
 
 
 def test_runnable_parsing(tmp_path):

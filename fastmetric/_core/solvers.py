@@ -18,6 +18,8 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
+from fastmetric._core.memory import heap_kept_for_reuse
+
 __all__ = [
     "IterationPrinter",
     "SolverResult",
@@ -345,16 +347,20 @@ def run_epoch(batches, x, optimizer):
             total_w += weight
         return total / total_w if total_w > 0 else np.nan
 
-    try:
-        for item in batches:
-            if hasattr(item, "run_steps"):
-                x, finite = item.run_steps(x, optimizer, losses)
-            else:
-                x, finite = step_minibatches((item,), x, optimizer, losses)
-            if not finite:
-                return x, mean_loss(), False, False
-    except KeyboardInterrupt:
-        return x, mean_loss(), True, True
+    # The minibatch objectives allocate the same large temporaries at every
+    # step; where glibc was told not to keep freed memory (a Dask worker, a
+    # process started with MALLOC_TRIM_THRESHOLD_), let it reuse them.
+    with heap_kept_for_reuse():
+        try:
+            for item in batches:
+                if hasattr(item, "run_steps"):
+                    x, finite = item.run_steps(x, optimizer, losses)
+                else:
+                    x, finite = step_minibatches((item,), x, optimizer, losses)
+                if not finite:
+                    return x, mean_loss(), False, False
+        except KeyboardInterrupt:
+            return x, mean_loss(), True, True
     return x, mean_loss(), True, False
 
 

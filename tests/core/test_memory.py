@@ -1,0 +1,110 @@
+"""fastmetric._core.memory: the allocation check and heap reuse in a loop."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fastmetric._core import memory
+
+
+def test_check_memory_refuses_more_than_the_machine():
+    total = memory.physical_memory()
+    if total is None:
+        pytest.skip("physical memory unknown on this platform")
+    memory.check_memory(1 << 20, "a small table")
+    with pytest.raises(MemoryError, match="max_rounds=huge"):
+        memory.check_memory(4 * total, "max_rounds=huge")
+
+
+class _RecordingLibc:
+    """Stands in for glibc: records mallopt and malloc_trim calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append(("mallopt", param, value))
+        return 1
+
+    def malloc_trim(self, pad):
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+def test_heap_reuse_does_nothing_without_tuned_malloc(monkeypatch):
+    libc = _RecordingLibc()
+    monkeypatch.setattr(memory, "_glibc", lambda: libc)
+    for variable in memory._FIXED_HEAP_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    with memory.heap_kept_for_reuse():
+        pass
+    assert libc.calls == []
+
+
+def test_heap_reuse_raises_once_and_restores_the_start_up_thresholds(monkeypatch):
+    libc = _RecordingLibc()
+    monkeypatch.setattr(memory, "_glibc", lambda: libc)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    with memory.heap_kept_for_reuse():
+        raised = list(libc.calls)
+        with memory.heap_kept_for_reuse():  # nested: the thresholds stay raised
+            assert libc.calls == raised
+        assert libc.calls == raised
+    assert raised == [("mallopt", memory._M_MMAP_THRESHOLD, memory._REUSE_MMAP_THRESHOLD),
+                      ("mallopt", memory._M_TRIM_THRESHOLD, memory._REUSE_TRIM_THRESHOLD)]
+    # Set back to what the process started with (glibc's default where the
+    # variable is unset), and the kept heap is returned.
+    assert libc.calls[2:] == [
+        ("mallopt", memory._M_MMAP_THRESHOLD, memory._GLIBC_DEFAULT_THRESHOLD),
+        ("mallopt", memory._M_TRIM_THRESHOLD, 65536),
+        ("malloc_trim", 0),
+    ]
+
+
+def test_heap_reuse_restores_after_an_exception(monkeypatch):
+    libc = _RecordingLibc()
+    monkeypatch.setattr(memory, "_glibc", lambda: libc)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "262144")
+    with pytest.raises(KeyboardInterrupt):
+        with memory.heap_kept_for_reuse():
+            raise KeyboardInterrupt
+    assert ("mallopt", memory._M_MMAP_THRESHOLD, 262144) in libc.calls
+    assert libc.calls[-1] == ("malloc_trim", 0)
+    assert memory._heap_users == 0
+
+
+@pytest.mark.skipif(memory._glibc() is None, reason="glibc's mallopt only")
+def test_heap_reuse_saves_the_page_faults_of_a_tuned_malloc():
+    # A process started as Dask starts its workers: each large temporary is
+    # mapped and unmapped, so every one of its pages faults.  Fault counts,
+    # not times: the same on a busy machine.
+    script = textwrap.dedent("""
+        import resource
+        import numpy as np
+        from fastmetric._core.memory import heap_kept_for_reuse
+
+        def faults_of_temporaries():
+            start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(40):
+                a = np.ones(1 << 19)  # 4 MiB, written: every page touched
+                del a
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+
+        before = faults_of_temporaries()
+        with heap_kept_for_reuse():
+            faults_of_temporaries()  # the first one takes its pages
+            inside = faults_of_temporaries()
+        after = faults_of_temporaries()
+        print(before, inside, after)
+    """)
+    env = dict(os.environ, MALLOC_TRIM_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    before, inside, after = map(int, out.split())
+    pages = 40 * (4 << 20) // 4096
+    assert before >= pages // 2          # each temporary faulted in afresh
+    assert inside <= pages // 20         # reused: a handful of faults
+    assert after >= pages // 2           # the tuned behaviour is back

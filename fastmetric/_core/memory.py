@@ -21,11 +21,10 @@ process (5.3 s against 2.8 s), and 5,600 faults with the adaptation on.
 """
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import threading
 
-__all__ = ["check_memory", "heap_kept_for_reuse", "physical_memory"]
+__all__ = ["check_memory", "heap_kept_for_reuse", "physical_memory", "startup_environment"]
 
 
 def physical_memory():
@@ -73,27 +72,59 @@ _REUSE_TRIM_THRESHOLD = 256 << 20
 
 _heap_lock = threading.Lock()
 _heap_users = 0
+_UNKNOWN = object()
+_tuned = _UNKNOWN  # (libc, start-up thresholds) or None, decided once
 
 
-def _glibc():
-    """glibc, when this process runs on it (its ``mallopt`` and ``malloc_trim``), else None."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+def startup_environment():
+    """The environment this process started with (Linux), else None.
+
+    Not ``os.environ``: glibc reads its tuning variables once, at start-up,
+    and a library may add them to ``os.environ`` later for its child
+    processes (Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_`` in the process
+    that starts a ``LocalCluster``), which does not tune this process.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            entries = f.read().split(b"\0")
+    except OSError:
+        return None
+    env = {}
+    for entry in entries:
+        name, sep, value = entry.partition(b"=")
+        if sep:
+            env[name.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def _tuned_glibc():
+    """``(libc, trim threshold, mmap threshold)`` when this process runs on
+    glibc and was started with its malloc tuned by environment variables
+    (the thresholds being those it started with); else None.  Decided at
+    the first call."""
+    global _tuned
+    if _tuned is not _UNKNOWN:
+        return _tuned
+    _tuned = None
+    env = startup_environment()
+    if env is None or not any(variable in env for variable in _FIXED_HEAP_VARIABLES):
         return None
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the symbols already loaded: no search, no subprocess
         libc.gnu_get_libc_version  # noqa: B018  (only glibc has it; musl has no mallopt)
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+        libc.mallopt  # noqa: B018
+        libc.malloc_trim  # noqa: B018
     except (OSError, AttributeError):
         return None
 
+    def threshold(variable):
+        try:
+            return int(env[variable])
+        except (KeyError, ValueError):
+            return _GLIBC_DEFAULT_THRESHOLD
 
-def _fixed_threshold(variable):
-    """The threshold that ``variable`` set at start-up, else glibc's default."""
-    try:
-        return int(os.environ[variable])
-    except (KeyError, ValueError):
-        return _GLIBC_DEFAULT_THRESHOLD
+    _tuned = (libc, threshold("MALLOC_TRIM_THRESHOLD_"), threshold("MALLOC_MMAP_THRESHOLD_"))
+    return _tuned
 
 
 @contextlib.contextmanager
@@ -101,7 +132,7 @@ def heap_kept_for_reuse():
     """Let glibc reuse its heap for large temporaries inside the block.
 
     Where the process was started with glibc's malloc tuned by environment
-    variables (``MALLOC_TRIM_THRESHOLD_`` and the like, as in Dask's
+    variables (``MALLOC_TRIM_THRESHOLD_`` and the like, as Dask starts its
     workers), glibc maps and unmaps every block of 128 KiB or more; a loop
     that allocates large temporaries then spends its time in page faults.
     Inside the block the thresholds are those that glibc's own adaptation
@@ -109,21 +140,20 @@ def heap_kept_for_reuse():
     free heap is kept).  On leaving the last such block, the start-up
     thresholds are set back and the free heap is returned to the system
     (``malloc_trim``), so that the process keeps the memory footprint its
-    settings ask for.  Elsewhere (no such variable set, or not glibc) it
-    does nothing: glibc's adaptation, or the platform's allocator, already
-    reuses memory.
+    settings ask for.  Elsewhere (not started with such a variable, or not
+    glibc) it does nothing: glibc's adaptation, or the platform's
+    allocator, already reuses memory.
 
     The thresholds are the process's, so nested and concurrent blocks
     share them: the first to enter raises them and the last to leave puts
     them back.
     """
     global _heap_users
-    libc = None
-    if any(variable in os.environ for variable in _FIXED_HEAP_VARIABLES):
-        libc = _glibc()
-    if libc is None:
+    tuned = _tuned_glibc()
+    if tuned is None:
         yield
         return
+    libc, trim_threshold, mmap_threshold = tuned
     with _heap_lock:
         if _heap_users == 0:
             libc.mallopt(_M_MMAP_THRESHOLD, _REUSE_MMAP_THRESHOLD)
@@ -135,6 +165,6 @@ def heap_kept_for_reuse():
         with _heap_lock:
             _heap_users -= 1
             if _heap_users == 0:
-                libc.mallopt(_M_MMAP_THRESHOLD, _fixed_threshold("MALLOC_MMAP_THRESHOLD_"))
-                libc.mallopt(_M_TRIM_THRESHOLD, _fixed_threshold("MALLOC_TRIM_THRESHOLD_"))
+                libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
+                libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
                 libc.malloc_trim(0)

@@ -148,14 +148,17 @@ def minimize_lbfgs(fun, x0, *, max_iter=100, tol=1e-5, on_iteration=None):
             raise StopIteration
 
     try:
-        res = scipy.optimize.minimize(
-            guarded,
-            x0,
-            jac=True,
-            method="L-BFGS-B",
-            callback=callback,
-            options={"maxiter": int(max_iter), "ftol": float(tol), "gtol": float(tol)},
-        )
+        # The objectives allocate the same temporaries at every evaluation:
+        # let glibc reuse them where it was told not to (a Dask worker).
+        with heap_kept_for_reuse():
+            res = scipy.optimize.minimize(
+                guarded,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                callback=callback,
+                options={"maxiter": int(max_iter), "ftol": float(tol), "gtol": float(tol)},
+            )
     except KeyboardInterrupt:
         warn_interrupted(f"after {state['n_iter']} L-BFGS iteration(s)")
         loss = state["fun"] if state["fun"] is not None else float("nan")
@@ -227,21 +230,22 @@ def minimize_halving_descent(fun, x0, *, learning_rate, max_iter, on_iteration):
     it = 0
     # Ctrl-C keeps the last accepted step.
     try:
-        for it in range(1, max_iter + 1):
-            while True:
-                x_new = x - lr * g
-                f_new, g_new = fun(x_new)
-                if np.isfinite(f_new) and f_new <= f:
-                    break
-                lr /= 2.0
-                if lr * np.abs(g).max() <= 1e-15 * max(np.abs(x).max(), 1.0):
-                    # No step decreases f: a (numerically) stationary point.
-                    return SolverResult(x, f, it - 1, curve, True, "step size underflow")
-            x, f, g = x_new, f_new, g_new
-            lr *= 1.01
-            curve.append(float(f))
-            if on_iteration(it, x, float(f)):
-                return SolverResult(x, f, it, curve, False, "stopped by the callback")
+        with heap_kept_for_reuse():  # as in minimize_lbfgs
+            for it in range(1, max_iter + 1):
+                while True:
+                    x_new = x - lr * g
+                    f_new, g_new = fun(x_new)
+                    if np.isfinite(f_new) and f_new <= f:
+                        break
+                    lr /= 2.0
+                    if lr * np.abs(g).max() <= 1e-15 * max(np.abs(x).max(), 1.0):
+                        # No step decreases f: a (numerically) stationary point.
+                        return SolverResult(x, f, it - 1, curve, True, "step size underflow")
+                x, f, g = x_new, f_new, g_new
+                lr *= 1.01
+                curve.append(float(f))
+                if on_iteration(it, x, float(f)):
+                    return SolverResult(x, f, it, curve, False, "stopped by the callback")
     except KeyboardInterrupt:
         warn_interrupted(f"after {len(curve)} iteration(s)")
         return SolverResult(x, f, len(curve), curve, False, "interrupted")
@@ -350,8 +354,8 @@ def run_epoch(batches, x, optimizer):
     # The minibatch objectives allocate the same large temporaries at every
     # step; where glibc was told not to keep freed memory (a Dask worker, a
     # process started with MALLOC_TRIM_THRESHOLD_), let it reuse them.
-    with heap_kept_for_reuse():
-        try:
+    try:
+        with heap_kept_for_reuse():
             for item in batches:
                 if hasattr(item, "run_steps"):
                     x, finite = item.run_steps(x, optimizer, losses)
@@ -359,8 +363,8 @@ def run_epoch(batches, x, optimizer):
                     x, finite = step_minibatches((item,), x, optimizer, losses)
                 if not finite:
                     return x, mean_loss(), False, False
-        except KeyboardInterrupt:
-            return x, mean_loss(), True, True
+    except KeyboardInterrupt:
+        return x, mean_loss(), True, True
     return x, mean_loss(), True, False
 
 

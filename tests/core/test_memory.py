@@ -34,20 +34,17 @@ class _RecordingLibc:
 
 
 def test_heap_reuse_does_nothing_without_tuned_malloc(monkeypatch):
-    libc = _RecordingLibc()
-    monkeypatch.setattr(memory, "_glibc", lambda: libc)
-    for variable in memory._FIXED_HEAP_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(memory, "_tuned", None)
+    monkeypatch.setattr(memory, "_heap_users", 0)
     with memory.heap_kept_for_reuse():
-        pass
-    assert libc.calls == []
+        assert memory._heap_users == 0  # nothing counted, nothing set
 
 
 def test_heap_reuse_raises_once_and_restores_the_start_up_thresholds(monkeypatch):
     libc = _RecordingLibc()
-    monkeypatch.setattr(memory, "_glibc", lambda: libc)
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    # Started with MALLOC_TRIM_THRESHOLD_=65536 and no mmap threshold.
+    monkeypatch.setattr(memory, "_tuned", (libc, 65536, memory._GLIBC_DEFAULT_THRESHOLD))
+    monkeypatch.setattr(memory, "_heap_users", 0)
     with memory.heap_kept_for_reuse():
         raised = list(libc.calls)
         with memory.heap_kept_for_reuse():  # nested: the thresholds stay raised
@@ -56,7 +53,7 @@ def test_heap_reuse_raises_once_and_restores_the_start_up_thresholds(monkeypatch
     assert raised == [("mallopt", memory._M_MMAP_THRESHOLD, memory._REUSE_MMAP_THRESHOLD),
                       ("mallopt", memory._M_TRIM_THRESHOLD, memory._REUSE_TRIM_THRESHOLD)]
     # Set back to what the process started with (glibc's default where the
-    # variable is unset), and the kept heap is returned.
+    # variable was unset), and the kept heap is returned.
     assert libc.calls[2:] == [
         ("mallopt", memory._M_MMAP_THRESHOLD, memory._GLIBC_DEFAULT_THRESHOLD),
         ("mallopt", memory._M_TRIM_THRESHOLD, 65536),
@@ -66,8 +63,8 @@ def test_heap_reuse_raises_once_and_restores_the_start_up_thresholds(monkeypatch
 
 def test_heap_reuse_restores_after_an_exception(monkeypatch):
     libc = _RecordingLibc()
-    monkeypatch.setattr(memory, "_glibc", lambda: libc)
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "262144")
+    monkeypatch.setattr(memory, "_tuned", (libc, 65536, 262144))
+    monkeypatch.setattr(memory, "_heap_users", 0)
     with pytest.raises(KeyboardInterrupt):
         with memory.heap_kept_for_reuse():
             raise KeyboardInterrupt
@@ -76,15 +73,37 @@ def test_heap_reuse_restores_after_an_exception(monkeypatch):
     assert memory._heap_users == 0
 
 
-@pytest.mark.skipif(memory._glibc() is None, reason="glibc's mallopt only")
+def _run(script, **env_vars):
+    env = dict(os.environ)
+    for name in memory._FIXED_HEAP_VARIABLES:
+        env.pop(name, None)
+    env.update(env_vars)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env,
+                          capture_output=True, text=True, check=True, timeout=120).stdout
+
+
+@pytest.mark.skipif(memory.startup_environment() is None, reason="/proc/self/environ only")
+def test_a_variable_set_after_start_up_does_not_count():
+    # Dask's nanny adds MALLOC_TRIM_THRESHOLD_ to os.environ of the process
+    # that starts a LocalCluster; that process's malloc is not tuned by it.
+    out = _run("""
+        import os
+        os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"
+        from fastmetric._core import memory
+        print(memory._tuned_glibc() is None)
+    """)
+    assert out.split() == ["True"]
+
+
+@pytest.mark.skipif(memory.startup_environment() is None, reason="/proc/self/environ only")
 def test_heap_reuse_saves_the_page_faults_of_a_tuned_malloc():
     # A process started as Dask starts its workers: each large temporary is
     # mapped and unmapped, so every one of its pages faults.  Fault counts,
     # not times: the same on a busy machine.
-    script = textwrap.dedent("""
+    out = _run("""
         import resource
         import numpy as np
-        from fastmetric._core.memory import heap_kept_for_reuse
+        from fastmetric._core import memory
 
         def faults_of_temporaries():
             start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -93,16 +112,18 @@ def test_heap_reuse_saves_the_page_faults_of_a_tuned_malloc():
                 del a
             return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
 
-        before = faults_of_temporaries()
-        with heap_kept_for_reuse():
-            faults_of_temporaries()  # the first one takes its pages
-            inside = faults_of_temporaries()
-        after = faults_of_temporaries()
-        print(before, inside, after)
-    """)
-    env = dict(os.environ, MALLOC_TRIM_THRESHOLD_="65536")
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, check=True, timeout=120).stdout
+        if memory._tuned_glibc() is None:
+            print("not-glibc")
+        else:
+            before = faults_of_temporaries()
+            with memory.heap_kept_for_reuse():
+                faults_of_temporaries()  # the first one takes its pages
+                inside = faults_of_temporaries()
+            after = faults_of_temporaries()
+            print(before, inside, after)
+    """, MALLOC_TRIM_THRESHOLD_="65536")
+    if out.strip() == "not-glibc":
+        pytest.skip("glibc's mallopt only")
     before, inside, after = map(int, out.split())
     pages = 40 * (4 << 20) // 4096
     assert before >= pages // 2          # each temporary faulted in afresh

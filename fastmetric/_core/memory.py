@@ -21,6 +21,7 @@ process (5.3 s against 2.8 s), and 5,600 faults with the adaptation on.
 """
 import contextlib
 import ctypes
+import functools
 import os
 import threading
 
@@ -72,8 +73,6 @@ _REUSE_TRIM_THRESHOLD = 256 << 20
 
 _heap_lock = threading.Lock()
 _heap_users = 0
-_UNKNOWN = object()
-_tuned = _UNKNOWN  # (libc, start-up thresholds) or None, decided once
 
 
 def startup_environment():
@@ -97,15 +96,11 @@ def startup_environment():
     return env
 
 
+@functools.cache  # a property of the process: decided at the first call
 def _tuned_glibc():
     """``(libc, trim threshold, mmap threshold)`` when this process runs on
     glibc and was started with its malloc tuned by environment variables
-    (the thresholds being those it started with); else None.  Decided at
-    the first call."""
-    global _tuned
-    if _tuned is not _UNKNOWN:
-        return _tuned
-    _tuned = None
+    (the thresholds being those it started with); else None."""
     env = startup_environment()
     if env is None or not any(variable in env for variable in _FIXED_HEAP_VARIABLES):
         return None
@@ -123,8 +118,7 @@ def _tuned_glibc():
         except (KeyError, ValueError):
             return _GLIBC_DEFAULT_THRESHOLD
 
-    _tuned = (libc, threshold("MALLOC_TRIM_THRESHOLD_"), threshold("MALLOC_MMAP_THRESHOLD_"))
-    return _tuned
+    return libc, threshold("MALLOC_TRIM_THRESHOLD_"), threshold("MALLOC_MMAP_THRESHOLD_")
 
 
 @contextlib.contextmanager

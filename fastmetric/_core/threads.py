@@ -9,6 +9,7 @@ share of the taken cores too.
 import contextlib
 import numbers
 import os
+import statistics
 import time
 
 from threadpoolctl import ThreadpoolController
@@ -390,8 +391,8 @@ class LoadEstimate:
     thread count on every call, and a window of a few clock ticks would be
     rounding); a later call takes a new CPU-time sample, and the new
     estimate is the larger of the others' CPU time per second over the
-    window and the lower median of its samples of others' runnable threads.  The first samples are
-    taken when the object is made (at import).
+    window and the lower median of its samples of others' runnable threads.
+    The first samples are taken when the object is made (at import).
 
     Parameters
     ----------
@@ -438,8 +439,7 @@ class LoadEstimate:
         busy = busy_cores_of_others(self._start, now)
         if busy is not None:
             if self._runnable_samples:
-                ordered = sorted(self._runnable_samples)
-                busy = max(busy, float(ordered[(len(ordered) - 1) // 2]))
+                busy = max(busy, float(statistics.median_low(self._runnable_samples)))
             self._busy = busy
             self._start = now
             self._runnable_samples = []

@@ -34,7 +34,7 @@ class _RecordingLibc:
 
 
 def test_heap_reuse_does_nothing_without_tuned_malloc(monkeypatch):
-    monkeypatch.setattr(memory, "_tuned", None)
+    monkeypatch.setattr(memory, "_tuned_glibc", lambda: None)
     monkeypatch.setattr(memory, "_heap_users", 0)
     with memory.heap_kept_for_reuse():
         assert memory._heap_users == 0  # nothing counted, nothing set
@@ -43,7 +43,8 @@ def test_heap_reuse_does_nothing_without_tuned_malloc(monkeypatch):
 def test_heap_reuse_raises_once_and_restores_the_start_up_thresholds(monkeypatch):
     libc = _RecordingLibc()
     # Started with MALLOC_TRIM_THRESHOLD_=65536 and no mmap threshold.
-    monkeypatch.setattr(memory, "_tuned", (libc, 65536, memory._GLIBC_DEFAULT_THRESHOLD))
+    monkeypatch.setattr(memory, "_tuned_glibc",
+                        lambda: (libc, 65536, memory._GLIBC_DEFAULT_THRESHOLD))
     monkeypatch.setattr(memory, "_heap_users", 0)
     with memory.heap_kept_for_reuse():
         raised = list(libc.calls)
@@ -63,7 +64,7 @@ def test_heap_reuse_raises_once_and_restores_the_start_up_thresholds(monkeypatch
 
 def test_heap_reuse_restores_after_an_exception(monkeypatch):
     libc = _RecordingLibc()
-    monkeypatch.setattr(memory, "_tuned", (libc, 65536, 262144))
+    monkeypatch.setattr(memory, "_tuned_glibc", lambda: (libc, 65536, 262144))
     monkeypatch.setattr(memory, "_heap_users", 0)
     with pytest.raises(KeyboardInterrupt):
         with memory.heap_kept_for_reuse():

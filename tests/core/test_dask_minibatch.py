@@ -12,6 +12,7 @@ distributed = pytest.importorskip("distributed")
 import fastmetric._core.dask_minibatch as fm_minibatch  # noqa: E402
 import fastmetric._core.dask_support as fm_dask  # noqa: E402
 from fastmetric import LDML, LMNN, NCA, LDML_Supervised  # noqa: E402
+from fastmetric._core.rows import distinct_indices  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
 from fastmetric._core.solvers import StochasticOptimizer, run_epoch  # noqa: E402
 
@@ -208,11 +209,11 @@ def test_ctrl_c_while_a_group_steps_keeps_the_state_before_it(client, monkeypatc
     starts = []
     original = fm_minibatch._Minibatches.step
 
-    def step(self, data, worker, x, optimizer, steps):
+    def step(self, data, worker, x, optimizer, steps, while_waiting=None):
         starts.append(x.copy())
         if len(starts) == 2:
             raise KeyboardInterrupt  # as if Ctrl-C came while the client waits
-        return original(self, data, worker, x, optimizer, steps)
+        return original(self, data, worker, x, optimizer, steps, while_waiting)
 
     monkeypatch.setattr(fm_minibatch._Minibatches, "step", step)
     with pytest.warns(UserWarning, match="interrupted"):
@@ -270,3 +271,52 @@ def test_target_neighbors_of_a_dask_array_are_those_in_memory():
                                          np.eye(5), mean, **kw)
         assert_array_equal(on_dask[0], in_memory[0])
         assert on_dask[1] == in_memory[1]
+
+
+@pytest.mark.parametrize("n_rows", [1_000, 100_000])  # the table, then the sort
+def test_distinct_indices_is_numpy_unique_with_an_intp_inverse(n_rows):
+    rows = np.random.default_rng(0).integers(0, n_rows, 600)
+    uniq, inverse = distinct_indices(rows, n_rows)
+    expected_uniq, expected_inverse = np.unique(rows, return_inverse=True)
+    assert_array_equal(uniq, expected_uniq)
+    assert_array_equal(inverse, expected_inverse.reshape(-1))
+    assert inverse.dtype == np.intp
+
+
+def _unaligned_copy(block):
+    """``block`` at an odd byte offset of a buffer, as a block received from
+    another process can be."""
+    raw = np.empty(block.nbytes + 1, dtype=np.uint8)
+    out = np.frombuffer(raw.data, dtype=block.dtype, count=block.size, offset=1)
+    out = out.reshape(block.shape)
+    out[...] = block
+    assert not out.flags.aligned
+    return out
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_group_rows_from_taken_pieces_and_own_blocks_are_the_rows_in_order(aligned):
+    """Blocks 0 and 2 held elsewhere (one piece taken from both), 1 and 3 held
+    by the group's worker: the group's rows are X[uniq], in row order."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 3)).astype(np.float32)
+    bounds = [0, 10, 20, 30, 40]
+    blocks = [X[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:])]
+    if not aligned:
+        blocks = [_unaligned_copy(block) for block in blocks]
+    uniq = np.array([1, 4, 9, 12, 15, 22, 23, 29, 31, 38])
+    runs = {0: (0, 3), 1: (3, 5), 2: (5, 8), 3: (8, 10)}
+    local = {b: uniq[start:stop] - bounds[b] for b, (start, stop) in runs.items()}
+    taken = fm_minibatch._take_rows([local[0], local[2]], blocks[0], blocks[2])
+    got = fm_minibatch._build_group(
+        lambda rows, uniq, entries: rows, uniq, [], (), [taken], [[runs[0], runs[2]]],
+        [blocks[1], blocks[3]], [local[1], local[3]], [runs[1], runs[3]])
+    assert_array_equal(got, X[uniq])
+    assert got.flags.c_contiguous and got.flags.aligned
+
+
+def test_rows_of_a_block_that_is_not_c_contiguous_are_taken_too():
+    X = np.asfortranarray(np.arange(30.0).reshape(10, 3))
+    out = np.empty((3, 3))
+    fm_minibatch._take_into(out, X, np.array([7, 1, 4]))
+    assert_array_equal(out, X[[7, 1, 4]])

@@ -9,6 +9,7 @@ thread counts.
 """
 import numpy as np
 
+from fastmetric._core.rows import distinct_indices
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.validation import (
     check_chunk_size,
@@ -101,7 +102,7 @@ class PairLossProblem:
         # Few pairs relative to the rows (a minibatch): work on the rows that
         # occur only, relabelled 0..U-1, so the cost does not grow with n.
         if 4 * self.n_pairs < n:
-            rows, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+            rows, inverse = distinct_indices(np.concatenate([a, b]), n)
             self.point_rows = rows.astype(np.intp)
             self.identity_rows = False
             self.ua = np.ascontiguousarray(inverse[: self.n_pairs], dtype=np.intp)

@@ -21,9 +21,12 @@ takes the parameters and the optimiser's state (Adam's moments), runs the
 group's minibatches one after the other exactly as the in-memory loop does
 (:func:`~fastmetric._core.solvers.step_minibatches`, the same objective code
 on the same rows), and returns the new parameters and state with each
-minibatch's loss; the next group's task starts from them.  Per group
-that is ``3 k d`` float64 values out and back (``L`` and two moments,
-about 100 kB at ``k = d = 64``) and one round trip through the scheduler,
+minibatch's loss; the next group's task starts from them.  That task is
+submitted with this one, as a task that depends on it, so the scheduler
+starts it when this one ends, without a round trip through the client; the
+client reads each group's outcome while the next one steps.  Per group that
+is ``3 k d`` float64 values passed on (``L`` and two moments, about 100 kB
+at ``k = d = 64``; nothing when the next group is on the same worker),
 instead of one round trip per minibatch.  Only one worker steps at a time,
 so its task uses the threads of the machine it runs on
 (``n_jobs``, as in memory), not only the worker's task slots.
@@ -180,6 +183,24 @@ def _step_group(group, x, optimizer, steps):
     return x, optimizer, losses, finite, steps.extra(group)
 
 
+def _step_group_after(previous, group, steps):
+    """On the group's worker: :func:`_step_group` from the outcome of the
+    previous group's task (a dependency, so that the step starts when that
+    one ends, without a round trip through the client).
+
+    When the previous group met a non-finite value the fit stops there: no
+    step is taken.  The optimiser is copied, because a previous task on the
+    same worker hands over its very object, which its own result (still to
+    be read by the client) holds.
+    """
+    import copy
+
+    x, optimizer, _, finite, _ = previous
+    if not finite:
+        return x, optimizer, [], False, None
+    return _step_group(group, x, copy.deepcopy(optimizer), steps)
+
+
 class _Minibatches:
     """Groups of minibatches gathered on the workers, and stepped there.
 
@@ -317,25 +338,44 @@ class _Minibatches:
                 break
             group = ahead.popleft()
             group.while_waiting = fill
+            # the next group of this epoch: its step is queued behind this one
+            group.successor = ahead[0] if ahead else None
             yield group
         if upcoming is not None:
             self._carried = (upcoming, upcoming_ahead, n_upcoming)
 
-    def step(self, data, worker, x, optimizer, steps, while_waiting=None):
-        """:func:`_step_group` on ``worker`` (here without a client), calling
-        ``while_waiting()`` here while it runs."""
-        if self._client is None:
-            return _step_group(data, x, optimizer, steps)
-        future = self._client.submit(_step_group, data, x, optimizer, steps, pure=False,
-                                     **placed_on(worker))
-        if while_waiting is not None:
-            while_waiting()
+    def submit_step(self, data, worker, x, optimizer, steps, previous=None):
+        """A future of :func:`_step_group` on ``worker``, from ``x`` and
+        ``optimizer``, or with ``previous`` (the future of the group before),
+        of :func:`_step_group_after` from that group's outcome."""
+        if previous is None:
+            return self._client.submit(_step_group, data, x, optimizer, steps, pure=False,
+                                       **placed_on(worker))
+        return self._client.submit(_step_group_after, previous, data, steps, pure=False,
+                                   **placed_on(worker))
+
+    def wait(self, future):
+        """The outcome of a step submitted by :meth:`submit_step`."""
         return future.result()
 
 
 class _RelayedGroup:
     """Consecutive minibatches that :func:`~fastmetric._core.solvers.run_epoch`
-    steps on the worker holding their rows (``run_steps``)."""
+    steps on the worker holding their rows (``run_steps``).
+
+    **Chained steps.**  When a group's step is submitted, the step of the next
+    group of the epoch (``successor``) is submitted too, as a task that
+    depends on it: the scheduler starts it on its worker as soon as this one
+    ends, with this one's parameters and optimiser state, instead of waiting
+    for the client to read them and send them back (a round trip per group:
+    about 10 ms on one machine, more across a network).  The client still
+    reads every group's outcome, in order, and the successor's queued step
+    is used only when ``run_steps`` is then called with exactly the
+    parameters this group returned, which is what
+    :func:`~fastmetric._core.solvers.run_epoch` does unless it stopped
+    (a non-finite value, Ctrl-C): the steps and their order are those of
+    the unchained loop.
+    """
 
     def __init__(self, runner, data, worker, n_batches, steps):
         self._runner, self._data, self._worker = runner, data, worker
@@ -343,15 +383,40 @@ class _RelayedGroup:
         self.extra = None
         # what the client does while the group steps (set by the groups' generator)
         self.while_waiting = None
+        # the next group of the epoch (set by the groups' generator)
+        self.successor = None
+        # this group's step, queued behind the previous group's, and the
+        # parameters that previous group returned (set by that group)
+        self._queued = None
+        self._queued_after = None
 
     def run_steps(self, x, optimizer, losses):
-        # A Ctrl-C while waiting leaves x and the optimiser as they were
-        # before this group: the last consistent state.
-        x, state, group_losses, finite, self.extra = self._runner.step(
-            self._data, self._worker, x, optimizer, self._steps, self.while_waiting)
+        runner = self._runner
+        if runner._client is None:
+            x, state, group_losses, finite, self.extra = _step_group(
+                self._data, x, optimizer, self._steps)
+        else:
+            if self._queued is not None and x is self._queued_after:
+                future = self._queued
+            else:
+                future = runner.submit_step(self._data, self._worker, x, optimizer, self._steps)
+            self._queued = self._queued_after = None
+            following = self.successor
+            if following is not None:
+                following._queued = runner.submit_step(
+                    following._data, following._worker, None, None, following._steps,
+                    previous=future)
+            if self.while_waiting is not None:
+                self.while_waiting()
+            # A Ctrl-C while waiting leaves x and the optimiser as they were
+            # before this group: the last consistent state.
+            x, state, group_losses, finite, self.extra = runner.wait(future)
+            if following is not None:
+                following._queued_after = x
         optimizer.load_state(state)
         losses.extend(group_losses)
         self._data = None  # the group's futures are released with their last reference
+        self.successor = None
         return x, finite
 
 

@@ -25,7 +25,9 @@ def test_show_config_reports_versions_and_threads():
     assert "n_jobs=None uses" in text
     assert "huge pages (THP)" in text
     assert "small products" in text
-    assert ("AVX-512F kernels" in text) == small_gemm_in_use()
+    # which kernels the small products use (a CPU without AVX-512F gets BLAS)
+    assert ("AVX-512F kernels (row mappings" in text) == small_gemm_in_use()
+    assert ("BLAS (no AVX-512F kernels" in text) == (not small_gemm_in_use())
 
 
 def test_built_with_openmp():

@@ -149,35 +149,22 @@ def test_nca_and_lmnn_partial_fit_on_dask_blocks(client):
 
 def test_groups_are_stepped_in_turn_where_their_rows_are(client, monkeypatch):
     """Group g of minibatches is gathered on and stepped by worker g mod 2; the
-    parameters and the optimiser's state travel from group to group, and the
-    minibatch losses come back in minibatch order."""
+    parameters and the optimiser's state travel from group to group (each
+    group's step queued behind the one before, the client reading every
+    outcome), and the minibatch losses come back in minibatch order."""
     monkeypatch.setattr(fm_minibatch, "GROUP_ROWS", 3)
     runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
                                                      chunks=(7, 2)))
+    submitted = []
+    original_submit = fm_minibatch._Minibatches.submit_step
+
+    def submit_step(self, *args, previous=None):
+        submitted.append(previous is not None)
+        return original_submit(self, *args, previous=previous)
+
+    monkeypatch.setattr(fm_minibatch._Minibatches, "submit_step", submit_step)
     rows = [np.array([1, 15]), np.array([2]), np.array([3, 8, 19]), np.array([4, 5])]
-
-    def build(X_rows, uniq, entries):
-        # each minibatch's loss: the sum of its rows' first column
-        # (local: the positions of its rows in uniq, the sorted rows gathered)
-        assert [payload.tolist() for payload, _ in entries] == \
-            [uniq[local].tolist() for _, local in entries]
-        return [float(X_rows[local, 0].sum()) for _, local in entries]
-
-    class Steps:
-        n_jobs = 1
-
-        def __call__(self, group, n_threads):
-            for total in group:
-                # SGD with rate 1 and no momentum: x grows by 1 per minibatch
-                yield (lambda x, total=total: (total, -np.ones_like(x))), 1.0
-
-        def extra(self, group):
-            from distributed import get_worker
-
-            return get_worker().address
-
-    groups = list(runner.groups(iter([(r, r) for r in rows]), build, lambda uniq: (),
-                                Steps()))
+    groups = _first_column_groups(runner, rows)
     assert [g.n_batches for g in groups] == [2, 1, 1]  # 3 rows, 3 rows, the rest
     optimizer = StochasticOptimizer("sgd", learning_rate=1.0, momentum=0.0)
     x, loss, finite, interrupted = run_epoch(groups, np.zeros(2), optimizer)
@@ -186,6 +173,27 @@ def test_groups_are_stepped_in_turn_where_their_rows_are(client, monkeypatch):
     assert loss == (32.0 + 4.0 + 60.0 + 18.0) / 4
     workers = sorted(client.scheduler_info()["workers"])
     assert [g.extra for g in groups] == [workers[0], workers[1], workers[0]]
+    # the first step from the client's state, the next two chained
+    assert submitted == [False, True, True]
+
+
+def test_a_non_finite_loss_stops_the_chained_steps(client, monkeypatch):
+    """The step queued behind a group that met a non-finite loss takes no
+    step: the fit keeps the parameters after the last finite minibatch."""
+    monkeypatch.setattr(fm_minibatch, "GROUP_ROWS", 3)
+    runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
+                                                     chunks=(7, 2)))
+    rows = [np.array([1, 15]), np.array([2]), np.array([3, 8, 19]), np.array([4, 5])]
+    groups = _first_column_groups(runner, rows, stop_at=[3, 8, 19])
+    optimizer = StochasticOptimizer("sgd", learning_rate=1.0, momentum=0.0)
+    x, loss, finite, interrupted = run_epoch(groups, np.zeros(2), optimizer)
+    assert not finite and not interrupted
+    assert_array_equal(x, [2.0, 2.0])  # the two minibatches of the first group
+    assert optimizer.n_steps == 2 and loss == (32.0 + 4.0) / 2
+    # the third group's step, queued behind the second, saw the stop and took none
+    x_queued, _, losses, queued_finite, extra = groups[2]._queued.result()
+    assert_array_equal(x_queued, [2.0, 2.0])
+    assert losses == [] and not queued_finite and extra is None
 
 
 def test_full_batch_solvers_refuse_dask_arrays(client):
@@ -207,21 +215,54 @@ def test_ctrl_c_while_a_group_steps_keeps_the_state_before_it(client, monkeypatc
     X, y = data(seed=5)
     Xd = da.from_array(X, chunks=(350, X.shape[1]))
     starts = []
-    original = fm_minibatch._Minibatches.step
+    original_run = fm_minibatch._RelayedGroup.run_steps
+    original_wait = fm_minibatch._Minibatches.wait
 
-    def step(self, data, worker, x, optimizer, steps, while_waiting=None):
+    def run_steps(self, x, optimizer, losses):
         starts.append(x.copy())
+        return original_run(self, x, optimizer, losses)
+
+    def wait(self, future):
         if len(starts) == 2:
             raise KeyboardInterrupt  # as if Ctrl-C came while the client waits
-        return original(self, data, worker, x, optimizer, steps, while_waiting)
+        return original_wait(self, future)
 
-    monkeypatch.setattr(fm_minibatch._Minibatches, "step", step)
+    monkeypatch.setattr(fm_minibatch._RelayedGroup, "run_steps", run_steps)
+    monkeypatch.setattr(fm_minibatch._Minibatches, "wait", wait)
     with pytest.warns(UserWarning, match="interrupted"):
         est = NCA(solver="adam", batch_size=300, n_candidates=150, max_iter=3,
                   random_state=0).fit(Xd, y)
     # the parameters the second group would have started from
     assert_array_equal(est.components_.ravel(), starts[1])
     assert not np.array_equal(starts[1], starts[0]) and est.n_iter_ == 0
+
+
+def _first_column_groups(runner, rows, stop_at=None):
+    """Groups whose minibatch losses are the sums of their rows' first column,
+    with SGD steps of -1 per minibatch (the loss of the minibatch with the
+    rows ``stop_at`` is infinite)."""
+    def build(X_rows, uniq, entries):
+        # (local: the positions of the minibatch's rows in uniq, the sorted rows gathered)
+        assert [payload.tolist() for payload, _ in entries] == \
+            [uniq[local].tolist() for _, local in entries]
+        return [(float(X_rows[local, 0].sum()), payload.tolist() == stop_at)
+                for payload, local in entries]
+
+    class Steps:
+        n_jobs = 1
+
+        def __call__(self, group, n_threads):
+            for total, stop in group:
+                # SGD with rate 1 and no momentum: x grows by 1 per minibatch
+                yield (lambda x, total=total, stop=stop:
+                       (np.inf if stop else total, -np.ones_like(x))), 1.0
+
+        def extra(self, group):
+            from distributed import get_worker
+
+            return get_worker().address
+
+    return list(runner.groups(iter([(r, r) for r in rows]), build, lambda uniq: (), Steps()))
 
 
 def test_the_next_epoch_is_gathered_while_this_one_steps(monkeypatch):

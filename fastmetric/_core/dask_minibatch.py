@@ -183,10 +183,12 @@ def _step_group(group, x, optimizer, steps):
     return x, optimizer, losses, finite, steps.extra(group)
 
 
-def _step_group_after(previous, group, steps):
-    """On the group's worker: :func:`_step_group` from the outcome of the
-    previous group's task (a dependency, so that the step starts when that
-    one ends, without a round trip through the client).
+def _step_group_from(start, group, steps):
+    """On the group's worker: :func:`_step_group` from ``start``, the outcome
+    of the previous group's task ``(x, optimizer, losses, finite, extra)``:
+    given as a dependency, the step starts when that task ends, without a
+    round trip through the client; the client gives the epoch's first group
+    its start in the same form.
 
     When the previous group met a non-finite value the fit stops there: no
     step is taken.  The optimiser is copied, because a previous task on the
@@ -195,7 +197,7 @@ def _step_group_after(previous, group, steps):
     """
     import copy
 
-    x, optimizer, _, finite, _ = previous
+    x, optimizer, _, finite, _ = start
     if not finite:
         return x, optimizer, [], False, None
     return _step_group(group, x, copy.deepcopy(optimizer), steps)
@@ -344,14 +346,11 @@ class _Minibatches:
         if upcoming is not None:
             self._carried = (upcoming, upcoming_ahead, n_upcoming)
 
-    def submit_step(self, data, worker, x, optimizer, steps, previous=None):
-        """A future of :func:`_step_group` on ``worker``, from ``x`` and
-        ``optimizer``, or with ``previous`` (the future of the group before),
-        of :func:`_step_group_after` from that group's outcome."""
-        if previous is None:
-            return self._client.submit(_step_group, data, x, optimizer, steps, pure=False,
-                                       **placed_on(worker))
-        return self._client.submit(_step_group_after, previous, data, steps, pure=False,
+    def submit_step(self, data, worker, steps, start):
+        """A future of :func:`_step_group_from` on ``worker``: ``start`` is the
+        future of the previous group's step, or ``(x, optimizer, [], True,
+        None)`` from the client."""
+        return self._client.submit(_step_group_from, start, data, steps, pure=False,
                                    **placed_on(worker))
 
     def wait(self, future):
@@ -399,13 +398,13 @@ class _RelayedGroup:
             if self._queued is not None and x is self._queued_after:
                 future = self._queued
             else:
-                future = runner.submit_step(self._data, self._worker, x, optimizer, self._steps)
+                future = runner.submit_step(self._data, self._worker, self._steps,
+                                            (x, optimizer, [], True, None))
             self._queued = self._queued_after = None
             following = self.successor
             if following is not None:
-                following._queued = runner.submit_step(
-                    following._data, following._worker, None, None, following._steps,
-                    previous=future)
+                following._queued = runner.submit_step(following._data, following._worker,
+                                                       following._steps, future)
             if self.while_waiting is not None:
                 self.while_waiting()
             # A Ctrl-C while waiting leaves x and the optimiser as they were

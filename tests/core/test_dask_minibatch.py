@@ -158,9 +158,9 @@ def test_groups_are_stepped_in_turn_where_their_rows_are(client, monkeypatch):
     submitted = []
     original_submit = fm_minibatch._Minibatches.submit_step
 
-    def submit_step(self, *args, previous=None):
-        submitted.append(previous is not None)
-        return original_submit(self, *args, previous=previous)
+    def submit_step(self, data, worker, steps, start):
+        submitted.append(isinstance(start, distributed.Future))
+        return original_submit(self, data, worker, steps, start)
 
     monkeypatch.setattr(fm_minibatch._Minibatches, "submit_step", submit_step)
     rows = [np.array([1, 15]), np.array([2]), np.array([3, 8, 19]), np.array([4, 5])]

@@ -1,12 +1,12 @@
-"""Dask support for the minibatch solvers (Adam/SGD of LDML, NCA and LMNN).
+"""Dask support for the minibatch solvers (Adam/SGD of LDML, NCA, LMNN and MLKR).
 
 The minibatch fits keep their in-memory algorithm on a row-chunked dask
 array: the client draws each minibatch's row indices exactly as in memory
 (the same permutations, counter-based candidate and pair draws), and the
 steps are taken where the rows are, by the in-memory code.
 
-**Groups.**  Consecutive minibatches are put in *groups* of about
-:data:`GROUP_ROWS` rows.  Group g belongs to worker ``g mod n_workers``
+**Groups.**  Consecutive minibatches are put in *groups* whose rows take
+about :data:`GROUP_BYTES`.  Group g belongs to worker ``g mod n_workers``
 (workers sorted by address): one task on each other worker takes the rows
 the group needs from the blocks that worker holds, and one task on the
 group's worker takes them from its own blocks, puts all in row order and
@@ -63,20 +63,27 @@ from fastmetric._core.objectives.pair_loss import PairLossProblem
 from fastmetric._core.rows import distinct_indices
 
 __all__ = ["AHEAD_GROUPS", "DaskNeighborObjective", "DaskPairBatches", "FIRST_GROUP_ROWS",
-           "GROUP_ROWS", "dask_row_mean"]
+           "GROUP_BYTES", "dask_row_mean"]
 
-# Rows gathered per group of minibatches, and so the minibatches stepped per
-# round trip to a worker: at d = 64 float32 a group holds at most 64 MB,
-# and an epoch of NCA's default minibatches (1,000 rows, 1,000 candidates:
-# 8M rows needed) over 4M rows is about 31 groups.
-GROUP_ROWS = 262_144
+# Bytes of the rows gathered per group of minibatches (the rows a group's
+# minibatches need, each counted once it is reached), and so the minibatches
+# stepped per hop of the solver state: 524,288 rows at d = 64 float32.  An
+# epoch of LDML_Supervised's default 200,000 pairs (400,000 rows) is then
+# one group, and one of NCA's default minibatches over 4M rows (1,000 rows
+# and 1,000 candidates each: 8M rows) 16 groups.  With the groups gathered
+# ahead, a fit holds about (1 + AHEAD_GROUPS) x 1.5 times this on its
+# workers besides the data.  Half of it (262,144 rows at d = 64 float32)
+# split LDML's epoch in two unequal groups, with a hop more per epoch and
+# its gathering beside its own worker's step: 10-15 % longer epochs on a
+# 2-worker LocalCluster.
+GROUP_BYTES = 128 * 2**20
 
 # Groups gathered ahead of the one being stepped.
 AHEAD_GROUPS = 2
 
 # Rows of an epoch's first group when it was not read ahead (the first
 # epoch of a fit, a partial_fit): the groups double from this size up to
-# GROUP_ROWS, so that the first steps wait for a small gather only (the
+# the GROUP_BYTES size, so that the first steps wait for a small gather only (the
 # next groups are gathered while they step).
 FIRST_GROUP_ROWS = 16_384
 
@@ -92,6 +99,14 @@ def dask_row_mean(X):
         return np.zeros(X.shape[1], dtype=np.float64)
     (total,) = sum_in_order(map_row_blocks(_column_sums, X))
     return total / X.shape[0]
+
+
+def _compact(positions, bound):
+    """``positions`` (integers below ``bound``) as int32 when they fit: the
+    row positions sent with a group's tasks are half their intp size
+    (through the scheduler, to the workers, for every group of every
+    epoch)."""
+    return positions.astype(np.int32) if bound <= np.iinfo(np.int32).max else positions
 
 
 def _take_into(out, block, rows):
@@ -126,23 +141,27 @@ def _take_rows(local_rows, *blocks):
     return out
 
 
-def _build_group(build, uniq, entries, extra, taken, taken_spans, blocks=(), block_rows=(),
+def _build_group(build, n_rows, entries, extra, taken, taken_spans, blocks=(), block_rows=(),
                  block_spans=()):
-    """On the group's worker: the group's minibatch data from its rows, in
-    the order of the sorted ``uniq`` (each block's rows are one run of it).
+    """On the group's worker: the group's minibatch data from its ``n_rows``
+    rows, the distinct rows its minibatches need in row order (``uniq`` on
+    the client; each block's rows are one run of it).
 
     ``taken[i]`` holds the rows ``uniq[start:stop]`` of each ``(start,
     stop)`` of ``taken_spans[i]``, one run after the other (rows taken by
     another worker); the rows ``uniq[block_spans[j]]`` are
-    ``block_rows[j]`` of ``blocks[j]``, a block held here.
+    ``block_rows[j]`` of ``blocks[j]``, a block held here.  The positions
+    in ``entries`` may come in a compact integer type (:func:`_compact`);
+    ``build`` gets them as intp.
     """
+    from fastmetric._core.memory import heap_kept_for_reuse
     from fastmetric._core.threads import single_threaded_blas
 
     if not blocks and len(taken) == 1 and len(taken_spans[0]) == 1:
         rows = np.ascontiguousarray(taken[0])
     else:
         some = taken[0] if taken else blocks[0]
-        rows = np.empty((uniq.shape[0], some.shape[1]), dtype=some.dtype)
+        rows = np.empty((n_rows, some.shape[1]), dtype=some.dtype)
         for part, spans in zip(taken, taken_spans):
             at = 0
             for start, stop in spans:
@@ -150,8 +169,12 @@ def _build_group(build, uniq, entries, extra, taken, taken_spans, blocks=(), blo
                 at += stop - start
         for block, local, (start, stop) in zip(blocks, block_rows, block_spans):
             _take_into(rows[start:stop], block, local)
-    with single_threaded_blas():
-        return build(rows, uniq, entries, *extra)
+    # The minibatches' index tables (megabytes each, one set per minibatch)
+    # would otherwise be mapped and unmapped one after the other in a Dask
+    # worker (see _step_group): half the time of building a group of LDML.
+    entries = [(payload, local.astype(np.intp, copy=False)) for payload, local in entries]
+    with single_threaded_blas(), heap_kept_for_reuse():
+        return build(rows, entries, *extra)
 
 
 def _step_group(group, x, optimizer, steps):
@@ -187,8 +210,9 @@ def _step_group_from(start, group, steps):
     """On the group's worker: :func:`_step_group` from ``start``, the outcome
     of the previous group's task ``(x, optimizer, losses, finite, extra)``:
     given as a dependency, the step starts when that task ends, without a
-    round trip through the client; the client gives the epoch's first group
-    its start in the same form.
+    round trip through the client; the client gives the fit's first group
+    (and any group whose queued step it does not use) its start in the same
+    form.
 
     When the previous group met a non-finite value the fit stops there: no
     step is taken.  The optimiser is copied, because a previous task on the
@@ -239,7 +263,8 @@ class _Minibatches:
         """A group's data: a future on ``worker`` (or, without a client, here)."""
         if self._client is None:
             (rows,) = _compute(self.X[uniq])
-            return _build_group(build, uniq, entries, extra, [rows], [[(0, uniq.shape[0])]])
+            return _build_group(build, uniq.shape[0], entries, extra, [rows],
+                                [[(0, uniq.shape[0])]])
         block = np.searchsorted(self._bounds, uniq, side="right") - 1
         cuts = np.flatnonzero(np.diff(block)) + 1
         # The group's task reads the blocks of its own worker itself; one
@@ -251,7 +276,8 @@ class _Minibatches:
             holder = self._holders[block[start]]
             blocks, local, spans = by_holder.setdefault(holder, ([], [], []))
             blocks.append(self._blocks[block[start]])
-            local.append(uniq[start:stop] - self._bounds[block[start]])
+            local.append(_compact(uniq[start:stop] - self._bounds[block[start]],
+                                  self._bounds[block[start] + 1] - self._bounds[block[start]]))
             spans.append((int(start), int(stop)))
         own = by_holder.pop(worker, ([], [], [])) if worker is not None else ([], [], [])
         taken = [self._client.submit(_take_rows, local, *blocks, pure=False, **placed_on(holder))
@@ -259,7 +285,7 @@ class _Minibatches:
         # A preference, not a restriction: a lost worker's part is rebuilt
         # elsewhere from its inputs (the worker also holds most of them).
         return self._client.submit(
-            _build_group, build, uniq, entries, extra, taken,
+            _build_group, build, uniq.shape[0], entries, extra, taken,
             [spans for _, _, spans in by_holder.values()], *own, pure=False, **placed_on(worker))
 
     def groups(self, specs, build, extra_of, steps, following=None):
@@ -267,8 +293,8 @@ class _Minibatches:
 
         ``specs`` yields ``(rows, payload)`` per minibatch: the row indices it
         needs and what its data are built from.  On the group's worker,
-        ``build(X_rows, uniq, entries, *extra_of(uniq))`` (``X_rows`` the
-        rows ``uniq``, sorted; ``entries`` the ``(payload, local)`` of the
+        ``build(X_rows, entries, *extra_of(uniq))`` (``X_rows`` the distinct
+        rows ``uniq`` they need, sorted; ``entries`` the ``(payload, local)`` of the
         group's minibatches in order, ``local`` the positions of their
         ``rows`` in ``uniq``) returns its data, which ``steps`` turns into
         minibatches there.  Groups are submitted :data:`AHEAD_GROUPS` ahead
@@ -289,9 +315,11 @@ class _Minibatches:
             ramp = False
         upcoming, upcoming_ahead, n_upcoming = None, deque(), 0
         exhausted = False
+        row_bytes = self.X.shape[1] * self.X.dtype.itemsize
+        group_rows = max(1, GROUP_BYTES // max(row_bytes, 1))
 
         def next_group(spec_iter, n_groups, ramp):
-            size = min(GROUP_ROWS, FIRST_GROUP_ROWS << n_groups) if ramp else GROUP_ROWS
+            size = min(group_rows, FIRST_GROUP_ROWS << n_groups) if ramp else group_rows
             needed, payloads, n_rows = [], [], 0
             for rows, payload in spec_iter:
                 needed.append(rows)
@@ -304,7 +332,7 @@ class _Minibatches:
             worker = self._workers[n_groups % len(self._workers)]
             uniq, local = distinct_indices(np.concatenate(needed), self.X.shape[0])
             cuts = np.cumsum([rows.shape[0] for rows in needed])[:-1]
-            entries = list(zip(payloads, np.split(local, cuts)))
+            entries = list(zip(payloads, np.split(_compact(local, uniq.shape[0]), cuts)))
             data = self._submit(build, uniq, entries, extra_of(uniq), worker)
             return _RelayedGroup(self, data, worker, len(entries), steps)
 
@@ -340,8 +368,12 @@ class _Minibatches:
                 break
             group = ahead.popleft()
             group.while_waiting = fill
-            # the next group of this epoch: its step is queued behind this one
-            group.successor = ahead[0] if ahead else None
+            # The next group, of this epoch or (read ahead) of the next one:
+            # its step is queued behind this one.  Between epochs the solver
+            # passes the parameters on unchanged, so the queued step is used;
+            # when the fit stops there instead, it is released unused.
+            group.successor = ahead[0] if ahead else (
+                upcoming_ahead[0] if upcoming_ahead else None)
             yield group
         if upcoming is not None:
             self._carried = (upcoming, upcoming_ahead, n_upcoming)
@@ -363,17 +395,20 @@ class _RelayedGroup:
     steps on the worker holding their rows (``run_steps``).
 
     **Chained steps.**  When a group's step is submitted, the step of the next
-    group of the epoch (``successor``) is submitted too, as a task that
-    depends on it: the scheduler starts it on its worker as soon as this one
-    ends, with this one's parameters and optimiser state, instead of waiting
-    for the client to read them and send them back (a round trip per group:
-    about 10 ms on one machine, more across a network).  The client still
-    reads every group's outcome, in order, and the successor's queued step
-    is used only when ``run_steps`` is then called with exactly the
-    parameters this group returned, which is what
-    :func:`~fastmetric._core.solvers.run_epoch` does unless it stopped
-    (a non-finite value, Ctrl-C): the steps and their order are those of
-    the unchained loop.
+    group (``successor``: of the epoch, or the first of the next epoch when
+    that is read ahead) is submitted too, as a task that depends on it: the
+    scheduler starts it on its worker as soon as this one ends, with this
+    one's parameters and optimiser state, instead of waiting for the client
+    to read them and send them back (a round trip per group: about 10 ms on
+    one machine, more across a network, and the epoch's bookkeeping at an
+    epoch's end).  The client still reads every group's outcome, in order,
+    and the successor's queued step is used only when ``run_steps`` is then
+    called with the very parameters this group returned, unchanged, which is
+    what :func:`~fastmetric._core.solvers.run_epoch` and the epochs around
+    it do unless the fit stopped (a non-finite value, Ctrl-C, convergence,
+    a callback): the steps and their order are those of the unchained loop.
+    A fit that stops at the end of an epoch leaves its queued step unused
+    (released, or, when already started, run to its end on the worker).
     """
 
     def __init__(self, runner, data, worker, n_batches, steps):
@@ -395,7 +430,9 @@ class _RelayedGroup:
             x, state, group_losses, finite, self.extra = _step_group(
                 self._data, x, optimizer, self._steps)
         else:
-            if self._queued is not None and x is self._queued_after:
+            queued_after = self._queued_after
+            if (self._queued is not None and queued_after is not None
+                    and x is queued_after[0] and np.array_equal(x, queued_after[1])):
                 future = self._queued
             else:
                 future = runner.submit_step(self._data, self._worker, self._steps,
@@ -411,7 +448,9 @@ class _RelayedGroup:
             # before this group: the last consistent state.
             x, state, group_losses, finite, self.extra = runner.wait(future)
             if following is not None:
-                following._queued_after = x
+                # (the object, to see it passed on, and its values, to see
+                # that nothing changed them in between: an epoch's callback)
+                following._queued_after = (x, x.copy())
         optimizer.load_state(state)
         losses.extend(group_losses)
         self._data = None  # the group's futures are released with their last reference
@@ -420,13 +459,14 @@ class _RelayedGroup:
 
 
 # -- NCA and LMNN ------------------------------------------------------------
-def _neighbor_group(X_rows, uniq, entries, labels, *local_args, make_objective,
+def _neighbor_group(X_rows, entries, labels, *local_args, make_objective,
                     n_samples, mean):
     """On a worker: the batch objective over the gathered rows, and the data
     of the group's minibatches.
 
     The objective is the in-memory one over the gathered rows ``X_rows``
-    (row r is global row ``uniq[r]``), with the mean and the row count of
+    (row r is the r-th of the group's distinct rows in row order), with the
+    mean and the row count of
     the whole data: each minibatch's data are then those of the in-memory
     fit (indices map monotonically, so sortedness and the exclusion of a
     point's own copies are kept).
@@ -467,9 +507,10 @@ class DaskNeighborObjective:
     ----------
     X : dask.array.Array of shape (n_samples, n_features)
         float32 or float64, one chunk across the columns.
-    labels : ndarray of shape (n_samples,), intp
+    labels : ndarray of shape (n_samples,)
+        Class labels, or MLKR's real targets.
     objective_class : type
-        ``NCABatchObjective`` or ``LMNNBatchObjective``.
+        ``NCABatchObjective``, ``LMNNBatchObjective`` or ``MLKRBatchObjective``.
     mean : ndarray of shape (n_features,)
         Subtracted from the gathered rows (:func:`dask_row_mean`).
     targets : ndarray of shape (n_samples, K), optional
@@ -484,7 +525,8 @@ class DaskNeighborObjective:
         self._batches = _Minibatches(X)
         self.n_samples = X.shape[0]
         self.dtype = np.dtype(X.dtype)
-        self.labels = np.ascontiguousarray(labels, dtype=np.intp)
+        # class labels (intp), or MLKR's real targets (float64) in their place
+        self.labels = np.ascontiguousarray(labels, dtype=objective_class._label_dtype)
         self.targets = targets
         self.mu = mu
         self.n_active = 0
@@ -533,8 +575,8 @@ class _GroupBuilder:
         self.n_samples = owner.n_samples
         self.mean = owner._mean
 
-    def __call__(self, X_rows, uniq, entries, labels, *local_args):
-        return _neighbor_group(X_rows, uniq, entries, labels, *local_args,
+    def __call__(self, X_rows, entries, labels, *local_args):
+        return _neighbor_group(X_rows, entries, labels, *local_args,
                                make_objective=self.make_objective, n_samples=self.n_samples,
                                mean=self.mean)
 
@@ -568,7 +610,7 @@ class _PairMinibatch:
         return self._problem
 
 
-def _pair_group(X_rows, uniq, entries):
+def _pair_group(X_rows, entries):
     """On a worker: the group's minibatches over its rows, with their pair
     problems built ahead of the steps (while the worker would wait for the
     solver state anyway)."""

@@ -197,7 +197,7 @@ class MinibatchNeighborsMixin:
             # or gathered ahead, the next epoch's too, and stepped on the
             # workers (Dask).
             following = None
-            if read_next:
+            if read_next and epoch + 1 < int(self.max_iter):  # not after the last epoch
                 def following():
                     return specs_of(epoch + 1, epoch_order(n_rows, seed, epoch + 1))
             yield from objective.minibatches(specs_of(epoch, order), make_fun,

@@ -27,8 +27,14 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import _fit_context
 
+from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.minibatch_learner import init_subset, resolve_solver
+from fastmetric._core.minibatch_learner import (
+    batch_objective,
+    check_dask_solver,
+    init_subset,
+    labelled_points,
+)
 from fastmetric._core.objectives.neighbor_batches import MLKRBatchObjective
 from fastmetric._core.params import options_or_array, store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
@@ -115,9 +121,12 @@ class MLKR(SoftmaxNeighborsLearner):
     minibatch (drawn by ``(random_state, epoch, minibatch)``).  An epoch
     costs about ``n (b + n_candidates) (n_components + n_features)``
     multiply-adds in X's dtype (float32 stays float32) and holds one
-    minibatch of rows: X may be a ``numpy.memmap``.  The initial map is
-    computed on at most 100,000 evenly spaced rows.  Results are the same,
-    bit for bit, for any ``n_jobs``.
+    minibatch of rows: X may be a ``numpy.memmap``, or a row-chunked dask
+    array (the minibatches gathered and stepped on the workers, as for
+    :class:`fastmetric.NCA`; ``solver='auto'`` is then Adam).  The initial
+    map is computed on at most 100,000 evenly spaced rows.  Results are the
+    same, bit for bit, for any ``n_jobs`` (and on a dask array, with any
+    cluster or none).
 
     Examples
     --------
@@ -166,16 +175,25 @@ class MLKR(SoftmaxNeighborsLearner):
                 f"others); got 1 sample (n_samples={n})."
             )
         targets = np.ascontiguousarray(y, dtype=np.float64)
-        solver = resolve_solver(self.solver, n)
+        solver = check_dask_solver(self, X)
         return self._fit_solver(
             X, solver, n_threads, targets=targets,
             stochastic_start=lambda: self._initial_components(init_subset(X, targets)[0], None),
-            make_objective=lambda: MLKRBatchObjective(X, targets, n_threads=n_threads))
+            make_objective=lambda: batch_objective(MLKRBatchObjective, X, targets, self.n_jobs))
+
+    def _points(self, X, y, reset=True):
+        """Validated points and real targets; a dask array of points stays
+        lazy (the minibatch solvers gather its rows on the workers)."""
+        if not is_dask_array(X):
+            return super()._points(X, y, reset=reset)
+        X, y = labelled_points(self, X, y, reset)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"MLKR needs real-valued targets y; got dtype {y.dtype}.")
+        return X, y.astype(np.float64)
 
     def _partial_fit_batch(self, X, y, first, solver):
         """partial_fit's epoch on the batch's real targets."""
         targets = np.ascontiguousarray(y, dtype=np.float64)
-        n_threads = effective_n_threads(self.n_jobs)
         self._partial_fit_minibatch(
-            lambda: MLKRBatchObjective(X, targets, n_threads=n_threads),
-            lambda: self._initial_components(X, None), solver)
+            lambda: batch_objective(MLKRBatchObjective, X, targets, self.n_jobs),
+            lambda: self._initial_components(init_subset(X, targets)[0], None), solver)

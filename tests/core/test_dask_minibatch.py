@@ -11,7 +11,7 @@ distributed = pytest.importorskip("distributed")
 
 import fastmetric._core.dask_minibatch as fm_minibatch  # noqa: E402
 import fastmetric._core.dask_support as fm_dask  # noqa: E402
-from fastmetric import LDML, LMNN, NCA, LDML_Supervised  # noqa: E402
+from fastmetric import LDML, LMNN, MLKR, NCA, LDML_Supervised  # noqa: E402
 from fastmetric._core.rows import distinct_indices  # noqa: E402
 from fastmetric._core.sampling import sample_pairs  # noqa: E402
 from fastmetric._core.solvers import StochasticOptimizer, run_epoch  # noqa: E402
@@ -24,7 +24,7 @@ pytestmark = DASK_MARKS
 @pytest.fixture
 def small_groups(monkeypatch):
     """Several groups per epoch, stepped on both workers, on small data."""
-    monkeypatch.setattr(fm_minibatch, "GROUP_ROWS", 700)
+    monkeypatch.setattr(fm_minibatch, "GROUP_BYTES", 700 * 5 * 8)  # 700 float64 rows
 
 
 def data(n=1200, d=5, seed=0, dtype=np.float64):
@@ -88,6 +88,43 @@ def test_lmnn_sgd_same_model_with_any_cluster(client, monkeypatch, small_groups)
     assert on_cluster.n_active_ == mem.n_active_
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mlkr_adam_same_model_with_any_cluster(client, monkeypatch, small_groups, dtype):
+    """MLKR's real targets travel with the rows as NCA's labels do."""
+    X, _ = data(seed=5, dtype=dtype)
+    y = X[:, 0] - 2.0 * X[:, 1] + 0.1 * np.random.RandomState(0).randn(X.shape[0])
+
+    def make():
+        return MLKR(solver="adam", batch_size=300, n_candidates=150, max_iter=3,
+                    random_state=0, n_components=3)
+
+    on_cluster, alone = fit_both(make, X, y, monkeypatch)
+    assert_same_fit(on_cluster, alone)
+    assert on_cluster.n_iter_ == 3 and np.all(np.isfinite(on_cluster.components_))
+    mem = make().fit(X, y)
+    assert_allclose(on_cluster.components_, mem.components_, **close(dtype))
+    assert_allclose(on_cluster.loss_curve_, mem.loss_curve_, **close(dtype))
+    # partial_fit on dask blocks, as on their numpy rows
+    Xd = da.from_array(X, chunks=(350, X.shape[1]))
+    dist, local = MLKR(solver="adam", random_state=0), MLKR(solver="adam", random_state=0)
+    for rows in (slice(0, 600), slice(600, 1200)):
+        dist.partial_fit(Xd[rows], y[rows])
+        local.partial_fit(X[rows], y[rows])
+    assert dist.n_iter_ == local.n_iter_ == 2
+    assert_allclose(dist.components_, local.components_, **close(dtype))
+
+
+def test_mlkr_on_a_dask_array_checks_its_targets(client):
+    X, _ = data(n=50)
+    Xd = da.from_array(X, chunks=(25, X.shape[1]))
+    with pytest.raises(ValueError, match="real-valued targets"):
+        MLKR(solver="adam").fit(Xd, np.array(["a", "b"] * 25))
+    with pytest.raises(ValueError, match="NaN"):
+        MLKR(solver="adam").fit(Xd, np.r_[np.nan, np.ones(49)])
+    with pytest.raises(ValueError, match="stochastic solvers only"):
+        MLKR(solver="lbfgs").fit(Xd, np.ones(50))
+
+
 def test_ldml_supervised_adam_same_model_with_any_cluster(client, monkeypatch, small_groups):
     X, y = data(seed=2)
 
@@ -132,6 +169,26 @@ def test_ldml_pairs_sgd_with_weights_on_a_dask_preprocessor(client, monkeypatch,
     assert_allclose(dist.components_, mem.components_, **close(np.float64))
 
 
+@pytest.mark.parametrize("make", [
+    lambda: NCA(solver="adam", batch_size=300, n_candidates=150, max_iter=3, random_state=0),
+    lambda: LDML_Supervised(solver="adam", n_pairs=2000, batch_size=700, max_iter=3,
+                            random_state=0)], ids=["NCA", "LDML_Supervised"])
+def test_the_last_epoch_reads_no_epoch_ahead(client, monkeypatch, small_groups, make):
+    """Every epoch but the last gathers the next one's first groups (and
+    queues its first step); after max_iter there is no next epoch to read."""
+    X, y = data(seed=4)
+    reads_ahead = []
+    original_groups = fm_minibatch._Minibatches.groups
+
+    def groups(self, specs, build, extra_of, steps, following=None):
+        reads_ahead.append(following is not None)
+        return original_groups(self, specs, build, extra_of, steps, following)
+
+    monkeypatch.setattr(fm_minibatch._Minibatches, "groups", groups)
+    make().fit(da.from_array(X, chunks=(350, X.shape[1])), y)
+    assert reads_ahead == [True, True, False]
+
+
 def test_nca_and_lmnn_partial_fit_on_dask_blocks(client):
     X, y = data(n=800, seed=4)
     Xd = da.from_array(X, chunks=(300, 5))
@@ -147,14 +204,9 @@ def test_nca_and_lmnn_partial_fit_on_dask_blocks(client):
         assert_allclose(dist.components_, mem.components_, **close(np.float64))
 
 
-def test_groups_are_stepped_in_turn_where_their_rows_are(client, monkeypatch):
-    """Group g of minibatches is gathered on and stepped by worker g mod 2; the
-    parameters and the optimiser's state travel from group to group (each
-    group's step queued behind the one before, the client reading every
-    outcome), and the minibatch losses come back in minibatch order."""
-    monkeypatch.setattr(fm_minibatch, "GROUP_ROWS", 3)
-    runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
-                                                     chunks=(7, 2)))
+def _record_step_submissions(monkeypatch):
+    """A list that gets, per step submitted, whether it starts from the
+    previous step's future (queued behind it) rather than from the client."""
     submitted = []
     original_submit = fm_minibatch._Minibatches.submit_step
 
@@ -163,6 +215,18 @@ def test_groups_are_stepped_in_turn_where_their_rows_are(client, monkeypatch):
         return original_submit(self, data, worker, steps, start)
 
     monkeypatch.setattr(fm_minibatch._Minibatches, "submit_step", submit_step)
+    return submitted
+
+
+def test_groups_are_stepped_in_turn_where_their_rows_are(client, monkeypatch):
+    """Group g of minibatches is gathered on and stepped by worker g mod 2; the
+    parameters and the optimiser's state travel from group to group (each
+    group's step queued behind the one before, the client reading every
+    outcome), and the minibatch losses come back in minibatch order."""
+    monkeypatch.setattr(fm_minibatch, "GROUP_BYTES", 3 * 16)  # 3 rows
+    runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
+                                                     chunks=(7, 2)))
+    submitted = _record_step_submissions(monkeypatch)
     rows = [np.array([1, 15]), np.array([2]), np.array([3, 8, 19]), np.array([4, 5])]
     groups = _first_column_groups(runner, rows)
     assert [g.n_batches for g in groups] == [2, 1, 1]  # 3 rows, 3 rows, the rest
@@ -180,7 +244,7 @@ def test_groups_are_stepped_in_turn_where_their_rows_are(client, monkeypatch):
 def test_a_non_finite_loss_stops_the_chained_steps(client, monkeypatch):
     """The step queued behind a group that met a non-finite loss takes no
     step: the fit keeps the parameters after the last finite minibatch."""
-    monkeypatch.setattr(fm_minibatch, "GROUP_ROWS", 3)
+    monkeypatch.setattr(fm_minibatch, "GROUP_BYTES", 3 * 16)  # 3 rows
     runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
                                                      chunks=(7, 2)))
     rows = [np.array([1, 15]), np.array([2]), np.array([3, 8, 19]), np.array([4, 5])]
@@ -241,10 +305,19 @@ def _first_column_groups(runner, rows, stop_at=None):
     """Groups whose minibatch losses are the sums of their rows' first column,
     with SGD steps of -1 per minibatch (the loss of the minibatch with the
     rows ``stop_at`` is infinite)."""
-    def build(X_rows, uniq, entries):
-        # (local: the positions of the minibatch's rows in uniq, the sorted rows gathered)
+    build, steps = _first_column_steps(stop_at)
+    return list(runner.groups(iter([(r, r) for r in rows]), build, lambda uniq: (), steps))
+
+
+def _first_column_steps(stop_at=None):
+    """``(build, steps)`` of :meth:`_Minibatches.groups` for
+    :func:`_first_column_groups`."""
+    def build(X_rows, entries):
+        # local: the positions of the minibatch's rows among the group's
+        # distinct rows, gathered in row order (row r of X is [2 r, 2 r + 1])
         assert [payload.tolist() for payload, _ in entries] == \
-            [uniq[local].tolist() for _, local in entries]
+            [(X_rows[local, 0] / 2).tolist() for _, local in entries]
+        assert all(local.dtype == np.intp for _, local in entries)
         return [(float(X_rows[local, 0].sum()), payload.tolist() == stop_at)
                 for payload, local in entries]
 
@@ -262,21 +335,60 @@ def _first_column_groups(runner, rows, stop_at=None):
 
             return get_worker().address
 
-    return list(runner.groups(iter([(r, r) for r in rows]), build, lambda uniq: (), Steps()))
+    return build, Steps()
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_the_next_epochs_first_step_is_queued_behind_this_epochs_last(client, monkeypatch,
+                                                                     changed):
+    """With the next epoch read ahead, its first group's step is queued behind
+    this epoch's last group and used when the solver passes the parameters
+    on as they came back; parameters changed in between (in place, as an
+    epoch's callback could) are stepped from the client instead."""
+    monkeypatch.setattr(fm_minibatch, "GROUP_BYTES", 3 * 16)  # 3 rows
+    runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
+                                                     chunks=(7, 2)))
+    submitted = _record_step_submissions(monkeypatch)
+    build, steps = _first_column_steps()
+    epochs = [[np.array([1, 15]), np.array([2]), np.array([3, 8, 19])],
+              [np.array([4, 5]), np.array([6])]]
+
+    def specs(epoch):
+        return iter([(r, r) for r in epochs[epoch]])
+
+    optimizer = StochasticOptimizer("sgd", learning_rate=1.0, momentum=0.0)
+    x, loss, finite, _ = run_epoch(
+        runner.groups(specs(0), build, lambda uniq: (), steps, following=lambda: specs(1)),
+        np.zeros(2), optimizer)
+    assert_array_equal(x, [3.0, 3.0])
+    assert finite
+    if changed:
+        x[:] = 10.0
+    x, loss, finite, _ = run_epoch(
+        runner.groups(iter(()), build, lambda uniq: (), steps), x, optimizer)
+    assert finite and optimizer.n_steps == 5
+    assert loss == ((8.0 + 10.0) + 12.0) / 2  # rows 4 and 5, then 6: first column 2 r
+    if changed:
+        assert_array_equal(x, [12.0, 12.0])
+        # the queued step left unused; the group stepped from the client's values
+        assert submitted == [False, True, True, False]
+    else:
+        assert_array_equal(x, [5.0, 5.0])
+        assert submitted == [False, True, True]
 
 
 def test_the_next_epoch_is_gathered_while_this_one_steps(monkeypatch):
     """With ``following``, the first groups of the next epoch are gathered
     before this epoch's last group is handed out, and the next call starts
     with them (its own specs are not read)."""
-    monkeypatch.setattr(fm_minibatch, "GROUP_ROWS", 2)
+    monkeypatch.setattr(fm_minibatch, "GROUP_BYTES", 2 * 16)  # 2 rows
     monkeypatch.setattr(fm_minibatch, "FIRST_GROUP_ROWS", 2)
     monkeypatch.setattr(fm_minibatch, "_distributed_client", lambda: None)
     runner = fm_minibatch._Minibatches(da.from_array(np.arange(40.0).reshape(20, 2),
                                                      chunks=(7, 2)))
     events = []
 
-    def build(X_rows, uniq, entries):
+    def build(X_rows, entries):
         events.append(("gathered",) + tuple(payload for payload, _ in entries))
         return entries
 
@@ -296,6 +408,21 @@ def test_the_next_epoch_is_gathered_while_this_one_steps(monkeypatch):
     events.clear()
     assert len(list(runner.groups(never_read(), build, lambda uniq: (), None))) == 3
     assert events == [("gathered", (1, 2))]
+
+
+@pytest.mark.parametrize("dtype, rows_per_group", [(np.float64, 4), (np.float32, 8)])
+def test_a_group_holds_group_bytes_of_rows(monkeypatch, dtype, rows_per_group):
+    """The groups are cut by the bytes of their rows (GROUP_BYTES), not by a
+    row count: twice the rows of float32 as of float64 (wide rows, fewer)."""
+    monkeypatch.setattr(fm_minibatch, "GROUP_BYTES", 4 * 2 * 8)  # 4 float64 rows of 2
+    monkeypatch.setattr(fm_minibatch, "_distributed_client", lambda: None)
+    runner = fm_minibatch._Minibatches(
+        da.from_array(np.arange(40, dtype=dtype).reshape(20, 2), chunks=(7, 2)))
+    specs = [(np.array([2 * i, 2 * i + 1]), i) for i in range(8)]
+    sizes = [group.n_batches for group in runner.groups(
+        iter(specs), lambda X_rows, entries: entries, lambda uniq: (), None)]
+    # 2 rows per minibatch; the first group of a fit is as large (ramp from 16,384 rows)
+    assert sizes == [rows_per_group // 2] * (8 * 2 // rows_per_group)
 
 
 def test_target_neighbors_of_a_dask_array_are_those_in_memory():
@@ -347,10 +474,11 @@ def test_group_rows_from_taken_pieces_and_own_blocks_are_the_rows_in_order(align
         blocks = [_unaligned_copy(block) for block in blocks]
     uniq = np.array([1, 4, 9, 12, 15, 22, 23, 29, 31, 38])
     runs = {0: (0, 3), 1: (3, 5), 2: (5, 8), 3: (8, 10)}
-    local = {b: uniq[start:stop] - bounds[b] for b, (start, stop) in runs.items()}
+    local = {b: (uniq[start:stop] - bounds[b]).astype(np.int32)  # as the client sends them
+             for b, (start, stop) in runs.items()}
     taken = fm_minibatch._take_rows([local[0], local[2]], blocks[0], blocks[2])
     got = fm_minibatch._build_group(
-        lambda rows, uniq, entries: rows, uniq, [], (), [taken], [[runs[0], runs[2]]],
+        lambda rows, entries: rows, uniq.shape[0], [], (), [taken], [[runs[0], runs[2]]],
         [blocks[1], blocks[3]], [local[1], local[3]], [runs[1], runs[3]])
     assert_array_equal(got, X[uniq])
     assert got.flags.c_contiguous and got.flags.aligned

@@ -361,6 +361,11 @@ n_iter_no_change, n_jobs :
     batch_seed = int(rng.randint(0, np.iinfo(np.int32).max))
     source = pair_source(X, n_jobs)
     make_fun = _batch_objective(shape, X.dtype, L0, alpha)
+
+    def next_epoch(epoch):
+        # the next epoch's minibatches, read ahead on dask arrays; none after the last
+        return (lambda: specs_of(epoch + 1)) if epoch + 1 < max_iter else None
+
     if stream is None:
         def specs_of(epoch, order=None):
             if order is None:
@@ -371,7 +376,7 @@ n_iter_no_change, n_jobs :
             a.shape[0], batch_size, batch_seed,
             lambda order, epoch: _pair_minibatches(
                 source, specs_of(epoch, order), make_fun, n_threads,
-                following=lambda: specs_of(epoch + 1)),
+                following=next_epoch(epoch)),
             verbose, with_epoch=True)
     else:
         def specs_of(epoch):
@@ -381,7 +386,7 @@ n_iter_no_change, n_jobs :
         epoch_batches = stream_epochs(
             stream.n_batches,
             lambda epoch: _pair_minibatches(source, specs_of(epoch), make_fun, n_threads,
-                                            following=lambda: specs_of(epoch + 1)),
+                                            following=next_epoch(epoch)),
             verbose)
     optimizer = StochasticOptimizer(solver, learning_rate)
     result = minimize_stochastic(

@@ -169,10 +169,10 @@ def _build_group(build, n_rows, entries, extra, taken, taken_spans, blocks=(), b
                 at += stop - start
         for block, local, (start, stop) in zip(blocks, block_rows, block_spans):
             _take_into(rows[start:stop], block, local)
+    entries = [(payload, local.astype(np.intp, copy=False)) for payload, local in entries]
     # The minibatches' index tables (megabytes each, one set per minibatch)
     # would otherwise be mapped and unmapped one after the other in a Dask
     # worker (see _step_group): half the time of building a group of LDML.
-    entries = [(payload, local.astype(np.intp, copy=False)) for payload, local in entries]
     with single_threaded_blas(), heap_kept_for_reuse():
         return build(rows, entries, *extra)
 
@@ -277,7 +277,7 @@ class _Minibatches:
             blocks, local, spans = by_holder.setdefault(holder, ([], [], []))
             blocks.append(self._blocks[block[start]])
             local.append(_compact(uniq[start:stop] - self._bounds[block[start]],
-                                  self._bounds[block[start] + 1] - self._bounds[block[start]]))
+                                  self.X.shape[0]))
             spans.append((int(start), int(stop)))
         own = by_holder.pop(worker, ([], [], [])) if worker is not None else ([], [], [])
         taken = [self._client.submit(_take_rows, local, *blocks, pure=False, **placed_on(holder))
@@ -403,7 +403,7 @@ class _RelayedGroup:
     one machine, more across a network, and the epoch's bookkeeping at an
     epoch's end).  The client still reads every group's outcome, in order,
     and the successor's queued step is used only when ``run_steps`` is then
-    called with the very parameters this group returned, unchanged, which is
+    called with the parameters this group returned, unchanged, which is
     what :func:`~fastmetric._core.solvers.run_epoch` and the epochs around
     it do unless the fit stopped (a non-finite value, Ctrl-C, convergence,
     a callback): the steps and their order are those of the unchained loop.
@@ -430,9 +430,7 @@ class _RelayedGroup:
             x, state, group_losses, finite, self.extra = _step_group(
                 self._data, x, optimizer, self._steps)
         else:
-            queued_after = self._queued_after
-            if (self._queued is not None and queued_after is not None
-                    and x is queued_after[0] and np.array_equal(x, queued_after[1])):
+            if self._queued is not None and np.array_equal(x, self._queued_after):
                 future = self._queued
             else:
                 future = runner.submit_step(self._data, self._worker, self._steps,
@@ -448,9 +446,9 @@ class _RelayedGroup:
             # before this group: the last consistent state.
             x, state, group_losses, finite, self.extra = runner.wait(future)
             if following is not None:
-                # (the object, to see it passed on, and its values, to see
-                # that nothing changed them in between: an epoch's callback)
-                following._queued_after = (x, x.copy())
+                # a copy: the parameters may be changed in place before they
+                # come back (an epoch's callback editing components_)
+                following._queued_after = x.copy()
         optimizer.load_state(state)
         losses.extend(group_losses)
         self._data = None  # the group's futures are released with their last reference

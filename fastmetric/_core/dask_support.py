@@ -123,11 +123,12 @@ def check_dask_points(X, name="X"):
     return X
 
 
-def check_dask_labelled_points(estimator, X, y, reset):
+def check_dask_labelled_points(estimator, X, y, reset, y_numeric=False):
     """A dask array of points (validated, kept lazy) and its labels on the client.
 
     ``y`` (numpy or dask) is brought here as a 1-D numpy array with one
-    label per row; X's values are checked on the workers.  ``reset`` sets
+    label per row (float64 with ``y_numeric``: real targets); X's values
+    are checked on the workers.  ``reset`` sets
     ``estimator.n_features_in_``; otherwise the number of features must
     match it (a later ``partial_fit``).
     """
@@ -138,6 +139,12 @@ def check_dask_labelled_points(estimator, X, y, reset):
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
         raise ValueError(f"y must be 1-D with one label per row of X ({X.shape[0]}); "
                          f"got shape {y.shape}.")
+    if y_numeric:
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{type(estimator).__name__} needs real-valued targets y; got "
+                             f"dtype {y.dtype}.") from None
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or infinity.")
     if reset:

@@ -106,12 +106,13 @@ def init_subset(X, labels, max_rows=INIT_MAX_ROWS):
     return X[rows], labels[rows]
 
 
-def labelled_points(learner, X, y, reset):
-    """A learner's validated points and labels; a dask array stays lazy (the
-    minibatch solvers gather its rows on the workers)."""
+def labelled_points(learner, X, y, reset, y_numeric=False):
+    """A learner's validated points and labels (real targets with
+    ``y_numeric``); a dask array stays lazy (the minibatch solvers gather
+    its rows on the workers)."""
     if is_dask_array(X):
-        return check_dask_labelled_points(learner, X, y, reset)
-    return validate_points(learner, X, y, reset=reset)
+        return check_dask_labelled_points(learner, X, y, reset, y_numeric=y_numeric)
+    return validate_points(learner, X, y, reset=reset, y_numeric=y_numeric)
 
 
 def data_mean(X):

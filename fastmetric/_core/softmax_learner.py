@@ -20,10 +20,10 @@ from sklearn.utils.metaestimators import available_if
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components, unsaturated_start
-from fastmetric._core.inputs import validate_points
 from fastmetric._core.minibatch_learner import (
     SOFTMAX_STOCHASTIC_CONSTRAINTS,
     MinibatchNeighborsMixin,
+    labelled_points,
     resolve_solver,
     stochastic_solver_only,
 )
@@ -64,17 +64,14 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
     }
 
     def _points(self, X, y, reset=True):
-        """Validated points and targets; X may be row indices into ``preprocessor``.
+        """Validated points and targets; X may be row indices into
+        ``preprocessor``, or a dask array (kept lazy: the minibatch solvers
+        gather its rows on the workers).
 
         ``reset=False`` (a later ``partial_fit``) checks the number of
         features against the first call's.
         """
-        return validate_points(self, X, y, y_numeric=self._regression, reset=reset)
-
-    def _batch_points(self, X, y, reset):
-        """Validated rows and targets of a ``partial_fit`` batch (NCA: its
-        dask-aware labelled points)."""
-        return self._points(X, y, reset=reset)
+        return labelled_points(self, X, y, reset, y_numeric=self._regression)
 
     @available_if(stochastic_solver_only)
     @_fit_context(prefer_skip_nested_validation=True)
@@ -99,7 +96,7 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         {returns_self}
         """
         first = self._starts_partial_fit()
-        X, y = self._batch_points(X, y, reset=first)
+        X, y = self._points(X, y, reset=first)
         if X.shape[0] < 2:
             raise ValueError(f"partial_fit needs at least 2 rows in a batch; got "
                              f"{X.shape[0]}.")

@@ -27,14 +27,8 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import _fit_context
 
-from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.minibatch_learner import (
-    batch_objective,
-    check_dask_solver,
-    init_subset,
-    labelled_points,
-)
+from fastmetric._core.minibatch_learner import batch_objective, check_dask_solver, init_subset
 from fastmetric._core.objectives.neighbor_batches import MLKRBatchObjective
 from fastmetric._core.params import options_or_array, store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
@@ -180,16 +174,6 @@ class MLKR(SoftmaxNeighborsLearner):
             X, solver, n_threads, targets=targets,
             stochastic_start=lambda: self._initial_components(init_subset(X, targets)[0], None),
             make_objective=lambda: batch_objective(MLKRBatchObjective, X, targets, self.n_jobs))
-
-    def _points(self, X, y, reset=True):
-        """Validated points and real targets; a dask array of points stays
-        lazy (the minibatch solvers gather its rows on the workers)."""
-        if not is_dask_array(X):
-            return super()._points(X, y, reset=reset)
-        X, y = labelled_points(self, X, y, reset)
-        if y.dtype.kind not in "biuf":
-            raise ValueError(f"MLKR needs real-valued targets y; got dtype {y.dtype}.")
-        return X, y.astype(np.float64)
 
     def _partial_fit_batch(self, X, y, first, solver):
         """partial_fit's epoch on the batch's real targets."""

@@ -218,9 +218,6 @@ class NCA(SoftmaxNeighborsLearner):
             stochastic_start=lambda: self._initial_components(*init_subset(X, labels)),
             make_objective=lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs))
 
-    def _batch_points(self, X, y, reset):
-        return labelled_points(self, X, y, reset)
-
     def _partial_fit_batch(self, X, y, first, solver):
         """partial_fit's epoch on the batch's class labels; ``classes_``
         gathers the classes seen so far."""

@@ -41,13 +41,15 @@ def effective_n_threads(n_jobs=None, work=None, static=False):
         ``None``: as many threads as OpenMP allows now (``OMP_NUM_THREADS``
         and threadpoolctl limits are respected) on a quiet machine; when
         other processes keep cores busy, the free cores, or for a call of
-        ``work >= LARGE_WORK`` one thread per CPU and two per busy process
-        of the others, at most two per CPU (:func:`threads_for_load`).  ``-1``: every CPU of this
+        ``work >= LARGE_WORK`` (``MEDIUM_WORK`` when no core is free) one
+        thread per CPU and two per busy process of the others, at most two
+        per CPU (:func:`threads_for_load`).  ``-1``: every CPU of this
         process. ``k > 0``: exactly ``k``. ``k < -1``: all CPUs but
         ``|k| - 1`` (joblib's convention).
     work : int, optional
         Multiply-adds in one parallel region of the call (its largest); only
-        used for ``n_jobs=None`` under load.  None: small.
+        used for ``n_jobs=None`` under load.  None: small, but with no core
+        free the call still runs one thread per CPU.
     static : bool, default=False
         The call's parallel regions split their work into equal fixed shares
         (scikit-learn's k-means): under load it keeps to the free cores.
@@ -188,6 +190,15 @@ BUSY_CORE_CUT = 0.5
 # 9.7e6) 51 ms on 1 and 56-64 ms on 2-4, as LMNN and LDML_Supervised on
 # both data sets, whose regions are smaller still.
 LARGE_WORK = 50_000_000
+# Multiply-adds per parallel region from which a call with no core free
+# takes a share of the taken cores as a large one does; below it, one
+# thread.  Measured on 2 cores beside two busy processes (medians; the
+# README's Threads section): LDML_Supervised on breast cancer (about 8.5e5
+# per evaluation) took 33-39 ms on 1 thread and 53-60 ms on 2-4, LMNN there
+# (5e5) 92-113 ms on 1 and 102-125 ms on 2-4; NCA there (9.7e6) 205-231 ms
+# on 1 and 165-192 ms on 2-4, LDML_Supervised on digits (9.7e6) 225 ms on 1
+# and 188-197 ms on 2-4, LMNN on digits (7.4e6) 854 and 748-788 ms.
+MEDIUM_WORK = 3_000_000
 
 
 def threads_for_load(max_threads, n_cpus, others_busy, work=None, extra_allowed=False,
@@ -203,8 +214,11 @@ def threads_for_load(max_threads, n_cpus, others_busy, work=None, extra_allowed=
       answer is ``max_threads``.
     * A call with little work per region (``work`` None or below
       ``LARGE_WORK``) runs on the ``n_cpus - taken`` free cores, alone on
-      each.  When there is no free core, on ``n_cpus`` threads (one thread
-      would get a share of one core only), and on one thread once the
+      each.  When there is no free core, a call of ``work`` below
+      ``MEDIUM_WORK`` runs on one thread (its regions are too short for
+      the waits at their ends to pay for a share of the taken cores), one
+      of ``MEDIUM_WORK`` or more as a large call (below), and one that
+      gives no ``work`` on ``n_cpus`` threads; all on one thread once the
       others want twice the cores (then the waits at the region ends cost
       more than the shares bring: 2 threads 15-40 % slower than 1 at a
       load average of 16 on 2 cores).
@@ -258,14 +272,18 @@ def threads_for_load(max_threads, n_cpus, others_busy, work=None, extra_allowed=
     free = n_cpus - taken
     if static:
         return max(1, min(max_threads, free))
+    cap = 2 * n_cpus if extra_allowed else max_threads
     if work is not None and work >= LARGE_WORK:
-        cap = 2 * n_cpus if extra_allowed else max_threads
         return max(1, min(cap, n_cpus + 2 * taken))
     if free >= 1:
         return max(1, min(max_threads, free))
-    if taken < 2 * n_cpus:
+    if taken >= 2 * n_cpus:
+        return 1
+    if work is None:
         return max(1, min(max_threads, n_cpus))
-    return 1
+    if work < MEDIUM_WORK:
+        return 1
+    return max(1, min(cap, n_cpus + 2 * taken))
 
 
 def busy_cores_of_others(before, after):

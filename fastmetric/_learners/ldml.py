@@ -72,6 +72,16 @@ def _stochastic_solver(estimator):
     return True
 
 
+def _evaluation_work(n_points, n_pairs, n_features):
+    """Multiply-adds of one evaluation of the pair loss, the ``work`` that
+    sets the default thread count under load: the points mapped (n d^2 at
+    k = d) and the pairs' mapped differences (P d).  None when a size is not
+    known (a dask array with unknown chunks)."""
+    if not (np.isfinite(n_points) and np.isfinite(n_pairs)):
+        return None
+    return int(n_points) * n_features * n_features + int(n_pairs) * n_features
+
+
 class _LDMLBase(MahalanobisMixin):
     """Parameter checks, the objective and the solvers shared by both learners."""
 
@@ -99,7 +109,9 @@ class _LDMLBase(MahalanobisMixin):
         pairs.
         """
         rng = check_random_state(self.random_state) if rng is None else rng
-        n_threads = effective_n_threads(self.n_jobs)
+        n_pairs = a.shape[0] if stream is None else min(a.shape[0], int(self.batch_size))
+        n_threads = effective_n_threads(self.n_jobs,
+                                        work=_evaluation_work(X.shape[0], n_pairs, X.shape[1]))
         if self.normalize:
             X = normalize_points(X)
         printer = IterationPrinter(type(self).__name__,
@@ -142,7 +154,8 @@ class _LDMLBase(MahalanobisMixin):
         first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
         if self.normalize:
             X = normalize_points(X)  # lazily on a dask array
-        n_threads = effective_n_threads(self.n_jobs)
+        n_threads = effective_n_threads(self.n_jobs, work=_evaluation_work(
+            X.shape[0], min(a.shape[0], int(self.batch_size)), X.shape[1]))
         with single_threaded_blas():
             if first:
                 rng = check_random_state(self.random_state)

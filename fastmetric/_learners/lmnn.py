@@ -287,7 +287,9 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         if solver in STOCHASTIC_SOLVERS:
             return self._fit_stochastic(X, y_enc, classes.shape[0], solver)
         rng = check_random_state(self.random_state)
-        n_threads = effective_n_threads(self.n_jobs)
+        # The work that sets the default thread count under load: one
+        # evaluation maps the points and forms the gradient, n d^2 each.
+        n_threads = effective_n_threads(self.n_jobs, work=X.shape[0] * X.shape[1] ** 2)
 
         with single_threaded_blas():
             L0 = initialize_components(self.init, X, y=y_enc, n_components=self.n_components,

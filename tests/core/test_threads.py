@@ -10,6 +10,7 @@ import fastmetric.kernels as kernels
 from fastmetric._core import threads
 from fastmetric._core.threads import (
     LARGE_WORK,
+    MEDIUM_WORK,
     LoadEstimate,
     busy_cores_of_others,
     effective_n_threads,
@@ -47,7 +48,30 @@ ctxt 678
 ])
 def test_threads_for_load_small_work(max_threads, n_cpus, others, expected):
     assert threads_for_load(max_threads, n_cpus, others) == expected
-    assert threads_for_load(max_threads, n_cpus, others, work=LARGE_WORK - 1) == expected
+
+
+@pytest.mark.parametrize("max_threads, n_cpus, others, extra_allowed, expected", [
+    (2, 2, 0.0, True, 2),     # quiet: OpenMP's limit
+    (2, 2, 1.0, True, 1),     # a free core: kept to it, as small work
+    (2, 2, 1.5, True, 4),     # no free core: a share of the taken ones, as large work
+    (2, 2, 3.4, True, 4),
+    (2, 2, 1.5, False, 2),    # a user's limit holds
+    (2, 2, 3.5, True, 1),     # others want twice the cores: one thread
+    (8, 8, 2.2, True, 6),
+    (8, 8, 7.9, True, 16),
+])
+def test_threads_for_load_medium_work(max_threads, n_cpus, others, extra_allowed, expected):
+    for work in (MEDIUM_WORK, LARGE_WORK - 1):
+        assert threads_for_load(max_threads, n_cpus, others, work=work,
+                                extra_allowed=extra_allowed) == expected
+
+
+@pytest.mark.parametrize("others, expected", [(0.0, 2), (1.0, 1), (2.0, 1), (3.4, 1), (4.0, 1)])
+def test_threads_for_load_tiny_work_without_free_core_runs_one_thread(others, expected):
+    # Below MEDIUM_WORK the waits at the region ends cost more than a share
+    # of the taken cores brings; without a work estimate, one per CPU.
+    assert threads_for_load(2, 2, others, work=MEDIUM_WORK - 1, extra_allowed=True) == expected
+    assert threads_for_load(2, 2, others, work=0) == expected
 
 
 @pytest.mark.parametrize("others, expected", [(0.0, 2), (1.0, 1), (2.0, 1), (8.0, 1)])

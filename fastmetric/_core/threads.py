@@ -7,6 +7,7 @@ keeps to the cores that others leave free, a call with much work takes its
 share of the taken cores too.
 """
 import contextlib
+import math
 import numbers
 import os
 import statistics
@@ -272,18 +273,39 @@ def threads_for_load(max_threads, n_cpus, others_busy, work=None, extra_allowed=
     free = n_cpus - taken
     if static:
         return max(1, min(max_threads, free))
-    cap = 2 * n_cpus if extra_allowed else max_threads
-    if work is not None and work >= LARGE_WORK:
+    # With no core free (and others wanting less than twice the cores), a
+    # medium call gains from a share of the taken cores as a large one does.
+    no_free_core = free < 1 and taken < 2 * n_cpus
+    if work is not None and (work >= LARGE_WORK or (no_free_core and work >= MEDIUM_WORK)):
+        cap = 2 * n_cpus if extra_allowed else max_threads
         return max(1, min(cap, n_cpus + 2 * taken))
     if free >= 1:
         return max(1, min(max_threads, free))
-    if taken >= 2 * n_cpus:
-        return 1
-    if work is None:
+    if no_free_core and work is None:
         return max(1, min(max_threads, n_cpus))
-    if work < MEDIUM_WORK:
-        return 1
-    return max(1, min(cap, n_cpus + 2 * taken))
+    return 1
+
+
+def multiply_adds(*products):
+    """The ``work`` of a call for :func:`effective_n_threads`: the sum of the
+    products of each tuple of sizes, e.g. ``multiply_adds((n, d, d), (P, d))``
+    for n d^2 + P d.
+
+    Returns
+    -------
+    work : int or None
+        None when a size is not known (NaN: a dask array with unknown
+        chunks), which counts as a small call.
+    """
+    total = 0
+    for sizes in products:
+        term = 1
+        for size in sizes:
+            if not math.isfinite(size):
+                return None
+            term *= int(size)
+        total += term
+    return total
 
 
 def busy_cores_of_others(before, after):

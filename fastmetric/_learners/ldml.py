@@ -54,7 +54,7 @@ from fastmetric._core.solvers import (
     StochasticOptimizer,
     record_partial_epoch,
 )
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.threads import effective_n_threads, multiply_adds, single_threaded_blas
 from fastmetric._core.validation import check_pair_vector
 
 __all__ = ["LDML", "LDML_Supervised"]
@@ -75,11 +75,8 @@ def _stochastic_solver(estimator):
 def _evaluation_work(n_points, n_pairs, n_features):
     """Multiply-adds of one evaluation of the pair loss, the ``work`` that
     sets the default thread count under load: the points mapped (n d^2 at
-    k = d) and the pairs' mapped differences (P d).  None when a size is not
-    known (a dask array with unknown chunks)."""
-    if not (np.isfinite(n_points) and np.isfinite(n_pairs)):
-        return None
-    return int(n_points) * n_features * n_features + int(n_pairs) * n_features
+    k = d) and the pairs' mapped differences (P d)."""
+    return multiply_adds((n_points, n_features, n_features), (n_pairs, n_features))
 
 
 class _LDMLBase(MahalanobisMixin):

@@ -62,7 +62,7 @@ from fastmetric._core.objectives.neighbor_batches import (
 )
 from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_halving_descent, minimize_lbfgs
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.threads import effective_n_threads, multiply_adds, single_threaded_blas
 
 __all__ = ["LMNN"]
 
@@ -289,7 +289,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         rng = check_random_state(self.random_state)
         # The work that sets the default thread count under load: one
         # evaluation maps the points and forms the gradient, n d^2 each.
-        n_threads = effective_n_threads(self.n_jobs, work=X.shape[0] * X.shape[1] ** 2)
+        n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((X.shape[0], X.shape[1], X.shape[1])))
 
         with single_threaded_blas():
             L0 = initialize_components(self.init, X, y=y_enc, n_components=self.n_components,

@@ -47,7 +47,7 @@ from fastmetric._core.minibatch_learner import (
 from fastmetric._core.objectives.neighbor_batches import NCABatchObjective
 from fastmetric._core.params import store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
-from fastmetric._core.threads import effective_n_threads
+from fastmetric._core.threads import effective_n_threads, multiply_adds
 
 __all__ = ["NCA"]
 
@@ -212,7 +212,7 @@ class NCA(SoftmaxNeighborsLearner):
         self.classes_ = classes
         solver = check_dask_solver(self, X)
         # A full-batch gradient is one region of n^2 d multiply-adds.
-        n_threads = effective_n_threads(self.n_jobs, work=n * n * X.shape[1])
+        n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((n, n, X.shape[1])))
         return self._fit_solver(
             X, solver, n_threads, labels=labels,
             stochastic_start=lambda: self._initial_components(*init_subset(X, labels)),

@@ -74,6 +74,15 @@ def test_threads_for_load_tiny_work_without_free_core_runs_one_thread(others, ex
     assert threads_for_load(2, 2, others, work=0) == expected
 
 
+def test_multiply_adds_sums_products_and_gives_up_on_unknown_sizes():
+    assert threads.multiply_adds((569, 30, 30), (1000, 30)) == 569 * 900 + 30_000
+    assert threads.multiply_adds((3, 4)) == 12
+    assert threads.multiply_adds() == 0
+    # A dask array with unknown chunks has NaN rows: the call counts as small.
+    assert threads.multiply_adds((float("nan"), 30, 30), (1000, 30)) is None
+    assert threads.multiply_adds((10, 30), (float("nan"), 30)) is None
+
+
 @pytest.mark.parametrize("others, expected", [(0.0, 2), (1.0, 1), (2.0, 1), (8.0, 1)])
 def test_threads_for_load_static_shares_keep_to_free_cores(others, expected):
     for work in (None, LARGE_WORK):

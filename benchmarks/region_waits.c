@@ -1,0 +1,224 @@
+/* What the waits at the ends of short parallel regions cost beside busy
+ * processes: OpenMP's regions against a team whose caller never waits for a
+ * helper that is off its core.  Run by region_waits.py (which compiles this
+ * file); see that script and the README's Threads section.
+ *
+ * A run is REGIONS regions of CHUNKS chunks each, one after the other, as a
+ * learner's evaluations run the kernels' regions.  A chunk is a fixed chain
+ * of floating-point arithmetic (ITERS steps) whose result is stored by the
+ * chunk's index, so any thread may compute any chunk, twice if need be, and
+ * the stored values are the same.
+ *
+ * "omp": each region is `#pragma omp parallel for schedule(dynamic, 1)`; the
+ * region ends when the last thread reaches its barrier, so a thread that
+ * the scheduler took off its core to run another process holds up the
+ * region until it is back and has finished its chunk.
+ *
+ * "team": THREADS - 1 helper threads live for the whole run.  A region is
+ * published as one 64-bit job word, its generation (high half) and the next
+ * unclaimed chunk (low half); the caller and the helpers claim chunks by
+ * compare-and-swap on it, which fails once the caller has moved on to the
+ * next region.  When no chunk is left to claim, the caller looks at the
+ * chunks that helpers claimed: one finished in this generation is done; one
+ * not finished after a short spin, the caller computes itself and goes on.
+ * A helper that was off its core finishes its chunk later and stores the
+ * same values.  (In a kernel the late helper must also not write where the
+ * caller has moved on, nor read inputs the caller has freed: it would
+ * compute into its own buffer and publish it by compare-and-swap, and the
+ * inputs would be kept alive until the helpers have left the job.  This
+ * benchmark only measures the time.)
+ *
+ * Usage: region_waits MODE THREADS REGIONS CHUNKS ITERS REPEATS
+ * Prints the wall time of each repeat in milliseconds, then "check ok" when
+ * every region's stored values are those of a serial computation.
+ */
+#define _GNU_SOURCE
+#include <linux/futex.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CHUNKS 4096
+#define MAX_HELPERS 64
+/* Pause instructions a waiting thread spins before it sleeps (as libgomp's
+ * GOMP_SPINCOUNT=3000, which fastmetric sets). */
+#define HELPER_SPIN 3000
+/* Pause instructions the caller gives a helper's claimed chunk before it
+ * computes the chunk itself: a helper on its core finishes soon. */
+#define CALLER_LOOK 200
+
+static long chunk_iters;
+static int team_chunks;   /* chunks per region, the row length of chunk_out */
+/* One row of results per region: a helper that finishes a chunk late
+ * stores it in its own region's row, never over a later region's results.
+ * (A kernel that reuses its buffers needs each helper to compute into a
+ * buffer of its own, published by compare-and-swap; see above.) */
+static double *chunk_out;
+#define OUT(region, chunk) chunk_out[(size_t)((region) - 1) * (size_t)team_chunks + (size_t)(chunk)]
+
+static double chunk_work(uint32_t region, int chunk)
+{
+    double x = 1.0 + 1e-9 * (double)(region * 131u + (uint32_t)chunk), acc = 0.0;
+    for (long i = 0; i < chunk_iters; i++) {
+        x = x * 1.0000001 + 1e-12;
+        acc += x;
+    }
+    return acc;
+}
+
+static double seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double run_omp(int threads, int regions, int chunks)
+{
+    double t0 = seconds();
+    for (int r = 1; r <= regions; r++) {
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (int c = 0; c < chunks; c++)
+            OUT(r, c) = chunk_work((uint32_t)r, c);
+    }
+    return seconds() - t0;
+}
+
+/* ---- the team ---------------------------------------------------------- */
+static _Atomic uint64_t job_word;          /* generation << 32 | next chunk */
+static _Atomic uint32_t wake_word;         /* futex word: the latest generation */
+static _Atomic uint32_t done_in[MAX_CHUNKS];   /* generation that finished chunk c */
+static _Atomic int helpers_stop;
+
+static long futex(_Atomic uint32_t *word, int op, uint32_t value)
+{
+    return syscall(SYS_futex, (uint32_t *)word, op, value, NULL, NULL, 0);
+}
+
+/* The next chunk of generation `gen`, or -1 when none is left or the caller
+ * has moved on. */
+static int claim_chunk(uint32_t gen, int chunks)
+{
+    uint64_t w = atomic_load(&job_word);
+    for (;;) {
+        if ((uint32_t)(w >> 32) != gen || (int)(uint32_t)w >= chunks)
+            return -1;
+        if (atomic_compare_exchange_weak(&job_word, &w, w + 1))
+            return (int)(uint32_t)w;
+    }
+}
+
+static void *helper_main(void *unused)
+{
+    (void)unused;
+    uint32_t seen = 0;
+    while (!atomic_load(&helpers_stop)) {
+        uint32_t gen = atomic_load(&wake_word);
+        if (gen == seen) {
+            for (int spin = 0; spin < HELPER_SPIN && atomic_load(&wake_word) == seen; spin++)
+                __builtin_ia32_pause();
+            if (atomic_load(&wake_word) == seen)
+                futex(&wake_word, FUTEX_WAIT_PRIVATE, seen);
+            continue;
+        }
+        seen = gen;
+        int c;
+        while ((c = claim_chunk(gen, team_chunks)) >= 0) {
+            OUT(gen, c) = chunk_work(gen, c);
+            atomic_store(&done_in[c], gen);
+        }
+    }
+    return NULL;
+}
+
+static double run_team(int threads, int regions, int chunks, long *recomputed)
+{
+    pthread_t helpers[MAX_HELPERS];
+    int n_helpers = threads - 1;
+    atomic_store(&helpers_stop, 0);
+    atomic_store(&wake_word, 0);
+    atomic_store(&job_word, 0);
+    for (int c = 0; c < chunks; c++)
+        atomic_store(&done_in[c], 0);
+    for (int h = 0; h < n_helpers; h++)
+        pthread_create(&helpers[h], NULL, helper_main, NULL);
+
+    double t0 = seconds();
+    for (int r = 1; r <= regions; r++) {
+        uint32_t gen = (uint32_t)r;
+        atomic_store(&job_word, (uint64_t)gen << 32);
+        atomic_store(&wake_word, gen);
+        if (n_helpers)
+            futex(&wake_word, FUTEX_WAKE_PRIVATE, n_helpers);
+        int c;
+        while ((c = claim_chunk(gen, chunks)) >= 0) {
+            OUT(gen, c) = chunk_work(gen, c);
+            atomic_store(&done_in[c], gen);
+        }
+        for (c = 0; c < chunks; c++) {
+            for (int look = 0; look < CALLER_LOOK && atomic_load(&done_in[c]) != gen; look++)
+                __builtin_ia32_pause();
+            if (atomic_load(&done_in[c]) != gen) {
+                OUT(gen, c) = chunk_work(gen, c);
+                atomic_store(&done_in[c], gen);
+                (*recomputed)++;
+            }
+        }
+    }
+    double elapsed = seconds() - t0;
+
+    atomic_store(&helpers_stop, 1);
+    atomic_store(&wake_word, UINT32_MAX);
+    if (n_helpers)
+        futex(&wake_word, FUTEX_WAKE_PRIVATE, n_helpers);
+    for (int h = 0; h < n_helpers; h++)
+        pthread_join(helpers[h], NULL);
+    return elapsed;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 7) {
+        fprintf(stderr, "usage: %s omp|team THREADS REGIONS CHUNKS ITERS REPEATS\n", argv[0]);
+        return 2;
+    }
+    int team = strcmp(argv[1], "team") == 0;
+    int threads = atoi(argv[2]), regions = atoi(argv[3]), chunks = atoi(argv[4]);
+    chunk_iters = atol(argv[5]);
+    int repeats = atoi(argv[6]);
+    if ((!team && strcmp(argv[1], "omp") != 0) || threads < 1 || threads > MAX_HELPERS
+        || regions < 1 || chunks < 1 || chunks > MAX_CHUNKS || chunk_iters < 1 || repeats < 1) {
+        fprintf(stderr, "bad arguments\n");
+        return 2;
+    }
+    team_chunks = chunks;
+    chunk_out = calloc((size_t)regions * (size_t)chunks, sizeof(double));
+    if (chunk_out == NULL) {
+        fprintf(stderr, "out of memory\n");
+        return 2;
+    }
+    long recomputed = 0;
+    for (int k = 0; k <= repeats; k++) {  /* k = 0: warm-up, not printed */
+        double t = team ? run_team(threads, regions, chunks, &recomputed)
+                        : run_omp(threads, regions, chunks);
+        if (k == 0)
+            recomputed = 0;
+        else
+            printf("%.3f\n", 1e3 * t);
+    }
+    int ok = 1;
+    for (int r = 1; r <= regions; r++)
+        for (int c = 0; c < chunks; c++)
+            ok &= OUT(r, c) == chunk_work((uint32_t)r, c);
+    printf("recomputed %ld of %ld chunks\n", recomputed, (long)repeats * regions * chunks);
+    printf(ok ? "check ok\n" : "check MISMATCH\n");
+    free(chunk_out);
+    return ok ? 0 : 1;
+}

@@ -22,8 +22,10 @@
  *   function) and stores (g, DONE).  If the state is already (g, STOLEN),
  *   the result is dropped.
  * - When no chunk is left to claim, the caller walks the chunks: DONE is
- *   done; WRITING is waited for (a copy, microseconds); anything else it
- *   moves to (g, STOLEN) and computes and publishes itself.
+ *   done; WRITING is waited for (a copy, microseconds); anything else is
+ *   given as long as the caller's own chunks took on average (a helper on
+ *   its core finishes by then), then moved to (g, STOLEN) and computed and
+ *   published by the caller.
  * - Lifetimes: a helper announces the generation it works in before it
  *   claims, and 0 when it leaves.  The job (functions and a copy of the
  *   context) lives in one of FM_TEAM_SLOTS slots; before a slot is reused,
@@ -55,6 +57,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #define FM_TEAM_THREADS 1
 #else
@@ -127,6 +130,13 @@ static inline void fm_team_pause(void)
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+static inline double fm_team_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* Grow a scratch buffer; 0 on success. */
@@ -310,17 +320,25 @@ static inline int64_t fm_team_run(const fm_team_job *job, int n_threads)
         fm_team_futex(&fm_team_g.wake, FUTEX_WAKE_PRIVATE, n_helpers);
 
     void *mine = fm_team_g.scratch[FM_TEAM_MAX_HELPERS];
-    int64_t c;
-    while ((c = fm_team_claim(gen, s->n_chunks)) >= 0)
+    int64_t c, n_mine = 0;
+    double t_start = fm_team_seconds();
+    while ((c = fm_team_claim(gen, s->n_chunks)) >= 0) {
         fm_team_do_chunk(s, gen, c, mine);
-    /* Chunks claimed by helpers and not finished: take them over. */
+        n_mine++;
+    }
+    /* Chunks claimed by helpers and not finished: a helper on its core
+     * finishes within about one chunk's time, so give them that (as long
+     * as our own chunks took on average), then take over the rest. */
+    double patience = n_mine ? (fm_team_seconds() - t_start) / (double)n_mine : 0.0;
+    double t_scan = fm_team_seconds();
     for (c = 0; c < s->n_chunks; c++) {
         _Atomic uint64_t *st = &s->state[c];
         uint64_t w = atomic_load(st);
         for (;;) {
             if (w == fm_team_word(gen, FM_CHUNK_DONE))
                 break;
-            if (w == fm_team_word(gen, FM_CHUNK_WRITING)) {
+            if (w == fm_team_word(gen, FM_CHUNK_WRITING)
+                    || fm_team_seconds() - t_scan < patience) {
                 fm_team_pause();
                 w = atomic_load(st);
                 continue;

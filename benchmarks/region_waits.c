@@ -28,6 +28,11 @@
  * inputs would be kept alive until the helpers have left the job.  This
  * benchmark only measures the time.)
  *
+ * "fm_team": the same with fastmetric/kernels/include/fm_team.h, the
+ * kernels' team (helpers compute into their own scratch and publish by
+ * compare-and-swap; the caller gives a late chunk as long as its own chunks
+ * took before it takes it over).
+ *
  * Usage: region_waits MODE THREADS REGIONS CHUNKS ITERS REPEATS
  * Prints the wall time of each repeat in milliseconds, then "check ok" when
  * every region's stored values are those of a serial computation.
@@ -44,6 +49,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "fm_team.h"   /* fastmetric/kernels/include: the kernels' team */
 
 #define MAX_CHUNKS 4096
 #define MAX_HELPERS 64
@@ -190,17 +197,47 @@ static double run_team(int threads, int regions, int chunks, long *recomputed)
     return elapsed;
 }
 
+/* ---- fm_team.h, the kernels' team ---------------------------------------- */
+typedef struct {
+    uint32_t region;
+} fm_ctx;
+
+static void fm_compute(const void *ctx, int64_t chunk, void *scratch)
+{
+    *(double *)scratch = chunk_work(((const fm_ctx *)ctx)->region, (int)chunk);
+}
+
+static void fm_publish(const void *ctx, int64_t chunk, const void *scratch)
+{
+    OUT(((const fm_ctx *)ctx)->region, chunk) = *(const double *)scratch;
+}
+
+static double run_fm_team(int threads, int regions, int chunks)
+{
+    double t0 = seconds();
+    for (int r = 1; r <= regions; r++) {
+        fm_ctx ctx = {(uint32_t)r};
+        fm_team_job job = {fm_compute, fm_publish, &ctx, sizeof(ctx), chunks, sizeof(double)};
+        if (fm_team_run(&job, threads) < 0) {
+            fprintf(stderr, "fm_team_run failed\n");
+            exit(2);
+        }
+    }
+    return seconds() - t0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 7) {
-        fprintf(stderr, "usage: %s omp|team THREADS REGIONS CHUNKS ITERS REPEATS\n", argv[0]);
+        fprintf(stderr, "usage: %s omp|team|fm_team THREADS REGIONS CHUNKS ITERS REPEATS\n",
+                argv[0]);
         return 2;
     }
-    int team = strcmp(argv[1], "team") == 0;
+    int team = strcmp(argv[1], "team") == 0, fm = strcmp(argv[1], "fm_team") == 0;
     int threads = atoi(argv[2]), regions = atoi(argv[3]), chunks = atoi(argv[4]);
     chunk_iters = atol(argv[5]);
     int repeats = atoi(argv[6]);
-    if ((!team && strcmp(argv[1], "omp") != 0) || threads < 1 || threads > MAX_HELPERS
+    if ((!team && !fm && strcmp(argv[1], "omp") != 0) || threads < 1 || threads > MAX_HELPERS
         || regions < 1 || chunks < 1 || chunks > MAX_CHUNKS || chunk_iters < 1 || repeats < 1) {
         fprintf(stderr, "bad arguments\n");
         return 2;
@@ -214,7 +251,8 @@ int main(int argc, char **argv)
     long recomputed = 0;
     for (int k = 0; k <= repeats; k++) {  /* k = 0: warm-up, not printed */
         double t = team ? run_team(threads, regions, chunks, &recomputed)
-                        : run_omp(threads, regions, chunks);
+                 : fm ? run_fm_team(threads, regions, chunks)
+                      : run_omp(threads, regions, chunks);
         if (k == 0)
             recomputed = 0;
         else

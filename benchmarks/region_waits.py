@@ -42,7 +42,9 @@ def build(workdir):
     if cc is None:
         sys.exit("region_waits.py needs a C compiler (set CC)")
     exe = os.path.join(workdir, "region_waits")
-    cmd = [cc, "-O2", "-fopenmp", "-pthread", os.path.join(HERE, "region_waits.c"), "-o", exe]
+    include = os.path.join(HERE, os.pardir, "fastmetric", "kernels", "include")
+    cmd = [cc, "-O2", "-fopenmp", "-pthread", "-I", include, os.path.join(HERE, "region_waits.c"),
+           "-o", exe]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"compiling region_waits.c failed:\n{' '.join(cmd)}\n{proc.stderr}")
@@ -68,6 +70,7 @@ def settings(n_cpus, busy):
     counts = sorted({1, n_cpus, n_cpus + busy, n_cpus + 2 * busy})
     out = [(f"OpenMP, {t} thread{'s' * (t > 1)}", "omp", t) for t in counts]
     out += [(f"team, {t} threads", "team", t) for t in counts if t > 1]
+    out += [(f"fm_team, {t} threads", "fm_team", t) for t in counts if t > 1]
     return out
 
 

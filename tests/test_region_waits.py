@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or CC is No
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
     exe = tmp_path_factory.mktemp("region_waits") / "region_waits"
-    built = subprocess.run([CC, "-O2", "-fopenmp", "-pthread", SOURCE, "-o", str(exe)],
+    include = os.path.join(os.path.dirname(SOURCE), os.pardir, "fastmetric", "kernels", "include")
+    built = subprocess.run([CC, "-O2", "-fopenmp", "-pthread", "-I", include, SOURCE, "-o", str(exe)],
                            capture_output=True, text=True)
     if built.returncode:  # e.g. a compiler without OpenMP
         pytest.skip(f"{CC} could not compile region_waits.c with OpenMP: {built.stderr[-300:]}")
@@ -30,7 +31,8 @@ def program(tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode, threads", [("omp", 1), ("omp", 3), ("team", 1), ("team", 2),
-                                           ("team", 5)])
+                                           ("team", 5), ("fm_team", 1), ("fm_team", 2),
+                                           ("fm_team", 5)])
 def test_every_region_stores_the_serial_results(program, mode, threads):
     out = subprocess.run([program, mode, str(threads), "300", "7", "200", "2"],
                          capture_output=True, text=True, timeout=60)

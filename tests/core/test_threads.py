@@ -236,3 +236,26 @@ def test_libgomp_loaded_reads_the_maps(tmp_path):
     maps.write_text("7f00-7f01 r-xp 0 08:01 1 /site-packages/scikit_learn.libs/libgomp-e98.so.1\n")
     assert not kernels._libgomp_loaded(str(maps))
     assert not kernels._libgomp_loaded(str(tmp_path / "absent"))
+
+
+def test_team_threads_only_under_load_and_for_the_default(monkeypatch):
+    class Fixed:
+        def __init__(self, busy):
+            self.busy = busy
+
+        def others_busy(self):
+            return self.busy
+
+    monkeypatch.setattr(threads, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "_TEAM_AVAILABLE", True)
+    monkeypatch.setattr(threads, "openmp_enabled", lambda: True)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with threadpool_limits(2):
+        for busy, expected in [(None, 0), (0.0, 0), (0.4, 0), (0.9, 3), (1.8, 4), (7.0, 4)]:
+            monkeypatch.setattr(threads, "_LOAD", Fixed(busy))
+            assert threads.team_threads() == expected, busy
+            assert threads.team_threads(2) == 0      # an explicit n_jobs: OpenMP's
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")     # a user's limit caps the team
+        assert threads.team_threads() == 2
+    monkeypatch.setattr(threads, "_TEAM_AVAILABLE", False)
+    assert threads.team_threads() == 0

@@ -11,6 +11,7 @@ import math
 import numbers
 import os
 import statistics
+import sys
 import time
 
 from threadpoolctl import ThreadpoolController
@@ -81,6 +82,38 @@ def effective_n_threads(n_jobs=None, work=None, static=False):
     if n_jobs < 0:
         return max(1, cpu_count() + 1 + int(n_jobs))
     return int(n_jobs)
+
+
+def team_threads(n_jobs=None):
+    """Threads of fm_team.h's team for a call's short regions, or 0 for
+    OpenMP's threads (:func:`effective_n_threads`).
+
+    Only the default ``n_jobs=None`` uses the team, and only while other
+    processes keep at least one of this process's cores busy: then an
+    OpenMP region waits at its end for a thread that the scheduler holds off
+    its core, while the team's caller takes over such a thread's chunk.  It
+    then runs one thread per CPU and one per busy core of the others, at
+    most two per CPU (``benchmarks/region_waits.py``: beside one busy
+    process on 2 cores, 3 threads did best); a limit on OpenMP's threads
+    (``OMP_NUM_THREADS``, threadpoolctl) caps it as it caps OpenMP.
+    """
+    if n_jobs is not None or not openmp_enabled() or not _TEAM_AVAILABLE:
+        return 0
+    others = _LOAD.others_busy()
+    if others is None:
+        return 0
+    taken = int(others + (1.0 - BUSY_CORE_CUT))
+    if taken < 1:
+        return 0
+    n_cpus = cpu_count()
+    max_threads = max(1, openmp_max_threads())
+    cap = 2 * n_cpus if _limit_is_default(max_threads, n_cpus) else max_threads
+    n = min(cap, n_cpus + taken)
+    return n if n > 1 else 0
+
+
+# fm_team.h's threads need Linux's futexes (elsewhere it runs serially).
+_TEAM_AVAILABLE = sys.platform.startswith("linux")
 
 
 def _limit_is_default(max_threads, n_cpus):

@@ -46,7 +46,7 @@ import numpy as np
 
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from fastmetric.kernels.common cimport (
     floating, fm_axpy_rows, fm_logit_batch, fm_prefetch_block, FM_PREFETCH_AHEAD, parts_prefix_sum,
@@ -56,6 +56,20 @@ from fastmetric.kernels.distances cimport (
     transform_rows, transform_selected_rows,
 )
 from fastmetric.kernels.smallgemm cimport gemm_atb
+from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from "fastmetric/kernels/include/fm_team.h" nogil:
+    ctypedef void (*fm_team_compute_fn)(const void *ctx, int64_t chunk, void *scratch)
+    ctypedef void (*fm_team_publish_fn)(const void *ctx, int64_t chunk, const void *scratch)
+    ctypedef struct fm_team_job:
+        fm_team_compute_fn compute
+        fm_team_publish_fn publish
+        const void *ctx
+        size_t ctx_bytes
+        int64_t n_chunks
+        size_t scratch_bytes
+    int64_t fm_team_run(const fm_team_job *job, int n_threads)
+    int fm_team_released(uint64_t gen)
 
 cdef enum:
     # Entries of one point whose loss terms are computed in one vectorised call.
@@ -165,7 +179,8 @@ cdef inline _PointPass _point_pass(const Py_ssize_t[::1] offsets, const Py_ssize
 
 
 cdef inline void _point_chunk(
-    const floating[:, ::1] U,
+    const floating *U,
+    Py_ssize_t k,
     const _PointPass *pp,
     floating *h_rows,
     Py_ssize_t start,
@@ -173,10 +188,14 @@ cdef inline void _point_chunk(
     double *diff,
     double *acc,
     double *zbuf,
+    double *loss_out,
+    double *grad_bias_out,
 ) noexcept nogil:
     """Loss and bias-gradient sums of the chunk's points, and their rows of H.
 
-    Row u of H goes to ``h_rows[(u - start) * k:]``.
+    ``U`` is the n_points x k mapped rows (row-major).  Row u of H goes to
+    ``h_rows[(u - start) * k:]``; the chunk's sums to ``loss_out[0]`` and
+    ``grad_bias_out[0]``.
 
     A point's incident entries go in batches of up to BATCH: their
     differences and logits first, then the loss terms of the whole batch in
@@ -184,7 +203,7 @@ cdef inline void _point_chunk(
     batch into H[u] (fm_axpy_rows, which keeps H[u] in registers across the
     batch's rows).  ``diff`` holds BATCH x k doubles, ``zbuf`` 4 x BATCH.
     """
-    cdef Py_ssize_t u, v, e, e0, e1, m, i, j, k = U.shape[1]
+    cdef Py_ssize_t u, v, e, e0, e1, m, i, j
     cdef const Py_ssize_t *offsets = pp.offsets
     cdef const Py_ssize_t *keys = pp.keys
     cdef const PairValues *values = pp.values
@@ -205,10 +224,10 @@ cdef inline void _point_chunk(
                 # Entries of consecutive points are contiguous: prefetch
                 # along the chunk, not only along this point's few entries.
                 if e + FM_PREFETCH_AHEAD < e_stop:
-                    fm_prefetch_block(&U[keys[e + FM_PREFETCH_AHEAD] >> ENTRY_SHIFT, 0],
+                    fm_prefetch_block(U + (keys[e + FM_PREFETCH_AHEAD] >> ENTRY_SHIFT) * k,
                                       k * sizeof(floating))
                 v = keys[e] >> ENTRY_SHIFT
-                zbuf[i] = pp.bias - diff_sq_norm(&U[u, 0], &U[v, 0], &diff[i * k], k)
+                zbuf[i] = pp.bias - diff_sq_norm(U + u * k, U + v * k, &diff[i * k], k)
                 if packed:
                     tbuf[i] = <double> ((keys[e] >> 1) & 1)
                 else:
@@ -232,8 +251,8 @@ cdef inline void _point_chunk(
         if pp.compute_gradient:
             for j in range(k):
                 h_rows[(u - start) * k + j] = <floating> acc[j]
-    pp.chunk_loss[start // pp.chunk_size] = loss
-    pp.chunk_grad_bias[start // pp.chunk_size] = gb
+    loss_out[0] = loss
+    grad_bias_out[0] = gb
 
 
 cdef void ldml_point_pass(
@@ -265,11 +284,70 @@ cdef void ldml_point_pass(
         for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_points)
-            _point_chunk(U, &pp, &H[start, 0] if compute_gradient else NULL, start, stop,
-                         diff, acc, zbuf)
+            _point_chunk(&U[0, 0], k, &pp, &H[start, 0] if compute_gradient else NULL, start,
+                         stop, diff, acc, zbuf, &pp.chunk_loss[c], &pp.chunk_grad_bias[c])
         free(diff)
         free(acc)
         free(zbuf)
+
+
+cdef struct _FusedPass:
+    # The fused pass's inputs and outputs as raw pointers (X's dtype behind
+    # the void pointers), so that one block can run in a team's callback.
+    const void *X              # rows of X, d columns
+    Py_ssize_t d
+    const Py_ssize_t *point_rows
+    bint identity_rows
+    const void *U              # n_points x k mapped rows
+    Py_ssize_t k
+    _PointPass pp
+    Py_ssize_t block           # points per block (a multiple of pp.chunk_size)
+    void *partials             # n_blocks x k x d
+
+
+cdef void _fused_block(
+    const _FusedPass *fp,
+    Py_ssize_t r,
+    floating *partial,
+    double *block_loss,
+    double *block_grad_bias,
+    floating *h_rows,
+    floating *x_rows,
+    double *diff,
+    double *acc,
+    double *zbuf,
+) noexcept nogil:
+    """Block r of the fused pass: its chunks' sums to ``block_loss`` and
+    ``block_grad_bias`` (one per chunk of the block) and, with the gradient,
+    ``partial`` = H_block^T X_block (k x d).  ``h_rows`` holds chunk_size x
+    k entries, ``x_rows`` chunk_size x d (gathered rows; unused with
+    identity rows).  The same arithmetic whoever runs it and wherever its
+    results go."""
+    cdef const floating *X = <const floating *> fp.X
+    cdef const floating *U = <const floating *> fp.U
+    cdef Py_ssize_t d = fp.d, k = fp.k, chunk_size = fp.pp.chunk_size
+    cdef Py_ssize_t start = r * fp.block, stop, size, i, j, c = 0
+    cdef Py_ssize_t block_stop = min(start + fp.block, fp.pp.n_points)
+    cdef const floating *rows
+    cdef bint first = True
+    while start < block_stop:
+        stop = min(start + chunk_size, fp.pp.n_points)
+        _point_chunk(U, k, &fp.pp, h_rows, start, stop, diff, acc, zbuf, &block_loss[c],
+                     &block_grad_bias[c])
+        if fp.pp.compute_gradient:
+            size = stop - start
+            if fp.identity_rows:
+                rows = X + start * d
+            else:
+                for i in range(size):
+                    for j in range(d):
+                        x_rows[i * d + j] = X[fp.point_rows[start + i] * d + j]
+                rows = x_rows
+            # partial (+)= H_chunk^T X_chunk
+            gemm_atb(not first, h_rows, k, rows, d, size, k, d, partial, d)
+            first = False
+        start = stop
+        c += 1
 
 
 cdef void _fused_point_pass(
@@ -291,16 +369,14 @@ cdef void _fused_point_pass(
     X are read once, by the thread that needs them.  The chunks, their sums
     and the blocks depend on the sizes only, not on the thread count.
     """
-    cdef Py_ssize_t n_points = pp.n_points, k = U.shape[1], d = X.shape[1]
-    cdef Py_ssize_t chunk_size = pp.chunk_size, n_blocks = partials.shape[0]
-    cdef Py_ssize_t r, start, stop, block_stop, size, i, j
+    cdef Py_ssize_t k = U.shape[1], d = X.shape[1]
+    cdef Py_ssize_t chunk_size = pp.chunk_size, n_blocks = partials.shape[0], r
+    cdef _FusedPass fp = _fused_pass(X, point_rows, identity_rows, U, pp, partials, block)
     cdef double *diff
     cdef double *acc
     cdef double *zbuf
     cdef floating *h_rows
     cdef floating *x_rows
-    cdef const floating *rows
-    cdef bint first
     with parallel(num_threads=n_threads):
         diff = <double *> malloc(BATCH * k * sizeof(double))
         acc = <double *> malloc(k * sizeof(double))
@@ -310,31 +386,103 @@ cdef void _fused_point_pass(
         if not identity_rows:
             x_rows = <floating *> malloc(chunk_size * d * sizeof(floating))
         for r in prange(n_blocks, schedule='dynamic'):
-            first = True
-            start = r * block
-            block_stop = min(start + block, n_points)
-            while start < block_stop:
-                stop = min(start + chunk_size, n_points)
-                _point_chunk(U, pp, h_rows, start, stop, diff, acc, zbuf)
-                if pp.compute_gradient:
-                    size = stop - start
-                    if identity_rows:
-                        rows = &X[start, 0]
-                    else:
-                        for i in range(size):
-                            for j in range(d):
-                                x_rows[i * d + j] = X[point_rows[start + i], j]
-                        rows = x_rows
-                    # partials[r] (+)= H_chunk^T X_chunk
-                    gemm_atb(not first, h_rows, k, rows, d, size, k, d,
-                             &partials[r, 0, 0], d)
-                    first = False
-                start = stop
+            _fused_block(&fp, r, &partials[r, 0, 0], pp.chunk_loss + r * (block // chunk_size),
+                         pp.chunk_grad_bias + r * (block // chunk_size), h_rows, x_rows, diff,
+                         acc, zbuf)
         free(diff)
         free(acc)
         free(zbuf)
         free(h_rows)
         free(x_rows)
+
+
+cdef inline _FusedPass _fused_pass(const floating[:, ::1] X, const Py_ssize_t[::1] point_rows,
+                                   bint identity_rows, const floating[:, ::1] U,
+                                   const _PointPass *pp, floating[:, :, ::1] partials,
+                                   Py_ssize_t block) noexcept nogil:
+    cdef _FusedPass fp
+    fp.X = &X[0, 0]
+    fp.d = X.shape[1]
+    fp.point_rows = &point_rows[0] if point_rows.shape[0] > 0 else NULL
+    fp.identity_rows = identity_rows
+    fp.U = &U[0, 0]
+    fp.k = U.shape[1]
+    fp.pp = pp[0]
+    fp.block = block
+    fp.partials = &partials[0, 0, 0]
+    return fp
+
+
+# ---------------------------------------------------------------------------
+# The fused pass on fm_team.h's team (busy machines; see fm_team.h)
+# ---------------------------------------------------------------------------
+# A block's scratch: its chunks' two sums and the work buffers (float64),
+# then its partial product and the chunk buffers (X's dtype).
+cdef inline size_t _team_scratch_doubles(const _FusedPass *fp) noexcept nogil:
+    return (2 * (fp.block // fp.pp.chunk_size) + BATCH * fp.k + fp.k + 4 * BATCH)
+
+
+cdef inline void _team_block_compute(const _FusedPass *fp, int64_t r, void *scratch,
+                                     floating *tag) noexcept nogil:
+    cdef Py_ssize_t cpb = fp.block // fp.pp.chunk_size, k = fp.k
+    cdef double *block_loss = <double *> scratch
+    cdef double *block_gb = block_loss + cpb
+    cdef double *diff = block_gb + cpb
+    cdef double *acc = diff + BATCH * k
+    cdef double *zbuf = acc + k
+    cdef floating *partial = <floating *> (zbuf + 4 * BATCH)
+    cdef floating *h_rows = partial + k * fp.d
+    cdef floating *x_rows = h_rows + fp.pp.chunk_size * k
+    _fused_block(fp, r, partial, block_loss, block_gb, h_rows, x_rows, diff, acc, zbuf)
+
+
+cdef inline void _team_block_publish(const _FusedPass *fp, int64_t r, const void *scratch,
+                                     floating *tag) noexcept nogil:
+    cdef Py_ssize_t cpb = fp.block // fp.pp.chunk_size, k = fp.k, first = r * cpb
+    cdef Py_ssize_t n_chunks = (fp.pp.n_points + fp.pp.chunk_size - 1) // fp.pp.chunk_size
+    cdef Py_ssize_t nc = min(cpb, n_chunks - first)
+    cdef const double *block_loss = <const double *> scratch
+    cdef const double *block_gb = block_loss + cpb
+    cdef const floating *partial = <const floating *> (block_gb + cpb + BATCH * k + k + 4 * BATCH)
+    memcpy(fp.pp.chunk_loss + first, block_loss, nc * sizeof(double))
+    memcpy(fp.pp.chunk_grad_bias + first, block_gb, nc * sizeof(double))
+    if fp.pp.compute_gradient:
+        memcpy(<floating *> fp.partials + r * k * fp.d, partial, k * fp.d * sizeof(floating))
+
+
+cdef void _team_compute_f64(const void *ctx, int64_t r, void *scratch) noexcept nogil:
+    _team_block_compute(<const _FusedPass *> ctx, r, scratch, <double *> NULL)
+
+
+cdef void _team_compute_f32(const void *ctx, int64_t r, void *scratch) noexcept nogil:
+    _team_block_compute(<const _FusedPass *> ctx, r, scratch, <float *> NULL)
+
+
+cdef void _team_publish_f64(const void *ctx, int64_t r, const void *scratch) noexcept nogil:
+    _team_block_publish(<const _FusedPass *> ctx, r, scratch, <double *> NULL)
+
+
+cdef void _team_publish_f32(const void *ctx, int64_t r, const void *scratch) noexcept nogil:
+    _team_block_publish(<const _FusedPass *> ctx, r, scratch, <float *> NULL)
+
+
+# What the team's jobs point to, kept until no helper can read it any more
+# (fm_team_released): (generation, objects) pairs.
+_TEAM_HELD = []
+
+
+def _team_keep(generation, *objects):
+    """Keep ``objects`` referenced until the team has released ``generation``
+    (and drop what earlier jobs no longer need)."""
+    global _TEAM_HELD
+    _TEAM_HELD = [(g, objs) for g, objs in _TEAM_HELD if not fm_team_released(g)]
+    if generation > 0 and not fm_team_released(generation):
+        _TEAM_HELD.append((generation, objects))
+
+
+def _team_held():
+    """Test hook: how many jobs' inputs are still kept."""
+    return len(_TEAM_HELD)
 
 
 cdef class PairIndex:
@@ -393,7 +541,7 @@ cdef class LossWork:
 
 def ldml_evaluate(const floating[:, ::1] X, const floating[:, ::1] L, PairIndex index,
                   LossWork work, double bias, bint compute_gradient, bint check_finite,
-                  int n_threads):
+                  int n_threads, int team_threads=0):
     """One evaluation of the LDML loss and its gradients (see the module
     docstring): U = X L^T for the index's points, one fused pass over the
     points (logits, loss terms and, with ``compute_gradient``, the block
@@ -405,6 +553,11 @@ def ldml_evaluate(const floating[:, ::1] X, const floating[:, ::1] L, PairIndex 
     With ``check_finite`` (identity rows only), X's values are checked while
     they are mapped; returns None when one is NaN or infinite.  Otherwise
     returns ``(loss, grad_L or None, grad_bias)``.
+
+    ``team_threads > 1`` runs the fused pass on fm_team.h's team of that
+    many threads (for a machine that other processes keep busy: its caller
+    does not wait for a helper that is off its core) and the other steps on
+    ``n_threads``; the result is the same.
     """
     cdef Py_ssize_t k = L.shape[0], d = L.shape[1]
     cdef Py_ssize_t point_chunk = index.point_chunk
@@ -432,10 +585,30 @@ def ldml_evaluate(const floating[:, ::1] X, const floating[:, ::1] L, PairIndex 
             transform_selected_rows(X, point_rows, L, U, point_chunk, n_threads)
     if not finite:
         return None
+    cdef _FusedPass fp
+    cdef fm_team_job job
+    cdef int64_t generation = 0
     with nogil:
         pp = _point_pass(offsets, keys, values, bias, compute_gradient, point_chunk,
                          chunk_loss, chunk_gb)
-        _fused_point_pass(X, point_rows, identity_rows, U, &pp, partials, block, n_threads)
+        if team_threads > 1:
+            fp = _fused_pass(X, point_rows, identity_rows, U, &pp, partials, block)
+            job.compute = _team_compute_f32 if floating is float else _team_compute_f64
+            job.publish = _team_publish_f32 if floating is float else _team_publish_f64
+            job.ctx = &fp
+            job.ctx_bytes = sizeof(_FusedPass)
+            job.n_chunks = n_blocks
+            job.scratch_bytes = (_team_scratch_doubles(&fp) * sizeof(double)
+                                 + (k * d + point_chunk * (k + d)) * sizeof(floating))
+            generation = fm_team_run(&job, team_threads)
+        else:
+            _fused_point_pass(X, point_rows, identity_rows, U, &pp, partials, block, n_threads)
+    if generation < 0:
+        raise MemoryError("could not allocate the team's buffers or helpers")
+    if generation > 0:
+        # A helper that was off its core may still read the job's inputs.
+        _team_keep(generation, X, index, work)
+    with nogil:
         for c in range(n_chunks):
             loss += chunk_loss[c]
             grad_bias += chunk_gb[c]

@@ -182,27 +182,30 @@ def test_runnable_parsing(tmp_path):
     assert own_running_threads(str(tmp_path)) == 2
 
 
+class FixedLoad:
+    """A load estimate that always says ``busy`` cores are the others'."""
+
+    def __init__(self, busy):
+        self.busy = busy
+
+    def others_busy(self):
+        return self.busy
+
+
 def test_default_threads_follow_the_load(monkeypatch):
-    class Fixed:
-        def __init__(self, busy):
-            self.busy = busy
-
-        def others_busy(self):
-            return self.busy
-
     monkeypatch.setattr(threads, "cpu_count", lambda: 2)
     with threadpool_limits(2):
-        monkeypatch.setattr(threads, "_LOAD", Fixed(0.0))
+        monkeypatch.setattr(threads, "_LOAD", FixedLoad(0.0))
         assert effective_n_threads(None) == 2
-        monkeypatch.setattr(threads, "_LOAD", Fixed(0.9))
+        monkeypatch.setattr(threads, "_LOAD", FixedLoad(0.9))
         assert effective_n_threads(None) == 1
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         assert effective_n_threads(None, work=LARGE_WORK) == 4
         monkeypatch.setenv("OMP_NUM_THREADS", "2")    # a user's limit: no thread beyond it
         assert effective_n_threads(None, work=LARGE_WORK) == 2
-        monkeypatch.setattr(threads, "_LOAD", Fixed(1.8))
+        monkeypatch.setattr(threads, "_LOAD", FixedLoad(1.8))
         assert effective_n_threads(None) == 2
-        monkeypatch.setattr(threads, "_LOAD", Fixed(4.0))
+        monkeypatch.setattr(threads, "_LOAD", FixedLoad(4.0))
         assert effective_n_threads(None) == 1
         # An explicit n_jobs is obeyed whatever the load.
         assert effective_n_threads(2) == 2
@@ -236,3 +239,19 @@ def test_libgomp_loaded_reads_the_maps(tmp_path):
     maps.write_text("7f00-7f01 r-xp 0 08:01 1 /site-packages/scikit_learn.libs/libgomp-e98.so.1\n")
     assert not kernels._libgomp_loaded(str(maps))
     assert not kernels._libgomp_loaded(str(tmp_path / "absent"))
+
+
+def test_team_threads_only_under_load_and_for_the_default(monkeypatch):
+    monkeypatch.setattr(threads, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "_TEAM_AVAILABLE", True)
+    monkeypatch.setattr(threads, "openmp_enabled", lambda: True)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with threadpool_limits(2):
+        for busy, expected in [(None, 0), (0.0, 0), (0.4, 0), (0.9, 3), (1.8, 4), (7.0, 4)]:
+            monkeypatch.setattr(threads, "_LOAD", FixedLoad(busy))
+            assert threads.team_threads() == expected, busy
+            assert threads.team_threads(2) == 0      # an explicit n_jobs: OpenMP's
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")     # a user's limit caps the team
+        assert threads.team_threads() == 2
+    monkeypatch.setattr(threads, "_TEAM_AVAILABLE", False)
+    assert threads.team_threads() == 0

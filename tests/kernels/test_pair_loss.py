@@ -279,3 +279,39 @@ def test_one_nonfinite_value_of_X_is_named(problem, dtype, n_pairs, bad):
     pairs = pairs[:n_pairs] % 59
     with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first at index \(59, 2\)"):
         ldml_loss(X, pairs, y[:n_pairs], L.astype(dtype), 1.0)
+
+
+@pytest.mark.parametrize("team_threads", [2, 3, 8])
+@pytest.mark.parametrize("n_pairs", [20000, 500])  # 500: the compact-relabelling path
+@pytest.mark.parametrize("compute_gradient", [True, False])
+def test_team_gives_the_openmp_result(large_problem, dtype, team_threads, n_pairs,
+                                      compute_gradient):
+    # fm_team.h's team (used under load) computes every block as OpenMP does,
+    # whoever computes it: bitwise the same, job after job.
+    from fastmetric.kernels.pair_loss import _team_held
+
+    X, pairs, y, L, w = large_problem
+    X, L = X.astype(dtype), L.astype(dtype)
+    prob = PairLossProblem(X, pairs[:n_pairs, 0], pairs[:n_pairs, 1], y[:n_pairs],
+                           w[:n_pairs], chunk_size=16)
+    ref = prob.loss_grad(L, 0.5, n_threads=1, compute_gradient=compute_gradient)
+    for _ in range(30):
+        got = prob.loss_grad(L, 0.5, n_threads=1, compute_gradient=compute_gradient,
+                             team_threads=team_threads)
+        assert got[0] == ref[0] and got[2] == ref[2]
+        if compute_gradient:
+            assert_array_equal(got[1], ref[1])
+        else:
+            assert got[1] is None
+    # What a late helper may read is kept only while one may read it.
+    assert _team_held() <= 4
+
+
+def test_team_keeps_nothing_for_a_job_run_alone_or_released():
+    from fastmetric.kernels import pair_loss
+
+    before = pair_loss._team_held()
+    pair_loss._team_keep(0, object())          # run alone (generation 0)
+    # No helper is inside any job now: every generation is released.
+    pair_loss._team_keep(10**12, object())
+    assert pair_loss._team_held() <= before

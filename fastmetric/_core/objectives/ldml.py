@@ -41,6 +41,7 @@ from fastmetric._core.solvers import (
     run_epoch,
     stream_epochs,
 )
+from fastmetric._core.threads import team_threads, threads_for_work
 
 __all__ = ["INIT_MAX_PAIRS", "LDMLFit", "LabelBatches", "fit_ldml", "initial_scale_bias",
            "initial_theta", "ldml_objective", "normalize_points", "partial_fit_epoch",
@@ -354,6 +355,9 @@ n_iter_no_change, n_jobs :
             problem = DaskPairLossProblem(X, a, b, targets, weights, n_jobs=n_jobs)
         else:
             problem = PairLossProblem(X, a, b, targets, weights, n_threads=n_threads)
+            # Under load the main pass runs on the team (the same result).
+            problem.team_threads = threads_for_work(team_threads(n_jobs),
+                                                    problem.n_pairs + problem.n_points, 4096)
         fun = ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads)
         result = minimize_lbfgs(fun, theta0, max_iter=max_iter, tol=tol,
                                 on_iteration=on_iteration)

@@ -122,8 +122,12 @@ class PairLossProblem:
                                self.identity_rows, self.total_weight, self.point_chunk)
         # Work arrays of loss_grad, kept between calls (see LossWork).
         self._work = None
+        # Threads of fm_team.h's team for the main pass (0: OpenMP's); a fit
+        # sets it when other processes keep cores busy.
+        self.team_threads = 0
 
-    def loss_grad(self, L, bias, n_threads=1, compute_gradient=True, check_finite=False):
+    def loss_grad(self, L, bias, n_threads=1, compute_gradient=True, check_finite=False,
+                  team_threads=None):
         """Loss, gradient in L and gradient in the bias.
 
         Parameters
@@ -136,6 +140,11 @@ class PairLossProblem:
         check_finite : bool, default=False
             Check X for NaN and infinity while mapping it (for an X that was
             not checked before); a bad value raises ValueError.
+        team_threads : int, optional
+            Run the main pass on fm_team.h's team of this many threads (for
+            a machine that other processes keep busy); default: the
+            problem's ``team_threads`` attribute (0: OpenMP's threads).  The
+            result is the same either way.
 
         Returns
         -------
@@ -166,6 +175,7 @@ class PairLossProblem:
             result = ldml_evaluate(
                 self.X, L, self.index, self._work, float(bias), compute_gradient,
                 check_finite and self.identity_rows, n_threads,
+                self.team_threads if team_threads is None else team_threads,
             )
         if result is None:
             raise_nonfinite(self.X, "X")

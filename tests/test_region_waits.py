@@ -5,29 +5,19 @@ so a chunk may be computed twice and a helper may finish after its region;
 every region's results must still be those of the serial computation, with
 any thread count and with more threads than cores.
 """
-import os
-import shutil
 import subprocess
-import sys
 
 import pytest
 
-SOURCE = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "region_waits.c")
-CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+from ._c_programs import build_c_program, needs_c_on_linux
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or CC is None,
-                                reason="needs Linux (futexes) and a C compiler")
+pytestmark = needs_c_on_linux
 
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("region_waits") / "region_waits"
-    include = os.path.join(os.path.dirname(SOURCE), os.pardir, "fastmetric", "kernels", "include")
-    built = subprocess.run([CC, "-O2", "-fopenmp", "-pthread", "-I", include, SOURCE, "-o", str(exe)],
-                           capture_output=True, text=True)
-    if built.returncode:  # e.g. a compiler without OpenMP
-        pytest.skip(f"{CC} could not compile region_waits.c with OpenMP: {built.stderr[-300:]}")
-    return str(exe)
+    return build_c_program(tmp_path_factory.mktemp("region_waits"), "benchmarks/region_waits.c",
+                           "-fopenmp")
 
 
 @pytest.mark.parametrize("mode, threads", [("omp", 1), ("omp", 3), ("team", 1), ("team", 2),

@@ -99,10 +99,7 @@ def team_threads(n_jobs=None):
     """
     if n_jobs is not None or not openmp_enabled() or not _TEAM_AVAILABLE:
         return 0
-    others = _LOAD.others_busy()
-    if others is None:
-        return 0
-    taken = int(others + (1.0 - BUSY_CORE_CUT))
+    taken = taken_cores(_LOAD.others_busy())
     if taken < 1:
         return 0
     n_cpus = cpu_count()
@@ -235,6 +232,14 @@ LARGE_WORK = 50_000_000
 MEDIUM_WORK = 3_000_000
 
 
+def taken_cores(others_busy):
+    """Cores that other processes hold: their load (cores' worth, None when
+    unknown) rounded half up at ``BUSY_CORE_CUT``."""
+    if others_busy is None or others_busy <= 0:
+        return 0
+    return int(others_busy + (1.0 - BUSY_CORE_CUT))
+
+
 def threads_for_load(max_threads, n_cpus, others_busy, work=None, extra_allowed=False,
                      static=False):
     """Threads to use when other processes keep ``others_busy`` cores busy.
@@ -298,9 +303,7 @@ def threads_for_load(max_threads, n_cpus, others_busy, work=None, extra_allowed=
     """
     max_threads = max(1, int(max_threads))
     n_cpus = max(1, int(n_cpus))
-    if others_busy is None or others_busy <= 0:
-        return max_threads
-    taken = int(others_busy + (1.0 - BUSY_CORE_CUT))
+    taken = taken_cores(others_busy)
     if taken == 0:
         return max_threads
     free = n_cpus - taken

@@ -419,6 +419,8 @@ cdef inline _FusedPass _fused_pass(const floating[:, ::1] X, const Py_ssize_t[::
 # A block's scratch: its chunks' two sums and the work buffers (float64),
 # then its partial product and the chunk buffers (X's dtype).
 cdef inline size_t _team_scratch_doubles(const _FusedPass *fp) noexcept nogil:
+    # (_team_block_compute lays them out in this order; the floating part
+    # starts right after.)
     return (2 * (fp.block // fp.pp.chunk_size) + BATCH * fp.k + fp.k + 4 * BATCH)
 
 
@@ -430,7 +432,7 @@ cdef inline void _team_block_compute(const _FusedPass *fp, int64_t r, void *scra
     cdef double *diff = block_gb + cpb
     cdef double *acc = diff + BATCH * k
     cdef double *zbuf = acc + k
-    cdef floating *partial = <floating *> (zbuf + 4 * BATCH)
+    cdef floating *partial = <floating *> (<double *> scratch + _team_scratch_doubles(fp))
     cdef floating *h_rows = partial + k * fp.d
     cdef floating *x_rows = h_rows + fp.pp.chunk_size * k
     _fused_block(fp, r, partial, block_loss, block_gb, h_rows, x_rows, diff, acc, zbuf)
@@ -443,7 +445,8 @@ cdef inline void _team_block_publish(const _FusedPass *fp, int64_t r, const void
     cdef Py_ssize_t nc = min(cpb, n_chunks - first)
     cdef const double *block_loss = <const double *> scratch
     cdef const double *block_gb = block_loss + cpb
-    cdef const floating *partial = <const floating *> (block_gb + cpb + BATCH * k + k + 4 * BATCH)
+    cdef const floating *partial = <const floating *> (<const double *> scratch
+                                                       + _team_scratch_doubles(fp))
     memcpy(fp.pp.chunk_loss + first, block_loss, nc * sizeof(double))
     memcpy(fp.pp.chunk_grad_bias + first, block_gb, nc * sizeof(double))
     if fp.pp.compute_gradient:

@@ -4,28 +4,18 @@ random, outputs reused from job to job, inputs scribbled over and freed
 once the team says no helper can read them, more threads than cores, and
 in a child process forked after use.  The C stress test is tests/c/test_team.c.
 """
-import os
-import shutil
 import subprocess
-import sys
 
 import pytest
 
-HERE = os.path.dirname(__file__)
-SOURCE = os.path.join(HERE, os.pardir, "c", "test_team.c")
-INCLUDE = os.path.join(HERE, os.pardir, os.pardir, "fastmetric", "kernels", "include")
-CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+from .._c_programs import build_c_program, needs_c_on_linux
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or CC is None,
-                                reason="needs Linux (futexes) and a C compiler")
+pytestmark = needs_c_on_linux
 
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("team") / "test_team"
-    subprocess.run([CC, "-O2", "-pthread", "-I", INCLUDE, SOURCE, "-o", str(exe)], check=True,
-                   capture_output=True)
-    return str(exe)
+    return build_c_program(tmp_path_factory.mktemp("team"), "tests/c/test_team.c")
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])

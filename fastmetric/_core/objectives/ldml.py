@@ -28,7 +28,7 @@ import numpy as np
 
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.init import initialize_components
-from fastmetric._core.objectives.pair_loss import PairLossProblem
+from fastmetric._core.objectives.pair_loss import PAIRS_PER_THREAD, PairLossProblem
 from fastmetric._core.rows import evenly_spaced, l2_normalize_rows
 from fastmetric._core.solvers import (
     SolverResult,
@@ -357,7 +357,8 @@ n_iter_no_change, n_jobs :
             problem = PairLossProblem(X, a, b, targets, weights, n_threads=n_threads)
             # Under load the main pass runs on the team (the same result).
             problem.team_threads = threads_for_work(team_threads(n_jobs),
-                                                    problem.n_pairs + problem.n_points, 4096)
+                                                    problem.n_pairs + problem.n_points,
+                                                    PAIRS_PER_THREAD)
         fun = ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads)
         result = minimize_lbfgs(fun, theta0, max_iter=max_iter, tol=tol,
                                 on_iteration=on_iteration)

@@ -52,6 +52,10 @@ def _build_index(ua, ub, targets, weights, has_weights, n_points, n_threads):
     return offsets, keys, values
 
 
+# Below a few thousand pairs (and points) per thread, starting a team of
+# threads costs more than it saves.
+PAIRS_PER_THREAD = 4096
+
 class PairLossProblem:
     """The LDML objective on a fixed set of pairs, prepared for many evaluations.
 
@@ -152,9 +156,8 @@ class PairLossProblem:
         grad_L : ndarray of shape (n_components, n_features) or None
         grad_bias : float
         """
-        # Below a few thousand pairs per thread, the team's start-up costs
-        # more than it saves.
-        n_threads = threads_for_work(n_threads, self.n_pairs + self.n_points, 4096)
+        n_threads = threads_for_work(n_threads, self.n_pairs + self.n_points,
+                                     PAIRS_PER_THREAD)
         k, d = L.shape
         key = (L.dtype.str, k)
         if self._work is None or self._work.key != key:

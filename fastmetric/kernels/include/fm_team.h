@@ -100,17 +100,29 @@ typedef struct {
 
 static inline uint64_t fm_team_word(uint64_t gen, int what) { return gen << 2 | (uint64_t)what; }
 
+/* Run every chunk of `job` alone, in order (the team is busy, or one thread). */
+static inline int fm_team_run_alone(const fm_team_job *job)
+{
+    void *scratch = malloc(job->scratch_bytes ? job->scratch_bytes : 1);
+    if (scratch == NULL)
+        return -1;
+    for (int64_t c = 0; c < job->n_chunks; c++) {
+        job->compute(job->ctx, c, scratch);
+        job->publish(job->ctx, c, scratch);
+    }
+    free(scratch);
+    return 0;
+}
+
 #if FM_TEAM_THREADS
 
 typedef struct {
     _Atomic uint64_t job_word;                 /* gen << 32 | next chunk */
     _Atomic uint32_t wake;                     /* futex word: low bits of the latest gen */
     _Atomic uint64_t in_gen[FM_TEAM_MAX_HELPERS];  /* 0: idle */
-    _Atomic int stop;
     fm_team_slot slots[FM_TEAM_SLOTS];
     void *scratch[FM_TEAM_MAX_HELPERS + 1];    /* the caller's is the last */
     size_t scratch_cap[FM_TEAM_MAX_HELPERS + 1];
-    pthread_t threads[FM_TEAM_MAX_HELPERS];
     int n_helpers;
     uint64_t last_gen;
     pthread_mutex_t caller;
@@ -184,7 +196,7 @@ static void *fm_team_helper(void *arg)
 {
     int h = (int)(intptr_t)arg;
     uint32_t seen = 0;
-    while (!atomic_load(&fm_team_g.stop)) {
+    for (;;) {
         uint32_t low = atomic_load(&fm_team_g.wake);
         if (low == seen) {
             for (int spin = 0; spin < FM_TEAM_HELPER_SPIN && atomic_load(&fm_team_g.wake) == seen;
@@ -221,7 +233,6 @@ static void fm_team_after_fork_child(void)
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     fm_team_g.caller = fresh;
     fm_team_g.n_helpers = 0;
-    atomic_store(&fm_team_g.stop, 0);
     for (int h = 0; h < FM_TEAM_MAX_HELPERS; h++)
         atomic_store(&fm_team_g.in_gen[h], 0);
 }
@@ -238,10 +249,10 @@ static inline int fm_team_grow(int n)
         n = FM_TEAM_MAX_HELPERS;
     pthread_once(&fm_team_fork_once, fm_team_register_fork);
     while (fm_team_g.n_helpers < n) {
-        int h = fm_team_g.n_helpers;
-        if (pthread_create(&fm_team_g.threads[h], NULL, fm_team_helper, (void *)(intptr_t)h))
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, fm_team_helper, (void *)(intptr_t)fm_team_g.n_helpers))
             break;
-        pthread_detach(fm_team_g.threads[h]);
+        pthread_detach(thread);
         fm_team_g.n_helpers++;
     }
     return fm_team_g.n_helpers;
@@ -257,20 +268,6 @@ static inline int fm_team_released(uint64_t gen)
             return 0;
     }
     return 1;
-}
-
-/* Run every chunk of `job` alone, in order (the team is busy, or one thread). */
-static inline int fm_team_run_alone(const fm_team_job *job)
-{
-    void *scratch = malloc(job->scratch_bytes ? job->scratch_bytes : 1);
-    if (scratch == NULL)
-        return -1;
-    for (int64_t c = 0; c < job->n_chunks; c++) {
-        job->compute(job->ctx, c, scratch);
-        job->publish(job->ctx, c, scratch);
-    }
-    free(scratch);
-    return 0;
 }
 
 /* Run `job` on the caller and `n_threads - 1` helpers.  Returns the job's
@@ -364,15 +361,7 @@ static inline int fm_team_released(uint64_t gen) { (void)gen; return 1; }
 static inline int64_t fm_team_run(const fm_team_job *job, int n_threads)
 {
     (void)n_threads;
-    for (int64_t c = 0; c < job->n_chunks; c++) {
-        void *scratch = malloc(job->scratch_bytes ? job->scratch_bytes : 1);
-        if (scratch == NULL)
-            return -1;
-        job->compute(job->ctx, c, scratch);
-        job->publish(job->ctx, c, scratch);
-        free(scratch);
-    }
-    return 0;
+    return fm_team_run_alone(job) ? -1 : 0;
 }
 
 #endif

@@ -20,9 +20,10 @@ both Cython's ``include_path`` and the compiler's ``include_dirs``::
 * ``pair_scatter``: weighted pair scatter matrices;
 * ``itml``, ``lmnn``, ``lsml``, ``scml``, ``softmax_neighbors``: the learners'
   own hot loops;
-* ``include/fm_team.h``: a team of threads for short regions on busy
-  machines, whose caller takes over a late helper's chunk instead of
-  waiting for it (``pair_loss`` runs its main pass on it under load).
+* ``team``: the process's one team of threads for short regions on busy
+  machines (``include/fm_team.h``), whose caller takes over a late helper's
+  chunk instead of waiting for it; ``pair_loss`` and ``softmax_neighbors``
+  run their main pass on it under load.
 
 The validated Python functions over these kernels live in the core
 (``_core.distances``, ``_core.scatter``, ``_core.sampling``, ``_core.objectives``)

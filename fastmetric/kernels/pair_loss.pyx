@@ -56,20 +56,10 @@ from fastmetric.kernels.distances cimport (
     transform_rows, transform_selected_rows,
 )
 from fastmetric.kernels.smallgemm cimport gemm_atb
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t
 
-cdef extern from "fastmetric/kernels/include/fm_team.h" nogil:
-    ctypedef void (*fm_team_compute_fn)(const void *ctx, int64_t chunk, void *scratch)
-    ctypedef void (*fm_team_publish_fn)(const void *ctx, int64_t chunk, const void *scratch)
-    ctypedef struct fm_team_job:
-        fm_team_compute_fn compute
-        fm_team_publish_fn publish
-        const void *ctx
-        size_t ctx_bytes
-        int64_t n_chunks
-        size_t scratch_bytes
-    int64_t fm_team_run(const fm_team_job *job, int n_threads)
-    int fm_team_released(uint64_t gen)
+from fastmetric.kernels.team cimport fm_team_job, team_run
+from fastmetric.kernels.team import team_keep
 
 cdef enum:
     # Entries of one point whose loss terms are computed in one vectorised call.
@@ -469,25 +459,6 @@ cdef void _team_publish_f32(const void *ctx, int64_t r, const void *scratch) noe
     _team_block_publish(<const _FusedPass *> ctx, r, scratch, <float *> NULL)
 
 
-# What the team's jobs point to, kept until no helper can read it any more
-# (fm_team_released): (generation, objects) pairs.
-_TEAM_HELD = []
-
-
-def _team_keep(generation, *objects):
-    """Keep ``objects`` referenced until the team has released ``generation``
-    (and drop what earlier jobs no longer need)."""
-    global _TEAM_HELD
-    _TEAM_HELD = [(g, objs) for g, objs in _TEAM_HELD if not fm_team_released(g)]
-    if generation > 0 and not fm_team_released(generation):
-        _TEAM_HELD.append((generation, objects))
-
-
-def _team_held():
-    """Test hook: how many jobs' inputs are still kept."""
-    return len(_TEAM_HELD)
-
-
 cdef class PairIndex:
     """The problem data of LDML evaluations on a fixed set of pairs.
 
@@ -603,14 +574,14 @@ def ldml_evaluate(const floating[:, ::1] X, const floating[:, ::1] L, PairIndex 
             job.n_chunks = n_blocks
             job.scratch_bytes = (_team_scratch_doubles(&fp) * sizeof(double)
                                  + (k * d + point_chunk * (k + d)) * sizeof(floating))
-            generation = fm_team_run(&job, team_threads)
+            generation = team_run(&job, team_threads)
         else:
             _fused_point_pass(X, point_rows, identity_rows, U, &pp, partials, block, n_threads)
     if generation < 0:
         raise MemoryError("could not allocate the team's buffers or helpers")
     if generation > 0:
         # A helper that was off its core may still read the job's inputs.
-        _team_keep(generation, X, index, work)
+        team_keep(generation, X, index, work)
     with nogil:
         for c in range(n_chunks):
             loss += chunk_loss[c]

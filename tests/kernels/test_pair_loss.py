@@ -288,7 +288,7 @@ def test_team_gives_the_openmp_result(large_problem, dtype, team_threads, n_pair
                                       compute_gradient):
     # fm_team.h's team (used under load) computes every block as OpenMP does,
     # whoever computes it: bitwise the same, job after job.
-    from fastmetric.kernels.pair_loss import _team_held
+    from fastmetric.kernels.team import team_held
 
     X, pairs, y, L, w = large_problem
     X, L = X.astype(dtype), L.astype(dtype)
@@ -304,14 +304,14 @@ def test_team_gives_the_openmp_result(large_problem, dtype, team_threads, n_pair
         else:
             assert got[1] is None
     # What a late helper may read is kept only while one may read it.
-    assert _team_held() <= 4
+    assert team_held() <= 4
 
 
 def test_team_keeps_nothing_for_a_job_run_alone_or_released():
-    from fastmetric.kernels import pair_loss
+    from fastmetric.kernels.team import team_held, team_keep
 
-    before = pair_loss._team_held()
-    pair_loss._team_keep(0, object())          # run alone (generation 0)
+    before = team_held()
+    team_keep(0, object())          # run alone (generation 0)
     # No helper is inside any job now: every generation is released.
-    pair_loss._team_keep(10**12, object())
-    assert pair_loss._team_held() <= before
+    team_keep(10**12, object())
+    assert team_held() <= before

@@ -64,28 +64,15 @@
 #define FM_TEAM_THREADS 0
 #endif
 
+#include "fm_team_job.h"
+
 #define FM_TEAM_MAX_HELPERS 63
 #define FM_TEAM_SLOTS 4
-#define FM_TEAM_CTX_BYTES 512
 /* Pause instructions a helper spins for the next job before it sleeps
  * (short: spinning helpers take time slices from the threads that work). */
 #define FM_TEAM_HELPER_SPIN 300
 
 enum { FM_CHUNK_WRITING = 1, FM_CHUNK_DONE = 2, FM_CHUNK_STOLEN = 3 };
-
-/* Compute chunk `chunk` into `scratch` (job.scratch_bytes bytes). */
-typedef void (*fm_team_compute_fn)(const void *ctx, int64_t chunk, void *scratch);
-/* Copy chunk `chunk`'s scratch to the job's outputs. */
-typedef void (*fm_team_publish_fn)(const void *ctx, int64_t chunk, const void *scratch);
-
-typedef struct {
-    fm_team_compute_fn compute;
-    fm_team_publish_fn publish;
-    const void *ctx;         /* copied into the team: at most FM_TEAM_CTX_BYTES */
-    size_t ctx_bytes;
-    int64_t n_chunks;        /* < 2^31 */
-    size_t scratch_bytes;
-} fm_team_job;
 
 typedef struct {
     _Atomic uint64_t gen;    /* 0: being rewritten or unused */

@@ -30,7 +30,7 @@ from fastmetric._core.minibatch_learner import (
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.params import reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
-from fastmetric._core.threads import single_threaded_blas
+from fastmetric._core.threads import single_threaded_blas, team_threads
 
 __all__ = ["DEFAULT_TOL", "SoftmaxNeighborsLearner"]
 
@@ -116,6 +116,9 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
             return self
         L0 = self._initial_components(X, labels)
         problem = SoftmaxNeighborsProblem(X, labels=labels, targets=targets)
+        # Under load the main pass runs on the team (the same result), at
+        # most one thread per group of rows.
+        problem.team_threads = min(team_threads(self.n_jobs), problem.n_groups)
         return self._fit_problem(X, problem, L0, n_threads)
 
     def _fit_problem(self, X, problem, L0, n_threads):

@@ -101,13 +101,16 @@ import numpy as np
 from cython.parallel cimport prange, parallel
 from libc.math cimport nextafterf, INFINITY
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memset
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
 
 from fastmetric.kernels.common cimport (
     floating, fm_axpy, gemm_rowmajor, omp_get_thread_num, sq_dist, sq_norm,
 )
 from fastmetric.kernels.smallgemm cimport gemm_atb
 from fastmetric.kernels.distances cimport transform_rows
+from fastmetric.kernels.team cimport fm_team_job, team_run
+from fastmetric.kernels.team import team_keep
 
 
 # Terms with D_ij - min_l D_il beyond this are below e^-50 of the largest.
@@ -195,39 +198,41 @@ cdef extern from "fastmetric/kernels/include/fm_softmax_neighbors.h" nogil:
     void fm_axpy_f(double *acc, double w, const float *x, Py_ssize_t d)
 
 
-cdef inline void candidate_sq_dists(const floating[:, ::1] Z, Py_ssize_t i, const int *idx,
-                                    Py_ssize_t cnt, double *out) noexcept nogil:
-    """out[t] = ||z_i - z_{idx[t]}||^2, four candidates at a time."""
-    cdef Py_ssize_t k = Z.shape[1], t = 0
-    cdef const floating *a = &Z[i, 0]
+cdef inline void _candidate_sq_dists(const floating *Z, Py_ssize_t k, Py_ssize_t i,
+                                     const int *idx, Py_ssize_t cnt,
+                                     double *out) noexcept nogil:
+    """out[t] = ||z_i - z_{idx[t]}||^2 (Z: rows of k), four candidates at a time."""
+    cdef Py_ssize_t t = 0
+    cdef const floating *a = Z + i * k
     while t + 4 <= cnt:
         if floating is double:
-            fm_sq_dist4_d(a, &Z[idx[t], 0], &Z[idx[t + 1], 0], &Z[idx[t + 2], 0],
-                          &Z[idx[t + 3], 0], k, out + t)
+            fm_sq_dist4_d(a, Z + idx[t] * k, Z + idx[t + 1] * k, Z + idx[t + 2] * k,
+                          Z + idx[t + 3] * k, k, out + t)
         else:
-            fm_sq_dist4_f(a, &Z[idx[t], 0], &Z[idx[t + 1], 0], &Z[idx[t + 2], 0],
-                          &Z[idx[t + 3], 0], k, out + t)
+            fm_sq_dist4_f(a, Z + idx[t] * k, Z + idx[t + 1] * k, Z + idx[t + 2] * k,
+                          Z + idx[t + 3] * k, k, out + t)
         t += 4
     while t < cnt:
-        out[t] = sq_dist(a, &Z[idx[t], 0], k)
+        out[t] = sq_dist(a, Z + idx[t] * k, k)
         t += 1
 
 
-cdef inline void weighted_row_sum(const floating[:, ::1] X, const int *idx, const double *w,
-                                  Py_ssize_t cnt, double *acc) noexcept nogil:
-    """acc = sum_t w[t] X[idx[t]] in float64, terms added in t order.
+cdef inline void _weighted_row_sum(const floating *X, Py_ssize_t d, const int *idx,
+                                   const double *w, Py_ssize_t cnt,
+                                   double *acc) noexcept nogil:
+    """acc = sum_t w[t] X[idx[t]] in float64 (X: rows of d), terms added in t order.
 
     The zero weights (pairs outside the window) are skipped; the others are
     taken four at a time.
     """
-    cdef Py_ssize_t d = X.shape[1], t, m = 0
+    cdef Py_ssize_t t, m = 0
     cdef double wb[4]
     cdef const floating *xb[4]
     memset(acc, 0, d * sizeof(double))
     for t in range(cnt):
         if w[t] != 0.0:
             wb[m] = w[t]
-            xb[m] = &X[idx[t], 0]
+            xb[m] = X + idx[t] * d
             m += 1
             if m == 4:
                 if floating is double:
@@ -245,29 +250,20 @@ cdef inline void weighted_row_sum(const floating[:, ::1] X, const int *idx, cons
 # --------------------------------------------------------------------------
 # one row: softmax over the candidates, weights
 # --------------------------------------------------------------------------
-cdef double row_softmax_weights(
+cdef inline double _row_softmax_weights(
     Py_ssize_t i,
     const int *idx,
     double *val,
     Py_ssize_t cnt,
-    const Py_ssize_t[::1] labels,
-    const double[::1] targets,
+    const Py_ssize_t *labels,
+    const double *targets,
     bint regression,
     double *col_sums,
     double *row_sum,
     Py_ssize_t *n_window,
     Py_ssize_t *nearest,
 ) noexcept nogil:
-    """Softmax of row i over its candidates and the weights W_ij.
-
-    On entry ``val[t]`` is D_ij for j = idx[t] (j != i, increasing); the
-    list holds every j with D_ij <= min_l D_il + WINDOW (it may hold more).
-    On return ``val[t]`` is W_ij (0 outside the window); the weights are
-    added to ``col_sums[j]``, their sum stored in ``row_sum[0]``, the
-    window's size in ``n_window[0]`` and the nearest j in ``nearest[0]``.
-    Returns the row's term of the objective: p_i (NCA) or (yhat_i - y_i)^2
-    (MLKR).
-    """
+    """:func:`row_softmax_weights` on raw pointers."""
     cdef Py_ssize_t t, j, nwin = 0, li = 0, arg = -1
     cdef double m = INFINITY, lim, e, s = 0.0, acc = 0.0, inv_s, p_i, pij, w
     cdef double rsum = 0.0, resid = 0.0
@@ -329,9 +325,37 @@ cdef double row_softmax_weights(
     return resid * resid if regression else p_i
 
 
+cdef double row_softmax_weights(
+    Py_ssize_t i,
+    const int *idx,
+    double *val,
+    Py_ssize_t cnt,
+    const Py_ssize_t[::1] labels,
+    const double[::1] targets,
+    bint regression,
+    double *col_sums,
+    double *row_sum,
+    Py_ssize_t *n_window,
+    Py_ssize_t *nearest,
+) noexcept nogil:
+    """Softmax of row i over its candidates and the weights W_ij.
+
+    On entry ``val[t]`` is D_ij for j = idx[t] (j != i, increasing); the
+    list holds every j with D_ij <= min_l D_il + WINDOW (it may hold more).
+    On return ``val[t]`` is W_ij (0 outside the window); the weights are
+    added to ``col_sums[j]``, their sum stored in ``row_sum[0]``, the
+    window's size in ``n_window[0]`` and the nearest j in ``nearest[0]``.
+    Returns the row's term of the objective: p_i (NCA) or (yhat_i - y_i)^2
+    (MLKR).
+    """
+    return _row_softmax_weights(i, idx, val, cnt, &labels[0], &targets[0], regression,
+                                col_sums, row_sum, n_window, nearest)
+
+
 cdef void _rows_of_A(
-    const floating[:, ::1] X,
-    Py_ssize_t start,
+    const floating *X,
+    Py_ssize_t n,
+    Py_ssize_t d,
     Py_ssize_t size,
     bint use_gemm,
     floating *dist_buf,
@@ -339,14 +363,15 @@ cdef void _rows_of_A(
     const double *val_buf,
     const Py_ssize_t *row_cnt,
     double *row_acc,
-    floating[:, ::1] A,
+    floating *A_rows,
 ) noexcept nogil:
-    """A[start + r] = sum_t val[r, t] X[idx[r, t]] for the rows of a chunk.
+    """Row r of ``A_rows`` (rows of d) = sum_t val[r, t] X[idx[r, t]] for
+    the ``size`` rows of a chunk (X: n rows of d).
 
     Either from the lists (few weights), or by scattering the weights into
     the zeroed chunk x n block and one GEMM (many weights).
     """
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], r, t, q
+    cdef Py_ssize_t r, t, q
     cdef const int *idx
     cdef const double *val
     cdef floating *row
@@ -360,18 +385,56 @@ cdef void _rows_of_A(
                 row[idx[t]] = <floating> val[t]
         gemm_rowmajor(False, False, <int> size, <int> d, <int> n,
                       <floating> 1.0, dist_buf, <int> n,
-                      &X[0, 0], <int> d,
-                      <floating> 0.0, &A[start, 0], <int> d)
+                      X, <int> d,
+                      <floating> 0.0, A_rows, <int> d)
         return
     for r in range(size):
-        weighted_row_sum(X, row_lists[r], val_buf + r * n, row_cnt[r], row_acc)
+        _weighted_row_sum(X, d, row_lists[r], val_buf + r * n, row_cnt[r], row_acc)
         for q in range(d):
-            A[start + r, q] = <floating> row_acc[q]
+            A_rows[r * d + q] = <floating> row_acc[q]
 
 
 # --------------------------------------------------------------------------
 # chunks of rows
 # --------------------------------------------------------------------------
+cdef void _scan_chunk_candidates(
+    const float *ZL,
+    const float *ZR,
+    Py_ssize_t n,
+    Py_ssize_t kk,
+    const double *z_sq_norms,
+    double margin_scale,
+    double z_sq_max,
+    double screen_scale,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    float *screen_buf,
+    int *index_buf,
+    const int **row_lists,
+    Py_ssize_t *row_cnt,
+) noexcept nogil:
+    """:func:`scan_chunk_candidates` on raw pointers (ZL, ZR: n rows of kk)."""
+    cdef Py_ssize_t size = stop - start, r, i, cnt
+    cdef float *row
+    cdef float lim
+    cdef double m
+    gemm_rowmajor(False, True, <int> size, <int> n, <int> kk,
+                  <float> 1.0, ZL + start * kk, <int> kk,
+                  ZR, <int> kk,
+                  <float> 0.0, screen_buf, <int> n)
+    for r in range(size):
+        i = start + r
+        row = screen_buf + r * n
+        row[i] = INFINITY          # p_ii = 0: the diagonal is never a candidate
+        m = _row_min(row, n)
+        lim = _float_at_least(m + screen_scale * (
+            WINDOW + margin_scale * (z_sq_norms[i] + z_sq_max)))
+        # (Two ranges: a threshold rounded up to infinity must not take i.)
+        cnt = _compact_below(row, 0, i, lim, index_buf + r * n, 0)
+        row_cnt[r] = _compact_below(row, i + 1, n, lim, index_buf + r * n, cnt)
+        row_lists[r] = index_buf + r * n
+
+
 cdef void scan_chunk_candidates(
     const float[:, ::1] ZL,
     const float[:, ::1] ZR,
@@ -394,26 +457,53 @@ cdef void scan_chunk_candidates(
     float32 away from overflow and underflow); ``z_sq_norms`` and
     ``z_sq_max`` are unscaled.
     """
-    cdef Py_ssize_t n = ZL.shape[0], kk = ZL.shape[1]
-    cdef Py_ssize_t size = stop - start, r, i, cnt
-    cdef float *row
-    cdef float lim
-    cdef double m
-    gemm_rowmajor(False, True, <int> size, <int> n, <int> kk,
-                  <float> 1.0, &ZL[start, 0], <int> kk,
-                  &ZR[0, 0], <int> kk,
-                  <float> 0.0, screen_buf, <int> n)
+    _scan_chunk_candidates(&ZL[0, 0], &ZR[0, 0], ZL.shape[0], ZL.shape[1], &z_sq_norms[0],
+                           margin_scale, z_sq_max, screen_scale, start, stop, screen_buf,
+                           index_buf, row_lists, row_cnt)
+
+
+cdef Py_ssize_t _chunk_from_candidates(
+    const floating *Z,
+    Py_ssize_t k,
+    const floating *X,
+    Py_ssize_t n,
+    Py_ssize_t d,
+    const Py_ssize_t *labels,
+    const double *targets,
+    bint regression,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    const int **row_lists,
+    const Py_ssize_t *row_cnt,
+    double *val_buf,
+    floating *dist_buf,
+    double *row_acc,
+    floating *A_rows,
+    double *row_sums,
+    double *col_sums,
+    Py_ssize_t *nearest,
+    double *loss_out,
+) noexcept nogil:
+    """:func:`chunk_from_candidates` on raw pointers: Z (n rows of k), X (n
+    rows of d); ``A_rows``, ``row_sums`` and ``nearest`` point at the
+    chunk's first row (the full arrays, or a team member's scratch)."""
+    cdef Py_ssize_t size = stop - start, r, i, nwin = 0, total = 0
+    cdef const int *idx
+    cdef double *val
+    cdef double loss = 0.0
     for r in range(size):
         i = start + r
-        row = screen_buf + r * n
-        row[i] = INFINITY          # p_ii = 0: the diagonal is never a candidate
-        m = _row_min(row, n)
-        lim = _float_at_least(m + screen_scale * (
-            WINDOW + margin_scale * (z_sq_norms[i] + z_sq_max)))
-        # (Two ranges: a threshold rounded up to infinity must not take i.)
-        cnt = _compact_below(row, 0, i, lim, index_buf + r * n, 0)
-        row_cnt[r] = _compact_below(row, i + 1, n, lim, index_buf + r * n, cnt)
-        row_lists[r] = index_buf + r * n
+        idx = row_lists[r]
+        val = val_buf + r * n
+        _candidate_sq_dists(Z, k, i, idx, row_cnt[r], val)
+        loss += _row_softmax_weights(i, idx, val, row_cnt[r], labels, targets, regression,
+                                     col_sums, &row_sums[r], &nwin, &nearest[r])
+        total += nwin
+    # The choice depends on the window (the data), not on the candidates.
+    _rows_of_A(X, n, d, size, total * SPARSE_RATIO > size * n, dist_buf, row_lists,
+               val_buf, row_cnt, row_acc, A_rows)
+    loss_out[0] = loss
+    return total
 
 
 cdef Py_ssize_t chunk_from_candidates(
@@ -445,24 +535,296 @@ cdef Py_ssize_t chunk_from_candidates(
     stores the chunk's sum of the row terms in ``loss_out[0]`` and returns
     the number of pairs inside the window.
     """
-    cdef Py_ssize_t n = Z.shape[0]
-    cdef Py_ssize_t size = stop - start, r, i, nwin = 0, total = 0
-    cdef const int *idx
-    cdef double *val
-    cdef double loss = 0.0
-    for r in range(size):
-        i = start + r
-        idx = row_lists[r]
-        val = val_buf + r * n
-        candidate_sq_dists(Z, i, idx, row_cnt[r], val)
-        loss += row_softmax_weights(i, idx, val, row_cnt[r], labels, targets, regression,
-                                    col_sums, &row_sums[i], &nwin, &nearest[i])
-        total += nwin
-    # The choice depends on the window (the data), not on the candidates.
-    _rows_of_A(X, start, size, total * SPARSE_RATIO > size * n, dist_buf, row_lists,
-               val_buf, row_cnt, row_acc, A)
-    loss_out[0] = loss
-    return total
+    return _chunk_from_candidates(&Z[0, 0], Z.shape[1], &X[0, 0], X.shape[0], X.shape[1],
+                                  &labels[0], &targets[0], regression, start, stop,
+                                  row_lists, row_cnt, val_buf, dist_buf, row_acc,
+                                  &A[start, 0], &row_sums[start], col_sums, &nearest[start],
+                                  loss_out)
+
+
+# --------------------------------------------------------------------------
+# groups of chunks: the pass, on OpenMP's threads or on the team
+# --------------------------------------------------------------------------
+cdef struct _SoftmaxPass:
+    # One pass's inputs, outputs and sizes.  Arrays of X's dtype are behind
+    # void pointers, so that one struct serves both dtypes (and can be copied
+    # into a team job's context).
+    const void *Z                   # n x k
+    const void *X                   # n x d
+    const float *ZL                 # n x kk (row strategy)
+    const float *ZR
+    const double *zn                # ||z_i||^2
+    const Py_ssize_t *labels
+    const double *targets
+    const Py_ssize_t *cand_offsets  # CSR of the tile strategy's candidates
+    const int *cand_index
+    Py_ssize_t n
+    Py_ssize_t d
+    Py_ssize_t k
+    Py_ssize_t kk
+    Py_ssize_t chunk_size
+    Py_ssize_t chunks_per_group
+    Py_ssize_t n_chunks
+    Py_ssize_t n_groups
+    bint regression
+    bint use_tiles
+    double screen_scale
+    double margin_scale
+    double z_sq_max
+    void *A                         # n x d, X's dtype
+    double *row_sums                # n
+    double *col_sums                # n_groups x n (zeroed by the caller)
+    double *chunk_loss              # n_chunks
+    Py_ssize_t *chunk_window        # n_chunks
+    Py_ssize_t *nearest             # n
+
+
+cdef struct _GroupBuffers:
+    # One thread's work buffers for the chunks of a group.
+    void *dist_buf                  # chunk_size x n, X's dtype
+    double *val_buf                 # chunk_size x n
+    float *screen_buf               # chunk_size x n (row strategy; else 1)
+    int *index_buf                  # chunk_size x n (row strategy; else 1)
+    const int **row_lists           # chunk_size
+    Py_ssize_t *row_cnt             # chunk_size
+    double *row_acc                 # d
+
+
+cdef struct _GroupOutputs:
+    # Where a group's results go, at its first row and chunk.
+    void *A
+    double *row_sums
+    Py_ssize_t *nearest
+    double *col_sums                # n
+    double *chunk_loss
+    Py_ssize_t *chunk_window
+
+
+cdef inline size_t _segment(size_t *offset, size_t bytes) noexcept nogil:
+    """Reserve ``bytes`` at ``offset[0]`` (64-byte aligned); its offset."""
+    cdef size_t at = offset[0]
+    offset[0] = at + ((bytes + 63) // 64) * 64
+    return at
+
+
+cdef size_t _carve(const _SoftmaxPass *sp, size_t itemsize, bint with_outputs, char *base,
+                   _GroupBuffers *buf, _GroupOutputs *out) noexcept nogil:
+    """Bytes of one thread's block: the work buffers and, ``with_outputs``
+    (a team member, which publishes a finished group at once), the group's
+    outputs.  With ``base``, points ``buf`` (and ``out``) into it.  The one
+    place that lays the block out."""
+    cdef size_t at = 0, rows = sp.chunks_per_group * sp.chunk_size
+    cdef size_t block = sp.chunk_size * sp.n
+    cdef size_t scan = 1 if sp.use_tiles else block
+    cdef size_t o_val = _segment(&at, block * sizeof(double))
+    cdef size_t o_acc = _segment(&at, sp.d * sizeof(double))
+    cdef size_t o_cnt = _segment(&at, sp.chunk_size * sizeof(Py_ssize_t))
+    cdef size_t o_lists = _segment(&at, sp.chunk_size * sizeof(int *))
+    cdef size_t o_dist = _segment(&at, block * itemsize)
+    cdef size_t o_index = _segment(&at, scan * sizeof(int))
+    cdef size_t o_screen = _segment(&at, scan * sizeof(float))
+    cdef size_t o_col = 0, o_rows = 0, o_loss = 0, o_near = 0, o_win = 0, o_A = 0
+    if with_outputs:
+        o_col = _segment(&at, sp.n * sizeof(double))
+        o_rows = _segment(&at, rows * sizeof(double))
+        o_loss = _segment(&at, sp.chunks_per_group * sizeof(double))
+        o_near = _segment(&at, rows * sizeof(Py_ssize_t))
+        o_win = _segment(&at, sp.chunks_per_group * sizeof(Py_ssize_t))
+        o_A = _segment(&at, rows * sp.d * itemsize)
+    if base != NULL:
+        buf.val_buf = <double *> (base + o_val)
+        buf.row_acc = <double *> (base + o_acc)
+        buf.row_cnt = <Py_ssize_t *> (base + o_cnt)
+        buf.row_lists = <const int **> (base + o_lists)
+        buf.dist_buf = base + o_dist
+        buf.index_buf = <int *> (base + o_index)
+        buf.screen_buf = <float *> (base + o_screen)
+        if with_outputs:
+            out.col_sums = <double *> (base + o_col)
+            out.row_sums = <double *> (base + o_rows)
+            out.chunk_loss = <double *> (base + o_loss)
+            out.nearest = <Py_ssize_t *> (base + o_near)
+            out.chunk_window = <Py_ssize_t *> (base + o_win)
+            out.A = base + o_A
+    return at
+
+
+cdef void _softmax_group(const _SoftmaxPass *sp, Py_ssize_t g, const _GroupBuffers *buf,
+                         const _GroupOutputs *out, floating *dtype_tag) noexcept nogil:
+    """The chunks of group g, in order: candidates, then
+    :func:`_chunk_from_candidates`, into ``out`` (whose ``col_sums`` the
+    chunks add to).  ``dtype_tag`` only selects X's dtype."""
+    cdef Py_ssize_t c0 = g * sp.chunks_per_group
+    cdef Py_ssize_t c_stop = min(c0 + sp.chunks_per_group, sp.n_chunks)
+    cdef Py_ssize_t g0 = c0 * sp.chunk_size, c, r, start, stop
+    for c in range(c0, c_stop):
+        start = c * sp.chunk_size
+        stop = min(start + sp.chunk_size, sp.n)
+        if sp.use_tiles:
+            for r in range(stop - start):
+                buf.row_lists[r] = sp.cand_index + sp.cand_offsets[start + r]
+                buf.row_cnt[r] = sp.cand_offsets[start + r + 1] - sp.cand_offsets[start + r]
+        else:
+            _scan_chunk_candidates(sp.ZL, sp.ZR, sp.n, sp.kk, sp.zn, sp.margin_scale,
+                                   sp.z_sq_max, sp.screen_scale, start, stop,
+                                   buf.screen_buf, buf.index_buf, buf.row_lists, buf.row_cnt)
+        out.chunk_window[c - c0] = _chunk_from_candidates(
+            <const floating *> sp.Z, sp.k, <const floating *> sp.X, sp.n, sp.d, sp.labels,
+            sp.targets, sp.regression, start, stop, buf.row_lists, buf.row_cnt, buf.val_buf,
+            <floating *> buf.dist_buf, buf.row_acc,
+            <floating *> out.A + (start - g0) * sp.d, out.row_sums + (start - g0),
+            out.col_sums, out.nearest + (start - g0), &out.chunk_loss[c - c0])
+
+
+cdef void _omp_group(const _SoftmaxPass *sp, Py_ssize_t g, char *block,
+                     floating *dtype_tag) noexcept nogil:
+    """Group g on an OpenMP thread whose buffers are ``block``: straight
+    into the pass's outputs."""
+    cdef _GroupBuffers buf
+    cdef _GroupOutputs out
+    cdef Py_ssize_t c0 = g * sp.chunks_per_group, g0 = c0 * sp.chunk_size
+    _carve(sp, sizeof(floating), False, block, &buf, &out)
+    out.A = <floating *> sp.A + g0 * sp.d
+    out.row_sums = sp.row_sums + g0
+    out.nearest = sp.nearest + g0
+    out.col_sums = sp.col_sums + g * sp.n
+    out.chunk_loss = sp.chunk_loss + c0
+    out.chunk_window = sp.chunk_window + c0
+    _softmax_group(sp, g, &buf, &out, dtype_tag)
+
+
+cdef int _softmax_pass_omp(const _SoftmaxPass *sp, int n_threads,
+                           floating *dtype_tag) noexcept nogil:
+    """Every group on OpenMP's threads (dynamically: a thread that the OS
+    preempts holds up one group, not a fixed share); 0 on success."""
+    cdef Py_ssize_t g
+    cdef int failed = 0
+    cdef char *block = NULL
+    cdef size_t block_bytes = _carve(sp, sizeof(floating), False, NULL, NULL, NULL)
+    with parallel(num_threads=n_threads):
+        block = <char *> malloc(block_bytes)
+        for g in prange(sp.n_groups, schedule='dynamic'):
+            if block == NULL:
+                failed += 1
+            else:
+                _omp_group(sp, g, block, dtype_tag)
+        free(block)
+    return -1 if failed else 0
+
+
+cdef void _team_compute(const void *ctx, int64_t g, void *scratch,
+                        floating *dtype_tag) noexcept nogil:
+    """A team member's group: into its own scratch (see :func:`_carve`)."""
+    cdef const _SoftmaxPass *sp = <const _SoftmaxPass *> ctx
+    cdef _GroupBuffers buf
+    cdef _GroupOutputs out
+    _carve(sp, sizeof(floating), True, <char *> scratch, &buf, &out)
+    memset(out.col_sums, 0, sp.n * sizeof(double))
+    _softmax_group(sp, g, &buf, &out, dtype_tag)
+
+
+cdef void _team_publish(const void *ctx, int64_t g, const void *scratch,
+                        floating *dtype_tag) noexcept nogil:
+    """Copy a finished group from the scratch to the pass's outputs."""
+    cdef const _SoftmaxPass *sp = <const _SoftmaxPass *> ctx
+    cdef _GroupBuffers buf
+    cdef _GroupOutputs out
+    cdef Py_ssize_t c0 = g * sp.chunks_per_group
+    cdef Py_ssize_t n_c = min(c0 + sp.chunks_per_group, sp.n_chunks) - c0
+    cdef Py_ssize_t g0 = c0 * sp.chunk_size
+    cdef Py_ssize_t rows = min(g0 + sp.chunks_per_group * sp.chunk_size, sp.n) - g0
+    _carve(sp, sizeof(floating), True, <char *> scratch, &buf, &out)
+    memcpy(<floating *> sp.A + g0 * sp.d, out.A, rows * sp.d * sizeof(floating))
+    memcpy(sp.row_sums + g0, out.row_sums, rows * sizeof(double))
+    memcpy(sp.nearest + g0, out.nearest, rows * sizeof(Py_ssize_t))
+    memcpy(sp.col_sums + g * sp.n, out.col_sums, sp.n * sizeof(double))
+    memcpy(sp.chunk_loss + c0, out.chunk_loss, n_c * sizeof(double))
+    memcpy(sp.chunk_window + c0, out.chunk_window, n_c * sizeof(Py_ssize_t))
+
+
+cdef void _team_compute_f64(const void *ctx, int64_t g, void *scratch) noexcept nogil:
+    _team_compute(ctx, g, scratch, <double *> NULL)
+
+
+cdef void _team_compute_f32(const void *ctx, int64_t g, void *scratch) noexcept nogil:
+    _team_compute(ctx, g, scratch, <float *> NULL)
+
+
+cdef void _team_publish_f64(const void *ctx, int64_t g, const void *scratch) noexcept nogil:
+    _team_publish(ctx, g, scratch, <double *> NULL)
+
+
+cdef void _team_publish_f32(const void *ctx, int64_t g, const void *scratch) noexcept nogil:
+    _team_publish(ctx, g, scratch, <float *> NULL)
+
+
+cdef int64_t _softmax_pass_team(const _SoftmaxPass *sp, int team_threads,
+                                floating *dtype_tag) noexcept nogil:
+    """Every group on fm_team.h's team (busy machines: the caller takes
+    over a late helper's group).  The job's generation (see team_run)."""
+    cdef fm_team_job job
+    job.compute = _team_compute_f32 if floating is float else _team_compute_f64
+    job.publish = _team_publish_f32 if floating is float else _team_publish_f64
+    job.ctx = sp
+    job.ctx_bytes = sizeof(_SoftmaxPass)
+    job.n_chunks = sp.n_groups
+    job.scratch_bytes = _carve(sp, sizeof(floating), True, NULL, NULL, NULL)
+    return team_run(&job, team_threads)
+
+
+cdef _SoftmaxPass _softmax_pass(
+    const floating[:, ::1] Z,
+    const float[:, ::1] ZL,
+    const float[:, ::1] ZR,
+    const double[::1] z_sq_norms,
+    const floating[:, ::1] X,
+    const Py_ssize_t[::1] labels,
+    const double[::1] targets,
+    const SoftmaxPassOptions *opts,
+    const Py_ssize_t[::1] cand_offsets,
+    const int[::1] cand_index,
+    floating[:, ::1] A,
+    double[::1] row_sums,
+    double[:, ::1] col_sums,
+    double[::1] chunk_loss,
+    Py_ssize_t[::1] chunk_window,
+    Py_ssize_t[::1] nearest,
+) noexcept nogil:
+    """The pass's struct from its arrays and options."""
+    cdef _SoftmaxPass sp
+    cdef Py_ssize_t i
+    sp.Z = &Z[0, 0]
+    sp.X = &X[0, 0]
+    sp.ZL = &ZL[0, 0]
+    sp.ZR = &ZR[0, 0]
+    sp.zn = &z_sq_norms[0]
+    sp.labels = &labels[0]
+    sp.targets = &targets[0]
+    sp.cand_offsets = &cand_offsets[0]
+    sp.cand_index = &cand_index[0]
+    sp.n = Z.shape[0]
+    sp.d = X.shape[1]
+    sp.k = Z.shape[1]
+    sp.kk = ZL.shape[1]
+    sp.chunk_size = opts.chunk_size
+    sp.chunks_per_group = opts.chunks_per_group
+    sp.n_chunks = (sp.n + sp.chunk_size - 1) // sp.chunk_size
+    sp.n_groups = (sp.n_chunks + sp.chunks_per_group - 1) // sp.chunks_per_group
+    sp.regression = opts.regression
+    sp.use_tiles = opts.use_tiles
+    sp.screen_scale = opts.screen_scale
+    sp.margin_scale = screening_margin_scale(sp.k)
+    sp.z_sq_max = 0.0
+    for i in range(sp.n):
+        if z_sq_norms[i] > sp.z_sq_max:
+            sp.z_sq_max = z_sq_norms[i]
+    sp.A = &A[0, 0]
+    sp.row_sums = &row_sums[0]
+    sp.col_sums = &col_sums[0, 0]
+    sp.chunk_loss = &chunk_loss[0]
+    sp.chunk_window = &chunk_window[0]
+    sp.nearest = &nearest[0]
+    return sp
 
 
 cdef int softmax_neighbors_pass(
@@ -498,65 +860,10 @@ cdef int softmax_neighbors_pass(
     are in ``opts`` (see SoftmaxPassOptions).  Returns -1 when a
     thread-local buffer cannot be allocated.
     """
-    cdef bint regression = opts.regression, use_tiles = opts.use_tiles
-    cdef double screen_scale = opts.screen_scale
-    cdef Py_ssize_t chunk_size = opts.chunk_size, chunks_per_group = opts.chunks_per_group
-    cdef Py_ssize_t n = Z.shape[0], d = X.shape[1], k = Z.shape[1]
-    cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
-    cdef Py_ssize_t n_groups = (n_chunks + chunks_per_group - 1) // chunks_per_group
-    cdef Py_ssize_t g, c, r, start, stop, c_stop
-    cdef int failed = 0
-    cdef double margin_scale = screening_margin_scale(k)
-    cdef double z_sq_max = 0.0
-    cdef floating *dist_buf = NULL
-    cdef float *screen_buf = NULL
-    cdef int *index_buf = NULL
-    cdef double *val_buf = NULL
-    cdef const int **row_lists = NULL
-    cdef Py_ssize_t *row_cnt = NULL
-    cdef double *row_acc = NULL
-    cdef Py_ssize_t scan_entries = 1 if use_tiles else chunk_size * n
-    for c in range(n):
-        if z_sq_norms[c] > z_sq_max:
-            z_sq_max = z_sq_norms[c]
-    with parallel(num_threads=n_threads):
-        dist_buf = <floating *> malloc(chunk_size * n * sizeof(floating))
-        val_buf = <double *> malloc(chunk_size * n * sizeof(double))
-        screen_buf = <float *> malloc(scan_entries * sizeof(float))
-        index_buf = <int *> malloc(scan_entries * sizeof(int))
-        row_lists = <const int **> malloc(chunk_size * sizeof(int *))
-        row_cnt = <Py_ssize_t *> malloc(chunk_size * sizeof(Py_ssize_t))
-        row_acc = <double *> malloc(d * sizeof(double))
-        for g in prange(n_groups, schedule='dynamic'):
-            if (dist_buf == NULL or screen_buf == NULL or index_buf == NULL
-                    or val_buf == NULL or row_lists == NULL or row_cnt == NULL
-                    or row_acc == NULL):
-                failed += 1
-            else:
-                c_stop = min((g + 1) * chunks_per_group, n_chunks)
-                for c in range(g * chunks_per_group, c_stop):
-                    start = c * chunk_size
-                    stop = min(start + chunk_size, n)
-                    if use_tiles:
-                        for r in range(stop - start):
-                            row_lists[r] = &cand_index[0] + cand_offsets[start + r]
-                            row_cnt[r] = cand_offsets[start + r + 1] - cand_offsets[start + r]
-                    else:
-                        scan_chunk_candidates(ZL, ZR, z_sq_norms, margin_scale, z_sq_max,
-                                              screen_scale, start, stop, screen_buf,
-                                              index_buf, row_lists, row_cnt)
-                    chunk_window[c] = chunk_from_candidates(
-                        Z, X, labels, targets, regression, start, stop, row_lists, row_cnt,
-                        val_buf, dist_buf, row_acc, A, row_sums, &col_sums[g, 0], nearest,
-                        &chunk_loss[c])
-        free(dist_buf)
-        free(val_buf)
-        free(screen_buf)
-        free(index_buf)
-        free(row_lists)
-        free(row_cnt)
-        free(row_acc)
-    return -1 if failed else 0
+    cdef _SoftmaxPass sp = _softmax_pass(Z, ZL, ZR, z_sq_norms, X, labels, targets, opts,
+                                         cand_offsets, cand_index, A, row_sums, col_sums,
+                                         chunk_loss, chunk_window, nearest)
+    return _softmax_pass_omp(&sp, n_threads, <floating *> NULL)
 
 
 # --------------------------------------------------------------------------
@@ -848,7 +1155,7 @@ def softmax_neighbors_evaluate(
         const double[::1] targets, bint regression, const floating[:, ::1] L,
         bint compute_gradient, Py_ssize_t[::1] nearest, bint try_tiles,
         Py_ssize_t tile, Py_ssize_t chunk_size, Py_ssize_t chunks_per_group,
-        int n_threads, ws):
+        int n_threads, ws, int team_threads=0):
     """One evaluation of NCA's or MLKR's objective (see the module docstring:
     the math, the window and the two strategies); returns (loss, H or None,
     pairs in the window, tiles used), with the gradient in L being 2 L H.
@@ -857,8 +1164,11 @@ def softmax_neighbors_evaluate(
     evaluation (the hints of the tile strategy, tried when ``try_tiles``);
     it is overwritten with the current ones.  ``ws`` holds the work arrays
     (the attributes of fastmetric._core.objectives.softmax_neighbors'
-    workspace).  Cost: O(n^2 k) for the distances (less with tiles), plus
-    O(n d^2) for the gradient.  BLAS must be single-threaded around the call.
+    workspace).  ``team_threads > 1`` runs the main pass (the groups of
+    chunks) on fm_team.h's team of that many threads instead of OpenMP's
+    ``n_threads`` (busy machines; the same result).  Cost: O(n^2 k) for the
+    distances (less with tiles), plus O(n d^2) for the gradient.  BLAS must
+    be single-threaded around the call.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = L.shape[0]
     cdef Py_ssize_t n_chunks = (n + chunk_size - 1) // chunk_size
@@ -891,6 +1201,7 @@ def softmax_neighbors_evaluate(
     with nogil:
         _fill_screening_points(Z, zn, s, ZL, ZR, n_threads)
         memset(&col_sums[0, 0], 0, col_sums.shape[0] * n * sizeof(double))
+    found = None
     if try_tiles:
         # t_i = u_i + WINDOW + margin_i, u_i the distance to the hint (see
         # the module docstring), scaled like ZL . ZR and rounded up to float32.
@@ -909,15 +1220,25 @@ def softmax_neighbors_evaluate(
     opts.use_tiles = use_tiles
     opts.chunk_size = chunk_size
     opts.chunks_per_group = chunks_per_group
+    cdef _SoftmaxPass sp
+    cdef int64_t generation = 0
     with nogil:
-        rc = softmax_neighbors_pass(Z, ZL, ZR, zn, X, labels, targets, &opts,
-                                    cand_offsets, cand_index, A, row_sums, col_sums,
-                                    chunk_loss, chunk_window, nearest, n_threads)
+        sp = _softmax_pass(Z, ZL, ZR, zn, X, labels, targets, &opts, cand_offsets,
+                           cand_index, A, row_sums, col_sums, chunk_loss, chunk_window,
+                           nearest)
+        if team_threads > 1:
+            generation = _softmax_pass_team(&sp, team_threads, <floating *> NULL)
+            rc = -1 if generation < 0 else 0
+        else:
+            rc = _softmax_pass_omp(&sp, n_threads, <floating *> NULL)
     if rc != 0:
         raise MemoryError(
             f"could not allocate the thread-local buffers ({chunk_size} x {n} entries "
             "per thread); lower chunk_size or n_jobs."
         )
+    if generation > 0:
+        # A helper that was off its core may still read the pass's inputs.
+        team_keep(generation, X, labels, targets, ws, found)
     for c in range(n_chunks):
         loss += chunk_loss[c]
     n_window = int(ws.chunk_window.sum())

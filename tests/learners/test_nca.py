@@ -102,6 +102,62 @@ def test_same_bits_for_any_thread_count(blobs, dtype_):
         assert_array_equal(g1, g2)
 
 
+@pytest.mark.parametrize("dtype_", [np.float64, np.float32])
+@pytest.mark.parametrize("regression", [False, True])   # NCA's and MLKR's pass
+@pytest.mark.parametrize("team_threads", [2, 3, 8])
+def test_team_gives_the_openmp_result(blobs, dtype_, regression, team_threads):
+    # fm_team.h's team (used under load) computes every group of rows as
+    # OpenMP does, whoever computes it: bitwise the same, job after job, by
+    # rows and by tiles.
+    from fastmetric.kernels.team import team_held
+
+    X, y = blobs
+    X = X.astype(dtype_)
+    target = dict(targets=X[:, 0] + 0.5 * y) if regression else dict(labels=y)
+    L = np.random.RandomState(6).randn(5, 5)
+    scales = (0.5, 8.0, 8.0, 8.0, 0.5)   # the 8.0s after the first by tiles
+    omp = SoftmaxNeighborsProblem(X, chunk_size=5, tile_size=16, **target)
+    ref = [omp.loss_grad(L * s, 1) for s in scales]
+    team = SoftmaxNeighborsProblem(X, chunk_size=5, tile_size=16, **target)
+    assert team.n_groups == 30
+    for _ in range(4):
+        strategies = []
+        for s, (loss, grad) in zip(scales, ref):
+            got_loss, got_grad = team.loss_grad(L * s, 1, team_threads=team_threads)
+            assert got_loss == loss
+            assert_array_equal(got_grad, grad)
+            strategies.append(team.used_tiles)
+        assert True in strategies and False in strategies
+    # What a late helper may read is kept only while one may read it.
+    assert team_held() <= 4
+
+
+def test_fit_runs_its_pass_on_the_team_under_load(blobs, monkeypatch):
+    # Beside busy processes the default n_jobs runs the main pass on the
+    # team; the fit is bitwise the one of a quiet machine.
+    from fastmetric._core import threads
+
+    X, y = blobs
+    quiet = NCA(max_iter=15, random_state=0).fit(X, y)
+    problems = []
+    original = SoftmaxNeighborsProblem.loss_grad
+
+    def spy(self, *args, **kwargs):
+        problems.append(self.team_threads)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(threads, "team_threads", lambda n_jobs=None: 3 if n_jobs is None else 0)
+    monkeypatch.setattr(SoftmaxNeighborsProblem, "loss_grad", spy)
+    import fastmetric._core.softmax_learner as softmax_learner
+    monkeypatch.setattr(softmax_learner, "team_threads", threads.team_threads)
+    busy = NCA(max_iter=15, random_state=0).fit(X, y)
+    assert problems and set(problems) == {3}
+    assert_array_equal(busy.components_, quiet.components_)
+    problems.clear()
+    NCA(max_iter=3, random_state=0, n_jobs=2).fit(X, y)   # an explicit n_jobs: OpenMP's
+    assert set(problems) == {0}
+
+
 def test_vectorised_exponential():
     from fastmetric.kernels.softmax_neighbors import _exp_window
 

@@ -90,6 +90,11 @@ class SoftmaxNeighborsProblem:
         Pairs inside the softmax window at the last evaluation.
     used_tiles : bool or None
         Whether the last evaluation found its candidates by tiles.
+    team_threads : int
+        Threads of fm_team.h's team for the main pass, 0 (the default) for
+        OpenMP's threads; a fit sets it from the machine's load
+        (:func:`fastmetric._core.threads.team_threads`).  The results do not
+        depend on it.
 
     Notes
     -----
@@ -130,6 +135,8 @@ class SoftmaxNeighborsProblem:
             n, X.dtype.itemsize)
         n_chunks = -(-n // self.chunk_size)
         self.chunks_per_group = -(-n_chunks // DEF_MAX_GROUPS)
+        # The work units of the main pass (each adds its own column sums).
+        self.n_groups = -(-n_chunks // self.chunks_per_group)
         self.tiles = bool(tiles)
         self.tile_size = int(tile_size) if tile_size else DEF_TILE
         self.n_samples = n
@@ -137,8 +144,9 @@ class SoftmaxNeighborsProblem:
         self._workspace = None
         self.n_window_pairs = None
         self.used_tiles = None
+        self.team_threads = 0
 
-    def loss_grad(self, L, n_threads=1, compute_gradient=True):
+    def loss_grad(self, L, n_threads=1, compute_gradient=True, team_threads=None):
         """Objective and its gradient in L.
 
         Parameters
@@ -146,6 +154,10 @@ class SoftmaxNeighborsProblem:
         L : ndarray of shape (n_components, n_features)
         n_threads : int, default=1
         compute_gradient : bool, default=True
+        team_threads : int, optional
+            Run the main pass on fm_team.h's team of this many threads (for
+            machines where other processes hold cores); default: the
+            problem's ``team_threads`` attribute.  The same result.
 
         Returns
         -------
@@ -170,12 +182,13 @@ class SoftmaxNeighborsProblem:
         if self._workspace is None or self._workspace.key != (k, self.dtype):
             n_chunks = -(-n // self.chunk_size)
             self._workspace = _Workspace(n, self.X.shape[1], k, self.dtype,
-                                         -(-n_chunks // self.chunks_per_group), n_chunks)
+                                         self.n_groups, n_chunks)
         with single_threaded_blas():
             loss, H, n_window, used = softmax_neighbors_evaluate(
                 self.X, self.labels, self.targets, self.regression, Lw,
                 compute_gradient, self._nearest, try_tiles, self.tile_size,
-                self.chunk_size, self.chunks_per_group, int(n_threads), self._workspace)
+                self.chunk_size, self.chunks_per_group, int(n_threads), self._workspace,
+                int(self.team_threads if team_threads is None else team_threads))
             self.n_window_pairs = n_window
             self.used_tiles = bool(used)
             if H is None:

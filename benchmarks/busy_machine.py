@@ -169,13 +169,19 @@ def stop_busy(procs):
 
 class ThreadRecorder:
     """The most threads that fastmetric's default (``n_jobs=None``) chose
-    during a call: wraps ``threads_for_load``, which every default thread
-    count goes through (a kernel call may then cap it further by its work)."""
+    during a call: OpenMP's (``most``), through ``threads_for_load``, which
+    every default OpenMP thread count goes through (a kernel call may then
+    cap it further by its work), and fm_team.h's team's (``most_team``,
+    0 when no pass ran on it), from the problems whose passes run on the
+    team (the threads of each evaluation that did)."""
 
     def __init__(self):
         from fastmetric._core import threads
+        from fastmetric._core.objectives.pair_loss import PairLossProblem
+        from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 
         self.most = 0
+        self.most_team = 0
         original = threads.threads_for_load
 
         def recorded(*args, **kwargs):
@@ -184,6 +190,27 @@ class ThreadRecorder:
             return n
 
         threads.threads_for_load = recorded
+        for problem in (PairLossProblem, SoftmaxNeighborsProblem):
+            self._watch_team(problem)
+
+    def _watch_team(self, problem):
+        original = problem.loss_grad
+
+        def loss_grad(obj, *args, team_threads=None, **kwargs):
+            n = obj.team_threads if team_threads is None else team_threads
+            if n > 1:
+                self.most_team = max(self.most_team, n)
+            return original(obj, *args, team_threads=team_threads, **kwargs)
+
+        problem.loss_grad = loss_grad
+
+    def reset(self):
+        self.most = 0
+        self.most_team = 0
+
+    def chosen(self):
+        """(OpenMP's most threads, the team's most threads) of the call."""
+        return self.most, self.most_team
 
 
 def run(case_list, repeats, settings, quiet_realtime):
@@ -218,12 +245,12 @@ def run(case_list, repeats, settings, quiet_realtime):
                     # host), and would land on whichever setting came first.
                     fn(order[0])
                     for n_jobs in order:
-                        recorder.most = 0
+                        recorder.reset()
                         t = fn(n_jobs)
                         if r:
                             times.setdefault((name, load, n_jobs), []).append(t)
                             if n_jobs is None:
-                                used.setdefault((name, load), set()).add(recorder.most)
+                                used.setdefault((name, load), set()).add(recorder.chosen())
                 threads.setdefault(load, []).append(effective_n_threads(None))
             finally:
                 if realtime:
@@ -244,7 +271,8 @@ SAME_FIT_NOISE = 1.05
 
 
 def threads_text(counts):
-    return "/".join(str(n) for n in sorted(counts))
+    """'2', '1/2', or '1 (team 3)': the (OpenMP, team) thread counts chosen."""
+    return "/".join(f"{n} (team {team})" if team else str(n) for n, team in sorted(counts))
 
 
 def report(case_list, times, used, markdown):
@@ -264,7 +292,7 @@ def report(case_list, times, used, markdown):
         paired = [t / t1 for t, t1 in zip(times[(name, 1, None)], times[(name, 1, 1)])]
         vs1 = statistics.median(paired)
         s2 = med[(2, None)] / quiet
-        same_fit = used[(name, 1)] == {1}
+        same_fit = used[(name, 1)] == {(1, 0)}
         not_slower = vs1 <= 1.0 or (same_fit and vs1 <= SAME_FIT_NOISE)
         met = s1 <= GOAL_ONE_BUSY and not_slower and s2 <= GOAL_TWO_BUSY
         n_met += met
@@ -281,7 +309,7 @@ def report(case_list, times, used, markdown):
           f"default / n_jobs=1 <= 1 under 1 busy, 2 busy / quiet <= {GOAL_TWO_BUSY}; medians; "
           "default / n_jobs=1 is the median (min-max) of the repeats' ratios, the two calls "
           "of a repeat timed back to back).  "
-          "'same fit': under 1 busy the default chose 1 thread in every repeat, i.e. ran the "
+          "'same fit': under 1 busy the default chose 1 thread and no team in every repeat, i.e. ran the "
           f"n_jobs=1 fit; its ratio to n_jobs=1 is noise and counts as not slower up to "
           f"{SAME_FIT_NOISE}.")
 

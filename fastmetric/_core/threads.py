@@ -208,9 +208,12 @@ def threads_for_work(n_threads, n_items, min_items_per_thread):
 # Shortest window (seconds) over which the busy time is measured: /proc/stat
 # counts in clock ticks (10 ms), so shorter windows are mostly rounding.
 LOAD_WINDOW = 0.25
-# Shortest time (seconds) between two samples of the runnable threads (a
-# sample costs about 25 us).
-RUNNABLE_GAP = 0.005
+# Shortest time (seconds) between two samples of the runnable threads.  A
+# sample costs 20-70 us on a quiet machine and up to 0.4 ms beside busy
+# processes (it reads /proc/loadavg and each of our threads' stat); with a
+# gap of 5 ms, back-to-back kernel calls of 6 ms (pairwise distances of
+# 2,000 x 500 points) beside one busy process paid 8 % for it.
+RUNNABLE_GAP = 0.02
 # Cores' worth of others' load at or above which a core counts as theirs
 # (rounding half up).
 BUSY_CORE_CUT = 0.5

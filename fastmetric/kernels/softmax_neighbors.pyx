@@ -95,6 +95,12 @@ The exponential is our own (Cody-Waite reduction, Taylor polynomial of
 degree 13; within 1 ulp of libm's on [-50, 0] in our tests) because
 libm's is a call per element.  Chunk groups and tiles go to the threads
 dynamically; what a group or tile computes does not depend on the thread.
+On a busy machine the groups can run on fm_team.h's team instead of
+OpenMP's threads (``team_threads``): each group is computed into the
+computing thread's own block (:func:`_carve` lays out its buffers and
+outputs) and then copied to the outputs, so a group that the caller takes
+over from a late helper gives the same values; the inputs a late helper
+may still read are kept until the team releases the job.
 """
 import numpy as np
 

@@ -5,6 +5,9 @@ Python, a kernel hands what a finished job's context pointed to
 (arrays that a helper late in that job may still read) to
 :func:`team_keep`, which holds them until no helper can read them.
 """
+import atexit
+import time
+
 from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "fastmetric/kernels/include/fm_team.h" nogil:
@@ -46,3 +49,20 @@ def team_keep(generation, *objects):
 def team_held():
     """How many jobs' inputs are still kept for late helpers."""
     return len(_HELD)
+
+
+def _release_at_exit(timeout=1.0):
+    """Wait, at most ``timeout`` seconds, until no helper can read what the
+    jobs kept (the interpreter frees it on the way out; a helper that the
+    scheduler kept off its core finishes its dropped chunk within a time
+    slice once it runs).  True when nothing is kept any more."""
+    global _HELD
+    deadline = time.monotonic() + timeout
+    while True:
+        _HELD = [(g, objs) for g, objs in _HELD if not team_released(g)]
+        if not _HELD or time.monotonic() >= deadline:
+            return not _HELD
+        time.sleep(0.001)
+
+
+atexit.register(_release_at_exit)

@@ -315,3 +315,16 @@ def test_team_keeps_nothing_for_a_job_run_alone_or_released():
     # No helper is inside any job now: every generation is released.
     team_keep(10**12, object())
     assert team_held() <= before
+
+
+def test_team_releases_what_it_kept_before_the_interpreter_exits(large_problem):
+    # At exit the team waits (boundedly) until no late helper can read the
+    # inputs that jobs kept, which the interpreter then frees.
+    from fastmetric.kernels import team
+
+    X, pairs, y, L, w = large_problem
+    prob = PairLossProblem(X, pairs[:, 0], pairs[:, 1], y, w, chunk_size=16)
+    for _ in range(10):
+        prob.loss_grad(L, 0.5, n_threads=1, team_threads=8)
+    assert team._release_at_exit(timeout=10.0)
+    assert team.team_held() == 0

@@ -41,21 +41,24 @@ import os as _os
 # the cores it takes their time slices from the threads that have work (and
 # from the main thread between kernel calls): at a load average of 15 on 2
 # cores, NCA on breast cancer took 2.5 s with 2 threads against 0.12 s with
-# 1.  3,000 pauses (about 30 us) cost little of the quiet speed: with the
-# process at real-time priority (as on an idle machine), NCA on breast
-# cancer and digits stayed within noise of the default, LDML_Supervised and
-# LMNN were 5-15 % slower (LMNN on digits 0.29 s against 0.26 s), where 0
-# and 1,000 lost 10-40 % on the small fits, whose parallel regions often
-# follow each other within microseconds.  And a waiting thread sleeps well
-# within a time slice: under load NCA on breast cancer took 0.14 s with
-# 1,000, 0.15 s with 3,000, 0.24 s with 10,000 and 2.8 s with the default.
+# 1 (before the default thread count followed the load).  Too short a spin
+# costs quiet speed, since the small fits' parallel regions often follow
+# each other within microseconds: 0 and 1,000 pauses lost 10-40 %, 3,000
+# (about 30 us) 5-17 % on LDML_Supervised, LMNN and NCA on breast cancer and
+# LDML_Supervised and LMNN on digits, against 30,000 or the default
+# (alternating processes, quiet, 2026-12-06).  30,000 (about 0.3 ms) was as
+# fast as the default quiet on every fit timed, and beside one or two busy
+# processes benchmarks/busy_machine.py met the same goals with it as with
+# 3,000: under load the default runs one thread, fm_team.h's team (whose
+# helpers spin 300 pauses), or more threads than CPUs, where libgomp cuts
+# every spin to 100 pauses by itself.
 # libgomp reads the variable once, when it is loaded, so it is set here,
 # before any kernel module loads libgomp, and only when the user has set
 # neither it nor OMP_WAIT_POLICY (their choice stands).  It stays in the
 # environment: child processes and a libgomp loaded later inherit it.
 # (scikit-learn's own libgomp, used by the k-means of ClusterLDML, is loaded
 # earlier, by the scikit-learn imports, and keeps its default.)
-SHORT_SPINCOUNT = "3000"
+SHORT_SPINCOUNT = "30000"
 
 
 def _libgomp_loaded(maps_path="/proc/self/maps"):

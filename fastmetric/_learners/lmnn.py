@@ -62,7 +62,12 @@ from fastmetric._core.objectives.neighbor_batches import (
 )
 from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_halving_descent, minimize_lbfgs
-from fastmetric._core.threads import effective_n_threads, multiply_adds, single_threaded_blas
+from fastmetric._core.threads import (
+    effective_n_threads,
+    multiply_adds,
+    single_threaded_blas,
+    team_threads,
+)
 
 __all__ = ["LMNN"]
 
@@ -298,6 +303,8 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
             problem = lmnn_problem(X, y_enc, classes.shape[0], per_class,
                                    int(self.n_neighbors), L0, float(self.regularization),
                                    n_threads)
+            # Under load the impostor search runs on the team (the same result).
+            problem.team_threads = team_threads(self.n_jobs)
             result = self._solve(problem, L0)
             # Active triplets at the returned map (the solver's last
             # evaluation may have been a rejected trial point).

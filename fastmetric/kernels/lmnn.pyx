@@ -47,7 +47,8 @@ import numpy as np
 from cython.parallel cimport prange, parallel
 from libc.math cimport INFINITY
 from libc.stdlib cimport malloc, free, realloc
-from libc.string cimport memset
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
 from libc.limits cimport INT_MAX
 
 from fastmetric.kernels.common cimport (
@@ -55,6 +56,8 @@ from fastmetric.kernels.common cimport (
 )
 from fastmetric.kernels.smallgemm cimport gemm_atb
 from fastmetric.kernels.distances cimport transform_rows
+from fastmetric.kernels.team cimport fm_team_job, team_run
+from fastmetric.kernels.team import team_keep
 
 
 cdef extern from "fastmetric/kernels/include/fm_lmnn.h" nogil:
@@ -192,25 +195,98 @@ cdef void target_neighbors(
 # ---------------------------------------------------------------------------
 # Impostor (candidate pair) search
 # ---------------------------------------------------------------------------
-cdef inline int _push_pair(PairBuffer *out, int a, int b) noexcept nogil:
+cdef enum:
+    # What a row block of the impostor search ended with.
+    SEARCH_DONE = 0
+    SEARCH_OVER_BUDGET = 1        # the shared pair count passed the budget
+    SEARCH_NO_MEMORY = 2
+    SEARCH_BLOCK_FULL = 3         # a fixed buffer (a team member's) is full
+
+
+cdef inline int _push_pair(PairBuffer *out, int a, int b, bint can_grow) noexcept nogil:
+    """Append (a, b); grow the buffer when full if ``can_grow``.  0, or
+    SEARCH_NO_MEMORY / SEARCH_BLOCK_FULL."""
     cdef Py_ssize_t cap
     cdef int *na
     cdef int *nb
     if out.size == out.capacity:
+        if not can_grow:
+            return SEARCH_BLOCK_FULL
         cap = 1024 if out.capacity == 0 else 2 * out.capacity
         na = <int *> realloc(out.a, cap * sizeof(int))
         if na == NULL:
-            return 1
+            return SEARCH_NO_MEMORY
         out.a = na
         nb = <int *> realloc(out.b, cap * sizeof(int))
         if nb == NULL:
-            return 1
+            return SEARCH_NO_MEMORY
         out.b = nb
         out.capacity = cap
     out.a[out.size] = a
     out.b[out.size] = b
     out.size += 1
     return 0
+
+
+cdef int _search_rows(
+    const floating *Z,
+    Py_ssize_t n,
+    Py_ssize_t k,
+    const double *sq_norms,
+    const Py_ssize_t *class_end,
+    const double *rho,
+    double tol_rel,
+    double tol_thr,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    Py_ssize_t col_chunk,
+    floating *gemm_buf,
+    PairBuffer *out,
+    bint can_grow,
+    long long *global_count,
+    long long budget,
+) noexcept nogil:
+    """:func:`search_row_block` on raw pointers (Z: n rows of k); with
+    ``can_grow`` false, ``out`` is a fixed buffer and a block with more pairs
+    than it holds ends with SEARCH_BLOCK_FULL."""
+    cdef Py_ssize_t rows = stop - start
+    cdef Py_ssize_t c0, w, i, j, j0, counted = 0
+    cdef double ri, ni, thr, g
+    cdef floating *row
+    cdef int st
+    if class_end[start] >= n:
+        return SEARCH_DONE
+    c0 = class_end[start]
+    while c0 < n:
+        # gemm_buf (rows x w) = -2 Z[start:stop] Z[c0:c0 + w]^T: with the
+        # squared norms, the GEMM expansion of the block's squared distances.
+        w = min(col_chunk, n - c0)
+        gemm_rowmajor(False, True, <int> rows, <int> w, <int> k,
+                      <floating> -2.0, Z + start * k, <int> k, Z + c0 * k, <int> k,
+                      <floating> 0.0, gemm_buf, <int> w)
+        for i in range(start, stop):
+            j0 = max(c0, class_end[i])
+            ri = rho[i]
+            ni = sq_norms[i]
+            row = gemm_buf + (i - start) * w - c0
+            for j in range(j0, c0 + w):
+                thr = ri if ri > rho[j] else rho[j]
+                if thr < 0:
+                    continue
+                g = <double> row[j] + ni + sq_norms[j]
+                if g < thr * (1.0 + tol_thr) + tol_rel * (ni + sq_norms[j]):
+                    st = _push_pair(out, <int> i, <int> j, can_grow)
+                    if st:
+                        return st
+        if out.size > counted:
+            # Shared running total: stop early once the budget is exceeded.
+            # It exceeds the budget at some point iff the full search would,
+            # so the outcome does not depend on the thread schedule.
+            if fm_lmnn_atomic_add(global_count, out.size - counted) > budget:
+                return SEARCH_OVER_BUDGET
+            counted = out.size
+        c0 += w
+    return SEARCH_DONE
 
 
 cdef int search_row_block(
@@ -239,37 +315,90 @@ cdef int search_row_block(
     Returns 0, 1 when the shared pair count exceeds ``budget`` (the search
     is abandoned), or 2 when memory runs out.
     """
-    cdef Py_ssize_t n = Z.shape[0], rows = stop - start
-    cdef Py_ssize_t c0, w, i, j, j0, counted = 0
-    cdef double ri, ni, thr, g
-    cdef floating *row
-    if class_end[start] >= n:
-        return 0
-    c0 = class_end[start]
-    while c0 < n:
-        w = _minus_two_gram(Z, start, rows, c0, n, col_chunk, gemm_buf)
-        for i in range(start, stop):
-            j0 = max(c0, class_end[i])
-            ri = rho[i]
-            ni = sq_norms[i]
-            row = gemm_buf + (i - start) * w - c0
-            for j in range(j0, c0 + w):
-                thr = ri if ri > rho[j] else rho[j]
-                if thr < 0:
-                    continue
-                g = <double> row[j] + ni + sq_norms[j]
-                if g < thr * (1.0 + tol_thr) + tol_rel * (ni + sq_norms[j]):
-                    if _push_pair(out, <int> i, <int> j):
-                        return 2
-        if out.size > counted:
-            # Shared running total: stop early once the budget is exceeded.
-            # It exceeds the budget at some point iff the full search would,
-            # so the outcome does not depend on the thread schedule.
-            if fm_lmnn_atomic_add(global_count, out.size - counted) > budget:
-                return 1
-            counted = out.size
-        c0 += w
-    return 0
+    return _search_rows(&Z[0, 0], Z.shape[0], Z.shape[1], &sq_norms[0], &class_end[0],
+                        &rho[0], tol_rel, tol_thr, start, stop, col_chunk, gemm_buf, out,
+                        True, global_count, budget)
+
+
+# The search on fm_team.h's team (busy machines).  A team member computes a
+# row block into its own scratch, a fixed buffer of ``capacity`` pairs (its
+# length is known only at the end); publishing copies the pairs into the
+# block's own PairBuffer.  A block with more pairs than that is searched
+# again by the caller after the job, with a growable buffer.  The budget is
+# counted per block in the team (the total is checked after the job, as on
+# OpenMP's threads), since a late helper must not write to shared state.
+cdef struct _SearchJob:
+    const float *Z                  # n x k, float32
+    Py_ssize_t n
+    Py_ssize_t k
+    const double *sq_norms
+    const Py_ssize_t *class_end
+    const double *rho
+    double tol_rel
+    double tol_thr
+    long long budget
+    Py_ssize_t capacity             # pairs a team member's scratch holds
+    PairBuffer *bufs                # outputs: one per row block
+    int *block_status
+
+
+cdef struct _SearchScratch:
+    PairBuffer pairs
+    long long counted
+    int status
+
+
+cdef inline size_t _search_gemm_offset() noexcept nogil:
+    return ((sizeof(_SearchScratch) + 63) // 64) * 64
+
+
+cdef inline size_t _search_pairs_offset() noexcept nogil:
+    return _search_gemm_offset() + DEF_ROW_BLOCK * DEF_COL_CHUNK * sizeof(float)
+
+
+cdef size_t _search_scratch_bytes(Py_ssize_t capacity) noexcept nogil:
+    return _search_pairs_offset() + 2 * capacity * sizeof(int)
+
+
+cdef void _search_compute(const void *ctx, int64_t r, void *scratch) noexcept nogil:
+    cdef const _SearchJob *job = <const _SearchJob *> ctx
+    cdef _SearchScratch *head = <_SearchScratch *> scratch
+    cdef char *base = <char *> scratch
+    cdef Py_ssize_t start = r * DEF_ROW_BLOCK
+    cdef Py_ssize_t stop = min(start + DEF_ROW_BLOCK, job.n)
+    head.pairs.a = <int *> (base + _search_pairs_offset())
+    head.pairs.b = head.pairs.a + job.capacity
+    head.pairs.size = 0
+    head.pairs.capacity = job.capacity
+    head.counted = 0
+    head.status = _search_rows(job.Z, job.n, job.k, job.sq_norms, job.class_end, job.rho,
+                               job.tol_rel, job.tol_thr, start, stop, DEF_COL_CHUNK,
+                               <float *> (base + _search_gemm_offset()), &head.pairs, False,
+                               &head.counted, job.budget)
+
+
+cdef void _search_publish(const void *ctx, int64_t r, const void *scratch) noexcept nogil:
+    cdef const _SearchJob *job = <const _SearchJob *> ctx
+    cdef const _SearchScratch *head = <const _SearchScratch *> scratch
+    cdef Py_ssize_t size = head.pairs.size
+    cdef int status = head.status
+    cdef int *a
+    cdef int *b
+    if status == SEARCH_DONE and size > 0:
+        a = <int *> malloc(size * sizeof(int))
+        b = <int *> malloc(size * sizeof(int))
+        if a == NULL or b == NULL:
+            free(a)
+            free(b)
+            status = SEARCH_NO_MEMORY
+        else:
+            memcpy(a, head.pairs.a, size * sizeof(int))
+            memcpy(b, head.pairs.b, size * sizeof(int))
+            job.bufs[r].a = a
+            job.bufs[r].b = b
+            job.bufs[r].size = size
+            job.bufs[r].capacity = size
+    job.block_status[r] = status
 
 
 # ---------------------------------------------------------------------------
@@ -811,7 +940,8 @@ def _target_neighbors(const floating[:, ::1] Z, const Py_ssize_t[::1] class_ptr,
 
 
 def _search(const float[:, ::1] Z, const Py_ssize_t[::1] class_end,
-            const double[::1] rho, long long budget, int n_threads):
+            const double[::1] rho, long long budget, int n_threads, int team_threads=0,
+            Py_ssize_t team_capacity=0):
     """Candidate pairs {a, b} of different classes with D_ab < max(rho_a, rho_b).
 
     ``Z`` is the embedding, centred and rounded to float32 by the caller:
@@ -822,7 +952,11 @@ def _search(const float[:, ::1] Z, const Py_ssize_t[::1] class_end,
     Returns ``(offsets, other, status)``: the per-point lists of the other
     ends (CSR: the points paired with u are ``other[offsets[u]:offsets[u +
     1]]``, in increasing order), and status 0 (done), 1 (more than
-    ``budget`` pairs: empty lists) or 2 (out of memory).
+    ``budget`` pairs: empty lists) or 2 (out of memory).  ``team_threads >
+    1`` searches the row blocks on fm_team.h's team of that many threads
+    instead of OpenMP's ``n_threads`` (busy machines; the same result);
+    ``team_capacity`` (default 2^18) is the most pairs of a row block that a
+    team member holds (a test hook: fuller blocks are searched again).
     """
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1]
     cdef Py_ssize_t n_blocks = (n + DEF_ROW_BLOCK - 1) // DEF_ROW_BLOCK
@@ -846,21 +980,71 @@ def _search(const float[:, ::1] Z, const Py_ssize_t[::1] class_end,
         raise MemoryError("LMNN: cannot allocate the impostor search buffers.")
     cdef int[::1] block_status = np.zeros(max(n_blocks, 1), dtype=np.intc)
     memset(bufs, 0, max(n_blocks, 1) * sizeof(PairBuffer))
+    cdef _SearchJob sjob
+    cdef fm_team_job job
+    cdef int64_t generation
+    cdef float *serial_buf = NULL
     try:
-        with nogil, parallel(num_threads=n_threads):
-            buf = <float *> malloc(DEF_ROW_BLOCK * DEF_COL_CHUNK * sizeof(float))
-            # Blocks of the triangle have unequal work: dynamic schedule.  Each
-            # block fills its own buffer, so the result does not depend on it.
-            for r in prange(n_blocks, schedule='dynamic'):
-                if buf == NULL:
-                    block_status[r] = 2
-                    continue
-                start = r * DEF_ROW_BLOCK
-                stop = min(start + DEF_ROW_BLOCK, n)
-                block_status[r] = search_row_block(Z, sq_norms, class_end, rho, tol_rel,
-                                                   tol_thr, start, stop, DEF_COL_CHUNK,
-                                                   buf, &bufs[r], &counter, budget)
-            free(buf)
+        if team_threads > 1 and n_blocks > 1:
+            sjob.Z = &Z[0, 0]
+            sjob.n = n
+            sjob.k = k
+            sjob.sq_norms = &sq_norms[0]
+            sjob.class_end = &class_end[0]
+            sjob.rho = &rho[0]
+            sjob.tol_rel = tol_rel
+            sjob.tol_thr = tol_thr
+            sjob.budget = budget
+            # A block of rows pairs with at most every point; beyond 2^18
+            # pairs (2 MB) the caller searches the block again itself.
+            sjob.capacity = min(<Py_ssize_t> DEF_ROW_BLOCK * n,
+                                team_capacity if team_capacity > 0 else <Py_ssize_t> 1 << 18)
+            sjob.bufs = bufs
+            sjob.block_status = &block_status[0]
+            job.compute = _search_compute
+            job.publish = _search_publish
+            job.ctx = &sjob
+            job.ctx_bytes = sizeof(_SearchJob)
+            job.n_chunks = n_blocks
+            job.scratch_bytes = _search_scratch_bytes(sjob.capacity)
+            with nogil:
+                generation = team_run(&job, team_threads)
+            if generation < 0:
+                raise MemoryError("LMNN: cannot allocate the team's search buffers.")
+            # A helper that was off its core may still read the inputs.
+            team_keep(generation, Z, sq, class_end, rho)
+            with nogil:
+                for r in range(n_blocks):
+                    if block_status[r] != SEARCH_BLOCK_FULL:
+                        continue
+                    if serial_buf == NULL:
+                        serial_buf = <float *> malloc(
+                            DEF_ROW_BLOCK * DEF_COL_CHUNK * sizeof(float))
+                    if serial_buf == NULL:
+                        block_status[r] = SEARCH_NO_MEMORY
+                        continue
+                    start = r * DEF_ROW_BLOCK
+                    stop = min(start + DEF_ROW_BLOCK, n)
+                    block_status[r] = search_row_block(Z, sq_norms, class_end, rho, tol_rel,
+                                                       tol_thr, start, stop, DEF_COL_CHUNK,
+                                                       serial_buf, &bufs[r], &counter, budget)
+                free(serial_buf)
+        else:
+            with nogil, parallel(num_threads=n_threads):
+                buf = <float *> malloc(DEF_ROW_BLOCK * DEF_COL_CHUNK * sizeof(float))
+                # Blocks of the triangle have unequal work: dynamic schedule.
+                # Each block fills its own buffer, so the result does not
+                # depend on it.
+                for r in prange(n_blocks, schedule='dynamic'):
+                    if buf == NULL:
+                        block_status[r] = SEARCH_NO_MEMORY
+                        continue
+                    start = r * DEF_ROW_BLOCK
+                    stop = min(start + DEF_ROW_BLOCK, n)
+                    block_status[r] = search_row_block(Z, sq_norms, class_end, rho, tol_rel,
+                                                       tol_thr, start, stop, DEF_COL_CHUNK,
+                                                       buf, &bufs[r], &counter, budget)
+                free(buf)
         for r in range(n_blocks):
             st = block_status[r]
             if st > status:

@@ -151,6 +151,9 @@ class LMNNProblem:
         self.tin = _incoming_targets(self.targets, self.n_targets)
         self.mu = float(mu)
         self.n_threads = int(n_threads)
+        # Threads of fm_team.h's team for the impostor search (0: OpenMP's);
+        # a fit sets it from the machine's load.  The same result.
+        self.team_threads = 0
         self.pair_budget = int(pair_budget)
         K = self.targets.shape[1]
         self.Dt = np.empty((n, K), dtype=np.float64)
@@ -357,7 +360,8 @@ class LMNNProblem:
             offsets, other, status = _search(Z32, self.class_end,
                                              np.ascontiguousarray(rho_sq),
                                              self.pair_budget,
-                                             self._threads(self.n_cross * Z.shape[1]))
+                                             self._threads(self.n_cross * Z.shape[1]),
+                                             self.team_threads)
             if status == 0:
                 break
             if status == 2:

@@ -305,3 +305,55 @@ def test_float32_objective_agrees_with_float64(dtype):
     p32, *_ = sorted_problem(X.astype(np.float32), y)
     p64, *_ = sorted_problem(X.astype(np.float64), y)
     assert_allclose(p32.loss_grad(L)[0], p64.loss_grad(L)[0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("team_threads", [2, 3, 8])
+@pytest.mark.parametrize("capacity", [0, 40])   # 40 pairs: most blocks searched again
+def test_search_on_the_team_gives_the_openmp_result(team_threads, capacity):
+    # fm_team.h's team (used under load) finds the same pair lists, whoever
+    # searches a block, as OpenMP; so does a budget that is passed.
+    from fastmetric.kernels.lmnn import _search
+    from fastmetric.kernels.team import team_held
+
+    X, y = blobs(700, 6, 5, seed=14, spread=2.0)
+    problem, *_ = sorted_problem(X, y)
+    Z = problem.embed(np.random.RandomState(15).randn(4, 6))
+    Z32 = np.ascontiguousarray(Z - Z.mean(axis=0), dtype=np.float32)
+    rho = np.where(problem.has_targets, 1.5 * np.maximum(problem.radius, 0.0), -1.0)
+    ref = _search(Z32, problem.class_end, rho, 10**9, 1)
+    assert ref[2] == 0 and ref[1].shape[0] > 1000
+    for _ in range(5):
+        got = _search(Z32, problem.class_end, rho, 10**9, 1, team_threads, capacity)
+        assert got[2] == 0
+        assert_array_equal(got[0], ref[0])
+        assert_array_equal(got[1], ref[1])
+    over = _search(Z32, problem.class_end, rho, ref[1].shape[0] // 4, 1, team_threads,
+                   capacity)
+    assert over[2] == 1 and over[1].shape[0] == 0
+    assert team_held() <= 4
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fit_searches_on_the_team_under_load(monkeypatch):
+    # Beside busy processes the default n_jobs searches on the team; the
+    # fit is bitwise the one of a quiet machine.
+    import fastmetric._learners.lmnn as lmnn_module
+    from fastmetric._learners.lmnn import LMNN
+
+    X, y = blobs(400, 6, 4, seed=16)
+    quiet = LMNN(max_iter=20).fit(X, y)
+    seen = []
+    original = LMNNProblem.search
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.team_threads)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LMNNProblem, "search", spy)
+    monkeypatch.setattr(lmnn_module, "team_threads", lambda n_jobs=None: 3 if n_jobs is None else 0)
+    busy = LMNN(max_iter=20).fit(X, y)
+    assert seen and set(seen) == {3}
+    assert_array_equal(busy.components_, quiet.components_)
+    seen.clear()
+    LMNN(max_iter=5, n_jobs=2).fit(X, y)
+    assert set(seen) == {0}

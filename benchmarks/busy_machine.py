@@ -177,6 +177,7 @@ class ThreadRecorder:
 
     def __init__(self):
         from fastmetric._core import threads
+        from fastmetric._core.objectives.lmnn import LMNNProblem
         from fastmetric._core.objectives.pair_loss import PairLossProblem
         from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 
@@ -190,19 +191,22 @@ class ThreadRecorder:
             return n
 
         threads.threads_for_load = recorded
-        for problem in (PairLossProblem, SoftmaxNeighborsProblem):
-            self._watch_team(problem)
+        for problem, method in ((PairLossProblem, "loss_grad"),
+                                (SoftmaxNeighborsProblem, "loss_grad"),
+                                (LMNNProblem, "search")):
+            self._watch_team(problem, method)
 
-    def _watch_team(self, problem):
-        original = problem.loss_grad
+    def _watch_team(self, problem, method):
+        original = getattr(problem, method)
 
-        def loss_grad(obj, *args, team_threads=None, **kwargs):
-            n = obj.team_threads if team_threads is None else team_threads
+        def watched(obj, *args, **kwargs):
+            n = kwargs.get("team_threads")
+            n = obj.team_threads if n is None else n
             if n > 1:
                 self.most_team = max(self.most_team, n)
-            return original(obj, *args, team_threads=team_threads, **kwargs)
+            return original(obj, *args, **kwargs)
 
-        problem.loss_grad = loss_grad
+        setattr(problem, method, watched)
 
     def reset(self):
         self.most = 0

@@ -41,6 +41,10 @@ boundaries; sums are taken per chunk and merged in chunk order; the impostor
 search fills one buffer per row block (scheduled dynamically, as the blocks
 of the triangle have unequal work) and merges them in block order.
 The results are therefore bitwise identical for any number of threads.
+On a busy machine the impostor search can run on fm_team.h's team
+(``team_threads``): each row block is searched into the computing
+thread's fixed buffer and copied into the block's list (see _SearchJob),
+so the lists are the same whoever searches a block.
 """
 import numpy as np
 

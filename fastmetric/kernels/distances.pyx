@@ -377,7 +377,12 @@ def _pairwise(const floating[:, ::1] XL, const floating[:, ::1] YL,
     """out[i, j] = ||XL[i] - YL[j]||^2 (or its root) from the mapped rows, by
     the expansion ||u||^2 + ||v||^2 - 2 u.v and one GEMM per chunk of rows of
     XL, clipped at 0 (``same_rows``: YL is XL and the diagonal is exactly 0).
-    O(n m k) work."""
+    O(n m k) work.
+
+    Returns ``max ||u||^2 + max ||v||^2`` (O(n + m)): since |2 u.v| <=
+    ||u||^2 + ||v||^2, no term of any entry exceeds twice that, so while it
+    is below a quarter of the dtype's largest value every entry is finite
+    and the caller need not scan the n x m result for overflow."""
     cdef floating[::1] xn = np.empty(XL.shape[0], dtype=np.asarray(XL).dtype)
     cdef floating[::1] yn
     with nogil:
@@ -391,6 +396,9 @@ def _pairwise(const floating[:, ::1] XL, const floating[:, ::1] YL,
     with nogil:
         pairwise_sq_dist_transformed(XL, xn, YL, yn, out, same_rows, take_sqrt,
                                      chunk_size, n_threads)
+    if XL.shape[0] == 0 or YL.shape[0] == 0:
+        return 0.0
+    return float(np.max(np.asarray(xn))) + float(np.max(np.asarray(yn)))
 
 
 def _paired_transformed(const floating[:, ::1] XL, const Py_ssize_t[::1] a,

@@ -241,3 +241,22 @@ def test_pairwise_names_the_nonfinite_entry(data, dtype, which):
     bad[3, 1] = np.inf
     with pytest.raises(ValueError, match=rf"{which} contains NaN or infinity \(first at index \(3, 1\)"):
         mahalanobis_distances(X, Y, components=L)
+
+
+def test_pairwise_kernel_returns_the_norms_bound_that_spares_the_overflow_scan(dtype):
+    # |2 u.v| <= ||u||^2 + ||v||^2: below a quarter of the dtype's range the
+    # caller skips scanning the result; near it the scan still runs.
+    from fastmetric.kernels.distances import _pairwise
+
+    rng = np.random.default_rng(4)
+    XL = rng.normal(size=(30, 3)).astype(dtype)
+    YL = rng.normal(size=(7, 3)).astype(dtype)
+    out = np.empty((30, 7), dtype=dtype)
+    bound = _pairwise(XL, YL, out, False, False, 8, 2)
+    expected = (XL.astype(np.float64) ** 2).sum(1).max() + (YL.astype(np.float64) ** 2).sum(1).max()
+    assert bound == pytest.approx(expected, rel=1e-5)
+    assert np.all(np.abs(out) <= 2 * bound)
+    big = np.finfo(dtype).max ** 0.5
+    X = np.array([[big, 0.0], [-big, 0.0]], dtype=dtype)
+    with pytest.raises(ValueError, match="overflow"):
+        mahalanobis_distances(X)

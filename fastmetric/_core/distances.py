@@ -8,7 +8,12 @@ ones are re-exported by :mod:`fastmetric.pairwise`.
 """
 import numpy as np
 
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
+from fastmetric._core.threads import (
+    effective_n_threads,
+    single_threaded_blas,
+    team_threads,
+    threads_for_work,
+)
 from fastmetric._core.validation import (
     check_chunk_size,
     check_components,
@@ -234,8 +239,11 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
                 _paired_bucketed_into(XL, a, b, out, not squared,
                                       chunk_size or DEF_PAIR_CHUNK, n_threads)
             else:
+                # Under load the pairs' chunks run on the team (the same result).
+                team = team_threads(n_jobs)
                 _paired_transformed(XL, a, b, out, not squared,
-                                    chunk_size or DEF_PAIR_CHUNK, n_threads)
+                                    chunk_size or DEF_PAIR_CHUNK, n_threads,
+                                    threads_for_work(team, a.shape[0], 2048) if team else 0)
         else:
             _paired_direct(X, L, a, b, out, not squared,
                            chunk_size or DEF_ROW_CHUNK, n_threads)

@@ -23,7 +23,8 @@ both Cython's ``include_path`` and the compiler's ``include_dirs``::
 * ``team``: the process's one team of threads for short regions on busy
   machines (``include/fm_team.h``), whose caller takes over a late helper's
   chunk instead of waiting for it; ``pair_loss`` and ``softmax_neighbors``
-  run their main pass on it under load, ``lmnn`` its impostor search.
+  run their main pass on it under load, ``lmnn`` its impostor search,
+  ``distances`` its paired kernel.
 
 The validated Python functions over these kernels live in the core
 (``_core.distances``, ``_core.scatter``, ``_core.sampling``, ``_core.objectives``)

@@ -24,7 +24,9 @@ import numpy as np
 
 from cython.parallel cimport prange, parallel
 from libc.math cimport sqrt
+from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 
 from fastmetric.kernels.common cimport (
     all_finite, floating, gemm_rowmajor, fm_prefetch_block, FM_PREFETCH_AHEAD, parts_prefix_sum,
@@ -33,6 +35,8 @@ from fastmetric.kernels.common cimport (
 from fastmetric.kernels.smallgemm cimport (
     rowmap, transposed_for_rowmap,
 )
+from fastmetric.kernels.team cimport fm_team_job, team_run
+from fastmetric.kernels.team import team_keep
 
 # Rows per GEMM block: large enough for BLAS efficiency, small enough that a
 # block of the output stays in cache while it is corrected and clipped.
@@ -215,6 +219,35 @@ cdef void pairwise_sq_dist_transformed(
                 out[i, j] = out[j, i]
 
 
+cdef inline void _paired_range(
+    const floating *XL,
+    Py_ssize_t k,
+    const Py_ssize_t *a,
+    const Py_ssize_t *b,
+    const Py_ssize_t *positions,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    bint take_sqrt,
+    floating *out,
+    Py_ssize_t out_offset,
+) noexcept nogil:
+    """out[q - out_offset] = ||XL[a[p]] - XL[b[p]]||^2 (or its root) for p
+    in [start, stop), with q = positions[p] (p when ``positions`` is NULL);
+    XL has rows of k."""
+    cdef Py_ssize_t p
+    cdef double s
+    for p in range(start, stop):
+        # The rows are read at random: ask for the rows of a pair a little
+        # ahead so the memory latency overlaps this work.
+        if p + FM_PREFETCH_AHEAD < stop:
+            fm_prefetch_block(XL + b[p + FM_PREFETCH_AHEAD] * k, k * sizeof(floating))
+            fm_prefetch_block(XL + a[p + FM_PREFETCH_AHEAD] * k, k * sizeof(floating))
+        s = sq_dist(XL + a[p] * k, XL + b[p] * k, k)
+        if take_sqrt:
+            s = sqrt(s)
+        out[(positions[p] if positions != NULL else p) - out_offset] = <floating> s
+
+
 cdef void _paired_chunks(
     const floating[:, ::1] XL,
     const Py_ssize_t *a,
@@ -230,24 +263,60 @@ cdef void _paired_chunks(
     chunk in parallel; ``positions`` NULL means out[p]."""
     cdef Py_ssize_t k = XL.shape[1]
     cdef Py_ssize_t n_chunks = (n_pairs + chunk_size - 1) // chunk_size
-    cdef Py_ssize_t c, p, start, stop
-    cdef double s
+    cdef Py_ssize_t c, start, stop
     if n_pairs == 0:
         return
     with parallel(num_threads=n_threads):
         for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_pairs)
-            for p in range(start, stop):
-                # The rows are read at random: ask for the rows of a pair a
-                # little ahead so the memory latency overlaps this work.
-                if p + FM_PREFETCH_AHEAD < stop:
-                    fm_prefetch_block(&XL[b[p + FM_PREFETCH_AHEAD], 0], k * sizeof(floating))
-                    fm_prefetch_block(&XL[a[p + FM_PREFETCH_AHEAD], 0], k * sizeof(floating))
-                s = sq_dist(&XL[a[p], 0], &XL[b[p], 0], k)
-                if take_sqrt:
-                    s = sqrt(s)
-                out[positions[p] if positions != NULL else p] = <floating> s
+            _paired_range(&XL[0, 0], k, a, b, positions, start, stop, take_sqrt, out, 0)
+
+
+# The paired kernel on fm_team.h's team (busy machines): a chunk's distances
+# go to the computing thread's scratch, then are copied to their place.
+cdef struct _PairedJob:
+    const void *XL                  # n x k, the output's dtype
+    Py_ssize_t k
+    const Py_ssize_t *a
+    const Py_ssize_t *b
+    void *out
+    Py_ssize_t n_pairs
+    Py_ssize_t chunk_size
+    bint take_sqrt
+
+
+cdef inline void _paired_team_compute(const void *ctx, int64_t c, void *scratch,
+                                      floating *dtype_tag) noexcept nogil:
+    cdef const _PairedJob *job = <const _PairedJob *> ctx
+    cdef Py_ssize_t start = c * job.chunk_size
+    cdef Py_ssize_t stop = min(start + job.chunk_size, job.n_pairs)
+    _paired_range(<const floating *> job.XL, job.k, job.a, job.b, NULL, start, stop,
+                  job.take_sqrt, <floating *> scratch, start)
+
+
+cdef inline void _paired_team_publish(const void *ctx, int64_t c, const void *scratch,
+                                      floating *dtype_tag) noexcept nogil:
+    cdef const _PairedJob *job = <const _PairedJob *> ctx
+    cdef Py_ssize_t start = c * job.chunk_size
+    cdef Py_ssize_t stop = min(start + job.chunk_size, job.n_pairs)
+    memcpy(<floating *> job.out + start, scratch, (stop - start) * sizeof(floating))
+
+
+cdef void _paired_compute_f64(const void *ctx, int64_t c, void *scratch) noexcept nogil:
+    _paired_team_compute(ctx, c, scratch, <double *> NULL)
+
+
+cdef void _paired_compute_f32(const void *ctx, int64_t c, void *scratch) noexcept nogil:
+    _paired_team_compute(ctx, c, scratch, <float *> NULL)
+
+
+cdef void _paired_publish_f64(const void *ctx, int64_t c, const void *scratch) noexcept nogil:
+    _paired_team_publish(ctx, c, scratch, <double *> NULL)
+
+
+cdef void _paired_publish_f32(const void *ctx, int64_t c, const void *scratch) noexcept nogil:
+    _paired_team_publish(ctx, c, scratch, <float *> NULL)
 
 
 cdef void paired_sq_dist_transformed(
@@ -403,11 +472,40 @@ def _pairwise(const floating[:, ::1] XL, const floating[:, ::1] YL,
 
 def _paired_transformed(const floating[:, ::1] XL, const Py_ssize_t[::1] a,
                         const Py_ssize_t[::1] b, floating[::1] out, bint take_sqrt,
-                        Py_ssize_t chunk_size, int n_threads):
+                        Py_ssize_t chunk_size, int n_threads, int team_threads=0):
     """out[p] = ||XL[a[p]] - XL[b[p]]||^2 (or its root) from the mapped rows:
-    O(k) per pair, ``chunk_size`` pairs per work unit."""
+    O(k) per pair, ``chunk_size`` pairs per work unit; on fm_team.h's team
+    of ``team_threads`` threads when more than 1 (busy machines; the same
+    result)."""
+    cdef Py_ssize_t n_pairs = a.shape[0]
+    cdef Py_ssize_t n_chunks = (n_pairs + chunk_size - 1) // chunk_size
+    cdef _PairedJob pjob
+    cdef fm_team_job job
+    cdef int64_t generation
+    if team_threads <= 1 or n_chunks <= 1:
+        with nogil:
+            paired_sq_dist_transformed(XL, a, b, out, take_sqrt, chunk_size, n_threads)
+        return
+    pjob.XL = &XL[0, 0]
+    pjob.k = XL.shape[1]
+    pjob.a = &a[0]
+    pjob.b = &b[0]
+    pjob.out = &out[0]
+    pjob.n_pairs = n_pairs
+    pjob.chunk_size = chunk_size
+    pjob.take_sqrt = take_sqrt
+    job.compute = _paired_compute_f32 if floating is float else _paired_compute_f64
+    job.publish = _paired_publish_f32 if floating is float else _paired_publish_f64
+    job.ctx = &pjob
+    job.ctx_bytes = sizeof(_PairedJob)
+    job.n_chunks = n_chunks
+    job.scratch_bytes = chunk_size * sizeof(floating)
     with nogil:
-        paired_sq_dist_transformed(XL, a, b, out, take_sqrt, chunk_size, n_threads)
+        generation = team_run(&job, team_threads)
+    if generation < 0:
+        raise MemoryError("could not allocate the team's buffers or helpers")
+    # A helper that was off its core may still read the mapped rows and pairs.
+    team_keep(generation, XL, a, b)
 
 
 def bucket_plan(Py_ssize_t n_rows, Py_ssize_t row_bytes, Py_ssize_t n_pairs, int n_threads):

@@ -260,3 +260,49 @@ def test_pairwise_kernel_returns_the_norms_bound_that_spares_the_overflow_scan(d
     X = np.array([[big, 0.0], [-big, 0.0]], dtype=dtype)
     with pytest.raises(ValueError, match="overflow"):
         mahalanobis_distances(X)
+
+
+@pytest.mark.parametrize("team_threads", [2, 3, 8])
+@pytest.mark.parametrize("take_sqrt", [False, True])
+def test_paired_kernel_on_the_team_gives_the_openmp_result(dtype, team_threads, take_sqrt):
+    # fm_team.h's team (used under load) computes each chunk of pairs as
+    # OpenMP does, whoever computes it: bitwise the same, call after call.
+    from fastmetric.kernels.distances import _paired_transformed
+    from fastmetric.kernels.team import team_held
+
+    rng = np.random.default_rng(9)
+    XL = rng.normal(size=(300, 7)).astype(dtype)
+    a = rng.integers(0, 300, size=5003).astype(np.intp)
+    b = rng.integers(0, 300, size=5003).astype(np.intp)
+    ref = np.empty(5003, dtype=dtype)
+    _paired_transformed(XL, a, b, ref, take_sqrt, 64, 1)
+    for _ in range(10):
+        got = np.full(5003, np.nan, dtype=dtype)
+        _paired_transformed(XL, a, b, got, take_sqrt, 64, 1, team_threads)
+        assert_array_equal(got, ref)
+    assert team_held() <= 4
+
+
+def test_paired_distances_use_the_team_only_under_load(monkeypatch):
+    import fastmetric._core.distances as core_distances
+    from fastmetric.kernels import distances as kernel_distances
+
+    seen = []
+    original = kernel_distances._paired_transformed
+
+    def spy(*args):
+        seen.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(core_distances, "_paired_transformed", spy)
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(200, 5))
+    pairs = rng.integers(0, 200, size=(20000, 2))
+    quiet = paired_mahalanobis_distances(X, pairs)
+    monkeypatch.setattr(core_distances, "team_threads",
+                        lambda n_jobs=None: 3 if n_jobs is None else 0)
+    busy = paired_mahalanobis_distances(X, pairs)
+    explicit = paired_mahalanobis_distances(X, pairs, n_jobs=2)
+    assert seen == [0, 3, 0]
+    assert_array_equal(busy, quiet)
+    assert_array_equal(explicit, quiet)

@@ -39,6 +39,14 @@ from fastmetric.kernels.distances import (
 __all__ = ["mahalanobis_distances", "paired_mahalanobis_distances", "transform_rows"]
 
 
+# Pairs per thread of fm_team.h's team below which the paired distances keep
+# to OpenMP's threads.  The helpers sleep between calls and waking them
+# costs tens of microseconds: beside one busy process on 2 cores (helpers
+# asleep), 5,000 pairs (k = 30) took 1.11x as long on the team as on one
+# thread, and with k = 64 100,000 pairs 0.97x, 200,000 0.97x and 400,000
+# 0.66x.
+_TEAM_MIN_PAIRS = 65_536
+
 def transform_rows(X, L, chunk_size, n_threads, check_finite=False, name="X"):
     """``X @ L.T`` into a new aligned array, by the kernels' row mapping.
 
@@ -239,11 +247,14 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
                 _paired_bucketed_into(XL, a, b, out, not squared,
                                       chunk_size or DEF_PAIR_CHUNK, n_threads)
             else:
-                # Under load the pairs' chunks run on the team (the same result).
+                # Under load the pairs' chunks run on the team (the same
+                # result), when each of its threads gets enough pairs to pay
+                # for waking it (_TEAM_MIN_PAIRS).
                 team = team_threads(n_jobs)
+                team = threads_for_work(team, a.shape[0], _TEAM_MIN_PAIRS) if team else 0
                 _paired_transformed(XL, a, b, out, not squared,
                                     chunk_size or DEF_PAIR_CHUNK, n_threads,
-                                    threads_for_work(team, a.shape[0], 2048) if team else 0)
+                                    team if team > 1 else 0)
         else:
             _paired_direct(X, L, a, b, out, not squared,
                            chunk_size or DEF_ROW_CHUNK, n_threads)

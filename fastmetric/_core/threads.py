@@ -18,16 +18,31 @@ from threadpoolctl import ThreadpoolController
 
 from fastmetric.kernels.openmp_helpers import openmp_enabled, openmp_max_threads
 
+if hasattr(os, "process_cpu_count"):  # Python >= 3.13
+    _process_cpus = os.process_cpu_count
+elif hasattr(os, "sched_getaffinity"):
+    def _process_cpus():
+        return len(os.sched_getaffinity(0))
+else:
+    _process_cpus = os.cpu_count
+
+# The CPUs of the machine (os.cpu_count reads /sys on each call).
+_MACHINE_CPUS = os.cpu_count()
+# How long a count of this process's CPUs is reused (seconds): the default
+# thread count is resolved on every kernel call, and the count costs a
+# system call.  An affinity change shows within this time.
+CPU_COUNT_REUSE = 0.25
+_cpu_count_cache = [0, -math.inf]   # (count, time.monotonic() when read)
+
 
 def cpu_count():
-    """Number of CPUs this process may run on (affinity and cgroups aware)."""
-    if hasattr(os, "process_cpu_count"):  # Python >= 3.13
-        n = os.process_cpu_count()
-    elif hasattr(os, "sched_getaffinity"):
-        n = len(os.sched_getaffinity(0))
-    else:
-        n = os.cpu_count()
-    return max(1, n or 1)
+    """Number of CPUs this process may run on (affinity and cgroups aware),
+    read at most every ``CPU_COUNT_REUSE`` seconds."""
+    now = time.monotonic()
+    if now - _cpu_count_cache[1] >= CPU_COUNT_REUSE:
+        _cpu_count_cache[0] = max(1, _process_cpus() or 1)
+        _cpu_count_cache[1] = now
+    return _cpu_count_cache[0]
 
 
 # The kernels take the thread count as a C int.
@@ -164,6 +179,20 @@ def single_threaded_blas():
         yield
 
 
+@contextlib.contextmanager
+def limited_openmp(n_threads):
+    """Hold every loaded OpenMP runtime (ours and scikit-learn's own) to
+    ``n_threads`` within the block: scikit-learn's k-means takes its thread
+    count from OpenMP's limit.
+
+    threadpoolctl's ``threadpool_limits`` scans the loaded libraries on each
+    call (about a millisecond); the controller made once is reused instead.
+    ``import fastmetric`` loads both runtimes before it is made.
+    """
+    with _controller().limit(limits=int(n_threads), user_api="openmp"):
+        yield
+
+
 def threads_for_work(n_threads, n_items, min_items_per_thread):
     """Cap a thread count so that each thread gets a worthwhile share.
 
@@ -212,8 +241,11 @@ LOAD_WINDOW = 0.25
 # sample costs 20-70 us on a quiet machine and up to 0.4 ms beside busy
 # processes (it reads /proc/loadavg and each of our threads' stat); with a
 # gap of 5 ms, back-to-back kernel calls of 6 ms (pairwise distances of
-# 2,000 x 500 points) beside one busy process paid 8 % for it.
-RUNNABLE_GAP = 0.02
+# 2,000 x 500 points) beside one busy process paid 8 % for it, and with
+# 20 ms a ClusterLDML fit on breast cancer that ran the n_jobs=1
+# computation beside one busy process still paid 1 % (median of 41 pairs).
+# A window (LOAD_WINDOW) then holds up to 5 samples.
+RUNNABLE_GAP = 0.1
 # Cores' worth of others' load at or above which a core counts as theirs
 # (rounding half up).
 BUSY_CORE_CUT = 0.5
@@ -436,11 +468,17 @@ def own_running_threads(task_dir="/proc/self/task"):
     """Threads of this process that want a CPU now (the caller included)."""
     n = 0
     for tid in os.listdir(task_dir):
+        # os.read on a descriptor: less than half the cost of a text-mode open().
         try:
-            with open(f"{task_dir}/{tid}/stat") as f:
-                n += thread_is_running(f.read())
-        except (OSError, ValueError):  # the thread ended meanwhile
+            fd = os.open(f"{task_dir}/{tid}/stat", os.O_RDONLY)
+        except OSError:  # the thread ended meanwhile
             continue
+        try:
+            n += thread_is_running(os.read(fd, 4096).decode("latin-1"))
+        except (OSError, ValueError):
+            continue
+        finally:
+            os.close(fd)
     return n
 
 
@@ -449,7 +487,7 @@ def runnable_others():
     cannot be read or would count CPUs outside this process's (a cpuset
     smaller than the machine)."""
     try:
-        if len(os.sched_getaffinity(0)) != os.cpu_count():
+        if cpu_count() != _MACHINE_CPUS:
             return None
         with open("/proc/loadavg") as f:
             running = parse_running(f.read())

@@ -132,7 +132,6 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import validate_data
-from threadpoolctl import threadpool_limits
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.cluster_rows import (
@@ -154,7 +153,7 @@ from fastmetric._core.objectives.ldml import fit_ldml
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.solvers import IterationPrinter, warn_interrupted
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.threads import effective_n_threads, limited_openmp, single_threaded_blas
 
 __all__ = ["ClusterLDML"]
 
@@ -605,7 +604,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             # Duplicated points can leave fewer distinct clusters than asked;
             # the fit handles that (groups of fewer than 2 points are skipped).
             warnings.simplefilter("ignore", ConvergenceWarning)
-            with threadpool_limits(limits=n_threads, user_api="openmp"):
+            with limited_openmp(n_threads):
                 km.fit(Z)
         labels = np.asarray(km.labels_, dtype=np.intp)
         if labels.shape != (n,) or labels.min() < 0 or labels.max() >= k:

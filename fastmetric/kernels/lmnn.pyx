@@ -324,6 +324,28 @@ cdef int search_row_block(
                         True, global_count, budget)
 
 
+cdef inline int _search_block(
+    const float[:, ::1] Z,
+    const double[::1] sq_norms,
+    const Py_ssize_t[::1] class_end,
+    const double[::1] rho,
+    double tol_rel,
+    double tol_thr,
+    Py_ssize_t r,
+    float *gemm_buf,
+    PairBuffer *out,
+    long long *global_count,
+    long long budget,
+) noexcept nogil:
+    """Row block ``r`` (rows ``r * DEF_ROW_BLOCK`` on) of the search into its
+    growable buffer: the OpenMP threads' step, and the caller's for blocks
+    that overflowed a team member's fixed buffer."""
+    cdef Py_ssize_t start = r * DEF_ROW_BLOCK
+    cdef Py_ssize_t stop = min(start + DEF_ROW_BLOCK, Z.shape[0])
+    return search_row_block(Z, sq_norms, class_end, rho, tol_rel, tol_thr, start, stop,
+                            DEF_COL_CHUNK, gemm_buf, out, global_count, budget)
+
+
 # The search on fm_team.h's team (busy machines).  A team member computes a
 # row block into its own scratch, a fixed buffer of ``capacity`` pairs (its
 # length is known only at the end); publishing copies the pairs into the
@@ -964,7 +986,7 @@ def _search(const float[:, ::1] Z, const Py_ssize_t[::1] class_end,
     """
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1]
     cdef Py_ssize_t n_blocks = (n + DEF_ROW_BLOCK - 1) // DEF_ROW_BLOCK
-    cdef Py_ssize_t r, start, stop, total = 0, p, u, e
+    cdef Py_ssize_t r, total = 0, p, u, e
     cdef double tol_rel, tol_thr
     cdef long long counter = 0
     cdef int status = 0, st, a, b
@@ -1027,11 +1049,9 @@ def _search(const float[:, ::1] Z, const Py_ssize_t[::1] class_end,
                     if serial_buf == NULL:
                         block_status[r] = SEARCH_NO_MEMORY
                         continue
-                    start = r * DEF_ROW_BLOCK
-                    stop = min(start + DEF_ROW_BLOCK, n)
-                    block_status[r] = search_row_block(Z, sq_norms, class_end, rho, tol_rel,
-                                                       tol_thr, start, stop, DEF_COL_CHUNK,
-                                                       serial_buf, &bufs[r], &counter, budget)
+                    block_status[r] = _search_block(Z, sq_norms, class_end, rho, tol_rel,
+                                                    tol_thr, r, serial_buf, &bufs[r],
+                                                    &counter, budget)
                 free(serial_buf)
         else:
             with nogil, parallel(num_threads=n_threads):
@@ -1043,11 +1063,9 @@ def _search(const float[:, ::1] Z, const Py_ssize_t[::1] class_end,
                     if buf == NULL:
                         block_status[r] = SEARCH_NO_MEMORY
                         continue
-                    start = r * DEF_ROW_BLOCK
-                    stop = min(start + DEF_ROW_BLOCK, n)
-                    block_status[r] = search_row_block(Z, sq_norms, class_end, rho, tol_rel,
-                                                       tol_thr, start, stop, DEF_COL_CHUNK,
-                                                       buf, &bufs[r], &counter, budget)
+                    block_status[r] = _search_block(Z, sq_norms, class_end, rho, tol_rel,
+                                                    tol_thr, r, buf, &bufs[r], &counter,
+                                                    budget)
                 free(buf)
         for r in range(n_blocks):
             st = block_status[r]

@@ -14,12 +14,14 @@ from fastmetric._core.threads import (
     LoadEstimate,
     busy_cores_of_others,
     effective_n_threads,
+    limited_openmp,
     own_running_threads,
     parse_proc_stat,
     parse_running,
     thread_is_running,
     threads_for_load,
 )
+from fastmetric.kernels.openmp_helpers import openmp_max_threads
 
 PROC_STAT = """\
 cpu  300 0 100 1000 20 0 5 0 0 0
@@ -148,9 +150,11 @@ def test_load_estimate_keeps_the_last_full_window():
     assert len(taken) == 4
 
 
-def test_load_estimate_counts_what_others_want():
+def test_load_estimate_counts_what_others_want(monkeypatch):
     # Two busy processes beside two threads of ours on 2 cores get 1 core
     # between them (CPU time), but 2 threads of theirs want one each.
+    # The clock below steps 0.1 s between samples: a gap of 0.05 s.
+    monkeypatch.setattr(threads, "RUNNABLE_GAP", 0.05)
     clock = iter([0.0, 0.001, 0.1, 0.3, 0.302, 0.4, 0.6, 0.7, 0.8, 0.9])
     samples = iter([(0.0, 0.0, 0.0), (0.3, 0.6, 0.3), (0.6, 1.2, 0.9), (0.9, 1.5, 1.2)])
     runnable = iter([2, 3, 2, 1, 0, 0, 1, 1])
@@ -255,3 +259,21 @@ def test_team_threads_only_under_load_and_for_the_default(monkeypatch):
         assert threads.team_threads() == 2
     monkeypatch.setattr(threads, "_TEAM_AVAILABLE", False)
     assert threads.team_threads() == 0
+
+
+def test_limited_openmp_holds_every_openmp_runtime_and_restores_it():
+    from threadpoolctl import threadpool_info
+
+    def openmp_counts():
+        return sorted((lib["filepath"], lib["num_threads"]) for lib in threadpool_info()
+                      if lib["user_api"] == "openmp")
+
+    with threadpool_limits(limits=2, user_api="openmp"):
+        before = openmp_counts()
+        assert before and all(n == 2 for _, n in before)
+        with limited_openmp(1):
+            inside = openmp_counts()
+            assert [path for path, _ in inside] == [path for path, _ in before]
+            assert all(n == 1 for _, n in inside)
+            assert openmp_max_threads() == 1
+        assert openmp_counts() == before

@@ -295,6 +295,7 @@ def test_paired_distances_use_the_team_only_under_load(monkeypatch):
         return original(*args)
 
     monkeypatch.setattr(core_distances, "_paired_transformed", spy)
+    monkeypatch.setattr(core_distances, "_TEAM_MIN_PAIRS", 1000)
     rng = np.random.default_rng(10)
     X = rng.normal(size=(200, 5))
     pairs = rng.integers(0, 200, size=(20000, 2))
@@ -305,6 +306,10 @@ def test_paired_distances_use_the_team_only_under_load(monkeypatch):
                         lambda n_jobs=None: 3 if n_jobs is None else 0)
     busy = paired_mahalanobis_distances(X, pairs)
     explicit = paired_mahalanobis_distances(X, pairs, n_jobs=2)
-    assert seen == [0, 3, 0]
+    # Too few pairs per thread to pay for waking the team's helpers.
+    monkeypatch.setattr(core_distances, "_TEAM_MIN_PAIRS", 20000 // 2 + 1)
+    few = paired_mahalanobis_distances(X, pairs)
+    assert seen == [0, 3, 0, 0]
     assert_array_equal(busy, quiet)
     assert_array_equal(explicit, quiet)
+    assert_array_equal(few, quiet)

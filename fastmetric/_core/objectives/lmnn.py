@@ -41,6 +41,14 @@ _PAIR_BUDGET = 1 << 25
 # Multiply-adds per thread below which a kernel call uses fewer threads.
 _PARALLEL_WORK = 1 << 20
 
+# Multiply-adds of an impostor search (n_cross k) from which it runs on the
+# team under load.  The team's helpers sleep between searches, and waking
+# them costs tens of microseconds: beside one busy process on 2 cores, the
+# 53 searches of an LMNN fit on breast cancer (2.4e6 each, 0.25 ms) took
+# 15.1 ms on the team against 13.0 ms on one thread, and the fit 44 ms
+# against 40 ms; on digits (9.3e7, ~4 ms a search) the team is faster.
+_TEAM_SEARCH_WORK = 10_000_000
+
 # Initial relative enlargement of the margin radius used by the search, and
 # its bounds (see LMNNProblem._adapt_slack).
 _SLACK_INIT = 0.1
@@ -357,11 +365,12 @@ class LMNNProblem:
         while True:
             rho = np.where(self.has_targets, (1.0 + slack) * sqrt_r, -1.0)
             rho_sq = np.where(self.has_targets, rho * rho, -1.0)
+            work = self.n_cross * Z.shape[1]
             offsets, other, status = _search(Z32, self.class_end,
                                              np.ascontiguousarray(rho_sq),
-                                             self.pair_budget,
-                                             self._threads(self.n_cross * Z.shape[1]),
-                                             self.team_threads)
+                                             self.pair_budget, self._threads(work),
+                                             self.team_threads
+                                             if work >= _TEAM_SEARCH_WORK else 0)
             if status == 0:
                 break
             if status == 2:

@@ -334,25 +334,29 @@ def test_search_on_the_team_gives_the_openmp_result(team_threads, capacity):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_fit_searches_on_the_team_under_load(monkeypatch):
-    # Beside busy processes the default n_jobs searches on the team; the
-    # fit is bitwise the one of a quiet machine.
+@pytest.mark.parametrize("min_work, expected", [(0, 3), (10**12, 0)])
+def test_fit_searches_on_the_team_under_load(monkeypatch, min_work, expected):
+    # Beside busy processes the default n_jobs searches on the team, when a
+    # search has enough work to pay for waking the helpers; the fit is
+    # bitwise the one of a quiet machine.
+    import fastmetric._core.objectives.lmnn as objective_module
     import fastmetric._learners.lmnn as lmnn_module
     from fastmetric._learners.lmnn import LMNN
 
     X, y = blobs(400, 6, 4, seed=16)
     quiet = LMNN(max_iter=20).fit(X, y)
     seen = []
-    original = LMNNProblem.search
+    original = objective_module._search
 
-    def spy(self, *args, **kwargs):
-        seen.append(self.team_threads)
-        return original(self, *args, **kwargs)
+    def spy(*args):
+        seen.append(args[5] if len(args) > 5 else 0)
+        return original(*args)
 
-    monkeypatch.setattr(LMNNProblem, "search", spy)
+    monkeypatch.setattr(objective_module, "_search", spy)
+    monkeypatch.setattr(objective_module, "_TEAM_SEARCH_WORK", min_work)
     monkeypatch.setattr(lmnn_module, "team_threads", lambda n_jobs=None: 3 if n_jobs is None else 0)
     busy = LMNN(max_iter=20).fit(X, y)
-    assert seen and set(seen) == {3}
+    assert seen and set(seen) == {expected}
     assert_array_equal(busy.components_, quiet.components_)
     seen.clear()
     LMNN(max_iter=5, n_jobs=2).fit(X, y)

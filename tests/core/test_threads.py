@@ -18,7 +18,6 @@ from fastmetric._core.threads import (
     own_running_threads,
     parse_proc_stat,
     parse_running,
-    thread_is_running,
     threads_for_load,
 )
 from fastmetric.kernels.openmp_helpers import openmp_max_threads
@@ -176,14 +175,17 @@ def test_load_estimate_counts_what_others_want(monkeypatch):
 
 def test_runnable_parsing(tmp_path):
     assert parse_running("0.45 0.94 1.48 3/80 22887\n") == 3
-    assert thread_is_running("123 (python) R 1 2 3")
-    assert thread_is_running("123 (a) b (c)) R 1")     # a name with ") " in it
-    assert not thread_is_running("123 (python) S 1 2 3")
-    for tid, state in (("1", "R"), ("2", "S"), ("3", "R")):
+    # The state follows the last ')': the name may hold ") " itself.
+    for tid, name, state in (("1", "x", "R"), ("2", "x", "S"), ("3", "a) b (c) S", "R"),
+                             ("5", "a) R (c", "S")):
         (tmp_path / tid).mkdir()
-        (tmp_path / tid / "stat").write_text(f"{tid} (x) {state} 0 0\n")
+        (tmp_path / tid / "stat").write_text(f"{tid} ({name}) {state} 0 0\n")
     (tmp_path / "4").mkdir()    # a thread that ended: no stat file
     assert own_running_threads(str(tmp_path)) == 2
+    with pytest.raises(OSError, match="cannot read"):
+        own_running_threads(str(tmp_path / "missing"))
+    # This process: the caller at least.
+    assert own_running_threads() >= 1
 
 
 class FixedLoad:

@@ -7,6 +7,7 @@ keeps to the cores that others leave free, a call with much work takes its
 share of the taken cores too.
 """
 import contextlib
+import functools
 import math
 import numbers
 import os
@@ -134,7 +135,23 @@ def _limit_is_default(max_threads, n_cpus):
     when others hold some (:func:`threads_for_load`).  ``OMP_NUM_THREADS``
     counts as a limit whatever its value; a threadpoolctl limit equal to the
     CPU count cannot be told from the default."""
-    return "OMP_NUM_THREADS" not in os.environ and max_threads >= n_cpus
+    return max_threads >= n_cpus and not _omp_num_threads_set()
+
+
+try:
+    # os.environ's own store, keyed as it stores keys: the default thread
+    # count is resolved on every kernel call, and ``key in os.environ``
+    # costs half a microsecond (it encodes the key each time).
+    _ENVIRON_STORE = os.environ._data
+    _OMP_NUM_THREADS_KEY = os.environ.encodekey("OMP_NUM_THREADS")
+except AttributeError:  # not CPython's os._Environ
+    _ENVIRON_STORE = None
+
+
+def _omp_num_threads_set():
+    if _ENVIRON_STORE is None:
+        return "OMP_NUM_THREADS" in os.environ
+    return _OMP_NUM_THREADS_KEY in _ENVIRON_STORE
 
 
 def machine_n_threads(n_jobs=None):
@@ -275,6 +292,9 @@ def taken_cores(others_busy):
     return int(others_busy + (1.0 - BUSY_CORE_CUT))
 
 
+# A pure function of its arguments, called on every kernel call of a
+# default fit with the same few arguments: its answers are kept.
+@functools.lru_cache(maxsize=1024)
 def threads_for_load(max_threads, n_cpus, others_busy, work=None, extra_allowed=False,
                      static=False):
     """Threads to use when other processes keep ``others_busy`` cores busy.

@@ -182,12 +182,12 @@ class ThreadRecorder:
     every default OpenMP thread count goes through (a kernel call may then
     cap it further by its work), and fm_team.h's team's (``most_team``,
     0 when no pass ran on it), from the problems whose passes run on the
-    team (the threads of each evaluation that did) and the paired
-    distances' chunks."""
+    team (the threads of each evaluation that did), LMNN's impostor search
+    and the paired distances' chunks."""
 
     def __init__(self):
         from fastmetric._core import distances, threads
-        from fastmetric._core.objectives.lmnn import LMNNProblem
+        from fastmetric._core.objectives import lmnn as lmnn_objective
         from fastmetric._core.objectives.pair_loss import PairLossProblem
         from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 
@@ -201,22 +201,24 @@ class ThreadRecorder:
             return n
 
         threads.threads_for_load = recorded
-        for problem, method in ((PairLossProblem, "loss_grad"),
-                                (SoftmaxNeighborsProblem, "loss_grad"),
-                                (LMNNProblem, "search")):
-            self._watch_team(problem, method)
-        self._watch_paired_kernel(distances)
+        for problem in (PairLossProblem, SoftmaxNeighborsProblem):
+            self._watch_team(problem, "loss_grad")
+        # Kernels given the team's threads as an argument (a small call
+        # keeps to OpenMP's threads): _paired_transformed(XL, a, b, out,
+        # root, chunk, n_threads, team_threads) and _search(Z, class_end,
+        # rho, budget, n_threads, team_threads).
+        self._watch_kernel(distances, "_paired_transformed", 7)
+        self._watch_kernel(lmnn_objective, "_search", 5)
 
-    def _watch_paired_kernel(self, module):
-        # _paired_transformed(XL, a, b, out, root, chunk, n_threads, team_threads)
-        original = module._paired_transformed
+    def _watch_kernel(self, module, name, position):
+        original = getattr(module, name)
 
         def watched(*args):
-            if len(args) > 7 and args[7] > 1:
-                self.most_team = max(self.most_team, args[7])
+            if len(args) > position and args[position] > 1:
+                self.most_team = max(self.most_team, args[position])
             return original(*args)
 
-        module._paired_transformed = watched
+        setattr(module, name, watched)
 
     def _watch_team(self, problem, method):
         original = getattr(problem, method)

@@ -279,6 +279,10 @@ def main(argv=None):
         # The demo runs fixed iteration budgets (cut further by --quick); the
         # table, not the solvers' convergence, is what it reports.
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # SCML_Supervised says which basis size its default chose (as
+        # metric-learn does); the demo keeps every learner's defaults on purpose.
+        warnings.filterwarnings("ignore", message="As no value for `n_basis`",
+                                category=UserWarning)
         _run_learners(args, learners, progress, rows, embeddings, X_train, X_test, y_train,
                       y_test, pairs, pair_labels, kmeans_seeds)
     print()

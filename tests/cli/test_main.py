@@ -43,6 +43,8 @@ def quick_run():
 def test_quick_run_prints_table(quick_run):
     proc = quick_run
     assert proc.returncode == 0, proc.stderr
+    # a newcomer's first run shows the table, not warnings (--no-progress: nothing else on stderr)
+    assert "Warning" not in proc.stderr, proc.stderr
     assert "fit time (s)" in proc.stdout and "pair AUC" in proc.stdout
     assert "3-NN acc" in proc.stdout and "k-means ARI" in proc.stdout
     assert "P@1" in proc.stdout and "MAP@R" in proc.stdout

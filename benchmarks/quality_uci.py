@@ -31,6 +31,7 @@ Usage::
     python benchmarks/quality_uci.py                      # all sets, all learners
     python benchmarks/quality_uci.py --datasets sonar wine --learners MMC_Supervised NCA
     python benchmarks/quality_uci.py --max-samples 1000 --jobs 2 --json out.json
+    python benchmarks/quality_uci.py --datasets wine pima --fold-seeds 0 1 2 3 4  # repeated CV
 """
 import argparse
 import json
@@ -165,15 +166,21 @@ def run_fold(name, X, y, train, test, learner, scale=True):
     return acc, seconds, warned
 
 
-def evaluate(datasets, learners, max_samples, n_folds=10, jobs=1, scale=True):
-    """Per (data set, learner): fold accuracies, fit times, warning flags."""
+def evaluate(datasets, learners, max_samples, n_folds=10, jobs=1, scale=True, fold_seeds=(0,)):
+    """Per (data set, learner): fold accuracies, fit times, warning flags.
+
+    With several ``fold_seeds`` the cross-validation is repeated, one
+    shuffled stratified split per seed, and every fold of every repeat is
+    kept (the means are over all of them).
+    """
     from joblib import Parallel, delayed
 
     tasks, subsampled = [], {}
     for name in datasets:
         X, y = load_dataset(name)
         X, y, subsampled[name] = subsample(X, y, max_samples)
-        folds = StratifiedKFold(n_folds, shuffle=True, random_state=0).split(X, y)
+        folds = (fold for seed in fold_seeds
+                 for fold in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(X, y))
         for train, test in folds:
             for learner in ("Euclidean",) + tuple(learners):
                 tasks.append((name, learner, X, y, train, test))
@@ -187,7 +194,7 @@ def evaluate(datasets, learners, max_samples, n_folds=10, jobs=1, scale=True):
         r["fit"].append(seconds)
         r["warn"].append(bool(warned))
     return {"results": results, "subsampled": subsampled, "max_samples": max_samples,
-            "n_folds": n_folds, "scale": scale}
+            "n_folds": n_folds, "scale": scale, "fold_seeds": list(fold_seeds)}
 
 
 # --------------------------------------------------------------------------
@@ -219,7 +226,9 @@ def print_tables(data):
     results, sub = data["results"], data["subsampled"]
     names = list(results)
     methods = list(next(iter(results.values())))
-    print(f"## {len(names)} data sets, {data['n_folds']}-fold CV, "
+    seeds = data.get("fold_seeds", [0])
+    repeats = f" repeated {len(seeds)} times (fold seeds {seeds})" if len(seeds) > 1 else ""
+    print(f"## {len(names)} data sets, {data['n_folds']}-fold CV{repeats}, "
           f"{'min-max scaling, ' if data['scale'] else 'no scaling, '}3-NN accuracy\n")
     print("| learner | mean accuracy | vs Euclidean | average rank | fit time (s) | "
           "fits with ConvergenceWarning |")
@@ -302,6 +311,9 @@ def main(argv=None):
     parser.add_argument("--max-samples", type=int, default=1000,
                         help="stratified subsample of larger sets (0: none; default 1000)")
     parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--fold-seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                        help="seeds of the shuffled folds; several repeat the cross-validation "
+                             "and average over all its folds (default: 0)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="folds run in parallel (joblib processes); default 1")
     parser.add_argument("--json", help="also write the raw fold results to this file")
@@ -327,7 +339,7 @@ def main(argv=None):
             parser.error(f"unknown learner(s): {unknown}")
         t0 = time.perf_counter()
         data = evaluate(args.datasets, args.learners, args.max_samples or None,
-                        n_folds=args.folds, jobs=args.jobs)
+                        n_folds=args.folds, jobs=args.jobs, fold_seeds=args.fold_seeds)
         data["wall_seconds"] = time.perf_counter() - t0
         if args.json:
             with open(args.json, "w") as f:

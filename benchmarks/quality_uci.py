@@ -166,6 +166,19 @@ def run_fold(name, X, y, train, test, learner, scale=True):
     return acc, seconds, warned
 
 
+def cv_folds(X, y, n_folds, fold_seeds=(0,)):
+    """The ``(train, test)`` folds: one shuffled stratified split per seed."""
+    for seed in fold_seeds:
+        yield from StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(X, y)
+
+
+def cv_label(n_folds, fold_seeds):
+    """How the folds were drawn, for the tables' headings."""
+    seeds = list(fold_seeds)
+    repeated = f" repeated {len(seeds)} times (fold seeds {seeds})" if len(seeds) > 1 else ""
+    return f"{n_folds}-fold CV{repeated}"
+
+
 def evaluate(datasets, learners, max_samples, n_folds=10, jobs=1, scale=True, fold_seeds=(0,)):
     """Per (data set, learner): fold accuracies, fit times, warning flags.
 
@@ -179,9 +192,7 @@ def evaluate(datasets, learners, max_samples, n_folds=10, jobs=1, scale=True, fo
     for name in datasets:
         X, y = load_dataset(name)
         X, y, subsampled[name] = subsample(X, y, max_samples)
-        folds = (fold for seed in fold_seeds
-                 for fold in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(X, y))
-        for train, test in folds:
+        for train, test in cv_folds(X, y, n_folds, fold_seeds):
             for learner in ("Euclidean",) + tuple(learners):
                 tasks.append((name, learner, X, y, train, test))
     out = Parallel(n_jobs=jobs)(
@@ -226,9 +237,8 @@ def print_tables(data):
     results, sub = data["results"], data["subsampled"]
     names = list(results)
     methods = list(next(iter(results.values())))
-    seeds = data.get("fold_seeds", [0])
-    repeats = f" repeated {len(seeds)} times (fold seeds {seeds})" if len(seeds) > 1 else ""
-    print(f"## {len(names)} data sets, {data['n_folds']}-fold CV{repeats}, "
+    cv = cv_label(data["n_folds"], data.get("fold_seeds", [0]))
+    print(f"## {len(names)} data sets, {cv}, "
           f"{'min-max scaling, ' if data['scale'] else 'no scaling, '}3-NN accuracy\n")
     print("| learner | mean accuracy | vs Euclidean | average rank | fit time (s) | "
           "fits with ConvergenceWarning |")
@@ -281,20 +291,20 @@ def print_tables(data):
                   f"{int(np.sum(np.abs(gaps) > 0.01))})")
 
 
-def raw_digits_nca(n_folds=10):
+def raw_digits_nca(n_folds=10, fold_seeds=(0,)):
     """NCA on the unscaled digits pixels (0..16): its default start against
     the unscaled identity start of metric-learn and scikit-learn."""
     X, y = load_dataset("digits")
     rows = {"Euclidean": [], "NCA (default)": [], "NCA (init=np.eye(64))": []}
     iters = {k: [] for k in rows}
-    for train, test in StratifiedKFold(n_folds, shuffle=True, random_state=0).split(X, y):
+    for train, test in cv_folds(X, y, n_folds, fold_seeds):
         rows["Euclidean"].append(knn3(X[train], y[train], X[test], y[test]))
         for key, init in (("NCA (default)", "auto"), ("NCA (init=np.eye(64))", np.eye(64))):
             est = fastmetric.NCA(init=init, random_state=0).fit(X[train], y[train])
             iters[key].append(est.n_iter_)
             rows[key].append(knn3(est.transform(X[train]), y[train],
                                   est.transform(X[test]), y[test]))
-    print(f"\n## NCA on raw (unscaled) digits, {n_folds}-fold CV, 3-NN accuracy\n")
+    print(f"\n## NCA on raw (unscaled) digits, {cv_label(n_folds, fold_seeds)}, 3-NN accuracy\n")
     print("| metric | 3-NN accuracy | L-BFGS iterations (mean) |")
     print("|---|---|---|")
     for key, accs in rows.items():
@@ -349,7 +359,7 @@ def main(argv=None):
         print(f"\nwhole evaluation: {data['wall_seconds']:.0f} s wall, --jobs {args.jobs}, "
               f"{os.cpu_count()} CPUs")
     if not args.load and not args.no_raw_digits and "NCA" in args.learners:
-        raw_digits_nca(args.folds)
+        raw_digits_nca(args.folds, args.fold_seeds)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ the Euclidean one first; needs matplotlib: ``pip install fastmetric[plot]``),
 ``--only NAME[,NAME]``.
 """
 import argparse
+import re
 import sys
 import time
 import warnings
@@ -259,6 +260,7 @@ def main(argv=None):
 
     from fastmetric._cli.demo import load_digits_split
     from fastmetric._core.sampling import sample_pairs
+    from fastmetric._learners.scml import SCML_Supervised
 
     only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
     try:
@@ -281,7 +283,7 @@ def main(argv=None):
         warnings.simplefilter("ignore", ConvergenceWarning)
         # SCML_Supervised says which basis size its default chose (as
         # metric-learn does); the demo keeps every learner's defaults on purpose.
-        warnings.filterwarnings("ignore", message="As no value for `n_basis`",
+        warnings.filterwarnings("ignore", message=re.escape(SCML_Supervised.N_BASIS_WARNING),
                                 category=UserWarning)
         _run_learners(args, learners, progress, rows, embeddings, X_train, X_test, y_train,
                       y_test, pairs, pair_labels, kmeans_seeds)

@@ -85,6 +85,10 @@ class _BaseSCML(MahalanobisMixin):
                 "iterations)."
             )
 
+    #: Start of the warning text when ``n_basis`` is chosen by default
+    #: (metric-learn's words, so that filters written for it keep working).
+    N_BASIS_WARNING = "As no value for `n_basis` was selected"
+
     def _n_basis(self, default):
         """``n_basis``, or ``default`` with a warning when it is None.
 
@@ -94,8 +98,7 @@ class _BaseSCML(MahalanobisMixin):
         if self.n_basis is not None:
             return self.n_basis
         warnings.warn(
-            "As no value for `n_basis` was selected, the number of basis will be set to "
-            f"n_basis= {default}",
+            f"{self.N_BASIS_WARNING}, the number of basis will be set to n_basis= {default}",
             UserWarning,
             stacklevel=4,
         )

@@ -418,7 +418,7 @@ def draw_means(accs, n_draws):
     return np.asarray(accs, dtype=float).reshape(n_draws, -1).mean(axis=1)
 
 
-def raw_digits_nca(n_folds=10, fold_seeds=(0,), protocol="stratified"):
+def raw_digits_nca(n_folds=10, fold_seeds=(0,)):
     """NCA on the unscaled digits pixels (0..16): its default start against
     the unscaled identity start of metric-learn and scikit-learn."""
     X, y = load_dataset("digits")
@@ -431,7 +431,7 @@ def raw_digits_nca(n_folds=10, fold_seeds=(0,), protocol="stratified"):
             iters[key].append(est.n_iter_)
             rows[key].append(knn3(est.transform(X[train]), y[train],
                                   est.transform(X[test]), y[test]))
-    print(f"\n## NCA on raw (unscaled) digits, {cv_label(n_folds, fold_seeds, protocol)}, "
+    print(f"\n## NCA on raw (unscaled) digits, {cv_label(n_folds, fold_seeds)}, "
           "3-NN accuracy\n")
     print("| metric | 3-NN accuracy | L-BFGS iterations (mean) |")
     print("|---|---|---|")
@@ -504,7 +504,7 @@ def main(argv=None):
         print(f"\nwhole evaluation: {data['wall_seconds']:.0f} s wall{merged}, --jobs {jobs}, "
               f"{os.cpu_count()} CPUs")
     if not args.load and not args.no_raw_digits and "NCA" in args.learners:
-        raw_digits_nca(args.folds, args.fold_seeds, args.protocol)
+        raw_digits_nca(args.folds, args.fold_seeds)  # digits: stratified folds in both protocols
 
 
 if __name__ == "__main__":

@@ -194,11 +194,11 @@ def protocol_folds(X, y, name, protocol, n_folds, seed, max_samples=None):
 
     ``rows note`` is empty for a whole set, else says how it was sampled.
     """
+    note = ""
     if protocol == "stratified":
         X, y, sampled = subsample(X, y, max_samples)
         note = f"{X.shape[0]} of the rows" if sampled else ""
-        return X, y, list(cv_folds(X, y, n_folds, [seed])), note
-    if name in PUBLISHED_SHARE:
+    elif name in PUBLISHED_SHARE:
         share = PUBLISHED_SHARE[name]
         # The second fold, as published (its file number was drawn once, 2).
         # Not the first: that one holds the rows drawn at random, each of
@@ -207,14 +207,13 @@ def protocol_folds(X, y, name, protocol, n_folds, seed, max_samples=None):
         # more often of another class (3-NN on the first fold of ring 0.592,
         # on the second 0.652, on a random fifth 0.654; published 0.643).
         keep = dobscv_assignment(X, y, share, seed) == 1
-        X, y = X[keep], y[keep]
-        return X, y, list(cv_folds(X, y, n_folds, [seed])), f"1/{share} of the rows"
-    if name in PUBLISHED_ROWS:
+        X, y, note = X[keep], y[keep], f"1/{share} of the rows"
+    elif name in PUBLISHED_ROWS:
         X, y, _ = subsample(X, y, PUBLISHED_ROWS[name], seed)
-        return X, y, list(cv_folds(X, y, n_folds, [seed])), f"{X.shape[0]} rows"
-    if name == "digits":
-        return X, y, list(cv_folds(X, y, n_folds, [seed])), ""
-    return X, y, dobscv_folds(X, y, n_folds, seed), ""
+        note = f"{X.shape[0]} rows"
+    elif name != "digits":  # the small and medium sets: whole, DOB-SCV folds
+        return X, y, dobscv_folds(X, y, n_folds, seed), note
+    return X, y, list(cv_folds(X, y, n_folds, [seed])), note
 
 
 # --------------------------------------------------------------------------
@@ -456,8 +455,8 @@ def main(argv=None):
                              "sets (0: none; default 1000)")
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--fold-seeds", type=int, nargs="+", default=[0], metavar="SEED",
-                        help="seeds of the shuffled folds; several repeat the cross-validation "
-                             "and average over all its folds (default: 0)")
+                        help="seeds of the draws of rows and folds; several repeat the "
+                             "cross-validation and average over all its folds (default: 0)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="folds run in parallel (joblib processes); default 1")
     parser.add_argument("--json", help="also write the raw fold results to this file")

@@ -203,10 +203,11 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         kind on two classes), a noisy estimate: the larger the condition
         number allowed, the further its noise stretches the metric.  Over
         the 21 sets of ``benchmarks/quality_uci.py`` the 3-NN accuracy with
-        SDML_Supervised was 0.012 below the Euclidean distance's on average
-        at 10 (monk-2 -0.072, texture -0.045), 0.002 below at 3 (first draw
-        of the folds; 0.009 and 0.000 below over three more), and 0.041
-        below at 100, where 17 of the 21 sets raised ConvergenceWarnings.
+        SDML_Supervised is 0.0004 below the Euclidean distance's on average
+        at 3 (five draws of the folds); at 10 it was 0.012 below on the
+        first draw (monk-2 -0.072, texture -0.045) and 0.007 below on three
+        others, and at 100 0.042 below on the first draw, where 17 of the
+        21 sets raised ConvergenceWarnings.
     max_iter : int, default=100
         Iterations of the graphical lasso.
     enet_tol : float > 0, default=1e-6

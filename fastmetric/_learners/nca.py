@@ -160,6 +160,15 @@ class NCA(SoftmaxNeighborsLearner):
     100,000 evenly spaced rows.  Results are the same, bit for bit, for
     any ``n_jobs``.
 
+    On small data L-BFGS fits NCA's objective closely, and the softmax
+    sharpens on the training points.  Small minibatches stop earlier:
+    ``NCA(solver='adam', batch_size=32, learning_rate=0.02, tol=1e-3,
+    max_iter=200)`` raised the mean 3-NN accuracy over the 21 data sets of
+    ``benchmarks/quality_uci.py`` from 0.887 to 0.893 (five draws, no fit
+    warned), with fits 3-4 times slower than L-BFGS (breast cancer 38 ->
+    151 ms, digits 174 -> 523 ms); L-BFGS stays the default, as in
+    metric-learn and scikit-learn.
+
     Examples
     --------
     {load_iris}

@@ -38,8 +38,9 @@ Prints, in Markdown:
 MAP@R (Musgrave, Belongie and Lim 2020; :func:`fastmetric.metrics.map_at_r`)
 scores retrieval rather than classification: each test point queries the
 training fold in the learned metric, and with R training points of its
-class, the precision at each rank up to R where a point of its class
-stands is averaged.  It sees the whole neighbourhood of a class, where
+class, the precisions at the ranks up to R that hold a point of its class
+are summed and divided by R (per query; then the mean over the test
+points, and over the folds).  It sees the whole neighbourhood of a class, where
 the 3-NN accuracy sees three points, so a default that raises the accuracy
 by pulling only the nearest neighbours together shows here as a loss.  The
 published benchmark has no such score; it is ours, for the trade-off.

@@ -259,16 +259,16 @@ def run_fold(name, X, y, train, test, learner, scale=True):
         scaler = MinMaxScaler().fit(X_tr)
         X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     if learner == "Euclidean":
-        return (knn3(X_tr, y[train], X_te, y[test]), 0.0, False,
-                map_at_r(X_tr, y[train], X_te, y[test]))
-    est = make_learner(learner)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        t0 = time.perf_counter()
-        est.fit(X_tr, y[train])
-        seconds = time.perf_counter() - t0
-    warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    Z_tr, Z_te = est.transform(X_tr), est.transform(X_te)
+        Z_tr, Z_te, seconds, warned = X_tr, X_te, 0.0, False
+    else:
+        est = make_learner(learner)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t0 = time.perf_counter()
+            est.fit(X_tr, y[train])
+            seconds = time.perf_counter() - t0
+        warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        Z_tr, Z_te = est.transform(X_tr), est.transform(X_te)
     return (knn3(Z_tr, y[train], Z_te, y[test]), seconds, warned,
             map_at_r(Z_tr, y[train], Z_te, y[test]))
 

@@ -231,12 +231,13 @@ def protocol_folds(X, y, name, protocol, n_folds, seed, max_samples=None):
 # --------------------------------------------------------------------------
 # One fold
 # --------------------------------------------------------------------------
-def make_learner(name):
-    """A learner with its defaults; ``random_state=0`` where it has one."""
+def make_learner(name, params=None):
+    """A learner with its defaults (or, for a name in ``params``, the settings
+    given there); ``random_state=0`` where it has one."""
     est = getattr(fastmetric, name)()
     if "random_state" in est.get_params():
         est.set_params(random_state=0)
-    return est
+    return est.set_params(**(params or {}).get(name, {}))
 
 
 def knn3(Z_train, y_train, Z_test, y_test):
@@ -251,9 +252,9 @@ def map_at_r(Z_train, y_train, Z_test, y_test):
     return float(scores["map@r"])
 
 
-def run_fold(name, X, y, train, test, learner, scale=True):
+def run_fold(name, X, y, train, test, learner, scale=True, params=None):
     """``(accuracy, fit seconds, ConvergenceWarning raised, MAP@R)`` of one learner on
-    one fold."""
+    one fold (``params``: settings other than the defaults, by learner name)."""
     X_tr, X_te = X[train], X[test]
     if scale:
         scaler = MinMaxScaler().fit(X_tr)
@@ -261,7 +262,7 @@ def run_fold(name, X, y, train, test, learner, scale=True):
     if learner == "Euclidean":
         Z_tr, Z_te, seconds, warned = X_tr, X_te, 0.0, False
     else:
-        est = make_learner(learner)
+        est = make_learner(learner, params)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             t0 = time.perf_counter()
@@ -289,8 +290,11 @@ def cv_label(n_folds, fold_seeds, protocol="stratified"):
 
 
 def evaluate(datasets, learners, max_samples=1000, n_folds=10, jobs=1, scale=True,
-             fold_seeds=(0,), protocol="pydml"):
+             fold_seeds=(0,), protocol="pydml", params=None):
     """Per (data set, learner): fold accuracies, fit times, warning flags.
+
+    ``params`` maps learner names to settings used instead of their
+    defaults (``{"NCA": {"solver": "adam"}}``); they are kept in the result.
 
     With several ``fold_seeds`` the cross-validation is repeated, one draw
     of the rows and folds per seed (see :func:`protocol_folds`), and every
@@ -308,7 +312,8 @@ def evaluate(datasets, learners, max_samples=1000, n_folds=10, jobs=1, scale=Tru
                 for learner in ("Euclidean",) + tuple(learners):
                     tasks.append((name, learner, X, y, train, test))
     out = Parallel(n_jobs=jobs)(
-        delayed(run_fold)(n, X, y, tr, te, lr, scale) for n, lr, X, y, tr, te in tasks
+        delayed(run_fold)(n, X, y, tr, te, lr, scale, params)
+        for n, lr, X, y, tr, te in tasks
     )
     results = {}
     for (name, learner, *_), (acc, seconds, warned, mapr) in zip(tasks, out):
@@ -320,7 +325,7 @@ def evaluate(datasets, learners, max_samples=1000, n_folds=10, jobs=1, scale=Tru
         r["map@r"].append(mapr)
     return {"results": results, "subsampled": sampled, "max_samples": max_samples,
             "n_folds": n_folds, "scale": scale, "fold_seeds": list(fold_seeds),
-            "protocol": protocol}
+            "protocol": protocol, "params": dict(params or {})}
 
 
 # --------------------------------------------------------------------------
@@ -372,6 +377,9 @@ def print_tables(data):
         mapr_s = "-" if np.isnan(mapr) else f"{mapr:.4f}"
         print(f"| {m} | {acc:.4f} | {diff:+.4f} | {rank:.2f} | {mapr_s} | {fit_s} | "
               f"{warn_s} |")
+    for m, settings in data.get("params", {}).items():
+        print(f"\n{m} with settings other than its defaults (`--params`): "
+              + ", ".join(f"{k}={v!r}" for k, v in settings.items()))
 
     short = {m: m.replace("_Supervised", "") for m in methods}
     print("\n| data set | " + " | ".join(short[m] for m in methods) + " |")
@@ -447,22 +455,29 @@ def draw_means(accs, n_draws):
     return np.asarray(accs, dtype=float).reshape(n_draws, -1).mean(axis=1)
 
 
-def raw_digits_nca(n_folds=10, fold_seeds=(0,)):
+def raw_digits_nca(n_folds=10, fold_seeds=(0,), params=None):
     """NCA on the unscaled digits pixels (0..16): its default start against
-    the unscaled identity start of metric-learn and scikit-learn."""
+    the unscaled identity start of metric-learn and scikit-learn (with
+    ``params["NCA"]``, if given, as NCA's other settings)."""
     X, y = load_dataset("digits")
-    rows = {"Euclidean": [], "NCA (default)": [], "NCA (init=np.eye(64))": []}
+    # With --params the rows are NCA with those settings (its start shrunk,
+    # or the unscaled identity), and its iterations may be epochs.
+    label = "NCA (--params)" if "NCA" in (params or {}) else "NCA (default)"
+    start_kind = "--params, " if "NCA" in (params or {}) else ""
+    unscaled = f"NCA ({start_kind}init=np.eye(64))"
+    rows = {"Euclidean": [], label: [], unscaled: []}
     iters = {k: [] for k in rows}
     for train, test in cv_folds(X, y, n_folds, fold_seeds):
         rows["Euclidean"].append(knn3(X[train], y[train], X[test], y[test]))
-        for key, init in (("NCA (default)", "auto"), ("NCA (init=np.eye(64))", np.eye(64))):
-            est = fastmetric.NCA(init=init, random_state=0).fit(X[train], y[train])
+        for key, init in ((label, "auto"), (unscaled, np.eye(64))):
+            est = make_learner("NCA", params).set_params(init=init).fit(X[train], y[train])
             iters[key].append(est.n_iter_)
             rows[key].append(knn3(est.transform(X[train]), y[train],
                                   est.transform(X[test]), y[test]))
     print(f"\n## NCA on raw (unscaled) digits, {cv_label(n_folds, fold_seeds)}, "
           "3-NN accuracy\n")
-    print("| metric | 3-NN accuracy | L-BFGS iterations (mean) |")
+    counted = "iterations or epochs" if start_kind else "L-BFGS iterations"
+    print(f"| metric | 3-NN accuracy | {counted} (mean) |")
     print("|---|---|---|")
     for key, accs in rows.items():
         it = f"{np.mean(iters[key]):.1f}" if iters[key] else "-"
@@ -494,7 +509,21 @@ def main(argv=None):
                         help="print the tables of --json files (merged) instead of running")
     parser.add_argument("--no-raw-digits", action="store_true",
                         help="skip NCA on unscaled digits")
+    parser.add_argument("--params", nargs=2, action="append", default=[],
+                        metavar=("NAME", "JSON"),
+                        help="settings of learner NAME instead of its defaults, as a JSON "
+                             "object, e.g. --params NCA '{\"solver\": \"adam\"}' "
+                             "(repeatable; printed with the tables)")
     args = parser.parse_args(argv)
+    params = {}
+    for name, text in args.params:
+        try:
+            settings = json.loads(text)
+        except json.JSONDecodeError as exc:
+            parser.error(f"--params {name}: not JSON ({exc}): {text!r}")
+        if not isinstance(settings, dict):
+            parser.error(f"--params {name}: expected a JSON object of settings; got {text!r}")
+        params[name] = settings
     if args.load:
         data = None
         for path in args.load:  # runs of disjoint data sets, merged in order
@@ -505,7 +534,7 @@ def main(argv=None):
             else:
                 # Only runs of the same protocol average alike.
                 for key, default in (("protocol", "stratified"), ("fold_seeds", [0]),
-                                     ("n_folds", 10), ("scale", True)):
+                                     ("n_folds", 10), ("scale", True), ("params", {})):
                     if part.get(key, default) != data.get(key, default):
                         parser.error(f"{path} was run with {key}={part.get(key, default)!r}, "
                                      f"{args.load[0]} with {data.get(key, default)!r}; "
@@ -514,13 +543,18 @@ def main(argv=None):
                 data["subsampled"].update(part["subsampled"])
                 data["wall_seconds"] = data.get("wall_seconds", 0) + part.get("wall_seconds", 0)
     else:
-        unknown = [m for m in args.learners if not hasattr(fastmetric, m)]
+        unknown = [m for m in set(args.learners) | set(params) if not hasattr(fastmetric, m)]
         if unknown:
-            parser.error(f"unknown learner(s): {unknown}")
+            parser.error(f"unknown learner(s): {sorted(unknown)}")
+        for name in params:  # a misspelt setting fails now, not in every fold
+            try:
+                make_learner(name, params)
+            except ValueError as exc:
+                parser.error(f"--params {name}: {exc}")
         t0 = time.perf_counter()
         data = evaluate(args.datasets, args.learners, args.max_samples or None,
                         n_folds=args.folds, jobs=args.jobs, fold_seeds=args.fold_seeds,
-                        protocol=args.protocol)
+                        protocol=args.protocol, params=params)
         data["wall_seconds"] = time.perf_counter() - t0
         data["jobs"] = args.jobs
         if args.json:
@@ -533,7 +567,8 @@ def main(argv=None):
         print(f"\nwhole evaluation: {data['wall_seconds']:.0f} s wall{merged}, --jobs {jobs}, "
               f"{os.cpu_count()} CPUs")
     if not args.load and not args.no_raw_digits and "NCA" in args.learners:
-        raw_digits_nca(args.folds, args.fold_seeds)  # digits: stratified folds in both protocols
+        # digits: stratified folds in both protocols
+        raw_digits_nca(args.folds, args.fold_seeds, params)
 
 
 if __name__ == "__main__":

@@ -125,3 +125,31 @@ def test_summary_prints_no_map_at_r_for_runs_saved_without_it(quality_uci):
             results[d][m]["map@r"] = [0.5 if m == "NCA" else 0.25]
     rows = {row[0]: row for row in quality_uci.summary_rows({"results": results})}
     assert rows["NCA"][4] == 0.5 and rows["Euclidean"][4] == 0.25
+
+
+def test_params_replace_a_learners_defaults(quality_uci, capsys):
+    # --params: the settings reach the fitted learner of every fold, are
+    # kept with the results and printed with the tables; bad ones fail early.
+    X, y = _data(n_per_class=(40, 30, 20), d=3)
+    train, test = next(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    params = {"NCA": {"max_iter": 1, "tol": 0.0}}
+    est = quality_uci.make_learner("NCA", params)
+    assert est.max_iter == 1 and est.random_state == 0
+    assert quality_uci.make_learner("LMNN", params).get_params() == \
+        quality_uci.make_learner("LMNN").get_params()
+    # One L-BFGS iteration cannot converge: the fold records the warning.
+    _, _, warned, _ = quality_uci.run_fold("synthetic", X, y, train, test, "NCA", True, params)
+    assert warned is True
+    _, _, warned, _ = quality_uci.run_fold("synthetic", X, y, train, test, "NCA")
+    assert warned is False
+    results = {d: {m: {"acc": [0.9], "fit": [0.1], "warn": [False], "map@r": [0.5]}
+                   for m in ("Euclidean", "NCA")} for d in ("a", "b")}
+    quality_uci.print_tables({"results": results, "subsampled": {}, "n_folds": 10,
+                              "scale": True, "params": params})
+    assert "NCA with settings other than its defaults (`--params`): max_iter=1, tol=0.0" \
+        in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        quality_uci.main(["--learners", "NCA", "--params", "NCA", '{"solvr": 1}'])
+    with pytest.raises(SystemExit):
+        quality_uci.main(["--learners", "NCA", "--params", "NCA", "[1]"])
+    assert "expected a JSON object" in capsys.readouterr().err

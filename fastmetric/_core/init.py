@@ -333,50 +333,14 @@ _SATURATION_SAMPLE = 500
 _SATURATION_COLUMNS = 2048
 
 
-def unsaturated_start(L, X):
-    """``L`` shrunk, if needed, so that a softmax over the points is not saturated.
-
-    The softmax learners (NCA) weigh the neighbours of a point by
-    ``exp(-||L x_i - L x_j||^2)``.  When the squared distances between near
-    points are large (raw pixel values 0..16 put the nearest neighbours of a
-    digit hundreds of units apart) each point gives all its weight to its
-    nearest neighbour, the gradient vanishes, and L-BFGS stops at once at the
-    initial map.  Here ``L`` is scaled down, when needed, so that the median
-    over points of the squared distance to the nearest (distinct) neighbour
-    is 1: near neighbours then differ by fractions of a unit in the
-    exponent.  A start that is not saturated (features scaled to [0, 1] or
-    standardised, with few features) is returned unchanged; only the scale
-    of ``L`` changes, not the directions it weighs.
-
-    The median is taken over at most 500 evenly spaced rows (each against
-    all rows, in blocks of columns): ``O(500 n k)`` after two ``O(n d k)``
-    projections (the embedding is recomputed per block instead of stored).
-
-    Parameters
-    ----------
-    L : ndarray of shape (n_components, n_features)
-    X : ndarray of shape (n_samples, n_features)
-
-    Returns
-    -------
-    start : ndarray of shape (n_components, n_features), float64
-        ``L / sqrt(m)`` for the median squared nearest distance ``m`` when
-        ``m > 1``, else ``L``.
-
-    Examples
-    --------
-    >>> from fastmetric._core.init import unsaturated_start
-    >>> import numpy as np
-    >>> X = np.array([[0.0], [10.0], [30.0]])
-    >>> unsaturated_start(np.eye(1), X)  # nearest squared distances 100, 100, 400
-    array([[0.1]])
-    >>> unsaturated_start(np.eye(1), X / 100)  # already below 1: unchanged
-    array([[1.]])
-    """
+def _typical_nearest_distance(L, X):
+    """The median over (at most 500 evenly spaced) points of the squared
+    distance to the nearest distinct neighbour in the embedding of L (0 when
+    there is none)."""
     L = np.asarray(L, dtype=np.float64)
     n = X.shape[0]
     if n < 2:
-        return L
+        return 0.0
     mean = X.mean(axis=0, dtype=np.float64)
     step = _SATURATION_COLUMNS
 
@@ -403,12 +367,63 @@ def unsaturated_start(L, X):
             D[D <= zero] = np.inf
             np.minimum(nearest, D.min(axis=1), out=nearest)
     nearest = nearest[np.isfinite(nearest)]
-    if nearest.size == 0:
-        return L
-    typical = float(np.median(nearest))
-    if not typical > 1.0:
-        return L
-    return L / np.sqrt(typical)
+    return float(np.median(nearest)) if nearest.size else 0.0
+
+
+def unsaturated_start(L, X, *, return_shrink=False):
+    """``L`` shrunk, if needed, so that a softmax over the points is not saturated.
+
+    The softmax learners (NCA) weigh the neighbours of a point by
+    ``exp(-||L x_i - L x_j||^2)``.  When the squared distances between near
+    points are large (raw pixel values 0..16 put the nearest neighbours of a
+    digit hundreds of units apart) each point gives all its weight to its
+    nearest neighbour, the gradient vanishes, and L-BFGS stops at once at the
+    initial map.  Here ``L`` is scaled down, when needed, so that the median
+    over points of the squared distance to the nearest (distinct) neighbour
+    is 1: near neighbours then differ by fractions of a unit in the
+    exponent.  A start that is not saturated (features scaled to [0, 1] or
+    standardised, with few features) is returned unchanged; only the scale
+    of ``L`` changes, not the directions it weighs.
+
+    The median is taken over at most 500 evenly spaced rows (each against
+    all rows, in blocks of columns): ``O(500 n k)`` after two ``O(n d k)``
+    projections (the embedding is recomputed per block instead of stored).
+
+    Parameters
+    ----------
+    L : ndarray of shape (n_components, n_features)
+    X : ndarray of shape (n_samples, n_features)
+    return_shrink : bool, default=False
+        Also return the factor ``L`` was multiplied by.  NCA's stochastic
+        solvers scale their step size by it (its square for SGD), so that
+        features scaled by ``s`` give the same embedding: the step is then
+        as large, relative to the start, as on data that need no shrinking.
+
+    Returns
+    -------
+    start : ndarray of shape (n_components, n_features), float64
+        ``L / sqrt(m)`` for the median squared nearest distance ``m`` when
+        ``m > 1``, else ``L``.
+    shrink : float
+        ``1 / sqrt(m)`` when ``m > 1``, else 1 (only with ``return_shrink``).
+
+    Examples
+    --------
+    >>> from fastmetric._core.init import unsaturated_start
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [10.0], [30.0]])
+    >>> unsaturated_start(np.eye(1), X)  # nearest squared distances 100, 100, 400
+    array([[0.1]])
+    >>> unsaturated_start(np.eye(1), X / 100)  # already below 1: unchanged
+    array([[1.]])
+    >>> unsaturated_start(np.eye(1), X, return_shrink=True)[1]
+    0.1
+    """
+    L = np.asarray(L, dtype=np.float64)
+    typical = _typical_nearest_distance(L, X)
+    start, shrink = (L / np.sqrt(typical), float(1.0 / np.sqrt(typical))) if typical > 1.0 \
+        else (L, 1.0)
+    return (start, shrink) if return_shrink else start
 
 
 def _init_pca(X, k, random_state):

@@ -31,6 +31,7 @@ from fastmetric._core.objectives.neighbor_batches import draw_candidates, row_me
 from fastmetric._core.params import integers, reals
 from fastmetric._core.rows import evenly_spaced
 from fastmetric._core.solvers import (
+    ADAM_EPSILON,
     IterationPrinter,
     StochasticOptimizer,
     epoch_order,
@@ -210,8 +211,27 @@ class MinibatchNeighborsMixin:
     def _set_stochastic_state(self, L):
         self.components_ = np.ascontiguousarray(np.reshape(L, self._shape))
 
-    def _fit_minibatch(self, objective, L0, solver, tol):
-        """Fit ``components_`` with Adam/SGD epochs over ``objective`` from ``L0``.
+    def _optimizer_for(self, solver, shrink):
+        """A fresh Adam/SGD optimiser with ``learning_rate`` scaled to a start
+        shrunk by ``shrink`` (:func:`~fastmetric._core.init.unsaturated_start`).
+
+        The loss depends on ``L X``: with X scaled by s and the start by 1/s,
+        the gradient in L grows by s.  Adam's steps do not depend on the
+        gradient's scale, so a rate scaled by the shrink keeps each step the
+        same fraction of L (and Adam's guard ``epsilon``, in the gradient's
+        units, is divided by it); SGD's step grows with the gradient, so its
+        rate is scaled by the square.  Either way the fit on scaled features
+        is that on the unscaled ones.
+        """
+        shrink = float(shrink)
+        if solver == "adam":
+            return StochasticOptimizer(solver, float(self.learning_rate) * shrink,
+                                       epsilon=ADAM_EPSILON / shrink)
+        return StochasticOptimizer(solver, float(self.learning_rate) * shrink ** 2)
+
+    def _fit_minibatch(self, objective, L0, solver, tol, shrink=1.0):
+        """Fit ``components_`` with Adam/SGD epochs over ``objective`` from ``L0``
+        (a start shrunk by ``shrink``: the step size scales with it).
 
         Sets ``components_``, ``n_iter_`` (epochs), ``loss_`` (mean
         minibatch loss of the last epoch), ``loss_curve_`` and the state
@@ -231,7 +251,7 @@ class MinibatchNeighborsMixin:
                 return bool(self.callback(self, epoch, loss))
             return False
 
-        optimizer = StochasticOptimizer(solver, float(self.learning_rate))
+        optimizer = self._optimizer_for(solver, shrink)
         with single_threaded_blas():  # identical results for any BLAS thread count
             result = minimize_stochastic(
                 self._epoch_batches(objective, objective.n_samples, seed, self.verbose),
@@ -250,17 +270,18 @@ class MinibatchNeighborsMixin:
         """One epoch over the rows of ``make_objective()``, continuing the fit.
 
         The first call (or the first after a fit with a full-batch solver)
-        starts from ``initial_components()`` and a fresh optimiser.
+        starts from ``L0, shrink = initial_components()`` and a fresh
+        optimiser (its step size scaled by ``shrink``, as in a fit).
         """
         first = self._starts_partial_fit()
         objective = make_objective()
         with single_threaded_blas():
             if first:
-                L0 = initial_components()
+                L0, shrink = initial_components()
                 self._shape = L0.shape
                 self._batch_seed = int(check_random_state(self.random_state).randint(
                     0, np.iinfo(np.int32).max))
-                self._optimizer = StochasticOptimizer(solver, float(self.learning_rate))
+                self._optimizer = self._optimizer_for(solver, shrink)
                 self.n_iter_ = 0
                 self.loss_curve_ = []
                 theta = np.ravel(L0).astype(np.float64)

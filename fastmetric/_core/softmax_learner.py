@@ -110,9 +110,9 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         full softmax problem of the class ``labels`` (NCA) or real
         ``targets`` (MLKR) from the initial map of X."""
         if solver != "lbfgs":
-            L0 = stochastic_start()
+            L0, shrink = stochastic_start()
             self._fit_minibatch(make_objective(), L0, solver,
-                                DEFAULT_TOL if self.tol is None else self.tol)
+                                DEFAULT_TOL if self.tol is None else self.tol, shrink=shrink)
             return self
         L0 = self._initial_components(X, labels)
         problem = SoftmaxNeighborsProblem(X, labels=labels, targets=targets)
@@ -148,16 +148,19 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         self.loss_curve_ = list(result.loss_curve)
         return self
 
-    def _initial_components(self, X, class_labels, shrink=True):
+    def _initial_components(self, X, class_labels, shrink=True, return_shrink=False):
+        """The initial map of X (and, with ``return_shrink``, the factor a
+        saturated named start was shrunk by: 1 when it was not)."""
         rng = check_random_state(self.random_state)
         with single_threaded_blas():
             L0 = initialize_components(self.init, X, y=class_labels,
                                        n_components=self.n_components, random_state=rng)
+        factor = 1.0
         if shrink and self._unsaturated_start and isinstance(self.init, str):
             # A named start is shrunk where its softmax would be saturated;
             # an array or a fitted learner is the user's map, used as is.
-            L0 = unsaturated_start(L0, X)
-        return L0
+            L0, factor = unsaturated_start(L0, X, return_shrink=True)
+        return (L0, factor) if return_shrink else L0
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

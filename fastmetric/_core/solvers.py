@@ -21,6 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 from fastmetric._core.memory import heap_kept_for_reuse
 
 __all__ = [
+    "ADAM_EPSILON",
     "IterationPrinter",
     "SolverResult",
     "StochasticOptimizer",
@@ -252,6 +253,10 @@ def minimize_halving_descent(fun, x0, *, learning_rate, max_iter, on_iteration):
     return SolverResult(x, f, it, curve, False, "max_iter reached")
 
 
+# Adam's guard against a zero second moment (Kingma & Ba's value).
+ADAM_EPSILON = 1e-8
+
+
 class StochasticOptimizer:
     """The update rule of the minibatch solvers, with its state.
 
@@ -273,7 +278,7 @@ class StochasticOptimizer:
     """
 
     def __init__(self, method="adam", learning_rate=0.01, beta1=0.9, beta2=0.999,
-                 epsilon=1e-8, momentum=0.9):
+                 epsilon=ADAM_EPSILON, momentum=0.9):
         if method not in ("adam", "sgd"):
             raise ValueError(f"method must be 'adam' or 'sgd'; got {method!r}.")
         self.method = method

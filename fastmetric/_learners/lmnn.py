@@ -454,7 +454,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
                                               int(rng.randint(0, np.iinfo(np.int32).max)),
                                               n_threads)
 
-        objective = self._partial_fit_minibatch(objective, lambda: state["L0"],
+        objective = self._partial_fit_minibatch(objective, lambda: (state["L0"], 1.0),
                                                 resolve_solver(self.solver, np.inf))
         self._stochastic_attributes(objective)
         self.n_evaluations_ = -(-X.shape[0] // int(self.batch_size))

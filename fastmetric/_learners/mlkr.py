@@ -172,7 +172,8 @@ class MLKR(SoftmaxNeighborsLearner):
         solver = check_dask_solver(self, X)
         return self._fit_solver(
             X, solver, n_threads, targets=targets,
-            stochastic_start=lambda: self._initial_components(init_subset(X, targets)[0], None),
+            stochastic_start=lambda: self._initial_components(init_subset(X, targets)[0], None,
+                                                              return_shrink=True),
             make_objective=lambda: batch_objective(MLKRBatchObjective, X, targets, self.n_jobs))
 
     def _partial_fit_batch(self, X, y, first, solver):
@@ -180,4 +181,5 @@ class MLKR(SoftmaxNeighborsLearner):
         targets = np.ascontiguousarray(y, dtype=np.float64)
         self._partial_fit_minibatch(
             lambda: batch_objective(MLKRBatchObjective, X, targets, self.n_jobs),
-            lambda: self._initial_components(init_subset(X, targets)[0], None), solver)
+            lambda: self._initial_components(init_subset(X, targets)[0], None,
+                                             return_shrink=True), solver)

@@ -227,7 +227,8 @@ class NCA(SoftmaxNeighborsLearner):
         n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((n, n, X.shape[1])))
         return self._fit_solver(
             X, solver, n_threads, labels=labels,
-            stochastic_start=lambda: self._initial_components(*init_subset(X, labels)),
+            stochastic_start=lambda: self._initial_components(*init_subset(X, labels),
+                                                              return_shrink=True),
             make_objective=lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs))
 
     def _partial_fit_batch(self, X, y, first, solver):
@@ -238,6 +239,7 @@ class NCA(SoftmaxNeighborsLearner):
         labels = labels.reshape(-1)
         self._partial_fit_minibatch(
             lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs),
-            lambda: self._initial_components(*init_subset(X, labels)), solver)
+            lambda: self._initial_components(*init_subset(X, labels), return_shrink=True),
+            solver)
         seen = getattr(self, "classes_", None) if not first else None
         self.classes_ = classes if seen is None else np.union1d(seen, classes)

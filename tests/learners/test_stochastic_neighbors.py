@@ -317,6 +317,36 @@ def test_partial_fit_continues_a_fit(cls):
     assert not np.array_equal(L, est.components_)
 
 
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("fit", ["fit", "partial_fit"])
+def test_nca_steps_scale_with_a_shrunk_start(solver, fit):
+    """Features scaled by s: the saturated start is shrunk by 1/s and the
+    steps with it (Adam: the rate by the shrink, its epsilon by the inverse;
+    SGD: the rate by the square), so the embedding is the same.  Without the
+    step scaling, steps of the rate's size were far too large for the
+    shrunk map of raw pixels."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300], y[:300]  # pixels 0..16: the identity start is saturated
+    # SGD: several epochs agree to rounding.  Adam: one step (one minibatch),
+    # since its sign-like early steps amplify the rounding differences of
+    # the two scales from the third step on.
+    kw = dict(solver=solver, batch_size=32 if solver == "sgd" else 300, n_candidates=100,
+              learning_rate=0.01, max_iter=3 if solver == "sgd" else 1, tol=0.0,
+              random_state=0, n_jobs=1)
+    raw, scaled, unscaled_steps = NCA(**kw), NCA(**kw), NCA(**kw)
+    unscaled_steps._optimizer_for = (
+        lambda solver, shrink: minibatch_learner.StochasticOptimizer(solver, 0.01))
+    getattr(raw, fit)(X, y)
+    getattr(scaled, fit)(10.0 * X, y)
+    getattr(unscaled_steps, fit)(X, y)
+    assert raw._optimizer.learning_rate < 0.01  # the start was shrunk, and the rate
+    assert_allclose(raw.transform(X), scaled.transform(10.0 * X), rtol=1e-9, atol=1e-12)
+    moved = np.linalg.norm(unscaled_steps.transform(X) - raw.transform(X))
+    assert moved > 0.1 * np.linalg.norm(raw.transform(X))
+
+
 def test_nca_fits_a_memmap_without_copying_it(tmp_path):
     X, y = blobs(800, dtype=np.float32)
     mm = np.memmap(tmp_path / "rows.dat", dtype=np.float32, mode="w+", shape=X.shape)

@@ -5,8 +5,8 @@ Each function validates its input (in the metric core, ``fastmetric._core``),
 then calls an OpenMP-parallel Cython kernel (``fastmetric.kernels``) over
 float32 or float64 data.  ``n_jobs`` follows one convention everywhere:
 ``None`` uses as many threads as OpenMP and threadpoolctl allow, ``-1``
-every CPU, ``k > 0`` exactly ``k`` threads.  Results do not depend on the
-number of threads.
+every CPU, ``k > 0`` ``k`` threads (at most 4 per CPU).  Results do not
+depend on the number of threads.
 
 The kernels' nogil C-level signatures are declared in ``.pxd`` files shipped
 in the package, so other Cython code can call them directly (see

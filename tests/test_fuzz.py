@@ -1284,3 +1284,18 @@ def test_recall_refuses_more_hits_than_relevant_items():
     with pytest.raises(ValueError, match="more than its n_relevant=1"):
         fm.metrics.recall_at_k(y, np.zeros((2, 3), dtype=int), R, k=3)
     assert fm.metrics.recall_at_k(y, np.array([[0, 1], [1, 0]]), R, k=2) == 1.0
+
+
+@pytest.mark.timeout(120)
+def test_a_large_n_jobs_is_capped_per_cpu():
+    """n_jobs=100_000 crashed libgomp while creating its threads (30,000
+    hung): a positive n_jobs is lowered to 4 threads per CPU, with the same
+    result as any other thread count."""
+    from fastmetric._core.threads import MAX_THREADS_PER_CPU, cpu_count, effective_n_threads
+
+    assert effective_n_threads(100_000) == MAX_THREADS_PER_CPU * cpu_count()
+    assert effective_n_threads(1) == 1
+    X, y = iris_std()
+    big = fm.NCA(n_jobs=100_000, max_iter=5).fit(X, y)
+    one = fm.NCA(n_jobs=1, max_iter=5).fit(X, y)
+    np.testing.assert_array_equal(big.components_, one.components_)

@@ -57,7 +57,8 @@ n_components : int, optional
     "n_jobs_kernels": """\
 n_jobs : int, optional
     OpenMP threads of the kernels (None: what OpenMP allows, -1: all
-    CPUs).  The result does not depend on it.""",
+    CPUs, k > 0: k, at most 4 per CPU).  The result does not depend on
+    it.""",
     "verbose_objective": """\
 verbose : bool or int, default=False
     Print the objective at each iteration.""",

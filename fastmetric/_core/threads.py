@@ -49,6 +49,12 @@ def cpu_count():
 # The kernels take the thread count as a C int.
 MAX_N_JOBS = 2**31 - 1
 
+# A positive n_jobs above this many threads per CPU is lowered to it: more
+# threads only queue on the same cores (the results are the same for any
+# count), and tens of thousands of them exhaust the OpenMP runtime, which
+# then hangs or crashes while creating its threads.
+MAX_THREADS_PER_CPU = 4
+
 
 def effective_n_threads(n_jobs=None, work=None, static=False):
     """Resolve an ``n_jobs`` argument into a positive number of OpenMP threads.
@@ -62,8 +68,8 @@ def effective_n_threads(n_jobs=None, work=None, static=False):
         ``work >= LARGE_WORK`` (``MEDIUM_WORK`` when no core is free) one
         thread per CPU and two per busy process of the others, at most two
         per CPU (:func:`threads_for_load`).  ``-1``: every CPU of this
-        process. ``k > 0``: exactly ``k``. ``k < -1``: all CPUs but
-        ``|k| - 1`` (joblib's convention).
+        process. ``k > 0``: ``k``, at most ``MAX_THREADS_PER_CPU`` (4) per
+        CPU. ``k < -1``: all CPUs but ``|k| - 1`` (joblib's convention).
     work : int, optional
         Multiply-adds in one parallel region of the call (its largest); only
         used for ``n_jobs=None`` under load.  None: small, but with no core
@@ -97,7 +103,7 @@ def effective_n_threads(n_jobs=None, work=None, static=False):
                                 static=static)
     if n_jobs < 0:
         return max(1, cpu_count() + 1 + int(n_jobs))
-    return int(n_jobs)
+    return min(int(n_jobs), MAX_THREADS_PER_CPU * cpu_count())
 
 
 def team_threads(n_jobs=None):

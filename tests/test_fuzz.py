@@ -1299,3 +1299,14 @@ def test_a_large_n_jobs_is_capped_per_cpu():
     big = fm.NCA(n_jobs=100_000, max_iter=5).fit(X, y)
     one = fm.NCA(n_jobs=1, max_iter=5).fit(X, y)
     np.testing.assert_array_equal(big.components_, one.components_)
+
+
+def test_lmnn_refuses_data_whose_squared_distances_overflow():
+    """At 1e160 LMNN failed inside numpy's eigh ("Eigenvalues did not
+    converge") after its preconditioner overflowed; now a ValueError names
+    the data's scale, as the other squared-distance learners do."""
+    X = np.random.RandomState(0).randn(20, 3)
+    y = np.arange(20) % 2
+    with pytest.raises(ValueError, match=r"LMNN: the data reach 2.55e\+160.*rescale"):
+        fm.LMNN().fit(X * 1e160, y)
+    assert np.all(np.isfinite(fm.LMNN().fit(X * 1e100, y).components_))

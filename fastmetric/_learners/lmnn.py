@@ -41,6 +41,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.base import MahalanobisMixin
+from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import encode_classes
@@ -68,6 +69,7 @@ from fastmetric._core.threads import (
     single_threaded_blas,
     team_threads,
 )
+from fastmetric._core.validation import check_squared_scale
 
 __all__ = ["LMNN"]
 
@@ -324,6 +326,11 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
     def _labelled_points(self, X, y, reset):
         """Validated X, labels encoded 0..C-1, the classes and targets per class."""
         X, y = labelled_points(self, X, y, reset)
+        if not is_dask_array(X):
+            # The pull, push and preconditioner sum squared differences of
+            # rows: beyond this scale they overflow (eigh then failed deep
+            # inside the preconditioner).
+            check_squared_scale(X, "LMNN")
         check_classification_targets(y)
         classes, y_enc, counts = encode_classes(
             y, "LMNN", "(impostors are points of another class)")

@@ -1310,3 +1310,21 @@ def test_lmnn_refuses_data_whose_squared_distances_overflow():
     with pytest.raises(ValueError, match=r"LMNN: the data reach 2.55e\+160.*rescale"):
         fm.LMNN().fit(X * 1e160, y)
     assert np.all(np.isfinite(fm.LMNN().fit(X * 1e100, y).components_))
+
+
+@pytest.mark.parametrize("make", [lambda: fm.Covariance(), lambda: fm.LFDA(),
+                                  lambda: fm.RCA_Supervised(random_state=0),
+                                  lambda: fm.MMC_Supervised(random_state=0)])
+def test_an_overflowing_mahalanobis_matrix_is_a_value_error(make):
+    """On features of scale 1e-160 these learners fit a finite L of entries
+    near 1e160, and get_mahalanobis_matrix() returned +-inf (L^T L beyond the
+    float range); now it says so, while transform stays finite."""
+    X = np.random.RandomState(0).randn(60, 4) * 1e-160
+    y = np.arange(60) % 3
+    est = make().fit(X, y)
+    assert np.all(np.isfinite(est.transform(X)))
+    with pytest.raises(ValueError, match=r"M = L\^T L overflows float64: components_ reach"):
+        est.get_mahalanobis_matrix()
+    # At a representable scale M is returned as before.
+    M = make().fit(X * 1e150, y).get_mahalanobis_matrix()
+    assert np.all(np.isfinite(M))

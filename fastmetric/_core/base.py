@@ -190,10 +190,27 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         -------
         M : ndarray of shape (n_features, n_features)
             Symmetric positive semi-definite.
+
+        Raises
+        ------
+        ValueError
+            When an entry of ``M`` is beyond the float range: features of
+            a tiny scale (e.g. 1e-160) give a map ``L`` of the inverse scale,
+            whose square overflows.  The embedding and the distances, which
+            apply ``L`` to the points, are still exact.
         """
         self._check_fitted()
         L = self.components_
-        return L.T @ L
+        with np.errstate(over="ignore", invalid="ignore"):
+            M = L.T @ L
+        if not np.all(np.isfinite(M)):
+            raise ValueError(
+                f"M = L^T L overflows {M.dtype}: components_ reach "
+                f"{float(np.abs(L).max()):.3g} (learned on features of about the inverse "
+                "scale). transform() and the distances apply L and are exact; to get M, "
+                "rescale the data (e.g. StandardScaler) and fit again."
+            )
+        return M
 
     def transform(self, X):
         """Embed points: ``X_embedded = X L^T`` (after normalisation if set).

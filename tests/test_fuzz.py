@@ -1328,3 +1328,34 @@ def test_an_overflowing_mahalanobis_matrix_is_a_value_error(make):
     # At a representable scale M is returned as before.
     M = make().fit(X * 1e150, y).get_mahalanobis_matrix()
     assert np.all(np.isfinite(M))
+
+
+def test_weights_of_any_scale_give_the_uniform_result():
+    """Weights are normalised by their sum, so only their ratios matter; but
+    weights of 1e308 (whose sum overflows) were silently ignored by
+    ldml_loss and LSML, LDML blamed the data, and one subnormal weight gave
+    a "rescale the data" error.  They are now brought to a safe scale by a
+    power of two."""
+    rng = np.random.RandomState(0)
+    X, L = rng.randn(20, 3), rng.randn(2, 3)
+    pairs, y = np.array([[0, 1], [2, 3], [4, 4], [5, 6]]), np.array([1, 0, 1, 0])
+    uniform = pairwise.ldml_loss(X, pairs, y, L, 0.5, sample_weight=np.ones(4))
+    huge = pairwise.ldml_loss(X, pairs, y, L, 0.5, sample_weight=np.full(4, 1e308))
+    for u, h in zip(uniform, huge):
+        np.testing.assert_allclose(h, u, rtol=1e-12)
+    one = pairwise.ldml_loss(X, pairs, y, L, 0.5, sample_weight=[1.0, 0, 0, 0])
+    tiny = pairwise.ldml_loss(X, pairs, y, L, 0.5, sample_weight=[1e-320, 0, 0, 0])
+    for u, h in zip(one, tiny):
+        np.testing.assert_allclose(h, u, rtol=1e-12)
+    quads = X[np.array([[a, (a + 2) % 20, a, (a + 1) % 20] for a in range(20)])]
+    np.testing.assert_allclose(fm.LSML().fit(quads, weights=np.full(20, 1e308)).components_,
+                               fm.LSML().fit(quads, weights=np.ones(20)).components_,
+                               rtol=1e-10, atol=1e-12)
+    P = X[np.array([[i, (i + 1) % 20] for i in range(20)])]
+    t = np.where(np.arange(20) % 2, 1, -1)
+    np.testing.assert_allclose(
+        fm.LDML(random_state=0).fit(P, t, sample_weight=np.full(20, 1e308)).components_,
+        fm.LDML(random_state=0).fit(P, t, sample_weight=np.ones(20)).components_,
+        rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="sample_weight sums to 0; at least one pair"):
+        pairwise.ldml_loss(X, pairs, y, L, 0.5, sample_weight=np.zeros(4))

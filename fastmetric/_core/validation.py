@@ -242,6 +242,38 @@ def check_pair_vector(v, n_pairs, name, dtype, lo=None, hi=None, nonneg=False):
     return arr
 
 
+# Weights whose largest entry lies outside [2^-WEIGHT_EXPONENT_RANGE,
+# 2^WEIGHT_EXPONENT_RANGE] are rescaled by a power of two (exact) so that
+# their sum and the weighted sums stay in the float range.
+WEIGHT_EXPONENT_RANGE = 500
+
+
+def check_weights(v, n, name="sample_weight", unit="pair"):
+    """Validated non-negative weights, one per ``unit`` (``n`` of them).
+
+    The learners and losses divide by the total weight, so only the ratios
+    of the weights matter: weights whose largest entry is beyond
+    ``2^±WEIGHT_EXPONENT_RANGE`` (``1e308`` each, or subnormal ones) are
+    multiplied by a power of two that brings it to 1, which is exact and
+    leaves the result unchanged; other weights are returned as given.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Not real numbers, the wrong shape, NaN or infinity, a negative
+        weight, or a zero sum.
+    """
+    w = check_pair_vector(v, n, name, np.float64, nonneg=True)
+    top = float(w.max()) if w.size else 0.0
+    if not top > 0:
+        verb = "sum" if name.endswith("s") else "sums"  # weights sum, sample_weight sums
+        raise ValueError(f"{name} {verb} to 0; at least one {unit} needs a positive weight.")
+    exponent = np.frexp(top)[1]
+    if abs(exponent) > WEIGHT_EXPONENT_RANGE:
+        w = np.ldexp(w, -exponent)
+    return w
+
+
 def check_scalar_finite(x, name):
     real = (not isinstance(x, (bool, np.bool_))
             and isinstance(x, (numbers.Real, np.floating, np.integer)))

@@ -55,7 +55,7 @@ from fastmetric._core.solvers import (
     record_partial_epoch,
 )
 from fastmetric._core.threads import effective_n_threads, multiply_adds, single_threaded_blas
-from fastmetric._core.validation import check_pair_vector
+from fastmetric._core.validation import check_weights
 
 __all__ = ["LDML", "LDML_Supervised"]
 
@@ -323,13 +323,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         n_pairs = idx.shape[0]
         targets = check_pair_targets(y, n_pairs)
-        weights = None
-        if sample_weight is not None:
-            weights = check_pair_vector(sample_weight, n_pairs, "sample_weight", np.float64,
-                                        nonneg=True)
-            if not weights.sum() > 0:
-                raise ValueError("sample_weight sums to 0; at least one pair needs a "
-                                 "positive weight.")
+        weights = None if sample_weight is None else check_weights(sample_weight, n_pairs)
         a = np.ascontiguousarray(idx[:, 0])
         b = np.ascontiguousarray(idx[:, 1])
         return X, a, b, targets, weights
@@ -348,13 +342,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             )
         a, b = check_index_pairs(arr, X.shape[0], name="pairs")
         targets = check_pair_targets(y, a.shape[0])
-        weights = None
-        if sample_weight is not None:
-            weights = check_pair_vector(sample_weight, a.shape[0], "sample_weight",
-                                        np.float64, nonneg=True)
-            if not weights.sum() > 0:
-                raise ValueError("sample_weight sums to 0; at least one pair needs a "
-                                 "positive weight.")
+        weights = None if sample_weight is None else check_weights(sample_weight, a.shape[0])
         assert_all_finite(X, "preprocessor")
         return X, np.ascontiguousarray(a), np.ascontiguousarray(b), targets, weights
 

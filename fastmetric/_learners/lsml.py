@@ -72,7 +72,7 @@ from fastmetric._core.params import options_or_array, shared, store_params
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.tuples import QuadrupletsClassifierMixin
-from fastmetric._core.validation import check_pair_vector
+from fastmetric._core.validation import check_weights
 
 __all__ = ["LSML", "LSML_Supervised"]
 
@@ -151,11 +151,8 @@ def _check_weights(weights, n_q):
             f"weights must have shape (n_quadruplets,) = ({n_q},), one weight per "
             f"quadruplet; got shape {shape}."
         )
-    w = check_pair_vector(weights, n_q, "weights", np.float64, nonneg=True)
-    total = w.sum()
-    if not total > 0:
-        raise ValueError("weights sum to 0; at least one quadruplet needs a positive weight.")
-    return np.ascontiguousarray(w / total)
+    w = check_weights(weights, n_q, "weights", unit="quadruplet")
+    return np.ascontiguousarray(w / w.sum())
 
 
 class _BaseLSML(MahalanobisMixin):

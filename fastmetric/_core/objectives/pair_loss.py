@@ -19,6 +19,7 @@ from fastmetric._core.validation import (
     check_pair_vector,
     check_points,
     check_scalar_finite,
+    check_weights,
     raise_nonfinite,
 )
 from fastmetric._core.workspace import empty_aligned
@@ -250,12 +251,7 @@ def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
     n_threads = effective_n_threads(n_jobs)
     a, b = check_index_pairs(pairs, X.shape[0], "pairs", n_threads=n_threads)
     targets = check_pair_vector(y, a.shape[0], "y", np.float64, lo=0.0, hi=1.0)
-    weights = None
-    if sample_weight is not None:
-        weights = check_pair_vector(sample_weight, a.shape[0], "sample_weight",
-                                    np.float64, nonneg=True)
-        if not weights.sum() > 0:
-            raise ValueError("sample_weight sums to 0; at least one pair needs a positive weight.")
+    weights = None if sample_weight is None else check_weights(sample_weight, a.shape[0])
     if components is None:
         raise ValueError("components (the linear map L) is required.")
     L = check_components(components, X.shape[1], X.dtype)

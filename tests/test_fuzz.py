@@ -1359,3 +1359,19 @@ def test_weights_of_any_scale_give_the_uniform_result():
         rtol=1e-8, atol=1e-10)
     with pytest.raises(ValueError, match="sample_weight sums to 0; at least one pair"):
         pairwise.ldml_loss(X, pairs, y, L, 0.5, sample_weight=np.zeros(4))
+
+
+def test_nca_with_every_point_its_own_class():
+    """init='auto' chose LDA, and scikit-learn's LDA refuses as many classes
+    as samples ("The number of samples must be more than the number of
+    classes"); 'auto' now goes on to PCA / identity, and NCA, whose points
+    then have no neighbour of their class, keeps that start."""
+    X = np.random.RandomState(0).randn(6, 4)
+    est = fm.NCA().fit(X, np.arange(6))
+    assert np.all(np.isfinite(est.components_)) and est.components_.shape == (4, 4)
+    # With fewer classes than samples 'auto' is still LDA's start.
+    from fastmetric._core.init import initialize_components
+
+    y = np.arange(6) % 3
+    np.testing.assert_array_equal(initialize_components("auto", X, y=y, n_components=2),
+                                  initialize_components("lda", X, y=y, n_components=2))

@@ -193,7 +193,8 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
     Parameters
     ----------
     init : str, array-like or fitted learner
-        * ``'auto'``: ``'lda'`` when ``y`` has at least 2 classes and
+        * ``'auto'``: ``'lda'`` when ``y`` has at least 2 classes, fewer
+          classes than samples (LDA needs a within-class scatter) and
           ``n_components <= min(n_classes - 1, n_features)``; else ``'pca'``
           when ``n_components < min(n_features, n_samples)``; else
           ``'identity'`` (metric-learn's rule).
@@ -288,7 +289,10 @@ def initialize_components(init, X, y=None, n_components=None, random_state=None)
         classes, y_enc = np.unique(y, return_inverse=True)
 
     if init == "auto":
-        if classes is not None and len(classes) >= 2 and k <= min(len(classes) - 1, d):
+        if (classes is not None and 2 <= len(classes) < n_samples
+                and k <= min(len(classes) - 1, d)):
+            # (With every point its own class LDA has no within-class
+            # scatter, and scikit-learn's LDA refuses such data.)
             init = "lda"
         elif k < min(d, n_samples):
             # PCA finds at most min(n_samples, n_features) axes: with fewer

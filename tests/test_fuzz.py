@@ -1375,3 +1375,19 @@ def test_nca_with_every_point_its_own_class():
     y = np.arange(6) % 3
     np.testing.assert_array_equal(initialize_components("auto", X, y=y, n_components=2),
                                   initialize_components("lda", X, y=y, n_components=2))
+
+
+@pytest.mark.parametrize("shrinkage", [0.0, "ledoit_wolf", "oas"])
+def test_covariance_with_features_of_very_different_scales(shrinkage):
+    """Features of 1e100 and 1e-100 side by side: the small one's variance
+    underflowed in the common unit, and eigh failed on NaN.  Its spread is
+    now measured in its own unit; the embedding is that of the
+    standardised data."""
+    X = np.random.RandomState(0).randn(60, 3)
+    X[:, 0] *= 1e100
+    X[:, 1] *= 1e-100
+    est = fm.Covariance(shrinkage=shrinkage).fit(X)
+    assert np.all(np.isfinite(est.components_))
+    ref = fm.Covariance(shrinkage=shrinkage).fit(X / X.std(axis=0))
+    np.testing.assert_allclose(est.transform(X), ref.transform(X / X.std(axis=0)),
+                               rtol=1e-9, atol=1e-9)

@@ -162,6 +162,11 @@ def chunk_residuals(Xc, chunks):
     return R, int(idx.shape[0]), int(np.count_nonzero(sizes >= 2))
 
 
+# Variances below this (in the unit of as_float64_centred) have lost
+# precision to underflow; the features are measured in their own unit.
+_SMALLEST_VARIANCE = np.finfo(np.float64).tiny * 2.0**52
+
+
 def shrunk_inverse_covariance(X, shrinkage):
     """(L, C_a, a) of :class:`fastmetric.Covariance` for validated points X.
 
@@ -183,9 +188,18 @@ def shrunk_inverse_covariance(X, shrinkage):
         # Every feature constant: no spread to measure in; the identity.
         a = 1.0 if isinstance(shrinkage, str) else float(shrinkage)
         return np.eye(d), np.eye(d), a
+    # A live feature far smaller than the largest one (1e-100 beside 1e100)
+    # has squares below the float range in the common unit: its spread is
+    # measured in its own unit instead (in the common unit its standard
+    # deviation is still representable, its variance not).
+    underflow = live & ~(var >= _SMALLEST_VARIANCE)
     typical = float(np.mean(var[live]))
     var = np.where(const, typical, var)
     scale = np.sqrt(var)
+    if underflow.any():
+        own = np.max(np.abs(Xc[:, underflow]), axis=0)
+        Y = Xc[:, underflow] / own
+        scale[underflow] = own * np.sqrt(np.einsum("ij,ij->j", Y, Y) / (n - 1))
     Z = Xc / scale
     Z[:, const] = 0.0
     R = (Z.T @ Z) / (n - 1)

@@ -47,9 +47,14 @@ afresh.
 this format, a newer format version, a class outside the allow-list, a
 parameter the class does not have, an attribute name that is not a fitted
 attribute's (``name_``), a missing or unexpected archive member, and any
-member that would need pickle (an object array).  It then builds the
-estimator with its own constructor and sets the attributes: no code from the
-file runs.
+member that would need pickle (an object array), a value whose encoding is
+malformed (a marker with content of the wrong type, an unhashable or
+repeated dict key, nesting deeper than 32 levels), and a fitted model that
+lacks, or holds unsound values of, the attributes its predictions read
+(``components_`` and ``n_features_in_`` for every learner, ``threshold_``
+for the pair classifiers, ``bias_`` for LDML, ``cluster_centers_`` for
+ClusterLDML).  It then builds the estimator with its own constructor and
+sets the attributes: no code from the file runs.
 
 The scikit-learn ecosystem's other safe route, ``skops.io``, also works for
 every fastmetric estimator: ``skops.io.dump(model, path)``, then
@@ -69,6 +74,7 @@ import zlib
 
 import numpy as np
 
+from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._learners.cluster_ldml import ClusterLDML
 from fastmetric._learners.covariance import Covariance
 from fastmetric._learners.itml import ITML, ITML_Supervised
@@ -112,6 +118,34 @@ _CORRUPT = (ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplemented
 # such as __class__, which would replace the object's type).
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_$")
 _MAX_DEPTH = 32
+# How much of a value from a tampered file an error message quotes.
+_PREVIEW_CHARS = 80
+
+
+def _preview(value):
+    """A short ``repr`` of ``value`` for an error message.
+
+    Parameters
+    ----------
+    value : object
+        A value read from a model file, possibly huge.
+
+    Returns
+    -------
+    str
+        ``repr(value)``, cut to about 80 characters.
+
+    Examples
+    --------
+    >>> _preview([1, 2])
+    '[1, 2]'
+    >>> len(_preview("x" * 1000)) <= 80
+    True
+    """
+    text = repr(value)
+    if len(text) > _PREVIEW_CHARS:
+        text = text[:_PREVIEW_CHARS - 5] + " ...)"
+    return text
 
 
 class _Encoder:
@@ -166,7 +200,13 @@ class _Encoder:
 
 
 class _Decoder:
-    """Turns the header's JSON back into values, reading arrays from the archive."""
+    """Turns the header's JSON back into values, reading arrays from the archive.
+
+    Every departure from what :class:`_Encoder` writes (a marker whose
+    content has the wrong type, a member that is missing, a dict key that
+    cannot be one, nesting beyond the limit) is a :class:`ModelFileError`
+    naming the value.
+    """
 
     def __init__(self, archive):
         self.archive = archive
@@ -174,7 +214,8 @@ class _Decoder:
 
     def _array(self, key, what):
         if not isinstance(key, str) or key == _HEADER:
-            raise ModelFileError(f"the model file is invalid: {what} names the member {key!r}.")
+            raise ModelFileError(f"the model file is invalid: {what} names the member "
+                                 f"{_preview(key)}.")
         if key not in self.archive.files:
             raise ModelFileError(f"the model file is incomplete: member {key!r} ({what}) is "
                              "missing.")
@@ -187,44 +228,82 @@ class _Decoder:
 
     def decode(self, value, what, depth=0):
         if depth > _MAX_DEPTH:
-            raise ModelFileError(f"the model file is invalid: {what} is nested too deep.")
+            raise ModelFileError(f"the model file is invalid: {what} is nested too deep "
+                                 f"(more than {_MAX_DEPTH} levels).")
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if isinstance(value, list):
             return [self.decode(v, what, depth + 1) for v in value]
         if not isinstance(value, dict) or len(value) not in (1, 2):
-            raise ModelFileError(f"the model file is invalid: {what} holds {value!r}.")
+            raise ModelFileError(f"the model file is invalid: {what} holds {_preview(value)}.")
         if "__array__" in value:
             arr = self._array(value["__array__"], what)
-            if value.get("object_str") is True:
-                arr = arr.astype(object)
-            elif set(value) != {"__array__"}:
-                raise ModelFileError(f"the model file is invalid: {what} holds {value!r}.")
-            return arr
+            if set(value) == {"__array__"}:
+                return arr
+            if set(value) != {"__array__", "object_str"} or value["object_str"] is not True:
+                raise ModelFileError(f"the model file is invalid: {what} holds "
+                                     f"{_preview(value)}.")
+            # save writes object arrays of str as unicode arrays, and only those.
+            if arr.dtype.kind != "U":
+                raise ModelFileError(f"the model file is invalid: {what} is marked object_str "
+                                     f"but is not a string array (dtype {arr.dtype}).")
+            return arr.astype(object)
         if len(value) != 1:
-            raise ModelFileError(f"the model file is invalid: {what} holds {value!r}.")
+            raise ModelFileError(f"the model file is invalid: {what} holds {_preview(value)}.")
         (tag, content), = value.items()
         if tag == "__scalar__":
             arr = self._array(content, what)
             if arr.ndim != 0:
                 raise ModelFileError(f"the model file is invalid: {what} is a scalar of shape "
-                                 f"{arr.shape}.")
+                                     f"{arr.shape}.")
             return arr[()]
-        if tag == "__float__" and content in ("nan", "inf", "-inf"):
+        if tag == "__float__" and isinstance(content, str) and content in ("nan", "inf", "-inf"):
             return float(content)
         if tag == "__tuple__" and isinstance(content, list):
             return tuple(self.decode(v, what, depth + 1) for v in content)
         if tag == "__dict__" and isinstance(content, list):
-            out = {}
-            for item in content:
-                if not (isinstance(item, list) and len(item) == 2):
-                    raise ModelFileError(f"the model file is invalid: {what} holds {item!r}.")
-                key = self.decode(item[0], what, depth + 1)
-                if isinstance(key, (list, dict, np.ndarray)):
-                    raise ModelFileError(f"the model file is invalid: {what} has a key {key!r}.")
-                out[key] = self.decode(item[1], what, depth + 1)
-            return out
-        raise ModelFileError(f"the model file is invalid: {what} holds {value!r}.")
+            return self._dict(content, what, depth)
+        raise ModelFileError(f"the model file is invalid: {what} holds {_preview(value)}.")
+
+    def _dict(self, items, what, depth):
+        """The dict encoded as ``items``, a list of ``[key, value]`` pairs.
+
+        Parameters
+        ----------
+        items : list
+            The content of a ``{"__dict__": ...}`` marker.
+        what : str
+            The parameter or attribute being read, for messages.
+        depth : int
+            The nesting depth of the marker.
+
+        Returns
+        -------
+        dict
+
+        Raises
+        ------
+        ModelFileError
+            An item is not a pair, a key decodes to an unhashable value
+            (a list, dict or array, or a tuple holding one), or a key
+            comes twice.
+        """
+        out = {}
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2):
+                raise ModelFileError(f"the model file is invalid: {what} holds the dict item "
+                                     f"{_preview(item)}, not a [key, value] pair.")
+            key = self.decode(item[0], what, depth + 1)
+            try:
+                hash(key)
+            except TypeError:
+                raise ModelFileError(f"the model file is invalid: {what} has a dict key "
+                                     f"{_preview(key)} that is unhashable.") from None
+            if key in out:
+                raise ModelFileError(f"the model file is invalid: {what} has the dict key "
+                                     f"{_preview(key)} twice.")
+            out[key] = self.decode(item[1], what, depth + 1)
+        return out
 
 
 def _fitted_attributes(model):
@@ -313,6 +392,11 @@ def _read_member(archive, key, what):
     when it needs pickle (an object array) or the archive is damaged."""
     try:
         return archive[key]
+    except MemoryError:
+        # A .npy header can declare any shape: a few bytes may ask for terabytes.
+        raise ModelFileError(f"the model file is damaged: member {key!r} ({what}) cannot be "
+                             "read: it declares an array larger than the memory "
+                             "available.") from None
     except _CORRUPT as exc:
         if isinstance(exc, ValueError) and "pickle" in str(exc):
             if key == _HEADER:
@@ -332,7 +416,9 @@ def _read_header(archive):
         raise ModelFileError("not a fastmetric model file: its header is not UTF-8 JSON bytes.")
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # UnicodeDecodeError and JSONDecodeError are ValueErrors, and so is
+        # an integer literal longer than Python converts (sys.int_info).
         raise ModelFileError(f"not a fastmetric model file: its header is not JSON ({exc}).") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         got = header.get("format") if isinstance(header, dict) else header
@@ -403,49 +489,195 @@ def load(path):
         if unknown:
             raise ModelFileError(f"the model file gives {name} parameter(s) {unknown} that it "
                              "does not have.")
-        decoder = _Decoder(archive)
-        values = {k: decoder.decode(v, f"parameter {k!r}") for k, v in params.items()}
-        fitted = {}
-        for attr, value in attributes.items():
+        for attr in attributes:
             if not (isinstance(attr, str) and _ATTRIBUTE_NAME.match(attr)) or attr in known \
                     or callable(getattr(cls, attr, None)) \
                     or isinstance(getattr(cls, attr, None), property):
-                raise ModelFileError(f"the model file is invalid: {attr!r} is not a fitted "
-                                 f"attribute name of {name}.")
-            fitted[attr] = decoder.decode(value, f"fitted attribute {attr!r}")
-        extra = sorted(set(archive.files) - decoder.used - {_HEADER})
-        if extra:
-            raise ModelFileError(f"the model file is refused: unexpected member(s) {extra}.")
-    _check_fitted_state(name, fitted)
+                raise ModelFileError(f"the model file is invalid: {_preview(attr)} is not a "
+                                     f"fitted attribute name of {name}.")
+        values, fitted = _decode_values(archive, params, attributes)
+    _check_fitted_state(cls, fitted)
     model = cls(**values)
     for attr, value in fitted.items():
         setattr(model, attr, value)
     return model
 
 
-def _check_fitted_state(name, fitted):
-    """ModelFileError unless the attributes that predictions read are sound:
-    ``components_`` a finite real 2-D array with ``n_features_in_`` columns,
-    ``threshold_`` a finite number.  A tampered file must not give a model
-    whose transform returns NaN (or reaches a kernel with a wrong shape)."""
+def _decode_values(archive, params, attributes):
+    """Decode the header's parameters and fitted attributes.
+
+    Parameters
+    ----------
+    archive : numpy.lib.npyio.NpzFile
+        The open model file.
+    params, attributes : dict
+        The header's ``params`` and ``attributes`` objects (names already
+        checked).
+
+    Returns
+    -------
+    values, fitted : dict
+        The decoded parameters and fitted attributes.
+
+    Raises
+    ------
+    ModelFileError
+        A value does not decode, or the archive holds a member that no
+        value names.
+    """
+    decoder = _Decoder(archive)
+    try:
+        values = {k: decoder.decode(v, f"parameter {k!r}") for k, v in params.items()}
+        fitted = {k: decoder.decode(v, f"fitted attribute {k!r}")
+                  for k, v in attributes.items()}
+    except ModelFileError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+        # The decoder checks what it reads; this is the net for a case it
+        # missed, so that a tampered file still gives the documented error.
+        raise ModelFileError(f"the model file is invalid: its values do not decode "
+                             f"({type(exc).__name__}: {exc}).") from exc
+    extra = sorted(set(archive.files) - decoder.used - {_HEADER})
+    if extra:
+        raise ModelFileError(f"the model file is refused: unexpected member(s) {extra}.")
+    return values, fitted
+
+
+def _required_attributes(cls):
+    """The fitted attributes that the predictions of ``cls`` read.
+
+    Parameters
+    ----------
+    cls : type
+        One of the allow-listed estimator classes.
+
+    Returns
+    -------
+    tuple of str
+        ``components_`` and ``n_features_in_`` for every learner (they are
+        all Mahalanobis learners), ``threshold_`` for the pair classifiers
+        (``predict``), ``bias_`` for LDML (its pair probability) and
+        ``cluster_centers_`` for ClusterLDML (``predict``).
+
+    Examples
+    --------
+    >>> _required_attributes(NCA)
+    ('components_', 'n_features_in_')
+    >>> _required_attributes(LDML)
+    ('components_', 'n_features_in_', 'threshold_', 'bias_')
+    """
+    names = ["components_", "n_features_in_"]
+    if issubclass(cls, PairsClassifierMixin):
+        names.append("threshold_")
+    if issubclass(cls, (LDML, LDML_Supervised)):
+        names.append("bias_")
+    if issubclass(cls, ClusterLDML):
+        names.append("cluster_centers_")
+    return tuple(names)
+
+
+def _is_finite_real(value):
+    """Whether ``value`` is a finite real number (not a bool).
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> _is_finite_real(1.5), _is_finite_real(np.float32(2)), _is_finite_real(True)
+    (True, True, False)
+    >>> _is_finite_real(float("nan")), _is_finite_real(10**400), _is_finite_real("1")
+    (False, False, False)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
+def _is_float_matrix(value):
+    """Whether ``value`` is a non-empty 2-D float ndarray."""
+    return (isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim == 2
+            and value.size > 0)
+
+
+def _describe(value):
+    """``value``'s dtype and shape (or type), for a message."""
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    return _preview(value)
+
+
+def _check_fitted_state(cls, fitted):
+    """Check that the fitted attributes the predictions read are present and sound.
+
+    A file without fitted attributes is an unfitted model and passes.  A
+    fitted one must hold every attribute of :func:`_required_attributes`,
+    with ``components_`` a finite non-empty 2-D float array of
+    ``n_features_in_`` columns, ``threshold_`` and ``bias_`` finite numbers,
+    ``cluster_centers_`` a finite 2-D float array of ``components_.shape[0]``
+    columns, and ``feature_names_in_`` (when present) ``n_features_in_``
+    strings.  A tampered file must not give a model whose predictions
+    raise AttributeError, return NaN or reach a kernel with a wrong shape.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class the file names.
+    fitted : dict
+        The decoded fitted attributes.
+
+    Raises
+    ------
+    ModelFileError
+        The first problem found, named.
+    """
+    name = cls.__name__
+
     def bad(what):
         raise ModelFileError(f"the model file is invalid: {name}'s {what}.")
 
-    n_features = fitted.get("n_features_in_")
-    if n_features is not None and (isinstance(n_features, bool)
-                                   or not isinstance(n_features, numbers.Integral)
-                                   or n_features < 1):
-        bad(f"n_features_in_ is {n_features!r}, not a positive integer")
-    if "components_" in fitted:
-        L = fitted["components_"]
-        if not isinstance(L, np.ndarray) or L.dtype.kind != "f" or L.ndim != 2 or not L.size:
-            bad(f"components_ is not a non-empty 2-D float array (got "
-                f"{getattr(L, 'dtype', type(L).__name__)} of shape {np.shape(L)})")
-        if not np.isfinite(L).all():
-            bad("components_ holds NaN or infinity")
-        if n_features is not None and L.shape[1] != n_features:
-            bad(f"components_ has {L.shape[1]} columns but n_features_in_ is {n_features}")
-    if "threshold_" in fitted:
-        t = fitted["threshold_"]
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t):
-            bad(f"threshold_ is {t!r}, not a finite number")
+    if not fitted:
+        return
+    missing = [attr for attr in _required_attributes(cls) if attr not in fitted]
+    if missing:
+        raise ModelFileError(
+            f"the model file is invalid: {name} is fitted but lacks {' and '.join(missing)}, "
+            f"which a fitted {name} needs (the file is incomplete or was tampered with).")
+    n_features = fitted["n_features_in_"]
+    if isinstance(n_features, bool) or not isinstance(n_features, numbers.Integral) \
+            or n_features < 1:
+        bad(f"n_features_in_ is {_preview(n_features)}, not a positive integer")
+    L = fitted["components_"]
+    if not _is_float_matrix(L):
+        bad(f"components_ is not a non-empty 2-D float array (got {_describe(L)})")
+    if not np.isfinite(L).all():
+        bad("components_ holds NaN or infinity")
+    if L.shape[1] != n_features:
+        bad(f"components_ has {L.shape[1]} columns but n_features_in_ is "
+            f"{_preview(n_features)}")
+    for attr in ("threshold_", "bias_"):
+        if attr in fitted and not _is_finite_real(fitted[attr]):
+            bad(f"{attr} is {_preview(fitted[attr])}, not a finite number")
+    if "cluster_centers_" in fitted:
+        centers = fitted["cluster_centers_"]
+        if not _is_float_matrix(centers) or centers.shape[1] != L.shape[0]:
+            bad(f"cluster_centers_ is not a non-empty 2-D float array of {L.shape[0]} columns "
+                f"(components_ has {L.shape[0]} rows; got {_describe(centers)})")
+        if not np.isfinite(centers).all():
+            bad("cluster_centers_ holds NaN or infinity")
+    if "feature_names_in_" in fitted:
+        names = fitted["feature_names_in_"]
+        if not (isinstance(names, np.ndarray) and names.ndim == 1
+                and all(isinstance(v, str) for v in names.flat)):
+            bad(f"feature_names_in_ is not a 1-D array of strings (got {_describe(names)})")
+        if len(names) != n_features:
+            bad(f"feature_names_in_ has {len(names)} names but n_features_in_ is "
+                f"{_preview(n_features)}")

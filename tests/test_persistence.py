@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -223,6 +224,174 @@ def test_tampered_files_are_refused(saved, edit, message):
     _edit_header(saved, edit)
     with pytest.raises(ModelFileError, match=message):
         fastmetric.load(saved)
+
+
+def _nested(levels, leaf=1):
+    value = leaf
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value, message", [
+    # dict keys that decode to something unhashable (a tuple holding a list
+    # or an array raised a raw TypeError), or to a container
+    ({"__dict__": [[{"__tuple__": [[1]]}, 1]]}, "dict key .* is unhashable"),
+    ({"__dict__": [[{"__tuple__": [{"__array__": "array_0"}]}, 1]]}, "dict key .* is unhashable"),
+    ({"__dict__": [[{"__tuple__": [{"__tuple__": [{"__dict__": []}]}]}, 1]]},
+     "dict key .* is unhashable"),
+    ({"__dict__": [[[1], 1]]}, "dict key .* is unhashable"),
+    ({"__dict__": [[{"__dict__": []}, 1]]}, "dict key .* is unhashable"),
+    ({"__dict__": [[{"__array__": "array_0"}, 1]]}, "dict key .* is unhashable"),
+    ({"__dict__": [["a", 1], ["a", 2]]}, "dict key 'a' twice"),
+    # markers whose content has the wrong type or shape
+    ({"__dict__": [["a", 1, 2]]}, "not a \\[key, value\\] pair"),
+    ({"__dict__": [5]}, "not a \\[key, value\\] pair"),
+    ({"__dict__": {"a": 1}}, "holds"),
+    ({"__tuple__": {"a": 1}}, "holds"),
+    ({"__tuple__": "ab"}, "holds"),
+    ({"__array__": 5}, "names the member 5"),
+    ({"__array__": ["array_0"]}, "names the member"),
+    ({"__array__": {"__array__": "array_0"}}, "names the member"),
+    ({"__array__": "array_7"}, "incomplete: member 'array_7'"),
+    ({"__array__": "array_1", "object_str": True}, "object_str.*not a string array"),
+    ({"__array__": "array_1", "object_str": 1}, "holds"),
+    ({"__array__": "array_1", "other": True}, "holds"),
+    ({"__scalar__": ["array_0"]}, "names the member"),
+    ({"__float__": ["nan"]}, "holds"),
+    ({"__float__": "1.5"}, "holds"),
+    ({"__tuple__": [1], "__dict__": []}, "holds"),
+    ({}, "holds"),
+    # nesting beyond the limit, as lists, tuples and dicts
+    (_nested(40), "nested too deep"),
+    ({"__tuple__": _nested(40)}, "nested too deep"),
+    ({"__dict__": [["k", _nested(40)]]}, "nested too deep"),
+])
+def test_decoded_values_of_unexpected_types_are_refused(saved, value, message):
+    """A header that is valid JSON but whose encoded values have unexpected
+    types or shapes is a ModelFileError naming the attribute, never another
+    exception."""
+    _edit_header(saved, lambda h: h["attributes"].update(foo_=value))
+    with pytest.raises(ModelFileError, match=message) as info:
+        fastmetric.load(saved)
+    assert "foo_" in str(info.value)
+
+
+def test_an_oversized_value_in_a_message_is_shortened(saved):
+    _edit_header(saved, lambda h: h["attributes"].update(foo_={"__code__": "x" * 100_000}))
+    with pytest.raises(ModelFileError, match="foo_") as info:
+        fastmetric.load(saved)
+    assert len(str(info.value)) < 500
+
+
+def test_a_header_integer_beyond_python_s_limit_is_refused(saved):
+    """An integer literal of more digits than Python converts raised a plain
+    ValueError from json."""
+    members = _members(saved)
+    text = json.dumps(_header(members)).replace('"n_iter_": 3', '"n_iter_": ' + "7" * 5000)
+    assert "7" * 5000 in text
+    buf = io.BytesIO()
+    np.save(buf, np.frombuffer(text.encode(), dtype=np.uint8))
+    with pytest.raises(ModelFileError, match="header is not JSON"):
+        fastmetric.load(_write(saved, {**members, "header.npy": buf.getvalue()}))
+
+
+def test_a_member_declaring_a_huge_array_is_refused(saved):
+    """A member whose .npy header declares terabytes, in a file of a few
+    kilobytes, raised MemoryError."""
+    members = _members(saved)
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        npy, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    npy.write(b"\0" * 64)
+    key = _components_member(members)
+    with pytest.raises(ModelFileError, match=f"member '{key}'.*cannot be read"):
+        fastmetric.load(_write(saved, {**members, f"{key}.npy": npy.getvalue()}))
+
+
+def _saved_case(fitted, name, path):
+    fastmetric.save(fitted[name], path)
+    return path
+
+
+def _drop(*names):
+    return lambda h: [h["attributes"].pop(n) for n in names]
+
+
+def _set(name, value):
+    return lambda h: h["attributes"].update({name: value})
+
+
+def _swap(a, b):
+    """Exchange the encoded values of attributes ``a`` and ``b``."""
+    def edit(h):
+        attrs = h["attributes"]
+        attrs[a], attrs[b] = attrs[b], attrs[a]
+    return edit
+
+
+def _prune(path):
+    """Drop the archive members that the header no longer names, so that a
+    test reaches the checks after the unexpected-member one."""
+    members = _members(path)
+    named = {f"{key}.npy" for key in re.findall(r'"__(?:array|scalar)__": "([^"]+)"',
+                                                  json.dumps(_header(members)))}
+    return _write(path, {k: v for k, v in members.items() if k == "header.npy" or k in named})
+
+
+@pytest.mark.parametrize("name, edit, message", [
+    ("NCA", _drop("n_features_in_"), "NCA is fitted but lacks n_features_in_"),
+    ("NCA", _drop("components_"), "NCA is fitted but lacks components_"),
+    ("NCA", _drop("components_", "n_features_in_"),
+     r"lacks components_ and n_features_in_"),
+    ("NCA", _set("n_features_in_", 3), "4 columns but n_features_in_ is 3"),
+    ("NCA", _set("n_features_in_", True), "n_features_in_ is True"),
+    ("NCA", _set("n_features_in_", 10**400), "4 columns but n_features_in_"),
+    ("NCA", _swap("components_", "classes_"), "components_ is not a non-empty 2-D float"),
+    ("NCA", _set("feature_names_in_", "abcd"), "feature_names_in_"),
+    ("NCA", _set("feature_names_in_", [1, 2, 3, 4]), "feature_names_in_"),
+    ("LDML-indices", _drop("threshold_"), "LDML is fitted but lacks threshold_"),
+    ("LDML-indices", _drop("bias_"), "LDML is fitted but lacks bias_"),
+    ("LDML-indices", _set("bias_", "x"), "bias_ is 'x', not a finite number"),
+    ("LDML-indices", _set("bias_", {"__float__": "nan"}), "bias_ is nan, not a finite"),
+    ("LDML_Supervised", _drop("bias_"), "lacks bias_"),
+    ("ITML-points", _set("threshold_", 10**400), "threshold_ is 1000.*not a finite number"),
+    ("MMC-points", _drop("threshold_"), "MMC is fitted but lacks threshold_"),
+    ("ClusterLDML", _drop("cluster_centers_"), "ClusterLDML is fitted but lacks cluster_centers_"),
+    ("ClusterLDML", _swap("cluster_centers_", "labels_"), "cluster_centers_ is not a non-empty"),
+    ("ClusterLDML", _set("cluster_centers_", [[0.0, 1.0]]), "cluster_centers_ is not a non-empty"),
+    ("LSML-points", _drop("n_features_in_"), "LSML is fitted but lacks n_features_in_"),
+])
+def test_fitted_files_must_hold_what_predictions_read(fitted, tmp_path, name, edit, message):
+    """A tampered file lacking a fitted attribute that predictions read loaded
+    into a model whose transform (or predict) raised AttributeError."""
+    path = _prune(_edit_header(_saved_case(fitted, name, tmp_path / "m"), edit))
+    with pytest.raises(ModelFileError, match=message):
+        fastmetric.load(path)
+
+
+def test_feature_names_must_match_the_features(tmp_path):
+    X, y = iris_std()
+    est = fastmetric.NCA(max_iter=3, n_jobs=1).fit(X, y)
+    est.feature_names_in_ = np.array(["a", "b", "c", "d"], dtype=object)
+    fastmetric.save(est, tmp_path / "m")
+    assert list(fastmetric.load(tmp_path / "m").feature_names_in_) == ["a", "b", "c", "d"]
+    est.feature_names_in_ = np.array(["a", "b", "c"], dtype=object)
+    fastmetric.save(est, tmp_path / "m")
+    with pytest.raises(ModelFileError, match="feature_names_in_ .*3 names.*n_features_in_ is 4"):
+        fastmetric.load(tmp_path / "m")
+
+
+def test_a_file_without_fitted_attributes_is_an_unfitted_model(saved):
+    """Dropping every fitted attribute leaves a valid unfitted model: it
+    loads, and predicting raises scikit-learn's NotFittedError."""
+    from sklearn.exceptions import NotFittedError
+
+    _prune(_edit_header(saved, lambda h: h["attributes"].clear()))
+    assert list(_members(saved)) == ["header.npy"]
+    loaded = fastmetric.load(saved)
+    with pytest.raises(NotFittedError):
+        loaded.transform(iris_std()[0])
 
 
 def _components_member(members):

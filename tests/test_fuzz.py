@@ -1391,3 +1391,16 @@ def test_covariance_with_features_of_very_different_scales(shrinkage):
     ref = fm.Covariance(shrinkage=shrinkage).fit(X / X.std(axis=0))
     np.testing.assert_allclose(est.transform(X), ref.transform(X / X.std(axis=0)),
                                rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "projection"])
+def test_mmc_when_no_dissimilar_pair_can_be_separated(solver):
+    """On constant data every dissimilar pair joins identical points; the
+    full-matrix MMC then stopped with "the objective is not finite at the
+    initial point; check the data scale".  It now keeps its start and says
+    why (the diagonal form already kept it)."""
+    X, y = np.ones((20, 3)), np.arange(20) % 2
+    with pytest.warns(UserWarning, match="every dissimilar pair joins two identical points"):
+        est = fm.MMC_Supervised(solver=solver, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(est.components_, np.eye(3))
+    assert est.n_iter_ == 0

@@ -141,6 +141,8 @@ class _BaseMMC(MahalanobisMixin):
                 w = self._fit_diag(X, aD, bD, np.diag(W).copy(), np.diag(M0).copy(),
                                    n_threads)
                 L = np.diag(np.sqrt(w))
+            elif not objective.pair_distances(X, aD, bD, np.eye(X.shape[1]), n_threads).sum() > 0:
+                L = self._keep_start(M0)
             else:
                 ridge = objective.RIDGE_LOGDET if self._logdet_reg > 0 else objective.RIDGE
                 W = objective.constraint_matrix(W, ridge)
@@ -151,6 +153,24 @@ class _BaseMMC(MahalanobisMixin):
         self.components_ = np.ascontiguousarray(L, dtype=np.float64)
         self.n_features_in_ = X.shape[1]
         return self
+
+    def _keep_start(self, M0):
+        """The start's factor, when every dissimilar pair joins two identical
+        points: no metric moves them apart (MMC's objective is then 0 for
+        every M), so there is nothing to learn and the start is kept."""
+        warnings.warn(
+            f"{type(self).__name__}: every dissimilar pair joins two identical points "
+            "(their distance is 0 in any metric), so no metric separates them; the "
+            "initial metric is kept.", UserWarning, stacklevel=4,
+        )
+        lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
+        L = np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T
+        if not np.any(L):
+            L = np.eye(M0.shape[0])
+        self.n_iter_ = 0
+        self.converged_ = True
+        self.objective_ = 0.0
+        return L
 
     def _report(self, printer, iteration, objective, L):
         stop = False

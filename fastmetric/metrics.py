@@ -32,10 +32,12 @@ like Musgrave et al.'s reference implementation, every score that is given
 :func:`make_retrieval_scorer` gives scorers for ``GridSearchCV(scoring=...)``
 and ``cross_val_score``.
 """
+import numbers
 import re
 
 import numpy as np
 
+from fastmetric._core.sampling import _check_labels
 from fastmetric._core.search import Embedding, ExactIndex
 
 __all__ = [
@@ -96,27 +98,65 @@ def _relevance(y_query, y_neighbors, need=None, what="this score"):
     return rel
 
 
-def _check_k(k):
+def _check_k(k, name="k"):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer; got {k!r}.")
+        raise ValueError(f"{name} must be a positive integer; got {k!r}.")
     return int(k)
+
+
+def _check_ks(ks):
+    """The cut-offs of :func:`evaluate` as a non-empty tuple of positive ints."""
+    if isinstance(ks, (str, bytes)) or not np.iterable(ks):
+        raise TypeError(f"ks must be a sequence of positive integers, e.g. (1, 5, 10); "
+                        f"got {ks!r}.")
+    ks = tuple(ks)
+    if not ks:
+        raise ValueError("ks is empty: give at least one cut-off k for precision@k and "
+                         "recall@k, e.g. ks=(1, 5, 10).")
+    return tuple(_check_k(k, "each k of ks") for k in ks)
+
+
+def _counts(n_relevant):
+    """``n_relevant`` as an int64 array, or an error naming the first value
+    that is not a count (negative, fractional, NaN or not a number)."""
+    R = np.asarray(n_relevant)
+    if R.dtype.kind in "iu":
+        bad = R < 0
+    elif R.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(R) | (R < 0) | (R != np.round(R))
+    else:
+        raise TypeError(f"n_relevant must hold integer counts (R of each query); got "
+                        f"{n_relevant!r:.80} of dtype {R.dtype}.")
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0]) if R.ndim else ()
+        where = f" at index {at[0] if len(at) == 1 else at}" if at else ""
+        raise ValueError(f"n_relevant must hold integer counts >= 0; got {R[at].item()!r}{where}.")
+    return R.astype(np.int64)
 
 
 def _scored(n_relevant, n_queries):
     """Mask of the queries that count: those with R > 0 (all without R)."""
     if n_relevant is None:
         return np.ones(n_queries, dtype=bool)
-    R = np.asarray(n_relevant)
+    R = _counts(n_relevant)
     if R.shape != (n_queries,):
         raise ValueError(f"n_relevant must have one count per query ({n_queries}); got shape "
                          f"{R.shape}.")
-    if (R < 0).any():
-        raise ValueError("n_relevant must be >= 0.")
     return R > 0
 
 
 def _mean(values, mask):
     return float(values[mask].mean()) if mask.any() else float("nan")
+
+
+def _class_counts(y, name):
+    """Sorted classes, each label's class and the class sizes of ``y``; a
+    missing label (NaN, None, ...) or an empty ``y`` is an error naming ``y``."""
+    try:
+        return _check_labels(y, min_samples=1)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
 
 
 def relevant_counts(y_query, y_db=None):
@@ -132,14 +172,24 @@ def relevant_counts(y_query, y_db=None):
     Returns
     -------
     R : ndarray of shape (n_queries,), int64
+
+    Raises
+    ------
+    ValueError
+        If a label is missing (NaN, None, NaT) or infinite, or ``y_db`` is
+        empty.
     """
     y_query = _labels(y_query, "y_query")
-    ref = y_query if y_db is None else _labels(y_db, "y_db")
-    classes, counts = np.unique(ref, return_counts=True)
+    db = None if y_db is None else _class_counts(_labels(y_db, "y_db"), "y_db")
+    if y_query.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, inverse, counts = _class_counts(y_query, "y_query")
+    if db is None:
+        return counts[inverse].astype(np.int64) - 1
+    classes, _, counts = db
     pos = np.searchsorted(classes, y_query)
     pos = np.clip(pos, 0, len(classes) - 1)
-    R = np.where(classes[pos] == y_query, counts[pos], 0).astype(np.int64)
-    return R - 1 if y_db is None else R
+    return np.where(classes[pos] == y_query, counts[pos], 0).astype(np.int64)
 
 
 def neighbor_labels(indices, y_db):
@@ -156,13 +206,42 @@ def neighbor_labels(indices, y_db):
     -------
     y_neighbors : ndarray (n_queries, K), or a list of arrays when lists
         have different lengths (or entries are missing).
+
+    Raises
+    ------
+    TypeError
+        If the indices are not integers.
+    ValueError
+        If an index is outside ``[0, n_db)`` (other than -1).
     """
-    y_db = np.asarray(y_db)
+    y_db = _labels(y_db, "y_db")
     if isinstance(indices, np.ndarray) and indices.dtype != object and indices.ndim == 2:
+        _check_rows(indices, y_db.shape[0], "")
         if (indices >= 0).all():
             return y_db[indices]
         return [y_db[row[row >= 0]] for row in indices]
-    return [y_db[np.asarray(row, dtype=np.intp)] for row in indices]
+    out = []
+    for i, row in enumerate(indices):
+        row = _check_rows(np.asarray(row).ravel(), y_db.shape[0], f" in the list of query {i}")
+        out.append(y_db[row[row >= 0]])
+    return out
+
+
+def _check_rows(indices, n_db, where):
+    """``indices`` if they are integer rows of a database of ``n_db`` (or
+    -1, a missing entry), else an error naming the first bad one."""
+    if indices.size == 0:
+        return indices.astype(np.intp)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"indices must be integer row numbers of y_db; got dtype "
+                        f"{indices.dtype}{where}.")
+    bad = (indices < -1) | (indices >= n_db)
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"indices must be rows of y_db, in [0, {n_db}) (or -1 for a missing entry); got "
+            f"{int(indices[at])} at position {at[0] if len(at) == 1 else at}{where}.")
+    return indices
 
 
 # ---------------------------------------------------------------------------
@@ -195,23 +274,24 @@ def recall_at_k(y_query, y_neighbors, n_relevant, k=1):
     k = _check_k(k)
     rel = _relevance(y_query, y_neighbors, need=k, what=f"recall@{k}")
     mask = _scored(n_relevant, rel.shape[0])
+    R = _counts(n_relevant)
     hits = rel[:, :k].sum(axis=1)
-    over = np.flatnonzero(hits > np.asarray(n_relevant))
+    over = np.flatnonzero(hits > R)
     if over.size:
         i = over[0]
         raise ValueError(
             f"y_neighbors lists {hits[i]} relevant items in the first {k} of query {i}, more "
-            f"than its n_relevant={np.asarray(n_relevant)[i]}: the neighbour lists and "
+            f"than its n_relevant={R[i]}: the neighbour lists and "
             "n_relevant disagree (an item listed twice, or counts of another database?)."
         )
-    R = np.maximum(np.asarray(n_relevant), 1)
+    R = np.maximum(R, 1)
     return _mean(hits / R, mask)
 
 
 def _first_r(y_query, y_neighbors, n_relevant, what):
     """Relevance of the first R ranks of each query (False beyond R), R as
     an array (at least 1, for division), the ranks, and the scored mask."""
-    R = np.asarray(n_relevant)
+    R = _counts(n_relevant)
     need = int(R.max()) if R.size else None
     rel = _relevance(y_query, y_neighbors, need=need, what=what)
     mask = _scored(R, rel.shape[0])
@@ -242,7 +322,7 @@ def map_at_r(y_query, y_neighbors, n_relevant):
 
 def mean_reciprocal_rank(y_query, y_neighbors, n_relevant=None):
     """Mean of 1 / (rank of the first relevant neighbour); 0 when none is listed."""
-    rel = _relevance(y_query, y_neighbors)
+    rel = _relevance(y_query, y_neighbors, need=1, what="mean reciprocal rank")
     mask = _scored(n_relevant, rel.shape[0])
     has = rel.any(axis=1)
     first = np.argmax(rel, axis=1) + 1
@@ -292,23 +372,41 @@ def kmeans_scores(Z, y, n_clusters=None, random_state=0):
         Rows in the learned space (``learner.transform(X)``).
     y : array-like of shape (n,)
     n_clusters : int or None
-        Default: the number of classes in y.
+        Between 1 and n.  Default: the number of classes in y.
     random_state : int, default=0
 
     Returns
     -------
     scores : dict
-        ``{"nmi": ..., "ami": ...}`` (normalized / adjusted mutual information).
+        ``{"nmi": ..., "ami": ...}`` (normalized / adjusted mutual information);
+        both NaN for a single cluster (nothing to score).
+
+    Raises
+    ------
+    ValueError
+        If ``n_clusters`` is not an integer in [1, n], or Z and y disagree
+        on the number of rows.
     """
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 
-    y = np.asarray(y)
-    c = len(np.unique(y)) if n_clusters is None else int(n_clusters)
-    if c < 2 or c > len(y):
+    y = _labels(y, "y")
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[0] != y.shape[0]:
+        raise ValueError(f"Z must be a 2-D array with one row per label ({y.shape[0]}); got "
+                         f"shape {Z.shape}.")
+    if n_clusters is None:
+        c = len(np.unique(y))
+    elif (isinstance(n_clusters, (bool, np.bool_))
+          or not isinstance(n_clusters, numbers.Integral)
+          or not 1 <= n_clusters <= y.shape[0]):
+        raise ValueError(f"n_clusters must be an integer in [1, {y.shape[0]}] (the number of "
+                         f"rows); got {n_clusters!r}.")
+    else:
+        c = int(n_clusters)
+    if c < 2:
         return {"nmi": float("nan"), "ami": float("nan")}
-    pred = KMeans(n_clusters=c, n_init=10, random_state=random_state).fit_predict(
-        np.asarray(Z, dtype=np.float64))
+    pred = KMeans(n_clusters=c, n_init=10, random_state=random_state).fit_predict(Z)
     return {"nmi": float(normalized_mutual_info_score(y, pred)),
             "ami": float(adjusted_mutual_info_score(y, pred))}
 
@@ -361,7 +459,7 @@ def evaluate(learner, X_query, y_query, X_db=None, y_db=None, *, ks=(1, 5, 10), 
     X_db, y_db : array-like or None
         The database searched.  ``None``: leave-one-out within the queries.
     ks : tuple of int, default=(1, 5, 10)
-        Cut-offs of precision@k and recall@k.
+        Cut-offs of precision@k and recall@k (at least one).
     knn_k : int, default=5
         Neighbours voting in the k-NN accuracy.
     clustering : bool, default=True
@@ -381,10 +479,12 @@ def evaluate(learner, X_query, y_query, X_db=None, y_db=None, *, ks=(1, 5, 10), 
         raise ValueError("y_db is given without X_db.")
     if X_db is not None and y_db is None:
         raise ValueError("X_db is given without y_db.")
+    ks = _check_ks(ks)
+    knn_k = _check_k(knn_k, "knn_k")
     emb = Embedding(learner).fit()
     Zq = emb.transform(X_query, name="X_query", n_jobs=n_jobs)
     Zdb = None if X_db is None else emb.transform(X_db, name="X_db", n_jobs=n_jobs)
-    out = _retrieval_scores(Zq, y_query, Zdb, y_db, ks=tuple(ks), knn_k=knn_k, n_jobs=n_jobs)
+    out = _retrieval_scores(Zq, y_query, Zdb, y_db, ks=ks, knn_k=knn_k, n_jobs=n_jobs)
     if clustering:
         out.update(kmeans_scores(Zq, y_query, random_state=random_state))
     return out

@@ -23,11 +23,13 @@ are accepted as queries (searched block by block) and as the fitted data
 (each row block searched on its own, the per-block k nearest merged
 exactly).
 """
+import numbers
 from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -37,6 +39,7 @@ from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.search import (
     ALGORITHMS,
     Embedding,
+    _is_fitted,
     check_n_neighbors,
     check_radius,
     dask_kneighbors,
@@ -65,7 +68,9 @@ def kneighbors(X, X_db=None, n_neighbors=5, *, metric=None, return_distance=True
         row left out (leave-one-out).
     n_neighbors : int, default=5
     metric : None, array of shape (k, n_features), or a fitted fastmetric learner
-        The map L (see :class:`MahalanobisNeighbors`).
+        The map L (see :class:`MahalanobisNeighbors`).  There are no labels
+        here to fit a learner on: fit it first, or use
+        ``MahalanobisNeighbors(metric=learner).fit(X_db, y)``.
     return_distance : bool, default=True
     algorithm : {'auto', 'brute', 'hnsw'}, default='auto'
         'auto' and 'brute' are exact; 'hnsw' approximate (hnswlib).
@@ -78,7 +83,13 @@ def kneighbors(X, X_db=None, n_neighbors=5, *, metric=None, return_distance=True
         Only when ``return_distance``.  Sorted increasing.
     indices : ndarray of shape (n_queries, n_neighbors), int64
         Rows of ``X_db`` (or of X).
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        If ``metric`` is an unfitted learner.
     """
+    _check_fitted_metric(metric, "kneighbors")
     nn = MahalanobisNeighbors(n_neighbors=n_neighbors, metric=metric, algorithm=algorithm,
                               n_jobs=n_jobs)
     if X_db is None:
@@ -97,11 +108,50 @@ def radius_neighbors(X, X_db=None, radius=1.0, *, metric=None, return_distance=T
     distances : ndarray of shape (n_queries,) of float64 arrays
         Only when ``return_distance``; each sorted increasing (ties: index).
     indices : ndarray of shape (n_queries,) of int64 arrays
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        If ``metric`` is an unfitted learner.
     """
+    _check_fitted_metric(metric, "radius_neighbors")
     nn = MahalanobisNeighbors(radius=radius, metric=metric, n_jobs=n_jobs)
     if X_db is None:
         return nn.fit(X).radius_neighbors(None, return_distance=return_distance)
     return nn.fit(X_db).radius_neighbors(X, return_distance=return_distance)
+
+
+def _check_fitted_metric(metric, function):
+    """The function forms have no labels: an unfitted learner is an error
+    (rather than a fit without y deep inside)."""
+    if hasattr(metric, "transform") and not _is_fitted(metric):
+        name = type(metric).__name__
+        raise NotFittedError(
+            f"metric={name}(...) is not fitted: {function}() takes a fitted learner and has no "
+            f"labels to fit one on.  Fit it first (metric={name}(...).fit(X, y)), or use "
+            f"MahalanobisNeighbors(metric={name}(...)).fit(X_db, y), which fits a clone.")
+
+
+# hnswlib's parameters and their least valid value: hnswlib takes them as
+# unsigned integers (a negative one is a TypeError of its bindings), and a
+# graph degree M below 2 breaks its level sampling (M=1 fails to allocate,
+# M=0 crashes the interpreter).
+_HNSW_MINIMUM = {"M": 2, "ef_construction": 1, "ef": 1, "random_state": 0}
+
+
+def _check_algorithm_params(algorithm, params):
+    """Check the values of the hnsw parameters here, where the error can
+    name ``algorithm_params``; unknown names are reported by the index."""
+    if algorithm != "hnsw" or not params:
+        return
+    for name, low in _HNSW_MINIMUM.items():
+        if name not in params:
+            continue
+        value = params[name]
+        if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
+                or value < low):
+            raise ValueError(f"algorithm_params[{name!r}] must be an integer >= {low} for "
+                             f"algorithm='hnsw'; got {value!r}.")
 
 
 def _validated(estimator, X, reset):
@@ -163,7 +213,9 @@ class MahalanobisNeighbors(BaseEstimator):
         'auto' and 'brute': exact search.  'hnsw': approximate k-nearest
         search with hnswlib (optional dependency); radius search stays exact.
     algorithm_params : dict or None
-        For 'hnsw': ``M``, ``ef_construction``, ``ef``, ``random_state``.
+        For 'hnsw', integers: ``M`` (graph degree, at least 2),
+        ``ef_construction`` and ``ef`` (at least 1), ``random_state`` (at
+        least 0).
     n_jobs : int or None
         Threads of the search (None: as OpenMP allows; -1: all CPUs).
 
@@ -207,6 +259,7 @@ class MahalanobisNeighbors(BaseEstimator):
         {returns_self}
         """
         X = _validated(self, X, reset=True)
+        _check_algorithm_params(self.algorithm, self.algorithm_params)
         self._embedding = Embedding(self.metric).fit(X, y)
         self.metric_ = (self._embedding.learner_ if self._embedding.kind_ == "learner"
                         else self._embedding.L_)
@@ -277,6 +330,11 @@ class MahalanobisNeighbors(BaseEstimator):
         self._check_fitted()
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         exclude_self = X is None
+        if exclude_self and self.n_samples_fit_ < 2:
+            raise ValueError(
+                f"kneighbors(X=None) leaves each point's own row out, and the fitted data has "
+                f"only {self.n_samples_fit_} row: there are not enough other points to return "
+                "any neighbour.  Fit at least 2 rows, or pass query points X.")
         k = check_n_neighbors(k, self.n_samples_fit_ - (1 if exclude_self else 0), exclude_self)
         if exclude_self:
             Zq = self._Z if self._Z_dask is None else self._Z_dask

@@ -177,6 +177,83 @@ def test_input_errors():
         make_retrieval_scorer("accuracy")
 
 
+def test_missing_labels_are_named():
+    with pytest.raises(ValueError, match=r"y_query: labels contains a missing .* at index 0"):
+        relevant_counts(np.array([np.nan, np.nan, 1.0]))
+    with pytest.raises(ValueError, match=r"y_query: labels contains a missing .* at index 1"):
+        relevant_counts(np.array(["a", None], dtype=object), ["a", "b"])
+    with pytest.raises(ValueError, match=r"y_db: labels contains a missing .* at index 2"):
+        relevant_counts([0, 1], [0, 1, np.nan])
+    X = np.random.RandomState(0).randn(20, 3)
+    with pytest.raises(ValueError, match=r"y_query: labels contains a missing .* at index 0"):
+        evaluate(None, X, np.r_[np.nan, np.arange(19) % 3])
+
+
+def test_neighbor_labels_checks_the_indices():
+    y = np.arange(20)
+    with pytest.raises(ValueError, match=r"in \[0, 20\).*got 100 at position \(0, 1\)"):
+        neighbor_labels(np.array([[0, 100]]), y)
+    with pytest.raises(ValueError, match=r"got -2 at position \(0, 0\)"):
+        neighbor_labels(np.array([[-2, 1]]), y)
+    with pytest.raises(TypeError, match="integer row numbers.*float64"):
+        neighbor_labels(np.array([[0, 1.5]]), y)
+    with pytest.raises(ValueError, match="got 20 at position 1 in the list of query 1"):
+        neighbor_labels([np.array([0]), np.array([3, 20])], y)
+    with pytest.raises(TypeError, match="float64 in the list of query 0"):
+        neighbor_labels([np.array([0.0, 1.0])], y)
+    # -1 marks a missing entry in ragged lists too (not the last label).
+    out = neighbor_labels([np.array([2, -1]), np.array([], dtype=int)], y)
+    assert [r.tolist() for r in out] == [[2], []]
+
+
+def test_mean_reciprocal_rank_needs_a_column():
+    with pytest.raises(ValueError, match="mean reciprocal rank needs the first 1 neighbours.*"
+                                         "0 columns"):
+        mean_reciprocal_rank(np.array([0, 1]), np.zeros((2, 0), int))
+
+
+def test_evaluate_checks_ks_and_knn_k():
+    X = np.random.RandomState(0).randn(20, 3)
+    y = np.arange(20) % 3
+    with pytest.raises(ValueError, match="ks is empty"):
+        evaluate(None, X, y, ks=())
+    with pytest.raises(ValueError, match="each k of ks must be a positive integer; got 0"):
+        evaluate(None, X, y, ks=(1, 0))
+    with pytest.raises(TypeError, match="ks must be a sequence"):
+        evaluate(None, X, y, ks=5)
+    with pytest.raises(ValueError, match="knn_k must be a positive integer; got 0"):
+        evaluate(None, X, y, knn_k=0)
+
+
+@pytest.mark.parametrize("n_clusters", [0, -1, 5, 2.5, True])
+def test_kmeans_scores_rejects_bad_n_clusters(n_clusters):
+    Z = np.array([[0.0], [0.1], [10.0], [10.1]])
+    with pytest.raises(ValueError, match=r"n_clusters must be an integer in \[1, 4\]"):
+        kmeans_scores(Z, [0, 0, 1, 1], n_clusters=n_clusters)
+
+
+def test_kmeans_scores_checks_the_rows():
+    with pytest.raises(ValueError, match="one row per label"):
+        kmeans_scores(np.zeros((3, 2)), [0, 0, 1, 1])
+
+
+@pytest.mark.parametrize(("R", "shown"), [([1.5, 2, 2], "1.5 at index 0"),
+                                          ([1, np.nan, 2], "nan at index 1"),
+                                          ([1, 2, -1], "-1 at index 2")])
+def test_n_relevant_must_be_counts(R, shown):
+    yq, lab = [0, 1, 1], np.array([[0, 1], [1, 1], [1, 0]])
+    match = f"n_relevant must hold integer counts >= 0; got {shown}"
+    for score in (map_at_r, r_precision, lambda *a: recall_at_k(*a, k=1),
+                  lambda *a: precision_at_k(*a[:2], n_relevant=a[2]),
+                  lambda *a: mean_reciprocal_rank(*a[:2], n_relevant=a[2])):
+        with pytest.raises(ValueError, match=match):
+            score(yq, lab, np.array(R))
+    with pytest.raises(TypeError, match="integer counts"):
+        map_at_r(yq, lab, [1, None, 2])
+    # Whole numbers stored as floats are counts.
+    assert map_at_r(yq, lab, np.array([1.0, 2.0, 2.0])) == map_at_r(yq, lab, [1, 2, 2])
+
+
 # ---------------------------------------------------------------------------
 # evaluate and scorers
 # ---------------------------------------------------------------------------

@@ -213,6 +213,43 @@ def test_hnsw_recall(data):
         MahalanobisNeighbors(algorithm="hnsw", algorithm_params={"bogus": 1}).fit(X)
 
 
+@pytest.mark.parametrize(("params", "match"), [
+    ({"M": -1}, r"algorithm_params\['M'\] must be an integer >= 2.*got -1"),
+    ({"M": 1}, r"algorithm_params\['M'\] must be an integer >= 2.*got 1"),
+    ({"ef_construction": 0}, r"algorithm_params\['ef_construction'\].*>= 1.*got 0"),
+    ({"ef": 2.5}, r"algorithm_params\['ef'\].*got 2.5"),
+    ({"random_state": -3}, r"algorithm_params\['random_state'\].*>= 0.*got -3"),
+    ({"random_state": None}, r"algorithm_params\['random_state'\].*got None"),
+])
+def test_hnsw_bad_parameter_values_are_named(data, params, match):
+    pytest.importorskip("hnswlib")
+    X = data[0]
+    with pytest.raises(ValueError, match=match):
+        MahalanobisNeighbors(algorithm="hnsw", algorithm_params=params).fit(X).kneighbors(X)
+    with pytest.raises(ValueError, match=match):
+        MahalanobisKNeighborsTransformer(algorithm="hnsw", algorithm_params=params).fit(X)
+
+
+def test_function_forms_need_a_fitted_learner(data):
+    from sklearn.exceptions import NotFittedError
+
+    X, Q, _, _ = data
+    with pytest.raises(NotFittedError, match=r"metric=NCA\(...\) is not fitted: kneighbors\(\)"):
+        kneighbors(X, metric=NCA())
+    with pytest.raises(NotFittedError, match=r"not fitted: radius_neighbors\(\)"):
+        radius_neighbors(Q, X, metric=NCA())
+
+
+def test_leave_one_out_of_a_single_row(data):
+    X = data[0]
+    with pytest.raises(ValueError, match="not enough other points"):
+        kneighbors(X[:1], n_neighbors=1)
+    with pytest.raises(ValueError, match="not enough other points"):
+        MahalanobisNeighbors(n_neighbors=1).fit(X[:1]).kneighbors()
+    # With queries, one fitted row is enough.
+    assert kneighbors(X[1:3], X[:1], n_neighbors=1, return_distance=False).tolist() == [[0], [0]]
+
+
 def test_hnsw_missing_names_the_extra(monkeypatch, data):
     import sys
 

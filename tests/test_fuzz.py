@@ -1404,3 +1404,21 @@ def test_mmc_when_no_dissimilar_pair_can_be_separated(solver):
         est = fm.MMC_Supervised(solver=solver, random_state=0).fit(X, y)
     np.testing.assert_array_equal(est.components_, np.eye(3))
     assert est.n_iter_ == 0
+
+
+def test_metric_callable_and_unfitted_learners_in_the_search():
+    """get_metric()'s callable flattened its inputs, so two (2, 4) arrays
+    were reported as "8 and 8" features; MahalanobisNeighbors with an
+    unfitted NCA and no labels failed inside NCA.fit with a missing-argument
+    TypeError."""
+    X = np.random.RandomState(0).randn(20, 4)
+    y = np.arange(20) % 2
+    metric = fm.NCA(max_iter=3).fit(X, y).get_metric()
+    assert metric(X[0], X[1]) == metric(X[:1], X[1:2]) > 0
+    with pytest.raises(ValueError, match=r"got arrays of shapes \(2, 4\) and \(2, 4\)"):
+        metric(X[:2], X[2:4])
+    with pytest.raises(ValueError, match=r"metric=NCA\(...\) is not fitted and learns from labels"):
+        fm.neighbors.MahalanobisNeighbors(metric=fm.NCA()).fit(X)
+    # A learner that needs no labels is still fitted on X alone.
+    nn = fm.neighbors.MahalanobisNeighbors(metric=fm.Covariance(), n_neighbors=2).fit(X)
+    assert nn.kneighbors(X[:1])[1].shape == (1, 2)

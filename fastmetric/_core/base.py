@@ -109,14 +109,16 @@ class _MahalanobisMetric:
         self.normalize = bool(normalize)
 
     def __call__(self, u, v, squared=False):
-        u = np.asarray(u, dtype=np.float64).ravel()
-        v = np.asarray(v, dtype=np.float64).ravel()
+        u0, v0 = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
         d = self.components.shape[1]
-        if u.shape[0] != d or v.shape[0] != d:
+        # One point each: shape (d,), or (1, d) as a row of a 2-D array.
+        if u0.size != d or v0.size != d or max(u0.ndim, v0.ndim) > 2 \
+                or (u0.ndim == 2 and u0.shape[0] != 1) or (v0.ndim == 2 and v0.shape[0] != 1):
             raise ValueError(
-                f"the metric takes two points of {d} features; got {u.shape[0]} and "
-                f"{v.shape[0]}."
+                f"the metric takes two points of {d} features (shape ({d},)); got arrays of "
+                f"shapes {u0.shape} and {v0.shape}."
             )
+        u, v = u0.ravel(), v0.ravel()
         if self.normalize:
             nu, nv = np.linalg.norm(u), np.linalg.norm(v)
             u = u / nu if nu > 0 else u

@@ -41,6 +41,16 @@ def _is_fitted(estimator):
     return True
 
 
+def _needs_labels(learner):
+    """Whether ``learner.fit`` requires y (scikit-learn's estimator tags)."""
+    try:
+        from sklearn.utils import get_tags
+
+        return bool(get_tags(learner).target_tags.required)
+    except (ImportError, AttributeError, TypeError, ValueError):  # no tags to read
+        return False
+
+
 class Embedding:
     """How raw rows become mapped rows: ``z = L x`` (or a learner's transform).
 
@@ -73,6 +83,10 @@ class Embedding:
                     raise ValueError(
                         f"metric={type(metric).__name__}(...) is not fitted and there is no data "
                         "to fit it on; fit it first or pass X (and y) to fit.")
+                if y is None and _needs_labels(metric):
+                    raise ValueError(
+                        f"metric={type(metric).__name__}(...) is not fitted and learns from "
+                        "labels: pass them to fit (fit(X, y)), or fit the learner first.")
                 if is_dask_array(X):
                     self.learner_ = clone(metric).fit(X, y)
                 else:
@@ -143,6 +157,9 @@ def check_n_neighbors(n_neighbors, available, exclude_self=False):
         raise TypeError(f"n_neighbors must be an integer; got {n_neighbors!r}.")
     if n_neighbors < 1 or n_neighbors > available:
         extra = " (each point's own row is left out)" if exclude_self else ""
+        if available < 1:
+            raise ValueError(f"there is no point to return as a neighbour{extra}; "
+                             f"n_neighbors={n_neighbors} asked.")
         raise ValueError(f"n_neighbors must be in [1, {available}]{extra}; got {n_neighbors}.")
     return int(n_neighbors)
 

@@ -1422,3 +1422,19 @@ def test_metric_callable_and_unfitted_learners_in_the_search():
     # A learner that needs no labels is still fitted on X alone.
     nn = fm.neighbors.MahalanobisNeighbors(metric=fm.Covariance(), n_neighbors=2).fit(X)
     assert nn.kneighbors(X[:1])[1].shape == (1, 2)
+
+
+@pytest.mark.parametrize("scale", [1e25, 1e-25, 1e100, 1e-100])
+def test_lmnn_learns_the_same_metric_at_extreme_scales(scale):
+    """LMNN's margin is one unit of squared distance: from the identity,
+    features of 1e25 stopped L-BFGS at its start (the identity kept) and
+    features of 1e-25 drove the map to zero, and its float32 impostor
+    search overflowed or underflowed.  A named start is now brought to the
+    data's scale by a power of two (and the search's embedding too)."""
+    X, y = iris_std()
+    ref = fm.LMNN(random_state=0, n_jobs=1).fit(X, y)
+    est = fm.LMNN(random_state=0, n_jobs=1).fit(X * scale, y)
+    assert est.n_iter_ > 5
+    M_ref = ref.get_mahalanobis_matrix()
+    L = est.components_ * scale  # the map in the unit of X
+    np.testing.assert_allclose(L.T @ L, M_ref, atol=0.05 * np.abs(M_ref).max())

@@ -26,6 +26,7 @@ __all__ = [
     "PRIOR_NAMES",
     "initialize_components",
     "prior_matrix",
+    "rescaled_start",
     "resolve_n_components",
     "unsaturated_start",
 ]
@@ -428,6 +429,56 @@ def unsaturated_start(L, X, *, return_shrink=False):
     start, shrink = (L / np.sqrt(typical), float(1.0 / np.sqrt(typical))) if typical > 1.0 \
         else (L, 1.0)
     return (start, shrink) if return_shrink else start
+
+
+# A start whose embedding spreads (per component, root mean square) beyond
+# 2^(+-START_SCALE_EXPONENT) is brought near 1 by rescaled_start.
+START_SCALE_EXPONENT = 30
+
+
+def rescaled_start(L, X):
+    """``L`` times a power of two, when the data's scale is extreme.
+
+    LMNN's margin is one unit of squared distance, so its objective is not
+    indifferent to the scale of the start: from the identity, features of
+    1e25 (every margin negligible) left L-BFGS at its start, and features of
+    1e-25 (every triplet violating its margin) drove the map to zero.  When
+    the root mean square of the centred embedding ``(X - mean) L^T`` is
+    outside ``[2^-30, 2^30]``, ``L`` is multiplied by the power of two that
+    brings it into ``[1/2, 1)``: exact, and only the scale changes.  Data of
+    ordinary scale (standardised, min-max, raw pixels) keep their start.
+
+    Parameters
+    ----------
+    L : ndarray of shape (n_components, n_features)
+    X : ndarray of shape (n_samples, n_features)
+
+    Returns
+    -------
+    start : ndarray of shape (n_components, n_features), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric._core.init import rescaled_start
+    >>> X = np.array([[0.0], [1e20], [3e20]])
+    >>> float(rescaled_start(np.eye(1), X)[0, 0]) < 1e-19
+    True
+    >>> rescaled_start(np.eye(1), X / 1e20)  # ordinary scale: unchanged
+    array([[1.]])
+    """
+    L = np.asarray(L, dtype=np.float64)
+    if X.shape[0] < 2 or not L.size:
+        return L
+    with single_threaded_blas():
+        Z = (X - X.mean(axis=0, dtype=np.float64)) @ L.T
+    top = float(np.max(np.abs(Z)))
+    if not (np.isfinite(top) and top > 0):
+        return L
+    rms = top * float(np.sqrt(np.mean((Z / top) ** 2)))
+    if 2.0 ** -START_SCALE_EXPONENT <= rms <= 2.0 ** START_SCALE_EXPONENT:
+        return L
+    return np.ldexp(L, -int(np.frexp(rms)[1]))
 
 
 def _init_pca(X, k, random_state):

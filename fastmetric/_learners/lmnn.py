@@ -43,7 +43,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.init import initialize_components
+from fastmetric._core.init import initialize_components, rescaled_start
 from fastmetric._core.inputs import encode_classes
 from fastmetric._core.minibatch_learner import (
     STOCHASTIC_SOLVERS,
@@ -301,6 +301,10 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         with single_threaded_blas():
             L0 = initialize_components(self.init, X, y=y_enc, n_components=self.n_components,
                                        random_state=rng)
+            if isinstance(self.init, str):
+                # A named start on features of extreme scale is brought to
+                # the scale of the margin (an array or a learner is used as given).
+                L0 = rescaled_start(L0, X)
             k, d = L0.shape
             problem = lmnn_problem(X, y_enc, classes.shape[0], per_class,
                                    int(self.n_neighbors), L0, float(self.regularization),

@@ -53,6 +53,10 @@ _TEAM_SEARCH_WORK = 10_000_000
 # its bounds (see LMNNProblem._adapt_slack).
 _SLACK_INIT = 0.1
 _SLACK_MIN = 1.0 / 64
+# Embeddings whose largest centred entry lies outside [2^-40, 2^40] are
+# rescaled by a power of two before the float32 impostor search.
+_SEARCH_SCALE_LO = 2.0 ** -40
+_SEARCH_SCALE_HI = 2.0 ** 40
 _SLACK_MAX = 1.0
 
 
@@ -360,11 +364,20 @@ class LMNNProblem:
         # Distances do not change under translation: centring keeps the
         # GEMM expansion (and float32 rounding) error small.
         Zc = Z - Z.mean(axis=0, dtype=np.float64)
+        # The search is in float32, whose squares overflow beyond 1.8e19 and
+        # underflow below 1e-19: an embedding of extreme scale (features of
+        # 1e25 or 1e-25) is brought near 1 by a power of two, exact in
+        # both precisions, and the radii with it (squared: by its square).
+        top = float(np.max(np.abs(Zc))) if Zc.size else 0.0
+        shift = 0
+        if top > 0 and not _SEARCH_SCALE_LO <= top <= _SEARCH_SCALE_HI:
+            shift = -int(np.frexp(top)[1])
+            Zc = np.ldexp(Zc, shift)
         Z32 = np.ascontiguousarray(Zc, dtype=np.float32)
         del Zc
         while True:
             rho = np.where(self.has_targets, (1.0 + slack) * sqrt_r, -1.0)
-            rho_sq = np.where(self.has_targets, rho * rho, -1.0)
+            rho_sq = np.where(self.has_targets, np.ldexp(rho * rho, 2 * shift), -1.0)
             work = self.n_cross * Z.shape[1]
             offsets, other, status = _search(Z32, self.class_end,
                                              np.ascontiguousarray(rho_sq),

@@ -453,6 +453,8 @@ def load(path):
 
     Raises
     ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        The path cannot be opened.
     ModelFileError
         (a ValueError) The file is not a fastmetric model file, has a newer format version,
         names a class outside fastmetric's public estimators, or is
@@ -464,6 +466,8 @@ def load(path):
     """
     try:
         archive = np.load(path, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise  # the path, not the file's content: Python's own error says which
     except ValueError as exc:  # e.g. a pickle, which allow_pickle=False refuses
         raise ModelFileError(f"not a fastmetric model file: {exc}") from None
     except _CORRUPT as exc:

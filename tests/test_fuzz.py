@@ -1438,3 +1438,16 @@ def test_lmnn_learns_the_same_metric_at_extreme_scales(scale):
     M_ref = ref.get_mahalanobis_matrix()
     L = est.components_ * scale  # the map in the unit of X
     np.testing.assert_allclose(L.T @ L, M_ref, atol=0.05 * np.abs(M_ref).max())
+
+
+def test_squared_must_be_a_bool_and_a_missing_model_file_is_file_not_found(tmp_path):
+    """squared='no' was truthy, so squared distances came back; load() of a
+    path that does not exist raised ModelFileError ("not a model file")."""
+    X = np.random.RandomState(0).randn(5, 3)
+    for fn, args in ((pairwise.mahalanobis_distances, (X,)),
+                     (pairwise.paired_mahalanobis_distances, (X, [[0, 1]]))):
+        with pytest.raises(TypeError, match="squared must be True or False; got 'no'"):
+            fn(*args, squared="no")
+        np.testing.assert_array_equal(fn(*args, squared=np.bool_(True)), fn(*args, squared=True))
+    with pytest.raises(FileNotFoundError):
+        fm.load(tmp_path / "no-such-model.npz")

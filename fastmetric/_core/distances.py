@@ -15,6 +15,7 @@ from fastmetric._core.threads import (
     threads_for_work,
 )
 from fastmetric._core.validation import (
+    check_bool,
     check_chunk_size,
     check_components,
     check_finite_result,
@@ -132,6 +133,7 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
     array([[ 0., 36.],
            [36.,  0.]])
     """
+    squared = check_bool(squared, "squared")
     # NaN/inf in X and Y are found while the GEMM maps them (check_finite).
     X = check_points(X, "X", allow_nan=True)
     if Y is not None:
@@ -221,6 +223,7 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
     >>> paired_mahalanobis_distances(X, [[0, 1], [0, 2], [1, 1]])
     array([ 5., 10.,  0.])
     """
+    squared = check_bool(squared, "squared")
     # X's values are checked for NaN/inf by the kernel that reads them (the
     # GEMM of the mapped rows), or below for the direct path.
     X = check_points(X, "X", allow_nan=True)

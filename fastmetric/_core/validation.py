@@ -274,6 +274,14 @@ def check_weights(v, n, name="sample_weight", unit="pair"):
     return w
 
 
+def check_bool(value, name):
+    """``value`` as a bool; a TypeError for anything else (a string such as
+    ``'no'`` is truthy, and would silently mean True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}.")
+    return bool(value)
+
+
 def check_scalar_finite(x, name):
     real = (not isinstance(x, (bool, np.bool_))
             and isinstance(x, (numbers.Real, np.floating, np.integer)))

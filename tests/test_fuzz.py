@@ -1451,3 +1451,15 @@ def test_squared_must_be_a_bool_and_a_missing_model_file_is_file_not_found(tmp_p
         np.testing.assert_array_equal(fn(*args, squared=np.bool_(True)), fn(*args, squared=True))
     with pytest.raises(FileNotFoundError):
         fm.load(tmp_path / "no-such-model.npz")
+
+
+@pytest.mark.parametrize("scale", [1e25, 1e-25])
+def test_stochastic_lmnn_steps_scale_with_extreme_features(scale):
+    """The minibatch LMNN starts from a subsample fit at the data's scale
+    (or a rescaled named start) and its Adam steps, in L's units, now scale
+    with the features: steps of 0.001 on a map of 1e-25 had wiped it out."""
+    X, y = iris_std()
+    kw = dict(solver="adam", random_state=0, n_jobs=1, max_iter=5)
+    ref = fm.LMNN(**kw).fit(X, y).get_mahalanobis_matrix()
+    L = fm.LMNN(**kw).fit(X * scale, y).components_ * scale
+    np.testing.assert_allclose(L.T @ L, ref, atol=0.05 * np.abs(ref).max())

@@ -436,7 +436,7 @@ def unsaturated_start(L, X, *, return_shrink=False):
 START_SCALE_EXPONENT = 30
 
 
-def rescaled_start(L, X):
+def rescaled_start(L, X, *, return_factor=False):
     """``L`` times a power of two, when the data's scale is extreme.
 
     LMNN's margin is one unit of squared distance, so its objective is not
@@ -452,10 +452,15 @@ def rescaled_start(L, X):
     ----------
     L : ndarray of shape (n_components, n_features)
     X : ndarray of shape (n_samples, n_features)
+    return_factor : bool, default=False
+        Also return the power of two ``L`` was multiplied by (1 when it was
+        not): the stochastic solvers scale their step size by it.
 
     Returns
     -------
     start : ndarray of shape (n_components, n_features), float64
+    factor : float
+        Only with ``return_factor``.
 
     Examples
     --------
@@ -468,17 +473,17 @@ def rescaled_start(L, X):
     array([[1.]])
     """
     L = np.asarray(L, dtype=np.float64)
-    if X.shape[0] < 2 or not L.size:
-        return L
-    with single_threaded_blas():
-        Z = (X - X.mean(axis=0, dtype=np.float64)) @ L.T
-    top = float(np.max(np.abs(Z)))
-    if not (np.isfinite(top) and top > 0):
-        return L
-    rms = top * float(np.sqrt(np.mean((Z / top) ** 2)))
-    if 2.0 ** -START_SCALE_EXPONENT <= rms <= 2.0 ** START_SCALE_EXPONENT:
-        return L
-    return np.ldexp(L, -int(np.frexp(rms)[1]))
+    exponent = 0
+    if X.shape[0] >= 2 and L.size:
+        with single_threaded_blas():
+            Z = (X - X.mean(axis=0, dtype=np.float64)) @ L.T
+        top = float(np.max(np.abs(Z)))
+        if np.isfinite(top) and top > 0:
+            rms = top * float(np.sqrt(np.mean((Z / top) ** 2)))
+            if not 2.0 ** -START_SCALE_EXPONENT <= rms <= 2.0 ** START_SCALE_EXPONENT:
+                exponent = -int(np.frexp(rms)[1])
+    start = np.ldexp(L, exponent) if exponent else L
+    return (start, float(2.0 ** exponent)) if return_factor else start
 
 
 def _init_pca(X, k, random_state):

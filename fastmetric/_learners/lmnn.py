@@ -391,9 +391,10 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         if self.init_subsample is None:
             sub, y_sub = init_subset(X, y_enc)
             with single_threaded_blas():
-                return initialize_components(self.init, sub, y=y_sub,
-                                             n_components=self.n_components,
-                                             random_state=rng), False
+                L0 = initialize_components(self.init, sub, y=y_sub,
+                                           n_components=self.n_components, random_state=rng)
+            # (as in fit: a named start on features of extreme scale)
+            return (rescaled_start(L0, sub) if isinstance(self.init, str) else L0), False
         sub, y_sub = init_subset(X, y_enc, int(self.init_subsample))
         # The full-batch learner with its own defaults (max_iter, min_iter,
         # convergence_tol are epochs and an epoch tolerance here).
@@ -416,7 +417,12 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         seed = int(rng.randint(0, np.iinfo(np.int32).max))
         objective = self._stochastic_objective(X, y_enc, n_classes, L0, seed,
                                                effective_n_threads(self.n_jobs))
-        self._fit_minibatch(objective, L0, solver, float(self.convergence_tol))
+        # On features of extreme scale the map is of the inverse scale, and
+        # the steps (learning_rate, in L's units) scale with it: the power
+        # of two that brings the features' spread near 1 (1 at ordinary scales).
+        _, factor = rescaled_start(np.eye(X.shape[1]), init_subset(X, y_enc)[0],
+                                   return_factor=True)
+        self._fit_minibatch(objective, L0, solver, float(self.convergence_tol), shrink=factor)
         self._stochastic_attributes(objective)
         return self
 

@@ -372,9 +372,9 @@ def test_lmnn_starts_from_the_full_batch_fit_on_a_subsample(monkeypatch):
     starts = []
     original = LMNN._fit_minibatch
 
-    def spy(self, objective, L0, solver, tol):
+    def spy(self, objective, L0, solver, tol, **kwargs):
         starts.append(np.array(L0))
-        return original(self, objective, L0, solver, tol)
+        return original(self, objective, L0, solver, tol, **kwargs)
 
     monkeypatch.setattr(LMNN, "_fit_minibatch", spy)
     est = stochastic(LMNN, init_subsample=300, max_iter=2).fit(X, y)

@@ -488,3 +488,20 @@ def test_sigint_stops_a_stochastic_fit(cls):
     assert 0 <= est.n_iter_ < 100_000
     assert np.all(np.isfinite(est.components_))
     assert est.transform(X[:3]).shape == (3, 6)
+
+
+@pytest.mark.parametrize("size", [2, 3, 4])
+def test_lmnn_minibatch_with_a_class_smaller_than_n_neighbors(size):
+    """A class of 3..n_neighbors rows has fewer targets than slots: the
+    target table's assignment failed on the shapes (it broadcast only for a
+    class of 2), in fit and in partial_fit (a streamed block with a rare
+    class).  Its points get size - 1 targets, as in the full-batch fit."""
+    X = np.random.RandomState(0).randn(60, 3)
+    y = np.zeros(60, dtype=int)
+    y[:size] = 1
+    targets, n_small = block_target_neighbors(X, y, 2, 5, np.eye(3), X.mean(axis=0))
+    assert n_small == size and np.all((targets[:size] >= 0).sum(axis=1) == size - 1)
+    assert set(targets[:size].ravel()) - {-1} <= set(range(size))
+    for est in (stochastic(LMNN, n_neighbors=5, max_iter=2).fit(X, y),
+                stochastic(LMNN, n_neighbors=5).partial_fit(X, y)):
+        assert np.all(np.isfinite(est.components_))

@@ -434,5 +434,7 @@ def block_target_neighbors(X, y_enc, n_classes, n_neighbors, L0, mean, *, block_
                 n_small += m
             t = _sorted_targets(Xc, np.array([0, m], dtype=np.intp), n_t, Lw, n_neighbors,
                                 n_threads)
-            targets[members] = np.where(t >= 0, members[np.maximum(t, 0)], -1)
+            # A class of m <= n_neighbors rows gives m - 1 columns; the
+            # slots beyond stay -1.
+            targets[members, :t.shape[1]] = np.where(t >= 0, members[np.maximum(t, 0)], -1)
     return targets, n_small

@@ -368,7 +368,9 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         Centres of the final clusters **in the embedded space**: the means
         of ``transform(X)`` over the final k-means clusters.  ``labels_``
         is the nearest-centre assignment to them, exactly as :meth:`predict`
-        computes it.  Since ``transform`` is linear, the centre of a cluster
+        computes it (except for a cluster with no training point, which a
+        fit with every point labelled and fewer classes than clusters
+        leaves, with a warning).  Since ``transform`` is linear, the centre of a cluster
         in the input space is the mean of its (normalised) points, and
         ``cluster_centers_ = means @ components_.T``.
     cluster_classes_ : ndarray of shape (n_clusters,) or None
@@ -493,10 +495,22 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
                 f"y has {classes.size} labelled classes, more than n_clusters={self.n_clusters}: "
                 "each class needs a cluster of its own. Raise n_clusters."
             )
+        # A dtype that holds -1 (boolean or unsigned labels would not).
+        tag_dtype = classes.dtype if classes.dtype.kind in "if" else np.result_type(
+            classes.dtype, np.int8)
         self.cluster_classes_ = np.concatenate(
-            [classes, np.full(self.n_clusters - classes.size, -1, dtype=classes.dtype)])
+            [classes.astype(tag_dtype),
+             np.full(self.n_clusters - classes.size, -1, dtype=tag_dtype)])
         if classes.size == 0:
             return None  # no labelled point: the unsupervised fit
+        if known.all() and classes.size < self.n_clusters:
+            warnings.warn(
+                f"every point is labelled, with {classes.size} classes, and "
+                f"n_clusters={self.n_clusters}: each point stays in its class's cluster, "
+                f"so {self.n_clusters - classes.size} cluster(s) get no training point "
+                "(labels_ never names them, but predict may). Set n_clusters to the "
+                "number of classes, or leave some points unlabelled (-1).",
+                UserWarning, stacklevel=4)
         return np.flatnonzero(known).astype(np.intp), encoded.astype(np.intp)
 
     def _pairs_for(self, n_g):
@@ -1107,6 +1121,21 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             labels = relabeled
         self.labels_ = labels
         self.cluster_centers_ = centers
+
+    def fit_predict(self, X, y=None):
+        """Fit, then return ``labels_`` (with ``y``: the semi-supervised fit).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            Class labels, -1 for unlabelled points (see :meth:`fit`).
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), intp
+        """
+        return self.fit(X, y).labels_
 
     def predict(self, X):
         """Nearest cluster centre of each point in the learned metric.

@@ -759,3 +759,28 @@ def test_rest_of_the_metric_keeps_the_clustering():
     # Nothing left outside the span of the mean differences: L unchanged.
     L2 = L[:, :2].copy()
     assert ClusterLDML._add_rest(MemoryRows(X[:, :2].copy()), L2, np.eye(2), labels) is L2
+
+
+def test_fit_predict_passes_the_labels_and_unclaimed_clusters_warn():
+    """fit_predict(X, y) was scikit-learn's ClusterMixin.fit_predict, which
+    fits on X alone: the labels were silently dropped.  With every point
+    labelled and fewer classes than clusters, the extra clusters get no
+    training point: a warning says so.  Boolean labels got True for an
+    unclaimed cluster (a bool cannot hold -1)."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    partial = np.full(150, -1)
+    partial[::10] = y[::10]
+    est = ClusterLDML(n_clusters=3, random_state=0)
+    labels = est.fit_predict(X, partial)
+    ref = ClusterLDML(n_clusters=3, random_state=0).fit(X, partial)
+    np.testing.assert_array_equal(labels, ref.labels_)
+    np.testing.assert_array_equal(est.cluster_classes_, [0, 1, 2])
+    with pytest.warns(UserWarning, match="every point is labelled, with 3 classes, and "
+                                         "n_clusters=4"):
+        est = ClusterLDML(n_clusters=4, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(est.cluster_classes_, [0, 1, 2, -1])
+    with pytest.warns(UserWarning, match="with 2 classes"):
+        est = ClusterLDML(n_clusters=3, random_state=0).fit(X, y > 0)
+    np.testing.assert_array_equal(est.cluster_classes_, [0, 1, -1])

@@ -436,7 +436,9 @@ def _retrieval_scores(Zq, y_query, Zdb=None, y_db=None, ks=(1, 5, 10), knn_k=5, 
     out = {}
     for k in ks:
         kk = min(k, K)
-        out[f"precision@{k}"] = precision_at_k(y_query, labels, kk, n_relevant=R)
+        # Past the K rows there are, ranks count as misses: the hits of the
+        # first K over k (recall needs no such care: nothing more is found).
+        out[f"precision@{k}"] = precision_at_k(y_query, labels, kk, n_relevant=R) * (kk / k)
         out[f"recall@{k}"] = recall_at_k(y_query, labels, R, kk)
     Rc = np.minimum(R, K)  # R never exceeds the available rows
     out["r_precision"] = r_precision(y_query, labels, Rc)

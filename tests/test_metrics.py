@@ -310,3 +310,18 @@ def test_scorers_in_grid_search_and_cross_val_score(iris):
     assert_allclose(map_at_r_scorer(nca, X[:50], y[:50]), direct["map@r"])
     assert_allclose(make_retrieval_scorer("knn_accuracy@3")(nca, X[:50], y[:50]),
                     evaluate(nca, X[:50], y[:50], knn_k=3, clustering=False)["knn_accuracy@3"])
+
+
+def test_evaluate_precision_at_k_beyond_the_database():
+    """With fewer database rows than k, precision@k counted only the rows
+    there are (precision@5 of 3 relevant rows was 1.0): ranks past the end
+    count as misses, as in precision_at_k."""
+    from fastmetric.metrics import evaluate, precision_at_k
+
+    X_db, y_db = np.array([[0.0], [1.0], [2.0]]), np.array([0, 0, 0])
+    scores = evaluate(None, np.array([[0.5]]), np.array([0]), X_db, y_db, ks=(1, 5),
+                      clustering=False)
+    assert scores["precision@1"] == 1.0 and scores["precision@5"] == pytest.approx(0.6)
+    assert scores["precision@5"] == pytest.approx(
+        precision_at_k(np.array([0]), [np.array([0, 0, 0])], k=5))
+    assert scores["recall@5"] == 1.0

@@ -23,6 +23,7 @@ the Euclidean one first; needs matplotlib: ``pip install fastmetric[plot]``),
 ``--only NAME[,NAME]``.
 """
 import argparse
+import os
 import re
 import sys
 import time
@@ -247,6 +248,41 @@ def parse_args(argv=None):
     return args
 
 
+def plot_path(path):
+    """The file ``--plot path`` writes, checked before any fitting.
+
+    matplotlib picks the format from the suffix and adds ``.png`` when
+    there is none; a missing or unwritable folder, a folder as the path or
+    a format matplotlib cannot write would otherwise fail only after every
+    learner has been fitted.
+
+    Raises
+    ------
+    ValueError
+        With the reason, for the command line to print.
+    """
+    from matplotlib.figure import Figure
+
+    if not path or not path.strip():
+        raise ValueError("--plot needs a file name, e.g. --plot embedding.png.")
+    if os.path.isdir(path):
+        raise ValueError(f"--plot {path!r} is a folder; give a file name in it, e.g. "
+                         f"{os.path.join(path, 'embedding.png')!r}.")
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    if not suffix:
+        path, suffix = path + ".png", "png"
+    formats = Figure().canvas.get_supported_filetypes()
+    if suffix not in formats:
+        raise ValueError(f"--plot {path!r}: matplotlib cannot write .{suffix} files; use one "
+                         f"of {', '.join('.' + f for f in sorted(formats))}.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--plot {path!r}: the folder {folder!r} does not exist.")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--plot {path!r}: the folder {folder!r} is not writable.")
+    return path
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.plot is not None:
@@ -254,6 +290,11 @@ def main(argv=None):
             import matplotlib  # noqa: F401
         except ImportError:
             print(PLOT_HINT, file=sys.stderr)
+            return 2
+        try:
+            args.plot = plot_path(args.plot)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 2
 
     from sklearn.exceptions import ConvergenceWarning

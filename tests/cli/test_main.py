@@ -162,3 +162,28 @@ def test_demo_helpers():
     res = evaluate_embedding(lambda Z: Z, X_train, y_train, X_test, y_test,
                              kmeans_seeds=(0,))
     assert res["knn3"] > 0.95 and "auc" not in res
+
+
+def test_plot_path_is_checked_before_fitting(tmp_path):
+    """A bad --plot path failed with a raw traceback after every learner had
+    been fitted; a path without a suffix was reported as written although
+    matplotlib added .png.  Checked up front now (exit code 2, one line)."""
+    pytest.importorskip("matplotlib")
+    from fastmetric._cli.main import plot_path
+
+    assert plot_path(str(tmp_path / "embedding")) == str(tmp_path / "embedding") + ".png"
+    assert plot_path(str(tmp_path / "e.svg")) == str(tmp_path / "e.svg")
+    for bad, message in (("", "needs a file name"), (str(tmp_path), "is a folder"),
+                         (str(tmp_path / "no" / "p.png"), "does not exist"),
+                         (str(tmp_path / "out.txt"), "cannot write .txt files")):
+        with pytest.raises(ValueError, match=message):
+            plot_path(bad)
+    proc = _run(["--quick", "--no-progress", "--only", "Covariance", "--plot",
+                 str(tmp_path / "out.txt")])
+    assert proc.returncode == 2 and "cannot write .txt files" in proc.stderr
+    assert "Traceback" not in proc.stderr and "fastmetric demo" not in proc.stdout
+    proc = _run(["--quick", "--no-progress", "--only", "Covariance", "--plot",
+                 str(tmp_path / "embedding")])
+    assert proc.returncode == 0, proc.stderr
+    assert f"plot saved to {tmp_path / 'embedding'}.png" in proc.stdout
+    assert (tmp_path / "embedding.png").exists()

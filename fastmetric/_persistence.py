@@ -340,7 +340,11 @@ def save(model, path):
     Notes
     -----
     The format (a versioned ``.npz`` zip of arrays plus a JSON header) is
-    described in the module :mod:`fastmetric._persistence`.
+    described in the module :mod:`fastmetric._persistence`.  It holds the
+    parameters and the fitted attributes, not a stochastic solver's state
+    (Adam's moments, the draws' seed): ``partial_fit`` on a loaded model
+    starts a new fit from its batch, with a warning.  To stop and resume
+    streaming, keep the object (``pickle`` keeps that state).
     """
     cls = type(model)
     if _CLASSES.get(cls.__name__) is not cls:

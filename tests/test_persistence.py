@@ -475,3 +475,26 @@ def test_skops_round_trip(case, fitted, tmp_path):
     before, after = _outputs(est, case), _outputs(loaded, case)
     for method in before:
         assert_bitwise_equal(before[method], after[method])
+
+
+@pytest.mark.parametrize("cls", ["NCA", "LDML_Supervised"])
+def test_partial_fit_on_a_loaded_model_warns_that_it_starts_afresh(cls, tmp_path):
+    """The solver state is not in the file, so partial_fit on a loaded model
+    silently threw the loaded components_ away; it now warns (and a model
+    kept in memory continues without a warning)."""
+    import warnings
+
+    from sklearn.datasets import load_wine
+
+    import fastmetric as fm
+
+    X, y = load_wine(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    model = getattr(fm, cls)(solver="adam", random_state=0).partial_fit(X[:90], y[:90])
+    fm.save(model, tmp_path / "m.npz")
+    loaded = fm.load(tmp_path / "m.npz")
+    with pytest.warns(UserWarning, match=f"{cls}.partial_fit starts a new fit"):
+        loaded.partial_fit(X[90:], y[90:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.partial_fit(X[90:], y[90:])

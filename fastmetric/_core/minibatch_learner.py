@@ -19,6 +19,7 @@ A learner using the mixin has the parameters ``solver``, ``batch_size``,
 ``n_candidates``, ``learning_rate``, ``n_iter_no_change``, ``max_iter``
 (epochs), ``verbose``, ``callback`` and ``random_state``.
 """
+import warnings
 from functools import partial
 
 import numpy as np
@@ -44,7 +45,8 @@ from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
 __all__ = ["AUTO_STOCHASTIC_ROWS", "INIT_MAX_ROWS", "MinibatchNeighborsMixin",
            "SOFTMAX_STOCHASTIC_CONSTRAINTS", "STOCHASTIC_SOLVERS", "batch_objective",
-           "check_dask_solver", "data_mean", "labelled_points", "init_subset", "resolve_solver"]
+           "check_dask_solver", "data_mean", "labelled_points", "init_subset", "resolve_solver",
+           "starts_partial_fit"]
 
 # solver='auto': the full objectives (O(n^2) per evaluation) up to this many
 # rows, Adam on minibatches above.  At 50,000 rows an L-BFGS iteration of NCA
@@ -169,13 +171,36 @@ def neighbor_batch_fun(objective, data, shape):
     return fun
 
 
+def starts_partial_fit(estimator, warn=False):
+    """Whether the next ``partial_fit`` starts afresh from its batch.
+
+    It does when no stochastic fit or partial_fit ran yet, and also when
+    ``components_`` come from a full-batch fit (L-BFGS) or from
+    :func:`fastmetric.load`: neither keeps the stochastic solver's state
+    (its step count and moments, the draws' seed), and a fit continued
+    without them would not be the one that was saved.  That case replaces a
+    fitted model, so it warns (with ``warn``: the public ``partial_fit``
+    methods, whose caller the warning then names).
+    """
+    fresh = getattr(estimator, "_optimizer", None) is None or not hasattr(estimator,
+                                                                           "components_")
+    if fresh and warn and hasattr(estimator, "components_"):
+        warnings.warn(
+            f"{type(estimator).__name__}.partial_fit starts a new fit from this batch and "
+            "replaces components_: they come from a full-batch fit or from fastmetric.load, "
+            "which keep no stochastic solver state to continue from. To stream, start with "
+            "partial_fit (or fit with solver='adam' or 'sgd') and keep the object in "
+            "memory (pickle keeps the state; fastmetric.save does not).",
+            UserWarning, stacklevel=4)
+    return fresh
+
+
 class MinibatchNeighborsMixin:
     """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN, MLKR)."""
 
     def _starts_partial_fit(self):
-        """Whether the next partial_fit starts afresh: no stochastic fit or
-        partial_fit yet (or the last fit used a full-batch solver)."""
-        return getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
+        """Whether the next partial_fit starts afresh (:func:`starts_partial_fit`)."""
+        return starts_partial_fit(self)
 
     def _epoch_batches(self, objective, n_rows, seed, verbose, read_next=True):
         """``epoch_batches(epoch)`` of :func:`minimize_stochastic` for ``objective``.

@@ -25,6 +25,7 @@ from fastmetric._core.minibatch_learner import (
     MinibatchNeighborsMixin,
     labelled_points,
     resolve_solver,
+    starts_partial_fit,
     stochastic_solver_only,
 )
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
@@ -95,7 +96,7 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
 
         {returns_self}
         """
-        first = self._starts_partial_fit()
+        first = starts_partial_fit(self, warn=True)
         X, y = self._points(X, y, reset=first)
         if X.shape[0] < 2:
             raise ValueError(f"partial_fit needs at least 2 rows in a batch; got "

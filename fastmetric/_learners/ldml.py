@@ -38,6 +38,7 @@ from fastmetric._core.inputs import (
     encode_pair_labels,
     validate_points,
 )
+from fastmetric._core.minibatch_learner import starts_partial_fit
 from fastmetric._core.objectives.ldml import (
     INIT_MAX_PAIRS,
     LabelBatches,
@@ -148,7 +149,7 @@ class _LDMLBase(MahalanobisMixin):
 
     def _partial_fit_pairs(self, X, a, b, targets, weights, class_labels=None):
         """One epoch of the stochastic solver over these pairs, continuing the fit."""
-        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
+        first = starts_partial_fit(self)  # (partial_fit warned)
         if self.normalize:
             X = normalize_points(X)  # lazily on a dask array
         n_threads = effective_n_threads(self.n_jobs, work=_evaluation_work(
@@ -367,6 +368,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
 
         {returns_self}
         """
+        starts_partial_fit(self, warn=True)
         X, a, b, targets, weights = self._validated_pairs(pairs, y, sample_weight)
         if hasattr(self, "n_features_in_") and getattr(self, "_optimizer", None) is not None \
                 and X.shape[1] != self.n_features_in_:
@@ -534,7 +536,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
 
         {returns_self}
         """
-        first = getattr(self, "_optimizer", None) is None or not hasattr(self, "components_")
+        first = starts_partial_fit(self, warn=True)
         X, labels = self._labels_and_counts(X, y, reset=first)
         if first:
             self._pair_seed = int(check_random_state(self.random_state).randint(

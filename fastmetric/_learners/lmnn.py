@@ -54,6 +54,7 @@ from fastmetric._core.minibatch_learner import (
     init_subset,
     labelled_points,
     resolve_solver,
+    starts_partial_fit,
     stochastic_solver_only,
 )
 from fastmetric._core.objectives.lmnn import lmnn_problem, preconditioner
@@ -455,7 +456,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
 
         {returns_self}
         """
-        first = self._starts_partial_fit()
+        first = starts_partial_fit(self, warn=True)
         X, y_enc, classes, _ = self._labelled_points(X, y, reset=first)
         rng = check_random_state(self.random_state)
         n_threads = effective_n_threads(self.n_jobs)

@@ -1463,3 +1463,13 @@ def test_stochastic_lmnn_steps_scale_with_extreme_features(scale):
     ref = fm.LMNN(**kw).fit(X, y).get_mahalanobis_matrix()
     L = fm.LMNN(**kw).fit(X * scale, y).components_ * scale
     np.testing.assert_allclose(L.T @ L, ref, atol=0.05 * np.abs(ref).max())
+
+
+def test_an_overflow_names_the_map_as_well_as_the_data():
+    """A huge map overflowed the squared distances and the message blamed
+    the data alone ("the data reach 2.55; rescale the data")."""
+    X = np.random.RandomState(0).randn(20, 3)
+    with pytest.raises(ValueError, match=r"overflow float32 \(the data reach 2.55, the "
+                                         r"components 1e\+30\); rescale the data or the "
+                                         r"components"):
+        pairwise.mahalanobis_distances(X.astype(np.float32), components=np.eye(3) * 1e30)

@@ -163,7 +163,7 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
     # scan of the n x m result (about 9 ms for 20 million) is only needed
     # near the dtype's range.
     if not norms_bound < float(np.finfo(out.dtype).max) / 4:
-        check_finite_result(out, X, Y)
+        check_finite_result(out, X, Y, components=L)
     return out
 
 
@@ -261,5 +261,5 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
         else:
             _paired_direct(X, L, a, b, out, not squared,
                            chunk_size or DEF_ROW_CHUNK, n_threads)
-    check_finite_result(out, X)
+    check_finite_result(out, X, components=L)
     return out

@@ -113,7 +113,7 @@ def check_squared_scale(X, name, dtype=None):
         )
 
 
-def check_finite_result(out, *data, what="the squared distances"):
+def check_finite_result(out, *data, what="the squared distances", **inputs):
     """ValueError when a result computed from finite input is not finite.
 
     With the data and L validated finite, a NaN or infinity in a distance,
@@ -121,7 +121,9 @@ def check_finite_result(out, *data, what="the squared distances"):
     float range, then ``inf - inf``): the result would be wrong, so the
     caller is told to rescale instead.  ``out`` is an array or a tuple of
     arrays and numbers; one summing pass each (no boolean temporary) in the
-    usual finite case.
+    usual finite case.  ``inputs`` (e.g. ``components=L, bias=b``) are the
+    other values the result scales with: the message gives their magnitude
+    too, since a huge map overflows as surely as huge data.
     """
     for part in (out if isinstance(out, tuple) else (out,)):
         if part is None:  # a gradient that was not asked for
@@ -133,11 +135,16 @@ def check_finite_result(out, *data, what="the squared distances"):
             total = np.add.reduce(arr, axis=None)
         if np.isfinite(total) or np.isfinite(arr).all():
             continue
-        top = max((float(np.abs(x).max()) for x in data if x is not None and np.size(x)),
-                  default=0.0)
+        def reach(values):
+            return max((float(np.abs(x).max()) for x in values
+                        if x is not None and np.size(x)), default=0.0)
+
+        sizes = [f"the data reach {reach(data):.3g}"] + [
+            f"the {name} {reach([value]):.3g}" for name, value in inputs.items()]
+        culprits = " or ".join(["the data", *(f"the {name}" for name in inputs)])
         raise ValueError(
-            f"{what} overflow {arr.dtype} (the data reach {top:.3g}); rescale the data "
-            "(e.g. StandardScaler)."
+            f"{what} overflow {arr.dtype} ({', '.join(sizes)}); rescale {culprits} "
+            "(e.g. StandardScaler for the data)."
         )
 
 

@@ -261,7 +261,8 @@ def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
     loss, grad, grad_bias = problem.loss_grad(L, bias, n_threads, return_gradient,
                                               check_finite=True)
     check_finite_result((loss, grad, grad_bias), X,
-                        what="the loss or its gradient (from squared distances)")
+                        what="the loss or its gradient (from squared distances)",
+                        components=L, bias=bias)
     if return_gradient:
         return loss, grad, grad_bias
     return loss

@@ -353,7 +353,8 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
             )
         if per_class.min() < K:
             small = classes[per_class < K]
-            shown = ", ".join(repr(c) for c in small[:5]) + (" ..." if small.shape[0] > 5 else "")
+            shown = ", ".join(repr(c.item() if hasattr(c, "item") else c)  # (not np.int64(1))
+                              for c in small[:5]) + (" ..." if small.shape[0] > 5 else "")
             warnings.warn(
                 f"LMNN: {small.shape[0]} class(es) ({shown}) have at most n_neighbors={K} "
                 "samples; their points get (class size - 1) target neighbours instead.",

@@ -414,6 +414,47 @@ def kmeans_scores(Z, y, n_clusters=None, random_state=0):
 # ---------------------------------------------------------------------------
 # Everything at once
 # ---------------------------------------------------------------------------
+def _first_relevant_ranks(Zq, y_query, Zdb, y_db, queries, block=256):
+    """Rank (1-based) of the first database point of each query's class, over
+    the whole ranking by (squared distance, index); ``Zdb is None``: leave
+    one out among the queries.  For the queries the K-deep search missed:
+    O(len(queries) n_db k) in blocks of ``block`` queries."""
+    loo = Zdb is None
+    db, y_db = (Zq, y_query) if loo else (Zdb, y_db)
+    db = np.asarray(db, dtype=np.float64)
+    sq_db = np.einsum("ij,ij->i", db, db)
+    index = np.arange(db.shape[0])
+    ranks = np.empty(len(queries), dtype=np.float64)
+    for start in range(0, len(queries), block):
+        rows = np.asarray(queries[start:start + block])
+        Q = np.asarray(Zq[rows], dtype=np.float64)
+        D = np.einsum("ij,ij->i", Q, Q)[:, None] + sq_db[None, :] - 2.0 * (Q @ db.T)
+        if loo:
+            D[np.arange(rows.shape[0]), rows] = np.inf  # not itself
+        for r, (i, d) in enumerate(zip(rows, D)):
+            relevant = y_db == y_query[i]
+            if loo:
+                relevant[i] = False
+            best = d[relevant].min()
+            first = index[relevant & (d == best)].min()
+            ranks[start + r] = 1 + np.count_nonzero(d < best) + np.count_nonzero(
+                (d == best) & (index < first))
+    return ranks
+
+
+def _full_mrr(Zq, y_query, Zdb, y_db, labels, R):
+    """MRR over the whole ranking: the K-deep search's ranks, and an exact
+    rank for the queries with a relevant point that it did not reach (so
+    that ``ks`` and ``knn_k``, which set K, do not change the score)."""
+    rel = labels == y_query[:, None]
+    found = rel.any(axis=1)
+    recip = np.where(found, 1.0 / (np.argmax(rel, axis=1) + 1), 0.0)
+    missed = np.flatnonzero(~found & (R > 0))
+    if missed.size:
+        recip[missed] = 1.0 / _first_relevant_ranks(Zq, y_query, Zdb, y_db, missed)
+    return _mean(recip, R > 0)
+
+
 def _retrieval_scores(Zq, y_query, Zdb=None, y_db=None, ks=(1, 5, 10), knn_k=5, n_jobs=None):
     y_query = _labels(y_query, "y_query")
     if Zq.shape[0] != y_query.shape[0]:
@@ -443,7 +484,8 @@ def _retrieval_scores(Zq, y_query, Zdb=None, y_db=None, ks=(1, 5, 10), knn_k=5, 
     Rc = np.minimum(R, K)  # R never exceeds the available rows
     out["r_precision"] = r_precision(y_query, labels, Rc)
     out["map@r"] = map_at_r(y_query, labels, Rc)
-    out["mrr"] = mean_reciprocal_rank(y_query, labels, n_relevant=R)
+    out["mrr"] = _full_mrr(Zq, y_query, None if loo else Zdb, None if loo else y_db,
+                           labels, R)
     out[f"knn_accuracy@{min(knn_k, K)}"] = knn_accuracy(y_query, labels, min(knn_k, K))
     return out
 

@@ -325,3 +325,36 @@ def test_evaluate_precision_at_k_beyond_the_database():
     assert scores["precision@5"] == pytest.approx(
         precision_at_k(np.array([0]), [np.array([0, 0, 0])], k=5))
     assert scores["recall@5"] == 1.0
+
+
+def test_mrr_is_over_the_whole_ranking():
+    """evaluate searched K = max(ks, knn_k, R) neighbours and scored a query
+    whose first point of its class ranked below K as 0, so "mrr" changed
+    with ks (0.583 with ks=(1,), 0.65 with ks=(5,)); it is now the rank over
+    the whole ranking, checked against numpy in both modes."""
+    from fastmetric.metrics import evaluate
+
+    X = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [10.0]])
+    y = np.array([0, 1, 1, 1, 1, 0])
+    for ks in [(1,), (5,)]:
+        assert evaluate(None, X, y, ks=ks, knn_k=1, clustering=False)["mrr"] == \
+            pytest.approx(0.65)
+    rng = np.random.RandomState(0)
+    for _ in range(10):
+        Xq, yq = rng.randn(25, 2), rng.randint(0, 3, 25)
+        Xd, yd = rng.randn(30, 2), rng.randint(0, 3, 30)
+        for db in (True, False):
+            B, yb = (Xd, yd) if db else (Xq, yq)
+            D = ((Xq[:, None] - B[None]) ** 2).sum(-1)
+            if not db:
+                np.fill_diagonal(D, np.inf)
+            ref = []
+            for i in range(25):
+                order = np.lexsort((np.arange(len(yb)), D[i]))
+                order = order[np.isfinite(D[i][order])]
+                hits = np.flatnonzero(yb[order] == yq[i])
+                if hits.size:
+                    ref.append(1.0 / (hits[0] + 1))
+            args = (Xd, yd) if db else ()
+            got = evaluate(None, Xq, yq, *args, ks=(1,), knn_k=1, clustering=False)["mrr"]
+            assert got == pytest.approx(np.mean(ref), abs=1e-12)

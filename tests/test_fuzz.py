@@ -1473,3 +1473,27 @@ def test_an_overflow_names_the_map_as_well_as_the_data():
                                          r"components 1e\+30\); rescale the data or the "
                                          r"components"):
         pairwise.mahalanobis_distances(X.astype(np.float32), components=np.eye(3) * 1e30)
+
+
+@pytest.mark.parametrize("make", [lambda: fm.SDML(prior="covariance"),
+                                  lambda: fm.MMC(init="covariance", max_iter=5),
+                                  lambda: fm.LDML(init="pca", n_components=2, max_iter=5),
+                                  lambda: fm.ITML(prior="covariance")])
+def test_index_pairs_with_an_array_preprocessor_fit_as_the_points_do(make):
+    """With an array preprocessor, SDML's and MMC's covariance and LDML's PCA
+    were computed on every row of it, also rows no pair uses (ITML and LSML
+    already used the pairs' points only): up to 24 % apart from the same
+    pairs given as points or through a callable."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    X[30:] *= 10  # rows in no pair
+    pairs = rng.integers(0, 30, (60, 2))
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    y = np.where(np.arange(len(pairs)) % 2, 1, -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        points = make().fit(X[pairs], y).get_mahalanobis_matrix()
+        indexed = make().set_params(preprocessor=X).fit(pairs, y).get_mahalanobis_matrix()
+        called = make().set_params(preprocessor=lambda i: X[i]).fit(pairs, y)
+    np.testing.assert_allclose(indexed, points, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(called.get_mahalanobis_matrix(), points, rtol=1e-7, atol=1e-9)

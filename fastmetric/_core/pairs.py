@@ -162,6 +162,13 @@ class PairsClassifierMixin(ClassifierMixin):
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         t = self._binary_targets(check_pair_targets(y, idx.shape[0]), type(self).__name__,
                                  both_kinds=both_kinds)
+        used, inverse = np.unique(idx, return_inverse=True)
+        if used.shape[0] < X.shape[0]:
+            # Only the points of the pairs (an array preprocessor may hold
+            # rows no pair uses): the covariance prior or start comes from
+            # them, as when the pairs come as points.
+            X = np.asarray(X[used])
+            idx = inverse.reshape(idx.shape)
         return X, np.ascontiguousarray(idx[:, 0]), np.ascontiguousarray(idx[:, 1]), t == 1
 
     @staticmethod

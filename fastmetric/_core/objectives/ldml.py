@@ -49,6 +49,9 @@ __all__ = ["INIT_MAX_PAIRS", "LDMLFit", "LabelBatches", "fit_ldml", "initial_sca
 
 # Pairs used to fit the initial scale and bias (see initial_scale_bias).
 INIT_MAX_PAIRS = 20_000
+# A named start of LDML on pairs is computed on at most this many of the
+# pairs' distinct points.
+INIT_MAX_ROWS = 100_000
 
 
 def initial_scale_bias(sq_dist, targets, weights, ridge=1e-6, max_iter=50):
@@ -204,6 +207,14 @@ def initial_theta(X, a, b, targets, weights, class_labels, rng, *, init, n_compo
     """
     from fastmetric._core.distances import paired_mahalanobis_distances
 
+    init_rows = None
+    if class_labels is None and not is_dask_array(X):
+        # A named start from the points of the pairs only (with an array
+        # preprocessor X may hold rows no pair uses), as when the pairs
+        # come as points; at most INIT_MAX_ROWS of them, evenly spaced.
+        used = np.unique(np.concatenate([a, b]))
+        if used.shape[0] < X.shape[0]:
+            init_rows = used[evenly_spaced(used.shape[0], INIT_MAX_ROWS)]
     keep = evenly_spaced(a.shape[0], INIT_MAX_PAIRS)
     a, b, targets = a[keep], b[keep], targets[keep]
     weights = None if weights is None else weights[keep]
@@ -217,6 +228,8 @@ def initial_theta(X, a, b, targets, weights, class_labels, rng, *, init, n_compo
         pairs = np.column_stack((ends, ends + a.shape[0]))
     else:
         X_init, y_init, rows, pairs = X, class_labels, X, np.column_stack((a, b))
+        if init_rows is not None:
+            X_init = np.asarray(X[init_rows])
     L0 = initialize_components(init, X_init, y=y_init, n_components=n_components,
                                random_state=rng)
     sq0 = paired_mahalanobis_distances(rows, pairs, components=L0.astype(X.dtype),

@@ -1497,3 +1497,33 @@ def test_index_pairs_with_an_array_preprocessor_fit_as_the_points_do(make):
         called = make().set_params(preprocessor=lambda i: X[i]).fit(pairs, y)
     np.testing.assert_allclose(indexed, points, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(called.get_mahalanobis_matrix(), points, rtol=1e-7, atol=1e-9)
+
+
+def test_public_kernels_refuse_calls_that_would_crash():
+    """split_index_pairs read past the rows of an (n, 1) array and wrote past
+    a short a_out (heap corruption, a crash at exit); a negative thread
+    count reached OpenMP as an allocation of terabytes (abort); pair_scatter
+    with out inside X overwrote what it read; quadratic_forms left out
+    unwritten when there is no feature."""
+    from fastmetric.kernels.lsml import quadratic_forms
+    from fastmetric.kernels.pair_index import split_index_pairs
+    from fastmetric.kernels.pair_scatter import pair_scatter
+
+    with pytest.raises(ValueError, match=r"pairs must have shape \(n_pairs, 2\); got \(10, 1\)"):
+        split_index_pairs(np.arange(10).reshape(10, 1), 1)
+    with pytest.raises(ValueError, match=r"a_out must be an intp array of shape \(10,\)"):
+        split_index_pairs(np.arange(20).reshape(10, 2), 1, a_out=np.empty(3, np.intp))
+    a, b, lo, hi = split_index_pairs(np.arange(20).reshape(10, 2), 1)
+    np.testing.assert_array_equal(a, np.arange(0, 20, 2))
+    assert (lo, hi) == (0, 19)
+    X, i, j, w = np.ones((4, 4)), np.array([0, 1]), np.array([2, 3]), np.ones(2)
+    with pytest.raises(ValueError, match="n_threads must be >= 0; got -1"):
+        pair_scatter(X, i, j, w, np.zeros((4, 4)), -1)
+    with pytest.raises(ValueError, match="method must be one of the codes"):
+        pair_scatter(X, i, j, w, np.zeros((4, 4)), 1, 7)
+    with pytest.raises(ValueError, match="out must not share memory with X"):
+        pair_scatter(X, i, j, w, X, 1)
+    with pytest.raises(ValueError, match="n_threads must be >= 0; got -1"):
+        quadratic_forms(X, np.eye(4), i, j, np.zeros(2), -1)
+    out = quadratic_forms(np.ones((5, 0)), np.zeros((0, 0)), i, j, np.full(2, np.nan))
+    np.testing.assert_array_equal(out, [0.0, 0.0])

@@ -105,6 +105,8 @@ def quadratic_forms(const floating[:, ::1] X, S, const Py_ssize_t[::1] a,
     out : ndarray of shape (n_pairs,)
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    if n_threads < 0:
+        raise ValueError(f"n_threads must be >= 0; got {n_threads}.")
     if a.shape[0] != b.shape[0] or out.shape[0] != a.shape[0]:
         raise ValueError("a, b and out must have the same length.")
     dtype = np.float32 if floating is float else np.float64
@@ -115,6 +117,8 @@ def quadratic_forms(const floating[:, ::1] X, S, const Py_ssize_t[::1] a,
     if n > 0 and d > 0:
         with nogil:
             quadratic_forms_nogil(X, S_, a, b, Y, out, n_threads)
+    elif d == 0:
+        out[:] = 0.0  # no feature: every form is 0
     return np.asarray(out)
 
 

@@ -39,6 +39,16 @@ def split_index_pairs(const index_t[:, ::1] pairs, int n_threads, a_out=None, b_
     """
     cdef Py_ssize_t n_pairs = pairs.shape[0]
     cdef Py_ssize_t chunk = DEF_SPLIT_CHUNK
+    # O(1) checks: a wrong width read past the rows' end, and a short
+    # a_out / b_out was written past its end (heap corruption).
+    if pairs.shape[1] != 2:
+        raise ValueError(f"pairs must have shape (n_pairs, 2); got ({pairs.shape[0]}, {pairs.shape[1]}).")
+    for name, given in (("a_out", a_out), ("b_out", b_out)):
+        if given is not None and (not isinstance(given, np.ndarray) or given.dtype != np.intp
+                                  or given.shape != (n_pairs,)):
+            raise ValueError(f"{name} must be an intp array of shape ({n_pairs},); got "
+                             f"{getattr(given, 'dtype', type(given).__name__)} of shape "
+                             f"{getattr(given, 'shape', None)}.")
     cdef Py_ssize_t n_chunks = (n_pairs + chunk - 1) // chunk
     a_arr = np.empty(n_pairs, dtype=np.intp) if a_out is None else a_out
     b_arr = np.empty(n_pairs, dtype=np.intp) if b_out is None else b_out

@@ -404,12 +404,22 @@ def pair_scatter(const floating[:, ::1] X, const Py_ssize_t[::1] a, const Py_ssi
     form).  Cost: see the module docstring.
     """
     cdef int status
+    # O(1) checks that keep a wrong call from crashing the process (a
+    # negative count reached OpenMP as an allocation of terabytes; an out
+    # inside X was overwritten while being read).
+    if n_threads < 0:
+        raise ValueError(f"n_threads must be >= 0; got {n_threads}.")
+    if method not in METHODS.values():
+        raise ValueError(f"method must be one of the codes {sorted(METHODS.values())} of "
+                         f"METHODS; got {method}.")
     if X.shape[1] == 0:
         return np.asarray(out)
     if out.shape[0] != X.shape[1] or out.shape[1] != X.shape[1]:
         raise ValueError(f"out must have shape ({X.shape[1]}, {X.shape[1]}).")
     if a.shape[0] != b.shape[0] or w.shape[0] != a.shape[0]:
         raise ValueError("a, b and w must have the same length.")
+    if np.may_share_memory(np.asarray(out), np.asarray(X)):
+        raise ValueError("out must not share memory with X.")
     with nogil:
         status = pair_scatter_nogil(X, a, b, w, out, method, n_threads)
     if status != 0:

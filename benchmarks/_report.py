@@ -6,9 +6,11 @@ Importing this module makes ``import fastmetric`` work from a checkout: an
 installed fastmetric is used if there is one, else the in-place build of
 this repository (``python setup.py build_ext --inplace``).
 """
+import argparse
 import gc
 import importlib.util
 import json
+import math
 import os
 import resource
 import statistics
@@ -25,6 +27,60 @@ if importlib.util.find_spec("fastmetric") is None:
 # Set on the shared machines; they slow numpy's OpenBLAS (unset them in the
 # benchmark command only).
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+# --------------------------------------------------------------------------
+# argparse ``type=`` checks: a bad value becomes a usage error (exit status 2,
+# "error: argument --repeat: must be a positive integer, got 0") before any
+# work starts, instead of a traceback or a hang halfway through a run.
+# --------------------------------------------------------------------------
+
+def _integer(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def positive_int(text):
+    """An integer >= 1: a count, a size, a number of threads or workers."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def nonnegative_int(text):
+    """An integer >= 0: a seed, or a count where 0 means none."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+def positive_float(text):
+    """A finite number > 0: a timeout, a learning rate."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def existing_file(text):
+    """The path of a file that exists (an input read later in the run)."""
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return text
+
+
+def existing_dir(text):
+    """The path of a directory that exists (where data files are written)."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"no such directory: {text!r}")
+    return text
 
 
 def median_time(fn, repeat, warmup=2):
@@ -131,11 +187,12 @@ def add_peer_options(parser, *, timeout, repeat, fits):
     """
     parser.add_argument("--peer-python", help="interpreter with metric-learn installed "
                                               "(e.g. /tmp/mlvenv/bin/python); skipped if absent")
-    parser.add_argument("--peer-timeout", type=float, default=timeout,
+    parser.add_argument("--peer-timeout", type=positive_float, default=timeout,
                         help=f"seconds before a metric-learn run is abandoned (default {timeout:g})")
-    parser.add_argument("--repeat", type=int, default=repeat,
+    parser.add_argument("--repeat", type=positive_int, default=repeat,
                         help=f"timed fastmetric fits {fits} (median; default {repeat})")
-    parser.add_argument("--threads", type=int, default=2, help="fastmetric n_jobs (default 2)")
+    parser.add_argument("--threads", type=positive_int, default=2,
+                        help="fastmetric n_jobs (default 2)")
 
 
 def peer_unusable(python):
@@ -297,7 +354,8 @@ def print_rows(head, body, markdown):
         for line in body:
             print("| " + " | ".join(line) + " |")
         return
-    widths = [max(len(h), *(len(line[i]) for line in body)) for i, h in enumerate(head)]
+    # max over a list: an empty body (every run failed) leaves the headings' widths.
+    widths = [max([len(h)] + [len(line[i]) for line in body]) for i, h in enumerate(head)]
     print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     print("  ".join("-" * w for w in widths))
     for line in body:
@@ -339,3 +397,19 @@ def print_environment(threads):
     if any(os.environ.get(v) for v in OPENBLAS_VARS):
         print("  warning: OPENBLAS_* variables are set; unset them for representative timings")
     print(f"load average (1, 5, 15 min): {load_average()}")
+
+
+def check_large_classification(parser, args):
+    """``parser.error`` unless ``--large-n/-d/-classes`` suit make_classification.
+
+    It draws ``d // 4`` informative features and puts each class on a vertex
+    of a hypercube in them: at most ``2 ** (d // 4)`` classes (and no more
+    than rows).
+    """
+    if args.large_d < 4:
+        parser.error(f"--large-d must be at least 4 (a quarter of the features are "
+                     f"informative), got {args.large_d}")
+    top = min(args.large_n, 2 ** (args.large_d // 4))
+    if not 2 <= args.large_classes <= top:
+        parser.error(f"--large-classes must lie in [2, {top}] (at most --large-n and "
+                     f"2 ** (--large-d // 4)), got {args.large_classes}")

@@ -34,7 +34,11 @@ import warnings
 
 import numpy as np
 
-from _report import print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import (  # (also puts fastmetric on sys.path)
+    nonnegative_int,
+    positive_int,
+    print_rows,
+)
 
 
 def make_data(da, n, d, chunk, seed):
@@ -66,16 +70,18 @@ def timed_fit(estimator, X, y):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="LDML_Supervised on dask vs in memory "
                                             "(see the module docstring).")
-    p.add_argument("--rows", type=int, default=4_000_000)
-    p.add_argument("--features", type=int, default=64)
-    p.add_argument("--chunk-rows", type=int, default=500_000)
-    p.add_argument("--n-pairs", type=int, default=None,
+    p.add_argument("--rows", type=positive_int, default=4_000_000)
+    p.add_argument("--features", type=positive_int, default=64)
+    p.add_argument("--chunk-rows", type=positive_int, default=500_000)
+    p.add_argument("--n-pairs", type=positive_int, default=None,
                    help="pairs (default: LDML_Supervised's, min(20 n, 200000))")
-    p.add_argument("--iterations", type=int, default=20)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2, help="in-memory n_jobs (default 2)")
+    p.add_argument("--iterations", type=positive_int, default=20)
+    # 0 workers: the LocalCluster starts none and the first computation
+    # waits for one forever.
+    p.add_argument("--workers", type=positive_int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2, help="in-memory n_jobs (default 2)")
     p.add_argument("--scheduler", help="address of an existing dask scheduler")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--markdown", action="store_true")
     return p.parse_args(argv)
 

@@ -35,7 +35,9 @@ import time
 import numpy as np
 
 import compare_dask
-from _report import print_rows  # noqa: E402  (also puts fastmetric on sys.path)
+from _report import positive_int, print_rows  # also puts fastmetric on sys.path
+
+LEARNERS = ("ldml", "nca", "lmnn")
 
 
 def make_estimator(name, args, n_jobs=None):
@@ -65,17 +67,31 @@ def timed_fit(estimator, X, y):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="minibatch solvers on dask vs in memory "
                                             "(see the module docstring).")
-    p.add_argument("--rows", type=int, default=4_000_000)
-    p.add_argument("--chunk-rows", type=int, default=500_000)
+    p.add_argument("--rows", type=positive_int, default=4_000_000)
+    p.add_argument("--chunk-rows", type=positive_int, default=500_000)
     p.add_argument("--learners", default="ldml,nca",
-                   help="comma-separated: ldml, nca, lmnn (default ldml,nca)")
-    p.add_argument("--epochs", type=int, default=2)
+                   help="comma-separated: " + ", ".join(LEARNERS) + " (default ldml,nca)")
+    p.add_argument("--epochs", type=positive_int, default=2)
     p.add_argument("--workers", default="1,2", help="cluster sizes (default 1,2)")
-    p.add_argument("--threads", type=int, default=2, help="in-memory n_jobs (default 2)")
-    p.add_argument("--target-block-size", type=int, default=20_000,
+    p.add_argument("--threads", type=positive_int, default=2, help="in-memory n_jobs (default 2)")
+    p.add_argument("--target-block-size", type=positive_int, default=20_000,
                    help="LMNN's target_block_size (default 20000)")
     p.add_argument("--markdown", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # Both lists are checked here: a bad entry would otherwise fail after
+    # the data are made (minutes at the default size), or, for 0 workers,
+    # wait for a worker forever.
+    args.learners = [s.strip() for s in args.learners.split(",") if s.strip()]
+    bad = [s for s in args.learners if s not in LEARNERS]
+    if bad or not args.learners:
+        p.error(f"--learners: expected a comma-separated subset of {','.join(LEARNERS)}, "
+                f"got {','.join(bad) if bad else repr('')}")
+    try:
+        sizes = [positive_int(w) for w in args.workers.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        p.error(f"--workers {args.workers}: a cluster size {exc}")
+    args.workers = sizes
+    return args
 
 
 def main(argv=None):
@@ -84,7 +100,7 @@ def main(argv=None):
     from distributed import Client, LocalCluster
     from sklearn.datasets import make_classification
 
-    learners = [s for s in args.learners.split(",") if s]
+    learners = args.learners
     t0 = time.perf_counter()
     X, y = make_classification(n_samples=args.rows, n_features=64, n_informative=20,
                                n_classes=10, n_clusters_per_class=2, random_state=0)
@@ -93,7 +109,7 @@ def main(argv=None):
           f"{time.perf_counter() - t0:.0f} s; load average {os.getloadavg()[0]:.2f}",
           flush=True)
     results = {}
-    for n_workers in (int(w) for w in args.workers.split(",")):
+    for n_workers in args.workers:
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=40)
         client = Client(cluster)

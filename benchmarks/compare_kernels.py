@@ -49,6 +49,7 @@ from _report import (  # also puts fastmetric on sys.path
     add_size_options,
     fmt_time,
     median_time,
+    nonnegative_int,
     print_closing,
     print_rows,
     warn_if_busy,
@@ -399,7 +400,7 @@ def parse_args(argv=None):
         "repeat": "timed calls per measurement"})
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--threads", type=int, default=2, help="n_jobs for fastmetric, BLAS threads for numpy")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--only", default=",".join(KERNELS),
                    help=f"comma-separated subset of {','.join(KERNELS)}")
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")

@@ -72,6 +72,7 @@ from threadpoolctl import threadpool_limits
 from _report import (  # also puts fastmetric on sys.path
     add_size_options,
     fmt_time,
+    nonnegative_int,
     print_closing,
     print_rows,
     warn_if_busy,
@@ -302,7 +303,7 @@ def parse_args(argv=None):
     p.add_argument("--tol", type=float, default=1e-5, help="fastmetric's tol (default 1e-5)")
     p.add_argument("--alpha", type=float, default=0.0,
                    help="pull toward the initial map, both sides (default 0, fastmetric's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
     args = p.parse_args(argv)
 

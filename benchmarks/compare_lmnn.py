@@ -47,9 +47,12 @@ import sys
 import numpy as np
 
 from _report import (  # also puts fastmetric on sys.path
+    check_large_classification,
     ROOT,
     add_peer_options,
     load_average,
+    nonnegative_int,
+    positive_int,
     print_rows,
     run_json_child,
     run_peer_script,
@@ -175,12 +178,15 @@ def parse_args(argv=None):
     add_peer_options(p, timeout=3600.0, repeat=3, fits="on digits")
     p.add_argument("--large", action="store_true",
                    help="also fit the large synthetic problem in a subprocess")
-    p.add_argument("--large-n", type=int, default=20_000)
-    p.add_argument("--large-d", type=int, default=64)
+    p.add_argument("--large-n", type=positive_int, default=20_000)
+    p.add_argument("--large-d", type=positive_int, default=64)
     p.add_argument("--large-classes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0, help="seed of the large data (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of the large data (default 0)")
     p.add_argument("--markdown", action="store_true", help="print tables as markdown")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_large_classification(p, args)
+    return args
 
 
 def main(argv=None):

@@ -57,7 +57,9 @@ from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
 from _report import (  # also puts fastmetric on sys.path
+    check_large_classification,
     fmt_time,
+    nonnegative_int,
     peak_memory_gb,
     print_closing,
     print_rows,
@@ -289,7 +291,7 @@ def parse_args(argv=None):
     p.add_argument("--mlkr-max-iter", type=int, default=100,
                    help="MLKR max_iter, both (default 100; metric-learn's default is 1000)")
     p.add_argument("--tol", type=float, default=1e-5, help="tol of every learner (default 1e-5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--peer-python", help="interpreter with metric-learn installed, e.g. "
                                          "/tmp/mlvenv/bin/python")
     p.add_argument("--large", action="store_true",
@@ -304,11 +306,11 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     for key in ("repeat", "threads", "max_iter", "mlkr_max_iter", "large_n", "large_d"):
         if getattr(args, key) < 1:
-            p.error(f"--{key.replace('_', '-')} must be a positive integer")
+            p.error(f"--{key.replace('_', '-')} must be a positive integer, "
+                    f"got {getattr(args, key)}")
     if not (np.isfinite(args.tol) and args.tol >= 0):
         p.error(f"--tol must be finite and >= 0, got {args.tol}")
-    if args.large_classes < 2:
-        p.error("--large-classes must be at least 2")
+    check_large_classification(p, args)
     return args
 
 

@@ -2,9 +2,9 @@
 """Exact k-nearest-neighbour search in a learned metric: fastmetric against
 scikit-learn, faiss-cpu and the GEMM floor, all timed in the same run.
 
-The problem (the defaults): ``--queries`` 10,000 query rows and ``--rows``
-200,000 database rows, d = 64, float32, under a 64 x 64 map L, the 10
-nearest of each query, ``--threads`` 2.  Timed, each ``--repeat`` times
+The problem (sizes fixed in the script; ``--quick`` shrinks them): 10,000
+query rows and 200,000 database rows, d = 64, float32, under a 64 x 64 map
+L, the 10 nearest of each query, ``--threads`` 2.  Timed several times
 (median, min and max reported):
 
 * fastmetric: ``MahalanobisNeighbors(n_neighbors=10, metric=L).fit(X_db)``
@@ -20,8 +20,8 @@ nearest of each query, ``--threads`` 2.  Timed, each ``--repeat`` times
   database, the same product in row blocks of 50,000 into one reused
   buffer, since the full output would take 40 GB).
 
-Then the same with ``--big-rows`` (1,000,000) database rows, and with
-float64; and the approximate back end (hnswlib, ``algorithm='hnsw'``): its
+Then the same with 1,000,000 database rows (``--skip-big`` leaves it out),
+and with float64 (``--skip-float64``); and the approximate back end (hnswlib, ``algorithm='hnsw'``): its
 build and query times and its recall@10 against the exact result, on the
 Gaussian rows and on clustered rows shaped like learned embeddings (1,000
 clusters on a 16-dimensional subspace of R^64, plus noise).
@@ -45,7 +45,12 @@ import sys
 import time
 
 import numpy as np
-from _report import OPENBLAS_VARS, fmt_time, print_rows  # (also puts fastmetric on sys.path)
+from _report import (  # (also puts fastmetric on sys.path)
+    OPENBLAS_VARS,
+    fmt_time,
+    positive_int,
+    print_rows,
+)
 from _report import print_environment as report_environment
 from threadpoolctl import threadpool_limits
 
@@ -216,7 +221,7 @@ def run_hnsw(X_q, X_db, L, k, threads, exact_ind, rows, data="Gaussian"):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--skip-big", action="store_true", help="no 1M-row case")

@@ -46,7 +46,15 @@ import time
 
 import numpy as np
 
-from _report import ROOT, print_rows, run_json_child  # also puts fastmetric on sys.path
+from _report import (  # also puts fastmetric on sys.path
+    ROOT,
+    existing_dir,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    print_rows,
+    run_json_child,
+)
 
 HELD_OUT = 20_000
 
@@ -139,30 +147,31 @@ def knn_accuracy(path, n_train, n_total, components, threads):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Stochastic NCA and LMNN at 1M rows "
                                             "(see the module docstring).")
-    p.add_argument("--n-samples", type=int, default=1_000_000)
+    p.add_argument("--n-samples", type=positive_int, default=1_000_000,
+                   help=f"rows made, the last {HELD_OUT:,} held out (default 1,000,000)")
     p.add_argument("--quick", action="store_true",
                    help="100,000 rows, epoch sizes 100k and 200k, a 5,000-row subsample")
-    p.add_argument("--subsample", type=int, default=20_000)
-    p.add_argument("--epoch-sizes", type=int, nargs="*", default=None,
+    p.add_argument("--subsample", type=positive_int, default=20_000)
+    p.add_argument("--epoch-sizes", type=positive_int, nargs="*", default=None,
                    help="rows for the epoch timings (default 100k 1M 4M; none: skip)")
-    p.add_argument("--nca-epochs", type=int, default=2)
-    p.add_argument("--lmnn-epochs", type=int, default=2)
-    p.add_argument("--lmnn-init-subsample", type=int, default=5_000,
+    p.add_argument("--nca-epochs", type=positive_int, default=2)
+    p.add_argument("--lmnn-epochs", type=positive_int, default=2)
+    p.add_argument("--lmnn-init-subsample", type=nonnegative_int, default=5_000,
                    help="LMNN's init_subsample (0: None, start from init)")
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--n-candidates", type=int, default=1000)
-    p.add_argument("--nca-learning-rate", type=float, default=0.005)
-    p.add_argument("--lmnn-learning-rate", type=float, default=0.001)
+    p.add_argument("--batch-size", type=positive_int, default=1000)
+    p.add_argument("--n-candidates", type=positive_int, default=1000)
+    p.add_argument("--nca-learning-rate", type=positive_float, default=0.005)
+    p.add_argument("--lmnn-learning-rate", type=positive_float, default=0.001)
     p.add_argument("--learners", nargs="+", default=["NCA", "LMNN"], choices=["NCA", "LMNN"])
     p.add_argument("--no-euclidean", action="store_true",
                    help="skip the accuracy of the Euclidean metric")
-    p.add_argument("--target-block-size", type=int, default=50_000)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--dir", default="/tmp")
+    p.add_argument("--target-block-size", type=positive_int, default=50_000)
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--dir", type=existing_dir, default="/tmp")
     p.add_argument("--skip-subsample", action="store_true")
     p.add_argument("--skip-fits", action="store_true",
                    help="only the epoch timings")
-    p.add_argument("--timed-epochs", type=int, default=1,
+    p.add_argument("--timed-epochs", type=positive_int, default=1,
                    help="epochs per epoch timing (each timed from its start)")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args(argv)
@@ -173,6 +182,15 @@ def parse_args(argv=None):
             args.epoch_sizes = [100_000, 200_000]
     if args.epoch_sizes is None:
         args.epoch_sizes = [100_000, 1_000_000, 4_000_000]
+    # The accuracy queries the last HELD_OUT rows against the rows before
+    # them, by their 3 nearest neighbours.
+    if args.n_samples < HELD_OUT + 3:
+        p.error(f"--n-samples must be at least {HELD_OUT + 3:,} (the last {HELD_OUT:,} rows "
+                f"are held out), got {args.n_samples}")
+    n_train = args.n_samples - HELD_OUT
+    if not args.skip_subsample and args.subsample > n_train:
+        p.error(f"--subsample must be at most the {n_train:,} training rows, "
+                f"got {args.subsample}")
     return args
 
 

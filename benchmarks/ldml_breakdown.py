@@ -26,13 +26,56 @@ comparison scripts)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/ldml_breakdown.py
 """
+import argparse
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from _report import fmt_time, median_time, print_environment, print_rows  # also puts fastmetric on sys.path
-from compare_kernels import make_data, parse_args
+from _report import (  # also puts fastmetric on sys.path
+    add_size_options,
+    fmt_time,
+    median_time,
+    nonnegative_int,
+    positive_int,
+    print_environment,
+    print_rows,
+)
+from compare_kernels import FULL, QUICK, make_data
+
+# The sizes this script takes from compare_kernels.py (the rest there are
+# for kernels not timed here), and what each counts.
+SIZES = {"n": "points", "d": "features", "k": "rows of L", "pairs": "index pairs",
+         "repeat": "timed calls per stage"}
+# The labels of compare_kernels.py's default data (both its size sets).
+CLUSTERS = FULL["clusters"]
+
+
+def parse_args(argv=None):
+    """Options and sizes: ``(args, {"n": ..., "repeat": ...})``."""
+    p = argparse.ArgumentParser(
+        description="Where the time of one LDML log-loss evaluation goes, stage by stage, "
+                    "on compare_kernels.py's data (see the module docstring)."
+    )
+    resolve_sizes = add_size_options(p, {key: FULL[key] for key in SIZES},
+                                     {key: QUICK[key] for key in SIZES}, SIZES)
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--threads", type=positive_int, default=2,
+                   help="n_jobs for fastmetric, BLAS threads for numpy (default 2)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the data (default 0)")
+    p.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    args = p.parse_args(argv)
+
+    cfg = resolve_sizes(args)
+    if args.n < 2:
+        p.error(f"--n must be at least 2 (every pair joins two different points), got {args.n}")
+    if args.pairs < 2:
+        p.error(f"--pairs must be at least 2, got {args.pairs}")
+    args.dtype = np.dtype(args.dtype)
+    # What compare_kernels.make_data reads besides the options above.
+    args.clusters = min(CLUSTERS, args.n)
+    args.only = ["ldml"]
+    return args, cfg
 
 
 def gemm_rate(m, k, n, threads, dtype, repeat=5):
@@ -56,7 +99,6 @@ def main(argv=None):
     from fastmetric.pairwise import ldml_loss
 
     print_environment(args.threads)
-    args.only = ["ldml"]
     data = make_data(args)
     X, L, pairs, y, bias = data["X"], data["L"], data["pairs"], data["y"], data["bias"]
     n, jobs, repeat = X.shape[0], args.threads, cfg["repeat"]

@@ -17,7 +17,7 @@ Usage::
 import argparse
 import time
 
-import _report  # noqa: F401  (puts a checkout's fastmetric on sys.path if not installed)
+from _report import nonnegative_int  # (also puts a checkout's fastmetric on sys.path)
 from fastmetric import LDML_Supervised
 from fastmetric._cli.demo import cluster_ldml_digits_benchmark, evaluate_embedding, load_digits_split
 from fastmetric.pairwise import sample_pairs
@@ -42,7 +42,7 @@ def supervised_table():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--split", action="store_true",
                         help="ClusterLDML on the 70%% training part instead of all 1797 digits")
     args = parser.parse_args(argv)

@@ -66,7 +66,10 @@ import warnings
 
 import numpy as np
 
-import _report  # noqa: F401  (puts a checkout's fastmetric on sys.path if not installed)
+from _report import (  # (also puts a checkout's fastmetric on sys.path if not installed)
+    existing_file,
+    nonnegative_int,
+)
 import fastmetric
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -495,17 +498,20 @@ def main(argv=None):
                              "benchmark (DOB-SCV folds, large sets sampled as published), "
                              "'stratified' stratified folds after --max-samples "
                              "(default: %(default)s)")
-    parser.add_argument("--max-samples", type=int, default=1000,
+    parser.add_argument("--max-samples", type=nonnegative_int, default=1000,
                         help="with --protocol stratified: stratified subsample of larger "
                              "sets (0: none; default 1000)")
-    parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument("--fold-seeds", type=int, nargs="+", default=[0], metavar="SEED",
+    parser.add_argument("--folds", type=int, default=10, help="folds of the cross-validation "
+                        "(at least 2; default 10)")
+    parser.add_argument("--fold-seeds", type=nonnegative_int, nargs="+", default=[0],
+                        metavar="SEED",
                         help="seeds of the draws of rows and folds; several repeat the "
                              "cross-validation and average over all its folds (default: 0)")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="folds run in parallel (joblib processes); default 1")
+                        help="folds run in parallel (joblib processes; -1: one per CPU, "
+                             "as joblib counts); default 1")
     parser.add_argument("--json", help="also write the raw fold results to this file")
-    parser.add_argument("--load", nargs="+", metavar="FILE",
+    parser.add_argument("--load", nargs="+", metavar="FILE", type=existing_file,
                         help="print the tables of --json files (merged) instead of running")
     parser.add_argument("--no-raw-digits", action="store_true",
                         help="skip NCA on unscaled digits")
@@ -515,6 +521,19 @@ def main(argv=None):
                              "object, e.g. --params NCA '{\"solver\": \"adam\"}' "
                              "(repeatable; printed with the tables)")
     args = parser.parse_args(argv)
+    if args.folds < 2:
+        parser.error(f"--folds must be at least 2 (a fold is tested on a model fitted on the "
+                     f"others), got {args.folds}")
+    if args.jobs == 0:
+        parser.error("--jobs must be a positive integer or negative (joblib's count: -1 is "
+                     "one process per CPU), got 0")
+    if 0 < args.max_samples < args.folds:
+        parser.error(f"--max-samples must be 0 (no subsample) or at least --folds="
+                     f"{args.folds}, got {args.max_samples}")
+    # Written at the end of a run that can take hours: check where first.
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        parser.error(f"--json {args.json}: no such directory "
+                     f"{os.path.dirname(os.path.abspath(args.json))!r}")
     params = {}
     for name, text in args.params:
         try:
@@ -527,8 +546,13 @@ def main(argv=None):
     if args.load:
         data = None
         for path in args.load:  # runs of disjoint data sets, merged in order
-            with open(path) as f:
-                part = json.load(f)
+            try:
+                with open(path) as f:
+                    part = json.load(f)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                parser.error(f"--load {path}: cannot be read as JSON ({exc})")
+            if not isinstance(part, dict) or not {"results", "subsampled"} <= part.keys():
+                parser.error(f"--load {path}: not the --json output of this script")
             if data is None:
                 data = part
             else:

@@ -32,8 +32,11 @@ import sys
 import tempfile
 import time
 
+from _report import positive_int
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SETTLE = 0.3   # seconds for busy processes to be scheduled
+MAX_CHUNKS = 4096  # MAX_CHUNKS of region_waits.c
 
 
 def build(workdir):
@@ -76,12 +79,15 @@ def settings(n_cpus, busy):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--regions", type=int, default=160)
-    parser.add_argument("--chunks", type=int, default=16)
-    parser.add_argument("--iters", type=int, default=20000,
+    parser.add_argument("--rounds", type=positive_int, default=7)
+    parser.add_argument("--regions", type=positive_int, default=160)
+    parser.add_argument("--chunks", type=positive_int, default=16)
+    parser.add_argument("--iters", type=positive_int, default=20000,
                         help="arithmetic steps per chunk (20000: about 40 us)")
     args = parser.parse_args(argv)
+    if args.chunks > MAX_CHUNKS:
+        parser.error(f"--chunks must be at most {MAX_CHUNKS} (region_waits.c's limit), "
+                     f"got {args.chunks}")
     if not sys.platform.startswith("linux"):
         sys.exit("region_waits.py runs on Linux only")
     n_cpus = len(os.sched_getaffinity(0))

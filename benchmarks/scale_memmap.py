@@ -35,7 +35,14 @@ import time
 
 import numpy as np
 
-from _report import ROOT, print_rows, run_json_child  # also puts fastmetric on sys.path
+from _report import (  # also puts fastmetric on sys.path
+    ROOT,
+    existing_dir,
+    nonnegative_int,
+    positive_int,
+    print_rows,
+    run_json_child,
+)
 
 FIT_SCRIPT = r"""
 import json, os, sys
@@ -85,24 +92,52 @@ def make_data(path, n, d, seed, block=1_000_000):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="LDML_Supervised (adam) on a float32 memmap "
                                             "(see the module docstring).")
-    p.add_argument("--dir", default="/tmp", help="where the data file lives (default /tmp)")
-    p.add_argument("--max-rows", type=int, default=10_000_000)
-    p.add_argument("--features", type=int, default=64)
-    p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
-    p.add_argument("--pairs-per-row", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=10_000)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--remove", action="store_true", help="delete the data file at the end")
+    p.add_argument("--dir", type=existing_dir, default="/tmp",
+                   help="where the data file lives (default /tmp)")
+    p.add_argument("--max-rows", type=positive_int, default=10_000_000)
+    p.add_argument("--features", type=positive_int, default=64)
+    p.add_argument("--sizes", type=positive_int, nargs="+",
+                   default=[100_000, 1_000_000, 10_000_000])
+    p.add_argument("--pairs-per-row", type=positive_int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=10_000)
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--remove", action="store_true",
+                   help="delete the data file at the end (also when the run fails)")
     p.add_argument("--markdown", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # Checked before the data file is written: every fit reads the first n
+    # rows of that file.
+    too_big = [n for n in args.sizes if n > args.max_rows]
+    if too_big:
+        p.error(f"--sizes {' '.join(map(str, too_big))}: larger than --max-rows "
+                f"{args.max_rows}")
+    return args
+
+
+def remove_data(path):
+    """Delete the data file and its labels, whichever of the two exist."""
+    for name in (path, path + ".labels.npy"):
+        try:
+            os.remove(name)
+        except FileNotFoundError:
+            pass
 
 
 def main(argv=None):
     args = parse_args(argv)
+    path = os.path.join(args.dir, f"fastmetric_scale_{args.max_rows}x{args.features}"
+                                  f"_s{args.seed}.f32")
+    try:
+        return run(args, path)
+    finally:
+        if args.remove:
+            remove_data(path)
+
+
+def run(args, path):
     d = args.features
-    path = os.path.join(args.dir, f"fastmetric_scale_{args.max_rows}x{d}_s{args.seed}.f32")
     t0 = time.perf_counter()
     # In a subprocess: ru_maxrss survives fork and exec, so this process must
     # stay small for the fits' peak memory to be their own.
@@ -116,8 +151,6 @@ def main(argv=None):
           + (f"written in {time.perf_counter() - t0:.1f} s" if made else "reused"))
     rows, body, failed = [], [], False
     for n in args.sizes:
-        if n > args.max_rows:
-            raise SystemExit(f"--sizes {n} exceeds --max-rows {args.max_rows}")
         cmd = [sys.executable, "-c", FIT_SCRIPT, ROOT, path, str(n), str(d),
                str(args.pairs_per_row), str(args.batch_size), str(args.epochs),
                str(args.threads)]
@@ -146,9 +179,6 @@ def main(argv=None):
                 "peak / data", "loss per epoch", "finite"], body, args.markdown)
     for (n0, t0_), (n1, t1) in itertools.pairwise(rows):
         print(f"epoch time x{t1 / t0_:.1f} for rows x{n1 / n0:.0f} (linear: x{n1 / n0:.0f})")
-    if args.remove:
-        os.remove(path)
-        os.remove(path + ".labels.npy")
     return 1 if failed else 0
 
 

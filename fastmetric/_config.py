@@ -12,7 +12,7 @@ def get_include():
     """Directory to add to the include paths to cimport fastmetric's kernels.
 
     The kernels' Cython declarations (``fastmetric/kernels/*.pxd``) and their
-    C headers (``fastmetric/kernels/include/fastmetric/*.h``) ship inside the
+    C headers (``fastmetric/kernels/include/fm_*.h``) ship inside the
     package.  Cython finds the ``.pxd`` files, and the C compiler the headers,
     when the directory that *contains* the ``fastmetric`` package is on both
     include paths (Cython's ``include_path`` and the extension's
@@ -39,6 +39,7 @@ def _config_dict():
 
     from fastmetric._core.threads import cpu_count, effective_n_threads
     from fastmetric._core.workspace import huge_page_setting
+    from fastmetric.kernels import WAIT_POLICY
     from fastmetric.kernels.openmp_helpers import openmp_enabled, openmp_max_threads
     from fastmetric.kernels.smallgemm import small_gemm_in_use
 
@@ -55,6 +56,7 @@ def _config_dict():
         "openmp_max_threads": openmp_max_threads(),
         "cpu_count": cpu_count(),
         "default_n_threads": effective_n_threads(None),
+        "wait_policy": WAIT_POLICY,
         "huge_pages": huge_page_setting(),
         "small_gemm": small_gemm_in_use(),
         "threadpools": [
@@ -95,6 +97,7 @@ def show_config(file=None):
     w(f"  {'omp_get_max_threads':<22} {c['openmp_max_threads']}")
     w(f"  {'CPUs available':<22} {c['cpu_count']}")
     w(f"  {'n_jobs=None uses':<22} {c['default_n_threads']} thread(s)")
+    w(f"  {'idle OpenMP threads':<22} {c['wait_policy']}")
     w()
     w("kernels:")
     w(f"  {'small products':<22} "

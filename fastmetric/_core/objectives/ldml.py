@@ -208,7 +208,7 @@ def initial_theta(X, a, b, targets, weights, class_labels, rng, *, init, n_compo
     from fastmetric._core.distances import paired_mahalanobis_distances
 
     init_rows = None
-    if class_labels is None and not is_dask_array(X):
+    if isinstance(init, str) and class_labels is None and not is_dask_array(X):
         # A named start from the points of the pairs only (with an array
         # preprocessor X may hold rows no pair uses), as when the pairs
         # come as points; at most INIT_MAX_ROWS of them, evenly spaced.

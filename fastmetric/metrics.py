@@ -414,14 +414,16 @@ def kmeans_scores(Z, y, n_clusters=None, random_state=0):
 # ---------------------------------------------------------------------------
 # Everything at once
 # ---------------------------------------------------------------------------
-def _first_relevant_ranks(Zq, y_query, Zdb, y_db, queries, block=256):
+def _first_relevant_ranks(Zq, y_query, Zdb, y_db, queries, cells=1 << 23):
     """Rank (1-based) of the first database point of each query's class, over
     the whole ranking by (squared distance, index); ``Zdb is None``: leave
-    one out among the queries.  For the queries the K-deep search missed:
-    O(len(queries) n_db k) in blocks of ``block`` queries."""
+    one out among the queries.  For the queries the K-deep search missed
+    (few: their K >= R nearest hold no point of their class): O(len(queries)
+    n_db k), in blocks of queries of at most ``cells`` distances (64 MB)."""
     loo = Zdb is None
     db, y_db = (Zq, y_query) if loo else (Zdb, y_db)
     db = np.asarray(db, dtype=np.float64)
+    block = int(max(1, min(256, cells // max(db.shape[0], 1))))
     sq_db = np.einsum("ij,ij->i", db, db)
     index = np.arange(db.shape[0])
     ranks = np.empty(len(queries), dtype=np.float64)

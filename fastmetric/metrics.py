@@ -17,7 +17,7 @@ different lengths, e.g. from a radius search):
   and rel(i) whether rank i is relevant: the mean average precision of the
   first R ranks, which rewards putting the relevant items first;
 * mean reciprocal rank: 1 / rank of the first relevant item (0 when none is
-  listed);
+  listed; :func:`evaluate` ranks the whole database, whatever ``ks``);
 * k-NN accuracy: whether the majority label of the first k neighbours is the
   query's (ties go to the smallest label, as scikit-learn's
   KNeighborsClassifier; an empty list is a miss).

@@ -180,7 +180,10 @@ def lda_basis(X, y_enc, counts, n_basis, rng):
     for s in scales:
         k_s = np.minimum(counts, s)
         idx = np.concatenate([near[c][:, : k_s[c]] for c in range(n_classes)], axis=1)
-        per = max(1, _LDA_BLOCK // max(idx.shape[1] * d, 1))
+        # A set holds its N x d points and makes d x d scatters (within,
+        # total, the inverse: three): both count toward the block, or at
+        # d = 2000 a block of 52 sets took 5 GB for 150 points.
+        per = max(1, _LDA_BLOCK // max(idx.shape[1] * d + 3 * d * d, 1))
         for start in range(0, n_clusters, per):
             sub = idx[start : start + per]
             blocks.append(local_lda_directions(X64[sub], k_s, num_eig, overwrite=True)

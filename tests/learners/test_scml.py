@@ -409,3 +409,27 @@ def test_sklearn_no_fit_checks_triplets(check):
     # (they feed 2-D points): the non-fitting checks run here, the rest of
     # the contract is tested on triplets above.
     check("SCML", SCML())
+
+
+def test_lda_basis_batches_bound_the_scatters_memory(monkeypatch):
+    """The 'lda' basis batched its neighbourhood sets by their points alone
+    (N x d per set) and then made three d x d scatters per set: at d = 2000
+    a batch of 52 sets took 5 GB for 150 points.  A batch now counts the
+    scatters too."""
+    from fastmetric._core import scml_basis
+
+    sizes = []
+    original = scml_basis.local_lda_directions
+
+    def spy(sets, *args, **kwargs):
+        sizes.append(sets.shape)
+        return original(sets, *args, **kwargs)
+
+    monkeypatch.setattr(scml_basis, "local_lda_directions", spy)
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 400)
+    y = np.arange(120) % 3
+    SCML_Supervised(n_basis=240, random_state=0, max_iter=2, output_iter=1).fit(X, y)
+    assert sizes
+    for n_sets, n_points, d in sizes:
+        assert n_sets == 1 or n_sets * (n_points * d + 3 * d * d) <= scml_basis._LDA_BLOCK

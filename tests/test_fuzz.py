@@ -1527,3 +1527,19 @@ def test_public_kernels_refuse_calls_that_would_crash():
         quadratic_forms(X, np.eye(4), i, j, np.zeros(2), -1)
     out = quadratic_forms(np.ones((5, 0)), np.zeros((0, 0)), i, j, np.full(2, np.nan))
     np.testing.assert_array_equal(out, [0.0, 0.0])
+
+
+def test_learner_warnings_name_the_users_line():
+    """SCML's, LSML's and SDML's warnings pointed into scikit-learn's fit
+    wrapper (a fixed stacklevel, one frame short of the caller)."""
+    import inspect
+
+    X, y = iris_std()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        fm.SCML_Supervised(random_state=0, max_iter=10, output_iter=5).fit(X, y)
+        fm.LSML_Supervised(random_state=0, max_iter=1).fit(X, y)
+    ours = [w for w in caught if "n_basis" in str(w.message) or "did not converge" in str(w.message)]
+    assert len(ours) == 2
+    assert [(w.filename, w.lineno) for w in ours] == [(__file__, line), (__file__, line + 1)]

@@ -5,6 +5,7 @@ argument and the offending value, so that bad input never reaches a kernel
 (where it could crash or silently give NaN).
 """
 import numbers
+import sys
 
 import numpy as np
 
@@ -279,6 +280,18 @@ def check_weights(v, n, name="sample_weight", unit="pair"):
     if abs(exponent) > WEIGHT_EXPONENT_RANGE:
         w = np.ldexp(w, -exponent)
     return w
+
+
+def caller_stacklevel():
+    """``stacklevel`` for a ``warnings.warn`` in the calling function that
+    names the user's line: the first frame outside fastmetric and
+    scikit-learn (whose ``fit`` wrapper sits between), however deep the
+    warning is raised."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in (
+            "fastmetric", "sklearn"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_bool(value, name):

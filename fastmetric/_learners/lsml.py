@@ -72,7 +72,7 @@ from fastmetric._core.params import options_or_array, shared, store_params
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.tuples import QuadrupletsClassifierMixin
-from fastmetric._core.validation import check_weights
+from fastmetric._core.validation import caller_stacklevel, check_weights
 
 __all__ = ["LSML", "LSML_Supervised"]
 
@@ -207,7 +207,7 @@ class _BaseLSML(MahalanobisMixin):
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
                 f"iterations (gradient norm above tol={self.tol}); increase max_iter.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
         self.components_ = components(chol)
         self.n_iter_ = int(n_iter)

@@ -43,7 +43,7 @@ from fastmetric._core.params import integers, reals, shared, store_params
 from fastmetric._core.scml_basis import default_n_basis_lda, lda_basis, triplet_diffs_basis
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.tuples import TripletsClassifierMixin
-from fastmetric._core.validation import check_points, check_squared_scale
+from fastmetric._core.validation import caller_stacklevel, check_points, check_squared_scale
 
 __all__ = ["SCML", "SCML_Supervised"]
 
@@ -100,7 +100,7 @@ class _BaseSCML(MahalanobisMixin):
         warnings.warn(
             f"{self.N_BASIS_WARNING}, the number of basis will be set to n_basis= {default}",
             UserWarning,
-            stacklevel=4,
+            stacklevel=caller_stacklevel(),
         )
         return default
 
@@ -167,7 +167,7 @@ class _BaseSCML(MahalanobisMixin):
                 f"{name}: no basis got a positive weight (beta={self.beta} may be too "
                 "large for these triplets): the learned metric is zero.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
         n_active = int(np.count_nonzero(best_w > 0))
         if 0 < n_active < basis.shape[1]:
@@ -178,7 +178,7 @@ class _BaseSCML(MahalanobisMixin):
                 "features of the input, in consequence the learned transformation "
                 f"reduces the dimension to {n_active}.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
         self.components_ = np.ascontiguousarray(embedding_map(basis, best_w))
         return self
@@ -475,7 +475,7 @@ class SCML_Supervised(_BaseSCML):
                     f"SCML_Supervised: n_basis={n_basis} is below the number of classes "
                     f"({classes.shape[0]}); the metric may discriminate poorly.",
                     UserWarning,
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
             basis = lda_basis(X, y_enc, counts, n_basis, rng)
         else:

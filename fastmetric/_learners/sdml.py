@@ -39,7 +39,7 @@ from fastmetric._core.init import prior_matrix
 from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
 from fastmetric._core.params import options_or_array, reals, shared, store_params
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_finite_result
+from fastmetric._core.validation import caller_stacklevel, check_finite_result
 from fastmetric.kernels.pair_scatter import pair_scatter
 
 __all__ = ["SDML", "SDML_Supervised"]
@@ -160,7 +160,7 @@ class _BaseSDML(MahalanobisMixin):
                 warnings.warn(
                     f"graphical_lasso did not converge in max_iter={self.max_iter} "
                     "iterations; its last iterate (finite, positive definite) is used.",
-                    ConvergenceWarning, stacklevel=5,
+                    ConvergenceWarning, stacklevel=caller_stacklevel(),
                 )
         except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -171,7 +171,7 @@ class _BaseSDML(MahalanobisMixin):
             f"graphical_lasso failed ({error}); using the unpenalised solution "
             "M = (P + shift I)^{-1} instead. A larger sparsity_param or a smaller "
             "max_condition usually lets the graphical lasso converge.",
-            ConvergenceWarning, stacklevel=5,
+            ConvergenceWarning, stacklevel=caller_stacklevel(),
         )
         lam, V = np.linalg.eigh(P)
         return (V / lam) @ V.T

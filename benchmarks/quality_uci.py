@@ -465,9 +465,9 @@ def raw_digits_nca(n_folds=10, fold_seeds=(0,), params=None):
     X, y = load_dataset("digits")
     # With --params the rows are NCA with those settings (its start shrunk,
     # or the unscaled identity), and its iterations may be epochs.
-    label = "NCA (--params)" if "NCA" in (params or {}) else "NCA (default)"
-    start_kind = "--params, " if "NCA" in (params or {}) else ""
-    unscaled = f"NCA ({start_kind}init=np.eye(64))"
+    tuned = "NCA" in (params or {})
+    label = "NCA (--params)" if tuned else "NCA (default)"
+    unscaled = f"NCA ({'--params, ' if tuned else ''}init=np.eye(64))"
     rows = {"Euclidean": [], label: [], unscaled: []}
     iters = {k: [] for k in rows}
     for train, test in cv_folds(X, y, n_folds, fold_seeds):
@@ -479,7 +479,7 @@ def raw_digits_nca(n_folds=10, fold_seeds=(0,), params=None):
                                   est.transform(X[test]), y[test]))
     print(f"\n## NCA on raw (unscaled) digits, {cv_label(n_folds, fold_seeds)}, "
           "3-NN accuracy\n")
-    counted = "iterations or epochs" if start_kind else "L-BFGS iterations"
+    counted = "iterations or epochs" if tuned else "L-BFGS iterations"
     print(f"| metric | 3-NN accuracy | {counted} (mean) |")
     print("|---|---|---|")
     for key, accs in rows.items():

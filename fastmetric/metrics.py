@@ -37,6 +37,7 @@ import re
 
 import numpy as np
 
+from fastmetric._core.distances import mahalanobis_distances
 from fastmetric._core.sampling import _check_labels
 from fastmetric._core.search import Embedding, ExactIndex
 
@@ -323,10 +324,12 @@ def map_at_r(y_query, y_neighbors, n_relevant):
 def mean_reciprocal_rank(y_query, y_neighbors, n_relevant=None):
     """Mean of 1 / (rank of the first relevant neighbour); 0 when none is listed."""
     rel = _relevance(y_query, y_neighbors, need=1, what="mean reciprocal rank")
-    mask = _scored(n_relevant, rel.shape[0])
-    has = rel.any(axis=1)
-    first = np.argmax(rel, axis=1) + 1
-    return _mean(np.where(has, 1.0 / first, 0.0), mask)
+    return _mean(_reciprocal_ranks(rel), _scored(n_relevant, rel.shape[0]))
+
+
+def _reciprocal_ranks(rel):
+    """1 / rank of each row's first True of ``rel``, 0 for a row without one."""
+    return np.where(rel.any(axis=1), 1.0 / (np.argmax(rel, axis=1) + 1), 0.0)
 
 
 def knn_accuracy(y_query, y_neighbors, k=None):
@@ -422,15 +425,12 @@ def _first_relevant_ranks(Zq, y_query, Zdb, y_db, queries, cells=1 << 23):
     n_db k), in blocks of queries of at most ``cells`` distances (64 MB)."""
     loo = Zdb is None
     db, y_db = (Zq, y_query) if loo else (Zdb, y_db)
-    db = np.asarray(db, dtype=np.float64)
     block = int(max(1, min(256, cells // max(db.shape[0], 1))))
-    sq_db = np.einsum("ij,ij->i", db, db)
     index = np.arange(db.shape[0])
     ranks = np.empty(len(queries), dtype=np.float64)
     for start in range(0, len(queries), block):
         rows = np.asarray(queries[start:start + block])
-        Q = np.asarray(Zq[rows], dtype=np.float64)
-        D = np.einsum("ij,ij->i", Q, Q)[:, None] + sq_db[None, :] - 2.0 * (Q @ db.T)
+        D = mahalanobis_distances(Zq[rows], db, squared=True)  # (the embedding's own metric)
         if loo:
             D[np.arange(rows.shape[0]), rows] = np.inf  # not itself
         for r, (i, d) in enumerate(zip(rows, D)):
@@ -449,9 +449,8 @@ def _full_mrr(Zq, y_query, Zdb, y_db, labels, R):
     rank for the queries with a relevant point that it did not reach (so
     that ``ks`` and ``knn_k``, which set K, do not change the score)."""
     rel = labels == y_query[:, None]
-    found = rel.any(axis=1)
-    recip = np.where(found, 1.0 / (np.argmax(rel, axis=1) + 1), 0.0)
-    missed = np.flatnonzero(~found & (R > 0))
+    recip = _reciprocal_ranks(rel)
+    missed = np.flatnonzero(~rel.any(axis=1) & (R > 0))
     if missed.size:
         recip[missed] = 1.0 / _first_relevant_ranks(Zq, y_query, Zdb, y_db, missed)
     return _mean(recip, R > 0)

@@ -26,6 +26,7 @@ __all__ = [
     "encode_pair_labels",
     "one_per_row",
     "points_from_indices",
+    "rows_in_use",
     "validate_points",
 ]
 
@@ -381,6 +382,28 @@ def check_pairs(pairs, preprocessor=None, *, n_features=None, dedupe=False, name
     """
     return check_tuples(pairs, 2, preprocessor, n_features=n_features, dedupe=dedupe,
                         name=name)
+
+
+def rows_in_use(X, idx):
+    """``X`` cut to the rows the index tuples ``idx`` use, and ``idx`` renumbered.
+
+    With an array preprocessor X may hold rows no tuple uses; the learners
+    whose prior or start is computed from the points (a covariance, a PCA)
+    take the tuples' points only, as when the tuples come as points.  ``X``
+    and ``idx`` are returned as they are when every row is used.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> Xu, idx = rows_in_use(X, np.array([[3, 1]]))
+    >>> Xu.ravel().tolist(), idx.tolist()
+    ([1.0, 3.0], [[1, 0]])
+    """
+    used, inverse = np.unique(idx, return_inverse=True)
+    if used.shape[0] == X.shape[0]:
+        return X, idx
+    return np.asarray(X[used]), inverse.reshape(idx.shape)
 
 
 def one_per_row(arr, n, name, rows="n_samples", each="value per sample"):

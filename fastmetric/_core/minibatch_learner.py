@@ -198,10 +198,6 @@ def starts_partial_fit(estimator, warn=False):
 class MinibatchNeighborsMixin:
     """Minibatch fit and partial_fit of a neighbour objective (NCA, LMNN, MLKR)."""
 
-    def _starts_partial_fit(self):
-        """Whether the next partial_fit starts afresh (:func:`starts_partial_fit`)."""
-        return starts_partial_fit(self)
-
     def _epoch_batches(self, objective, n_rows, seed, verbose, read_next=True):
         """``epoch_batches(epoch)`` of :func:`minimize_stochastic` for ``objective``.
 
@@ -298,7 +294,7 @@ class MinibatchNeighborsMixin:
         starts from ``L0, shrink = initial_components()`` and a fresh
         optimiser (its step size scaled by ``shrink``, as in a fit).
         """
-        first = self._starts_partial_fit()
+        first = starts_partial_fit(self)
         objective = make_objective()
         with single_threaded_blas():
             if first:

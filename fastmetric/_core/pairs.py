@@ -14,7 +14,12 @@ from sklearn.utils.metaestimators import available_if
 from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.inputs import check_pair_targets, check_pairs, validate_points
+from fastmetric._core.inputs import (
+    check_pair_targets,
+    check_pairs,
+    rows_in_use,
+    validate_points,
+)
 
 __all__ = ["PairsClassifierMixin", "PairsFromLabelsMixin", "ThresholdTypeError"]
 
@@ -162,13 +167,7 @@ class PairsClassifierMixin(ClassifierMixin):
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         t = self._binary_targets(check_pair_targets(y, idx.shape[0]), type(self).__name__,
                                  both_kinds=both_kinds)
-        used, inverse = np.unique(idx, return_inverse=True)
-        if used.shape[0] < X.shape[0]:
-            # Only the points of the pairs (an array preprocessor may hold
-            # rows no pair uses): the covariance prior or start comes from
-            # them, as when the pairs come as points.
-            X = np.asarray(X[used])
-            idx = inverse.reshape(idx.shape)
+        X, idx = rows_in_use(X, idx)  # the prior or start from the pairs' points
         return X, np.ascontiguousarray(idx[:, 0]), np.ascontiguousarray(idx[:, 1]), t == 1
 
     @staticmethod

@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
 from fastmetric._core.base import _embed_rows
@@ -44,10 +45,8 @@ def _is_fitted(estimator):
 def _needs_labels(learner):
     """Whether ``learner.fit`` requires y (scikit-learn's estimator tags)."""
     try:
-        from sklearn.utils import get_tags
-
         return bool(get_tags(learner).target_tags.required)
-    except (ImportError, AttributeError, TypeError, ValueError):  # no tags to read
+    except (AttributeError, TypeError, ValueError):  # not an estimator: no tags to read
         return False
 
 

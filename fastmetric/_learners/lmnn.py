@@ -389,26 +389,34 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         point); from the subsample's optimum the minibatch epochs only
         have to refine.  Without it: the named ``init`` on at most
         INIT_MAX_ROWS rows.
+
+        Returns ``(L0, interrupted, step_scale)``: on features of extreme
+        scale the map is of the inverse scale, and the steps
+        (``learning_rate``, in L's units) scale with it: the power of two
+        that brings the rows' spread near 1 (1 at ordinary scales), measured
+        on the rows gathered here.
         """
-        if self.init_subsample is None:
-            sub, y_sub = init_subset(X, y_enc)
+        size = None if self.init_subsample is None else int(self.init_subsample)
+        sub, y_sub = init_subset(X, y_enc) if size is None else init_subset(X, y_enc, size)
+        _, step_scale = rescaled_start(np.eye(sub.shape[1]), sub, return_factor=True)
+        if size is None:
             with single_threaded_blas():
                 L0 = initialize_components(self.init, sub, y=y_sub,
                                            n_components=self.n_components, random_state=rng)
             # (as in fit: a named start on features of extreme scale)
-            return (rescaled_start(L0, sub) if isinstance(self.init, str) else L0), False
-        sub, y_sub = init_subset(X, y_enc, int(self.init_subsample))
+            return (rescaled_start(L0, sub) if isinstance(self.init, str) else L0), False, \
+                step_scale
         # The full-batch learner with its own defaults (max_iter, min_iter,
         # convergence_tol are epochs and an epoch tolerance here).
         full = type(self)(init=self.init, n_neighbors=self.n_neighbors,
                           regularization=self.regularization, n_components=self.n_components,
                           verbose=self.verbose, random_state=rng, n_jobs=self.n_jobs)
         full.fit(sub, y_sub)
-        return full.components_, full._interrupted
+        return full.components_, full._interrupted, step_scale
 
     def _fit_stochastic(self, X, y_enc, n_classes, solver):
         rng = check_random_state(self.random_state)
-        L0, interrupted = self._stochastic_init(X, y_enc, rng)
+        L0, interrupted, step_scale = self._stochastic_init(X, y_enc, rng)
         if interrupted:
             # Ctrl-C in the subsample fit: its last iterate is the model.
             self.components_ = np.ascontiguousarray(L0)
@@ -419,12 +427,8 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         seed = int(rng.randint(0, np.iinfo(np.int32).max))
         objective = self._stochastic_objective(X, y_enc, n_classes, L0, seed,
                                                effective_n_threads(self.n_jobs))
-        # On features of extreme scale the map is of the inverse scale, and
-        # the steps (learning_rate, in L's units) scale with it: the power
-        # of two that brings the features' spread near 1 (1 at ordinary scales).
-        _, factor = rescaled_start(np.eye(X.shape[1]), init_subset(X, y_enc)[0],
-                                   return_factor=True)
-        self._fit_minibatch(objective, L0, solver, float(self.convergence_tol), shrink=factor)
+        self._fit_minibatch(objective, L0, solver, float(self.convergence_tol),
+                            shrink=step_scale)
         self._stochastic_attributes(objective)
         return self
 
@@ -464,7 +468,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         state = {}
 
         def initial():
-            state["L0"], _ = self._stochastic_init(X, y_enc, rng)
+            state["L0"], _, state["step_scale"] = self._stochastic_init(X, y_enc, rng)
             return state["L0"]
 
         def objective():
@@ -473,7 +477,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
                                               int(rng.randint(0, np.iinfo(np.int32).max)),
                                               n_threads)
 
-        objective = self._partial_fit_minibatch(objective, lambda: (state["L0"], 1.0),
+        objective = self._partial_fit_minibatch(objective, lambda: (state["L0"], state["step_scale"]),
                                                 resolve_solver(self.solver, np.inf))
         self._stochastic_attributes(objective)
         self.n_evaluations_ = -(-X.shape[0] // int(self.batch_size))

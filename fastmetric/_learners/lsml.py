@@ -66,7 +66,7 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import quadruplets_from_labels
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import prior_matrix
-from fastmetric._core.inputs import check_tuples, validate_points
+from fastmetric._core.inputs import check_tuples, rows_in_use, validate_points
 from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
 from fastmetric._core.params import options_or_array, shared, store_params
 from fastmetric._core.solvers import IterationPrinter
@@ -172,10 +172,9 @@ class _BaseLSML(MahalanobisMixin):
         # Only the points that occur in a quadruplet matter (the covariance
         # prior too, as in metric-learn): compact them once, in float64 (the
         # d x d algebra and the log-det are precision sensitive).
-        used, inverse = np.unique(quads, return_inverse=True)
-        if used.shape[0] < X.shape[0] or X.dtype != np.float64:
-            X = np.ascontiguousarray(X[used], dtype=np.float64)
-            quads = np.ascontiguousarray(inverse.reshape(quads.shape), dtype=np.intp)
+        X, quads = rows_in_use(X, quads)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        quads = np.ascontiguousarray(quads, dtype=np.intp)
         d = X.shape[1]
 
         with single_threaded_blas():  # identical results for any BLAS thread count

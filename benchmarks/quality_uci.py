@@ -33,7 +33,8 @@ Prints, in Markdown:
 2. the accuracy of each learner on each data set;
 3. NCA, LMNN, ITML, MMC and LDML against the published numbers of the same
    algorithms (pyDML's LSI is Xing et al.'s MMC), data set by data set;
-4. NCA on the raw (unscaled) pixels of scikit-learn's digits.
+4. NCA on unscaled data: scikit-learn's digits pixels, and wine and breast
+   cancer in their own units.
 
 MAP@R (Musgrave, Belongie and Lim 2020; :func:`fastmetric.metrics.map_at_r`)
 scores retrieval rather than classification: each test point queries the
@@ -458,33 +459,51 @@ def draw_means(accs, n_draws):
     return np.asarray(accs, dtype=float).reshape(n_draws, -1).mean(axis=1)
 
 
-def raw_digits_nca(n_folds=10, fold_seeds=(0,), params=None):
-    """NCA on the unscaled digits pixels (0..16): its default start against
-    the unscaled identity start of metric-learn and scikit-learn (with
-    ``params["NCA"]``, if given, as NCA's other settings)."""
-    X, y = load_dataset("digits")
-    # With --params the rows are NCA with those settings (its start shrunk,
-    # or the unscaled identity), and its iterations may be epochs.
+RAW_DATASETS = ("digits", "wine", "breast_cancer")
+
+
+def load_raw(name):
+    """``(X, y)`` of one of scikit-learn's bundled sets, in its own units."""
+    from sklearn import datasets
+
+    return getattr(datasets, f"load_{name}")(return_X_y=True)
+
+
+def raw_data_nca(n_folds=10, fold_seeds=(0,), params=None):
+    """NCA on unscaled data: the digits pixels (0..16, one unit; the
+    default start shrunk where its softmax saturates) and wine and breast
+    cancer in their own units (column ranges 0.1 to 1,400 and 0.003 to
+    4,000: ``feature_scaling``).  The default against the same without
+    feature scaling and against the unscaled identity start of metric-learn
+    and scikit-learn (with ``params["NCA"]``, if given, as NCA's other
+    settings)."""
     tuned = "NCA" in (params or {})
     label = "NCA (--params)" if tuned else "NCA (default)"
-    unscaled = f"NCA ({'--params, ' if tuned else ''}init=np.eye(64))"
-    rows = {"Euclidean": [], label: [], unscaled: []}
-    iters = {k: [] for k in rows}
-    for train, test in cv_folds(X, y, n_folds, fold_seeds):
-        rows["Euclidean"].append(knn3(X[train], y[train], X[test], y[test]))
-        for key, init in ((label, "auto"), (unscaled, np.eye(64))):
-            est = make_learner("NCA", params).set_params(init=init).fit(X[train], y[train])
-            iters[key].append(est.n_iter_)
-            rows[key].append(knn3(est.transform(X[train]), y[train],
-                                  est.transform(X[test]), y[test]))
-    print(f"\n## NCA on raw (unscaled) digits, {cv_label(n_folds, fold_seeds)}, "
-          "3-NN accuracy\n")
-    counted = "iterations or epochs" if tuned else "L-BFGS iterations"
-    print(f"| metric | 3-NN accuracy | {counted} (mean) |")
-    print("|---|---|---|")
-    for key, accs in rows.items():
-        it = f"{np.mean(iters[key]):.1f}" if iters[key] else "-"
-        print(f"| {key} | {np.mean(accs):.4f} | {it} |")
+    prefix = "--params, " if tuned else ""
+    variants = {label: {}, f"NCA ({prefix}feature_scaling=None)": {"feature_scaling": None},
+                f"NCA ({prefix}init=identity, feature_scaling=None)":
+                    {"init": "eye", "feature_scaling": None}}
+    print(f"\n## NCA on unscaled data, {cv_label(n_folds, fold_seeds)}, 3-NN accuracy "
+          f"({'iterations or epochs' if tuned else 'L-BFGS iterations'}, mean, in brackets)\n")
+    print("| data set | Euclidean | " + " | ".join(variants) + " |")
+    print("|---" * (len(variants) + 2) + "|")
+    for name in RAW_DATASETS:
+        X, y = load_raw(name)
+        accs = {key: [] for key in ["Euclidean", *variants]}
+        iters = {key: [] for key in variants}
+        for train, test in cv_folds(X, y, n_folds, fold_seeds):
+            accs["Euclidean"].append(knn3(X[train], y[train], X[test], y[test]))
+            for key, settings in variants.items():
+                settings = dict(settings)
+                if settings.get("init") == "eye":
+                    settings["init"] = np.eye(X.shape[1])
+                est = make_learner("NCA", params).set_params(**settings).fit(X[train], y[train])
+                iters[key].append(est.n_iter_)
+                accs[key].append(knn3(est.transform(X[train]), y[train],
+                                      est.transform(X[test]), y[test]))
+        cells = [f"{np.mean(accs['Euclidean']):.4f}"] + [
+            f"{np.mean(accs[key]):.4f} ({np.mean(iters[key]):.1f})" for key in variants]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def main(argv=None):
@@ -513,8 +532,8 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the raw fold results to this file")
     parser.add_argument("--load", nargs="+", metavar="FILE", type=existing_file,
                         help="print the tables of --json files (merged) instead of running")
-    parser.add_argument("--no-raw-digits", action="store_true",
-                        help="skip NCA on unscaled digits")
+    parser.add_argument("--no-raw", "--no-raw-digits", dest="no_raw", action="store_true",
+                        help="skip the table of NCA on unscaled data (digits, wine, breast cancer)")
     parser.add_argument("--params", nargs=2, action="append", default=[],
                         metavar=("NAME", "JSON"),
                         help="settings of learner NAME instead of its defaults, as a JSON "
@@ -590,9 +609,9 @@ def main(argv=None):
         merged = f" (the sum of {len(args.load)} runs)" if args.load and len(args.load) > 1 else ""
         print(f"\nwhole evaluation: {data['wall_seconds']:.0f} s wall{merged}, --jobs {jobs}, "
               f"{os.cpu_count()} CPUs")
-    if not args.load and not args.no_raw_digits and "NCA" in args.learners:
-        # digits: stratified folds in both protocols
-        raw_digits_nca(args.folds, args.fold_seeds, params)
+    if not args.load and not args.no_raw and "NCA" in args.learners:
+        # stratified folds in both protocols
+        raw_data_nca(args.folds, args.fold_seeds, params)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,20 @@ n_jobs : int, optional
     OpenMP threads of the kernels (None: what OpenMP allows, -1: all
     CPUs, k > 0: k, at most 4 per CPU).  The result does not depend on
     it.""",
+    "feature_scaling": """\
+feature_scaling : {'auto', 'range'} or None, default='auto'
+    Features in different units (ranges of the varying columns more than
+    100 times apart, e.g. raw breast cancer: 1e-3 to 1e3) leave the small
+    ones without gradient from a start in the data's units, and the fit
+    stops with them unused.  ``'auto'`` then computes a named ``init`` on
+    the features divided by their ranges (powers of two) and runs the
+    solver over ``L * ranges`` column by column, where every feature spans
+    about one unit; the learned metric is still one of the raw features
+    (``transform`` takes raw data).  ``'range'`` does so for any data;
+    ``None`` never (metric-learn's and scikit-learn's behaviour).  Data in
+    one unit (min-max or standardised columns, raw pixels) are fitted as
+    without it, bit for bit (see
+    :func:`fastmetric._core.init.feature_scales`).""",
     "verbose_objective": """\
 verbose : bool or int, default=False
     Print the objective at each iteration.""",

@@ -8,7 +8,9 @@
   messages);
 * :func:`resolve_n_components`: the checked number of rows of ``L``;
 * :func:`unsaturated_start`: ``L`` shrunk so that a softmax over the
-  embedded points is not saturated (NCA's start).
+  embedded points is not saturated (NCA's start);
+* :func:`feature_scales`: per-feature scales for features in different
+  units (NCA's and MLKR's start and search).
 """
 import numbers
 import warnings
@@ -22,8 +24,10 @@ from fastmetric._core.threads import single_threaded_blas
 from fastmetric._core.validation import check_components, check_points
 
 __all__ = [
+    "FEATURE_RANGE_RATIO",
     "INIT_NAMES",
     "PRIOR_NAMES",
+    "feature_scales",
     "initialize_components",
     "prior_matrix",
     "rescaled_start",
@@ -429,6 +433,79 @@ def unsaturated_start(L, X, *, return_shrink=False):
     start, shrink = (L / np.sqrt(typical), float(1.0 / np.sqrt(typical))) if typical > 1.0 \
         else (L, 1.0)
     return (start, shrink) if return_shrink else start
+
+
+# Non-constant columns whose ranges span more than this factor are taken to
+# be in different units (feature_scales, scaling="auto"): the smallest then
+# carries less than 1e-4 of the squared distance between typical points.
+# Data in one unit keep their geometry: min-max or standardised columns
+# (ratios 1 to about 5), raw pixels (digits: 1 to 16).
+FEATURE_RANGE_RATIO = 100.0
+# A column whose half-range is at most this fraction of its largest
+# magnitude holds rounding noise around a constant and is not rescaled.
+_CONSTANT_RELATIVE_RANGE = 1e-12
+
+
+def feature_scales(X, scaling="auto"):
+    """Per-feature scales that bring X's columns to a common range, or None.
+
+    The softmax learners (NCA, MLKR) weigh neighbours by
+    ``exp(-||L x_i - L x_j||^2)`` and are fitted by gradient steps on ``L``.
+    From a start in the data's own units, columns of small range (1e-3 next
+    to 1e3) carry no part of the distances, hence no gradient, and the fit
+    stops with them unused: L-BFGS is not invariant to the scales of the
+    features, although the metric family is.  The learners therefore
+    compute a named start on ``X / scales`` and search over
+    ``A = L * scales`` (column-wise): in those coordinates every feature
+    spans about one unit.
+
+    Each scale is the power of two nearest the column's range (``max -
+    min``), so dividing by it is exact; constant columns (and columns that
+    vary only by rounding around a constant) get 1.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    scaling : {'auto', 'range'} or None, default='auto'
+        ``'range'`` always returns the scales; ``'auto'`` only when the
+        ranges of the non-constant columns span more than a factor of
+        ``FEATURE_RANGE_RATIO`` (100): features in different units;
+        ``None`` never.
+
+    Returns
+    -------
+    scales : ndarray of shape (n_features,), float64, or None
+        None where no column would change (every scale 1) or where the
+        scaling is not wanted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric._core.init import feature_scales
+    >>> X = np.array([[0.0, 0.0, 5.0], [1000.0, 0.001, 5.0], [500.0, 0.002, 5.0]])
+    >>> feature_scales(X).tolist()  # ranges 1000 and 0.002, a constant column
+    [1024.0, 0.001953125, 1.0]
+    >>> print(feature_scales(X[:, :1]))  # one varying column: nothing to balance
+    None
+    """
+    if scaling is None or X.shape[0] < 2:
+        return None
+    top = np.max(X, axis=0).astype(np.float64)
+    bottom = np.min(X, axis=0).astype(np.float64)
+    half_range = 0.5 * top - 0.5 * bottom  # cannot overflow, unlike top - bottom
+    magnitude = np.maximum(np.abs(top), np.abs(bottom))
+    varying = half_range > _CONSTANT_RELATIVE_RANGE * magnitude
+    if not np.any(varying):
+        return None
+    spans = half_range[varying]
+    if scaling == "auto" and (
+            np.count_nonzero(varying) < 2 or spans.max() / FEATURE_RANGE_RATIO <= spans.min()):
+        return None
+    scales = np.ones(X.shape[1])
+    # the power of two nearest the range, 2 * half_range (at most 2^1023)
+    exponents = np.minimum(np.rint(np.log2(spans)).astype(int) + 1, np.finfo(float).maxexp - 1)
+    scales[varying] = np.ldexp(1.0, exponents)
+    return None if np.all(scales == 1.0) else scales
 
 
 # A start whose embedding spreads (per component, root mean square) beyond

@@ -244,7 +244,12 @@ class MinibatchNeighborsMixin:
         rate is scaled by the square.  Either way the fit on scaled features
         is that on the unscaled ones.
         """
-        shrink = float(shrink)
+        if np.ndim(shrink):
+            # per-feature scales (features in different units): one rate per
+            # column of L, and theta is L's rows one after the other
+            shrink = np.tile(np.asarray(shrink, dtype=np.float64), self._shape[0])
+        else:
+            shrink = float(shrink)
         if solver == "adam":
             return StochasticOptimizer(solver, float(self.learning_rate) * shrink,
                                        epsilon=ADAM_EPSILON / shrink)

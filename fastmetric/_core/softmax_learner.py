@@ -15,11 +15,12 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.init import initialize_components, unsaturated_start
+from fastmetric._core.init import feature_scales, initialize_components, unsaturated_start
 from fastmetric._core.minibatch_learner import (
     SOFTMAX_STOCHASTIC_CONSTRAINTS,
     MinibatchNeighborsMixin,
@@ -61,6 +62,7 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         **shared("init", "n_components", "max_iter", "verbose", "preprocessor",
                  "random_state", "n_jobs", "callback"),
         "tol": [None, reals(0)],  # None: DEFAULT_TOL
+        "feature_scaling": [StrOptions({"auto", "range"}), None],
         **SOFTMAX_STOCHASTIC_CONSTRAINTS,
     }
 
@@ -120,48 +122,75 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         # Under load the main pass runs on the team (the same result), at
         # most one thread per group of rows.
         problem.team_threads = min(team_threads(self.n_jobs), problem.n_groups)
-        return self._fit_problem(X, problem, L0, n_threads)
+        return self._fit_problem(X, problem, L0, n_threads,
+                                 feature_scales(X, self.feature_scaling))
 
-    def _fit_problem(self, X, problem, L0, n_threads):
+    def _fit_problem(self, X, problem, L0, n_threads, scales=None):
+        """L-BFGS on ``problem`` from ``L0``; with per-feature ``scales``
+        (:func:`~fastmetric._core.init.feature_scales`) over ``A = L *
+        scales``, in which every feature spans about one unit (powers of
+        two: the change of variables is exact)."""
         k, d = L0.shape
         printer = IterationPrinter(type(self).__name__)
 
+        def components(theta):
+            A = theta.reshape(k, d)
+            return A if scales is None else A / scales
+
         def fun(theta):
-            loss, grad = problem.loss_grad(theta.reshape(k, d), n_threads)
-            return loss, grad.ravel()
+            loss, grad = problem.loss_grad(np.ascontiguousarray(components(theta)), n_threads)
+            # d loss / d A = (d loss / d L) / scales, column by column
+            return loss, (grad if scales is None else grad / scales).ravel()
 
         def on_iteration(iteration, theta, loss):
             if self.verbose:
                 printer(iteration, loss)
             if self.callback is not None:
-                self.components_ = theta.reshape(k, d).copy()
+                self.components_ = np.array(components(theta))
                 self.n_iter_ = iteration
                 return bool(self.callback(self, iteration, loss))
             return False
 
+        theta0 = (L0 if scales is None else L0 * scales).ravel()
         with single_threaded_blas():  # identical results for any BLAS thread count
-            result = minimize_lbfgs(fun, L0.ravel(), max_iter=self.max_iter,
+            result = minimize_lbfgs(fun, theta0, max_iter=self.max_iter,
                                     tol=DEFAULT_TOL if self.tol is None else self.tol,
                                     on_iteration=on_iteration)
-        self.components_ = np.ascontiguousarray(result.x.reshape(k, d))
+        self.components_ = np.ascontiguousarray(components(result.x))
         self.n_iter_ = int(result.n_iter)
         self.loss_ = float(result.fun)
         self.loss_curve_ = list(result.loss_curve)
         return self
 
     def _initial_components(self, X, class_labels, shrink=True, return_shrink=False):
-        """The initial map of X (and, with ``return_shrink``, the factor a
-        saturated named start was shrunk by: 1 when it was not)."""
+        """The initial map of X (and, with ``return_shrink``, the step scale
+        of the stochastic solvers: the factor a saturated named start was
+        shrunk by, 1 when it was not, divided by the per-feature scales of
+        features in different units, an array then).
+
+        A named start is computed on the features brought to a common
+        range where they are in different units (``feature_scaling``); an
+        array or a fitted learner is the user's map, used as is.
+        """
         rng = check_random_state(self.random_state)
+        named = isinstance(self.init, str)
+        scales = feature_scales(X, self.feature_scaling)
         with single_threaded_blas():
-            L0 = initialize_components(self.init, X, y=class_labels,
-                                       n_components=self.n_components, random_state=rng)
+            if named and scales is not None:
+                # scales are powers of two: X / scales and L / scales are exact
+                L0 = initialize_components(self.init, X / scales.astype(X.dtype),
+                                           y=class_labels, n_components=self.n_components,
+                                           random_state=rng) / scales
+            else:
+                L0 = initialize_components(self.init, X, y=class_labels,
+                                           n_components=self.n_components, random_state=rng)
         factor = 1.0
-        if shrink and self._unsaturated_start and isinstance(self.init, str):
-            # A named start is shrunk where its softmax would be saturated;
-            # an array or a fitted learner is the user's map, used as is.
+        if shrink and self._unsaturated_start and named:
+            # A named start is shrunk where its softmax would be saturated.
             L0, factor = unsaturated_start(L0, X, return_shrink=True)
-        return (L0, factor) if return_shrink else L0
+        if not return_shrink:
+            return L0
+        return L0, (factor if scales is None else factor / scales)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

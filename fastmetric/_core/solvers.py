@@ -257,6 +257,11 @@ def minimize_halving_descent(fun, x0, *, learning_rate, max_iter, on_iteration):
 ADAM_EPSILON = 1e-8
 
 
+def _scalar_or_array(value):
+    """A float, or a float64 array for per-coordinate values."""
+    return float(value) if np.ndim(value) == 0 else np.asarray(value, dtype=np.float64)
+
+
 class StochasticOptimizer:
     """The update rule of the minibatch solvers, with its state.
 
@@ -268,11 +273,16 @@ class StochasticOptimizer:
     method : {'adam', 'sgd'}
         Adam (Kingma & Ba, 2015) with bias-corrected moments, or SGD with
         heavy-ball momentum.
-    learning_rate : float
+    learning_rate : float or ndarray
         Step size (Adam: per coordinate, about the largest step a
-        coordinate takes).
-    beta1, beta2, epsilon : float
-        Adam's moment decays and denominator guard.
+        coordinate takes); an array gives each coordinate its own (a
+        diagonal preconditioner: NCA's and MLKR's features in different
+        units).
+    beta1, beta2 : float
+        Adam's moment decays.
+    epsilon : float or ndarray
+        Adam's denominator guard, in the gradient's units (per coordinate
+        with an array).
     momentum : float
         SGD's momentum.
     """
@@ -282,8 +292,9 @@ class StochasticOptimizer:
         if method not in ("adam", "sgd"):
             raise ValueError(f"method must be 'adam' or 'sgd'; got {method!r}.")
         self.method = method
-        self.learning_rate = float(learning_rate)
-        self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
+        self.learning_rate = _scalar_or_array(learning_rate)
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.epsilon = _scalar_or_array(epsilon)
         self.momentum = float(momentum)
         self.n_steps = 0
         self._m = None

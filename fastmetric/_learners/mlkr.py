@@ -88,6 +88,7 @@ class MLKR(SoftmaxNeighborsLearner):
         Step size of the stochastic solvers (NCA's default; not tuned on
         large data for MLKR).
     {n_iter_no_change}
+    {feature_scaling}
 
     Attributes
     ----------
@@ -145,7 +146,7 @@ class MLKR(SoftmaxNeighborsLearner):
     def __init__(self, n_components=None, init="auto", tol=None, max_iter=1000,
                  verbose=False, preprocessor=None, random_state=None, n_jobs=None,
                  callback=None, solver="lbfgs", batch_size=1000, n_candidates=1000,
-                 learning_rate=0.005, n_iter_no_change=5):
+                 learning_rate=0.005, n_iter_no_change=5, feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)

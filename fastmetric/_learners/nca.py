@@ -122,6 +122,7 @@ class NCA(SoftmaxNeighborsLearner):
         a better 3-NN accuracy than 0.01 on 180,000 rows of
         ``benchmarks/large_neighbors.py``).
     {n_iter_no_change}
+    {feature_scaling}
 
     Attributes
     ----------
@@ -188,7 +189,7 @@ class NCA(SoftmaxNeighborsLearner):
     def __init__(self, init="auto", n_components=None, max_iter=100, tol=None, verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None,
                  solver="lbfgs", batch_size=1000, n_candidates=1000, learning_rate=0.005,
-                 n_iter_no_change=5):
+                 n_iter_no_change=5, feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -1,0 +1,173 @@
+"""NCA's and MLKR's ``feature_scaling``: features in different units.
+
+From a start in the data's units, columns of small range carry no part of
+the softmax's distances and get no gradient; ``feature_scaling='auto'``
+computes a named start on the features divided by their ranges (powers of
+two) and searches over ``L * ranges``.  The tests check the scales, that a
+fit then depends on the columns' units only through ``components_``'s
+columns (bit for bit, every solver), that data in one unit are fitted as
+without it, and that it learns where the unscaled search stalls.
+"""
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn.datasets import make_classification
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+
+from fastmetric import MLKR, NCA
+from fastmetric._core.init import FEATURE_RANGE_RATIO, feature_scales
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+# Column ranges from 1e-3 to 1e3: six orders of magnitude.
+UNITS = np.logspace(-3, 3, 8)
+
+
+def classes_in_mixed_units(seed=0, n=300):
+    X, y = make_classification(n_samples=n, n_features=8, n_informative=5, n_redundant=0,
+                               n_classes=3, random_state=seed)
+    return X * UNITS, y
+
+
+def targets_in_mixed_units(seed=0, n=300):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, 8)
+    y = X[:, 0] + 0.5 * X[:, 1] ** 2 + 0.1 * rng.randn(n)
+    return X * UNITS, y
+
+
+# ---------------------------------------------------------------------------
+# feature_scales
+# ---------------------------------------------------------------------------
+def test_feature_scales_are_powers_of_two_near_the_ranges():
+    X, _ = classes_in_mixed_units()
+    scales = feature_scales(X)
+    ranges = np.ptp(X, axis=0)
+    mantissa, _ = np.frexp(scales)
+    assert_array_equal(mantissa, 0.5)  # exact powers of two
+    assert np.all(ranges / scales >= 2 ** -0.5) and np.all(ranges / scales <= 2 ** 0.5)
+    assert_array_equal(feature_scales(X, "range"), scales)
+
+
+def test_feature_scales_leave_data_in_one_unit_alone():
+    X, _ = classes_in_mixed_units()
+    # 'auto': ranges within FEATURE_RANGE_RATIO of each other, nothing to do
+    assert feature_scales(MinMaxScaler().fit_transform(X)) is None
+    assert feature_scales(StandardScaler().fit_transform(X)) is None
+    same_unit = X / UNITS * np.linspace(1, 0.9 * FEATURE_RANGE_RATIO, 8)
+    assert feature_scales(same_unit) is None
+    assert feature_scales(X, None) is None
+    # min-max columns have range exactly 1: even 'range' changes nothing
+    assert feature_scales(MinMaxScaler().fit_transform(X), "range") is None
+    # 'range' on standardised data: scales of a few units
+    assert feature_scales(StandardScaler().fit_transform(X), "range") is not None
+
+
+def test_feature_scales_constant_columns_and_extremes():
+    X, _ = classes_in_mixed_units()
+    X = np.column_stack([X, np.full(len(X), 7.0), 1e6 + 1e-12 * np.arange(len(X))])
+    scales = feature_scales(X)
+    assert_array_equal(scales[-2:], 1.0)  # constant, and rounding noise around 1e6
+    assert feature_scales(np.ones((5, 3))) is None
+    assert feature_scales(np.ones((1, 3))) is None  # one row: no range
+    # ranges near the largest float do not overflow
+    huge = np.array([[-1e308, 0.0], [1e308, 1e-300], [0.0, 2e-300]])
+    scales = feature_scales(huge)
+    assert np.all(np.isfinite(scales)) and np.all(scales > 0)
+    assert np.all(np.isfinite(huge / scales))
+
+
+# ---------------------------------------------------------------------------
+# Fits
+# ---------------------------------------------------------------------------
+SOLVERS = [
+    pytest.param(dict(), id="lbfgs"),
+    pytest.param(dict(solver="adam", batch_size=32, n_candidates=64, learning_rate=0.02,
+                      max_iter=3, tol=0.0), id="adam"),
+    pytest.param(dict(solver="sgd", batch_size=32, n_candidates=64, learning_rate=0.01,
+                      max_iter=3, tol=0.0), id="sgd"),
+]
+
+
+@pytest.mark.parametrize("learner, data", [(NCA, classes_in_mixed_units),
+                                           (MLKR, targets_in_mixed_units)])
+@pytest.mark.parametrize("params", SOLVERS)
+def test_units_of_the_columns_only_rescale_the_map(learner, data, params):
+    """Columns multiplied by powers of two: the same fit, bit for bit, with
+    ``components_``'s columns divided by them (the start, the search and
+    the stochastic solvers' per-feature steps all follow the units).
+    Without feature scaling the fit differs."""
+    X, y = data()
+    units = np.ldexp(1.0, np.array([5, -7, 0, 12, -3, 9, -11, 2]))
+    kw = dict(params, max_iter=params.get("max_iter", 15), random_state=0, n_jobs=1)
+    fit = learner(**kw).fit(X, y)
+    rescaled = learner(**kw).fit(X * units, y)
+    assert fit.n_iter_ > 1
+    assert_array_equal(rescaled.components_ * units, fit.components_)
+    assert_array_equal(rescaled.transform(X * units), fit.transform(X))
+    plain = learner(**kw, feature_scaling=None)
+    assert not np.allclose(plain.fit(X * units, y).components_ * units, fit.components_)
+
+
+@pytest.mark.parametrize("learner, data", [(NCA, classes_in_mixed_units),
+                                           (MLKR, targets_in_mixed_units)])
+def test_data_in_one_unit_fit_as_without_feature_scaling(learner, data):
+    X, y = data()
+    X = MinMaxScaler().fit_transform(X)
+    kw = dict(max_iter=10, random_state=0, n_jobs=1)
+    assert_array_equal(learner(**kw).fit(X, y).components_,
+                       learner(**kw, feature_scaling=None).fit(X, y).components_)
+
+
+def test_nca_learns_on_mixed_units():
+    """The unscaled search stops within a few iterations (the small columns
+    carry no gradient) near the Euclidean distance's accuracy; with
+    feature scaling NCA scores as on standardised features."""
+    X, y = classes_in_mixed_units(n=600)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y,
+                                                        random_state=0)
+
+    def accuracy(transform):
+        knn = KNeighborsClassifier(3).fit(transform(X_train), y_train)
+        return knn.score(transform(X_test), y_test)
+
+    scaled = NCA(random_state=0).fit(X_train, y_train)
+    plain = NCA(random_state=0, feature_scaling=None).fit(X_train, y_train)
+    std = StandardScaler().fit(X_train)
+    on_std = NCA(random_state=0).fit(std.transform(X_train), y_train)
+    assert plain.n_iter_ < scaled.n_iter_
+    assert accuracy(scaled.transform) > accuracy(plain.transform) + 0.1
+    assert accuracy(scaled.transform) >= accuracy(lambda Z: on_std.transform(std.transform(Z))) - 0.03
+
+
+def test_mlkr_learns_on_mixed_units():
+    X, y = targets_in_mixed_units(n=400)
+    scaled = MLKR(random_state=0).fit(X, y)
+    plain = MLKR(random_state=0, feature_scaling=None).fit(X, y)
+    # the two informative columns (ranges 1e-3 and 7e-3) dominate the map
+    weight = np.linalg.norm(scaled.components_ * np.ptp(X, axis=0), axis=0)
+    assert weight[:2].min() > weight[2:].max()
+    weight_plain = np.linalg.norm(plain.components_ * np.ptp(X, axis=0), axis=0)
+    assert weight_plain[:2].max() < weight_plain[2:].max()
+
+
+@pytest.mark.parametrize("learner", [NCA, MLKR])
+def test_feature_scaling_rejects_unknown_values(learner):
+    X, y = classes_in_mixed_units(n=30)
+    with pytest.raises(InvalidParameterError, match="feature_scaling"):
+        learner(feature_scaling="std").fit(X, y)
+
+
+def test_array_init_is_kept_and_the_search_is_scaled():
+    """An array start is the user's map (not rescaled); the search still
+    runs in the scaled coordinates."""
+    X, y = classes_in_mixed_units()
+    L0 = np.eye(8) / UNITS
+    assert_array_equal(NCA(init=L0)._initial_components(X, y), L0)
+    kw = dict(init=L0, max_iter=5, random_state=0, n_jobs=1)
+    scaled = NCA(**kw).fit(X, y)
+    plain = NCA(**kw, feature_scaling=None).fit(X, y)
+    assert not np.allclose(scaled.components_, plain.components_)

@@ -44,6 +44,7 @@ from fastmetric._core.objectives.ldml import (
     LabelBatches,
     fit_ldml,
     initial_theta,
+    ldml_optimizer,
     normalize_points,
     partial_fit_epoch,
     theta_of,
@@ -52,7 +53,6 @@ from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
 from fastmetric._core.solvers import (
     IterationPrinter,
-    StochasticOptimizer,
     record_partial_epoch,
 )
 from fastmetric._core.threads import effective_n_threads, multiply_adds, single_threaded_blas
@@ -91,6 +91,7 @@ class _LDMLBase(MahalanobisMixin):
         "batch_size": [integers(1)],
         "learning_rate": [reals(0, closed="neither")],
         "n_iter_no_change": [integers(1)],
+        "feature_scaling": [StrOptions({"auto", "range"}), None],
     }
 
     # -- the fit (the objective and solvers are in the core) -----------------
@@ -133,7 +134,7 @@ class _LDMLBase(MahalanobisMixin):
                 learning_rate=float(self.learning_rate), n_iter_no_change=int(self.n_iter_no_change),
                 n_jobs=self.n_jobs, n_threads=n_threads, verbose=self.verbose,
                 on_iteration=on_iteration, class_labels=class_labels,
-                stream=stream, name=type(self).__name__,
+                stream=stream, name=type(self).__name__, feature_scaling=self.feature_scaling,
             )
         if fit.optimizer is not None:
             self._optimizer = fit.optimizer
@@ -157,12 +158,14 @@ class _LDMLBase(MahalanobisMixin):
         with single_threaded_blas():
             if first:
                 rng = check_random_state(self.random_state)
-                theta, L0 = initial_theta(X, a, b, targets, weights, class_labels, rng,
-                                          init=self.init, n_components=self.n_components,
-                                          n_jobs=self.n_jobs)
+                theta, L0, scales = initial_theta(
+                    X, a, b, targets, weights, class_labels, rng, init=self.init,
+                    n_components=self.n_components, n_jobs=self.n_jobs,
+                    feature_scaling=self.feature_scaling)
                 self._L0 = L0
                 self._partial_seed = int(rng.randint(0, np.iinfo(np.int32).max))
-                self._optimizer = StochasticOptimizer(self.solver, self.learning_rate)
+                self._optimizer = ldml_optimizer(self.solver, self.learning_rate, scales,
+                                                 L0.shape)
                 self.n_iter_ = 0
                 self.loss_curve_ = []
                 self.n_features_in_ = L0.shape[1]
@@ -235,6 +238,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         ``callback(estimator, iteration, loss)`` after each iteration (with
         ``components_`` and ``bias_`` set to the current iterate); returning
         True stops the fit.
+    {feature_scaling}
 
     Attributes
     ----------
@@ -281,7 +285,8 @@ class LDML(PairsClassifierMixin, _LDMLBase):
     def __init__(self, n_components=None, init="auto", normalize=False, alpha=0.0,
                  solver="lbfgs", max_iter=100, tol=1e-5, batch_size=10000,
                  learning_rate=0.01, n_iter_no_change=5, preprocessor=None,
-                 random_state=None, n_jobs=None, verbose=0, callback=None):
+                 random_state=None, n_jobs=None, verbose=0, callback=None,
+                 feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -403,7 +408,8 @@ class LDML_Supervised(_LDMLBase):
         Draw classes uniformly instead of in proportion to their number of
         pairs (see :func:`~fastmetric.kernels.sampling.sample_pairs`).
     n_components, init, normalize, alpha, solver, max_iter, batch_size, \
-learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
+learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback, \
+feature_scaling
         As in :class:`LDML`; ``init`` may also be ``'lda'`` (and ``'auto'``
         picks it when ``n_components < n_classes``).
     tol : float, default=1e-3
@@ -442,7 +448,7 @@ learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback
                  n_components=None, init="auto", normalize=False, alpha=0.0,
                  solver="lbfgs", max_iter=100, tol=1e-3, batch_size=10000,
                  learning_rate=0.01, n_iter_no_change=5, random_state=None, n_jobs=None,
-                 verbose=0, callback=None, preprocessor=None):
+                 verbose=0, callback=None, preprocessor=None, feature_scaling="auto"):
         store_params(self, locals())
 
     def _labels_and_counts(self, X, y, reset):

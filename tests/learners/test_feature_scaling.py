@@ -1,4 +1,5 @@
-"""NCA's and MLKR's ``feature_scaling``: features in different units.
+"""``feature_scaling`` of NCA, MLKR, LDML and LDML_Supervised: features in
+different units.
 
 From a start in the data's units, columns of small range carry no part of
 the softmax's distances and get no gradient; ``feature_scaling='auto'``
@@ -17,7 +18,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from fastmetric import MLKR, NCA
+from fastmetric import LDML, MLKR, NCA, LDML_Supervised
 from fastmetric._core.init import FEATURE_RANGE_RATIO, feature_scales
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -154,7 +155,7 @@ def test_mlkr_learns_on_mixed_units():
     assert weight_plain[:2].max() < weight_plain[2:].max()
 
 
-@pytest.mark.parametrize("learner", [NCA, MLKR])
+@pytest.mark.parametrize("learner", [NCA, MLKR, LDML_Supervised])
 def test_feature_scaling_rejects_unknown_values(learner):
     X, y = classes_in_mixed_units(n=30)
     with pytest.raises(InvalidParameterError, match="feature_scaling"):
@@ -171,3 +172,88 @@ def test_array_init_is_kept_and_the_search_is_scaled():
     scaled = NCA(**kw).fit(X, y)
     plain = NCA(**kw, feature_scaling=None).fit(X, y)
     assert not np.allclose(scaled.components_, plain.components_)
+
+
+# ---------------------------------------------------------------------------
+# LDML
+# ---------------------------------------------------------------------------
+UNITS_OF_TWO = np.ldexp(1.0, np.array([5, -7, 0, 12, -3, 9, -11, 2]))
+
+
+def labelled_pairs(X, y, n_pairs=400, seed=0):
+    rng = np.random.RandomState(seed)
+    a, b = rng.randint(0, len(X), size=(2, n_pairs))
+    keep = a != b
+    a, b = a[keep], b[keep]
+    return np.stack([X[a], X[b]], axis=1), np.where(y[a] == y[b], 1, -1)
+
+
+@pytest.mark.parametrize("params", SOLVERS)
+@pytest.mark.parametrize("from_pairs", [False, True], ids=["labels", "pairs"])
+def test_ldml_units_of_the_columns_only_rescale_the_map(params, from_pairs):
+    """As for NCA: powers of two on the columns give the same fit, bit for
+    bit, with ``components_``'s columns divided by them and the same bias
+    (the start, its fitted scale and bias, L-BFGS over ``L * scales`` or the
+    per-feature steps of Adam and SGD)."""
+    X, y = classes_in_mixed_units()
+    params = {k: v for k, v in params.items() if k != "n_candidates"}
+    kw = dict(params, max_iter=params.get("max_iter", 15), random_state=0, n_jobs=1)
+    if from_pairs:
+        pairs, labels = labelled_pairs(X, y)
+        data, scaled_data = (pairs, labels), (pairs * UNITS_OF_TWO, labels)
+        learner = LDML
+    else:
+        data, scaled_data = (X, y), (X * UNITS_OF_TWO, y)
+        learner = LDML_Supervised
+    fit = learner(**kw).fit(*data)
+    rescaled = learner(**kw).fit(*scaled_data)
+    assert fit.n_iter_ > 1
+    assert_array_equal(rescaled.components_ * UNITS_OF_TWO, fit.components_)
+    assert rescaled.bias_ == fit.bias_
+    plain = learner(**kw, feature_scaling=None).fit(*scaled_data)
+    assert not np.allclose(plain.components_ * UNITS_OF_TWO, fit.components_)
+
+
+def test_ldml_partial_fit_steps_follow_the_units():
+    X, y = classes_in_mixed_units()
+    kw = dict(solver="adam", batch_size=64, learning_rate=0.02, random_state=0, n_jobs=1)
+    pairs, labels = labelled_pairs(X, y)
+    fit = LDML(**kw)
+    rescaled = LDML(**kw)
+    for _ in range(2):
+        fit.partial_fit(pairs, labels)
+        rescaled.partial_fit(pairs * UNITS_OF_TWO, labels)
+    assert_array_equal(rescaled.components_ * UNITS_OF_TWO, fit.components_)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+def test_ldml_data_in_one_unit_fit_as_without_feature_scaling(solver):
+    X, y = classes_in_mixed_units()
+    X = StandardScaler().fit_transform(X)
+    kw = dict(solver=solver, max_iter=10, random_state=0, n_jobs=1)
+    auto = LDML_Supervised(**kw).fit(X, y)
+    plain = LDML_Supervised(**kw, feature_scaling=None).fit(X, y)
+    assert_array_equal(auto.components_, plain.components_)
+    assert auto.bias_ == plain.bias_
+
+
+def test_ldml_supervised_learns_in_mixed_units():
+    """Raw wine (column ranges 0.1 to 1,400): from the unscaled start LDML
+    stops at once near the Euclidean distance; with feature scaling it
+    scores as on standardised features."""
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y,
+                                                        random_state=0)
+
+    def accuracy(transform):
+        knn = KNeighborsClassifier(3).fit(transform(X_train), y_train)
+        return knn.score(transform(X_test), y_test)
+
+    scaled = LDML_Supervised(random_state=0).fit(X_train, y_train)
+    plain = LDML_Supervised(random_state=0, feature_scaling=None).fit(X_train, y_train)
+    std = StandardScaler().fit(X_train)
+    on_std = LDML_Supervised(random_state=0).fit(std.transform(X_train), y_train)
+    assert accuracy(scaled.transform) > accuracy(plain.transform) + 0.2
+    assert accuracy(scaled.transform) >= accuracy(lambda Z: on_std.transform(std.transform(Z))) - 0.03

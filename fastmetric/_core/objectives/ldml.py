@@ -27,10 +27,11 @@ from functools import partial
 import numpy as np
 
 from fastmetric._core.dask_support import is_dask_array
-from fastmetric._core.init import initialize_components
+from fastmetric._core.init import feature_scales, initialize_components
 from fastmetric._core.objectives.pair_loss import PAIRS_PER_THREAD, PairLossProblem
 from fastmetric._core.rows import evenly_spaced, l2_normalize_rows
 from fastmetric._core.solvers import (
+    ADAM_EPSILON,
     SolverResult,
     StochasticOptimizer,
     epoch_order,
@@ -44,8 +45,8 @@ from fastmetric._core.solvers import (
 from fastmetric._core.threads import team_threads, threads_for_work
 
 __all__ = ["INIT_MAX_PAIRS", "LDMLFit", "LabelBatches", "fit_ldml", "initial_scale_bias",
-           "initial_theta", "ldml_objective", "normalize_points", "partial_fit_epoch",
-           "theta_of"]
+           "initial_theta", "ldml_objective", "ldml_optimizer", "normalize_points",
+           "partial_fit_epoch", "theta_of"]
 
 # Pairs used to fit the initial scale and bias (see initial_scale_bias).
 INIT_MAX_PAIRS = 20_000
@@ -182,8 +183,9 @@ def theta_of(L, bias):
 
 
 def initial_theta(X, a, b, targets, weights, class_labels, rng, *, init, n_components,
-                  n_jobs):
-    """theta0 = [vec(L0), bias0] and L0: the init, scaled to fit the pairs.
+                  n_jobs, feature_scaling=None):
+    """theta0 = [vec(L0), bias0], L0 (the init, scaled to fit the pairs) and
+    the per-feature scales of features in different units (or None).
 
     Two parameters do not need every pair: the scale and bias are fitted
     on at most INIT_MAX_PAIRS evenly spaced pairs, whose distances are
@@ -204,6 +206,11 @@ def initial_theta(X, a, b, targets, weights, class_labels, rng, *, init, n_compo
         As in :func:`fastmetric._core.base.initialize_components`.
     n_jobs : int or None
         Threads of the distance kernel.
+    feature_scaling : {'auto', 'range'} or None
+        As in :func:`fastmetric._core.init.feature_scales` (on the rows the
+        start is computed from): a named start is then computed on the
+        features divided by the scales, which the solvers use too
+        (:func:`scaled_lbfgs_objective`, :func:`ldml_optimizer`).
     """
     from fastmetric._core.distances import paired_mahalanobis_distances
 
@@ -230,13 +237,56 @@ def initial_theta(X, a, b, targets, weights, class_labels, rng, *, init, n_compo
         X_init, y_init, rows, pairs = X, class_labels, X, np.column_stack((a, b))
         if init_rows is not None:
             X_init = np.asarray(X[init_rows])
-    L0 = initialize_components(init, X_init, y=y_init, n_components=n_components,
-                               random_state=rng)
+    X_init = np.asarray(X_init)
+    scales = feature_scales(X_init, feature_scaling)
+    if scales is not None and isinstance(init, str):
+        # powers of two: X / scales and L / scales are exact
+        L0 = initialize_components(init, X_init / scales.astype(X_init.dtype), y=y_init,
+                                   n_components=n_components, random_state=rng) / scales
+    else:
+        L0 = initialize_components(init, X_init, y=y_init, n_components=n_components,
+                                   random_state=rng)
     sq0 = paired_mahalanobis_distances(rows, pairs, components=L0.astype(X.dtype),
                                        squared=True, n_jobs=n_jobs)
     gamma, bias0 = initial_scale_bias(sq0, targets, weights)
     L0 = L0 * np.sqrt(gamma)
-    return theta_of(L0, bias0), L0
+    return theta_of(L0, bias0), L0, scales
+
+
+def _theta_scales(scales, shape):
+    """Per-coordinate scales of theta = [vec(L), bias]: each column of L by
+    its feature's scale (L's rows one after the other), the bias by 1."""
+    return np.append(np.tile(scales, shape[0]), 1.0)
+
+
+def scaled_lbfgs_objective(fun, scales, shape):
+    """``fun`` over theta = [vec(L), bias] as a function of ``phi = theta *
+    scales`` (column-wise on L, 1 on the bias): the L-BFGS search over
+    ``L * scales``, where every feature spans about one unit.  Returns the
+    new function and the vector that divides ``phi`` back into ``theta``
+    (None and ``fun`` itself without scales)."""
+    if scales is None:
+        return fun, None
+    full = _theta_scales(scales, shape)
+
+    def scaled(phi):
+        loss, grad = fun(phi / full)
+        return loss, grad / full  # d f / d phi = (d f / d theta) / scales
+
+    return scaled, full
+
+
+def ldml_optimizer(solver, learning_rate, scales, shape):
+    """Adam or SGD over theta = [vec(L), bias]; with per-feature ``scales``
+    (features in different units) the steps are those of the search over
+    ``L * scales``: Adam's rate divided by the scale and its guard
+    ``epsilon`` multiplied by it, SGD's rate divided by the square."""
+    if scales is None:
+        return StochasticOptimizer(solver, learning_rate)
+    full = _theta_scales(scales, shape)
+    if solver == "adam":
+        return StochasticOptimizer(solver, learning_rate / full, epsilon=ADAM_EPSILON * full)
+    return StochasticOptimizer(solver, learning_rate / full ** 2)
 
 
 def normalize_points(X):
@@ -313,7 +363,8 @@ class LDMLFit:
 
 def fit_ldml(X, a, b, targets, weights, *, rng, init, n_components, alpha, solver,
              max_iter, tol, batch_size, learning_rate, n_iter_no_change, n_jobs, n_threads,
-             verbose, on_iteration, class_labels=None, stream=None, name="LDML"):
+             verbose, on_iteration, class_labels=None, stream=None, name="LDML",
+             feature_scaling=None):
     """Fit L and the bias on index pairs (a, b) into the (normalised) points X.
 
     ``solver='lbfgs'`` runs :func:`~fastmetric._core.solvers.minimize_lbfgs`
@@ -352,14 +403,18 @@ n_iter_no_change, n_jobs :
     stream : LabelBatches, optional
     name : str
         The learner's name, for messages.
+    feature_scaling : {'auto', 'range'} or None
+        Features in different units: see :func:`initial_theta` (the
+        learners' parameter; ClusterLDML's per-cluster fits leave it None).
 
     Returns
     -------
     LDMLFit
     """
     on_dask = is_dask_array(X)
-    theta0, L0 = initial_theta(X, a, b, targets, weights, class_labels, rng, init=init,
-                               n_components=n_components, n_jobs=n_jobs)
+    theta0, L0, scales = initial_theta(X, a, b, targets, weights, class_labels, rng, init=init,
+                                       n_components=n_components, n_jobs=n_jobs,
+                                       feature_scaling=feature_scaling)
     shape = L0.shape
     if solver == "lbfgs":
         if on_dask:
@@ -372,9 +427,16 @@ n_iter_no_change, n_jobs :
             problem.team_threads = threads_for_work(team_threads(n_jobs),
                                                     problem.n_pairs + problem.n_points,
                                                     PAIRS_PER_THREAD)
-        fun = ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads)
-        result = minimize_lbfgs(fun, theta0, max_iter=max_iter, tol=tol,
-                                on_iteration=on_iteration)
+        fun, full = scaled_lbfgs_objective(
+            ldml_objective(problem, shape, X.dtype, L0, alpha, n_threads), scales, shape)
+        if full is None:
+            result = minimize_lbfgs(fun, theta0, max_iter=max_iter, tol=tol,
+                                    on_iteration=on_iteration)
+        else:
+            result = minimize_lbfgs(
+                fun, theta0 * full, max_iter=max_iter, tol=tol,
+                on_iteration=lambda it, phi, loss: on_iteration(it, phi / full, loss))
+            result.x = result.x / full
         return LDMLFit(result, L0)
     batch_seed = int(rng.randint(0, np.iinfo(np.int32).max))
     source = pair_source(X, n_jobs)
@@ -406,7 +468,7 @@ n_iter_no_change, n_jobs :
             lambda epoch: _pair_minibatches(source, specs_of(epoch), make_fun, n_threads,
                                             following=next_epoch(epoch)),
             verbose)
-    optimizer = StochasticOptimizer(solver, learning_rate)
+    optimizer = ldml_optimizer(solver, learning_rate, scales, shape)
     result = minimize_stochastic(
         epoch_batches, theta0, max_epochs=max_iter, tol=tol,
         n_iter_no_change=n_iter_no_change, on_iteration=on_iteration, optimizer=optimizer,

@@ -60,7 +60,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.init import initialize_components, prior_matrix
+from fastmetric._core.init import feature_scales, initialize_components, prior_matrix
 from fastmetric._core.objectives import mmc as objective
 from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
 from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
@@ -86,6 +86,7 @@ class _BaseMMC(MahalanobisMixin):
         "diagonal_c": [reals(0, closed="neither")],
         "solver": [StrOptions(set(_SOLVERS))],
         "logdet_reg": [StrOptions({"auto"}), reals(0)],
+        "feature_scaling": [StrOptions({"auto", "range"}), None],
     }
 
     def _resolve_logdet_reg(self):
@@ -102,8 +103,10 @@ class _BaseMMC(MahalanobisMixin):
             )
         return logdet_reg
 
-    def _initial_metric(self, X, rng):
-        """M0 = L0^T L0 from ``init`` (L0 has n_features rows)."""
+    def _initial_metric(self, X, rng, scales=None):
+        """M0 = L0^T L0 from ``init`` (L0 has n_features rows); a named init
+        on ``X / scales`` where per-feature ``scales`` are given (features in
+        different units)."""
         d = X.shape[1]
         init = self.init
         if not isinstance(init, str):
@@ -118,7 +121,12 @@ class _BaseMMC(MahalanobisMixin):
                 return prior_matrix(M0, d, "MMC", _INITS, what="init", definite=False)
             L0 = initialize_components(init, X)
             return L0.T @ L0
-        L0 = initialize_components(init, X, n_components=d, random_state=rng)
+        if scales is not None:
+            # powers of two: X / scales and L / scales are exact
+            L0 = initialize_components(init, X / scales, n_components=d,
+                                       random_state=rng) / scales
+        else:
+            L0 = initialize_components(init, X, n_components=d, random_state=rng)
         return L0.T @ L0
 
     def _fit_pairs(self, X, a, b, similar):
@@ -134,8 +142,12 @@ class _BaseMMC(MahalanobisMixin):
         n_threads = effective_n_threads(self.n_jobs)
         aS, bS = np.ascontiguousarray(a[similar]), np.ascontiguousarray(b[similar])
         aD, bD = np.ascontiguousarray(a[~similar]), np.ascontiguousarray(b[~similar])
+        # Features in different units: the full-matrix L-BFGS solver starts
+        # and searches in coordinates where each spans about one unit.
+        scales = (feature_scales(X, self.feature_scaling)
+                  if not self.diagonal and self.solver == "lbfgs" else None)
         with single_threaded_blas():  # identical results for any thread count
-            M0 = self._initial_metric(X, rng)
+            M0 = self._initial_metric(X, rng, scales)
             W = objective.pair_scatter_matrix(X, aS, bS, None, n_threads)
             if self.diagonal:
                 w = self._fit_diag(X, aD, bD, np.diag(W).copy(), np.diag(M0).copy(),
@@ -145,9 +157,9 @@ class _BaseMMC(MahalanobisMixin):
                 L = self._keep_start(M0)
             else:
                 ridge = objective.RIDGE_LOGDET if self._logdet_reg > 0 else objective.RIDGE
-                W = objective.constraint_matrix(W, ridge)
+                W = objective.constraint_matrix(W, ridge, scales)
                 if self.solver == "lbfgs":
-                    L = self._fit_factored(X, aD, bD, W, M0, n_threads)
+                    L = self._fit_factored(X, aD, bD, W, M0, n_threads, scales)
                 else:
                     L = self._fit_full(X, aD, bD, W, M0, n_threads)
         self.components_ = np.ascontiguousarray(L, dtype=np.float64)
@@ -182,33 +194,52 @@ class _BaseMMC(MahalanobisMixin):
         return stop
 
     # -- full matrix: L-BFGS on the factored, scale-free form -----------------
-    def _fit_factored(self, X, aD, bD, W, M0, n_threads):
+    def _fit_factored(self, X, aD, bD, W, M0, n_threads, scales=None):
+        """L-BFGS over ``L`` (or, with per-feature ``scales``, over ``L *
+        scales`` column by column: the same objective, searched where each
+        feature spans about one unit)."""
         d = W.shape[0]
-        lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
-        L0 = np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T
+        # the identity of the search's coordinates, as a map of X
+        unit = np.eye(d) if scales is None else np.diag(1.0 / scales)
+        if scales is None:
+            lam, V = np.linalg.eigh(0.5 * (M0 + M0.T))
+            L0 = np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T
+        else:
+            # the factor of M0 in the scaled coordinates (well conditioned there)
+            M0_scaled = M0 * scales[:, None] * scales[None, :]
+            lam, V = np.linalg.eigh(0.5 * (M0_scaled + M0_scaled.T))
+            L0 = (np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T) / scales
         f0 = float(np.sum((L0 @ W) * L0))
         if not f0 > 0 or not objective.pair_distances(X, aD, bD, L0, n_threads).sum() > 0:
-            L0 = np.eye(d)  # M0 sees no pair spread: start from the identity
-            f0 = float(np.trace(W))
+            L0 = unit  # M0 sees no pair spread: start from the identity
+            f0 = float(np.sum((L0 @ W) * L0))
         L0 = L0 / np.sqrt(f0)
         if self._logdet_reg > 0 and np.linalg.matrix_rank(L0) < d:
             # log det needs a full-rank start: blend in the rescaled identity.
-            L0 = L0 + np.eye(d) * (np.linalg.norm(L0) / np.sqrt(d) * 1e-3 + 1e-12)
+            size = np.linalg.norm(L0 if scales is None else L0 * scales)
+            L0 = L0 + unit * (size / np.sqrt(d) * 1e-3 + 1e-12)
+        # theta = vec(L * scales): d f / d theta = (d f / d L) / scales
+        full = None if scales is None else np.tile(scales, d)
+
+        def components(theta):
+            return (theta if full is None else theta / full).reshape(d, d)
 
         def fun(theta):
-            return objective.factored_loss_grad(X, aD, bD, W, theta.reshape(d, d), n_threads,
-                                                self._logdet_reg)
+            loss, grad = objective.factored_loss_grad(X, aD, bD, W, components(theta),
+                                                      n_threads, self._logdet_reg)
+            return (loss, grad) if full is None else (loss, grad / full)
 
         printer = IterationPrinter(type(self).__name__)
 
         def on_iteration(iteration, theta, loss):
-            L = theta.reshape(d, d)
+            L = components(theta)
             return self._report(printer, iteration, loss, L / np.sqrt(
                 float(np.sum((L @ W) * L))))
 
-        result = minimize_lbfgs(fun, L0.ravel(), max_iter=self.max_iter, tol=self.tol,
+        theta0 = L0.ravel() if full is None else L0.ravel() * full
+        result = minimize_lbfgs(fun, theta0, max_iter=self.max_iter, tol=self.tol,
                                 on_iteration=on_iteration)
-        L = result.x.reshape(d, d)
+        L = components(result.x)
         # Rescale onto the constraint: sum_S d^T M d = <W, L^T L> = 1.
         L = L / np.sqrt(float(np.sum((L @ W) * L)))
         self.n_iter_ = int(result.n_iter)
@@ -400,6 +431,10 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     callback : callable, default=None
         ``callback(estimator, iteration, objective)`` after each iteration;
         returning True stops the fit.
+    {feature_scaling}
+        MMC: the full-matrix L-BFGS solver only (the diagonal Newton
+        solver does not depend on the features' scales; 'projection' is
+        the paper's algorithm, as given).
 
     Attributes
     ----------
@@ -440,7 +475,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-3, init="identity",
                  diagonal=False, diagonal_c=1.0, verbose=False, preprocessor=None,
                  random_state=None, solver="lbfgs", logdet_reg="auto", n_jobs=None,
-                 callback=None):
+                 callback=None, feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -465,7 +500,7 @@ class MMC_Supervised(PairsFromLabelsMixin, _BaseMMC, TransformerMixin):
     Parameters
     ----------
     max_iter, max_proj, init, diagonal, diagonal_c, verbose, random_state, \
-solver, logdet_reg, n_jobs, callback
+solver, logdet_reg, n_jobs, callback, feature_scaling
         As in :class:`MMC`.
     tol : float, default=1e-2
         As in :class:`MMC`.  The L-BFGS objective is a log-ratio, so 1e-2
@@ -499,5 +534,5 @@ solver, logdet_reg, n_jobs, callback
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-2, n_constraints=None,
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,
                  preprocessor=None, random_state=None, solver="lbfgs", logdet_reg="auto",
-                 n_jobs=None, callback=None):
+                 n_jobs=None, callback=None, feature_scaling="auto"):
         store_params(self, locals())

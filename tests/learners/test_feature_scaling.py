@@ -11,14 +11,14 @@ without it, and that it learns where the unscaled search stalls.
 """
 import numpy as np
 import pytest
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from fastmetric import LDML, MLKR, NCA, LDML_Supervised
+from fastmetric import LDML, MLKR, MMC, NCA, LDML_Supervised, MMC_Supervised
 from fastmetric._core.init import FEATURE_RANGE_RATIO, feature_scales
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -155,7 +155,7 @@ def test_mlkr_learns_on_mixed_units():
     assert weight_plain[:2].max() < weight_plain[2:].max()
 
 
-@pytest.mark.parametrize("learner", [NCA, MLKR, LDML_Supervised])
+@pytest.mark.parametrize("learner", [NCA, MLKR, LDML_Supervised, MMC_Supervised])
 def test_feature_scaling_rejects_unknown_values(learner):
     X, y = classes_in_mixed_units(n=30)
     with pytest.raises(InvalidParameterError, match="feature_scaling"):
@@ -256,4 +256,62 @@ def test_ldml_supervised_learns_in_mixed_units():
     std = StandardScaler().fit(X_train)
     on_std = LDML_Supervised(random_state=0).fit(std.transform(X_train), y_train)
     assert accuracy(scaled.transform) > accuracy(plain.transform) + 0.2
+    assert accuracy(scaled.transform) >= accuracy(lambda Z: on_std.transform(std.transform(Z))) - 0.03
+
+
+# ---------------------------------------------------------------------------
+# MMC (full-matrix L-BFGS)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("from_pairs", [False, True], ids=["labels", "pairs"])
+def test_mmc_units_of_the_columns_only_rescale_the_map(from_pairs):
+    """The start, the ridge of the constraint (taken in the scaled
+    coordinates) and the L-BFGS search follow the units: powers of two on
+    the columns give the same fit, ``components_``'s columns divided by
+    them (to rounding: the log-det barrier's LU pivots on the magnitudes)."""
+    X, y = classes_in_mixed_units()
+    if from_pairs:
+        pairs, labels = labelled_pairs(X, y)
+        data, scaled_data, learner = (pairs, labels), (pairs * UNITS_OF_TWO, labels), MMC
+    else:
+        data, scaled_data = (X, y), (X * UNITS_OF_TWO, y)
+        learner = MMC_Supervised
+    kw = dict(random_state=0, n_jobs=1)
+    fit = learner(**kw).fit(*data)
+    rescaled = learner(**kw).fit(*scaled_data)
+    assert fit.n_iter_ >= 1
+    assert_allclose(rescaled.components_ * UNITS_OF_TWO, fit.components_, rtol=1e-8,
+                    atol=1e-9 * np.abs(fit.components_).max())
+    plain = learner(**kw, feature_scaling=None).fit(*scaled_data)
+    assert not np.allclose(plain.components_ * UNITS_OF_TWO, fit.components_, rtol=1e-3)
+
+
+def test_mmc_data_in_one_unit_and_other_solvers_unchanged():
+    X, y = classes_in_mixed_units()
+    kw = dict(random_state=0, n_jobs=1)
+    X01 = MinMaxScaler().fit_transform(X)
+    assert_array_equal(MMC_Supervised(**kw).fit(X01, y).components_,
+                       MMC_Supervised(**kw, feature_scaling=None).fit(X01, y).components_)
+    # the diagonal and projection solvers do not use it
+    for other in (dict(diagonal=True), dict(solver="projection", max_iter=5)):
+        assert_array_equal(
+            MMC_Supervised(**kw, **other).fit(X, y).components_,
+            MMC_Supervised(**kw, **other, feature_scaling=None).fit(X, y).components_)
+
+
+def test_mmc_supervised_learns_in_mixed_units():
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y,
+                                                        random_state=0)
+
+    def accuracy(transform):
+        knn = KNeighborsClassifier(3).fit(transform(X_train), y_train)
+        return knn.score(transform(X_test), y_test)
+
+    scaled = MMC_Supervised(random_state=0).fit(X_train, y_train)
+    plain = MMC_Supervised(random_state=0, feature_scaling=None).fit(X_train, y_train)
+    std = StandardScaler().fit(X_train)
+    on_std = MMC_Supervised(random_state=0).fit(std.transform(X_train), y_train)
+    assert accuracy(scaled.transform) > accuracy(plain.transform) + 0.1
     assert accuracy(scaled.transform) >= accuracy(lambda Z: on_std.transform(std.transform(Z))) - 0.03

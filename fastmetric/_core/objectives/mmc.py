@@ -41,13 +41,27 @@ def pair_scatter_matrix(X, a, b, w, n_threads):
     return pair_scatter(X, a, b, np.ascontiguousarray(w, dtype=np.float64), out, n_threads)
 
 
-def constraint_matrix(W, ridge=RIDGE):
-    """W plus the documented ridge; the identity when W is zero."""
+def constraint_matrix(W, ridge=RIDGE, scales=None):
+    """W plus the documented ridge; the identity when W is zero.
+
+    With per-feature ``scales`` (features in different units) the ridge is
+    that of the coordinates ``X / scales``: there the scatter is ``S W S``
+    (``S = diag(1 / scales)``) and the ridge ``ridge * trace(S W S) / d``
+    times the identity, which is ``diag(scales^2)`` in the coordinates of X.
+    A ridge relative to the raw trace would weigh on the small features'
+    entries of M millions of times more than on the large ones'.
+    """
     d = W.shape[0]
-    trace = float(np.trace(W))
+    if scales is None:
+        trace = float(np.trace(W))
+        if not trace > 0:
+            return np.eye(d)
+        return W + (ridge * trace / d) * np.eye(d)
+    squares = scales * scales
+    trace = float(np.sum(np.diag(W) / squares))
     if not trace > 0:
-        return np.eye(d)
-    return W + (ridge * trace / d) * np.eye(d)
+        return np.diag(squares)
+    return W + np.diag((ridge * trace / d) * squares)
 
 
 class Projector:

@@ -37,6 +37,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import generate_knn_triplets
 from fastmetric._core.docs import shared_docs
+from fastmetric._core.init import feature_scales
 from fastmetric._core.inputs import check_tuples, encode_classes, validate_points
 from fastmetric._core.objectives.scml import embedding_map, minimize_scml
 from fastmetric._core.params import integers, reals, shared, store_params
@@ -126,8 +127,15 @@ class _BaseSCML(MahalanobisMixin):
             )
         return basis.copy()
 
-    def _optimize(self, X, triplets, basis):
-        """Stochastic optimisation of the weights; sets the fitted attributes."""
+    def _optimize(self, X, triplets, basis, scales=None):
+        """Stochastic optimisation of the weights; sets the fitted attributes.
+
+        With per-feature ``scales`` X and ``basis`` are in the coordinates
+        ``X / scales``; the fitted basis and map are those of the raw
+        features (each basis vector's columns divided by the scales:
+        ``(b . x / scales)^2 = ((b / scales) . x)^2``).
+        """
+        raw_basis = basis if scales is None else basis / scales
         # A generator of its own (seeded afresh from an integer random_state,
         # as metric-learn does), so that the minibatches do not depend on
         # what the basis construction drew.
@@ -145,7 +153,7 @@ class _BaseSCML(MahalanobisMixin):
                           f"{'active bases':>13}")
                 print(f"{t:8d} {obj:14.7g} {n_active:16d} {int(np.count_nonzero(w)):13d}")
             if self.callback is not None:
-                self.components_ = embedding_map(basis, w)
+                self.components_ = embedding_map(raw_basis, w)
                 return bool(self.callback(self, t, obj))
             return False
 
@@ -160,7 +168,7 @@ class _BaseSCML(MahalanobisMixin):
         self.n_iter_ = result.n_iter
         self.loss_ = result.loss
         self.loss_curve_ = list(result.loss_curve)
-        self.basis_ = basis
+        self.basis_ = raw_basis
         self.weights_ = best_w
         if not np.any(best_w > 0):
             warnings.warn(
@@ -180,7 +188,7 @@ class _BaseSCML(MahalanobisMixin):
                 UserWarning,
                 stacklevel=caller_stacklevel(),
             )
-        self.components_ = np.ascontiguousarray(embedding_map(basis, best_w))
+        self.components_ = np.ascontiguousarray(embedding_map(raw_basis, best_w))
         return self
 
 
@@ -384,6 +392,10 @@ class SCML_Supervised(_BaseSCML):
         evaluations.  The result does not depend on it.
     callback : callable, optional
         As in :class:`SCML`.
+    {feature_scaling}
+        SCML_Supervised: with a named ``basis``, the triplets' neighbours,
+        the basis and the weights are found on the scaled features;
+        ``basis_`` and ``components_`` are those of the raw features.
 
     Attributes
     ----------
@@ -430,11 +442,13 @@ class SCML_Supervised(_BaseSCML):
         "k_genuine": [integers(1)],
         "k_impostor": [integers(1)],
         "basis": [StrOptions(set(_authorized_basis)), "array-like"],
+        "feature_scaling": [StrOptions({"auto", "range"}), None],
     }
 
     def __init__(self, k_genuine=3, k_impostor=10, beta=1e-5, basis="lda", n_basis=None,
                  gamma=5e-3, max_iter=10000, output_iter=500, batch_size=10, verbose=False,
-                 preprocessor=None, random_state=None, n_jobs=None, callback=None):
+                 preprocessor=None, random_state=None, n_jobs=None, callback=None,
+                 feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -458,6 +472,13 @@ class SCML_Supervised(_BaseSCML):
 
     def _fit_labels(self, X, y_enc, classes, counts, k_genuine, k_impostor):
         n, d = X.shape
+        # Features in different units: the triplets (nearest neighbours), a
+        # named basis and the weights are found on X / scales (powers of
+        # two, exact); _optimize maps the basis back to the raw features.
+        scales = (feature_scales(X, self.feature_scaling) if isinstance(self.basis, str)
+                  else None)
+        if scales is not None:
+            X = X / scales
         triplets = generate_knn_triplets(X, y_enc, k_genuine, k_impostor, self.n_jobs)
         rng = check_random_state(self.random_state)
         if isinstance(self.basis, str) and self.basis == "lda":
@@ -481,4 +502,4 @@ class SCML_Supervised(_BaseSCML):
         else:
             basis = self._triplet_basis(X, triplets, rng)
         self.triplets_ = triplets
-        return self._optimize(X, triplets, basis)
+        return self._optimize(X, triplets, basis, scales)

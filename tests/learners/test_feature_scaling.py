@@ -18,7 +18,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from fastmetric import LDML, MLKR, MMC, NCA, LDML_Supervised, MMC_Supervised
+from fastmetric import LDML, MLKR, MMC, NCA, LDML_Supervised, MMC_Supervised, SCML_Supervised
 from fastmetric._core.init import FEATURE_RANGE_RATIO, feature_scales
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -155,7 +155,8 @@ def test_mlkr_learns_on_mixed_units():
     assert weight_plain[:2].max() < weight_plain[2:].max()
 
 
-@pytest.mark.parametrize("learner", [NCA, MLKR, LDML_Supervised, MMC_Supervised])
+@pytest.mark.parametrize("learner", [NCA, MLKR, LDML_Supervised, MMC_Supervised,
+                                     SCML_Supervised])
 def test_feature_scaling_rejects_unknown_values(learner):
     X, y = classes_in_mixed_units(n=30)
     with pytest.raises(InvalidParameterError, match="feature_scaling"):
@@ -315,3 +316,57 @@ def test_mmc_supervised_learns_in_mixed_units():
     on_std = MMC_Supervised(random_state=0).fit(std.transform(X_train), y_train)
     assert accuracy(scaled.transform) > accuracy(plain.transform) + 0.1
     assert accuracy(scaled.transform) >= accuracy(lambda Z: on_std.transform(std.transform(Z))) - 0.03
+
+
+# ---------------------------------------------------------------------------
+# SCML_Supervised (a named basis)
+# ---------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:As no value for `n_basis`")
+@pytest.mark.parametrize("basis", ["lda", "triplet_diffs"])
+def test_scml_units_of_the_columns_only_rescale_the_map(basis):
+    """Triplets, basis and weights found on the scaled features: powers of
+    two on the columns give the same triplets and weights, bit for bit, and
+    ``basis_`` and ``components_`` with their columns divided by them."""
+    X, y = classes_in_mixed_units(n=150)
+    kw = dict(basis=basis, max_iter=2000, random_state=0, n_jobs=1)
+    fit = SCML_Supervised(**kw).fit(X, y)
+    rescaled = SCML_Supervised(**kw).fit(X * UNITS_OF_TWO, y)
+    assert_array_equal(rescaled.triplets_, fit.triplets_)
+    assert_array_equal(rescaled.weights_, fit.weights_)
+    assert np.any(fit.weights_ > 0)
+    assert_array_equal(rescaled.basis_ * UNITS_OF_TWO, fit.basis_)
+    assert_array_equal(rescaled.components_ * UNITS_OF_TWO, fit.components_)
+    plain = SCML_Supervised(**kw, feature_scaling=None).fit(X * UNITS_OF_TWO, y)
+    assert not np.array_equal(plain.triplets_, fit.triplets_)
+
+
+@pytest.mark.filterwarnings("ignore:As no value for `n_basis`")
+def test_scml_array_basis_and_one_unit_unchanged():
+    X, y = classes_in_mixed_units(n=150)
+    kw = dict(max_iter=2000, random_state=0, n_jobs=1)
+    X01 = MinMaxScaler().fit_transform(X)
+    assert_array_equal(SCML_Supervised(**kw).fit(X01, y).components_,
+                       SCML_Supervised(**kw, feature_scaling=None).fit(X01, y).components_)
+    basis = np.random.RandomState(0).randn(20, X.shape[1]) / UNITS
+    assert_array_equal(
+        SCML_Supervised(basis=basis, **kw).fit(X, y).components_,
+        SCML_Supervised(basis=basis, **kw, feature_scaling=None).fit(X, y).components_)
+
+
+@pytest.mark.filterwarnings("ignore:As no value for `n_basis`")
+def test_scml_supervised_learns_in_mixed_units():
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y,
+                                                        random_state=0)
+
+    def accuracy(transform):
+        knn = KNeighborsClassifier(3).fit(transform(X_train), y_train)
+        return knn.score(transform(X_test), y_test)
+
+    scaled = SCML_Supervised(random_state=0).fit(X_train, y_train)
+    std = StandardScaler().fit(X_train)
+    on_std = SCML_Supervised(random_state=0).fit(std.transform(X_train), y_train)
+    assert accuracy(scaled.transform) >= accuracy(lambda Z: on_std.transform(std.transform(Z))) - 0.03
+    assert accuracy(scaled.transform) > accuracy(lambda Z: Z) + 0.2  # Euclidean: about 0.7

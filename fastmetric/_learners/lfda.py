@@ -33,7 +33,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.covariance import MIN_SHRINKAGE, as_float64_centred, fix_signs
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.init import _complete_rows, resolve_n_components
+from fastmetric._core.init import _complete_rows, feature_scales, resolve_n_components
 from fastmetric._core.inputs import encode_classes, validate_points
 from fastmetric._core.local_scatter import local_scatters
 from fastmetric._core.params import integers, reals, shared, store_params
@@ -70,6 +70,10 @@ class LFDA(MahalanobisMixin):
     shrinkage : float in [0, 1], default=0.01
         ``a``: weight of the total scatter in ``B``.  Values below 1e-10
         are raised to 1e-10.
+    {feature_scaling}
+        LFDA: the neighbours and local scales of the affinities are taken
+        on the scaled features (with ``'orthonormalized'`` the rows are
+        orthonormal there).
 
     Attributes
     ----------
@@ -138,10 +142,11 @@ class LFDA(MahalanobisMixin):
         "k": [None, integers(1)],
         "embedding_type": [StrOptions(set(_EMBEDDINGS))],
         "shrinkage": [reals(0, 1, closed="both")],  # no estimated intensity here
+        "feature_scaling": [StrOptions({"auto", "range"}), None],
     }
 
     def __init__(self, n_components=None, k=None, embedding_type="weighted",
-                 preprocessor=None, shrinkage=0.01):
+                 preprocessor=None, shrinkage=0.01, feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -163,13 +168,19 @@ class LFDA(MahalanobisMixin):
         else:
             k = int(self.k)
         classes, codes, _ = encode_classes(y, "LFDA", "(it separates classes)")
+        # Features in different units: the local scaling of the affinities
+        # (distances to the k-th neighbour) and the neighbours themselves
+        # are taken on X / scales (powers of two, exact).
+        scales = feature_scales(X, self.feature_scaling)
+        if scales is not None:
+            X = X / scales
         with single_threaded_blas():
             Z, unit = as_float64_centred(X)
             S_b, S_w, S_t = local_scatters(Z, codes, classes.shape[0], k)
             L, vals = self._solve(S_b, S_w, S_t, n_comp, max(shrinkage, MIN_SHRINKAGE), n)
         if self.embedding_type != "orthonormalized":
             L = L / unit  # the eigenvectors scale as 1 / unit; orthonormal rows do not
-        self.components_ = np.ascontiguousarray(L)
+        self.components_ = np.ascontiguousarray(L if scales is None else L / scales)
         self.eigenvalues_ = vals
         return self
 

@@ -61,11 +61,12 @@ from scipy.linalg.lapack import dpotrf, dpotri
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import quadruplets_from_labels
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.init import prior_matrix
+from fastmetric._core.init import feature_scales, prior_matrix
 from fastmetric._core.inputs import check_tuples, rows_in_use, validate_points
 from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
 from fastmetric._core.params import options_or_array, shared, store_params
@@ -162,6 +163,7 @@ class _BaseLSML(MahalanobisMixin):
         **shared("tol", "max_iter", "verbose", "preprocessor", "random_state", "n_jobs",
                  "callback"),
         "prior": options_or_array(*_PRIORS, learner=True),
+        "feature_scaling": [StrOptions({"auto", "range"}), None],
     }
 
     def _fit_quadruplets(self, X, quads, weights, rng):
@@ -176,6 +178,12 @@ class _BaseLSML(MahalanobisMixin):
         X = np.ascontiguousarray(X, dtype=np.float64)
         quads = np.ascontiguousarray(quads, dtype=np.intp)
         d = X.shape[1]
+        # Features in different units, with a named prior: M is learned on
+        # X / scales (powers of two, exact), where the prior weighs every
+        # feature alike, and its factor mapped back to the raw features.
+        scales = feature_scales(X, self.feature_scaling) if isinstance(self.prior, str) else None
+        if scales is not None:
+            X = X / scales
 
         with single_threaded_blas():  # identical results for any BLAS thread count
             M0, _ = _resolve_prior(self.prior, X, rng)
@@ -186,7 +194,8 @@ class _BaseLSML(MahalanobisMixin):
 
             def components(chol):
                 # A = C C^T (C lower): L = C^T R gives L^T L = R^T A R = M.
-                return np.ascontiguousarray(np.triu(chol.T) @ R)
+                L = np.triu(chol.T) @ R
+                return np.ascontiguousarray(L if scales is None else L / scales)
 
             def on_iteration(iteration, A, chol, loss):
                 if self.verbose:
@@ -260,6 +269,9 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
         Seeds the 'random' prior.
     {n_jobs_kernels}
     {callback_iterate}
+    {feature_scaling}
+        LSML: with a named ``prior``, M is learned on the scaled features
+        (the prior weighs each alike), then mapped to the raw ones.
 
     Attributes
     ----------
@@ -296,7 +308,8 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
     """
 
     def __init__(self, tol=1e-3, max_iter=1000, prior="identity", verbose=False,
-                 preprocessor=None, random_state=None, n_jobs=None, callback=None):
+                 preprocessor=None, random_state=None, n_jobs=None, callback=None,
+                 feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -335,7 +348,8 @@ class LSML_Supervised(_BaseLSML):
 
     Parameters
     ----------
-    tol, max_iter, prior, verbose, preprocessor, random_state, n_jobs, callback
+    tol, max_iter, prior, verbose, preprocessor, random_state, n_jobs, callback, \
+feature_scaling
         As in :class:`LSML`; ``random_state`` also seeds the sampling.
     n_constraints : int, optional
         Number of quadruplets; default ``20 * n_classes ** 2`` (as
@@ -369,7 +383,7 @@ class LSML_Supervised(_BaseLSML):
 
     def __init__(self, tol=1e-3, max_iter=1000, prior="identity", n_constraints=None,
                  weights=None, verbose=False, preprocessor=None, random_state=None,
-                 n_jobs=None, callback=None):
+                 n_jobs=None, callback=None, feature_scaling="auto"):
         store_params(self, locals())
 
     def _points(self, X, y):

@@ -17,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.linalg
 from sklearn.base import _fit_context
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.base import MahalanobisMixin
@@ -29,7 +30,7 @@ from fastmetric._core.covariance import (
     shrunk_toward_identity,
 )
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.init import resolve_n_components
+from fastmetric._core.init import feature_scales, resolve_n_components
 from fastmetric._core.inputs import one_per_row, validate_points
 from fastmetric._core.params import integers, shared, store_params
 from fastmetric._core.threads import single_threaded_blas
@@ -95,6 +96,10 @@ class RCA(MahalanobisMixin):
         estimate ``a`` from the within-chunk residuals.  ``0`` gives
         metric-learn's RCA (it is raised to 1e-10, so a singular ``C_w``
         still gives a finite, if extreme, metric).
+    {feature_scaling}
+        RCA: the within-chunk covariance and its shrinkage target are taken
+        on the scaled features (without shrinkage the scaling changes only
+        rounding: RCA's whitening does not depend on the units).
 
     Attributes
     ----------
@@ -142,9 +147,13 @@ class RCA(MahalanobisMixin):
     (2, 2)
     """
 
-    _parameter_constraints: ClassVar[dict] = shared("n_components", "preprocessor", "shrinkage")
+    _parameter_constraints: ClassVar[dict] = {
+        **shared("n_components", "preprocessor", "shrinkage"),
+        "feature_scaling": [StrOptions({"auto", "range"}), None],
+    }
 
-    def __init__(self, n_components=None, preprocessor=None, shrinkage="ledoit_wolf"):
+    def __init__(self, n_components=None, preprocessor=None, shrinkage="ledoit_wolf",
+                 feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -169,6 +178,12 @@ class RCA(MahalanobisMixin):
     def _fit_chunks(self, X, chunks, shrinkage):
         d = X.shape[1]
         k = resolve_n_components(self.n_components, d)
+        # Features in different units: the shrinkage target (a multiple of
+        # the identity) would be a multiple of the large features' variance;
+        # on X / scales (powers of two, exact) it weighs every feature alike.
+        scales = feature_scales(X, self.feature_scaling)
+        if scales is not None:
+            X = X / scales
         with single_threaded_blas():
             Xc, unit = as_float64_centred(X)
             R, n_chunked, n_multi = chunk_residuals(Xc, chunks)
@@ -187,7 +202,7 @@ class RCA(MahalanobisMixin):
                     UserWarning,
                     stacklevel=4,
                 )
-                self.components_ = np.eye(k, d)
+                self.components_ = np.eye(k, d) if scales is None else np.eye(k, d) / scales
                 self.shrinkage_ = 1.0
                 return
             Cw_a, a, floor = shrunk_toward_identity(Cw, R, shrinkage)
@@ -204,7 +219,8 @@ class RCA(MahalanobisMixin):
                 # Both matrices are positive definite: clip only round-off.
                 vals = np.maximum(vals, d * np.finfo(np.float64).eps * np.max(np.abs(vals)))
                 L = fix_signs((vecs / np.sqrt(vals)).T)
-        self.components_ = np.ascontiguousarray(L / unit)
+        L = L / unit
+        self.components_ = np.ascontiguousarray(L if scales is None else L / scales)
         self.shrinkage_ = float(a)
 
 
@@ -239,6 +255,8 @@ class RCA_Supervised(RCA):
     n_jobs : int, optional
         Threads of the chunk sampler (None: what OpenMP allows, -1: all
         CPUs).  The result does not depend on it.
+    feature_scaling : {'auto', 'range'} or None, default='auto'
+        As in :class:`RCA`.
 
     Attributes
     ----------
@@ -270,7 +288,8 @@ class RCA_Supervised(RCA):
     }
 
     def __init__(self, n_components=None, n_chunks=None, chunk_size=2, preprocessor=None,
-                 random_state=None, shrinkage="ledoit_wolf", n_jobs=None):
+                 random_state=None, shrinkage="ledoit_wolf", n_jobs=None,
+                 feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -32,10 +32,11 @@ import numpy as np
 from sklearn.base import TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.init import prior_matrix
+from fastmetric._core.init import feature_scales, prior_matrix
 from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
 from fastmetric._core.params import options_or_array, reals, shared, store_params
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
@@ -89,6 +90,7 @@ class _BaseSDML(MahalanobisMixin):
         "max_condition": [reals(1, closed="neither")],
         "enet_tol": [reals(0, closed="neither")],
         "prior": options_or_array(*_PRIORS, learner=True),
+        "feature_scaling": [StrOptions({"auto", "range"}), None],
     }
 
     def _prior_inverse(self, X, rng):
@@ -118,6 +120,13 @@ class _BaseSDML(MahalanobisMixin):
         rng = check_random_state(self.random_state)
         n_threads = effective_n_threads(self.n_jobs)
         d = X.shape[1]
+        # Features in different units, with a named prior: the metric is
+        # learned on X / scales (powers of two, exact), where the prior, the
+        # balance of prior and pairs and the l1 penalty weigh every feature
+        # alike, and its factor mapped back to the raw features.
+        scales = feature_scales(X, self.feature_scaling) if isinstance(self.prior, str) else None
+        if scales is not None:
+            X = X / scales
         with single_threaded_blas():
             n_threads = threads_for_work(n_threads, a.shape[0] * d * min(d, 64), 1 << 20)
             K = pair_scatter(X, a, b, np.ascontiguousarray(signs, dtype=np.float64),
@@ -129,7 +138,8 @@ class _BaseSDML(MahalanobisMixin):
             P_shifted, shift = shifted_for_condition(P, self.max_condition)
             self.shift_ = float(shift)
             M = self._graphical_lasso(P_shifted)
-        self.components_ = _components_from_metric(M)
+        L = _components_from_metric(M)
+        self.components_ = L if scales is None else np.ascontiguousarray(L / scales)
         self.n_features_in_ = d
         return self
 
@@ -223,6 +233,9 @@ class SDML(PairsClassifierMixin, _BaseSDML):
         Seeds ``prior='random'``.
     n_jobs : int, default=None
         OpenMP threads of the scatter kernel; results do not depend on it.
+    {feature_scaling}
+        SDML: with a named ``prior``, the metric is learned on the scaled
+        features (prior, pairs and l1 penalty), then mapped to the raw ones.
 
     Attributes
     ----------
@@ -251,7 +264,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
 
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
                  verbose=False, preprocessor=None, random_state=None, max_condition=3.0,
-                 max_iter=100, n_jobs=None, enet_tol=1e-6):
+                 max_iter=100, n_jobs=None, enet_tol=1e-6, feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -275,7 +288,7 @@ class SDML_Supervised(PairsFromLabelsMixin, _BaseSDML, TransformerMixin):
     Parameters
     ----------
     balance_param, sparsity_param, prior, max_condition, max_iter, enet_tol, \
-verbose, random_state, n_jobs
+verbose, random_state, n_jobs, feature_scaling
         As in :class:`SDML`.
     {n_constraints}
     {preprocessor_points}
@@ -305,5 +318,6 @@ verbose, random_state, n_jobs
 
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
                  n_constraints=None, verbose=False, preprocessor=None, random_state=None,
-                 max_condition=3.0, max_iter=100, n_jobs=None, enet_tol=1e-6):
+                 max_condition=3.0, max_iter=100, n_jobs=None, enet_tol=1e-6,
+                 feature_scaling="auto"):
         store_params(self, locals())

@@ -30,6 +30,7 @@ the epochs, ``partial_fit`` and Ctrl-C handling are those of
 :class:`fastmetric._core.minibatch_learner.MinibatchNeighborsMixin`.
 """
 import warnings
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
@@ -43,7 +44,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.init import initialize_components, rescaled_start
+from fastmetric._core.init import feature_scales, initialize_components, rescaled_start
 from fastmetric._core.inputs import encode_classes
 from fastmetric._core.minibatch_learner import (
     STOCHASTIC_SOLVERS,
@@ -171,6 +172,12 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         it puts the stochastic fit near the optimum, which Adam's bounded
         steps reach slowly from a named start (see Notes).  None: start from ``init`` itself (computed on
         at most 100,000 evenly spaced rows).
+    {feature_scaling}
+        For LMNN the target neighbours are then the nearest in the metric
+        of that start, and its unit margin is taken where every feature
+        spans about one unit.  The stochastic solvers step per feature
+        (``learning_rate`` in the units of ``L * ranges``), from the
+        subsample fit (with the same scaling) or from ``init``.
 
     Attributes
     ----------
@@ -271,6 +278,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         "n_iter_no_change": [integers(1)],
         "target_block_size": [None, integers(2)],
         "init_subsample": [None, integers(2)],
+        "feature_scaling": [StrOptions({"auto", "range"}), None],
     }
 
     def __init__(self, init="auto", n_neighbors=3, min_iter=50, max_iter=1000,
@@ -278,7 +286,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
                  n_components=None, solver="lbfgs", verbose=False, preprocessor=None,
                  random_state=None, n_jobs=None, callback=None, batch_size=1000,
                  n_candidates=1000, learning_rate=0.001, n_iter_no_change=5,
-                 target_block_size=None, init_subsample=5_000):
+                 target_block_size=None, init_subsample=5_000, feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -299,20 +307,16 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         # evaluation maps the points and forms the gradient, n d^2 each.
         n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((X.shape[0], X.shape[1], X.shape[1])))
 
+        scales = feature_scales(X, self.feature_scaling)
         with single_threaded_blas():
-            L0 = initialize_components(self.init, X, y=y_enc, n_components=self.n_components,
-                                       random_state=rng)
-            if isinstance(self.init, str):
-                # A named start on features of extreme scale is brought to
-                # the scale of the margin (an array or a learner is used as given).
-                L0 = rescaled_start(L0, X)
+            L0 = self._start(X, y_enc, rng, scales)
             k, d = L0.shape
             problem = lmnn_problem(X, y_enc, classes.shape[0], per_class,
                                    int(self.n_neighbors), L0, float(self.regularization),
                                    n_threads)
             # Under load the impostor search runs on the team (the same result).
             problem.team_threads = team_threads(self.n_jobs)
-            result = self._solve(problem, L0)
+            result = self._solve(problem, L0, scales)
             # Active triplets at the returned map (the solver's last
             # evaluation may have been a rejected trial point).
             _, _, n_active = problem.loss_grad(result.x.reshape(k, d), compute_gradient=False)
@@ -363,6 +367,30 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
             )
         return X, y_enc, classes, per_class
 
+    def _start(self, X, y_enc, rng, scales):
+        """The initial map of X (LMNN's targets are nearest in its metric).
+
+        A named ``init`` is computed on ``X / scales`` where the features
+        are in different units (``scales`` from
+        :func:`~fastmetric._core.init.feature_scales`, powers of two: both
+        divisions are exact) and divided by them, so that the targets and
+        the unit margin are those of features spanning about one unit
+        each; then, on features of extreme scale, brought to the scale of
+        the margin (:func:`~fastmetric._core.init.rescaled_start`).  An
+        array or a fitted learner is the user's map, used as given.
+        """
+        if not isinstance(self.init, str):
+            return initialize_components(self.init, X, y=y_enc,
+                                         n_components=self.n_components, random_state=rng)
+        if scales is None:
+            L0 = initialize_components(self.init, X, y=y_enc,
+                                       n_components=self.n_components, random_state=rng)
+        else:
+            L0 = initialize_components(self.init, X / scales.astype(X.dtype), y=y_enc,
+                                       n_components=self.n_components,
+                                       random_state=rng) / scales
+        return rescaled_start(L0, X)
+
     # -- stochastic solvers ------------------------------------------------
     def _stochastic_objective(self, X, y_enc, n_classes, L0, seed, n_threads):
         """Targets found once in the metric of L0, and the minibatch objective."""
@@ -394,23 +422,33 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         scale the map is of the inverse scale, and the steps
         (``learning_rate``, in L's units) scale with it: the power of two
         that brings the rows' spread near 1 (1 at ordinary scales), measured
-        on the rows gathered here.
+        on the rows gathered here.  On features in different units
+        (``feature_scaling``; the scales measured on the same rows, as the
+        subsample fit measures them) the spread is that of the scaled rows
+        and the steps are per feature, ``step_scale / scales`` (an array):
+        Adam and SGD then step in ``A = L * scales`` as L-BFGS searches.
         """
         size = None if self.init_subsample is None else int(self.init_subsample)
         sub, y_sub = init_subset(X, y_enc) if size is None else init_subset(X, y_enc, size)
-        _, step_scale = rescaled_start(np.eye(sub.shape[1]), sub, return_factor=True)
+        scales = feature_scales(sub, self.feature_scaling)
+        if scales is None:
+            _, step_scale = rescaled_start(np.eye(sub.shape[1]), sub, return_factor=True)
+        else:
+            # the identity of the scaled coordinates (exact: powers of two)
+            _, factor = rescaled_start(np.diag(1.0 / scales), sub, return_factor=True)
+            step_scale = factor / scales
         if size is None:
             with single_threaded_blas():
-                L0 = initialize_components(self.init, sub, y=y_sub,
-                                           n_components=self.n_components, random_state=rng)
-            # (as in fit: a named start on features of extreme scale)
-            return (rescaled_start(L0, sub) if isinstance(self.init, str) else L0), False, \
-                step_scale
+                # (as in fit: scaled features, extreme scales)
+                L0 = self._start(sub, y_sub, rng, scales)
+            return L0, False, step_scale
         # The full-batch learner with its own defaults (max_iter, min_iter,
-        # convergence_tol are epochs and an epoch tolerance here).
+        # convergence_tol are epochs and an epoch tolerance here); it finds
+        # the same scales on the same rows.
         full = type(self)(init=self.init, n_neighbors=self.n_neighbors,
                           regularization=self.regularization, n_components=self.n_components,
-                          verbose=self.verbose, random_state=rng, n_jobs=self.n_jobs)
+                          verbose=self.verbose, random_state=rng, n_jobs=self.n_jobs,
+                          feature_scaling=self.feature_scaling)
         full.fit(sub, y_sub)
         return full.components_, full._interrupted, step_scale
 
@@ -484,20 +522,27 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         return self
 
     # -- solvers -----------------------------------------------------------
-    def _solve(self, problem, L0):
+    def _solve(self, problem, L0, scales=None):
+        """L-BFGS or the halving descent on ``problem`` from ``L0``; with
+        per-feature ``scales`` (:func:`~fastmetric._core.init.feature_scales`)
+        over ``A = L * scales``, column by column, in which every feature
+        spans about one unit (powers of two: the change of variables is
+        exact), L-BFGS's preconditioner computed in those coordinates too."""
         k, d = L0.shape
         printer = IterationPrinter(type(self).__name__)
         tol, min_iter = float(self.convergence_tol), int(self.min_iter)
         state = {"prev": None, "converged": False}
-        # L-BFGS works on W with L = W Q (see preconditioner); plain
-        # gradient descent on L itself, as metric-learn's.
-        # 'auto' on data of this size is 'lbfgs'.
+        # L-BFGS works on W with A = W Q (see preconditioner); plain
+        # gradient descent on A itself, as metric-learn's on L; A = L
+        # without scales.  'auto' on data of this size is 'lbfgs'.
         solver = resolve_solver(self.solver, problem.n)
-        Q, Q_inv = (preconditioner(problem) if solver == "lbfgs" else (None, None))
+        Q, Q_inv = (preconditioner(_scaled_problem(problem, scales)) if solver == "lbfgs"
+                    else (None, None))
 
         def to_L(theta):
             W = theta.reshape(k, d)
-            return W if Q is None else W @ Q
+            A = W if Q is None else W @ Q
+            return A if scales is None else A / scales
 
         def on_iteration(iteration, x, loss):
             if self.verbose:
@@ -516,12 +561,15 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
 
         def fun(theta):
             loss, grad, _ = problem.loss_grad(to_L(theta))
+            if scales is not None:
+                grad = grad / scales  # d f / d A = (d f / d L) / scales, column by column
             if Q is not None:
-                grad = grad @ Q  # d f / d W = (d f / d L) Q^T, Q symmetric
+                grad = grad @ Q  # d f / d W = (d f / d A) Q^T, Q symmetric
             return loss, grad.ravel()
 
+        A0 = L0 if scales is None else L0 * scales
         if solver == "lbfgs":
-            theta0 = (L0 if Q is None else L0 @ Q_inv).ravel()
+            theta0 = (A0 if Q is None else A0 @ Q_inv).ravel()
             with warnings.catch_warnings():
                 # minimize_lbfgs warns at max_iter; we warn ourselves below.
                 warnings.simplefilter("ignore", ConvergenceWarning)
@@ -531,9 +579,10 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
             if not np.all(np.isfinite(result.x)):
                 raise ValueError("LMNN: the solver produced a non-finite map.")
         else:
-            result = minimize_halving_descent(fun, L0.ravel(), learning_rate=float(self.learn_rate),
+            result = minimize_halving_descent(fun, A0.ravel(), learning_rate=float(self.learn_rate),
                                               max_iter=self.max_iter,
                                               on_iteration=on_iteration)
+            result.x = to_L(result.x).ravel()
         if state["converged"]:
             result.converged = True
             result.message = "relative decrease below convergence_tol"
@@ -545,3 +594,14 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
                 stacklevel=4,
             )
         return result
+
+
+def _scaled_problem(problem, scales):
+    """``problem``, or, with per-feature ``scales``, what :func:`preconditioner`
+    reads of it (points, targets) with the points divided by the scales: the
+    scatter of the target differences in the coordinates of ``A = L *
+    scales`` (a copy of the points while it is computed)."""
+    if scales is None:
+        return problem
+    return SimpleNamespace(X=problem.X / scales.astype(problem.X.dtype),
+                           targets=problem.targets, n_targets=problem.n_targets)

@@ -56,9 +56,15 @@ class MLKR(SoftmaxNeighborsLearner):
         Initial ``L``.  ``'auto'`` picks ``'pca'`` when ``n_components <
         min(n_features, n_samples)``, else ``'identity'`` (see
         :func:`fastmetric._core.init.initialize_components`).  (``'lda'`` needs
-        class labels and is not available.)  Since the kernel's width is
-        set by the scale of ``L``, standardise the features first (or pass
-        a scaled initial map).
+        class labels and is not available.)  The kernel's width is set by
+        the scale of ``L``: a named start is divided by a scalar where the
+        median squared distance of a point to its nearest neighbour would
+        exceed 1 (each prediction would be its nearest neighbour's target
+        and the gradient vanish, as on raw ring data: see
+        :func:`fastmetric._core.init.unsaturated_start`), as
+        :class:`fastmetric.NCA` does; metric-learn starts unscaled
+        (``init=np.eye(n_features)`` does the same here).  An array or a
+        fitted learner starts from that map, as is.
     tol : float, optional
         Convergence tolerance of L-BFGS (relative decrease of the objective
         in an iteration, or largest gradient entry).  ``None`` means 1e-5.
@@ -136,6 +142,8 @@ class MLKR(SoftmaxNeighborsLearner):
     """
 
     _regression = True
+    # A saturated kernel has no gradient: shrink a named start as NCA does.
+    _unsaturated_start = True
     _parameter_constraints: ClassVar[dict] = {
         **SoftmaxNeighborsLearner._parameter_constraints,
         # No 'lda': it needs class labels, and MLKR's targets are real values.

@@ -444,3 +444,29 @@ def test_whole_fits_learn_in_mixed_units(learner, kw):
     std = StandardScaler().fit(X_train)
     on_std = learner(**kw).fit(std.transform(X_train), y_train)
     assert accuracy(scaled.transform) >= accuracy(lambda Z: on_std.transform(std.transform(Z))) - 0.03
+
+
+def test_mlkr_shrinks_a_saturated_start():
+    """Features in one unit but large (every pair many squared units apart):
+    from the unscaled identity each leave-one-out prediction is the nearest
+    neighbour's target, the gradient vanishes and L-BFGS stops within a few
+    iterations; the
+    default start is shrunk (as NCA's) and learns."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(300, 6)
+    y = np.sin(2 * X[:, 0]) + 0.1 * rng.randn(300)
+    X = 30.0 * X  # one unit (no feature scaling), saturated kernel
+    X_test = 30.0 * rng.randn(200, 6)
+    y_test = np.sin(2 * X_test[:, 0] / 30.0)
+
+    def r2(est):
+        from sklearn.neighbors import KNeighborsRegressor
+
+        knn = KNeighborsRegressor(5).fit(est.transform(X), y)
+        return knn.score(est.transform(X_test), y_test)
+
+    unscaled = MLKR(init=np.eye(6), random_state=0).fit(X, y)
+    shrunk = MLKR(random_state=0).fit(X, y)
+    assert unscaled.n_iter_ <= 3
+    assert shrunk.n_iter_ > 10
+    assert r2(shrunk) > r2(unscaled) + 0.2

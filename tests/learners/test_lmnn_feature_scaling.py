@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 from sklearn.datasets import make_classification
-from sklearn.model_selection import train_test_split
-from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import InvalidParameterError
 
 from fastmetric import LMNN
 from fastmetric._core.init import feature_scales
+
+from .test_feature_scaling import holdout_accuracies
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -151,19 +151,9 @@ def test_lmnn_learns_on_mixed_units():
     X, y = make_classification(n_samples=800, n_features=10, n_informative=6, n_classes=3,
                                random_state=0)
     X = X * np.logspace(-3, 3, 10)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y,
-                                                        random_state=0)
-
-    def accuracy(transform):
-        knn = KNeighborsClassifier(3).fit(transform(X_train), y_train)
-        return knn.score(transform(X_test), y_test)
-
-    scaled = LMNN(random_state=0).fit(X_train, y_train)
-    plain = LMNN(random_state=0, feature_scaling=None).fit(X_train, y_train)
-    std = StandardScaler().fit(X_train)
-    on_std = LMNN(random_state=0).fit(std.transform(X_train), y_train)
-    assert accuracy(scaled.transform) > accuracy(plain.transform) + 0.08
-    assert accuracy(scaled.transform) >= accuracy(lambda Z: on_std.transform(std.transform(Z))) - 0.03
+    scaled, plain, on_std = holdout_accuracies(lambda **kw: LMNN(random_state=0, **kw), X, y)
+    assert scaled > plain + 0.08
+    assert scaled >= on_std - 0.03
 
 
 def test_feature_scaling_rejects_unknown_values():

@@ -41,6 +41,7 @@ __all__ = [
     "distinct_pair_counts",
     "generate_knn_triplets",
     "label_pairs",
+    "neighbor_pairs",
     "pairs_from_labels",
     "quadruplets_from_labels",
     "split_pair_count",
@@ -390,3 +391,52 @@ def generate_knn_triplets(X, y, k_genuine=3, k_impostor=10, n_jobs=None, warn=Tr
         q = np.broadcast_to(Q[:, None, :], (m, kg[c], ki[c])).ravel()
         parts.append(np.column_stack((a, p, q)))
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.intp)
+
+
+def neighbor_pairs(X, y, k_genuine=3, k_impostor=10, n_jobs=None):
+    """Pairs from class labels, local: each point with its nearest neighbours.
+
+    Each point ``a`` is paired with its ``k_genuine`` nearest points of its
+    own class (similar pairs) and its ``k_impostor`` nearest points of the
+    other classes (dissimilar pairs), in the Euclidean distance of X: the
+    genuine neighbours and impostors of :func:`generate_knn_triplets`
+    (same counts, clipping and tie rule; no warning), each pair once.
+    Random pairs of a class join its far ends too, and a metric that
+    separates classes on average may pull a class's distant groups
+    together across other classes' points; local pairs only ask what a
+    nearest-neighbour rule needs.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    k_genuine, k_impostor : int
+    n_jobs : int, optional
+        OpenMP threads of the neighbour search; the result does not depend
+        on it.
+
+    Returns
+    -------
+    pairs : ndarray of shape (n_pairs, 2), intp
+        Row indices into X: the similar pairs (sorted), then the
+        dissimilar ones (sorted).
+    targets : ndarray of shape (n_pairs,), float64
+        1 for a similar pair, 0 for a dissimilar one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric._core.constraints import neighbor_pairs
+    >>> X = np.array([[0.0], [1.0], [3.0], [10.0], [12.0]])
+    >>> pairs, targets = neighbor_pairs(X, [0, 0, 0, 1, 1], k_genuine=1, k_impostor=1)
+    >>> pairs.tolist()
+    [[0, 1], [1, 0], [2, 1], [3, 4], [4, 3], [0, 3], [1, 3], [2, 3], [3, 2], [4, 2]]
+    >>> targets.tolist()
+    [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    """
+    triplets = generate_knn_triplets(X, y, k_genuine, k_impostor, n_jobs=n_jobs, warn=False)
+    similar = np.unique(triplets[:, [0, 1]], axis=0)
+    dissimilar = np.unique(triplets[:, [0, 2]], axis=0)
+    pairs = np.ascontiguousarray(np.concatenate([similar, dissimilar]), dtype=np.intp)
+    targets = np.concatenate([np.ones(similar.shape[0]), np.zeros(dissimilar.shape[0])])
+    return pairs, targets

@@ -29,9 +29,10 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 
 from fastmetric._core.base import MahalanobisMixin
-from fastmetric._core.constraints import label_pairs, split_pair_count
+from fastmetric._core.constraints import label_pairs, neighbor_pairs, split_pair_count
 from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.docs import shared_docs
+from fastmetric._core.init import feature_scales
 from fastmetric._core.inputs import (
     check_pair_targets,
     check_pairs,
@@ -401,12 +402,25 @@ class LDML_Supervised(_LDMLBase):
     ----------
     n_pairs : int, optional
         Number of pairs (per epoch for the stochastic solvers).  Default
-        ``min(20 * n_samples, 200000)``.
+        ``min(20 * n_samples, 200000)``.  Only with ``pairs='random'``.
     positive_fraction : float in (0, 1), default=0.5
-        Share of similar pairs.
+        Share of similar pairs.  Only with ``pairs='random'``.
     balanced : bool, default=False
         Draw classes uniformly instead of in proportion to their number of
         pairs (see :func:`~fastmetric.kernels.sampling.sample_pairs`).
+        Only with ``pairs='random'``.
+    pairs : {'random', 'neighbors'}, default='random'
+        ``'random'``: pairs drawn at random from the classes (``n_pairs``;
+        fresh ones every epoch of a stochastic solver).  ``'neighbors'``:
+        each point with its ``k_genuine`` nearest points of its class and
+        its ``k_impostor`` nearest points of other classes, found once in
+        the Euclidean distance of the (feature-scaled) points, as LMNN's
+        targets and impostors
+        (:func:`~fastmetric._core.constraints.neighbor_pairs`): the pairs a
+        nearest-neighbour rule turns on.  Needs X in memory (not a dask
+        array); ``partial_fit`` finds them in each batch.
+    k_genuine, k_impostor : int, default=3 and 10
+        Neighbours per point of ``pairs='neighbors'``.
     n_components, init, normalize, alpha, solver, max_iter, batch_size, \
 learning_rate, n_iter_no_change, random_state, n_jobs, verbose, callback, \
 feature_scaling
@@ -441,6 +455,9 @@ feature_scaling
         "n_pairs": [None, integers(2)],
         "positive_fraction": [reals(0, 1, closed="neither")],
         "balanced": ["boolean"],
+        "pairs": [StrOptions({"random", "neighbors"})],
+        "k_genuine": [integers(1)],
+        "k_impostor": [integers(1)],
         **shared("preprocessor"),
     }
 
@@ -448,7 +465,8 @@ feature_scaling
                  n_components=None, init="auto", normalize=False, alpha=0.0,
                  solver="lbfgs", max_iter=100, tol=1e-3, batch_size=10000,
                  learning_rate=0.01, n_iter_no_change=5, random_state=None, n_jobs=None,
-                 verbose=0, callback=None, preprocessor=None, feature_scaling="auto"):
+                 verbose=0, callback=None, preprocessor=None, feature_scaling="auto",
+                 pairs="random", k_genuine=3, k_impostor=10):
         store_params(self, locals())
 
     def _labels_and_counts(self, X, y, reset):
@@ -465,6 +483,21 @@ feature_scaling
             X, y = validate_points(self, X, y, reset=reset)
         _, labels, _ = encode_pair_labels(y, type(self).__name__)
         return X, labels
+
+    def _neighbor_pairs(self, X, labels):
+        """``pairs='neighbors'``: (a, b, targets) of each point with its
+        nearest same-class and other-class points, in the metric the
+        (feature-scaled) start sees."""
+        if is_dask_array(X):
+            raise NotImplementedError(
+                "LDML_Supervised(pairs='neighbors') needs X in memory (a nearest-neighbour "
+                "search over all rows); on a dask array use pairs='random'.")
+        scales = feature_scales(X, self.feature_scaling)
+        points = X if scales is None else X / scales.astype(X.dtype)
+        pairs, targets = neighbor_pairs(points, labels, int(self.k_genuine),
+                                        int(self.k_impostor), n_jobs=self.n_jobs)
+        return (np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]),
+                targets)
 
     def _pair_counts(self, n):
         """(n_positive, n_negative) per epoch for n labelled rows."""
@@ -493,6 +526,10 @@ feature_scaling
         from fastmetric._core.sampling import LabelPairStream
 
         X, labels = self._labels_and_counts(X, y, reset=True)
+        if self.pairs == "neighbors":
+            rng = check_random_state(self.random_state)
+            a, b, targets = self._neighbor_pairs(X, labels)
+            return self._fit_pairs(X, a, b, targets, None, class_labels=labels, rng=rng)
         n_pos, n_neg = self._pair_counts(X.shape[0])
         rng = check_random_state(self.random_state)
         sample_seed = int(rng.randint(0, np.iinfo(np.int32).max))
@@ -547,6 +584,9 @@ feature_scaling
         if first:
             self._pair_seed = int(check_random_state(self.random_state).randint(
                 0, np.iinfo(np.int32).max))
+        if self.pairs == "neighbors":
+            a, b, targets = self._neighbor_pairs(X, labels)
+            return self._partial_fit_pairs(X, a, b, targets, None, class_labels=labels)
         n_pos, n_neg = self._pair_counts(X.shape[0])
         # A fresh stream of pairs per call (after fit: continuing its epochs).
         seed = self._pair_seed + 7919 * (0 if first else self.n_iter_)

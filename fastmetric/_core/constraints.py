@@ -408,12 +408,8 @@ def neighbor_pairs(X, y, k_genuine=3, k_impostor=10, n_jobs=None):
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
-    y : array-like of shape (n_samples,)
-    k_genuine, k_impostor : int
-    n_jobs : int, optional
-        OpenMP threads of the neighbour search; the result does not depend
-        on it.
+    X, y, k_genuine, k_impostor, n_jobs
+        As in :func:`generate_knn_triplets`.
 
     Returns
     -------

@@ -33,7 +33,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.docs import shared_docs
-from fastmetric._core.init import prior_matrix
+from fastmetric._core.init import feature_scales, prior_matrix
 from fastmetric._core.inputs import validate_points
 from fastmetric._core.objectives.itml import itml_projections
 from fastmetric._core.pairs import PairsClassifierMixin
@@ -160,6 +160,13 @@ def _covariance_prior(points):
     return 0.5 * (A0 + A0.T)
 
 
+def _raw_components(A, scales):
+    """The factor of the metric A, for the raw features when A was learned
+    on ``X / scales``."""
+    L = components_from_psd(A)
+    return L if scales is None else np.ascontiguousarray(L / scales)
+
+
 def _prior_matrix(prior, points, d, random_state):
     """The prior ``A0`` (d x d, symmetric positive definite, float64).
 
@@ -214,6 +221,7 @@ class _BaseITML(MahalanobisMixin):
         "gamma": [reals(0, closed="right", high=None)],
         "prior": options_or_array(*_PRIORS, learner=True),
         "convergence_threshold": [Hidden(StrOptions({"deprecated"})), reals(0)],
+        "feature_scaling": [StrOptions({"auto", "range"}), None],
     }
 
     def _tolerance(self, n_constraints):
@@ -258,6 +266,17 @@ class _BaseITML(MahalanobisMixin):
         m = a.shape[0]
 
         used = np.unique(np.concatenate([a, b]))
+        # Features in different units, with a named prior and the default
+        # bounds: the metric is learned on X / scales (powers of two,
+        # exact), where the prior and the bounds (percentiles of the
+        # distances) weigh every feature alike, and mapped back.  Given
+        # bounds are distances of the raw data: no scaling then.
+        scales = None
+        if bounds is None and isinstance(self.prior, str):
+            scales = feature_scales(np.asarray(X[used]), self.feature_scaling)
+        if scales is not None:
+            X = np.asarray(X)
+            X = X / scales.astype(X.dtype)
         points = _distinct_rows(X[used])
         if bounds is None:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -301,7 +320,7 @@ class _BaseITML(MahalanobisMixin):
                     print(f"{n_iter:6d} {conv[-1]:12.6g}")
                 if self.callback is not None:
                     with single_threaded_blas():
-                        self.components_ = components_from_psd(A)
+                        self.components_ = _raw_components(A, scales)
                     self.n_iter_ = n_iter
                     self.n_features_in_ = d
                     if self.callback(self, n_iter, float(conv[-1])):
@@ -321,7 +340,7 @@ class _BaseITML(MahalanobisMixin):
             raise FloatingPointError(
                 "ITML's metric overflowed float64; rescale the data (e.g. StandardScaler).")
         with single_threaded_blas():
-            self.components_ = components_from_psd(A)
+            self.components_ = _raw_components(A, scales)
         self.n_iter_ = int(n_iter)
         self.n_features_in_ = d
         return self
@@ -365,7 +384,16 @@ callback : callable, optional
     ``callback(estimator, sweep, conv)`` after each sweep, with
     ``components_`` and ``n_iter_`` of the current metric set and
     ``conv`` the convergence measure; returning True stops the fit
-    (without a ConvergenceWarning)."""
+    (without a ConvergenceWarning).
+feature_scaling : {'auto', 'range'} or None, default='auto'
+    Features in different units (ranges of the varying columns more than
+    100 times apart): with a named ``prior`` and the default ``bounds``,
+    the metric is learned on the features divided by their ranges (powers
+    of two), where the prior and the bounds weigh each feature alike, and
+    ``components_`` maps the raw features (``bounds_`` are then distances
+    of the scaled points).  ``'range'``: for any data; ``None``: never
+    (metric-learn's behaviour).  See
+    :func:`fastmetric._core.init.feature_scales`."""
 
 
 @shared_docs(params=_PARAMS_DOC)
@@ -440,7 +468,8 @@ class ITML(PairsClassifierMixin, _BaseITML):
 
     def __init__(self, gamma=1.0, max_iter=1000, tol=None, prior="identity", verbose=False,
                  preprocessor=None, random_state=None, n_jobs=None, callback=None,
-                 convergence_threshold="deprecated", order="alternate"):
+                 convergence_threshold="deprecated", order="alternate",
+                 feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -526,7 +555,8 @@ class ITML_Supervised(_BaseITML):
     def __init__(self, gamma=1.0, max_iter=1000, tol=None, n_constraints=None,
                  prior="identity", verbose=False, preprocessor=None, random_state=None,
                  n_jobs=None, callback=None, num_constraints="deprecated",
-                 convergence_threshold="deprecated", order="alternate"):
+                 convergence_threshold="deprecated", order="alternate",
+                 feature_scaling="auto"):
         store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)

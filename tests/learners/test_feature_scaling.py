@@ -24,6 +24,7 @@ from fastmetric import (
     MLKR,
     MMC,
     NCA,
+    ITML_Supervised,
     LDML_Supervised,
     LSML_Supervised,
     MMC_Supervised,
@@ -178,7 +179,7 @@ def test_mlkr_learns_on_mixed_units():
 
 @pytest.mark.parametrize("learner", [NCA, MLKR, LDML_Supervised, MMC_Supervised,
                                      SCML_Supervised, SDML_Supervised, LSML_Supervised,
-                                     RCA_Supervised, LFDA])
+                                     RCA_Supervised, LFDA, ITML_Supervised])
 def test_feature_scaling_rejects_unknown_values(learner):
     X, y = classes_in_mixed_units(n=30)
     with pytest.raises(InvalidParameterError, match="feature_scaling"):
@@ -357,6 +358,7 @@ WHOLE_FIT = [
     pytest.param(SDML_Supervised, dict(random_state=0), id="SDML_Supervised"),
     pytest.param(LSML_Supervised, dict(random_state=0, max_iter=50), id="LSML_Supervised"),
     pytest.param(RCA_Supervised, dict(random_state=0), id="RCA_Supervised"),
+    pytest.param(ITML_Supervised, dict(random_state=0, max_iter=100), id="ITML_Supervised"),
     pytest.param(LFDA, dict(), id="LFDA"),
     pytest.param(LFDA, dict(embedding_type="orthonormalized"), id="LFDA-orthonormalized"),
 ]
@@ -382,7 +384,7 @@ def test_whole_fits_follow_the_units(learner, kw):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("learner", [SDML_Supervised, LSML_Supervised])
+@pytest.mark.parametrize("learner", [SDML_Supervised, LSML_Supervised, ITML_Supervised])
 def test_an_array_prior_is_the_users_metric(learner):
     """A prior given as an array is a metric of the raw features: no scaling."""
     X, y = classes_in_mixed_units(n=200)
@@ -426,3 +428,13 @@ def test_mlkr_shrinks_a_saturated_start():
     assert unscaled.n_iter_ <= 3
     assert shrunk.n_iter_ > 10
     assert r2(shrunk) > r2(unscaled) + 0.2
+
+
+def test_itml_given_bounds_are_raw_distances():
+    """Bounds given by the user are distances of the raw data: no scaling."""
+    X, y = classes_in_mixed_units(n=200)
+    kw = dict(random_state=0, max_iter=50)
+    bounds = (1.0, 100.0)
+    assert_array_equal(
+        ITML_Supervised(**kw).fit(X, y, bounds=bounds).components_,
+        ITML_Supervised(**kw, feature_scaling=None).fit(X, y, bounds=bounds).components_)

@@ -212,7 +212,7 @@ class _BaseMMC(MahalanobisMixin):
         f0 = float(np.sum((L0 @ W) * L0))
         if not f0 > 0 or not objective.pair_distances(X, aD, bD, L0, n_threads).sum() > 0:
             L0 = unit  # M0 sees no pair spread: start from the identity
-            f0 = float(np.sum((L0 @ W) * L0))
+            f0 = float(np.trace(W)) if scales is None else float(np.sum((L0 @ W) * L0))
         L0 = L0 / np.sqrt(f0)
         if self._logdet_reg > 0 and np.linalg.matrix_rank(L0) < d:
             # log det needs a full-rank start: blend in the rescaled identity.

@@ -72,7 +72,9 @@ feature_scaling : {'auto', 'range'} or None, default='auto'
     ``None`` never (metric-learn's and scikit-learn's behaviour).  Data in
     one unit (min-max or standardised columns, raw pixels) are fitted as
     without it, bit for bit (see
-    :func:`fastmetric._core.init.feature_scales`).""",
+    :func:`fastmetric._core.init.feature_scales`).  The fitted attribute
+    ``feature_scales_`` holds the scales used (None when the features were
+    used as given).""",
     "verbose_objective": """\
 verbose : bool or int, default=False
     Print the objective at each iteration.""",

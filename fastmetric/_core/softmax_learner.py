@@ -122,8 +122,7 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         # Under load the main pass runs on the team (the same result), at
         # most one thread per group of rows.
         problem.team_threads = min(team_threads(self.n_jobs), problem.n_groups)
-        return self._fit_problem(X, problem, L0, n_threads,
-                                 feature_scales(X, self.feature_scaling))
+        return self._fit_problem(X, problem, L0, n_threads, self.feature_scales_)
 
     def _fit_problem(self, X, problem, L0, n_threads, scales=None):
         """L-BFGS on ``problem`` from ``L0``; with per-feature ``scales``
@@ -175,6 +174,7 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         rng = check_random_state(self.random_state)
         named = isinstance(self.init, str)
         scales = feature_scales(X, self.feature_scaling)
+        self.feature_scales_ = scales
         with single_threaded_blas():
             if named and scales is not None:
                 # scales are powers of two: X / scales and L / scales are exact

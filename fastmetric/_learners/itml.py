@@ -274,6 +274,7 @@ class _BaseITML(MahalanobisMixin):
         scales = None
         if bounds is None and isinstance(self.prior, str):
             scales = feature_scales(np.asarray(X[used]), self.feature_scaling)
+        self.feature_scales_ = scales
         if scales is not None:
             X = np.asarray(X)
             X = X / scales.astype(X.dtype)
@@ -393,7 +394,9 @@ feature_scaling : {'auto', 'range'} or None, default='auto'
     ``components_`` maps the raw features (``bounds_`` are then distances
     of the scaled points).  ``'range'``: for any data; ``None``: never
     (metric-learn's behaviour).  See
-    :func:`fastmetric._core.init.feature_scales`."""
+    :func:`fastmetric._core.init.feature_scales`; the fitted attribute
+    ``feature_scales_`` holds the scales used (None when the features were
+    used as given)."""
 
 
 @shared_docs(params=_PARAMS_DOC)

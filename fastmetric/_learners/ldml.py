@@ -143,6 +143,7 @@ class _LDMLBase(MahalanobisMixin):
         result = fit.result
         self._set_theta(result.x, fit.L0.shape)
         self._L0 = fit.L0
+        self.feature_scales_ = fit.scales
         self.n_iter_ = int(result.n_iter)
         self.loss_ = float(result.fun)
         self.loss_curve_ = list(result.loss_curve)
@@ -164,6 +165,7 @@ class _LDMLBase(MahalanobisMixin):
                     n_components=self.n_components, n_jobs=self.n_jobs,
                     feature_scaling=self.feature_scaling)
                 self._L0 = L0
+                self.feature_scales_ = scales
                 self._partial_seed = int(rng.randint(0, np.iinfo(np.int32).max))
                 self._optimizer = ldml_optimizer(self.solver, self.learning_rate, scales,
                                                  L0.shape)

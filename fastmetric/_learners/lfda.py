@@ -172,6 +172,7 @@ class LFDA(MahalanobisMixin):
         # (distances to the k-th neighbour) and the neighbours themselves
         # are taken on X / scales (powers of two, exact).
         scales = feature_scales(X, self.feature_scaling)
+        self.feature_scales_ = scales
         if scales is not None:
             X = X / scales
         with single_threaded_blas():

@@ -308,6 +308,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((X.shape[0], X.shape[1], X.shape[1])))
 
         scales = feature_scales(X, self.feature_scaling)
+        self.feature_scales_ = scales
         with single_threaded_blas():
             L0 = self._start(X, y_enc, rng, scales)
             k, d = L0.shape
@@ -431,6 +432,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         size = None if self.init_subsample is None else int(self.init_subsample)
         sub, y_sub = init_subset(X, y_enc) if size is None else init_subset(X, y_enc, size)
         scales = feature_scales(sub, self.feature_scaling)
+        self.feature_scales_ = scales
         if scales is None:
             _, step_scale = rescaled_start(np.eye(sub.shape[1]), sub, return_factor=True)
         else:

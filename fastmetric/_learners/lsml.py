@@ -182,6 +182,7 @@ class _BaseLSML(MahalanobisMixin):
         # X / scales (powers of two, exact), where the prior weighs every
         # feature alike, and its factor mapped back to the raw features.
         scales = feature_scales(X, self.feature_scaling) if isinstance(self.prior, str) else None
+        self.feature_scales_ = scales
         if scales is not None:
             X = X / scales
 

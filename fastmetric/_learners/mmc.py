@@ -146,6 +146,7 @@ class _BaseMMC(MahalanobisMixin):
         # and searches in coordinates where each spans about one unit.
         scales = (feature_scales(X, self.feature_scaling)
                   if not self.diagonal and self.solver == "lbfgs" else None)
+        self.feature_scales_ = scales
         with single_threaded_blas():  # identical results for any thread count
             M0 = self._initial_metric(X, rng, scales)
             W = objective.pair_scatter_matrix(X, aS, bS, None, n_threads)

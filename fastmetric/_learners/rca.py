@@ -182,6 +182,7 @@ class RCA(MahalanobisMixin):
         # the identity) would be a multiple of the large features' variance;
         # on X / scales (powers of two, exact) it weighs every feature alike.
         scales = feature_scales(X, self.feature_scaling)
+        self.feature_scales_ = scales
         if scales is not None:
             X = X / scales
         with single_threaded_blas():

@@ -477,6 +477,7 @@ class SCML_Supervised(_BaseSCML):
         # two, exact); _optimize maps the basis back to the raw features.
         scales = (feature_scales(X, self.feature_scaling) if isinstance(self.basis, str)
                   else None)
+        self.feature_scales_ = scales
         if scales is not None:
             X = X / scales
         triplets = generate_knn_triplets(X, y_enc, k_genuine, k_impostor, self.n_jobs)

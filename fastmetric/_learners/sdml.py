@@ -125,6 +125,7 @@ class _BaseSDML(MahalanobisMixin):
         # balance of prior and pairs and the l1 penalty weigh every feature
         # alike, and its factor mapped back to the raw features.
         scales = feature_scales(X, self.feature_scaling) if isinstance(self.prior, str) else None
+        self.feature_scales_ = scales
         if scales is not None:
             X = X / scales
         with single_threaded_blas():

@@ -21,6 +21,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from fastmetric import (
     LDML,
     LFDA,
+    LMNN,
     MLKR,
     MMC,
     NCA,
@@ -438,3 +439,35 @@ def test_itml_given_bounds_are_raw_distances():
     assert_array_equal(
         ITML_Supervised(**kw).fit(X, y, bounds=bounds).components_,
         ITML_Supervised(**kw, feature_scaling=None).fit(X, y, bounds=bounds).components_)
+
+
+# ---------------------------------------------------------------------------
+# The fitted attribute feature_scales_
+# ---------------------------------------------------------------------------
+ALL_SCALING = [NCA, MLKR, LMNN, LDML_Supervised, MMC_Supervised, SCML_Supervised,
+               SDML_Supervised, LSML_Supervised, ITML_Supervised, RCA_Supervised, LFDA]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("learner", ALL_SCALING)
+def test_feature_scales_attribute(learner, tmp_path):
+    """``feature_scales_`` holds the scales the fit used: those of
+    :func:`feature_scales` on mixed units, None on min-max data and with
+    ``feature_scaling=None``; a model file keeps it."""
+    import fastmetric
+
+    X, y = classes_in_mixed_units(n=150)
+    if learner is MLKR:
+        y = y.astype(float)
+    kw = {"max_iter": 20} if "max_iter" in learner().get_params() else {}
+    if learner is SCML_Supervised:
+        kw = {"max_iter": 1000, "output_iter": 100}
+    if "random_state" in learner().get_params():
+        kw["random_state"] = 0
+    fitted = learner(**kw).fit(X, y)
+    assert_array_equal(fitted.feature_scales_, feature_scales(X))
+    assert learner(**kw).fit(MinMaxScaler().fit_transform(X), y).feature_scales_ is None
+    assert learner(**kw, feature_scaling=None).fit(X, y).feature_scales_ is None
+    path = tmp_path / "model.npz"
+    fastmetric.save(fitted, path)
+    assert_array_equal(fastmetric.load(path).feature_scales_, fitted.feature_scales_)

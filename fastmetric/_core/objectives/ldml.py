@@ -353,12 +353,15 @@ class LDMLFit:
         The minibatch solver's state (None with L-BFGS), for partial_fit.
     batch_seed : int or None
         The seed of the minibatch order, for partial_fit.
+    scales : ndarray of shape (n_features,) or None
+        The per-feature scales of the fit (:func:`initial_theta`).
     """
 
     result: SolverResult
     L0: np.ndarray
     optimizer: object = None
     batch_seed: object = None
+    scales: object = None
 
 
 def fit_ldml(X, a, b, targets, weights, *, rng, init, n_components, alpha, solver,
@@ -437,7 +440,7 @@ n_iter_no_change, n_jobs :
                 fun, theta0 * full, max_iter=max_iter, tol=tol,
                 on_iteration=lambda it, phi, loss: on_iteration(it, phi / full, loss))
             result.x = result.x / full
-        return LDMLFit(result, L0)
+        return LDMLFit(result, L0, scales=scales)
     batch_seed = int(rng.randint(0, np.iinfo(np.int32).max))
     source = pair_source(X, n_jobs)
     make_fun = _batch_objective(shape, X.dtype, L0, alpha)
@@ -473,7 +476,7 @@ n_iter_no_change, n_jobs :
         epoch_batches, theta0, max_epochs=max_iter, tol=tol,
         n_iter_no_change=n_iter_no_change, on_iteration=on_iteration, optimizer=optimizer,
     )
-    return LDMLFit(result, L0, optimizer, batch_seed)
+    return LDMLFit(result, L0, optimizer, batch_seed, scales)
 
 
 def partial_fit_epoch(X, a, b, targets, weights, theta, L0, optimizer, seed, epoch, *,

@@ -237,11 +237,16 @@ def initial_theta(X, a, b, targets, weights, class_labels, rng, *, init, n_compo
         X_init, y_init, rows, pairs = X, class_labels, X, np.column_stack((a, b))
         if init_rows is not None:
             X_init = np.asarray(X[init_rows])
-    X_init = np.asarray(X_init)
-    scales = feature_scales(X_init, feature_scaling)
+    # The ranges, and a scaled named start, from at most INIT_MAX_ROWS evenly
+    # spaced rows: neither needs a pass over (or a scaled copy of) a memmap
+    # of millions of rows.
+    few = evenly_spaced(X_init.shape[0], INIT_MAX_ROWS)
+    X_few = np.asarray(X_init[few])
+    scales = feature_scales(X_few, feature_scaling)
     if scales is not None and isinstance(init, str):
         # powers of two: X / scales and L / scales are exact
-        L0 = initialize_components(init, X_init / scales.astype(X_init.dtype), y=y_init,
+        L0 = initialize_components(init, X_few / scales.astype(X_few.dtype),
+                                   y=None if y_init is None else np.asarray(y_init)[few],
                                    n_components=n_components, random_state=rng) / scales
     else:
         L0 = initialize_components(init, X_init, y=y_init, n_components=n_components,

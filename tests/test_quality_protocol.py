@@ -153,3 +153,29 @@ def test_params_replace_a_learners_defaults(quality_uci, capsys):
     with pytest.raises(SystemExit):
         quality_uci.main(["--learners", "NCA", "--params", "NCA", "[1]"])
     assert "expected a JSON object" in capsys.readouterr().err
+
+
+def test_no_scaling_fits_the_files_units(quality_uci, capsys, monkeypatch):
+    # --no-scaling: the folds are not min-max scaled (a fold in mixed units
+    # scores otherwise), and the tables say so and skip the published
+    # comparison (its numbers are of scaled data).
+    X, y = _data(n_per_class=(40, 30, 20), d=3)
+    X = X * np.array([1e-3, 1.0, 1e3])
+    train, test = next(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    raw = quality_uci.run_fold("synthetic", X, y, train, test, "Euclidean", False)
+    scaled = quality_uci.run_fold("synthetic", X, y, train, test, "Euclidean", True)
+    assert raw[0] != scaled[0]
+    seen = {}
+
+    def fake_evaluate(*args, **kwargs):
+        seen.update(kwargs)
+        results = {"iris": {m: {"acc": [0.9], "fit": [0.1], "warn": [False], "map@r": [0.5]}
+                            for m in ("Euclidean", "NCA")}}
+        return {"results": results, "subsampled": {}, "n_folds": 10,
+                "scale": kwargs["scale"], "params": {}}
+
+    monkeypatch.setattr(quality_uci, "evaluate", fake_evaluate)
+    quality_uci.main(["--learners", "NCA", "--datasets", "iris", "--no-scaling", "--no-raw"])
+    out = capsys.readouterr().out
+    assert seen["scale"] is False
+    assert "no scaling" in out and "Against the published numbers" not in out

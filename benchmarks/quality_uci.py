@@ -473,8 +473,8 @@ def load_raw(name):
 def raw_data_nca(n_folds=10, fold_seeds=(0,), params=None):
     """NCA on unscaled data: the digits pixels (0..16, one unit; the
     default start shrunk where its softmax saturates) and wine and breast
-    cancer in their own units (column ranges 0.1 to 1,400 and 0.003 to
-    4,000: ``feature_scaling``).  The default against the same without
+    cancer in their own units (column ranges 0.53 to 1,402 and 0.029 to
+    4,069: ``feature_scaling``).  The default against the same without
     feature scaling and against the unscaled identity start of metric-learn
     and scikit-learn (with ``params["NCA"]``, if given, as NCA's other
     settings)."""

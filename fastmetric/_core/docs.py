@@ -62,7 +62,7 @@ n_jobs : int, optional
     "feature_scaling": """\
 feature_scaling : {'auto', 'range'} or None, default='auto'
     Features in different units (ranges of the varying columns more than
-    100 times apart, e.g. raw breast cancer: 1e-3 to 1e3) leave the small
+    100 times apart, e.g. raw breast cancer: 0.03 to 4,000) leave the small
     ones without gradient from a start in the data's units, and the fit
     stops with them unused.  ``'auto'`` then computes a named ``init`` on
     the features divided by their ranges (powers of two) and runs the

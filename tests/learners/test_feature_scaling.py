@@ -340,7 +340,7 @@ def test_scml_array_basis_and_one_unit_unchanged():
 @pytest.mark.parametrize("learner, margin", [(LDML_Supervised, 0.2), (MMC_Supervised, 0.1),
                                              (SCML_Supervised, 0.0)])
 def test_learns_on_raw_wine(learner, margin):
-    """Raw wine (column ranges 0.1 to 1,400): from the unscaled start LDML
+    """Raw wine (column ranges 0.53 to 1,402): from the unscaled start LDML
     stops at once near the Euclidean distance (0.648) and MMC stays near it;
     with feature scaling each scores as on standardised features."""
     from sklearn.datasets import load_wine

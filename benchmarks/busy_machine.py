@@ -83,7 +83,13 @@ def _datasets():
     return out
 
 
-def cases(quick):
+# The learners that the issue names are always timed; ``--all-learners``
+# adds the others, so that every learner's default is seen under load.
+OTHER_LEARNERS = ("MLKR", "MMC_Supervised", "SDML_Supervised", "LSML_Supervised",
+                  "SCML_Supervised", "RCA_Supervised", "LFDA", "Covariance")
+
+
+def cases(quick, all_learners=False):
     """The timed calls: a list of (name, fn(n_jobs) -> seconds)."""
     import fastmetric
     from fastmetric.pairwise import mahalanobis_distances, paired_mahalanobis_distances
@@ -98,6 +104,8 @@ def cases(quick):
         if make is None:
             return lambda n_jobs: time_fit(fastmetric.ClusterLDML(
                 n_clusters=n_classes, random_state=0, n_jobs=n_jobs), X)
+        if isinstance(make, type):
+            return lambda n_jobs: _time_default_fit(make, n_jobs, X, y)
         return lambda n_jobs: time_fit(make(n_jobs), X, y)
 
     learners = [
@@ -107,6 +115,9 @@ def cases(quick):
         ("ITML_Supervised", lambda j: fastmetric.ITML_Supervised(random_state=0, n_jobs=j)),
         ("ClusterLDML", None),
     ]
+    if all_learners:
+        for other in OTHER_LEARNERS:
+            learners.append((other, getattr(fastmetric, other)))
     out = []
     for dataset in ("breast cancer",) if quick else ("breast cancer", "digits"):
         for name, make in learners:
@@ -132,6 +143,23 @@ def cases(quick):
     out.append((f"paired_mahalanobis_distances {n_pairs:,} pairs, d={d}",
                 timed(lambda j: paired_mahalanobis_distances(X, pairs, components=L, n_jobs=j))))
     return out
+
+
+def _time_default_fit(cls, n_jobs, X, y):
+    """Seconds of a fit of ``cls`` with its defaults (``random_state=0``
+    where it has one).  A learner without ``n_jobs`` (LFDA, Covariance: their
+    work is numpy's and scipy's) is given one BLAS thread for its
+    ``n_jobs=1`` fit and BLAS's own threads for the default."""
+    from threadpoolctl import threadpool_limits
+
+    params = cls().get_params()
+    kwargs = {"random_state": 0} if "random_state" in params else {}
+    if "n_jobs" in params:
+        return time_fit(cls(n_jobs=n_jobs, **kwargs), X, y)
+    if n_jobs is None:
+        return time_fit(cls(**kwargs), X, y)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return time_fit(cls(**kwargs), X, y)
 
 
 def start_busy(k):
@@ -361,6 +389,12 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed repeats per call and load (default 5; --quick 3)")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    parser.add_argument("--all-learners", action="store_true",
+                        help="also time every other learner's default fit (MLKR on the class "
+                             "numbers as targets)")
+    parser.add_argument("--only", nargs="+", metavar="TEXT", default=None,
+                        help="time only the calls whose name contains one of these texts "
+                             "(e.g. --only MMC 'SCML_Supervised, digits')")
     parser.add_argument("--quiet-realtime", action="store_true",
                         help="time the quiet rounds at real-time priority (Linux, privileged): "
                              "on a shared machine, the quiet column then leaves out other "
@@ -377,7 +411,12 @@ def main(argv=None):
                       for v in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"))
     print(f"default n_jobs -> {effective_n_threads(None)} thread(s) now; {waits}")
     print(f"{os.cpu_count()} CPUs; load average before (1, 5, 15 min): {load_average()}")
-    case_list = cases(args.quick)
+    case_list = cases(args.quick, args.all_learners)
+    if args.only:
+        case_list = [(name, fn) for name, fn in case_list
+                     if any(text in name for text in args.only)]
+        if not case_list:
+            parser.error(f"--only {args.only} matches no call")
     times, threads, used = run(case_list, repeats, (None, 1), args.quiet_realtime)
     print(f"\nmedian (min-max) of {repeats} repeats after a warm-up round "
           f"({PAIRS_ONE_BUSY * repeats} under 1 busy); "

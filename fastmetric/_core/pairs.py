@@ -7,7 +7,7 @@ and the calibration of ``threshold_`` (metric-learn's API).
 import numbers
 
 import numpy as np
-from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.base import ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.metaestimators import available_if
 
@@ -20,6 +20,7 @@ from fastmetric._core.inputs import (
     rows_in_use,
     validate_points,
 )
+from fastmetric._core.params import fit_context
 
 __all__ = ["PairsClassifierMixin", "PairsFromLabelsMixin", "ThresholdTypeError"]
 
@@ -331,7 +332,7 @@ class PairsFromLabelsMixin:
 
     _grow_pair_count = False
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y):
         """Draw pairs from the class labels and learn the metric from them.
 

@@ -13,7 +13,6 @@ its verbose table and callback.
 from typing import ClassVar
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
@@ -30,7 +29,7 @@ from fastmetric._core.minibatch_learner import (
     stochastic_solver_only,
 )
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
-from fastmetric._core.params import reals, shared
+from fastmetric._core.params import fit_context, reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import single_threaded_blas, team_threads
 
@@ -77,7 +76,7 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         return labelled_points(self, X, y, reset, y_numeric=self._regression)
 
     @available_if(stochastic_solver_only)
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def partial_fit(self, X, y):
         """One epoch of the stochastic solver over a batch of rows.
 

@@ -125,7 +125,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.linalg
 import scipy.optimize
-from sklearn.base import ClusterMixin, _fit_context, clone
+from sklearn.base import ClusterMixin, clone
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
@@ -150,7 +150,14 @@ from fastmetric._core.init import initialize_components
 from fastmetric._core.inputs import check_pair_targets
 from fastmetric._core.memory import check_memory
 from fastmetric._core.objectives.ldml import fit_ldml
-from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
+from fastmetric._core.params import (
+    fit_context,
+    integers,
+    options_or_array,
+    reals,
+    shared,
+    store_params,
+)
 from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.solvers import IterationPrinter, warn_interrupted
 from fastmetric._core.threads import effective_n_threads, limited_openmp, single_threaded_blas
@@ -868,7 +875,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
     # ------------------------------------------------------------------
     # fit
     # ------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y=None):
         """Learn the metric and the clustering from ``X`` alone.
 

@@ -13,13 +13,12 @@ square roots, shared with RCA and LFDA) are in :mod:`fastmetric._core.covariance
 from typing import ClassVar
 
 import numpy as np
-from sklearn.base import _fit_context
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.covariance import shrunk_inverse_covariance
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.inputs import validate_points
-from fastmetric._core.params import shared, store_params
+from fastmetric._core.params import fit_context, shared, store_params
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["Covariance"]
@@ -103,7 +102,7 @@ class Covariance(MahalanobisMixin):
     def __init__(self, preprocessor=None, shrinkage=0.7):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y=None):
         """Compute the shrunk covariance of ``X`` and its inverse as the metric.
 

@@ -24,7 +24,6 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
-from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, StrOptions
@@ -37,7 +36,14 @@ from fastmetric._core.init import feature_scales, prior_matrix
 from fastmetric._core.inputs import validate_points
 from fastmetric._core.objectives.itml import itml_projections
 from fastmetric._core.pairs import PairsClassifierMixin
-from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
+from fastmetric._core.params import (
+    fit_context,
+    integers,
+    options_or_array,
+    reals,
+    shared,
+    store_params,
+)
 from fastmetric._core.solvers import warn_interrupted
 from fastmetric._core.threads import single_threaded_blas
 
@@ -475,7 +481,7 @@ class ITML(PairsClassifierMixin, _BaseITML):
                  feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, pairs, y, bounds=None, calibration_params=None):
         """Learn the metric from labelled pairs, then calibrate ``threshold_``.
 
@@ -562,7 +568,7 @@ class ITML_Supervised(_BaseITML):
                  feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y, bounds=None):
         """Draw pairs from the classes of ``y`` and learn the metric.
 

@@ -23,7 +23,6 @@ class labels, drawing the pairs with :func:`fastmetric.kernels.sampling.sample_p
 from typing import ClassVar
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
@@ -51,7 +50,14 @@ from fastmetric._core.objectives.ldml import (
     theta_of,
 )
 from fastmetric._core.pairs import PairsClassifierMixin
-from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
+from fastmetric._core.params import (
+    fit_context,
+    integers,
+    options_or_array,
+    reals,
+    shared,
+    store_params,
+)
 from fastmetric._core.solvers import (
     IterationPrinter,
     record_partial_epoch,
@@ -292,7 +298,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
                  feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, pairs, y, sample_weight=None):
         """Learn the metric from labelled pairs.
 
@@ -356,7 +362,7 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         return X, np.ascontiguousarray(a), np.ascontiguousarray(b), targets, weights
 
     @available_if(_stochastic_solver)
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def partial_fit(self, pairs, y, sample_weight=None):
         """One epoch of the stochastic solver on a batch of labelled pairs.
 
@@ -506,7 +512,7 @@ feature_scaling
         n_pairs = min(20 * n, 200_000) if self.n_pairs is None else int(self.n_pairs)
         return split_pair_count(n_pairs, float(self.positive_fraction))
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y):
         """Draw pairs from the classes of ``y`` and learn the metric.
 
@@ -557,7 +563,7 @@ feature_scaling
         return self
 
     @available_if(_stochastic_solver)
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def partial_fit(self, X, y):
         """One epoch of the stochastic solver on a batch of labelled rows.
 

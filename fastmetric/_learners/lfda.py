@@ -26,7 +26,6 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
-from sklearn.base import _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 
@@ -36,7 +35,7 @@ from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import _complete_rows, feature_scales, resolve_n_components
 from fastmetric._core.inputs import encode_classes, validate_points
 from fastmetric._core.local_scatter import local_scatters
-from fastmetric._core.params import integers, reals, shared, store_params
+from fastmetric._core.params import fit_context, integers, reals, shared, store_params
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["LFDA"]
@@ -149,7 +148,7 @@ class LFDA(MahalanobisMixin):
                  preprocessor=None, shrinkage=0.01, feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y):
         """Learn the LFDA map from points and class labels.
 

@@ -34,7 +34,6 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
@@ -63,7 +62,7 @@ from fastmetric._core.objectives.neighbor_batches import (
     LMNNBatchObjective,
     block_target_neighbors,
 )
-from fastmetric._core.params import integers, reals, shared, store_params
+from fastmetric._core.params import fit_context, integers, reals, shared, store_params
 from fastmetric._core.solvers import IterationPrinter, minimize_halving_descent, minimize_lbfgs
 from fastmetric._core.threads import (
     effective_n_threads,
@@ -289,7 +288,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
                  target_block_size=None, init_subsample=5_000, feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y):
         """Learn the metric from points and their class labels.
 
@@ -479,7 +478,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
                                                     // int(self.batch_size))
 
     @available_if(stochastic_solver_only)
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def partial_fit(self, X, y):
         """One epoch of the stochastic solver over a batch of labelled rows.
 

@@ -58,7 +58,6 @@ from typing import ClassVar
 import numpy as np
 import scipy.linalg
 from scipy.linalg.lapack import dpotrf, dpotri
-from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
@@ -69,7 +68,7 @@ from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales, prior_matrix
 from fastmetric._core.inputs import check_tuples, rows_in_use, validate_points
 from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
-from fastmetric._core.params import options_or_array, shared, store_params
+from fastmetric._core.params import fit_context, options_or_array, shared, store_params
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.tuples import QuadrupletsClassifierMixin
@@ -313,7 +312,7 @@ class LSML(QuadrupletsClassifierMixin, _BaseLSML):
                  feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, quadruplets, weights=None):
         """Learn the metric from quadruplets.
 
@@ -391,7 +390,7 @@ feature_scaling
         """Validated points and labels; X may be identifiers of preprocessor rows."""
         return validate_points(self, X, y)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y):
         """Draw quadruplets from the classes of ``y`` and learn the metric.
 

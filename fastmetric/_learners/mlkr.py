@@ -25,14 +25,13 @@ the epochs, ``partial_fit`` and Ctrl-C handling are those of
 from typing import ClassVar
 
 import numpy as np
-from sklearn.base import _fit_context
 
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.minibatch_learner import batch_objective, check_dask_solver, init_subset
 from fastmetric._core.objectives.neighbor_batches import MLKRBatchObjective
-from fastmetric._core.params import options_or_array, store_params
+from fastmetric._core.params import fit_context, options_or_array, store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
-from fastmetric._core.threads import effective_n_threads
+from fastmetric._core.threads import effective_n_threads, multiply_adds
 
 __all__ = ["MLKR"]
 
@@ -157,7 +156,7 @@ class MLKR(SoftmaxNeighborsLearner):
                  learning_rate=0.005, n_iter_no_change=5, feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y):
         """Learn ``L`` from points and their real-valued targets.
 
@@ -169,7 +168,6 @@ class MLKR(SoftmaxNeighborsLearner):
 
         {returns_self}
         """
-        n_threads = effective_n_threads(self.n_jobs)
         X, y = self._points(X, y)
         n = X.shape[0]
         if n < 2:
@@ -179,6 +177,8 @@ class MLKR(SoftmaxNeighborsLearner):
             )
         targets = np.ascontiguousarray(y, dtype=np.float64)
         solver = check_dask_solver(self, X)
+        # A full-batch gradient is one region of n^2 d multiply-adds (NCA's).
+        n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((n, n, X.shape[1])))
         return self._fit_solver(
             X, solver, n_threads, targets=targets,
             stochastic_start=lambda: self._initial_components(init_subset(X, targets)[0], None,

@@ -53,7 +53,7 @@ import warnings
 from typing import ClassVar
 
 import numpy as np
-from sklearn.base import TransformerMixin, _fit_context
+from sklearn.base import TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
@@ -63,7 +63,14 @@ from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales, initialize_components, prior_matrix
 from fastmetric._core.objectives import mmc as objective
 from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
-from fastmetric._core.params import integers, options_or_array, reals, shared, store_params
+from fastmetric._core.params import (
+    fit_context,
+    integers,
+    options_or_array,
+    reals,
+    shared,
+    store_params,
+)
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs, warn_interrupted
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 
@@ -479,7 +486,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
                  callback=None, feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, pairs, y, calibration_params=None):
         """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
 

@@ -34,7 +34,6 @@ the epochs, ``partial_fit`` and Ctrl-C handling are those of
 
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.docs import shared_docs
@@ -45,7 +44,7 @@ from fastmetric._core.minibatch_learner import (
     labelled_points,
 )
 from fastmetric._core.objectives.neighbor_batches import NCABatchObjective
-from fastmetric._core.params import store_params
+from fastmetric._core.params import fit_context, store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
 from fastmetric._core.threads import effective_n_threads, multiply_adds
 
@@ -192,7 +191,7 @@ class NCA(SoftmaxNeighborsLearner):
                  n_iter_no_change=5, feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y):
         """Learn ``L`` from points and their class labels.
 

@@ -16,7 +16,6 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
-from sklearn.base import _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 
@@ -32,7 +31,7 @@ from fastmetric._core.covariance import (
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales, resolve_n_components
 from fastmetric._core.inputs import one_per_row, validate_points
-from fastmetric._core.params import integers, shared, store_params
+from fastmetric._core.params import fit_context, integers, shared, store_params
 from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["RCA", "RCA_Supervised"]
@@ -156,7 +155,7 @@ class RCA(MahalanobisMixin):
                  feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, chunks):
         """Learn the metric from points and their chunk ids.
 
@@ -293,7 +292,7 @@ class RCA_Supervised(RCA):
                  feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y):
         """Draw chunks from the classes of ``y`` and learn the RCA metric.
 

@@ -29,7 +29,6 @@ import warnings
 from typing import ClassVar
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -40,7 +39,7 @@ from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales
 from fastmetric._core.inputs import check_tuples, encode_classes, validate_points
 from fastmetric._core.objectives.scml import embedding_map, minimize_scml
-from fastmetric._core.params import integers, reals, shared, store_params
+from fastmetric._core.params import fit_context, integers, reals, shared, store_params
 from fastmetric._core.scml_basis import default_n_basis_lda, lda_basis, triplet_diffs_basis
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas
 from fastmetric._core.tuples import TripletsClassifierMixin
@@ -318,7 +317,7 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
                  preprocessor=None, random_state=None, n_jobs=None, callback=None):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, triplets, y=None):
         """Learn the metric from triplets.
 
@@ -451,7 +450,7 @@ class SCML_Supervised(_BaseSCML):
                  feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y):
         """Make triplets from the labels and learn the metric.
 

@@ -29,7 +29,7 @@ import warnings
 from typing import ClassVar
 
 import numpy as np
-from sklearn.base import TransformerMixin, _fit_context
+from sklearn.base import TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
@@ -38,7 +38,7 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales, prior_matrix
 from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
-from fastmetric._core.params import options_or_array, reals, shared, store_params
+from fastmetric._core.params import fit_context, options_or_array, reals, shared, store_params
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
 from fastmetric._core.validation import caller_stacklevel, check_finite_result
 from fastmetric.kernels.pair_scatter import pair_scatter
@@ -268,7 +268,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
                  max_iter=100, n_jobs=None, enet_tol=1e-6, feature_scaling="auto"):
         store_params(self, locals())
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, pairs, y, calibration_params=None):
         """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
 

@@ -1,7 +1,9 @@
 """One parameter check mechanism for every learner: scikit-learn's.
 
 Each public estimator declares ``_parameter_constraints`` and wraps its fit
-methods in ``sklearn.base._fit_context``, so that scikit-learn's own
+methods in ``sklearn.base._fit_context`` (the learners through
+``fastmetric._core.params.fit_context``, which also holds BLAS to one
+thread during the fit), so that scikit-learn's own
 ``BaseEstimator._validate_params`` checks the constructor parameters once per
 fit, before any data is read, and raises ``InvalidParameterError`` naming the
 parameter, the estimator and the value.
@@ -67,19 +69,66 @@ def test_constraints_cover_exactly_the_constructor_parameters(cls):
     assert declared == set(cls().get_params(deep=False))
 
 
-@pytest.mark.parametrize("cls", EVERY_ESTIMATOR, ids=_ids)
-def test_fit_methods_are_wrapped_in_fit_context(cls):
-    # _fit_context's wrapper (code in sklearn/base.py) keeps the fit method it
-    # wraps in __wrapped__.
+def _fit_methods(cls):
     for name in ("fit", "partial_fit"):
         method = inspect.getattr_static(cls, name, None)
-        if method is None:
-            continue
-        method = getattr(method, "fn", method)  # available_if descriptors
+        if method is not None:
+            yield name, getattr(method, "fn", method)  # available_if descriptors
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=_ids)
+def test_learner_fit_methods_are_wrapped_in_fit_context(cls):
+    # fastmetric._core.params.fit_context: scikit-learn's _fit_context with
+    # BLAS held to one thread for the whole fit.
+    for name, method in _fit_methods(cls):
+        assert getattr(method, "__fastmetric_fit_context__", False), f"{cls.__name__}.{name}"
+
+
+@pytest.mark.parametrize("cls", NEIGHBORS, ids=_ids)
+def test_neighbor_fit_methods_are_wrapped_in_sklearn_fit_context(cls):
+    # _fit_context's wrapper (code in sklearn/base.py) keeps the fit method it
+    # wraps in __wrapped__.
+    for name, method in _fit_methods(cls):
         assert hasattr(method, "__wrapped__"), f"{cls.__name__}.{name}"
         code = method.__code__
         assert code.co_filename.replace("\\", "/").endswith("sklearn/base.py"), (
             f"{cls.__name__}.{name}")
+
+
+class _RecordsBlasThreads(BaseEstimator):
+    """An estimator whose fit records BLAS's thread counts while it runs."""
+
+    _parameter_constraints = {"alpha": [fm_params.reals(0)]}
+
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+    @fm_params.fit_context
+    def fit(self, X, y=None):
+        self.blas_threads_ = _blas_thread_counts()
+        return self
+
+
+def _blas_thread_counts():
+    from threadpoolctl import ThreadpoolController
+
+    return [lib.num_threads for lib in ThreadpoolController().select(user_api="blas").lib_controllers]
+
+
+def test_fit_context_holds_blas_to_one_thread_and_checks_parameters():
+    from threadpoolctl import threadpool_limits
+
+    if not _blas_thread_counts():
+        pytest.skip("no BLAS library that threadpoolctl can control")
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_thread_counts()
+        if max(before) < 2:
+            pytest.skip("BLAS runs one thread here whatever the limit")
+        est = _RecordsBlasThreads().fit(np.ones((3, 2)))
+        assert est.blas_threads_ == [1] * len(before)
+        assert _blas_thread_counts() == before        # given back after the fit
+    with pytest.raises(InvalidParameterError, match="alpha"):
+        _RecordsBlasThreads(alpha=-1.0).fit(np.ones((3, 2)))
 
 
 @pytest.mark.parametrize("cls", EVERY_ESTIMATOR, ids=_ids)

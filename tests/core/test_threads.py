@@ -37,12 +37,12 @@ ctxt 678
     (2, 2, 0.3, 2),       # background noise below the cut
     (2, 2, 0.67, 1),      # one busy loop: the free core only
     (2, 2, 1.0, 1),
-    (2, 2, 1.5, 2),       # two busy loops: no free core, a share of each
-    (2, 2, 3.4, 2),
+    (2, 2, 1.5, 1),       # two busy loops: no free core, one thread (the waits at
+    (2, 2, 3.4, 1),       # the region ends cost more than a share of a core brings)
     (2, 2, 3.5, 1),       # others want twice the cores: one thread
     (8, 8, 2.2, 6),       # the free cores
     (8, 8, 2.6, 5),
-    (8, 8, 7.9, 8),
+    (8, 8, 7.9, 1),
     (8, 8, 16.0, 1),
     (4, 8, 2.0, 4),       # the limit still caps
     (1, 2, 0.0, 1),
@@ -210,7 +210,8 @@ def test_default_threads_follow_the_load(monkeypatch):
         monkeypatch.setenv("OMP_NUM_THREADS", "2")    # a user's limit: no thread beyond it
         assert effective_n_threads(None, work=LARGE_WORK) == 2
         monkeypatch.setattr(threads, "_LOAD", FixedLoad(1.8))
-        assert effective_n_threads(None) == 2
+        assert effective_n_threads(None) == 1          # no free core, no size stated
+        assert effective_n_threads(None, work=MEDIUM_WORK) == 2
         monkeypatch.setattr(threads, "_LOAD", FixedLoad(4.0))
         assert effective_n_threads(None) == 1
         # An explicit n_jobs is obeyed whatever the load.

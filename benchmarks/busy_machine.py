@@ -40,6 +40,13 @@ Run as::
 
 ``--quick`` times the breast cancer fits and the kernels only, with 3
 repeats (a smoke test); ``--repeats`` sets the number of timed repeats.
+The fits are NCA, LMNN, LDML_Supervised, ITML_Supervised and ClusterLDML
+(the issue's set); ``--all-learners`` adds every other learner's default
+fit (MLKR, MMC_Supervised, SDML_Supervised, LSML_Supervised,
+SCML_Supervised, RCA_Supervised, LFDA, Covariance; LFDA and Covariance have
+no ``n_jobs``: their ``n_jobs=1`` column is the fit with BLAS held to one
+thread), and ``--only TEXT ...`` keeps the calls whose name contains one
+of the texts.
 On a machine that other users load, ``--quiet-realtime`` times the quiet
 rounds at real-time priority (Linux, needs the privilege), so that the
 quiet column is what an idle machine gives; the busy rounds then still

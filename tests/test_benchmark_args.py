@@ -75,6 +75,8 @@ CASES = [
     ("quality_clustering.py", ["--seeds", "-1"],
      "argument --seeds: must be a non-negative integer, got -1"),
     ("busy_machine.py", ["--repeats", "0"], "--repeats must be a positive integer, got 0"),
+    ("busy_machine.py", ["--all-learners", "--only", "no-such-call"],
+     "--only ['no-such-call'] matches no call"),
 ]
 
 

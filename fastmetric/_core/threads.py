@@ -186,6 +186,13 @@ def _controller():
     return _CONTROLLER
 
 
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    # The BLAS part of the controller made once (selecting costs 4 us, and
+    # every fit and many kernel calls hold BLAS to one thread).
+    return _controller().select(user_api="blas")
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
     """Hold BLAS to one thread while our OpenMP threads call it.
@@ -193,7 +200,7 @@ def single_threaded_blas():
     Each OpenMP thread of a kernel may call GEMM on its own block; a
     multithreaded BLAS underneath would oversubscribe the cores.
     """
-    controller = _controller().select(user_api="blas")
+    controller = _blas_controller()
     if all(lib.num_threads == 1 for lib in controller.lib_controllers):
         yield  # already single-threaded (e.g. inside a learner's fit)
         return

@@ -79,9 +79,9 @@ def weighted_pair_scatter(X, a, b, weights=None, n_jobs=None, method="auto"):
         raise ValueError(
             f"method must be one of {sorted(METHODS)}; got {method!r}."
         )
-    n_threads = effective_n_threads(n_jobs)
     # At least ~2^20 multiply-adds per thread to be worth a team.
-    n_threads = threads_for_work(n_threads, n_pairs * d * min(d, 64), 1 << 20)
+    work = n_pairs * d * min(d, 64)
+    n_threads = threads_for_work(effective_n_threads(n_jobs, work=work), work, 1 << 20)
     out = np.empty((d, d), dtype=np.float64)
     # The tiles' GEMMs are small: BLAS threads would only oversubscribe
     # (and could change the rounding), whatever n_threads is.

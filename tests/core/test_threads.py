@@ -3,6 +3,7 @@
 Deterministic: the load samples and environments are made up here; nothing
 is timed.
 """
+import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
@@ -280,3 +281,48 @@ def test_limited_openmp_holds_every_openmp_runtime_and_restores_it():
             assert all(n == 1 for _, n in inside)
             assert openmp_max_threads() == 1
         assert openmp_counts() == before
+
+
+def _recorded_work(monkeypatch, module):
+    """Patch ``module.effective_n_threads`` to record the ``work`` of each call."""
+    seen = []
+    original = module.effective_n_threads
+
+    def recording(n_jobs=None, work=None, static=False):
+        seen.append(work)
+        return original(n_jobs, work=work, static=static)
+
+    monkeypatch.setattr(module, "effective_n_threads", recording)
+    return seen
+
+
+def test_public_pair_kernels_state_their_work(monkeypatch):
+    # Under load with no free core, a call that states no work runs one
+    # thread; these kernels state theirs so that a large call takes a share
+    # of the taken cores.
+    from fastmetric._core import scatter
+    from fastmetric._core.objectives import pair_loss
+    from fastmetric.pairwise import ldml_loss, weighted_pair_scatter
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 6))
+    pairs = rng.integers(0, 50, size=(40, 2))
+    L = rng.standard_normal((3, 6))
+    seen = _recorded_work(monkeypatch, pair_loss)
+    ldml_loss(X, pairs, rng.integers(0, 2, 40).astype(float), L, 1.0)
+    assert 50 * 3 * 6 + 40 * 3 in seen
+    seen = _recorded_work(monkeypatch, scatter)
+    weighted_pair_scatter(X, pairs[:, 0], pairs[:, 1])
+    assert seen == [40 * 6 * 6]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_mlkr_states_its_work_as_nca(monkeypatch):
+    from fastmetric import MLKR
+    from fastmetric._learners import mlkr
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 4))
+    seen = _recorded_work(monkeypatch, mlkr)
+    MLKR(max_iter=2, random_state=0).fit(X, X[:, 0])
+    assert seen == [30 * 30 * 4]

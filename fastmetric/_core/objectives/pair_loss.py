@@ -10,7 +10,12 @@ thread counts.
 import numpy as np
 
 from fastmetric._core.rows import distinct_indices
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
+from fastmetric._core.threads import (
+    effective_n_threads,
+    multiply_adds,
+    single_threaded_blas,
+    threads_for_work,
+)
 from fastmetric._core.validation import (
     check_chunk_size,
     check_components,
@@ -248,8 +253,7 @@ def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
     """
     # X's values are checked while the kernel maps them (check_finite below).
     X = check_points(X, "X", allow_nan=True)
-    n_threads = effective_n_threads(n_jobs)
-    a, b = check_index_pairs(pairs, X.shape[0], "pairs", n_threads=n_threads)
+    a, b = check_index_pairs(pairs, X.shape[0], "pairs", n_threads=effective_n_threads(n_jobs))
     targets = check_pair_vector(y, a.shape[0], "y", np.float64, lo=0.0, hi=1.0)
     weights = None if sample_weight is None else check_weights(sample_weight, a.shape[0])
     if components is None:
@@ -257,6 +261,10 @@ def ldml_loss(X, pairs, y, components, bias, *, sample_weight=None,
     L = check_components(components, X.shape[1], X.dtype)
     bias = check_scalar_finite(bias, "bias")
     chunk_size = check_chunk_size(chunk_size)
+    # One evaluation maps the points (n k d) and takes the pairs' mapped
+    # differences (P k): the work that sets the default thread count under load.
+    n_threads = effective_n_threads(n_jobs, work=multiply_adds(
+        (X.shape[0], L.shape[0], X.shape[1]), (a.shape[0], L.shape[0])))
     problem = PairLossProblem(X, a, b, targets, weights, chunk_size, n_threads)
     loss, grad, grad_bias = problem.loss_grad(L, bias, n_threads, return_gradient,
                                               check_finite=True)

@@ -22,7 +22,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from fastmetric._core.base import _embed_rows
 from fastmetric._core.dask_support import check_dask_points, import_dask, is_dask_array
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
+from fastmetric._core.threads import (
+    effective_n_threads,
+    multiply_adds,
+    single_threaded_blas,
+    threads_for_work,
+)
 from fastmetric._core.validation import check_points, check_squared_scale
 from fastmetric.kernels.neighbors import BLOCK_ROWS, _kneighbors, _pack, _radius
 
@@ -146,9 +151,11 @@ def _map_block(block, embedding):
     return embedding.transform(block, n_jobs=1)
 
 
-def search_threads(n_jobs, n_queries):
-    """Threads for a search of n_queries: at most one per block of queries."""
-    return threads_for_work(effective_n_threads(n_jobs), n_queries, BLOCK_ROWS)
+def search_threads(n_jobs, n_queries, work=None):
+    """Threads for a search of n_queries: at most one per block of queries.
+    ``work``: the search's multiply-adds (queries x database rows x
+    dimensions), which sets the default thread count under load."""
+    return threads_for_work(effective_n_threads(n_jobs, work=work), n_queries, BLOCK_ROWS)
 
 
 def check_n_neighbors(n_neighbors, available, exclude_self=False):
@@ -210,7 +217,8 @@ class ExactIndex:
         """One kernel call: the queries in the database's dtype, the threads
         for their count, BLAS on one thread inside our parallel region."""
         Zq = self._queries(Zq)
-        n_threads = search_threads(self.n_jobs if n_jobs is None else n_jobs, Zq.shape[0])
+        n_threads = search_threads(self.n_jobs if n_jobs is None else n_jobs, Zq.shape[0],
+                                   work=multiply_adds((Zq.shape[0], Zq.shape[1], self.n)))
         with single_threaded_blas():
             return kernel(Zq, self.db, bound, exclude_self=exclude_self, self_shift=self_shift,
                           n_threads=n_threads)

@@ -13,6 +13,7 @@ import numbers
 import os
 import statistics
 import sys
+import threading
 import time
 
 from threadpoolctl import ThreadpoolController
@@ -193,19 +194,38 @@ def _blas_controller():
     return _controller().select(user_api="blas")
 
 
+# The BLAS hold is process-wide (BLAS's thread count is), and fits may run
+# in several Python threads at once: the first holder sets one thread, the
+# last one to leave gives the count back.  (Each holder setting and
+# restoring the limit on its own would let the first fit to finish lift the
+# hold under a fit still running, or restore a count of 1 for good.)
+_BLAS_HOLD_LOCK = threading.Lock()
+_blas_hold = {"holders": 0, "limiter": None}
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
     """Hold BLAS to one thread while our OpenMP threads call it.
 
     Each OpenMP thread of a kernel may call GEMM on its own block; a
-    multithreaded BLAS underneath would oversubscribe the cores.
+    multithreaded BLAS underneath would oversubscribe the cores.  Nested
+    and concurrent holds (fits in several threads) share one limit, set by
+    the first and lifted when the last ends.
     """
-    controller = _blas_controller()
-    if all(lib.num_threads == 1 for lib in controller.lib_controllers):
-        yield  # already single-threaded (e.g. inside a learner's fit)
-        return
-    with controller.limit(limits=1):
+    with _BLAS_HOLD_LOCK:
+        if _blas_hold["holders"] == 0:
+            controller = _blas_controller()
+            if not all(lib.num_threads == 1 for lib in controller.lib_controllers):
+                _blas_hold["limiter"] = controller.limit(limits=1)
+        _blas_hold["holders"] += 1
+    try:
         yield
+    finally:
+        with _BLAS_HOLD_LOCK:
+            _blas_hold["holders"] -= 1
+            if _blas_hold["holders"] == 0 and _blas_hold["limiter"] is not None:
+                _blas_hold["limiter"].restore_original_limits()
+                _blas_hold["limiter"] = None
 
 
 @contextlib.contextmanager

@@ -326,3 +326,73 @@ def test_mlkr_states_its_work_as_nca(monkeypatch):
     seen = _recorded_work(monkeypatch, mlkr)
     MLKR(max_iter=2, random_state=0).fit(X, X[:, 0])
     assert seen == [30 * 30 * 4]
+
+
+class _FakeBlas:
+    """A BLAS library and its controller, as threadpoolctl's controller
+    shows them to single_threaded_blas: a thread count, and limit() that
+    sets it and gives it back."""
+
+    def __init__(self, n_threads):
+        self.num_threads = n_threads
+        self.lib_controllers = [self]
+
+    def limit(self, limits):
+        blas = self
+
+        class Limiter:
+            def __init__(self):
+                self.original = blas.num_threads
+                blas.num_threads = limits
+
+            def restore_original_limits(self):
+                blas.num_threads = self.original
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.restore_original_limits()
+
+        return Limiter()
+
+
+def test_blas_hold_is_shared_by_concurrent_fits(monkeypatch):
+    # Fit A takes the hold, fit B (another thread) takes it too, A ends
+    # first: B must still run with one BLAS thread, and the count must come
+    # back once B ends.  (BLAS's thread count is the process's: each hold
+    # setting and restoring it alone let A's end lift the hold under B.)
+    import threading
+
+    from fastmetric._core.threads import single_threaded_blas
+
+    blas = _FakeBlas(2)
+    monkeypatch.setattr(threads, "_blas_controller", lambda: blas)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def fit_a():
+        with single_threaded_blas():
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def fit_b():
+        a_in.wait(10)
+        with single_threaded_blas():
+            b_in.set()
+            a_out.wait(10)
+            seen["b after a ended"] = blas.num_threads
+
+    threads_ = [threading.Thread(target=fit_a), threading.Thread(target=fit_b)]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join(30)
+    assert seen["b after a ended"] == 1
+    assert blas.num_threads == 2
+    with single_threaded_blas():          # nested holds: one limit
+        with single_threaded_blas():
+            assert blas.num_threads == 1
+        assert blas.num_threads == 1
+    assert blas.num_threads == 2

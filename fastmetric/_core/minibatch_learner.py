@@ -41,7 +41,7 @@ from fastmetric._core.solvers import (
     record_partial_epoch,
     run_epoch,
 )
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.threads import effective_n_threads
 
 __all__ = ["AUTO_STOCHASTIC_ROWS", "INIT_MAX_ROWS", "MinibatchNeighborsMixin",
            "SOFTMAX_STOCHASTIC_CONSTRAINTS", "STOCHASTIC_SOLVERS", "batch_objective",
@@ -278,12 +278,11 @@ class MinibatchNeighborsMixin:
             return False
 
         optimizer = self._optimizer_for(solver, shrink)
-        with single_threaded_blas():  # identical results for any BLAS thread count
-            result = minimize_stochastic(
-                self._epoch_batches(objective, objective.n_samples, seed, self.verbose),
-                np.ravel(L0).astype(np.float64), max_epochs=int(self.max_iter), tol=float(tol),
-                n_iter_no_change=int(self.n_iter_no_change), on_iteration=on_iteration,
-                optimizer=optimizer)
+        result = minimize_stochastic(
+            self._epoch_batches(objective, objective.n_samples, seed, self.verbose),
+            np.ravel(L0).astype(np.float64), max_epochs=int(self.max_iter), tol=float(tol),
+            n_iter_no_change=int(self.n_iter_no_change), on_iteration=on_iteration,
+            optimizer=optimizer)
         self._set_stochastic_state(result.x)
         self._optimizer = optimizer
         self._batch_seed = seed
@@ -301,22 +300,21 @@ class MinibatchNeighborsMixin:
         """
         first = starts_partial_fit(self)
         objective = make_objective()
-        with single_threaded_blas():
-            if first:
-                L0, shrink = initial_components()
-                self._shape = L0.shape
-                self._batch_seed = int(check_random_state(self.random_state).randint(
-                    0, np.iinfo(np.int32).max))
-                self._optimizer = self._optimizer_for(solver, shrink)
-                self.n_iter_ = 0
-                self.loss_curve_ = []
-                theta = np.ravel(L0).astype(np.float64)
-            else:
-                theta = np.ravel(self.components_).astype(np.float64)
-            # (one epoch per call, over new rows: nothing to read ahead)
-            batches = self._epoch_batches(objective, objective.n_samples, self._batch_seed,
-                                          self.verbose, read_next=False)(self.n_iter_)
-            theta, loss, finite, interrupted = run_epoch(batches, theta, self._optimizer)
+        if first:
+            L0, shrink = initial_components()
+            self._shape = L0.shape
+            self._batch_seed = int(check_random_state(self.random_state).randint(
+                0, np.iinfo(np.int32).max))
+            self._optimizer = self._optimizer_for(solver, shrink)
+            self.n_iter_ = 0
+            self.loss_curve_ = []
+            theta = np.ravel(L0).astype(np.float64)
+        else:
+            theta = np.ravel(self.components_).astype(np.float64)
+        # (one epoch per call, over new rows: nothing to read ahead)
+        batches = self._epoch_batches(objective, objective.n_samples, self._batch_seed,
+                                      self.verbose, read_next=False)(self.n_iter_)
+        theta, loss, finite, interrupted = run_epoch(batches, theta, self._optimizer)
         self._set_stochastic_state(theta)
         record_partial_epoch(self, loss, finite, interrupted)
         return objective

@@ -56,7 +56,8 @@ def fit_context(fit_method):
     at the end of an SDML_Supervised fit on digits took 13.8 ms instead of
     0.4 ms, and the fit 2x its time with BLAS held to one thread.  With one
     BLAS thread the linear algebra also gives the same bits whatever BLAS's
-    own thread count.  The wrapped method carries
+    own thread count.  This is the one place the learners hold BLAS (a
+    user's ``callback`` runs under the hold too).  The wrapped method carries
     ``__fastmetric_fit_context__ = True`` (the tests check that every
     learner's ``fit`` has it).
     """

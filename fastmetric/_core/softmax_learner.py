@@ -31,7 +31,7 @@ from fastmetric._core.minibatch_learner import (
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.params import fit_context, reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
-from fastmetric._core.threads import single_threaded_blas, team_threads
+from fastmetric._core.threads import effective_n_threads, multiply_adds, team_threads
 
 __all__ = ["DEFAULT_TOL", "SoftmaxNeighborsLearner"]
 
@@ -105,7 +105,7 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         self._partial_fit_batch(X, y, first, resolve_solver(self.solver, np.inf))
         return self
 
-    def _fit_solver(self, X, solver, n_threads, *, labels=None, targets=None,
+    def _fit_solver(self, X, solver, *, labels=None, targets=None,
                     stochastic_start, make_objective):
         """The end of a fit: with a minibatch ``solver``, its epochs on
         ``make_objective()`` from ``stochastic_start()``; with L-BFGS, the
@@ -121,6 +121,10 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         # Under load the main pass runs on the team (the same result), at
         # most one thread per group of rows.
         problem.team_threads = min(team_threads(self.n_jobs), problem.n_groups)
+        # A full-batch gradient is one region of n^2 d multiply-adds: the
+        # work that sets the default thread count under load.
+        n = X.shape[0]
+        n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((n, n, X.shape[1])))
         return self._fit_problem(X, problem, L0, n_threads, self.feature_scales_)
 
     def _fit_problem(self, X, problem, L0, n_threads, scales=None):
@@ -150,10 +154,9 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
             return False
 
         theta0 = (L0 if scales is None else L0 * scales).ravel()
-        with single_threaded_blas():  # identical results for any BLAS thread count
-            result = minimize_lbfgs(fun, theta0, max_iter=self.max_iter,
-                                    tol=DEFAULT_TOL if self.tol is None else self.tol,
-                                    on_iteration=on_iteration)
+        result = minimize_lbfgs(fun, theta0, max_iter=self.max_iter,
+                                tol=DEFAULT_TOL if self.tol is None else self.tol,
+                                on_iteration=on_iteration)
         self.components_ = np.ascontiguousarray(components(result.x))
         self.n_iter_ = int(result.n_iter)
         self.loss_ = float(result.fun)
@@ -174,15 +177,14 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         named = isinstance(self.init, str)
         scales = feature_scales(X, self.feature_scaling)
         self.feature_scales_ = scales
-        with single_threaded_blas():
-            if named and scales is not None:
-                # scales are powers of two: X / scales and L / scales are exact
-                L0 = initialize_components(self.init, X / scales.astype(X.dtype),
-                                           y=class_labels, n_components=self.n_components,
-                                           random_state=rng) / scales
-            else:
-                L0 = initialize_components(self.init, X, y=class_labels,
-                                           n_components=self.n_components, random_state=rng)
+        if named and scales is not None:
+            # scales are powers of two: X / scales and L / scales are exact
+            L0 = initialize_components(self.init, X / scales.astype(X.dtype),
+                                       y=class_labels, n_components=self.n_components,
+                                       random_state=rng) / scales
+        else:
+            L0 = initialize_components(self.init, X, y=class_labels,
+                                       n_components=self.n_components, random_state=rng)
         factor = 1.0
         if shrink and self._unsaturated_start and named:
             # A named start is shrunk where its softmax would be saturated.

@@ -160,7 +160,7 @@ from fastmetric._core.params import (
 )
 from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.solvers import IterationPrinter, warn_interrupted
-from fastmetric._core.threads import effective_n_threads, limited_openmp, single_threaded_blas
+from fastmetric._core.threads import effective_n_threads, limited_openmp
 
 __all__ = ["ClusterLDML"]
 
@@ -943,107 +943,106 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         seeds = rng.randint(0, 2**31 - 1 - 4 * self.n_clusters,
                             size=(self.max_rounds + 1, 2))
 
-        with single_threaded_blas():  # identical linear algebra for any thread count
-            euclid_spread = rows.euclid_spread
-            if not np.isfinite(euclid_spread):
-                raise ValueError(
-                    "the squared distances between the points overflow float64 (spread "
-                    f"{euclid_spread}); rescale the data (e.g. StandardScaler).")
-            L = initialize_components(self.init, rows.init_rows(),
-                                      n_components=self.n_components, random_state=rng)
-            k = L.shape[0]
-            whiten = self._resolve_whiten(n, d)
-            max_iter = self.ldml_max_iter
-            if max_iter == "auto":
-                max_iter = _LDML_ITER
-            rate = self.update_rate
-            if rate == "auto":
-                rate = _RATE_WHITENED if whiten else _RATE_RAW
-            # Work at unit spread: LDML's initial scale fit and alpha then
-            # see the same units whatever the scale of the data.
-            L = self._unit_spread(rows, L)
-            L_start = L
+        euclid_spread = rows.euclid_spread
+        if not np.isfinite(euclid_spread):
+            raise ValueError(
+                "the squared distances between the points overflow float64 (spread "
+                f"{euclid_spread}); rescale the data (e.g. StandardScaler).")
+        L = initialize_components(self.init, rows.init_rows(),
+                                  n_components=self.n_components, random_state=rng)
+        k = L.shape[0]
+        whiten = self._resolve_whiten(n, d)
+        max_iter = self.ldml_max_iter
+        if max_iter == "auto":
+            max_iter = _LDML_ITER
+        rate = self.update_rate
+        if rate == "auto":
+            rate = _RATE_WHITENED if whiten else _RATE_RAW
+        # Work at unit spread: LDML's initial scale fit and alpha then
+        # see the same units whatever the scale of the data.
+        L = self._unit_spread(rows, L)
+        L_start = L
 
-            labels, centers, inertia = self._cluster(rows, L, int(seeds[0, 0]), tie=tie)
-            history = []
-            start = time.perf_counter()
-            group_maps = np.stack([L] * self.n_clusters)
+        labels, centers, inertia = self._cluster(rows, L, int(seeds[0, 0]), tie=tie)
+        history = []
+        start = time.perf_counter()
+        group_maps = np.stack([L] * self.n_clusters)
+        converged = False
+        n_rounds = 0
+        if self.verbose:
+            print(f"[{type(self).__name__}] {n} points, {d} features, "
+                  f"{self.n_clusters} clusters, {k} components")
+            print(f"{'round':>5} {'ARI prev':>9} {'loss':>11} {'groups':>6} "
+                  f"{'inertia':>11} {'time (s)':>9}")
+            print("-" * 56)
+        # Ctrl-C keeps the state after the last completed round.
+        committed = (L, labels, centers, group_maps, n_rounds)
+        try:
+            for r in range(1, self.max_rounds + 1):
+                committed = (L, labels, centers, group_maps, n_rounds)
+                t0 = time.perf_counter()
+                maps, weights, loss, round_maps, anchor = self._group_metrics(
+                    rows, L, labels, int(seeds[r, 1]), whiten, max_iter, tie)
+                if not maps:
+                    warnings.warn(
+                        "no cluster has both similar and dissimilar pairs (every cluster "
+                        "has fewer than 2 points, or one cluster holds all of them); the "
+                        "metric is left as initialised.",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                    break
+                L_new = _combine(anchor, maps, weights, rate, k)
+                spread = rows.spread(L_new)
+                if not (np.isfinite(spread) and spread > 0 and np.isfinite(L_new).all()):
+                    warnings.warn(
+                        f"round {r}: the combined metric is degenerate (zero or non-finite "
+                        "spread); stopping with the previous metric.",
+                        ConvergenceWarning,
+                        stacklevel=3,
+                    )
+                    break
+                L_new = L_new / np.sqrt(spread)
+                new_labels, new_centers, new_inertia = self._cluster(
+                    rows, L_new, int(seeds[r, 0]), labels, tie, restart=whiten)
+                if whiten and self._collapsed(new_labels, labels):
+                    # A whitened fit can blow up the directions of
+                    # a few outliers, and k-means then gives them a group of
+                    # their own (breast cancer: 2 points of 569).  Keep the
+                    # previous metric and clustering, and stop.
+                    history.append({"round": r, "ari_previous": np.nan, "loss": loss,
+                                    "n_groups": len(maps), "inertia": np.nan,
+                                    "time": time.perf_counter() - t0, "reverted": True})
+                    break
+                L, group_maps = L_new, round_maps
+                centers, inertia = new_centers, new_inertia
+                ari = float(adjusted_rand_score(labels, new_labels))
+                labels = new_labels
+                n_rounds = r
+                elapsed = time.perf_counter() - t0
+                history.append({"round": r, "ari_previous": ari, "loss": loss,
+                                "n_groups": len(maps), "inertia": inertia,
+                                "time": elapsed})
+                if self.verbose:
+                    print(f"{r:5d} {ari:9.4f} {loss:11.5g} {len(maps):6d} {inertia:11.5g} "
+                          f"{time.perf_counter() - start:9.2f}")
+                stop = False
+                if self.callback is not None:
+                    self.n_rounds_, self.history_ = n_rounds, history
+                    L_seen = self._add_rest(rows, L, L_start, labels) if whiten else L
+                    self._set_state(rows, L_seen, labels, centers, group_maps,
+                                    euclid_spread)
+                    stop = bool(self.callback(self, r, loss))
+                if ari > self.tol:
+                    converged = True
+                    break
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            L, labels, centers, group_maps, n_rounds = committed
+            del history[n_rounds:]
             converged = False
-            n_rounds = 0
-            if self.verbose:
-                print(f"[{type(self).__name__}] {n} points, {d} features, "
-                      f"{self.n_clusters} clusters, {k} components")
-                print(f"{'round':>5} {'ARI prev':>9} {'loss':>11} {'groups':>6} "
-                      f"{'inertia':>11} {'time (s)':>9}")
-                print("-" * 56)
-            # Ctrl-C keeps the state after the last completed round.
-            committed = (L, labels, centers, group_maps, n_rounds)
-            try:
-                for r in range(1, self.max_rounds + 1):
-                    committed = (L, labels, centers, group_maps, n_rounds)
-                    t0 = time.perf_counter()
-                    maps, weights, loss, round_maps, anchor = self._group_metrics(
-                        rows, L, labels, int(seeds[r, 1]), whiten, max_iter, tie)
-                    if not maps:
-                        warnings.warn(
-                            "no cluster has both similar and dissimilar pairs (every cluster "
-                            "has fewer than 2 points, or one cluster holds all of them); the "
-                            "metric is left as initialised.",
-                            UserWarning,
-                            stacklevel=3,
-                        )
-                        break
-                    L_new = _combine(anchor, maps, weights, rate, k)
-                    spread = rows.spread(L_new)
-                    if not (np.isfinite(spread) and spread > 0 and np.isfinite(L_new).all()):
-                        warnings.warn(
-                            f"round {r}: the combined metric is degenerate (zero or non-finite "
-                            "spread); stopping with the previous metric.",
-                            ConvergenceWarning,
-                            stacklevel=3,
-                        )
-                        break
-                    L_new = L_new / np.sqrt(spread)
-                    new_labels, new_centers, new_inertia = self._cluster(
-                        rows, L_new, int(seeds[r, 0]), labels, tie, restart=whiten)
-                    if whiten and self._collapsed(new_labels, labels):
-                        # A whitened fit can blow up the directions of
-                        # a few outliers, and k-means then gives them a group of
-                        # their own (breast cancer: 2 points of 569).  Keep the
-                        # previous metric and clustering, and stop.
-                        history.append({"round": r, "ari_previous": np.nan, "loss": loss,
-                                        "n_groups": len(maps), "inertia": np.nan,
-                                        "time": time.perf_counter() - t0, "reverted": True})
-                        break
-                    L, group_maps = L_new, round_maps
-                    centers, inertia = new_centers, new_inertia
-                    ari = float(adjusted_rand_score(labels, new_labels))
-                    labels = new_labels
-                    n_rounds = r
-                    elapsed = time.perf_counter() - t0
-                    history.append({"round": r, "ari_previous": ari, "loss": loss,
-                                    "n_groups": len(maps), "inertia": inertia,
-                                    "time": elapsed})
-                    if self.verbose:
-                        print(f"{r:5d} {ari:9.4f} {loss:11.5g} {len(maps):6d} {inertia:11.5g} "
-                              f"{time.perf_counter() - start:9.2f}")
-                    stop = False
-                    if self.callback is not None:
-                        self.n_rounds_, self.history_ = n_rounds, history
-                        L_seen = self._add_rest(rows, L, L_start, labels) if whiten else L
-                        self._set_state(rows, L_seen, labels, centers, group_maps,
-                                        euclid_spread)
-                        stop = bool(self.callback(self, r, loss))
-                    if ari > self.tol:
-                        converged = True
-                        break
-                    if stop:
-                        break
-            except KeyboardInterrupt:
-                L, labels, centers, group_maps, n_rounds = committed
-                del history[n_rounds:]
-                converged = False
-                warn_interrupted(f"after {n_rounds} round(s)")
+            warn_interrupted(f"after {n_rounds} round(s)")
 
         if whiten and n_rounds > 0:
             L = self._add_rest(rows, L, L_start, labels)

@@ -19,7 +19,6 @@ from fastmetric._core.covariance import shrunk_inverse_covariance
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.inputs import validate_points
 from fastmetric._core.params import fit_context, shared, store_params
-from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["Covariance"]
 
@@ -115,8 +114,7 @@ class Covariance(MahalanobisMixin):
         {returns_self}
         """
         X = validate_points(self, X, ensure_min_samples=2)
-        with single_threaded_blas():
-            L, C_a, a = shrunk_inverse_covariance(X, self.shrinkage)
+        L, C_a, a = shrunk_inverse_covariance(X, self.shrinkage)
         self.components_ = np.ascontiguousarray(L)
         self.covariance_ = C_a
         self.shrinkage_ = a

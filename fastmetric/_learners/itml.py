@@ -45,7 +45,6 @@ from fastmetric._core.params import (
     store_params,
 )
 from fastmetric._core.solvers import warn_interrupted
-from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["ITML", "ITML_Supervised"]
 
@@ -298,8 +297,7 @@ class _BaseITML(MahalanobisMixin):
             self.bounds_ = _check_bounds(bounds).copy()
         self.bounds_[self.bounds_ == 0] = _ZERO_BOUND
 
-        with single_threaded_blas():  # same prior and factor for any BLAS thread count
-            A = _prior_matrix(self.prior, points, d, self.random_state)
+        A = _prior_matrix(self.prior, points, d, self.random_state)
         A = np.ascontiguousarray(A, dtype=np.float64)
         xi = np.where(delta > 0, self.bounds_[0], self.bounds_[1]).astype(np.float64)
         lam = np.zeros(m)
@@ -326,8 +324,7 @@ class _BaseITML(MahalanobisMixin):
                 if self.verbose:
                     print(f"{n_iter:6d} {conv[-1]:12.6g}")
                 if self.callback is not None:
-                    with single_threaded_blas():
-                        self.components_ = _raw_components(A, scales)
+                    self.components_ = _raw_components(A, scales)
                     self.n_iter_ = n_iter
                     self.n_features_in_ = d
                     if self.callback(self, n_iter, float(conv[-1])):
@@ -346,8 +343,7 @@ class _BaseITML(MahalanobisMixin):
         if not np.isfinite(A).all():  # only on overflow, for data near the float64 limit
             raise FloatingPointError(
                 "ITML's metric overflowed float64; rescale the data (e.g. StandardScaler).")
-        with single_threaded_blas():
-            self.components_ = _raw_components(A, scales)
+        self.components_ = _raw_components(A, scales)
         self.n_iter_ = int(n_iter)
         self.n_features_in_ = d
         return self

@@ -62,7 +62,7 @@ from fastmetric._core.solvers import (
     IterationPrinter,
     record_partial_epoch,
 )
-from fastmetric._core.threads import effective_n_threads, multiply_adds, single_threaded_blas
+from fastmetric._core.threads import effective_n_threads, multiply_adds
 from fastmetric._core.validation import check_weights
 
 __all__ = ["LDML", "LDML_Supervised"]
@@ -133,16 +133,15 @@ class _LDMLBase(MahalanobisMixin):
             return False
 
         self._optimizer = None
-        with single_threaded_blas():  # identical results for any BLAS thread count
-            fit = fit_ldml(
-                X, a, b, targets, weights, rng=rng, init=self.init,
-                n_components=self.n_components, alpha=float(self.alpha), solver=self.solver,
-                max_iter=int(self.max_iter), tol=float(self.tol), batch_size=int(self.batch_size),
-                learning_rate=float(self.learning_rate), n_iter_no_change=int(self.n_iter_no_change),
-                n_jobs=self.n_jobs, n_threads=n_threads, verbose=self.verbose,
-                on_iteration=on_iteration, class_labels=class_labels,
-                stream=stream, name=type(self).__name__, feature_scaling=self.feature_scaling,
-            )
+        fit = fit_ldml(
+            X, a, b, targets, weights, rng=rng, init=self.init,
+            n_components=self.n_components, alpha=float(self.alpha), solver=self.solver,
+            max_iter=int(self.max_iter), tol=float(self.tol), batch_size=int(self.batch_size),
+            learning_rate=float(self.learning_rate), n_iter_no_change=int(self.n_iter_no_change),
+            n_jobs=self.n_jobs, n_threads=n_threads, verbose=self.verbose,
+            on_iteration=on_iteration, class_labels=class_labels,
+            stream=stream, name=type(self).__name__, feature_scaling=self.feature_scaling,
+        )
         if fit.optimizer is not None:
             self._optimizer = fit.optimizer
             self._partial_seed = fit.batch_seed
@@ -163,28 +162,27 @@ class _LDMLBase(MahalanobisMixin):
             X = normalize_points(X)  # lazily on a dask array
         n_threads = effective_n_threads(self.n_jobs, work=_evaluation_work(
             X.shape[0], min(a.shape[0], int(self.batch_size)), X.shape[1]))
-        with single_threaded_blas():
-            if first:
-                rng = check_random_state(self.random_state)
-                theta, L0, scales = initial_theta(
-                    X, a, b, targets, weights, class_labels, rng, init=self.init,
-                    n_components=self.n_components, n_jobs=self.n_jobs,
-                    feature_scaling=self.feature_scaling)
-                self._L0 = L0
-                self.feature_scales_ = scales
-                self._partial_seed = int(rng.randint(0, np.iinfo(np.int32).max))
-                self._optimizer = ldml_optimizer(self.solver, self.learning_rate, scales,
-                                                 L0.shape)
-                self.n_iter_ = 0
-                self.loss_curve_ = []
-                self.n_features_in_ = L0.shape[1]
-            else:
-                theta = theta_of(self.components_, self.bias_)
-            theta, loss, finite, interrupted = partial_fit_epoch(
-                X, a, b, targets, weights, theta, self._L0, self._optimizer,
-                self._partial_seed, self.n_iter_, batch_size=int(self.batch_size),
-                alpha=float(self.alpha), n_threads=n_threads, verbose=self.verbose,
-                n_jobs=self.n_jobs)
+        if first:
+            rng = check_random_state(self.random_state)
+            theta, L0, scales = initial_theta(
+                X, a, b, targets, weights, class_labels, rng, init=self.init,
+                n_components=self.n_components, n_jobs=self.n_jobs,
+                feature_scaling=self.feature_scaling)
+            self._L0 = L0
+            self.feature_scales_ = scales
+            self._partial_seed = int(rng.randint(0, np.iinfo(np.int32).max))
+            self._optimizer = ldml_optimizer(self.solver, self.learning_rate, scales,
+                                             L0.shape)
+            self.n_iter_ = 0
+            self.loss_curve_ = []
+            self.n_features_in_ = L0.shape[1]
+        else:
+            theta = theta_of(self.components_, self.bias_)
+        theta, loss, finite, interrupted = partial_fit_epoch(
+            X, a, b, targets, weights, theta, self._L0, self._optimizer,
+            self._partial_seed, self.n_iter_, batch_size=int(self.batch_size),
+            alpha=float(self.alpha), n_threads=n_threads, verbose=self.verbose,
+            n_jobs=self.n_jobs)
         self._set_theta(theta, self._L0.shape)
         record_partial_epoch(self, loss, finite, interrupted)
         return self

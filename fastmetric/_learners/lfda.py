@@ -36,7 +36,6 @@ from fastmetric._core.init import _complete_rows, feature_scales, resolve_n_comp
 from fastmetric._core.inputs import encode_classes, validate_points
 from fastmetric._core.local_scatter import local_scatters
 from fastmetric._core.params import fit_context, integers, reals, shared, store_params
-from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["LFDA"]
 
@@ -174,10 +173,9 @@ class LFDA(MahalanobisMixin):
         self.feature_scales_ = scales
         if scales is not None:
             X = X / scales
-        with single_threaded_blas():
-            Z, unit = as_float64_centred(X)
-            S_b, S_w, S_t = local_scatters(Z, codes, classes.shape[0], k)
-            L, vals = self._solve(S_b, S_w, S_t, n_comp, max(shrinkage, MIN_SHRINKAGE), n)
+        Z, unit = as_float64_centred(X)
+        S_b, S_w, S_t = local_scatters(Z, codes, classes.shape[0], k)
+        L, vals = self._solve(S_b, S_w, S_t, n_comp, max(shrinkage, MIN_SHRINKAGE), n)
         if self.embedding_type != "orthonormalized":
             L = L / unit  # the eigenvectors scale as 1 / unit; orthonormal rows do not
         self.components_ = np.ascontiguousarray(L if scales is None else L / scales)

@@ -67,7 +67,6 @@ from fastmetric._core.solvers import IterationPrinter, minimize_halving_descent,
 from fastmetric._core.threads import (
     effective_n_threads,
     multiply_adds,
-    single_threaded_blas,
     team_threads,
 )
 from fastmetric._core.validation import check_squared_scale
@@ -308,18 +307,17 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
 
         scales = feature_scales(X, self.feature_scaling)
         self.feature_scales_ = scales
-        with single_threaded_blas():
-            L0 = self._start(X, y_enc, rng, scales)
-            k, d = L0.shape
-            problem = lmnn_problem(X, y_enc, classes.shape[0], per_class,
-                                   int(self.n_neighbors), L0, float(self.regularization),
-                                   n_threads)
-            # Under load the impostor search runs on the team (the same result).
-            problem.team_threads = team_threads(self.n_jobs)
-            result = self._solve(problem, L0, scales)
-            # Active triplets at the returned map (the solver's last
-            # evaluation may have been a rejected trial point).
-            _, _, n_active = problem.loss_grad(result.x.reshape(k, d), compute_gradient=False)
+        L0 = self._start(X, y_enc, rng, scales)
+        k, d = L0.shape
+        problem = lmnn_problem(X, y_enc, classes.shape[0], per_class,
+                               int(self.n_neighbors), L0, float(self.regularization),
+                               n_threads)
+        # Under load the impostor search runs on the team (the same result).
+        problem.team_threads = team_threads(self.n_jobs)
+        result = self._solve(problem, L0, scales)
+        # Active triplets at the returned map (the solver's last
+        # evaluation may have been a rejected trial point).
+        _, _, n_active = problem.loss_grad(result.x.reshape(k, d), compute_gradient=False)
 
         self.components_ = np.ascontiguousarray(result.x.reshape(k, d))
         self.n_iter_ = int(result.n_iter)
@@ -395,12 +393,11 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
     def _stochastic_objective(self, X, y_enc, n_classes, L0, seed, n_threads):
         """Targets found once in the metric of L0, and the minibatch objective."""
         mean = data_mean(X)
-        with single_threaded_blas():
-            # On a dask array the rows of one class of one block at a time
-            # are gathered here (memory bounded by that block).
-            targets, _ = block_target_neighbors(
-                X, y_enc, n_classes, int(self.n_neighbors), L0, mean,
-                block_size=self.target_block_size, seed=seed, n_threads=n_threads)
+        # On a dask array the rows of one class of one block at a time
+        # are gathered here (memory bounded by that block).
+        targets, _ = block_target_neighbors(
+            X, y_enc, n_classes, int(self.n_neighbors), L0, mean,
+            block_size=self.target_block_size, seed=seed, n_threads=n_threads)
         return batch_objective(LMNNBatchObjective, X, y_enc, self.n_jobs, mean=mean,
                                targets=targets, mu=float(self.regularization))
 
@@ -439,9 +436,8 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
             _, factor = rescaled_start(np.diag(1.0 / scales), sub, return_factor=True)
             step_scale = factor / scales
         if size is None:
-            with single_threaded_blas():
-                # (as in fit: scaled features, extreme scales)
-                L0 = self._start(sub, y_sub, rng, scales)
+            # (as in fit: scaled features, extreme scales)
+            L0 = self._start(sub, y_sub, rng, scales)
             return L0, False, step_scale
         # The full-batch learner with its own defaults (max_iter, min_iter,
         # convergence_tol are epochs and an epoch tolerance here); it finds

@@ -70,7 +70,7 @@ from fastmetric._core.inputs import check_tuples, rows_in_use, validate_points
 from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
 from fastmetric._core.params import fit_context, options_or_array, shared, store_params
 from fastmetric._core.solvers import IterationPrinter
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.threads import effective_n_threads
 from fastmetric._core.tuples import QuadrupletsClassifierMixin
 from fastmetric._core.validation import caller_stacklevel, check_weights
 
@@ -185,31 +185,30 @@ class _BaseLSML(MahalanobisMixin):
         if scales is not None:
             X = X / scales
 
-        with single_threaded_blas():  # identical results for any BLAS thread count
-            M0, _ = _resolve_prior(self.prior, X, rng)
-            # Start at the best multiple alpha M0 of the prior, whitened by it
-            # (see lsml_start).
-            problem, R, offset, forms0 = lsml_start(X, quads, w, M0, n_threads)
-            printer = IterationPrinter(type(self).__name__)
+        M0, _ = _resolve_prior(self.prior, X, rng)
+        # Start at the best multiple alpha M0 of the prior, whitened by it
+        # (see lsml_start).
+        problem, R, offset, forms0 = lsml_start(X, quads, w, M0, n_threads)
+        printer = IterationPrinter(type(self).__name__)
 
-            def components(chol):
-                # A = C C^T (C lower): L = C^T R gives L^T L = R^T A R = M.
-                L = np.triu(chol.T) @ R
-                return np.ascontiguousarray(L if scales is None else L / scales)
+        def components(chol):
+            # A = C C^T (C lower): L = C^T R gives L^T L = R^T A R = M.
+            L = np.triu(chol.T) @ R
+            return np.ascontiguousarray(L if scales is None else L / scales)
 
-            def on_iteration(iteration, A, chol, loss):
-                if self.verbose:
-                    printer(iteration, loss - offset)
-                if self.callback is not None:
-                    self.components_ = components(chol)
-                    self.n_features_in_ = d
-                    return bool(self.callback(self, iteration, loss - offset))
-                return False
+        def on_iteration(iteration, A, chol, loss):
+            if self.verbose:
+                printer(iteration, loss - offset)
+            if self.callback is not None:
+                self.components_ = components(chol)
+                self.n_features_in_ = d
+                return bool(self.callback(self, iteration, loss - offset))
+            return False
 
-            A, chol, loss, n_iter, converged, curve = minimize_lsml(
-                problem, np.eye(d), tol=self.tol, max_iter=self.max_iter,
-                on_iteration=on_iteration, forms0=forms0,
-            )
+        A, chol, loss, n_iter, converged, curve = minimize_lsml(
+            problem, np.eye(d), tol=self.tol, max_iter=self.max_iter,
+            on_iteration=on_iteration, forms0=forms0,
+        )
         if not converged and n_iter >= self.max_iter:
             warnings.warn(
                 f"{type(self).__name__} did not converge in max_iter={self.max_iter} "

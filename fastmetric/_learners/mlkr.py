@@ -31,7 +31,6 @@ from fastmetric._core.minibatch_learner import batch_objective, check_dask_solve
 from fastmetric._core.objectives.neighbor_batches import MLKRBatchObjective
 from fastmetric._core.params import fit_context, options_or_array, store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
-from fastmetric._core.threads import effective_n_threads, multiply_adds
 
 __all__ = ["MLKR"]
 
@@ -177,10 +176,8 @@ class MLKR(SoftmaxNeighborsLearner):
             )
         targets = np.ascontiguousarray(y, dtype=np.float64)
         solver = check_dask_solver(self, X)
-        # A full-batch gradient is one region of n^2 d multiply-adds (NCA's).
-        n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((n, n, X.shape[1])))
         return self._fit_solver(
-            X, solver, n_threads, targets=targets,
+            X, solver, targets=targets,
             stochastic_start=lambda: self._initial_components(init_subset(X, targets)[0], None,
                                                               return_shrink=True),
             make_objective=lambda: batch_objective(MLKRBatchObjective, X, targets, self.n_jobs))

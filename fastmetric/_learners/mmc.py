@@ -72,7 +72,7 @@ from fastmetric._core.params import (
     store_params,
 )
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs, warn_interrupted
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.threads import effective_n_threads
 
 __all__ = ["MMC", "MMC_Supervised"]
 
@@ -154,22 +154,21 @@ class _BaseMMC(MahalanobisMixin):
         scales = (feature_scales(X, self.feature_scaling)
                   if not self.diagonal and self.solver == "lbfgs" else None)
         self.feature_scales_ = scales
-        with single_threaded_blas():  # identical results for any thread count
-            M0 = self._initial_metric(X, rng, scales)
-            W = objective.pair_scatter_matrix(X, aS, bS, None, n_threads)
-            if self.diagonal:
-                w = self._fit_diag(X, aD, bD, np.diag(W).copy(), np.diag(M0).copy(),
-                                   n_threads)
-                L = np.diag(np.sqrt(w))
-            elif not objective.pair_distances(X, aD, bD, np.eye(X.shape[1]), n_threads).sum() > 0:
-                L = self._keep_start(M0)
+        M0 = self._initial_metric(X, rng, scales)
+        W = objective.pair_scatter_matrix(X, aS, bS, None, n_threads)
+        if self.diagonal:
+            w = self._fit_diag(X, aD, bD, np.diag(W).copy(), np.diag(M0).copy(),
+                               n_threads)
+            L = np.diag(np.sqrt(w))
+        elif not objective.pair_distances(X, aD, bD, np.eye(X.shape[1]), n_threads).sum() > 0:
+            L = self._keep_start(M0)
+        else:
+            ridge = objective.RIDGE_LOGDET if self._logdet_reg > 0 else objective.RIDGE
+            W = objective.constraint_matrix(W, ridge, scales)
+            if self.solver == "lbfgs":
+                L = self._fit_factored(X, aD, bD, W, M0, n_threads, scales)
             else:
-                ridge = objective.RIDGE_LOGDET if self._logdet_reg > 0 else objective.RIDGE
-                W = objective.constraint_matrix(W, ridge, scales)
-                if self.solver == "lbfgs":
-                    L = self._fit_factored(X, aD, bD, W, M0, n_threads, scales)
-                else:
-                    L = self._fit_full(X, aD, bD, W, M0, n_threads)
+                L = self._fit_full(X, aD, bD, W, M0, n_threads)
         self.components_ = np.ascontiguousarray(L, dtype=np.float64)
         self.n_features_in_ = X.shape[1]
         return self

@@ -46,7 +46,6 @@ from fastmetric._core.minibatch_learner import (
 from fastmetric._core.objectives.neighbor_batches import NCABatchObjective
 from fastmetric._core.params import fit_context, store_params
 from fastmetric._core.softmax_learner import SoftmaxNeighborsLearner
-from fastmetric._core.threads import effective_n_threads, multiply_adds
 
 __all__ = ["NCA"]
 
@@ -226,10 +225,8 @@ class NCA(SoftmaxNeighborsLearner):
             return self
         self.classes_ = classes
         solver = check_dask_solver(self, X)
-        # A full-batch gradient is one region of n^2 d multiply-adds.
-        n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((n, n, X.shape[1])))
         return self._fit_solver(
-            X, solver, n_threads, labels=labels,
+            X, solver, labels=labels,
             stochastic_start=lambda: self._initial_components(*init_subset(X, labels),
                                                               return_shrink=True),
             make_objective=lambda: batch_objective(NCABatchObjective, X, labels, self.n_jobs))

@@ -32,7 +32,6 @@ from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales, resolve_n_components
 from fastmetric._core.inputs import one_per_row, validate_points
 from fastmetric._core.params import fit_context, integers, shared, store_params
-from fastmetric._core.threads import single_threaded_blas
 
 __all__ = ["RCA", "RCA_Supervised"]
 
@@ -184,41 +183,40 @@ class RCA(MahalanobisMixin):
         self.feature_scales_ = scales
         if scales is not None:
             X = X / scales
-        with single_threaded_blas():
-            Xc, unit = as_float64_centred(X)
-            R, n_chunked, n_multi = chunk_residuals(Xc, chunks)
-            if n_multi == 0:
-                raise ValueError(
-                    f"{type(self).__name__} needs at least one chunk with 2 or more samples "
-                    f"(within-chunk variation); got {n_chunked} sample(s) in chunks, none "
-                    "sharing a chunk."
-                )
-            Cw = (R.T @ R) / n_chunked
-            if not np.trace(Cw) > 0:
-                warnings.warn(
-                    f"{type(self).__name__}: the within-chunk covariance is zero (the points "
-                    "of every chunk coincide); there is nothing to whiten and the metric is "
-                    "the identity.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-                self.components_ = np.eye(k, d) if scales is None else np.eye(k, d) / scales
-                self.shrinkage_ = 1.0
-                return
-            Cw_a, a, floor = shrunk_toward_identity(Cw, R, shrinkage)
-            if k == d:
-                L = inv_sqrt(Cw_a, floor)
-            else:
-                P = Xc[chunks >= 0]
-                P = P - P.mean(axis=0)
-                T = (P.T @ P) / max(P.shape[0] - 1, 1)
-                if not np.trace(T) > 0:
-                    T = np.eye(d)
-                T_a, _, _ = shrunk_toward_identity(T, P, shrinkage)
-                vals, vecs = scipy.linalg.eigh(Cw_a, T_a, subset_by_index=[0, k - 1])
-                # Both matrices are positive definite: clip only round-off.
-                vals = np.maximum(vals, d * np.finfo(np.float64).eps * np.max(np.abs(vals)))
-                L = fix_signs((vecs / np.sqrt(vals)).T)
+        Xc, unit = as_float64_centred(X)
+        R, n_chunked, n_multi = chunk_residuals(Xc, chunks)
+        if n_multi == 0:
+            raise ValueError(
+                f"{type(self).__name__} needs at least one chunk with 2 or more samples "
+                f"(within-chunk variation); got {n_chunked} sample(s) in chunks, none "
+                "sharing a chunk."
+            )
+        Cw = (R.T @ R) / n_chunked
+        if not np.trace(Cw) > 0:
+            warnings.warn(
+                f"{type(self).__name__}: the within-chunk covariance is zero (the points "
+                "of every chunk coincide); there is nothing to whiten and the metric is "
+                "the identity.",
+                UserWarning,
+                stacklevel=4,
+            )
+            self.components_ = np.eye(k, d) if scales is None else np.eye(k, d) / scales
+            self.shrinkage_ = 1.0
+            return
+        Cw_a, a, floor = shrunk_toward_identity(Cw, R, shrinkage)
+        if k == d:
+            L = inv_sqrt(Cw_a, floor)
+        else:
+            P = Xc[chunks >= 0]
+            P = P - P.mean(axis=0)
+            T = (P.T @ P) / max(P.shape[0] - 1, 1)
+            if not np.trace(T) > 0:
+                T = np.eye(d)
+            T_a, _, _ = shrunk_toward_identity(T, P, shrinkage)
+            vals, vecs = scipy.linalg.eigh(Cw_a, T_a, subset_by_index=[0, k - 1])
+            # Both matrices are positive definite: clip only round-off.
+            vals = np.maximum(vals, d * np.finfo(np.float64).eps * np.max(np.abs(vals)))
+            L = fix_signs((vecs / np.sqrt(vals)).T)
         L = L / unit
         self.components_ = np.ascontiguousarray(L if scales is None else L / scales)
         self.shrinkage_ = float(a)

@@ -41,7 +41,7 @@ from fastmetric._core.inputs import check_tuples, encode_classes, validate_point
 from fastmetric._core.objectives.scml import embedding_map, minimize_scml
 from fastmetric._core.params import fit_context, integers, reals, shared, store_params
 from fastmetric._core.scml_basis import default_n_basis_lda, lda_basis, triplet_diffs_basis
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas
+from fastmetric._core.threads import effective_n_threads
 from fastmetric._core.tuples import TripletsClassifierMixin
 from fastmetric._core.validation import caller_stacklevel, check_points, check_squared_scale
 
@@ -341,10 +341,9 @@ class SCML(TripletsClassifierMixin, _BaseSCML):
             idx = np.ascontiguousarray(inverse.reshape(idx.shape), dtype=np.intp)
         d = X.shape[1]
         rng = check_random_state(self.random_state)
-        with single_threaded_blas():
-            basis = self._triplet_basis(X, idx, rng)
-            self.n_features_in_ = d
-            return self._optimize(X, idx, basis)
+        basis = self._triplet_basis(X, idx, rng)
+        self.n_features_in_ = d
+        return self._optimize(X, idx, basis)
 
 
 @shared_docs
@@ -466,8 +465,7 @@ class SCML_Supervised(_BaseSCML):
         check_classification_targets(y)
         classes, y_enc, counts = encode_classes(
             y, "SCML_Supervised", "(impostors are points of another class)")
-        with single_threaded_blas():
-            return self._fit_labels(X, y_enc, classes, counts, k_genuine, k_impostor)
+        return self._fit_labels(X, y_enc, classes, counts, k_genuine, k_impostor)
 
     def _fit_labels(self, X, y_enc, classes, counts, k_genuine, k_impostor):
         n, d = X.shape

@@ -39,7 +39,7 @@ from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales, prior_matrix
 from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
 from fastmetric._core.params import fit_context, options_or_array, reals, shared, store_params
-from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
+from fastmetric._core.threads import effective_n_threads, threads_for_work
 from fastmetric._core.validation import caller_stacklevel, check_finite_result
 from fastmetric.kernels.pair_scatter import pair_scatter
 
@@ -128,17 +128,16 @@ class _BaseSDML(MahalanobisMixin):
         self.feature_scales_ = scales
         if scales is not None:
             X = X / scales
-        with single_threaded_blas():
-            n_threads = threads_for_work(n_threads, a.shape[0] * d * min(d, 64), 1 << 20)
-            K = pair_scatter(X, a, b, np.ascontiguousarray(signs, dtype=np.float64),
-                             np.empty((d, d)), n_threads)
-            P = self._prior_inverse(X, rng) + float(self.balance_param) * K
-            # Differences near 1e155 and beyond overflow the scatter: NaN metric.
-            check_finite_result(P, X, what="SDML's pair scatter")
-            P = 0.5 * (P + P.T)
-            P_shifted, shift = shifted_for_condition(P, self.max_condition)
-            self.shift_ = float(shift)
-            M = self._graphical_lasso(P_shifted)
+        n_threads = threads_for_work(n_threads, a.shape[0] * d * min(d, 64), 1 << 20)
+        K = pair_scatter(X, a, b, np.ascontiguousarray(signs, dtype=np.float64),
+                         np.empty((d, d)), n_threads)
+        P = self._prior_inverse(X, rng) + float(self.balance_param) * K
+        # Differences near 1e155 and beyond overflow the scatter: NaN metric.
+        check_finite_result(P, X, what="SDML's pair scatter")
+        P = 0.5 * (P + P.T)
+        P_shifted, shift = shifted_for_condition(P, self.max_condition)
+        self.shift_ = float(shift)
+        M = self._graphical_lasso(P_shifted)
         L = _components_from_metric(M)
         self.components_ = L if scales is None else np.ascontiguousarray(L / scales)
         self.n_features_in_ = d

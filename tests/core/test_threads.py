@@ -317,14 +317,18 @@ def test_public_pair_kernels_state_their_work(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_mlkr_states_its_work_as_nca(monkeypatch):
-    from fastmetric import MLKR
-    from fastmetric._learners import mlkr
+def test_nca_and_mlkr_state_their_work(monkeypatch):
+    # The full-batch softmax pass of both: one region of n^2 d multiply-adds.
+    from fastmetric import MLKR, NCA
+    from fastmetric._core import softmax_learner
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((30, 4))
-    seen = _recorded_work(monkeypatch, mlkr)
+    seen = _recorded_work(monkeypatch, softmax_learner)
     MLKR(max_iter=2, random_state=0).fit(X, X[:, 0])
+    assert seen == [30 * 30 * 4]
+    seen.clear()
+    NCA(max_iter=2, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
     assert seen == [30 * 30 * 4]
 
 

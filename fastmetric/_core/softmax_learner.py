@@ -33,11 +33,36 @@ from fastmetric._core.params import fit_context, reals, shared
 from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
 from fastmetric._core.threads import effective_n_threads, multiply_adds, team_threads
 
-__all__ = ["DEFAULT_TOL", "SoftmaxNeighborsLearner"]
+__all__ = ["DEFAULT_TOL", "SoftmaxNeighborsLearner", "start_pull"]
 
 # tol=None (metric-learn's default) stands for this value, scikit-learn's
 # default for its NeighborhoodComponentsAnalysis.
 DEFAULT_TOL = 1e-5
+
+
+def start_pull(theta0, strength):
+    """The pull toward a start ``theta0``: ``f(theta) -> (loss, grad)`` of
+    ``strength * ||theta - theta0||^2 / ||theta0||^2``, or None when there
+    is no pull (``strength`` 0, or a zero start, which has no size to
+    compare with).
+
+    Relative to the start's size, it does not change when ``theta`` and
+    ``theta0`` are multiplied by the same constant (features in other
+    units, with the start scaled to them).  It does not grow with the
+    number of points, whereas the objectives it is added to are sums over
+    them: like a prior, it weighs on small data and fades on large data.
+    """
+    theta0 = np.array(theta0, dtype=np.float64).ravel()
+    start_norm2 = float(np.dot(theta0, theta0))
+    if not strength > 0 or not start_norm2 > 0:
+        return None
+    weight = float(strength) / start_norm2
+
+    def pull(theta):
+        step = np.asarray(theta, dtype=np.float64).ravel() - theta0
+        return weight * float(np.dot(step, step)), (2.0 * weight) * step
+
+    return pull
 
 
 @shared_docs
@@ -106,11 +131,12 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         return self
 
     def _fit_solver(self, X, solver, *, labels=None, targets=None,
-                    stochastic_start, make_objective):
+                    stochastic_start, make_objective, pull=0.0):
         """The end of a fit: with a minibatch ``solver``, its epochs on
         ``make_objective()`` from ``stochastic_start()``; with L-BFGS, the
         full softmax problem of the class ``labels`` (NCA) or real
-        ``targets`` (MLKR) from the initial map of X."""
+        ``targets`` (MLKR) from the initial map of X, plus ``pull`` times
+        the relative distance to it (:meth:`_fit_problem`)."""
         if solver != "lbfgs":
             L0, shrink = stochastic_start()
             self._fit_minibatch(make_objective(), L0, solver,
@@ -125,15 +151,21 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         # work that sets the default thread count under load.
         n = X.shape[0]
         n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((n, n, X.shape[1])))
-        return self._fit_problem(X, problem, L0, n_threads, self.feature_scales_)
+        return self._fit_problem(X, problem, L0, n_threads, self.feature_scales_, pull=pull)
 
-    def _fit_problem(self, X, problem, L0, n_threads, scales=None):
+    def _fit_problem(self, X, problem, L0, n_threads, scales=None, pull=0.0):
         """L-BFGS on ``problem`` from ``L0``; with per-feature ``scales``
         (:func:`~fastmetric._core.init.feature_scales`) over ``A = L *
         scales``, in which every feature spans about one unit (powers of
-        two: the change of variables is exact)."""
+        two: the change of variables is exact).
+
+        ``pull > 0`` adds ``pull * ||A - A0||_F^2 / ||A0||_F^2`` (``A0``
+        the start; :func:`start_pull`).
+        """
         k, d = L0.shape
         printer = IterationPrinter(type(self).__name__)
+        theta0 = (L0 if scales is None else L0 * scales).ravel()
+        pull_term = start_pull(theta0, pull)
 
         def components(theta):
             A = theta.reshape(k, d)
@@ -142,7 +174,11 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         def fun(theta):
             loss, grad = problem.loss_grad(np.ascontiguousarray(components(theta)), n_threads)
             # d loss / d A = (d loss / d L) / scales, column by column
-            return loss, (grad if scales is None else grad / scales).ravel()
+            grad = (grad if scales is None else grad / scales).ravel()
+            if pull_term is not None:
+                pull_loss, pull_grad = pull_term(theta)
+                loss, grad = loss + pull_loss, grad + pull_grad
+            return loss, grad
 
         def on_iteration(iteration, theta, loss):
             if self.verbose:
@@ -153,7 +189,6 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
                 return bool(self.callback(self, iteration, loss))
             return False
 
-        theta0 = (L0 if scales is None else L0 * scales).ravel()
         result = minimize_lbfgs(fun, theta0, max_iter=self.max_iter,
                                 tol=DEFAULT_TOL if self.tol is None else self.tol,
                                 on_iteration=on_iteration)

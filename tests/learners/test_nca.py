@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from fastmetric._core.init import unsaturated_start
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
+from fastmetric._core.softmax_learner import start_pull
 from fastmetric._learners.nca import NCA
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -420,3 +421,73 @@ def test_unscaled_features_learn():
     assert nca.loss_ < raw_start.loss_
     scaled = NCA(max_iter=30, n_jobs=1).fit(X / 16.0, y)
     assert scaled.n_iter_ > raw_start.n_iter_
+
+
+# --------------------------------------------------------------------------
+# alpha: the pull toward the initial map
+# --------------------------------------------------------------------------
+def test_alpha_pull_is_stationary_at_the_fit(blobs):
+    """The fit is a stationary point of ``-sum p_i + alpha ||L - L0||^2 /
+    ||L0||^2``: NCA's own gradient there is balanced by the pull's (while
+    with alpha=0 it is not balanced by it)."""
+    X, y = blobs
+    L0 = np.random.RandomState(3).randn(5, 5) * 0.5 + np.eye(5)
+    _, labels = np.unique(y, return_inverse=True)
+    problem = SoftmaxNeighborsProblem(X, labels=labels)
+    weight = 8.0 / np.sum(L0 ** 2)
+    for alpha in (8.0, 0.0):
+        nca = NCA(init=L0, alpha=alpha, tol=1e-9, max_iter=500, n_jobs=1).fit(X, y)
+        _, nca_grad = problem.loss_grad(nca.components_)
+        pull_grad = 2 * weight * (nca.components_ - L0)
+        ratio = np.linalg.norm(nca_grad + pull_grad) / np.linalg.norm(pull_grad)
+        if alpha:
+            assert ratio < 1e-2
+        else:
+            assert ratio > 0.5
+
+
+def test_alpha_keeps_the_map_near_its_start():
+    """A stronger pull keeps the map nearer its start."""
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    L0 = NCA(max_iter=1, alpha=0, n_jobs=1).fit(X, y).components_  # any start
+    moved = []
+    for alpha in (0, 5.0, 50.0, 500.0):
+        L = NCA(init=L0, alpha=alpha, n_jobs=1).fit(X, y).components_
+        moved.append(np.linalg.norm(L - L0) / np.linalg.norm(L0))
+    assert moved == sorted(moved, reverse=True)
+    assert moved[0] > 2 * moved[-1]
+
+
+def test_start_pull_gradient_and_units():
+    """The pull's gradient is its derivative, and the pull is relative to the
+    start's size: the map and its start multiplied by one constant (features
+    in other units) give the same value."""
+    rng = np.random.RandomState(4)
+    theta0, theta = rng.randn(12), rng.randn(12)
+    pull = start_pull(theta0, 4.5)
+    assert check_grad(lambda t: pull(t)[0], lambda t: pull(t)[1], theta) < 1e-6
+    assert_allclose(pull(theta)[0], 4.5 * np.sum((theta - theta0) ** 2)
+                    / np.sum(theta0 ** 2), rtol=1e-12)
+    assert_allclose(start_pull(theta0 / 8, 4.5)(theta / 8)[0], pull(theta)[0], rtol=1e-12)
+    assert start_pull(theta0, 0.0) is None
+    assert start_pull(np.zeros(12), 4.5) is None  # no size to compare with
+
+
+def test_alpha_with_the_stochastic_solvers(blobs):
+    X, y = blobs
+    kw = dict(solver="adam", batch_size=50, max_iter=3, random_state=0, n_jobs=1)
+    assert np.all(np.isfinite(NCA(alpha=0, **kw).fit(X, y).components_))
+    with pytest.raises(NotImplementedError, match="alpha=2.0.*solver='lbfgs' only"):
+        NCA(alpha=2.0, **kw).fit(X, y)
+    with pytest.raises(NotImplementedError, match="alpha"):
+        NCA(alpha=2.0, **kw).partial_fit(X, y)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, "auto", None, np.nan])
+def test_bad_alpha(blobs, alpha):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = blobs
+    with pytest.raises(InvalidParameterError, match="alpha"):
+        NCA(alpha=alpha).fit(X, y)

@@ -1269,11 +1269,15 @@ def test_float32_rows_with_a_map_beyond_float32():
 
 def test_sdml_refuses_data_whose_pair_scatter_overflows():
     """SDML_Supervised at 1e300 returned components_ of NaN (the pair scatter
-    overflowed to inf, then its inverse); now a ValueError."""
+    overflowed to inf, then its inverse); now a ValueError.  By default such
+    data are brought to a range of one first and the fit is finite."""
     rng = np.random.RandomState(0)
     X, y = rng.randn(30, 2) * 1e300, rng.randint(0, 2, 30)
     with pytest.raises(ValueError, match="pair scatter overflow float64.*rescale"):
-        fm.SDML_Supervised(n_constraints=50, random_state=0, n_jobs=1).fit(X, y)
+        fm.SDML_Supervised(n_constraints=50, random_state=0, n_jobs=1,
+                           feature_scaling=None).fit(X, y)
+    fit = fm.SDML_Supervised(n_constraints=50, random_state=0, n_jobs=1).fit(X, y)
+    assert np.isfinite(fit.components_).all()
 
 
 def test_recall_refuses_more_hits_than_relevant_items():
@@ -1495,8 +1499,11 @@ def test_index_pairs_with_an_array_preprocessor_fit_as_the_points_do(make):
         points = make().fit(X[pairs], y).get_mahalanobis_matrix()
         indexed = make().set_params(preprocessor=X).fit(pairs, y).get_mahalanobis_matrix()
         called = make().set_params(preprocessor=lambda i: X[i]).fit(pairs, y)
-    np.testing.assert_allclose(indexed, points, rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(called.get_mahalanobis_matrix(), points, rtol=1e-7, atol=1e-9)
+    # The same rows in another order: the PCA start differs in its last bits
+    # and five LDML steps carry that to about 1e-6 on some machines (7.7e-7
+    # seen on an AMD EPYC); the bug this guards against was 24 % apart.
+    np.testing.assert_allclose(indexed, points, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(called.get_mahalanobis_matrix(), points, rtol=1e-5, atol=1e-9)
 
 
 def test_public_kernels_refuse_calls_that_would_crash():

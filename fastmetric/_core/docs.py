@@ -71,8 +71,13 @@ feature_scaling : {'auto', 'range'} or None, default='auto'
     (``transform`` takes raw data).  ``'range'`` does so for any data;
     ``None`` never (metric-learn's and scikit-learn's behaviour).  Data in
     one unit (min-max or standardised columns, raw pixels) are fitted as
-    without it, bit for bit (see
-    :func:`fastmetric._core.init.feature_scales`).  The fitted attribute
+    without it, bit for bit, unless their largest range is below 1/8 or
+    above 2^20 (about a million): ``'auto'`` then divides every varying feature by one power
+    of two, to a range of about one: the tolerances and default bounds are
+    made for data of moderate size, and min-max data times 2^-10 or 2^40
+    are then fitted as the min-max data, the map multiplied back (LFDA,
+    whose eigenproblem does not depend on the scale, skips this step).  See
+    :func:`fastmetric._core.init.feature_scales`.  The fitted attribute
     ``feature_scales_`` holds the scales used (None when the features were
     used as given).""",
     "verbose_objective": """\

@@ -444,9 +444,22 @@ FEATURE_RANGE_RATIO = 100.0
 # A column whose half-range is at most this fraction of its largest
 # magnitude holds rounding noise around a constant and is not rescaled.
 _CONSTANT_RELATIVE_RANGE = 1e-12
+# Data in one unit whose largest range lies outside this window are brought
+# to a range of about one by a common power of two (feature_scales, "auto").
+# The learners' absolute tolerances, starts and default bounds are meant for
+# data of moderate size: the loss's gradient scales with the squared
+# distances, so below the window L-BFGS meets its gradient tolerance at the
+# start (on min-max wine SDML from a range of 2^-4, LDML from 2^-6, NCA,
+# MMC and LSML at 2^-10) and SCML's basis learns nothing (2^-8); above it,
+# MMC stops at its start from 2^30 and MLKR at 2^40.  Inside the window the
+# data are used as given, bit for bit: min-max and standardised columns,
+# raw pixels (16 or 255), counts and measurements up to about a million (raw
+# ring, ranges near 15,000, scores better for LSML and SCML there than at a
+# range of one, and so stays as given).
+COMMON_RANGE_WINDOW = (2.0 ** -3, 2.0 ** 20)
 
 
-def feature_scales(X, scaling="auto"):
+def feature_scales(X, scaling="auto", common_scale=True):
     """Per-feature scales that bring X's columns to a common range, or None.
 
     The softmax learners (NCA, MLKR) weigh neighbours by
@@ -460,17 +473,25 @@ def feature_scales(X, scaling="auto"):
     spans about one unit.
 
     Each scale is the power of two nearest the column's range (``max -
-    min``), so dividing by it is exact; constant columns (and columns that
-    vary only by rounding around a constant) get 1.
+    min``), or for data in one unit far from a range of one, the power of
+    two nearest the largest range, so dividing by it is exact; constant
+    columns (and columns that vary only by rounding around a constant) get
+    1.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
     scaling : {'auto', 'range'} or None, default='auto'
-        ``'range'`` always returns the scales; ``'auto'`` only when the
+        ``'range'`` always returns the scales; ``'auto'`` when the
         ranges of the non-constant columns span more than a factor of
-        ``FEATURE_RANGE_RATIO`` (100): features in different units;
-        ``None`` never.
+        ``FEATURE_RANGE_RATIO`` (100): features in different units, and,
+        for data in one unit, one common scale (the power of two nearest
+        the largest range) when that range lies outside
+        ``COMMON_RANGE_WINDOW`` (1/8 to 2^20, about a million); ``None``
+        never.
+    common_scale : bool, default=True
+        False: ``'auto'`` leaves data in one unit alone at any scale (for
+        learners whose computation does not depend on it, as LFDA's).
 
     Returns
     -------
@@ -487,6 +508,8 @@ def feature_scales(X, scaling="auto"):
     [1024.0, 0.001953125, 1.0]
     >>> print(feature_scales(X[:, :1]))  # one varying column: nothing to balance
     None
+    >>> feature_scales(X[:, 1:] / 1000).tolist()  # one unit, tiny: a common scale
+    [1.9073486328125e-06, 1.0]
     """
     if scaling is None or X.shape[0] < 2:
         return None
@@ -498,14 +521,32 @@ def feature_scales(X, scaling="auto"):
     if not np.any(varying):
         return None
     spans = half_range[varying]
+    largest = float(spans.max())
     if scaling == "auto" and (
-            np.count_nonzero(varying) < 2 or spans.max() / FEATURE_RANGE_RATIO <= spans.min()):
-        return None
+            np.count_nonzero(varying) < 2 or largest / FEATURE_RANGE_RATIO <= spans.min()):
+        # one unit: keep the geometry, only bring a tiny or huge range to one
+        low, high = COMMON_RANGE_WINDOW
+        if not common_scale or low <= 2.0 * largest <= high:
+            return None
+        spans = largest
+    # constant columns keep 1: a constant 3.0 beside a column spanning
+    # 1e-300 would otherwise become 3e300
     scales = np.ones(X.shape[1])
-    # the power of two nearest the range, 2 * half_range (at most 2^1023)
-    exponents = np.minimum(np.rint(np.log2(spans)).astype(int) + 1, np.finfo(float).maxexp - 1)
-    scales[varying] = np.ldexp(1.0, exponents)
+    scales[varying] = _nearest_power_of_two_of_range(spans, X.dtype)
     return None if np.all(scales == 1.0) else scales
+
+
+def _nearest_power_of_two_of_range(half_range, dtype):
+    """The power of two nearest ``2 * half_range``, a normal number of
+    ``dtype`` (float32 data are divided by ``scales.astype(float32)``).
+
+    Clipped to ``[2^(minexp + 1), 2^(maxexp - 1)]`` of the dtype (float64:
+    ``[2^-1021, 2^1023]``): dividing by a normal power of two is exact, also
+    for subnormal data.
+    """
+    exponents = np.rint(np.log2(half_range)).astype(int) + 1
+    info = np.finfo(dtype if np.dtype(dtype) == np.float32 else np.float64)
+    return np.ldexp(1.0, np.clip(exponents, info.minexp + 1, info.maxexp - 1))
 
 
 # A start whose embedding spreads (per component, root mean square) beyond

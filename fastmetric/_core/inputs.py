@@ -40,7 +40,14 @@ def encode_classes(y, learner, why):
     At least 2 classes are needed: the ValueError names ``learner`` and
     says ``why`` it needs them.
     """
-    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    try:
+        classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    except TypeError as exc:  # object labels numpy cannot order: 'a', 1, None
+        kinds = sorted({type(label).__name__ for label in np.asarray(y, dtype=object).ravel()})
+        raise TypeError(
+            f"{learner}: the class labels in y mix types that cannot be ordered "
+            f"({', '.join(kinds)}); use labels of one type."
+        ) from exc
     if len(classes) < 2:
         raise ValueError(
             f"{learner} needs at least 2 classes in y {why}; y has 1 class ({classes[0]!r})."

@@ -60,16 +60,45 @@ def fit_context(fit_method):
     user's ``callback`` runs under the hold too).  The wrapped method carries
     ``__fastmetric_fit_context__ = True`` (the tests check that every
     learner's ``fit`` has it).
+
+    It is also the one place that keeps a map with NaN or infinity from
+    being fitted: with finite data such a map can only come from data
+    whose metric float64 cannot hold (``L`` scales as the inverse of the
+    data, so features spanning 1e-310 need entries near 1e310), and
+    ``components_`` is then removed and a ValueError raised.
     """
     validated = _fit_context(prefer_skip_nested_validation=True)(fit_method)
 
     @functools.wraps(fit_method)
     def wrapper(estimator, *args, **kwargs):
         with single_threaded_blas():
-            return validated(estimator, *args, **kwargs)
+            fitted = validated(estimator, *args, **kwargs)
+        _check_finite_map(estimator, args[0] if args else kwargs.get("X"))
+        return fitted
 
     wrapper.__fastmetric_fit_context__ = True
     return wrapper
+
+
+def _check_finite_map(estimator, data):
+    """ValueError (and no ``components_``) when a fit left a non-finite map."""
+    L = getattr(estimator, "components_", None)
+    if L is None or np.isfinite(L).all():
+        return
+    del estimator.components_
+    reach = ""
+    if isinstance(data, np.ndarray) and data.dtype.kind == "f" and data.size:
+        with np.errstate(invalid="ignore"):
+            # the smallest non-zero magnitude: tiny data make a huge map
+            magnitudes = np.abs(data[data != 0])
+        if magnitudes.size:
+            reach = (f" (the data's non-zero magnitudes run from {magnitudes.min():.3g} "
+                     f"to {magnitudes.max():.3g})")
+    raise ValueError(
+        f"{type(estimator).__name__}: the learned map holds NaN or infinity: the metric "
+        f"of these data is beyond float64's range{reach}; rescale the data "
+        "(e.g. StandardScaler or a common factor) and fit again."
+    )
 
 
 class _Number(Interval):

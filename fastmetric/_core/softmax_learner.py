@@ -145,7 +145,13 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
                                 DEFAULT_TOL if self.tol is None else self.tol, shrink=shrink)
             return self
         L0 = self._initial_components(X, labels)
-        problem = SoftmaxNeighborsProblem(X, labels=labels, targets=targets)
+        scales = self.feature_scales_
+        # The problem is posed on X / scales, over A = L * scales: with
+        # powers of two every product a_ij * (x_j / s_j) is (a_ij / s_j) * x_j
+        # bit for bit, but neither the map nor the data leave float32's range
+        # on float32 data spanning 1e-30 or 1e30.
+        points = X if scales is None else X / scales.astype(X.dtype)
+        problem = SoftmaxNeighborsProblem(points, labels=labels, targets=targets)
         # Under load the main pass runs on the team (the same result), at
         # most one thread per group of rows.
         problem.team_threads = min(team_threads(self.n_jobs), problem.n_groups)
@@ -153,13 +159,14 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
         # work that sets the default thread count under load.
         n = X.shape[0]
         n_threads = effective_n_threads(self.n_jobs, work=multiply_adds((n, n, X.shape[1])))
-        return self._fit_problem(X, problem, L0, n_threads, self.feature_scales_, pull=pull)
+        return self._fit_problem(problem, L0, n_threads, scales, pull=pull)
 
-    def _fit_problem(self, X, problem, L0, n_threads, scales=None, pull=0.0):
+    def _fit_problem(self, problem, L0, n_threads, scales=None, pull=0.0):
         """L-BFGS on ``problem`` from ``L0``; with per-feature ``scales``
-        (:func:`~fastmetric._core.init.feature_scales`) over ``A = L *
-        scales``, in which every feature spans about one unit (powers of
-        two: the change of variables is exact).
+        (:func:`~fastmetric._core.init.feature_scales`) ``problem`` holds
+        ``X / scales`` and the search runs over ``A = L * scales``, in which
+        every feature spans about one unit (powers of two: the change of
+        variables is exact).
 
         ``pull > 0`` adds ``pull * ||A - A0||_F^2 / ||A0||_F^2`` (``A0``
         the start; :func:`start_pull`).
@@ -174,9 +181,8 @@ class SoftmaxNeighborsLearner(MinibatchNeighborsMixin, MahalanobisMixin):
             return A if scales is None else A / scales
 
         def fun(theta):
-            loss, grad = problem.loss_grad(np.ascontiguousarray(components(theta)), n_threads)
-            # d loss / d A = (d loss / d L) / scales, column by column
-            grad = (grad if scales is None else grad / scales).ravel()
+            loss, grad = problem.loss_grad(theta.reshape(k, d), n_threads)
+            grad = grad.ravel()
             if pull_term is not None:
                 pull_loss, pull_grad = pull_term(theta)
                 loss, grad = loss + pull_loss, grad + pull_grad

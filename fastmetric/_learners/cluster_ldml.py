@@ -961,6 +961,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         # Work at unit spread: LDML's initial scale fit and alpha then
         # see the same units whatever the scale of the data.
         L = self._unit_spread(rows, L)
+        _check_map_fits_dtype(L, rows.X.dtype, euclid_spread)
         L_start = L
 
         labels, centers, inertia = self._cluster(rows, L, int(seeds[0, 0]), tie=tie)
@@ -1167,3 +1168,21 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         if tags.transformer_tags is not None:
             tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _check_map_fits_dtype(L, dtype, spread):
+    """ValueError when the unit-spread map leaves float32's range.
+
+    The rounds embed float32 points with the map cast to float32; on data
+    spanning 1e-40 its entries (about 1e40) became infinity there and
+    k-means reported an infinity in X."""
+    if np.dtype(dtype) != np.float32:
+        return
+    with np.errstate(over="ignore", under="ignore"):
+        cast = np.abs(L).astype(np.float32)
+    if np.isfinite(cast).all() and np.array_equal(cast > 0, np.abs(L) > 0):
+        return
+    raise ValueError(
+        f"ClusterLDML: float32 data whose squared distances average {spread:.3g} need a "
+        "map beyond float32's range; pass the data as float64 or rescale them (e.g. "
+        "StandardScaler).")

@@ -394,7 +394,9 @@ feature_scaling : {'auto', 'range'} or None, default='auto'
     the metric is learned on the features divided by their ranges (powers
     of two), where the prior and the bounds weigh each feature alike, and
     ``components_`` maps the raw features (``bounds_`` are then distances
-    of the scaled points).  ``'range'``: for any data; ``None``: never
+    of the scaled points); data in one unit whose largest range is below
+    1/8 or above 2^20 are likewise divided by one common power of two.
+    ``'range'``: for any data; ``None``: never
     (metric-learn's behaviour).  See
     :func:`fastmetric._core.init.feature_scales`; the fitted attribute
     ``feature_scales_`` holds the scales used (None when the features were

@@ -168,8 +168,10 @@ class LFDA(MahalanobisMixin):
         classes, codes, _ = encode_classes(y, "LFDA", "(it separates classes)")
         # Features in different units: the local scaling of the affinities
         # (distances to the k-th neighbour) and the neighbours themselves
-        # are taken on X / scales (powers of two, exact).
-        scales = feature_scales(X, self.feature_scaling)
+        # are taken on X / scales (powers of two, exact).  Data in one unit
+        # are used at any scale: the scatters are taken in units of the
+        # data (``unit``), and orthonormalised rows must stay orthonormal.
+        scales = feature_scales(X, self.feature_scaling, common_scale=False)
         self.feature_scales_ = scales
         if scales is not None:
             X = X / scales
@@ -177,7 +179,10 @@ class LFDA(MahalanobisMixin):
         S_b, S_w, S_t = local_scatters(Z, codes, classes.shape[0], k)
         L, vals = self._solve(S_b, S_w, S_t, n_comp, max(shrinkage, MIN_SHRINKAGE), n)
         if self.embedding_type != "orthonormalized":
-            L = L / unit  # the eigenvectors scale as 1 / unit; orthonormal rows do not
+            # the eigenvectors scale as 1 / unit; orthonormal rows do not.  On
+            # subnormal data this overflows: fit_context reports it
+            with np.errstate(over="ignore"):
+                L = L / unit
         self.components_ = np.ascontiguousarray(L if scales is None else L / scales)
         self.eigenvalues_ = vals
         return self

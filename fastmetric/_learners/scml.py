@@ -135,6 +135,12 @@ class _BaseSCML(MahalanobisMixin):
         ``(b . x / scales)^2 = ((b / scales) . x)^2``).
         """
         raw_basis = basis if scales is None else basis / scales
+
+        def raw_map(w):
+            # factor M in the scaled coordinates, then divide L's columns:
+            # the raw M of data at 1e-300 overflows where L does not
+            L = embedding_map(basis, w)
+            return L if scales is None else L / scales
         # A generator of its own (seeded afresh from an integer random_state,
         # as metric-learn does), so that the minibatches do not depend on
         # what the basis construction drew.
@@ -152,7 +158,7 @@ class _BaseSCML(MahalanobisMixin):
                           f"{'active bases':>13}")
                 print(f"{t:8d} {obj:14.7g} {n_active:16d} {int(np.count_nonzero(w)):13d}")
             if self.callback is not None:
-                self.components_ = embedding_map(raw_basis, w)
+                self.components_ = raw_map(w)
                 return bool(self.callback(self, t, obj))
             return False
 
@@ -187,7 +193,7 @@ class _BaseSCML(MahalanobisMixin):
                 UserWarning,
                 stacklevel=caller_stacklevel(),
             )
-        self.components_ = np.ascontiguousarray(embedding_map(raw_basis, best_w))
+        self.components_ = np.ascontiguousarray(raw_map(best_w))
         return self
 
 

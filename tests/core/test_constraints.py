@@ -118,3 +118,13 @@ def test_chunks(labels):
     for c in range(4):
         members = np.flatnonzero(chunks == c)
         assert members.shape == (2,) and len(set(labels[members])) == 1
+
+
+def test_class_labels_of_mixed_types_name_y():
+    """Object labels numpy cannot sort ('a', 1, None) raised np.unique's
+    bare "'<' not supported"; now a TypeError that names y and the types."""
+    from fastmetric._core.inputs import encode_classes
+
+    with pytest.raises(TypeError, match=r"LDML_Supervised: the class labels in y mix types "
+                                        r"that cannot be ordered \(NoneType, int, str\)"):
+        encode_classes(np.array(["a", 1, None] * 3, dtype=object), "LDML_Supervised", "")

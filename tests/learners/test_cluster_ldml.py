@@ -173,6 +173,17 @@ def test_float32_input(blobs):
         n_clusters=3, random_state=0, **FAST).fit(X).labels_) > 0.95
 
 
+def test_float32_data_beyond_the_maps_range():
+    """Float32 data spanning 1e-40 need a unit-spread map near 1e40, beyond
+    float32: k-means used to report an infinity in X; now the message says
+    what to do (float64 works)."""
+    X = np.random.RandomState(0).randn(60, 3)
+    with pytest.raises(ValueError, match="beyond float32's range; pass the data as float64"):
+        ClusterLDML(n_clusters=2, random_state=0, max_rounds=1).fit((X * 1e-40).astype(np.float32))
+    fitted = ClusterLDML(n_clusters=2, random_state=0, max_rounds=1).fit(X * 1e-40)
+    assert np.isfinite(fitted.components_).all()
+
+
 # --------------------------------------------------------------------------
 # determinism
 # --------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from fastmetric import (
     SCML_Supervised,
     SDML_Supervised,
 )
-from fastmetric._core.init import FEATURE_RANGE_RATIO, feature_scales
+from fastmetric._core.init import COMMON_RANGE_WINDOW, FEATURE_RANGE_RATIO, feature_scales
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -112,6 +112,27 @@ def test_feature_scales_constant_columns_and_extremes():
     scales = feature_scales(huge)
     assert np.all(np.isfinite(scales)) and np.all(scales > 0)
     assert np.all(np.isfinite(huge / scales))
+
+
+def test_feature_scales_bring_extreme_data_in_one_unit_to_one():
+    """Data in one unit whose largest range is outside COMMON_RANGE_WINDOW
+    get one common power of two (constant columns keep 1); inside the
+    window, and with ``common_scale=False``, nothing changes."""
+    X01 = MinMaxScaler().fit_transform(classes_in_mixed_units()[0])
+    low, high = COMMON_RANGE_WINDOW
+    assert feature_scales(X01 * low) is None and feature_scales(X01 * high) is None
+    for exponent in (-4, -30, -1000, 21, 40, 1000):
+        assert_array_equal(feature_scales(X01 * 2.0 ** exponent), np.full(8, 2.0 ** exponent))
+        assert feature_scales(X01 * 2.0 ** exponent, common_scale=False) is None
+        assert feature_scales(X01 * 2.0 ** exponent, None) is None
+    with_constant = np.column_stack([X01 * 1e-300, np.full(len(X01), 3.0)])
+    scales = feature_scales(with_constant)
+    assert scales[-1] == 1.0 and np.all(scales[:-1] == scales[0]) and scales[0] < 1e-299
+    # subnormal data: a normal scale, and dividing by it is exact
+    tiny = X01 * 1e-310
+    scales = feature_scales(tiny)
+    assert np.all(scales >= np.finfo(np.float64).tiny)
+    assert_array_equal((tiny / scales) * scales, tiny)
 
 
 # ---------------------------------------------------------------------------
@@ -448,6 +469,19 @@ ALL_SCALING = [NCA, MLKR, LMNN, LDML_Supervised, MMC_Supervised, SCML_Supervised
                SDML_Supervised, LSML_Supervised, ITML_Supervised, RCA_Supervised, LFDA]
 
 
+def short_fit(learner, y):
+    """The targets ``learner`` takes (MLKR: reals) and parameters for a short
+    seeded fit."""
+    if learner is MLKR:
+        y = y.astype(float)
+    kw = {"max_iter": 20} if "max_iter" in learner().get_params() else {}
+    if learner is SCML_Supervised:
+        kw = {"max_iter": 1000, "output_iter": 100}
+    if "random_state" in learner().get_params():
+        kw["random_state"] = 0
+    return y, kw
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("learner", ALL_SCALING)
 def test_feature_scales_attribute(learner, tmp_path):
@@ -457,13 +491,7 @@ def test_feature_scales_attribute(learner, tmp_path):
     import fastmetric
 
     X, y = classes_in_mixed_units(n=150)
-    if learner is MLKR:
-        y = y.astype(float)
-    kw = {"max_iter": 20} if "max_iter" in learner().get_params() else {}
-    if learner is SCML_Supervised:
-        kw = {"max_iter": 1000, "output_iter": 100}
-    if "random_state" in learner().get_params():
-        kw["random_state"] = 0
+    y, kw = short_fit(learner, y)
     fitted = learner(**kw).fit(X, y)
     assert_array_equal(fitted.feature_scales_, feature_scales(X))
     assert learner(**kw).fit(MinMaxScaler().fit_transform(X), y).feature_scales_ is None
@@ -471,3 +499,69 @@ def test_feature_scales_attribute(learner, tmp_path):
     path = tmp_path / "model.npz"
     fastmetric.save(fitted, path)
     assert_array_equal(fastmetric.load(path).feature_scales_, fitted.feature_scales_)
+
+
+# ---------------------------------------------------------------------------
+# Data in one unit at an extreme scale
+# ---------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("learner", [est for est in ALL_SCALING if est is not LFDA])
+def test_extreme_scales_fit_as_a_range_of_one(learner):
+    """Min-max data times 2^-30 or 2^40 are fitted as the min-max data (a
+    range of one) and the map multiplied back, bit for bit: absolute
+    tolerances and default bounds no longer stop the fit at its start (LDML,
+    NCA, MMC, LSML and SDML returned their start on such data, SCML a zero
+    metric)."""
+    X, y = classes_in_mixed_units(n=120)
+    X01 = MinMaxScaler().fit_transform(X)
+    y, kw = short_fit(learner, y)
+    ref = learner(**kw).fit(X01, y).components_
+    for exponent in (-30, 40):
+        fitted = learner(**kw).fit(X01 * 2.0 ** exponent, y)
+        if learner is MMC_Supervised:
+            # its pair scatter is summed in the raw coordinates and its
+            # ridge's trace then in another order: the last bits differ
+            assert_allclose(fitted.components_ * 2.0 ** exponent, ref, rtol=1e-10,
+                            atol=1e-12 * np.abs(ref).max())
+        else:
+            assert_array_equal(fitted.components_ * 2.0 ** exponent, ref)
+        assert_array_equal(fitted.feature_scales_, np.full(8, 2.0 ** exponent))
+
+
+def test_lfda_is_left_at_its_scale():
+    """LFDA takes its scatters in the data's own unit and keeps orthonormal
+    rows orthonormal: no common scale."""
+    X, y = classes_in_mixed_units(n=120)
+    X01 = MinMaxScaler().fit_transform(X) * 2.0 ** -30
+    fitted = LFDA(embedding_type="orthonormalized").fit(X01, y)
+    assert fitted.feature_scales_ is None
+    assert_allclose(fitted.components_ @ fitted.components_.T, np.eye(8), atol=1e-10)
+
+
+@pytest.mark.parametrize("learner", [RCA_Supervised, LFDA])
+def test_a_metric_beyond_float64_is_a_clear_error(learner):
+    """Subnormal data (1e-310) need a map near 1e310: the closed-form fits
+    returned components_ of infinity; now a ValueError, and no map."""
+    X, y = classes_in_mixed_units(n=60)
+    est = learner()
+    with pytest.raises(ValueError, match=r"beyond float64's range \(the data's non-zero "
+                                         r"magnitudes run from .*e-31"):
+        est.fit(MinMaxScaler().fit_transform(X) * 1e-310, y)
+    assert not hasattr(est, "components_")
+
+
+@pytest.mark.parametrize("learner", [NCA, MLKR])
+def test_softmax_learners_on_float32_data_at_extreme_scales(learner):
+    """The softmax problem is posed on X / scales: float32 data at 2^-100 or
+    2^100 fit as at a range of one (their map, near 2^100, used to leave
+    float32's range in the kernels: no iteration at 2^-100, a ValueError at
+    2^100)."""
+    X, y = classes_in_mixed_units(n=120)
+    X01 = MinMaxScaler().fit_transform(X).astype(np.float32)
+    if learner is MLKR:
+        y = y.astype(float)
+    ref = learner(random_state=0, max_iter=20).fit(X01, y)
+    assert ref.n_iter_ > 1
+    for exponent in (-100, 100):
+        fitted = learner(random_state=0, max_iter=20).fit(X01 * np.float32(2.0 ** exponent), y)
+        assert_array_equal(fitted.components_ * 2.0 ** exponent, ref.components_)

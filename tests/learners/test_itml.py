@@ -503,7 +503,10 @@ def test_bad_inputs(pair_data):
             ITML().fit(pairs, y, bounds=bounds)
     Xs, ys = load_iris(return_X_y=True)
     with pytest.raises(ValueError, match="overflow"):
-        ITML_Supervised(max_iter=2).fit(Xs * 1e160, ys)
+        ITML_Supervised(max_iter=2, feature_scaling=None).fit(Xs * 1e160, ys)
+    # the default brings such data to a range of one first: a finite fit
+    huge = ITML_Supervised(max_iter=2).fit(Xs * 1e160, ys)
+    assert np.isfinite(huge.components_).all() and huge.feature_scales_[0] > 1e160
     with pytest.raises(ValueError, match="2 classes"):
         ITML_Supervised().fit(Xs, np.zeros(len(Xs)))
     with pytest.raises(ValueError, match="single sample"):

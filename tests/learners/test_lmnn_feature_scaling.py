@@ -116,17 +116,22 @@ def test_data_in_one_unit_fit_as_without_feature_scaling(params, scaler):
 
 
 def test_extreme_global_scale_still_rescales_the_start():
-    """Data in one unit at an extreme scale: 'auto' leaves the columns
-    alone, the named start is brought to the margin's scale as before
-    (``rescaled_start``) and the fit is that without feature scaling; on
-    mixed units at that scale the scaled start is already there: the fit
-    is that of the data at ordinary scale, its map multiplied back."""
+    """Data in one unit at an extreme scale: without feature scaling the
+    named start is brought to the margin's scale (``rescaled_start``) and
+    the fit learns; 'auto' brings the data to a range of one by a common
+    power of two, so that the fit is the same at 2^-80 and 2^-40, up to the
+    scale.  On mixed units at that scale the scaled start is already
+    there: the fit is that of the data at ordinary scale, its map
+    multiplied back."""
     X, y = classes_in_mixed_units()
     kw = dict(max_iter=10, random_state=0, n_jobs=1)
     tiny = StandardScaler().fit_transform(X) * 2.0 ** -80
+    plain = LMNN(**kw, feature_scaling=None).fit(tiny, y)
+    assert plain.n_iter_ > 1 and 2.0 ** 77 < np.abs(plain.components_).max() < 2.0 ** 82
     fit = LMNN(**kw).fit(tiny, y)
-    assert_array_equal(fit.components_, LMNN(**kw, feature_scaling=None).fit(tiny, y).components_)
     assert fit.n_iter_ > 1 and 2.0 ** 77 < np.abs(fit.components_).max() < 2.0 ** 82
+    assert_array_equal(fit.components_ * 2.0 ** -40,
+                       LMNN(**kw).fit(tiny * 2.0 ** 40, y).components_)
     fit = LMNN(**kw).fit(X, y)
     assert_array_equal(LMNN(**kw).fit(X * 2.0 ** -80, y).components_ * 2.0 ** -80,
                        fit.components_)

@@ -230,14 +230,22 @@ def test_data_scale(blobs):
         est = LSML_Supervised(random_state=0, n_jobs=1).fit(X * scale, y)
         assert np.isfinite(est.components_).all() and np.isfinite(est.loss_)
         assert est.n_iter_ < 100
-    # Large scale: the data term dominates, and the metric the data favour
-    # is found whatever the scale (up to the scale itself).
-    big = [LSML_Supervised(random_state=0, n_jobs=1).fit(X * s, y).components_ * s
+    # Outside the common window the data are brought to a range of one by a
+    # power of two: the fit is the same, bit for bit, at 2^40 and 2^400 (and
+    # at 2^-40), up to the scale itself.
+    kw = dict(random_state=0, n_jobs=1)
+    far = [LSML_Supervised(**kw).fit(X * 2.0 ** e, y).components_ * 2.0 ** e
+           for e in (40, 400, -40)]
+    assert_array_equal(far[0], far[1])
+    assert_array_equal(far[0], far[2])
+    assert ref.n_iter_ < 100
+    # Without it, the data term dominates at large scale, and the metric the
+    # data favour is found whatever the scale (up to the scale itself).
+    big = [LSML_Supervised(**kw, feature_scaling=None).fit(X * s, y).components_ * s
            for s in (1e6, 1e100)]
     assert_allclose(big[0], big[1], rtol=1e-4, atol=1e-6 * np.abs(big[0]).max())
-    assert ref.n_iter_ < 100
     with pytest.raises(ValueError, match="overflow"):
-        LSML_Supervised(random_state=0).fit(X * 1e160, y)
+        LSML_Supervised(random_state=0, feature_scaling=None).fit(X * 1e160, y)
 
 
 def test_degenerate_data():

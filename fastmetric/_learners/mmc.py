@@ -227,6 +227,12 @@ class _BaseMMC(MahalanobisMixin):
             L0 = L0 + unit * (size / np.sqrt(d) * 1e-3 + 1e-12)
         # theta = vec(L * scales): d f / d theta = (d f / d L) / scales
         full = None if scales is None else np.tile(scales, d)
+        # The log-det term is that of the search's coordinates: log |det L|
+        # = log |det (L * scales)| - sum log scales.  Taken on L, the loss
+        # would carry a constant 2 mu sum(log scales) / d, and on data at
+        # 2^-30 L-BFGS's relative test stopped after one step (12 at 1).
+        shift = (0.0 if full is None or not self._logdet_reg > 0
+                 else self._logdet_reg * 2.0 / d * float(np.sum(np.log(scales))))
 
         def components(theta):
             return (theta if full is None else theta / full).reshape(d, d)
@@ -234,7 +240,7 @@ class _BaseMMC(MahalanobisMixin):
         def fun(theta):
             loss, grad = objective.factored_loss_grad(X, aD, bD, W, components(theta),
                                                       n_threads, self._logdet_reg)
-            return (loss, grad) if full is None else (loss, grad / full)
+            return (loss, grad) if full is None else (loss - shift, grad / full)
 
         printer = IterationPrinter(type(self).__name__)
 

@@ -63,6 +63,12 @@ def _check_chunks(chunks, n_samples):
             f"chunks must hold integer chunk ids (-1 for no chunk); got dtype {arr.dtype} "
             "(Unknown label type)."
         )
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(
+            f"chunks holds {int(arr.max())}: chunk ids must fit int64 (at most "
+            f"{np.iinfo(np.int64).max}).")
+    if arr.dtype.kind == "f" and arr.size and np.abs(arr).max() >= 2.0 ** 63:
+        raise ValueError(f"chunks holds {float(np.abs(arr).max())!r}: chunk ids must fit int64.")
     arr = arr.astype(np.int64)
     if arr.size and arr.min() < -1:
         raise ValueError(

@@ -114,6 +114,19 @@ def test_chunk_errors():
         sample_chunks(labels, 1, 2, n_jobs=1.5)
 
 
+def test_chunk_ids_beyond_int64_are_named():
+    """uint64 chunk ids of 2^63 and more were reported as negative numbers
+    (the int64 cast wrapped them)."""
+    X = np.random.RandomState(0).randn(20, 3)
+    chunks = np.arange(20, dtype=np.uint64) // 2
+    chunks[0] = 2**63 + 5
+    with pytest.raises(ValueError, match=r"chunks holds 9223372036854775813: chunk ids must "
+                                         r"fit int64"):
+        RCA().fit(X, chunks)
+    with pytest.raises(ValueError, match=r"chunks holds 1e\+19: chunk ids must fit int64"):
+        RCA().fit(X, np.where(chunks == chunks[0], 1e19, chunks.astype(float)))
+
+
 def test_chunk_sampler_docstring():
     parser = doctest.DocTestParser()
     test = parser.get_doctest(sample_chunks.__doc__, {}, "sample_chunks", None, 0)

@@ -136,6 +136,10 @@ def test_supervised_learners_take_a_preprocessor(iris, learner):
     assert_allclose(by_index.components_, by_points, rtol=1e-10, atol=1e-12)
     # transform takes the same indices
     assert_allclose(by_index.transform(np.arange(5)), X[:5] @ by_index.components_.T)
+    # float "indices" (a cast gone wrong) are named, not sent to the 2-D check
+    with pytest.raises(ValueError, match=r"a 1-D X holds row identifiers \(integer indices\); "
+                                         r"got 5 values of dtype float64"):
+        by_index.transform(np.arange(5.0))
 
 
 # --------------------------------------------------------------------------

@@ -120,9 +120,16 @@ def points_from_indices(preprocessor, X, n_features=None):
     if preprocessor is None or hasattr(X, "iloc") or hasattr(X, "toarray"):
         return X
     arr = np.asarray(X)
+    if arr.ndim == 1 and arr.dtype.kind in "fcb":
+        # not points (those are 2-D) and not identifiers: a cast gone wrong
+        raise ValueError(
+            f"with a preprocessor set, a 1-D X holds row identifiers (integer indices"
+            f"{', or keys its loader accepts' if _is_loader(preprocessor) else ''}); got "
+            f"{arr.shape[0]} values of dtype {arr.dtype}: cast row indices to int, or pass "
+            "the points as a 2-D array.")
     if _is_loader(preprocessor):
         # Any identifiers but numbers that are not integers (see check_tuples).
-        if arr.ndim != 1 or arr.dtype.kind in "fcb":
+        if arr.ndim != 1:
             return X
         return _rows_from_preprocessor(preprocessor, arr, n_features)
     if arr.ndim != 1 or arr.dtype.kind not in "iu":

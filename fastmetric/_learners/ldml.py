@@ -225,7 +225,9 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         ``max_iter`` (a ConvergenceWarning in 6 of the 24 fits of
         ``benchmarks/quality_ldml_pairs.py``, none with it, where the
         held-out pair AUC rises in 17 of them and falls in one).  ``alpha=0``
-        is the plain log-loss (the default before 2026-12-07).
+        is the plain log-loss (the default before 2026-12-07).  Where the
+        features are scaled (``feature_scales_`` set) the pull is taken in
+        the scaled coordinates, ``||(L - L0) * feature_scales_||^2``.
     solver : {'lbfgs', 'adam', 'sgd'}, default='lbfgs'
         Full-batch L-BFGS-B, or minibatch Adam / SGD with momentum (for
         pair sets too large to evaluate in full at every iteration).

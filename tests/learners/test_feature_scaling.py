@@ -27,6 +27,8 @@ from fastmetric import (
     MMC,
     NCA,
     SDML,
+    ClusterLDML,
+    Covariance,
     ITML_Supervised,
     LDML_Supervised,
     LSML_Supervised,
@@ -590,3 +592,30 @@ def test_pair_learners_at_extreme_scales(learner, rtol):
         assert fitted.n_iter_ == ref.n_iter_
         assert_allclose(fitted.components_ * 2.0 ** exponent, ref.components_, rtol=rtol,
                         atol=rtol * np.abs(ref.components_).max())
+
+
+EXTREME_LEARNERS = [*ALL_SCALING, Covariance, ClusterLDML]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("learner", EXTREME_LEARNERS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("scale, dtype", [(1e-310, np.float64), (1e-40, np.float32),
+                                          (2.0 ** -60, np.float64), (2.0 ** 60, np.float64),
+                                          (1e300, np.float64)])
+def test_every_learner_on_extreme_data_fits_finite_or_says_why(learner, scale, dtype):
+    """Never a map of NaN or infinity, nor a crash: a finite fit whose
+    transform of the training data is finite, or a ValueError with a message
+    (subnormal data need a map beyond float64's range)."""
+    X, y = classes_in_mixed_units(n=60)
+    X = (MinMaxScaler().fit_transform(X) * scale).astype(dtype)
+    y, kw = short_fit(learner, y)
+    if learner is ClusterLDML:
+        kw, y = {"n_clusters": 3, "random_state": 0, "max_rounds": 2}, None
+    try:
+        fitted = learner(**kw).fit(X, y)
+    except ValueError as exc:
+        assert str(exc).strip()
+        return
+    assert np.isfinite(fitted.components_).all()
+    assert np.isfinite(fitted.transform(X)).all()

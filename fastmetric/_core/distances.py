@@ -159,12 +159,40 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
         # Filled by every thread at once: see fastmetric._core.workspace.
         out = empty_aligned((X.shape[0], YL.shape[0]), X.dtype)
         norms_bound = _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)
+        # Squared norms below 2^(minexp + nmant) leave the squares in the
+        # subnormals: float64 distances under about 1e-146 came out 0 or
+        # rounded to a few bits.  The embedded rows are then brought to norms
+        # near one by a power of two (exact) and the result scaled back (the
+        # squared distances of such points may still be subnormal: they are).
+        # Huge rows stay an overflow error, as in every other function.
+        if norms_bound < _SUBNORMAL_SQUARES[out.dtype]:
+            exponent = _rescale_rows(XL, YL)
+            norms_bound = _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)
+            with np.errstate(under="ignore"):
+                np.ldexp(out, exponent if not squared else 2 * exponent, out=out)
     # Below this bound no entry can have overflowed (see _pairwise): the
     # scan of the n x m result (about 9 ms for 20 million) is only needed
     # near the dtype's range.
     if not norms_bound < float(np.finfo(out.dtype).max) / 4:
         check_finite_result(out, X, Y, components=L)
     return out
+
+
+# Squared norms below these put squared distances among the subnormals.
+_SUBNORMAL_SQUARES = {np.dtype(t): float(np.ldexp(1.0, np.finfo(t).minexp + np.finfo(t).nmant))
+                      for t in (np.float32, np.float64)}
+
+
+def _rescale_rows(XL, YL):
+    """Divide XL and YL (YL may be XL) in place by the power of two ``2^e``
+    that brings their largest magnitude to [0.5, 1); returns ``e``."""
+    top = max(float(np.max(np.abs(XL), initial=0.0)), float(np.max(np.abs(YL), initial=0.0)))
+    exponent = int(np.frexp(top)[1]) if top > 0 else 0
+    with np.errstate(under="ignore"):
+        np.ldexp(XL, -exponent, out=XL)
+        if YL is not XL:
+            np.ldexp(YL, -exponent, out=YL)
+    return exponent
 
 
 def _leading_size(a, default=0):

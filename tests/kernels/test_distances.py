@@ -243,6 +243,22 @@ def test_pairwise_names_the_nonfinite_entry(data, dtype, which):
         mahalanobis_distances(X, Y, components=L)
 
 
+def test_tiny_points_get_their_distances_not_zero(dtype):
+    """Points within 1e-200 of each other (float64; 1e-25 in float32) had
+    squared distances below the smallest float: the distances came out 0.
+    The embedded rows are now brought to norms near one by a power of two
+    and the distances scaled back."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(20, 3)).astype(dtype)
+    Y = rng.normal(size=(6, 3)).astype(dtype)
+    scale = dtype(1e-200 if dtype == np.float64 else 1e-25)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    assert_allclose(mahalanobis_distances(X * scale) / scale, mahalanobis_distances(X), rtol=rtol)
+    assert_allclose(mahalanobis_distances(X * scale, Y * scale, components=np.eye(3) * 2) / scale,
+                    mahalanobis_distances(X, Y, components=np.eye(3) * 2), rtol=rtol)
+    assert_array_equal(mahalanobis_distances(np.zeros((3, 2), dtype=dtype)), 0.0)
+
+
 def test_pairwise_kernel_returns_the_norms_bound_that_spares_the_overflow_scan(dtype):
     # |2 u.v| <= ||u||^2 + ||v||^2: below a quarter of the dtype's range the
     # caller skips scanning the result; near it the scan still runs.

@@ -172,13 +172,9 @@ def ldml_objective(problem, shape, dtype, L0, alpha, n_threads, scales=None):
         grad = np.empty_like(theta)
         grad[:-1] = grad_L.ravel()
         grad[-1] = grad_bias
-        if alpha > 0 and squares is None:
+        if alpha > 0:
             diff = L - L0
-            loss += 0.5 * alpha * float(np.dot(diff.ravel(), diff.ravel()))
-            grad[:-1] += alpha * diff.ravel()
-        elif alpha > 0:
-            diff = L - L0
-            weighted = diff * squares
+            weighted = diff if squares is None else diff * squares
             loss += 0.5 * alpha * float(np.dot(diff.ravel(), weighted.ravel()))
             grad[:-1] += alpha * weighted.ravel()
         return loss, grad

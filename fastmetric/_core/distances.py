@@ -241,7 +241,11 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
     rows of consecutive pairs stay in cache and only the second row of each
     pair is read from memory at random.  With fewer pairs than rows, the differences of a chunk of pairs
     are gathered into a per-thread buffer and multiplied by ``L^T``
-    (O(n_pairs k d), never touching unused rows).
+    (O(n_pairs k d), never touching unused rows).  The squares are summed
+    in double.  When every squared distance is below float64's smallest
+    normal number (float64 points or maps of about 1e-154 and less), the
+    pairs are computed again on rows scaled by a power of two, and the
+    distances scaled back.
 
     Examples
     --------
@@ -289,5 +293,55 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
         else:
             _paired_direct(X, L, a, b, out, not squared,
                            chunk_size or DEF_ROW_CHUNK, n_threads)
+        # Every squared distance below float64's 2^(minexp + nmant): some
+        # may have fallen among the subnormals or to 0 (differences under
+        # about 1e-154), as in mahalanobis_distances.  The rows are then
+        # brought near one by a power of two and the pairs computed again.
+        if _all_squares_subnormal(out, squared):
+            _recompute_tiny_pairs(X, XL if transformed else None, L, a, b, out, squared,
+                                  chunk_size, n_threads)
     check_finite_result(out, X, components=L)
     return out
+
+
+def _all_squares_subnormal(out, squared):
+    """Whether every squared distance of ``out`` (distances unless
+    ``squared``) is below the smallest normal square of float64.
+
+    The paired kernels sum the squares in double for both dtypes (float32
+    rows of at least 1e-45 give squares of at least 1e-90), so only float64
+    rows underflow there.
+    """
+    top = float(np.max(out))  # NaN (overflow, reported later) compares False
+    return (top if squared else top * top) < _SUBNORMAL_SQUARES[np.dtype(np.float64)]
+
+
+def _recompute_tiny_pairs(X, XL, L, a, b, out, squared, chunk_size, n_threads):
+    """The paired distances of tiny points again, on rows scaled by a power
+    of two, into ``out`` (scaled back; exact but for the final rounding).
+
+    ``XL``: the mapped rows (the transformed path), rescaled in place; else
+    the direct path, whose rows of the pairs and L are scaled separately (a
+    tiny map is as likely as tiny data).  Nothing is redone when the rows are
+    not small: the distances are then tiny because the points nearly
+    coincide, and no scaling separates them further.
+    """
+    if XL is not None:
+        exponent = _rescale_rows(XL, XL)
+        if exponent >= 0:
+            return
+        _paired_transformed(XL, a, b, out, not squared, chunk_size or DEF_PAIR_CHUNK,
+                            n_threads, 0)
+    else:
+        used, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+        rows = np.ascontiguousarray(X[used])
+        L = np.array(L, order="C")  # scaled in place: never the caller's array
+        rows_exponent, map_exponent = _rescale_rows(rows, rows), _rescale_rows(L, L)
+        exponent = rows_exponent + map_exponent
+        if exponent >= 0:
+            return
+        inverse = inverse.astype(np.intp, copy=False)
+        _paired_direct(rows, L, inverse[:a.shape[0]], inverse[a.shape[0]:], out,
+                       not squared, chunk_size or DEF_ROW_CHUNK, n_threads)
+    with np.errstate(under="ignore"):
+        np.ldexp(out, exponent if not squared else 2 * exponent, out=out)

@@ -329,3 +329,29 @@ def test_paired_distances_use_the_team_only_under_load(monkeypatch):
     assert_array_equal(busy, quiet)
     assert_array_equal(explicit, quiet)
     assert_array_equal(few, quiet)
+
+
+@pytest.mark.parametrize("n_pairs", [5, 60])  # the direct path (fewer pairs than rows), the mapped rows
+@pytest.mark.parametrize("tiny", ["data", "map"])
+def test_tiny_pairs_get_their_distances_not_zero(dtype, n_pairs, tiny):
+    """As test_tiny_points_get_their_distances_not_zero for the paired
+    distances: float64 points (or a map) of 1e-200 gave pairs at distance 0.
+    The rows of the pairs (and the map) are now brought near one by a power
+    of two and the distances scaled back; neither the caller's map nor its
+    data change.  (float32 pairs of 1e-25 are summed in double: they never
+    underflowed, and must not now.)"""
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(20, 3)).astype(dtype)
+    L = rng.normal(size=(2, 3)).astype(dtype)
+    pairs = rng.integers(0, 20, size=(n_pairs, 2))
+    scale = dtype(1e-200 if dtype == np.float64 else 1e-25)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    X_small, L_small = (X * scale, L) if tiny == "data" else (X, L * scale)
+    kept_X, kept_L = X_small.copy(), L_small.copy()
+    out = paired_mahalanobis_distances(X_small, pairs, components=L_small)
+    assert_allclose(out / scale, paired_mahalanobis_distances(X, pairs, components=L), rtol=rtol)
+    assert_array_equal(X_small, kept_X)
+    assert_array_equal(L_small, kept_L)
+    # Pairs of one point stay exactly 0, on every path.
+    assert_array_equal(paired_mahalanobis_distances(X_small, np.zeros((n_pairs, 2), dtype=int),
+                                                    components=L_small), 0.0)

@@ -241,10 +241,18 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             X = rows
         X = self._normalize_points(X)
         if _float32_overflows(X, self.components_):
-            # float64 arithmetic, then float32 (inf where the value exceeds it).
+            # float64 arithmetic, then float32 where the values fit; values
+            # beyond float32 would come back as infinity (and NaN distances
+            # downstream): said instead.
             Z = _embed_rows(X.astype(np.float64), self.components_, getattr(self, "n_jobs", None))
-            with np.errstate(over="ignore"):
-                return Z.astype(np.float32)
+            top, f32_max = float(np.abs(Z).max(initial=0.0)), float(np.finfo(np.float32).max)
+            if not top <= f32_max:
+                raise ValueError(
+                    f"the transformed values of this float32 X reach {top:.3g}, beyond "
+                    f"float32's range ({f32_max:.3g}; components_ reach "
+                    f"{float(np.abs(self.components_).max()):.3g}); transform "
+                    "X.astype(np.float64) instead.")
+            return Z.astype(np.float32)
         return _embed_rows(X, self.components_, getattr(self, "n_jobs", None))
 
     # -- dask arrays: lazy, block by block -----------------------------------
@@ -255,6 +263,13 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
+        if X.dtype == np.float32 and not np.abs(self.components_).max(initial=0.0) <= \
+                np.finfo(np.float32).max:
+            # Cast to float32 the map would hold infinity (NaN products).
+            raise ValueError(
+                f"components_ reach {float(np.abs(self.components_).max()):.3g}, beyond "
+                "float32's range: transform X.astype(np.float64) instead of this float32 "
+                "dask array.")
         L = self.components_.astype(X.dtype)
         normalize = getattr(self, "normalize", False)
         return map_rows(X, functools.partial(_embed_block, L, normalize), L.shape[0], X.dtype)

@@ -619,3 +619,35 @@ def test_every_learner_on_extreme_data_fits_finite_or_says_why(learner, scale, d
         return
     assert np.isfinite(fitted.components_).all()
     assert np.isfinite(fitted.transform(X)).all()
+
+
+def test_float32_transform_beyond_float32_says_so():
+    """A map fitted on tiny float64 data (entries near 1e40) sends float32
+    rows of ordinary size beyond float32's range: transform returned
+    infinity there; it now raises a ValueError that names the magnitudes and
+    the float64 way out.  Rows it can map stay float32 and finite."""
+    X, y = classes_in_mixed_units(n=60)
+    X = MinMaxScaler().fit_transform(X)
+    fitted = Covariance().fit(X * 1e-40)
+    with pytest.raises(ValueError, match=r"beyond float32's range.*astype\(np\.float64\)"):
+        fitted.transform(X.astype(np.float32))
+    assert_allclose(fitted.transform(X), fitted.transform(X * 1e-40) * 1e40, rtol=1e-10)
+    tiny = (X * 1e-40).astype(np.float32)
+    Z = fitted.transform(tiny)
+    assert Z.dtype == np.float32 and np.isfinite(Z).all()
+    assert_allclose(Z, fitted.transform(tiny.astype(np.float64)), rtol=1e-6)
+
+
+def test_float32_dask_transform_with_a_map_beyond_float32_says_so():
+    """The lazy transform of a float32 dask array cast such a map to float32
+    (infinity, then NaN rows); it now raises at once, as the in-memory
+    transform does."""
+    da = pytest.importorskip("dask.array")
+    X, _ = classes_in_mixed_units(n=60)
+    X = MinMaxScaler().fit_transform(X)
+    fitted = Covariance().fit(X * 1e-40)
+    assert np.abs(fitted.components_).max() > np.finfo(np.float32).max
+    with pytest.raises(ValueError, match=r"beyond float32's range.*astype\(np\.float64\)"):
+        fitted.transform(da.from_array(X.astype(np.float32), chunks=20))
+    Z = fitted.transform(da.from_array(X, chunks=20)).compute()
+    assert_allclose(Z, fitted.transform(X))

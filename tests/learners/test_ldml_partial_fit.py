@@ -3,10 +3,12 @@ e.g. row blocks of a memmap), memory-bounded minibatch sampling, progress
 bars and a clean stop on Ctrl-C."""
 import os
 import time
+import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
 from fastmetric import LDML, LDML_Supervised
@@ -194,7 +196,11 @@ def test_progress_without_tqdm_falls_back_to_the_table(capsys, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_tqdm)
     X, y = blobs(300)
-    LDML_Supervised(solver="adam", n_pairs=1000, batch_size=100, max_iter=2,
-                    random_state=0, verbose=2).fit(X, y)
+    # max_iter=2 warns; kept off stderr also when pytest's warning capture
+    # is off (-p no:warnings), where it would print there.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        LDML_Supervised(solver="adam", n_pairs=1000, batch_size=100, max_iter=2,
+                        random_state=0, verbose=2).fit(X, y)
     captured = capsys.readouterr()
     assert "[LDML_Supervised]" in captured.out and captured.err == ""

@@ -72,12 +72,15 @@ def _float32_overflows(X, L, power=1):
     """
     if X.dtype != np.float32 or not X.size or not np.size(L):
         return False
-    top = float(np.finfo(np.float32).max)
-    L_max = float(np.abs(L).max())
-    if not L_max < top:  # L itself is inf in float32 (and 0 * inf is NaN)
+    if not _float32_holds(L):  # L itself is inf in float32 (and 0 * inf is NaN)
         return True
-    bound = float(X.shape[1]) * float(np.abs(X).max()) * L_max
-    return not bound < (top / 4) ** (1.0 / power)
+    bound = float(X.shape[1]) * float(np.abs(X).max()) * float(np.abs(L).max())
+    return not bound < (float(np.finfo(np.float32).max) / 4) ** (1.0 / power)
+
+
+def _float32_holds(L):
+    """Whether every entry of the map ``L`` is within float32's range."""
+    return float(np.abs(L).max(initial=0.0)) < float(np.finfo(np.float32).max)
 
 
 def _embed_block(L, normalize, block):
@@ -263,8 +266,7 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
-        if X.dtype == np.float32 and not np.abs(self.components_).max(initial=0.0) <= \
-                np.finfo(np.float32).max:
+        if X.dtype == np.float32 and not _float32_holds(self.components_):
             # Cast to float32 the map would hold infinity (NaN products).
             raise ValueError(
                 f"components_ reach {float(np.abs(self.components_).max()):.3g}, beyond "

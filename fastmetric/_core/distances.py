@@ -168,8 +168,7 @@ def mahalanobis_distances(X, Y=None, *, components=None, squared=False,
         if norms_bound < _SUBNORMAL_SQUARES[out.dtype]:
             exponent = _rescale_rows(XL, YL)
             norms_bound = _pairwise(XL, YL, out, Y is None, not squared, chunk_size, n_threads)
-            with np.errstate(under="ignore"):
-                np.ldexp(out, exponent if not squared else 2 * exponent, out=out)
+            _scale_back(out, exponent, squared)
     # Below this bound no entry can have overflowed (see _pairwise): the
     # scan of the n x m result (about 9 ms for 20 million) is only needed
     # near the dtype's range.
@@ -193,6 +192,12 @@ def _rescale_rows(XL, YL):
         if YL is not XL:
             np.ldexp(YL, -exponent, out=YL)
     return exponent
+
+
+def _scale_back(out, exponent, squared):
+    """Undo :func:`_rescale_rows` on distances (squared: twice the exponent), in place."""
+    with np.errstate(under="ignore"):
+        np.ldexp(out, exponent if not squared else 2 * exponent, out=out)
 
 
 def _leading_size(a, default=0):
@@ -293,26 +298,29 @@ def paired_mahalanobis_distances(X, pairs, *, components=None, squared=False,
         else:
             _paired_direct(X, L, a, b, out, not squared,
                            chunk_size or DEF_ROW_CHUNK, n_threads)
-        # Every squared distance below float64's 2^(minexp + nmant): some
-        # may have fallen among the subnormals or to 0 (differences under
-        # about 1e-154), as in mahalanobis_distances.  The rows are then
-        # brought near one by a power of two and the pairs computed again.
-        if _all_squares_subnormal(out, squared):
+        # One pass over the distances (non-negative) gives their largest: NaN
+        # or infinity there (overflow) is reported below, and when every
+        # squared distance is below float64's 2^(minexp + nmant) some may have
+        # fallen among the subnormals or to 0 (differences under about
+        # 1e-154), as in mahalanobis_distances: the rows are then brought near
+        # one by a power of two and the pairs computed again.
+        top = float(np.max(out))
+        if _all_squares_subnormal(top, squared):
             _recompute_tiny_pairs(X, XL if transformed else None, L, a, b, out, squared,
                                   chunk_size, n_threads)
-    check_finite_result(out, X, components=L)
+    if not np.isfinite(top):
+        check_finite_result(out, X, components=L)
     return out
 
 
-def _all_squares_subnormal(out, squared):
-    """Whether every squared distance of ``out`` (distances unless
-    ``squared``) is below the smallest normal square of float64.
+def _all_squares_subnormal(top, squared):
+    """Whether the largest distance ``top`` (squared distance if ``squared``)
+    squares below the smallest normal square of float64 (NaN: False).
 
     The paired kernels sum the squares in double for both dtypes (float32
     rows of at least 1e-45 give squares of at least 1e-90), so only float64
     rows underflow there.
     """
-    top = float(np.max(out))  # NaN (overflow, reported later) compares False
     return (top if squared else top * top) < _SUBNORMAL_SQUARES[np.dtype(np.float64)]
 
 
@@ -343,5 +351,4 @@ def _recompute_tiny_pairs(X, XL, L, a, b, out, squared, chunk_size, n_threads):
         inverse = inverse.astype(np.intp, copy=False)
         _paired_direct(rows, L, inverse[:a.shape[0]], inverse[a.shape[0]:], out,
                        not squared, chunk_size or DEF_ROW_CHUNK, n_threads)
-    with np.errstate(under="ignore"):
-        np.ldexp(out, exponent if not squared else 2 * exponent, out=out)
+    _scale_back(out, exponent, squared)

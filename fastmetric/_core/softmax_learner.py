@@ -30,7 +30,7 @@ from fastmetric._core.minibatch_learner import (
 )
 from fastmetric._core.objectives.softmax_neighbors import SoftmaxNeighborsProblem
 from fastmetric._core.params import fit_context, reals, shared
-from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs
+from fastmetric._core.solvers import IterationPrinter, minimize_lbfgs, quadratic_pull
 from fastmetric._core.threads import effective_n_threads, multiply_adds, team_threads
 
 __all__ = ["DEFAULT_TOL", "SoftmaxNeighborsLearner", "start_pull"]
@@ -58,13 +58,7 @@ def start_pull(theta0, strength):
     start_norm2 = float(np.dot(theta0, theta0))
     if not strength > 0 or not start_norm2 > 0:
         return None
-    weight = float(strength) / start_norm2
-
-    def pull(theta):
-        step = np.asarray(theta, dtype=np.float64).ravel() - theta0
-        return weight * float(np.dot(step, step)), (2.0 * weight) * step
-
-    return pull
+    return quadratic_pull(theta0, float(strength) / start_norm2)
 
 
 @shared_docs

@@ -31,6 +31,7 @@ __all__ = [
     "minimize_lbfgs",
     "minimize_stochastic",
     "progress",
+    "quadratic_pull",
     "record_partial_epoch",
     "run_epoch",
     "step_minibatches",
@@ -65,6 +66,38 @@ class SolverResult:
     loss_curve: list = field(default_factory=list)
     converged: bool = False
     message: str = ""
+
+
+def quadratic_pull(center, weight, column_weights=None):
+    """A pull of the parameters toward ``center``, added to an objective.
+
+    Returns ``pull(x) -> (loss, grad)`` of ``weight * sum((x - center)^2 *
+    column_weights)`` (``column_weights`` broadcast over the last axis of
+    ``center``'s shape; all ones when None), or None when ``weight`` is not
+    positive (no pull).  ``grad`` has ``center``'s shape.  Each learner
+    sets ``weight`` by its own rule (NCA and MLKR relative to the start's
+    size, :func:`~fastmetric._core.softmax_learner.start_pull`; LDML's
+    ``alpha / 2``, :func:`~fastmetric._core.objectives.ldml.ldml_objective`);
+    the term and its gradient are this one function.
+
+    >>> import numpy as np
+    >>> pull = quadratic_pull(np.zeros(2), 0.5)
+    >>> pull(np.array([1.0, 2.0]))
+    (2.5, array([1., 2.]))
+    >>> quadratic_pull(np.zeros(2), 0.0) is None
+    True
+    """
+    if not weight > 0:
+        return None
+    center = np.asarray(center, dtype=np.float64)
+    weight = float(weight)
+
+    def pull(x):
+        step = np.asarray(x, dtype=np.float64).reshape(center.shape) - center
+        weighted = step if column_weights is None else step * column_weights
+        return weight * float(np.dot(step.ravel(), weighted.ravel())), (2.0 * weight) * weighted
+
+    return pull
 
 
 class _NonFiniteLoss(Exception):

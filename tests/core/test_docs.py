@@ -73,3 +73,30 @@ def test_rendered_learner_docstrings_hold_no_placeholder(cls):
     start = lines.index("Parameters")
     assert lines[start + 1] == "-" * len("Parameters")
     assert lines[start + 2] and not lines[start + 2].startswith(" ")
+
+
+def _package_modules():
+    import pkgutil
+
+    return sorted(info.name for info in pkgutil.walk_packages(fastmetric.__path__, "fastmetric.")
+                  if not info.name.endswith("__main__"))
+
+
+@pytest.mark.parametrize("module_name", _package_modules())
+def test_every_docstring_example_of_the_package_runs(module_name):
+    """The examples in docstrings of every module (the private helpers'
+    too, not only the public API's, which other tests also run) still hold."""
+    import doctest
+    import importlib
+    import warnings
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # a module of an optional extra that is not installed
+        pytest.skip(f"{module_name} needs {exc.name}")
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in doctest.DocTestFinder().find(module, module_name):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runner.run(test)
+    assert runner.failures == 0

@@ -3,9 +3,16 @@ gradient descent and the minibatch epochs of the stochastic solvers."""
 import itertools
 
 import numpy as np
-from numpy.testing import assert_array_equal
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.optimize import check_grad
 
-from fastmetric._core.solvers import minibatch_epochs, minimize_halving_descent, stream_epochs
+from fastmetric._core.solvers import (
+    minibatch_epochs,
+    minimize_halving_descent,
+    quadratic_pull,
+    stream_epochs,
+)
 
 
 def _quadratic(x):
@@ -64,3 +71,20 @@ def test_stream_epochs_draw_every_minibatch_of_every_epoch():
 
     epochs = stream_epochs(3, batches_of_epoch)
     assert list(epochs(2)) == [((2, 0), 1.0), ((2, 1), 1.0), ((2, 2), 1.0)]
+
+
+@pytest.mark.parametrize("column_weights", [None, np.array([0.25, 1.0, 4.0])])
+def test_quadratic_pull_is_its_formula_and_its_gradient(column_weights):
+    """The one pull toward a start that NCA, MLKR and LDML add: its value is
+    the weighted squared distance to the centre, its gradient the
+    derivative (column weights broadcast over the rows of a 2-D map), and a
+    weight of zero is no pull."""
+    rng = np.random.RandomState(0)
+    center, x = rng.randn(2, 3), rng.randn(2, 3)
+    pull = quadratic_pull(center, 0.7, column_weights)
+    weights = np.ones(3) if column_weights is None else column_weights
+    assert_allclose(pull(x)[0], 0.7 * np.sum((x - center) ** 2 * weights), rtol=1e-13)
+    assert pull(x)[1].shape == center.shape
+    assert check_grad(lambda t: pull(t)[0], lambda t: pull(t)[1].ravel(), x.ravel()) < 1e-6
+    assert pull(center) == (0.0, pytest.approx(np.zeros((2, 3))))
+    assert quadratic_pull(center, 0.0, column_weights) is None

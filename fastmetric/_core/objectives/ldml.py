@@ -39,6 +39,7 @@ from fastmetric._core.solvers import (
     minimize_lbfgs,
     minimize_stochastic,
     progress,
+    quadratic_pull,
     run_epoch,
     stream_epochs,
 )
@@ -156,13 +157,15 @@ def ldml_objective(problem, shape, dtype, L0, alpha, n_threads, scales=None):
     """``fun(theta) -> (loss, grad)`` over theta = [vec(L), bias] (float64).
 
     ``problem.loss_grad(L, bias, n_threads)`` gives the data term; the pull
-    ``alpha/2 ||L - L0||_F^2`` (gradient ``alpha (L - L0)``) is added here,
+    ``alpha/2 ||L - L0||_F^2`` (gradient ``alpha (L - L0)``;
+    :func:`~fastmetric._core.solvers.quadratic_pull`, NCA's too) is added here,
     with per-feature ``scales`` in the coordinates of the search,
     ``alpha/2 ||(L - L0) * scales||_F^2``: then the units of the columns
     only rescale the fitted map, pull included.
     """
     k, d = shape
     squares = None if scales is None else np.square(np.asarray(scales, dtype=np.float64))
+    pull = quadratic_pull(np.reshape(L0, (k, d)), 0.5 * alpha, squares)
 
     def fun(theta):
         L = theta[:-1].reshape(k, d)
@@ -172,11 +175,10 @@ def ldml_objective(problem, shape, dtype, L0, alpha, n_threads, scales=None):
         grad = np.empty_like(theta)
         grad[:-1] = grad_L.ravel()
         grad[-1] = grad_bias
-        if alpha > 0:
-            diff = L - L0
-            weighted = diff if squares is None else diff * squares
-            loss += 0.5 * alpha * float(np.dot(diff.ravel(), weighted.ravel()))
-            grad[:-1] += alpha * weighted.ravel()
+        if pull is not None:
+            pull_loss, pull_grad = pull(L)
+            loss += pull_loss
+            grad[:-1] += pull_grad.ravel()
         return loss, grad
 
     return fun

@@ -366,6 +366,11 @@ def knn_accuracy(y_query, y_neighbors, k=None):
     return float(correct.mean()) if len(rows) else float("nan")
 
 
+# Rows whose largest magnitude is beyond 2^+-EXTREME_EXPONENT are clustered at
+# a scale of one (kmeans_scores).
+EXTREME_EXPONENT = 100
+
+
 def kmeans_scores(Z, y, n_clusters=None, random_state=0):
     """k-means on (mapped) rows, scored against the labels.
 
@@ -409,6 +414,14 @@ def kmeans_scores(Z, y, n_clusters=None, random_state=0):
         c = int(n_clusters)
     if c < 2:
         return {"nmi": float("nan"), "ami": float("nan")}
+    # k-means' squared distances underflow on rows of about 1e-154 and less
+    # (and overflow near 1e154): far from one unit the rows are clustered
+    # multiplied by a power of two, which is exact and changes no step of
+    # k-means (its seeding draws by ratios of squared distances, its
+    # tolerance is relative to the data's variance), only the rounding away.
+    top = float(np.abs(Z).max()) if Z.size else 0.0
+    if top > 0 and abs(int(np.frexp(top)[1])) > EXTREME_EXPONENT:
+        Z = np.ldexp(Z, -int(np.frexp(top)[1]))
     pred = KMeans(n_clusters=c, n_init=10, random_state=random_state).fit_predict(Z)
     return {"nmi": float(normalized_mutual_info_score(y, pred)),
             "ami": float(adjusted_mutual_info_score(y, pred))}

@@ -342,13 +342,10 @@ class MahalanobisNeighbors(BaseEstimator):
             Zq = self._map_queries(X)
         if self._Z_dask is not None or is_dask_array(Zq):
             db = self._Z_dask if self._Z_dask is not None else self._index
-            dist2, idx = dask_kneighbors(Zq, db, k, exclude_self=exclude_self,
-                                         algorithm=self.algorithm,
-                                         params=self.algorithm_params)
-            dist = dist2 ** 0.5
+            dist, idx = dask_kneighbors(Zq, db, k, exclude_self=exclude_self,
+                                        algorithm=self.algorithm, params=self.algorithm_params)
         else:
-            dist2, idx = self._index.kneighbors(Zq, k, exclude_self=exclude_self)
-            dist = np.sqrt(dist2)
+            dist, idx = self._index.kneighbors(Zq, k, exclude_self=exclude_self, squared=False)
         return (dist, idx) if return_distance else idx
 
     def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
@@ -382,13 +379,13 @@ class MahalanobisNeighbors(BaseEstimator):
         r = check_radius(self.radius if radius is None else radius)
         index = self._exact_index()
         if X is None:
-            return index.radius(self._Z, r, exclude_self=True)
+            return index.radius(self._Z, r, exclude_self=True, squared=False)
         Zq = self._map_queries(X)
         if is_dask_array(Zq):
             from fastmetric._core.dask_support import _compute
 
             (Zq,) = _compute(Zq)
-        return index.radius(Zq, r)
+        return index.radius(Zq, r, squared=False)
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=True):
         """The fitted rows within ``radius`` of each query (distance <= radius).
@@ -410,11 +407,11 @@ class MahalanobisNeighbors(BaseEstimator):
         neigh_ind : ndarray of shape (n_queries,) of int64 arrays
             A query with no row within the radius gets empty arrays.
         """
-        indptr, idx, dist2 = self._radius_csr(X, radius)
+        indptr, idx, dist = self._radius_csr(X, radius)
         ind = _object_rows(indptr, idx)
         if not return_distance:
             return ind
-        return _object_rows(indptr, np.sqrt(dist2)), ind
+        return _object_rows(indptr, dist), ind
 
     def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity",
                                sort_results=True):
@@ -426,8 +423,8 @@ class MahalanobisNeighbors(BaseEstimator):
         """
         if mode not in ("connectivity", "distance"):
             raise ValueError(f"mode must be 'connectivity' or 'distance'; got {mode!r}.")
-        indptr, idx, dist2 = self._radius_csr(X, radius)
-        data = np.sqrt(dist2) if mode == "distance" else np.ones(idx.shape[0])
+        indptr, idx, dist = self._radius_csr(X, radius)
+        data = dist if mode == "distance" else np.ones(idx.shape[0])
         return sp.csr_matrix((data, idx, indptr), shape=(len(indptr) - 1, self.n_samples_fit_))
 
     def __sklearn_tags__(self):

@@ -282,6 +282,45 @@ def test_dask_queries_and_partitioned_database(data, dtype):
     assert_array_equal(ind.compute(scheduler="sync"), ref_ind)
 
 
+@pytest.mark.parametrize("scale_exp", [-600, -900])
+def test_tiny_rows_are_searched_at_a_scale_where_their_distances_exist(data, scale_exp):
+    """float64 rows of about 1e-160 and less: their squared differences,
+    summed in float64, fall below the smallest normal double, so distinct
+    rows were tied at distance 0 and came out in index order.  Searched at
+    a power-of-two scale, every result is that of the same rows at ordinary
+    scale, the distances multiplied back exactly (k nearest, leave-one-out,
+    radius, dask queries, retrieval scores)."""
+    from fastmetric.metrics import evaluate
+
+    X, Q, L, y = data
+    Xt, Qt = np.ldexp(X, scale_exp), np.ldexp(Q, scale_exp)
+    ref = MahalanobisNeighbors(n_neighbors=5, metric=L).fit(X)
+    tiny = MahalanobisNeighbors(n_neighbors=5, metric=L).fit(Xt)
+    for a, b in [(ref.kneighbors(Q), tiny.kneighbors(Qt)),
+                 (ref.kneighbors(None), tiny.kneighbors(None))]:
+        assert_array_equal(b[1], a[1])
+        assert_array_equal(b[0], np.ldexp(a[0], scale_exp))
+    r = float(np.median(ref.kneighbors(Q)[0][:, 2]))
+    ref_dist, ref_ind = ref.radius_neighbors(Q, radius=r)
+    dist, ind = tiny.radius_neighbors(Qt, radius=float(np.ldexp(r, scale_exp)))
+    assert sum(map(len, ind)) > len(Q)  # the radius holds neighbours
+    for a, b, c, d in zip(ref_dist, dist, ref_ind, ind):
+        assert_array_equal(d, c)
+        assert_array_equal(b, np.ldexp(a, scale_exp))
+    assert evaluate(L, Xt, y) == evaluate(L, X, y)
+    da = pytest.importorskip("dask.array")
+    dist, ind = tiny.kneighbors(da.from_array(Qt, chunks=7))
+    assert_array_equal(ind.compute(scheduler="sync"), ref.kneighbors(Q)[1])
+    assert_array_equal(dist.compute(scheduler="sync"), np.ldexp(ref.kneighbors(Q)[0], scale_exp))
+
+
+def test_queries_too_far_from_tiny_rows_are_refused_by_name(data):
+    X, Q, L, _ = data
+    tiny = MahalanobisNeighbors(n_neighbors=5, metric=L).fit(np.ldexp(X, -900))
+    with pytest.raises(ValueError, match=r"mapped queries \(multiplied by 2\*\*"):
+        tiny.kneighbors(Q * 1e30)
+
+
 @pytest.mark.parametrize("estimator", [MahalanobisNeighbors(), MahalanobisKNeighborsTransformer(),
                                        MahalanobisRadiusNeighborsTransformer()],
                          ids=lambda e: type(e).__name__)

@@ -180,6 +180,18 @@ def check_radius(radius):
 # ---------------------------------------------------------------------------
 # Exact search
 # ---------------------------------------------------------------------------
+# float64 rows all below this magnitude are searched at a power-of-two scale.
+# The kernel sums the squared differences in float64: for rows of about
+# 1e-154 and less these fall below the smallest normal double (to zero
+# below about 1e-162), so distinct rows tied at distance 0 and the
+# neighbours came out in index order.  Multiplying every row (and every
+# query) by one power of two is exact and keeps every comparison, so rows
+# above the cut would be searched the same way at either scale; the cut
+# only decides when the copy is worth making.  float32 rows never underflow
+# there (their squares are summed in float64).
+TINY_ROWS = 2.0 ** -256
+
+
 class ExactIndex:
     """Mapped database rows packed for the exact search kernel.
 
@@ -189,13 +201,26 @@ class ExactIndex:
         Mapped database rows.
     n_jobs : int or None
         Threads for packing (and the default for queries).
+
+    Attributes
+    ----------
+    scale_exp : int
+        The rows (and the queries) are searched multiplied by
+        ``2 ** scale_exp``: 0, or for float64 rows that are all below
+        ``TINY_ROWS`` the power that brings their largest to [0.5, 1).
+        Distances are returned in the rows' own units.
     """
 
     def __init__(self, Z, n_jobs=None):
         Z = np.ascontiguousarray(Z)
+        top = float(np.abs(Z).max()) if Z.size else 0.0
+        self.scale_exp = 0
+        if Z.dtype == np.float64 and 0.0 < top < TINY_ROWS:
+            self.scale_exp = -int(np.frexp(top)[1])
+            Z, top = np.ldexp(Z, self.scale_exp), float(np.ldexp(top, self.scale_exp))
         # Distances far beyond the float range would compare as inf (no
         # neighbour found): refuse them.
-        check_squared_scale(Z, "the mapped rows")
+        check_squared_scale(Z, "the mapped rows", top=top)
         n_threads = threads_for_work(effective_n_threads(n_jobs), Z.shape[0], 4096)
         self.db = _pack(Z, n_threads)
         self.n_jobs = n_jobs
@@ -210,8 +235,23 @@ class ExactIndex:
 
     def _queries(self, Zq):
         Zq = np.ascontiguousarray(Zq, dtype=self.db.dtype)
-        check_squared_scale(Zq, "the mapped queries")
+        if self.scale_exp:
+            Zq = np.ldexp(Zq, self.scale_exp)
+            check_squared_scale(
+                Zq, f"the mapped queries (multiplied by 2**{self.scale_exp} with the rows, "
+                    f"which are all below {TINY_ROWS:.3g})")
+        else:
+            check_squared_scale(Zq, "the mapped queries")
         return Zq
+
+    def _in_own_units(self, dist2, squared):
+        """Squared distances of the search back in the rows' units (or, with
+        ``squared=False``, distances: the root taken first, so that distances
+        of tiny rows keep their digits)."""
+        if squared:
+            return np.ldexp(dist2, -2 * self.scale_exp) if self.scale_exp else dist2
+        dist = np.sqrt(dist2)
+        return np.ldexp(dist, -self.scale_exp) if self.scale_exp else dist
 
     def _search(self, kernel, Zq, bound, exclude_self, self_shift, n_jobs):
         """One kernel call: the queries in the database's dtype, the threads
@@ -223,13 +263,18 @@ class ExactIndex:
             return kernel(Zq, self.db, bound, exclude_self=exclude_self, self_shift=self_shift,
                           n_threads=n_threads)
 
-    def kneighbors(self, Zq, k, exclude_self=False, self_shift=0, n_jobs=None):
-        """``(dist2, idx)`` of the k nearest: float64 squared distances, int64 rows."""
-        return self._search(_kneighbors, Zq, k, exclude_self, self_shift, n_jobs)
+    def kneighbors(self, Zq, k, exclude_self=False, self_shift=0, n_jobs=None, squared=True):
+        """``(dist2, idx)`` of the k nearest: float64 squared distances (with
+        ``squared=False`` distances), int64 rows."""
+        dist2, idx = self._search(_kneighbors, Zq, k, exclude_self, self_shift, n_jobs)
+        return self._in_own_units(dist2, squared), idx
 
-    def radius(self, Zq, radius, exclude_self=False, self_shift=0, n_jobs=None):
-        """``(indptr, idx, dist2)``: CSR lists of the rows within ``radius``."""
-        return self._search(_radius, Zq, radius, exclude_self, self_shift, n_jobs)
+    def radius(self, Zq, radius, exclude_self=False, self_shift=0, n_jobs=None, squared=True):
+        """``(indptr, idx, dist2)``: CSR lists of the rows within ``radius``
+        (with ``squared=False`` distances instead of ``dist2``)."""
+        bound = float(np.ldexp(radius, self.scale_exp)) if self.scale_exp else radius
+        indptr, idx, dist2 = self._search(_radius, Zq, bound, exclude_self, self_shift, n_jobs)
+        return indptr, idx, self._in_own_units(dist2, squared)
 
 
 # ---------------------------------------------------------------------------
@@ -279,7 +324,9 @@ class HNSWIndex:
                               M=int(params["M"]), random_seed=int(params["random_state"]))
         self.index.add_items(Z, np.arange(self.n), num_threads=effective_n_threads(n_jobs))
 
-    def kneighbors(self, Zq, k, exclude_self=False, self_shift=0, n_jobs=None):
+    def kneighbors(self, Zq, k, exclude_self=False, self_shift=0, n_jobs=None, squared=True):
+        """``(dist2, idx)`` of the k nearest found (approximately): float64
+        squared distances (with ``squared=False`` distances), int64 rows."""
         check_squared_scale(np.asarray(Zq), "the mapped queries", np.float32)
         Zq = np.ascontiguousarray(Zq, dtype=np.float32)
         kk = min(self.n, k + 1) if exclude_self else k
@@ -297,7 +344,8 @@ class HNSWIndex:
             dist = dist[keep].reshape(Zq.shape[0], kk - 1)[:, :k]
         order = np.lexsort((labels, dist), axis=1) if dist.size else np.zeros_like(labels)
         rows = np.arange(labels.shape[0])[:, None]
-        return dist[rows, order], labels[rows, order]
+        dist = dist[rows, order]
+        return (dist if squared else np.sqrt(dist)), labels[rows, order]
 
 
 def make_index(Z, algorithm="auto", params=None, n_jobs=None):
@@ -353,15 +401,17 @@ def _block_topk(Zq, Zdb, offset, k, exclude_self, query_offset, algorithm, param
 
 def _query_block_search(Zq, index, k, exclude_self, query_offset):
     return index.kneighbors(np.ascontiguousarray(Zq), k, exclude_self=exclude_self,
-                            self_shift=query_offset, n_jobs=1)
+                            self_shift=query_offset, n_jobs=1, squared=False)
 
 
 def _merge_block(k, *parts):
-    return merge_topk([(parts[i], parts[i + 1]) for i in range(0, len(parts), 2)], k)
+    dist2, idx = merge_topk([(parts[i], parts[i + 1]) for i in range(0, len(parts), 2)], k)
+    return np.sqrt(dist2), idx
 
 
 def dask_kneighbors(Zq, db, k, exclude_self=False, algorithm="auto", params=None):
-    """k nearest over dask arrays, lazily: ``(dist2, idx)`` dask arrays.
+    """k nearest over dask arrays, lazily: ``(dist, idx)`` dask arrays
+    (distances, not squared).
 
     ``Zq`` (mapped queries) is a dask or numpy array; ``db`` is an index
     (:class:`ExactIndex` / :class:`HNSWIndex`: queries blockwise against it)

@@ -93,7 +93,7 @@ def raise_nonfinite(arr, name):
     )
 
 
-def check_squared_scale(X, name, dtype=None):
+def check_squared_scale(X, name, dtype=None, top=None):
     """ValueError when squared distances of the rows of ``X`` would overflow.
 
     Code that works on squared distances with no rescaling (SCML: the
@@ -101,10 +101,12 @@ def check_squared_scale(X, name, dtype=None):
     the neighbour search: the mapped rows) needs ``(2 max|x| sqrt(d))^2``
     below the largest float of ``dtype`` (default X's): this checks
     ``max|x| < sqrt(max float) / (4 d)``, with a factor 2 to spare, and names
-    the data's largest magnitude when it fails.
+    the data's largest magnitude when it fails (``top``: that magnitude,
+    when the caller has it already).
     """
     dtype = np.dtype(X.dtype if dtype is None else dtype)
-    top = float(np.abs(X).max()) if X.size else 0.0
+    if top is None:
+        top = float(np.abs(X).max()) if X.size else 0.0
     limit = float(np.sqrt(float(np.finfo(dtype).max))) / (4.0 * max(X.shape[1], 1))
     if not top < limit:  # (NaN too: rows mapped from overflowing data)
         raise ValueError(

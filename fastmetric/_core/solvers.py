@@ -68,17 +68,21 @@ class SolverResult:
     message: str = ""
 
 
-def quadratic_pull(center, weight, column_weights=None):
+def quadratic_pull(center, weight, column_scales=None):
     """A pull of the parameters toward ``center``, added to an objective.
 
-    Returns ``pull(x) -> (loss, grad)`` of ``weight * sum((x - center)^2 *
-    column_weights)`` (``column_weights`` broadcast over the last axis of
+    Returns ``pull(x) -> (loss, grad)`` of ``weight * ||(x - center) *
+    column_scales||^2`` (``column_scales`` broadcast over the last axis of
     ``center``'s shape; all ones when None), or None when ``weight`` is not
     positive (no pull).  ``grad`` has ``center``'s shape.  Each learner
     sets ``weight`` by its own rule (NCA and MLKR relative to the start's
     size, :func:`~fastmetric._core.softmax_learner.start_pull`; LDML's
-    ``alpha / 2``, :func:`~fastmetric._core.objectives.ldml.ldml_objective`);
-    the term and its gradient are this one function.
+    ``alpha / 2``, :func:`~fastmetric._core.objectives.ldml.ldml_objective`,
+    whose ``column_scales`` are the per-feature scales of data in different
+    units); the term and its gradient are this one function.  The scales
+    multiply the step before it is squared, not squared themselves: data at
+    1e200 have scales whose squares overflow, while the scaled steps are of
+    order one.
 
     >>> import numpy as np
     >>> pull = quadratic_pull(np.zeros(2), 0.5)
@@ -94,8 +98,11 @@ def quadratic_pull(center, weight, column_weights=None):
 
     def pull(x):
         step = np.asarray(x, dtype=np.float64).reshape(center.shape) - center
-        weighted = step if column_weights is None else step * column_weights
-        return weight * float(np.dot(step.ravel(), weighted.ravel())), (2.0 * weight) * weighted
+        if column_scales is None:
+            return weight * float(np.dot(step.ravel(), step.ravel())), (2.0 * weight) * step
+        scaled = step * column_scales
+        return (weight * float(np.dot(scaled.ravel(), scaled.ravel())),
+                (2.0 * weight) * (scaled * column_scales))
 
     return pull
 

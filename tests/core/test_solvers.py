@@ -73,18 +73,27 @@ def test_stream_epochs_draw_every_minibatch_of_every_epoch():
     assert list(epochs(2)) == [((2, 0), 1.0), ((2, 1), 1.0), ((2, 2), 1.0)]
 
 
-@pytest.mark.parametrize("column_weights", [None, np.array([0.25, 1.0, 4.0])])
-def test_quadratic_pull_is_its_formula_and_its_gradient(column_weights):
+@pytest.mark.parametrize("column_scales", [None, np.array([0.5, 1.0, 2.0])])
+def test_quadratic_pull_is_its_formula_and_its_gradient(column_scales):
     """The one pull toward a start that NCA, MLKR and LDML add: its value is
-    the weighted squared distance to the centre, its gradient the
-    derivative (column weights broadcast over the rows of a 2-D map), and a
-    weight of zero is no pull."""
+    the squared distance to the centre after scaling the columns, its
+    gradient the derivative (column scales broadcast over the rows of a 2-D
+    map), and a weight of zero is no pull."""
     rng = np.random.RandomState(0)
     center, x = rng.randn(2, 3), rng.randn(2, 3)
-    pull = quadratic_pull(center, 0.7, column_weights)
-    weights = np.ones(3) if column_weights is None else column_weights
-    assert_allclose(pull(x)[0], 0.7 * np.sum((x - center) ** 2 * weights), rtol=1e-13)
+    pull = quadratic_pull(center, 0.7, column_scales)
+    scales = np.ones(3) if column_scales is None else column_scales
+    assert_allclose(pull(x)[0], 0.7 * np.sum(((x - center) * scales) ** 2), rtol=1e-13)
     assert pull(x)[1].shape == center.shape
     assert check_grad(lambda t: pull(t)[0], lambda t: pull(t)[1].ravel(), x.ravel()) < 1e-6
     assert pull(center) == (0.0, pytest.approx(np.zeros((2, 3))))
-    assert quadratic_pull(center, 0.0, column_weights) is None
+    assert quadratic_pull(center, 0.0, column_scales) is None
+
+
+def test_quadratic_pull_with_scales_whose_squares_overflow():
+    """Data at 1e200 get per-feature scales near 1e200 and a map near
+    1e-200: the scaled steps are of order one, and so is the pull."""
+    center = np.array([[1e-200, 2e-200]])
+    pull = quadratic_pull(center, 0.5, np.array([2.0 ** 664, 2.0 ** 665]))
+    loss, grad = pull(3 * center)
+    assert np.isfinite(loss) and loss > 0 and np.all(np.isfinite(grad))

@@ -164,8 +164,8 @@ def ldml_objective(problem, shape, dtype, L0, alpha, n_threads, scales=None):
     only rescale the fitted map, pull included.
     """
     k, d = shape
-    squares = None if scales is None else np.square(np.asarray(scales, dtype=np.float64))
-    pull = quadratic_pull(np.reshape(L0, (k, d)), 0.5 * alpha, squares)
+    pull = quadratic_pull(np.reshape(L0, (k, d)), 0.5 * alpha,
+                          None if scales is None else np.asarray(scales, dtype=np.float64))
 
     def fun(theta):
         L = theta[:-1].reshape(k, d)

@@ -33,7 +33,6 @@ from fastmetric._core.dask_support import is_dask_array
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales
 from fastmetric._core.inputs import (
-    check_pair_targets,
     check_pairs,
     encode_pair_labels,
     validate_points,
@@ -153,6 +152,13 @@ class _LDMLBase(MahalanobisMixin):
         self.n_iter_ = int(result.n_iter)
         self.loss_ = float(result.fun)
         self.loss_curve_ = list(result.loss_curve)
+        if self.n_iter_ == 0:
+            # L-BFGS met its tolerance where it started: the fit was the
+            # start-up fit of the scale and bias (initial_theta), which moved
+            # the map.  It is the one step done; n_iter_ = 0 would read as no
+            # fitting at all (scikit-learn's check_transformer_n_iter).
+            self.n_iter_ = 1
+            self.loss_curve_ = [self.loss_]
         self.n_features_in_ = fit.L0.shape[1]
         return self
 
@@ -270,9 +276,16 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         model's P(similar) is 1/2 (``p = sigmoid(bias_ - d^2)``).
         Changed by :meth:`set_threshold` / :meth:`calibrate_threshold`.
     classes_ : ndarray of shape (2,)
-        ``[-1, 1]``.
+        The pair labels of ``fit``'s encoding, dissimilar then similar:
+        ``[-1, 1]`` for -1/+1 labels (metric-learn's, and labels all +1),
+        ``[0, 1]`` for 0/1 labels, booleans and soft targets in [0, 1].
+        :meth:`predict` answers in them; the columns of
+        :meth:`predict_proba` follow them.  ``partial_fit`` sets them on the
+        batch that starts a fit and keeps them afterwards.
     n_iter_ : int
-        Iterations (or epochs) done.
+        Iterations (or epochs) done; 1 when the solver met its tolerance at
+        its start, where the start-up fit of the scale and bias was the
+        one step (``loss_curve_`` then holds its objective).
     loss_ : float
         Final objective.
     loss_curve_ : list of float
@@ -317,13 +330,15 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             Pairs of points, or index pairs into ``preprocessor``.
         y : array-like of shape (n_pairs,)
             +1/-1 (metric-learn's convention), 1/0, or soft targets in
-            [0, 1]: 1 similar, -1 or 0 dissimilar.
+            [0, 1]: 1 similar, -1 or 0 dissimilar.  ``classes_`` (and so
+            :meth:`predict`) follows the encoding: ``[-1, 1]`` for -1/+1,
+            ``[0, 1]`` for 1/0 and for soft targets.
         sample_weight : array-like of shape (n_pairs,), optional
             Non-negative pair weights (positive sum).
 
         {returns_self}
         """
-        X, a, b, targets, weights = self._validated_pairs(pairs, y, sample_weight)
+        X, a, b, targets, weights, classes = self._validated_pairs(pairs, y, sample_weight)
         if np.all(targets == 1.0) or np.all(targets == 0.0):
             kind = "similar" if targets[0] == 1.0 else "dissimilar"
             raise ValueError(
@@ -331,13 +346,14 @@ class LDML(PairsClassifierMixin, _LDMLBase):
                 "(with one kind only, the bias grows without bound)."
             )
         self._fit_pairs(X, a, b, targets, weights)
-        self.classes_ = np.array([-1, 1])
+        self.classes_ = classes
         # d^2 <= bias  <=>  d <= sqrt(bias): predict agrees with P(similar) >= 1/2.
         self.threshold_ = float(np.sqrt(max(self.bias_, 0.0)))
         return self
 
     def _validated_pairs(self, pairs, y, sample_weight):
-        """(X, a, b, targets, weights) from the pair input of fit/partial_fit.
+        """(X, a, b, targets, weights, classes) from the pair input of
+        fit/partial_fit; ``classes`` is the ``classes_`` of ``y``'s encoding.
 
         With a dask array as ``preprocessor``, ``pairs`` must be index pairs
         into it; X is then that (lazy) dask array.
@@ -346,11 +362,11 @@ class LDML(PairsClassifierMixin, _LDMLBase):
             return self._validated_dask_pairs(pairs, y, sample_weight)
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
         n_pairs = idx.shape[0]
-        targets = check_pair_targets(y, n_pairs)
+        targets, classes = self._pair_targets_and_classes(y, n_pairs)
         weights = None if sample_weight is None else check_weights(sample_weight, n_pairs)
         a = np.ascontiguousarray(idx[:, 0])
         b = np.ascontiguousarray(idx[:, 1])
-        return X, a, b, targets, weights
+        return X, a, b, targets, weights, classes
 
     def _validated_dask_pairs(self, pairs, y, sample_weight):
         from fastmetric._core.dask_support import assert_all_finite, check_dask_points
@@ -365,10 +381,10 @@ class LDML(PairsClassifierMixin, _LDMLBase):
                 f"{arr.dtype}."
             )
         a, b = check_index_pairs(arr, X.shape[0], name="pairs")
-        targets = check_pair_targets(y, a.shape[0])
+        targets, classes = self._pair_targets_and_classes(y, a.shape[0])
         weights = None if sample_weight is None else check_weights(sample_weight, a.shape[0])
         assert_all_finite(X, "preprocessor")
-        return X, np.ascontiguousarray(a), np.ascontiguousarray(b), targets, weights
+        return X, np.ascontiguousarray(a), np.ascontiguousarray(b), targets, weights, classes
 
     @available_if(_stochastic_solver)
     @fit_context
@@ -386,13 +402,17 @@ class LDML(PairsClassifierMixin, _LDMLBase):
         pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
             As in :meth:`fit`.
         y : array-like of shape (n_pairs,)
-            As in :meth:`fit`.
+            As in :meth:`fit`.  The batch that starts a fit sets
+            ``classes_`` from its encoding; later batches may use either
+            encoding and leave ``classes_`` as it is, as
+            :meth:`calibrate_threshold` does (a stream answers in one
+            encoding throughout).
         sample_weight : array-like of shape (n_pairs,), optional
 
         {returns_self}
         """
-        starts_partial_fit(self, warn=True)
-        X, a, b, targets, weights = self._validated_pairs(pairs, y, sample_weight)
+        fresh = starts_partial_fit(self, warn=True)
+        X, a, b, targets, weights, classes = self._validated_pairs(pairs, y, sample_weight)
         if hasattr(self, "n_features_in_") and getattr(self, "_optimizer", None) is not None \
                 and X.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -400,7 +420,8 @@ class LDML(PairsClassifierMixin, _LDMLBase):
                 f"{self.n_features_in_} features as input (from the previous partial_fit)."
             )
         self._partial_fit_pairs(X, a, b, targets, weights)
-        self.classes_ = np.array([-1, 1])
+        if fresh or "classes_" not in vars(self):
+            self.classes_ = classes
         self.threshold_ = float(np.sqrt(max(self.bias_, 0.0)))
         return self
 

@@ -533,3 +533,19 @@ def pair_data_small():
     rng = np.random.RandomState(0)
     X = rng.randn(30, 3)
     return X, rng.randint(0, 30, size=(50, 2))
+
+
+def test_a_fit_converged_at_its_start_counts_the_start_up_step():
+    """On well-separated blobs L-BFGS meets its tolerance right after the
+    start-up fit of the scale and bias, which moved the map: n_iter_ is 1
+    (with that objective in loss_curve_), not 0, which scikit-learn reads
+    as no fitting (check_transformer_n_iter failed on LDML_Supervised)."""
+    from sklearn.datasets import make_blobs
+    from sklearn.utils.estimator_checks import check_transformer_n_iter
+
+    X, y = make_blobs(n_samples=30, centers=[[0, 0, 0], [1, 1, 1]], random_state=0,
+                      n_features=2, cluster_std=0.1)
+    est = LDML_Supervised(random_state=0).fit(X, y)
+    assert est.n_iter_ == 1 and est.loss_curve_ == [est.loss_]
+    assert not np.allclose(est.components_, np.eye(3))
+    check_transformer_n_iter("LDML_Supervised", LDML_Supervised(random_state=0))

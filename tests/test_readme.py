@@ -26,3 +26,30 @@ def test_readme_example_runs(index):
 
 def test_readme_has_examples():
     assert len(_python_blocks()) >= 4
+
+
+def test_the_common_parameters_are_where_the_readme_says():
+    """The Learners section says which learners have init / prior, normalize,
+    n_jobs, random_state, verbose and callback: keep it true."""
+    import inspect
+
+    import fastmetric
+
+    learners = [n for n in fastmetric.__all__ if n[0].isupper()
+                and not n.startswith("Mahalanobis") and hasattr(getattr(fastmetric, n), "fit")]
+
+    def having(param):
+        return {n for n in learners
+                if param in inspect.signature(getattr(fastmetric, n)).parameters}
+
+    everyone = set(learners)
+    family = {"LDML", "LDML_Supervised", "ClusterLDML"}
+    closed_form = {"Covariance", "LFDA", "RCA"}
+    assert having("init") == {"NCA", "LMNN", "MLKR", "MMC", "MMC_Supervised"} | family
+    assert having("prior") >= {"ITML", "ITML_Supervised", "LSML", "LSML_Supervised", "SDML",
+                               "SDML_Supervised"}
+    assert having("normalize") == family
+    assert having("n_jobs") == having("random_state") == everyone - closed_form
+    assert having("verbose") == everyone - closed_form - {"RCA_Supervised"}
+    assert having("callback") == everyone - closed_form - {"RCA_Supervised", "SDML",
+                                                           "SDML_Supervised"}

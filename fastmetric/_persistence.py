@@ -13,12 +13,19 @@ A zip archive written by :func:`numpy.savez` (the ``.npz`` layout), with
 
       {"format": "fastmetric-model", "format_version": 1,
        "fastmetric_version": "0.1.0", "class": "LDML_Supervised",
-       "params": {...}, "attributes": {...}}
+       "params": {...}, "attributes": {...}, "set_output": {"transform": "pandas"}}
 
   ``class`` is one of fastmetric's public estimator classes (an allow-list:
   any other name is refused); ``params`` is ``get_params()``; ``attributes``
   are the fitted attributes (every instance attribute whose name ends in
-  ``_``).
+  ``_``); ``set_output``, present only when ``model.set_output(transform=...)``
+  was called, is that configuration (scikit-learn keeps it in the instance's
+  ``_sklearn_output_config``, which ``clone`` and pickle keep too): a JSON
+  object whose only key is ``"transform"`` and whose value is ``"default"``,
+  ``"pandas"`` or ``"polars"``, replayed on load through ``set_output``.
+  Files without it (every file written before fastmetric kept it) load with
+  the default configuration, as they always did; a fastmetric that predates
+  the key ignores it, so the format version stays 1.
 * ``array_0``, ``array_1``, ...: the arrays among those values, as ``.npy``
   members of numeric, boolean or fixed-width string dtype (never object
   dtype), read back with ``allow_pickle=False``.
@@ -38,10 +45,13 @@ a callable parameter (``callback``, a callable ``preprocessor``), an
 estimator given as ``init``, or a fitted attribute of another type.  A
 callback only acts during ``fit`` but is code, which this format does not
 hold: set it to ``None`` (``model.set_params(callback=None)``) before
-saving.  Private state (attributes starting with ``_``, such as the
-optimiser state that ``LDML.partial_fit`` continues from) is not saved: a
-loaded model predicts exactly as the saved one, and a new ``fit`` starts
-afresh.
+saving.  Any other ``set_output`` configuration (``set_output`` stores
+any value, which scikit-learn's ``transform`` then refuses; another key
+can only be assigned by hand) is refused at save time with a ValueError
+naming it, so that save never writes a file that load refuses.
+Private state (attributes starting with ``_``, such as the optimiser state
+that ``LDML.partial_fit`` continues from) is not saved: a loaded model
+predicts exactly as the saved one, and a new ``fit`` starts afresh.
 
 :func:`load` refuses, with a :class:`ModelFileError` (a ValueError), a file that is not a zip archive of
 this format, a newer format version, a class outside the allow-list, a
@@ -53,8 +63,9 @@ repeated dict key, nesting deeper than 32 levels), and a fitted model that
 lacks, or holds unsound values of, the attributes its predictions read
 (``components_`` and ``n_features_in_`` for every learner, ``threshold_``
 for the pair classifiers, ``bias_`` for LDML, ``cluster_centers_`` for
-ClusterLDML).  It then builds the estimator with its own constructor and
-sets the attributes: no code from the file runs.
+ClusterLDML), and a ``set_output`` configuration other than the one
+described above.  It then builds the estimator with its own constructor,
+sets the attributes and calls ``set_output``: no code from the file runs.
 
 The scikit-learn ecosystem's other safe route, ``skops.io``, also works for
 every fastmetric estimator: ``skops.io.dump(model, path)``, then
@@ -118,6 +129,16 @@ _CORRUPT = (ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplemented
 # such as __class__, which would replace the object's type).
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_$")
 _MAX_DEPTH = 32
+# The set_output configuration: the header key, the methods scikit-learn's
+# set_output configures (its only keyword) and the containers its transform
+# accepts (sklearn.utils._set_output: "default" plus the pandas and polars
+# adapters).  A fixed list, so that what a file may hold does not depend on
+# the scikit-learn or the dataframe libraries installed; None is not among
+# them: set_output(transform=None) means "unchanged" and stores nothing, and
+# a None stored by hand makes scikit-learn's transform raise.
+_SET_OUTPUT = "set_output"
+_OUTPUT_METHODS = ("transform",)
+_OUTPUT_CONTAINERS = ("default", "pandas", "polars")
 # How much of a value from a tampered file an error message quotes.
 _PREVIEW_CHARS = 80
 
@@ -311,6 +332,43 @@ def _fitted_attributes(model):
             if name.endswith("_") and not name.startswith("_")}
 
 
+def _output_config_problem(config):
+    """What is wrong with a ``set_output`` configuration, or ``None``.
+
+    Parameters
+    ----------
+    config : object
+        The estimator's ``_sklearn_output_config`` (at save time) or the
+        header's ``set_output`` value (at load time).
+
+    Returns
+    -------
+    str or None
+        A phrase naming the first problem, or ``None`` when ``config`` is a
+        dict whose keys are among ``_OUTPUT_METHODS`` and whose values are
+        among ``_OUTPUT_CONTAINERS``.
+
+    Examples
+    --------
+    >>> _output_config_problem({"transform": "pandas"}) is None
+    True
+    >>> _output_config_problem({"transform": None})
+    "its 'transform' is None, not one of 'default', 'pandas', 'polars'"
+    >>> _output_config_problem({"predict": "pandas"})
+    "it configures 'predict'; set_output configures only 'transform'"
+    """
+    if not isinstance(config, dict):
+        return f"it is {_preview(config)}, not a dict"
+    for method, container in config.items():
+        if method not in _OUTPUT_METHODS:
+            return (f"it configures {_preview(method)}; set_output configures only "
+                    f"{', '.join(map(repr, _OUTPUT_METHODS))}")
+        if not isinstance(container, str) or container not in _OUTPUT_CONTAINERS:
+            return (f"its {method!r} is {_preview(container)}, not one of "
+                    f"{', '.join(map(repr, _OUTPUT_CONTAINERS))}")
+    return None
+
+
 def save(model, path):
     """Save a fastmetric estimator to a file that loading never executes.
 
@@ -331,7 +389,10 @@ def save(model, path):
         message names it): a callable ``callback`` or ``preprocessor``, an
         estimator as ``init``, or an attribute of another type.
     ValueError
-        A value nested more than 32 levels deep.
+        A value nested more than 32 levels deep, or a ``set_output``
+        configuration other than ``transform`` set to ``"default"``,
+        ``"pandas"`` or ``"polars"`` (``set_output`` stores any value;
+        scikit-learn's ``transform`` refuses the others).
 
     See Also
     --------
@@ -341,7 +402,9 @@ def save(model, path):
     -----
     The format (a versioned ``.npz`` zip of arrays plus a JSON header) is
     described in the module :mod:`fastmetric._persistence`.  It holds the
-    parameters and the fitted attributes, not a stochastic solver's state
+    parameters, the fitted attributes and the ``set_output`` configuration
+    (so that a model set to ``transform="pandas"`` still returns
+    DataFrames), not a stochastic solver's state
     (Adam's moments, the draws' seed): ``partial_fit`` on a loaded model
     starts a new fit from its batch, with a warning.  To stop and resume
     streaming, keep the object (``pickle`` keeps that state).
@@ -364,6 +427,18 @@ def save(model, path):
         params[name] = encoder.encode(value, f"parameter {name!r}")
     attributes = {name: encoder.encode(value, f"fitted attribute {name!r}")
                   for name, value in _fitted_attributes(model).items()}
+    # scikit-learn has no public getter for set_output's configuration: its
+    # own clone reads this instance attribute too.  Only the instance's (a
+    # model never configured has none, and its file stays as before).
+    output_config = vars(model).get("_sklearn_output_config")
+    if output_config is not None:
+        problem = _output_config_problem(output_config)
+        if problem is not None:
+            raise ValueError(
+                f"cannot save the set_output configuration {_preview(output_config)}: "
+                f"{problem} (scikit-learn's transform accepts only those).  Set a valid one "
+                "with model.set_output(transform='default') (or 'pandas', 'polars') before "
+                "saving.")
     # The package's own version: read from the loaded package (importing it
     # here would make an import circle with fastmetric/__init__.py).
     __version__ = sys.modules["fastmetric"].__version__
@@ -375,6 +450,8 @@ def save(model, path):
         "params": params,
         "attributes": attributes,
     }
+    if output_config:
+        header[_SET_OUTPUT] = dict(output_config)
     members = {_HEADER: np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)}
     members.update(encoder.arrays)
     if hasattr(path, "write"):
@@ -450,9 +527,10 @@ def load(path):
     Returns
     -------
     estimator
-        A new estimator of the saved class, with the saved parameters and
-        fitted attributes: ``transform``, ``pair_distance``, ``predict`` and
-        ``decision_function`` give bitwise the same results as the saved
+        A new estimator of the saved class, with the saved parameters,
+        fitted attributes and ``set_output`` configuration: ``transform``,
+        ``pair_distance``, ``predict`` and ``decision_function`` give
+        bitwise the same results, in the same container, as the saved
         model's.
 
     Raises
@@ -504,10 +582,26 @@ def load(path):
                 raise ModelFileError(f"the model file is invalid: {_preview(attr)} is not a "
                                      f"fitted attribute name of {name}.")
         values, fitted = _decode_values(archive, params, attributes)
+        # Absent from files of models never configured (and from every file
+        # written before fastmetric kept it): the default configuration.
+        output_config = header.get(_SET_OUTPUT, {})
+        problem = _output_config_problem(output_config)
+        if problem is not None:
+            raise ModelFileError(f"the model file is invalid: its {_SET_OUTPUT!r} configuration "
+                                 f"{_preview(output_config)} is refused: {problem}.")
     _check_fitted_state(cls, fitted)
     model = cls(**values)
     for attr, value in fitted.items():
         setattr(model, attr, value)
+    if output_config:
+        # scikit-learn offers set_output only to transformers.  Every allow-listed
+        # class is one today; should one that is not join the list, a forged
+        # key must still be a ModelFileError rather than an AttributeError.
+        if not hasattr(model, "set_output"):
+            raise ModelFileError(f"the model file is invalid: it gives {name} a "
+                                 f"{_SET_OUTPUT!r} configuration, which {name} does not have.")
+        # The public method, as the user called it, with the checked strings only.
+        model.set_output(**output_config)
     return model
 
 

@@ -28,7 +28,12 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -441,13 +446,22 @@ n_features_in_, n_samples_fit_ : int
     The number of features and of rows seen in ``fit``."""
 
 
-class _GraphTransformer(TransformerMixin, BaseEstimator):
+class _GraphTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """The graph transformers' shared ``fit``, and ``get_feature_names_out``
+    as scikit-learn's ``KNeighborsTransformer`` has it: one output feature
+    per fitted row, named by the lowercased class name and the row's index
+    (``mahalanobiskneighborstransformer0``, ...).
+    """
+
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Index the rows of X (see :meth:`MahalanobisNeighbors.fit`)."""
         X = _validated(self, X, reset=True)
         self.neighbors_ = self._make_neighbors().fit(X, y)
         self.n_samples_fit_ = self.neighbors_.n_samples_fit_
+        # The graph's columns are the fitted rows: ClassNamePrefixFeaturesOutMixin
+        # names that many output features (as KNeighborsTransformer.fit sets it).
+        self._n_features_out = self.n_samples_fit_
         return self
 
     def fit_transform(self, X, y=None):

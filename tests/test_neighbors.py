@@ -332,3 +332,94 @@ def test_sklearn_estimator_checks(estimator):
               if r["status"] == "failed"]
     assert len(results) > 30
     assert failed == []
+
+
+# --------------------------------------------------------------------------
+# get_feature_names_out of the graph transformers, as scikit-learn's
+# --------------------------------------------------------------------------
+GRAPH_TRANSFORMERS = [
+    (MahalanobisKNeighborsTransformer(n_neighbors=3), "KNeighborsTransformer"),
+    (MahalanobisRadiusNeighborsTransformer(radius=2.0), "RadiusNeighborsTransformer"),
+]
+
+
+@pytest.mark.parametrize(("ours", "theirs"), GRAPH_TRANSFORMERS,
+                         ids=lambda v: v if isinstance(v, str) else type(v).__name__)
+def test_graph_transformers_name_one_output_feature_per_fitted_row(data, ours, theirs):
+    """One name per graph column (fitted row), prefixed by the class name,
+    as scikit-learn's KNeighborsTransformer / RadiusNeighborsTransformer."""
+    import sklearn.neighbors
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    pd = pytest.importorskip("pandas")
+    X, Q, L, _ = data
+    with pytest.raises(NotFittedError):
+        clone(ours).get_feature_names_out()
+    # The names depend only on the number of fitted rows.
+    sk = getattr(sklearn.neighbors, theirs)().fit(X)
+    est = clone(ours).set_params(metric=L).fit(X)
+    names = est.get_feature_names_out()
+    expected = sk.get_feature_names_out()
+    expected = np.array([n.replace(theirs.lower(), type(ours).__name__.lower())
+                         for n in expected], dtype=object)
+    assert names.dtype == expected.dtype == object
+    assert_array_equal(names, expected)
+    assert names[0] == f"{type(ours).__name__.lower()}0" and len(names) == 120
+    # One name per column of the graph transform gives.
+    assert est.transform(Q).shape[1] == len(names)
+    # input_features are checked as scikit-learn checks them.
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    est = clone(ours).fit(df)
+    assert_array_equal(est.get_feature_names_out(list(df.columns)), names)
+    with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
+        est.get_feature_names_out(["a"] * 6)
+    with pytest.raises(ValueError, match="input_features should have length equal"):
+        clone(ours).fit(X).get_feature_names_out(["a"])
+
+
+def test_graph_transformers_in_a_pipeline_name_their_features(data):
+    """A pipeline through a graph transformer names its output features, as
+    one through scikit-learn's; set_output exists, as on scikit-learn's."""
+    import sklearn
+    from sklearn.manifold import Isomap
+    from sklearn.neighbors import KNeighborsTransformer
+    from sklearn.pipeline import make_pipeline
+
+    X, Q, L, _ = data
+    pipe = make_pipeline(MahalanobisKNeighborsTransformer(n_neighbors=8, metric=L),
+                         Isomap(n_neighbors=8, metric="precomputed", n_components=2)).fit(X)
+    assert_array_equal(pipe.get_feature_names_out(), ["isomap0", "isomap1"])
+    alone = make_pipeline(MahalanobisRadiusNeighborsTransformer(radius=1.0, metric=L)).fit(X)
+    assert len(alone.get_feature_names_out()) == 120
+    # set_output now exists (scikit-learn offers it with get_feature_names_out);
+    # the graph is sparse, so 'default' is the setting that keeps it under a
+    # global pandas output, as for KNeighborsTransformer.
+    for est in (KNeighborsTransformer(n_neighbors=3), MahalanobisKNeighborsTransformer(n_neighbors=3)):
+        assert hasattr(est, "set_output")
+        with sklearn.config_context(transform_output="pandas"):
+            with pytest.raises(ValueError, match="sparse"):
+                est.fit_transform(X)
+            G = est.set_output(transform="default").fit_transform(X)
+        assert sp.issparse(G) and G.shape == (120, 120)
+
+
+@pytest.mark.parametrize("estimator", [MahalanobisKNeighborsTransformer(),
+                                       MahalanobisRadiusNeighborsTransformer()],
+                         ids=lambda e: type(e).__name__)
+def test_sklearn_feature_names_and_set_output_checks(estimator):
+    """scikit-learn's checks of get_feature_names_out and set_output, which
+    check_estimator does not run by default."""
+    import warnings
+
+    from sklearn.utils import estimator_checks as ec
+
+    name = type(estimator).__name__
+    assert hasattr(estimator, "get_feature_names_out")  # the checks skip an estimator without
+    for check in (ec.check_transformer_get_feature_names_out,
+                  ec.check_transformer_get_feature_names_out_pandas,
+                  ec.check_get_feature_names_out_error, ec.check_set_output_transform,
+                  ec.check_set_output_transform_pandas, ec.check_global_output_transform_pandas):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check(name, estimator)

@@ -498,3 +498,102 @@ def test_partial_fit_on_a_loaded_model_warns_that_it_starts_afresh(cls, tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         model.partial_fit(X[90:], y[90:])
+
+
+# --------------------------------------------------------------------------
+# set_output's configuration
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_set_output_survives_save_and_load(case, fitted, tmp_path):
+    """A model set to transform="pandas" still returns DataFrames once loaded
+    (it returned ndarrays: the configuration was dropped), with the same
+    values, columns and index; the other methods are unchanged."""
+    import copy
+
+    pd = pytest.importorskip("pandas")
+    est = copy.deepcopy(fitted[case.name]).set_output(transform="pandas")
+    fastmetric.save(est, tmp_path / "m")
+    assert _header(_members(tmp_path / "m"))["set_output"] == {"transform": "pandas"}
+    loaded = fastmetric.load(tmp_path / "m")
+    before, after = est.transform(case.X), loaded.transform(case.X)
+    assert isinstance(before, pd.DataFrame) and isinstance(after, pd.DataFrame)
+    pd.testing.assert_frame_equal(after, before, check_exact=True)
+    assert_bitwise_equal(after.to_numpy(), before.to_numpy())
+    assert loaded._sklearn_output_config == {"transform": "pandas"}
+    for method in set(_outputs(est, case)) - {"transform"}:
+        assert_bitwise_equal(_outputs(loaded, case)[method], _outputs(est, case)[method])
+
+
+def test_set_output_default_and_polars_survive(tmp_path):
+    """'default' overrides a global pandas output after loading too, and
+    'polars' is kept whether or not polars is installed (transform needs it,
+    not the file)."""
+    import sklearn
+
+    X, y = iris_std()
+    est = fastmetric.NCA(max_iter=3, n_jobs=1).fit(X, y).set_output(transform="default")
+    fastmetric.save(est, tmp_path / "m")
+    loaded = fastmetric.load(tmp_path / "m")
+    with sklearn.config_context(transform_output="pandas"):
+        assert type(est.transform(X)) is np.ndarray
+        assert type(loaded.transform(X)) is np.ndarray
+    fastmetric.save(est.set_output(transform="polars"), tmp_path / "m")
+    assert fastmetric.load(tmp_path / "m")._sklearn_output_config == {"transform": "polars"}
+
+
+def test_files_without_set_output_load_with_the_default_configuration(saved):
+    """A model never configured writes no 'set_output' key (its file is as
+    before the key existed), and a file without the key, such as every file
+    written before, loads with the default configuration."""
+    assert "set_output" not in _header(_members(saved))
+    loaded = fastmetric.load(saved)
+    assert "_sklearn_output_config" not in vars(loaded)
+    assert type(loaded.transform(iris_std()[0])) is np.ndarray
+    # A pandas-configured model's file with the key removed: as written before.
+    X, y = iris_std()
+    est = fastmetric.NCA(max_iter=3, n_jobs=1).set_output(transform="pandas").fit(X, y)
+    fastmetric.save(est, saved)
+    _edit_header(saved, lambda h: h.pop("set_output"))
+    loaded = fastmetric.load(saved)
+    assert type(loaded.transform(X)) is np.ndarray
+    assert_bitwise_equal(loaded.transform(X), est.transform(X).to_numpy())
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"transform": "bogus"}, "'transform' is 'bogus', not one of 'default', 'pandas', 'polars'"),
+    ({"transform": None}, "'transform' is None, not one of"),
+    ({"transform": "Pandas"}, "'transform' is 'Pandas'"),
+    ({"transform": ["pandas"]}, r"'transform' is \['pandas'\]"),
+    ({"transform": {"__array__": "array_0"}}, "'transform' is {'__array__'"),
+    ({"transform": 1}, "'transform' is 1"),
+    ({"fit_transform": "pandas"}, "configures 'fit_transform'; set_output configures only"),
+    ({"__class__": "pandas"}, "configures '__class__'"),
+    ("pandas", "it is 'pandas', not a dict"),
+    ([["transform", "pandas"]], "not a dict"),
+    (None, "it is None, not a dict"),
+])
+def test_set_output_values_in_a_file_are_validated(saved, value, message):
+    """An invalid set_output configuration in a file is a ModelFileError
+    naming it (it was silently ignored), never passed to scikit-learn."""
+    _edit_header(saved, lambda h: h.update(set_output=value))
+    with pytest.raises(ModelFileError, match="'set_output' configuration .* refused: .*" + message):
+        fastmetric.load(saved)
+
+
+@pytest.mark.parametrize("config", [{"transform": "bogus"}, {"transform": None},
+                                    {"predict": "pandas"}, "pandas"])
+def test_save_refuses_an_output_configuration_transform_does_not_accept(tmp_path, config):
+    """A configuration scikit-learn's transform does not accept (set_output
+    stores any value; the others can only be set by hand) is refused at
+    save time, naming it, so save never writes a file that load refuses
+    (it was written, and dropped)."""
+    X, y = iris_std()
+    est = fastmetric.NCA(max_iter=3, n_jobs=1).fit(X, y)
+    if isinstance(config, dict) and isinstance(config.get("transform"), str):
+        est.set_output(**config)
+    else:
+        est._sklearn_output_config = config
+    with pytest.raises(ValueError, match="cannot save the set_output configuration .*"
+                                         "set_output\\(transform='default'\\)"):
+        fastmetric.save(est, tmp_path / "m")
+    assert not os.path.exists(tmp_path / "m")

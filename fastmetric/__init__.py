@@ -7,7 +7,7 @@ hot loops (distances, pair losses and scatter matrices, Bregman projections,
 triplet updates, neighbour and impostor search, pair sampling) are
 OpenMP-parallel Cython kernels, the public ones in :mod:`fastmetric.pairwise`.
 """
-from fastmetric import metrics, neighbors
+from fastmetric import constraints, metrics, neighbors
 from fastmetric._learners.cluster_ldml import ClusterLDML
 from fastmetric._learners.covariance import Covariance
 from fastmetric._learners.itml import ITML, ITML_Supervised
@@ -22,6 +22,7 @@ from fastmetric._learners.rca import RCA, RCA_Supervised
 from fastmetric._learners.scml import SCML, SCML_Supervised
 from fastmetric._learners.sdml import SDML, SDML_Supervised
 from fastmetric._persistence import load, save
+from fastmetric.constraints import Constraints
 from fastmetric.metrics import evaluate
 from fastmetric.neighbors import (
     MahalanobisKNeighborsTransformer,
@@ -34,6 +35,7 @@ from ._config import __version__, get_include, show_config
 
 __all__ = [
     "ClusterLDML",
+    "Constraints",
     "Covariance",
     "ITML",
     "ITML_Supervised",
@@ -58,6 +60,7 @@ __all__ = [
     "pairwise",
     "neighbors",
     "metrics",
+    "constraints",
     "MahalanobisNeighbors",
     "MahalanobisKNeighborsTransformer",
     "MahalanobisRadiusNeighborsTransformer",

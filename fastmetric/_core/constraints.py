@@ -17,26 +17,37 @@ function here, so that every learner draws it the same way:
 * :func:`chunks_from_labels`: chunklets of one class (RCA);
 * :func:`generate_knn_triplets`: genuine neighbours against impostors (SCML).
 
+metric-learn's public :class:`Constraints` (labels of which some are
+unknown, drawn into pairs, chunks or triplets by the functions above) and
+:func:`wrap_pairs` live here too; :mod:`fastmetric.constraints` is this
+module, for code that imports ``metric_learn.constraints``.
+
 The draws are the counter-based kernels of :mod:`fastmetric.kernels`
 (:func:`~fastmetric.kernels.sampling.sample_pairs`,
 :func:`~fastmetric.kernels.chunks.sample_chunks`): a seed fixes them, the
 thread count does not change them.
 """
+import numbers
 import warnings
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import validate_params
+from sklearn.utils._param_validation import (
+    validate_parameter_constraints,
+    validate_params,
+)
 
 from fastmetric._core.inputs import encode_classes, encode_pair_labels
-from fastmetric._core.params import integers, shared
+from fastmetric._core.params import integers, renamed, renamed_argument, shared
 from fastmetric._core.sampling import sample_chunks, sample_pairs
 from fastmetric._core.threads import effective_n_threads, single_threaded_blas, threads_for_work
-from fastmetric._core.validation import check_points
+from fastmetric._core.validation import caller_stacklevel, check_index_pairs, check_points
 from fastmetric.kernels.scml import _knn_triplet_neighbors
 
 __all__ = [
+    "Constraints",
     "chunks_from_labels",
+    "clip_to_distinct",
     "data_pair_count",
     "distinct_pair_counts",
     "generate_knn_triplets",
@@ -45,6 +56,7 @@ __all__ = [
     "pairs_from_labels",
     "quadruplets_from_labels",
     "split_pair_count",
+    "wrap_pairs",
 ]
 
 # Multiply-adds per thread below which the neighbour search uses fewer
@@ -119,6 +131,23 @@ def distinct_pair_counts(counts):
     return int(np.sum(c * (c - 1) // 2)), int((n * n - int(np.sum(c * c))) // 2)
 
 
+def clip_to_distinct(counts, n_similar, n_dissimilar):
+    """``(n_similar, n_dissimilar)`` clipped to the distinct pairs that exist
+    (:func:`distinct_pair_counts`), with a UserWarning (at the user's line)
+    for each kind clipped."""
+    available = distinct_pair_counts(counts)
+    clipped = (min(n_similar, available[0]), min(n_dissimilar, available[1]))
+    for kind, wanted, got in zip(("similar", "dissimilar"), (n_similar, n_dissimilar), clipped):
+        if got < wanted:
+            warnings.warn(
+                f"only {got} distinct {kind} pairs exist; n_constraints={wanted} "
+                "requested: using all of them.",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
+    return clipped
+
+
 def split_pair_count(n_pairs, positive_fraction):
     """``(n_similar, n_dissimilar)``: ``n_pairs`` split by ``positive_fraction``,
     at least one of each kind (LDML's and ClusterLDML's rule)."""
@@ -183,16 +212,7 @@ def pairs_from_labels(y, n_constraints, rng, learner, *, distinct=False, n_jobs=
          else _n_constraints(n_constraints, len(classes)))
     n_similar = n_dissimilar = n
     if distinct:
-        available = distinct_pair_counts(counts)
-        n_similar, n_dissimilar = min(n, available[0]), min(n, available[1])
-        for kind, got in (("similar", n_similar), ("dissimilar", n_dissimilar)):
-            if got < n:
-                warnings.warn(
-                    f"only {got} distinct {kind} pairs exist; n_constraints={n} "
-                    "requested: using all of them.",
-                    UserWarning,
-                    stacklevel=3,
-                )
+        n_similar, n_dissimilar = clip_to_distinct(counts, n, n)
     pairs, t = label_pairs(labels, n_similar, n_dissimilar, _draw_seed(rng), distinct=distinct,
                            n_jobs=n_jobs)
     return np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]), t.astype(bool)
@@ -272,15 +292,19 @@ def chunks_from_labels(y, n_chunks, chunk_size, random_state=None, n_jobs=None):
 # --------------------------------------------------------------------------
 # Triplets
 # --------------------------------------------------------------------------
-def _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=True):
-    """Per-class numbers of genuine and impostor neighbours, clipped to what exists."""
+def _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=True, learner="SCML"):
+    """Per-class numbers of genuine and impostor neighbours, clipped to what exists
+    (the warnings name ``learner``)."""
     kg = np.minimum(k_genuine, counts - 1)
     ki = np.minimum(k_impostor, n - counts)
     if warn:
         # One warning per kind, naming the first classes: one per class would
         # be a storm on data with many small classes.
         def shown(cs):
-            names = ", ".join(f"{classes[c]!r} ({counts[c]} samples)" for c in cs[:5])
+            # (repr of the value, not np.int64(1))
+            names = ", ".join(
+                f"{(classes[c].item() if hasattr(classes[c], 'item') else classes[c])!r} "
+                f"({counts[c]} samples)" for c in cs[:5])
             return names + (" ..." if len(cs) > 5 else "")
 
         for few, problem, fallback in (
@@ -293,10 +317,10 @@ def _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=True):
         ):
             if few.size:
                 warnings.warn(
-                    f"SCML: {few.size} class(es) have {problem}: {shown(few)}; their points "
-                    f"get {fallback} instead.",
+                    f"{learner}: {few.size} class(es) have {problem}: {shown(few)}; their "
+                    f"points get {fallback} instead.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=caller_stacklevel(),
                 )
     return kg, ki
 
@@ -348,6 +372,12 @@ def generate_knn_triplets(X, y, k_genuine=3, k_impostor=10, n_jobs=None, warn=Tr
     >>> generate_knn_triplets(X, [0, 0, 0, 1, 1], k_genuine=1, k_impostor=1).tolist()
     [[0, 1, 3], [1, 0, 3], [2, 1, 3], [3, 4, 2], [4, 3, 2]]
     """
+    return _knn_triplets(X, y, k_genuine, k_impostor, n_jobs, warn, "SCML")
+
+
+def _knn_triplets(X, y, k_genuine, k_impostor, n_jobs, warn, learner):
+    """:func:`generate_knn_triplets` without its parameter checks; the
+    messages name ``learner``."""
     X = check_points(X)
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
@@ -356,14 +386,15 @@ def generate_knn_triplets(X, y, k_genuine=3, k_impostor=10, n_jobs=None, warn=Tr
         )
     k_genuine, k_impostor = int(k_genuine), int(k_impostor)
     classes, y_enc, counts = encode_classes(
-        y, "SCML", "to make triplets (impostors are points of another class)")
+        y, learner, "to make triplets (impostors are points of another class)")
     n = X.shape[0]
     if n >= np.iinfo(np.intc).max:
         raise ValueError(f"X has {n} rows; at most {np.iinfo(np.intc).max - 1} supported.")
-    kg, ki = _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=warn)
+    kg, ki = _neighbour_counts(counts, k_genuine, k_impostor, n, classes, warn=warn,
+                               learner=learner)
     if not np.any(kg * ki > 0):
         raise ValueError(
-            "SCML: no triplet can be made: every class has a single sample, so no point "
+            f"{learner}: no triplet can be made: every class has a single sample, so no point "
             "has a genuine neighbour."
         )
     n_threads = threads_for_work(effective_n_threads(n_jobs), n * n * X.shape[1],
@@ -436,3 +467,360 @@ def neighbor_pairs(X, y, k_genuine=3, k_impostor=10, n_jobs=None):
     pairs = np.ascontiguousarray(np.concatenate([similar, dissimilar]), dtype=np.intp)
     targets = np.concatenate([np.ones(similar.shape[0]), np.zeros(dissimilar.shape[0])])
     return pairs, targets
+
+
+# --------------------------------------------------------------------------
+# metric-learn's public Constraints class and wrap_pairs
+# --------------------------------------------------------------------------
+def _check_partial_labels(partial_labels):
+    """Labels ``(n_samples,)`` as an int array; a negative label is unknown."""
+    arr = np.asarray(partial_labels)
+    if arr.ndim != 1:
+        got = ("a sparse matrix" if hasattr(partial_labels, "toarray")
+               else f"{arr.ndim} dimension(s) with shape {arr.shape}")
+        raise ValueError(
+            f"partial_labels must be a dense 1-D array of shape (n_samples,); got {got}."
+        )
+    kind = arr.dtype.kind
+    if kind == "O" and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                           for v in arr):
+        arr, kind = arr.astype(np.int64), "i"
+    if kind not in "iuf":
+        raise TypeError(
+            f"partial_labels must hold integer class labels (negative: unknown); got dtype "
+            f"{arr.dtype}. Encode other labels first, e.g. with "
+            "sklearn.preprocessing.LabelEncoder."
+        )
+    if kind == "f":
+        bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+        if bad.size:
+            raise ValueError(
+                f"partial_labels must hold integer class labels (negative: unknown); got "
+                f"{arr[bad[0]].item()!r} at index {int(bad[0])}. Mark an unknown label with -1."
+            )
+    if arr.size and (arr.max() >= 2**63 or arr.min() < -(2**63)):
+        raise ValueError("partial_labels holds a label outside the int64 range.")
+    return arr.astype(np.int64)
+
+
+_DEPRECATED_COUNT = renamed([integers(1)])
+
+
+class Constraints:
+    """Constraints drawn from partially labelled data (metric-learn's class).
+
+    The weakly supervised learners (ITML, MMC, SDML, LSML, SCML, RCA) learn
+    from pairs, triplets or chunks; this class draws them from class labels,
+    some of which may be unknown, with the same samplers as the
+    ``_Supervised`` learners (:mod:`fastmetric._core.constraints`).
+
+    Parameters
+    ----------
+    partial_labels : array-like of int, shape (n_samples,)
+        Class label of each sample; a negative label (metric-learn uses -1)
+        marks a sample whose label is unknown: it enters no constraint.
+        Integer-valued floats are accepted; other values are an error.
+
+    Attributes
+    ----------
+    partial_labels : ndarray of int64, shape (n_samples,)
+        The labels as integers; negative for unknown.
+
+    See Also
+    --------
+    wrap_pairs : Points and +1/-1 targets from the index pairs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric import Constraints
+    >>> from fastmetric.constraints import wrap_pairs
+    >>> X = np.array([[0.0], [0.1], [0.3], [5.0], [5.2], [9.0]])
+    >>> y = np.array([0, 0, 0, 1, 1, -1])          # the last label is unknown
+    >>> cons = Constraints(y)
+    >>> a, b, c, d = cons.positive_negative_pairs(3, random_state=0)
+    >>> bool(np.all(y[a] == y[b])), bool(np.all(y[c] != y[d])), bool(np.all(a != b))
+    (True, True, True)
+    >>> pairs, pair_labels = wrap_pairs(X, (a, b, c, d))
+    >>> pairs.shape, pair_labels.tolist()
+    ((6, 2, 1), [1, 1, 1, -1, -1, -1])
+    >>> cons.chunks(n_chunks=2, chunk_size=2, random_state=0).shape
+    (6,)
+    >>> cons.generate_knntriplets(X, k_genuine=1, k_impostor=1).tolist()
+    [[0, 1, 3], [1, 0, 3], [2, 1, 3], [3, 4, 2], [4, 3, 2]]
+    """
+
+    def __init__(self, partial_labels):
+        self.partial_labels = _check_partial_labels(partial_labels)
+
+    def _labelled(self):
+        """Row indices of the labelled samples, and their labels."""
+        known = np.flatnonzero(self.partial_labels >= 0)
+        return known, self.partial_labels[known]
+
+    def positive_negative_pairs(self, n_constraints=None, same_length=False, random_state=None,
+                                num_constraints="deprecated"):
+        """Draw similar (positive) and dissimilar (negative) index pairs.
+
+        ``n_constraints`` distinct similar pairs (two different labelled
+        samples of one class) and ``n_constraints`` distinct dissimilar
+        pairs (two labelled samples of different classes), each a uniform
+        random draw without repetition among the pairs of its kind.  Where
+        fewer distinct pairs of a kind exist, all of them are returned with a
+        UserWarning.  On fully labelled data these are the pairs that
+        ITML_Supervised draws with the same ``n_constraints`` and
+        ``random_state``.
+
+        Parameters
+        ----------
+        n_constraints : int
+            Pairs of each kind, at least 1.  Required, as in metric-learn
+            (the default None stands for "not given", so that the old name
+            ``num_constraints`` can be used alone).
+        same_length : bool, default=False
+            If True, the longer of the two lists is cut to the length of the
+            other (when fewer pairs of one kind exist).
+        random_state : int, RandomState instance or None, default=None
+            The same value gives the same pairs.
+        num_constraints : int, default='deprecated'
+            metric-learn's former name of ``n_constraints``: its value is
+            used, with a FutureWarning.
+
+        Returns
+        -------
+        a, b : ndarray of intp, shape (n_positive,)
+            Row indices of the similar pairs ``(a[i], b[i])``, ``a[i] < b[i]``.
+        c, d : ndarray of intp, shape (n_negative,)
+            Row indices of the dissimilar pairs ``(c[i], d[i])``, ``c[i] < d[i]``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastmetric import Constraints
+        >>> y = [0, 0, 1, 1, 1, -1]
+        >>> a, b, c, d = Constraints(y).positive_negative_pairs(3, random_state=1)
+        >>> similar = set(zip(a.tolist(), b.tolist()))    # 3 of the 4 that exist
+        >>> len(similar), similar <= {(0, 1), (2, 3), (2, 4), (3, 4)}
+        (3, True)
+        >>> sorted(set(zip(c.tolist(), d.tolist())))  # 3 of the 6
+        [...]
+        >>> bool(np.all(np.array(y)[c] != np.array(y)[d]))
+        True
+        """
+        validate_parameter_constraints(
+            {"n_constraints": [None, integers(1)], "same_length": ["boolean"],
+             "random_state": ["random_state"], "num_constraints": _DEPRECATED_COUNT},
+            {"n_constraints": n_constraints, "same_length": same_length,
+             "random_state": random_state, "num_constraints": num_constraints},
+            "Constraints.positive_negative_pairs",
+        )
+        n = renamed_argument("num_constraints", num_constraints, "n_constraints", n_constraints)
+        if n is None:
+            raise TypeError("Constraints.positive_negative_pairs() needs n_constraints, the "
+                            "number of pairs of each kind.")
+        known, labels = self._labelled()
+        _, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        n_similar, n_dissimilar = clip_to_distinct(counts, n, n)
+        seed = _draw_seed(check_random_state(random_state))
+        if n_similar + n_dissimilar:
+            pairs, _ = label_pairs(codes.reshape(-1), n_similar, n_dissimilar, seed,
+                                   distinct=True)
+            pairs = known[pairs]
+        else:
+            pairs = np.empty((0, 2), dtype=np.intp)
+        similar, dissimilar = pairs[:n_similar], pairs[n_similar:]
+        if same_length:
+            m = min(n_similar, n_dissimilar)
+            similar, dissimilar = similar[:m], dissimilar[:m]
+        return tuple(np.ascontiguousarray(col, dtype=np.intp)
+                     for col in (similar[:, 0], similar[:, 1], dissimilar[:, 0],
+                                 dissimilar[:, 1]))
+
+    def chunks(self, n_chunks=100, chunk_size=2, random_state=None, num_chunks="deprecated"):
+        """Draw disjoint chunks of labelled samples of one class (RCA's chunklets).
+
+        Parameters
+        ----------
+        n_chunks : int, default=100
+            Number of chunks, at least 1.
+        chunk_size : int, default=2
+            Samples per chunk, at least 1.
+        random_state : int, RandomState instance or None, default=None
+            The same value gives the same chunks.
+        num_chunks : int, default='deprecated'
+            metric-learn's former name of ``n_chunks``: its value is used,
+            with a FutureWarning.
+
+        Returns
+        -------
+        chunks : ndarray of int64, shape (n_samples,)
+            Chunk id (``0`` to ``n_chunks - 1``) of each sample, ``-1`` for a
+            sample in no chunk (every sample of unknown label).  Each chunk
+            holds ``chunk_size`` samples of one class.
+
+        Raises
+        ------
+        ValueError
+            When the classes cannot supply ``n_chunks`` chunks (class ``c``
+            supplies ``n_c // chunk_size`` of them); the message says how
+            many they can.
+
+        Examples
+        --------
+        >>> from fastmetric import Constraints
+        >>> chunks = Constraints([0, 0, 0, 1, 1, -1]).chunks(2, 2, random_state=0)
+        >>> sorted(chunks.tolist())
+        [-1, -1, 0, 0, 1, 1]
+        >>> int(chunks[5])
+        -1
+        """
+        validate_parameter_constraints(
+            {"n_chunks": [integers(1)], "chunk_size": [integers(1)],
+             "random_state": ["random_state"], "num_chunks": _DEPRECATED_COUNT},
+            {"n_chunks": n_chunks, "chunk_size": chunk_size, "random_state": random_state,
+             "num_chunks": num_chunks},
+            "Constraints.chunks",
+        )
+        n_chunks = renamed_argument("num_chunks", num_chunks, "n_chunks", n_chunks)
+        known, labels = self._labelled()
+        if not known.size:
+            raise ValueError(
+                f"cannot draw n_chunks={n_chunks} chunks: partial_labels holds no labelled "
+                "sample (every label is negative, i.e. unknown)."
+            )
+        chunks = np.full(self.partial_labels.shape[0], -1, dtype=np.int64)
+        chunks[known] = chunks_from_labels(labels, int(n_chunks), int(chunk_size),
+                                           random_state=random_state)
+        return chunks
+
+    def generate_knntriplets(self, X, k_genuine, k_impostor):
+        """Triplets of nearest same-class neighbours and nearest impostors.
+
+        For each labelled sample ``a``, its ``k_genuine`` nearest labelled
+        samples of its class ``p`` and its ``k_impostor`` nearest labelled
+        samples of the other classes ``q`` (Euclidean distances in ``X``)
+        give every triplet ``(a, p, q)``.  Samples of unknown label are
+        ignored.  A class with too few samples for ``k_genuine`` genuine
+        neighbours (or too few samples outside it for ``k_impostor``
+        impostors) gets as many as exist, with a UserWarning.  The triplets
+        of :func:`generate_knn_triplets` (SCML_Supervised's), in its order.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The points, one row per label of ``partial_labels``.
+        k_genuine : int
+            Genuine neighbours per sample, at least 1.
+        k_impostor : int
+            Impostors per sample, at least 1.
+
+        Returns
+        -------
+        triplets : ndarray of intp, shape (n_triplets, 3)
+            Row indices into ``X`` (into the rows as given, unlabelled ones
+            included).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastmetric import Constraints
+        >>> X = np.array([[9.0], [0.0], [1.0], [10.0], [11.0]])
+        >>> Constraints([-1, 0, 0, 1, 1]).generate_knntriplets(X, 1, 1).tolist()
+        [[1, 2, 3], [2, 1, 3], [3, 4, 2], [4, 3, 2]]
+        """
+        validate_parameter_constraints(
+            {"k_genuine": [integers(1)], "k_impostor": [integers(1)]},
+            {"k_genuine": k_genuine, "k_impostor": k_impostor},
+            "Constraints.generate_knntriplets",
+        )
+        X = check_points(X)
+        if X.shape[0] != self.partial_labels.shape[0]:
+            raise ValueError(
+                f"X has {X.shape[0]} rows but partial_labels has "
+                f"{self.partial_labels.shape[0]} labels: one row per label is needed."
+            )
+        known, labels = self._labelled()
+        n_classes = np.unique(labels).shape[0]
+        if n_classes < 2:
+            raise ValueError(
+                "Constraints.generate_knntriplets needs labelled samples of at least 2 "
+                f"classes (impostors are samples of another class); partial_labels has "
+                f"{known.shape[0]} labelled sample(s) in {n_classes} class(es)."
+            )
+        triplets = _knn_triplets(X[known], labels, int(k_genuine), int(k_impostor), None,
+                                 True, "Constraints.generate_knntriplets")
+        return np.ascontiguousarray(known[triplets], dtype=np.intp)
+
+
+def wrap_pairs(X, constraints):
+    """Points and targets of the pairs ``(a, b, c, d)`` of
+    :meth:`Constraints.positive_negative_pairs` (metric-learn's function).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The points the indices refer to.
+    constraints : tuple of 4 array-likes of int
+        ``(a, b, c, d)``: similar pairs ``(a[i], b[i])`` and dissimilar pairs
+        ``(c[i], d[i])`` of row indices into ``X``.
+
+    Returns
+    -------
+    pairs : ndarray of shape (n_positive + n_negative, 2, n_features)
+        The points of the similar pairs, then of the dissimilar ones (X's
+        dtype).
+    y : ndarray of int, shape (n_positive + n_negative,)
+        +1 for a similar pair, -1 for a dissimilar one: the input of a pair
+        learner's ``fit(pairs, y)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric.constraints import wrap_pairs
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
+    >>> pairs, y = wrap_pairs(X, ([0], [1], [0, 1], [2, 2]))
+    >>> pairs.shape, y.tolist()
+    ((3, 2, 2), [1, -1, -1])
+    >>> pairs[1].tolist()
+    [[0.0, 0.0], [5.0, 5.0]]
+    """
+    if hasattr(X, "toarray") or hasattr(X, "dask"):
+        raise TypeError(f"X must be a dense in-memory array; got {type(X).__name__}.")
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be a 2-D array of shape (n_samples, n_features); got {X.ndim} "
+            f"dimension(s) with shape {X.shape}."
+        )
+    try:
+        constraints = tuple(constraints)
+    except TypeError:
+        constraints = None
+    if constraints is None or len(constraints) != 4:
+        raise ValueError(
+            "constraints must be the 4 index arrays (a, b, c, d) of "
+            "Constraints.positive_negative_pairs."
+        )
+    cols = []
+    for name, col in zip("abcd", constraints):
+        col = np.asarray(col)
+        if col.ndim != 1:
+            raise ValueError(
+                f"constraints: {name} must be a 1-D array of row indices; got shape "
+                f"{col.shape}."
+            )
+        # An empty list is float to numpy: no pair, whatever its dtype.
+        cols.append(col.astype(np.intp) if col.size == 0 else col)
+    for first, second in ((0, 1), (2, 3)):
+        if cols[first].shape != cols[second].shape:
+            raise ValueError(
+                f"constraints: {'abcd'[first]} and {'abcd'[second]} must have the same "
+                f"length (one pair each); got {cols[first].shape[0]} and "
+                f"{cols[second].shape[0]}."
+            )
+    n_positive = cols[0].shape[0]
+    index = np.concatenate([np.column_stack(cols[:2]), np.column_stack(cols[2:])])
+    a, b = check_index_pairs(index, X.shape[0], name="constraints", allow_empty=True)
+    y = np.ones(a.shape[0], dtype=int)
+    y[n_positive:] = -1
+    return X[np.column_stack((a, b))], y

@@ -31,15 +31,18 @@ Checks that need the data (``n_components <= n_features``, ClusterLDML's
 once per fit) with BLAS held to one thread for the whole fit.
 """
 import functools
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Hidden, Interval, StrOptions
 
 from fastmetric._core.threads import MAX_N_JOBS, single_threaded_blas
+from fastmetric._core.validation import caller_stacklevel
 
-__all__ = ["fit_context", "integers", "options_or_array", "reals", "shared", "store_params"]
+__all__ = ["fit_context", "integers", "options_or_array", "reals", "renamed", "renamed_argument",
+           "renamed_value", "shared", "store_params"]
 
 
 def fit_context(fit_method):
@@ -193,3 +196,42 @@ def store_params(estimator, values):
     for name, value in values.items():
         if name not in ("self", "__class__"):
             setattr(estimator, name, value)
+
+
+# metric-learn 0.7 renamed some parameters (num_constraints -> n_constraints,
+# convergence_threshold -> tol, num_chunks -> n_chunks, k -> n_neighbors) and
+# keeps the old names, default 'deprecated', with a FutureWarning: code
+# written for metric-learn 0.6 runs on 0.7, and on fastmetric too.
+RENAMED_DEFAULT = "deprecated"
+
+
+def renamed(constraints):
+    """The constraints of an old parameter name: ``'deprecated'`` (its
+    default, hidden from the error messages) or a value of the new one."""
+    return [Hidden(StrOptions({RENAMED_DEFAULT})), *constraints]
+
+
+def renamed_argument(old, old_value, new, new_value):
+    """``new_value``, or ``old_value`` when the user gave the old name
+    ``old`` (with metric-learn's FutureWarning at the user's call).
+
+    >>> renamed_argument("num_chunks", "deprecated", "n_chunks", 30)
+    30
+    """
+    if isinstance(old_value, str) and old_value == RENAMED_DEFAULT:
+        return new_value
+    warnings.warn(
+        f"{old} was renamed {new} (as in metric-learn) and will be removed; its value is "
+        f"used as {new}.", FutureWarning, stacklevel=caller_stacklevel())
+    return old_value
+
+
+def renamed_value(estimator, old, new):
+    """The value of the estimator's parameter ``new``, or of its old name
+    ``old`` when the user set that one (:func:`renamed_argument`).
+
+    >>> from types import SimpleNamespace
+    >>> renamed_value(SimpleNamespace(k="deprecated", n_neighbors=3), "k", "n_neighbors")
+    3
+    """
+    return renamed_argument(old, getattr(estimator, old), new, getattr(estimator, new))

@@ -238,6 +238,25 @@ def _combine(L, group_maps, weights, rate, n_components):
     return np.ascontiguousarray(L_new)
 
 
+# Points whose largest magnitude is beyond 2^+-EXTREME_EXPONENT are clustered
+# at a scale of one (their squares underflow or overflow float64 near 2^+-510).
+EXTREME_EXPONENT = 100
+
+
+def _extreme_exponent(points):
+    """The power of two to divide ``points`` by (0: none needed): the
+    exponent of their largest magnitude when it is beyond 2^+-EXTREME_EXPONENT.
+
+    >>> _extreme_exponent(np.array([[3e-200, 1e-201]]))
+    -663
+    >>> _extreme_exponent(np.array([[3.0, -1.0]]))
+    0
+    """
+    top = float(np.max(np.abs(points), initial=0.0))
+    exponent = int(np.frexp(top)[1]) if top > 0 and np.isfinite(top) else 0
+    return exponent if abs(exponent) > EXTREME_EXPONENT else 0
+
+
 @shared_docs
 class ClusterLDML(ClusterMixin, MahalanobisMixin):
     """Metric learning without labels (or with a few): k-means pseudo-labels refined by LDML.
@@ -910,6 +929,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             map_rows,
         )
 
+        self._points_exponent = 0
         if is_dask_array(X):
             X = check_dask_points(X)
             self._check_fit_inputs(X.shape[0])
@@ -928,7 +948,16 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
             self._check_fit_inputs(X.shape[0])
-            rows = MemoryRows(self._normalize_points(X))
+            points = self._normalize_points(X)
+            # Points of about 1e+-150 and beyond: their squared spreads and
+            # distances (k-means, the unit spread) underflow or overflow.
+            # The rounds run on the points times a power of two (exact; the
+            # map absorbs any scale, see _unit_spread) and the maps are
+            # multiplied back (_set_state).
+            self._points_exponent = _extreme_exponent(points)
+            if self._points_exponent:
+                points = np.ldexp(points, -self._points_exponent).astype(points.dtype, copy=False)
+            rows = MemoryRows(points)
         tie = self._check_labels(y, rows.X.shape[0])
         if tie is not None:
             # The labelled classes' means (input space), the seeds of k-means.
@@ -1117,9 +1146,14 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
         (semi-supervised fits): the labelled rows and their classes, which
         stay in their classes' clusters in ``labels_``."""
         scale = np.sqrt(euclid_spread) if euclid_spread > 0 else 1.0
-        self.components_ = np.ascontiguousarray(L * scale)
-        self.cluster_components_ = np.ascontiguousarray(group_maps * scale)
-        Z = rows.embed(self.components_)
+        components = np.ascontiguousarray(L * scale)  # of the rows (scaled: see fit)
+        Z = rows.embed(components)
+        # The maps of the points as given: multiplied back by the power of
+        # two the rows were scaled by (exact), so that transform(X) is Z.
+        exponent = -getattr(self, "_points_exponent", 0)
+        self.components_ = np.ldexp(components, exponent) if exponent else components
+        self.cluster_components_ = np.ascontiguousarray(
+            np.ldexp(group_maps * scale, exponent) if exponent else group_maps * scale)
         fallback = np.asarray(km_centers, dtype=np.float64) * scale
         centers = _cluster_means(Z, labels, fallback)
         # One nearest-centre pass (a Lloyd assignment step, which can only

@@ -174,14 +174,35 @@ def test_float32_input(blobs):
 
 
 def test_float32_data_beyond_the_maps_range():
-    """Float32 data spanning 1e-40 need a unit-spread map near 1e40, beyond
-    float32: k-means used to report an infinity in X; now the message says
-    what to do (float64 works)."""
+    """Float32 data spanning 1e-40 need a map near 1e40, beyond float32:
+    k-means used to report an infinity in X, then a ValueError said to pass
+    float64.  The rounds now run on the points times a power of two; the
+    map of the points as given is float64, and predict agrees with labels_."""
     X = np.random.RandomState(0).randn(60, 3)
-    with pytest.raises(ValueError, match="beyond float32's range; pass the data as float64"):
-        ClusterLDML(n_clusters=2, random_state=0, max_rounds=1).fit((X * 1e-40).astype(np.float32))
+    X32 = (X * 1e-40).astype(np.float32)
+    fitted = ClusterLDML(n_clusters=2, random_state=0, max_rounds=1).fit(X32)
+    assert np.isfinite(fitted.components_).all() and np.abs(fitted.components_).max() > 1e38
+    assert_array_equal(fitted.predict(X32), fitted.labels_)
+    Z = fitted.transform(X32)
+    assert Z.dtype == np.float32 and np.isfinite(Z).all()
     fitted = ClusterLDML(n_clusters=2, random_state=0, max_rounds=1).fit(X * 1e-40)
     assert np.isfinite(fitted.components_).all()
+
+
+@pytest.mark.parametrize("exponent", [-664, 664])
+def test_points_at_extreme_scales_cluster_as_at_scale_one(blobs, exponent):
+    """Points times 2^-664 (about 1e-200) gave ARI 0 with a warning that no
+    cluster had pairs (their squared spreads underflowed), and near 2^664 an
+    overflow error: the rounds now run on the points at a scale of one, the
+    same clustering bit for bit, the maps multiplied back."""
+    X, _ = blobs
+    X = X / (2.0 * np.abs(X).max())  # largest magnitude in [0.5, 1): no rescaling
+    ref = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(X)
+    fitted = ClusterLDML(n_clusters=3, random_state=0, **FAST).fit(np.ldexp(X, exponent))
+    assert_array_equal(fitted.labels_, ref.labels_)
+    assert_array_equal(fitted.components_, np.ldexp(ref.components_, -exponent))
+    assert_array_equal(fitted.cluster_centers_, ref.cluster_centers_)
+    assert_array_equal(fitted.predict(np.ldexp(X, exponent)), ref.labels_)
 
 
 # --------------------------------------------------------------------------

@@ -702,8 +702,8 @@ class Constraints:
         give every triplet ``(a, p, q)``.  Samples of unknown label are
         ignored.  A class with too few samples for ``k_genuine`` genuine
         neighbours (or too few samples outside it for ``k_impostor``
-        impostors) gets as many as exist, with a UserWarning.  The triplets
-        of :func:`generate_knn_triplets` (SCML_Supervised's), in its order.
+        impostors) gets as many as exist, with a UserWarning.  These are
+        the triplets SCML_Supervised draws, in its order.
 
         Parameters
         ----------

@@ -126,8 +126,10 @@ threshold_ : float
     A distance: pairs with ``pair_distance <= threshold_`` are predicted
     similar (metric-learn's meaning); calibrated on the training pairs at
     the end of ``fit``.
-classes_ : ndarray ``[-1, 1]``
-    The pair labels: -1 dissimilar, 1 similar.""",
+classes_ : ndarray of shape (2,)
+    The pair labels of ``fit``'s encoding, dissimilar then similar:
+    ``[-1, 1]`` for -1/+1 labels (metric-learn's), ``[0, 1]`` for 0/1
+    labels; :meth:`predict` answers in them.""",
     # ---- fit ----
     "fit_points": _POINTS,
     "fit_labelled_points": _PARAMETERS + _POINTS + _LABELS,
@@ -137,7 +139,9 @@ Parameters
 pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
     Pairs of points, or index pairs into ``preprocessor``.
 y : array-like of shape (n_pairs,)
-    +1/-1 or 1/0 labels: similar / dissimilar.
+    +1/-1 or 1/0 labels: similar / dissimilar.  ``classes_`` (and so
+    :meth:`predict`) follows the encoding: ``[-1, 1]`` or ``[0, 1]``
+    (``[-1, 1]`` when every label is 1).
 calibration_params : dict, optional
     Keyword arguments of :meth:`calibrate_threshold`, run on the
     training pairs at the end.""",

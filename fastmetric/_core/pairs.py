@@ -2,7 +2,9 @@
 
 :class:`PairsClassifierMixin` gives the pair learners (LDML, ITML, MMC,
 SDML) ``decision_function``/``predict``/``predict_proba``/``score`` on pairs
-and the calibration of ``threshold_`` (metric-learn's API).
+and the calibration of ``threshold_`` (metric-learn's API), with
+``classes_`` and ``predict`` in the label encoding of ``fit`` (-1/+1, as
+metric-learn, or 0/1).
 """
 import numbers
 
@@ -22,7 +24,8 @@ from fastmetric._core.inputs import (
 )
 from fastmetric._core.params import fit_context
 
-__all__ = ["PairsClassifierMixin", "PairsFromLabelsMixin", "ThresholdTypeError"]
+__all__ = ["PairsClassifierMixin", "PairsFromLabelsMixin", "ThresholdTypeError",
+           "pair_label_classes"]
 
 
 _STRATEGIES = ("accuracy", "f_beta", "max_tpr", "max_tnr")
@@ -40,19 +43,93 @@ def _has_pair_probability(estimator):
     return hasattr(estimator, "_pair_probability")
 
 
+def _metric_learn_classes():
+    """``[-1, 1]``: metric-learn's pair labels (dissimilar, similar)."""
+    return np.array([-1, 1])
+
+
+# The classes_ of a model without one of its own (a pickle or a
+# fastmetric.save file that lacks it): metric-learn's [-1, 1], what predict
+# answered whatever the labels before classes_ followed fit's encoding, so
+# such a model predicts as it did.  Read-only: every such model shares it.
+_LEGACY_CLASSES = _metric_learn_classes()
+_LEGACY_CLASSES.flags.writeable = False
+
+
+def pair_label_classes(y, targets):
+    """``classes_`` of a pair classifier fitted on the pair labels ``y``.
+
+    Parameters
+    ----------
+    y : ndarray
+        The labels as given (already accepted by
+        :func:`~fastmetric._core.inputs.check_pair_targets`).
+    targets : ndarray of shape (n_pairs,)
+        ``y`` as targets in [0, 1] (``check_pair_targets(y)``).
+
+    Returns
+    -------
+    classes : ndarray of shape (2,), int
+        ``[-1, 1]`` when ``y`` holds -1 (metric-learn's encoding), and also
+        when every label is +1, which reads the same in both encodings
+        (metric-learn's is then kept, as before); ``[0, 1]`` otherwise: 0/1
+        labels, booleans, and soft targets in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmetric._core.inputs import check_pair_targets
+    >>> for y in ([-1, 1, 1], [0, 1, 1], [True, False], [0.2, 0.9], [1, 1]):
+    ...     y = np.asarray(y)
+    ...     print(pair_label_classes(y, check_pair_targets(y, len(y))))
+    [-1  1]
+    [0 1]
+    [0 1]
+    [0 1]
+    [-1  1]
+    """
+    if targets.size == 0 or np.min(y) < 0 or np.all(targets == 1.0):
+        return _metric_learn_classes()
+    return np.array([0, 1])
+
+
 @shared_docs
 class PairsClassifierMixin(ClassifierMixin):
-    """Classify pairs as similar (+1) or dissimilar (-1) with the learned metric.
+    """Classify pairs as similar or dissimilar with the learned metric.
 
     ``threshold_`` is a *distance*, as in metric-learn: a pair is predicted
     similar when its learned distance is at most ``threshold_``.  The
     decision function is :meth:`pair_score` (minus the distance), so that
     higher means more similar as scikit-learn's scorers expect; ``predict``
-    is +1 exactly when ``decision_function >= -threshold_``.
-    ``classes_`` is ``[-1, 1]``.  Learners with a probabilistic pair model
-    (LDML) define ``_pair_probability(squared_distances)`` and get
-    :meth:`predict_proba`.
+    is ``classes_[1]`` (similar) exactly when ``decision_function >=
+    -threshold_``, else ``classes_[0]`` (dissimilar).
+
+    ``classes_`` is the label encoding of ``fit``'s ``y``, as for any
+    scikit-learn classifier, so that scorers comparing ``predict`` with
+    ``y`` (accuracy, F1) are right: ``[-1, 1]`` for -1/+1 labels
+    (metric-learn's, and for labels that are all +1), ``[0, 1]`` for 0/1
+    labels, booleans and LDML's soft targets (see
+    :func:`pair_label_classes`).  Models fitted before ``classes_``
+    followed the encoding stored ``[-1, 1]`` and, once unpickled or
+    loaded, keep predicting -1/+1; a model without a ``classes_`` of its
+    own reads this class's ``[-1, 1]`` and predicts -1/+1 too.  Learners with a
+    probabilistic pair model (LDML) define
+    ``_pair_probability(squared_distances)`` and get :meth:`predict_proba`,
+    whose columns follow ``classes_``.
     """
+
+    classes_ = _LEGACY_CLASSES
+
+    @staticmethod
+    def _pair_targets_and_classes(y, n_pairs):
+        """``(targets, classes)`` of fit's pair labels ``y``: the targets in
+        [0, 1] (:func:`~fastmetric._core.inputs.check_pair_targets`) and the
+        ``classes_`` of their encoding (:func:`pair_label_classes`)."""
+        # One conversion, so that a dask or pandas y is read once; None is
+        # passed on for check_pair_targets' own message.
+        arr = None if y is None else np.asarray(y)
+        targets = check_pair_targets(arr, n_pairs)
+        return targets, pair_label_classes(arr, targets)
 
     def decision_function(self, pairs):
         """Score of each pair, higher for more similar pairs (``-distance``).
@@ -64,7 +141,11 @@ class PairsClassifierMixin(ClassifierMixin):
         return self.pair_score(pairs)
 
     def predict(self, pairs):
-        """+1 (similar) when the pair's distance is at most ``threshold_``, else -1.
+        """Similar when the pair's distance is at most ``threshold_``, else dissimilar.
+
+        The labels are those of ``fit``: ``classes_[1]`` for similar,
+        ``classes_[0]`` for dissimilar (+1/-1 after a fit on -1/+1 labels,
+        1/0 after one on 0/1 labels).
 
         Returns
         -------
@@ -76,11 +157,14 @@ class PairsClassifierMixin(ClassifierMixin):
                 "A threshold for this estimator has not been set, call its set_threshold "
                 "or calibrate_threshold method."
             )
-        return np.where(self.pair_distance(pairs) <= self.threshold_, 1, -1)
+        classes = self.classes_
+        return np.where(self.pair_distance(pairs) <= self.threshold_, classes[1], classes[0])
 
     @available_if(_has_pair_probability)
     def predict_proba(self, pairs):
         """Probability of each class, columns ``[P(dissimilar), P(similar)]``.
+
+        The columns are in the order of ``classes_``.
 
         Returns
         -------
@@ -101,7 +185,8 @@ class PairsClassifierMixin(ClassifierMixin):
         ----------
         pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
         y : array-like of shape (n_pairs,)
-            Labels in {-1, +1} or {0, 1} (both classes present).
+            Labels in {-1, +1} or {0, 1} (both classes present), whatever
+            the encoding of ``fit``: the AUC does not depend on it.
 
         Returns
         -------
@@ -146,11 +231,12 @@ class PairsClassifierMixin(ClassifierMixin):
         """``fit(pairs, y)`` of a learner with hard pair labels: validate,
         ``self._fit_pairs(X, a, b, similar)``, then the threshold: calibrated
         on the training pairs, or their median distance when all are of one
-        kind (allowed only without ``both_kinds``)."""
+        kind (allowed only without ``both_kinds``).  ``classes_`` follows
+        ``y``'s encoding (:func:`pair_label_classes`)."""
         calibration_params = self._fit_calibration_params(calibration_params)
-        X, a, b, similar = self._hard_labelled_pairs(pairs, y, both_kinds=both_kinds)
+        X, a, b, similar, classes = self._hard_labelled_pairs(pairs, y, both_kinds=both_kinds)
         self._fit_pairs(X, a, b, similar)
-        self.classes_ = np.array([-1, 1])
+        self.classes_ = classes
         if similar.min() != similar.max():
             self.calibrate_threshold(pairs, y, **calibration_params)
         else:
@@ -158,18 +244,20 @@ class PairsClassifierMixin(ClassifierMixin):
         return self
 
     def _hard_labelled_pairs(self, pairs, y, *, both_kinds=True):
-        """Pairs with hard labels, validated: ``(X, a, b, similar)``.
+        """Pairs with hard labels, validated: ``(X, a, b, similar, classes)``.
 
         ``X`` is the point array, ``a`` and ``b`` the C-contiguous index
         pairs into it (duplicate points merged), ``similar`` a boolean per
-        pair.  Raises ValueError for soft targets and, with ``both_kinds``,
-        when ``y`` holds one kind of pair only.
+        pair, ``classes`` the ``classes_`` of ``y``'s label encoding.
+        Raises ValueError for soft targets and, with ``both_kinds``, when
+        ``y`` holds one kind of pair only.
         """
         X, idx = check_pairs(pairs, self.preprocessor, dedupe=True)
-        t = self._binary_targets(check_pair_targets(y, idx.shape[0]), type(self).__name__,
-                                 both_kinds=both_kinds)
+        targets, classes = self._pair_targets_and_classes(y, idx.shape[0])
+        t = self._binary_targets(targets, type(self).__name__, both_kinds=both_kinds)
         X, idx = rows_in_use(X, idx)  # the prior or start from the pairs' points
-        return X, np.ascontiguousarray(idx[:, 0]), np.ascontiguousarray(idx[:, 1]), t == 1
+        return (X, np.ascontiguousarray(idx[:, 0]), np.ascontiguousarray(idx[:, 1]), t == 1,
+                classes)
 
     @staticmethod
     def _binary_targets(t, what, both_kinds=True):
@@ -253,7 +341,11 @@ class PairsClassifierMixin(ClassifierMixin):
         ----------
         pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
         y : array-like of shape (n_pairs,)
-            -1/+1 or 0/1 labels, both classes present.
+            -1/+1 or 0/1 labels, both classes present.  Either encoding is
+            accepted, whatever the encoding of ``fit``: only ``threshold_``
+            changes, never ``classes_``, so :meth:`predict` keeps answering
+            in ``fit``'s labels (1/0 after a fit on 0/1 labels, even when
+            calibrated on -1/+1 ones).
         strategy : {'accuracy', 'f_beta', 'max_tpr', 'max_tnr'}
             * ``'accuracy'``: maximise the accuracy;
             * ``'f_beta'``: maximise the F-beta score (``beta``);

@@ -248,7 +248,7 @@ def _extreme_exponent(points):
     exponent of their largest magnitude when it is beyond 2^+-EXTREME_EXPONENT.
 
     >>> _extreme_exponent(np.array([[3e-200, 1e-201]]))
-    -663
+    -662
     >>> _extreme_exponent(np.array([[3.0, -1.0]]))
     0
     """

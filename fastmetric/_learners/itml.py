@@ -489,6 +489,8 @@ class ITML(PairsClassifierMixin, _BaseITML):
             Pairs of points, or index pairs into ``preprocessor``.
         y : array-like of shape (n_pairs,)
             +1 (similar) / -1 (dissimilar), or 1 / 0; both kinds present.
+            ``classes_`` (and so :meth:`predict`) follows the encoding:
+            ``[-1, 1]`` or ``[0, 1]``.
         bounds : array-like of two numbers, optional
             Upper bound (similar pairs) and lower bound (dissimilar pairs) on
             the squared learned distance; default: see ``bounds_``.
@@ -500,9 +502,9 @@ class ITML(PairsClassifierMixin, _BaseITML):
         {returns_self}
         """
         calibration_params = self._fit_calibration_params(calibration_params)
-        X, a, b, similar = self._hard_labelled_pairs(pairs, y)
+        X, a, b, similar, classes = self._hard_labelled_pairs(pairs, y)
         self._fit_constraints(X, a, b, np.where(similar, 1.0, -1.0), bounds)
-        self.classes_ = np.array([-1, 1])
+        self.classes_ = classes  # y's label encoding: predict answers in it
         self.calibrate_threshold(pairs, y, **calibration_params)
         return self
 

@@ -493,7 +493,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
 
     @fit_context
     def fit(self, pairs, y, calibration_params=None):
-        """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
+        """Learn the metric from pairs labelled +1 / -1 (or 1 / 0): similar / dissimilar.
 
         {fit_hard_pairs}
 

@@ -269,7 +269,7 @@ class SDML(PairsClassifierMixin, _BaseSDML):
 
     @fit_context
     def fit(self, pairs, y, calibration_params=None):
-        """Learn the metric from pairs labelled +1 (similar) / -1 (dissimilar).
+        """Learn the metric from pairs labelled +1 / -1 (or 1 / 0): similar / dissimilar.
 
         {fit_hard_pairs}
 

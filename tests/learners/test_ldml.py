@@ -64,7 +64,7 @@ def test_fit_attributes_and_pair_model(iris_pairs):
     assert est.n_iter_ >= 1 and len(est.loss_curve_) == est.n_iter_
     assert est.loss_ == pytest.approx(est.loss_curve_[-1])
     assert est.loss_ < 0.3  # iris pairs are easy
-    assert_array_equal(est.classes_, [-1, 1])
+    assert_array_equal(est.classes_, [0, 1])  # t holds 0/1 labels: classes_ follows
     # The learned M is symmetric PSD.
     M = est.get_mahalanobis_matrix()
     assert_allclose(M, M.T)
@@ -89,12 +89,13 @@ def test_fit_attributes_and_pair_model(iris_pairs):
 def test_calibrate_threshold_on_ldml(iris_pairs):
     X, idx, t = iris_pairs
     est = LDML(preprocessor=X, random_state=0, n_jobs=1).fit(idx, t)
-    acc_model = np.mean(est.predict(idx) == 2 * t - 1)
+    # t holds 0/1 labels, so predict answers 0/1 (classes_ [0, 1]).
+    acc_model = np.mean(est.predict(idx) == t)
     est.calibrate_threshold(idx, t, strategy="accuracy")
-    assert np.mean(est.predict(idx) == 2 * t - 1) >= acc_model
+    assert np.mean(est.predict(idx) == t) >= acc_model
     est.calibrate_threshold(idx, t, strategy="max_tpr", min_rate=0.99)
     pred = est.predict(idx)
-    assert np.mean(pred[t == 0] == -1) >= 0.99
+    assert np.mean(pred[t == 0] == 0) >= 0.99
 
 
 def test_three_d_and_index_pairs_give_the_same_model(iris_pairs):

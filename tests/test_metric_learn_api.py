@@ -357,3 +357,59 @@ def test_score_pairs_warns_and_forwards_to_pair_distance(iris):
     assert str(record[0].message) == message
     assert_array_equal(scores, est.pair_distance(idx))
     assert_array_equal(est.pair_score(idx), -scores)
+
+
+# --------------------------------------------------------------------------
+# metric-learn 0.7's renamed parameters: the old names still work, warned
+# --------------------------------------------------------------------------
+RENAMED = [  # (learner, old name, new name, value); every alias of metric-learn 0.7
+    ("ITML", "convergence_threshold", "tol", 0.1),
+    ("ITML_Supervised", "convergence_threshold", "tol", 0.1),
+    ("ITML_Supervised", "num_constraints", "n_constraints", 40),
+    ("LMNN", "k", "n_neighbors", 4),
+    ("LSML_Supervised", "num_constraints", "n_constraints", 40),
+    ("MMC", "convergence_threshold", "tol", 0.1),
+    ("MMC_Supervised", "convergence_threshold", "tol", 0.1),
+    ("MMC_Supervised", "num_constraints", "n_constraints", 40),
+    ("RCA_Supervised", "num_chunks", "n_chunks", 30),
+    ("SDML_Supervised", "num_constraints", "n_constraints", 40),
+]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name, old, new, value", RENAMED, ids=lambda v: str(v))
+def test_metric_learns_old_parameter_names_still_work(iris, name, old, new, value):
+    """Code written for metric-learn 0.6 runs on 0.7 with a FutureWarning;
+    on fastmetric too, with the same fit as the new name gives."""
+    import fastmetric
+
+    cls = getattr(fastmetric, name)
+    X, y = iris
+    kw = {"random_state": 0} if "random_state" in cls().get_params() else {}
+    if name == "SDML_Supervised":
+        kw.update(prior="covariance", balance_param=1e-5)
+    if name in ("ITML", "MMC"):
+        pairs, labels = _iris_pairs(X, y)
+        data, target = X[pairs], labels
+    else:
+        data, target = X, y
+    with pytest.warns(FutureWarning, match=f"{old} was renamed {new}"):
+        old_fit = cls(**kw, **{old: value}).fit(data, target)
+    new_fit = cls(**kw, **{new: value}).fit(data, target)
+    assert_array_equal(old_fit.components_, new_fit.components_)
+    assert old in cls().get_params() and cls().get_params()[old] == "deprecated"
+
+
+@pytest.mark.parametrize("name", ["NCA", "LMNN", "ITML_Supervised", "LFDA", "RCA_Supervised",
+                                  "MMC_Supervised", "SDML_Supervised", "LSML_Supervised",
+                                  "LDML_Supervised", "SCML_Supervised"])
+def test_learners_taught_by_classes_refuse_a_continuous_target(iris, name):
+    """A regression target (non-integer floats) is refused with scikit-learn's
+    message by every learner taught by class labels: MMC_, SDML_, LSML_ and
+    LDML_Supervised made each value a class of its own."""
+    import fastmetric
+
+    X, y = iris
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        getattr(fastmetric, name)().fit(X, y + 0.5)

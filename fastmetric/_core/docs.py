@@ -88,6 +88,15 @@ callback : callable, optional
     ``callback(estimator, iteration, loss)`` after each iteration, with
     ``components_`` set to the current iterate; returning True stops the
     fit.""",
+    "num_constraints": """\
+num_constraints : int, default='deprecated'
+    metric-learn's old name of ``n_constraints``: a value given here is
+    used as ``n_constraints``, with a FutureWarning (as in metric-learn
+    0.7).""",
+    "convergence_threshold": """\
+convergence_threshold : float, default='deprecated'
+    metric-learn's old name of ``tol``: a value given here is used as
+    ``tol``, with a FutureWarning (as in metric-learn 0.7).""",
     "n_constraints": """\
 n_constraints : int, optional
     Number of similar pairs and of dissimilar pairs drawn from the labels;

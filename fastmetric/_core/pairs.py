@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.dask_support import is_dask_array
@@ -22,7 +23,7 @@ from fastmetric._core.inputs import (
     rows_in_use,
     validate_points,
 )
-from fastmetric._core.params import fit_context
+from fastmetric._core.params import fit_context, renamed_value
 
 __all__ = ["PairsClassifierMixin", "PairsFromLabelsMixin", "ThresholdTypeError",
            "pair_label_classes"]
@@ -434,5 +435,9 @@ class PairsFromLabelsMixin:
         {returns_self}
         """
         X, y = validate_points(self, X, y)
-        a, b, similar = estimator_pairs(self, y, self.n_constraints, grow=self._grow_pair_count)
+        # Classes, not a regression target: a float y would make every value
+        # a class of its own (scikit-learn's message, as the other learners).
+        check_classification_targets(y)
+        n_constraints = renamed_value(self, "num_constraints", "n_constraints")
+        a, b, similar = estimator_pairs(self, y, n_constraints, grow=self._grow_pair_count)
         return self._fit_pairs(X, a, b, similar)

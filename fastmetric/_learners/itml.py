@@ -26,7 +26,7 @@ import numpy as np
 import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Hidden, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.base import MahalanobisMixin
@@ -41,6 +41,8 @@ from fastmetric._core.params import (
     integers,
     options_or_array,
     reals,
+    renamed,
+    renamed_value,
     shared,
     store_params,
 )
@@ -225,7 +227,7 @@ class _BaseITML(MahalanobisMixin):
         # inf: the constraints are enforced exactly (no slack).
         "gamma": [reals(0, closed="right", high=None)],
         "prior": options_or_array(*_PRIORS, learner=True),
-        "convergence_threshold": [Hidden(StrOptions({"deprecated"})), reals(0)],
+        "convergence_threshold": renamed([reals(0)]),
         "feature_scaling": [StrOptions({"auto", "range"}), None],
     }
 
@@ -244,17 +246,10 @@ class _BaseITML(MahalanobisMixin):
         lambda_old| <= 1e-3 (sum lambda + sum lambda_old)``, by
         Cauchy-Schwarz).
         """
-        if self.convergence_threshold == "deprecated":
-            if self.tol is None:
-                return _DEFAULT_TOL * float(np.sqrt(max(n_constraints, 1)))
-            return float(self.tol)
-        warnings.warn(
-            "convergence_threshold was renamed tol (as in metric-learn) and will be "
-            "removed; its value is used as tol.",
-            FutureWarning,
-            stacklevel=5,  # the user's call of fit
-        )
-        return float(self.convergence_threshold)
+        tol = renamed_value(self, "convergence_threshold", "tol")
+        if tol is None:
+            return _DEFAULT_TOL * float(np.sqrt(max(n_constraints, 1)))
+        return float(tol)
 
     def _fit_constraints(self, X, a, b, delta, bounds):
         """Fit on the index pairs (a, b) into the points X; delta +1/-1 per pair."""
@@ -427,8 +422,7 @@ class ITML(PairsClassifierMixin, _BaseITML):
         pairwise distances behind the default bounds.  The projections
         themselves are sequential (see :mod:`fastmetric.kernels.itml`).
         The result does not depend on it.
-    convergence_threshold : float, default='deprecated'
-        Deprecated alias of ``tol`` (metric-learn's former name).
+    {convergence_threshold}
 
     Attributes
     ----------
@@ -532,10 +526,8 @@ class ITML_Supervised(_BaseITML):
         OpenMP threads of the pair sampler and of the distances behind the
         default bounds (the projections are sequential); the result does not
         depend on it.
-    num_constraints : int, default='deprecated'
-        Deprecated alias of ``n_constraints``.
-    convergence_threshold : float, default='deprecated'
-        Deprecated alias of ``tol``.
+    {num_constraints}
+    {convergence_threshold}
 
     Attributes
     ----------
@@ -558,7 +550,7 @@ class ITML_Supervised(_BaseITML):
     _parameter_constraints: ClassVar[dict] = {
         **_BaseITML._parameter_constraints,
         **shared("n_constraints", "preprocessor"),
-        "num_constraints": [Hidden(StrOptions({"deprecated"})), None, integers(1)],
+        "num_constraints": renamed([None, integers(1)]),
     }
 
     def __init__(self, gamma=1.0, max_iter=1000, tol=None, n_constraints=None,
@@ -586,15 +578,7 @@ class ITML_Supervised(_BaseITML):
         """
         X, y = validate_points(self, X, y, ensure_min_samples=2)
         check_classification_targets(y)
-        n_constraints = self.n_constraints
-        if self.num_constraints != "deprecated":
-            warnings.warn(
-                "num_constraints was renamed n_constraints (as in metric-learn) and will "
-                "be removed; its value is used as n_constraints.",
-                FutureWarning,
-                stacklevel=3,
-            )
-            n_constraints = self.num_constraints
+        n_constraints = renamed_value(self, "num_constraints", "n_constraints")
         a, b, similar = estimator_pairs(self, y, n_constraints, distinct=True, grow=True)
         return self._fit_constraints(X, a, b, np.where(similar, 1.0, -1.0), bounds)
 

@@ -62,7 +62,15 @@ from fastmetric._core.objectives.neighbor_batches import (
     LMNNBatchObjective,
     block_target_neighbors,
 )
-from fastmetric._core.params import fit_context, integers, reals, shared, store_params
+from fastmetric._core.params import (
+    fit_context,
+    integers,
+    reals,
+    renamed,
+    renamed_value,
+    shared,
+    store_params,
+)
 from fastmetric._core.solvers import IterationPrinter, minimize_halving_descent, minimize_lbfgs
 from fastmetric._core.threads import (
     effective_n_threads,
@@ -176,6 +184,10 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         spans about one unit.  The stochastic solvers step per feature
         (``learning_rate`` in the units of ``L * ranges``), from the
         subsample fit (with the same scaling) or from ``init``.
+    k : int, default='deprecated'
+        metric-learn's old name of ``n_neighbors``: a value given here is
+        used as ``n_neighbors``, with a FutureWarning (as in metric-learn
+        0.7).
 
     Attributes
     ----------
@@ -277,6 +289,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         "target_block_size": [None, integers(2)],
         "init_subsample": [None, integers(2)],
         "feature_scaling": [StrOptions({"auto", "range"}), None],
+        "k": renamed([integers(1)]),
     }
 
     def __init__(self, init="auto", n_neighbors=3, min_iter=50, max_iter=1000,
@@ -284,7 +297,8 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
                  n_components=None, solver="lbfgs", verbose=False, preprocessor=None,
                  random_state=None, n_jobs=None, callback=None, batch_size=1000,
                  n_candidates=1000, learning_rate=0.001, n_iter_no_change=5,
-                 target_block_size=None, init_subsample=5_000, feature_scaling="auto"):
+                 target_block_size=None, init_subsample=5_000, feature_scaling="auto",
+                 k="deprecated"):
         store_params(self, locals())
 
     @fit_context
@@ -310,7 +324,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         L0 = self._start(X, y_enc, rng, scales)
         k, d = L0.shape
         problem = lmnn_problem(X, y_enc, classes.shape[0], per_class,
-                               int(self.n_neighbors), L0, float(self.regularization),
+                               self._n_neighbors, L0, float(self.regularization),
                                n_threads)
         # Under load the impostor search runs on the team (the same result).
         problem.team_threads = team_threads(self.n_jobs)
@@ -346,7 +360,8 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
                 f"LMNN indexes points with 32-bit integers; X has {X.shape[0]} rows, more "
                 f"than {np.iinfo(np.intc).max - 1}."
             )
-        K = int(self.n_neighbors)
+        # the target count of this fit (also read by the solvers' paths)
+        K = self._n_neighbors = int(renamed_value(self, "k", "n_neighbors"))
         per_class = np.minimum(K, counts - 1)
         if per_class.max() < 1:
             raise ValueError(
@@ -396,7 +411,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         # On a dask array the rows of one class of one block at a time
         # are gathered here (memory bounded by that block).
         targets, _ = block_target_neighbors(
-            X, y_enc, n_classes, int(self.n_neighbors), L0, mean,
+            X, y_enc, n_classes, self._n_neighbors, L0, mean,
             block_size=self.target_block_size, seed=seed, n_threads=n_threads)
         return batch_objective(LMNNBatchObjective, X, y_enc, self.n_jobs, mean=mean,
                                targets=targets, mu=float(self.regularization))
@@ -442,7 +457,7 @@ class LMNN(MinibatchNeighborsMixin, MahalanobisMixin):
         # The full-batch learner with its own defaults (max_iter, min_iter,
         # convergence_tol are epochs and an epoch tolerance here); it finds
         # the same scales on the same rows.
-        full = type(self)(init=self.init, n_neighbors=self.n_neighbors,
+        full = type(self)(init=self.init, n_neighbors=self._n_neighbors,
                           regularization=self.regularization, n_components=self.n_components,
                           verbose=self.verbose, random_state=rng, n_jobs=self.n_jobs,
                           feature_scaling=self.feature_scaling)

@@ -61,6 +61,7 @@ from scipy.linalg.lapack import dpotrf, dpotri
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import quadruplets_from_labels
@@ -68,7 +69,14 @@ from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales, prior_matrix
 from fastmetric._core.inputs import check_tuples, rows_in_use, validate_points
 from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
-from fastmetric._core.params import fit_context, options_or_array, shared, store_params
+from fastmetric._core.params import (
+    fit_context,
+    options_or_array,
+    renamed,
+    renamed_value,
+    shared,
+    store_params,
+)
 from fastmetric._core.solvers import IterationPrinter
 from fastmetric._core.threads import effective_n_threads
 from fastmetric._core.tuples import QuadrupletsClassifierMixin
@@ -356,6 +364,7 @@ feature_scaling
         all of them are used with a warning.
     weights : array-like of shape (n_constraints,), optional
         Weights of the quadruplets (normalised to sum 1); default uniform.
+    {num_constraints}
 
     Attributes
     ----------
@@ -378,16 +387,20 @@ feature_scaling
         **_BaseLSML._parameter_constraints,
         **shared("n_constraints"),
         "weights": [None, "array-like"],
+        "num_constraints": renamed(shared("n_constraints")["n_constraints"]),
     }
 
     def __init__(self, tol=1e-3, max_iter=1000, prior="identity", n_constraints=None,
                  weights=None, verbose=False, preprocessor=None, random_state=None,
-                 n_jobs=None, callback=None, feature_scaling="auto"):
+                 n_jobs=None, callback=None, feature_scaling="auto",
+                 num_constraints="deprecated"):
         store_params(self, locals())
 
     def _points(self, X, y):
         """Validated points and labels; X may be identifiers of preprocessor rows."""
-        return validate_points(self, X, y)
+        X, y = validate_points(self, X, y)
+        check_classification_targets(y)  # classes, not a regression target
+        return X, y
 
     @fit_context
     def fit(self, X, y):
@@ -401,7 +414,8 @@ feature_scaling
         X, y = self._points(X, y)
         # One RandomState: the quadruplets' seed first, then prior='random'.
         rng = check_random_state(self.random_state)
-        quads = quadruplets_from_labels(y, self.n_constraints, rng, type(self).__name__,
+        n_constraints = renamed_value(self, "num_constraints", "n_constraints")
+        quads = quadruplets_from_labels(y, n_constraints, rng, type(self).__name__,
                                         n_jobs=self.n_jobs)
         n_q = quads.shape[0]
         weights = self.weights

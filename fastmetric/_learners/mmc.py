@@ -68,6 +68,8 @@ from fastmetric._core.params import (
     integers,
     options_or_array,
     reals,
+    renamed,
+    renamed_value,
     shared,
     store_params,
 )
@@ -94,6 +96,7 @@ class _BaseMMC(MahalanobisMixin):
         "solver": [StrOptions(set(_SOLVERS))],
         "logdet_reg": [StrOptions({"auto"}), reals(0)],
         "feature_scaling": [StrOptions({"auto", "range"}), None],
+        "convergence_threshold": renamed(shared("tol")["tol"]),
     }
 
     def _resolve_logdet_reg(self):
@@ -139,6 +142,7 @@ class _BaseMMC(MahalanobisMixin):
     def _fit_pairs(self, X, a, b, similar):
         """Fit on index pairs (a, b) into X; ``similar`` is a boolean mask."""
         self._logdet_reg = self._resolve_logdet_reg()
+        self._tol = float(renamed_value(self, "convergence_threshold", "tol"))
         n_sim, n_dis = int(similar.sum()), int((~similar).sum())
         if n_sim == 0 or n_dis == 0:
             raise ValueError(
@@ -250,7 +254,7 @@ class _BaseMMC(MahalanobisMixin):
                 float(np.sum((L @ W) * L))))
 
         theta0 = L0.ravel() if full is None else L0.ravel() * full
-        result = minimize_lbfgs(fun, theta0, max_iter=self.max_iter, tol=self.tol,
+        result = minimize_lbfgs(fun, theta0, max_iter=self.max_iter, tol=self._tol,
                                 on_iteration=on_iteration)
         L = components(result.x)
         # Rescale onto the constraint: sum_S d^T M d = <W, L^T L> = 1.
@@ -304,7 +308,7 @@ class _BaseMMC(MahalanobisMixin):
                     delta = alpha
                 if self._report(printer, cycle, -g, L):
                     break
-                if delta < self.tol:
+                if delta < self._tol:
                     self.converged_ = True
                     break
         except KeyboardInterrupt:
@@ -377,7 +381,7 @@ class _BaseMMC(MahalanobisMixin):
                 w, f, dist, total = w_try, f_try, dist_try, total_try
                 if self._report(printer, it, f, np.diag(np.sqrt(w))):
                     break
-                if rel < self.tol:
+                if rel < self._tol:
                     self.converged_ = True
                     break
         except KeyboardInterrupt:
@@ -448,6 +452,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
         MMC: the full-matrix L-BFGS solver only (the diagonal Newton
         solver does not depend on the features' scales; 'projection' is
         the paper's algorithm, as given).
+    {convergence_threshold}
 
     Attributes
     ----------
@@ -488,7 +493,7 @@ class MMC(PairsClassifierMixin, _BaseMMC):
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-3, init="identity",
                  diagonal=False, diagonal_c=1.0, verbose=False, preprocessor=None,
                  random_state=None, solver="lbfgs", logdet_reg="auto", n_jobs=None,
-                 callback=None, feature_scaling="auto"):
+                 callback=None, feature_scaling="auto", convergence_threshold="deprecated"):
         store_params(self, locals())
 
     @fit_context
@@ -524,6 +529,8 @@ solver, logdet_reg, n_jobs, callback, feature_scaling
         metric-learn's default.
     {n_constraints_grow}
     {preprocessor_points}
+    {num_constraints}
+    {convergence_threshold}
 
     Attributes
     ----------
@@ -540,12 +547,14 @@ solver, logdet_reg, n_jobs, callback, feature_scaling
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **_BaseMMC._parameter_constraints, **shared("n_constraints", "preprocessor")}
+        **_BaseMMC._parameter_constraints, **shared("n_constraints", "preprocessor"),
+        "num_constraints": renamed(shared("n_constraints")["n_constraints"])}
     # MMC's default pair count grows with the data (see estimator_pairs).
     _grow_pair_count = True
 
     def __init__(self, max_iter=100, max_proj=10000, tol=1e-2, n_constraints=None,
                  init="identity", diagonal=False, diagonal_c=1.0, verbose=False,
                  preprocessor=None, random_state=None, solver="lbfgs", logdet_reg="auto",
-                 n_jobs=None, callback=None, feature_scaling="auto"):
+                 n_jobs=None, callback=None, feature_scaling="auto", num_constraints="deprecated",
+                 convergence_threshold="deprecated"):
         store_params(self, locals())

@@ -31,7 +31,14 @@ from fastmetric._core.covariance import (
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales, resolve_n_components
 from fastmetric._core.inputs import one_per_row, validate_points
-from fastmetric._core.params import fit_context, integers, shared, store_params
+from fastmetric._core.params import (
+    fit_context,
+    integers,
+    renamed,
+    renamed_value,
+    shared,
+    store_params,
+)
 
 __all__ = ["RCA", "RCA_Supervised"]
 
@@ -261,6 +268,9 @@ class RCA_Supervised(RCA):
         CPUs).  The result does not depend on it.
     feature_scaling : {'auto', 'range'} or None, default='auto'
         As in :class:`RCA`.
+    num_chunks : int, default='deprecated'
+        metric-learn's old name of ``n_chunks``: a value given here is used
+        as ``n_chunks``, with a FutureWarning (as in metric-learn 0.7).
 
     Attributes
     ----------
@@ -289,11 +299,12 @@ class RCA_Supervised(RCA):
         **shared("random_state", "n_jobs"),
         "n_chunks": [None, integers(1)],
         "chunk_size": [integers(2)],
+        "num_chunks": renamed([integers(1)]),
     }
 
     def __init__(self, n_components=None, n_chunks=None, chunk_size=2, preprocessor=None,
                  random_state=None, shrinkage="ledoit_wolf", n_jobs=None,
-                 feature_scaling="auto"):
+                 feature_scaling="auto", num_chunks="deprecated"):
         store_params(self, locals())
 
     @fit_context
@@ -307,7 +318,8 @@ class RCA_Supervised(RCA):
         """
         X, y = validate_points(self, X, y, ensure_min_samples=2)
         check_classification_targets(y)
-        chunks = chunks_from_labels(y, self.n_chunks, int(self.chunk_size),
+        n_chunks = renamed_value(self, "num_chunks", "n_chunks")
+        chunks = chunks_from_labels(y, n_chunks, int(self.chunk_size),
                                     random_state=self.random_state, n_jobs=self.n_jobs)
         self._fit_chunks(X, chunks, self.shrinkage)
         return self

@@ -38,7 +38,14 @@ from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.docs import shared_docs
 from fastmetric._core.init import feature_scales, prior_matrix
 from fastmetric._core.pairs import PairsClassifierMixin, PairsFromLabelsMixin
-from fastmetric._core.params import fit_context, options_or_array, reals, shared, store_params
+from fastmetric._core.params import (
+    fit_context,
+    options_or_array,
+    reals,
+    renamed,
+    shared,
+    store_params,
+)
 from fastmetric._core.threads import effective_n_threads, threads_for_work
 from fastmetric._core.validation import caller_stacklevel, check_finite_result
 from fastmetric.kernels.pair_scatter import pair_scatter
@@ -292,6 +299,7 @@ verbose, random_state, n_jobs, feature_scaling
         As in :class:`SDML`.
     {n_constraints}
     {preprocessor_points}
+    {num_constraints}
 
     Attributes
     ----------
@@ -314,10 +322,11 @@ verbose, random_state, n_jobs, feature_scaling
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **_BaseSDML._parameter_constraints, **shared("n_constraints", "preprocessor")}
+        **_BaseSDML._parameter_constraints, **shared("n_constraints", "preprocessor"),
+        "num_constraints": renamed(shared("n_constraints")["n_constraints"])}
 
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
                  n_constraints=None, verbose=False, preprocessor=None, random_state=None,
                  max_condition=3.0, max_iter=100, n_jobs=None, enet_tol=1e-6,
-                 feature_scaling="auto"):
+                 feature_scaling="auto", num_constraints="deprecated"):
         store_params(self, locals())

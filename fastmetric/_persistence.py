@@ -724,6 +724,7 @@ def _check_fitted_state(cls, fitted):
     fitted one must hold every attribute of :func:`_required_attributes`,
     with ``components_`` a finite non-empty 2-D float array of
     ``n_features_in_`` columns, ``threshold_`` and ``bias_`` finite numbers,
+    a pair classifier's ``classes_`` (when present) ``[-1, 1]`` or ``[0, 1]``,
     ``cluster_centers_`` a finite 2-D float array of ``components_.shape[0]``
     columns, and ``feature_names_in_`` (when present) ``n_features_in_``
     strings.  A tampered file must not give a model whose predictions
@@ -768,6 +769,16 @@ def _check_fitted_state(cls, fitted):
     for attr in ("threshold_", "bias_"):
         if attr in fitted and not _is_finite_real(fitted[attr]):
             bad(f"{attr} is {_preview(fitted[attr])}, not a finite number")
+    if "classes_" in fitted and issubclass(cls, PairsClassifierMixin):
+        # predict answers classes_[0] or classes_[1]: only the two encodings
+        # fit can give (pair_label_classes); [7] would raise an IndexError,
+        # ['a', 'b'] would be answered.
+        classes = fitted["classes_"]
+        if not (isinstance(classes, np.ndarray) and classes.dtype.kind in "iu"
+                and classes.tolist() in ([-1, 1], [0, 1])):
+            shown = (_preview(classes.tolist()) if isinstance(classes, np.ndarray)
+                     and classes.size <= 8 else _describe(classes))
+            bad(f"classes_ is {shown}, not the array [-1, 1] or [0, 1]")
     if "cluster_centers_" in fitted:
         centers = fitted["cluster_centers_"]
         if not _is_float_matrix(centers) or centers.shape[1] != L.shape[0]:

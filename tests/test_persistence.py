@@ -357,6 +357,11 @@ def _prune(path):
     ("LDML_Supervised", _drop("bias_"), "lacks bias_"),
     ("ITML-points", _set("threshold_", 10**400), "threshold_ is 1000.*not a finite number"),
     ("MMC-points", _drop("threshold_"), "MMC is fitted but lacks threshold_"),
+    # predict answers classes_[0] or classes_[1]: [7] raised an IndexError,
+    # ['a', 'b'] was answered
+    ("ITML-points", _set("classes_", [7]), r"ITML's classes_ is \[7\], not the array"),
+    ("LDML-indices", _set("classes_", ["a", "b"]), r"classes_ is \['a', 'b'\], not the array"),
+    ("MMC-points", _set("classes_", [0.5, 2.0]), r"classes_ is \[0.5, 2.0\], not the array"),
     ("ClusterLDML", _drop("cluster_centers_"), "ClusterLDML is fitted but lacks cluster_centers_"),
     ("ClusterLDML", _swap("cluster_centers_", "labels_"), "cluster_centers_ is not a non-empty"),
     ("ClusterLDML", _set("cluster_centers_", [[0.0, 1.0]]), "cluster_centers_ is not a non-empty"),

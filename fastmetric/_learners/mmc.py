@@ -158,7 +158,20 @@ class _BaseMMC(MahalanobisMixin):
         scales = (feature_scales(X, self.feature_scaling)
                   if not self.diagonal and self.solver == "lbfgs" else None)
         self.feature_scales_ = scales
-        M0 = self._initial_metric(X, rng, scales)
+        # Data in one unit at an extreme scale (one power of two for every
+        # feature): the fit runs on the points divided by it (exact), where
+        # MMC's sums of squares (the pair scatter, the start's metric) stay
+        # in float64's range (at about 1e+-200 they overflowed), and its map
+        # is divided by it: the fit at a range of one, bit for bit.
+        self._points_scale = 1.0
+        if scales is not None and np.all(scales == scales[0]):
+            self._points_scale = float(scales[0])
+            X, scales = X / X.dtype.type(self._points_scale), None
+            M0 = self._initial_metric(X, rng, None)
+            if not isinstance(self.init, str):  # a metric of the points as given
+                M0 = M0 * (self._points_scale * self._points_scale)
+        else:
+            M0 = self._initial_metric(X, rng, scales)
         W = objective.pair_scatter_matrix(X, aS, bS, None, n_threads)
         if self.diagonal:
             w = self._fit_diag(X, aD, bD, np.diag(W).copy(), np.diag(M0).copy(),
@@ -173,7 +186,7 @@ class _BaseMMC(MahalanobisMixin):
                 L = self._fit_factored(X, aD, bD, W, M0, n_threads, scales)
             else:
                 L = self._fit_full(X, aD, bD, W, M0, n_threads)
-        self.components_ = np.ascontiguousarray(L, dtype=np.float64)
+        self.components_ = np.ascontiguousarray(L / self._points_scale, dtype=np.float64)
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -200,7 +213,8 @@ class _BaseMMC(MahalanobisMixin):
         if self.verbose:
             printer(iteration, objective)
         if self.callback is not None:
-            self.components_ = np.ascontiguousarray(L, dtype=np.float64)
+            self.components_ = np.ascontiguousarray(
+                L / getattr(self, "_points_scale", 1.0), dtype=np.float64)
             stop = bool(self.callback(self, iteration, objective))
         return stop
 

@@ -522,13 +522,7 @@ def test_extreme_scales_fit_as_a_range_of_one(learner):
     ref = learner(**kw).fit(X01, y).components_
     for exponent in (-30, 40):
         fitted = learner(**kw).fit(X01 * 2.0 ** exponent, y)
-        if learner is MMC_Supervised:
-            # its pair scatter is summed in the raw coordinates and its
-            # ridge's trace then in another order: the last bits differ
-            assert_allclose(fitted.components_ * 2.0 ** exponent, ref, rtol=1e-10,
-                            atol=1e-12 * np.abs(ref).max())
-        else:
-            assert_array_equal(fitted.components_ * 2.0 ** exponent, ref)
+        assert_array_equal(fitted.components_ * 2.0 ** exponent, ref)
         assert_array_equal(fitted.feature_scales_, np.full(8, 2.0 ** exponent))
 
 
@@ -573,14 +567,15 @@ def test_softmax_learners_on_float32_data_at_extreme_scales(learner):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("learner, rtol", [(ITML, 0.0), (SDML, 0.0), (MMC, 1e-10),
+@pytest.mark.parametrize("learner, rtol", [(ITML, 0.0), (SDML, 0.0), (MMC, 0.0),
                                            (LDML, 1e-6)])
 def test_pair_learners_at_extreme_scales(learner, rtol):
     """Pairs of min-max points times 2^-30 or 2^40 fit as at a range of one.
     MMC's log-det term is now taken in the scaled coordinates: on L it
     carried a constant that made L-BFGS stop after one step at 2^-30 (12 at
     a range of one, maps 38 % apart).  LDML's last bits differ at 2^-30.
-    At 2^+-664 each but MMC is the same fit too."""
+    At 2^+-664 each is the same fit too; MMC, which fits data in one unit
+    divided by their common scale, bit for bit."""
     X, y = classes_in_mixed_units(n=120)
     X01 = MinMaxScaler().fit_transform(X)
     rng = np.random.RandomState(0)
@@ -589,10 +584,10 @@ def test_pair_learners_at_extreme_scales(learner, rtol):
     kw = {"random_state": 0} if "random_state" in learner().get_params() else {}
     ref = learner(**kw).fit(X01[idx], labels)
     # 2^+-664 (about 1e+-200): scales whose squares overflow (LDML's pull
-    # toward its start squared them: its objective was not finite there).
-    # MMC's pair scatter and start are sums of squares in the data's units,
-    # which overflow there: not yet fitted at a range of one (README).
-    for exponent in (-30, 40) if learner is MMC else (-30, 40, -664, 664):
+    # toward its start squared them: its objective was not finite there;
+    # MMC's pair scatter and start, sums of squares in the data's units,
+    # overflowed: it now fits the points divided by their common scale).
+    for exponent in (-30, 40, -664, 664):
         fitted = learner(**kw).fit(X01[idx] * 2.0 ** exponent, labels)
         assert fitted.n_iter_ == ref.n_iter_
         assert_allclose(fitted.components_ * 2.0 ** exponent, ref.components_, rtol=rtol,

@@ -40,6 +40,7 @@ import numpy as np
 from fastmetric._core.distances import mahalanobis_distances
 from fastmetric._core.sampling import _check_labels
 from fastmetric._core.search import Embedding, ExactIndex
+from fastmetric._core.validation import extreme_exponent
 
 __all__ = [
     "RetrievalScorer",
@@ -366,11 +367,6 @@ def knn_accuracy(y_query, y_neighbors, k=None):
     return float(correct.mean()) if len(rows) else float("nan")
 
 
-# Rows whose largest magnitude is beyond 2^+-EXTREME_EXPONENT are clustered at
-# a scale of one (kmeans_scores).
-EXTREME_EXPONENT = 100
-
-
 def kmeans_scores(Z, y, n_clusters=None, random_state=0):
     """k-means on (mapped) rows, scored against the labels.
 
@@ -419,9 +415,9 @@ def kmeans_scores(Z, y, n_clusters=None, random_state=0):
     # multiplied by a power of two, which is exact and changes no step of
     # k-means (its seeding draws by ratios of squared distances, its
     # tolerance is relative to the data's variance), only the rounding away.
-    top = float(np.abs(Z).max()) if Z.size else 0.0
-    if top > 0 and abs(int(np.frexp(top)[1])) > EXTREME_EXPONENT:
-        Z = np.ldexp(Z, -int(np.frexp(top)[1]))
+    exponent = extreme_exponent(Z)
+    if exponent:
+        Z = np.ldexp(Z, -exponent)
     pred = KMeans(n_clusters=c, n_init=10, random_state=random_state).fit_predict(Z)
     return {"nmi": float(normalized_mutual_info_score(y, pred)),
             "ami": float(adjusted_mutual_info_score(y, pred))}

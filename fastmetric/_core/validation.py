@@ -257,6 +257,27 @@ def check_pair_vector(v, n_pairs, name, dtype, lo=None, hi=None, nonneg=False):
 # their sum and the weighted sums stay in the float range.
 WEIGHT_EXPONENT_RANGE = 500
 
+# Points whose largest magnitude lies beyond 2^+-EXTREME_EXPONENT are worked
+# on at a scale of one (multiplied by a power of two, exact) by the code whose
+# squared distances have no rescaling of their own (k-means): their squares
+# underflow or overflow float64 near 2^+-510.
+EXTREME_EXPONENT = 100
+
+
+def extreme_exponent(values):
+    """The power of two to divide ``values`` by (0: none needed): the
+    exponent of their largest magnitude when it lies beyond
+    ``2^+-EXTREME_EXPONENT``.
+
+    >>> extreme_exponent(np.array([[3e-200, 1e-201]]))
+    -662
+    >>> extreme_exponent(np.array([[3.0, -1.0]]))
+    0
+    """
+    top = float(np.max(np.abs(values), initial=0.0))
+    exponent = int(np.frexp(top)[1]) if top > 0 and np.isfinite(top) else 0
+    return exponent if abs(exponent) > EXTREME_EXPONENT else 0
+
 
 def check_weights(v, n, name="sample_weight", unit="pair"):
     """Validated non-negative weights, one per ``unit`` (``n`` of them).

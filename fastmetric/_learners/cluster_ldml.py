@@ -161,6 +161,7 @@ from fastmetric._core.params import (
 from fastmetric._core.rows import l2_normalize_rows
 from fastmetric._core.solvers import IterationPrinter, warn_interrupted
 from fastmetric._core.threads import effective_n_threads, limited_openmp
+from fastmetric._core.validation import extreme_exponent
 
 __all__ = ["ClusterLDML"]
 
@@ -236,25 +237,6 @@ def _combine(L, group_maps, weights, rate, n_components):
     if L_new.shape[0] < k:  # fewer stacked rows than components (tiny inputs)
         L_new = np.vstack([L_new, np.zeros((k - L_new.shape[0], L.shape[1]))])
     return np.ascontiguousarray(L_new)
-
-
-# Points whose largest magnitude is beyond 2^+-EXTREME_EXPONENT are clustered
-# at a scale of one (their squares underflow or overflow float64 near 2^+-510).
-EXTREME_EXPONENT = 100
-
-
-def _extreme_exponent(points):
-    """The power of two to divide ``points`` by (0: none needed): the
-    exponent of their largest magnitude when it is beyond 2^+-EXTREME_EXPONENT.
-
-    >>> _extreme_exponent(np.array([[3e-200, 1e-201]]))
-    -662
-    >>> _extreme_exponent(np.array([[3.0, -1.0]]))
-    0
-    """
-    top = float(np.max(np.abs(points), initial=0.0))
-    exponent = int(np.frexp(top)[1]) if top > 0 and np.isfinite(top) else 0
-    return exponent if abs(exponent) > EXTREME_EXPONENT else 0
 
 
 @shared_docs
@@ -954,7 +936,7 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             # The rounds run on the points times a power of two (exact; the
             # map absorbs any scale, see _unit_spread) and the maps are
             # multiplied back (_set_state).
-            self._points_exponent = _extreme_exponent(points)
+            self._points_exponent = extreme_exponent(points)
             if self._points_exponent:
                 points = np.ldexp(points, -self._points_exponent).astype(points.dtype, copy=False)
             rows = MemoryRows(points)

@@ -555,6 +555,7 @@ def test_files_without_set_output_load_with_the_default_configuration(saved):
     assert "_sklearn_output_config" not in vars(loaded)
     assert type(loaded.transform(iris_std()[0])) is np.ndarray
     # A pandas-configured model's file with the key removed: as written before.
+    pytest.importorskip("pandas")
     X, y = iris_std()
     est = fastmetric.NCA(max_iter=3, n_jobs=1).set_output(transform="pandas").fit(X, y)
     fastmetric.save(est, saved)

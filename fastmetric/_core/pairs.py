@@ -12,7 +12,6 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.constraints import estimator_pairs
 from fastmetric._core.dask_support import is_dask_array
@@ -435,9 +434,6 @@ class PairsFromLabelsMixin:
         {returns_self}
         """
         X, y = validate_points(self, X, y)
-        # Classes, not a regression target: a float y would make every value
-        # a class of its own (scikit-learn's message, as the other learners).
-        check_classification_targets(y)
         n_constraints = renamed_value(self, "num_constraints", "n_constraints")
         a, b, similar = estimator_pairs(self, y, n_constraints, grow=self._grow_pair_count)
         return self._fit_pairs(X, a, b, similar)

@@ -26,7 +26,6 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import label_pairs, neighbor_pairs, split_pair_count
@@ -523,7 +522,6 @@ feature_scaling
             X, y = check_dask_labelled_points(self, X, y, reset)
         else:
             X, y = validate_points(self, X, y, reset=reset)
-        check_classification_targets(y)  # classes, not a regression target
         _, labels, _ = encode_pair_labels(y, type(self).__name__)
         return X, labels
 

@@ -61,7 +61,6 @@ from scipy.linalg.lapack import dpotrf, dpotri
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 
 from fastmetric._core.base import MahalanobisMixin
 from fastmetric._core.constraints import quadruplets_from_labels
@@ -398,9 +397,7 @@ feature_scaling
 
     def _points(self, X, y):
         """Validated points and labels; X may be identifiers of preprocessor rows."""
-        X, y = validate_points(self, X, y)
-        check_classification_targets(y)  # classes, not a regression target
-        return X, y
+        return validate_points(self, X, y)
 
     @fit_context
     def fit(self, X, y):

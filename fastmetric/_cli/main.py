@@ -243,8 +243,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.n_jobs == 0:
         parser.error("--n-jobs 0 has no meaning; use a positive integer or -1.")
-    if args.seed < 0:
-        parser.error(f"--seed must be non-negative; got {args.seed}.")
+    if not 0 <= args.seed < 2**32:  # numpy's and scikit-learn's seeds
+        parser.error(f"--seed must be an integer in [0, 2**32 - 1]; got {args.seed}.")
     return args
 
 
@@ -276,10 +276,23 @@ def plot_path(path):
         raise ValueError(f"--plot {path!r}: matplotlib cannot write .{suffix} files; use one "
                          f"of {', '.join('.' + f for f in sorted(formats))}.")
     folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"--plot {path!r}: {folder!r} is a file, not a folder.")
     if not os.path.isdir(folder):
         raise ValueError(f"--plot {path!r}: the folder {folder!r} does not exist.")
     if not os.access(folder, os.W_OK):
         raise ValueError(f"--plot {path!r}: the folder {folder!r} is not writable.")
+    # What only writing tells (a name too long, a folder like /proc that
+    # refuses new files): open the file now, not after every fit.
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--plot {path!r}: the file cannot be written "
+                         f"({exc.strerror or exc}).") from None
+    if not existed:
+        os.remove(path)
     return path
 
 

@@ -187,3 +187,32 @@ def test_plot_path_is_checked_before_fitting(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"plot saved to {tmp_path / 'embedding'}.png" in proc.stdout
     assert (tmp_path / "embedding.png").exists()
+
+
+def test_plot_paths_only_writing_can_refuse_are_checked_before_fitting(tmp_path):
+    """A name too long for the file system, or a parent that is a file,
+    gave a traceback (exit code 1) after every fit; now an error up front,
+    and the probe leaves no file behind."""
+    pytest.importorskip("matplotlib")
+    from fastmetric._cli.main import plot_path
+
+    (tmp_path / "afile").write_text("")
+    for bad, message in ((str(tmp_path / ("a" * 300 + ".png")), "cannot be written"),
+                         (str(tmp_path / "afile" / "p.png"), "is a file, not a folder")):
+        with pytest.raises(ValueError, match=message):
+            plot_path(bad)
+    assert plot_path(str(tmp_path / "ok.png")) == str(tmp_path / "ok.png")
+    assert not (tmp_path / "ok.png").exists()
+    proc = _run(["--quick", "--no-progress", "--only", "Covariance", "--plot",
+                 str(tmp_path / ("a" * 300 + ".png"))])
+    assert proc.returncode == 2 and "cannot be written" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_seeds_outside_numpys_range_are_refused_by_name(seed):
+    """A seed of 2**32 or more crashed with a traceback in the learners that
+    check their random_state (NCA), after the data were loaded."""
+    proc = _run(["--quick", "--no-progress", "--only", "NCA", "--seed", seed])
+    assert proc.returncode == 2 and "--seed must be an integer in [0, 2**32 - 1]" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -496,7 +496,9 @@ def _retrieval_scores(Zq, y_query, Zdb=None, y_db=None, ks=(1, 5, 10), knn_k=5, 
     out["map@r"] = map_at_r(y_query, labels, Rc)
     out["mrr"] = _full_mrr(Zq, y_query, None if loo else Zdb, None if loo else y_db,
                            labels, R)
-    out[f"knn_accuracy@{min(knn_k, K)}"] = knn_accuracy(y_query, labels, min(knn_k, K))
+    # Named by the k asked for (the same keys on every fold); with fewer
+    # rows than that, the vote of all there are.
+    out[f"knn_accuracy@{knn_k}"] = knn_accuracy(y_query, labels, min(knn_k, K))
     return out
 
 
@@ -526,7 +528,8 @@ def evaluate(learner, X_query, y_query, X_db=None, y_db=None, *, ks=(1, 5, 10), 
     -------
     scores : dict of str to float
         ``precision@k`` and ``recall@k`` for each k, ``r_precision``,
-        ``map@r``, ``mrr``, ``knn_accuracy@<knn_k>`` and, with
+        ``map@r``, ``mrr``, ``knn_accuracy@<knn_k>`` (with fewer database
+        rows than ``knn_k``, the vote of all of them) and, with
         ``clustering``, ``nmi`` and ``ami``.
     """
     if X_db is None and y_db is not None:
@@ -547,7 +550,8 @@ def evaluate(learner, X_query, y_query, X_db=None, y_db=None, *, ks=(1, 5, 10), 
 # ---------------------------------------------------------------------------
 # Scorers
 # ---------------------------------------------------------------------------
-_SCORE_NAMES = re.compile(r"^(precision|recall|knn_accuracy)@(\d+)$|^(r_precision|map@r|mrr)$")
+# k as evaluate names it: no sign, no leading zero ('precision@05' has no key).
+_SCORE_NAMES = re.compile(r"^(precision|recall|knn_accuracy)@([1-9]\d*)$|^(r_precision|map@r|mrr)$")
 
 
 class RetrievalScorer:
@@ -585,10 +589,7 @@ class RetrievalScorer:
         m = _SCORE_NAMES.match(self.score)
         k = int(m.group(2)) if m.group(2) else 1
         scores = _retrieval_scores(Z, y, ks=(k,), knn_k=k)
-        key = self.score
-        if m.group(1) == "knn_accuracy":
-            key = next(name for name in scores if name.startswith("knn_accuracy@"))
-        return scores[key]
+        return scores[self.score]
 
     def __repr__(self):
         return f"RetrievalScorer({self.score!r})"

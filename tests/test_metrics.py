@@ -358,3 +358,18 @@ def test_mrr_is_over_the_whole_ranking():
             args = (Xd, yd) if db else ()
             got = evaluate(None, Xq, yq, *args, ks=(1,), knn_k=1, clustering=False)["mrr"]
             assert got == pytest.approx(np.mean(ref), abs=1e-12)
+
+
+def test_knn_accuracy_is_named_by_the_k_asked_for(iris):
+    """With fewer database rows than knn_k, the key was knn_accuracy@<rows>:
+    scores['knn_accuracy@10'] raised a KeyError, and the keys changed across
+    folds of different sizes.  'precision@05' was accepted as a scorer name
+    and raised a KeyError when called."""
+    X, y = iris
+    scores = evaluate(np.eye(4), X[:20], y[:20], X[:5], y[:5], knn_k=10, clustering=False)
+    assert "knn_accuracy@10" in scores and not any(k == "knn_accuracy@5" for k in scores)
+    assert_allclose(scores["knn_accuracy@10"],
+                    evaluate(np.eye(4), X[:20], y[:20], X[:5], y[:5], knn_k=5,
+                             clustering=False)["knn_accuracy@5"])
+    with pytest.raises(ValueError, match="unknown retrieval score 'precision@05'"):
+        make_retrieval_scorer("precision@05")

@@ -355,3 +355,26 @@ def test_tiny_pairs_get_their_distances_not_zero(dtype, n_pairs, tiny):
     # Pairs of one point stay exactly 0, on every path.
     assert_array_equal(paired_mahalanobis_distances(X_small, np.zeros((n_pairs, 2), dtype=int),
                                                     components=L_small), 0.0)
+
+
+def test_float32_distances_of_rows_far_from_the_origin():
+    """float32 distances come from ||a||^2 + ||b||^2 - 2 a.b, whose rounding
+    grew with the rows' norms: rows about 1000 from the origin with unit
+    spread had distances wrong by up to 1.4 (a point 1.4 from itself, near
+    duplicates at 0 or 1).  The embedded rows are centred first."""
+    from fastmetric.pairwise import mahalanobis_distances
+
+    rng = np.random.RandomState(0)
+    X = (1000.0 + rng.randn(200, 10)).astype(np.float32)
+    Y = (1000.0 + rng.randn(50, 10)).astype(np.float32)
+    L = rng.randn(6, 10).astype(np.float32)
+    X64, Y64, L64 = X.astype(np.float64), Y.astype(np.float64), L.astype(np.float64)
+    for got, ref in [
+        (mahalanobis_distances(X, components=L), mahalanobis_distances(X64, components=L64)),
+        (mahalanobis_distances(X, Y, components=L),
+         mahalanobis_distances(X64, Y64, components=L64)),
+    ]:
+        assert got.dtype == np.float32
+        # float32's own rounding of the map and of the centred expansion
+        assert np.abs(got - ref).max() < 1e-2 * np.median(ref)
+    assert np.all(np.diag(mahalanobis_distances(X, components=L)) == 0)

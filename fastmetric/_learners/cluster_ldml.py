@@ -239,6 +239,11 @@ def _combine(L, group_maps, weights, rate, n_components):
     return np.ascontiguousarray(L_new)
 
 
+# A rest (see _add_rest) whose spread is below this fraction of the rounds'
+# metric's is rounding, not a direction along which the points vary.
+_REST_FLOOR = 1e-12
+
+
 @shared_docs
 class ClusterLDML(ClusterMixin, MahalanobisMixin):
     """Metric learning without labels (or with a few): k-means pseudo-labels refined by LDML.
@@ -1114,8 +1119,13 @@ class ClusterLDML(ClusterMixin, MahalanobisMixin):
             return L
         C = L_start - (L_start @ Q) @ Q.T
         rest, own = rows.spread(C), rows.spread(L)
-        if not (np.isfinite(rest) and rest > 0 and own > 0):
-            return L  # the starting metric has no direction outside Q
+        # The starting metric has no direction outside Q along which the
+        # points vary: nothing to add.  Relative to L's spread: when the only
+        # direction left is a constant feature, ``rest`` is the rounding of
+        # Q (about 1e-34), and scaled up to a share of L's spread that
+        # rounding became the whole metric (every distance 0).
+        if not (np.isfinite(rest) and own > 0 and rest > _REST_FLOOR * own):
+            return L
         # Per direction: C brings n_rest directions, L's spread lies on the
         # r = rank(Q) directions of the cluster means.
         n_rest = min(L_start.shape[0], d - Q.shape[1])

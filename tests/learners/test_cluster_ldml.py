@@ -818,3 +818,25 @@ def test_fit_predict_passes_the_labels_and_unclaimed_clusters_warn():
     with pytest.warns(UserWarning, match="with 2 classes"):
         est = ClusterLDML(n_clusters=3, random_state=0).fit(X, y > 0)
     np.testing.assert_array_equal(est.cluster_classes_, [0, 1, -1])
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_a_constant_feature_is_left_out_of_the_metric(value):
+    """With as many discriminant directions as varying features, the rest of
+    the starting metric was only a constant column: its spread was the
+    rounding of the projection (about 1e-34), scaled up to a share of the
+    metric it became the whole metric (M = diag(0, 0, 2.5e29), every
+    distance 0).  Now the constant column gets no weight, and the clustering
+    and the distances are about those learned without it."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(150, 2) + 5.0 * (np.arange(150) % 3)[:, None]
+    with_constant = np.c_[X, np.full(150, value)]
+    fitted = ClusterLDML(n_clusters=3, random_state=0).fit(with_constant)
+    M = fitted.get_mahalanobis_matrix()
+    assert np.allclose(M[2], 0.0) and np.all(np.isfinite(M))
+    alone = ClusterLDML(n_clusters=3, random_state=0).fit(X)
+    assert adjusted_rand_score(alone.labels_, fitted.labels_) == 1.0
+    d_with = np.sqrt(np.einsum("ij,jk,ik->i", X[1:] - X[:-1], M[:2, :2], X[1:] - X[:-1]))
+    d_alone = np.sqrt(np.einsum("ij,jk,ik->i", X[1:] - X[:-1], alone.get_mahalanobis_matrix(),
+                                X[1:] - X[:-1]))
+    assert d_with.max() > 1.0 and np.corrcoef(d_with, d_alone)[0, 1] > 0.99

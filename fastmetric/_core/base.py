@@ -79,7 +79,8 @@ def _float32_overflows(X, L, power=1):
 
 
 def _float32_holds(L):
-    """Whether every entry of the map ``L`` is within float32's range."""
+    """Whether every entry of ``L`` (a map, or values mapped by one) is
+    within float32's range (NaN: no)."""
     return float(np.abs(L).max(initial=0.0)) < float(np.finfo(np.float32).max)
 
 
@@ -248,11 +249,11 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             # beyond float32 would come back as infinity (and NaN distances
             # downstream): said instead.
             Z = _embed_rows(X.astype(np.float64), self.components_, getattr(self, "n_jobs", None))
-            top, f32_max = float(np.abs(Z).max(initial=0.0)), float(np.finfo(np.float32).max)
-            if not top <= f32_max:
+            if not _float32_holds(Z):
                 raise ValueError(
-                    f"the transformed values of this float32 X reach {top:.3g}, beyond "
-                    f"float32's range ({f32_max:.3g}; components_ reach "
+                    f"the transformed values of this float32 X reach "
+                    f"{float(np.abs(Z).max()):.3g}, beyond float32's range "
+                    f"({float(np.finfo(np.float32).max):.3g}; components_ reach "
                     f"{float(np.abs(self.components_).max()):.3g}); transform "
                     "X.astype(np.float64) instead.")
             return Z.astype(np.float32)

@@ -147,6 +147,19 @@ def options_or_array(*names, learner=False):
     return constraints
 
 
+# metric-learn 0.7 renamed some parameters (num_constraints -> n_constraints,
+# convergence_threshold -> tol, num_chunks -> n_chunks, k -> n_neighbors) and
+# keeps the old names, default 'deprecated', with a FutureWarning: code
+# written for metric-learn 0.6 runs on 0.7, and on fastmetric too.
+RENAMED_DEFAULT = "deprecated"
+
+
+def renamed(constraints):
+    """The constraints of an old parameter name: ``'deprecated'`` (its
+    default, hidden from the error messages) or a value of the new one."""
+    return [Hidden(StrOptions({RENAMED_DEFAULT})), *constraints]
+
+
 _SHARED = {
     # None: every thread OpenMP allows; k > 0: k threads; k < 0: all CPUs
     # but |k| - 1 (joblib's convention); 0 means nothing.  |k| fits a C int
@@ -162,6 +175,9 @@ _SHARED = {
     "tol": [reals(0)],
     "n_components": [None, integers(1)],
     "n_constraints": [None, integers(1)],
+    # metric-learn 0.7's old names of n_constraints and tol (renamed_value)
+    "num_constraints": renamed([None, integers(1)]),
+    "convergence_threshold": renamed([reals(0)]),
     "normalize": ["boolean"],
     # A fixed intensity, or the rule that estimates it from the data.
     "shrinkage": [StrOptions({"ledoit_wolf", "oas"}), reals(0, 1, closed="both")],
@@ -196,19 +212,6 @@ def store_params(estimator, values):
     for name, value in values.items():
         if name not in ("self", "__class__"):
             setattr(estimator, name, value)
-
-
-# metric-learn 0.7 renamed some parameters (num_constraints -> n_constraints,
-# convergence_threshold -> tol, num_chunks -> n_chunks, k -> n_neighbors) and
-# keeps the old names, default 'deprecated', with a FutureWarning: code
-# written for metric-learn 0.6 runs on 0.7, and on fastmetric too.
-RENAMED_DEFAULT = "deprecated"
-
-
-def renamed(constraints):
-    """The constraints of an old parameter name: ``'deprecated'`` (its
-    default, hidden from the error messages) or a value of the new one."""
-    return [Hidden(StrOptions({RENAMED_DEFAULT})), *constraints]
 
 
 def renamed_argument(old, old_value, new, new_value):

@@ -38,10 +38,8 @@ from fastmetric._core.objectives.itml import itml_projections
 from fastmetric._core.pairs import PairsClassifierMixin
 from fastmetric._core.params import (
     fit_context,
-    integers,
     options_or_array,
     reals,
-    renamed,
     renamed_value,
     shared,
     store_params,
@@ -227,7 +225,7 @@ class _BaseITML(MahalanobisMixin):
         # inf: the constraints are enforced exactly (no slack).
         "gamma": [reals(0, closed="right", high=None)],
         "prior": options_or_array(*_PRIORS, learner=True),
-        "convergence_threshold": renamed([reals(0)]),
+        **shared("convergence_threshold"),
         "feature_scaling": [StrOptions({"auto", "range"}), None],
     }
 
@@ -550,7 +548,7 @@ class ITML_Supervised(_BaseITML):
     _parameter_constraints: ClassVar[dict] = {
         **_BaseITML._parameter_constraints,
         **shared("n_constraints", "preprocessor"),
-        "num_constraints": renamed([None, integers(1)]),
+        **shared("num_constraints"),
     }
 
     def __init__(self, gamma=1.0, max_iter=1000, tol=None, n_constraints=None,

@@ -71,7 +71,6 @@ from fastmetric._core.objectives.lsml import lsml_start, minimize_lsml
 from fastmetric._core.params import (
     fit_context,
     options_or_array,
-    renamed,
     renamed_value,
     shared,
     store_params,
@@ -384,9 +383,8 @@ feature_scaling
 
     _parameter_constraints: ClassVar[dict] = {
         **_BaseLSML._parameter_constraints,
-        **shared("n_constraints"),
+        **shared("n_constraints", "num_constraints"),
         "weights": [None, "array-like"],
-        "num_constraints": renamed(shared("n_constraints")["n_constraints"]),
     }
 
     def __init__(self, tol=1e-3, max_iter=1000, prior="identity", n_constraints=None,

@@ -68,7 +68,6 @@ from fastmetric._core.params import (
     integers,
     options_or_array,
     reals,
-    renamed,
     renamed_value,
     shared,
     store_params,
@@ -88,7 +87,8 @@ class _BaseMMC(MahalanobisMixin):
     """Parameter checks and the two MMC solvers, on index pairs into X."""
 
     _parameter_constraints: ClassVar[dict] = {
-        **shared("max_iter", "tol", "verbose", "random_state", "n_jobs", "callback"),
+        **shared("max_iter", "tol", "verbose", "random_state", "n_jobs", "callback",
+                 "convergence_threshold"),
         "max_proj": [integers(1)],
         "init": options_or_array(*_INITS, learner=True),
         "diagonal": ["boolean"],
@@ -96,7 +96,6 @@ class _BaseMMC(MahalanobisMixin):
         "solver": [StrOptions(set(_SOLVERS))],
         "logdet_reg": [StrOptions({"auto"}), reals(0)],
         "feature_scaling": [StrOptions({"auto", "range"}), None],
-        "convergence_threshold": renamed(shared("tol")["tol"]),
     }
 
     def _resolve_logdet_reg(self):
@@ -561,8 +560,8 @@ solver, logdet_reg, n_jobs, callback, feature_scaling
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **_BaseMMC._parameter_constraints, **shared("n_constraints", "preprocessor"),
-        "num_constraints": renamed(shared("n_constraints")["n_constraints"])}
+        **_BaseMMC._parameter_constraints,
+        **shared("n_constraints", "preprocessor", "num_constraints")}
     # MMC's default pair count grows with the data (see estimator_pairs).
     _grow_pair_count = True
 

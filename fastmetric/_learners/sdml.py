@@ -42,7 +42,6 @@ from fastmetric._core.params import (
     fit_context,
     options_or_array,
     reals,
-    renamed,
     shared,
     store_params,
 )
@@ -322,8 +321,8 @@ verbose, random_state, n_jobs, feature_scaling
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **_BaseSDML._parameter_constraints, **shared("n_constraints", "preprocessor"),
-        "num_constraints": renamed(shared("n_constraints")["n_constraints"])}
+        **_BaseSDML._parameter_constraints,
+        **shared("n_constraints", "preprocessor", "num_constraints")}
 
     def __init__(self, balance_param=0.5, sparsity_param=0.01, prior="identity",
                  n_constraints=None, verbose=False, preprocessor=None, random_state=None,
